@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what aiom4b needs to build, test and benchmark on Debian/Ubuntu. Idempotent.
+# Other systems: see the messages below (macOS with Homebrew: `brew install ffmpeg pkg-config llvm`).
+set -euo pipefail
+
+need_pkgs=(
+  # build: ffmpeg-sys-next runs bindgen (clang) against the libav* headers found by pkg-config
+  pkg-config clang libclang-dev build-essential
+  libavcodec-dev libavformat-dev libavutil-dev libswresample-dev
+  libavfilter-dev libavdevice-dev libswscale-dev
+  # tests and benchmarks: ffprobe/ffmpeg as an independent reader and a speed baseline,
+  # espeak-ng for the synthetic spoken corpus, mediainfo/AtomicParsley to inspect output by hand
+  ffmpeg espeak-ng mediainfo atomicparsley hyperfine
+)
+
+os=$(uname -s)
+if [ "$os" = Darwin ]; then
+  echo "macOS: install Homebrew (https://brew.sh), then run:" >&2
+  echo "  brew install ffmpeg pkg-config llvm espeak-ng hyperfine" >&2
+  echo "  export LIBCLANG_PATH=\"\$(brew --prefix llvm)/lib\"" >&2
+  echo "and build with 'cargo build --release'." >&2
+  exit 1
+fi
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "This script knows Debian/Ubuntu (apt-get). On other systems install: FFmpeg >= 4.4 development" >&2
+  echo "libraries (libavcodec, libavformat, libavutil, libswresample), pkg-config, clang/libclang," >&2
+  echo "and for the tests the ffmpeg and ffprobe programs; then run 'cargo test'." >&2
+  exit 1
+fi
+
+sudo=""
+if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+
+missing=()
+for p in "${need_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: system packages already installed" >&2
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "setup: cargo not found; install Rust (rustup) first: https://rustup.rs" >&2
+  exit 1
+fi

@@ -1,0 +1,2 @@
+//! The only place FFmpeg appears: opening inputs safely, decoding, resampling, encoding, muxing.
+//! Keeping it here keeps FFmpeg replaceable.

@@ -1,0 +1,110 @@
+//! The library's error type: what went wrong, where (file, track index), and what to do next.
+//!
+//! Soft problems (a mixed sample rate, a truncated `chpl`) are data — see
+//! [`crate::model::Finding`] — and only blocking problems become an [`Error`].
+use std::path::PathBuf;
+
+/// Everything the library can fail with. Every variant that concerns a file carries its path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation on `path` failed.
+    #[error("{path}: {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Validation found problems that block a conversion; all of them are listed.
+    #[error("{} problem(s) in the input:\n{}", .0.len(), format_findings(.0))]
+    Invalid(Vec<crate::model::Finding>),
+    /// A file could not be opened or decoded as MP3.
+    #[error("{path}: not a decodable MP3 file: {reason}. Remove it from the folder or replace it with a good copy")]
+    NotMp3 { path: PathBuf, reason: String },
+    /// Decoding a file failed in the middle (damaged frames, truncation).
+    #[error("{path}: {errors} damaged MP3 frame(s) ({reason}); replace the file, or pass --allow-damaged to keep the audio that decodes")]
+    Damaged {
+        path: PathBuf,
+        errors: u64,
+        reason: String,
+    },
+    /// An FFmpeg call failed; `what` says which step.
+    #[error("{}FFmpeg failed to {what}: {source}", path.as_ref().map(|p| format!("{}: ", p.display())).unwrap_or_default())]
+    Av {
+        path: Option<PathBuf>,
+        what: String,
+        #[source]
+        source: ffmpeg_next::Error,
+    },
+    /// Options that cannot work together or values out of range.
+    #[error("invalid option: {0}")]
+    Options(String),
+    /// The cover image is unusable.
+    #[error("{path}: cover image rejected: {reason}")]
+    Cover { path: PathBuf, reason: String },
+    /// The chapters file could not be parsed.
+    #[error("{path}:{line}: {reason}")]
+    ChaptersFile {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    /// The written file failed its independent check.
+    #[error("{path}: verification failed: {}", .problems.join("; "))]
+    Verify {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    /// The output already exists and overwriting was not allowed.
+    #[error(
+        "{0}: the output file already exists; choose another name with -o, or pass --overwrite"
+    )]
+    OutputExists(PathBuf),
+    /// The conversion was cancelled (Ctrl-C or a cancelled token).
+    #[error("cancelled")]
+    Cancelled,
+    /// A worker thread panicked; this is a bug in aiom4b.
+    #[error("internal error in {0} (a thread panicked); please report it")]
+    Internal(String),
+}
+
+/// The library's result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An I/O error with its path and the operation that failed.
+    pub fn io(path: impl Into<PathBuf>, what: &'static str, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            what,
+            source,
+        }
+    }
+
+    /// An FFmpeg error, optionally tied to a file.
+    pub fn av(
+        path: Option<&std::path::Path>,
+        what: impl Into<String>,
+        source: ffmpeg_next::Error,
+    ) -> Self {
+        Error::Av {
+            path: path.map(|p| p.to_path_buf()),
+            what: what.into(),
+            source,
+        }
+    }
+
+    /// True when the error is the user's cancellation rather than a failure.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, Error::Cancelled)
+    }
+}
+
+fn format_findings(findings: &[crate::model::Finding]) -> String {
+    findings
+        .iter()
+        .map(|f| format!("  - {f}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -1,0 +1,26 @@
+//! # aiom4b — folders of MP3 audiobook files into one M4B
+//!
+//! ```text
+//!  folders ──scan──▶ files ──probe──▶ tracks ──plan──▶ Book ──convert──▶ .m4b ──verify──▶ report
+//!                    (order)         (rayon)          (chapters,         │
+//!                                                      metadata, cover)  │
+//!    convert:  decode pool (rayon, book order) ─▶ bounded channel ─▶ AAC encoder(s) ─▶ one muxer thread
+//! ```
+//!
+//! The library never prints and never exits: it returns typed [`Error`]s, reports soft problems
+//! as [`Finding`]s, emits `tracing` events and calls a [`ProgressSink`].
+pub mod av;
+pub mod chapters;
+pub mod error;
+pub mod fixtures;
+pub mod model;
+pub mod options;
+pub mod plan;
+pub mod probe;
+pub mod sanitize;
+pub mod scan;
+pub mod verify;
+
+pub use error::{Error, Result};
+pub use model::*;
+pub use options::*;

@@ -1,0 +1,250 @@
+//! Options for every stage as plain structs with the specification's defaults and `validate()`.
+//! The CLI maps its flags onto these in one place (`src/bin/aiom4b/args.rs`).
+use crate::error::{Error, Result};
+use crate::model::{BookMetadata, TargetFormat};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+/// How the files of a folder are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    /// Natural order: `2` before `10`, disc folders as a whole.
+    #[default]
+    Natural,
+    /// Plain code-point order of the relative path.
+    Alpha,
+    /// ID3 disc/track numbers when every file has a track number, else natural.
+    Tags,
+}
+
+/// Options of the scan stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScanOptions {
+    /// How deep to descend below each folder (1 = only the folder itself). Default 3.
+    pub max_depth: usize,
+    pub order: Order,
+}
+
+impl Default for ScanOptions {
+    fn default() -> Self {
+        ScanOptions {
+            max_depth: 3,
+            order: Order::Natural,
+        }
+    }
+}
+
+/// Size limits applied by validation.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest accepted single file, in MiB (`MAX_FILE_SIZE_MB`, default 1000).
+    pub max_file_size_mb: u64,
+    /// Largest accepted total of all files, in MiB (default 50 000).
+    pub max_total_size_mb: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_size_mb: 1000,
+            max_total_size_mb: 50_000,
+        }
+    }
+}
+
+/// Where chapter titles come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChapterTitles {
+    /// ID3 titles when present and not all identical, else file names.
+    #[default]
+    Auto,
+    Tags,
+    Filenames,
+}
+
+/// Options of the plan stage.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PlanOptions {
+    pub chapter_titles: ChapterTitles,
+    /// Metadata that overrides what the tags say (CLI `--title`, `--author`, ...).
+    pub overrides: BookMetadata,
+    /// A cover image that overrides the embedded/folder cover.
+    pub cover: Option<PathBuf>,
+    /// Output path; default `<data_dir>/output/<sanitized title>.m4b`.
+    pub output: Option<PathBuf>,
+    /// Data directory (`DATA_DIR`, default `./data`).
+    pub data_dir: Option<PathBuf>,
+    pub target: TargetSpec,
+}
+
+/// Requested output format; `None` fields follow a preset or the inputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetSpec {
+    pub preset: Preset,
+    pub sample_rate: Option<u32>,
+    pub channels: Option<u16>,
+    pub bitrate_bps: Option<u64>,
+}
+
+/// Presets that users of audiobook tools expect.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// AAC-LC 128 kb/s, stereo, 44.1 kHz (the specification's defaults).
+    #[default]
+    Default,
+    /// 64 kb/s mono 44.1 kHz: spoken word at half the size.
+    Speech,
+    /// Follow the inputs: the most common rate, mono when every input is mono;
+    /// 64 kb/s per channel.
+    Source,
+}
+
+impl TargetSpec {
+    /// Resolves the spec against the inputs' (rate, channels) pairs.
+    pub fn resolve(&self, inputs: &[(u32, u16)]) -> TargetFormat {
+        let base = match self.preset {
+            Preset::Default => TargetFormat::default(),
+            Preset::Speech => TargetFormat {
+                sample_rate: 44_100,
+                channels: 1,
+                bitrate_bps: 64_000,
+            },
+            Preset::Source => {
+                let mut counts: Vec<(u32, usize)> = Vec::new();
+                for (rate, _) in inputs {
+                    match counts.iter_mut().find(|(r, _)| r == rate) {
+                        Some(c) => c.1 += 1,
+                        None => counts.push((*rate, 1)),
+                    }
+                }
+                // Most common rate; ties go to the higher rate (no information is thrown away).
+                let rate = counts
+                    .iter()
+                    .max_by_key(|(r, c)| (*c, *r))
+                    .map(|(r, _)| *r)
+                    .unwrap_or(44_100);
+                let channels = if !inputs.is_empty() && inputs.iter().all(|(_, c)| *c == 1) {
+                    1
+                } else {
+                    2
+                };
+                TargetFormat {
+                    sample_rate: rate,
+                    channels,
+                    bitrate_bps: 64_000 * channels as u64,
+                }
+            }
+        };
+        TargetFormat {
+            sample_rate: self.sample_rate.unwrap_or(base.sample_rate),
+            channels: self.channels.unwrap_or(base.channels),
+            bitrate_bps: self.bitrate_bps.unwrap_or(base.bitrate_bps),
+        }
+    }
+}
+
+/// AAC sample rates the native encoder and MP4 accept.
+pub const AAC_SAMPLE_RATES: [u32; 12] = [
+    8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000, 64_000, 88_200, 96_000,
+];
+
+/// Validates a target format.
+pub fn validate_target(t: &TargetFormat) -> Result<()> {
+    if !AAC_SAMPLE_RATES.contains(&t.sample_rate) {
+        return Err(Error::Options(format!(
+            "sample rate {} Hz is not an AAC rate; use one of {:?}",
+            t.sample_rate, AAC_SAMPLE_RATES
+        )));
+    }
+    if !(1..=2).contains(&t.channels) {
+        return Err(Error::Options(format!(
+            "{} channels requested; audiobooks are mono (1) or stereo (2)",
+            t.channels
+        )));
+    }
+    let per_channel = t.bitrate_bps / t.channels as u64;
+    if !(8_000..=320_000).contains(&t.bitrate_bps) || per_channel < 8_000 {
+        return Err(Error::Options(format!(
+            "bitrate {} b/s is out of range; use 16k..320k (e.g. --bitrate 64k)",
+            t.bitrate_bps
+        )));
+    }
+    Ok(())
+}
+
+/// The native AAC encoder's coder (`aac_coder` option).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AacCoder {
+    /// Two-loop search: FFmpeg's default and the better quality.
+    #[default]
+    Twoloop,
+    /// Faster, slightly lower quality.
+    Fast,
+}
+
+impl AacCoder {
+    pub fn as_ffmpeg(&self) -> &'static str {
+        match self {
+            AacCoder::Twoloop => "twoloop",
+            AacCoder::Fast => "fast",
+        }
+    }
+}
+
+/// How chapters are produced.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChapterMode {
+    /// One chapter per input file, starting at the exact decoded sample position.
+    #[default]
+    PerFile,
+    /// Chapters from a text file (`HH:MM:SS.mmm Title` per line).
+    File(PathBuf),
+    /// No chapters.
+    None,
+}
+
+/// Options of the conversion stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConvertOptions {
+    pub coder: AacCoder,
+    /// Worker threads for decoding/encoding; 0 = all cores.
+    pub jobs: usize,
+    pub chapters: ChapterMode,
+    /// Keep the audio that decodes from files with damaged frames instead of failing.
+    pub allow_damaged: bool,
+    /// Replace an existing output file.
+    pub overwrite: bool,
+    /// Run the independent verification after writing (default true).
+    pub verify: bool,
+}
+
+impl Default for ConvertOptions {
+    fn default() -> Self {
+        ConvertOptions {
+            coder: AacCoder::Twoloop,
+            jobs: 0,
+            chapters: ChapterMode::PerFile,
+            allow_damaged: false,
+            overwrite: false,
+            verify: true,
+        }
+    }
+}
+
+impl ConvertOptions {
+    /// The number of worker threads to use.
+    pub fn effective_jobs(&self) -> usize {
+        if self.jobs == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            self.jobs
+        }
+    }
+}

@@ -1,1 +1,1981 @@
-//! TODO
+//! Folders → the MP3 files of the book, in book order.
+//!
+//! The scan only looks at names and file metadata; it never opens a file (so a FIFO named
+//! `x.mp3` cannot block it) and never judges content — [`sniff_mp3`] is the cheap content check
+//! that validation (`probe.rs`) calls. Every problem is reported at once as a
+//! [`Finding`] in [`Scan::findings`]; the scan never stops at the first one, never panics and
+//! never prints.
+//!
+//! # Discovery
+//!
+//! Each folder is walked up to [`ScanOptions::max_depth`] levels (1 = the folder's own files).
+//! Only regular files whose extension is `mp3` in any case are taken. Hidden entries (a leading
+//! `.`, which includes macOS AppleDouble `._*` files) are ignored. A symbolic link is followed
+//! only when its canonical target stays inside the canonical scanned folder; directories are
+//! tracked by canonical path so a symlink loop is neither followed forever nor scanned twice.
+//! The same file reached twice (a symlink next to its target, a folder given twice or nested in
+//! another input) is listed once, at its first position in book order.
+//!
+//! # Order
+//!
+//! [`Order::Natural`] compares the path relative to the scanned folder component by component
+//! with [`natural_cmp`]'s rules, with two additions:
+//!
+//! * **Files directly in a folder come before its subfolders' files**, at every level. The usual
+//!   layouts (everything in one folder, or everything in disc folders) are unaffected; in a mixed
+//!   layout a loose `00 - Intro.mp3` plays before `CD1/`, which is the more common intent than
+//!   interleaving by name. A folder with such a mix gets an informational finding so the user
+//!   can check.
+//! * **Disc folders** (`CD1`, `CD 2`, `Disc 3`, `Disk 05`, `Part 4`, `CD1 - Title`, any case) are
+//!   ordered as a whole by their number, whatever their spelling: `CD 2` before `CD10`.
+//!
+//! Several folders are concatenated in the order given; each is ordered on its own.
+use crate::model::{Finding, FindingKind, FolderSummary, Scan, ScannedFile, Severity};
+use crate::options::{Order, ScanOptions};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use unicode_normalization::UnicodeNormalization;
+
+/// Scans `folders` and returns their MP3 files in book order with every problem found.
+///
+/// Never fails early and never panics: a missing folder, an unreadable subfolder or a FIFO named
+/// `x.mp3` become [`Finding`]s and the scan goes on. [`Scan::folders`] has one summary per input
+/// folder, in the order given, so `ScannedFile::folder_index` indexes it.
+///
+/// With [`Order::Tags`] the files come back in natural order; the caller reads the tags and
+/// applies [`order_by_tags`] (or [`tag_order`]).
+pub fn scan(folders: &[PathBuf], opts: &ScanOptions) -> Scan {
+    // Depth 0 would scan nothing at all, which no caller can mean; treat it as "this folder only".
+    let max_depth = opts.max_depth.max(1);
+    let mut out = Scan::default();
+    // Canonical paths of the files already listed, across all folders, so one file is one track.
+    let mut listed: HashSet<PathBuf> = HashSet::new();
+    // Canonical roots already scanned, to spot a folder given twice.
+    let mut roots: Vec<PathBuf> = Vec::new();
+
+    for (index, folder) in folders.iter().enumerate() {
+        let mut summary = FolderSummary {
+            path: folder.clone(),
+            mp3_count: 0,
+            total_bytes: 0,
+        };
+        let Some(root_canon) = check_root(folder, &mut out.findings) else {
+            out.folders.push(summary);
+            continue;
+        };
+        if let Some(first) = roots.iter().position(|r| *r == root_canon) {
+            out.findings.push(
+                Finding::warning(
+                    FindingKind::SkippedEntry,
+                    Some(folder.clone()),
+                    format!(
+                        "is the same folder as input #{}; its files are used once",
+                        first + 1
+                    ),
+                )
+                .with_remedy("remove the repeated folder from the command line"),
+            );
+            out.folders.push(summary);
+            continue;
+        }
+        roots.push(root_canon.clone());
+
+        let mut walker = Walker {
+            root: folder,
+            root_canon: root_canon.clone(),
+            max_depth,
+            visited: HashSet::from([root_canon.clone()]),
+            found: Vec::new(),
+            findings: Vec::new(),
+            too_deep: Vec::new(),
+            other_audio: BTreeMap::new(),
+            root_unreadable: false,
+        };
+        walker.walk_dir(Path::new(""), &root_canon, 1);
+        let Walker {
+            mut found,
+            findings,
+            too_deep,
+            other_audio,
+            root_unreadable,
+            ..
+        } = walker;
+        out.findings.extend(findings);
+
+        sort_candidates(&mut found, opts.order);
+
+        let mut duplicates: Vec<PathBuf> = Vec::new();
+        for c in found {
+            if !listed.insert(c.canonical) {
+                duplicates.push(folder.join(&c.rel_path));
+                continue;
+            }
+            summary.mp3_count += 1;
+            summary.total_bytes += c.size_bytes;
+            out.files.push(ScannedFile {
+                path: folder.join(&c.rel_path),
+                rel_path: c.rel_path,
+                size_bytes: c.size_bytes,
+                folder_index: index,
+            });
+        }
+
+        if let Some(first) = duplicates.first() {
+            out.findings.push(
+                Finding::warning(
+                    FindingKind::SkippedEntry,
+                    Some(first.clone()),
+                    format!(
+                        "is the same file as one listed earlier (a symbolic link or an input \
+                         folder inside another); {} such file(s) in this folder are used once",
+                        duplicates.len()
+                    ),
+                )
+                .with_remedy("remove the duplicate link, or do not pass nested folders"),
+            );
+        }
+        if !too_deep.is_empty() {
+            out.findings.push(
+                Finding::new(
+                    Severity::Info,
+                    FindingKind::SkippedEntry,
+                    Some(folder.join(&too_deep[0])),
+                    format!(
+                        "{} subfolder(s) deeper than {max_depth} level(s) were not scanned",
+                        too_deep.len()
+                    ),
+                )
+                .with_remedy("raise the maximum scan depth if they hold parts of the book"),
+            );
+        }
+        if summary.mp3_count > 0 {
+            note_mixed_layout(&out.files, index, folder, &mut out.findings);
+        } else if duplicates.is_empty() && !root_unreadable {
+            out.findings.push(no_mp3_finding(
+                folder,
+                max_depth,
+                &other_audio,
+                !too_deep.is_empty(),
+            ));
+        }
+        out.folders.push(summary);
+    }
+    tracing::debug!(
+        folders = folders.len(),
+        files = out.files.len(),
+        findings = out.findings.len(),
+        "scan done"
+    );
+    out
+}
+
+/// Checks an input folder; returns its canonical path, or records why it cannot be scanned.
+fn check_root(folder: &Path, findings: &mut Vec<Finding>) -> Option<PathBuf> {
+    // `metadata` follows a symlink: a folder given as a link to elsewhere is what the user meant.
+    let meta = match fs::metadata(folder) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            findings.push(
+                Finding::error(FindingKind::FolderMissing, folder, "folder does not exist")
+                    .with_remedy(
+                        "check the path (quote it if it contains spaces) and that the drive \
+                         is mounted",
+                    ),
+            );
+            return None;
+        }
+        Err(e) => {
+            findings.push(unreadable_root(folder, &e));
+            return None;
+        }
+    };
+    if !meta.is_dir() {
+        let remedy = if is_mp3_name(folder.as_os_str()) {
+            "pass the folder that contains the MP3 files, not a single file"
+        } else {
+            "pass a folder that contains the audiobook's MP3 files"
+        };
+        findings.push(
+            Finding::error(FindingKind::NotADirectory, folder, "is not a folder")
+                .with_remedy(remedy),
+        );
+        return None;
+    }
+    match fs::canonicalize(folder) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            findings.push(unreadable_root(folder, &e));
+            None
+        }
+    }
+}
+
+fn unreadable_root(folder: &Path, e: &io::Error) -> Finding {
+    Finding::error(
+        FindingKind::Unreadable,
+        folder,
+        format!("folder cannot be read: {e}"),
+    )
+    .with_remedy(
+        "check the folder's permissions (it must be readable and searchable, e.g. chmod u+rx)",
+    )
+}
+
+fn no_mp3_finding(
+    folder: &Path,
+    max_depth: usize,
+    other_audio: &BTreeMap<String, usize>,
+    deeper: bool,
+) -> Finding {
+    let mut remedy = format!(
+        "put the audiobook's .mp3 files in this folder or in subfolders up to {max_depth} \
+         level(s) deep"
+    );
+    if !other_audio.is_empty() {
+        let list: Vec<String> = other_audio
+            .iter()
+            .map(|(ext, n)| format!("{n} .{ext}"))
+            .collect();
+        remedy.push_str(&format!(
+            "; found {} file(s), but only MP3 is converted",
+            list.join(", ")
+        ));
+    }
+    if deeper {
+        remedy.push_str("; some subfolders were too deep to scan: raise the maximum scan depth");
+    }
+    Finding::error(FindingKind::NoMp3Found, folder, "no MP3 files found").with_remedy(remedy)
+}
+
+/// One informational finding when a folder has MP3s both directly inside and in subfolders,
+/// because the files-first rule then decides the order and the user may want to check it.
+fn note_mixed_layout(
+    files: &[ScannedFile],
+    index: usize,
+    folder: &Path,
+    findings: &mut Vec<Finding>,
+) {
+    let mine = files.iter().filter(|f| f.folder_index == index);
+    let (mut loose, mut nested) = (0usize, 0usize);
+    for f in mine {
+        if f.rel_path.components().count() > 1 {
+            nested += 1;
+        } else {
+            loose += 1;
+        }
+    }
+    if loose > 0 && nested > 0 {
+        findings.push(
+            Finding::new(
+                Severity::Info,
+                FindingKind::Other,
+                Some(folder.to_path_buf()),
+                format!(
+                    "has {loose} MP3 file(s) directly inside and {nested} in subfolders; the \
+                     files directly inside come first"
+                ),
+            )
+            .with_remedy("check the order; move files into the subfolders if it is wrong"),
+        );
+    }
+}
+
+/// An MP3 found by the walk, before ordering and de-duplication.
+#[derive(Debug)]
+struct Candidate {
+    rel_path: PathBuf,
+    size_bytes: u64,
+    /// Identity of the file for de-duplication (symlinks resolved).
+    canonical: PathBuf,
+}
+
+/// Other audio formats worth naming when a folder has no MP3 at all.
+const OTHER_AUDIO: [&str; 11] = [
+    "m4a", "m4b", "aac", "flac", "ogg", "opus", "wav", "wma", "mp2", "mp4", "aiff",
+];
+
+struct Walker<'a> {
+    root: &'a Path,
+    root_canon: PathBuf,
+    max_depth: usize,
+    /// Canonical directories already entered: the loop guard.
+    visited: HashSet<PathBuf>,
+    found: Vec<Candidate>,
+    findings: Vec<Finding>,
+    /// Subfolders not entered because of `max_depth` (relative paths).
+    too_deep: Vec<PathBuf>,
+    /// Counts of other audio extensions, for a helpful "no MP3 found".
+    other_audio: BTreeMap<String, usize>,
+    root_unreadable: bool,
+}
+
+impl Walker<'_> {
+    /// Walks the directory at `rel` (relative to the root) whose canonical path is `dir_canon`
+    /// (already in `visited`). `depth` is 1 for the root folder.
+    fn walk_dir(&mut self, rel: &Path, dir_canon: &Path, depth: usize) {
+        let dir = self.root.join(rel);
+        let entries = match fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) => return self.unreadable_dir(&dir, depth, &e),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            match entry {
+                Ok(e) => names.push(e.file_name()),
+                Err(e) => {
+                    // A failing entry must not hide the others: note it and read on.
+                    self.findings.push(
+                        Finding::warning(
+                            FindingKind::Unreadable,
+                            Some(dir.clone()),
+                            format!("an entry of this folder could not be read: {e}"),
+                        )
+                        .with_remedy("check the folder and the disk"),
+                    );
+                }
+            }
+        }
+        // Directory order is arbitrary; walking in byte order makes the walk itself
+        // deterministic (which link of two to the same folder is entered first, for example).
+        names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
+        for name in names {
+            self.visit(rel, &dir, dir_canon, &name, depth);
+        }
+    }
+
+    fn unreadable_dir(&mut self, dir: &Path, depth: usize, e: &io::Error) {
+        if depth == 1 {
+            self.root_unreadable = true;
+            self.findings.push(unreadable_root(dir, e));
+        } else {
+            self.findings.push(
+                Finding::warning(
+                    FindingKind::Unreadable,
+                    Some(dir.to_path_buf()),
+                    format!("subfolder cannot be read and was skipped: {e}"),
+                )
+                .with_remedy(
+                    "check its permissions (e.g. chmod u+rx) if it holds parts of the book",
+                ),
+            );
+        }
+    }
+
+    fn visit(&mut self, rel: &Path, dir: &Path, dir_canon: &Path, name: &OsStr, depth: usize) {
+        // Hidden entries, including AppleDouble `._x.mp3` metadata files that look like MP3s.
+        if name.as_encoded_bytes().first() == Some(&b'.') {
+            return;
+        }
+        let path = dir.join(name);
+        let rel_child = rel.join(name);
+        let mp3_name = is_mp3_name(name);
+        let lmeta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                if mp3_name {
+                    self.skip(&path, format!("could not be examined: {e}"), None);
+                }
+                return;
+            }
+        };
+        let (meta, canonical) = if lmeta.file_type().is_symlink() {
+            let target = match fs::canonicalize(&path) {
+                Ok(t) => t,
+                Err(e) => {
+                    if mp3_name {
+                        self.skip(
+                            &path,
+                            format!("is a broken symbolic link ({e})"),
+                            Some("fix or remove the link"),
+                        );
+                    }
+                    return;
+                }
+            };
+            let meta = match fs::metadata(&path) {
+                Ok(m) => m,
+                Err(e) => {
+                    if mp3_name {
+                        self.skip(
+                            &path,
+                            format!("link target could not be examined: {e}"),
+                            None,
+                        );
+                    }
+                    return;
+                }
+            };
+            // Following a link out of the folder would let a stray link pull in anything on
+            // the disk (or a huge tree); the user can pass that folder explicitly instead.
+            if !target.starts_with(&self.root_canon) {
+                if mp3_name || meta.is_dir() {
+                    self.skip(
+                        &path,
+                        format!(
+                            "is a symbolic link to {} outside the folder; not followed",
+                            target.display()
+                        ),
+                        Some("copy the files into the folder, or pass the target folder as another input"),
+                    );
+                }
+                return;
+            }
+            (meta, target)
+        } else {
+            // Not a link: its canonical path is its canonical directory plus its name.
+            (lmeta, dir_canon.join(name))
+        };
+
+        if meta.is_dir() {
+            if self.visited.contains(&canonical) {
+                // A link back to an ancestor, or a second link to a folder already scanned.
+                self.findings.push(Finding::new(
+                    Severity::Info,
+                    FindingKind::SkippedEntry,
+                    Some(path),
+                    "leads to a folder that is already scanned (symbolic link); not entered",
+                ));
+                return;
+            }
+            if depth >= self.max_depth {
+                self.too_deep.push(rel_child);
+                return;
+            }
+            self.visited.insert(canonical.clone());
+            if mp3_name {
+                self.findings.push(Finding::new(
+                    Severity::Info,
+                    FindingKind::SkippedEntry,
+                    Some(path),
+                    "is a folder named like an MP3 file; it is scanned as a subfolder",
+                ));
+            }
+            self.walk_dir(&rel_child, &canonical, depth + 1);
+        } else if meta.is_file() {
+            if mp3_name {
+                self.found.push(Candidate {
+                    rel_path: rel_child,
+                    size_bytes: meta.len(),
+                    canonical,
+                });
+            } else if let Some(ext) = Path::new(name).extension().and_then(OsStr::to_str) {
+                let ext = ext.to_ascii_lowercase();
+                if OTHER_AUDIO.contains(&ext.as_str()) {
+                    *self.other_audio.entry(ext).or_default() += 1;
+                }
+            }
+        } else if mp3_name {
+            self.skip(
+                &path,
+                format!(
+                    "is a {}, not a regular file; skipped",
+                    special_kind(&meta.file_type())
+                ),
+                Some("replace it with the real MP3 file, or remove it"),
+            );
+        }
+    }
+
+    fn skip(&mut self, path: &Path, message: String, remedy: Option<&str>) {
+        let mut f = Finding::warning(FindingKind::SkippedEntry, Some(path.to_path_buf()), message);
+        f.remedy = remedy.map(str::to_string);
+        self.findings.push(f);
+    }
+}
+
+#[cfg(unix)]
+fn special_kind(ft: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if ft.is_fifo() {
+        "named pipe (FIFO)"
+    } else if ft.is_socket() {
+        "socket"
+    } else if ft.is_block_device() {
+        "block device"
+    } else if ft.is_char_device() {
+        "character device"
+    } else {
+        "special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_ft: &fs::FileType) -> &'static str {
+    "special file"
+}
+
+/// True when `name` has the extension `mp3` in any case (`a.MP3`, `b.Mp3`). Works on any
+/// `OsStr`, including names that are not UTF-8.
+pub fn is_mp3_name(name: &OsStr) -> bool {
+    Path::new(name)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("mp3"))
+}
+
+fn sort_candidates(found: &mut [Candidate], order: Order) {
+    match order {
+        // Path's own order is component-wise byte order, i.e. code-point order per component
+        // for UTF-8 names (so `a/…` sorts before `a b/…` regardless of '/' vs ' ').
+        Order::Alpha => found.sort_by(|a, b| a.rel_path.cmp(&b.rel_path)),
+        // Tags are read later by probe; until then the natural order is the answer and the
+        // tie-break for `order_by_tags`.
+        Order::Natural | Order::Tags => {
+            found.sort_by_cached_key(|c| PathKey::new(&c.rel_path));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Natural order
+
+/// One run of a name: digits compare by value, text case-insensitively. `Num` sorts before
+/// `Text` at the same position (`1.mp3` before `a.mp3`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Chunk {
+    Num(Number),
+    Text(String),
+}
+
+/// An arbitrary-length decimal number without its leading zeros (`""` is zero).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Number(String);
+
+impl Ord for Number {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Without leading zeros, a longer digit string is a larger number; equal lengths
+        // compare digit by digit. No parsing, so 40-digit "numbers" in names cannot overflow.
+        self.0
+            .len()
+            .cmp(&other.0.len())
+            .then_with(|| self.0.cmp(&other.0))
+    }
+}
+
+impl PartialOrd for Number {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// The natural-order key of one name: the runs, plus each number's count of leading zeros as
+/// a secondary key (so `01` and `1` are distinct but adjacent).
+#[derive(Debug, Clone, Default)]
+struct NameKey {
+    chunks: Vec<Chunk>,
+    zeros: Vec<usize>,
+}
+
+impl NameKey {
+    fn new(name: &str) -> NameKey {
+        let mut key = NameKey::default();
+        key.push_runs(&fold(name));
+        key
+    }
+
+    /// Appends the runs of an already folded string.
+    fn push_runs(&mut self, folded: &str) {
+        let mut rest = folded;
+        while let Some(first) = rest.chars().next() {
+            let is_digit = first.is_ascii_digit();
+            let end = rest
+                .find(|c: char| c.is_ascii_digit() != is_digit)
+                .unwrap_or(rest.len());
+            let (run, tail) = rest.split_at(end);
+            if is_digit {
+                let stripped = run.trim_start_matches('0');
+                self.zeros.push(run.len() - stripped.len());
+                self.chunks.push(Chunk::Num(Number(stripped.to_string())));
+            } else {
+                self.chunks.push(Chunk::Text(run.to_string()));
+            }
+            rest = tail;
+        }
+    }
+
+    /// The key of a folder name: a disc folder's spelling is replaced by a canonical one so all
+    /// disc folders order by number (`CD 2` < `cd10` < `Disc 11 - Finale`).
+    fn new_dir(name: &str) -> NameKey {
+        let folded = fold(name);
+        let mut key = NameKey::default();
+        match disc_folder(&folded) {
+            Some((word, number, rest)) => {
+                key.chunks.push(Chunk::Text(word.to_string()));
+                key.push_runs(number);
+                key.push_runs(rest);
+            }
+            None => key.push_runs(&folded),
+        }
+        key
+    }
+}
+
+/// Compatibility-normalizes (full-width digits become ASCII, ligatures split) and lowercases,
+/// so visually equal names compare equal before the byte tie-break.
+fn fold(s: &str) -> String {
+    s.nfkc().collect::<String>().to_lowercase()
+}
+
+/// Recognizes a folded disc-folder name: `cd`, `disc`, `disk` or `part`, optional separators,
+/// then a number. Returns the canonical word, the digits and the rest of the name.
+fn disc_folder(folded: &str) -> Option<(&'static str, &str, &str)> {
+    const WORDS: [(&str, &str); 4] = [
+        ("disc", "disc "),
+        ("disk", "disc "),
+        ("cd", "disc "),
+        ("part", "part "),
+    ];
+    let (canonical, after) = WORDS
+        .iter()
+        .find_map(|(w, canon)| folded.strip_prefix(w).map(|a| (*canon, a)))?;
+    let after = after.trim_start_matches([' ', '_', '-', '.', '#']);
+    let digits_end = after
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(after.len());
+    if digits_end == 0 {
+        return None;
+    }
+    let (digits, rest) = after.split_at(digits_end);
+    Some((canonical, digits, rest))
+}
+
+/// Compares two names in natural order: `track2` < `Track10`, `a` = `A` up to the final
+/// tie-break.
+///
+/// Names are split into runs of ASCII digits and of other characters (after NFKC, so
+/// full-width digits count). Digit runs compare by value at any length; text runs compare
+/// case-insensitively (Unicode lowercasing after NFKC); a number sorts before text at the same
+/// position. When that finds no difference, numbers with fewer leading zeros come first (`1`
+/// before `01`), and finally the raw bytes decide, so the order is total and deterministic.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (ka, kb) = (NameKey::new(a), NameKey::new(b));
+    ka.chunks
+        .cmp(&kb.chunks)
+        .then_with(|| ka.zeros.cmp(&kb.zeros))
+        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
+}
+
+/// The book-order key of a relative path: components compared in turn, a file before a
+/// folder at the same level, then leading zeros, then raw bytes (a total order).
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct PathKey {
+    /// Per component: (is a folder, runs). `false < true` puts files before folders.
+    components: Vec<(bool, Vec<Chunk>)>,
+    zeros: Vec<usize>,
+    raw: Vec<u8>,
+}
+
+impl PathKey {
+    fn new(rel: &Path) -> PathKey {
+        let parts: Vec<&OsStr> = rel.iter().collect();
+        let mut components = Vec::with_capacity(parts.len());
+        let mut zeros = Vec::new();
+        for (i, part) in parts.iter().enumerate() {
+            // Non-UTF-8 names order by their lossy text; the raw bytes still break ties.
+            let name = part.to_string_lossy();
+            let is_dir = i + 1 < parts.len();
+            let key = if is_dir {
+                NameKey::new_dir(&name)
+            } else {
+                NameKey::new(&name)
+            };
+            zeros.extend(key.zeros);
+            components.push((is_dir, key.chunks));
+        }
+        PathKey {
+            components,
+            zeros,
+            raw: rel.as_os_str().as_encoded_bytes().to_vec(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tag order
+
+/// The permutation that puts `files` in ID3 disc/track order, or `None` when the tags cannot
+/// be trusted with the order.
+///
+/// `keys[i]` is `(disc, track)` of `files[i]`. The result lists indices into `files` in the new
+/// order; apply it to every vector aligned with `files`. Tags are used only when every file has
+/// a track number and no two files of one input folder share a (disc, track) pair — track
+/// numbers that restart in each disc folder without disc tags would otherwise interleave the
+/// discs. A missing disc number counts as disc 1. Input folders keep their order; the current
+/// (natural) order breaks no ties since pairs are unique, and is the fallback.
+pub fn tag_order(files: &[ScannedFile], keys: &[(Option<u32>, Option<u32>)]) -> Option<Vec<usize>> {
+    if files.len() != keys.len() || files.is_empty() {
+        return None;
+    }
+    let mut sort_keys = Vec::with_capacity(files.len());
+    for (i, (file, (disc, track))) in files.iter().zip(keys).enumerate() {
+        let track = (*track)?;
+        sort_keys.push((file.folder_index, disc.unwrap_or(1), track, i));
+    }
+    sort_keys.sort_unstable();
+    if sort_keys
+        .windows(2)
+        .any(|w| (w[0].0, w[0].1, w[0].2) == (w[1].0, w[1].1, w[1].2))
+    {
+        return None;
+    }
+    Some(sort_keys.into_iter().map(|k| k.3).collect())
+}
+
+/// Reorders `files` by ID3 disc/track numbers (see [`tag_order`]); returns whether the tags
+/// were used. When they are not, `files` is left untouched (natural order).
+///
+/// `keys[i]` belongs to `files[i]` as passed in; callers holding other vectors aligned with
+/// `files` should use [`tag_order`] and apply the permutation to all of them.
+pub fn order_by_tags(files: &mut [ScannedFile], keys: &[(Option<u32>, Option<u32>)]) -> bool {
+    let Some(perm) = tag_order(files, keys) else {
+        return false;
+    };
+    let reordered: Vec<ScannedFile> = perm.iter().map(|&i| files[i].clone()).collect();
+    files.clone_from_slice(&reordered);
+    true
+}
+
+// ---------------------------------------------------------------------------------------------
+// Content sniffing
+
+/// How much of the file [`sniff_mp3`] reads (per window; see there).
+const SNIFF_WINDOW: u64 = 64 * 1024;
+
+/// Cheaply checks that `path` looks like an MP3 file; the error says what it is instead.
+///
+/// Reads one window of at most 64 KiB from the start of the audio: from the file's start, or —
+/// when an ID3v2 tag (often holding a large cover) reaches past the first window — from the end
+/// of the tag, so at most two windows. Accepts an MPEG audio layer III frame header (valid
+/// version, bitrate and sample rate) right at the audio start, or anywhere in the window when a
+/// second frame header follows at the computed frame length. Never opens anything but a
+/// regular file (opening a FIFO would block).
+pub fn sniff_mp3(path: &Path) -> Result<(), String> {
+    let meta = fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file".to_string());
+    }
+    let file_len = meta.len();
+    if file_len == 0 {
+        return Err("empty file (0 bytes)".to_string());
+    }
+    let mut file = fs::File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
+    let head = read_window(&mut file, 0)?;
+
+    // Skip ID3v2 tags; some taggers write more than one in a row.
+    let mut start: u64 = 0;
+    let mut window = head.clone();
+    let mut window_at: u64 = 0;
+    let mut tagged = false;
+    for _ in 0..4 {
+        let local = (start - window_at) as usize;
+        let Some(tag_len) = window.get(local..).and_then(id3v2_len) else {
+            if window.get(local..local + 3) == Some(b"ID3") {
+                return Err("no MPEG audio frames found (damaged ID3 tag header)".to_string());
+            }
+            break;
+        };
+        tagged = true;
+        start += tag_len;
+        if start >= file_len {
+            return Err("contains only an ID3 tag, no audio".to_string());
+        }
+        if start + 10 > window_at + window.len() as u64 {
+            window = read_window(&mut file, start)?;
+            window_at = start;
+        }
+    }
+    let mut window_end = window_at + window.len() as u64;
+    if start != window_at && window_end < file_len {
+        // The tag ended inside the first window: read a full window of audio from its end.
+        window = read_window(&mut file, start)?;
+        window_at = start;
+        window_end = window_at + window.len() as u64;
+    }
+    let audio = window
+        .get((start - window_at) as usize..)
+        .unwrap_or_default();
+    let ends_file = window_end >= file_len;
+    if tagged && ends_file && audio.iter().all(|&b| b == 0) {
+        // Tag padding written outside the declared size: still nothing to play.
+        return Err("contains only an ID3 tag, no audio".to_string());
+    }
+
+    if let Some(reason) = foreign_format(audio) {
+        return Err(reason.to_string());
+    }
+    if !tagged && looks_like_text(&head) {
+        return Err("is a text file / playlist (M3U)".to_string());
+    }
+    if find_mp3_frames(audio, ends_file) {
+        return Ok(());
+    }
+    if let Some(reason) = other_mpeg(audio) {
+        return Err(reason.to_string());
+    }
+    Err("no MPEG audio frames found".to_string())
+}
+
+fn read_window(file: &mut fs::File, at: u64) -> Result<Vec<u8>, String> {
+    file.seek(SeekFrom::Start(at))
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    let mut buf = Vec::new();
+    file.take(SNIFF_WINDOW)
+        .read_to_end(&mut buf)
+        .map_err(|e| format!("cannot be read: {e}"))?;
+    Ok(buf)
+}
+
+/// Total length of the ID3v2 tag at the start of `b` (header, body, footer), if there is a
+/// valid one.
+fn id3v2_len(b: &[u8]) -> Option<u64> {
+    let h = b.get(..10)?;
+    if &h[..3] != b"ID3" || !(2..=4).contains(&h[3]) || h[4] == 0xFF {
+        return None;
+    }
+    // The size is "synchsafe": 4 bytes of 7 bits, so any byte with the top bit set is damage.
+    if h[6..10].iter().any(|&x| x & 0x80 != 0) {
+        return None;
+    }
+    let size = h[6..10]
+        .iter()
+        .fold(0u64, |acc, &x| (acc << 7) | u64::from(x));
+    // ID3v2.4 may append a 10-byte footer, flagged in the header.
+    let footer = if h[3] == 4 && h[5] & 0x10 != 0 { 10 } else { 0 };
+    Some(10 + size + footer)
+}
+
+/// Names a non-MP3 format by its magic bytes.
+fn foreign_format(b: &[u8]) -> Option<&'static str> {
+    if b.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("is a PNG image renamed .mp3")
+    } else if b.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Some("is a JPEG image")
+    } else if b.starts_with(b"RIFF") {
+        Some("is a RIFF/WAVE file")
+    } else if b.get(4..8) == Some(b"ftyp") {
+        Some("is an MP4/M4A file")
+    } else if b.starts_with(b"fLaC") {
+        Some("is FLAC")
+    } else if b.starts_with(b"OggS") {
+        Some("is an Ogg file")
+    } else {
+        None
+    }
+}
+
+/// A playlist or other text: no control bytes other than whitespace, no DEL and no 0xFF in
+/// the first KiB. That admits UTF-8 and the legacy 8-bit encodings M3U files come in, while
+/// MPEG data fails at once (frames start with 0xFF and carry control bytes).
+fn looks_like_text(head: &[u8]) -> bool {
+    let sample = &head[..head.len().min(1024)];
+    !sample.is_empty()
+        && sample.iter().all(|&b| {
+            matches!(b, b'\t' | b'\n' | b'\r' | 0x0C) || ((0x20..0xFF).contains(&b) && b != 0x7F)
+        })
+}
+
+/// A parsed MPEG audio frame header (layer III only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FrameHeader {
+    /// 3 = MPEG-1, 2 = MPEG-2, 0 = MPEG-2.5 (the header's own encoding).
+    version: u8,
+    sample_rate: u32,
+    len: usize,
+}
+
+/// Parses a layer III frame header at the start of `b`.
+fn parse_frame(b: &[u8]) -> Option<FrameHeader> {
+    const BITRATES_V1: [u32; 15] = [
+        0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+    ];
+    const BITRATES_V2: [u32; 15] = [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160];
+    let h = b.get(..4)?;
+    if h[0] != 0xFF || h[1] & 0xE0 != 0xE0 {
+        return None;
+    }
+    let version = (h[1] >> 3) & 3;
+    let layer = (h[1] >> 1) & 3;
+    let bitrate_index = usize::from(h[2] >> 4);
+    let rate_index = usize::from((h[2] >> 2) & 3);
+    let padding = usize::from((h[2] >> 1) & 1);
+    // version 1 is reserved; layer 1 (binary 01) is layer III; bitrate 0 is "free format"
+    // (unmeasurable, practically never used) and 15 is invalid; rate 3 and emphasis 2 are
+    // reserved.
+    if version == 1 || layer != 1 || bitrate_index == 0 || bitrate_index == 15 {
+        return None;
+    }
+    if rate_index == 3 || h[3] & 3 == 2 {
+        return None;
+    }
+    let (kbps, base_rate, coeff) = match version {
+        3 => (BITRATES_V1[bitrate_index], [44_100, 48_000, 32_000], 144),
+        2 => (BITRATES_V2[bitrate_index], [22_050, 24_000, 16_000], 72),
+        _ => (BITRATES_V2[bitrate_index], [11_025, 12_000, 8_000], 72),
+    };
+    let sample_rate = base_rate[rate_index];
+    let len = (coeff * kbps * 1000 / sample_rate) as usize + padding;
+    Some(FrameHeader {
+        version,
+        sample_rate,
+        len,
+    })
+}
+
+/// Looks for layer III frames in `audio`: a header right at the start whose successor is
+/// valid or beyond the data, or a header anywhere followed by a second consistent one.
+/// `ends_file` says whether `audio` runs to the end of the file.
+fn find_mp3_frames(audio: &[u8], ends_file: bool) -> bool {
+    let followed = |pos: usize, h: FrameHeader| -> Option<bool> {
+        let next = pos + h.len;
+        if next + 4 > audio.len() {
+            return None; // successor not in the buffer: cannot confirm either way
+        }
+        Some(
+            parse_frame(&audio[next..])
+                .is_some_and(|n| n.version == h.version && n.sample_rate == h.sample_rate),
+        )
+    };
+    if let Some(h) = parse_frame(audio) {
+        match followed(0, h) {
+            Some(true) => return true,
+            // A lone (maybe truncated) frame right at the audio start of a tiny file: frames
+            // are at most ~2.9 KB, so the successor is out of a full window only at the end of
+            // the file.
+            None if ends_file => return true,
+            _ => {}
+        }
+    }
+    // Junk or padding before the first frame is common and decoders resync past it; a header
+    // found by search must be confirmed by the next one to rule out chance byte patterns.
+    (1..audio.len().saturating_sub(3))
+        .filter(|&i| audio[i] == 0xFF)
+        .any(|i| parse_frame(&audio[i..]).is_some_and(|h| followed(i, h) == Some(true)))
+}
+
+/// Names MPEG audio that is not layer III (ADTS AAC, MP2, MP1), when the data starts with it.
+fn other_mpeg(b: &[u8]) -> Option<&'static str> {
+    let h = b.get(..4)?;
+    if h[0] != 0xFF || h[1] & 0xE0 != 0xE0 {
+        return None;
+    }
+    match (h[1] >> 1) & 3 {
+        0 if h[1] & 0xF0 == 0xF0 => Some("is an AAC (ADTS) stream, not MP3"),
+        2 => Some("is MPEG layer II audio (MP2), not MP3"),
+        3 => Some("is MPEG layer I audio (MP1), not MP3"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::symlink;
+    use std::process::Command;
+    use tempfile::TempDir;
+
+    // -- helpers ------------------------------------------------------------------------------
+
+    /// Creates `rel` under `dir` (with its folders) holding `len` bytes.
+    fn touch(dir: &Path, rel: impl AsRef<Path>, len: usize) -> PathBuf {
+        let p = dir.join(rel);
+        fs::create_dir_all(p.parent().expect("has a parent")).expect("create folders");
+        fs::write(&p, vec![0u8; len]).expect("write file");
+        p
+    }
+
+    fn scan_one(dir: &Path) -> Scan {
+        scan(&[dir.to_path_buf()], &ScanOptions::default())
+    }
+
+    fn scan_with(dir: &Path, max_depth: usize, order: Order) -> Scan {
+        scan(&[dir.to_path_buf()], &ScanOptions { max_depth, order })
+    }
+
+    /// The relative paths in scan order, as strings.
+    fn rels(s: &Scan) -> Vec<String> {
+        s.files
+            .iter()
+            .map(|f| f.rel_path.to_string_lossy().into_owned())
+            .collect()
+    }
+
+    fn findings_of(s: &Scan, kind: FindingKind) -> Vec<&Finding> {
+        s.findings.iter().filter(|f| f.kind == kind).collect()
+    }
+
+    fn sort_natural(names: &[&str]) -> Vec<String> {
+        let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        v.sort_by(|a, b| natural_cmp(a, b));
+        v
+    }
+
+    fn mkfifo(path: &Path) -> bool {
+        Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    // -- natural_cmp --------------------------------------------------------------------------
+
+    #[test]
+    fn natural_numbers_compare_by_value() {
+        assert_eq!(natural_cmp("2", "10"), Ordering::Less);
+        assert_eq!(natural_cmp("track2", "Track10"), Ordering::Less);
+        assert_eq!(natural_cmp("a9b", "a10a"), Ordering::Less);
+        assert_eq!(natural_cmp("010", "9"), Ordering::Greater);
+        assert_eq!(
+            sort_natural(&["10.mp3", "1.mp3", "2.mp3", "Chapter 11", "Chapter 2"]),
+            ["1.mp3", "2.mp3", "10.mp3", "Chapter 2", "Chapter 11"]
+        );
+    }
+
+    #[test]
+    fn natural_numbers_have_no_length_limit() {
+        let big = format!("1{}", "0".repeat(40));
+        let smaller = "9".repeat(40);
+        assert_eq!(natural_cmp(&big, &smaller), Ordering::Greater);
+        assert_eq!(
+            natural_cmp(&format!("x{big}"), &format!("x{big}1")),
+            Ordering::Less
+        );
+    }
+
+    #[test]
+    fn natural_leading_zeros_only_break_ties() {
+        assert_eq!(natural_cmp("01", "2"), Ordering::Less);
+        assert_eq!(natural_cmp("1", "01"), Ordering::Less);
+        assert_eq!(natural_cmp("01", "001"), Ordering::Less);
+        assert_eq!(
+            sort_natural(&["001", "1", "01", "0", "00"]),
+            ["0", "00", "1", "01", "001"]
+        );
+        // Zeros decide only after the whole name compared equal by value.
+        assert_eq!(natural_cmp("01b", "1a"), Ordering::Greater);
+    }
+
+    #[test]
+    fn natural_text_is_case_insensitive_with_a_byte_tie_break() {
+        assert_eq!(natural_cmp("a", "B"), Ordering::Less);
+        assert_eq!(natural_cmp("B", "a"), Ordering::Greater);
+        assert_eq!(natural_cmp("A", "a"), Ordering::Less); // b'A' < b'a'
+        assert_eq!(natural_cmp("a", "a"), Ordering::Equal);
+        // Unicode lowercasing: É and é are the same letter.
+        assert_eq!(natural_cmp("Éa", "éb"), Ordering::Less);
+        assert_eq!(natural_cmp("ÄRGER 2", "ärger 10"), Ordering::Less);
+    }
+
+    #[test]
+    fn natural_normalizes_compatibility_forms() {
+        // Full-width digits are digits; the ligature "ﬁ" is "fi".
+        assert_eq!(natural_cmp("２", "10"), Ordering::Less);
+        assert_eq!(natural_cmp("ﬁle 2", "file 10"), Ordering::Less);
+        // NFC vs NFD spellings of "é" are equal up to the byte tie-break.
+        assert_ne!(natural_cmp("e\u{301}1", "\u{e9}1"), Ordering::Equal);
+        assert_eq!(natural_cmp("e\u{301}2", "\u{e9}10"), Ordering::Less);
+    }
+
+    #[test]
+    fn natural_numbers_sort_before_text() {
+        assert_eq!(natural_cmp("1", "a"), Ordering::Less);
+        assert_eq!(natural_cmp("", "a"), Ordering::Less);
+        assert_eq!(natural_cmp("", ""), Ordering::Equal);
+    }
+
+    #[test]
+    fn natural_order_is_total_and_consistent() {
+        let names = [
+            "",
+            "0",
+            "00",
+            "1",
+            "01",
+            "a",
+            "A",
+            "a1",
+            "a01",
+            "A1",
+            "a 1",
+            "a10",
+            "a2",
+            "b",
+            "B2",
+            "é",
+            "E\u{301}",
+            "２",
+            "x.mp3",
+            "X.MP3",
+            "10x",
+            "x10",
+            "ﬁ",
+            "fi",
+            "\u{1F4A5}",
+        ];
+        for a in names {
+            for b in names {
+                let ab = natural_cmp(a, b);
+                assert_eq!(ab, natural_cmp(b, a).reverse(), "{a:?} {b:?}");
+                assert_eq!(ab == Ordering::Equal, a == b, "{a:?} {b:?}");
+                for c in names {
+                    if ab != Ordering::Greater && natural_cmp(b, c) != Ordering::Greater {
+                        assert_ne!(natural_cmp(a, c), Ordering::Greater, "{a:?} {b:?} {c:?}");
+                    }
+                }
+            }
+        }
+        let forward = sort_natural(&names);
+        let mut reversed = names;
+        reversed.reverse();
+        assert_eq!(sort_natural(&reversed), forward);
+    }
+
+    // -- is_mp3_name --------------------------------------------------------------------------
+
+    #[test]
+    fn mp3_names_in_any_case() {
+        for yes in [
+            "a.mp3",
+            "A.MP3",
+            "b.Mp3",
+            "-rf.mp3",
+            "concat:x.mp3",
+            "a.b.mp3",
+        ] {
+            assert!(is_mp3_name(OsStr::new(yes)), "{yes}");
+        }
+        for no in [
+            "mp3",
+            ".mp3",
+            "a.mp3.txt",
+            "a.mp4",
+            "a.mp3 ",
+            "a_mp3",
+            "a.m3u",
+            "",
+        ] {
+            assert!(!is_mp3_name(OsStr::new(no)), "{no}");
+        }
+        assert!(is_mp3_name(OsStr::from_bytes(b"\xff\xfe.mp3")));
+    }
+
+    // -- discovery ----------------------------------------------------------------------------
+
+    #[test]
+    fn scans_a_flat_folder_in_natural_order() {
+        let t = TempDir::new().unwrap();
+        for (name, len) in [("10.mp3", 3), ("2.mp3", 5), ("1.MP3", 7), ("notes.txt", 11)] {
+            touch(t.path(), name, len);
+        }
+        let s = scan_one(t.path());
+        assert_eq!(rels(&s), ["1.MP3", "2.mp3", "10.mp3"]);
+        assert!(s.findings.is_empty(), "{:?}", s.findings);
+        assert_eq!(
+            s.folders,
+            [FolderSummary {
+                path: t.path().to_path_buf(),
+                mp3_count: 3,
+                total_bytes: 15
+            }]
+        );
+        for f in &s.files {
+            assert_eq!(f.path, t.path().join(&f.rel_path));
+            assert_eq!(f.folder_index, 0);
+            assert_eq!(f.size_bytes, fs::metadata(&f.path).unwrap().len());
+        }
+    }
+
+    #[test]
+    fn disc_folders_order_by_their_number() {
+        let t = TempDir::new().unwrap();
+        for rel in [
+            "CD10/01.mp3",
+            "CD 2/02.mp3",
+            "CD 2/01.mp3",
+            "cd1 - The Beginning/01.mp3",
+            "Disc 3/01.mp3",
+            "Disk 05/01.mp3",
+            "disc_4/01.mp3",
+        ] {
+            touch(t.path(), rel, 1);
+        }
+        let s = scan_one(t.path());
+        assert_eq!(
+            rels(&s),
+            [
+                "cd1 - The Beginning/01.mp3",
+                "CD 2/01.mp3",
+                "CD 2/02.mp3",
+                "Disc 3/01.mp3",
+                "disc_4/01.mp3",
+                "Disk 05/01.mp3",
+                "CD10/01.mp3",
+            ]
+        );
+    }
+
+    #[test]
+    fn part_folders_and_plain_folders_order_naturally() {
+        let t = TempDir::new().unwrap();
+        for rel in [
+            "Part 10/a.mp3",
+            "Part 4/a.mp3",
+            "Part4 b/a.mp3",
+            "Book 2/a.mp3",
+            "Book 11/a.mp3",
+        ] {
+            touch(t.path(), rel, 1);
+        }
+        let s = scan_one(t.path());
+        assert_eq!(
+            rels(&s),
+            [
+                "Book 2/a.mp3",
+                "Book 11/a.mp3",
+                "Part 4/a.mp3",
+                "Part4 b/a.mp3",
+                "Part 10/a.mp3"
+            ]
+        );
+    }
+
+    #[test]
+    fn files_in_a_folder_come_before_its_subfolders() {
+        let t = TempDir::new().unwrap();
+        for rel in [
+            "CD1/01.mp3",
+            "99 - Afterword.mp3",
+            "00 - Intro.mp3",
+            "CD1/sub/00.mp3",
+        ] {
+            touch(t.path(), rel, 1);
+        }
+        let s = scan_one(t.path());
+        assert_eq!(
+            rels(&s),
+            [
+                "00 - Intro.mp3",
+                "99 - Afterword.mp3",
+                "CD1/01.mp3",
+                "CD1/sub/00.mp3"
+            ]
+        );
+        // The mixed layout is pointed out once, as information.
+        let notes = findings_of(&s, FindingKind::Other);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].severity, Severity::Info);
+    }
+
+    #[test]
+    fn depth_limits_the_descent() {
+        let t = TempDir::new().unwrap();
+        for rel in ["0.mp3", "a/1.mp3", "a/b/2.mp3", "a/b/c/3.mp3"] {
+            touch(t.path(), rel, 1);
+        }
+        let s = scan_one(t.path()); // default depth 3
+        assert_eq!(rels(&s), ["0.mp3", "a/1.mp3", "a/b/2.mp3"]);
+        let deep = findings_of(&s, FindingKind::SkippedEntry);
+        assert_eq!(deep.len(), 1);
+        assert_eq!(deep[0].severity, Severity::Info);
+        assert_eq!(
+            deep[0].path.as_deref(),
+            Some(t.path().join("a/b/c").as_path())
+        );
+
+        assert_eq!(rels(&scan_with(t.path(), 1, Order::Natural)), ["0.mp3"]);
+        assert_eq!(rels(&scan_with(t.path(), 0, Order::Natural)), ["0.mp3"]);
+        assert_eq!(rels(&scan_with(t.path(), 9, Order::Natural)).len(), 4);
+    }
+
+    #[test]
+    fn hidden_entries_and_appledouble_files_are_ignored() {
+        let t = TempDir::new().unwrap();
+        for rel in [
+            "01.mp3",
+            "._01.mp3",
+            ".hidden.mp3",
+            ".git/x.mp3",
+            ".Trash/CD1/a.mp3",
+        ] {
+            touch(t.path(), rel, 1);
+        }
+        let s = scan_one(t.path());
+        assert_eq!(rels(&s), ["01.mp3"]);
+        assert!(s.findings.is_empty(), "{:?}", s.findings);
+    }
+
+    #[test]
+    fn special_files_named_mp3_are_skipped_with_a_warning() {
+        let t = TempDir::new().unwrap();
+        touch(t.path(), "01.mp3", 1);
+        assert!(mkfifo(&t.path().join("02.mp3")), "mkfifo failed");
+        let _socket = std::os::unix::net::UnixListener::bind(t.path().join("03.mp3")).unwrap();
+        assert!(mkfifo(&t.path().join("pipe.txt"))); // not an MP3 name: silently ignored
+        let s = scan_one(t.path());
+        assert_eq!(rels(&s), ["01.mp3"]);
+        let skipped = findings_of(&s, FindingKind::SkippedEntry);
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(skipped.iter().all(|f| f.severity == Severity::Warning));
+        assert!(
+            skipped[0].message.contains("FIFO"),
+            "{}",
+            skipped[0].message
+        );
+        assert!(
+            skipped[1].message.contains("socket"),
+            "{}",
+            skipped[1].message
+        );
+        assert!(skipped.iter().all(|f| f.remedy.is_some()));
+    }
+
+    #[test]
+    fn a_folder_named_mp3_is_scanned_as_a_folder() {
+        let t = TempDir::new().unwrap();
+        touch(t.path(), "Book.mp3/01.mp3", 1);
+        let s = scan_one(t.path());
+        assert_eq!(rels(&s), ["Book.mp3/01.mp3"]);
+        let notes = findings_of(&s, FindingKind::SkippedEntry);
+        assert_eq!(notes.len(), 1);
+        assert_eq!(notes[0].severity, Severity::Info);
+    }
+
+    #[test]
+    fn symlinks_inside_the_folder_are_followed_once() {
+        let t = TempDir::new().unwrap();
+        touch(t.path(), "real/01.mp3", 1);
+        touch(t.path(), "02.mp3", 2);
+        symlink("real", t.path().join("alias")).unwrap();
+        symlink("02.mp3", t.path().join("zz-link.mp3")).unwrap();
+        let s = scan_one(t.path());
+        // `alias` sorts first byte-wise, so the real folder is reached through it.
+        assert_eq!(rels(&s), ["02.mp3", "alias/01.mp3"]);
+        assert_eq!(s.folders[0].mp3_count, 2);
+        let dup = findings_of(&s, FindingKind::SkippedEntry);
+        assert!(
+            dup.iter().any(|f| f.severity == Severity::Warning
+                && f.path.as_deref() == Some(t.path().join("zz-link.mp3").as_path())),
+            "{dup:?}"
+        );
+    }
+
+    #[test]
+    fn symlinks_leaving_the_folder_are_not_followed() {
+        let outside = TempDir::new().unwrap();
+        touch(outside.path(), "secret.mp3", 1);
+        touch(outside.path(), "dir/a.mp3", 1);
+        let t = TempDir::new().unwrap();
+        touch(t.path(), "01.mp3", 1);
+        symlink(outside.path().join("secret.mp3"), t.path().join("02.mp3")).unwrap();
+        symlink(outside.path().join("dir"), t.path().join("CD2")).unwrap();
+        symlink("/", t.path().join("root")).unwrap();
+        let s = scan_one(t.path());
+        assert_eq!(rels(&s), ["01.mp3"]);
+        let skipped = findings_of(&s, FindingKind::SkippedEntry);
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+        assert!(skipped.iter().all(|f| f.severity == Severity::Warning));
+        assert!(skipped.iter().all(|f| f.message.contains("outside")));
+    }
+
+    #[test]
+    fn symlink_loops_neither_hang_nor_duplicate() {
+        let t = TempDir::new().unwrap();
+        touch(t.path(), "CD1/01.mp3", 1);
+        symlink("..", t.path().join("CD1/up")).unwrap();
+        symlink(".", t.path().join("CD1/self")).unwrap();
+        symlink("loop-b.mp3", t.path().join("loop-a.mp3")).unwrap();
+        symlink("loop-a.mp3", t.path().join("loop-b.mp3")).unwrap();
+        let s = scan_with(t.path(), 50, Order::Natural);
+        assert_eq!(rels(&s), ["CD1/01.mp3"]);
+        let skipped = findings_of(&s, FindingKind::SkippedEntry);
+        // Two folder links back into scanned folders (info), two looping file links (warning).
+        assert_eq!(
+            skipped
+                .iter()
+                .filter(|f| f.severity == Severity::Info)
+                .count(),
+            2
+        );
+        assert_eq!(
+            skipped
+                .iter()
+                .filter(|f| f.severity == Severity::Warning)
+                .count(),
+            2
+        );
+    }
+
+    #[test]
+    fn broken_symlinks_named_mp3_are_reported() {
+        let t = TempDir::new().unwrap();
+        touch(t.path(), "01.mp3", 1);
+        symlink("gone.mp3", t.path().join("02.mp3")).unwrap();
+        symlink("gone", t.path().join("other")).unwrap(); // not an MP3 name: ignored
+        let s = scan_one(t.path());
+        assert_eq!(rels(&s), ["01.mp3"]);
+        let skipped = findings_of(&s, FindingKind::SkippedEntry);
+        assert_eq!(skipped.len(), 1);
+        assert!(skipped[0].message.contains("broken"));
+    }
+
+    // -- folder problems ----------------------------------------------------------------------
+
+    #[test]
+    fn every_folder_problem_is_reported_at_once() {
+        let t = TempDir::new().unwrap();
+        let good = t.path().join("good");
+        touch(&good, "01.mp3", 4);
+        let missing = t.path().join("missing");
+        let file = touch(t.path(), "single.mp3", 1);
+        let empty = t.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        let s = scan(
+            &[missing.clone(), good.clone(), file.clone(), empty.clone()],
+            &ScanOptions::default(),
+        );
+        assert_eq!(rels(&s), ["01.mp3"]);
+        assert_eq!(s.files[0].folder_index, 1);
+        assert_eq!(s.folders.len(), 4);
+        let summary: Vec<_> = s
+            .folders
+            .iter()
+            .map(|f| (f.path.clone(), f.mp3_count))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (missing.clone(), 0),
+                (good, 1),
+                (file.clone(), 0),
+                (empty.clone(), 0)
+            ]
+        );
+        let got: Vec<_> = s
+            .findings
+            .iter()
+            .map(|f| (f.kind, f.severity, f.path.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (FindingKind::FolderMissing, Severity::Error, missing),
+                (FindingKind::NotADirectory, Severity::Error, file),
+                (FindingKind::NoMp3Found, Severity::Error, empty),
+            ]
+        );
+        assert!(s.findings.iter().all(|f| f.remedy.is_some()));
+        assert!(s.findings[1]
+            .remedy
+            .as_deref()
+            .unwrap()
+            .contains("not a single file"));
+    }
+
+    #[test]
+    fn no_mp3_found_names_the_other_audio_present() {
+        let t = TempDir::new().unwrap();
+        for rel in ["01.flac", "02.FLAC", "cover.jpg", "a/b/c/deep.mp3"] {
+            touch(t.path(), rel, 1);
+        }
+        let s = scan_one(t.path());
+        let f = findings_of(&s, FindingKind::NoMp3Found);
+        assert_eq!(f.len(), 1);
+        let remedy = f[0].remedy.as_deref().unwrap();
+        assert!(remedy.contains("2 .flac"), "{remedy}");
+        assert!(remedy.contains("too deep"), "{remedy}");
+    }
+
+    /// Permission checks mean nothing to root; those tests then only check there is no panic.
+    fn permissions_apply(dir: &Path) -> bool {
+        fs::read_dir(dir).is_err()
+    }
+
+    #[test]
+    fn unreadable_folders_are_reported() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = TempDir::new().unwrap();
+        let root = t.path().join("book");
+        touch(&root, "01.mp3", 1);
+        touch(&root, "CD2/01.mp3", 1);
+        let locked_sub = root.join("CD2");
+        fs::set_permissions(&locked_sub, fs::Permissions::from_mode(0o000)).unwrap();
+        let other = t.path().join("locked");
+        touch(&other, "01.mp3", 1);
+        fs::set_permissions(&other, fs::Permissions::from_mode(0o000)).unwrap();
+
+        let s = scan(&[root.clone(), other.clone()], &ScanOptions::default());
+        let enforced = permissions_apply(&other);
+        // Restore before asserting so TempDir can clean up whatever happens.
+        fs::set_permissions(&locked_sub, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::set_permissions(&other, fs::Permissions::from_mode(0o755)).unwrap();
+        if !enforced {
+            eprintln!("running with permission override (root): skipping the assertions");
+            return;
+        }
+        assert_eq!(rels(&s), ["01.mp3"]);
+        let got: Vec<_> = findings_of(&s, FindingKind::Unreadable)
+            .iter()
+            .map(|f| (f.severity, f.path.clone().unwrap()))
+            .collect();
+        assert_eq!(
+            got,
+            [(Severity::Warning, locked_sub), (Severity::Error, other)]
+        );
+        // An unreadable folder is not also "empty".
+        assert!(findings_of(&s, FindingKind::NoMp3Found).is_empty());
+    }
+
+    #[test]
+    fn folders_are_concatenated_in_the_order_given() {
+        let t = TempDir::new().unwrap();
+        let (a, b) = (t.path().join("b-second"), t.path().join("a-first"));
+        touch(&a, "2.mp3", 1);
+        touch(&a, "10.mp3", 1);
+        touch(&b, "1.mp3", 1);
+        let s = scan(&[a.clone(), b.clone()], &ScanOptions::default());
+        let got: Vec<_> = s
+            .files
+            .iter()
+            .map(|f| (f.folder_index, f.path.clone()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (0, a.join("2.mp3")),
+                (0, a.join("10.mp3")),
+                (1, b.join("1.mp3"))
+            ]
+        );
+        assert_eq!(s.folders[0].mp3_count, 2);
+        assert_eq!(s.folders[1].mp3_count, 1);
+    }
+
+    #[test]
+    fn a_folder_given_twice_or_nested_is_used_once() {
+        let t = TempDir::new().unwrap();
+        touch(t.path(), "01.mp3", 1);
+        touch(t.path(), "CD2/01.mp3", 1);
+        let again = t.path().join(".").join("");
+        let nested = t.path().join("CD2");
+        let s = scan(
+            &[t.path().to_path_buf(), again, nested],
+            &ScanOptions::default(),
+        );
+        assert_eq!(rels(&s), ["01.mp3", "CD2/01.mp3"]);
+        let skipped = findings_of(&s, FindingKind::SkippedEntry);
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(findings_of(&s, FindingKind::NoMp3Found).is_empty());
+    }
+
+    #[test]
+    fn hostile_names_are_kept_verbatim() {
+        let t = TempDir::new().unwrap();
+        let long = format!("{}.mp3", "x".repeat(251)); // 255 bytes, the usual limit
+        let names = [
+            "concat:x.mp3",
+            "-rf.mp3",
+            "file:x.mp3",
+            "new\nline.mp3",
+            "$HOME.mp3",
+            "it's \"quoted\".mp3",
+            "Ünïcødé 𝄞 名前.mp3",
+            "a\\b.mp3",
+            " lead space.mp3",
+            long.as_str(),
+        ];
+        for n in names {
+            touch(t.path(), n, 1);
+        }
+        let s = scan_one(t.path());
+        assert_eq!(s.files.len(), names.len(), "{:?}", s.findings);
+        for n in names {
+            assert!(rels(&s).iter().any(|r| r == n), "{n:?} missing");
+        }
+        for f in &s.files {
+            assert!(f.path.is_file());
+        }
+    }
+
+    #[test]
+    fn non_utf8_names_are_kept() {
+        let t = TempDir::new().unwrap();
+        let raw = OsStr::from_bytes(b"\xff\xfe 02.mp3");
+        let dir = OsStr::from_bytes(b"CD\xe9 1");
+        touch(t.path(), raw, 1);
+        touch(t.path(), "01.mp3", 1);
+        touch(&t.path().join(dir), "01.mp3", 1);
+        let s = scan_one(t.path());
+        assert_eq!(s.files.len(), 3);
+        assert_eq!(s.files[0].rel_path, Path::new("01.mp3"));
+        assert_eq!(s.files[1].rel_path.as_os_str(), raw);
+        assert_eq!(s.files[2].rel_path, Path::new(dir).join("01.mp3"));
+        assert!(s.files.iter().all(|f| f.path.is_file()));
+    }
+
+    #[test]
+    fn alpha_order_is_code_point_order() {
+        let t = TempDir::new().unwrap();
+        for rel in [
+            "2.mp3",
+            "10.mp3",
+            "a.mp3",
+            "B.mp3",
+            "CD 2/1.mp3",
+            "CD10/1.mp3",
+        ] {
+            touch(t.path(), rel, 1);
+        }
+        let s = scan_with(t.path(), 3, Order::Alpha);
+        assert_eq!(
+            rels(&s),
+            [
+                "10.mp3",
+                "2.mp3",
+                "B.mp3",
+                "CD 2/1.mp3",
+                "CD10/1.mp3",
+                "a.mp3"
+            ]
+        );
+    }
+
+    #[test]
+    fn tags_order_scans_naturally() {
+        let t = TempDir::new().unwrap();
+        for rel in ["10.mp3", "9.mp3"] {
+            touch(t.path(), rel, 1);
+        }
+        assert_eq!(
+            rels(&scan_with(t.path(), 3, Order::Tags)),
+            ["9.mp3", "10.mp3"]
+        );
+    }
+
+    #[test]
+    fn order_is_independent_of_creation_order() {
+        let names = [
+            "b10.mp3",
+            "B2.mp3",
+            "b2.mp3",
+            "a.mp3",
+            "CD1/x.mp3",
+            "cd 1/y.mp3",
+            "01.mp3",
+            "1.mp3",
+        ];
+        let mut results = Vec::new();
+        for rotate in 0..names.len() {
+            let t = TempDir::new().unwrap();
+            let mut order = names;
+            order.rotate_left(rotate);
+            for n in order {
+                touch(t.path(), n, 1);
+            }
+            results.push(rels(&scan_one(t.path())));
+        }
+        assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
+    }
+
+    // -- order_by_tags ------------------------------------------------------------------------
+
+    fn files(specs: &[(usize, &str)]) -> Vec<ScannedFile> {
+        specs
+            .iter()
+            .map(|&(folder_index, rel)| ScannedFile {
+                path: PathBuf::from("/book").join(rel),
+                rel_path: PathBuf::from(rel),
+                size_bytes: 1,
+                folder_index,
+            })
+            .collect()
+    }
+
+    fn order_of(f: &[ScannedFile]) -> Vec<&str> {
+        f.iter().map(|f| f.rel_path.to_str().unwrap()).collect()
+    }
+
+    #[test]
+    fn tags_reorder_when_every_file_has_a_track() {
+        let mut f = files(&[(0, "a.mp3"), (0, "b.mp3"), (0, "c.mp3")]);
+        let keys = [(None, Some(3)), (None, Some(1)), (None, Some(2))];
+        assert_eq!(tag_order(&f, &keys), Some(vec![1, 2, 0]));
+        assert!(order_by_tags(&mut f, &keys));
+        assert_eq!(order_of(&f), ["b.mp3", "c.mp3", "a.mp3"]);
+    }
+
+    #[test]
+    fn tags_use_disc_numbers() {
+        let mut f = files(&[(0, "x1.mp3"), (0, "x2.mp3"), (0, "y1.mp3"), (0, "y2.mp3")]);
+        let keys = [
+            (Some(2), Some(1)),
+            (Some(2), Some(2)),
+            (Some(1), Some(1)),
+            (None, Some(2)),
+        ];
+        assert!(order_by_tags(&mut f, &keys));
+        assert_eq!(order_of(&f), ["y1.mp3", "y2.mp3", "x1.mp3", "x2.mp3"]);
+    }
+
+    #[test]
+    fn tags_keep_the_input_folders_in_order() {
+        let mut f = files(&[(0, "a.mp3"), (0, "b.mp3"), (1, "c.mp3")]);
+        let keys = [(None, Some(2)), (None, Some(1)), (None, Some(1))];
+        assert!(order_by_tags(&mut f, &keys));
+        assert_eq!(order_of(&f), ["b.mp3", "a.mp3", "c.mp3"]);
+    }
+
+    #[test]
+    fn tags_are_ignored_when_incomplete_or_ambiguous() {
+        let original = files(&[(0, "CD1/01.mp3"), (0, "CD1/02.mp3"), (0, "CD2/01.mp3")]);
+        let cases: [&[(Option<u32>, Option<u32>)]; 4] = [
+            // A file without a track number.
+            &[(None, Some(2)), (None, None), (None, Some(1))],
+            // Track numbers restarting per disc folder without disc tags: would interleave.
+            &[(None, Some(1)), (None, Some(2)), (None, Some(1))],
+            // Keys not aligned with the files.
+            &[(None, Some(1))],
+            &[],
+        ];
+        for keys in cases {
+            let mut f = original.clone();
+            assert!(!order_by_tags(&mut f, keys), "{keys:?}");
+            assert_eq!(f, original);
+        }
+        assert!(!order_by_tags(&mut [], &[]));
+    }
+
+    // -- sniff_mp3 ----------------------------------------------------------------------------
+
+    /// MPEG-1 layer III, 128 kb/s, 44.1 kHz, no padding: 417-byte frames.
+    const MPEG1_128K: [u8; 4] = [0xFF, 0xFB, 0x90, 0x00];
+
+    fn frames(header: [u8; 4], count: usize) -> Vec<u8> {
+        raw_frames(
+            header,
+            parse_frame(&header).expect("valid header").len,
+            count,
+        )
+    }
+
+    /// `count` frames of `len` bytes starting with `header` (which need not be layer III).
+    fn raw_frames(header: [u8; 4], len: usize, count: usize) -> Vec<u8> {
+        let mut frame = vec![0u8; len];
+        frame[..4].copy_from_slice(&header);
+        frame.repeat(count)
+    }
+
+    /// An ID3v2 tag with a body of `body` bytes (plus a footer for v2.4 when asked).
+    fn id3(version: u8, body: usize, footer: bool) -> Vec<u8> {
+        let size = body as u32;
+        let syncsafe = [
+            ((size >> 21) & 0x7F) as u8,
+            ((size >> 14) & 0x7F) as u8,
+            ((size >> 7) & 0x7F) as u8,
+            (size & 0x7F) as u8,
+        ];
+        let mut t = vec![b'I', b'D', b'3', version, 0, if footer { 0x10 } else { 0 }];
+        t.extend_from_slice(&syncsafe);
+        // Tag frames never contain an MPEG sync; filler that mimics text frames is enough.
+        t.extend(std::iter::repeat_n(b'T', body));
+        if footer {
+            t.extend_from_slice(b"3DI");
+            t.extend_from_slice(&[version, 0, 0x10]);
+            t.extend_from_slice(&syncsafe);
+        }
+        t
+    }
+
+    fn sniff_bytes(bytes: &[u8]) -> Result<(), String> {
+        let t = TempDir::new().unwrap();
+        let p = t.path().join("x.mp3");
+        fs::write(&p, bytes).unwrap();
+        sniff_mp3(&p)
+    }
+
+    fn cat(parts: &[&[u8]]) -> Vec<u8> {
+        parts.concat()
+    }
+
+    #[test]
+    fn frame_headers_parse_to_their_length() {
+        assert_eq!(parse_frame(&MPEG1_128K).map(|h| h.len), Some(417));
+        assert_eq!(
+            parse_frame(&[0xFF, 0xFB, 0x92, 0x00]).map(|h| h.len),
+            Some(418)
+        );
+        // MPEG-2 64 kb/s 22.05 kHz and MPEG-2.5 8 kb/s 8 kHz.
+        assert_eq!(
+            parse_frame(&[0xFF, 0xF3, 0x80, 0x00]).map(|h| h.len),
+            Some(208)
+        );
+        assert_eq!(
+            parse_frame(&[0xFF, 0xE3, 0x18, 0x00]).map(|h| h.len),
+            Some(72)
+        );
+        for bad in [
+            [0xFF, 0xEB, 0x90, 0x00], // reserved version
+            [0xFF, 0xFD, 0x90, 0x00], // layer II
+            [0xFF, 0xF9, 0x90, 0x00], // reserved layer
+            [0xFF, 0xFB, 0x00, 0x00], // free format
+            [0xFF, 0xFB, 0xF0, 0x00], // bad bitrate
+            [0xFF, 0xFB, 0x9C, 0x00], // reserved rate
+            [0xFF, 0xFB, 0x90, 0x02], // reserved emphasis
+            [0xFE, 0xFB, 0x90, 0x00], // no sync
+        ] {
+            assert_eq!(parse_frame(&bad), None, "{bad:02X?}");
+        }
+    }
+
+    #[test]
+    fn sniff_accepts_plain_mp3_frames() {
+        assert_eq!(sniff_bytes(&frames(MPEG1_128K, 10)), Ok(()));
+        assert_eq!(sniff_bytes(&frames([0xFF, 0xF3, 0x80, 0x00], 10)), Ok(()));
+        assert_eq!(sniff_bytes(&frames([0xFF, 0xE3, 0x18, 0x00], 10)), Ok(()));
+        // A single frame that is the whole file.
+        assert_eq!(sniff_bytes(&frames(MPEG1_128K, 1)), Ok(()));
+    }
+
+    #[test]
+    fn sniff_accepts_id3_then_frames() {
+        let audio = frames(MPEG1_128K, 10);
+        assert_eq!(sniff_bytes(&cat(&[&id3(3, 1000, false), &audio])), Ok(()));
+        // Two tags in a row.
+        assert_eq!(
+            sniff_bytes(&cat(&[&id3(3, 100, false), &id3(4, 50, false), &audio])),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn sniff_skips_an_id3v24_footer() {
+        // One lone frame after the footer: accepted only if it is found exactly at the end
+        // of tag + footer (a frame found by search needs a successor to confirm it).
+        let one = frames(MPEG1_128K, 1);
+        assert_eq!(sniff_bytes(&cat(&[&id3(4, 300, true), &one])), Ok(()));
+        let mut wrong = id3(4, 300, true);
+        wrong[5] = 0; // footer present but not flagged: the frame is 10 bytes off
+        assert!(sniff_bytes(&cat(&[&wrong, &one])).is_err());
+    }
+
+    #[test]
+    fn sniff_reads_past_a_tag_larger_than_the_window() {
+        // A big embedded cover puts the audio far beyond the first 64 KiB.
+        let tag = id3(3, 300 * 1024, false);
+        assert_eq!(sniff_bytes(&cat(&[&tag, &frames(MPEG1_128K, 5)])), Ok(()));
+        assert_eq!(
+            sniff_bytes(&cat(&[&tag, &frames(MPEG1_128K, 1)])),
+            Ok(()),
+            "a lone frame at the end of the file"
+        );
+        // A tag ending just inside the first window leaves little audio in it.
+        let tag = id3(3, 64 * 1024 - 100, false);
+        assert_eq!(sniff_bytes(&cat(&[&tag, &frames(MPEG1_128K, 5)])), Ok(()));
+    }
+
+    #[test]
+    fn sniff_resyncs_past_junk_before_the_first_frame() {
+        let junk = vec![0u8; 3000];
+        assert_eq!(sniff_bytes(&cat(&[&junk, &frames(MPEG1_128K, 3)])), Ok(()));
+        assert_eq!(
+            sniff_bytes(&cat(&[&id3(3, 10, false), &junk, &frames(MPEG1_128K, 3)])),
+            Ok(())
+        );
+        // A lone header after junk is not enough evidence.
+        let mut lone = junk.clone();
+        lone.extend_from_slice(&MPEG1_128K);
+        lone.extend(vec![0x11u8; 2000]);
+        assert_eq!(sniff_bytes(&lone), Err("no MPEG audio frames found".into()));
+    }
+
+    #[test]
+    fn sniff_rejects_id3_without_audio() {
+        let only = "contains only an ID3 tag, no audio".to_string();
+        assert_eq!(sniff_bytes(&id3(3, 100, false)), Err(only.clone()));
+        // The tag claims more than the file holds.
+        assert_eq!(sniff_bytes(&id3(3, 100, false)[..50]), Err(only.clone()));
+        // Zero padding written after the tag.
+        assert_eq!(
+            sniff_bytes(&cat(&[&id3(3, 100, false), &[0u8; 500]])),
+            Err(only)
+        );
+    }
+
+    #[test]
+    fn sniff_names_what_the_file_is_instead() {
+        let cases: [(&[u8], &str); 12] = [
+            (b"", "empty file (0 bytes)"),
+            (
+                b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR",
+                "is a PNG image renamed .mp3",
+            ),
+            (b"\xFF\xD8\xFF\xE0\0\x10JFIF\0", "is a JPEG image"),
+            (
+                b"#EXTM3U\n#EXTINF:1,a\n01.mp3\n",
+                "is a text file / playlist (M3U)",
+            ),
+            (
+                b"01 - Chapter.mp3\r\n02 - Chapter.mp3\r\n",
+                "is a text file / playlist (M3U)",
+            ),
+            (b"caf\xe9 latin-1 text\n", "is a text file / playlist (M3U)"),
+            (b"RIFF\x24\0\0\0WAVEfmt ", "is a RIFF/WAVE file"),
+            (b"\0\0\0\x20ftypM4A \0\0\0\0", "is an MP4/M4A file"),
+            (b"fLaC\0\0\0\x22", "is FLAC"),
+            (b"OggS\0\x02\0\0", "is an Ogg file"),
+            (
+                b"\xFF\xF1\x50\x80\x02\x1F\xFC",
+                "is an AAC (ADTS) stream, not MP3",
+            ),
+            (b"\0\0\0\0\x01\x02\x03", "no MPEG audio frames found"),
+        ];
+        for (bytes, want) in cases {
+            assert_eq!(sniff_bytes(bytes), Err(want.to_string()), "{want}");
+        }
+        assert_eq!(
+            // MPEG-1 layer II at 128 kb/s, 44.1 kHz: 417-byte frames too.
+            sniff_bytes(&raw_frames([0xFF, 0xFD, 0x90, 0x00], 417, 4)),
+            Err("is MPEG layer II audio (MP2), not MP3".to_string())
+        );
+        // A FLAC with an ID3 tag in front is still FLAC.
+        assert_eq!(
+            sniff_bytes(&cat(&[&id3(3, 20, false), b"fLaC\0\0\0\x22"])),
+            Err("is FLAC".to_string())
+        );
+    }
+
+    #[test]
+    fn sniff_rejects_pseudo_random_bytes() {
+        // A fixed linear congruential generator: deterministic "noise" without a dependency.
+        let mut x: u32 = 0x1234_5678;
+        let noise: Vec<u8> = (0..100_000)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (x >> 24) as u8
+            })
+            .collect();
+        assert_eq!(
+            sniff_bytes(&noise),
+            Err("no MPEG audio frames found".to_string())
+        );
+    }
+
+    #[test]
+    fn sniff_never_opens_a_fifo() {
+        let t = TempDir::new().unwrap();
+        let p = t.path().join("pipe.mp3");
+        assert!(mkfifo(&p));
+        // Opening a FIFO for reading blocks until a writer appears: this would hang.
+        assert_eq!(sniff_mp3(&p), Err("is not a regular file".to_string()));
+        assert_eq!(
+            sniff_mp3(t.path()),
+            Err("is not a regular file".to_string())
+        );
+        assert!(sniff_mp3(&t.path().join("missing.mp3"))
+            .unwrap_err()
+            .starts_with("cannot be read"));
+    }
+}

@@ -1,1 +1,229 @@
-//! TODO
+//! Pure chapter arithmetic: decoded sample counts → chapter starts, and the chapters text file.
+//!
+//! The one clock: chapter k of a per-file book starts at the sum of the decoded (and resampled)
+//! sample counts of files 0..k. Container or header durations are never used — they are off by
+//! tens of milliseconds per file, which adds up to seconds over a long book.
+//!
+//! # Chapters file format (`--chapters-file`)
+//! One chapter per line: a start time, whitespace, the title. Times are `HH:MM:SS.mmm`,
+//! `H:MM:SS`, `MM:SS(.mmm)` or plain seconds (`754.5`). Empty lines and lines starting with `#`
+//! are ignored. Starts must increase; the first chapter is moved to 0 if it starts later (a
+//! warning says so), so the whole book is covered.
+//! ```text
+//! # my book
+//! 00:00:00.000 Opening Credits
+//! 00:12:34.500 Chapter 1: The Storm
+//! 1:02:03 Chapter 2
+//! ```
+use crate::error::{Error, Result};
+use crate::model::Chapter;
+use std::path::Path;
+
+/// The Nero `chpl` atom stores its chapter count in one byte: beyond this FFmpeg truncates it.
+pub const CHPL_MAX_CHAPTERS: usize = 255;
+
+/// Chapter starts for one chapter per track, from each track's decoded length.
+pub fn per_track(titles: &[String], track_samples: &[u64]) -> Vec<Chapter> {
+    let mut start = 0u64;
+    titles
+        .iter()
+        .zip(track_samples)
+        .map(|(t, n)| {
+            let c = Chapter {
+                title: t.clone(),
+                start_samples: start,
+            };
+            start += n;
+            c
+        })
+        .collect()
+}
+
+/// A chapter from a chapters file, in seconds (the sample rate is applied later).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimedChapter {
+    pub start_secs: f64,
+    pub title: String,
+    pub line: usize,
+}
+
+/// Parses a chapters file.
+pub fn parse_chapters_file(path: &Path) -> Result<Vec<TimedChapter>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::io(path, "cannot read the chapters file", e))?;
+    parse_chapters_text(&text).map_err(|(line, reason)| Error::ChaptersFile {
+        path: path.to_path_buf(),
+        line,
+        reason,
+    })
+}
+
+/// Parses chapters text; errors carry the 1-based line number.
+pub fn parse_chapters_text(text: &str) -> std::result::Result<Vec<TimedChapter>, (usize, String)> {
+    let mut out: Vec<TimedChapter> = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line_no = i + 1;
+        let line = raw.trim_start_matches('\u{feff}').trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (time, title) = match line.split_once(char::is_whitespace) {
+            Some((t, rest)) => (t, rest.trim()),
+            None => (line, ""),
+        };
+        let secs = parse_time(time).ok_or_else(|| {
+            (
+                line_no,
+                format!(
+                    "cannot read the time {time:?}; write it as HH:MM:SS.mmm followed by the title"
+                ),
+            )
+        })?;
+        if let Some(prev) = out.last() {
+            if secs <= prev.start_secs {
+                return Err((line_no, format!("chapter starts at {time}, not after the previous one; list chapters in order")));
+            }
+        }
+        let title = if title.is_empty() {
+            format!("Chapter {}", out.len() + 1)
+        } else {
+            title.to_string()
+        };
+        out.push(TimedChapter {
+            start_secs: secs,
+            title,
+            line: line_no,
+        });
+    }
+    if out.is_empty() {
+        return Err((0, "the file lists no chapters".into()));
+    }
+    Ok(out)
+}
+
+/// `HH:MM:SS.mmm`, `MM:SS`, `SS.mmm` → seconds.
+pub fn parse_time(s: &str) -> Option<f64> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.is_empty() || parts.len() > 3 {
+        return None;
+    }
+    let mut total = 0.0f64;
+    for (i, p) in parts.iter().enumerate() {
+        let last = i == parts.len() - 1;
+        if p.is_empty() || !p.chars().all(|c| c.is_ascii_digit() || (last && c == '.')) {
+            return None;
+        }
+        let v: f64 = p.parse().ok()?;
+        if i > 0 && v >= 60.0 {
+            return None;
+        }
+        total = total * 60.0 + v;
+    }
+    total.is_finite().then_some(total)
+}
+
+/// Formats samples as `HH:MM:SS.mmm`.
+pub fn format_samples(samples: u64, rate: u32) -> String {
+    let ms = (samples as u128 * 1000 / rate.max(1) as u128) as u64;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
+}
+
+/// Converts file chapters to samples at `rate`, checking them against the book's length.
+/// Returns the chapters and warnings.
+pub fn timed_to_samples(
+    chapters: &[TimedChapter],
+    rate: u32,
+    total_samples: u64,
+    path: &Path,
+) -> Result<(Vec<Chapter>, Vec<String>)> {
+    let mut warnings = Vec::new();
+    let mut out = Vec::with_capacity(chapters.len());
+    for (i, c) in chapters.iter().enumerate() {
+        let mut start = (c.start_secs * rate as f64).round() as u64;
+        if i == 0 && start > 0 {
+            warnings.push(format!(
+                "{}: the first chapter starts at {}; it now starts at 0 so the whole book is covered",
+                path.display(),
+                format_samples(start, rate)
+            ));
+            start = 0;
+        }
+        if start >= total_samples {
+            return Err(Error::ChaptersFile {
+                path: path.to_path_buf(),
+                line: c.line,
+                reason: format!(
+                    "chapter starts at {}, after the end of the book ({}); fix or remove the line",
+                    format_samples(start, rate),
+                    format_samples(total_samples, rate)
+                ),
+            });
+        }
+        out.push(Chapter {
+            title: c.title.clone(),
+            start_samples: start,
+        });
+    }
+    Ok((out, warnings))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_track_starts_are_cumulative_decoded_lengths() {
+        let t: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
+        let c = per_track(&t, &[100, 250, 7]);
+        assert_eq!(
+            c.iter().map(|c| c.start_samples).collect::<Vec<_>>(),
+            vec![0, 100, 350]
+        );
+    }
+
+    #[test]
+    fn times_parse() {
+        assert_eq!(parse_time("00:12:34.500"), Some(754.5));
+        assert_eq!(parse_time("1:02:03"), Some(3723.0));
+        assert_eq!(parse_time("12:34"), Some(754.0));
+        assert_eq!(parse_time("754.25"), Some(754.25));
+        assert_eq!(parse_time("1:75"), None);
+        assert_eq!(parse_time("abc"), None);
+        assert_eq!(parse_time(""), None);
+    }
+
+    #[test]
+    fn chapters_text_parses_and_rejects_disorder() {
+        let c = parse_chapters_text("# x\n\n00:00:00 Intro\n00:01:00.5 Chapter – ü\n").unwrap();
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[1].title, "Chapter – ü");
+        assert_eq!(c[1].start_secs, 60.5);
+        let e = parse_chapters_text("00:01:00 A\n00:00:30 B\n").unwrap_err();
+        assert_eq!(e.0, 2);
+        assert!(parse_chapters_text("nonsense here\n").is_err());
+    }
+
+    #[test]
+    fn timed_chapters_checked_against_length() {
+        let c = parse_chapters_text("00:00:01 A\n00:00:02 B\n").unwrap();
+        let (ch, w) = timed_to_samples(&c, 1000, 5000, Path::new("c.txt")).unwrap();
+        assert_eq!(ch[0].start_samples, 0);
+        assert_eq!(ch[1].start_samples, 2000);
+        assert_eq!(w.len(), 1);
+        assert!(timed_to_samples(&c, 1000, 1500, Path::new("c.txt")).is_err());
+    }
+
+    #[test]
+    fn format_is_hms_millis() {
+        assert_eq!(
+            format_samples(44_100 * 3723 + 22_050, 44_100),
+            "01:02:03.500"
+        );
+    }
+}

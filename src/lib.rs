@@ -11,16 +11,22 @@
 //! as [`Finding`]s, emits `tracing` events and calls a [`ProgressSink`].
 pub mod av;
 pub mod chapters;
+pub mod convert;
 pub mod error;
 pub mod fixtures;
 pub mod model;
 pub mod options;
+pub mod pipeline;
 pub mod plan;
 pub mod probe;
+pub mod progress;
 pub mod sanitize;
 pub mod scan;
 pub mod verify;
+mod verify_hook;
 
+pub use convert::{ConvertReport, Converter};
 pub use error::{Error, Result};
 pub use model::*;
 pub use options::*;
+pub use progress::{CancelToken, NoProgress, ProgressSink, Stage};

@@ -1,1 +1,507 @@
-//! TODO
+//! Scan + validate + probe → the [`Book`] to write: order, chapter titles, metadata, cover,
+//! target format and output name. `aiom4b probe` shows exactly this; `convert` executes it.
+//!
+//! Validation collects every problem at once (each naming its file and what to do) instead of
+//! stopping at the first.
+use crate::error::{Error, Result};
+use crate::model::*;
+use crate::options::{validate_target, ChapterTitles, Limits, Order, PlanOptions, ScanOptions};
+use crate::{probe, sanitize, scan};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Everything the input phase found: the book when it can be converted, and all findings.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    pub folders: Vec<FolderSummary>,
+    /// The plan; `None` when a finding of severity error blocks conversion.
+    pub book: Option<Book>,
+    /// All findings, errors first.
+    pub findings: Vec<Finding>,
+    /// Whether the order came from ID3 disc/track numbers (`--order tags`).
+    pub ordered_by_tags: bool,
+}
+
+impl Inspection {
+    pub fn errors(&self) -> impl Iterator<Item = &Finding> {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == Severity::Error)
+    }
+}
+
+/// Plans the conversion of `folders`, failing with [`Error::Invalid`] listing every blocking problem.
+pub fn plan(
+    folders: &[PathBuf],
+    scan_opts: &ScanOptions,
+    limits: &Limits,
+    opts: &PlanOptions,
+) -> Result<Book> {
+    let ins = inspect(folders, scan_opts, limits, opts)?;
+    match ins.book {
+        Some(b) => Ok(b),
+        None => Err(Error::Invalid(
+            ins.findings
+                .into_iter()
+                .filter(|f| f.severity == Severity::Error)
+                .collect(),
+        )),
+    }
+}
+
+/// Runs the whole input phase and returns what it found, even when the input is not convertible.
+/// `Err` only for option errors (e.g. an impossible target format or an unreadable `--cover`).
+pub fn inspect(
+    folders: &[PathBuf],
+    scan_opts: &ScanOptions,
+    limits: &Limits,
+    opts: &PlanOptions,
+) -> Result<Inspection> {
+    let s = scan::scan(folders, scan_opts);
+    let mut findings = s.findings.clone();
+    let mut files = s.files.clone();
+
+    // Size limits.
+    let max_file = limits.max_file_size_mb.saturating_mul(1 << 20);
+    let mut too_large = vec![false; files.len()];
+    for (i, f) in files.iter().enumerate() {
+        if f.size_bytes > max_file {
+            too_large[i] = true;
+            findings.push(
+                Finding::error(
+                    FindingKind::FileTooLarge,
+                    &f.path,
+                    format!(
+                        "{} MB is over the {} MB limit per file",
+                        f.size_bytes >> 20,
+                        limits.max_file_size_mb
+                    ),
+                )
+                .with_remedy(
+                    "raise it with --max-file-size-mb or MAX_FILE_SIZE_MB, or split the file",
+                ),
+            );
+        }
+    }
+    let total: u64 = files.iter().map(|f| f.size_bytes).sum();
+    if total > limits.max_total_size_mb.saturating_mul(1 << 20) {
+        findings.push(
+            Finding::new(
+                Severity::Error,
+                FindingKind::TotalTooLarge,
+                folders.first().cloned(),
+                format!(
+                    "the input totals {} MB, over the {} MB limit",
+                    total >> 20,
+                    limits.max_total_size_mb
+                ),
+            )
+            .with_remedy("raise it with --max-total-size-mb, or convert the folders separately"),
+        );
+    }
+
+    // Content: a cheap sniff for a precise reason, then FFmpeg (mp3 demuxer only) decodes the
+    // first frames of every file in parallel.
+    let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
+    let results = probe::probe_all(&paths);
+    let mut infos: Vec<Option<TrackInfo>> = Vec::with_capacity(files.len());
+    for (i, r) in results.into_iter().enumerate() {
+        match r {
+            Ok(info) if !too_large[i] => infos.push(Some(info)),
+            Ok(_) => infos.push(None),
+            Err(e) => {
+                let path = &files[i].path;
+                let (kind, msg) = match (&e, scan::sniff_mp3(path)) {
+                    (_, Err(reason)) if files[i].size_bytes == 0 => {
+                        (FindingKind::EmptyFile, reason)
+                    }
+                    (_, Err(reason)) => (FindingKind::NotMp3, format!("not an MP3 file: {reason}")),
+                    (Error::NotMp3 { reason, .. }, Ok(())) => (
+                        FindingKind::NotMp3,
+                        format!("not a decodable MP3: {reason}"),
+                    ),
+                    (Error::Io { source, .. }, _) => {
+                        (FindingKind::Unreadable, format!("cannot be read: {source}"))
+                    }
+                    (other, _) => (FindingKind::NotMp3, other.to_string()),
+                };
+                let remedy = match kind {
+                    FindingKind::Unreadable => {
+                        "check its permissions (chmod +r) or remove it from the folder"
+                    }
+                    _ => "remove it from the folder or replace it with a good MP3 copy",
+                };
+                findings.push(Finding::error(kind, path, msg).with_remedy(remedy));
+                infos.push(None);
+            }
+        }
+    }
+
+    // --order tags: disc/track numbers from ID3 when every file has them.
+    let mut ordered_by_tags = false;
+    if scan_opts.order == Order::Tags && infos.iter().all(Option::is_some) {
+        let keys: Vec<(Option<u32>, Option<u32>)> = infos
+            .iter()
+            .map(|i| {
+                i.as_ref()
+                    .map(|i| (i.tags.disc, i.tags.track))
+                    .unwrap_or((None, None))
+            })
+            .collect();
+        let idx: Vec<usize> = match scan::tag_order(&files, &keys) {
+            Some(order) => {
+                ordered_by_tags = true;
+                order
+            }
+            None => (0..files.len()).collect(),
+        };
+        files = idx.iter().map(|i| files[*i].clone()).collect();
+        let mut reordered = Vec::with_capacity(infos.len());
+        for i in idx {
+            reordered.push(infos[i].take());
+        }
+        infos = reordered;
+    }
+
+    let blocked = findings.iter().any(|f| f.severity == Severity::Error);
+    let mut ins = Inspection {
+        folders: s.folders.clone(),
+        book: None,
+        findings,
+        ordered_by_tags,
+    };
+    if blocked {
+        sort_findings(&mut ins.findings);
+        return Ok(ins);
+    }
+    let tracks_info: Vec<TrackInfo> = infos
+        .into_iter()
+        .map(|i| i.expect("no errors, so every file probed"))
+        .collect();
+    let book = build_book(
+        folders,
+        &s.folders,
+        &files,
+        tracks_info,
+        opts,
+        &mut ins.findings,
+    )?;
+    sort_findings(&mut ins.findings);
+    ins.book = Some(book);
+    Ok(ins)
+}
+
+fn sort_findings(f: &mut [Finding]) {
+    f.sort_by_key(|x| std::cmp::Reverse(x.severity));
+}
+
+fn build_book(
+    folders: &[PathBuf],
+    summaries: &[FolderSummary],
+    files: &[ScannedFile],
+    infos: Vec<TrackInfo>,
+    opts: &PlanOptions,
+    findings: &mut Vec<Finding>,
+) -> Result<Book> {
+    let formats: Vec<(u32, u16)> = infos.iter().map(|i| (i.sample_rate, i.channels)).collect();
+    let target = opts.target.resolve(&formats);
+    validate_target(&target)?;
+
+    // Mixed formats are fine (each file is converted on its own), but worth showing.
+    let mut rates: Vec<u32> = formats.iter().map(|f| f.0).collect();
+    rates.sort_unstable();
+    rates.dedup();
+    let mut chans: Vec<u16> = formats.iter().map(|f| f.1).collect();
+    chans.sort_unstable();
+    chans.dedup();
+    let vbr = infos.iter().filter(|i| i.vbr).count();
+    if rates.len() > 1 || chans.len() > 1 || (vbr > 0 && vbr < infos.len()) {
+        findings.push(Finding::new(
+            Severity::Info,
+            FindingKind::MixedFormats,
+            None,
+            format!(
+                "mixed inputs: rates {:?} Hz, channels {:?}, {} of {} VBR; each file is converted to {} Hz {} on its own, so pitch and speed stay right",
+                rates,
+                chans,
+                vbr,
+                infos.len(),
+                target.sample_rate,
+                if target.channels == 1 { "mono" } else { "stereo" }
+            ),
+        ));
+    }
+
+    let titles = chapter_titles(files, &infos, opts.chapter_titles);
+    let tracks: Vec<PlannedTrack> = infos
+        .into_iter()
+        .zip(files)
+        .zip(titles)
+        .map(|((info, f), title)| PlannedTrack {
+            needs_resample: info.sample_rate != target.sample_rate,
+            needs_remix: info.channels != target.channels,
+            info,
+            rel_path: f.rel_path.clone(),
+            chapter_title: title,
+        })
+        .collect();
+
+    let metadata = book_metadata(folders, &tracks, &opts.overrides);
+    let cover = find_cover(folders, &tracks, opts.cover.as_deref(), findings)?;
+    let output_path = match &opts.output {
+        Some(p) => p.clone(),
+        None => {
+            let data = opts
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("data"));
+            let stem =
+                sanitize::sanitize_file_stem(metadata.title.as_deref().unwrap_or("audiobook"));
+            data.join("output").join(format!("{stem}.m4b"))
+        }
+    };
+    Ok(Book {
+        folders: summaries.to_vec(),
+        tracks,
+        metadata,
+        cover,
+        target,
+        output_path,
+        findings: findings
+            .iter()
+            .filter(|f| f.severity != Severity::Error)
+            .cloned()
+            .collect(),
+    })
+}
+
+/// Chapter titles: ID3 titles when every file has one and they are not all the same (or the
+/// user asked for tags), else cleaned file names. Empty titles become "Chapter N"; repeated
+/// titles get " (2)", " (3)" … so every chapter can be told apart in a player.
+pub fn chapter_titles(
+    files: &[ScannedFile],
+    infos: &[TrackInfo],
+    mode: ChapterTitles,
+) -> Vec<String> {
+    let tag_titles: Vec<Option<String>> = infos
+        .iter()
+        .map(|i| {
+            i.tags
+                .title
+                .as_ref()
+                .map(|t| t.trim().to_string())
+                .filter(|t| !t.is_empty())
+        })
+        .collect();
+    let all_present = tag_titles.iter().all(Option::is_some);
+    let distinct = {
+        let mut v: Vec<&String> = tag_titles.iter().flatten().collect();
+        v.sort();
+        v.dedup();
+        v.len()
+    };
+    let use_tags = match mode {
+        ChapterTitles::Tags => true,
+        ChapterTitles::Filenames => false,
+        ChapterTitles::Auto => all_present && (distinct > 1 || infos.len() == 1),
+    };
+    let mut out: Vec<String> = files
+        .iter()
+        .zip(&tag_titles)
+        .enumerate()
+        .map(|(i, (f, tag))| {
+            let from_name = || {
+                let stem = f
+                    .path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                sanitize::clean_title_from_stem(&stem)
+            };
+            let t = if use_tags {
+                tag.clone().unwrap_or_else(from_name)
+            } else {
+                from_name()
+            };
+            let t: String = t
+                .chars()
+                .filter(|c| !c.is_control())
+                .collect::<String>()
+                .trim()
+                .to_string();
+            if t.is_empty() {
+                format!("Chapter {}", i + 1)
+            } else {
+                t
+            }
+        })
+        .collect();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for t in out.iter_mut() {
+        let n = seen.entry(t.clone()).or_insert(0);
+        *n += 1;
+        if *n > 1 {
+            *t = format!("{t} ({n})");
+        }
+    }
+    out
+}
+
+/// Book metadata from the tags (the most common value across files), the folder name as the
+/// title fallback, then the user's overrides.
+pub fn book_metadata(
+    folders: &[PathBuf],
+    tracks: &[PlannedTrack],
+    overrides: &BookMetadata,
+) -> BookMetadata {
+    let common = |get: &dyn Fn(&Tags) -> Option<String>| -> Option<String> {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for t in tracks {
+            if let Some(v) = get(&t.info.tags)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+            {
+                match counts.iter_mut().find(|(x, _)| *x == v) {
+                    Some(c) => c.1 += 1,
+                    None => counts.push((v, 1)),
+                }
+            }
+        }
+        // Most common; ties go to the earliest seen (the first file's value).
+        let mut best: Option<(String, usize)> = None;
+        for (v, c) in counts {
+            if best.as_ref().is_none_or(|b| c > b.1) {
+                best = Some((v, c));
+            }
+        }
+        best.map(|b| b.0)
+    };
+    let album = common(&|t| t.album.clone());
+    let folder_name = folders.first().and_then(|f| {
+        let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+        abs.file_name().map(|n| n.to_string_lossy().into_owned())
+    });
+    let tags = BookMetadata {
+        title: album.clone().or(folder_name),
+        author: common(&|t| t.artist.clone()).or_else(|| common(&|t| t.album_artist.clone())),
+        narrator: common(&|t| t.composer.clone()),
+        album,
+        genre: common(&|t| t.genre.clone()),
+        year: common(&|t| t.year.clone()),
+        description: common(&|t| t.comment.clone()),
+        comment: None,
+        series: None,
+        series_part: None,
+    };
+    let pick =
+        |o: &Option<String>, t: Option<String>| o.clone().filter(|v| !v.trim().is_empty()).or(t);
+    BookMetadata {
+        title: pick(&overrides.title, tags.title),
+        author: pick(&overrides.author, tags.author),
+        narrator: pick(&overrides.narrator, tags.narrator),
+        album: pick(&overrides.album, tags.album),
+        genre: pick(&overrides.genre, tags.genre),
+        year: pick(&overrides.year, tags.year),
+        description: pick(&overrides.description, tags.description),
+        comment: pick(&overrides.comment, tags.comment),
+        series: pick(&overrides.series, tags.series),
+        series_part: pick(&overrides.series_part, tags.series_part),
+    }
+}
+
+/// `--cover`, else the embedded front cover of the first file that has one, else
+/// `cover.*`/`folder.*` (jpg/jpeg/png) in the first folder.
+fn find_cover(
+    folders: &[PathBuf],
+    tracks: &[PlannedTrack],
+    explicit: Option<&Path>,
+    findings: &mut Vec<Finding>,
+) -> Result<Option<Cover>> {
+    if let Some(p) = explicit {
+        let data = std::fs::read(p).map_err(|e| Error::io(p, "cannot read the cover image", e))?;
+        let pic = probe::picture_from_bytes(data).ok_or_else(|| Error::Cover {
+            path: p.to_path_buf(),
+            reason: "not a JPEG or PNG image; convert it to JPEG or PNG".into(),
+        })?;
+        crate::convert::check_cover(&pic, p)?;
+        return Ok(Some(Cover {
+            source: CoverSource::File {
+                path: p.to_path_buf(),
+            },
+            picture: pic,
+        }));
+    }
+    if let Some(t) = tracks.iter().find(|t| t.info.cover.is_some()) {
+        let pic = t.info.cover.clone().expect("found above");
+        match crate::convert::check_cover(&pic, &t.info.path) {
+            Ok(_) => {
+                return Ok(Some(Cover {
+                    source: CoverSource::Embedded {
+                        path: t.info.path.clone(),
+                    },
+                    picture: pic,
+                }))
+            }
+            Err(e) => findings.push(Finding::warning(
+                FindingKind::Cover,
+                Some(t.info.path.clone()),
+                format!("embedded cover skipped: {e}"),
+            )),
+        }
+    }
+    for folder in folders {
+        let Ok(rd) = std::fs::read_dir(folder) else {
+            continue;
+        };
+        let mut candidates: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .filter(|p| {
+                let stem = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().to_lowercase())
+                    .unwrap_or_default();
+                let ext = p
+                    .extension()
+                    .map(|s| s.to_string_lossy().to_lowercase())
+                    .unwrap_or_default();
+                matches!(stem.as_str(), "cover" | "folder" | "front")
+                    && matches!(ext.as_str(), "jpg" | "jpeg" | "png")
+            })
+            .collect();
+        // cover.* before folder.* before front.*; then by name for a stable choice.
+        candidates.sort_by_key(|p| {
+            let s = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_lowercase())
+                .unwrap_or_default();
+            (
+                ["cover", "folder", "front"]
+                    .iter()
+                    .position(|x| *x == s)
+                    .unwrap_or(9),
+                p.clone(),
+            )
+        });
+        for p in candidates {
+            let Ok(data) = std::fs::read(&p) else {
+                continue;
+            };
+            match probe::picture_from_bytes(data) {
+                Some(pic) if crate::convert::check_cover(&pic, &p).is_ok() => {
+                    return Ok(Some(Cover {
+                        source: CoverSource::File { path: p },
+                        picture: pic,
+                    }))
+                }
+                _ => findings.push(Finding::warning(
+                    FindingKind::Cover,
+                    Some(p.clone()),
+                    "cover image skipped: not a usable JPEG/PNG",
+                )),
+            }
+        }
+    }
+    Ok(None)
+}

@@ -1,1 +1,154 @@
-//! TODO
+//! One MP3 file → [`TrackInfo`]: format, rate, channels, bitrate, CBR/VBR, duration, ID3 tags,
+//! embedded pictures — and proof that it decodes.
+//!
+//! FFmpeg (restricted to its mp3 demuxer, see [`crate::av::input`]) opens the file and decodes
+//! its first frames; symphonia reads the exact gapless length from the LAME/Xing header without
+//! decoding. [`probe_all`] runs files in parallel on a rayon pool.
+use crate::av;
+use crate::error::{Error, Result};
+use crate::model::{Picture, TrackInfo};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// Frames decoded to prove a file is real MP3 audio (a renamed file fails on the first).
+const PROBE_DECODE_PACKETS: usize = 8;
+
+/// Probes one file.
+pub fn probe_file(path: &Path) -> Result<TrackInfo> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    if meta.len() == 0 {
+        return Err(Error::NotMp3 {
+            path: path.to_path_buf(),
+            reason: "the file is empty (0 bytes)".into(),
+        });
+    }
+    let facts = av::input::probe_mp3(path, PROBE_DECODE_PACKETS)?;
+    let (exact_samples, header_vbr) = header_facts(path);
+    let duration = match exact_samples {
+        Some(n) => std::time::Duration::from_secs_f64(n as f64 / facts.sample_rate as f64),
+        None => facts.duration,
+    };
+    Ok(TrackInfo {
+        path: path.to_path_buf(),
+        size_bytes: meta.len(),
+        sample_rate: facts.sample_rate,
+        channels: facts.channels,
+        bitrate_bps: facts.bitrate_bps,
+        vbr: header_vbr.unwrap_or(facts.sizes_vary),
+        exact_samples,
+        duration,
+        tags: facts.tags,
+        cover: facts.pictures.first().cloned(),
+        picture_count: facts.pictures.len(),
+    })
+}
+
+/// Probes many files in parallel, keeping their order. Each entry is the file's own result, so
+/// validation can list every bad file at once.
+pub fn probe_all(paths: &[PathBuf]) -> Vec<Result<TrackInfo>> {
+    paths.par_iter().map(|p| probe_file(p)).collect()
+}
+
+/// Exact gapless sample count (LAME header) and whether a Xing/VBRI header says VBR.
+/// Both `None` when the file has no such header; errors here are not fatal (FFmpeg decides).
+fn header_facts(path: &Path) -> (Option<u64>, Option<bool>) {
+    use symphonia::core::formats::{FormatOptions, FormatReader};
+    use symphonia::core::io::MediaSourceStream;
+    let Ok(file) = std::fs::File::open(path) else {
+        return (None, None);
+    };
+    let vbr = sniff_vbr_header(path);
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let opts = FormatOptions {
+        enable_gapless: true,
+        ..Default::default()
+    };
+    // Symphonia's reader fails cleanly on damaged input; a panic here would only cost the
+    // exact duration, so it is contained.
+    let exact = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let reader = symphonia::default::formats::MpaReader::try_new(mss, &opts).ok()?;
+        let params = &reader.tracks().first()?.codec_params;
+        // Exact only when the LAME tag gave delay/padding and the Xing tag gave a frame count;
+        // otherwise symphonia estimates from the bitrate.
+        match (params.delay, params.n_frames) {
+            (Some(_), Some(n)) => Some(n),
+            _ => None,
+        }
+    }))
+    .ok()
+    .flatten();
+    (exact, vbr)
+}
+
+/// Looks for the Xing (VBR), Info (CBR) or VBRI (VBR) tag in the first MPEG frame.
+fn sniff_vbr_header(path: &Path) -> Option<bool> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut head = [0u8; 10];
+    f.read_exact(&mut head).ok()?;
+    let mut skip = 0u64;
+    if &head[..3] == b"ID3" {
+        let size = head[6..10]
+            .iter()
+            .fold(0u64, |a, b| (a << 7) | (*b as u64 & 0x7f));
+        skip = 10 + size + if head[5] & 0x10 != 0 { 10 } else { 0 };
+    }
+    use std::io::Seek;
+    f.seek(std::io::SeekFrom::Start(skip)).ok()?;
+    let mut buf = vec![0u8; 2048];
+    let n = f.read(&mut buf).ok()?;
+    let buf = &buf[..n];
+    let find = |tag: &[u8]| buf.windows(4).position(|w| w == tag);
+    if find(b"Xing").is_some() || find(b"VBRI").is_some() {
+        Some(true)
+    } else if find(b"Info").is_some() {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Picture helper for callers that read cover files: decodes nothing, only sniffs the type and
+/// size from the header bytes.
+pub fn picture_from_bytes(data: Vec<u8>) -> Option<Picture> {
+    let (mime, w, h) = image_facts(&data)?;
+    Some(Picture {
+        mime: mime.to_string(),
+        data,
+        width: w,
+        height: h,
+    })
+}
+
+/// (mime, width, height) of a JPEG or PNG from its header.
+pub fn image_facts(data: &[u8]) -> Option<(&'static str, Option<u32>, Option<u32>)> {
+    if data.len() > 24 && data.starts_with(b"\x89PNG\r\n\x1a\n") {
+        let w = u32::from_be_bytes(data[16..20].try_into().ok()?);
+        let h = u32::from_be_bytes(data[20..24].try_into().ok()?);
+        return Some(("image/png", Some(w), Some(h)));
+    }
+    if data.len() > 4 && data[0] == 0xFF && data[1] == 0xD8 {
+        // Walk the JPEG segments to the first start-of-frame marker for the size.
+        let mut i = 2;
+        while i + 9 < data.len() {
+            if data[i] != 0xFF {
+                i += 1;
+                continue;
+            }
+            let marker = data[i + 1];
+            if marker == 0xFF {
+                i += 1;
+                continue;
+            }
+            let len = u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize;
+            if matches!(marker, 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF) {
+                let h = u16::from_be_bytes([data[i + 5], data[i + 6]]) as u32;
+                let w = u16::from_be_bytes([data[i + 7], data[i + 8]]) as u32;
+                return Some(("image/jpeg", Some(w), Some(h)));
+            }
+            i += 2 + len;
+        }
+        return Some(("image/jpeg", None, None));
+    }
+    None
+}

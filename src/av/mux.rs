@@ -1,0 +1,228 @@
+//! Writing the M4B: FFmpeg's `ipod` muxer with the `M4B ` brand and `+faststart`, one AAC track,
+//! an optional cover as an attached picture (FFmpeg turns it into `covr`), metadata items, and
+//! chapters (FFmpeg writes them both as a QuickTime chapter track and as a Nero `chpl` atom).
+//!
+//! Chapters are added after the audio, just before the trailer: movenc builds the chapter track
+//! in `write_trailer` when chapters appeared after the header, which lets chapter starts come
+//! from the decoded sample clock instead of from container durations.
+//!
+//! Write errors (e.g. a full disk) are surfaced: FFmpeg records I/O errors in the AVIOContext
+//! and `avio_close` reports a failed final flush; both are checked, so a truncated file is never
+//! mistaken for a finished one.
+use super::encode::{AacEncoder, EncodedPacket};
+use crate::error::{Error, Result};
+use crate::model::{Picture, TargetFormat};
+use ff::ffi;
+use ffmpeg_next as ff;
+use std::path::{Path, PathBuf};
+
+/// An open M4B being written.
+pub struct M4bMuxer {
+    out: ff::format::context::Output,
+    path: PathBuf,
+    audio_index: usize,
+    audio_tb: ff::Rational,
+    rate: i32,
+    last_end: i64,
+}
+
+// SAFETY: the output context is owned exclusively by this value and only used through `&mut self`
+// from one thread at a time (the muxer thread).
+unsafe impl Send for M4bMuxer {}
+
+/// A chapter for the muxer: title and [start, end) in output samples.
+#[derive(Debug, Clone)]
+pub struct MuxChapter {
+    pub title: String,
+    pub start: i64,
+    pub end: i64,
+}
+
+impl M4bMuxer {
+    /// Creates `path` (normally a `.part` file) and writes the header.
+    /// `template` is an opened encoder whose parameters (AudioSpecificConfig) the track takes.
+    pub fn create(
+        path: &Path,
+        target: &TargetFormat,
+        template: &AacEncoder,
+        metadata: &[(String, String)],
+        cover: Option<&Picture>,
+    ) -> Result<Self> {
+        super::init();
+        let abs = std::path::absolute(path)
+            .map_err(|e| Error::io(path, "cannot resolve the output path", e))?;
+        let utf8 = abs.to_str().ok_or_else(|| {
+            Error::Options(format!(
+                "{}: the output path is not valid UTF-8; choose another with -o",
+                abs.display()
+            ))
+        })?;
+        // "file:" makes sure FFmpeg treats the name as a local file whatever it looks like.
+        let url = format!("file:{utf8}");
+        let mut io_opts = ff::Dictionary::new();
+        io_opts.set("protocol_whitelist", "file");
+        let mut out = ff::format::output_as_with(&url, "ipod", io_opts)
+            .map_err(|e| Error::av(Some(path), "create the output file", e))?;
+
+        let rate = target.sample_rate as i32;
+        let audio_index;
+        {
+            let mut st = out
+                .add_stream(ff::encoder::find(ff::codec::Id::None))
+                .map_err(|e| Error::av(Some(path), "add the audio track", e))?;
+            audio_index = st.index();
+            // SAFETY: st is a freshly created stream of `out`; template's context is opened.
+            let r = unsafe {
+                ffi::avcodec_parameters_from_context(
+                    (*st.as_mut_ptr()).codecpar,
+                    template.context_ptr(),
+                )
+            };
+            if r < 0 {
+                return Err(Error::av(
+                    Some(path),
+                    "set the audio track parameters",
+                    ff::Error::from(r),
+                ));
+            }
+            st.set_time_base(ff::Rational::new(1, rate));
+        }
+
+        if let Some(pic) = cover {
+            let codec_id = match pic.mime.as_str() {
+                "image/png" => ff::codec::Id::PNG,
+                _ => ff::codec::Id::MJPEG,
+            };
+            let mut st = out
+                .add_stream(ff::encoder::find(ff::codec::Id::None))
+                .map_err(|e| Error::av(Some(path), "add the cover", e))?;
+            // SAFETY: plain field writes on a stream we just created; the muxer reads them in
+            // write_header. ATTACHED_PIC alone: movenc then writes the picture as `covr`
+            // instead of a video track.
+            unsafe {
+                let s = st.as_mut_ptr();
+                let par = (*s).codecpar;
+                (*par).codec_type = ffi::AVMediaType::AVMEDIA_TYPE_VIDEO;
+                (*par).codec_id = codec_id.into();
+                (*par).width = pic.width.unwrap_or(0) as i32;
+                (*par).height = pic.height.unwrap_or(0) as i32;
+                (*s).disposition = ffi::AV_DISPOSITION_ATTACHED_PIC;
+            }
+            st.set_time_base(ff::Rational::new(1, 90_000));
+        }
+
+        let mut dict = ff::Dictionary::new();
+        for (k, v) in metadata {
+            dict.set(k, v);
+        }
+        out.set_metadata(dict);
+
+        let mut opts = ff::Dictionary::new();
+        // Index at the front, so players can seek at once.
+        opts.set("movflags", "+faststart");
+        // The ipod muxer would say "M4A " (or "M4V " once a cover stream exists); "M4B " is
+        // what makes Apple's players treat the file as an audiobook (bookmarking, chapters).
+        opts.set("brand", "M4B ");
+        out.write_header_with(opts)
+            .map_err(|e| Error::av(Some(path), "write the header", e))?;
+        // libavformat replaces "encoder" with its own ident in write_header; movenc reads the
+        // dictionary again when it writes the moov (in the trailer), so setting it now sticks.
+        if let Some((_, enc)) = metadata.iter().find(|(k, _)| k == "encoder") {
+            let key = std::ffi::CString::new("encoder").expect("no NUL");
+            let val = std::ffi::CString::new(enc.replace('\0', "")).expect("NULs removed");
+            // SAFETY: av_dict_set copies key and value; the dictionary belongs to `out`.
+            unsafe {
+                ffi::av_dict_set(
+                    &mut (*out.as_mut_ptr()).metadata,
+                    key.as_ptr(),
+                    val.as_ptr(),
+                    0,
+                );
+            }
+        }
+        let audio_tb = out
+            .stream(audio_index)
+            .map(|s| s.time_base())
+            .unwrap_or(ff::Rational::new(1, rate));
+
+        if let Some(pic) = cover {
+            let mut pkt = ff::Packet::copy(&pic.data);
+            pkt.set_stream(audio_index + 1);
+            pkt.set_flags(ff::packet::Flags::KEY);
+            pkt.set_pts(Some(0));
+            pkt.set_dts(Some(0));
+            pkt.write(&mut out)
+                .map_err(|e| Error::av(Some(path), "write the cover", e))?;
+        }
+
+        Ok(M4bMuxer {
+            out,
+            path: path.to_path_buf(),
+            audio_index,
+            audio_tb,
+            rate,
+            last_end: 0,
+        })
+    }
+
+    /// Writes one AAC packet; timestamps are in output samples.
+    pub fn write(&mut self, p: &EncodedPacket) -> Result<()> {
+        let mut pkt = ff::Packet::copy(&p.data);
+        pkt.set_stream(self.audio_index);
+        pkt.set_pts(Some(p.pts));
+        pkt.set_dts(Some(p.pts));
+        pkt.set_duration(p.duration);
+        pkt.set_flags(ff::packet::Flags::KEY);
+        pkt.rescale_ts(ff::Rational::new(1, self.rate), self.audio_tb);
+        self.last_end = p.pts + p.duration;
+        pkt.write(&mut self.out)
+            .map_err(|e| Error::av(Some(&self.path), "write audio", e))?;
+        self.check_io("write audio")
+    }
+
+    /// Adds the chapters, writes the trailer (moving the index to the front) and closes the file,
+    /// reporting any write error on the way.
+    pub fn finish(mut self, chapters: &[MuxChapter]) -> Result<()> {
+        let tb = ff::Rational::new(1, self.rate);
+        for (i, ch) in chapters.iter().enumerate() {
+            self.out
+                .add_chapter(i as i64, tb, ch.start, ch.end.max(ch.start), &ch.title)
+                .map_err(|e| Error::av(Some(&self.path), "add a chapter", e))?;
+        }
+        self.out
+            .write_trailer()
+            .map_err(|e| Error::av(Some(&self.path), "finish the file (write the index)", e))?;
+        self.check_io("finish the file")?;
+        // SAFETY: pb was opened by avio_open2 for this context; avio_closep flushes, closes and
+        // nulls it, so the context's destructor will not close it again.
+        let r = unsafe { ffi::avio_closep(&mut (*self.out.as_mut_ptr()).pb) };
+        if r < 0 {
+            return Err(Error::av(
+                Some(&self.path),
+                "close the output file",
+                ff::Error::from(r),
+            ));
+        }
+        Ok(())
+    }
+
+    fn check_io(&mut self, what: &str) -> Result<()> {
+        // SAFETY: reading the error field of the context's open AVIOContext.
+        let err = unsafe {
+            let pb = (*self.out.as_ptr()).pb;
+            if pb.is_null() {
+                0
+            } else {
+                (*pb).error
+            }
+        };
+        if err < 0 {
+            return Err(Error::av(
+                Some(&self.path),
+                what.to_string(),
+                ff::Error::from(err),
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,276 @@
+//! Command-line arguments (clap) and their mapping onto the library's option structs — the one
+//! place where low-level flags become high-level options.
+use aiom4b::options::*;
+use aiom4b::BookMetadata;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(name = "aiom4b", version = crate::version_line(), long_version = crate::long_version(),
+          about = "Turn folders of MP3 audiobook files into one M4B audiobook (AAC, chapters, metadata, cover)",
+          after_help = "Exit codes: 0 ok, 1 conversion/verification failure or bad input, 2 usage, 130 interrupted.")]
+pub struct Cli {
+    /// More log output (-v info, -vv debug). DEBUG=true acts like -vv.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors; no progress bar.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Show what a conversion of the folders would do, without writing anything.
+    Probe(ProbeArgs),
+    /// Convert the folders into one .m4b.
+    Convert(ConvertArgs),
+    /// Check an .m4b with an independent reader and print its summary.
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InputArgs {
+    /// Folders with the book's MP3 files, in book order.
+    #[arg(required = true, value_name = "FOLDER")]
+    pub folders: Vec<PathBuf>,
+    /// File order: natural (2 before 10, disc folders as a whole), alpha, or tags (ID3 disc/track).
+    #[arg(long, value_enum, default_value_t = OrderArg::Natural)]
+    pub order: OrderArg,
+    /// How many folder levels to descend (1 = only the folder itself).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub max_depth: u32,
+    /// Largest accepted MP3 file in MB.
+    #[arg(long, env = "MAX_FILE_SIZE_MB", default_value_t = 1000)]
+    pub max_file_size_mb: u64,
+    /// Largest accepted total of all files in MB.
+    #[arg(long, env = "MAX_TOTAL_SIZE_MB", default_value_t = 50_000)]
+    pub max_total_size_mb: u64,
+    /// Chapter titles from ID3 titles, from file names, or auto (tags unless missing or all identical).
+    #[arg(long, value_enum, default_value_t = TitlesArg::Auto)]
+    pub chapter_titles: TitlesArg,
+    #[command(flatten)]
+    pub format: FormatArgs,
+    #[command(flatten)]
+    pub meta: MetaArgs,
+    /// Output file (default: DATA_DIR/output/<title>.m4b).
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+    /// Data folder for outputs.
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FormatArgs {
+    /// Preset: default (128k stereo 44.1 kHz), speech (64k mono), source (follow the inputs).
+    #[arg(long, value_enum, default_value_t = PresetArg::Default)]
+    pub preset: PresetArg,
+    /// AAC bitrate, e.g. 128k, 64000.
+    #[arg(long, value_parser = parse_bitrate)]
+    pub bitrate: Option<u64>,
+    /// Output channels (1 or 2).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=2))]
+    pub channels: Option<u16>,
+    /// Output sample rate in Hz.
+    #[arg(long)]
+    pub sample_rate: Option<u32>,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct MetaArgs {
+    #[arg(long)]
+    pub title: Option<String>,
+    #[arg(long)]
+    pub author: Option<String>,
+    #[arg(long)]
+    pub narrator: Option<String>,
+    #[arg(long)]
+    pub album: Option<String>,
+    #[arg(long)]
+    pub genre: Option<String>,
+    #[arg(long)]
+    pub year: Option<String>,
+    #[arg(long)]
+    pub description: Option<String>,
+    #[arg(long)]
+    pub comment: Option<String>,
+    #[arg(long)]
+    pub series: Option<String>,
+    #[arg(long)]
+    pub series_part: Option<String>,
+    /// Cover image (JPEG or PNG) instead of the embedded or folder cover.
+    #[arg(long, value_name = "IMG")]
+    pub cover: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Machine-readable JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ConvertArgs {
+    #[command(flatten)]
+    pub input: InputArgs,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// AAC coder: twoloop (better) or fast.
+    #[arg(long, value_enum, default_value_t = CoderArg::Twoloop)]
+    pub aac_coder: CoderArg,
+    /// Worker threads (default: all cores when USE_ALL_CPUS is true, else 1).
+    #[arg(short, long)]
+    pub jobs: Option<usize>,
+    /// Use every core by default.
+    #[arg(long, env = "USE_ALL_CPUS", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
+    pub use_all_cpus: bool,
+    /// Chapters from a text file: one "HH:MM:SS.mmm Title" per line.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_chapters")]
+    pub chapters_file: Option<PathBuf>,
+    /// Write no chapters.
+    #[arg(long)]
+    pub no_chapters: bool,
+    /// Keep the audio that decodes from files with damaged frames instead of failing.
+    #[arg(long)]
+    pub allow_damaged: bool,
+    /// Skip the independent verification of the written file.
+    #[arg(long)]
+    pub no_verify: bool,
+    /// Print a machine-readable JSON report at the end.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The .m4b file to check.
+    pub file: PathBuf,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum OrderArg {
+    Natural,
+    Alpha,
+    Tags,
+}
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum TitlesArg {
+    Auto,
+    Tags,
+    Filenames,
+}
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum PresetArg {
+    Default,
+    Speech,
+    Source,
+}
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum CoderArg {
+    Twoloop,
+    Fast,
+}
+
+/// `128k`, `64K`, `96000`, `0.128M` → bits per second.
+pub fn parse_bitrate(s: &str) -> Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, mul) = if let Some(n) = t.strip_suffix('k') {
+        (n, 1_000.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 1_000_000.0)
+    } else {
+        (t.as_str(), 1.0)
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a bitrate; write e.g. 128k or 64000"))?;
+    let bps = (v * mul).round();
+    if !(8_000.0..=512_000.0).contains(&bps) {
+        return Err(format!("{s} is out of range; use 16k..320k"));
+    }
+    Ok(bps as u64)
+}
+
+impl InputArgs {
+    pub fn scan_options(&self) -> ScanOptions {
+        ScanOptions {
+            max_depth: self.max_depth as usize,
+            order: match self.order {
+                OrderArg::Natural => Order::Natural,
+                OrderArg::Alpha => Order::Alpha,
+                OrderArg::Tags => Order::Tags,
+            },
+        }
+    }
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_file_size_mb: self.max_file_size_mb,
+            max_total_size_mb: self.max_total_size_mb,
+        }
+    }
+    pub fn plan_options(&self) -> PlanOptions {
+        let m = &self.meta;
+        PlanOptions {
+            chapter_titles: match self.chapter_titles {
+                TitlesArg::Auto => ChapterTitles::Auto,
+                TitlesArg::Tags => ChapterTitles::Tags,
+                TitlesArg::Filenames => ChapterTitles::Filenames,
+            },
+            overrides: BookMetadata {
+                title: m.title.clone(),
+                author: m.author.clone(),
+                narrator: m.narrator.clone(),
+                album: m.album.clone(),
+                genre: m.genre.clone(),
+                year: m.year.clone(),
+                description: m.description.clone(),
+                comment: m.comment.clone(),
+                series: m.series.clone(),
+                series_part: m.series_part.clone(),
+            },
+            cover: m.cover.clone(),
+            output: self.output.clone(),
+            data_dir: Some(self.data_dir.clone()),
+            target: TargetSpec {
+                preset: match self.format.preset {
+                    PresetArg::Default => Preset::Default,
+                    PresetArg::Speech => Preset::Speech,
+                    PresetArg::Source => Preset::Source,
+                },
+                sample_rate: self.format.sample_rate,
+                channels: self.format.channels,
+                bitrate_bps: self.format.bitrate,
+            },
+        }
+    }
+}
+
+impl ConvertArgs {
+    pub fn convert_options(&self) -> ConvertOptions {
+        ConvertOptions {
+            coder: match self.aac_coder {
+                CoderArg::Twoloop => AacCoder::Twoloop,
+                CoderArg::Fast => AacCoder::Fast,
+            },
+            jobs: self.jobs.unwrap_or(if self.use_all_cpus { 0 } else { 1 }),
+            chapters: if self.no_chapters {
+                ChapterMode::None
+            } else if let Some(f) = &self.chapters_file {
+                ChapterMode::File(f.clone())
+            } else {
+                ChapterMode::PerFile
+            },
+            allow_damaged: self.allow_damaged,
+            overwrite: self.overwrite,
+            verify: !self.no_verify,
+        }
+    }
+}

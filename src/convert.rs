@@ -1,0 +1,434 @@
+//! The conversion: a planned [`Book`] → a verified `.m4b` at its final path, or nothing there.
+//!
+//! Sequence: check options and cover → create `.<name>.<pid>.part` beside the final path →
+//! pipeline (decode → encode → mux, chapters from the one sample clock) → extra metadata items →
+//! fsync → independent verification → rename into place without overwriting (unless asked) →
+//! fsync the directory. Any failure or cancellation removes the `.part`; sources are only read.
+use crate::av::encode::AacEncoder;
+use crate::av::mux::{M4bMuxer, MuxChapter};
+use crate::chapters;
+use crate::error::{Error, Result};
+use crate::model::{Book, BookMetadata, Chapter, Finding, FindingKind, Picture, Severity};
+use crate::options::{validate_target, ChapterMode, ConvertOptions};
+use crate::pipeline::{self, PipelineJob, TrackJob};
+use crate::progress::{CancelToken, ProgressSink, Stage};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Largest accepted cover file. Players show covers of a few hundred KB; 16 MiB is far beyond
+/// any real cover and keeps a mistaken multi-GB "image" out of the file.
+pub const MAX_COVER_BYTES: usize = 16 << 20;
+/// Largest accepted cover side in pixels (Apple asks for at most 3000; allow generous slack).
+pub const MAX_COVER_SIDE: u32 = 8192;
+
+/// What a finished conversion reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConvertReport {
+    pub output_path: PathBuf,
+    pub size_bytes: u64,
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub bitrate_bps: u64,
+    pub total_samples: u64,
+    pub duration_secs: f64,
+    pub chapters: Vec<Chapter>,
+    pub tracks: usize,
+    pub packets: u64,
+    pub threads: usize,
+    pub timings: Timings,
+    /// Audio seconds per wall-clock second of the conversion stage.
+    pub realtime_factor: f64,
+    pub findings: Vec<Finding>,
+}
+
+/// Seconds spent per stage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Timings {
+    pub convert_secs: f64,
+    pub finalize_secs: f64,
+    pub verify_secs: f64,
+    pub total_secs: f64,
+}
+
+/// Converts planned books. Cheap to create; one converter can run several books in turn.
+#[derive(Debug, Clone, Default)]
+pub struct Converter {
+    options: ConvertOptions,
+}
+
+impl Converter {
+    pub fn new(options: ConvertOptions) -> Self {
+        Converter { options }
+    }
+
+    pub fn options(&self) -> &ConvertOptions {
+        &self.options
+    }
+
+    /// Converts `book` to `book.output_path`.
+    ///
+    /// ```no_run
+    /// use aiom4b::{plan, Converter, ConvertOptions, NoProgress, CancelToken};
+    /// # fn main() -> aiom4b::Result<()> {
+    /// let book = plan::plan(&["/books/Dune".into()], &Default::default(), &Default::default(), &Default::default())?;
+    /// let report = Converter::new(ConvertOptions::default()).convert(&book, &NoProgress, &CancelToken::new())?;
+    /// println!("{} ({} chapters)", report.output_path.display(), report.chapters.len());
+    /// # Ok(()) }
+    /// ```
+    pub fn convert(
+        &self,
+        book: &Book,
+        progress: &dyn ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<ConvertReport> {
+        let t0 = Instant::now();
+        let opts = &self.options;
+        validate_target(&book.target)?;
+        if book.tracks.is_empty() {
+            return Err(Error::Options("the book has no tracks".into()));
+        }
+        let final_path = book.output_path.clone();
+        if final_path.exists() && !opts.overwrite {
+            return Err(Error::OutputExists(final_path));
+        }
+        let cover = match &book.cover {
+            Some(c) => Some(check_cover(&c.picture, cover_path(c))?),
+            None => None,
+        };
+        let timed = match &opts.chapters {
+            ChapterMode::File(p) => Some((chapters::parse_chapters_file(p)?, p.clone())),
+            _ => None,
+        };
+        let dir = final_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(&dir, "cannot create the output folder", e))?;
+        let part = part_path(&final_path);
+        let guard = PartGuard::new(part.clone());
+
+        progress.stage(Stage::Convert);
+        let target = book.target;
+        let template = AacEncoder::new(&target, opts.coder)?;
+        let muxer = M4bMuxer::create(
+            &part,
+            &target,
+            &template,
+            &mux_metadata(&book.metadata),
+            cover.as_ref(),
+        )?;
+        drop(template);
+
+        let tracks: Vec<TrackJob> = book
+            .tracks
+            .iter()
+            .map(|t| TrackJob {
+                path: t.info.path.clone(),
+                exact_source_samples: t.info.exact_samples,
+            })
+            .collect();
+        let estimated_total = (book.duration_secs() * target.sample_rate as f64) as u64;
+        let job = PipelineJob {
+            tracks: &tracks,
+            target,
+            coder: opts.coder,
+            threads: opts.effective_jobs(),
+            allow_damaged: opts.allow_damaged,
+            estimated_total,
+        };
+        let mut warnings: Vec<Finding> = book.findings.clone();
+        let chapter_warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let builder = chapter_builder(
+            book,
+            &opts.chapters,
+            timed,
+            target.sample_rate,
+            chapter_warnings.clone(),
+        );
+        let t_conv = Instant::now();
+        let outcome = pipeline::run(&job, muxer, builder, progress, cancel)?;
+        let convert_secs = t_conv.elapsed().as_secs_f64();
+        for w in chapter_warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            warnings.push(Finding::warning(FindingKind::Other, None, w));
+        }
+        for (i, stats) in &outcome.damaged {
+            warnings.push(Finding::warning(
+                FindingKind::Damaged,
+                Some(tracks[*i].path.clone()),
+                format!("{} damaged frame(s) skipped", stats.damaged_frames),
+            ));
+        }
+        if outcome.chapters.len() > chapters::CHPL_MAX_CHAPTERS {
+            let f = Finding::warning(
+                FindingKind::ChplTruncated,
+                None,
+                format!(
+                    "{} chapters: the Nero chapter list (chpl, read by VLC) holds only the first {}; \
+                     the QuickTime chapter track (Apple Books, BookPlayer) has all of them",
+                    outcome.chapters.len(),
+                    chapters::CHPL_MAX_CHAPTERS
+                ),
+            );
+            progress.finding(&f);
+            warnings.push(f);
+        }
+
+        progress.stage(Stage::Finalize);
+        let t_fin = Instant::now();
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        sync_file(&part)?;
+        let finalize_secs = t_fin.elapsed().as_secs_f64();
+
+        let t_ver = Instant::now();
+        let chapters_out: Vec<Chapter> = outcome
+            .chapters
+            .iter()
+            .map(|c| Chapter {
+                title: c.title.clone(),
+                start_samples: c.start as u64,
+            })
+            .collect();
+        if opts.verify {
+            progress.stage(Stage::Verify);
+            crate::verify_hook::verify_written(
+                &part,
+                book,
+                &outcome,
+                &chapters_out,
+                cover.is_some(),
+            )?;
+        }
+        let verify_secs = t_ver.elapsed().as_secs_f64();
+        if cancel.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
+        publish(&part, &final_path, opts.overwrite)?;
+        guard.disarm();
+        sync_dir(&dir);
+        let size_bytes = std::fs::metadata(&final_path).map(|m| m.len()).unwrap_or(0);
+        progress.stage(Stage::Done);
+        let duration_secs = outcome.total_samples as f64 / target.sample_rate as f64;
+        Ok(ConvertReport {
+            output_path: final_path,
+            size_bytes,
+            sample_rate: target.sample_rate,
+            channels: target.channels,
+            bitrate_bps: target.bitrate_bps,
+            total_samples: outcome.total_samples,
+            duration_secs,
+            chapters: chapters_out,
+            tracks: tracks.len(),
+            packets: outcome.packets,
+            threads: job.threads,
+            timings: Timings {
+                convert_secs,
+                finalize_secs,
+                verify_secs,
+                total_secs: t0.elapsed().as_secs_f64(),
+            },
+            realtime_factor: if convert_secs > 0.0 {
+                duration_secs / convert_secs
+            } else {
+                0.0
+            },
+            findings: warnings,
+        })
+    }
+}
+
+fn cover_path(c: &crate::model::Cover) -> &Path {
+    match &c.source {
+        crate::model::CoverSource::Embedded { path } | crate::model::CoverSource::File { path } => {
+            path
+        }
+    }
+}
+
+/// Checks a cover's type and size; returns it with its dimensions filled in.
+pub fn check_cover(pic: &Picture, path: &Path) -> Result<Picture> {
+    let bad = |reason: String| Error::Cover {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if pic.data.len() > MAX_COVER_BYTES {
+        return Err(bad(format!(
+            "{} bytes is more than the {} MiB limit; use a smaller JPEG (e.g. 1400×1400)",
+            pic.data.len(),
+            MAX_COVER_BYTES >> 20
+        )));
+    }
+    let (mime, w, h) = crate::probe::image_facts(&pic.data)
+        .ok_or_else(|| bad("not a JPEG or PNG image; convert it to JPEG or PNG".into()))?;
+    if let (Some(w), Some(h)) = (w, h) {
+        if w == 0 || h == 0 || w > MAX_COVER_SIDE || h > MAX_COVER_SIDE {
+            return Err(bad(format!(
+                "{w}×{h} pixels is outside 1..{MAX_COVER_SIDE} per side; scale it down (e.g. 1400×1400)"
+            )));
+        }
+    }
+    Ok(Picture {
+        mime: mime.to_string(),
+        data: pic.data.clone(),
+        width: w,
+        height: h,
+    })
+}
+
+/// The muxer's metadata keys (FFmpeg's movenc maps them to iTunes atoms).
+pub fn mux_metadata(m: &BookMetadata) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = Vec::new();
+    let mut put = |k: &str, val: &Option<String>| {
+        if let Some(x) = val.as_ref().filter(|x| !x.trim().is_empty()) {
+            v.push((k.to_string(), x.clone()));
+        }
+    };
+    put("title", &m.title);
+    put("album", &m.album.clone().or_else(|| m.title.clone()));
+    put("artist", &m.author);
+    put("album_artist", &m.author);
+    // Audiobookshelf and several players read the narrator from the composer field.
+    put("composer", &m.narrator);
+    put("genre", &m.genre);
+    put("date", &m.year);
+    put("comment", &m.comment);
+    put("description", &m.description);
+    // `synopsis` becomes the long description (ldes), which has no 255-byte limit in players.
+    put("synopsis", &m.description);
+    put("show", &m.series);
+    v.push(("media_type".into(), "2".into())); // stik = 2: audiobook
+    v.push((
+        "encoder".into(),
+        format!("aiom4b {}", env!("CARGO_PKG_VERSION")),
+    ));
+    v
+}
+
+fn chapter_builder(
+    book: &Book,
+    mode: &ChapterMode,
+    timed: Option<(Vec<chapters::TimedChapter>, PathBuf)>,
+    rate: u32,
+    warnings: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+) -> pipeline::ChapterBuilder {
+    let titles: Vec<String> = book
+        .tracks
+        .iter()
+        .map(|t| t.chapter_title.clone())
+        .collect();
+    let mode = mode.clone();
+    Box::new(
+        move |track_samples: &[u64], total: u64| -> Result<Vec<MuxChapter>> {
+            let list: Vec<Chapter> = match mode {
+                ChapterMode::None => Vec::new(),
+                ChapterMode::PerFile => chapters::per_track(&titles, track_samples),
+                ChapterMode::File(_) => {
+                    let (timed, path) = timed.expect("chapters file parsed before converting");
+                    let (list, w) = chapters::timed_to_samples(&timed, rate, total, &path)?;
+                    warnings.lock().unwrap_or_else(|p| p.into_inner()).extend(w);
+                    list
+                }
+            };
+            Ok(list
+                .iter()
+                .enumerate()
+                .map(|(i, c)| MuxChapter {
+                    title: c.title.clone(),
+                    start: c.start_samples as i64,
+                    end: list.get(i + 1).map_or(total, |n| n.start_samples) as i64,
+                })
+                .collect())
+        },
+    )
+}
+
+/// `.<name>.<pid>.part` in the same folder as `final_path` (same filesystem, so the final
+/// rename is atomic; hidden and pid-tagged so concurrent runs never share one).
+pub fn part_path(final_path: &Path) -> PathBuf {
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output.m4b".into());
+    final_path.with_file_name(format!(".{}.{}.part", name, std::process::id()))
+}
+
+/// Removes the `.part` file unless the conversion succeeded.
+struct PartGuard {
+    path: PathBuf,
+    armed: std::cell::Cell<bool>,
+}
+
+impl PartGuard {
+    fn new(path: PathBuf) -> Self {
+        PartGuard {
+            path,
+            armed: std::cell::Cell::new(true),
+        }
+    }
+    fn disarm(&self) {
+        self.armed.set(false);
+    }
+}
+
+impl Drop for PartGuard {
+    fn drop(&mut self) {
+        if self.armed.get() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn sync_file(path: &Path) -> Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .open(path)
+        .map_err(|e| Error::io(path, "cannot reopen the written file", e))?;
+    f.sync_all()
+        .map_err(|e| Error::io(path, "cannot flush the written file to disk", e))
+}
+
+fn sync_dir(dir: &Path) {
+    // Best effort: makes the rename durable; some filesystems refuse to fsync directories.
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+/// Moves the finished `.part` to `final_path`. Without `overwrite`, a hard link publishes the
+/// file only if nothing exists there (atomically), then the `.part` name is removed; where
+/// hard links are not supported (FAT, some network shares) an existence check + rename is used.
+fn publish(part: &Path, final_path: &Path, overwrite: bool) -> Result<()> {
+    if overwrite {
+        return std::fs::rename(part, final_path)
+            .map_err(|e| Error::io(final_path, "cannot move the finished file into place", e));
+    }
+    match std::fs::hard_link(part, final_path) {
+        Ok(()) => {
+            let _ = std::fs::remove_file(part);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Err(Error::OutputExists(final_path.to_path_buf()))
+        }
+        Err(_) => {
+            if final_path.exists() {
+                return Err(Error::OutputExists(final_path.to_path_buf()));
+            }
+            std::fs::rename(part, final_path)
+                .map_err(|e| Error::io(final_path, "cannot move the finished file into place", e))
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn severity_is_error(f: &Finding) -> bool {
+    f.severity == Severity::Error
+}

@@ -1,0 +1,152 @@
+//! The single-encoder stage: one continuous AAC encoder on one thread. It is the reference
+//! path (`--jobs 1`) and the baseline the segmented encoder is measured against.
+use super::{
+    judge_track, ChapterBuilder, DecodeMsg, Failure, MuxMsg, PipelineJob, PipelineOutcome,
+};
+use crate::av::encode::{AacEncoder, EncodedPacket, FRAME_SAMPLES};
+use crate::error::{Error, Result};
+use crate::progress::{CancelToken, ProgressSink};
+use crossbeam_channel::{Receiver, Sender};
+
+/// Packets per batch sent to the muxer (~1.2 s of audio): amortizes channel overhead.
+const BATCH_PACKETS: usize = 50;
+
+pub(super) fn run(
+    job: &PipelineJob<'_>,
+    rxs: Vec<Receiver<DecodeMsg>>,
+    mux_tx: Sender<MuxMsg>,
+    chapters: ChapterBuilder,
+    progress: &dyn ProgressSink,
+    cancel: &CancelToken,
+    failure: &Failure,
+) -> Result<PipelineOutcome> {
+    match run_inner(job, rxs, &mux_tx, chapters, progress, cancel, failure) {
+        Ok(o) => Ok(o),
+        Err(Error::Cancelled) => Err(Error::Cancelled),
+        Err(e) => {
+            failure.fail(e);
+            Err(Error::Cancelled)
+        }
+    }
+}
+
+fn run_inner(
+    job: &PipelineJob<'_>,
+    rxs: Vec<Receiver<DecodeMsg>>,
+    mux_tx: &Sender<MuxMsg>,
+    chapters: ChapterBuilder,
+    progress: &dyn ProgressSink,
+    cancel: &CancelToken,
+    failure: &Failure,
+) -> Result<PipelineOutcome> {
+    let channels = job.target.channels as usize;
+    let mut enc = AacEncoder::new(&job.target, job.coder)?;
+    let mut fifo = Fifo::new(channels);
+    let mut batch: Vec<EncodedPacket> = Vec::with_capacity(BATCH_PACKETS + 4);
+    let mut outcome = PipelineOutcome::default();
+    let mut clock = 0u64; // output samples received, the one clock
+    let mut encoded = 0u64;
+    let mut total_estimate = job.estimated_total;
+    let send = |batch: &mut Vec<EncodedPacket>| -> Result<()> {
+        let full = std::mem::replace(batch, Vec::with_capacity(BATCH_PACKETS + 4));
+        mux_tx
+            .send(MuxMsg::Packets(full))
+            .map_err(|_| Error::Cancelled)
+    };
+
+    for (i, rx) in rxs.iter().enumerate() {
+        let start = clock;
+        loop {
+            if cancel.is_cancelled() || failure.stopped() {
+                return Err(Error::Cancelled);
+            }
+            let msg = rx.recv().map_err(|_| Error::Cancelled)?;
+            match msg {
+                DecodeMsg::Pcm(chunk) => {
+                    clock += chunk.len() as u64;
+                    fifo.push(&chunk.planes);
+                    while fifo.len() >= FRAME_SAMPLES {
+                        enc.encode(&fifo.front(FRAME_SAMPLES), &mut batch)?;
+                        fifo.consume(FRAME_SAMPLES);
+                        encoded += FRAME_SAMPLES as u64;
+                        if batch.len() >= BATCH_PACKETS {
+                            send(&mut batch)?;
+                            progress.encoded(encoded, total_estimate.max(clock));
+                        }
+                    }
+                }
+                DecodeMsg::End(result) => {
+                    let stats = (*result)?;
+                    if let Some(f) = judge_track(job, i, &stats)? {
+                        progress.finding(&f);
+                        outcome.damaged.push((i, stats.clone()));
+                    }
+                    let samples = clock - start;
+                    outcome.track_samples.push(samples);
+                    progress.file_decoded(i, &job.tracks[i].path, samples);
+                    break;
+                }
+            }
+        }
+    }
+    total_estimate = clock;
+    // The last, partial frame: the encoder accepts a short final frame and gives its packet the
+    // true duration, so the file ends exactly at the last input sample.
+    if !fifo.is_empty() {
+        let n = fifo.len();
+        enc.encode(&fifo.front(n), &mut batch)?;
+        fifo.consume(n);
+        encoded += n as u64;
+    }
+    enc.finish(&mut batch)?;
+    send(&mut batch)?;
+    progress.encoded(encoded, total_estimate);
+    outcome.total_samples = clock;
+    let ch = chapters(&outcome.track_samples, clock)?;
+    outcome.chapters = ch.clone();
+    mux_tx
+        .send(MuxMsg::Finish(ch))
+        .map_err(|_| Error::Cancelled)?;
+    Ok(outcome)
+}
+
+/// A planar sample FIFO with a read offset (compacted now and then, never per frame).
+pub(crate) struct Fifo {
+    planes: Vec<Vec<f32>>,
+    pos: usize,
+}
+
+impl Fifo {
+    pub(crate) fn new(channels: usize) -> Self {
+        Fifo {
+            planes: vec![Vec::new(); channels],
+            pos: 0,
+        }
+    }
+    pub(crate) fn len(&self) -> usize {
+        self.planes[0].len() - self.pos
+    }
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub(crate) fn push(&mut self, planes: &[Vec<f32>]) {
+        if self.pos > 1 << 16 {
+            for p in self.planes.iter_mut() {
+                p.drain(..self.pos);
+            }
+            self.pos = 0;
+        }
+        for (d, s) in self.planes.iter_mut().zip(planes) {
+            d.extend_from_slice(s);
+        }
+    }
+    pub(crate) fn front(&self, n: usize) -> Vec<&[f32]> {
+        self.planes
+            .iter()
+            .map(|p| &p[self.pos..self.pos + n])
+            .collect()
+    }
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+}

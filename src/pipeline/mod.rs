@@ -1,0 +1,439 @@
+//! The only place threads appear: a decode pool feeding, through bounded channels in book order,
+//! an AAC encoder stage that feeds one muxer thread.
+//!
+//! ```text
+//!  rayon pool (decode_threads)          encoder thread                muxer thread
+//!  worker: claim track i (in order) ─┐
+//!    decode + resample → tx[i] ──────┼─▶ rx[0], rx[1], … in order ──▶ packets ──▶ M4bMuxer
+//!  worker: claim track i+1 ──────────┘   1024-sample frames, clock     (write, chapters, trailer)
+//! ```
+//!
+//! **Why it cannot deadlock.** Workers claim tracks in increasing order from one atomic counter
+//! and each works on one track at a time. The encoder only ever waits on the lowest track it has
+//! not finished, `i`. Track `i` was claimed before every other unfinished track, so it is held by
+//! a worker that is running or blocked only on `tx[i]` — which the encoder is draining. The
+//! muxer waits only on the encoder. Every failure drops its channel ends, which turns the
+//! neighbours' blocking calls into errors, so no stage waits on a stage that has stopped.
+//!
+//! **What bounds memory.** Each track channel holds at most [`CHUNKS_PER_TRACK`] chunks of
+//! about [`CHUNK_SAMPLES`] samples, and at most `decode_threads` tracks are in flight, so PCM in
+//! flight is at most `decode_threads × (CHUNKS_PER_TRACK + 1) × CHUNK_SAMPLES × channels × 4 B`
+//! (≈ 1.3 MB for 2 threads, stereo). The packet channel holds at most [`PACKET_BATCHES`] batches.
+//! Nothing depends on the length of the book.
+//!
+//! **Root cause wins.** The first stage that fails for its own reason records its error and
+//! raises the stop flag; stages that then fail only because a neighbour went away stay quiet.
+mod encode_segments;
+mod encode_single;
+
+pub use encode_segments::{LEAD_IN_FRAMES, LEAD_OUT_FRAMES, SEGMENT_FRAMES};
+
+use crate::av::decode::{self, DecodeStats, PcmChunk};
+use crate::av::encode::EncodedPacket;
+use crate::av::input;
+use crate::av::mux::{M4bMuxer, MuxChapter};
+use crate::error::{Error, Result};
+use crate::model::{Finding, FindingKind, Severity, TargetFormat};
+use crate::options::AacCoder;
+use crate::progress::{CancelToken, ProgressSink};
+use crossbeam_channel::{bounded, Receiver, Sender};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+/// Samples per PCM chunk sent from a decoder (≈ 0.37 s at 44.1 kHz): large enough that channel
+/// overhead is negligible, small enough that memory stays tiny.
+pub const CHUNK_SAMPLES: usize = 16_384;
+/// Chunks buffered per track channel: lets a decoder run ahead of the encoder a little.
+pub const CHUNKS_PER_TRACK: usize = 4;
+/// Packet batches buffered between the encoder stage and the muxer.
+pub const PACKET_BATCHES: usize = 64;
+
+/// One input file for the pipeline.
+#[derive(Debug, Clone)]
+pub struct TrackJob {
+    pub path: PathBuf,
+    /// Exact gapless length at the file's own rate, when the header knew it (to detect truncation).
+    pub exact_source_samples: Option<u64>,
+}
+
+/// Everything the pipeline needs besides the muxer.
+pub struct PipelineJob<'a> {
+    pub tracks: &'a [TrackJob],
+    pub target: TargetFormat,
+    pub coder: AacCoder,
+    /// Worker threads (decode pool size; the encoder and muxer threads come on top and spend
+    /// most of their time waiting or encoding).
+    pub threads: usize,
+    pub allow_damaged: bool,
+    /// The plan's estimate of the total output samples (for progress until decoding is done).
+    pub estimated_total: u64,
+}
+
+/// Builds the final chapter list from each track's decoded length and the total.
+pub type ChapterBuilder = Box<dyn FnOnce(&[u64], u64) -> Result<Vec<MuxChapter>> + Send>;
+
+/// What the pipeline produced.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineOutcome {
+    /// Output samples per track (the one clock).
+    pub track_samples: Vec<u64>,
+    pub total_samples: u64,
+    pub packets: u64,
+    pub chapters: Vec<MuxChapter>,
+    /// Per-track damage, when accepted with `allow_damaged`.
+    pub damaged: Vec<(usize, DecodeStats)>,
+}
+
+/// Shared failure state: the first real error, and a flag that tells every stage to stop.
+pub(crate) struct Failure {
+    first: Mutex<Option<Error>>,
+    stop: AtomicBool,
+}
+
+impl Failure {
+    fn new() -> Self {
+        Failure {
+            first: Mutex::new(None),
+            stop: AtomicBool::new(false),
+        }
+    }
+    /// Records `e` if it is the first real error, and stops everything.
+    pub(crate) fn fail(&self, e: Error) {
+        let mut g = self.first.lock().unwrap_or_else(|p| p.into_inner());
+        if g.is_none() {
+            *g = Some(e);
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+    pub(crate) fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+    fn take(&self) -> Option<Error> {
+        self.first.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// A message from a decoder to the encoder stage, on the track's own channel.
+pub(crate) enum DecodeMsg {
+    Pcm(PcmChunk),
+    End(Box<Result<DecodeStats>>),
+}
+
+/// A message to the muxer thread.
+pub(crate) enum MuxMsg {
+    Packets(Vec<EncodedPacket>),
+    /// Everything is encoded: write these chapters and the trailer.
+    Finish(Vec<MuxChapter>),
+    /// Segmented mode: `segments` segments were dispatched in all; once they are written,
+    /// write these chapters and the trailer.
+    SegmentsEnd {
+        segments: u64,
+        chapters: Vec<MuxChapter>,
+    },
+}
+
+/// Runs decode → encode → mux. On success the muxer has written the trailer and closed the
+/// file; on failure the partial file is left for the caller to delete.
+pub fn run(
+    job: &PipelineJob<'_>,
+    muxer: M4bMuxer,
+    chapters: ChapterBuilder,
+    progress: &dyn ProgressSink,
+    cancel: &CancelToken,
+) -> Result<PipelineOutcome> {
+    let n = job.tracks.len();
+    let failure = Failure::new();
+    let threads = job.threads.max(1);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("aiom4b-decode-{i}"))
+        .build()
+        .map_err(|e| Error::Internal(format!("decode pool: {e}")))?;
+
+    let (txs, rxs): (Vec<Sender<DecodeMsg>>, Vec<Receiver<DecodeMsg>>) =
+        (0..n).map(|_| bounded(CHUNKS_PER_TRACK)).unzip();
+    let txs: Vec<Mutex<Option<Sender<DecodeMsg>>>> =
+        txs.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let (mux_tx, mux_rx) = bounded::<MuxMsg>(PACKET_BATCHES);
+    let next_track = AtomicUsize::new(0);
+
+    let outcome = std::thread::scope(|s| -> Result<PipelineOutcome> {
+        // Segmented (multi-core) encoding unless one thread is asked for: `--jobs 1` keeps the
+        // single continuous encoder as the reference path.
+        let segmented = threads > 1;
+        let (seg_rtx, seg_rrx, tok_tx, tok_rx) = encode_segments::channels(threads);
+        // The muxer: a plain named thread that owns the output.
+        let failure_ref = &failure;
+        let mux_handle = std::thread::Builder::new()
+            .name("aiom4b-mux".into())
+            .spawn_scoped(s, move || {
+                if segmented {
+                    mux_segments(muxer, mux_rx, seg_rrx, tok_tx, cancel, failure_ref)
+                } else {
+                    drop((seg_rrx, tok_tx));
+                    mux_loop(muxer, mux_rx, cancel, failure_ref)
+                }
+            })
+            .map_err(|e| Error::Internal(format!("muxer thread: {e}")))?;
+
+        // The decoders: `threads` workers on our own rayon pool (not the global one), each
+        // claiming the next track in order. `pool.scope` blocks, so it runs on a helper thread.
+        let (txs_ref, next_ref, pool_ref, tracks, target) =
+            (&txs, &next_track, &pool, job.tracks, job.target);
+        std::thread::Builder::new()
+            .name("aiom4b-decoders".into())
+            .spawn_scoped(s, move || {
+                pool_ref.scope(|ps| {
+                    for _ in 0..threads {
+                        ps.spawn(move |_| {
+                            decode_worker(tracks, txs_ref, next_ref, target, cancel, failure_ref)
+                        });
+                    }
+                })
+            })
+            .map_err(|e| Error::Internal(format!("decoder thread: {e}")))?;
+
+        // The encoder stage runs on this (scoped) thread of its own.
+        let enc_failure = &failure;
+        let enc = std::thread::Builder::new()
+            .name("aiom4b-encode".into())
+            .spawn_scoped(s, move || {
+                if segmented {
+                    encode_segments::run(
+                        job,
+                        rxs,
+                        mux_tx,
+                        chapters,
+                        progress,
+                        cancel,
+                        enc_failure,
+                        threads,
+                        seg_rtx,
+                        tok_rx,
+                    )
+                } else {
+                    drop((seg_rtx, tok_rx));
+                    encode_single::run(job, rxs, mux_tx, chapters, progress, cancel, enc_failure)
+                }
+            })
+            .map_err(|e| Error::Internal(format!("encoder thread: {e}")))?;
+
+        let enc_result = enc
+            .join()
+            .map_err(|_| Error::Internal("the encoder thread".into()))?;
+        let mux_result = mux_handle
+            .join()
+            .map_err(|_| Error::Internal("the muxer thread".into()))?;
+        match (enc_result, mux_result) {
+            (Ok(mut outcome), Ok(packets)) => {
+                outcome.packets = packets;
+                Ok(outcome)
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+        }
+    });
+    // Root cause wins: the first recorded failure explains the others.
+    if let Some(first) = failure.take() {
+        return Err(first);
+    }
+    if cancel.is_cancelled() {
+        return Err(Error::Cancelled);
+    }
+    outcome
+}
+
+fn decode_worker(
+    tracks: &[TrackJob],
+    txs: &[Mutex<Option<Sender<DecodeMsg>>>],
+    next_track: &AtomicUsize,
+    target: TargetFormat,
+    cancel: &CancelToken,
+    failure: &Failure,
+) {
+    loop {
+        let i = next_track.fetch_add(1, Ordering::SeqCst);
+        if i >= tracks.len() || failure.stopped() || cancel.is_cancelled() {
+            return;
+        }
+        let Some(tx) = txs[i].lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return;
+        };
+        let stop = || cancel.is_cancelled() || failure.stopped();
+        let result = input::open_mp3(&tracks[i].path).and_then(|inp| {
+            decode::decode_file(
+                inp,
+                target.sample_rate,
+                target.channels as usize,
+                CHUNK_SAMPLES,
+                &stop,
+                &mut |chunk| {
+                    // A closed channel means the encoder stage has stopped; it reports why.
+                    tx.send(DecodeMsg::Pcm(chunk)).map_err(|_| Error::Cancelled)
+                },
+            )
+        });
+        if tx.send(DecodeMsg::End(Box::new(result))).is_err() {
+            return;
+        }
+    }
+}
+
+fn mux_loop(
+    mut muxer: M4bMuxer,
+    rx: Receiver<MuxMsg>,
+    cancel: &CancelToken,
+    failure: &Failure,
+) -> Result<u64> {
+    let mut packets = 0u64;
+    for msg in rx.iter() {
+        if cancel.is_cancelled() || failure.stopped() {
+            return Err(Error::Cancelled);
+        }
+        match msg {
+            MuxMsg::Packets(batch) => {
+                for p in &batch {
+                    if let Err(e) = muxer.write(p) {
+                        failure.fail(e);
+                        return Err(Error::Cancelled);
+                    }
+                    packets += 1;
+                }
+            }
+            MuxMsg::SegmentsEnd { .. } => {
+                return Err(Error::Internal(
+                    "muxer: segment message in single mode".into(),
+                ))
+            }
+            MuxMsg::Finish(chapters) => {
+                if let Err(e) = muxer.finish(&chapters) {
+                    failure.fail(e);
+                    return Err(Error::Cancelled);
+                }
+                return Ok(packets);
+            }
+        }
+    }
+    // The encoder stage went away without finishing: it has recorded why (or was cancelled).
+    Err(Error::Cancelled)
+}
+
+/// The muxer in segmented mode: segment results arrive out of order from the encoder workers;
+/// they are written strictly in order, and each written segment returns a token to the
+/// segmenter (which bounds how many segments are in flight).
+fn mux_segments(
+    mut muxer: M4bMuxer,
+    mux_rx: Receiver<MuxMsg>,
+    results: Receiver<encode_segments::SegmentResult>,
+    tokens: Sender<()>,
+    cancel: &CancelToken,
+    failure: &Failure,
+) -> Result<u64> {
+    let mut pending: std::collections::BTreeMap<u64, Vec<EncodedPacket>> = Default::default();
+    let mut next = 0u64;
+    let mut packets = 0u64;
+    let mut end: Option<(u64, Vec<MuxChapter>)> = None;
+    let mut write_ready = |pending: &mut std::collections::BTreeMap<u64, Vec<EncodedPacket>>,
+                           next: &mut u64,
+                           packets: &mut u64|
+     -> Result<()> {
+        while let Some(batch) = pending.remove(next) {
+            for p in &batch {
+                muxer.write(p)?;
+                *packets += 1;
+            }
+            *next += 1;
+            let _ = tokens.send(());
+        }
+        Ok(())
+    };
+    loop {
+        if cancel.is_cancelled() || failure.stopped() {
+            return Err(Error::Cancelled);
+        }
+        if let Some((n, _)) = &end {
+            if next >= *n {
+                break;
+            }
+            // Everything is dispatched: only results are left to wait for.
+            match results.recv() {
+                Ok(r) => {
+                    pending.insert(r.index, r.packets);
+                }
+                // All workers are gone before the last segment arrived: one failed and said why.
+                Err(_) => return Err(Error::Cancelled),
+            }
+        } else {
+            crossbeam_channel::select! {
+                recv(results) -> r => match r {
+                    Ok(r) => { pending.insert(r.index, r.packets); }
+                    Err(_) => {
+                        // Workers gone; wait for the segmenter's end message (or its failure).
+                        match mux_rx.recv() {
+                            Ok(MuxMsg::SegmentsEnd { segments, chapters }) => end = Some((segments, chapters)),
+                            _ => return Err(Error::Cancelled),
+                        }
+                    }
+                },
+                recv(mux_rx) -> m => match m {
+                    Ok(MuxMsg::SegmentsEnd { segments, chapters }) => end = Some((segments, chapters)),
+                    Ok(_) => return Err(Error::Internal("muxer: unexpected message in segmented mode".into())),
+                    Err(_) => return Err(Error::Cancelled),
+                },
+            }
+        }
+        if let Err(e) = write_ready(&mut pending, &mut next, &mut packets) {
+            failure.fail(e);
+            return Err(Error::Cancelled);
+        }
+    }
+    let (_, chapters) = end.expect("loop ends only after the end message");
+    if let Err(e) = muxer.finish(&chapters) {
+        failure.fail(e);
+        return Err(Error::Cancelled);
+    }
+    Ok(packets)
+}
+
+/// Turns a finished track's decode statistics into a finding, or an error when damage is not
+/// accepted. Also detects truncation against the header's exact length.
+pub(crate) fn judge_track(
+    job: &PipelineJob<'_>,
+    index: usize,
+    stats: &DecodeStats,
+) -> Result<Option<Finding>> {
+    let t = &job.tracks[index];
+    let mut damage = stats.damaged_frames;
+    let mut reason = stats.first_error.clone().unwrap_or_default();
+    if let Some(expected) = t.exact_source_samples {
+        // One MP3 frame of slack: the header's count and the decoder's trimming may differ by
+        // a partial frame on unusual encoders, never by more.
+        const MP3_FRAME: u64 = 1152;
+        if stats.source_samples + MP3_FRAME < expected {
+            damage += 1;
+            reason = format!(
+                "the file is truncated: {} of {} samples decode",
+                stats.source_samples, expected
+            );
+        }
+    }
+    if damage == 0 {
+        return Ok(None);
+    }
+    if !job.allow_damaged {
+        return Err(Error::Damaged {
+            path: t.path.clone(),
+            errors: damage,
+            reason,
+        });
+    }
+    Ok(Some(
+        Finding::new(
+            Severity::Warning,
+            FindingKind::Damaged,
+            Some(t.path.clone()),
+            format!("{damage} damaged frame(s) skipped ({reason}); chapter times follow the audio that decoded"),
+        )
+        .with_remedy("replace the file with a good copy"),
+    ))
+}

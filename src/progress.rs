@@ -1,0 +1,56 @@
+//! Progress reporting and cancellation, separate from each other: the library calls a
+//! [`ProgressSink`] (the CLI draws a bar, the service stores percentages) and polls a
+//! [`CancelToken`] per packet.
+use crate::model::Finding;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// The stages of a conversion, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Stage {
+    Scan,
+    Probe,
+    Plan,
+    Convert,
+    Finalize,
+    Verify,
+    Done,
+}
+
+/// Receives progress events. Every method has an empty default; implementations must be cheap
+/// and must not block (they are called from the encoder and decoder threads).
+pub trait ProgressSink: Sync {
+    /// A new stage starts.
+    fn stage(&self, _stage: Stage) {}
+    /// File `index` of the book has been decoded completely: `samples` at the output rate.
+    fn file_decoded(&self, _index: usize, _path: &Path, _samples: u64) {}
+    /// `done` of about `total` output samples have been encoded. `total` is the plan's estimate
+    /// until the last file is decoded, then exact.
+    fn encoded(&self, _done: u64, _total: u64) {}
+    /// A non-fatal problem found while converting.
+    fn finding(&self, _finding: &Finding) {}
+}
+
+/// A sink that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+impl ProgressSink for NoProgress {}
+
+/// A cancellation flag shared between the caller (e.g. a Ctrl-C handler) and the conversion.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Requests cancellation; the conversion stops at its next packet and cleans up.
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+}

@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod probe;
 pub mod progress;
+pub mod quality;
 pub mod sanitize;
 pub mod scan;
 pub mod verify;

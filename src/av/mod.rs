@@ -4,6 +4,7 @@
 pub mod decode;
 pub mod encode;
 pub mod input;
+pub mod m4b_reader;
 pub mod mux;
 
 use std::sync::Once;

@@ -3,8 +3,10 @@
 //! ([`PcmChunk`](decode::PcmChunk), [`EncodedPacket`](encode::EncodedPacket)).
 pub mod decode;
 pub mod encode;
+pub mod image_writer;
 pub mod input;
 pub mod m4b_reader;
+pub mod mp3_writer;
 pub mod mux;
 
 use std::sync::Once;

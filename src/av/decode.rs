@@ -155,11 +155,13 @@ pub fn decode_file(
         emit(&refs, pending, stats, false)
     };
 
-    let mut packet = ff::Packet::empty();
     loop {
         if cancelled() {
             return Err(Error::Cancelled);
         }
+        // A fresh packet per read: av_read_frame does not release what a reused packet holds,
+        // so reusing one leaks every packet's buffer.
+        let mut packet = ff::Packet::empty();
         match packet.read(&mut input.ctx) {
             Ok(()) => {}
             Err(ff::Error::Eof) => break,

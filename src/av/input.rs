@@ -128,8 +128,10 @@ pub fn probe_mp3(path: &Path, decode_packets: usize) -> Result<Mp3Facts> {
     let mut frame = ff::frame::Audio::empty();
     let (mut sent, mut decoded, mut errors) = (0usize, 0usize, 0usize);
     let mut sizes: Vec<usize> = Vec::new();
-    let mut packet = ff::Packet::empty();
     while sent < decode_packets {
+        // A fresh packet per read: av_read_frame does not release what a reused packet holds,
+        // so reusing one leaks every packet's buffer.
+        let mut packet = ff::Packet::empty();
         match packet.read(&mut input.ctx) {
             Ok(()) => {}
             Err(_) => break,

@@ -53,8 +53,10 @@ pub fn decode_m4b(path: &Path) -> Result<(u32, Vec<Vec<f32>>)> {
             }
         }
     };
-    let mut packet = ff::Packet::empty();
     loop {
+        // A fresh packet per read: av_read_frame does not release what a reused packet holds,
+        // so reusing one leaks every packet's buffer.
+        let mut packet = ff::Packet::empty();
         match packet.read(&mut ctx) {
             Ok(()) => {}
             Err(ff::Error::Eof) => break,

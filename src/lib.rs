@@ -14,6 +14,7 @@ pub mod chapters;
 pub mod error;
 pub mod fixtures;
 pub mod model;
+mod mp4box;
 pub mod options;
 pub mod plan;
 pub mod probe;

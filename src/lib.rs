@@ -15,6 +15,7 @@ pub mod error;
 pub mod fixtures;
 pub mod model;
 mod mp4box;
+pub mod mp4tags;
 pub mod options;
 pub mod plan;
 pub mod probe;

@@ -147,9 +147,16 @@ pub(crate) struct BoxRef<'a> {
 }
 
 impl<'a> BoxRef<'a> {
+    /// Total size of the box including its header.
+    pub(crate) fn size(&self) -> u64 {
+        self.header_len + self.body.len() as u64
+    }
     /// Absolute offset of the first body byte.
     pub(crate) fn body_offset(&self) -> u64 {
         self.offset + self.header_len
+    }
+    pub(crate) fn end(&self) -> u64 {
+        self.offset + self.size()
     }
     pub(crate) fn cursor(&self, what: &'static str) -> Cursor<'a> {
         Cursor::new(self.body, self.body_offset(), what)
@@ -800,11 +807,12 @@ impl std::fmt::Display for ItemKey {
     }
 }
 
-/// One item of `ilst`.
+/// One item of `ilst`, with its raw box for byte-exact copies.
 #[derive(Debug, Clone)]
 pub(crate) struct Item<'a> {
     pub key: ItemKey,
     pub values: Vec<DataValue<'a>>,
+    pub raw: BoxRef<'a>,
 }
 
 /// Parses the items of an `ilst` box.
@@ -846,7 +854,11 @@ pub(crate) fn parse_ilst<'a>(ilst: &BoxRef<'a>) -> Parse<Vec<Item<'a>>> {
                 name: name.unwrap_or_default(),
             };
         }
-        out.push(Item { key, values });
+        out.push(Item {
+            key,
+            values,
+            raw: item,
+        });
     }
     Ok(out)
 }
@@ -1023,6 +1035,7 @@ mod tests {
         assert_eq!(items[0].values[0].payload, "Ünïcode".as_bytes());
         assert_eq!(items[1].key.to_string(), "----:com.apple.iTunes:SERIES");
         assert_eq!(items[1].values[0].type_code, 1);
+        assert_eq!(items[1].raw.offset, 8 + 8 + 16 + "Ünïcode".len() as u64);
         // A data box too short for its type and locale is an error.
         let ilst = bx(b"ilst", &bx(b"\xa9nam", &bx(b"data", &[0, 0])));
         let ilst = children(&ilst, 0).next().unwrap().unwrap();

@@ -1,8 +1,9 @@
-//! `verify` against files written by FFmpeg's `ipod` muxer.
+//! `verify` and `mp4tags` against files written by FFmpeg's `ipod` muxer.
 //!
 //! Inputs are made with the `ffmpeg` CLI (only here, in tests); without it the tests print a
 //! note and pass. They pin down what FFmpeg 5.1 actually writes (brand, `chpl` version and
-//! truncation, chapter track timescale, `covr` from an attached picture).
+//! truncation, chapter track timescale, `covr` from an attached picture) and prove that adding
+//! narrator/series items leaves chapters, audio and every other box as they were.
 use aiom4b::model::{BookMetadata, Chapter};
 use aiom4b::verify::{self, Expectations};
 use aiom4b::Error;
@@ -372,7 +373,7 @@ fn chapters_added_after_write_header_are_written() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Hostile files
+// mp4tags
 
 /// Leaf boxes of `moov` by path (`moov/trak[1]/mdia/minf/stbl/stco`), a reader written again
 /// here so that the test does not trust the code it tests.
@@ -416,6 +417,179 @@ fn leaves(file: &[u8]) -> (BTreeMap<String, Vec<u8>>, usize, usize) {
     }
     (out, moov_start, moov_end)
 }
+
+fn stco_entries(b: &[u8]) -> Vec<u32> {
+    let n = u32::from_be_bytes(b[12..16].try_into().unwrap()) as usize;
+    (0..n)
+        .map(|i| u32::from_be_bytes(b[16 + 4 * i..20 + 4 * i].try_into().unwrap()))
+        .collect()
+}
+
+#[test]
+fn extra_items_keep_300_chapters_and_everything_else_identical() {
+    if !have_ffmpeg() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut chapters: Vec<(u64, String)> = (0..300)
+        .map(|i| (i * 100, format!("Kapitel {} – Überschrift", i + 1)))
+        .collect();
+    // A title longer than chpl's 255 bytes, made of 2-byte characters: FFmpeg cuts it at a
+    // byte boundary; mp4ameta's chpl writer would panic on it.
+    chapters[7].1 = "Ä".repeat(200);
+    let path = make_m4b(
+        dir.path(),
+        "long",
+        &Spec {
+            secs: 30,
+            channels: 2,
+            chapters: chapters.clone(),
+            tags: TAGS,
+            cover: true,
+        },
+    );
+    let before_bytes = std::fs::read(&path).unwrap();
+    let before = verify::summarize(&path).unwrap();
+    assert!(
+        before.inconsistencies.is_empty(),
+        "{:#?}",
+        before.inconsistencies
+    );
+    assert_eq!(before.chapter_track.as_ref().unwrap().chapters.len(), 300);
+    let chpl = before.chpl.as_ref().unwrap();
+    assert_eq!(
+        (chpl.version, chpl.declared_count),
+        (1, 255),
+        "FFmpeg caps chpl at 255"
+    );
+    assert_eq!(
+        chpl.chapters[7].title.len(),
+        255 + 2,
+        "cut mid-character, shown as U+FFFD"
+    );
+    let exp = full_expectations(&chapters, 30, 2);
+    assert_eq!(verify::check(&before, &exp), Vec::<String>::new());
+
+    aiom4b::mp4tags::write_extra_items(
+        &path,
+        Some("Gert Westphal"),
+        Some("Die großen Romane"),
+        Some("3"),
+    )
+    .unwrap();
+
+    let after_bytes = std::fs::read(&path).unwrap();
+    let after = verify::summarize(&path).unwrap();
+    assert!(
+        after.inconsistencies.is_empty(),
+        "{:#?}",
+        after.inconsistencies
+    );
+    assert_eq!(after.tags.narrator.as_deref(), Some("Gert Westphal"));
+    assert_eq!(after.tags.series.as_deref(), Some("Die großen Romane"));
+    assert_eq!(after.tags.series_part.as_deref(), Some("3"));
+    assert!(after.faststart);
+    assert_eq!(after.top_level, before.top_level);
+
+    // Chapters and audio read back the same.
+    assert_eq!(
+        after.chapter_track.as_ref().unwrap().chapters,
+        before.chapter_track.as_ref().unwrap().chapters
+    );
+    assert_eq!(after.chpl.as_ref().unwrap().chapters, chpl.chapters);
+    assert_eq!(after.decoded_samples, before.decoded_samples);
+    assert_eq!(after.length.decoder_samples, before.length.decoder_samples);
+    assert_eq!(after.length.decode_errors, 0);
+    let tags_before = before.tags.clone();
+    let mut tags_after = after.tags.clone();
+    (
+        tags_after.narrator,
+        tags_after.series,
+        tags_after.series_part,
+    ) = (None, None, None);
+    tags_after.keys.truncate(tags_before.keys.len());
+    assert_eq!(tags_after, tags_before, "existing items unchanged");
+
+    // Byte level: everything after moov is identical, every leaf box in moov is identical
+    // except ilst (items added) and the chunk offsets (shifted by exactly the growth).
+    let (lb, b_start, b_end) = leaves(&before_bytes);
+    let (la, a_start, a_end) = leaves(&after_bytes);
+    assert_eq!(a_start, b_start);
+    let delta = (a_end - b_end) as u32;
+    assert!(delta > 0);
+    assert_eq!(&before_bytes[..b_start], &after_bytes[..a_start], "ftyp");
+    assert_eq!(
+        &before_bytes[b_end..],
+        &after_bytes[a_end..],
+        "free + mdat untouched"
+    );
+    assert_eq!(lb.keys().collect::<Vec<_>>(), la.keys().collect::<Vec<_>>());
+    for (k, b) in &lb {
+        let a = &la[k];
+        if k.ends_with("/stco[0]") {
+            let shifted: Vec<u32> = stco_entries(b).iter().map(|o| o + delta).collect();
+            assert_eq!(stco_entries(a), shifted, "{k}");
+        } else if k.ends_with("/ilst[0]") {
+            assert!(
+                a.len() > b.len() && a[8..].starts_with(&b[8..]),
+                "old items kept verbatim"
+            );
+        } else {
+            assert_eq!(a, b, "{k} changed");
+        }
+    }
+    assert!(lb.keys().any(|k| k.ends_with("udta[0]/chpl[0]")));
+
+    // An independent reader sees the new items.
+    let tag = mp4ameta::Tag::read_with_path(
+        &path,
+        &mp4ameta::ReadConfig {
+            read_chapter_list: false,
+            ..mp4ameta::ReadConfig::DEFAULT
+        },
+    )
+    .unwrap();
+    let nrt = mp4ameta::Fourcc(*b"\xa9nrt");
+    assert_eq!(tag.strings_of(&nrt).next(), Some("Gert Westphal"));
+    assert_eq!(tag.movement(), Some("Die großen Romane"));
+    assert_eq!(tag.movement_index(), Some(3));
+    assert_eq!(tag.chapter_track().len(), 300);
+
+    // Writing again replaces instead of duplicating, and nothing at all is a no-op.
+    aiom4b::mp4tags::write_extra_items(&path, Some("Other"), None, None).unwrap();
+    let again = verify::summarize(&path).unwrap();
+    assert_eq!(again.tags.narrator.as_deref(), Some("Other"));
+    assert_eq!(again.tags.series.as_deref(), Some("Die großen Romane"));
+    assert_eq!(again.tags.keys.iter().filter(|k| *k == "©nrt").count(), 1);
+    let bytes = std::fs::read(&path).unwrap();
+    aiom4b::mp4tags::write_extra_items(&path, None, Some(" "), None).unwrap();
+    assert_eq!(std::fs::read(&path).unwrap(), bytes);
+    // No temporary file is left behind.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+}
+
+#[test]
+fn write_extra_items_reports_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.m4b");
+    let e = aiom4b::mp4tags::write_extra_items(&missing, Some("N"), None, None).unwrap_err();
+    assert!(e.to_string().contains("missing.m4b"), "{e}");
+    let junk = dir.path().join("junk.m4b");
+    std::fs::write(&junk, b"this is not an mp4 file at all").unwrap();
+    let e = aiom4b::mp4tags::write_extra_items(&junk, Some("N"), None, None).unwrap_err();
+    assert!(matches!(e, Error::Mp4 { .. }), "{e}");
+    assert_eq!(
+        std::fs::read(&junk).unwrap(),
+        b"this is not an mp4 file at all"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile files
 
 /// A deterministic xorshift generator: the mutations are the same on every run.
 struct Rng(u64);

@@ -984,9 +984,9 @@ impl DecodeStats {
     }
 }
 
-/// Decodes every packet, in parallel over contiguous runs of chunks. AAC-LC frames decode
+/// Decodes every packet, in parallel over contiguous ranges of samples. AAC-LC frames decode
 /// independently apart from the overlap with the previous frame, which changes the first
-/// frame's *values* in each run but not its sample count, and counts are what is checked.
+/// frame's *values* in each range but not its sample count, and counts are what is checked.
 fn decode_all(
     path: &Path,
     table: &SampleTable,
@@ -1009,23 +1009,27 @@ fn decode_all(
     } {
         params.with_channel_layout(layout);
     }
+    let n_samples = table.sizes.len();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
         .min(8)
-        // Below a few hundred chunks the threads cost more than they save.
-        .min(chunks.len() / 256 + 1);
-    let per = chunks.len().div_ceil(threads.max(1)).max(1);
+        // Each thread should get at least a minute or so of audio, or it costs more than it saves.
+        .min(n_samples / 4096 + 1);
+    let per = n_samples.div_ceil(threads.max(1)).max(1);
     let mut total = DecodeStats::default();
     std::thread::scope(|scope| {
-        let handles: Vec<_> = chunks
-            .chunks(per)
+        let handles: Vec<_> = (0..n_samples)
+            .step_by(per)
             .enumerate()
-            .map(|(i, run)| {
+            .map(|(i, start)| {
                 let params = &params;
+                let range = start..(start + per).min(n_samples);
                 std::thread::Builder::new()
                     .name(format!("verify-decode-{i}"))
-                    .spawn_scoped(scope, move || decode_run(path, table, run, params))
+                    .spawn_scoped(scope, move || {
+                        decode_run(path, table, chunks, range, params)
+                    })
             })
             .collect();
         for h in handles {
@@ -1041,10 +1045,12 @@ fn decode_all(
     total
 }
 
+/// Decodes the samples in `range` (sample indices), reading each chunk's share in one read.
 fn decode_run(
     path: &Path,
     table: &SampleTable,
-    run: &[mp4box::ChunkRun],
+    chunks: &[mp4box::ChunkRun],
+    range: std::ops::Range<usize>,
     params: &symphonia::core::codecs::CodecParameters,
 ) -> DecodeStats {
     use symphonia::core::codecs::{Decoder, DecoderOptions};
@@ -1052,11 +1058,10 @@ fn decode_run(
     use symphonia::default::codecs::AacDecoder;
 
     let mut st = DecodeStats::default();
-    let first_sample = run.first().map(|c| c.first_sample).unwrap_or(0);
     let mut f = match File::open(path) {
         Ok(f) => f,
         Err(e) => {
-            st.error(first_sample, format!("cannot reopen the file: {e}"));
+            st.error(range.start, format!("cannot reopen the file: {e}"));
             return st;
         }
     };
@@ -1065,29 +1070,39 @@ fn decode_run(
         Ok(d) => d,
         Err(e) => {
             st.error(
-                first_sample,
+                range.start,
                 format!("the AAC decoder rejects the stream configuration: {e}"),
             );
             return st;
         }
     };
+    let size_sum =
+        |r: std::ops::Range<usize>| -> u64 { table.sizes[r].iter().map(|&x| x as u64).sum() };
+    // The first chunk that holds a sample of the range (chunks are in sample order).
+    let first = chunks.partition_point(|c| c.first_sample + c.sample_count <= range.start);
     let mut buf = Vec::new();
-    for chunk in run {
-        let whole = chunk.bytes <= MAX_CHUNK_READ_BYTES;
+    for chunk in &chunks[first..] {
+        if chunk.first_sample >= range.end {
+            break;
+        }
+        let lo = chunk.first_sample.max(range.start);
+        let hi = (chunk.first_sample + chunk.sample_count).min(range.end);
+        let mut offset = chunk.offset + size_sum(chunk.first_sample..lo);
+        let bytes = size_sum(lo..hi);
+        let whole = bytes <= MAX_CHUNK_READ_BYTES;
         if whole {
-            buf.resize(chunk.bytes as usize, 0);
-            if let Err(e) = f
-                .seek(SeekFrom::Start(chunk.offset))
-                .and_then(|_| f.read_exact(&mut buf))
-            {
-                st.error(chunk.first_sample, format!("read error: {e}"));
-                st.errors += chunk.sample_count.saturating_sub(1) as u64;
+            buf.resize(bytes as usize, 0);
+            let r = f
+                .seek(SeekFrom::Start(offset))
+                .and_then(|_| f.read_exact(&mut buf));
+            if let Err(e) = r {
+                st.error(lo, format!("read error: {e}"));
+                st.errors += (hi - lo).saturating_sub(1) as u64;
                 continue;
             }
         }
         let mut pos = 0usize;
-        let mut offset = chunk.offset;
-        for i in chunk.first_sample..chunk.first_sample + chunk.sample_count {
+        for i in lo..hi {
             let size = table.sizes[i];
             let data: &[u8] = if size > MAX_AAC_PACKET_BYTES {
                 st.error(i, format!("{size} bytes is too large for an AAC frame"));

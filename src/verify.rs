@@ -1167,6 +1167,12 @@ fn read_chapter_track(
         .iter()
         .find_map(|id| movie.tracks.iter().find(|t| t.id == *id))
     else {
+        if !audio.chapter_refs.is_empty() {
+            problems.push(format!(
+                "tref/chap names chapter track(s) {:?} but no such track exists",
+                audio.chapter_refs
+            ));
+        }
         return Ok(None);
     };
     let mut out = ChapterTrackSummary {

@@ -56,6 +56,14 @@ pub enum Error {
         path: PathBuf,
         problems: Vec<String>,
     },
+    /// An MP4/M4B file's box structure is broken, or uses a feature aiom4b does not handle
+    /// (fragmented MP4, compact sample sizes).
+    #[error("{path}: not a readable MP4 file: {reason} (at byte {offset}); if aiom4b wrote this file, convert again and report it")]
+    Mp4 {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
     /// The output already exists and overwriting was not allowed.
     #[error(
         "{0}: the output file already exists; choose another name with -o, or pass --overwrite"

@@ -15,6 +15,8 @@ pub mod convert;
 pub mod error;
 pub mod fixtures;
 pub mod model;
+mod mp4box;
+pub mod mp4tags;
 pub mod options;
 pub mod pipeline;
 pub mod plan;

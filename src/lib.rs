@@ -20,6 +20,7 @@ pub mod probe;
 pub mod sanitize;
 pub mod scan;
 pub mod verify;
+pub mod workflow;
 
 pub use error::{Error, Result};
 pub use model::*;

@@ -437,11 +437,12 @@ impl JobStore for SqliteStore {
         } else {
             format!(" WHERE {}", wheres.join(" AND "))
         };
-        let mut sql = format!("SELECT {COLUMNS} FROM jobs{cond}");
+        // rowid breaks ties between jobs created in the same millisecond (insertion order).
+        let mut sql = format!("SELECT {COLUMNS}, rowid AS ord FROM jobs{cond}");
         if filter.include_archived {
-            sql = format!("{sql} UNION ALL SELECT {COLUMNS} FROM jobs_archive{cond}");
+            sql = format!("{sql} UNION ALL SELECT {COLUMNS}, rowid AS ord FROM jobs_archive{cond}");
         }
-        sql.push_str(" ORDER BY created_at DESC, id");
+        sql.push_str(" ORDER BY created_at DESC, ord DESC");
         if let Some(limit) = filter.limit {
             sql.push_str(&format!(" LIMIT {limit}"));
         }

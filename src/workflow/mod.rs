@@ -625,6 +625,14 @@ impl Workflow {
                 backups.push(info);
             }
             push_timing(job, "backup", t);
+            // Retention is applied whenever new backups are made, so the folder stays bounded
+            // without a scheduler; a failure here must not fail the conversion.
+            if let Err(e) = self
+                .backups
+                .prune(self.config.backup_retention_days, chrono::Local::now())
+            {
+                tracing::warn!(error = %e, "pruning expired backups failed");
+            }
         }
         if stopped() {
             return Err(JobError::cancelled());

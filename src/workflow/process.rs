@@ -41,7 +41,7 @@ impl ProcessIdentity {
         if self.hostname != hostname() {
             return Liveness::Unknown;
         }
-        if !pid_exists(self.pid) {
+        if !pid_exists(self.pid) || is_zombie(self.pid) {
             return Liveness::Dead;
         }
         match (self.start_ticks, start_ticks(self.pid)) {
@@ -74,13 +74,26 @@ fn pid_exists(pid: u32) -> bool {
     }
 }
 
-/// The start time of `pid` in ticks since boot, from `/proc/<pid>/stat`.
-fn start_ticks(pid: u32) -> Option<u64> {
+/// A killed process whose parent has not reaped it yet still has a pid; it runs no code.
+fn is_zombie(pid: u32) -> bool {
+    proc_stat_fields(pid)
+        .and_then(|f| f.first().cloned())
+        .is_some_and(|state| state == "Z" || state == "X")
+}
+
+/// The fields of `/proc/<pid>/stat` from field 3 (state) on.
+fn proc_stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces and ')': split after
-    // the last ')'. What follows starts with field 3, so field 22 is the 20th.
+    // the last ')'.
     let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    Some(rest.split_whitespace().map(str::to_string).collect())
+}
+
+/// The start time of `pid` in ticks since boot, from `/proc/<pid>/stat`.
+fn start_ticks(pid: u32) -> Option<u64> {
+    // Field 22; the list starts at field 3.
+    proc_stat_fields(pid)?.get(19)?.parse().ok()
 }
 
 #[cfg(test)]

@@ -941,6 +941,8 @@ fn log_files_rotate_by_size_and_day_and_are_bounded() {
     assert_eq!(w.dropped(), 0);
 }
 
+/// Needs tracing-subscriber, a dependency of the `cli` feature.
+#[cfg(feature = "cli")]
 #[test]
 fn log_lines_of_a_job_carry_its_id() {
     use tracing_subscriber::layer::SubscriberExt;

@@ -484,9 +484,9 @@ fn stats_cmd(wf: &Workflow, json: bool) -> Result<i32> {
         "jobs:            {} ({} completed, {} failed, {} cancelled, {} pending, {} processing)\n\
          success rate:    {}\n\
          processing time: avg {}, min {}, max {}\n\
-         input:           {}\n\
+         converted input: {}\n\
          output:          {}{}\n\
-         audio:           {}\n\
+         audio converted: {}\n\
          realtime factor: {}\n",
         s.total,
         s.completed,

@@ -16,7 +16,7 @@ pub struct ProcessIdentity {
     pub start_ticks: Option<u64>,
 }
 
-/// What [`liveness`] can tell about a recorded process.
+/// What [`ProcessIdentity::liveness`] can tell about a recorded process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
     Alive,

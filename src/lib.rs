@@ -27,6 +27,7 @@ pub mod sanitize;
 pub mod scan;
 pub mod verify;
 mod verify_hook;
+pub mod workflow;
 
 pub use convert::{ConvertReport, Converter};
 pub use error::{Error, Result};

@@ -1,0 +1,85 @@
+//! The program's logger: human-readable lines on stderr, JSON lines in `DATA_DIR/logs/`.
+//!
+//! Both sinks are written by background threads through bounded channels
+//! (`aiom4b::workflow::logfile`), so a slow terminal or a full disk drops log lines instead of
+//! blocking or failing a conversion. Every event inside a job carries the job's `job_id` (the
+//! library's `job` span); audit events (target `aiom4b::audit`) always reach the file.
+//!
+//! Levels: `warn` (plus aiom4b `info`) by default; `-v` or `DEBUG=true` adds debug, `-vv`
+//! trace. `RUST_LOG`, when set, replaces the stderr filter.
+use aiom4b::workflow::config::Config;
+use aiom4b::workflow::logfile::{self, RotatingFile, RotationPolicy, WriterGuard};
+use std::io::IsTerminal;
+use tracing_subscriber::filter::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer;
+
+/// Keeps the writer threads running; drop it last (it writes what is queued).
+pub struct LogGuard {
+    _guards: Vec<WriterGuard>,
+}
+
+/// Installs the global subscriber. Never fails: without a log folder, logs go to stderr only.
+pub fn init(cfg: &Config, verbose: u8) -> LogGuard {
+    let level = match (verbose, cfg.debug) {
+        (0, false) => 0,
+        (0, true) | (1, _) => 1,
+        _ => 2,
+    };
+    let stderr_filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|s| EnvFilter::try_new(s).ok())
+        .unwrap_or_else(|| {
+            EnvFilter::new(match level {
+                // Audit lines are for the file; on the terminal they would repeat the output.
+                0 => "warn,aiom4b=info,aiom4b::audit=warn",
+                1 => "info,aiom4b=debug",
+                _ => "debug,aiom4b=trace",
+            })
+        });
+    let file_filter = EnvFilter::new(match level {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    });
+
+    let mut guards = Vec::new();
+    let stderr_layer = logfile::non_blocking(std::io::stderr()).ok().map(|(w, g)| {
+        guards.push(g);
+        tracing_subscriber::fmt::layer()
+            .with_writer(move || w.clone())
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .without_time()
+            .with_filter(stderr_filter)
+    });
+    let policy = RotationPolicy {
+        dir: cfg.logs_dir(),
+        prefix: "aiom4b".into(),
+        max_bytes: cfg.log_max_size_mb.saturating_mul(1 << 20),
+        max_files: cfg.log_max_files,
+    };
+    let file_layer = std::fs::create_dir_all(&policy.dir)
+        .ok()
+        .and_then(|_| logfile::non_blocking(RotatingFile::new(policy)).ok())
+        .map(|(w, g)| {
+            guards.push(g);
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_current_span(true)
+                .with_span_list(true)
+                .with_writer(move || w.clone())
+                .with_filter(file_filter)
+        });
+    let file_missing = file_layer.is_none();
+    // try_init: a second init (tests, embedding) keeps the first subscriber instead of panicking.
+    let _ = tracing_subscriber::registry()
+        .with(stderr_layer)
+        .with(file_layer)
+        .try_init();
+    if file_missing {
+        tracing::warn!(dir = %cfg.logs_dir().display(), "cannot write log files; logging to stderr only");
+    }
+    LogGuard { _guards: guards }
+}

@@ -1,0 +1,767 @@
+//! The workflow's commands (`folders`, `status`, `jobs`, `stats`, `backup`, `config`), the
+//! flags every conversion shares (`--no-backup`, `--move-source-to`, `--delete-source`,
+//! `--name-template`, `--timeout`) and the batch summary. Glue only: every capability is in
+//! `aiom4b::workflow`; here are argument types, tables and exit codes.
+use aiom4b::workflow::backup::BackupInfo;
+use aiom4b::workflow::config::{self, Config, Overrides};
+use aiom4b::workflow::folders;
+use aiom4b::workflow::{
+    BatchOptions, BatchReport, BookStatus, ConversionResult, Job, JobContext, JobError, JobFilter,
+    JobRequest, JobStatus, PostAction, Workflow,
+};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Exit code when the command worked.
+pub const EXIT_OK: i32 = 0;
+/// Exit code when it ran but found failures (a failed book, a damaged backup).
+pub const EXIT_FAILURES: i32 = 1;
+
+/// Options every command shares (flatten into the top-level parser). They override the
+/// environment and the config file.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// Config file [default: config/aiom4b.toml, or $AIOM4B_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data folder: database, output, backups, logs [env: DATA_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Where book folders are looked for [env: SOURCE_DIR]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub source_dir: Option<PathBuf>,
+    /// Books converted at once in a batch [env: MAX_CONCURRENT_JOBS]
+    #[arg(long, global = true, value_name = "N")]
+    pub max_concurrent_jobs: Option<String>,
+    /// More log output on stderr (-v debug, -vv trace); DEBUG=true is like -v
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+impl ConfigArgs {
+    /// The command-line layer of the configuration.
+    pub fn overrides(&self) -> Overrides {
+        let mut o = Overrides {
+            config_file: self.config.clone(),
+            ..Default::default()
+        };
+        if let Some(d) = &self.data_dir {
+            o.set("DATA_DIR", d.to_string_lossy());
+        }
+        if let Some(d) = &self.source_dir {
+            o.set("SOURCE_DIR", d.to_string_lossy());
+        }
+        if let Some(n) = &self.max_concurrent_jobs {
+            o.set("MAX_CONCURRENT_JOBS", n.clone());
+        }
+        o
+    }
+
+    /// Loads the effective configuration (CLI > env > file > default).
+    pub fn load(&self) -> Result<Config> {
+        Ok(Config::load(&self.overrides())?)
+    }
+}
+
+/// Flags of a conversion job (flatten into `convert` and `batch`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct JobArgs {
+    /// Don't back up the source folders first (overrides BACKUP_ENABLED)
+    #[arg(long)]
+    pub no_backup: bool,
+    /// After success, move each source folder into DIR (rolled back from the backup on failure)
+    #[arg(long, value_name = "DIR", conflicts_with = "delete_source")]
+    pub move_source_to: Option<PathBuf>,
+    /// After success, delete each source folder (restored from the backup if deleting fails)
+    #[arg(long)]
+    pub delete_source: bool,
+    /// Output name, e.g. "{author} - {title}" [env: NAME_TEMPLATE; default "{title}_{timestamp}"]
+    #[arg(long, value_name = "TEMPLATE")]
+    pub name_template: Option<String>,
+    /// Conversion time limit in seconds [env: PROCESSING_TIMEOUT_SECS; default from audio length]
+    #[arg(long, value_name = "SECS")]
+    pub timeout: Option<u64>,
+}
+
+impl JobArgs {
+    /// The workflow request for `folders`; `options` is recorded in the job as given.
+    #[allow(dead_code)] // called by the engine's `convert` command (main.rs on the engine branch)
+    pub fn request(&self, folders: Vec<PathBuf>, options: serde_json::Value) -> Result<JobRequest> {
+        if let Some(t) = &self.name_template {
+            aiom4b::workflow::naming::check_template(t)
+                .map_err(|r| anyhow::anyhow!("--name-template: {r}"))?;
+        }
+        Ok(JobRequest {
+            folders,
+            options,
+            backup: self.no_backup.then_some(false),
+            name_template: self.name_template.clone(),
+            output_dir: None,
+            post_action: match (&self.move_source_to, self.delete_source) {
+                (Some(dir), _) => PostAction::MoveTo(dir.clone()),
+                (None, true) => PostAction::Delete,
+                (None, false) => PostAction::Keep,
+            },
+            timeout: self.timeout.map(Duration::from_secs),
+            engine_threads: None,
+        })
+    }
+}
+
+/// Flags of `batch LIBRARY_DIR` and `convert --each`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct BatchArgs {
+    /// Convert books again that were converted before
+    #[arg(long)]
+    pub force: bool,
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub job: JobArgs,
+}
+
+/// The book folders of a library (`batch LIBRARY_DIR`).
+#[allow(dead_code)] // called by the engine's `batch` command
+pub fn library_books(dir: &Path) -> Result<Vec<PathBuf>> {
+    let books = folders::discover_books(dir)?;
+    if books.is_empty() {
+        bail!("{}: no book folders with MP3 files found", dir.display());
+    }
+    Ok(books.into_iter().map(|b| b.path).collect())
+}
+
+/// Runs a batch and prints its summary; the exit code is non-zero when any book failed.
+#[allow(dead_code)] // called by the engine's `batch` and `convert --each` commands
+pub fn run_batch<F>(
+    wf: &Workflow,
+    books: &[PathBuf],
+    args: &BatchArgs,
+    options: serde_json::Value,
+    convert: F,
+) -> Result<i32>
+where
+    F: Fn(&Path, &JobContext<'_>) -> std::result::Result<ConversionResult, JobError> + Sync,
+{
+    let opts = BatchOptions {
+        force: args.force,
+        concurrency: None,
+        request: args.job.request(Vec::new(), options)?,
+    };
+    let report = aiom4b::workflow::run_batch(wf, books, &opts, convert);
+    if args.json {
+        emit(&(serde_json::to_string_pretty(&report)? + "\n"));
+    } else {
+        emit(&batch_table(&report));
+    }
+    Ok(if report.all_ok() {
+        EXIT_OK
+    } else {
+        EXIT_FAILURES
+    })
+}
+
+/// The batch summary table.
+pub fn batch_table(report: &BatchReport) -> String {
+    let mut rows = vec![vec![
+        "STATUS".to_string(),
+        "BOOK".into(),
+        "TIME".into(),
+        "RESULT".into(),
+    ]];
+    for b in &report.books {
+        let status = match b.status {
+            BookStatus::Converted => "converted",
+            BookStatus::Skipped => "skipped",
+            BookStatus::Failed => "FAILED",
+            BookStatus::Cancelled => "cancelled",
+        };
+        let result = match (&b.error, &b.output) {
+            (Some(e), _) => format!("{}: {} — {}", e.category, e.message, e.remedy),
+            (None, Some(o)) => o.display().to_string(),
+            (None, None) => String::new(),
+        };
+        rows.push(vec![
+            status.into(),
+            b.folder.display().to_string(),
+            format!("{:.1}s", b.elapsed_secs),
+            result,
+        ]);
+    }
+    let mut s = table(&rows);
+    s.push_str(&format!(
+        "\n{} converted, {} skipped, {} failed, {} cancelled ({} at once, {} engine thread(s) each)\n",
+        report.count(BookStatus::Converted),
+        report.count(BookStatus::Skipped),
+        report.count(BookStatus::Failed),
+        report.count(BookStatus::Cancelled),
+        report.concurrency,
+        report.engine_threads
+    ));
+    s
+}
+
+/// The workflow's subcommands (the engine's `convert`, `probe`, … live beside them).
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// List book folders under SOURCE_DIR (or DIR) with MP3 count, size and last change
+    Folders {
+        /// Library folder [default: SOURCE_DIR]
+        dir: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one job (id or unique prefix), or an overview of all jobs
+    Status {
+        job_id: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List or archive jobs
+    Jobs {
+        #[command(subcommand)]
+        cmd: JobsCommand,
+    },
+    /// Success rate, processing times, sizes, realtime factor
+    Stats {
+        #[arg(long)]
+        json: bool,
+    },
+    /// List, verify, prune or restore backups of source folders
+    Backup {
+        #[command(subcommand)]
+        cmd: BackupCommand,
+    },
+    /// Print the effective configuration and where each value came from
+    Config {
+        #[arg(long)]
+        json: bool,
+        /// Write a commented config/aiom4b.toml with every default (never overwrites)
+        #[arg(long)]
+        init: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// List jobs, newest first
+    List {
+        /// pending, processing, completed, failed or cancelled
+        #[arg(long, value_parser = ["pending", "processing", "completed", "failed", "cancelled"])]
+        status: Option<String>,
+        /// Include archived jobs
+        #[arg(long)]
+        archived: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move finished jobs older than AGE to the archive (e.g. 7d, 12h, 2w)
+    Clear {
+        #[arg(long, value_name = "AGE")]
+        older_than: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// List backups, oldest first
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check backups (all, or NAME) against their checksums
+    Verify { name: Option<String> },
+    /// Delete backups older than BACKUP_RETENTION_DAYS (logged in cleanup_log.txt)
+    Prune,
+    /// Restore a backup beside the live folder, verify it, then swap it in
+    Restore {
+        name: String,
+        /// Restore into DIR/{folder name} instead of the original place
+        #[arg(long, value_name = "DIR")]
+        to: Option<PathBuf>,
+    },
+}
+
+/// Runs a workflow command; returns the exit code.
+pub fn run(cmd: WorkflowCommand, cfg: &Config) -> Result<i32> {
+    match cmd {
+        WorkflowCommand::Folders { dir, json } => folders_cmd(dir, json, cfg),
+        WorkflowCommand::Config { json, init } => config_cmd(json, init, cfg),
+        WorkflowCommand::Status { job_id, json } => status_cmd(&open(cfg)?, job_id, json),
+        WorkflowCommand::Jobs { cmd } => jobs_cmd(&open(cfg)?, cmd),
+        WorkflowCommand::Stats { json } => stats_cmd(&open(cfg)?, json),
+        WorkflowCommand::Backup { cmd } => backup_cmd(&open(cfg)?, cmd),
+    }
+}
+
+/// Opens the workflow (which also recovers interrupted jobs) and reports what it recovered.
+pub fn open(cfg: &Config) -> Result<Workflow> {
+    let wf = Workflow::open(cfg.clone())
+        .with_context(|| format!("opening the data folder {}", cfg.data_dir.display()))?;
+    Ok(wf)
+}
+
+fn folders_cmd(dir: Option<PathBuf>, json: bool, cfg: &Config) -> Result<i32> {
+    let dir = match dir {
+        Some(d) => d,
+        None => {
+            // The default source folder is created on first use, so users know where to put books.
+            std::fs::create_dir_all(&cfg.source_dir)
+                .with_context(|| format!("creating {}", cfg.source_dir.display()))?;
+            cfg.source_dir.clone()
+        }
+    };
+    let books = folders::discover_books(&dir)?;
+    if json {
+        emit(&(serde_json::to_string_pretty(&books)? + "\n"));
+        return Ok(EXIT_OK);
+    }
+    if books.is_empty() {
+        emit(&format!(
+            "no book folders with MP3 files under {}\n",
+            dir.display()
+        ));
+        return Ok(EXIT_OK);
+    }
+    let mut rows = vec![vec![
+        "FOLDER".into(),
+        "MP3S".into(),
+        "SIZE".into(),
+        "LAST CHANGE".into(),
+    ]];
+    for b in &books {
+        let discs = if b.disc_folders > 0 {
+            format!(" ({} discs)", b.disc_folders)
+        } else {
+            String::new()
+        };
+        rows.push(vec![
+            format!("{}{discs}", b.name),
+            b.mp3_count.to_string(),
+            bytes(b.total_bytes),
+            b.last_modified
+                .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                .unwrap_or_default(),
+        ]);
+    }
+    emit(&table(&rows));
+    Ok(EXIT_OK)
+}
+
+fn config_cmd(json: bool, init: bool, cfg: &Config) -> Result<i32> {
+    if init {
+        let path = Path::new(config::DEFAULT_CONFIG_FILE);
+        if path.exists() {
+            bail!(
+                "{}: already exists; edit it, or remove it first",
+                path.display()
+            );
+        }
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        std::fs::write(path, Config::template_file())
+            .with_context(|| format!("writing {}", path.display()))?;
+        emit(&format!("wrote {}\n", path.display()));
+        return Ok(EXIT_OK);
+    }
+    let settings = cfg.describe();
+    if json {
+        emit(&(serde_json::to_string_pretty(&settings)? + "\n"));
+        return Ok(EXIT_OK);
+    }
+    let mut rows = vec![vec!["SETTING".into(), "VALUE".into(), "FROM".into()]];
+    for s in &settings {
+        rows.push(vec![s.var.to_string(), s.value.clone(), s.origin.clone()]);
+    }
+    let mut out = table(&rows);
+    out.push_str(&match &cfg.config_file {
+        Some(p) => format!("\nconfig file: {}\n", p.display()),
+        None => format!(
+            "\nconfig file: none ({} not found)\n",
+            config::DEFAULT_CONFIG_FILE
+        ),
+    });
+    emit(&out);
+    Ok(EXIT_OK)
+}
+
+fn status_cmd(wf: &Workflow, job_id: Option<String>, json: bool) -> Result<i32> {
+    if let Some(id) = job_id {
+        let job = wf.find_job(&id)?;
+        if json {
+            emit(&(serde_json::to_string_pretty(&job)? + "\n"));
+        } else {
+            emit(&job_detail(&job));
+        }
+        return Ok(EXIT_OK);
+    }
+    let stats = wf.store().stats()?;
+    let running = wf.store().list(&JobFilter {
+        status: Some(JobStatus::Processing),
+        ..Default::default()
+    })?;
+    let recent = wf.store().list(&JobFilter {
+        limit: Some(5),
+        ..Default::default()
+    })?;
+    if json {
+        let v = serde_json::json!({ "stats": stats, "running": running, "recent": recent });
+        emit(&(serde_json::to_string_pretty(&v)? + "\n"));
+        return Ok(EXIT_OK);
+    }
+    let mut s = format!(
+        "jobs: {} total — {} pending, {} processing, {} completed, {} failed, {} cancelled\n",
+        stats.total,
+        stats.pending,
+        stats.processing,
+        stats.completed,
+        stats.failed,
+        stats.cancelled
+    );
+    if !running.is_empty() {
+        s.push_str("\nrunning:\n");
+        s.push_str(&jobs_table(&running));
+    }
+    if !recent.is_empty() {
+        s.push_str("\nrecent:\n");
+        s.push_str(&jobs_table(&recent));
+    }
+    emit(&s);
+    Ok(EXIT_OK)
+}
+
+fn jobs_cmd(wf: &Workflow, cmd: JobsCommand) -> Result<i32> {
+    match cmd {
+        JobsCommand::List {
+            status,
+            archived,
+            limit,
+            json,
+        } => {
+            let jobs = wf.store().list(&JobFilter {
+                status: status.as_deref().and_then(JobStatus::parse),
+                source_folder: None,
+                limit: Some(limit),
+                include_archived: archived,
+            })?;
+            if json {
+                emit(&(serde_json::to_string_pretty(&jobs)? + "\n"));
+            } else if jobs.is_empty() {
+                emit("no jobs\n");
+            } else {
+                emit(&jobs_table(&jobs));
+            }
+        }
+        JobsCommand::Clear { older_than } => {
+            let age =
+                config::parse_age(&older_than).map_err(|e| anyhow::anyhow!("--older-than {e}"))?;
+            let n = wf
+                .store()
+                .archive_finished(config::cutoff(chrono::Utc::now(), age))?;
+            tracing::info!(target: "aiom4b::audit", action = "jobs.archive", count = n, older_than = %older_than, "archived finished jobs");
+            emit(&format!(
+                "archived {n} finished job(s) older than {older_than}\n"
+            ));
+        }
+    }
+    Ok(EXIT_OK)
+}
+
+fn stats_cmd(wf: &Workflow, json: bool) -> Result<i32> {
+    let s = wf.store().stats()?;
+    if json {
+        emit(&(serde_json::to_string_pretty(&s)? + "\n"));
+        return Ok(EXIT_OK);
+    }
+    let secs = |v: Option<f64>| v.map(|v| format!("{v:.1} s")).unwrap_or_else(|| "-".into());
+    let mut out = format!(
+        "jobs:            {} ({} completed, {} failed, {} cancelled, {} pending, {} processing)\n\
+         success rate:    {}\n\
+         processing time: avg {}, min {}, max {}\n\
+         converted input: {}\n\
+         output:          {}{}\n\
+         audio converted: {}\n\
+         realtime factor: {}\n",
+        s.total,
+        s.completed,
+        s.failed,
+        s.cancelled,
+        s.pending,
+        s.processing,
+        s.success_rate
+            .map(|r| format!("{:.1} %", r * 100.0))
+            .unwrap_or_else(|| "-".into()),
+        secs(s.processing_secs_avg),
+        secs(s.processing_secs_min),
+        secs(s.processing_secs_max),
+        bytes(s.input_bytes_total),
+        bytes(s.output_bytes_total),
+        if s.input_bytes_total > 0 {
+            format!(
+                " ({:.0} % of input)",
+                s.output_bytes_total as f64 * 100.0 / s.input_bytes_total as f64
+            )
+        } else {
+            String::new()
+        },
+        hms(s.audio_secs_total),
+        s.realtime_factor
+            .map(|r| format!("{r:.1}× real time"))
+            .unwrap_or_else(|| "-".into()),
+    );
+    if !s.failures_by_category.is_empty() {
+        let parts: Vec<String> = s
+            .failures_by_category
+            .iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect();
+        out.push_str(&format!("failures:        {}\n", parts.join(", ")));
+    }
+    emit(&out);
+    Ok(EXIT_OK)
+}
+
+fn backup_cmd(wf: &Workflow, cmd: BackupCommand) -> Result<i32> {
+    let store = wf.backups();
+    match cmd {
+        BackupCommand::List { json } => {
+            let list = store.list()?;
+            if json {
+                emit(&(serde_json::to_string_pretty(&list)? + "\n"));
+            } else if list.is_empty() {
+                emit(&format!("no backups in {}\n", store.dir().display()));
+            } else {
+                emit(&backups_table(&list));
+            }
+            Ok(EXIT_OK)
+        }
+        BackupCommand::Verify { name } => {
+            let names = match name {
+                Some(n) => vec![n],
+                None => store.list()?.into_iter().map(|b| b.name).collect(),
+            };
+            let mut bad = 0;
+            let mut out = String::new();
+            for n in names {
+                let r = store.verify(&n)?;
+                if r.problems.is_empty() {
+                    out.push_str(&format!("ok      {} ({} files)\n", r.name, r.files_checked));
+                } else {
+                    bad += 1;
+                    out.push_str(&format!("DAMAGED {}\n", r.name));
+                    for p in &r.problems {
+                        out.push_str(&format!("        {p}\n"));
+                    }
+                }
+            }
+            emit(&out);
+            Ok(if bad == 0 { EXIT_OK } else { EXIT_FAILURES })
+        }
+        BackupCommand::Prune => {
+            let days = wf.config().backup_retention_days;
+            let pruned = store.prune(days, chrono::Local::now())?;
+            let mut out = format!(
+                "pruned {} backup(s) older than {days} days{}\n",
+                pruned.len(),
+                if days == 0 {
+                    " (BACKUP_RETENTION_DAYS=0 keeps all)"
+                } else {
+                    ""
+                }
+            );
+            for p in &pruned {
+                out.push_str(&format!("  {}\n", p.name));
+            }
+            emit(&out);
+            Ok(EXIT_OK)
+        }
+        BackupCommand::Restore { name, to } => {
+            let r = store.restore(&name, to.as_deref(), true)?;
+            let mut out = format!(
+                "restored {} ({} files) to {}\n",
+                r.backup,
+                r.files,
+                r.target.display()
+            );
+            if let Some(d) = &r.displaced {
+                out.push_str(&format!(
+                    "the folder that was there is now {}\n",
+                    d.display()
+                ));
+            }
+            emit(&out);
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+fn jobs_table(jobs: &[Job]) -> String {
+    let mut rows = vec![vec![
+        "ID".into(),
+        "STATUS".into(),
+        "CREATED".into(),
+        "PROGRESS".into(),
+        "SOURCE".into(),
+        "RESULT".into(),
+    ]];
+    for j in jobs {
+        let result = match (&j.error, &j.output_path) {
+            (Some(e), _) => format!("{}: {}", e.category, e.message),
+            (None, Some(p)) => p.display().to_string(),
+            _ => String::new(),
+        };
+        rows.push(vec![
+            j.id.to_string()[..8].to_string(),
+            j.status.to_string(),
+            j.created_at
+                .with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M")
+                .to_string(),
+            format!("{:.0}%", j.progress_percent),
+            j.source_folders
+                .iter()
+                .map(|f| {
+                    f.file_name()
+                        .unwrap_or(f.as_os_str())
+                        .to_string_lossy()
+                        .into_owned()
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            result,
+        ]);
+    }
+    table(&rows)
+}
+
+fn job_detail(j: &Job) -> String {
+    let local = |t: &chrono::DateTime<chrono::Utc>| {
+        t.with_timezone(&chrono::Local)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    };
+    let mut s = format!(
+        "job       {}\nstatus    {} ({:.0}%)\n",
+        j.id, j.status, j.progress_percent
+    );
+    s.push_str(&format!("created   {}\n", local(&j.created_at)));
+    if let Some(t) = &j.started_at {
+        s.push_str(&format!("started   {}\n", local(t)));
+    }
+    if let Some(t) = &j.finished_at {
+        s.push_str(&format!("finished  {}\n", local(t)));
+    }
+    for f in &j.source_folders {
+        s.push_str(&format!("source    {}\n", f.display()));
+    }
+    for b in &j.backup_paths {
+        s.push_str(&format!("backup    {}\n", b.display()));
+    }
+    if let Some(o) = &j.output_path {
+        s.push_str(&format!("output    {}\n", o.display()));
+    }
+    if let Some(b) = j.input_bytes {
+        s.push_str(&format!("input     {}\n", bytes(b)));
+    }
+    if let Some(b) = j.output_bytes {
+        s.push_str(&format!("output    {}\n", bytes(b)));
+    }
+    if let Some(a) = j.audio_duration_secs {
+        s.push_str(&format!("audio     {}\n", hms(a)));
+    }
+    if !j.stage_timings.is_empty() {
+        let t: Vec<String> = j
+            .stage_timings
+            .iter()
+            .map(|t| format!("{} {:.1}s", t.stage, t.millis as f64 / 1000.0))
+            .collect();
+        s.push_str(&format!("stages    {}\n", t.join(", ")));
+    }
+    s.push_str(&format!("attempts  {}\n", j.attempts));
+    if let Some(o) = &j.owner {
+        s.push_str(&format!("process   {} on {}\n", o.pid, o.hostname));
+    }
+    if let Some(e) = &j.error {
+        s.push_str(&format!(
+            "error     {}: {}\nremedy    {}\n",
+            e.category, e.message, e.remedy
+        ));
+    }
+    s
+}
+
+fn backups_table(list: &[BackupInfo]) -> String {
+    let mut rows = vec![vec![
+        "NAME".into(),
+        "FILES".into(),
+        "SIZE".into(),
+        "SOURCE".into(),
+    ]];
+    for b in list {
+        rows.push(vec![
+            b.name.clone(),
+            b.files.to_string(),
+            bytes(b.total_bytes),
+            b.source.display().to_string(),
+        ]);
+    }
+    table(&rows)
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                out.push_str(&" ".repeat(widths[c] - cell.chars().count() + 2));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn hms(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
+}
+
+/// Writes to stdout; a closed pipe (`aiom4b jobs list | head`) is not an error.
+fn emit(s: &str) {
+    let _ = std::io::stdout().lock().write_all(s.as_bytes());
+}

@@ -1,0 +1,342 @@
+//! Workflow errors: what failed, where (path, job, backup), which of the four categories it
+//! belongs to (input, processing, output, system), what the user should do next, and whether
+//! trying again can help.
+//!
+//! Two types live here. [`Error`] is what workflow functions return (a `thiserror` enum with
+//! paths). [`JobError`] is the flat, storable form written into a job record — category,
+//! message, remedy — and the error type the injected converter returns.
+use crate::workflow::config::ConfigError;
+use crate::workflow::jobs::StoreError;
+use serde::{Deserialize, Serialize};
+use std::io;
+use std::path::PathBuf;
+
+/// The four error categories of the specification; stored in the job record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ErrorCategory {
+    /// Invalid folders, missing files, undecodable MP3s, permission problems on the input.
+    Input,
+    /// The conversion itself failed (FFmpeg, resources, timeout, a bug).
+    Processing,
+    /// Writing the result failed: file system problems, disk space, name collisions.
+    Output,
+    /// The environment failed: database, interrupted process, hardware.
+    System,
+}
+
+impl ErrorCategory {
+    /// The stable lowercase name used in the database and in `--json` output.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ErrorCategory::Input => "input",
+            ErrorCategory::Processing => "processing",
+            ErrorCategory::Output => "output",
+            ErrorCategory::System => "system",
+        }
+    }
+
+    /// Parses [`ErrorCategory::as_str`] back.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "input" => ErrorCategory::Input,
+            "processing" => ErrorCategory::Processing,
+            "output" => ErrorCategory::Output,
+            "system" => ErrorCategory::System,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for ErrorCategory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Everything a workflow operation can fail with. Every variant concerning a file carries its path.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An I/O operation on `path` failed.
+    #[error("{path}: {what}: {source}")]
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    /// The job database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A source folder does not exist or is not a folder.
+    #[error("{0}: source folder not found or not a folder; check the path")]
+    SourceMissing(PathBuf),
+    /// The file system holding `path` has less free space than the operation needs.
+    #[error(
+        "{path}: not enough free space: {needed} bytes needed, {available} bytes available to \
+         unprivileged users; free some space, prune old backups (`aiom4b backup prune`), or \
+         point DATA_DIR at a larger disk"
+    )]
+    InsufficientSpace {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
+    /// A copied file does not match its original (or a backup no longer matches its manifest).
+    #[error("{path}: checksum verification failed: {}", .problems.join("; "))]
+    Checksum {
+        path: PathBuf,
+        problems: Vec<String>,
+    },
+    /// A backup's `metadata.txt` is missing or unreadable.
+    #[error("{path}: {reason}; this folder is not a complete aiom4b backup")]
+    Manifest { path: PathBuf, reason: String },
+    /// No backup, or more than one, matches the given name.
+    #[error("backup {0:?} not found; list backups with `aiom4b backup list`")]
+    BackupNotFound(String),
+    /// No job, or more than one, matches the given id.
+    #[error("job {0:?} not found (or the prefix is ambiguous); list jobs with `aiom4b jobs list`")]
+    JobNotFound(String),
+    /// The destination of a restore, move or output already exists and would be overwritten.
+    #[error(
+        "{0}: already exists; aiom4b never overwrites it: move it away or choose another place"
+    )]
+    Exists(PathBuf),
+    /// Moving or deleting a source folder after the conversion failed half-way.
+    #[error(
+        "{path}: {action} failed: {reason}; {}",
+        if *.restored {
+            format!("the folder was restored from backup {backup}")
+        } else {
+            format!("restoring it from backup {backup} ALSO failed: restore it with `aiom4b backup restore {backup}`")
+        }
+    )]
+    SourceAction {
+        path: PathBuf,
+        action: &'static str,
+        reason: String,
+        restored: bool,
+        backup: String,
+    },
+    /// The request contradicts itself or the configuration.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// The workflow's result alias.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An I/O error with its path and the operation that failed.
+    pub fn io(path: impl Into<PathBuf>, what: &'static str, source: io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            what,
+            source,
+        }
+    }
+
+    /// The category this error is filed under in a job record.
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            Error::Io { source, .. } => io_category(source),
+            Error::Store(_) => ErrorCategory::System,
+            Error::Config(_) | Error::SourceMissing(_) | Error::Invalid(_) => ErrorCategory::Input,
+            Error::BackupNotFound(_) | Error::JobNotFound(_) => ErrorCategory::Input,
+            Error::InsufficientSpace { .. } | Error::Exists(_) => ErrorCategory::Output,
+            Error::Checksum { .. } | Error::Manifest { .. } => ErrorCategory::Output,
+            Error::SourceAction { .. } => ErrorCategory::Output,
+        }
+    }
+
+    /// What the user should do next (repeated in the job record's remedy column).
+    pub fn remedy(&self) -> String {
+        match self {
+            Error::Io { source, .. } => io_remedy(source).to_string(),
+            Error::Store(e) => e.remedy().to_string(),
+            Error::Config(_) => "fix the named setting (see `aiom4b config`)".into(),
+            Error::SourceMissing(_) => "check the folder path and that it is readable".into(),
+            Error::InsufficientSpace { .. } => {
+                "free disk space or prune old backups (`aiom4b backup prune`), then retry".into()
+            }
+            Error::Checksum { .. } => {
+                "a file changed while being copied or the disk is faulty; retry, and check the disk if it happens again".into()
+            }
+            Error::Manifest { .. } => "use another backup (`aiom4b backup list`)".into(),
+            Error::BackupNotFound(_) => "list backups with `aiom4b backup list`".into(),
+            Error::JobNotFound(_) => "list jobs with `aiom4b jobs list`".into(),
+            Error::Exists(_) => "move the existing file or folder away, or choose another destination".into(),
+            Error::SourceAction { restored: true, .. } => {
+                "the M4B was written; check the permissions of the source folder and move or delete it by hand".into()
+            }
+            Error::SourceAction { backup, .. } => {
+                format!("restore the folder with `aiom4b backup restore {backup}`")
+            }
+            Error::Invalid(_) => "change the options as the message says".into(),
+        }
+    }
+
+    /// True when trying the same operation again may succeed (EINTR, EAGAIN, a busy database).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => io_is_transient(source),
+            Error::Store(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
+/// True for I/O errors that a retry can fix: interrupted or would-block system calls, time-outs.
+pub fn io_is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::Interrupted | io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Disk full, quota and read-only file systems are output problems; missing files and
+/// permissions are input problems; anything else is the system's.
+fn io_category(e: &io::Error) -> ErrorCategory {
+    use rustix::io::Errno;
+    let full = [Errno::NOSPC, Errno::DQUOT, Errno::ROFS].map(|c| c.raw_os_error());
+    if e.raw_os_error().is_some_and(|code| full.contains(&code)) {
+        return ErrorCategory::Output;
+    }
+    match e.kind() {
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => ErrorCategory::Input,
+        io::ErrorKind::AlreadyExists => ErrorCategory::Output,
+        _ => ErrorCategory::System,
+    }
+}
+
+fn io_remedy(e: &io::Error) -> &'static str {
+    if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
+        return "the disk is full: free space or prune old backups (`aiom4b backup prune`)";
+    }
+    match e.kind() {
+        io::ErrorKind::NotFound => "check that the path exists",
+        io::ErrorKind::PermissionDenied => "check the permissions of the file and its folder",
+        _ if io_is_transient(e) => "retry; the system was busy",
+        _ => "check the disk and the path, then retry",
+    }
+}
+
+/// A failure as stored in a job record, and the error type of the injected converter.
+///
+/// `transient` failures make the workflow retry the conversion (with backoff); a `cancelled`
+/// one ends the job as `cancelled` instead of `failed`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{category} error: {message}")]
+pub struct JobError {
+    pub category: ErrorCategory,
+    pub message: String,
+    /// What the user should do next.
+    pub remedy: String,
+    /// Trying again may succeed.
+    #[serde(default)]
+    pub transient: bool,
+    /// The conversion stopped because it was cancelled (Ctrl-C, a cancelled job), not a failure.
+    #[serde(default)]
+    pub cancelled: bool,
+}
+
+impl JobError {
+    /// A deterministic failure.
+    pub fn new(
+        category: ErrorCategory,
+        message: impl Into<String>,
+        remedy: impl Into<String>,
+    ) -> Self {
+        JobError {
+            category,
+            message: message.into(),
+            remedy: remedy.into(),
+            transient: false,
+            cancelled: false,
+        }
+    }
+
+    /// Marks the failure as worth retrying.
+    pub fn transient(mut self) -> Self {
+        self.transient = true;
+        self
+    }
+
+    /// The conversion noticed the cancel flag and stopped.
+    pub fn cancelled() -> Self {
+        JobError {
+            cancelled: true,
+            ..JobError::new(
+                ErrorCategory::Processing,
+                "cancelled",
+                "run the conversion again when wanted",
+            )
+        }
+    }
+}
+
+impl From<Error> for JobError {
+    fn from(e: Error) -> Self {
+        JobError {
+            category: e.category(),
+            remedy: e.remedy(),
+            transient: e.is_transient(),
+            cancelled: false,
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Lets the engine's converter return the library error as-is:
+/// `converter.convert(..).map_err(JobError::from)`.
+impl From<crate::Error> for JobError {
+    fn from(e: crate::Error) -> Self {
+        use crate::Error as E;
+        if e.is_cancelled() {
+            return JobError::cancelled();
+        }
+        let (category, remedy, transient) = match &e {
+            E::Io { source, .. } => (
+                io_category(source),
+                io_remedy(source),
+                io_is_transient(source),
+            ),
+            E::Invalid(_) | E::NotMp3 { .. } | E::Damaged { .. } => (
+                ErrorCategory::Input,
+                "fix or replace the files named above",
+                false,
+            ),
+            E::Options(_) | E::Cover { .. } | E::ChaptersFile { .. } => (
+                ErrorCategory::Input,
+                "fix the option or file named above",
+                false,
+            ),
+            E::OutputExists(_) => (
+                ErrorCategory::Output,
+                "choose another output name or allow overwriting",
+                false,
+            ),
+            E::Verify { .. } => (
+                ErrorCategory::Processing,
+                "the written file failed its check; retry, and report it if it persists",
+                false,
+            ),
+            _ => (
+                ErrorCategory::Processing,
+                "retry; if it fails again, report it with the log in data/logs",
+                false,
+            ),
+        };
+        JobError {
+            category,
+            message: e.to_string(),
+            remedy: remedy.to_string(),
+            transient,
+            cancelled: false,
+        }
+    }
+}

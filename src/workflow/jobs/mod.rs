@@ -1,0 +1,277 @@
+//! Job records and where they are kept.
+//!
+//! A [`Job`] is plain data: one conversion from request to outcome. [`JobStore`] is the small
+//! storage trait the workflow talks to; [`SqliteStore`] implements it on a local SQLite file.
+//! The trait and the schema avoid SQLite-only ideas (UUIDs as text, timestamps as UTC
+//! ISO-8601, lists as JSON, conditional updates instead of locks) so that a PostgreSQL store for
+//! the later REST service is a second implementation, not a redesign.
+mod sqlite;
+
+pub use sqlite::SqliteStore;
+
+use crate::workflow::errors::{ErrorCategory, JobError};
+use crate::workflow::process::ProcessIdentity;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use uuid::Uuid;
+
+/// The life of a job: `pending → processing → completed | failed | cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobStatus {
+    /// Created; backups are being made.
+    Pending,
+    /// The conversion runs.
+    Processing,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 5] = [
+        JobStatus::Pending,
+        JobStatus::Processing,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    /// The stable lowercase name used in the database, the CLI and `--json`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Processing => "processing",
+            JobStatus::Completed => "completed",
+            JobStatus::Failed => "failed",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses [`JobStatus::as_str`] back.
+    pub fn parse(s: &str) -> Option<Self> {
+        JobStatus::ALL.into_iter().find(|st| st.as_str() == s)
+    }
+
+    /// Completed, failed or cancelled: nothing will change the job any more.
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        )
+    }
+}
+
+impl std::fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long one stage of a job took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageTiming {
+    /// `backup`, `convert`, `publish`, `post_action`, or a stage the engine reports.
+    pub stage: String,
+    pub millis: u64,
+}
+
+/// The stored form of a failure.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    pub category: ErrorCategory,
+    pub message: String,
+    pub remedy: String,
+}
+
+impl From<&JobError> for JobFailure {
+    fn from(e: &JobError) -> Self {
+        JobFailure {
+            category: e.category,
+            message: e.message.clone(),
+            remedy: e.remedy.clone(),
+        }
+    }
+}
+
+/// One conversion job, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    pub id: Uuid,
+    pub status: JobStatus,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// 0–100.
+    pub progress_percent: f64,
+    pub source_folders: Vec<PathBuf>,
+    /// The conversion options as given (opaque to the workflow).
+    pub options: serde_json::Value,
+    pub output_path: Option<PathBuf>,
+    pub backup_paths: Vec<PathBuf>,
+    pub input_bytes: Option<u64>,
+    pub output_bytes: Option<u64>,
+    pub audio_duration_secs: Option<f64>,
+    pub stage_timings: Vec<StageTiming>,
+    /// Conversion attempts made (transient failures are retried).
+    pub attempts: u32,
+    pub error: Option<JobFailure>,
+    /// The process working on the job while it is pending or processing.
+    pub owner: Option<ProcessIdentity>,
+    /// The temporary output file; removed if the job does not complete.
+    pub part_path: Option<PathBuf>,
+}
+
+impl Job {
+    /// A new pending job.
+    pub fn new(source_folders: Vec<PathBuf>, options: serde_json::Value) -> Self {
+        Job {
+            id: Uuid::new_v4(),
+            status: JobStatus::Pending,
+            created_at: now_millis(),
+            started_at: None,
+            finished_at: None,
+            progress_percent: 0.0,
+            source_folders,
+            options,
+            output_path: None,
+            backup_paths: Vec::new(),
+            input_bytes: None,
+            output_bytes: None,
+            audio_duration_secs: None,
+            stage_timings: Vec::new(),
+            attempts: 0,
+            error: None,
+            owner: None,
+            part_path: None,
+        }
+    }
+
+    /// Seconds between start and finish, when both are known.
+    pub fn processing_secs(&self) -> Option<f64> {
+        let (s, f) = (self.started_at?, self.finished_at?);
+        Some((f - s).num_milliseconds() as f64 / 1000.0)
+    }
+}
+
+/// The current time, truncated to milliseconds so that a stored and re-read job compare equal.
+pub fn now_millis() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
+/// Which jobs [`JobStore::list`] returns, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    /// Only jobs whose source folders include this (canonical) path.
+    pub source_folder: Option<PathBuf>,
+    pub limit: Option<usize>,
+    /// Also search the archive.
+    pub include_archived: bool,
+}
+
+/// Aggregates over all jobs, archived ones included.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobStats {
+    pub total: u64,
+    pub pending: u64,
+    pub processing: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// completed / (completed + failed + cancelled), 0–1; `None` before any job finished.
+    pub success_rate: Option<f64>,
+    /// Processing time of completed jobs (start to finish), seconds.
+    pub processing_secs_avg: Option<f64>,
+    pub processing_secs_min: Option<f64>,
+    pub processing_secs_max: Option<f64>,
+    pub input_bytes_total: u64,
+    pub output_bytes_total: u64,
+    pub audio_secs_total: f64,
+    /// Audio seconds converted per second of processing over completed jobs.
+    pub realtime_factor: Option<f64>,
+    /// Failures per category.
+    pub failures_by_category: Vec<(ErrorCategory, u64)>,
+}
+
+/// Errors of a job store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("{path}: job database: {source}")]
+    Sqlite {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The database was written by a newer aiom4b.
+    #[error("{path}: job database schema version {found} is newer than this aiom4b knows ({known}); upgrade aiom4b")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    /// A stored record cannot be read back.
+    #[error("{path}: job {id}: unreadable record: {reason}")]
+    Corrupt {
+        path: PathBuf,
+        id: String,
+        reason: String,
+    },
+}
+
+impl StoreError {
+    /// A locked or busy database: another process is writing. Worth retrying.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
+            _ => false,
+        }
+    }
+
+    /// What the user should do next.
+    pub fn remedy(&self) -> &'static str {
+        match self {
+            StoreError::Sqlite { .. } if self.is_transient() => {
+                "another aiom4b process holds the database; retry in a moment"
+            }
+            StoreError::Sqlite { .. } => {
+                "check the disk and the permissions of data/aiom4b.db; run `sqlite3 data/aiom4b.db 'PRAGMA integrity_check'`"
+            }
+            StoreError::TooNew { .. } => "upgrade aiom4b, or point DATA_DIR elsewhere",
+            StoreError::Corrupt { .. } => "archive or delete the job (`aiom4b jobs clear`)",
+        }
+    }
+}
+
+/// Where jobs are kept. Implementations are shared between threads; every method is one
+/// atomic operation. Writes that depend on the current state ([`JobStore::update`]) are
+/// conditional, so that two processes (a crashed run's successor and a live one, two
+/// recoverers) never overwrite each other's decisions.
+pub trait JobStore: Send + Sync {
+    /// Stores a new job.
+    fn insert(&self, job: &Job) -> Result<(), StoreError>;
+    /// The job with this id (live or archived).
+    fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError>;
+    /// Jobs whose id starts with `prefix` (as typed by a user), live or archived.
+    fn find_by_prefix(&self, prefix: &str) -> Result<Vec<Job>, StoreError>;
+    /// Writes every field of `job` if its stored status is still `expected`; returns whether it did.
+    fn update(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError>;
+    /// Records progress of a running job (0–100). Cheap; called often (throttled by the caller).
+    fn set_progress(&self, id: Uuid, percent: f64) -> Result<(), StoreError>;
+    /// Jobs matching `filter`, newest first.
+    fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError>;
+    /// Moves finished jobs that finished before `before` to the archive; returns how many.
+    fn archive_finished(&self, before: DateTime<Utc>) -> Result<usize, StoreError>;
+    /// Aggregates over all jobs.
+    fn stats(&self) -> Result<JobStats, StoreError>;
+}

@@ -1,0 +1,533 @@
+//! [`JobStore`] on a local SQLite file (`data/aiom4b.db`).
+//!
+//! - WAL journal: readers (`aiom4b status` in another terminal) never block the writer, and a
+//!   `kill -9` at any moment leaves a consistent database (the WAL is replayed on next open).
+//! - One writer: all access goes through one connection behind a mutex, and every write is its
+//!   own `BEGIN IMMEDIATE` transaction, which takes the write lock up front, so a transaction
+//!   never fails half-way on a lock upgrade. Other processes wait on `busy_timeout`; a lock that
+//!   outlasts it is a transient error the caller retries.
+//! - Migrations are numbered SQL scripts; `PRAGMA user_version` says how many ran.
+use super::{Job, JobFailure, JobFilter, JobStats, JobStatus, JobStore, StoreError};
+use crate::workflow::errors::ErrorCategory;
+use crate::workflow::process::ProcessIdentity;
+use crate::workflow::retry::{retry, Backoff};
+use chrono::{DateTime, SecondsFormat, Utc};
+use rusqlite::{params, Connection, Row, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+use uuid::Uuid;
+
+/// The schema, one script per version. Never edit a released script: append a new one.
+///
+/// Portable choices: UUIDs and timestamps as text (PostgreSQL: `uuid`, `timestamptz`), lists
+/// and options as JSON text (PostgreSQL: `jsonb`), no SQLite-only column types.
+const MIGRATIONS: &[&str] = &[
+    // 1: jobs and their archive.
+    "CREATE TABLE jobs (
+        id TEXT PRIMARY KEY,
+        status TEXT NOT NULL CHECK (status IN ('pending','processing','completed','failed','cancelled')),
+        created_at TEXT NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        progress_percent REAL NOT NULL DEFAULT 0,
+        source_folders TEXT NOT NULL,
+        options TEXT NOT NULL,
+        output_path TEXT,
+        backup_paths TEXT NOT NULL DEFAULT '[]',
+        input_bytes INTEGER,
+        output_bytes INTEGER,
+        audio_duration_secs REAL,
+        stage_timings TEXT NOT NULL DEFAULT '[]',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error_category TEXT CHECK (error_category IN ('input','processing','output','system')),
+        error_message TEXT,
+        error_remedy TEXT,
+        pid INTEGER,
+        hostname TEXT,
+        pid_start_ticks INTEGER,
+        part_path TEXT
+    );
+    CREATE INDEX jobs_status_created ON jobs (status, created_at);
+    CREATE INDEX jobs_created ON jobs (created_at);
+    CREATE TABLE jobs_archive AS SELECT * FROM jobs WHERE 0;
+    ALTER TABLE jobs_archive ADD COLUMN archived_at TEXT;
+    CREATE UNIQUE INDEX jobs_archive_id ON jobs_archive (id);",
+];
+
+/// Columns in the order `row_to_job` reads them; shared by both tables.
+const COLUMNS: &str = "id, status, created_at, started_at, finished_at, progress_percent, \
+    source_folders, options, output_path, backup_paths, input_bytes, output_bytes, \
+    audio_duration_secs, stage_timings, attempts, error_category, error_message, error_remedy, \
+    pid, hostname, pid_start_ticks, part_path";
+
+/// The job store on a SQLite file.
+pub struct SqliteStore {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+    backoff: Backoff,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let err = |source| StoreError::Sqlite {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        // Wait for other processes' transactions before reporting "busy"; our own retries
+        // (with backoff) come on top for the rare longer wait.
+        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        let store = SqliteStore {
+            path: path.to_path_buf(),
+            conn: Mutex::new(conn),
+            backoff: Backoff::default(),
+        };
+        store.with_retry("configure", |c| {
+            // WAL survives kill -9 at any point. synchronous=NORMAL is safe with WAL against
+            // process crashes (the concern here); only an OS crash may lose the last commits.
+            c.pragma_update(None, "journal_mode", "WAL")?;
+            c.pragma_update(None, "synchronous", "NORMAL")?;
+            c.pragma_update(None, "foreign_keys", "ON")?;
+            Ok(())
+        })?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `PRAGMA integrity_check`; `Ok(vec!["ok"])` for a healthy database.
+    pub fn integrity_check(&self) -> Result<Vec<String>, StoreError> {
+        self.with_retry("integrity_check", |c| {
+            let mut st = c.prepare("PRAGMA integrity_check")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
+        })
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let known = MIGRATIONS.len() as i64;
+        self.write("migrate", |tx| {
+            let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+            if version > known {
+                return Ok(Err(version));
+            }
+            for (i, script) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+                tx.execute_batch(script)?;
+                tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            }
+            Ok(Ok(()))
+        })?
+        .map_err(|found| StoreError::TooNew {
+            path: self.path.clone(),
+            found,
+            known,
+        })
+    }
+
+    fn sqlite_err(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Runs `f` on the connection, retrying while the database is busy.
+    fn with_retry<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        retry(&self.backoff, what, StoreError::is_transient, || {
+            // A panic while holding the lock cannot leave a half transaction (rusqlite rolls
+            // back on drop), so a poisoned mutex is safe to use.
+            let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&conn).map_err(|e| self.sqlite_err(e))
+        })
+    }
+
+    /// Runs `f` in an immediate transaction and commits it; retried as a whole when busy.
+    fn write<T>(
+        &self,
+        what: &str,
+        mut f: impl FnMut(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        retry(&self.backoff, what, StoreError::is_transient, || {
+            let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+            let mut run = |conn: &mut Connection| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let v = f(&tx)?;
+                tx.commit()?;
+                Ok(v)
+            };
+            run(&mut conn).map_err(|e| self.sqlite_err(e))
+        })
+    }
+
+    fn read_jobs(
+        &self,
+        sql: &str,
+        params: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<Job>, StoreError> {
+        let rows = self.with_retry("read jobs", |c| {
+            let mut st = c.prepare_cached(sql)?;
+            let rows = st.query_map(params, RawJob::from_row)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter().map(|r| r.into_job(&self.path)).collect()
+    }
+}
+
+fn ts(t: &DateTime<Utc>) -> String {
+    // Fixed width with milliseconds and `Z`: sorts as text in time order.
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn path_text(p: &Path) -> String {
+    // Job records are informative; a non-UTF-8 path is shown with replacement characters.
+    // Nothing is deleted through a stored path alone (see Workflow::recover).
+    p.to_string_lossy().into_owned()
+}
+
+fn paths_json(paths: &[PathBuf]) -> String {
+    serde_json::to_string(&paths.iter().map(|p| path_text(p)).collect::<Vec<_>>())
+        .unwrap_or_else(|_| "[]".into())
+}
+
+/// The columns of a row before interpretation, so that decoding errors can name the job.
+struct RawJob {
+    id: String,
+    status: String,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    progress_percent: f64,
+    source_folders: String,
+    options: String,
+    output_path: Option<String>,
+    backup_paths: String,
+    input_bytes: Option<i64>,
+    output_bytes: Option<i64>,
+    audio_duration_secs: Option<f64>,
+    stage_timings: String,
+    attempts: i64,
+    error_category: Option<String>,
+    error_message: Option<String>,
+    error_remedy: Option<String>,
+    pid: Option<i64>,
+    hostname: Option<String>,
+    pid_start_ticks: Option<i64>,
+    part_path: Option<String>,
+}
+
+impl RawJob {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RawJob {
+            id: r.get(0)?,
+            status: r.get(1)?,
+            created_at: r.get(2)?,
+            started_at: r.get(3)?,
+            finished_at: r.get(4)?,
+            progress_percent: r.get(5)?,
+            source_folders: r.get(6)?,
+            options: r.get(7)?,
+            output_path: r.get(8)?,
+            backup_paths: r.get(9)?,
+            input_bytes: r.get(10)?,
+            output_bytes: r.get(11)?,
+            audio_duration_secs: r.get(12)?,
+            stage_timings: r.get(13)?,
+            attempts: r.get(14)?,
+            error_category: r.get(15)?,
+            error_message: r.get(16)?,
+            error_remedy: r.get(17)?,
+            pid: r.get(18)?,
+            hostname: r.get(19)?,
+            pid_start_ticks: r.get(20)?,
+            part_path: r.get(21)?,
+        })
+    }
+
+    fn into_job(self, db: &Path) -> Result<Job, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: db.to_path_buf(),
+            id: self.id.clone(),
+            reason,
+        };
+        let time = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| corrupt(format!("time {s:?}: {e}")))
+        };
+        let opt_time = |s: &Option<String>| s.as_deref().map(time).transpose();
+        fn json<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> Result<T, String> {
+            serde_json::from_str(s).map_err(|e| format!("{what}: {e}"))
+        }
+        let paths = |what: &str, s: &str| -> Result<Vec<PathBuf>, StoreError> {
+            let v: Vec<String> = json(what, s).map_err(corrupt)?;
+            Ok(v.into_iter().map(PathBuf::from).collect())
+        };
+        let error = match (&self.error_category, &self.error_message) {
+            (Some(c), Some(m)) => Some(JobFailure {
+                category: ErrorCategory::parse(c)
+                    .ok_or_else(|| corrupt(format!("error category {c:?}")))?,
+                message: m.clone(),
+                remedy: self.error_remedy.clone().unwrap_or_default(),
+            }),
+            _ => None,
+        };
+        let owner = match (self.pid, &self.hostname) {
+            (Some(pid), Some(host)) => Some(ProcessIdentity {
+                pid: pid as u32,
+                hostname: host.clone(),
+                start_ticks: self.pid_start_ticks.map(|t| t as u64),
+            }),
+            _ => None,
+        };
+        Ok(Job {
+            id: Uuid::parse_str(&self.id).map_err(|e| corrupt(format!("id: {e}")))?,
+            status: JobStatus::parse(&self.status)
+                .ok_or_else(|| corrupt(format!("status {:?}", self.status)))?,
+            created_at: time(&self.created_at)?,
+            started_at: opt_time(&self.started_at)?,
+            finished_at: opt_time(&self.finished_at)?,
+            progress_percent: self.progress_percent,
+            source_folders: paths("source_folders", &self.source_folders)?,
+            options: json("options", &self.options).map_err(corrupt)?,
+            output_path: self.output_path.clone().map(PathBuf::from),
+            backup_paths: paths("backup_paths", &self.backup_paths)?,
+            input_bytes: self.input_bytes.map(|v| v as u64),
+            output_bytes: self.output_bytes.map(|v| v as u64),
+            audio_duration_secs: self.audio_duration_secs,
+            stage_timings: json("stage_timings", &self.stage_timings).map_err(corrupt)?,
+            attempts: self.attempts as u32,
+            error,
+            owner,
+            part_path: self.part_path.clone().map(PathBuf::from),
+        })
+    }
+}
+
+/// The values of a job in [`COLUMNS`] order.
+fn job_values(job: &Job) -> Vec<Box<dyn rusqlite::ToSql>> {
+    vec![
+        Box::new(job.id.to_string()),
+        Box::new(job.status.as_str()),
+        Box::new(ts(&job.created_at)),
+        Box::new(job.started_at.as_ref().map(ts)),
+        Box::new(job.finished_at.as_ref().map(ts)),
+        Box::new(job.progress_percent),
+        Box::new(paths_json(&job.source_folders)),
+        Box::new(job.options.to_string()),
+        Box::new(job.output_path.as_deref().map(path_text)),
+        Box::new(paths_json(&job.backup_paths)),
+        Box::new(job.input_bytes.map(|v| v as i64)),
+        Box::new(job.output_bytes.map(|v| v as i64)),
+        Box::new(job.audio_duration_secs),
+        Box::new(serde_json::to_string(&job.stage_timings).unwrap_or_else(|_| "[]".into())),
+        Box::new(job.attempts as i64),
+        Box::new(job.error.as_ref().map(|e| e.category.as_str())),
+        Box::new(job.error.as_ref().map(|e| e.message.clone())),
+        Box::new(job.error.as_ref().map(|e| e.remedy.clone())),
+        Box::new(job.owner.as_ref().map(|o| o.pid as i64)),
+        Box::new(job.owner.as_ref().map(|o| o.hostname.clone())),
+        Box::new(
+            job.owner
+                .as_ref()
+                .and_then(|o| o.start_ticks)
+                .map(|t| t as i64),
+        ),
+        Box::new(job.part_path.as_deref().map(path_text)),
+    ]
+}
+
+impl JobStore for SqliteStore {
+    fn insert(&self, job: &Job) -> Result<(), StoreError> {
+        let values = job_values(job);
+        let placeholders = vec!["?"; values.len()].join(", ");
+        let sql = format!("INSERT INTO jobs ({COLUMNS}) VALUES ({placeholders})");
+        self.write("insert job", |tx| {
+            let refs: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v.as_ref()).collect();
+            tx.execute(&sql, refs.as_slice())?;
+            Ok(())
+        })
+    }
+
+    fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError> {
+        let id = id.to_string();
+        let sql = format!(
+            "SELECT {COLUMNS} FROM jobs WHERE id = ?1 UNION ALL SELECT {COLUMNS} FROM jobs_archive WHERE id = ?1"
+        );
+        Ok(self.read_jobs(&sql, &[&id])?.into_iter().next())
+    }
+
+    fn find_by_prefix(&self, prefix: &str) -> Result<Vec<Job>, StoreError> {
+        // Ids are lowercase hex with dashes; anything else cannot match (and cannot inject
+        // LIKE wildcards).
+        let prefix = prefix.to_ascii_lowercase();
+        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            return Ok(Vec::new());
+        }
+        let pattern = format!("{prefix}%");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM jobs WHERE id LIKE ?1 UNION ALL SELECT {COLUMNS} FROM jobs_archive WHERE id LIKE ?1 LIMIT 50"
+        );
+        self.read_jobs(&sql, &[&pattern])
+    }
+
+    fn update(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError> {
+        let values = job_values(job);
+        let assignments = COLUMNS
+            .split(", ")
+            .skip(1) // the id never changes
+            .enumerate()
+            .map(|(i, c)| format!("{c} = ?{}", i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let n = values.len() + 1;
+        let sql = format!("UPDATE jobs SET {assignments} WHERE id = ?1 AND status = ?{n}");
+        let expected = expected.as_str();
+        self.write("update job", |tx| {
+            let mut refs: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v.as_ref()).collect();
+            refs.push(&expected);
+            Ok(tx.execute(&sql, refs.as_slice())? == 1)
+        })
+    }
+
+    fn set_progress(&self, id: Uuid, percent: f64) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write("set progress", |tx| {
+            tx.execute(
+                "UPDATE jobs SET progress_percent = ?2 WHERE id = ?1 AND status = 'processing'",
+                params![id, percent.clamp(0.0, 100.0)],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn list(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
+        let mut wheres = Vec::new();
+        let mut args: Vec<Box<dyn rusqlite::ToSql>> = Vec::new();
+        if let Some(s) = filter.status {
+            args.push(Box::new(s.as_str()));
+            wheres.push(format!("status = ?{}", args.len()));
+        }
+        if let Some(folder) = &filter.source_folder {
+            args.push(Box::new(path_text(folder)));
+            wheres.push(format!(
+                "EXISTS (SELECT 1 FROM json_each(source_folders) WHERE value = ?{})",
+                args.len()
+            ));
+        }
+        let cond = if wheres.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", wheres.join(" AND "))
+        };
+        // rowid breaks ties between jobs created in the same millisecond (insertion order).
+        let mut sql = format!("SELECT {COLUMNS}, rowid AS ord FROM jobs{cond}");
+        if filter.include_archived {
+            sql = format!("{sql} UNION ALL SELECT {COLUMNS}, rowid AS ord FROM jobs_archive{cond}");
+        }
+        sql.push_str(" ORDER BY created_at DESC, ord DESC");
+        if let Some(limit) = filter.limit {
+            sql.push_str(&format!(" LIMIT {limit}"));
+        }
+        let refs: Vec<&dyn rusqlite::ToSql> = args.iter().map(|v| v.as_ref()).collect();
+        self.read_jobs(&sql, &refs)
+    }
+
+    fn archive_finished(&self, before: DateTime<Utc>) -> Result<usize, StoreError> {
+        let before = ts(&before);
+        let now = ts(&Utc::now());
+        self.write("archive jobs", |tx| {
+            let cond = "status IN ('completed','failed','cancelled') AND finished_at < ?1";
+            tx.execute(
+                &format!(
+                    "INSERT OR REPLACE INTO jobs_archive ({COLUMNS}, archived_at) \
+                     SELECT {COLUMNS}, ?2 FROM jobs WHERE {cond}"
+                ),
+                params![before, now],
+            )?;
+            tx.execute(&format!("DELETE FROM jobs WHERE {cond}"), params![before])
+        })
+    }
+
+    fn stats(&self) -> Result<JobStats, StoreError> {
+        let all =
+            format!("SELECT {COLUMNS} FROM jobs UNION ALL SELECT {COLUMNS} FROM jobs_archive");
+        self.with_retry("stats", |c| {
+            let mut s = JobStats::default();
+            let mut st = c.prepare(&format!(
+                "SELECT status, COUNT(*) FROM ({all}) GROUP BY status"
+            ))?;
+            for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+                let (status, n) = row?;
+                let n = n as u64;
+                s.total += n;
+                match JobStatus::parse(&status) {
+                    Some(JobStatus::Pending) => s.pending = n,
+                    Some(JobStatus::Processing) => s.processing = n,
+                    Some(JobStatus::Completed) => s.completed = n,
+                    Some(JobStatus::Failed) => s.failed = n,
+                    Some(JobStatus::Cancelled) => s.cancelled = n,
+                    None => {}
+                }
+            }
+            let finished = s.completed + s.failed + s.cancelled;
+            s.success_rate = (finished > 0).then(|| s.completed as f64 / finished as f64);
+            // julianday difference in days → seconds.
+            let secs = "(julianday(finished_at) - julianday(started_at)) * 86400.0";
+            c.query_row(
+                &format!(
+                    "SELECT AVG({secs}), MIN({secs}), MAX({secs}), \
+                     COALESCE(SUM(input_bytes), 0), COALESCE(SUM(output_bytes), 0), \
+                     COALESCE(SUM(audio_duration_secs), 0), \
+                     SUM(CASE WHEN audio_duration_secs IS NOT NULL AND {secs} > 0 THEN {secs} END), \
+                     SUM(CASE WHEN audio_duration_secs IS NOT NULL AND {secs} > 0 THEN audio_duration_secs END) \
+                     FROM ({all}) WHERE status = 'completed' AND started_at IS NOT NULL AND finished_at IS NOT NULL"
+                ),
+                [],
+                |r| {
+                    s.processing_secs_avg = r.get(0)?;
+                    s.processing_secs_min = r.get(1)?;
+                    s.processing_secs_max = r.get(2)?;
+                    s.input_bytes_total = r.get::<_, i64>(3)? as u64;
+                    s.output_bytes_total = r.get::<_, i64>(4)? as u64;
+                    s.audio_secs_total = r.get(5)?;
+                    let busy: Option<f64> = r.get(6)?;
+                    let audio: Option<f64> = r.get(7)?;
+                    s.realtime_factor = match (audio, busy) {
+                        (Some(a), Some(b)) if b > 0.0 => Some(a / b),
+                        _ => None,
+                    };
+                    Ok(())
+                },
+            )?;
+            let mut st = c.prepare(&format!(
+                "SELECT error_category, COUNT(*) FROM ({all}) WHERE status = 'failed' \
+                 AND error_category IS NOT NULL GROUP BY error_category ORDER BY 2 DESC"
+            ))?;
+            for row in st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
+                let (c, n) = row?;
+                if let Some(c) = ErrorCategory::parse(&c) {
+                    s.failures_by_category.push((c, n as u64));
+                }
+            }
+            Ok(s)
+        })
+    }
+}

@@ -1,0 +1,137 @@
+//! What happens to a source folder after a successful conversion: kept (default), moved
+//! (`--move-source-to DIR`) or deleted (`--delete-source`).
+//!
+//! Both changes need the folder's backup: if they fail half-way (a permission problem, a full
+//! disk on the move target), the folder is restored from the backup to its original place,
+//! so the user never ends up with half a source folder.
+use crate::workflow::backup::{self, BackupInfo, BackupStore};
+use crate::workflow::errors::{Error, Result};
+use crate::workflow::staging::{self, fsync_dir, Staging};
+use crate::workflow::Hooks;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The change applied to each source folder after its book was written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum PostAction {
+    /// Leave the source folder as it is.
+    #[default]
+    Keep,
+    /// Move the folder into this directory (`DIR/{folder name}`).
+    MoveTo(PathBuf),
+    /// Delete the folder.
+    Delete,
+}
+
+/// Applies `action` to `source`, rolling back from `backup` on failure. Returns the new place
+/// of the folder when it was moved.
+pub(crate) fn apply(
+    action: &PostAction,
+    source: &Path,
+    backup: &BackupInfo,
+    backups: &BackupStore,
+    hooks: &Hooks,
+) -> Result<Option<PathBuf>> {
+    match action {
+        PostAction::Keep => Ok(None),
+        PostAction::Delete => {
+            remove_tree(source, hooks)
+                .map_err(|e| rollback(source, "deleting the source folder", e, backup, backups))?;
+            crate::workflow::audit!(action = "source.delete", source = %source.display(), backup = %backup.name, "deleted source folder after conversion");
+            Ok(None)
+        }
+        PostAction::MoveTo(dir) => {
+            let dest = move_target(source, dir)?;
+            match staging::rename_noreplace(source, &dest) {
+                Ok(()) => {
+                    // One rename: either it happened or not, nothing to roll back.
+                    fsync_dir(dir).map_err(|e| Error::io(dir, "flush folder", e))?;
+                    if let Some(parent) = source.parent() {
+                        let _ = fsync_dir(parent);
+                    }
+                }
+                Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
+                    // Another file system: copy (checked), publish, then delete the original.
+                    let stage = Staging::new(dir, "aiom4b-move")
+                        .map_err(|e| Error::io(dir, "create staging folder", e))?;
+                    backup::copy_tree(source, stage.path())?;
+                    stage
+                        .publish_as(&dest)
+                        .map_err(|e| Error::io(&dest, "move folder into place", e))?;
+                    if let Err(e) = remove_tree(source, hooks) {
+                        // Undo the whole move: original back from the backup, copy removed.
+                        let err = rollback(source, "moving the source folder", e, backup, backups);
+                        let _ = fs::remove_dir_all(&dest);
+                        return Err(err);
+                    }
+                }
+                Err(e) => return Err(Error::io(source, "move source folder", e)),
+            }
+            crate::workflow::audit!(action = "source.move", source = %source.display(), to = %dest.display(), "moved source folder after conversion");
+            Ok(Some(dest))
+        }
+    }
+}
+
+/// Where `MoveTo(dir)` puts `source`; fails before anything changes when that place is taken
+/// or inside the source itself.
+pub(crate) fn move_target(source: &Path, dir: &Path) -> Result<PathBuf> {
+    fs::create_dir_all(dir).map_err(|e| Error::io(dir, "create folder", e))?;
+    let dir = fs::canonicalize(dir).map_err(|e| Error::io(dir, "resolve folder", e))?;
+    if dir.starts_with(source) {
+        return Err(Error::Invalid(format!(
+            "{}: cannot move a source folder into itself",
+            dir.display()
+        )));
+    }
+    let dest = dir.join(source.file_name().unwrap_or_default());
+    if fs::symlink_metadata(&dest).is_ok() {
+        return Err(Error::Exists(dest));
+    }
+    Ok(dest)
+}
+
+/// Restores `source` from `backup` after `cause` interrupted `what`; the returned error says
+/// whether that worked.
+fn rollback(
+    source: &Path,
+    what: &'static str,
+    cause: io::Error,
+    backup: &BackupInfo,
+    backups: &BackupStore,
+) -> Error {
+    tracing::error!(source = %source.display(), %cause, "{what} failed; restoring the folder from backup {}", backup.name);
+    let restored = match backups.restore(&backup.name, None, false) {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::error!(source = %source.display(), error = %e, "restoring from backup failed");
+            false
+        }
+    };
+    crate::workflow::audit!(action = "source.rollback", source = %source.display(), backup = %backup.name, restored, "rolled back source folder");
+    Error::SourceAction {
+        path: source.to_path_buf(),
+        action: what,
+        reason: cause.to_string(),
+        restored,
+        backup: backup.name.clone(),
+    }
+}
+
+/// Deletes a tree file by file (deepest first), calling the fault hook before each removal.
+fn remove_tree(root: &Path, hooks: &Hooks) -> io::Result<()> {
+    for entry in fs::read_dir(root)? {
+        let entry = entry?;
+        let path = entry.path();
+        if entry.file_type()?.is_dir() {
+            remove_tree(&path, hooks)?;
+        } else {
+            if let Some(hook) = &hooks.before_source_remove {
+                hook(&path)?;
+            }
+            fs::remove_file(&path)?;
+        }
+    }
+    fs::remove_dir(root)
+}

@@ -185,6 +185,17 @@ impl Converter {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
+        // Items FFmpeg's muxer cannot write (narrator, series), patched into `ilst` without
+        // touching the chapters.
+        let m = &book.metadata;
+        if m.narrator.is_some() || m.series.is_some() || m.series_part.is_some() {
+            crate::mp4tags::write_extra_items(
+                &part,
+                m.narrator.as_deref(),
+                m.series.as_deref(),
+                m.series_part.as_deref(),
+            )?;
+        }
         sync_file(&part)?;
         let finalize_secs = t_fin.elapsed().as_secs_f64();
 
@@ -202,7 +213,7 @@ impl Converter {
             crate::verify_hook::verify_written(
                 &part,
                 book,
-                &outcome,
+                outcome.total_samples,
                 &chapters_out,
                 cover.is_some(),
             )?;

@@ -1,16 +1,42 @@
-//! Placeholder until verify.rs lands: checks the written file's structure with the independent
-//! reader. Replaced by a call into [`crate::verify`].
-use crate::error::Result;
+//! The conversion's own check of what it wrote: the independent reader of [`crate::verify`]
+//! against what the plan and the pipeline say the file must contain, plus the things only an
+//! audiobook needs (the `M4B ` brand and `stik` = audiobook).
+use crate::error::{Error, Result};
 use crate::model::{Book, Chapter};
-use crate::pipeline::PipelineOutcome;
+use crate::verify::{self, Expectations, M4bSummary};
 use std::path::Path;
 
 pub(crate) fn verify_written(
-    _part: &Path,
-    _book: &Book,
-    _outcome: &PipelineOutcome,
-    _chapters: &[Chapter],
-    _cover: bool,
-) -> Result<()> {
-    Ok(())
+    part: &Path,
+    book: &Book,
+    total_samples: u64,
+    chapters: &[Chapter],
+    cover: bool,
+) -> Result<M4bSummary> {
+    let exp = Expectations {
+        total_samples: Some(total_samples),
+        chapters: Some(chapters.to_vec()),
+        metadata: Some(book.metadata.clone()),
+        cover,
+        ..Expectations::new(book.target.sample_rate, book.target.channels)
+    };
+    let summary = verify::summarize(part)?;
+    let mut problems = verify::check(&summary, &exp);
+    if summary.major_brand != "M4B " {
+        problems.push(format!("brand is {:?}, not \"M4B \"", summary.major_brand));
+    }
+    if summary.tags.media_type != Some(2) {
+        problems.push(format!(
+            "media type (stik) is {:?}, not 2 (audiobook)",
+            summary.tags.media_type
+        ));
+    }
+    if problems.is_empty() {
+        Ok(summary)
+    } else {
+        Err(Error::Verify {
+            path: part.to_path_buf(),
+            problems,
+        })
+    }
 }

@@ -141,7 +141,22 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Verify(a) => {
-            anyhow::bail!("verify of {} is not available yet", a.file.display())
+            let summary = aiom4b::verify::summarize(&a.file)?;
+            let exp = aiom4b::verify::Expectations::new(summary.sample_rate, summary.channels);
+            let mut problems = aiom4b::verify::check(&summary, &exp);
+            if summary.major_brand != "M4B " {
+                problems.push(format!(
+                    "brand is {:?}; audiobook players look for \"M4B \"",
+                    summary.major_brand
+                ));
+            }
+            if a.json {
+                let doc = serde_json::json!({ "ok": problems.is_empty(), "problems": problems, "summary": summary });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                ui::print_summary(&summary, &problems);
+            }
+            Ok(if problems.is_empty() { 0 } else { EXIT_FAILURE })
         }
     }
 }

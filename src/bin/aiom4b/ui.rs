@@ -203,3 +203,70 @@ pub fn print_inspection(ins: &Inspection) {
         }
     }
 }
+
+/// The human-readable summary for `aiom4b verify`.
+pub fn print_summary(s: &aiom4b::verify::M4bSummary, problems: &[String]) {
+    println!("File:      {}  ({})", short(&s.path), mb(s.file_size));
+    println!(
+        "Container: brand {:?}, boxes {}, {}{}",
+        s.major_brand,
+        s.top_level.join(" "),
+        if s.faststart {
+            "index at the front"
+        } else {
+            "index at the end"
+        },
+        if s.uses_co64 { ", 64-bit offsets" } else { "" }
+    );
+    println!(
+        "Audio:     {} {} {} Hz {} ch, {} kb/s, {} samples = {}",
+        s.codec,
+        s.profile.as_deref().unwrap_or(""),
+        s.sample_rate,
+        s.channels,
+        s.bitrate_bps / 1000,
+        s.decoded_samples,
+        hms(s.duration_secs)
+    );
+    let t = &s.tags;
+    for (k, v) in [
+        ("Title", &t.title),
+        ("Author", &t.artist),
+        ("Narrator", &t.narrator),
+        ("Album", &t.album),
+        ("Genre", &t.genre),
+        ("Year", &t.date),
+        ("Series", &t.series),
+        ("Encoder", &t.encoder),
+    ] {
+        if let Some(v) = v {
+            println!("{k:<10} {v}");
+        }
+    }
+    if let Some(c) = &s.cover {
+        println!("Cover:     {} {}", c.format, mb(c.bytes));
+    }
+    match (&s.chapter_track, &s.chpl) {
+        (Some(ct), chpl) => {
+            println!(
+                "Chapters:  {} in the QuickTime track{}",
+                ct.chapters.len(),
+                chpl.as_ref()
+                    .map(|c| format!(", {} in chpl (v{})", c.chapters.len(), c.version))
+                    .unwrap_or_default()
+            );
+            for (i, c) in ct.chapters.iter().enumerate() {
+                println!("  {:>3}  {}  {}", i + 1, hms(c.start_secs), c.title);
+            }
+        }
+        (None, Some(c)) => println!("Chapters:  {} in chpl only", c.chapters.len()),
+        (None, None) => println!("Chapters:  none"),
+    }
+    if problems.is_empty() {
+        println!("OK");
+    } else {
+        for p in problems {
+            println!("problem: {p}");
+        }
+    }
+}

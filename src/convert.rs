@@ -316,8 +316,9 @@ pub fn mux_metadata(m: &BookMetadata) -> Vec<(String, String)> {
     put("synopsis", &m.description);
     put("show", &m.series);
     v.push(("media_type".into(), "2".into())); // stik = 2: audiobook
+                                               // movenc writes `©too` from "encoding_tool" ("encoder" is replaced by libavformat's ident).
     v.push((
-        "encoder".into(),
+        "encoding_tool".into(),
         format!("aiom4b {}", env!("CARGO_PKG_VERSION")),
     ));
     v

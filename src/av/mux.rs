@@ -125,21 +125,6 @@ impl M4bMuxer {
         opts.set("brand", "M4B ");
         out.write_header_with(opts)
             .map_err(|e| Error::av(Some(path), "write the header", e))?;
-        // libavformat replaces "encoder" with its own ident in write_header; movenc reads the
-        // dictionary again when it writes the moov (in the trailer), so setting it now sticks.
-        if let Some((_, enc)) = metadata.iter().find(|(k, _)| k == "encoder") {
-            let key = std::ffi::CString::new("encoder").expect("no NUL");
-            let val = std::ffi::CString::new(enc.replace('\0', "")).expect("NULs removed");
-            // SAFETY: av_dict_set copies key and value; the dictionary belongs to `out`.
-            unsafe {
-                ffi::av_dict_set(
-                    &mut (*out.as_mut_ptr()).metadata,
-                    key.as_ptr(),
-                    val.as_ptr(),
-                    0,
-                );
-            }
-        }
         let audio_tb = out
             .stream(audio_index)
             .map(|s| s.time_base())

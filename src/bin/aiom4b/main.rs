@@ -142,7 +142,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Verify(a) => {
             let summary = aiom4b::verify::summarize(&a.file)?;
-            let exp = aiom4b::verify::Expectations::new(summary.sample_rate, summary.channels);
+            let mut exp = aiom4b::verify::Expectations::new(summary.sample_rate, summary.channels);
+            exp.cover = summary.cover.is_some();
             let mut problems = aiom4b::verify::check(&summary, &exp);
             if summary.major_brand != "M4B " {
                 problems.push(format!(

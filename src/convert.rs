@@ -4,12 +4,11 @@
 //! pipeline (decode → encode → mux, chapters from the one sample clock) → extra metadata items →
 //! fsync → independent verification → rename into place without overwriting (unless asked) →
 //! fsync the directory. Any failure or cancellation removes the `.part`; sources are only read.
-use crate::av::encode::AacEncoder;
 use crate::av::mux::{M4bMuxer, MuxChapter};
 use crate::chapters;
 use crate::error::{Error, Result};
 use crate::model::{Book, BookMetadata, Chapter, Finding, FindingKind, Picture, Severity};
-use crate::options::{validate_target, ChapterMode, ConvertOptions};
+use crate::options::{validate_target, ChapterMode, ConvertOptions, EncoderSettings};
 use crate::pipeline::{self, PipelineJob, TrackJob};
 use crate::progress::{CancelToken, ProgressSink, Stage};
 use serde::Serialize;
@@ -112,15 +111,21 @@ impl Converter {
 
         progress.stage(Stage::Convert);
         let target = book.target;
-        let template = AacEncoder::new(&target, opts.coder)?;
+        let settings = EncoderSettings {
+            target,
+            encoder: opts.encoder,
+            coder: opts.coder,
+            profile: opts.profile,
+        };
+        // A first encoder instance tells the muxer the stream's parameters (its
+        // AudioSpecificConfig and priming); the pipeline opens its own.
+        let params = crate::av::encode::open_encoder(&settings)?.params();
         let muxer = M4bMuxer::create(
             &part,
-            &target,
-            &template,
+            &params,
             &mux_metadata(&book.metadata),
             cover.as_ref(),
         )?;
-        drop(template);
 
         let tracks: Vec<TrackJob> = book
             .tracks
@@ -134,7 +139,8 @@ impl Converter {
         let job = PipelineJob {
             tracks: &tracks,
             target,
-            coder: opts.coder,
+            encoder: settings,
+            stream: params.clone(),
             threads: opts.effective_jobs(),
             allow_damaged: opts.allow_damaged,
             estimated_total,

@@ -195,6 +195,49 @@ impl AacCoder {
     }
 }
 
+/// Which AAC encoder writes the audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EncoderChoice {
+    /// FFmpeg's native `aac` encoder (always available).
+    #[default]
+    Native,
+    /// The Fraunhofer FDK AAC library (only with the `fdk-aac` cargo feature).
+    Fdk,
+}
+
+impl EncoderChoice {
+    /// FDK when this build has it (it is faster and better), else the native encoder.
+    pub fn best_available() -> Self {
+        if cfg!(feature = "fdk-aac") {
+            EncoderChoice::Fdk
+        } else {
+            EncoderChoice::Native
+        }
+    }
+}
+
+/// The AAC profile (HE profiles need the FDK encoder).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AacProfile {
+    #[default]
+    Lc,
+    /// HE-AAC v1 (SBR).
+    He,
+    /// HE-AAC v2 (SBR + parametric stereo).
+    Hev2,
+}
+
+/// Everything that selects and configures an encoder instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncoderSettings {
+    pub target: TargetFormat,
+    pub encoder: EncoderChoice,
+    pub coder: AacCoder,
+    pub profile: AacProfile,
+}
+
 /// How chapters are produced.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -211,6 +254,8 @@ pub enum ChapterMode {
 /// Options of the conversion stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ConvertOptions {
+    pub encoder: EncoderChoice,
+    pub profile: AacProfile,
     pub coder: AacCoder,
     /// Worker threads for decoding/encoding; 0 = all cores.
     pub jobs: usize,
@@ -226,6 +271,8 @@ pub struct ConvertOptions {
 impl Default for ConvertOptions {
     fn default() -> Self {
         ConvertOptions {
+            encoder: EncoderChoice::default(),
+            profile: AacProfile::Lc,
             coder: AacCoder::Twoloop,
             jobs: 0,
             chapters: ChapterMode::PerFile,

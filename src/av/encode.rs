@@ -18,12 +18,56 @@ pub struct EncodedPacket {
     pub duration: i64,
 }
 
+/// What the muxer needs to describe an encoder's stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamParams {
+    pub sample_rate: u32,
+    pub channels: u16,
+    pub bitrate_bps: u64,
+    /// Samples per channel per packet (1024 for AAC-LC, 2048 for HE-AAC at the output rate).
+    pub frame_samples: usize,
+    /// Samples the encoder emits before the first input sample; the first packet's pts is
+    /// minus this, and the muxer's edit list hides it.
+    pub priming_samples: i64,
+    /// The AudioSpecificConfig.
+    pub extradata: Vec<u8>,
+}
+
+/// An AAC encoder: planar f32 frames of `frame_samples` in (the last may be shorter), packets
+/// with timestamps in output samples out. The pipeline and the muxer only see this trait.
+pub trait AudioEncoder: Send {
+    fn params(&self) -> StreamParams;
+    /// Encodes one frame; packets that come out are appended to `out`.
+    fn encode(&mut self, planes: &[&[f32]], out: &mut Vec<EncodedPacket>) -> Result<()>;
+    /// Flushes; the last packets are appended to `out`.
+    fn finish(&mut self, out: &mut Vec<EncodedPacket>) -> Result<()>;
+}
+
+/// Opens the encoder `settings` ask for.
+pub fn open_encoder(settings: &crate::options::EncoderSettings) -> Result<Box<dyn AudioEncoder>> {
+    use crate::options::{AacProfile, EncoderChoice};
+    match settings.encoder {
+        EncoderChoice::Native => {
+            if settings.profile != AacProfile::Lc {
+                return Err(Error::Options(
+                    "HE-AAC profiles need the FDK encoder (build with --features fdk-aac and pass --encoder fdk)".into(),
+                ));
+            }
+            Ok(Box::new(AacEncoder::new(&settings.target, settings.coder)?))
+        }
+        EncoderChoice::Fdk => Err(Error::Options(
+            "this aiom4b was built without the FDK AAC encoder; rebuild with --features fdk-aac or use --encoder native".into(),
+        )),
+    }
+}
+
 /// An opened native AAC encoder.
 pub struct AacEncoder {
     enc: ff::encoder::Audio,
     layout: ff::ChannelLayout,
     rate: u32,
     channels: usize,
+    bitrate_bps: u64,
     next_pts: i64,
 }
 
@@ -76,6 +120,7 @@ impl AacEncoder {
             layout,
             rate: target.sample_rate,
             channels: target.channels as usize,
+            bitrate_bps: target.bitrate_bps,
             next_pts: 0,
         })
     }
@@ -98,15 +143,38 @@ impl AacEncoder {
         }
     }
 
-    /// Raw context, for the muxer to copy the stream parameters.
-    pub(crate) fn context_ptr(&self) -> *const ffi::AVCodecContext {
-        // SAFETY: returning the pointer only; callers use it while `self` lives.
-        unsafe { self.enc.as_ptr() }
+    fn receive(&mut self, out: &mut Vec<EncodedPacket>) -> Result<()> {
+        let mut pkt = ff::Packet::empty();
+        loop {
+            match self.enc.receive_packet(&mut pkt) {
+                Ok(()) => out.push(EncodedPacket {
+                    data: pkt.data().map(|d| d.to_vec()).unwrap_or_default(),
+                    pts: pkt.pts().unwrap_or(0),
+                    duration: pkt.duration(),
+                }),
+                Err(ff::Error::Other { errno }) if errno == ffi::EAGAIN => return Ok(()),
+                Err(ff::Error::Eof) => return Ok(()),
+                Err(e) => return Err(Error::av(None, "encode AAC", e)),
+            }
+        }
+    }
+}
+
+impl AudioEncoder for AacEncoder {
+    fn params(&self) -> StreamParams {
+        StreamParams {
+            sample_rate: self.rate,
+            channels: self.channels as u16,
+            bitrate_bps: self.bitrate_bps,
+            frame_samples: FRAME_SAMPLES,
+            priming_samples: self.priming_samples(),
+            extradata: self.extradata(),
+        }
     }
 
     /// Encodes one frame: `FRAME_SAMPLES` samples per plane, fewer only for the very last frame.
     /// Packets that come out are appended to `out`.
-    pub fn encode(&mut self, planes: &[&[f32]], out: &mut Vec<EncodedPacket>) -> Result<()> {
+    fn encode(&mut self, planes: &[&[f32]], out: &mut Vec<EncodedPacket>) -> Result<()> {
         let n = planes.first().map_or(0, |p| p.len());
         debug_assert!(n <= FRAME_SAMPLES && n > 0);
         let mut frame = ff::frame::Audio::new(
@@ -127,26 +195,10 @@ impl AacEncoder {
     }
 
     /// Flushes the encoder; the last packets are appended to `out`.
-    pub fn finish(&mut self, out: &mut Vec<EncodedPacket>) -> Result<()> {
+    fn finish(&mut self, out: &mut Vec<EncodedPacket>) -> Result<()> {
         self.enc
             .send_eof()
             .map_err(|e| Error::av(None, "flush the AAC encoder", e))?;
         self.receive(out)
-    }
-
-    fn receive(&mut self, out: &mut Vec<EncodedPacket>) -> Result<()> {
-        let mut pkt = ff::Packet::empty();
-        loop {
-            match self.enc.receive_packet(&mut pkt) {
-                Ok(()) => out.push(EncodedPacket {
-                    data: pkt.data().map(|d| d.to_vec()).unwrap_or_default(),
-                    pts: pkt.pts().unwrap_or(0),
-                    duration: pkt.duration(),
-                }),
-                Err(ff::Error::Other { errno }) if errno == ffi::EAGAIN => return Ok(()),
-                Err(ff::Error::Eof) => return Ok(()),
-                Err(e) => return Err(Error::av(None, "encode AAC", e)),
-            }
-        }
     }
 }

@@ -9,9 +9,9 @@
 //! Write errors (e.g. a full disk) are surfaced: FFmpeg records I/O errors in the AVIOContext
 //! and `avio_close` reports a failed final flush; both are checked, so a truncated file is never
 //! mistaken for a finished one.
-use super::encode::{AacEncoder, EncodedPacket};
+use super::encode::{EncodedPacket, StreamParams};
 use crate::error::{Error, Result};
-use crate::model::{Picture, TargetFormat};
+use crate::model::Picture;
 use ff::ffi;
 use ffmpeg_next as ff;
 use std::path::{Path, PathBuf};
@@ -40,11 +40,10 @@ pub struct MuxChapter {
 
 impl M4bMuxer {
     /// Creates `path` (normally a `.part` file) and writes the header.
-    /// `template` is an opened encoder whose parameters (AudioSpecificConfig) the track takes.
+    /// `params` describe the encoder's stream (rate, channels, AudioSpecificConfig, priming).
     pub fn create(
         path: &Path,
-        target: &TargetFormat,
-        template: &AacEncoder,
+        params: &StreamParams,
         metadata: &[(String, String)],
         cover: Option<&Picture>,
     ) -> Result<Self> {
@@ -64,26 +63,40 @@ impl M4bMuxer {
         let mut out = ff::format::output_as_with(&url, "ipod", io_opts)
             .map_err(|e| Error::av(Some(path), "create the output file", e))?;
 
-        let rate = target.sample_rate as i32;
+        let rate = params.sample_rate as i32;
         let audio_index;
         {
             let mut st = out
                 .add_stream(ff::encoder::find(ff::codec::Id::None))
                 .map_err(|e| Error::av(Some(path), "add the audio track", e))?;
             audio_index = st.index();
-            // SAFETY: st is a freshly created stream of `out`; template's context is opened.
-            let r = unsafe {
-                ffi::avcodec_parameters_from_context(
-                    (*st.as_mut_ptr()).codecpar,
-                    template.context_ptr(),
-                )
-            };
-            if r < 0 {
-                return Err(Error::av(
-                    Some(path),
-                    "set the audio track parameters",
-                    ff::Error::from(r),
-                ));
+            // SAFETY: st is a freshly created stream of `out`; its codecpar is ours to fill
+            // before write_header. extradata is allocated with av_mallocz (with the padding
+            // FFmpeg requires) and owned by codecpar from then on.
+            unsafe {
+                let par = (*st.as_mut_ptr()).codecpar;
+                (*par).codec_type = ffi::AVMediaType::AVMEDIA_TYPE_AUDIO;
+                (*par).codec_id = ffi::AVCodecID::AV_CODEC_ID_AAC;
+                (*par).sample_rate = rate;
+                ffi::av_channel_layout_default(&mut (*par).ch_layout, params.channels as i32);
+                (*par).bit_rate = params.bitrate_bps as i64;
+                (*par).frame_size = params.frame_samples as i32;
+                (*par).initial_padding = params.priming_samples as i32;
+                if !params.extradata.is_empty() {
+                    let n = params.extradata.len();
+                    let buf =
+                        ffi::av_mallocz(n + ffi::AV_INPUT_BUFFER_PADDING_SIZE as usize) as *mut u8;
+                    if buf.is_null() {
+                        return Err(Error::av(
+                            Some(path),
+                            "allocate the stream header",
+                            ff::Error::from(-(ffi::ENOMEM)),
+                        ));
+                    }
+                    std::ptr::copy_nonoverlapping(params.extradata.as_ptr(), buf, n);
+                    (*par).extradata = buf;
+                    (*par).extradata_size = n as i32;
+                }
             }
             st.set_time_base(ff::Rational::new(1, rate));
         }

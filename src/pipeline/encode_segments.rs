@@ -33,10 +33,9 @@ use super::encode_single::Fifo;
 use super::{
     judge_track, ChapterBuilder, DecodeMsg, Failure, MuxMsg, PipelineJob, PipelineOutcome,
 };
-use crate::av::encode::{AacEncoder, EncodedPacket, FRAME_SAMPLES};
+use crate::av::encode::{open_encoder, EncodedPacket};
 use crate::error::{Error, Result};
-use crate::model::TargetFormat;
-use crate::options::AacCoder;
+use crate::options::EncoderSettings;
 use crate::progress::{CancelToken, ProgressSink};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
@@ -75,35 +74,35 @@ pub(crate) struct SegmentResult {
 
 /// Encodes one segment job with a fresh encoder; packets get global timestamps.
 pub(crate) fn encode_segment(
-    target: &TargetFormat,
-    coder: AacCoder,
+    settings: &EncoderSettings,
     job: &SegmentJob,
 ) -> Result<Vec<EncodedPacket>> {
-    let mut enc = AacEncoder::new(target, coder)?;
+    let mut enc = open_encoder(settings)?;
+    let params = enc.params();
+    let frame = params.frame_samples;
     let n = job.planes[0].len();
-    let mut raw = Vec::with_capacity(n / FRAME_SAMPLES + 4);
+    let mut raw = Vec::with_capacity(n / frame + 4);
     let mut pos = 0;
     while pos < n {
-        let end = (pos + FRAME_SAMPLES).min(n);
+        let end = (pos + frame).min(n);
         let planes: Vec<&[f32]> = job.planes.iter().map(|p| &p[pos..end]).collect();
         enc.encode(&planes, &mut raw)?;
         pos = end;
     }
     enc.finish(&mut raw)?;
-    let offset = (job.first_frame * FRAME_SAMPLES as u64) as i64;
+    let offset = (job.first_frame * frame as u64) as i64;
     let mut kept = Vec::with_capacity(raw.len());
     for mut p in raw {
-        // Local packet i has pts (i-1)·1024; its global index is first_frame + i.
-        let local = p.pts.div_euclid(FRAME_SAMPLES as i64) + 1;
-        let global = job.first_frame as i64 + local;
+        p.pts += offset;
+        // Global packet index: packet j starts at pts j·frame − priming.
+        let global = (p.pts + params.priming_samples).div_euclid(frame as i64);
         let keep =
             global >= job.keep_from as i64 && job.keep_to.is_none_or(|to| global < to as i64);
         if keep {
-            p.pts += offset;
             if job.keep_to.is_some() {
                 // Inside the stream every packet is a full frame; the local encoder may have
                 // shortened the last one of its lead-out, which is never kept anyway.
-                p.duration = FRAME_SAMPLES as i64;
+                p.duration = frame as i64;
             }
             kept.push(p);
         }
@@ -130,7 +129,7 @@ pub(super) fn run(
         for w in 0..workers {
             let job_rx = job_rx.clone();
             let result_tx = result_tx.clone();
-            let (target, coder) = (job.target, job.coder);
+            let settings = job.encoder;
             std::thread::Builder::new()
                 .name(format!("aiom4b-encode-{w}"))
                 .spawn_scoped(s, move || {
@@ -138,7 +137,7 @@ pub(super) fn run(
                         if cancel.is_cancelled() || failure.stopped() {
                             return;
                         }
-                        match encode_segment(&target, coder, &sj) {
+                        match encode_segment(&settings, &sj) {
                             Ok(packets) => {
                                 if result_tx
                                     .send(SegmentResult {
@@ -188,7 +187,9 @@ fn segmenter(
     token_rx: Receiver<()>,
 ) -> Result<PipelineOutcome> {
     let channels = job.target.channels as usize;
-    let f = FRAME_SAMPLES as u64;
+    let f = job.stream.frame_samples as u64;
+    // Frames the priming spans: packet j's input starts that many frames before frame j.
+    let pf = (job.stream.priming_samples.max(0) as u64).div_ceil(f);
     // `fifo` holds the timeline from global frame `base_frame` on.
     let mut fifo = Fifo::new(channels);
     let mut base_frame = 0u64;
@@ -215,14 +216,14 @@ fn segmenter(
                     loop {
                         let p = next_segment * SEGMENT_FRAMES;
                         let q = p + SEGMENT_FRAMES;
-                        let a = p.saturating_sub(1 + LEAD_IN_FRAMES);
+                        let a = p.saturating_sub(pf + LEAD_IN_FRAMES);
                         let b = q + LEAD_OUT_FRAMES;
                         // Only cut when audio extends beyond b: then this cannot be the last
                         // segment, whose extent depends on where the book ends.
                         if clock <= b * f {
                             break;
                         }
-                        let sj = cut(&fifo, base_frame, a, b, next_segment, p, Some(q));
+                        let sj = cut(&fifo, f, base_frame, a, b, next_segment, p, Some(q));
                         dispatch(sj)?;
                         next_segment += 1;
                         // Frames before the next segment's lead-in are no longer needed.
@@ -252,10 +253,10 @@ fn segmenter(
     // The last segment: from its lead-in to the very end; it keeps every packet from its start,
     // including the encoder's flush, whose final packet carries the true remaining duration.
     let p = next_segment * SEGMENT_FRAMES;
-    let a = p.saturating_sub(1 + LEAD_IN_FRAMES);
+    let a = p.saturating_sub(pf + LEAD_IN_FRAMES);
     let end_frame = clock.div_ceil(f);
     if clock > 0 {
-        let sj = cut(&fifo, base_frame, a, end_frame, next_segment, p, None);
+        let sj = cut(&fifo, f, base_frame, a, end_frame, next_segment, p, None);
         dispatch(sj)?;
         next_segment += 1;
     }
@@ -273,8 +274,10 @@ fn segmenter(
 }
 
 /// Copies global frames `[a, b)` (clamped to what the FIFO holds) into a job.
+#[allow(clippy::too_many_arguments)]
 fn cut(
     fifo: &Fifo,
+    f: u64,
     base_frame: u64,
     a: u64,
     b: u64,
@@ -282,7 +285,6 @@ fn cut(
     keep_from: u64,
     keep_to: Option<u64>,
 ) -> SegmentJob {
-    let f = FRAME_SAMPLES as u64;
     let from = ((a - base_frame) * f) as usize;
     let avail = fifo.len();
     let to = (((b - base_frame) * f) as usize).min(avail);

@@ -3,7 +3,7 @@
 use super::{
     judge_track, ChapterBuilder, DecodeMsg, Failure, MuxMsg, PipelineJob, PipelineOutcome,
 };
-use crate::av::encode::{AacEncoder, EncodedPacket, FRAME_SAMPLES};
+use crate::av::encode::{open_encoder, EncodedPacket};
 use crate::error::{Error, Result};
 use crate::progress::{CancelToken, ProgressSink};
 use crossbeam_channel::{Receiver, Sender};
@@ -40,7 +40,8 @@ fn run_inner(
     failure: &Failure,
 ) -> Result<PipelineOutcome> {
     let channels = job.target.channels as usize;
-    let mut enc = AacEncoder::new(&job.target, job.coder)?;
+    let mut enc = open_encoder(&job.encoder)?;
+    let frame = enc.params().frame_samples;
     let mut fifo = Fifo::new(channels);
     let mut batch: Vec<EncodedPacket> = Vec::with_capacity(BATCH_PACKETS + 4);
     let mut outcome = PipelineOutcome::default();
@@ -65,10 +66,10 @@ fn run_inner(
                 DecodeMsg::Pcm(chunk) => {
                     clock += chunk.len() as u64;
                     fifo.push(&chunk.planes);
-                    while fifo.len() >= FRAME_SAMPLES {
-                        enc.encode(&fifo.front(FRAME_SAMPLES), &mut batch)?;
-                        fifo.consume(FRAME_SAMPLES);
-                        encoded += FRAME_SAMPLES as u64;
+                    while fifo.len() >= frame {
+                        enc.encode(&fifo.front(frame), &mut batch)?;
+                        fifo.consume(frame);
+                        encoded += frame as u64;
                         if batch.len() >= BATCH_PACKETS {
                             send(&mut batch)?;
                             progress.encoded(encoded, total_estimate.max(clock));

@@ -29,12 +29,12 @@ mod encode_single;
 pub use encode_segments::{LEAD_IN_FRAMES, LEAD_OUT_FRAMES, SEGMENT_FRAMES};
 
 use crate::av::decode::{self, DecodeStats, PcmChunk};
-use crate::av::encode::EncodedPacket;
+use crate::av::encode::{EncodedPacket, StreamParams};
 use crate::av::input;
 use crate::av::mux::{M4bMuxer, MuxChapter};
 use crate::error::{Error, Result};
 use crate::model::{Finding, FindingKind, Severity, TargetFormat};
-use crate::options::AacCoder;
+use crate::options::EncoderSettings;
 use crate::progress::{CancelToken, ProgressSink};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::path::PathBuf;
@@ -61,7 +61,9 @@ pub struct TrackJob {
 pub struct PipelineJob<'a> {
     pub tracks: &'a [TrackJob],
     pub target: TargetFormat,
-    pub coder: AacCoder,
+    pub encoder: EncoderSettings,
+    /// The encoder's stream parameters (frame size and priming drive the segment arithmetic).
+    pub stream: StreamParams,
     /// Worker threads (decode pool size; the encoder and muxer threads come on top and spend
     /// most of their time waiting or encoding).
     pub threads: usize,

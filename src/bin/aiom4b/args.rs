@@ -121,7 +121,14 @@ pub struct ConvertArgs {
     /// Replace an existing output file.
     #[arg(long)]
     pub overwrite: bool,
-    /// AAC coder: twoloop (better) or fast.
+    /// AAC encoder: native (FFmpeg's) or fdk (Fraunhofer FDK, when built with the fdk-aac
+    /// feature). Default: fdk when compiled in, else native.
+    #[arg(long, value_enum)]
+    pub encoder: Option<EncoderArg>,
+    /// AAC profile: lc, or he / hev2 for small speech files (FDK only).
+    #[arg(long, value_enum, default_value_t = ProfileArg::Lc)]
+    pub profile: ProfileArg,
+    /// AAC coder of the native encoder: twoloop (better) or fast.
     #[arg(long, value_enum, default_value_t = CoderArg::Twoloop)]
     pub aac_coder: CoderArg,
     /// Worker threads (default: all cores when USE_ALL_CPUS is true, else 1).
@@ -172,6 +179,17 @@ pub enum PresetArg {
     Default,
     Speech,
     Source,
+}
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum EncoderArg {
+    Native,
+    Fdk,
+}
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum ProfileArg {
+    Lc,
+    He,
+    Hev2,
 }
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum CoderArg {
@@ -256,6 +274,16 @@ impl InputArgs {
 impl ConvertArgs {
     pub fn convert_options(&self) -> ConvertOptions {
         ConvertOptions {
+            encoder: match self.encoder {
+                Some(EncoderArg::Native) => EncoderChoice::Native,
+                Some(EncoderArg::Fdk) => EncoderChoice::Fdk,
+                None => EncoderChoice::best_available(),
+            },
+            profile: match self.profile {
+                ProfileArg::Lc => AacProfile::Lc,
+                ProfileArg::He => AacProfile::He,
+                ProfileArg::Hev2 => AacProfile::Hev2,
+            },
             coder: match self.aac_coder {
                 CoderArg::Twoloop => AacCoder::Twoloop,
                 CoderArg::Fast => AacCoder::Fast,

@@ -9,7 +9,9 @@ use aiom4b::fixtures::{self, Mp3Spec, Signal};
 use aiom4b::{Picture, Tags};
 
 fn main() -> aiom4b::Result<()> {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "source/Sample Book".into());
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "source/Sample Book".into());
     let template = Mp3Spec {
         signal: Signal::SpeechLike { seed: 7 },
         tags: Tags {

@@ -133,6 +133,7 @@ impl Converter {
             .map(|t| TrackJob {
                 path: t.info.path.clone(),
                 exact_source_samples: t.info.exact_samples,
+                source_rate: t.info.sample_rate,
             })
             .collect();
         let estimated_total = (book.duration_secs() * target.sample_rate as f64) as u64;

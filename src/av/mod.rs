@@ -13,14 +13,76 @@ use std::sync::Once;
 
 static INIT: Once = Once::new();
 
-/// Initializes FFmpeg once per process and silences its own logging: the library never prints,
-/// and every FFmpeg failure is turned into an [`Error`](crate::Error) with the file named.
+/// Initializes FFmpeg once per process. FFmpeg's own log goes to `tracing` (target
+/// `aiom4b::ffmpeg`; its errors at info level, its warnings at debug level) instead of stderr:
+/// the library never prints, and every FFmpeg failure that matters is turned into an
+/// [`Error`](crate::Error) naming the file anyway — the log only adds detail for `-v`.
 pub fn init() {
     INIT.call_once(|| {
         // Registration is a no-op on FFmpeg ≥ 4 but harmless; the error cannot happen there.
         let _ = ffmpeg_next::init();
-        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Quiet);
+        log_bridge::install();
     });
+}
+
+#[cfg(target_arch = "x86_64")]
+mod log_bridge {
+    use ffmpeg_next::ffi;
+    use std::ffi::{c_char, c_int, c_void, CStr};
+
+    pub(super) fn install() {
+        // SAFETY: setting FFmpeg's global log level and callback; the callback below is a plain
+        // function that only formats into a stack buffer.
+        unsafe {
+            ffi::av_log_set_level(ffi::AV_LOG_WARNING);
+            ffi::av_log_set_callback(Some(callback));
+        }
+    }
+
+    unsafe extern "C" fn callback(
+        avcl: *mut c_void,
+        level: c_int,
+        fmt: *const c_char,
+        vl: *mut ffi::__va_list_tag,
+    ) {
+        if level > ffi::AV_LOG_WARNING {
+            return;
+        }
+        let mut line = [0 as c_char; 1024];
+        let mut prefix: c_int = 1;
+        // SAFETY: FFmpeg hands us a valid format string and va_list for this call; the buffer
+        // is ours and its size is passed, so av_log_format_line2 NUL-terminates within it.
+        let text = unsafe {
+            ffi::av_log_format_line2(
+                avcl,
+                level,
+                fmt,
+                vl,
+                line.as_mut_ptr(),
+                line.len() as c_int,
+                &mut prefix,
+            );
+            CStr::from_ptr(line.as_ptr()).to_string_lossy()
+        };
+        let text = text.trim_end();
+        if text.is_empty() {
+            return;
+        }
+        if level <= ffi::AV_LOG_ERROR {
+            tracing::info!(target: "aiom4b::ffmpeg", "{text}");
+        } else {
+            tracing::debug!(target: "aiom4b::ffmpeg", "{text}");
+        }
+    }
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+mod log_bridge {
+    /// The va_list type of FFmpeg's log callback differs per architecture; elsewhere FFmpeg's
+    /// log is simply silenced.
+    pub(super) fn install() {
+        ffmpeg_next::util::log::set_level(ffmpeg_next::util::log::Level::Quiet);
+    }
 }
 
 /// Versions of the FFmpeg libraries linked at run time, e.g. `("libavcodec", "59.37.100")`.

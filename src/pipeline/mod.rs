@@ -55,6 +55,8 @@ pub struct TrackJob {
     pub path: PathBuf,
     /// Exact gapless length at the file's own rate, when the header knew it (to detect truncation).
     pub exact_source_samples: Option<u64>,
+    /// The file's own sample rate.
+    pub source_rate: u32,
 }
 
 /// Everything the pipeline needs besides the muxer.
@@ -413,9 +415,11 @@ pub(crate) fn judge_track(
         const MP3_FRAME: u64 = 1152;
         if stats.source_samples + MP3_FRAME < expected {
             damage += 1;
+            let missing_secs =
+                (expected - stats.source_samples) as f64 / t.source_rate.max(1) as f64;
             reason = format!(
-                "the file is truncated: {} of {} samples decode",
-                stats.source_samples, expected
+                "{:.2} s of audio missing: {} of the {} samples its header announces decode (truncated or damaged frames)",
+                missing_secs, stats.source_samples, expected
             );
         }
     }

@@ -13,7 +13,9 @@
 //! not finished, `i`. Track `i` was claimed before every other unfinished track, so it is held by
 //! a worker that is running or blocked only on `tx[i]` — which the encoder is draining. The
 //! muxer waits only on the encoder. Every failure drops its channel ends, which turns the
-//! neighbours' blocking calls into errors, so no stage waits on a stage that has stopped.
+//! neighbours' blocking calls into errors, so no stage waits on a stage that has stopped; a
+//! decoder that stops on cancellation also closes the channels of the tracks nobody has taken,
+//! one of which the encoder may be waiting on.
 //!
 //! **What bounds memory.** Each track channel holds at most [`CHUNKS_PER_TRACK`] chunks of
 //! about [`CHUNK_SAMPLES`] samples, and at most `decode_threads` tracks are in flight, so PCM in
@@ -255,7 +257,17 @@ fn decode_worker(
 ) {
     loop {
         let i = next_track.fetch_add(1, Ordering::SeqCst);
-        if i >= tracks.len() || failure.stopped() || cancel.is_cancelled() {
+        if i >= tracks.len() {
+            return;
+        }
+        if failure.stopped() || cancel.is_cancelled() {
+            // Close every track channel no worker has taken yet, this one included. The
+            // encoder may already be blocked on one of them (it checked the flags just before
+            // the stop); with no sender left its `recv` fails and it stops. Without this it
+            // would wait forever on a channel whose sender sits unused in `txs`.
+            for tx in txs {
+                tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+            }
             return;
         }
         let Some(tx) = txs[i].lock().unwrap_or_else(|p| p.into_inner()).take() else {

@@ -161,6 +161,9 @@ pub fn run(
         txs.into_iter().map(|t| Mutex::new(Some(t))).collect();
     let (mux_tx, mux_rx) = bounded::<MuxMsg>(PACKET_BATCHES);
     let next_track = AtomicUsize::new(0);
+    // The caller's span (the workflow's `job` span with its `job_id`) is entered on every stage
+    // thread, so their log lines say which job they belong to.
+    let span = tracing::Span::current();
 
     let outcome = std::thread::scope(|s| -> Result<PipelineOutcome> {
         // Segmented (multi-core) encoding unless one thread is asked for: `--jobs 1` keeps the
@@ -169,9 +172,11 @@ pub fn run(
         let (seg_rtx, seg_rrx, tok_tx, tok_rx) = encode_segments::channels(threads);
         // The muxer: a plain named thread that owns the output.
         let failure_ref = &failure;
+        let span_ref = &span;
         let mux_handle = std::thread::Builder::new()
             .name("aiom4b-mux".into())
             .spawn_scoped(s, move || {
+                let _span = span_ref.enter();
                 if segmented {
                     mux_segments(muxer, mux_rx, seg_rrx, tok_tx, cancel, failure_ref)
                 } else {
@@ -191,6 +196,7 @@ pub fn run(
                 pool_ref.scope(|ps| {
                     for _ in 0..threads {
                         ps.spawn(move |_| {
+                            let _span = span_ref.enter();
                             decode_worker(tracks, txs_ref, next_ref, target, cancel, failure_ref)
                         });
                     }
@@ -203,6 +209,7 @@ pub fn run(
         let enc = std::thread::Builder::new()
             .name("aiom4b-encode".into())
             .spawn_scoped(s, move || {
+                let _span = span_ref.enter();
                 if segmented {
                     encode_segments::run(
                         job,

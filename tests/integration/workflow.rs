@@ -102,7 +102,7 @@ fn job_lifecycle_listing_and_stats() {
     let output = job.output_path.clone().unwrap();
     assert_eq!(
         output.file_name().unwrap(),
-        "Frank Herbert - Dune_ Part_One.m4b"
+        "Frank Herbert - Dune - Part-One.m4b"
     );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -128,7 +128,7 @@ fn job_lifecycle_listing_and_stats() {
     let second = wf.run_job(req, fake_convert).unwrap().job;
     assert_eq!(
         second.output_path.unwrap().file_name().unwrap(),
-        "Frank Herbert - Dune_ Part_One (2).m4b"
+        "Frank Herbert - Dune - Part-One (2).m4b"
     );
     assert!(second.backup_paths.is_empty());
 

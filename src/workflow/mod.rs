@@ -486,11 +486,17 @@ impl Workflow {
         let _entered = span.enter();
         audit!(action = "job.create", job_id = %job.id, folders = ?job.source_folders, "job created");
 
-        let cancel = Arc::new(AtomicBool::new(self.is_cancelled()));
+        let cancel = Arc::new(AtomicBool::new(false));
         self.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(job.id, cancel.clone());
+        // Checked after registering, not before: a `cancel_all` that walked `active` before the
+        // insert has already raised its flag, which this sees; one that walks it later finds
+        // this job there. Checking first would lose a Ctrl-C that lands in between.
+        if self.is_cancelled() {
+            cancel.store(true, Ordering::Relaxed);
+        }
         let mut stored = JobStatus::Pending;
         let result = self.drive(
             &mut job,

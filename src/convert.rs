@@ -4,6 +4,10 @@
 //! pipeline (decode → encode → mux, chapters from the one sample clock) → extra metadata items →
 //! fsync → independent verification → rename into place without overwriting (unless asked) →
 //! fsync the directory. Any failure or cancellation removes the `.part`; sources are only read.
+//!
+//! [`Converter::convert`] does all of it. [`Converter::convert_to_part`] stops before the
+//! rename and writes to a temporary the caller names and publishes — the workflow's job
+//! `.part`, which its crash recovery knows — so a job has exactly one temporary file.
 use crate::av::mux::{M4bMuxer, MuxChapter};
 use crate::chapters;
 use crate::error::{Error, Result};
@@ -83,13 +87,53 @@ impl Converter {
     ) -> Result<ConvertReport> {
         let t0 = Instant::now();
         let opts = &self.options;
-        validate_target(&book.target)?;
-        if book.tracks.is_empty() {
-            return Err(Error::Options("the book has no tracks".into()));
-        }
         let final_path = book.output_path.clone();
         if final_path.exists() && !opts.overwrite {
             return Err(Error::OutputExists(final_path));
+        }
+        let dir = final_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| Error::io(&dir, "cannot create the output folder", e))?;
+        let part = part_path(&final_path);
+        let mut report = self.convert_to_part(book, &part, progress, cancel)?;
+        // convert_to_part hands over a finished, verified file; if publishing fails, it is ours
+        // to remove.
+        let guard = PartGuard::new(part.clone());
+        publish(&part, &final_path, opts.overwrite)?;
+        guard.disarm();
+        sync_dir(&dir);
+        progress.stage(Stage::Done);
+        report.size_bytes = std::fs::metadata(&final_path)
+            .map(|m| m.len())
+            .unwrap_or(report.size_bytes);
+        report.output_path = final_path;
+        report.timings.total_secs = t0.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// Writes `book` to `part` exactly — muxed, tagged, flushed to disk and verified — and
+    /// leaves naming and publishing to the caller; `book.output_path` is not used.
+    ///
+    /// This is the entry point for callers that own the temporary file, such as the workflow,
+    /// whose job record names its `.part` so that crash recovery can remove it: the engine then
+    /// adds no temporary of its own, and there is one `.part` per conversion. On failure or
+    /// cancellation `part` is removed; the report's `output_path` is `part`.
+    pub fn convert_to_part(
+        &self,
+        book: &Book,
+        part: &Path,
+        progress: &dyn ProgressSink,
+        cancel: &CancelToken,
+    ) -> Result<ConvertReport> {
+        let t0 = Instant::now();
+        let opts = &self.options;
+        validate_target(&book.target)?;
+        if book.tracks.is_empty() {
+            return Err(Error::Options("the book has no tracks".into()));
         }
         let cover = match &book.cover {
             Some(c) => Some(check_cover(&c.picture, cover_path(c))?),
@@ -99,15 +143,7 @@ impl Converter {
             ChapterMode::File(p) => Some((chapters::parse_chapters_file(p)?, p.clone())),
             _ => None,
         };
-        let dir = final_path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .map(Path::to_path_buf)
-            .unwrap_or_else(|| PathBuf::from("."));
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| Error::io(&dir, "cannot create the output folder", e))?;
-        let part = part_path(&final_path);
-        let guard = PartGuard::new(part.clone());
+        let guard = PartGuard::new(part.to_path_buf());
 
         progress.stage(Stage::Convert);
         let target = book.target;
@@ -120,12 +156,7 @@ impl Converter {
         // A first encoder instance tells the muxer the stream's parameters (its
         // AudioSpecificConfig and priming); the pipeline opens its own.
         let params = crate::av::encode::open_encoder(&settings)?.params();
-        let muxer = M4bMuxer::create(
-            &part,
-            &params,
-            &mux_metadata(&book.metadata),
-            cover.as_ref(),
-        )?;
+        let muxer = M4bMuxer::create(part, &params, &mux_metadata(&book.metadata), cover.as_ref())?;
 
         let tracks: Vec<TrackJob> = book
             .tracks
@@ -197,13 +228,13 @@ impl Converter {
         let m = &book.metadata;
         if m.narrator.is_some() || m.series.is_some() || m.series_part.is_some() {
             crate::mp4tags::write_extra_items(
-                &part,
+                part,
                 m.narrator.as_deref(),
                 m.series.as_deref(),
                 m.series_part.as_deref(),
             )?;
         }
-        sync_file(&part)?;
+        sync_file(part)?;
         let finalize_secs = t_fin.elapsed().as_secs_f64();
 
         let t_ver = Instant::now();
@@ -218,7 +249,7 @@ impl Converter {
         if opts.verify {
             progress.stage(Stage::Verify);
             crate::verify_hook::verify_written(
-                &part,
+                part,
                 book,
                 outcome.total_samples,
                 &chapters_out,
@@ -229,14 +260,11 @@ impl Converter {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        publish(&part, &final_path, opts.overwrite)?;
         guard.disarm();
-        sync_dir(&dir);
-        let size_bytes = std::fs::metadata(&final_path).map(|m| m.len()).unwrap_or(0);
-        progress.stage(Stage::Done);
+        let size_bytes = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         let duration_secs = outcome.total_samples as f64 / target.sample_rate as f64;
         Ok(ConvertReport {
-            output_path: final_path,
+            output_path: part.to_path_buf(),
             size_bytes,
             sample_rate: target.sample_rate,
             channels: target.channels,

@@ -46,6 +46,12 @@ impl CancelToken {
     pub fn new() -> Self {
         Self::default()
     }
+    /// A token on an existing flag, so that one flag stops everything that watches it: the
+    /// workflow's job flag (set by `Workflow::cancel`, Ctrl-C and its watchdog) becomes the
+    /// engine's token without a thread copying one into the other.
+    pub fn from_flag(flag: Arc<AtomicBool>) -> Self {
+        CancelToken(flag)
+    }
     /// Requests cancellation; the conversion stops at its next packet and cleans up.
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);

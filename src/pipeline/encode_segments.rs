@@ -124,8 +124,11 @@ pub(super) fn run(
     result_tx: Sender<SegmentResult>,
     token_rx: Receiver<()>,
 ) -> Result<PipelineOutcome> {
+    // This runs on the encoder thread, inside the caller's span; the workers log inside it too.
+    let span = tracing::Span::current();
     let r = std::thread::scope(|s| -> Result<PipelineOutcome> {
         let (job_tx, job_rx) = bounded::<SegmentJob>(workers);
+        let span = &span;
         for w in 0..workers {
             let job_rx = job_rx.clone();
             let result_tx = result_tx.clone();
@@ -133,6 +136,7 @@ pub(super) fn run(
             std::thread::Builder::new()
                 .name(format!("aiom4b-encode-{w}"))
                 .spawn_scoped(s, move || {
+                    let _span = span.enter();
                     for sj in job_rx.iter() {
                         if cancel.is_cancelled() || failure.stopped() {
                             return;

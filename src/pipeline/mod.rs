@@ -13,7 +13,9 @@
 //! not finished, `i`. Track `i` was claimed before every other unfinished track, so it is held by
 //! a worker that is running or blocked only on `tx[i]` — which the encoder is draining. The
 //! muxer waits only on the encoder. Every failure drops its channel ends, which turns the
-//! neighbours' blocking calls into errors, so no stage waits on a stage that has stopped.
+//! neighbours' blocking calls into errors, so no stage waits on a stage that has stopped; a
+//! decoder that stops on cancellation also closes the channels of the tracks nobody has taken,
+//! one of which the encoder may be waiting on.
 //!
 //! **What bounds memory.** Each track channel holds at most [`CHUNKS_PER_TRACK`] chunks of
 //! about [`CHUNK_SAMPLES`] samples, and at most `decode_threads` tracks are in flight, so PCM in
@@ -161,6 +163,9 @@ pub fn run(
         txs.into_iter().map(|t| Mutex::new(Some(t))).collect();
     let (mux_tx, mux_rx) = bounded::<MuxMsg>(PACKET_BATCHES);
     let next_track = AtomicUsize::new(0);
+    // The caller's span (the workflow's `job` span with its `job_id`) is entered on every stage
+    // thread, so their log lines say which job they belong to.
+    let span = tracing::Span::current();
 
     let outcome = std::thread::scope(|s| -> Result<PipelineOutcome> {
         // Segmented (multi-core) encoding unless one thread is asked for: `--jobs 1` keeps the
@@ -169,9 +174,11 @@ pub fn run(
         let (seg_rtx, seg_rrx, tok_tx, tok_rx) = encode_segments::channels(threads);
         // The muxer: a plain named thread that owns the output.
         let failure_ref = &failure;
+        let span_ref = &span;
         let mux_handle = std::thread::Builder::new()
             .name("aiom4b-mux".into())
             .spawn_scoped(s, move || {
+                let _span = span_ref.enter();
                 if segmented {
                     mux_segments(muxer, mux_rx, seg_rrx, tok_tx, cancel, failure_ref)
                 } else {
@@ -191,6 +198,7 @@ pub fn run(
                 pool_ref.scope(|ps| {
                     for _ in 0..threads {
                         ps.spawn(move |_| {
+                            let _span = span_ref.enter();
                             decode_worker(tracks, txs_ref, next_ref, target, cancel, failure_ref)
                         });
                     }
@@ -203,6 +211,7 @@ pub fn run(
         let enc = std::thread::Builder::new()
             .name("aiom4b-encode".into())
             .spawn_scoped(s, move || {
+                let _span = span_ref.enter();
                 if segmented {
                     encode_segments::run(
                         job,
@@ -257,7 +266,17 @@ fn decode_worker(
 ) {
     loop {
         let i = next_track.fetch_add(1, Ordering::SeqCst);
-        if i >= tracks.len() || failure.stopped() || cancel.is_cancelled() {
+        if i >= tracks.len() {
+            return;
+        }
+        if failure.stopped() || cancel.is_cancelled() {
+            // Close every track channel no worker has taken yet, this one included. The
+            // encoder may already be blocked on one of them (it checked the flags just before
+            // the stop); with no sender left its `recv` fails and it stops. Without this it
+            // would wait forever on a channel whose sender sits unused in `txs`.
+            for tx in txs {
+                tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+            }
             return;
         }
         let Some(tx) = txs[i].lock().unwrap_or_else(|p| p.into_inner()).take() else {

@@ -98,6 +98,28 @@ pub fn run_batch<F>(
 where
     F: Fn(&Path, &JobContext<'_>) -> Result<ConversionResult, JobError> + Sync,
 {
+    run_batch_prepared(
+        wf,
+        books,
+        options,
+        |_| Ok(()),
+        |folder, ctx, _: &()| convert(folder, ctx),
+    )
+}
+
+/// [`run_batch`] with a per-book `prepare` step (see [`Workflow::run_job_prepared`]): it runs
+/// before the book's backup and its result goes to `convert`. Both get the book folder as given.
+pub fn run_batch_prepared<T, P, F>(
+    wf: &Workflow,
+    books: &[PathBuf],
+    options: &BatchOptions,
+    prepare: P,
+    convert: F,
+) -> BatchReport
+where
+    P: Fn(&Path) -> Result<T, JobError> + Sync,
+    F: Fn(&Path, &JobContext<'_>, &T) -> Result<ConversionResult, JobError> + Sync,
+{
     let concurrency = options
         .concurrency
         .unwrap_or(wf.config().max_concurrent_jobs)
@@ -129,7 +151,7 @@ where
             // A panic outside the converter (which run_job already contains) must not take the
             // other books down with it.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                one_book(wf, folder, options, engine_threads, &convert)
+                one_book(wf, folder, options, engine_threads, &prepare, &convert)
             }))
             .unwrap_or_else(|_| failed(folder, "internal error: the batch worker panicked"))
         };
@@ -187,15 +209,17 @@ fn failed(folder: &Path, message: &str) -> BookResult {
     }
 }
 
-fn one_book<F>(
+fn one_book<T, P, F>(
     wf: &Workflow,
     folder: &Path,
     options: &BatchOptions,
     engine_threads: usize,
+    prepare: &P,
     convert: &F,
 ) -> BookResult
 where
-    F: Fn(&Path, &JobContext<'_>) -> Result<ConversionResult, JobError> + Sync,
+    P: Fn(&Path) -> Result<T, JobError> + Sync,
+    F: Fn(&Path, &JobContext<'_>, &T) -> Result<ConversionResult, JobError> + Sync,
 {
     if !options.force {
         match already_converted(wf, folder) {
@@ -225,7 +249,11 @@ where
         engine_threads: Some(engine_threads),
         ..options.request.clone()
     };
-    match wf.run_job(request, |ctx| convert(folder, ctx)) {
+    match wf.run_job_prepared(
+        request,
+        |_| prepare(folder),
+        |ctx, prepared| convert(folder, ctx, prepared),
+    ) {
         Ok(outcome) => BookResult {
             folder: folder.to_path_buf(),
             status: match outcome.job.status {

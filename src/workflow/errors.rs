@@ -299,6 +299,33 @@ impl From<crate::Error> for JobError {
         if e.is_cancelled() {
             return JobError::cancelled();
         }
+        if let E::Invalid(findings) = &e {
+            // Each blocking finding says what to do about its file; the job's remedy collects
+            // those instead of a generic "fix the files".
+            let mut remedies: Vec<String> = Vec::new();
+            for f in findings {
+                if let Some(r) = &f.remedy {
+                    let r = match &f.path {
+                        Some(p) => format!("{}: {r}", p.display()),
+                        None => r.clone(),
+                    };
+                    if !remedies.contains(&r) {
+                        remedies.push(r);
+                    }
+                }
+            }
+            return JobError {
+                category: ErrorCategory::Input,
+                message: e.to_string(),
+                remedy: if remedies.is_empty() {
+                    "fix or replace the files named above".into()
+                } else {
+                    remedies.join("; ")
+                },
+                transient: false,
+                cancelled: false,
+            };
+        }
         let (category, remedy, transient) = match &e {
             E::Io { source, .. } => (
                 io_category(source),

@@ -2,25 +2,30 @@
 //! recovery after crashes, batches, configuration.
 //!
 //! ```text
-//!  run_job: create job (pending) ─▶ back up each folder ─▶ processing ─▶ convert (injected) ─▶
-//!           name + permissions + publish .part ─▶ move/delete sources (rollback from backup) ─▶
+//!  run_job: create job (pending) ─▶ prepare (injected: validate/plan) ─▶ back up each folder ─▶
+//!           processing ─▶ convert (injected) ─▶ name + permissions + publish .part ─▶
+//!           move/delete sources (rollback from backup) ─▶
 //!           completed | failed | cancelled (category, message, remedy) ─▶ audit line
 //! ```
 //!
-//! The conversion itself is injected as a closure, so the workflow knows nothing of FFmpeg
-//! and is tested with fake converters. The engine plugs in like this:
+//! The conversion itself is injected as closures, so the workflow knows nothing of FFmpeg
+//! and is tested with fake converters. The engine plugs in like this (the CLI's
+//! `cmd_convert.rs` is the full version):
 //!
 //! ```ignore
-//! let outcome = workflow.run_job(request, |ctx: &JobContext| {
-//!     let mut plan_options = plan_options.clone();
-//!     plan_options.output = Some(ctx.part_path().to_path_buf());
-//!     let book = aiom4b::plan::plan(ctx.source_folders(), &scan, &config.limits(), &plan_options)?;
-//!     ctx.set_audio_duration(book.duration_secs());
-//!     let converter = Converter::new(ConvertOptions { jobs: ctx.engine_threads(), ..options.clone() });
-//!     let report = converter.convert(&book, &progress_adapter(ctx), &cancel_token(ctx.cancel_flag()))?;
-//!     Ok(ConversionResult { output: ctx.part_path().to_path_buf(), metadata: book.metadata,
-//!                           audio_duration_secs: Some(book.duration_secs()), ..Default::default() })
-//! })?;
+//! let outcome = workflow.run_job_prepared(
+//!     request,
+//!     // Before any backup: an input that cannot be converted fails the job at once.
+//!     |folders| Ok(aiom4b::plan::plan(folders, &scan, &config.limits(), &plan_options)?),
+//!     |ctx: &JobContext, book: &Book| {
+//!         ctx.set_audio_duration(book.duration_secs());
+//!         let converter = Converter::new(ConvertOptions { jobs: ctx.engine_threads(), ..options.clone() });
+//!         // The job's .part is the only temporary: the engine writes it, the workflow publishes it.
+//!         converter.convert_to_part(book, ctx.part_path(), ctx, &CancelToken::from_flag(ctx.cancel_flag()))?;
+//!         Ok(ConversionResult { output: ctx.part_path().to_path_buf(), metadata: book.metadata.clone(),
+//!                               audio_duration_secs: Some(book.duration_secs()), ..Default::default() })
+//!     },
+//! )?;
 //! ```
 //!
 //! The library logs through `tracing` only: every event of a job is inside a `job` span with a
@@ -40,7 +45,7 @@ pub mod retry;
 pub mod staging;
 
 pub use backup::BackupStore;
-pub use batch::{run_batch, BatchOptions, BatchReport, BookResult, BookStatus};
+pub use batch::{run_batch, run_batch_prepared, BatchOptions, BatchReport, BookResult, BookStatus};
 pub use config::{Config, ConfigError, Overrides};
 pub use errors::{Error, ErrorCategory, JobError, Result};
 pub use jobs::{Job, JobFilter, JobStats, JobStatus, JobStore, SqliteStore, StageTiming};
@@ -103,6 +108,11 @@ pub struct JobRequest {
     pub name_template: Option<String>,
     /// Output folder; `None` is `DATA_DIR/output`.
     pub output_dir: Option<PathBuf>,
+    /// An exact output file (`-o`): replaces the folder and the name template; the `.part` is
+    /// written beside it so that publishing is one rename on one file system.
+    pub output_file: Option<PathBuf>,
+    /// Replace an existing `output_file` (generated names are never replaced: they get ` (2)`).
+    pub overwrite: bool,
     /// What to do with the source folders after success.
     pub post_action: PostAction,
     /// Conversion time limit; `None` follows `PROCESSING_TIMEOUT_SECS` (0 = from audio length).
@@ -220,6 +230,20 @@ impl JobContext<'_> {
     pub fn set_audio_duration(&self, secs: f64) {
         if self.auto_timeout && secs.is_finite() && secs >= 0.0 {
             self.watchdog.set_limit(auto_timeout(secs));
+        }
+    }
+}
+
+/// Share of the job's progress that encoding covers; the rest is finishing, verifying and
+/// publishing, so a job does not sit at 100 % while its file is still being checked.
+const ENCODE_PROGRESS_SHARE: f64 = 0.95;
+
+/// The engine reports progress straight into the job record (throttled by
+/// [`JobContext::progress`]); a CLI that also draws a bar forwards to both.
+impl crate::progress::ProgressSink for JobContext<'_> {
+    fn encoded(&self, done: u64, total: u64) {
+        if total > 0 {
+            self.progress(ENCODE_PROGRESS_SHARE * (done.min(total) as f64 / total as f64));
         }
     }
 }
@@ -468,15 +492,43 @@ impl Workflow {
     where
         F: FnMut(&JobContext<'_>) -> std::result::Result<ConversionResult, JobError>,
     {
+        self.run_job_prepared(request, |_| Ok(()), |ctx, _: &()| convert(ctx))
+    }
+
+    /// [`Workflow::run_job`] with a `prepare` step that runs once, after the request is checked
+    /// and before anything is backed up: the engine validates and plans the book there, so an
+    /// input that cannot be converted fails its job (category input, with a remedy) without a
+    /// useless backup. It gets the canonical source folders; what it returns is handed to every
+    /// `convert` attempt. A panic in it fails the job like one in `convert`.
+    pub fn run_job_prepared<T, P, F>(
+        &self,
+        request: JobRequest,
+        prepare: P,
+        mut convert: F,
+    ) -> Result<JobOutcome>
+    where
+        P: FnOnce(&[PathBuf]) -> std::result::Result<T, JobError>,
+        F: FnMut(&JobContext<'_>, &T) -> std::result::Result<ConversionResult, JobError>,
+    {
         let folders: Vec<PathBuf> = request
             .folders
             .iter()
             .map(|f| fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
             .collect();
-        let output_dir = request
-            .output_dir
-            .clone()
-            .unwrap_or_else(|| self.config.output_dir());
+        let output_dir = match &request.output_file {
+            Some(file) => file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            None => request
+                .output_dir
+                .clone()
+                .unwrap_or_else(|| self.config.output_dir()),
+        };
+        // Absolute, because the recorded `.part` is removed by whichever later process finds
+        // the job interrupted, from whatever directory it runs in.
+        let output_dir = std::path::absolute(&output_dir).unwrap_or(output_dir);
         let mut job = Job::new(folders, request.options.clone());
         job.owner = Some(self.owner.clone());
         job.part_path = Some(output_dir.join(format!(".aiom4b-{}.m4b.part", job.id)));
@@ -486,11 +538,17 @@ impl Workflow {
         let _entered = span.enter();
         audit!(action = "job.create", job_id = %job.id, folders = ?job.source_folders, "job created");
 
-        let cancel = Arc::new(AtomicBool::new(self.is_cancelled()));
+        let cancel = Arc::new(AtomicBool::new(false));
         self.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(job.id, cancel.clone());
+        // Checked after registering, not before: a `cancel_all` that walked `active` before the
+        // insert has already raised its flag, which this sees; one that walks it later finds
+        // this job there. Checking first would lose a Ctrl-C that lands in between.
+        if self.is_cancelled() {
+            cancel.store(true, Ordering::Relaxed);
+        }
         let mut stored = JobStatus::Pending;
         let result = self.drive(
             &mut job,
@@ -498,6 +556,7 @@ impl Workflow {
             &request,
             &output_dir,
             &cancel,
+            prepare,
             &mut convert,
         );
         self.active
@@ -562,17 +621,20 @@ impl Workflow {
         Ok(())
     }
 
-    fn drive<F>(
+    #[allow(clippy::too_many_arguments)]
+    fn drive<T, P, F>(
         &self,
         job: &mut Job,
         stored: &mut JobStatus,
         request: &JobRequest,
         output_dir: &Path,
         cancel: &Arc<AtomicBool>,
+        prepare: P,
         convert: &mut F,
     ) -> std::result::Result<Vec<String>, JobError>
     where
-        F: FnMut(&JobContext<'_>) -> std::result::Result<ConversionResult, JobError>,
+        P: FnOnce(&[PathBuf]) -> std::result::Result<T, JobError>,
+        F: FnMut(&JobContext<'_>, &T) -> std::result::Result<ConversionResult, JobError>,
     {
         let stopped = || cancel.load(Ordering::Relaxed);
         // --- validate before touching anything
@@ -602,6 +664,19 @@ impl Workflow {
             .unwrap_or_else(|| self.config.name_template.clone());
         naming::check_template(&template)
             .map_err(|r| Error::Invalid(format!("name template: {r}")))?;
+        if let Some(file) = &request.output_file {
+            if file.is_dir() {
+                return Err(Error::Invalid(format!(
+                    "{}: the output is a folder; give a file name such as book.m4b",
+                    file.display()
+                ))
+                .into());
+            }
+            // Checked again when publishing (without replacing); this only saves the work.
+            if !request.overwrite && fs::symlink_metadata(file).is_ok() {
+                return Err(Error::Exists(file.clone()).into());
+            }
+        }
         fs::create_dir_all(output_dir)
             .map_err(|e| Error::io(output_dir, "create output folder", e))?;
         let mut input_bytes = 0;
@@ -610,6 +685,18 @@ impl Workflow {
         }
         job.input_bytes = Some(input_bytes);
         self.save(job, stored)?;
+
+        // --- prepare (validate and plan the input) before spending time and space on backups
+        let t = Instant::now();
+        let source_folders = job.source_folders.clone();
+        let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            prepare(&source_folders)
+        }))
+        .unwrap_or_else(|panic| Err(panic_error("preparing the conversion", panic)))?;
+        push_timing(job, "prepare", t);
+        if stopped() {
+            return Err(JobError::cancelled());
+        }
 
         // --- backups
         let mut backups = Vec::new();
@@ -675,19 +762,9 @@ impl Workflow {
         let result = loop {
             job.attempts += 1;
             self.save(job, stored)?;
-            let attempt = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| convert(&ctx)))
-                .unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    Err(JobError::new(
-                        ErrorCategory::Processing,
-                        format!("internal error: the converter panicked: {what}"),
-                        "this is a bug in aiom4b; please report it with the log from data/logs",
-                    ))
-                });
+            let attempt =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| convert(&ctx, &prepared)))
+                    .unwrap_or_else(|panic| Err(panic_error("the converter", panic)));
             match attempt {
                 Ok(r) => break r,
                 Err(_) if stopped() => {
@@ -737,17 +814,24 @@ impl Workflow {
                 ))
             }
         }
-        let folder = job.source_folders[0]
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let stem = naming::render(
-            &template,
-            &result.metadata,
-            &folder,
-            &naming::timestamp(chrono::Local::now()),
-        );
-        let final_path = naming::publish(produced, output_dir, &stem, self.config.output_mode)?;
+        let final_path = match &request.output_file {
+            Some(file) => {
+                naming::publish_to(produced, file, self.config.output_mode, request.overwrite)?
+            }
+            None => {
+                let folder = job.source_folders[0]
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let stem = naming::render(
+                    &template,
+                    &result.metadata,
+                    &folder,
+                    &naming::timestamp(chrono::Local::now()),
+                );
+                naming::publish(produced, output_dir, &stem, self.config.output_mode)?
+            }
+        };
         job.output_bytes = fs::metadata(&final_path).ok().map(|m| m.len());
         job.output_path = Some(final_path.clone());
         push_timing(job, "publish", t);
@@ -764,6 +848,20 @@ impl Workflow {
         }
         Ok(result.warnings)
     }
+}
+
+/// The job error for a panic inside an injected step.
+fn panic_error(what: &str, panic: Box<dyn std::any::Any + Send>) -> JobError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    JobError::new(
+        ErrorCategory::Processing,
+        format!("internal error: {what} panicked: {message}"),
+        "this is a bug in aiom4b; please report it with the log from data/logs",
+    )
 }
 
 fn push_timing(job: &mut Job, stage: &str, since: Instant) {

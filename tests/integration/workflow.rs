@@ -112,7 +112,7 @@ fn job_lifecycle_listing_and_stats() {
     assert_eq!(job.backup_paths.len(), 1);
     assert!(job.backup_paths[0].join("metadata.txt").is_file());
     let stages: Vec<_> = job.stage_timings.iter().map(|t| t.stage.as_str()).collect();
-    assert_eq!(stages, ["backup", "convert", "publish"]);
+    assert_eq!(stages, ["prepare", "backup", "convert", "publish"]);
     assert!(
         hidden_entries(&wf.config().output_dir()).is_empty(),
         "no .part left"

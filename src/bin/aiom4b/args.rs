@@ -1,6 +1,12 @@
 //! Command-line arguments (clap) and their mapping onto the library's option structs — the one
 //! place where low-level flags become high-level options.
+//!
+//! Settings that the workflow's configuration also knows (`DATA_DIR`, `MAX_FILE_SIZE_MB`,
+//! `USE_ALL_CPUS`, `DEBUG`) are read from [`Config`] only — command line > environment > config
+//! file > default — so a flag, a variable and the file can't disagree.
+use crate::workflow_cmds::{BatchArgs, ConfigArgs, JobArgs, WorkflowCommand};
 use aiom4b::options::*;
+use aiom4b::workflow::Config;
 use aiom4b::BookMetadata;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -8,13 +14,13 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "aiom4b", version = crate::version_line(), long_version = crate::long_version(),
           about = "Turn folders of MP3 audiobook files into one M4B audiobook (AAC, chapters, metadata, cover)",
-          after_help = "Exit codes: 0 ok, 1 conversion/verification failure or bad input, 2 usage, 130 interrupted.")]
+          after_help = "Exit codes: 0 ok, 1 conversion/verification failure or bad input, 2 usage or invalid configuration, 130 interrupted.")]
 pub struct Cli {
-    /// More log output (-v info, -vv debug). DEBUG=true acts like -vv.
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
-    pub verbose: u8,
+    // A heading of their own, so that `convert --help` does not mix them into its flags.
+    #[command(flatten, next_help_heading = "Global options")]
+    pub global: ConfigArgs,
     /// Only errors; no progress bar.
-    #[arg(short, long, global = true)]
+    #[arg(short, long, global = true, help_heading = "Global options")]
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
@@ -24,26 +30,57 @@ pub struct Cli {
 pub enum Command {
     /// Show what a conversion of the folders would do, without writing anything.
     Probe(ProbeArgs),
-    /// Convert the folders into one .m4b.
+    /// Convert the folders into one .m4b, as a job (backup, record, naming, post-actions).
     Convert(ConvertArgs),
-    /// Check an .m4b with an independent reader and print its summary.
+    /// Convert every book folder of a library, several at once.
+    Batch(BatchCmdArgs),
+    /// Check an .m4b with an independent reader and print its summary (backups: `backup verify`).
     Verify(VerifyArgs),
+    #[command(flatten)]
+    Workflow(WorkflowCommand),
+}
+
+impl Command {
+    /// Whether the command works in `DATA_DIR` (database, outputs, backups) and so also logs
+    /// there. The others must not create it.
+    pub fn uses_data_dir(&self) -> bool {
+        match self {
+            Command::Convert(_) | Command::Batch(_) => true,
+            Command::Probe(_) | Command::Verify(_) => false,
+            Command::Workflow(w) => !matches!(
+                w,
+                WorkflowCommand::Config { .. } | WorkflowCommand::Folders { .. }
+            ),
+        }
+    }
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct InputArgs {
-    /// Folders with the book's MP3 files, in book order.
+    /// Folders with the book's MP3 files, in book order (with --each: one book per folder).
     #[arg(required = true, value_name = "FOLDER")]
     pub folders: Vec<PathBuf>,
+    #[command(flatten)]
+    pub book: BookArgs,
+    #[command(flatten)]
+    pub meta: MetaArgs,
+    /// Output file; replaces DATA_DIR/output and the name template.
+    #[arg(short, long, value_name = "PATH")]
+    pub output: Option<PathBuf>,
+}
+
+/// How a book folder is read and what format it becomes (shared by convert and batch).
+#[derive(Args, Debug, Clone)]
+pub struct BookArgs {
     /// File order: natural (2 before 10, disc folders as a whole), alpha, or tags (ID3 disc/track).
     #[arg(long, value_enum, default_value_t = OrderArg::Natural)]
     pub order: OrderArg,
     /// How many folder levels to descend (1 = only the folder itself).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub max_depth: u32,
-    /// Largest accepted MP3 file in MB.
-    #[arg(long, env = "MAX_FILE_SIZE_MB", default_value_t = 1000)]
-    pub max_file_size_mb: u64,
+    /// Largest accepted MP3 file in MB [env: MAX_FILE_SIZE_MB; default 1000]
+    #[arg(long, value_name = "MB")]
+    pub max_file_size_mb: Option<u64>,
     /// Largest accepted total of all files in MB.
     #[arg(long, env = "MAX_TOTAL_SIZE_MB", default_value_t = 50_000)]
     pub max_total_size_mb: u64,
@@ -52,14 +89,6 @@ pub struct InputArgs {
     pub chapter_titles: TitlesArg,
     #[command(flatten)]
     pub format: FormatArgs,
-    #[command(flatten)]
-    pub meta: MetaArgs,
-    /// Output file (default: DATA_DIR/output/<title>.m4b).
-    #[arg(short, long, value_name = "PATH")]
-    pub output: Option<PathBuf>,
-    /// Data folder for outputs.
-    #[arg(long, env = "DATA_DIR", default_value = "data")]
-    pub data_dir: PathBuf,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -118,9 +147,47 @@ pub struct ProbeArgs {
 pub struct ConvertArgs {
     #[command(flatten)]
     pub input: InputArgs,
-    /// Replace an existing output file.
-    #[arg(long)]
+    #[command(flatten)]
+    pub encode: EncodeArgs,
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Convert each FOLDER as a book of its own (a batch), instead of all as one book.
+    #[arg(long, conflicts_with_all = ["output", "chapters_file", "jobs", "overwrite"])]
+    pub each: bool,
+    /// With --each: convert books again that were converted before.
+    #[arg(long, requires = "each")]
+    pub force: bool,
+    /// Replace an existing -o file (generated names never replace anything).
+    #[arg(long, requires = "output")]
     pub overwrite: bool,
+    /// Engine threads (default: all cores when USE_ALL_CPUS is true, else 1).
+    #[arg(short, long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub jobs: Option<u16>,
+    /// Chapters from a text file: one "HH:MM:SS.mmm Title" per line.
+    #[arg(long, value_name = "FILE", conflicts_with = "no_chapters")]
+    pub chapters_file: Option<PathBuf>,
+    /// Print a machine-readable JSON report at the end (with the job id).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `aiom4b batch LIBRARY_DIR`.
+#[derive(Args, Debug)]
+pub struct BatchCmdArgs {
+    /// The library: every book folder below it (see `aiom4b folders`) is converted.
+    #[arg(value_name = "LIBRARY_DIR")]
+    pub library: PathBuf,
+    #[command(flatten)]
+    pub book: BookArgs,
+    #[command(flatten)]
+    pub encode: EncodeArgs,
+    #[command(flatten)]
+    pub batch: BatchArgs,
+}
+
+/// Encoder settings (shared by convert and batch).
+#[derive(Args, Debug, Clone)]
+pub struct EncodeArgs {
     /// AAC encoder: native (FFmpeg's) or fdk (Fraunhofer FDK, when built with the fdk-aac
     /// feature). Default: fdk when compiled in, else native.
     #[arg(long, value_enum)]
@@ -131,15 +198,6 @@ pub struct ConvertArgs {
     /// AAC coder of the native encoder: twoloop (better) or fast.
     #[arg(long, value_enum, default_value_t = CoderArg::Twoloop)]
     pub aac_coder: CoderArg,
-    /// Worker threads (default: all cores when USE_ALL_CPUS is true, else 1).
-    #[arg(short, long)]
-    pub jobs: Option<usize>,
-    /// Use every core by default.
-    #[arg(long, env = "USE_ALL_CPUS", default_value_t = true, action = clap::ArgAction::Set, hide = true)]
-    pub use_all_cpus: bool,
-    /// Chapters from a text file: one "HH:MM:SS.mmm Title" per line.
-    #[arg(long, value_name = "FILE", conflicts_with = "no_chapters")]
-    pub chapters_file: Option<PathBuf>,
     /// Write no chapters.
     #[arg(long)]
     pub no_chapters: bool,
@@ -149,9 +207,6 @@ pub struct ConvertArgs {
     /// Skip the independent verification of the written file.
     #[arg(long)]
     pub no_verify: bool,
-    /// Print a machine-readable JSON report at the end.
-    #[arg(long)]
-    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -217,7 +272,7 @@ pub fn parse_bitrate(s: &str) -> Result<u64, String> {
     Ok(bps as u64)
 }
 
-impl InputArgs {
+impl BookArgs {
     pub fn scan_options(&self) -> ScanOptions {
         ScanOptions {
             max_depth: self.max_depth as usize,
@@ -228,35 +283,24 @@ impl InputArgs {
             },
         }
     }
-    pub fn limits(&self) -> Limits {
+    pub fn limits(&self, cfg: &Config) -> Limits {
         Limits {
-            max_file_size_mb: self.max_file_size_mb,
+            max_file_size_mb: self.max_file_size_mb.unwrap_or(cfg.max_file_size_mb),
             max_total_size_mb: self.max_total_size_mb,
         }
     }
-    pub fn plan_options(&self) -> PlanOptions {
-        let m = &self.meta;
+    /// Plan options without metadata overrides, cover or output (a batch's books).
+    pub fn plan_options(&self, cfg: &Config) -> PlanOptions {
         PlanOptions {
             chapter_titles: match self.chapter_titles {
                 TitlesArg::Auto => ChapterTitles::Auto,
                 TitlesArg::Tags => ChapterTitles::Tags,
                 TitlesArg::Filenames => ChapterTitles::Filenames,
             },
-            overrides: BookMetadata {
-                title: m.title.clone(),
-                author: m.author.clone(),
-                narrator: m.narrator.clone(),
-                album: m.album.clone(),
-                genre: m.genre.clone(),
-                year: m.year.clone(),
-                description: m.description.clone(),
-                comment: m.comment.clone(),
-                series: m.series.clone(),
-                series_part: m.series_part.clone(),
-            },
-            cover: m.cover.clone(),
-            output: self.output.clone(),
-            data_dir: Some(self.data_dir.clone()),
+            overrides: BookMetadata::default(),
+            cover: None,
+            output: None,
+            data_dir: Some(cfg.data_dir.clone()),
             target: TargetSpec {
                 preset: match self.format.preset {
                     PresetArg::Default => Preset::Default,
@@ -271,7 +315,32 @@ impl InputArgs {
     }
 }
 
-impl ConvertArgs {
+impl InputArgs {
+    pub fn plan_options(&self, cfg: &Config) -> PlanOptions {
+        let m = &self.meta;
+        PlanOptions {
+            overrides: BookMetadata {
+                title: m.title.clone(),
+                author: m.author.clone(),
+                narrator: m.narrator.clone(),
+                album: m.album.clone(),
+                genre: m.genre.clone(),
+                year: m.year.clone(),
+                description: m.description.clone(),
+                comment: m.comment.clone(),
+                series: m.series.clone(),
+                series_part: m.series_part.clone(),
+            },
+            cover: m.cover.clone(),
+            output: self.output.clone(),
+            ..self.book.plan_options(cfg)
+        }
+    }
+}
+
+impl EncodeArgs {
+    /// The engine's options; `jobs` and the chapters file are set by the caller (they differ
+    /// between one book and a batch).
     pub fn convert_options(&self) -> ConvertOptions {
         ConvertOptions {
             encoder: match self.encoder {
@@ -288,16 +357,16 @@ impl ConvertArgs {
                 CoderArg::Twoloop => AacCoder::Twoloop,
                 CoderArg::Fast => AacCoder::Fast,
             },
-            jobs: self.jobs.unwrap_or(if self.use_all_cpus { 0 } else { 1 }),
+            // Set per job from JobContext::engine_threads.
+            jobs: 1,
             chapters: if self.no_chapters {
                 ChapterMode::None
-            } else if let Some(f) = &self.chapters_file {
-                ChapterMode::File(f.clone())
             } else {
                 ChapterMode::PerFile
             },
             allow_damaged: self.allow_damaged,
-            overwrite: self.overwrite,
+            // The workflow publishes; -o --overwrite goes to the job request.
+            overwrite: false,
             verify: !self.no_verify,
         }
     }

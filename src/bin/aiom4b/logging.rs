@@ -6,7 +6,10 @@
 //! library's `job` span); audit events (target `aiom4b::audit`) always reach the file.
 //!
 //! Levels: `warn` (plus aiom4b `info`) by default; `-v` or `DEBUG=true` adds debug, `-vv`
-//! trace. `RUST_LOG`, when set, replaces the stderr filter.
+//! trace; `-q` only errors. `RUST_LOG`, when set, replaces the stderr filter.
+//!
+//! Commands that write nothing (`probe`, `verify FILE`, `config`, `folders`) log to stderr
+//! only, so that they never create `DATA_DIR` as a side effect.
 use aiom4b::workflow::config::Config;
 use aiom4b::workflow::logfile::{self, RotatingFile, RotationPolicy, WriterGuard};
 use std::io::IsTerminal;
@@ -20,9 +23,20 @@ pub struct LogGuard {
     _guards: Vec<WriterGuard>,
 }
 
+/// How much to log, and where.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LogOptions {
+    /// `-v` count.
+    pub verbose: u8,
+    /// `-q`: only errors on stderr (the log file is unaffected).
+    pub quiet: bool,
+    /// Also write JSON lines into `DATA_DIR/logs/` (creating it).
+    pub files: bool,
+}
+
 /// Installs the global subscriber. Never fails: without a log folder, logs go to stderr only.
-pub fn init(cfg: &Config, verbose: u8) -> LogGuard {
-    let level = match (verbose, cfg.debug) {
+pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
+    let level = match (opts.verbose, cfg.debug) {
         (0, false) => 0,
         (0, true) | (1, _) => 1,
         _ => 2,
@@ -32,6 +46,7 @@ pub fn init(cfg: &Config, verbose: u8) -> LogGuard {
         .and_then(|s| EnvFilter::try_new(s).ok())
         .unwrap_or_else(|| {
             EnvFilter::new(match level {
+                _ if opts.quiet => "error",
                 // Audit lines are for the file; on the terminal they would repeat the output.
                 0 => "warn,aiom4b=info,aiom4b::audit=warn",
                 1 => "info,aiom4b=debug",
@@ -60,8 +75,10 @@ pub fn init(cfg: &Config, verbose: u8) -> LogGuard {
         max_bytes: cfg.log_max_size_mb.saturating_mul(1 << 20),
         max_files: cfg.log_max_files,
     };
-    let file_layer = std::fs::create_dir_all(&policy.dir)
-        .ok()
+    let file_layer = opts
+        .files
+        .then(|| std::fs::create_dir_all(&policy.dir))
+        .and_then(Result::ok)
         .and_then(|_| logfile::non_blocking(RotatingFile::new(policy)).ok())
         .map(|(w, g)| {
             guards.push(g);
@@ -72,7 +89,7 @@ pub fn init(cfg: &Config, verbose: u8) -> LogGuard {
                 .with_writer(move || w.clone())
                 .with_filter(file_filter)
         });
-    let file_missing = file_layer.is_none();
+    let file_missing = opts.files && file_layer.is_none();
     // try_init: a second init (tests, embedding) keeps the first subscriber instead of panicking.
     let _ = tracing_subscriber::registry()
         .with(stderr_layer)

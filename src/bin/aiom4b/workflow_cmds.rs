@@ -88,7 +88,6 @@ pub struct JobArgs {
 
 impl JobArgs {
     /// The workflow request for `folders`; `options` is recorded in the job as given.
-    #[allow(dead_code)] // called by the engine's `convert` command (main.rs on the engine branch)
     pub fn request(&self, folders: Vec<PathBuf>, options: serde_json::Value) -> Result<JobRequest> {
         if let Some(t) = &self.name_template {
             aiom4b::workflow::naming::check_template(t)
@@ -100,6 +99,8 @@ impl JobArgs {
             backup: self.no_backup.then_some(false),
             name_template: self.name_template.clone(),
             output_dir: None,
+            output_file: None,
+            overwrite: false,
             post_action: match (&self.move_source_to, self.delete_source) {
                 (Some(dir), _) => PostAction::MoveTo(dir.clone()),
                 (None, true) => PostAction::Delete,
@@ -125,7 +126,6 @@ pub struct BatchArgs {
 }
 
 /// The book folders of a library (`batch LIBRARY_DIR`).
-#[allow(dead_code)] // called by the engine's `batch` command
 pub fn library_books(dir: &Path) -> Result<Vec<PathBuf>> {
     let books = folders::discover_books(dir)?;
     if books.is_empty() {
@@ -135,23 +135,26 @@ pub fn library_books(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Runs a batch and prints its summary; the exit code is non-zero when any book failed.
-#[allow(dead_code)] // called by the engine's `batch` and `convert --each` commands
-pub fn run_batch<F>(
+/// `prepare` and `convert` are the per-book steps of
+/// [`aiom4b::workflow::run_batch_prepared`].
+pub fn run_batch<T, P, F>(
     wf: &Workflow,
     books: &[PathBuf],
     args: &BatchArgs,
     options: serde_json::Value,
+    prepare: P,
     convert: F,
 ) -> Result<i32>
 where
-    F: Fn(&Path, &JobContext<'_>) -> std::result::Result<ConversionResult, JobError> + Sync,
+    P: Fn(&Path) -> std::result::Result<T, JobError> + Sync,
+    F: Fn(&Path, &JobContext<'_>, &T) -> std::result::Result<ConversionResult, JobError> + Sync,
 {
     let opts = BatchOptions {
         force: args.force,
         concurrency: None,
         request: args.job.request(Vec::new(), options)?,
     };
-    let report = aiom4b::workflow::run_batch(wf, books, &opts, convert);
+    let report = aiom4b::workflow::run_batch_prepared(wf, books, &opts, prepare, convert);
     if args.json {
         emit(&(serde_json::to_string_pretty(&report)? + "\n"));
     } else {

@@ -1,0 +1,381 @@
+//! The `aiom4b` program end to end: conversions as jobs on real generated MP3s, checked through
+//! the program's own commands (`jobs list --json`, `status --json`) and the files it leaves.
+//!
+//! Every test runs the binary in its own temporary directory with `DATA_DIR` and `SOURCE_DIR`
+//! pointing into it, and with the workflow's variables removed, so a developer's environment
+//! or `config/aiom4b.toml` can't leak in.
+use aiom4b::fixtures::{write_book, Mp3Spec};
+use serde_json::Value;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Variables the program reads; removed so the tests see the defaults.
+const WORKFLOW_VARS: &[&str] = &[
+    "AIOM4B_CONFIG",
+    "DEBUG",
+    "RUST_LOG",
+    "BACKUP_ENABLED",
+    "BACKUP_RETENTION_DAYS",
+    "MAX_CONCURRENT_JOBS",
+    "USE_ALL_CPUS",
+    "MAX_FILE_SIZE_MB",
+    "MAX_TOTAL_SIZE_MB",
+    "OUTPUT_MODE",
+    "NAME_TEMPLATE",
+    "PROCESSING_TIMEOUT_SECS",
+];
+
+/// A temporary home for one test: `data/` and `source/` below it.
+struct Env {
+    tmp: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+    fn data(&self) -> PathBuf {
+        self.tmp.path().join("data")
+    }
+    fn source(&self) -> PathBuf {
+        self.tmp.path().join("source")
+    }
+    fn output_dir(&self) -> PathBuf {
+        self.data().join("output")
+    }
+
+    /// A book of `files` generated MP3s of `secs` each in `source/name` (mono 22.05 kHz keeps
+    /// them quick to write and to convert).
+    fn book(&self, name: &str, files: usize, secs: f64) -> PathBuf {
+        let dir = self.source().join(name);
+        let spec = Mp3Spec {
+            sample_rate: 22_050,
+            channels: 1,
+            ..Mp3Spec::default()
+        };
+        write_book(&dir, files, secs, &spec).unwrap();
+        dir
+    }
+
+    /// A folder whose only "MP3" is not one.
+    fn bad_book(&self, name: &str) -> PathBuf {
+        let dir = self.source().join(name);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("01 - Chapter 1.mp3"), vec![0x5a; 4096]).unwrap();
+        dir
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_aiom4b"));
+        c.args(args)
+            .current_dir(self.tmp.path())
+            .env("DATA_DIR", self.data())
+            .env("SOURCE_DIR", self.source())
+            .stdin(Stdio::null());
+        for v in WORKFLOW_VARS {
+            c.env_remove(v);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs and parses stdout as JSON; panics with stderr when it isn't.
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "{args:?}: {e}\nstdout: {}\nstderr: {}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    fn jobs(&self) -> Vec<Value> {
+        match self.json(&["jobs", "list", "--json"]) {
+            Value::Array(jobs) => jobs,
+            other => panic!("not a list: {other}"),
+        }
+    }
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Names in `dir` starting with a dot (`.part` files, staging folders).
+fn hidden(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with('.'))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn m4b_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "m4b"))
+        .collect();
+    v.sort();
+    v
+}
+
+/// `{title}_{YYYYMMDD_HHMMSS}.m4b`.
+fn has_generated_name(path: &Path, title: &str) -> bool {
+    let name = path.file_name().unwrap().to_string_lossy();
+    let Some(rest) = name
+        .strip_prefix(&format!("{title}_"))
+        .and_then(|r| r.strip_suffix(".m4b"))
+    else {
+        return false;
+    };
+    let b = rest.as_bytes();
+    b.len() == 15
+        && b[8] == b'_'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 8 || c.is_ascii_digit())
+}
+
+#[test]
+fn probe_writes_nothing() {
+    let env = Env::new();
+    let book = env.book("Dune", 1, 1.0);
+    let out = env.run(&["probe", book.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("Fixture Book_"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!env.data().exists(), "probe must not create DATA_DIR");
+}
+
+#[test]
+fn convert_is_a_job_with_backup_generated_name_and_listing() {
+    let env = Env::new();
+    let book = env.book("Dune", 2, 2.0);
+    let out = env.run(&["convert", "--json", book.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "completed");
+
+    let outputs = m4b_files(&env.output_dir());
+    assert_eq!(outputs.len(), 1, "{outputs:?}");
+    let output = &outputs[0];
+    assert!(has_generated_name(output, "Fixture Book"), "{output:?}");
+    assert_eq!(report["output_path"], output.to_str().unwrap());
+    assert_eq!(
+        fs::metadata(output).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    assert!(hidden(&env.output_dir()).is_empty(), "one .part, published");
+
+    let jobs = env.jobs();
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert_eq!(job["id"], report["job_id"]);
+    assert_eq!(job["status"], "completed");
+    assert_eq!(job["progress_percent"], 100.0);
+    assert_eq!(job["output_path"], output.to_str().unwrap());
+    assert_eq!(
+        job["output_bytes"].as_u64(),
+        Some(fs::metadata(output).unwrap().len())
+    );
+    assert!(job["input_bytes"].as_u64().unwrap() > 0);
+    assert!((job["audio_duration_secs"].as_f64().unwrap() - 4.0).abs() < 0.1);
+    let backups = job["backup_paths"].as_array().unwrap();
+    assert_eq!(backups.len(), 1);
+    let backup = PathBuf::from(backups[0].as_str().unwrap());
+    assert!(backup.starts_with(env.data().join("backup")));
+    assert!(backup.join("01 - Chapter 1.mp3").is_file());
+    let stages: Vec<&str> = job["stage_timings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["stage"].as_str().unwrap())
+        .collect();
+    for s in [
+        "prepare", "backup", "convert", "encode", "verify", "publish",
+    ] {
+        assert!(stages.contains(&s), "{s} missing from {stages:?}");
+    }
+    assert_eq!(job["options"]["convert"]["verify"], true);
+    assert!(book.is_dir(), "sources are kept by default");
+
+    // The output passes the independent check, and the log file knows the job.
+    let out = env.run(&["verify", output.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+    let id = job["id"].as_str().unwrap();
+    let logs: String = fs::read_dir(env.data().join("logs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(logs.contains(id), "no log line with the job id");
+}
+
+#[test]
+fn a_bad_folder_fails_its_job_as_input_error_without_backup() {
+    let env = Env::new();
+    let bad = env.bad_book("Broken");
+    let out = env.run(&["convert", bad.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("what to do:"), "{stderr}");
+
+    let jobs = env.jobs();
+    assert_eq!(jobs.len(), 1);
+    let job = &jobs[0];
+    assert_eq!(job["status"], "failed");
+    assert_eq!(job["error"]["category"], "input");
+    let remedy = job["error"]["remedy"].as_str().unwrap();
+    assert!(remedy.contains("01 - Chapter 1.mp3"), "{remedy}");
+    // Validation runs before the backup: nothing was copied for a book that can't be made.
+    assert_eq!(job["backup_paths"].as_array().unwrap().len(), 0);
+    assert!(m4b_files(&env.output_dir()).is_empty());
+    assert!(hidden(&env.output_dir()).is_empty());
+
+    // A folder that does not exist is an input error too.
+    let out = env.run(&["convert", env.source().join("nope").to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(env.jobs()[0]["error"]["category"], "input");
+}
+
+#[test]
+fn batch_converts_good_books_and_reports_the_bad_one() {
+    let env = Env::new();
+    env.book("Alpha", 1, 1.5);
+    env.book("Beta", 2, 1.0);
+    env.bad_book("Gamma");
+    let out = env
+        .command(&["batch", env.source().to_str().unwrap()])
+        .env("MAX_CONCURRENT_JOBS", "2")
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert_eq!(code(&out), 1, "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("2 converted, 0 skipped, 1 failed, 0 cancelled"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("FAILED"), "{stdout}");
+
+    let jobs = env.jobs();
+    let count = |s: &str| jobs.iter().filter(|j| j["status"] == s).count();
+    assert_eq!((count("completed"), count("failed")), (2, 1));
+    assert_eq!(m4b_files(&env.output_dir()).len(), 2);
+
+    // Again: converted books are skipped, the bad one fails again.
+    let out = env.run(&["batch", env.source().to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stdout).contains("0 converted, 2 skipped, 1 failed"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn delete_source_only_after_success() {
+    let env = Env::new();
+    let bad = env.bad_book("Broken");
+    let out = env.run(&["convert", "--delete-source", bad.to_str().unwrap()]);
+    assert_eq!(code(&out), 1);
+    assert!(bad.is_dir(), "a failed job keeps its source");
+
+    let good = env.book("Dune", 1, 1.5);
+    let out = env.run(&["convert", "--delete-source", good.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(!good.exists(), "deleted after success");
+    let job = &env.jobs()[0];
+    assert_eq!(job["status"], "completed");
+    let backup = PathBuf::from(job["backup_paths"][0].as_str().unwrap());
+    assert!(
+        backup.join("01 - Chapter 1.mp3").is_file(),
+        "the backup stays"
+    );
+    assert_eq!(m4b_files(&env.output_dir()).len(), 1);
+}
+
+/// Starts a conversion long enough to be caught running (9 minutes of audio on one engine
+/// thread: several seconds even on a fast machine), and waits until
+/// its job's `.part` has data in it.
+fn start_long_conversion(env: &Env) -> Child {
+    let book = env.book("Long", 6, 90.0);
+    let mut child = env
+        .command(&["convert", "-q", "-j1", book.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let part = fs::read_dir(env.output_dir()).ok().and_then(|rd| {
+            rd.filter_map(Result::ok).find(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with(".aiom4b-")
+                    && n.ends_with(".part")
+                    && e.metadata().is_ok_and(|m| m.len() > 0)
+            })
+        });
+        if part.is_some() {
+            return child;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the conversion ended before it could be interrupted: {status}");
+        }
+        assert!(Instant::now() < deadline, "no .part appeared");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn kill_9_during_convert_is_marked_interrupted_by_the_next_status() {
+    let env = Env::new();
+    let mut child = start_long_conversion(&env);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap(); // reaped: its pid is gone
+
+    let status = env.json(&["status", "--json"]);
+    let job = &status["recent"][0];
+    assert_eq!(job["status"], "failed", "{status}");
+    assert_eq!(job["error"]["category"], "system");
+    let message = job["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("interrupted"), "{message}");
+    assert!(hidden(&env.output_dir()).is_empty(), "the .part is gone");
+    assert!(m4b_files(&env.output_dir()).is_empty());
+}
+
+#[test]
+fn ctrl_c_cancels_the_job_and_exits_130() {
+    let env = Env::new();
+    let mut child = start_long_conversion(&env);
+    let pid = rustix::process::Pid::from_child(&child);
+    rustix::process::kill_process(pid, rustix::process::Signal::INT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+
+    let job = &env.jobs()[0];
+    assert_eq!(job["status"], "cancelled");
+    assert!(hidden(&env.output_dir()).is_empty(), "the .part is removed");
+    assert!(m4b_files(&env.output_dir()).is_empty());
+}

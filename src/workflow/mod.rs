@@ -580,9 +580,11 @@ impl Workflow {
                 };
                 job.error = Some(JobFailure::from(&e));
                 match e.cancelled {
-                    true => tracing::warn!("job cancelled"),
+                    // Target `aiom4b::jobs`: the CLI shows the failure itself, so its terminal log
+                    // leaves these out (the JSON log file keeps them).
+                    true => tracing::warn!(target: "aiom4b::jobs", "job cancelled"),
                     false => {
-                        tracing::error!(category = %e.category, remedy = %e.remedy, "job failed: {}", e.message)
+                        tracing::error!(target: "aiom4b::jobs", category = %e.category, remedy = %e.remedy, "job failed: {}", e.message)
                     }
                 }
                 Vec::new()

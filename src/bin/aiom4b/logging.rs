@@ -48,13 +48,15 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
             EnvFilter::new(match level {
                 _ if opts.quiet => "error",
                 // Audit lines are for the file; on the terminal they would repeat the output.
-                0 => "warn,aiom4b=info,aiom4b::audit=warn",
+                // FFmpeg's own messages (aiom4b::ffmpeg) and symphonia's header-scan warnings are
+                // detail for -v: aiom4b reports the failures that matter itself, naming the file.
+                0 => "warn,aiom4b=info,aiom4b::audit=warn,aiom4b::jobs=off,aiom4b::ffmpeg=warn,symphonia_core=error,symphonia_bundle_mp3=error,symphonia_format_isomp4=error,symphonia_codec_aac=error",
                 1 => "info,aiom4b=debug",
                 _ => "debug,aiom4b=trace",
             })
         });
     let file_filter = EnvFilter::new(match level {
-        0 => "info",
+        0 => "info,symphonia_core=error,symphonia_bundle_mp3=error,symphonia_format_isomp4=error,symphonia_codec_aac=error",
         1 => "debug",
         _ => "trace",
     });

@@ -1,4 +1,8 @@
 //! The one integration-test binary (each extra binary would link libav* again).
+mod common;
+mod convert;
 mod fixtures;
+mod probe;
+mod splice;
 mod verify;
 mod workflow;

@@ -241,6 +241,7 @@ fn segmenter(
                     if let Some(fi) = judge_track(job, i, &stats)? {
                         progress.finding(&fi);
                         outcome.damaged.push((i, stats.clone()));
+                        outcome.findings.push(fi);
                     }
                     let samples = clock - start;
                     outcome.track_samples.push(samples);

@@ -196,13 +196,9 @@ impl Converter {
         {
             warnings.push(Finding::warning(FindingKind::Other, None, w));
         }
-        for (i, stats) in &outcome.damaged {
-            warnings.push(Finding::warning(
-                FindingKind::Damaged,
-                Some(tracks[*i].path.clone()),
-                format!("{} damaged frame(s) skipped", stats.damaged_frames),
-            ));
-        }
+        // The pipeline's own findings: they count a truncation as damage, which the raw
+        // decoder statistics do not (a truncated file would read "0 damaged frame(s)").
+        warnings.extend(outcome.findings.iter().cloned());
         if outcome.chapters.len() > chapters::CHPL_MAX_CHAPTERS {
             let f = Finding::warning(
                 FindingKind::ChplTruncated,

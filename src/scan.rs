@@ -807,6 +807,12 @@ pub fn sniff_mp3(path: &Path) -> Result<(), String> {
         return Err(reason.to_string());
     }
     if !tagged && looks_like_text(&head) {
+        // An extended M3U announces itself; say so, since "my playlist was renamed" and "a text
+        // file got in" call for different fixes. A plain M3U is only a list of names: text.
+        let text = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&head);
+        if text.starts_with(b"#EXTM3U") {
+            return Err("is an M3U playlist (a list of file names), not audio".to_string());
+        }
         return Err("is a text file / playlist (M3U)".to_string());
     }
     if find_mp3_frames(audio, ends_file) {
@@ -1915,7 +1921,7 @@ mod tests {
             (b"\xFF\xD8\xFF\xE0\0\x10JFIF\0", "is a JPEG image"),
             (
                 b"#EXTM3U\n#EXTINF:1,a\n01.mp3\n",
-                "is a text file / playlist (M3U)",
+                "is an M3U playlist (a list of file names), not audio",
             ),
             (
                 b"01 - Chapter.mp3\r\n02 - Chapter.mp3\r\n",

@@ -81,6 +81,7 @@ fn run_inner(
                     if let Some(f) = judge_track(job, i, &stats)? {
                         progress.finding(&f);
                         outcome.damaged.push((i, stats.clone()));
+                        outcome.findings.push(f);
                     }
                     let samples = clock - start;
                     outcome.track_samples.push(samples);

@@ -89,6 +89,9 @@ pub struct PipelineOutcome {
     pub chapters: Vec<MuxChapter>,
     /// Per-track damage, when accepted with `allow_damaged`.
     pub damaged: Vec<(usize, DecodeStats)>,
+    /// The findings raised while converting (one per accepted damaged track), exactly as sent
+    /// to the progress sink, so a report says what the user was told.
+    pub findings: Vec<Finding>,
 }
 
 /// Shared failure state: the first real error, and a flag that tells every stage to stop.
@@ -433,13 +436,21 @@ pub(crate) fn judge_track(
         // a partial frame on unusual encoders, never by more.
         const MP3_FRAME: u64 = 1152;
         if stats.source_samples + MP3_FRAME < expected {
-            damage += 1;
             let missing_secs =
                 (expected - stats.source_samples) as f64 / t.source_rate.max(1) as f64;
-            reason = format!(
-                "{:.2} s of audio missing: {} of the {} samples its header announces decode (truncated or damaged frames)",
+            let shortfall = format!(
+                "{:.2} s of audio missing, {} of the {} samples its header announces decode",
                 missing_secs, stats.source_samples, expected
             );
+            // Frames the decoder rejected also shorten the file; only a shortfall without them
+            // means the end is missing. Keep the decoder's reason otherwise, or a file damaged
+            // in the middle would be reported as truncated.
+            if damage == 0 {
+                damage = 1;
+                reason = format!("the file is truncated: {shortfall}");
+            } else {
+                reason = format!("{reason}; {shortfall}");
+            }
         }
     }
     if damage == 0 {

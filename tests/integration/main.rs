@@ -1,6 +1,10 @@
 //! The one integration-test binary (each extra binary would link libav* again).
 mod cli_workflow;
+mod common;
 mod container;
+mod convert;
 mod fixtures;
+mod probe;
+mod splice;
 mod verify;
 mod workflow;

@@ -1,0 +1,373 @@
+//! Small helpers shared by the probe, convert and splice tests: running the `aiom4b` binary
+//! with a deadline, writing fixture books, an independent (Symphonia) MP3 length, a pitch
+//! meter, digests of a folder, and leftovers of a failed conversion.
+#![allow(dead_code)] // each test module uses a different subset
+
+use aiom4b::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// How long any single CLI run in these tests may take before it counts as hung. Generous: the
+/// longest conversion here takes a few seconds even on two loaded cores; a hang never ends.
+pub const CLI_DEADLINE: Duration = Duration::from_secs(180);
+
+/// One AAC frame in output samples: the only place a correct writer's length may differ from
+/// the sample-exact plan (the encoder's last, partial frame), and far more than a chapter
+/// mark's storage rounding (1 ms in the QuickTime chapter track).
+pub const AAC_FRAME: u64 = 1024;
+
+/// Samples a resampled file may differ from `round(n · out / in)`: swresample's flush emits
+/// the filter tail rounded to whole output samples, so the count is exact to a sample or two.
+pub const RESAMPLE_SLACK: u64 = 4;
+
+/// A sine's frequency measured over ≥ 1 s is within this fraction of the true one after
+/// MP3 → AAC; a wrong rate is off by ≥ 8.8 % (44.1 vs 48 kHz), a wrong speed by 2×.
+pub const FREQUENCY_TOLERANCE: f64 = 0.005;
+
+/// The `aiom4b` binary built for these tests.
+pub fn aiom4b() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_aiom4b"));
+    // Defaults that could leak in from the developer's environment.
+    for var in [
+        "DATA_DIR",
+        "MAX_FILE_SIZE_MB",
+        "MAX_TOTAL_SIZE_MB",
+        "USE_ALL_CPUS",
+        "AIOM4B_LOG",
+        "DEBUG",
+    ] {
+        c.env_remove(var);
+    }
+    c.stdin(Stdio::null());
+    c
+}
+
+/// Runs `aiom4b args…` to completion (panicking after [`CLI_DEADLINE`]).
+pub fn run<I, S>(args: I) -> Output
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let mut cmd = aiom4b();
+    cmd.args(args);
+    run_cmd(cmd)
+}
+
+/// Runs a prepared command with output captured, killing it and failing the test if it does
+/// not finish within [`CLI_DEADLINE`].
+pub fn run_cmd(mut cmd: Command) -> Output {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start aiom4b");
+    wait_with_deadline(child, CLI_DEADLINE)
+}
+
+/// Waits for `child`, reading its output on helper threads so a full pipe cannot block it.
+pub fn wait_with_deadline(mut child: Child, deadline: Duration) -> Output {
+    let mut out = child.stdout.take().expect("stdout piped");
+    let mut err = child.stderr.take().expect("stderr piped");
+    let out_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut out, &mut b).ok();
+        b
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut b = Vec::new();
+        std::io::Read::read_to_end(&mut err, &mut b).ok();
+        b
+    });
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait for aiom4b") {
+            break s;
+        }
+        if t0.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("aiom4b did not finish within {deadline:?} (hung?)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out_t.join().unwrap(),
+        stderr: err_t.join().unwrap(),
+    }
+}
+
+/// Runs `f` on its own thread and fails the test if it takes longer than `deadline` (the
+/// thread is left behind; the test process ends soon after).
+pub fn within<T: Send + 'static>(deadline: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(deadline) {
+        Ok(v) => v,
+        Err(mpsc::RecvTimeoutError::Timeout) => panic!("did not finish within {deadline:?}"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("the timed closure panicked"),
+    }
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Parses stdout as JSON, with the whole output in the panic message when it is not.
+pub fn json(o: &Output) -> serde_json::Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}); status {:?}\nstdout:\n{}\nstderr:\n{}",
+            o.status,
+            stdout(o),
+            stderr(o)
+        )
+    })
+}
+
+/// Asserts the exit code, showing both streams when it differs.
+#[track_caller]
+pub fn assert_exit(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// A sine MP3 spec: `samples` per channel at `rate`, `channels`, CBR unless `vbr`.
+pub fn sine_spec(freq_hz: f64, samples: u64, rate: u32, channels: u16, vbr: bool) -> Mp3Spec {
+    Mp3Spec {
+        length: Length::Samples(samples),
+        sample_rate: rate,
+        channels,
+        rate_control: if vbr {
+            RateControl::Vbr { quality: 4 }
+        } else {
+            RateControl::Cbr {
+                bitrate_bps: if rate < 32_000 { 64_000 } else { 128_000 },
+            }
+        },
+        signal: Signal::Sine {
+            freq_hz,
+            amplitude: 0.5,
+        },
+        ..Mp3Spec::default()
+    }
+}
+
+/// Writes a short good MP3 (0.3 s sine, 22.05 kHz mono: cheap to write, probe and convert).
+pub fn small_mp3(path: &Path) {
+    write_mp3(path, &sine_spec(440.0, 6615, 22_050, 1, false)).unwrap();
+}
+
+/// What Symphonia — not the FFmpeg the engine uses — decodes from an MP3, gapless.
+#[derive(Debug, Clone)]
+pub struct Mp3Length {
+    pub sample_rate: u32,
+    pub channels: usize,
+    /// Samples per channel after the encoder delay and padding are trimmed.
+    pub samples: u64,
+}
+
+impl Mp3Length {
+    /// The samples this file becomes at `out_rate`.
+    pub fn at_rate(&self, out_rate: u32) -> u64 {
+        (self.samples as f64 * f64::from(out_rate) / f64::from(self.sample_rate)).round() as u64
+    }
+}
+
+/// Decodes `path` with Symphonia (gapless on) and counts its samples.
+pub fn symphonia_length(path: &Path) -> Mp3Length {
+    use symphonia::core::codecs::DecoderOptions;
+    use symphonia::core::errors::Error as SError;
+    use symphonia::core::formats::FormatOptions;
+    use symphonia::core::io::MediaSourceStream;
+    use symphonia::core::meta::MetadataOptions;
+    use symphonia::core::probe::Hint;
+    let file = std::fs::File::open(path).unwrap();
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    hint.with_extension("mp3");
+    let opts = FormatOptions {
+        enable_gapless: true,
+        ..Default::default()
+    };
+    let mut format = symphonia::default::get_probe()
+        .format(&hint, mss, &opts, &MetadataOptions::default())
+        .unwrap_or_else(|e| panic!("{}: symphonia cannot open it: {e}", path.display()))
+        .format;
+    let track = format.default_track().unwrap().clone();
+    let mut dec = symphonia::default::get_codecs()
+        .make(&track.codec_params, &DecoderOptions::default())
+        .unwrap();
+    let mut samples = 0u64;
+    loop {
+        let packet = match format.next_packet() {
+            Ok(p) => p,
+            Err(SError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("{}: demuxing failed: {e}", path.display()),
+        };
+        match dec.decode(&packet) {
+            Ok(buf) => samples += buf.frames() as u64,
+            Err(SError::DecodeError(e)) => panic!("{}: decode error: {e}", path.display()),
+            Err(e) => panic!("{}: decoding failed: {e}", path.display()),
+        }
+    }
+    Mp3Length {
+        sample_rate: track.codec_params.sample_rate.unwrap(),
+        channels: track.codec_params.channels.unwrap().count(),
+        samples,
+    }
+}
+
+/// Chapter starts a per-file book must have: the running sum of each file's length at `rate`.
+pub fn cumulative_starts(paths: &[PathBuf], rate: u32) -> (Vec<u64>, u64) {
+    let mut starts = Vec::with_capacity(paths.len());
+    let mut at = 0u64;
+    for p in paths {
+        starts.push(at);
+        at += symphonia_length(p).at_rate(rate);
+    }
+    (starts, at)
+}
+
+/// Frequency from rising zero crossings with hysteresis (coding noise adds no crossings).
+pub fn frequency(samples: &[f32], rate: u32) -> f64 {
+    let threshold = 0.05;
+    let mut crossings = Vec::new();
+    let mut armed = false;
+    for (i, &s) in samples.iter().enumerate() {
+        if s < -threshold {
+            armed = true;
+        } else if armed && s > threshold {
+            crossings.push(i);
+            armed = false;
+        }
+    }
+    assert!(
+        crossings.len() > 2,
+        "no tone found ({} crossings)",
+        crossings.len()
+    );
+    let (first, last) = (crossings[0], *crossings.last().unwrap());
+    (crossings.len() - 1) as f64 * f64::from(rate) / (last - first) as f64
+}
+
+/// BLAKE3 of every file under `dir` (relative path → digest), plus each file's mode and size,
+/// so any change to a source — content, rename, permission — shows.
+pub fn digest_tree(dir: &Path) -> BTreeMap<PathBuf, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, String>) {
+        let mut entries: Vec<_> = std::fs::read_dir(dir).unwrap().flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_path_buf();
+            if meta.is_dir() {
+                walk(root, &p, out);
+            } else {
+                use std::os::unix::fs::PermissionsExt;
+                let hash = if meta.is_file() {
+                    blake3::hash(&std::fs::read(&p).unwrap())
+                        .to_hex()
+                        .to_string()
+                } else {
+                    String::from("(not a regular file)")
+                };
+                let mode = meta.permissions().mode();
+                out.insert(rel, format!("{hash} {mode:o} {}", meta.len()));
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// Every entry name in `dir` (hidden ones too), sorted; empty when `dir` does not exist.
+pub fn entries(dir: &Path) -> Vec<String> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut v: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Asserts that `dir` holds no `.part` file (what an unfinished conversion writes).
+#[track_caller]
+pub fn assert_no_part(dir: &Path) {
+    let parts: Vec<String> = entries(dir)
+        .into_iter()
+        .filter(|n| n.ends_with(".part"))
+        .collect();
+    assert!(
+        parts.is_empty(),
+        "left behind in {}: {parts:?}",
+        dir.display()
+    );
+}
+
+/// `ffprobe -show_format -show_streams -show_chapters` as JSON; `None` (with a note) when
+/// ffprobe is not installed.
+pub fn ffprobe(path: &Path) -> Option<serde_json::Value> {
+    let out = match Command::new("ffprobe")
+        .args(["-v", "error", "-print_format", "json"])
+        .args(["-show_format", "-show_streams", "-show_chapters"])
+        .arg(path)
+        .output()
+    {
+        Ok(o) => o,
+        Err(_) => {
+            eprintln!("note: ffprobe is not installed; skipping its cross-check");
+            return None;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "ffprobe failed on {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// Unmounts on drop (tmpfs mounts made by a test).
+pub struct Mount(pub PathBuf);
+
+impl Mount {
+    /// Mounts a tmpfs of `size` (e.g. `"200k"`) on `dir`; `None` when that is not possible
+    /// here (not root, no mount namespace).
+    pub fn tmpfs(dir: &Path, size: &str) -> Option<Mount> {
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Mount(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}

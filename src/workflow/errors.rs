@@ -106,6 +106,9 @@ pub enum Error {
         "{0}: already exists; aiom4b never overwrites it: move it away or choose another place"
     )]
     Exists(PathBuf),
+    /// The output file (`-o`) already exists and overwriting was not asked for.
+    #[error("{0}: the output file already exists; choose another name with -o, or pass --overwrite to replace it")]
+    OutputFileExists(PathBuf),
     /// Moving or deleting a source folder after the conversion failed half-way.
     #[error(
         "{path}: {action} failed: {reason}; {}",
@@ -147,7 +150,9 @@ impl Error {
             Error::Store(_) => ErrorCategory::System,
             Error::Config(_) | Error::SourceMissing(_) | Error::Invalid(_) => ErrorCategory::Input,
             Error::BackupNotFound(_) | Error::JobNotFound(_) => ErrorCategory::Input,
-            Error::InsufficientSpace { .. } | Error::Exists(_) => ErrorCategory::Output,
+            Error::InsufficientSpace { .. } | Error::Exists(_) | Error::OutputFileExists(_) => {
+                ErrorCategory::Output
+            }
             Error::Checksum { .. } | Error::Manifest { .. } => ErrorCategory::Output,
             Error::SourceAction { .. } => ErrorCategory::Output,
         }
@@ -170,6 +175,7 @@ impl Error {
             Error::BackupNotFound(_) => "list backups with `aiom4b backup list`".into(),
             Error::JobNotFound(_) => "list jobs with `aiom4b jobs list`".into(),
             Error::Exists(_) => "move the existing file or folder away, or choose another destination".into(),
+            Error::OutputFileExists(_) => "choose another name with -o, or pass --overwrite".into(),
             Error::SourceAction { restored: true, .. } => {
                 "the M4B was written; check the permissions of the source folder and move or delete it by hand".into()
             }

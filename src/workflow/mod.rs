@@ -531,7 +531,13 @@ impl Workflow {
         let output_dir = std::path::absolute(&output_dir).unwrap_or(output_dir);
         let mut job = Job::new(folders, request.options.clone());
         job.owner = Some(self.owner.clone());
-        job.part_path = Some(output_dir.join(format!(".aiom4b-{}.m4b.part", job.id)));
+        // Hidden, unique per job, and naming the output when it is known, so that an error
+        // about the temporary file (e.g. a full disk) still says which book it was.
+        let part_name = match request.output_file.as_ref().and_then(|f| f.file_name()) {
+            Some(name) => format!(".{}.aiom4b-{}.part", name.to_string_lossy(), job.id),
+            None => format!(".aiom4b-{}.m4b.part", job.id),
+        };
+        job.part_path = Some(output_dir.join(part_name));
         self.store.insert(&job)?;
 
         let span = tracing::info_span!("job", job_id = %job.id);
@@ -676,7 +682,7 @@ impl Workflow {
             }
             // Checked again when publishing (without replacing); this only saves the work.
             if !request.overwrite && fs::symlink_metadata(file).is_ok() {
-                return Err(Error::Exists(file.clone()).into());
+                return Err(Error::OutputFileExists(file.clone()).into());
             }
         }
         fs::create_dir_all(output_dir)

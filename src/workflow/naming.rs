@@ -133,7 +133,7 @@ pub fn publish_to(part: &Path, target: &Path, mode: u32, overwrite: bool) -> Res
             Ok(target.to_path_buf())
         }
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            Err(Error::Exists(target.to_path_buf()))
+            Err(Error::OutputFileExists(target.to_path_buf()))
         }
         Err(e) => Err(Error::io(target, "move the finished file into place", e)),
     }

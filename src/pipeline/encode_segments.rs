@@ -47,7 +47,11 @@ pub const SEGMENT_FRAMES: u64 = 1024;
 /// control and the psychoacoustic model's state need several frames to converge; measured with
 /// the splice-quality test (8 frames keep joins indistinguishable, see the README figures).
 pub const LEAD_IN_FRAMES: u64 = 8;
-/// Frames after a segment: covers the encoder's look-ahead for window switching.
+/// Frames after a segment: covers the encoder's look-ahead for window switching. The native
+/// encoder emits packet `j` one frame after receiving frame `j`; FDK (AAC-LC and HE-AAC) emits
+/// it on receiving frame `j`, its look-ahead being part of its larger priming (2048/4096
+/// samples), which the lead-in covers. So every kept packet is complete before the lead-out
+/// ends and none comes from a flush (checked by the FDK splice test).
 pub const LEAD_OUT_FRAMES: u64 = 2;
 
 /// Segments allowed in flight.
@@ -226,9 +230,11 @@ fn segmenter(
                         let sj = cut(&fifo, f, base_frame, a, b, next_segment, p, Some(q));
                         dispatch(sj)?;
                         next_segment += 1;
-                        // Frames before the next segment's lead-in are no longer needed.
+                        // Frames before the next segment's lead-in are no longer needed. Same
+                        // start as `a` above: an encoder whose priming spans more than one frame
+                        // (FDK: 2048 samples) would otherwise be cut from frames already dropped.
                         let next_a =
-                            (next_segment * SEGMENT_FRAMES).saturating_sub(1 + LEAD_IN_FRAMES);
+                            (next_segment * SEGMENT_FRAMES).saturating_sub(pf + LEAD_IN_FRAMES);
                         if next_a > base_frame {
                             fifo.consume(((next_a - base_frame) * f) as usize);
                             base_frame = next_a;

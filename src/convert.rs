@@ -250,6 +250,7 @@ impl Converter {
                 outcome.total_samples,
                 &chapters_out,
                 cover.is_some(),
+                opts.profile,
             )?;
         }
         let verify_secs = t_ver.elapsed().as_secs_f64();

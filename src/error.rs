@@ -37,6 +37,10 @@ pub enum Error {
         #[source]
         source: ffmpeg_next::Error,
     },
+    /// The AAC encoder library (FDK AAC) failed; `what` says which step. FFmpeg's own
+    /// encoder reports through [`Error::Av`].
+    #[error("the AAC encoder failed to {what}: {reason}; convert again with --encoder native and report it")]
+    Encoder { what: String, reason: String },
     /// Options that cannot work together or values out of range.
     #[error("invalid option: {0}")]
     Options(String),

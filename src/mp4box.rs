@@ -502,9 +502,44 @@ pub(crate) fn parse_esds(b: &BoxRef<'_>) -> Parse<Esds> {
 /// The fields of an AudioSpecificConfig that matter here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Asc {
+    /// The AAC core's object type (2 = AAC-LC), also under SBR/PS signalling.
     pub object_type: u8,
+    /// The core's sampling frequency.
     pub sample_rate: Option<u32>,
+    /// The core's channel configuration (1 for HE-AAC v2: parametric stereo codes a mono core).
     pub channel_config: u8,
+    /// SBR is signalled (explicitly, hierarchical or backward compatible): the output rate.
+    pub sbr_rate: Option<u32>,
+    /// Parametric stereo is signalled.
+    pub ps: bool,
+}
+
+impl Asc {
+    /// The object type that names the profile: 29 (HE-AAC v2) with parametric stereo, 5
+    /// (HE-AAC) with SBR, else the core's.
+    pub fn profile_object_type(&self) -> u8 {
+        if self.ps {
+            29
+        } else if self.sbr_rate.is_some() {
+            5
+        } else {
+            self.object_type
+        }
+    }
+
+    /// The rate a full decoder outputs.
+    pub fn output_rate(&self) -> Option<u32> {
+        self.sbr_rate.or(self.sample_rate)
+    }
+
+    /// The channel configuration a full decoder outputs (parametric stereo makes two of one).
+    pub fn output_channel_config(&self) -> u8 {
+        if self.ps && self.channel_config == 1 {
+            2
+        } else {
+            self.channel_config
+        }
+    }
 }
 
 const ASC_RATES: [u32; 13] = [
@@ -512,35 +547,107 @@ const ASC_RATES: [u32; 13] = [
     7_350,
 ];
 
-/// Parses the first fields of an AudioSpecificConfig (ISO 14496-3 §1.6.2.1).
+/// Object types signalling SBR and PS hierarchically (ISO 14496-3 §1.6.2.1).
+const AOT_SBR: u32 = 5;
+const AOT_PS: u32 = 29;
+/// Sync words of the backward-compatible SBR and PS extensions (ISO 14496-3 §1.6.6.2).
+const SYNC_SBR: u32 = 0x2b7;
+const SYNC_PS: u32 = 0x548;
+
+/// Parses an AudioSpecificConfig (ISO 14496-3 §1.6.2.1) as far as the profile, rates and
+/// channels go: the core's fields, SBR/PS signalled hierarchically (object type 5 or 29 first)
+/// or backward compatibly (a sync extension after the core's GASpecificConfig). A config the
+/// parser cannot follow to its end (a program config element) keeps what was read before it.
 pub(crate) fn parse_asc(asc: &[u8]) -> Option<Asc> {
-    // A tiny MSB-first bit reader; ASC fields are not byte aligned.
-    let bit = |i: usize| -> Option<u32> { asc.get(i / 8).map(|b| ((b >> (7 - i % 8)) & 1) as u32) };
-    let bits = |at: &mut usize, n: usize| -> Option<u32> {
-        let mut v = 0;
-        for _ in 0..n {
-            v = (v << 1) | bit(*at)?;
-            *at += 1;
-        }
-        Some(v)
-    };
-    let mut at = 0;
-    let mut object_type = bits(&mut at, 5)?;
-    if object_type == 31 {
-        object_type = 32 + bits(&mut at, 6)?;
+    struct Bits<'a> {
+        data: &'a [u8],
+        at: usize,
     }
-    let idx = bits(&mut at, 4)?;
-    let sample_rate = if idx == 15 {
-        Some(bits(&mut at, 24)?)
-    } else {
-        ASC_RATES.get(idx as usize).copied()
-    };
-    let channel_config = bits(&mut at, 4)? as u8;
-    Some(Asc {
+    impl Bits<'_> {
+        // A tiny MSB-first bit reader; ASC fields are not byte aligned.
+        fn read(&mut self, n: usize) -> Option<u32> {
+            let mut v = 0;
+            for _ in 0..n {
+                let b = self.data.get(self.at / 8)?;
+                v = (v << 1) | ((b >> (7 - self.at % 8)) & 1) as u32;
+                self.at += 1;
+            }
+            Some(v)
+        }
+        fn left(&self) -> usize {
+            (self.data.len() * 8).saturating_sub(self.at)
+        }
+        fn object_type(&mut self) -> Option<u32> {
+            let t = self.read(5)?;
+            if t == 31 {
+                Some(32 + self.read(6)?)
+            } else {
+                Some(t)
+            }
+        }
+        fn rate(&mut self) -> Option<Option<u32>> {
+            let idx = self.read(4)?;
+            if idx == 15 {
+                Some(Some(self.read(24)?))
+            } else {
+                Some(ASC_RATES.get(idx as usize).copied())
+            }
+        }
+    }
+    let mut b = Bits { data: asc, at: 0 };
+    let mut object_type = b.object_type()?;
+    let sample_rate = b.rate()?;
+    let channel_config = b.read(4)? as u8;
+    let mut out = Asc {
         object_type: object_type.min(255) as u8,
         sample_rate,
         channel_config,
-    })
+        sbr_rate: None,
+        ps: false,
+    };
+    if object_type == AOT_SBR || object_type == AOT_PS {
+        out.ps = object_type == AOT_PS;
+        out.sbr_rate = b.rate()?;
+        object_type = b.object_type()?;
+        out.object_type = object_type.min(255) as u8;
+        return Some(out);
+    }
+    // GASpecificConfig of the AAC object types (§4.4.1), to reach a sync extension after it.
+    if !matches!(object_type, 1..=4 | 6 | 7 | 17 | 19..=23) || channel_config == 0 {
+        return Some(out);
+    }
+    let Some(_frame_length) = b.read(1) else {
+        return Some(out);
+    };
+    let parsed = (|| {
+        if b.read(1)? == 1 {
+            b.read(14)?; // coreCoderDelay
+        }
+        let extension = b.read(1)?;
+        if object_type == 6 || object_type == 20 {
+            b.read(3)?; // layerNr
+        }
+        if extension == 1 {
+            if object_type == 22 {
+                b.read(16)?; // numOfSubFrame, layer_length
+            }
+            if matches!(object_type, 17 | 19 | 20 | 23) {
+                b.read(3)?; // resilience flags
+            }
+            b.read(1)?; // extensionFlag3
+        }
+        Some(())
+    })();
+    if parsed.is_none() || b.left() < 16 || b.read(11) != Some(SYNC_SBR) {
+        return Some(out);
+    }
+    if b.object_type() == Some(AOT_SBR) && b.read(1) == Some(1) {
+        out.sbr_rate = b.rate().flatten();
+        if b.left() >= 12 && b.read(11) == Some(SYNC_PS) {
+            out.ps = b.read(1) == Some(1);
+        }
+    }
+    Some(out)
 }
 
 /// One entry of an edit list.
@@ -1049,7 +1156,38 @@ mod tests {
         assert_eq!(asc.object_type, 2);
         assert_eq!(asc.sample_rate, Some(44_100));
         assert_eq!(asc.channel_config, 2);
+        assert_eq!(asc.sbr_rate, None);
         assert!(parse_asc(&[0x12]).is_none());
+        // FFmpeg's native encoder: AAC-LC with a backward-compatible extension saying "no SBR".
+        let asc = parse_asc(&[0x12, 0x10, 0x56, 0xe5, 0x00]).unwrap();
+        assert_eq!(
+            (asc.profile_object_type(), asc.output_rate()),
+            (2, Some(44_100))
+        );
+        // FDK HE-AAC, explicit hierarchical: SBR, core 22.05 kHz stereo, output 44.1 kHz.
+        let asc = parse_asc(&[0x2b, 0x92, 0x08, 0x00]).unwrap();
+        assert_eq!(asc.object_type, 2);
+        assert_eq!(asc.sample_rate, Some(22_050));
+        assert_eq!(
+            (asc.profile_object_type(), asc.output_rate()),
+            (5, Some(44_100))
+        );
+        assert_eq!(asc.output_channel_config(), 2);
+        // FDK HE-AAC v2: PS over a mono core at 24 kHz, output 48 kHz stereo.
+        let asc = parse_asc(&[0xeb, 0x09, 0x88, 0x00]).unwrap();
+        assert_eq!((asc.channel_config, asc.output_channel_config()), (1, 2));
+        assert_eq!(
+            (asc.profile_object_type(), asc.output_rate()),
+            (29, Some(48_000))
+        );
+        // Backward-compatible SBR + PS: LC 22.05 kHz mono, 0x2b7, AOT 5, SBR 1, 44.1 kHz,
+        // 0x548, PS 1.
+        let asc = parse_asc(&[0x13, 0x88, 0x56, 0xe5, 0xa5, 0x48, 0x80]).unwrap();
+        assert_eq!(
+            (asc.profile_object_type(), asc.output_rate()),
+            (29, Some(44_100))
+        );
+        assert_eq!(asc.output_channel_config(), 2);
         // esds: full header, ES_Descriptor{ id, flags, DecoderConfig{ .., DSI{12 10} } }
         let dsi = [0x05, 2, 0x12, 0x10];
         let mut dcd = vec![0x04, 13 + dsi.len() as u8, 0x40, 0x15, 0, 0, 0];

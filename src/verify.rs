@@ -14,6 +14,12 @@
 //! decoder decodes every packet and its sample count is cross-checked against that: it must be
 //! at least `sum(stts)` and less than one frame more (the decoder cannot know the trimmed tail).
 //!
+//! **HE-AAC** (SBR, from the FDK encoder) is stored as Apple writes it: the track's timescale is
+//! the AAC core's rate (half the output rate), the edit list hides the core's delay, and the
+//! AudioSpecificConfig signals SBR/PS explicitly. Lengths are converted to output samples.
+//! Symphonia decodes only the AAC core (it has no SBR), which is enough to check that every
+//! packet decodes and to count frames; the core's counts are scaled to the output rate.
+//!
 //! **Chapter times** are presentation times: 0 is the first audible sample after the priming.
 //! The QuickTime chapter track has its own timescale (FFmpeg: 1/1000 s) and edit list; `chpl`
 //! counts in 100 ns units. Both are converted to samples at the audio rate.
@@ -28,6 +34,7 @@ use crate::mp4box::{
     self, fourcc_str, parse_ilst, BoxRef, Cursor, DataValue, Edit, FourCC, ItemKey, Malformed,
     SampleTable, TopBox,
 };
+use crate::options::AacProfile;
 use serde::Serialize;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -71,10 +78,16 @@ pub struct M4bSummary {
     pub audio_tracks: usize,
     /// `"aac"` for MPEG-4 AAC in `mp4a`, else the sample entry type; `"none"` without audio.
     pub codec: String,
-    /// AAC profile from the AudioSpecificConfig (`"LC"`, `"HE-AAC"` …).
+    /// AAC profile from the AudioSpecificConfig (`"LC"`, `"HE-AAC"`, `"HE-AACv2"` …).
     pub profile: Option<String>,
+    /// The rate and channels a full decoder outputs.
     pub sample_rate: u32,
     pub channels: u16,
+    /// What the AAC core alone decodes to (an AAC-LC-only decoder, such as Symphonia's):
+    /// half the rate under dual-rate SBR (HE-AAC), one channel under parametric stereo
+    /// (HE-AAC v2); otherwise the same as `sample_rate` and `channels`.
+    pub core_sample_rate: u32,
+    pub core_channels: u16,
     /// Presentation length in samples (priming removed); see the module docs.
     pub decoded_samples: u64,
     pub duration_secs: f64,
@@ -119,7 +132,9 @@ pub struct AudioLength {
     pub packets: u64,
     /// Packets the AAC decoder decoded without error.
     pub decoded_packets: u64,
-    /// Samples the AAC decoder produced for all packets (priming and the full last frame).
+    /// Samples the AAC decoder produced for all packets (priming and the full last frame), in
+    /// output samples: Symphonia decodes only the AAC core, so under dual-rate SBR its count
+    /// is doubled.
     pub decoder_samples: u64,
     pub decode_errors: u64,
     pub first_decode_error: Option<String>,
@@ -218,6 +233,8 @@ pub struct Expectations {
     pub metadata: Option<BookMetadata>,
     /// A cover must be present (`true`) or absent (`false`).
     pub cover: bool,
+    /// The AAC profile the encoder was asked for; `None` accepts any.
+    pub profile: Option<AacProfile>,
 }
 
 impl Expectations {
@@ -231,6 +248,7 @@ impl Expectations {
             chapters: None,
             metadata: None,
             cover: false,
+            profile: Some(AacProfile::Lc),
         }
     }
 }
@@ -267,6 +285,8 @@ pub fn summarize(path: &Path) -> Result<M4bSummary> {
         profile: None,
         sample_rate: 0,
         channels: 0,
+        core_sample_rate: 0,
+        core_channels: 0,
         decoded_samples: 0,
         duration_secs: 0.0,
         bitrate_bps: 0,
@@ -416,9 +436,10 @@ pub fn check(s: &M4bSummary, exp: &Expectations) -> Vec<String> {
     if s.codec != "aac" {
         p.push(format!("audio codec is {}, expected AAC", s.codec));
     }
-    if let Some(profile) = &s.profile {
-        if profile != "LC" {
-            p.push(format!("AAC profile is {profile}, expected LC"));
+    if let (Some(profile), Some(want)) = (&s.profile, exp.profile) {
+        let want = profile_name(want);
+        if profile != want {
+            p.push(format!("AAC profile is {profile}, expected {want}"));
         }
     }
     if s.sample_rate != exp.sample_rate {
@@ -789,6 +810,8 @@ fn summarize_audio(
         };
         s.channels = entry_channels;
         s.sample_rate = entry_rate;
+        s.core_channels = entry_channels;
+        s.core_sample_rate = entry_rate;
         let body = entry.body.get(children_at..).unwrap_or(&[]);
         let mut esds = None;
         for child in mp4box::children(body, entry.body_offset() + children_at as u64) {
@@ -810,13 +833,18 @@ fn summarize_audio(
                 }
                 // The sample entry's channel count and rate are ISO "template" fields (FFmpeg
                 // writes 2 channels for mono): the AudioSpecificConfig is authoritative.
+                // Apple's convention for dual-rate HE-AAC puts the core's rate in the entry.
                 if let Some(asc) = e.asc.as_deref().and_then(mp4box::parse_asc) {
-                    s.profile = Some(aac_profile(asc.object_type));
-                    if let Some(r) = asc.sample_rate {
+                    s.profile = Some(aac_profile(asc.profile_object_type()));
+                    if let Some(r) = asc.output_rate() {
                         s.sample_rate = r;
                     }
+                    if let Some(r) = asc.sample_rate {
+                        s.core_sample_rate = r;
+                    }
                     if asc.channel_config != 0 {
-                        s.channels = asc.channel_config as u16;
+                        s.channels = asc.output_channel_config() as u16;
+                        s.core_channels = asc.channel_config as u16;
                     }
                 }
                 asc_bytes = e.asc;
@@ -913,17 +941,23 @@ fn summarize_audio(
                     &a.table,
                     &chunks,
                     asc_bytes.as_deref(),
-                    s.sample_rate,
-                    s.channels,
+                    s.core_sample_rate,
+                    s.core_channels,
                 );
+                // Symphonia decodes the core only: scale its counts to output samples.
+                let sbr_ratio = if s.core_sample_rate > 0 && s.sample_rate > s.core_sample_rate {
+                    (s.sample_rate / s.core_sample_rate) as u64
+                } else {
+                    1
+                };
                 let l = &mut s.length;
                 l.decoded_packets = d.packets;
-                l.decoder_samples = d.samples;
+                l.decoder_samples = d.samples * sbr_ratio;
                 l.decode_errors = d.errors;
                 l.first_decode_error = d.first_error;
                 if l.decode_errors == 0 {
                     // The decoder sees whole frames: it must cover stts, by less than a frame.
-                    let frame = d.max_frame.max(1);
+                    let frame = (d.max_frame * sbr_ratio).max(1);
                     if l.decoder_samples < l.stts_samples
                         || l.decoder_samples - l.stts_samples >= frame
                     {
@@ -937,6 +971,15 @@ fn summarize_audio(
         }
     }
     Ok(())
+}
+
+/// The profile name [`M4bSummary::profile`] reports for what the encoder was asked for.
+fn profile_name(p: AacProfile) -> &'static str {
+    match p {
+        AacProfile::Lc => "LC",
+        AacProfile::He => "HE-AAC",
+        AacProfile::Hev2 => "HE-AACv2",
+    }
 }
 
 fn aac_profile(object_type: u8) -> String {
@@ -1437,14 +1480,15 @@ fn cross_check_symphonia(s: &mut M4bSummary, path: &Path, movie: &Movie<'_>) {
             .push("Symphonia's MP4 reader finds no AAC track".into()),
         Ok(Ok(None)) => {}
         Ok(Ok(Some((rate, channels, n_frames)))) => {
-            if rate.is_some_and(|r| r != s.sample_rate) {
+            // Symphonia may report the core's rate and channels (HE-AAC); either is consistent.
+            if rate.is_some_and(|r| r != s.sample_rate && r != s.core_sample_rate) {
                 s.inconsistencies.push(format!(
                     "Symphonia reads {} Hz, this reader {} Hz",
                     rate.unwrap_or(0),
                     s.sample_rate
                 ));
             }
-            if channels.is_some_and(|c| c != s.channels) {
+            if channels.is_some_and(|c| c != s.channels && c != s.core_channels) {
                 s.inconsistencies.push(format!(
                     "Symphonia reads {} channel(s), this reader {}",
                     channels.unwrap_or(0),

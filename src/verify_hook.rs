@@ -3,6 +3,7 @@
 //! audiobook needs (the `M4B ` brand and `stik` = audiobook).
 use crate::error::{Error, Result};
 use crate::model::{Book, Chapter};
+use crate::options::AacProfile;
 use crate::verify::{self, Expectations, M4bSummary};
 use std::path::Path;
 
@@ -12,12 +13,14 @@ pub(crate) fn verify_written(
     total_samples: u64,
     chapters: &[Chapter],
     cover: bool,
+    profile: AacProfile,
 ) -> Result<M4bSummary> {
     let exp = Expectations {
         total_samples: Some(total_samples),
         chapters: Some(chapters.to_vec()),
         metadata: Some(book.metadata.clone()),
         cover,
+        profile: Some(profile),
         ..Expectations::new(book.target.sample_rate, book.target.channels)
     };
     let summary = verify::summarize(part)?;

@@ -31,6 +31,11 @@ pub struct StreamParams {
     pub priming_samples: i64,
     /// The AudioSpecificConfig.
     pub extradata: Vec<u8>,
+    /// The clock of the MP4 track (`mdhd` timescale and the `mp4a` entry's rate): the output
+    /// rate, except for dual-rate HE-AAC, where it is the AAC core's rate (half the output
+    /// rate) as Apple's encoders write it and FFmpeg's demuxer and decoder expect it. Packet
+    /// timestamps above stay in output samples; the muxer converts them.
+    pub media_timescale: u32,
 }
 
 /// An AAC encoder: planar f32 frames of `frame_samples` in (the last may be shorter), packets
@@ -42,6 +47,13 @@ pub trait AudioEncoder: Send {
     /// Flushes; the last packets are appended to `out`.
     fn finish(&mut self, out: &mut Vec<EncodedPacket>) -> Result<()>;
 }
+
+/// The AAC encoders this build contains (for `aiom4b --version`).
+pub const COMPILED_ENCODERS: &str = if cfg!(feature = "fdk-aac") {
+    "FFmpeg native aac (LC), Fraunhofer FDK AAC (LC, HE, HEv2; default)"
+} else {
+    "FFmpeg native aac (LC)"
+};
 
 /// Opens the encoder `settings` ask for.
 pub fn open_encoder(settings: &crate::options::EncoderSettings) -> Result<Box<dyn AudioEncoder>> {
@@ -55,6 +67,9 @@ pub fn open_encoder(settings: &crate::options::EncoderSettings) -> Result<Box<dy
             }
             Ok(Box::new(AacEncoder::new(&settings.target, settings.coder)?))
         }
+        #[cfg(feature = "fdk-aac")]
+        EncoderChoice::Fdk => Ok(Box::new(super::fdk::FdkEncoder::new(settings)?)),
+        #[cfg(not(feature = "fdk-aac"))]
         EncoderChoice::Fdk => Err(Error::Options(
             "this aiom4b was built without the FDK AAC encoder; rebuild with --features fdk-aac or use --encoder native".into(),
         )),
@@ -169,6 +184,7 @@ impl AudioEncoder for AacEncoder {
             frame_samples: FRAME_SAMPLES,
             priming_samples: self.priming_samples(),
             extradata: self.extradata(),
+            media_timescale: self.rate,
         }
     }
 

@@ -3,6 +3,8 @@
 //! ([`PcmChunk`](decode::PcmChunk), [`EncodedPacket`](encode::EncodedPacket)).
 pub mod decode;
 pub mod encode;
+#[cfg(feature = "fdk-aac")]
+pub mod fdk;
 pub mod image_writer;
 pub mod input;
 pub mod m4b_reader;

@@ -64,6 +64,10 @@ impl M4bMuxer {
             .map_err(|e| Error::av(Some(path), "create the output file", e))?;
 
         let rate = params.sample_rate as i32;
+        // The track's clock; movenc takes the track timescale (and the mp4a entry's rate) from
+        // codecpar's sample rate. Everything below that counts samples is scaled to it.
+        let ts = params.media_timescale.max(1) as i64;
+        let to_track = |n: i64| n * ts / rate as i64;
         let audio_index;
         {
             let mut st = out
@@ -77,11 +81,11 @@ impl M4bMuxer {
                 let par = (*st.as_mut_ptr()).codecpar;
                 (*par).codec_type = ffi::AVMediaType::AVMEDIA_TYPE_AUDIO;
                 (*par).codec_id = ffi::AVCodecID::AV_CODEC_ID_AAC;
-                (*par).sample_rate = rate;
+                (*par).sample_rate = ts as i32;
                 ffi::av_channel_layout_default(&mut (*par).ch_layout, params.channels as i32);
                 (*par).bit_rate = params.bitrate_bps as i64;
-                (*par).frame_size = params.frame_samples as i32;
-                (*par).initial_padding = params.priming_samples as i32;
+                (*par).frame_size = to_track(params.frame_samples as i64) as i32;
+                (*par).initial_padding = to_track(params.priming_samples) as i32;
                 if !params.extradata.is_empty() {
                     let n = params.extradata.len();
                     let buf =
@@ -98,7 +102,7 @@ impl M4bMuxer {
                     (*par).extradata_size = n as i32;
                 }
             }
-            st.set_time_base(ff::Rational::new(1, rate));
+            st.set_time_base(ff::Rational::new(1, ts as i32));
         }
 
         if let Some(pic) = cover {
@@ -141,7 +145,7 @@ impl M4bMuxer {
         let audio_tb = out
             .stream(audio_index)
             .map(|s| s.time_base())
-            .unwrap_or(ff::Rational::new(1, rate));
+            .unwrap_or(ff::Rational::new(1, ts as i32));
 
         if let Some(pic) = cover {
             let mut pkt = ff::Packet::copy(&pic.data);

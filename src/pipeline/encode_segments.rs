@@ -57,9 +57,11 @@ pub const SEGMENT_FRAMES: u64 = 1024;
 /// of the worst block per join +0.97 dB at joins and at controls, mono twoloop). 128 frames
 /// cost 12.5 % extra encoding per 1024-frame segment.
 pub const LEAD_IN_FRAMES: u64 = 128;
-/// Frames after a segment, for the encoder's look-ahead. With FFmpeg's native encoder 0, 1, 2
-/// and 8 give bit-identical files (it decides packet j's window from frames j−1 and j only);
-/// 2 is kept as a margin for encoders that look further ahead.
+/// Frames after a segment: covers the encoder's look-ahead for window switching. The native
+/// encoder emits packet `j` one frame after receiving frame `j`; FDK (AAC-LC and HE-AAC) emits
+/// it on receiving frame `j`, its look-ahead being part of its larger priming (2048/4096
+/// samples), which the lead-in covers. So every kept packet is complete before the lead-out
+/// ends and none comes from a flush (checked by the FDK splice test).
 pub const LEAD_OUT_FRAMES: u64 = 2;
 
 /// Segments allowed in flight.

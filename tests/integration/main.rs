@@ -3,6 +3,7 @@ mod cli_workflow;
 mod common;
 mod container;
 mod convert;
+mod fdk;
 mod fixtures;
 mod probe;
 mod splice;

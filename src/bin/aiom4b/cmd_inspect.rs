@@ -43,6 +43,7 @@ pub fn verify(a: VerifyArgs) -> Result<u8> {
     let summary = aiom4b::verify::summarize(&a.file)?;
     let mut exp = aiom4b::verify::Expectations::new(summary.sample_rate, summary.channels);
     exp.cover = summary.cover.is_some();
+    exp.profile = None; // LC, HE-AAC and HE-AAC v2 are all audiobook profiles
     let mut problems = aiom4b::verify::check(&summary, &exp);
     if summary.major_brand != "M4B " {
         problems.push(format!(

@@ -22,8 +22,9 @@ pub fn long_version() -> String {
         .map(|(n, v)| format!("{n} {v}"))
         .collect();
     format!(
-        "{}\nencoder: FFmpeg native aac\nlinked: {}",
+        "{}\nencoders: {}\nlinked: {}",
         version_line(),
+        aiom4b::av::encode::COMPILED_ENCODERS,
         libs.join(", ")
     )
 }

@@ -175,6 +175,7 @@ impl Converter {
             stream: params.clone(),
             threads: opts.effective_jobs(),
             allow_damaged: opts.allow_damaged,
+            segment_frames: opts.segment_frames,
             estimated_total,
         };
         let mut warnings: Vec<Finding> = book.findings.clone();

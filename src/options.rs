@@ -266,6 +266,10 @@ pub struct ConvertOptions {
     pub overwrite: bool,
     /// Run the independent verification after writing (default true).
     pub verify: bool,
+    /// Frames per segment of the multi-core encoder (default
+    /// [`SEGMENT_FRAMES`](crate::pipeline::SEGMENT_FRAMES)). Shorter segments give more joins
+    /// per minute of audio, which is what the splice-quality tests want; otherwise leave it.
+    pub segment_frames: u64,
 }
 
 impl Default for ConvertOptions {
@@ -279,6 +283,7 @@ impl Default for ConvertOptions {
             allow_damaged: false,
             overwrite: false,
             verify: true,
+            segment_frames: crate::pipeline::SEGMENT_FRAMES,
         }
     }
 }

@@ -72,6 +72,8 @@ pub struct PipelineJob<'a> {
     /// most of their time waiting or encoding).
     pub threads: usize,
     pub allow_damaged: bool,
+    /// Frames per segment of the multi-core encoder.
+    pub segment_frames: u64,
     /// The plan's estimate of the total output samples (for progress until decoding is done).
     pub estimated_total: u64,
 }

@@ -207,6 +207,10 @@ pub struct EncodeArgs {
     /// Skip the independent verification of the written file.
     #[arg(long)]
     pub no_verify: bool,
+    /// Frames per segment of the multi-core encoder (for splice-quality tests).
+    #[arg(long, hide = true, default_value_t = aiom4b::pipeline::SEGMENT_FRAMES,
+          value_parser = clap::value_parser!(u64).range(64..=1_000_000))]
+    pub segment_frames: u64,
 }
 
 #[derive(Args, Debug)]
@@ -368,6 +372,7 @@ impl EncodeArgs {
             // The workflow publishes; -o --overwrite goes to the job request.
             overwrite: false,
             verify: !self.no_verify,
+            segment_frames: self.segment_frames,
         }
     }
 }

@@ -266,9 +266,10 @@ pub struct ConvertOptions {
     pub overwrite: bool,
     /// Run the independent verification after writing (default true).
     pub verify: bool,
-    /// Frames per segment of the multi-core encoder (default
-    /// [`SEGMENT_FRAMES`](crate::pipeline::SEGMENT_FRAMES)). Shorter segments give more joins
-    /// per minute of audio, which is what the splice-quality tests want; otherwise leave it.
+    /// Frames per segment of the multi-core encoder; 0 (the default) sizes segments from the
+    /// worker count and a memory budget (see
+    /// [`auto_segment_frames`](crate::pipeline::auto_segment_frames)). Shorter segments give
+    /// more joins per minute of audio, which is what the splice-quality tests want.
     pub segment_frames: u64,
 }
 
@@ -283,7 +284,7 @@ impl Default for ConvertOptions {
             allow_damaged: false,
             overwrite: false,
             verify: true,
-            segment_frames: crate::pipeline::SEGMENT_FRAMES,
+            segment_frames: 0,
         }
     }
 }

@@ -1,19 +1,20 @@
 //! Multi-core AAC encoding with seamless splices.
 //!
-//! The output timeline (after decoding and resampling) is cut into segments of
-//! [`SEGMENT_FRAMES`] AAC frames, aligned to the 1024-sample frame grid and independent of file
+//! The output timeline (after decoding and resampling) is cut into segments of a fixed number
+//! of AAC frames ([`auto_segment_frames`]: as long as the memory budget allows), aligned to the 1024-sample frame grid and independent of file
 //! or chapter boundaries. Each segment is encoded by its own encoder instance on a worker
 //! thread, fed [`LEAD_IN_FRAMES`] frames of the real audio before it and [`LEAD_OUT_FRAMES`]
 //! after it; only the packets that belong to the segment are kept. The muxer thread receives
 //! the kept packets in order and writes one continuous AAC stream with one edit list, exactly as
 //! the single encoder does.
 //!
-//! Packet numbering (global): packet `j` has pts `(j-1)·1024`; its MDCT window spans input frames
-//! `j-1` and `j`, and decoding it yields the samples of frame `j-1` (packet 0 is the encoder's
+//! Packet numbering (global): with frame size `F` and encoder priming `D`, packet `j` has pts
+//! `j·F − D`. For the native encoder (`F` = `D` = 1024) packet `j`'s MDCT window spans input
+//! frames `j-1` and `j`, and decoding it yields the samples of frame `j-1` (packet 0 is the
 //! priming, hidden by the edit list). A segment owning packets `[P, Q)` therefore needs input
-//! frames `P-1 … Q-1`, plus look-ahead for the encoder's window-switching decision, plus
-//! lead-in so that its psychoacoustic and rate-control state has settled by packet `P`:
-//! it is fed frames `[P-1-LEAD_IN, Q+LEAD_OUT)`. Because both neighbours encode the shared
+//! from `⌈D/F⌉` frames before `P` to `Q`, plus look-ahead for the encoder's window-switching
+//! decision, plus lead-in so that its psychoacoustic and rate-control state has settled by
+//! packet `P`: it is fed frames `[P − ⌈D/F⌉ − LEAD_IN, Q + LEAD_OUT)`. Because both neighbours encode the shared
 //! overlap from the same real audio, the MDCT aliasing cancels across the join and only the
 //! quantization noise differs — which is what the splice-quality test measures.
 //!
@@ -21,15 +22,15 @@
 //! segment jobs and hands them to `workers` plain encoder threads through a bounded channel.
 //! A token channel with [`tokens`] slots limits segments in flight (dispatched but not yet
 //! written): the segmenter takes a token per job, the muxer returns it after writing that
-//! segment. Memory is thus at most `tokens × (SEGMENT_FRAMES + lead-in + lead-out) × 1024 ×
-//! channels × 4 B` of PCM plus their packets, independent of book length.
+//! segment. PCM is thus at most `(tokens + 1) × (segment + lead-in + lead-out) × 1024 ×
+//! channels × 4 B` (the segments in flight and the segmenter's FIFO), held under
+//! [`PCM_BUDGET_BYTES`] by the choice of segment length, independent of book length.
 //!
 //! **No deadlock.** The segmenter waits for a token only while `tokens` segments are in
 //! flight; the lowest of them has been dispatched (dispatch is in order) and an encoder worker,
 //! which never waits on anything but its input, will finish it; the muxer then writes it and
 //! returns a token. Workers never wait on the muxer (results go to an unbounded channel whose
 //! size the tokens bound).
-use super::encode_single::Fifo;
 use super::{
     judge_track, ChapterBuilder, DecodeMsg, Failure, MuxMsg, PipelineJob, PipelineOutcome,
 };
@@ -39,11 +40,33 @@ use crate::options::EncoderSettings;
 use crate::progress::{CancelToken, ProgressSink};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
-/// Frames per segment: 2048 frames ≈ 47.6 s at 44.1 kHz. The lead-in the native encoder needs
-/// (below) is re-encoded work: at 2048 frames it costs ~6 % (at 1024 it was 12.5 %, which alone
-/// capped 2-core efficiency under 90 %). Short enough to balance work across cores; a segment's
-/// PCM is (2048 + lead) × 1024 × channels × 4 B ≈ 18 MB in stereo.
-pub const SEGMENT_FRAMES: u64 = 2048;
+/// Fewest frames per segment (≈ 23.8 s at 44.1 kHz), whatever the core count.
+pub const MIN_SEGMENT_FRAMES: u64 = 1024;
+/// Most frames per segment (≈ 3.2 min at 44.1 kHz).
+pub const MAX_SEGMENT_FRAMES: u64 = 8192;
+/// The segment length used when the PCM budget allows it; kept for callers that want a
+/// representative figure (2 workers, stereo).
+pub const SEGMENT_FRAMES: u64 = 4096;
+/// PCM the segmented encoder may hold: segments in flight ([`tokens`]) plus the segmenter's
+/// FIFO (about one more segment).
+pub const PCM_BUDGET_BYTES: u64 = 120 << 20;
+
+/// Frames per segment for `workers` encoders and `channels` channels of `frame` samples.
+///
+/// Every segment restarts an encoder, and that is not free: FFmpeg's encoder works harder from
+/// a fresh state (its rate control and bit reservoir converge slowly), and the lead-in is
+/// encoded twice. Measured on speech, CPU relative to one continuous encoder: 1024-frame
+/// segments 1.215×, 2048 1.122×, 4096 1.083× (with the 128-frame lead-in). So segments are as
+/// long as the PCM budget allows — 4096 frames for 2 stereo workers — and never shorter than
+/// [`MIN_SEGMENT_FRAMES`], which bounds memory at ~`(workers + 2)` × 8.4 MB on many cores.
+pub fn auto_segment_frames(workers: usize, channels: u16, frame: usize) -> u64 {
+    let frame_bytes = (frame * channels.max(1) as usize * 4) as u64;
+    let in_flight = tokens(workers) as u64 + 1;
+    let fit = PCM_BUDGET_BYTES / (in_flight * frame_bytes);
+    // A multiple of 256 frames: round figures in the logs, nothing more.
+    (fit / 256 * 256).clamp(MIN_SEGMENT_FRAMES, MAX_SEGMENT_FRAMES)
+}
+
 /// Frames of real audio encoded before a segment and thrown away, so that the fresh encoder's
 /// state has converged by the segment's first kept packet. FFmpeg's native encoder carries
 /// slow state: the rate control moves λ by at most ±10 % per frame, and the psychoacoustic
@@ -65,12 +88,11 @@ pub const LEAD_IN_FRAMES: u64 = 128;
 /// ends and none comes from a flush (checked by the FDK splice test).
 pub const LEAD_OUT_FRAMES: u64 = 2;
 
-/// Segments allowed in flight (dispatched, not yet written): one per worker being encoded, one
-/// queued so no worker waits for the segmenter, and one finished early waiting for its
-/// predecessor at the muxer. More would only hold memory: at ~18 MB a segment, 2 workers keep
-/// at most ~72 MB of PCM in flight.
+/// Segments allowed in flight (dispatched, not yet written): one per worker being encoded and
+/// one queued, so that a worker finishing early finds the next segment ready. More would only
+/// hold memory (see [`PCM_BUDGET_BYTES`]).
 pub fn tokens(workers: usize) -> usize {
-    workers + 2
+    workers + 1
 }
 
 /// One segment's work: the PCM of global frames `[first_frame, first_frame + len)` and which
@@ -210,11 +232,30 @@ fn segmenter(
 ) -> Result<PipelineOutcome> {
     let channels = job.target.channels as usize;
     let f = job.stream.frame_samples as u64;
-    let seg = job.segment_frames.max(1);
+    let seg = if job.segment_frames == 0 {
+        auto_segment_frames(
+            job.threads.max(1),
+            job.target.channels,
+            job.stream.frame_samples,
+        )
+    } else {
+        job.segment_frames
+    };
+    tracing::debug!(
+        segment_frames = seg,
+        workers = job.threads,
+        "segmented encoding"
+    );
     // Frames the priming spans: packet j's input starts that many frames before frame j.
     let pf = (job.stream.priming_samples.max(0) as u64).div_ceil(f);
-    // `fifo` holds the timeline from global frame `base_frame` on.
-    let mut fifo = Fifo::new(channels);
+    // `buf` holds the timeline from global frame `base_frame` (the current segment's first
+    // input frame) on. It is allocated once per segment at its final size and handed to the
+    // job as it is: no copy of the segment, no growth by doubling. Only the overlap with the
+    // next segment (its lead-in) is copied into the next buffer.
+    let cap =
+        ((seg + pf + LEAD_IN_FRAMES + LEAD_OUT_FRAMES) * f) as usize + super::CHUNK_SAMPLES + 4096;
+    let fresh = || -> Vec<Vec<f32>> { (0..channels).map(|_| Vec::with_capacity(cap)).collect() };
+    let mut buf = fresh();
     let mut base_frame = 0u64;
     let mut clock = 0u64;
     let mut next_segment = 0u64;
@@ -234,7 +275,9 @@ fn segmenter(
             match rx.recv().map_err(|_| Error::Cancelled)? {
                 DecodeMsg::Pcm(chunk) => {
                     clock += chunk.len() as u64;
-                    fifo.push(&chunk.planes);
+                    for (d, src) in buf.iter_mut().zip(&chunk.planes) {
+                        d.extend_from_slice(src);
+                    }
                     // Cut every segment whose input (through its lead-out) is complete.
                     loop {
                         let p = next_segment * seg;
@@ -246,17 +289,28 @@ fn segmenter(
                         if clock <= b * f {
                             break;
                         }
-                        let sj = cut(&fifo, f, base_frame, a, b, next_segment, p, Some(q));
-                        dispatch(sj)?;
-                        next_segment += 1;
-                        // Frames before the next segment's lead-in are no longer needed.
-                        // The same lead-in as `a` above (priming frames included), or a priming
-                        // of more than one frame would drop audio the next cut still needs.
-                        let next_a = (next_segment * seg).saturating_sub(pf + LEAD_IN_FRAMES);
-                        if next_a > base_frame {
-                            fifo.consume(((next_a - base_frame) * f) as usize);
-                            base_frame = next_a;
+                        debug_assert_eq!(a, base_frame);
+                        // The next segment starts at its own lead-in (priming frames included,
+                        // the same formula as `a`): copy from there into its buffer.
+                        let next_a = ((next_segment + 1) * seg).saturating_sub(pf + LEAD_IN_FRAMES);
+                        let from = ((next_a - base_frame) * f) as usize;
+                        let mut next = fresh();
+                        for (n, o) in next.iter_mut().zip(&buf) {
+                            n.extend_from_slice(&o[from..]);
                         }
+                        let mut planes = std::mem::replace(&mut buf, next);
+                        for pl in planes.iter_mut() {
+                            pl.truncate(((b - base_frame) * f) as usize);
+                        }
+                        base_frame = next_a;
+                        dispatch(SegmentJob {
+                            index: next_segment,
+                            first_frame: a,
+                            planes,
+                            keep_from: p,
+                            keep_to: Some(q),
+                        })?;
+                        next_segment += 1;
                         progress.encoded(p * f, job.estimated_total.max(clock));
                     }
                 }
@@ -279,10 +333,15 @@ fn segmenter(
     // including the encoder's flush, whose final packet carries the true remaining duration.
     let p = next_segment * seg;
     let a = p.saturating_sub(pf + LEAD_IN_FRAMES);
-    let end_frame = clock.div_ceil(f);
     if clock > 0 {
-        let sj = cut(&fifo, f, base_frame, a, end_frame, next_segment, p, None);
-        dispatch(sj)?;
+        debug_assert_eq!(a, base_frame);
+        dispatch(SegmentJob {
+            index: next_segment,
+            first_frame: a,
+            planes: std::mem::take(&mut buf),
+            keep_from: p,
+            keep_to: None,
+        })?;
         next_segment += 1;
     }
     drop(job_tx);
@@ -296,35 +355,6 @@ fn segmenter(
         })
         .map_err(|_| Error::Cancelled)?;
     Ok(outcome)
-}
-
-/// Copies global frames `[a, b)` (clamped to what the FIFO holds) into a job.
-#[allow(clippy::too_many_arguments)]
-fn cut(
-    fifo: &Fifo,
-    f: u64,
-    base_frame: u64,
-    a: u64,
-    b: u64,
-    index: u64,
-    keep_from: u64,
-    keep_to: Option<u64>,
-) -> SegmentJob {
-    let from = ((a - base_frame) * f) as usize;
-    let avail = fifo.len();
-    let to = (((b - base_frame) * f) as usize).min(avail);
-    let planes = fifo
-        .front(avail)
-        .iter()
-        .map(|p| p[from..to].to_vec())
-        .collect();
-    SegmentJob {
-        index,
-        first_frame: a,
-        planes,
-        keep_from,
-        keep_to,
-    }
 }
 
 /// Channels between the segment stage and the muxer, plus the initial tokens.

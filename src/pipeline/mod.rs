@@ -28,7 +28,10 @@
 mod encode_segments;
 mod encode_single;
 
-pub use encode_segments::{LEAD_IN_FRAMES, LEAD_OUT_FRAMES, SEGMENT_FRAMES};
+pub use encode_segments::{
+    auto_segment_frames, LEAD_IN_FRAMES, LEAD_OUT_FRAMES, MAX_SEGMENT_FRAMES, MIN_SEGMENT_FRAMES,
+    PCM_BUDGET_BYTES, SEGMENT_FRAMES,
+};
 
 use crate::av::decode::{self, DecodeStats, PcmChunk};
 use crate::av::encode::{EncodedPacket, StreamParams};
@@ -72,7 +75,7 @@ pub struct PipelineJob<'a> {
     /// most of their time waiting or encoding).
     pub threads: usize,
     pub allow_damaged: bool,
-    /// Frames per segment of the multi-core encoder.
+    /// Frames per segment of the multi-core encoder (0: sized automatically).
     pub segment_frames: u64,
     /// The plan's estimate of the total output samples (for progress until decoding is done).
     pub estimated_total: u64,

@@ -207,9 +207,9 @@ pub struct EncodeArgs {
     /// Skip the independent verification of the written file.
     #[arg(long)]
     pub no_verify: bool,
-    /// Frames per segment of the multi-core encoder (for splice-quality tests).
-    #[arg(long, hide = true, default_value_t = aiom4b::pipeline::SEGMENT_FRAMES,
-          value_parser = clap::value_parser!(u64).range(64..=1_000_000))]
+    /// Frames per segment of the multi-core encoder; 0 = automatic (for splice-quality tests).
+    #[arg(long, hide = true, default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub segment_frames: u64,
 }
 

@@ -36,7 +36,21 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 const EXIT_INTERRUPTED: u8 = 130;
 
+/// glibc raises its mmap threshold up to 32 MB after large blocks are freed, after which the
+/// segmented encoder's ~30 MB PCM buffers (allocated on one thread, freed on another) are
+/// carved from heap arenas and fragment them: ~45 MB more peak RSS on a 1-hour book. A fixed
+/// 1 MB threshold keeps big buffers in their own mappings, returned to the system when freed.
+/// Process-wide allocator policy belongs to the program, not to the library.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes glibc's allocation policy; called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

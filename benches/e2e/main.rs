@@ -153,6 +153,10 @@ impl Bench {
                     .arg("-o")
                     .arg(&output)
                     .args(["-j", &jobs.to_string(), "-q", "--json"])
+                    // The engine against ffmpeg: no source backup (a file copy, not conversion
+                    // work), and job records kept in the bench's own work folder.
+                    .arg("--no-backup")
+                    .env("DATA_DIR", self.work.join("data"))
                     .args(extra);
                 c
             }

@@ -31,9 +31,7 @@
 //! which never waits on anything but its input, will finish it; the muxer then writes it and
 //! returns a token. Workers never wait on the muxer (results go to an unbounded channel whose
 //! size the tokens bound).
-use super::{
-    judge_track, ChapterBuilder, DecodeMsg, Failure, MuxMsg, PipelineJob, PipelineOutcome,
-};
+use super::{track_done, ChapterBuilder, DecodeMsg, Failure, MuxMsg, PipelineJob, PipelineOutcome};
 use crate::av::encode::{open_encoder, EncodedPacket};
 use crate::error::{Error, Result};
 use crate::options::EncoderSettings;
@@ -315,15 +313,7 @@ fn segmenter(
                     }
                 }
                 DecodeMsg::End(result) => {
-                    let stats = (*result)?;
-                    if let Some(fi) = judge_track(job, i, &stats)? {
-                        progress.finding(&fi);
-                        outcome.damaged.push((i, stats.clone()));
-                        outcome.findings.push(fi);
-                    }
-                    let samples = clock - start;
-                    outcome.track_samples.push(samples);
-                    progress.file_decoded(i, &job.tracks[i].path, samples);
+                    track_done(job, i, *result, clock - start, &mut outcome, progress)?;
                     break;
                 }
             }

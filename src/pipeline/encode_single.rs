@@ -1,8 +1,6 @@
 //! The single-encoder stage: one continuous AAC encoder on one thread. It is the reference
 //! path (`--jobs 1`) and the baseline the segmented encoder is measured against.
-use super::{
-    judge_track, ChapterBuilder, DecodeMsg, Failure, MuxMsg, PipelineJob, PipelineOutcome,
-};
+use super::{track_done, ChapterBuilder, DecodeMsg, Failure, MuxMsg, PipelineJob, PipelineOutcome};
 use crate::av::encode::{open_encoder, EncodedPacket};
 use crate::error::{Error, Result};
 use crate::progress::{CancelToken, ProgressSink};
@@ -77,15 +75,7 @@ fn run_inner(
                     }
                 }
                 DecodeMsg::End(result) => {
-                    let stats = (*result)?;
-                    if let Some(f) = judge_track(job, i, &stats)? {
-                        progress.finding(&f);
-                        outcome.damaged.push((i, stats.clone()));
-                        outcome.findings.push(f);
-                    }
-                    let samples = clock - start;
-                    outcome.track_samples.push(samples);
-                    progress.file_decoded(i, &job.tracks[i].path, samples);
+                    track_done(job, i, *result, clock - start, &mut outcome, progress)?;
                     break;
                 }
             }

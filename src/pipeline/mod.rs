@@ -426,6 +426,27 @@ fn mux_segments(
     Ok(packets)
 }
 
+/// Records a finished track (both encoder stages): judges its damage, adds its decoded length
+/// to the clock's per-track list, and reports it.
+pub(crate) fn track_done(
+    job: &PipelineJob<'_>,
+    index: usize,
+    result: Result<DecodeStats>,
+    samples: u64,
+    outcome: &mut PipelineOutcome,
+    progress: &dyn ProgressSink,
+) -> Result<()> {
+    let stats = result?;
+    if let Some(f) = judge_track(job, index, &stats)? {
+        progress.finding(&f);
+        outcome.damaged.push((index, stats));
+        outcome.findings.push(f);
+    }
+    outcome.track_samples.push(samples);
+    progress.file_decoded(index, &job.tracks[index].path, samples);
+    Ok(())
+}
+
 /// Turns a finished track's decode statistics into a finding, or an error when damage is not
 /// accepted. Also detects truncation against the header's exact length.
 pub(crate) fn judge_track(

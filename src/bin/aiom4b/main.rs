@@ -49,8 +49,20 @@ fn tune_allocator() {
     }
 }
 
+/// `aiom4b verify --json | head` must end quietly when the reader goes away, as Unix tools do,
+/// instead of panicking in `println!` on EPIPE: restore the default SIGPIPE action that the
+/// Rust runtime ignores.
+fn default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: setting a signal disposition to its default, before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 fn main() -> ExitCode {
     tune_allocator();
+    default_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -190,10 +190,16 @@ impl Mp3Length {
     }
 }
 
-/// Decodes `path` with Symphonia (gapless on) and counts its samples.
-pub fn symphonia_length(path: &Path) -> Mp3Length {
+/// Opens `path` as MP3 with Symphonia (gapless on: LAME delay and padding trimmed), the
+/// independent reader of the tests: its reader, codec parameters and decoder.
+pub fn open_gapless_mp3(
+    path: &Path,
+) -> (
+    Box<dyn symphonia::core::formats::FormatReader>,
+    symphonia::core::codecs::CodecParameters,
+    Box<dyn symphonia::core::codecs::Decoder>,
+) {
     use symphonia::core::codecs::DecoderOptions;
-    use symphonia::core::errors::Error as SError;
     use symphonia::core::formats::FormatOptions;
     use symphonia::core::io::MediaSourceStream;
     use symphonia::core::meta::MetadataOptions;
@@ -206,14 +212,21 @@ pub fn symphonia_length(path: &Path) -> Mp3Length {
         enable_gapless: true,
         ..Default::default()
     };
-    let mut format = symphonia::default::get_probe()
+    let format = symphonia::default::get_probe()
         .format(&hint, mss, &opts, &MetadataOptions::default())
         .unwrap_or_else(|e| panic!("{}: symphonia cannot open it: {e}", path.display()))
         .format;
-    let track = format.default_track().unwrap().clone();
-    let mut dec = symphonia::default::get_codecs()
-        .make(&track.codec_params, &DecoderOptions::default())
+    let params = format.default_track().unwrap().codec_params.clone();
+    let dec = symphonia::default::get_codecs()
+        .make(&params, &DecoderOptions::default())
         .unwrap();
+    (format, params, dec)
+}
+
+/// Decodes `path` with Symphonia (gapless on) and counts its samples.
+pub fn symphonia_length(path: &Path) -> Mp3Length {
+    use symphonia::core::errors::Error as SError;
+    let (mut format, params, mut dec) = open_gapless_mp3(path);
     let mut samples = 0u64;
     loop {
         let packet = match format.next_packet() {
@@ -228,8 +241,8 @@ pub fn symphonia_length(path: &Path) -> Mp3Length {
         }
     }
     Mp3Length {
-        sample_rate: track.codec_params.sample_rate.unwrap(),
-        channels: track.codec_params.channels.unwrap().count(),
+        sample_rate: params.sample_rate.unwrap(),
+        channels: params.channels.unwrap().count(),
         samples,
     }
 }

@@ -9,12 +9,7 @@ use aiom4b::{Picture, Tags};
 use id3::TagLike;
 use std::path::{Path, PathBuf};
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::DecoderOptions;
 use symphonia::core::errors::Error as SymphoniaError;
-use symphonia::core::formats::FormatOptions;
-use symphonia::core::io::MediaSourceStream;
-use symphonia::core::meta::MetadataOptions;
-use symphonia::core::probe::Hint;
 
 /// A sine's frequency measured from zero crossings over a whole second or more is within this
 /// fraction of the true one; a wrong sample rate would be off by ≥ 8 % (44.1 vs 48 kHz).
@@ -48,22 +43,7 @@ impl Decoded {
 }
 
 fn decode(path: &Path) -> Decoded {
-    let file = std::fs::File::open(path).unwrap();
-    let stream = MediaSourceStream::new(Box::new(file), Default::default());
-    let mut hint = Hint::new();
-    hint.with_extension("mp3");
-    let gapless = FormatOptions {
-        enable_gapless: true,
-        ..Default::default()
-    };
-    let mut format = symphonia::default::get_probe()
-        .format(&hint, stream, &gapless, &MetadataOptions::default())
-        .unwrap_or_else(|e| panic!("{}: symphonia cannot open it: {e}", path.display()))
-        .format;
-    let params = format.default_track().unwrap().codec_params.clone();
-    let mut decoder = symphonia::default::get_codecs()
-        .make(&params, &DecoderOptions::default())
-        .unwrap();
+    let (mut format, params, mut decoder) = crate::common::open_gapless_mp3(path);
     let mut decoded = Decoded {
         sample_rate: params.sample_rate.unwrap(),
         channels: params.channels.unwrap().count(),

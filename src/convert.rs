@@ -11,7 +11,7 @@
 use crate::av::mux::{M4bMuxer, MuxChapter};
 use crate::chapters;
 use crate::error::{Error, Result};
-use crate::model::{Book, BookMetadata, Chapter, Finding, FindingKind, Picture, Severity};
+use crate::model::{Book, BookMetadata, Chapter, Finding, FindingKind, Picture};
 use crate::options::{validate_target, ChapterMode, ConvertOptions, EncoderSettings};
 use crate::pipeline::{self, PipelineJob, TrackJob};
 use crate::progress::{CancelToken, ProgressSink, Stage};
@@ -447,33 +447,16 @@ fn sync_dir(dir: &Path) {
     }
 }
 
-/// Moves the finished `.part` to `final_path`. Without `overwrite`, a hard link publishes the
-/// file only if nothing exists there (atomically), then the `.part` name is removed; where
-/// hard links are not supported (FAT, some network shares) an existence check + rename is used.
+/// Moves the finished `.part` to `final_path`: replacing it only with `overwrite`, else
+/// through the workflow's no-replace rename (atomic `RENAME_NOREPLACE` where supported).
 fn publish(part: &Path, final_path: &Path, overwrite: bool) -> Result<()> {
-    if overwrite {
-        return std::fs::rename(part, final_path)
-            .map_err(|e| Error::io(final_path, "cannot move the finished file into place", e));
-    }
-    match std::fs::hard_link(part, final_path) {
-        Ok(()) => {
-            let _ = std::fs::remove_file(part);
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Err(Error::OutputExists(final_path.to_path_buf()))
-        }
-        Err(_) => {
-            if final_path.exists() {
-                return Err(Error::OutputExists(final_path.to_path_buf()));
-            }
-            std::fs::rename(part, final_path)
-                .map_err(|e| Error::io(final_path, "cannot move the finished file into place", e))
-        }
-    }
-}
-
-#[allow(dead_code)]
-fn severity_is_error(f: &Finding) -> bool {
-    f.severity == Severity::Error
+    let moved = if overwrite {
+        std::fs::rename(part, final_path)
+    } else {
+        crate::workflow::staging::rename_noreplace(part, final_path)
+    };
+    moved.map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::OutputExists(final_path.to_path_buf()),
+        _ => Error::io(final_path, "cannot move the finished file into place", e),
+    })
 }

@@ -156,7 +156,8 @@ impl Converter {
         // A first encoder instance tells the muxer the stream's parameters (its
         // AudioSpecificConfig and priming); the pipeline opens its own.
         let params = crate::av::encode::open_encoder(&settings)?.params();
-        let muxer = M4bMuxer::create(part, &params, &mux_metadata(&book.metadata), cover.as_ref())?;
+        let metadata = mux_metadata(&book.metadata);
+        let open_muxer = || M4bMuxer::create(part, &params, &metadata, cover.as_ref());
 
         let tracks: Vec<TrackJob> = book
             .tracks
@@ -188,7 +189,7 @@ impl Converter {
             chapter_warnings.clone(),
         );
         let t_conv = Instant::now();
-        let outcome = pipeline::run(&job, muxer, builder, progress, cancel)?;
+        let outcome = pipeline::run(&job, &open_muxer, builder, progress, cancel)?;
         let convert_secs = t_conv.elapsed().as_secs_f64();
         for w in chapter_warnings
             .lock()

@@ -221,7 +221,7 @@ fn drain(
 }
 
 /// Appends `input` planes to `out` planes, duplicating mono or averaging stereo as needed.
-fn remix_into(input: &[&[f32]], out: &mut [Vec<f32>]) {
+pub(crate) fn remix_into(input: &[&[f32]], out: &mut [Vec<f32>]) {
     match (input.len(), out.len()) {
         (a, b) if a == b => {
             for (o, i) in out.iter_mut().zip(input) {

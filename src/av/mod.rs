@@ -10,6 +10,7 @@ pub mod input;
 pub mod m4b_reader;
 pub mod mp3_writer;
 pub mod mux;
+pub mod packets;
 
 use std::sync::Once;
 

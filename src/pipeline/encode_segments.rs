@@ -32,7 +32,7 @@
 //! returns a token. Workers never wait on the muxer (results go to an unbounded channel whose
 //! size the tokens bound).
 use super::{track_done, ChapterBuilder, DecodeMsg, Failure, MuxMsg, PipelineJob, PipelineOutcome};
-use crate::av::encode::{open_encoder, EncodedPacket};
+use crate::av::encode::{open_encoder, AudioEncoder, EncodedPacket};
 use crate::error::{Error, Result};
 use crate::options::EncoderSettings;
 use crate::progress::{CancelToken, ProgressSink};
@@ -110,41 +110,118 @@ pub(crate) struct SegmentResult {
     pub packets: Vec<EncodedPacket>,
 }
 
+/// A fresh encoder for one segment: takes the segment's input (lead-in, segment, lead-out) in
+/// pieces of any size, encodes it in frames, and keeps only the packets that belong to the
+/// segment, with global timestamps. Both multi-core stages use it.
+pub(crate) struct SegmentEncoder {
+    enc: Box<dyn AudioEncoder>,
+    frame: usize,
+    priming: i64,
+    /// Global sample of the first input sample.
+    offset: i64,
+    keep_from: u64,
+    keep_to: Option<u64>,
+    /// The partial frame not yet encoded.
+    acc: Vec<Vec<f32>>,
+    raw: Vec<EncodedPacket>,
+}
+
+impl SegmentEncoder {
+    /// An encoder whose first input sample is global frame `first_frame`'s first, keeping
+    /// global packets `[keep_from, keep_to)` (`keep_to = None` for the last segment).
+    pub(crate) fn new(
+        settings: &EncoderSettings,
+        first_frame: u64,
+        keep_from: u64,
+        keep_to: Option<u64>,
+    ) -> Result<Self> {
+        let enc = open_encoder(settings)?;
+        let params = enc.params();
+        let frame = params.frame_samples;
+        let channels = settings.target.channels.max(1) as usize;
+        Ok(SegmentEncoder {
+            enc,
+            frame,
+            priming: params.priming_samples,
+            offset: (first_frame * frame as u64) as i64,
+            keep_from,
+            keep_to,
+            acc: (0..channels).map(|_| Vec::with_capacity(frame)).collect(),
+            raw: Vec::with_capacity(8),
+        })
+    }
+
+    /// Feeds planar samples; kept packets are appended to `kept`.
+    pub(crate) fn push(&mut self, planes: &[&[f32]], kept: &mut Vec<EncodedPacket>) -> Result<()> {
+        let n = planes.first().map_or(0, |p| p.len());
+        let mut pos = 0;
+        while pos < n {
+            let have = self.acc[0].len();
+            if have == 0 && n - pos >= self.frame {
+                // Whole frames straight from the input, without a copy.
+                let refs: Vec<&[f32]> = planes.iter().map(|p| &p[pos..pos + self.frame]).collect();
+                self.enc.encode(&refs, &mut self.raw)?;
+                pos += self.frame;
+            } else {
+                let take = (self.frame - have).min(n - pos);
+                for (a, p) in self.acc.iter_mut().zip(planes) {
+                    a.extend_from_slice(&p[pos..pos + take]);
+                }
+                pos += take;
+                if self.acc[0].len() == self.frame {
+                    let refs: Vec<&[f32]> = self.acc.iter().map(|v| v.as_slice()).collect();
+                    self.enc.encode(&refs, &mut self.raw)?;
+                    for a in self.acc.iter_mut() {
+                        a.clear();
+                    }
+                }
+            }
+            self.keep(kept);
+        }
+        Ok(())
+    }
+
+    /// Encodes the last partial frame and flushes the encoder.
+    pub(crate) fn finish(mut self, kept: &mut Vec<EncodedPacket>) -> Result<()> {
+        if !self.acc[0].is_empty() {
+            let refs: Vec<&[f32]> = self.acc.iter().map(|v| v.as_slice()).collect();
+            self.enc.encode(&refs, &mut self.raw)?;
+        }
+        self.enc.finish(&mut self.raw)?;
+        self.keep(kept);
+        Ok(())
+    }
+
+    fn keep(&mut self, kept: &mut Vec<EncodedPacket>) {
+        let frame = self.frame as i64;
+        for mut p in self.raw.drain(..) {
+            p.pts += self.offset;
+            // Global packet index: packet j starts at pts j·frame − priming.
+            let global = (p.pts + self.priming).div_euclid(frame);
+            let keep =
+                global >= self.keep_from as i64 && self.keep_to.is_none_or(|to| global < to as i64);
+            if keep {
+                if self.keep_to.is_some() {
+                    // Inside the stream every packet is a full frame; the local encoder may
+                    // have shortened the last one of its lead-out, which is never kept anyway.
+                    p.duration = frame;
+                }
+                kept.push(p);
+            }
+        }
+    }
+}
+
 /// Encodes one segment job with a fresh encoder; packets get global timestamps.
 pub(crate) fn encode_segment(
     settings: &EncoderSettings,
     job: &SegmentJob,
 ) -> Result<Vec<EncodedPacket>> {
-    let mut enc = open_encoder(settings)?;
-    let params = enc.params();
-    let frame = params.frame_samples;
-    let n = job.planes[0].len();
-    let mut raw = Vec::with_capacity(n / frame + 4);
-    let mut pos = 0;
-    while pos < n {
-        let end = (pos + frame).min(n);
-        let planes: Vec<&[f32]> = job.planes.iter().map(|p| &p[pos..end]).collect();
-        enc.encode(&planes, &mut raw)?;
-        pos = end;
-    }
-    enc.finish(&mut raw)?;
-    let offset = (job.first_frame * frame as u64) as i64;
-    let mut kept = Vec::with_capacity(raw.len());
-    for mut p in raw {
-        p.pts += offset;
-        // Global packet index: packet j starts at pts j·frame − priming.
-        let global = (p.pts + params.priming_samples).div_euclid(frame as i64);
-        let keep =
-            global >= job.keep_from as i64 && job.keep_to.is_none_or(|to| global < to as i64);
-        if keep {
-            if job.keep_to.is_some() {
-                // Inside the stream every packet is a full frame; the local encoder may have
-                // shortened the last one of its lead-out, which is never kept anyway.
-                p.duration = frame as i64;
-            }
-            kept.push(p);
-        }
-    }
+    let mut se = SegmentEncoder::new(settings, job.first_frame, job.keep_from, job.keep_to)?;
+    let mut kept = Vec::new();
+    let planes: Vec<&[f32]> = job.planes.iter().map(|p| p.as_slice()).collect();
+    se.push(&planes, &mut kept)?;
+    se.finish(&mut kept)?;
     Ok(kept)
 }
 

@@ -25,8 +25,11 @@
 //!
 //! **Root cause wins.** The first stage that fails for its own reason records its error and
 //! raises the stop flag; stages that then fail only because a neighbour went away stay quiet.
+mod encode_ranges;
 mod encode_segments;
 mod encode_single;
+
+pub use encode_ranges::{PACKET_BUDGET_BYTES, RANGE_MAX_FRAMES};
 
 pub use encode_segments::{
     auto_segment_frames, LEAD_IN_FRAMES, LEAD_OUT_FRAMES, MAX_SEGMENT_FRAMES, MIN_SEGMENT_FRAMES,
@@ -120,6 +123,17 @@ impl Failure {
         }
         self.stop.store(true, Ordering::SeqCst);
     }
+    /// Stops everything without recording an error (a re-plan, which is not a failure).
+    pub(crate) fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+    /// No real error has been recorded.
+    pub(crate) fn first_is_none(&self) -> bool {
+        self.first
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
     pub(crate) fn stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
     }
@@ -149,21 +163,59 @@ pub(crate) enum MuxMsg {
 
 /// Runs decode → encode → mux. On success the muxer has written the trailer and closed the
 /// file; on failure the partial file is left for the caller to delete.
+///
+/// With more than one thread, the book is first indexed and encoded in long ranges, each worker
+/// decoding its own ([`encode_ranges`]); a book that needs resampling, or whose files do not
+/// decode as indexed, goes through the in-order path instead (`open_muxer` is then called a
+/// second time, to start the output afresh).
 pub fn run(
     job: &PipelineJob<'_>,
-    muxer: M4bMuxer,
+    open_muxer: &dyn Fn() -> Result<M4bMuxer>,
     chapters: ChapterBuilder,
     progress: &dyn ProgressSink,
     cancel: &CancelToken,
 ) -> Result<PipelineOutcome> {
-    let n = job.tracks.len();
-    let failure = Failure::new();
     let threads = job.threads.max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("aiom4b-decode-{i}"))
         .build()
         .map_err(|e| Error::Internal(format!("decode pool: {e}")))?;
+    let mut chapters = Some(chapters);
+    if threads > 1 {
+        match encode_ranges::prepare(job, &pool) {
+            Ok(plan) => {
+                match encode_ranges::run(job, &plan, open_muxer()?, &mut chapters, progress, cancel)
+                {
+                    Ok(outcome) => return Ok(outcome),
+                    Err(encode_ranges::RangeFailure::Fail(e)) => return Err(e),
+                    Err(encode_ranges::RangeFailure::Replan(why)) => tracing::warn!(
+                        reason = %why,
+                        "the input does not decode as indexed; converting again in book order"
+                    ),
+                }
+            }
+            Err(why) => tracing::debug!(reason = %why, "encoding streamed segments in book order"),
+        }
+    }
+    let chapters = chapters
+        .take()
+        .expect("the chapter builder is only used on success");
+    run_in_order(job, open_muxer()?, chapters, progress, cancel, &pool)
+}
+
+/// The in-order pipeline: decoders → one encoder stage (single or segmented) → muxer.
+fn run_in_order(
+    job: &PipelineJob<'_>,
+    muxer: M4bMuxer,
+    chapters: ChapterBuilder,
+    progress: &dyn ProgressSink,
+    cancel: &CancelToken,
+    pool: &rayon::ThreadPool,
+) -> Result<PipelineOutcome> {
+    let n = job.tracks.len();
+    let failure = Failure::new();
+    let threads = job.threads.max(1);
 
     let (txs, rxs): (Vec<Sender<DecodeMsg>>, Vec<Receiver<DecodeMsg>>) =
         (0..n).map(|_| bounded(CHUNKS_PER_TRACK)).unzip();
@@ -199,7 +251,7 @@ pub fn run(
         // The decoders: `threads` workers on our own rayon pool (not the global one), each
         // claiming the next track in order. `pool.scope` blocks, so it runs on a helper thread.
         let (txs_ref, next_ref, pool_ref, tracks, target) =
-            (&txs, &next_track, &pool, job.tracks, job.target);
+            (&txs, &next_track, pool, job.tracks, job.target);
         std::thread::Builder::new()
             .name("aiom4b-decoders".into())
             .spawn_scoped(s, move || {

@@ -1,0 +1,326 @@
+//! Exact sample positions in an MP3 file without decoding it, and decoding from any of them.
+//!
+//! The multi-core encoder gives every worker its own stretch of the book to decode and encode
+//! (`pipeline::encode_ranges`), so each worker must know, before anything is decoded, where on
+//! the book's one sample clock its stretch begins. MP3 makes that cheap: every packet decodes to
+//! a fixed number of samples (1152, or 576 for MPEG-2/2.5), and the gapless trimming is
+//! carried as skip-samples side data that the demuxer attaches and the decoder applies.
+//! [`index_mp3`] demuxes a file (no decoding: about 15× cheaper than decoding it) and replays
+//! libavcodec's trimming rules packet by packet, giving each packet's exact output length.
+//!
+//! [`decode_from`] then decodes from any sample of the file: it demuxes from the start, sends
+//! the decoder only the packets from a few before the wanted one (the bit reservoir and the
+//! filter bank need a few frames to fill), and checks that every packet from the wanted one on
+//! decodes to exactly the length the index predicted. A damaged frame, a sample-rate change
+//! or anything else that would move the clock is reported as a [`RangeError::Mismatch`], and
+//! the caller falls back to decoding the book in order.
+use super::input::{open_mp3, Mp3Input};
+use crate::error::{Error, Result};
+use ff::ffi;
+use ffmpeg_next as ff;
+use std::path::Path;
+
+/// Packets decoded and thrown away before the first wanted one: the layer III bit reservoir
+/// reaches back at most 511 bytes (at most ~20 frames at the lowest bitrates, 2–4 at audiobook
+/// bitrates), the IMDCT overlap and the synthesis filter one frame.
+pub const PREROLL_PACKETS: usize = 24;
+
+/// Each packet's exact output length, at the file's own rate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrackIndex {
+    /// `starts[q]` is packet `q`'s first output sample; the last entry is the total.
+    pub starts: Vec<u64>,
+    pub rate: u32,
+    pub channels: usize,
+}
+
+impl TrackIndex {
+    /// Output samples of the whole file (after gapless trimming).
+    pub fn total(&self) -> u64 {
+        self.starts.last().copied().unwrap_or(0)
+    }
+    /// Packets in the file.
+    pub fn packets(&self) -> usize {
+        self.starts.len().saturating_sub(1)
+    }
+    /// The packet whose output holds sample `o` (for `o < total`).
+    pub fn packet_at(&self, o: u64) -> usize {
+        // The last packet starting at or before `o`; packets trimmed to nothing share their
+        // start with the next one, which is the one that holds the sample.
+        self.starts.partition_point(|&s| s <= o).saturating_sub(1)
+    }
+    fn expected(&self, q: usize) -> u64 {
+        self.starts[q + 1] - self.starts[q]
+    }
+}
+
+/// Why a ranged decode stopped.
+#[derive(Debug)]
+pub enum RangeError {
+    /// The file does not decode the way its index says (damage, a rate change, …).
+    Mismatch(String),
+    /// A real error (cancellation, or the sink's own error).
+    Other(Error),
+}
+
+impl From<Error> for RangeError {
+    fn from(e: Error) -> Self {
+        RangeError::Other(e)
+    }
+}
+
+/// Reads the skip-samples side data: (samples to skip at the start, padding at the end).
+fn skip_side_data(packet: &ff::Packet) -> Option<(u32, u32)> {
+    packet
+        .side_data()
+        .find(|s| s.kind() == ff::codec::packet::side_data::Type::SkipSamples)
+        .and_then(|s| {
+            let d = s.data();
+            (d.len() >= 10).then(|| {
+                (
+                    u32::from_le_bytes([d[0], d[1], d[2], d[3]]),
+                    u32::from_le_bytes([d[4], d[5], d[6], d[7]]),
+                )
+            })
+        })
+}
+
+/// Samples per packet as the decoder will produce them (before trimming).
+fn packet_samples(packet: &ff::Packet, tb: ff::Rational, rate: u32, frame_size: u32) -> u64 {
+    let d = packet.duration();
+    if d > 0 && tb.numerator() > 0 {
+        let r = d as i128 * tb.numerator() as i128 * rate as i128;
+        let den = tb.denominator() as i128;
+        ((r + den / 2) / den) as u64
+    } else {
+        frame_size as u64
+    }
+}
+
+/// libavcodec's trimming state (`decode.c`: skip_samples carries across frames; the discard
+/// padding applies to the packet's own frame, and only when it fits in it).
+#[derive(Default)]
+struct Trim {
+    skip: u64,
+}
+
+impl Trim {
+    fn apply(&mut self, n: u64, side: Option<(u32, u32)>) -> u64 {
+        let mut discard = 0u64;
+        if let Some((s, d)) = side {
+            self.skip = s as u64;
+            discard = d as u64;
+        }
+        let mut n = n;
+        if self.skip > 0 {
+            if n <= self.skip {
+                self.skip -= n;
+                return 0;
+            }
+            n -= self.skip;
+            self.skip = 0;
+        }
+        if discard > 0 && discard <= n {
+            n -= discard;
+        }
+        n
+    }
+}
+
+fn stream_facts(input: &Mp3Input) -> Result<(ff::Rational, u32, usize, u32)> {
+    let stream = input
+        .ctx
+        .stream(input.audio_index)
+        .ok_or_else(|| Error::NotMp3 {
+            path: input.path.clone(),
+            reason: "audio stream vanished".into(),
+        })?;
+    let tb = stream.time_base();
+    let par = stream.parameters();
+    // SAFETY: `par` wraps the stream's valid AVCodecParameters for the duration of this call.
+    let (rate, channels, frame_size) = unsafe {
+        let p = par.as_ptr();
+        (
+            (*p).sample_rate.max(0) as u32,
+            (*p).ch_layout.nb_channels.max(0) as usize,
+            (*p).frame_size.max(0) as u32,
+        )
+    };
+    Ok((tb, rate, channels, frame_size))
+}
+
+/// Demuxes `path` and returns each packet's exact output length. Fails on read errors and
+/// on files whose packets do not say how long they are.
+pub fn index_mp3(path: &Path) -> Result<TrackIndex> {
+    let mut input = open_mp3(path)?;
+    let (tb, rate, channels, frame_size) = stream_facts(&input)?;
+    if rate == 0 || channels == 0 {
+        return Err(Error::NotMp3 {
+            path: path.to_path_buf(),
+            reason: "no sample rate or channel count".into(),
+        });
+    }
+    let mut starts = Vec::with_capacity(4096);
+    starts.push(0u64);
+    let mut trim = Trim::default();
+    let mut pos = 0u64;
+    loop {
+        let mut packet = ff::Packet::empty();
+        match packet.read(&mut input.ctx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(e) => return Err(Error::av(Some(path), "read".to_string(), e)),
+        }
+        if packet.stream() != input.audio_index {
+            continue;
+        }
+        let n = packet_samples(&packet, tb, rate, frame_size);
+        if n == 0 {
+            return Err(Error::NotMp3 {
+                path: path.to_path_buf(),
+                reason: "a packet without a duration".into(),
+            });
+        }
+        pos += trim.apply(n, skip_side_data(&packet));
+        starts.push(pos);
+    }
+    Ok(TrackIndex {
+        starts,
+        rate,
+        channels,
+    })
+}
+
+/// Decodes `input` from output sample `from` (per its `index`) to the end or until `sink`
+/// returns `false`, remixed to `out_channels`. Every packet from the one holding `from` on must
+/// decode to exactly its indexed length at the indexed rate, or this fails with
+/// [`RangeError::Mismatch`].
+pub fn decode_from(
+    mut input: Mp3Input,
+    index: &TrackIndex,
+    from: u64,
+    out_channels: usize,
+    cancelled: &dyn Fn() -> bool,
+    sink: &mut dyn FnMut(&[&[f32]]) -> Result<bool>,
+) -> std::result::Result<(), RangeError> {
+    let path = input.path.clone();
+    let mismatch = |why: String| RangeError::Mismatch(format!("{}: {why}", path.display()));
+    if from >= index.total() {
+        return Ok(());
+    }
+    let (tb, _, _, _) = stream_facts(&input)?;
+    let wanted = index.packet_at(from);
+    // Start at the file's beginning when the wanted packet is near it: the encoder delay's
+    // skip can span the first two packets, and starting there keeps its trimming intact.
+    let first = if wanted <= PREROLL_PACKETS + 2 {
+        0
+    } else {
+        wanted - PREROLL_PACKETS
+    };
+    let stream = input.ctx.stream(input.audio_index).ok_or_else(|| {
+        RangeError::Other(Error::NotMp3 {
+            path: path.clone(),
+            reason: "audio stream vanished".into(),
+        })
+    })?;
+    let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
+        .map_err(|e| Error::av(Some(&path), "read the stream parameters".to_string(), e))?;
+    // SAFETY: ctx is a valid, not yet opened codec context that we own.
+    unsafe {
+        (*ctx.as_mut_ptr()).pkt_timebase = tb.into();
+    }
+    let mut decoder = ctx
+        .decoder()
+        .audio()
+        .map_err(|e| Error::av(Some(&path), "open the MP3 decoder".to_string(), e))?;
+    let mut frame = ff::frame::Audio::empty();
+    let mut scratch: Vec<Vec<f32>> = vec![Vec::with_capacity(1152); out_channels];
+    let mut q = 0usize;
+    loop {
+        if cancelled() {
+            return Err(RangeError::Other(Error::Cancelled));
+        }
+        let mut packet = ff::Packet::empty();
+        match packet.read(&mut input.ctx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(e) => return Err(mismatch(format!("read error: {e}"))),
+        }
+        if packet.stream() != input.audio_index {
+            continue;
+        }
+        let this = q;
+        q += 1;
+        if this < first {
+            continue;
+        }
+        if this >= index.packets() {
+            return Err(mismatch("more packets than indexed".into()));
+        }
+        let checked = this >= wanted;
+        match decoder.send_packet(&packet) {
+            Ok(()) => {}
+            Err(ff::Error::Other { errno }) if errno == ffi::EAGAIN => {}
+            Err(e) if checked => return Err(mismatch(format!("packet {this}: {e}"))),
+            Err(_) => continue,
+        }
+        // MP3 decoding has no delay: what comes out now belongs to this packet.
+        let mut got = 0u64;
+        loop {
+            match decoder.receive_frame(&mut frame) {
+                Ok(()) => {}
+                Err(ff::Error::Other { errno }) if errno == ffi::EAGAIN => break,
+                Err(ff::Error::Eof) => break,
+                Err(e) if checked => return Err(mismatch(format!("packet {this}: {e}"))),
+                Err(_) => break,
+            }
+            let n = frame.samples();
+            if !checked || n == 0 {
+                continue;
+            }
+            if frame.rate() != index.rate
+                || frame.is_corrupt()
+                || frame.has_decode_errors()
+                || frame.format() != ff::format::Sample::F32(ff::format::sample::Type::Planar)
+            {
+                return Err(mismatch(format!(
+                    "packet {this} decodes differently (damaged or changed format)"
+                )));
+            }
+            // Where this frame's samples sit in the file, and how many of them are wanted.
+            let at = index.starts[this] + got;
+            got += n as u64;
+            let skip = from.saturating_sub(at).min(n as u64) as usize;
+            if skip == n {
+                continue;
+            }
+            let in_ch = frame.channels() as usize;
+            let planes: Vec<&[f32]> = (0..in_ch)
+                .map(|c| &frame.plane::<f32>(c)[skip..n])
+                .collect();
+            for s in scratch.iter_mut() {
+                s.clear();
+            }
+            super::decode::remix_into(&planes, &mut scratch);
+            let refs: Vec<&[f32]> = scratch.iter().map(|v| v.as_slice()).collect();
+            if !sink(&refs)? {
+                return Ok(());
+            }
+        }
+        if checked && got != index.expected(this) {
+            return Err(mismatch(format!(
+                "packet {this} decoded to {got} samples, {} expected",
+                index.expected(this)
+            )));
+        }
+    }
+    // No delay to flush for MP3; a packet the index has but the file no longer gives is a
+    // mismatch (the file changed since it was indexed).
+    if q != index.packets() {
+        return Err(mismatch(format!(
+            "{q} packets read, {} indexed",
+            index.packets()
+        )));
+    }
+    Ok(())
+}

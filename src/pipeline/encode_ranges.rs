@@ -1,0 +1,457 @@
+//! Multi-core encoding with long segments: every worker decodes its own stretch of the book.
+//!
+//! Restarting an encoder is not free (see [`LEAD_IN_FRAMES`]: about 0.1 CPU-second per
+//! restart for FFmpeg's twoloop coder at 128 kb/s stereo, half of it the lead-in, half the
+//! fresh rate control working harder), so the fewer segments the better. The streamed
+//! segmenter (`encode_segments`) cannot make them long: it decodes the book in order, so
+//! every segment's PCM waits in memory until an encoder takes it. Here nothing waits:
+//!
+//! 1. **Index** every file ([`index_mp3`]: demuxing only, about 15× cheaper than decoding) to
+//!    learn each packet's exact output length, so the book's sample clock is known before
+//!    anything is decoded: file `i` starts at `track_starts[i]`.
+//! 2. **Plan** segments of up to [`RANGE_MAX_FRAMES`] AAC frames on the global frame grid, as
+//!    many as a multiple of the worker count so that the workers finish together.
+//! 3. Each **worker** takes the next segment, finds the file and packet where its lead-in
+//!    starts, decodes from there ([`decode_from`], a few packets of pre-roll before it),
+//!    through as many files as the segment spans, into a fresh [`SegmentEncoder`], and streams
+//!    the kept packets to the muxer as they come.
+//! 4. The **muxer** writes the lowest unfinished segment's packets as they arrive and holds
+//!    the later ones (a token bound limits how many segments are in flight, so this is at most
+//!    `tokens` segments of packets: ≈ 12 MB each at 128 kb/s, independent of book length).
+//!
+//! Every packet a worker decodes past its pre-roll is checked against the index; the first one
+//! that decodes differently (damage, a rate change) stops the run as a *re-plan*, and the
+//! caller converts the book again with the in-order path, which judges damage the usual way.
+//! Books that need resampling go to that path from the start (their output lengths are not
+//! known before decoding).
+use super::encode_segments::{tokens, SegmentEncoder, LEAD_IN_FRAMES, LEAD_OUT_FRAMES};
+use super::{judge_track, ChapterBuilder, Failure, PipelineJob, PipelineOutcome};
+use crate::av::decode::DecodeStats;
+use crate::av::encode::EncodedPacket;
+use crate::av::input::open_mp3;
+use crate::av::mux::{M4bMuxer, MuxChapter};
+use crate::av::packets::{decode_from, index_mp3, RangeError, TrackIndex};
+use crate::error::{Error, Result};
+use crate::progress::{CancelToken, ProgressSink};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Longest segment (≈ 12.7 min at 44.1 kHz): 0.1 s of restart per 22 s of encoding.
+pub const RANGE_MAX_FRAMES: u64 = 32_768;
+/// Encoded packets the muxer may hold for segments finished ahead of their turn (sizing the
+/// segments on many cores).
+pub const PACKET_BUDGET_BYTES: u64 = 48 << 20;
+/// Kept packets per message to the muxer.
+const BATCH: usize = 128;
+
+/// The book's clock and its segments, worked out before decoding.
+pub(super) struct RangePlan {
+    indexes: Vec<TrackIndex>,
+    /// `track_starts[i]`: file `i`'s first sample on the book's clock; the last entry is the
+    /// total.
+    track_starts: Vec<u64>,
+    /// `(P, Q)`: global packets `[P, Q)`; `Q = None` for the last segment.
+    segments: Vec<(u64, Option<u64>)>,
+}
+
+impl RangePlan {
+    fn total(&self) -> u64 {
+        self.track_starts.last().copied().unwrap_or(0)
+    }
+}
+
+/// How a ranged run ended, other than with a finished file.
+pub(super) enum RangeFailure {
+    /// The input does not decode as indexed: convert again in order (the muxer is spent).
+    Replan(String),
+    Fail(Error),
+}
+
+/// Indexes the book and plans its segments, or says why the book needs the in-order path.
+pub(super) fn prepare(
+    job: &PipelineJob<'_>,
+    pool: &rayon::ThreadPool,
+) -> std::result::Result<RangePlan, String> {
+    let rate = job.target.sample_rate;
+    if let Some(t) = job.tracks.iter().find(|t| t.source_rate != rate) {
+        return Err(format!(
+            "{} is at {} Hz and needs resampling to {rate} Hz",
+            t.path.display(),
+            t.source_rate
+        ));
+    }
+    let indexes: Vec<Result<TrackIndex>> =
+        pool.install(|| job.tracks.par_iter().map(|t| index_mp3(&t.path)).collect());
+    let mut out = Vec::with_capacity(indexes.len());
+    let mut starts = Vec::with_capacity(indexes.len() + 1);
+    starts.push(0u64);
+    for (i, r) in indexes.into_iter().enumerate() {
+        let idx = r.map_err(|e| format!("indexing failed: {e}"))?;
+        let path = &job.tracks[i].path;
+        if idx.rate != rate {
+            return Err(format!(
+                "{}: the stream is at {} Hz",
+                path.display(),
+                idx.rate
+            ));
+        }
+        // A file shorter than its header announces is reported by the in-order path.
+        let stats = DecodeStats {
+            output_samples: idx.total(),
+            source_samples: idx.total(),
+            ..Default::default()
+        };
+        if !matches!(judge_track(job, i, &stats), Ok(None)) {
+            return Err(format!("{}: shorter than its header says", path.display()));
+        }
+        starts.push(starts[i] + idx.total());
+        out.push(idx);
+    }
+    let total = *starts.last().unwrap_or(&0);
+    if total == 0 {
+        return Err("the book has no audio".into());
+    }
+    let segments = plan_segments(job, total);
+    Ok(RangePlan {
+        indexes: out,
+        track_starts: starts,
+        segments,
+    })
+}
+
+/// Cuts `total` samples into segments on the frame grid.
+fn plan_segments(job: &PipelineJob<'_>, total: u64) -> Vec<(u64, Option<u64>)> {
+    let f = job.stream.frame_samples.max(1) as u64;
+    let total_frames = total.div_ceil(f);
+    let workers = job.threads.max(1) as u64;
+    let len = if job.segment_frames > 0 {
+        job.segment_frames
+    } else {
+        // Twice the nominal size per frame: VBR headroom.
+        let frame_bytes =
+            (job.target.bitrate_bps * f / job.target.sample_rate.max(1) as u64 / 8).max(1) * 2;
+        let fit = PACKET_BUDGET_BYTES / (tokens(workers as usize) as u64 * frame_bytes);
+        let max_len = fit.clamp(super::MIN_SEGMENT_FRAMES, RANGE_MAX_FRAMES);
+        // As few segments as the length limit allows, a multiple of the workers.
+        let count = total_frames.div_ceil(max_len).div_ceil(workers) * workers;
+        total_frames.div_ceil(count).max(super::MIN_SEGMENT_FRAMES)
+    };
+    let mut segments = Vec::new();
+    let mut p = 0u64;
+    loop {
+        let q = p + len;
+        // The last segment runs to the end; one that would leave less than its lead-out
+        // behind takes the rest too.
+        if q + LEAD_OUT_FRAMES >= total_frames {
+            segments.push((p, None));
+            return segments;
+        }
+        segments.push((p, Some(q)));
+        p = q;
+    }
+}
+
+enum RangeMsg {
+    Packets(u64, Vec<EncodedPacket>),
+    Done(u64),
+}
+
+/// Runs the plan: `workers` encoder threads, this thread dispatching, one muxer thread.
+pub(super) fn run(
+    job: &PipelineJob<'_>,
+    plan: &RangePlan,
+    muxer: M4bMuxer,
+    chapters: &mut Option<ChapterBuilder>,
+    progress: &dyn ProgressSink,
+    cancel: &CancelToken,
+) -> std::result::Result<PipelineOutcome, RangeFailure> {
+    let workers = job.threads.max(1);
+    let failure = Failure::new();
+    let replan: Mutex<Option<String>> = Mutex::new(None);
+    let done_samples = AtomicU64::new(0);
+    let total = plan.total();
+    let span = tracing::Span::current();
+    let built: Mutex<Vec<MuxChapter>> = Mutex::new(Vec::new());
+    tracing::debug!(
+        segments = plan.segments.len(),
+        workers,
+        "multi-core encoding, each worker decoding its own range"
+    );
+
+    let result = std::thread::scope(|s| -> Result<u64> {
+        let (msg_tx, msg_rx) = unbounded::<RangeMsg>();
+        let (end_tx, end_rx) = bounded::<Vec<MuxChapter>>(1);
+        let n_tokens = tokens(workers);
+        let (tok_tx, tok_rx) = bounded::<()>(n_tokens);
+        for _ in 0..n_tokens {
+            let _ = tok_tx.send(());
+        }
+        let (job_tx, job_rx) = bounded::<u64>(workers);
+        let (failure, replan, span, done_samples, built) =
+            (&failure, &replan, &span, &done_samples, &built);
+        let segments = plan.segments.len() as u64;
+        let mux = std::thread::Builder::new()
+            .name("aiom4b-mux".into())
+            .spawn_scoped(s, move || {
+                let _span = span.enter();
+                mux_ranges(muxer, msg_rx, end_rx, tok_tx, segments, cancel, failure)
+            })
+            .map_err(|e| Error::Internal(format!("muxer thread: {e}")))?;
+        let mut handles = Vec::with_capacity(workers);
+        for w in 0..workers {
+            let (job_rx, msg_tx) = (job_rx.clone(), msg_tx.clone());
+            handles.push(
+                std::thread::Builder::new()
+                    .name(format!("aiom4b-encode-{w}"))
+                    .spawn_scoped(s, move || {
+                        let _span = span.enter();
+                        for k in job_rx.iter() {
+                            if cancel.is_cancelled() || failure.stopped() {
+                                return;
+                            }
+                            let stop = || cancel.is_cancelled() || failure.stopped();
+                            match encode_range(job, plan, k, &msg_tx, done_samples, progress, &stop)
+                            {
+                                Ok(()) => {}
+                                Err(RangeError::Mismatch(why)) => {
+                                    replan
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .get_or_insert(why);
+                                    failure.stop();
+                                    return;
+                                }
+                                Err(RangeError::Other(Error::Cancelled)) => return,
+                                Err(RangeError::Other(e)) => {
+                                    failure.fail(e);
+                                    return;
+                                }
+                            }
+                        }
+                    })
+                    .map_err(|e| Error::Internal(format!("encoder thread: {e}")))?,
+            );
+        }
+        drop((job_rx, msg_tx));
+        // Dispatch in order, one token per segment in flight.
+        for k in 0..segments {
+            if cancel.is_cancelled() || failure.stopped() {
+                break;
+            }
+            if tok_rx.recv().is_err() || job_tx.send(k).is_err() {
+                break;
+            }
+        }
+        drop(job_tx);
+        for h in handles {
+            h.join()
+                .map_err(|_| Error::Internal("an encoder thread".into()))?;
+        }
+        if !failure.stopped() && !cancel.is_cancelled() {
+            // Every segment is encoded and every packet decoded as indexed: the clock is
+            // exact, and the chapters can be placed on it.
+            let lengths: Vec<u64> = plan.indexes.iter().map(TrackIndex::total).collect();
+            let build = chapters.take().expect("the chapter builder is used once");
+            match build(&lengths, total) {
+                Ok(ch) => {
+                    *built.lock().unwrap_or_else(|p| p.into_inner()) = ch.clone();
+                    let _ = end_tx.send(ch);
+                }
+                Err(e) => failure.fail(e),
+            }
+        }
+        drop(end_tx);
+        mux.join()
+            .map_err(|_| Error::Internal("the muxer thread".into()))?
+    });
+    if let Some(why) = replan.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        if !cancel.is_cancelled() && failure.first_is_none() {
+            return Err(RangeFailure::Replan(why));
+        }
+    }
+    if let Some(first) = failure.take() {
+        return Err(RangeFailure::Fail(first));
+    }
+    if cancel.is_cancelled() {
+        return Err(RangeFailure::Fail(Error::Cancelled));
+    }
+    let packets = result.map_err(RangeFailure::Fail)?;
+    let track_samples: Vec<u64> = plan.indexes.iter().map(TrackIndex::total).collect();
+    for (i, (t, &n)) in job.tracks.iter().zip(&track_samples).enumerate() {
+        progress.file_decoded(i, &t.path, n);
+    }
+    progress.encoded(total, total);
+    Ok(PipelineOutcome {
+        track_samples,
+        total_samples: total,
+        packets,
+        chapters: built.into_inner().unwrap_or_else(|p| p.into_inner()),
+        damaged: Vec::new(),
+        findings: Vec::new(),
+    })
+}
+
+/// Encodes segment `k`: decodes its input range from the files, feeds a fresh encoder, and
+/// streams the kept packets to the muxer.
+fn encode_range(
+    job: &PipelineJob<'_>,
+    plan: &RangePlan,
+    k: u64,
+    tx: &Sender<RangeMsg>,
+    done_samples: &AtomicU64,
+    progress: &dyn ProgressSink,
+    stop: &dyn Fn() -> bool,
+) -> std::result::Result<(), RangeError> {
+    let (p, q) = plan.segments[k as usize];
+    let f = job.stream.frame_samples as u64;
+    let total = plan.total();
+    // Frames the priming spans: packet j's input starts that many frames before frame j.
+    let pf = (job.stream.priming_samples.max(0) as u64).div_ceil(f);
+    let a = p.saturating_sub(pf + LEAD_IN_FRAMES);
+    let start = a * f;
+    let end = match q {
+        Some(q) => ((q + LEAD_OUT_FRAMES) * f).min(total),
+        None => total,
+    };
+    let mut enc = SegmentEncoder::new(&job.encoder, a, p, q)?;
+    let mut kept: Vec<EncodedPacket> = Vec::with_capacity(BATCH + 8);
+    let channels = job.target.channels.max(1) as usize;
+    let mut pos = start;
+    let mut track = plan.track_starts.partition_point(|&s| s <= start) - 1;
+    let send = |kept: &mut Vec<EncodedPacket>, min: usize| -> Result<()> {
+        if kept.len() >= min && !kept.is_empty() {
+            let n: u64 = kept.iter().map(|p| p.duration.max(0) as u64).sum();
+            let done = done_samples.fetch_add(n, Ordering::Relaxed) + n;
+            let batch = std::mem::replace(kept, Vec::with_capacity(BATCH + 8));
+            tx.send(RangeMsg::Packets(k, batch))
+                .map_err(|_| Error::Cancelled)?;
+            progress.encoded(done.min(total), total);
+        }
+        Ok(())
+    };
+    while pos < end {
+        if track >= plan.indexes.len() {
+            return Err(RangeError::Mismatch(format!(
+                "segment {k} ran out of input at sample {pos} of {end}"
+            )));
+        }
+        let path = &job.tracks[track].path;
+        let input = open_mp3(path).map_err(|e| RangeError::Mismatch(e.to_string()))?;
+        let from = pos - plan.track_starts[track];
+        decode_from(
+            input,
+            &plan.indexes[track],
+            from,
+            channels,
+            stop,
+            &mut |planes| {
+                let want = (end - pos).min(planes[0].len() as u64) as usize;
+                let cut: Vec<&[f32]> = planes.iter().map(|p| &p[..want]).collect();
+                enc.push(&cut, &mut kept)?;
+                pos += want as u64;
+                send(&mut kept, BATCH)?;
+                Ok(pos < end)
+            },
+        )?;
+        if pos < end {
+            // The file ended: it must have ended exactly where the index said.
+            if pos != plan.track_starts[track + 1] {
+                return Err(RangeError::Mismatch(format!(
+                    "{} ended at sample {pos}, indexed to end at {}",
+                    path.display(),
+                    plan.track_starts[track + 1]
+                )));
+            }
+            track += 1;
+        }
+    }
+    enc.finish(&mut kept)?;
+    send(&mut kept, 1)?;
+    tx.send(RangeMsg::Done(k))
+        .map_err(|_| RangeError::Other(Error::Cancelled))?;
+    Ok(())
+}
+
+/// Writes segments strictly in order: the lowest unfinished segment's packets as they arrive,
+/// later ones held until their turn. Each finished segment returns a token to the dispatcher.
+fn mux_ranges(
+    mut muxer: M4bMuxer,
+    rx: Receiver<RangeMsg>,
+    end_rx: Receiver<Vec<MuxChapter>>,
+    tokens: Sender<()>,
+    segments: u64,
+    cancel: &CancelToken,
+    failure: &Failure,
+) -> Result<u64> {
+    let mut next = 0u64;
+    let mut packets = 0u64;
+    // Segments ahead of their turn: their packets so far, and whether they are finished.
+    let mut pending: BTreeMap<u64, (Vec<EncodedPacket>, bool)> = BTreeMap::new();
+    let mut write = |muxer: &mut M4bMuxer, batch: &[EncodedPacket]| -> Result<()> {
+        for p in batch {
+            muxer.write(p)?;
+        }
+        packets += batch.len() as u64;
+        Ok(())
+    };
+    let outcome = (|| -> Result<()> {
+        for msg in rx.iter() {
+            if cancel.is_cancelled() || failure.stopped() {
+                return Err(Error::Cancelled);
+            }
+            let finished = match msg {
+                RangeMsg::Packets(i, batch) if i == next => {
+                    write(&mut muxer, &batch)?;
+                    false
+                }
+                RangeMsg::Packets(i, batch) => {
+                    pending.entry(i).or_default().0.extend(batch);
+                    false
+                }
+                RangeMsg::Done(i) if i == next => true,
+                RangeMsg::Done(i) => {
+                    pending.entry(i).or_default().1 = true;
+                    false
+                }
+            };
+            if finished {
+                // Move on, writing what the following segments have ready.
+                loop {
+                    next += 1;
+                    let _ = tokens.send(());
+                    match pending.remove(&next) {
+                        Some((batch, done)) => {
+                            write(&mut muxer, &batch)?;
+                            if !done {
+                                break;
+                            }
+                        }
+                        None => break,
+                    }
+                }
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = outcome {
+        if !e.is_cancelled() {
+            failure.fail(e);
+        }
+        return Err(Error::Cancelled);
+    }
+    // Every worker is gone; the dispatcher sends the chapters only if all went well.
+    let chapters = end_rx.recv().map_err(|_| Error::Cancelled)?;
+    if next != segments {
+        return Err(Error::Internal(format!(
+            "muxer: {next} of {segments} segments written"
+        )));
+    }
+    if let Err(e) = muxer.finish(&chapters) {
+        failure.fail(e);
+        return Err(Error::Cancelled);
+    }
+    Ok(packets)
+}

@@ -189,7 +189,7 @@ pub fn run(
                 {
                     Ok(outcome) => return Ok(outcome),
                     Err(encode_ranges::RangeFailure::Fail(e)) => return Err(e),
-                    Err(encode_ranges::RangeFailure::Replan(why)) => tracing::warn!(
+                    Err(encode_ranges::RangeFailure::Replan(why)) => tracing::info!(
                         reason = %why,
                         "the input does not decode as indexed; converting again in book order"
                     ),

@@ -6,6 +6,7 @@ mod convert;
 mod fdk;
 mod fixtures;
 mod probe;
+mod ranges;
 mod splice;
 mod verify;
 mod workflow;

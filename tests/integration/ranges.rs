@@ -1,0 +1,235 @@
+//! The packet index behind the multi-core encoder's ranges: without decoding, it must put every
+//! sample where the decoder does, and decoding from any sample must give exactly the samples
+//! that decoding the whole file gives from there (bit for bit), in every MP3 flavour an
+//! audiobook comes in.
+use aiom4b::av::decode::decode_file;
+use aiom4b::av::input::open_mp3;
+use aiom4b::av::packets::{decode_from, index_mp3, RangeError, PREROLL_PACKETS};
+use aiom4b::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
+use std::path::Path;
+
+/// The whole file decoded in order by the engine's decoder, at its own rate and channels.
+fn whole(path: &Path, rate: u32, channels: usize) -> Vec<Vec<f32>> {
+    let mut planes = vec![Vec::new(); channels];
+    decode_file(
+        open_mp3(path).unwrap(),
+        rate,
+        channels,
+        1 << 16,
+        &|| false,
+        &mut |c| {
+            for (d, s) in planes.iter_mut().zip(&c.planes) {
+                d.extend_from_slice(s);
+            }
+            Ok(())
+        },
+    )
+    .unwrap();
+    planes
+}
+
+/// Decodes from `from` to the end with the ranged decoder.
+fn ranged(path: &Path, from: u64, channels: usize) -> Vec<Vec<f32>> {
+    let index = index_mp3(path).unwrap();
+    let mut planes = vec![Vec::new(); channels];
+    decode_from(
+        open_mp3(path).unwrap(),
+        &index,
+        from,
+        channels,
+        &|| false,
+        &mut |p| {
+            for (d, s) in planes.iter_mut().zip(p) {
+                d.extend_from_slice(s);
+            }
+            Ok(true)
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}: from {from}: {e:?}", path.display()));
+    planes
+}
+
+/// Removes the first MP3 frame after the ID3v2 tag: LAME's Xing/Info frame, which carries the
+/// gapless delay and padding. Without it the decoder keeps every sample of every frame.
+fn strip_lame_header(path: &Path) {
+    let mut b = std::fs::read(path).unwrap();
+    let mut at = 0usize;
+    if b.starts_with(b"ID3") {
+        let size = b[6..10]
+            .iter()
+            .fold(0usize, |acc, &x| (acc << 7) | (x & 0x7f) as usize);
+        at = 10 + size;
+    }
+    let h = u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+    assert_eq!(h >> 21, 0x7ff, "no frame sync after the tag");
+    let lsf = (h >> 19) & 3 != 3;
+    let kbps_table_mpeg1 = [
+        0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+    ];
+    let kbps_table_mpeg2 = [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160];
+    let bi = ((h >> 12) & 15) as usize;
+    let kbps = if lsf {
+        kbps_table_mpeg2[bi]
+    } else {
+        kbps_table_mpeg1[bi]
+    };
+    let rates = [44_100, 48_000, 32_000];
+    let mut rate = rates[((h >> 10) & 3) as usize];
+    match (h >> 19) & 3 {
+        2 => rate /= 2,
+        0 => rate /= 4,
+        _ => {}
+    }
+    let pad = ((h >> 9) & 1) as usize;
+    let len = if lsf { 72 } else { 144 } * kbps * 1000 / rate + pad;
+    let frame = &b[at..at + len];
+    assert!(
+        frame.windows(4).any(|w| w == b"Xing" || w == b"Info"),
+        "the first frame is not LAME's header frame"
+    );
+    b.drain(at..at + len);
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn the_index_places_every_sample_where_the_decoder_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let speech = |seed| Signal::SpeechLike { seed };
+    let cases: Vec<(&str, Mp3Spec, bool)> = vec![
+        (
+            "cbr 44.1k stereo",
+            Mp3Spec {
+                length: Length::Samples(44_100 * 7 + 333),
+                signal: speech(3),
+                ..Mp3Spec::default()
+            },
+            false,
+        ),
+        (
+            "vbr 44.1k mono",
+            Mp3Spec {
+                length: Length::Samples(44_100 * 6 + 1),
+                channels: 1,
+                rate_control: RateControl::Vbr { quality: 5 },
+                signal: speech(4),
+                ..Mp3Spec::default()
+            },
+            false,
+        ),
+        (
+            "mpeg-2 22.05k (576-sample frames), low bitrate",
+            Mp3Spec {
+                length: Length::Samples(22_050 * 9 + 700),
+                sample_rate: 22_050,
+                channels: 1,
+                rate_control: RateControl::Cbr {
+                    bitrate_bps: 32_000,
+                },
+                signal: speech(5),
+                ..Mp3Spec::default()
+            },
+            false,
+        ),
+        (
+            "48k stereo without the LAME header",
+            Mp3Spec {
+                length: Length::Samples(48_000 * 5 + 77),
+                sample_rate: 48_000,
+                signal: speech(6),
+                ..Mp3Spec::default()
+            },
+            true,
+        ),
+        (
+            "shorter than one frame",
+            Mp3Spec {
+                length: Length::Samples(300),
+                ..Mp3Spec::default()
+            },
+            false,
+        ),
+    ];
+    for (name, spec, strip) in cases {
+        let path = tmp
+            .path()
+            .join(format!("{}.mp3", name.replace([' ', '(', ')', ','], "_")));
+        write_mp3(&path, &spec).unwrap();
+        if strip {
+            strip_lame_header(&path);
+        }
+        let channels = usize::from(spec.channels);
+        let reference = whole(&path, spec.sample_rate, channels);
+        let n = reference[0].len() as u64;
+        let index = index_mp3(&path).unwrap();
+        assert_eq!(index.total(), n, "{name}: indexed total");
+        assert_eq!(index.rate, spec.sample_rate, "{name}");
+        if !strip {
+            assert_eq!(n, spec.samples(), "{name}: gapless length");
+        }
+        // From the start, inside the first frames (where the encoder delay is trimmed), on and
+        // around frame boundaries, past the pre-roll distance, and at the very end.
+        let frame = if spec.sample_rate < 32_000 { 576 } else { 1152 };
+        let far = frame * (PREROLL_PACKETS as u64 + 10) + 5;
+        for from in [
+            0,
+            1,
+            481,
+            frame - 1,
+            frame,
+            3 * frame + 17,
+            far,
+            n / 2,
+            n - 1,
+        ] {
+            if from >= n {
+                continue;
+            }
+            let got = ranged(&path, from, channels);
+            for c in 0..channels {
+                assert_eq!(
+                    got[c].len() as u64,
+                    n - from,
+                    "{name}: from {from}: length, channel {c}"
+                );
+                assert!(
+                    got[c] == reference[c][from as usize..],
+                    "{name}: from {from}: samples differ from the in-order decode, channel {c}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_file_that_decodes_differently_from_its_index_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("a.mp3");
+    let spec = Mp3Spec {
+        length: Length::Secs(8.0),
+        signal: Signal::SpeechLike { seed: 9 },
+        ..Mp3Spec::default()
+    };
+    write_mp3(&path, &spec).unwrap();
+    let index = index_mp3(&path).unwrap();
+    // The file changes after indexing: a longer take of the same chapter.
+    write_mp3(
+        &path,
+        &Mp3Spec {
+            length: Length::Secs(9.0),
+            ..spec
+        },
+    )
+    .unwrap();
+    let r = decode_from(
+        open_mp3(&path).unwrap(),
+        &index,
+        44_100,
+        2,
+        &|| false,
+        &mut |_| Ok(true),
+    );
+    match r {
+        Err(RangeError::Mismatch(why)) => assert!(why.contains("a.mp3"), "{why}"),
+        other => panic!("expected a mismatch, got {other:?}"),
+    }
+}

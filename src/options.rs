@@ -267,9 +267,11 @@ pub struct ConvertOptions {
     /// Run the independent verification after writing (default true).
     pub verify: bool,
     /// Frames per segment of the multi-core encoder; 0 (the default) sizes segments from the
-    /// worker count and a memory budget (see
-    /// [`auto_segment_frames`](crate::pipeline::auto_segment_frames)). Shorter segments give
-    /// more joins per minute of audio, which is what the splice-quality tests want.
+    /// worker count and a memory budget (up to
+    /// [`RANGE_MAX_FRAMES`](crate::pipeline::RANGE_MAX_FRAMES) when each worker decodes its
+    /// own range; [`auto_segment_frames`](crate::pipeline::auto_segment_frames) on the
+    /// in-order path). Shorter segments give more joins per minute of audio, which is what the
+    /// splice-quality tests want.
     pub segment_frames: u64,
 }
 

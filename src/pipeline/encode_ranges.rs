@@ -130,9 +130,9 @@ fn plan_segments(job: &PipelineJob<'_>, total: u64) -> Vec<(u64, Option<u64>)> {
     let len = if job.segment_frames > 0 {
         job.segment_frames
     } else {
-        // Twice the nominal size per frame: VBR headroom.
+        // The nominal size of a frame (FFmpeg's and FDK's AAC rate controls keep close to it).
         let frame_bytes =
-            (job.target.bitrate_bps * f / job.target.sample_rate.max(1) as u64 / 8).max(1) * 2;
+            (job.target.bitrate_bps * f / job.target.sample_rate.max(1) as u64 / 8).max(1);
         let fit = PACKET_BUDGET_BYTES / (tokens(workers as usize) as u64 * frame_bytes);
         let max_len = fit.clamp(super::MIN_SEGMENT_FRAMES, RANGE_MAX_FRAMES);
         // As few segments as the length limit allows, a multiple of the workers.

@@ -1,4 +1,10 @@
-//! Multi-core AAC encoding with seamless splices.
+//! Multi-core AAC encoding with seamless splices, from PCM in book order.
+//!
+//! This is the in-order multi-core path: for books that need resampling (their sample clock is
+//! only known once decoded) and for books whose files do not decode as indexed (damage). The
+//! usual path, [`encode_ranges`](super::encode_ranges), lets every worker decode its own range
+//! and so can use much longer segments; both share [`SegmentEncoder`] and the join arithmetic
+//! below.
 //!
 //! The output timeline (after decoding and resampling) is cut into segments of a fixed number
 //! of AAC frames ([`auto_segment_frames`]: as long as the memory budget allows), aligned to the 1024-sample frame grid and independent of file

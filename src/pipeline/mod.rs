@@ -1,5 +1,20 @@
-//! The only place threads appear: a decode pool feeding, through bounded channels in book order,
-//! an AAC encoder stage that feeds one muxer thread.
+//! The only place threads appear. Two shapes, both ending in one muxer thread:
+//!
+//! **Ranges** (more than one thread, the usual case; [`encode_ranges`]): the files are indexed
+//! (demuxed, not decoded) so the sample clock is known up front; each encoder worker decodes
+//! its own segment's range of the book and streams its packets to the muxer, which writes them
+//! in order.
+//!
+//! ```text
+//!  index (rayon) ─▶ segments on the frame grid ─▶ worker k: decode files from the right packet
+//!                                                  → fresh encoder (lead-in, lead-out) ─┐
+//!                                                  worker k+1: …                       ─┼─▶ muxer
+//! ```
+//!
+//! **In order** (`--jobs 1`, books that need resampling, and books whose files do not decode
+//! as indexed): a decode pool feeding, through bounded channels in book order, an AAC encoder
+//! stage (one encoder, or streamed segments) that feeds one muxer thread. The rest of this
+//! page is about this shape; [`encode_ranges`] explains its own bounds.
 //!
 //! ```text
 //!  rayon pool (decode_threads)          encoder thread                muxer thread

@@ -19,7 +19,7 @@ const MIN_JOINS: usize = 5;
 /// judged, so a book must not pass with nothing measured. The seeds below put 6 of the 6 joins
 /// in speech (found by scanning seeds; this assertion keeps it so if the generator changes).
 const MIN_JUDGED_JOINS: usize = 5;
-/// Segment length for these tests: shorter than the default (2048 frames) so a short book has
+/// Segment length for these tests: much shorter than the default (up to 32,768 frames) so a short book has
 /// several joins; the quality at a join depends on the lead-in, not on the segment length.
 const SEGMENT_FRAMES: u64 = 1024;
 /// Seed of the first file's speech (the second gets the next one).

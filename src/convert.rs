@@ -39,6 +39,9 @@ pub struct ConvertReport {
     pub tracks: usize,
     pub packets: u64,
     pub threads: usize,
+    /// Output samples where independently encoded segments meet (multi-core encoding); empty
+    /// with one encoder.
+    pub joins: Vec<u64>,
     pub timings: Timings,
     /// Audio seconds per wall-clock second of the conversion stage.
     pub realtime_factor: f64,
@@ -274,6 +277,7 @@ impl Converter {
             tracks: tracks.len(),
             packets: outcome.packets,
             threads: job.threads,
+            joins: outcome.joins.clone(),
             timings: Timings {
                 convert_secs,
                 finalize_secs,

@@ -418,6 +418,7 @@ fn segmenter(
         next_segment += 1;
     }
     drop(job_tx);
+    outcome.joins = (1..next_segment).map(|k| k * seg * f).collect();
     outcome.total_samples = clock;
     let ch = chapters(&outcome.track_samples, clock)?;
     outcome.chapters = ch.clone();

@@ -110,6 +110,9 @@ pub struct PipelineOutcome {
     pub total_samples: u64,
     pub packets: u64,
     pub chapters: Vec<MuxChapter>,
+    /// Where independently encoded segments meet, in output samples (the first sample of the
+    /// frame where the next segment's first packet starts); empty with one encoder.
+    pub joins: Vec<u64>,
     /// Per-track damage, when accepted with `allow_damaged`.
     pub damaged: Vec<(usize, DecodeStats)>,
     /// The findings raised while converting (one per accepted damaged track), exactly as sent

@@ -233,3 +233,96 @@ fn a_file_that_decodes_differently_from_its_index_is_reported() {
         other => panic!("expected a mismatch, got {other:?}"),
     }
 }
+
+/// Default multi-core conversions put their joins in the quietest place near the planned cut
+/// (a join carries two encoders' quantization choices; in a pause nothing of that is heard),
+/// report them, and stay exact. A caller-given segment length keeps joins on its grid.
+#[test]
+fn joins_move_into_a_nearby_pause_and_are_reported() {
+    use crate::common::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let book = tmp.path().join("book");
+    std::fs::create_dir_all(&book).unwrap();
+    // Speech, a 1.5 s pause 2–4 s before the planned cut (two 1024-frame segments: the cut is
+    // at 1024 frames, 23.8 s), then speech to the end.
+    let parts = [
+        ("01.mp3", 20.0, Signal::SpeechLike { seed: 41 }),
+        ("02.mp3", 1.5, Signal::Silence),
+        ("03.mp3", 24.0, Signal::SpeechLike { seed: 42 }),
+    ];
+    let mut paths = Vec::new();
+    for (name, secs, signal) in parts {
+        let p = book.join(name);
+        write_mp3(
+            &p,
+            &Mp3Spec {
+                length: Length::Secs(secs),
+                signal,
+                ..Mp3Spec::default()
+            },
+        )
+        .unwrap();
+        paths.push(p);
+    }
+    let mut source: Vec<f32> = Vec::new();
+    for p in &paths {
+        let planes = whole(p, 44_100, 2);
+        source.extend(planes[0].iter().zip(&planes[1]).map(|(l, r)| l * l + r * r));
+    }
+    let frame = AAC_FRAME as usize;
+    // Energy of the three frames whose decoded audio a join at `j` (samples) touches.
+    let around = |j: u64| -> f64 {
+        let c = j as usize / frame;
+        source[(c - 2) * frame..((c + 1) * frame).min(source.len())]
+            .iter()
+            .map(|&e| e as f64)
+            .sum()
+    };
+    let planned = 1024 * AAC_FRAME;
+
+    let convert_json = |extra: &[&str], name: &str| {
+        let output = tmp.path().join(name);
+        let mut args = vec!["convert", "--json", "-o", output.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.push(book.to_str().unwrap());
+        let out = run(args);
+        assert_exit(&out, 0);
+        json(&out)
+    };
+    let default = convert_json(&["-j2"], "default.m4b");
+    let joins: Vec<u64> = default["joins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(joins.len(), 1, "{default:#}");
+    let j = joins[0];
+    assert_eq!(j % AAC_FRAME, 0, "joins are on the frame grid");
+    let pause = (20.0 * 44_100.0) as u64..(21.5 * 44_100.0) as u64;
+    assert!(
+        pause.contains(&(j - 2 * AAC_FRAME)) && pause.contains(&(j + AAC_FRAME)),
+        "join at {j} (planned {planned}) is not inside the pause {pause:?}"
+    );
+    assert!(
+        around(j) < around(planned) * 1e-3,
+        "the join is not quieter"
+    );
+    assert_eq!(default["total_samples"], (45.5 * 44_100.0) as u64);
+
+    // The reference and a caller-given grid.
+    let single = convert_json(&["-j1"], "single.m4b");
+    assert_eq!(single["joins"].as_array().unwrap().len(), 0);
+    assert_eq!(single["packets"], default["packets"]);
+    let grid = convert_json(&["-j2", "--segment-frames", "512"], "grid.m4b");
+    let grid_joins: Vec<u64> = grid["joins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        grid_joins,
+        [512 * AAC_FRAME, 1024 * AAC_FRAME, 1536 * AAC_FRAME]
+    );
+}

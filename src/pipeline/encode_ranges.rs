@@ -579,7 +579,10 @@ fn mux_ranges(
         }
         return Err(Error::Cancelled);
     }
-    // Every worker is gone; the dispatcher sends the chapters only if all went well.
+    // Every worker is gone. The dispatcher may be waiting for a token that will never come
+    // (the workers stopped early): closing the token channel releases it.
+    drop(tokens);
+    // The dispatcher sends the chapters only if all went well.
     let chapters = end_rx.recv().map_err(|_| Error::Cancelled)?;
     if next != segments {
         return Err(Error::Internal(format!(

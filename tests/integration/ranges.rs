@@ -326,3 +326,159 @@ fn joins_move_into_a_nearby_pause_and_are_reported() {
         [512 * AAC_FRAME, 1024 * AAC_FRAME, 1536 * AAC_FRAME]
     );
 }
+
+/// Cancelling a multi-core conversion in the middle ends it promptly with `Cancelled` and no
+/// file, whatever the dispatcher, the workers and the muxer were waiting on at the time.
+#[test]
+fn cancelling_in_the_middle_of_many_segments_ends_promptly() {
+    use aiom4b::progress::{CancelToken, ProgressSink};
+    use aiom4b::{plan, ConvertOptions, Converter, Error, Limits, PlanOptions, ScanOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let book = tmp.path().join("book");
+    std::fs::create_dir_all(&book).unwrap();
+    for i in 0..3 {
+        write_mp3(
+            book.join(format!("{i:02}.mp3")),
+            &Mp3Spec {
+                length: Length::Secs(40.0),
+                signal: Signal::SpeechLike { seed: 60 + i },
+                ..Mp3Spec::default()
+            },
+        )
+        .unwrap();
+    }
+    let out = tmp.path().join("out.m4b");
+    let plan = plan::plan(
+        &[book.clone()],
+        &ScanOptions::default(),
+        &Limits::default(),
+        &PlanOptions {
+            output: Some(out.clone()),
+            ..PlanOptions::default()
+        },
+    )
+    .unwrap();
+    /// Cancels once a quarter of the book is encoded.
+    struct CancelAt(CancelToken);
+    impl ProgressSink for CancelAt {
+        fn encoded(&self, done: u64, total: u64) {
+            if done * 4 >= total {
+                self.0.cancel();
+            }
+        }
+    }
+    for segment_frames in [64, 256] {
+        let cancel = CancelToken::new();
+        let sink = CancelAt(cancel.clone());
+        let conv = Converter::new(ConvertOptions {
+            jobs: 2,
+            segment_frames,
+            ..ConvertOptions::default()
+        });
+        // A liveness check, not a timing one: a deadlock must fail the test, not hang the run,
+        // so the conversion runs on a thread of its own that is left behind if it never ends.
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (plan, cancel2) = (plan.clone(), cancel.clone());
+        std::thread::spawn(move || {
+            let _ = tx.send(conv.convert(&plan, &sink, &cancel2));
+        });
+        let r = rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("segments of {segment_frames}: no end after cancel"));
+        assert!(
+            matches!(r, Err(Error::Cancelled)),
+            "segments of {segment_frames}: {r:?}"
+        );
+        assert!(!out.exists(), "no output after a cancel");
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".part"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}
+
+/// A file that only turns out different from its index once a worker decodes it (here the
+/// sample rate changes in the middle: the demuxer announces the first part's rate), late in a
+/// book of many segments: the ranged run stops — every thread, including a dispatcher waiting
+/// for a segment slot — and the book is converted again in order, exactly like `-j1`.
+#[test]
+fn a_file_that_changes_rate_midway_is_converted_again_in_order() {
+    use aiom4b::progress::{CancelToken, NoProgress};
+    use aiom4b::{plan, ConvertOptions, Converter, Limits, PlanOptions, ScanOptions};
+    let tmp = tempfile::tempdir().unwrap();
+    let book = tmp.path().join("book");
+    std::fs::create_dir_all(&book).unwrap();
+    for i in 0..2 {
+        write_mp3(
+            book.join(format!("{i:02}.mp3")),
+            &Mp3Spec {
+                length: Length::Secs(30.0),
+                signal: Signal::SpeechLike { seed: 70 + i },
+                ..Mp3Spec::default()
+            },
+        )
+        .unwrap();
+    }
+    let mut bytes = Vec::new();
+    for (rate, seed) in [(44_100, 72), (48_000, 73)] {
+        let part = tmp.path().join(format!("part{rate}.mp3"));
+        write_mp3(
+            &part,
+            &Mp3Spec {
+                length: Length::Secs(10.0),
+                sample_rate: rate,
+                signal: Signal::SpeechLike { seed },
+                ..Mp3Spec::default()
+            },
+        )
+        .unwrap();
+        let mut b = std::fs::read(&part).unwrap();
+        if !bytes.is_empty() && b.starts_with(b"ID3") {
+            // Only frames in the middle of a file: drop the second part's tag.
+            let size = b[6..10]
+                .iter()
+                .fold(0usize, |acc, &x| (acc << 7) | (x & 0x7f) as usize);
+            b.drain(..10 + size);
+        }
+        bytes.extend(b);
+    }
+    std::fs::write(book.join("02 - two rates.mp3"), bytes).unwrap();
+    let convert = |jobs: usize, name: &str| {
+        let out = tmp.path().join(name);
+        let plan = plan::plan(
+            &[book.clone()],
+            &ScanOptions::default(),
+            &Limits::default(),
+            &PlanOptions {
+                output: Some(out.clone()),
+                ..PlanOptions::default()
+            },
+        )
+        .unwrap();
+        let conv = Converter::new(ConvertOptions {
+            jobs,
+            segment_frames: 32,
+            ..ConvertOptions::default()
+        });
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(conv.convert(&plan, &NoProgress, &CancelToken::new()));
+        });
+        // A liveness check, not a timing one (see above).
+        rx.recv_timeout(std::time::Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("-j{jobs}: no end"))
+            .unwrap_or_else(|e| panic!("-j{jobs}: {e}"))
+    };
+    let single = convert(1, "single.m4b");
+    let multi = convert(2, "multi.m4b");
+    assert_eq!(multi.total_samples, single.total_samples);
+    assert_eq!(multi.packets, single.packets);
+    // 48 kHz for 10 s at 44.1 kHz: the second part was resampled, not taken at its index.
+    assert!(
+        single.total_samples > 70 * 44_100,
+        "{}",
+        single.total_samples
+    );
+}

@@ -4,7 +4,10 @@
 //!  folders ──scan──▶ files ──probe──▶ tracks ──plan──▶ Book ──convert──▶ .m4b ──verify──▶ report
 //!                    (order)         (rayon)          (chapters,         │
 //!                                                      metadata, cover)  │
-//!    convert:  decode pool (rayon, book order) ─▶ bounded channel ─▶ AAC encoder(s) ─▶ one muxer thread
+//!    convert (all cores): index the MP3s (demux only: exact clock) ─▶ one worker per core
+//!                         decodes its own range ─▶ fresh AAC encoder ─▶ one muxer thread
+//!    convert (-j1, resampled books, re-plans): decode pool (rayon, book order)
+//!                         ─▶ bounded channel ─▶ AAC encoder(s) ─▶ one muxer thread
 //! ```
 //!
 //! The library never prints and never exits: it returns typed [`Error`]s, reports soft problems

@@ -187,20 +187,48 @@ pub fn splice(b: &mut Bench) {
         format!("{} ({} silent)", r.joins, r.silent_joins),
         "",
     );
+    // Each join is judged by the worse of its two blocks, so it is held against adjacent
+    // pairs of non-join blocks judged the same way (see `quality::splice_report`).
     b.rec.row(
-        "mean / worst join excess",
+        "join excess: mean over pairs' mean",
         format!(
-            "{:+.3} / {:+.3} dB",
-            r.mean_join_excess_db, r.worst_join_excess_db
+            "{:+.3} dB ({:+.3} vs {:+.3})",
+            r.mean_join_excess_db - r.mean_other_pair_excess_db,
+            r.mean_join_excess_db,
+            r.mean_other_pair_excess_db
         ),
         &format!(
-            "mean ≤ {} dB, worst ≤ p99 — {}",
+            "≤ {} dB — {}",
             quality::MAX_MEAN_JOIN_EXCESS_DB,
-            if r.passes { "met" } else { "MISSED" }
+            if r.mean_join_excess_db - r.mean_other_pair_excess_db
+                <= quality::MAX_MEAN_JOIN_EXCESS_DB
+            {
+                "met"
+            } else {
+                "MISSED"
+            }
+        ),
+    );
+    // With n audible joins, even joins no different from anywhere else exceed the pairs' p99
+    // with probability 1 − 0.99ⁿ (43 % for 57): read this row with that in mind.
+    b.rec.row(
+        "worst join vs pairs' p99",
+        format!(
+            "{:+.3} vs {:+.3} dB",
+            r.worst_join_excess_db, r.p99_other_pair_excess_db
+        ),
+        &format!(
+            "{} (joins no different from the rest miss it {:.0} % of the time)",
+            if r.worst_join_excess_db <= r.p99_other_pair_excess_db {
+                "met"
+            } else {
+                "MISSED"
+            },
+            100.0 * (1.0 - 0.99f64.powi((r.joins - r.silent_joins) as i32))
         ),
     );
     b.rec.row(
-        "non-join excess mean / p99",
+        "non-join excess mean / p99 (single blocks)",
         format!(
             "{:+.3} / {:+.3} dB",
             r.mean_other_excess_db, r.p99_other_excess_db

@@ -349,7 +349,7 @@ fn cancelling_in_the_middle_of_many_segments_ends_promptly() {
     }
     let out = tmp.path().join("out.m4b");
     let plan = plan::plan(
-        &[book.clone()],
+        std::slice::from_ref(&book),
         &ScanOptions::default(),
         &Limits::default(),
         &PlanOptions {
@@ -448,7 +448,7 @@ fn a_file_that_changes_rate_midway_is_converted_again_in_order() {
     let convert = |jobs: usize, name: &str| {
         let out = tmp.path().join(name);
         let plan = plan::plan(
-            &[book.clone()],
+            std::slice::from_ref(&book),
             &ScanOptions::default(),
             &Limits::default(),
             &PlanOptions {

@@ -2,7 +2,6 @@
 //! sample where the decoder does, and decoding from any sample must give exactly the samples
 //! that decoding the whole file gives from there (bit for bit), in every MP3 flavour an
 //! audiobook comes in.
-use aiom4b::av::decode::decode_file;
 use aiom4b::av::input::open_mp3;
 use aiom4b::av::packets::{decode_from, index_mp3, RangeError, PREROLL_PACKETS};
 use aiom4b::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
@@ -10,23 +9,57 @@ use std::path::Path;
 
 /// The whole file decoded in order by the engine's decoder, at its own rate and channels.
 fn whole(path: &Path, rate: u32, channels: usize) -> Vec<Vec<f32>> {
-    let mut planes = vec![Vec::new(); channels];
-    decode_file(
-        open_mp3(path).unwrap(),
-        rate,
-        channels,
-        1 << 16,
-        &|| false,
-        &mut |c| {
-            for (d, s) in planes.iter_mut().zip(&c.planes) {
-                d.extend_from_slice(s);
-            }
-            Ok(())
+    crate::splice::source_pcm(&[path.to_path_buf()], rate, channels)
+}
+
+/// Speech-like files of `secs` seconds each, `00.mp3`, `01.mp3`, … in `book`.
+fn speech_files(book: &Path, secs: f64, seeds: std::ops::Range<u64>) {
+    std::fs::create_dir_all(book).unwrap();
+    for (i, seed) in seeds.enumerate() {
+        write_mp3(
+            book.join(format!("{i:02}.mp3")),
+            &Mp3Spec {
+                length: Length::Secs(secs),
+                signal: Signal::SpeechLike { seed },
+                ..Mp3Spec::default()
+            },
+        )
+        .unwrap();
+    }
+}
+
+/// Plans `book` into `out` and converts it with the library on a thread of its own. A liveness
+/// check, not a timing one: a deadlock must fail the test, not hang the run, so after
+/// [`LIVENESS`] the thread is left behind and the test fails.
+fn convert_on_thread(
+    book: &Path,
+    out: &Path,
+    options: aiom4b::ConvertOptions,
+    sink: impl aiom4b::ProgressSink + Send + 'static,
+    cancel: aiom4b::CancelToken,
+) -> aiom4b::Result<aiom4b::ConvertReport> {
+    use aiom4b::{plan, Converter, Limits, PlanOptions, ScanOptions};
+    let plan = plan::plan(
+        &[book.to_path_buf()],
+        &ScanOptions::default(),
+        &Limits::default(),
+        &PlanOptions {
+            output: Some(out.to_path_buf()),
+            ..PlanOptions::default()
         },
     )
     .unwrap();
-    planes
+    let conv = Converter::new(options);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(conv.convert(&plan, &sink, &cancel));
+    });
+    rx.recv_timeout(LIVENESS)
+        .unwrap_or_else(|_| panic!("{}: no end within {LIVENESS:?}", out.display()))
 }
+
+/// How long a conversion here may run before it counts as hung (they take seconds).
+const LIVENESS: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Decodes from `from` to the end with the ranged decoder.
 fn ranged(path: &Path, from: u64, channels: usize) -> Vec<Vec<f32>> {
@@ -331,33 +364,11 @@ fn joins_move_into_a_nearby_pause_and_are_reported() {
 /// file, whatever the dispatcher, the workers and the muxer were waiting on at the time.
 #[test]
 fn cancelling_in_the_middle_of_many_segments_ends_promptly() {
-    use aiom4b::progress::{CancelToken, ProgressSink};
-    use aiom4b::{plan, ConvertOptions, Converter, Error, Limits, PlanOptions, ScanOptions};
+    use aiom4b::{CancelToken, ConvertOptions, Error, ProgressSink};
     let tmp = tempfile::tempdir().unwrap();
     let book = tmp.path().join("book");
-    std::fs::create_dir_all(&book).unwrap();
-    for i in 0..3 {
-        write_mp3(
-            book.join(format!("{i:02}.mp3")),
-            &Mp3Spec {
-                length: Length::Secs(40.0),
-                signal: Signal::SpeechLike { seed: 60 + i },
-                ..Mp3Spec::default()
-            },
-        )
-        .unwrap();
-    }
+    speech_files(&book, 40.0, 60..63);
     let out = tmp.path().join("out.m4b");
-    let plan = plan::plan(
-        std::slice::from_ref(&book),
-        &ScanOptions::default(),
-        &Limits::default(),
-        &PlanOptions {
-            output: Some(out.clone()),
-            ..PlanOptions::default()
-        },
-    )
-    .unwrap();
     /// Cancels once a quarter of the book is encoded.
     struct CancelAt(CancelToken);
     impl ProgressSink for CancelAt {
@@ -369,22 +380,12 @@ fn cancelling_in_the_middle_of_many_segments_ends_promptly() {
     }
     for segment_frames in [64, 256] {
         let cancel = CancelToken::new();
-        let sink = CancelAt(cancel.clone());
-        let conv = Converter::new(ConvertOptions {
+        let options = ConvertOptions {
             jobs: 2,
             segment_frames,
             ..ConvertOptions::default()
-        });
-        // A liveness check, not a timing one: a deadlock must fail the test, not hang the run,
-        // so the conversion runs on a thread of its own that is left behind if it never ends.
-        let (tx, rx) = std::sync::mpsc::channel();
-        let (plan, cancel2) = (plan.clone(), cancel.clone());
-        std::thread::spawn(move || {
-            let _ = tx.send(conv.convert(&plan, &sink, &cancel2));
-        });
-        let r = rx
-            .recv_timeout(std::time::Duration::from_secs(120))
-            .unwrap_or_else(|_| panic!("segments of {segment_frames}: no end after cancel"));
+        };
+        let r = convert_on_thread(&book, &out, options, CancelAt(cancel.clone()), cancel);
         assert!(
             matches!(r, Err(Error::Cancelled)),
             "segments of {segment_frames}: {r:?}"
@@ -405,22 +406,10 @@ fn cancelling_in_the_middle_of_many_segments_ends_promptly() {
 /// for a segment slot — and the book is converted again in order, exactly like `-j1`.
 #[test]
 fn a_file_that_changes_rate_midway_is_converted_again_in_order() {
-    use aiom4b::progress::{CancelToken, NoProgress};
-    use aiom4b::{plan, ConvertOptions, Converter, Limits, PlanOptions, ScanOptions};
+    use aiom4b::{CancelToken, ConvertOptions, NoProgress};
     let tmp = tempfile::tempdir().unwrap();
     let book = tmp.path().join("book");
-    std::fs::create_dir_all(&book).unwrap();
-    for i in 0..2 {
-        write_mp3(
-            book.join(format!("{i:02}.mp3")),
-            &Mp3Spec {
-                length: Length::Secs(30.0),
-                signal: Signal::SpeechLike { seed: 70 + i },
-                ..Mp3Spec::default()
-            },
-        )
-        .unwrap();
-    }
+    speech_files(&book, 30.0, 70..72);
     let mut bytes = Vec::new();
     for (rate, seed) in [(44_100, 72), (48_000, 73)] {
         let part = tmp.path().join(format!("part{rate}.mp3"));
@@ -446,29 +435,13 @@ fn a_file_that_changes_rate_midway_is_converted_again_in_order() {
     }
     std::fs::write(book.join("02 - two rates.mp3"), bytes).unwrap();
     let convert = |jobs: usize, name: &str| {
-        let out = tmp.path().join(name);
-        let plan = plan::plan(
-            std::slice::from_ref(&book),
-            &ScanOptions::default(),
-            &Limits::default(),
-            &PlanOptions {
-                output: Some(out.clone()),
-                ..PlanOptions::default()
-            },
-        )
-        .unwrap();
-        let conv = Converter::new(ConvertOptions {
+        let options = ConvertOptions {
             jobs,
             segment_frames: 32,
             ..ConvertOptions::default()
-        });
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(conv.convert(&plan, &NoProgress, &CancelToken::new()));
-        });
-        // A liveness check, not a timing one (see above).
-        rx.recv_timeout(std::time::Duration::from_secs(120))
-            .unwrap_or_else(|_| panic!("-j{jobs}: no end"))
+        };
+        let out = tmp.path().join(name);
+        convert_on_thread(&book, &out, options, NoProgress, CancelToken::new())
             .unwrap_or_else(|e| panic!("-j{jobs}: {e}"))
     };
     let single = convert(1, "single.m4b");

@@ -54,7 +54,7 @@ fn speech_book(dir: &Path) -> Vec<PathBuf> {
 
 /// The source as the encoder sees it: every file decoded and converted to the output format by
 /// the engine's decoder, concatenated.
-fn source_pcm(paths: &[PathBuf], rate: u32, channels: usize) -> Vec<Vec<f32>> {
+pub fn source_pcm(paths: &[PathBuf], rate: u32, channels: usize) -> Vec<Vec<f32>> {
     let mut planes = vec![Vec::new(); channels];
     for p in paths {
         decode_file(

@@ -92,8 +92,14 @@ pub(super) fn prepare(
             t.source_rate
         ));
     }
+    let t0 = std::time::Instant::now();
     let indexes: Vec<Result<TrackIndex>> =
         pool.install(|| job.tracks.par_iter().map(|t| index_mp3(&t.path)).collect());
+    tracing::debug!(
+        files = job.tracks.len(),
+        ms = t0.elapsed().as_millis() as u64,
+        "indexed"
+    );
     let mut out = Vec::with_capacity(indexes.len());
     let mut starts = Vec::with_capacity(indexes.len() + 1);
     starts.push(0u64);
@@ -126,7 +132,13 @@ pub(super) fn prepare(
     let mut segments = plan_segments(job, total);
     if job.segment_frames == 0 {
         // A length given by the caller (the splice tests) means joins on that exact grid.
+        let t0 = std::time::Instant::now();
         quiet_joins(job, &out, &starts, &mut segments, pool)?;
+        tracing::debug!(
+            joins = segments.len().saturating_sub(1),
+            ms = t0.elapsed().as_millis() as u64,
+            "joins placed"
+        );
     }
     Ok(RangePlan {
         indexes: out,

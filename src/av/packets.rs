@@ -191,24 +191,44 @@ pub fn index_mp3(path: &Path) -> Result<TrackIndex> {
     })
 }
 
-/// Decodes `input` from output sample `from` (per its `index`) to the end or until `sink`
+/// An open file and how many of its audio packets have been read: a worker keeps it between
+/// ranges, so a long file split into many segments is demuxed about once per worker instead of
+/// once per segment from its start.
+pub struct OpenTrack {
+    input: Mp3Input,
+    read: usize,
+}
+
+impl OpenTrack {
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(OpenTrack {
+            input: open_mp3(path)?,
+            read: 0,
+        })
+    }
+    pub fn path(&self) -> &Path {
+        &self.input.path
+    }
+}
+
+/// Decodes `track` from output sample `from` (per its `index`) to the end or until `sink`
 /// returns `false`, remixed to `out_channels`. Every packet from the one holding `from` on must
 /// decode to exactly its indexed length at the indexed rate, or this fails with
-/// [`RangeError::Mismatch`].
+/// [`RangeError::Mismatch`]. Packets before the pre-roll are read without decoding; if `track`
+/// has already read past them, the file is opened again.
 pub fn decode_from(
-    mut input: Mp3Input,
+    track: &mut OpenTrack,
     index: &TrackIndex,
     from: u64,
     out_channels: usize,
     cancelled: &dyn Fn() -> bool,
     sink: &mut dyn FnMut(&[&[f32]]) -> Result<bool>,
 ) -> std::result::Result<(), RangeError> {
-    let path = input.path.clone();
+    let path = track.input.path.clone();
     let mismatch = |why: String| RangeError::Mismatch(format!("{}: {why}", path.display()));
     if from >= index.total() {
         return Ok(());
     }
-    let (tb, _, _, _) = stream_facts(&input)?;
     let wanted = index.packet_at(from);
     // Start at the file's beginning when the wanted packet is near it: the encoder delay's
     // skip can span the first two packets, and starting there keeps its trimming intact.
@@ -217,6 +237,11 @@ pub fn decode_from(
     } else {
         wanted - PREROLL_PACKETS
     };
+    if track.read > first {
+        *track = OpenTrack::open(&path).map_err(|e| mismatch(e.to_string()))?;
+    }
+    let input = &mut track.input;
+    let (tb, _, _, _) = stream_facts(input)?;
     let stream = input.ctx.stream(input.audio_index).ok_or_else(|| {
         RangeError::Other(Error::NotMp3 {
             path: path.clone(),
@@ -235,7 +260,6 @@ pub fn decode_from(
         .map_err(|e| Error::av(Some(&path), "open the MP3 decoder".to_string(), e))?;
     let mut frame = ff::frame::Audio::empty();
     let mut scratch: Vec<Vec<f32>> = vec![Vec::with_capacity(1152); out_channels];
-    let mut q = 0usize;
     loop {
         if cancelled() {
             return Err(RangeError::Other(Error::Cancelled));
@@ -249,8 +273,8 @@ pub fn decode_from(
         if packet.stream() != input.audio_index {
             continue;
         }
-        let this = q;
-        q += 1;
+        let this = track.read;
+        track.read += 1;
         if this < first {
             continue;
         }
@@ -316,9 +340,10 @@ pub fn decode_from(
     }
     // No delay to flush for MP3; a packet the index has but the file no longer gives is a
     // mismatch (the file changed since it was indexed).
-    if q != index.packets() {
+    if track.read != index.packets() {
         return Err(mismatch(format!(
-            "{q} packets read, {} indexed",
+            "{} packets read, {} indexed",
+            track.read,
             index.packets()
         )));
     }

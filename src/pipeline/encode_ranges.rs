@@ -28,9 +28,8 @@ use super::encode_segments::{tokens, SegmentEncoder, LEAD_OUT_FRAMES};
 use super::{judge_track, ChapterBuilder, Failure, PipelineJob, PipelineOutcome};
 use crate::av::decode::DecodeStats;
 use crate::av::encode::EncodedPacket;
-use crate::av::input::open_mp3;
 use crate::av::mux::{M4bMuxer, MuxChapter};
-use crate::av::packets::{decode_from, index_mp3, RangeError, TrackIndex};
+use crate::av::packets::{decode_from, index_mp3, OpenTrack, RangeError, TrackIndex};
 use crate::error::{Error, Result};
 use crate::progress::{CancelToken, ProgressSink};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
@@ -129,22 +128,22 @@ pub(super) fn prepare(
     if total == 0 {
         return Err("the book has no audio".into());
     }
-    let mut segments = plan_segments(job, total);
+    let mut plan = RangePlan {
+        indexes: out,
+        track_starts: starts,
+        segments: plan_segments(job, total),
+    };
     if job.segment_frames == 0 {
         // A length given by the caller (the splice tests) means joins on that exact grid.
         let t0 = std::time::Instant::now();
-        quiet_joins(job, &out, &starts, &mut segments, pool)?;
+        quiet_joins(job, &mut plan, pool)?;
         tracing::debug!(
-            joins = segments.len().saturating_sub(1),
+            joins = plan.segments.len().saturating_sub(1),
             ms = t0.elapsed().as_millis() as u64,
             "joins placed"
         );
     }
-    Ok(RangePlan {
-        indexes: out,
-        track_starts: starts,
-        segments,
-    })
+    Ok(plan)
 }
 
 /// Cuts `total` samples into segments on the frame grid.
@@ -233,13 +232,23 @@ pub(super) fn run(
                     .name(format!("aiom4b-encode-{w}"))
                     .spawn_scoped(s, move || {
                         let _span = span.enter();
+                        // The file this worker read last stays open for its next range.
+                        let mut open: Option<(usize, OpenTrack)> = None;
                         for k in job_rx.iter() {
                             if cancel.is_cancelled() || failure.stopped() {
                                 return;
                             }
                             let stop = || cancel.is_cancelled() || failure.stopped();
-                            match encode_range(job, plan, k, &msg_tx, done_samples, progress, &stop)
-                            {
+                            match encode_range(
+                                job,
+                                plan,
+                                k,
+                                &msg_tx,
+                                done_samples,
+                                progress,
+                                &stop,
+                                &mut open,
+                            ) {
                                 Ok(()) => {}
                                 Err(RangeError::Mismatch(why)) => {
                                     replan
@@ -327,6 +336,7 @@ pub(super) fn run(
 
 /// Encodes segment `k`: decodes its input range from the files, feeds a fresh encoder, and
 /// streams the kept packets to the muxer.
+#[allow(clippy::too_many_arguments)]
 fn encode_range(
     job: &PipelineJob<'_>,
     plan: &RangePlan,
@@ -335,6 +345,7 @@ fn encode_range(
     done_samples: &AtomicU64,
     progress: &dyn ProgressSink,
     stop: &dyn Fn() -> bool,
+    open: &mut Option<(usize, OpenTrack)>,
 ) -> std::result::Result<(), RangeError> {
     let (p, q) = plan.segments[k as usize];
     let f = job.stream.frame_samples as u64;
@@ -360,18 +371,10 @@ fn encode_range(
         }
         Ok(())
     };
-    decode_timeline(
-        job,
-        &plan.indexes,
-        &plan.track_starts,
-        start,
-        end,
-        stop,
-        &mut |planes| {
-            enc.push(planes, &mut kept)?;
-            send(&mut kept, BATCH)
-        },
-    )?;
+    decode_timeline(job, plan, start, end, stop, open, &mut |planes| {
+        enc.push(planes, &mut kept)?;
+        send(&mut kept, BATCH)
+    })?;
     enc.finish(&mut kept)?;
     send(&mut kept, 1)?;
     tx.send(RangeMsg::Done(k))
@@ -383,13 +386,14 @@ fn encode_range(
 /// `sink`. Every packet past the pre-roll is checked against the index.
 fn decode_timeline(
     job: &PipelineJob<'_>,
-    indexes: &[TrackIndex],
-    track_starts: &[u64],
+    plan: &RangePlan,
     start: u64,
     end: u64,
     stop: &dyn Fn() -> bool,
+    open: &mut Option<(usize, OpenTrack)>,
     sink: &mut dyn FnMut(&[&[f32]]) -> Result<()>,
 ) -> std::result::Result<(), RangeError> {
+    let (indexes, track_starts) = (&plan.indexes, &plan.track_starts);
     let channels = job.target.channels.max(1) as usize;
     let mut pos = start;
     let mut track = track_starts
@@ -402,22 +406,20 @@ fn decode_timeline(
             )));
         }
         let path = &job.tracks[track].path;
-        let input = open_mp3(path).map_err(|e| RangeError::Mismatch(e.to_string()))?;
+        // The file this worker read last, if it is this one, else this one opened.
+        if open.as_ref().is_none_or(|(t, _)| *t != track) {
+            let file = OpenTrack::open(path).map_err(|e| RangeError::Mismatch(e.to_string()))?;
+            *open = Some((track, file));
+        }
+        let file = &mut open.as_mut().expect("opened above").1;
         let from = pos - track_starts[track];
-        decode_from(
-            input,
-            &indexes[track],
-            from,
-            channels,
-            stop,
-            &mut |planes| {
-                let want = (end - pos).min(planes[0].len() as u64) as usize;
-                let cut: Vec<&[f32]> = planes.iter().map(|p| &p[..want]).collect();
-                sink(&cut)?;
-                pos += want as u64;
-                Ok(pos < end)
-            },
-        )?;
+        decode_from(file, &indexes[track], from, channels, stop, &mut |planes| {
+            let want = (end - pos).min(planes[0].len() as u64) as usize;
+            let cut: Vec<&[f32]> = planes.iter().map(|p| &p[..want]).collect();
+            sink(&cut)?;
+            pos += want as u64;
+            Ok(pos < end)
+        })?;
         if pos < end {
             // The file ended: it must have ended exactly where the index said.
             if pos != track_starts[track + 1] {
@@ -445,14 +447,12 @@ pub const JOIN_SEARCH_FRAMES: u64 = 256;
 /// samples the join's decoded block depends on (`Q − 1` and `Q`) are scored by their energy.
 fn quiet_joins(
     job: &PipelineJob<'_>,
-    indexes: &[TrackIndex],
-    track_starts: &[u64],
-    segments: &mut [(u64, Option<u64>)],
+    plan: &mut RangePlan,
     pool: &rayon::ThreadPool,
 ) -> std::result::Result<(), String> {
     let f = job.stream.frame_samples.max(1) as u64;
-    let total = *track_starts.last().unwrap_or(&0);
-    let joins: Vec<u64> = segments.iter().filter_map(|s| s.1).collect();
+    let total = plan.total();
+    let joins: Vec<u64> = plan.segments.iter().filter_map(|s| s.1).collect();
     let moved: Vec<std::result::Result<u64, RangeError>> = pool.install(|| {
         joins
             .par_iter()
@@ -474,26 +474,18 @@ fn quiet_joins(
                 let mut energy: Vec<f64> = Vec::with_capacity((hi - first + 2) as usize);
                 let mut acc = 0.0f64;
                 let mut in_frame = 0u64;
-                decode_timeline(
-                    job,
-                    indexes,
-                    track_starts,
-                    start,
-                    end,
-                    &|| false,
-                    &mut |p| {
-                        for k in 0..p[0].len() {
-                            acc += p.iter().map(|c| (c[k] as f64) * (c[k] as f64)).sum::<f64>();
-                            in_frame += 1;
-                            if in_frame == f {
-                                energy.push(acc);
-                                acc = 0.0;
-                                in_frame = 0;
-                            }
+                decode_timeline(job, plan, start, end, &|| false, &mut None, &mut |p| {
+                    for k in 0..p[0].len() {
+                        acc += p.iter().map(|c| (c[k] as f64) * (c[k] as f64)).sum::<f64>();
+                        in_frame += 1;
+                        if in_frame == f {
+                            energy.push(acc);
+                            acc = 0.0;
+                            in_frame = 0;
                         }
-                        Ok(())
-                    },
-                )?;
+                    }
+                    Ok(())
+                })?;
                 // A join at frame c: packet c−1 (the old encoder's last) and packet c (the new
                 // one's first) overlap on frame c−1; score it with its neighbours.
                 let score = |c: u64| {
@@ -516,7 +508,7 @@ fn quiet_joins(
             .collect()
     });
     let mut at = 0;
-    for (k, seg) in segments.iter_mut().enumerate() {
+    for (k, seg) in plan.segments.iter_mut().enumerate() {
         if k > 0 {
             seg.0 = at;
         }

@@ -2,8 +2,7 @@
 //! sample where the decoder does, and decoding from any sample must give exactly the samples
 //! that decoding the whole file gives from there (bit for bit), in every MP3 flavour an
 //! audiobook comes in.
-use aiom4b::av::input::open_mp3;
-use aiom4b::av::packets::{decode_from, index_mp3, RangeError, PREROLL_PACKETS};
+use aiom4b::av::packets::{decode_from, index_mp3, OpenTrack, RangeError, PREROLL_PACKETS};
 use aiom4b::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
 use std::path::Path;
 
@@ -66,7 +65,7 @@ fn ranged(path: &Path, from: u64, channels: usize) -> Vec<Vec<f32>> {
     let index = index_mp3(path).unwrap();
     let mut planes = vec![Vec::new(); channels];
     decode_from(
-        open_mp3(path).unwrap(),
+        &mut OpenTrack::open(path).unwrap(),
         &index,
         from,
         channels,
@@ -233,6 +232,49 @@ fn the_index_places_every_sample_where_the_decoder_does() {
     }
 }
 
+/// One open file serves several ranges in turn, as a worker's does: forward from where the
+/// last range stopped (the packets in between are read, not decoded), and backward (the file
+/// is opened again). Every range is bit-exact.
+#[test]
+fn an_open_file_serves_ranges_forward_and_backward() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("long.mp3");
+    write_mp3(
+        &path,
+        &Mp3Spec {
+            length: Length::Secs(20.0),
+            signal: Signal::SpeechLike { seed: 11 },
+            ..Mp3Spec::default()
+        },
+    )
+    .unwrap();
+    let reference = whole(&path, 44_100, 2);
+    let index = index_mp3(&path).unwrap();
+    let mut file = OpenTrack::open(&path).unwrap();
+    // (from, length): later, much later, then back to before the first.
+    for (from, len) in [
+        (100_000u64, 50_000usize),
+        (400_000, 30_000),
+        (20_000, 70_000),
+    ] {
+        let mut got: Vec<Vec<f32>> = vec![Vec::new(); 2];
+        decode_from(&mut file, &index, from, 2, &|| false, &mut |p| {
+            let take = (len - got[0].len()).min(p[0].len());
+            for (d, s) in got.iter_mut().zip(p) {
+                d.extend_from_slice(&s[..take]);
+            }
+            Ok(got[0].len() < len)
+        })
+        .unwrap();
+        for c in 0..2 {
+            assert!(
+                got[c] == reference[c][from as usize..from as usize + len],
+                "range from {from}: channel {c} differs"
+            );
+        }
+    }
+}
+
 #[test]
 fn a_file_that_decodes_differently_from_its_index_is_reported() {
     let tmp = tempfile::tempdir().unwrap();
@@ -254,7 +296,7 @@ fn a_file_that_decodes_differently_from_its_index_is_reported() {
     )
     .unwrap();
     let r = decode_from(
-        open_mp3(&path).unwrap(),
+        &mut OpenTrack::open(&path).unwrap(),
         &index,
         44_100,
         2,

@@ -31,7 +31,6 @@ pub struct TrackIndex {
     /// `starts[q]` is packet `q`'s first output sample; the last entry is the total.
     pub starts: Vec<u64>,
     pub rate: u32,
-    pub channels: usize,
 }
 
 impl TrackIndex {
@@ -184,11 +183,7 @@ pub fn index_mp3(path: &Path) -> Result<TrackIndex> {
         pos += trim.apply(n, skip_side_data(&packet));
         starts.push(pos);
     }
-    Ok(TrackIndex {
-        starts,
-        rate,
-        channels,
-    })
+    Ok(TrackIndex { starts, rate })
 }
 
 /// An open file and how many of its audio packets have been read: a worker keeps it between

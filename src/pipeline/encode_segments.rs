@@ -48,9 +48,6 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 pub const MIN_SEGMENT_FRAMES: u64 = 1024;
 /// Most frames per segment (≈ 3.2 min at 44.1 kHz).
 pub const MAX_SEGMENT_FRAMES: u64 = 8192;
-/// The segment length used when the PCM budget allows it; kept for callers that want a
-/// representative figure (2 workers, stereo).
-pub const SEGMENT_FRAMES: u64 = 4096;
 /// PCM the segmented encoder may hold: segments in flight ([`tokens`]) plus the segmenter's
 /// FIFO (about one more segment).
 pub const PCM_BUDGET_BYTES: u64 = 120 << 20;

@@ -50,7 +50,7 @@ pub use encode_ranges::{
 
 pub use encode_segments::{
     auto_segment_frames, LEAD_IN_FRAMES, LEAD_OUT_FRAMES, MAX_SEGMENT_FRAMES, MIN_SEGMENT_FRAMES,
-    PCM_BUDGET_BYTES, SEGMENT_FRAMES,
+    PCM_BUDGET_BYTES,
 };
 
 use crate::av::decode::{self, DecodeStats, PcmChunk};

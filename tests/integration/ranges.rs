@@ -81,16 +81,20 @@ fn ranged(path: &Path, from: u64, channels: usize) -> Vec<Vec<f32>> {
     planes
 }
 
+/// Bytes of the ID3v2 tag at the start of `b` (header and syncsafe size).
+fn id3v2_len(b: &[u8]) -> usize {
+    10 + b[6..10]
+        .iter()
+        .fold(0usize, |acc, &x| (acc << 7) | (x & 0x7f) as usize)
+}
+
 /// Removes the first MP3 frame after the ID3v2 tag: LAME's Xing/Info frame, which carries the
 /// gapless delay and padding. Without it the decoder keeps every sample of every frame.
 fn strip_lame_header(path: &Path) {
     let mut b = std::fs::read(path).unwrap();
     let mut at = 0usize;
     if b.starts_with(b"ID3") {
-        let size = b[6..10]
-            .iter()
-            .fold(0usize, |acc, &x| (acc << 7) | (x & 0x7f) as usize);
-        at = 10 + size;
+        at = id3v2_len(&b);
     }
     let h = u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
     assert_eq!(h >> 21, 0x7ff, "no frame sync after the tag");
@@ -468,10 +472,7 @@ fn a_file_that_changes_rate_midway_is_converted_again_in_order() {
         let mut b = std::fs::read(&part).unwrap();
         if !bytes.is_empty() && b.starts_with(b"ID3") {
             // Only frames in the middle of a file: drop the second part's tag.
-            let size = b[6..10]
-                .iter()
-                .fold(0usize, |acc, &x| (acc << 7) | (x & 0x7f) as usize);
-            b.drain(..10 + size);
+            b.drain(..id3v2_len(&b));
         }
         bytes.extend(b);
     }

@@ -25,16 +25,17 @@
 //! Books that need resampling go to that path from the start (their output lengths are not
 //! known before decoding).
 use super::encode_segments::{tokens, SegmentEncoder, LEAD_OUT_FRAMES};
-use super::{judge_track, ChapterBuilder, Failure, PipelineJob, PipelineOutcome};
+use super::{
+    judge_track, mux_segments, ChapterBuilder, Failure, PipelineJob, PipelineOutcome, SegmentMsg,
+};
 use crate::av::decode::DecodeStats;
 use crate::av::encode::EncodedPacket;
 use crate::av::mux::{M4bMuxer, MuxChapter};
 use crate::av::packets::{decode_from, index_mp3, OpenTrack, RangeError, TrackIndex};
 use crate::error::{Error, Result};
 use crate::progress::{CancelToken, ProgressSink};
-use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Sender};
 use rayon::prelude::*;
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -178,11 +179,6 @@ fn plan_segments(job: &PipelineJob<'_>, total: u64) -> Vec<(u64, Option<u64>)> {
     }
 }
 
-enum RangeMsg {
-    Packets(u64, Vec<EncodedPacket>),
-    Done(u64),
-}
-
 /// Runs the plan: `workers` encoder threads, this thread dispatching, one muxer thread.
 pub(super) fn run(
     job: &PipelineJob<'_>,
@@ -206,13 +202,14 @@ pub(super) fn run(
     );
 
     let result = std::thread::scope(|s| -> Result<u64> {
-        let (msg_tx, msg_rx) = unbounded::<RangeMsg>();
-        let (end_tx, end_rx) = bounded::<Vec<MuxChapter>>(1);
-        let n_tokens = tokens(workers);
-        let (tok_tx, tok_rx) = bounded::<()>(n_tokens);
-        for _ in 0..n_tokens {
-            let _ = tok_tx.send(());
-        }
+        let super::encode_segments::Channels {
+            msg_tx,
+            msg_rx,
+            tok_tx,
+            tok_rx,
+            end_tx,
+            end_rx,
+        } = super::encode_segments::channels(workers);
         let (job_tx, job_rx) = bounded::<u64>(workers);
         let (failure, replan, span, done_samples, built) =
             (&failure, &replan, &span, &done_samples, &built);
@@ -221,7 +218,7 @@ pub(super) fn run(
             .name("aiom4b-mux".into())
             .spawn_scoped(s, move || {
                 let _span = span.enter();
-                mux_ranges(muxer, msg_rx, end_rx, tok_tx, segments, cancel, failure)
+                mux_segments(muxer, msg_rx, end_rx, tok_tx, cancel, failure)
             })
             .map_err(|e| Error::Internal(format!("muxer thread: {e}")))?;
         let mut handles = Vec::with_capacity(workers);
@@ -292,7 +289,7 @@ pub(super) fn run(
             match build(&lengths, total) {
                 Ok(ch) => {
                     *built.lock().unwrap_or_else(|p| p.into_inner()) = ch.clone();
-                    let _ = end_tx.send(ch);
+                    let _ = end_tx.send((segments, ch));
                 }
                 Err(e) => failure.fail(e),
             }
@@ -341,7 +338,7 @@ fn encode_range(
     job: &PipelineJob<'_>,
     plan: &RangePlan,
     k: u64,
-    tx: &Sender<RangeMsg>,
+    tx: &Sender<SegmentMsg>,
     done_samples: &AtomicU64,
     progress: &dyn ProgressSink,
     stop: &dyn Fn() -> bool,
@@ -365,7 +362,7 @@ fn encode_range(
             let n: u64 = kept.iter().map(|p| p.duration.max(0) as u64).sum();
             let done = done_samples.fetch_add(n, Ordering::Relaxed) + n;
             let batch = std::mem::replace(kept, Vec::with_capacity(BATCH + 8));
-            tx.send(RangeMsg::Packets(k, batch))
+            tx.send(SegmentMsg::Packets(k, batch))
                 .map_err(|_| Error::Cancelled)?;
             progress.encoded(done.min(total), total);
         }
@@ -377,7 +374,7 @@ fn encode_range(
     })?;
     enc.finish(&mut kept)?;
     send(&mut kept, 1)?;
-    tx.send(RangeMsg::Done(k))
+    tx.send(SegmentMsg::Done(k))
         .map_err(|_| RangeError::Other(Error::Cancelled))?;
     Ok(())
 }
@@ -523,88 +520,4 @@ fn quiet_joins(
         }
     }
     Ok(())
-}
-
-/// Writes segments strictly in order: the lowest unfinished segment's packets as they arrive,
-/// later ones held until their turn. Each finished segment returns a token to the dispatcher.
-fn mux_ranges(
-    mut muxer: M4bMuxer,
-    rx: Receiver<RangeMsg>,
-    end_rx: Receiver<Vec<MuxChapter>>,
-    tokens: Sender<()>,
-    segments: u64,
-    cancel: &CancelToken,
-    failure: &Failure,
-) -> Result<u64> {
-    let mut next = 0u64;
-    let mut packets = 0u64;
-    // Segments ahead of their turn: their packets so far, and whether they are finished.
-    let mut pending: BTreeMap<u64, (Vec<EncodedPacket>, bool)> = BTreeMap::new();
-    let mut write = |muxer: &mut M4bMuxer, batch: &[EncodedPacket]| -> Result<()> {
-        for p in batch {
-            muxer.write(p)?;
-        }
-        packets += batch.len() as u64;
-        Ok(())
-    };
-    let outcome = (|| -> Result<()> {
-        for msg in rx.iter() {
-            if cancel.is_cancelled() || failure.stopped() {
-                return Err(Error::Cancelled);
-            }
-            let finished = match msg {
-                RangeMsg::Packets(i, batch) if i == next => {
-                    write(&mut muxer, &batch)?;
-                    false
-                }
-                RangeMsg::Packets(i, batch) => {
-                    pending.entry(i).or_default().0.extend(batch);
-                    false
-                }
-                RangeMsg::Done(i) if i == next => true,
-                RangeMsg::Done(i) => {
-                    pending.entry(i).or_default().1 = true;
-                    false
-                }
-            };
-            if finished {
-                // Move on, writing what the following segments have ready.
-                loop {
-                    next += 1;
-                    let _ = tokens.send(());
-                    match pending.remove(&next) {
-                        Some((batch, done)) => {
-                            write(&mut muxer, &batch)?;
-                            if !done {
-                                break;
-                            }
-                        }
-                        None => break,
-                    }
-                }
-            }
-        }
-        Ok(())
-    })();
-    if let Err(e) = outcome {
-        if !e.is_cancelled() {
-            failure.fail(e);
-        }
-        return Err(Error::Cancelled);
-    }
-    // Every worker is gone. The dispatcher may be waiting for a token that will never come
-    // (the workers stopped early): closing the token channel releases it.
-    drop(tokens);
-    // The dispatcher sends the chapters only if all went well.
-    let chapters = end_rx.recv().map_err(|_| Error::Cancelled)?;
-    if next != segments {
-        return Err(Error::Internal(format!(
-            "muxer: {next} of {segments} segments written"
-        )));
-    }
-    if let Err(e) = muxer.finish(&chapters) {
-        failure.fail(e);
-        return Err(Error::Cancelled);
-    }
-    Ok(packets)
 }

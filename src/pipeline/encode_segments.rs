@@ -37,8 +37,11 @@
 //! which never waits on anything but its input, will finish it; the muxer then writes it and
 //! returns a token. Workers never wait on the muxer (results go to an unbounded channel whose
 //! size the tokens bound).
-use super::{track_done, ChapterBuilder, DecodeMsg, Failure, MuxMsg, PipelineJob, PipelineOutcome};
+use super::{
+    track_done, ChapterBuilder, DecodeMsg, Failure, PipelineJob, PipelineOutcome, SegmentMsg,
+};
 use crate::av::encode::{open_encoder, AudioEncoder, EncodedPacket};
+use crate::av::mux::MuxChapter;
 use crate::error::{Error, Result};
 use crate::options::EncoderSettings;
 use crate::progress::{CancelToken, ProgressSink};
@@ -105,12 +108,6 @@ pub(crate) struct SegmentJob {
     /// Global packets `[keep_from, keep_to)` are kept; `keep_to = None` for the last segment.
     pub keep_from: u64,
     pub keep_to: Option<u64>,
-}
-
-/// A finished segment for the muxer.
-pub(crate) struct SegmentResult {
-    pub index: u64,
-    pub packets: Vec<EncodedPacket>,
 }
 
 /// A fresh encoder for one segment: takes the segment's input (lead-in, segment, lead-out) in
@@ -233,13 +230,13 @@ pub(crate) fn encode_segment(
 pub(super) fn run(
     job: &PipelineJob<'_>,
     rxs: Vec<Receiver<DecodeMsg>>,
-    mux_tx: Sender<MuxMsg>,
+    end_tx: Sender<(u64, Vec<MuxChapter>)>,
     chapters: ChapterBuilder,
     progress: &dyn ProgressSink,
     cancel: &CancelToken,
     failure: &Failure,
     workers: usize,
-    result_tx: Sender<SegmentResult>,
+    result_tx: Sender<SegmentMsg>,
     token_rx: Receiver<()>,
 ) -> Result<PipelineOutcome> {
     // This runs on the encoder thread, inside the caller's span; the workers log inside it too.
@@ -261,13 +258,10 @@ pub(super) fn run(
                         }
                         match encode_segment(&settings, &sj) {
                             Ok(packets) => {
-                                if result_tx
-                                    .send(SegmentResult {
-                                        index: sj.index,
-                                        packets,
-                                    })
-                                    .is_err()
-                                {
+                                let sent = result_tx
+                                    .send(SegmentMsg::Packets(sj.index, packets))
+                                    .and_then(|()| result_tx.send(SegmentMsg::Done(sj.index)));
+                                if sent.is_err() {
                                     return;
                                 }
                             }
@@ -283,7 +277,7 @@ pub(super) fn run(
         drop(job_rx);
         drop(result_tx);
         segmenter(
-            job, rxs, &mux_tx, chapters, progress, cancel, failure, job_tx, token_rx,
+            job, rxs, &end_tx, chapters, progress, cancel, failure, job_tx, token_rx,
         )
     });
     match r {
@@ -300,7 +294,7 @@ pub(super) fn run(
 fn segmenter(
     job: &PipelineJob<'_>,
     rxs: Vec<Receiver<DecodeMsg>>,
-    mux_tx: &Sender<MuxMsg>,
+    end_tx: &Sender<(u64, Vec<MuxChapter>)>,
     chapters: ChapterBuilder,
     progress: &dyn ProgressSink,
     cancel: &CancelToken,
@@ -419,29 +413,38 @@ fn segmenter(
     outcome.total_samples = clock;
     let ch = chapters(&outcome.track_samples, clock)?;
     outcome.chapters = ch.clone();
-    mux_tx
-        .send(MuxMsg::SegmentsEnd {
-            segments: next_segment,
-            chapters: ch,
-        })
+    end_tx
+        .send((next_segment, ch))
         .map_err(|_| Error::Cancelled)?;
     Ok(outcome)
 }
 
-/// Channels between the segment stage and the muxer, plus the initial tokens.
-pub(super) fn channels(
-    workers: usize,
-) -> (
-    Sender<SegmentResult>,
-    Receiver<SegmentResult>,
-    Sender<()>,
-    Receiver<()>,
-) {
-    let (rtx, rrx) = unbounded();
+/// Channels between a multi-core encoder stage and the muxer ([`super::mux_segments`]): the
+/// workers' packets (unbounded; the tokens bound them), the tokens, already [`tokens`] of them,
+/// and the end message (segment count and chapters).
+pub(super) struct Channels {
+    pub msg_tx: Sender<SegmentMsg>,
+    pub msg_rx: Receiver<SegmentMsg>,
+    pub tok_tx: Sender<()>,
+    pub tok_rx: Receiver<()>,
+    pub end_tx: Sender<(u64, Vec<MuxChapter>)>,
+    pub end_rx: Receiver<(u64, Vec<MuxChapter>)>,
+}
+
+pub(super) fn channels(workers: usize) -> Channels {
+    let (msg_tx, msg_rx) = unbounded();
     let n = tokens(workers);
-    let (ttx, trx) = bounded(n);
+    let (tok_tx, tok_rx) = bounded(n);
     for _ in 0..n {
-        let _ = ttx.send(());
+        let _ = tok_tx.send(());
     }
-    (rtx, rrx, ttx, trx)
+    let (end_tx, end_rx) = bounded(1);
+    Channels {
+        msg_tx,
+        msg_rx,
+        tok_tx,
+        tok_rx,
+        end_tx,
+        end_rx,
+    }
 }

@@ -173,12 +173,13 @@ pub(crate) enum MuxMsg {
     Packets(Vec<EncodedPacket>),
     /// Everything is encoded: write these chapters and the trailer.
     Finish(Vec<MuxChapter>),
-    /// Segmented mode: `segments` segments were dispatched in all; once they are written,
-    /// write these chapters and the trailer.
-    SegmentsEnd {
-        segments: u64,
-        chapters: Vec<MuxChapter>,
-    },
+}
+
+/// A message from a multi-core encoder worker to the muxer: packets of segment `k` (in order
+/// within it; any number of batches), then that the segment is complete.
+pub(crate) enum SegmentMsg {
+    Packets(u64, Vec<EncodedPacket>),
+    Done(u64),
 }
 
 /// Runs decode → encode → mux. On success the muxer has written the trailer and closed the
@@ -251,7 +252,14 @@ fn run_in_order(
         // Segmented (multi-core) encoding unless one thread is asked for: `--jobs 1` keeps the
         // single continuous encoder as the reference path.
         let segmented = threads > 1;
-        let (seg_rtx, seg_rrx, tok_tx, tok_rx) = encode_segments::channels(threads);
+        let encode_segments::Channels {
+            msg_tx: seg_tx,
+            msg_rx: seg_rx,
+            tok_tx,
+            tok_rx,
+            end_tx,
+            end_rx,
+        } = encode_segments::channels(threads);
         // The muxer: a plain named thread that owns the output.
         let failure_ref = &failure;
         let span_ref = &span;
@@ -260,9 +268,10 @@ fn run_in_order(
             .spawn_scoped(s, move || {
                 let _span = span_ref.enter();
                 if segmented {
-                    mux_segments(muxer, mux_rx, seg_rrx, tok_tx, cancel, failure_ref)
+                    drop(mux_rx);
+                    mux_segments(muxer, seg_rx, end_rx, tok_tx, cancel, failure_ref)
                 } else {
-                    drop((seg_rrx, tok_tx));
+                    drop((seg_rx, end_rx, tok_tx));
                     mux_loop(muxer, mux_rx, cancel, failure_ref)
                 }
             })
@@ -293,20 +302,21 @@ fn run_in_order(
             .spawn_scoped(s, move || {
                 let _span = span_ref.enter();
                 if segmented {
+                    drop(mux_tx);
                     encode_segments::run(
                         job,
                         rxs,
-                        mux_tx,
+                        end_tx,
                         chapters,
                         progress,
                         cancel,
                         enc_failure,
                         threads,
-                        seg_rtx,
+                        seg_tx,
                         tok_rx,
                     )
                 } else {
-                    drop((seg_rtx, tok_rx));
+                    drop((seg_tx, end_tx, tok_rx));
                     encode_single::run(job, rxs, mux_tx, chapters, progress, cancel, enc_failure)
                 }
             })
@@ -403,11 +413,6 @@ fn mux_loop(
                     packets += 1;
                 }
             }
-            MuxMsg::SegmentsEnd { .. } => {
-                return Err(Error::Internal(
-                    "muxer: segment message in single mode".into(),
-                ))
-            }
             MuxMsg::Finish(chapters) => {
                 if let Err(e) = muxer.finish(&chapters) {
                     failure.fail(e);
@@ -421,76 +426,85 @@ fn mux_loop(
     Err(Error::Cancelled)
 }
 
-/// The muxer in segmented mode: segment results arrive out of order from the encoder workers;
-/// they are written strictly in order, and each written segment returns a token to the
-/// segmenter (which bounds how many segments are in flight).
-fn mux_segments(
+/// The muxer of both multi-core stages: writes segments strictly in order, the lowest
+/// unfinished segment's packets as they arrive and later ones held until their turn. Each
+/// finished segment returns a token to the dispatcher, which bounds how many are in flight.
+/// Once every worker is gone, `end` says how many segments there were and gives the chapters;
+/// it is dropped unsent when something failed.
+pub(crate) fn mux_segments(
     mut muxer: M4bMuxer,
-    mux_rx: Receiver<MuxMsg>,
-    results: Receiver<encode_segments::SegmentResult>,
+    rx: Receiver<SegmentMsg>,
+    end: Receiver<(u64, Vec<MuxChapter>)>,
     tokens: Sender<()>,
     cancel: &CancelToken,
     failure: &Failure,
 ) -> Result<u64> {
-    let mut pending: std::collections::BTreeMap<u64, Vec<EncodedPacket>> = Default::default();
     let mut next = 0u64;
     let mut packets = 0u64;
-    let mut end: Option<(u64, Vec<MuxChapter>)> = None;
-    let mut write_ready = |pending: &mut std::collections::BTreeMap<u64, Vec<EncodedPacket>>,
-                           next: &mut u64,
-                           packets: &mut u64|
-     -> Result<()> {
-        while let Some(batch) = pending.remove(next) {
-            for p in &batch {
-                muxer.write(p)?;
-                *packets += 1;
-            }
-            *next += 1;
-            let _ = tokens.send(());
+    // Segments ahead of their turn: their packets so far, and whether they are finished.
+    let mut pending: std::collections::BTreeMap<u64, (Vec<EncodedPacket>, bool)> =
+        Default::default();
+    let mut write = |muxer: &mut M4bMuxer, batch: &[EncodedPacket]| -> Result<()> {
+        for p in batch {
+            muxer.write(p)?;
         }
+        packets += batch.len() as u64;
         Ok(())
     };
-    loop {
-        if cancel.is_cancelled() || failure.stopped() {
-            return Err(Error::Cancelled);
-        }
-        if let Some((n, _)) = &end {
-            if next >= *n {
-                break;
+    let outcome = (|| -> Result<()> {
+        for msg in rx.iter() {
+            if cancel.is_cancelled() || failure.stopped() {
+                return Err(Error::Cancelled);
             }
-            // Everything is dispatched: only results are left to wait for.
-            match results.recv() {
-                Ok(r) => {
-                    pending.insert(r.index, r.packets);
+            let finished = match msg {
+                SegmentMsg::Packets(i, batch) if i == next => {
+                    write(&mut muxer, &batch)?;
+                    false
                 }
-                // All workers are gone before the last segment arrived: one failed and said why.
-                Err(_) => return Err(Error::Cancelled),
-            }
-        } else {
-            crossbeam_channel::select! {
-                recv(results) -> r => match r {
-                    Ok(r) => { pending.insert(r.index, r.packets); }
-                    Err(_) => {
-                        // Workers gone; wait for the segmenter's end message (or its failure).
-                        match mux_rx.recv() {
-                            Ok(MuxMsg::SegmentsEnd { segments, chapters }) => end = Some((segments, chapters)),
-                            _ => return Err(Error::Cancelled),
+                SegmentMsg::Packets(i, batch) => {
+                    pending.entry(i).or_default().0.extend(batch);
+                    false
+                }
+                SegmentMsg::Done(i) if i == next => true,
+                SegmentMsg::Done(i) => {
+                    pending.entry(i).or_default().1 = true;
+                    false
+                }
+            };
+            if finished {
+                // Move on, writing what the following segments have ready.
+                loop {
+                    next += 1;
+                    let _ = tokens.send(());
+                    match pending.remove(&next) {
+                        Some((batch, done)) => {
+                            write(&mut muxer, &batch)?;
+                            if !done {
+                                break;
+                            }
                         }
+                        None => break,
                     }
-                },
-                recv(mux_rx) -> m => match m {
-                    Ok(MuxMsg::SegmentsEnd { segments, chapters }) => end = Some((segments, chapters)),
-                    Ok(_) => return Err(Error::Internal("muxer: unexpected message in segmented mode".into())),
-                    Err(_) => return Err(Error::Cancelled),
-                },
+                }
             }
         }
-        if let Err(e) = write_ready(&mut pending, &mut next, &mut packets) {
+        Ok(())
+    })();
+    if let Err(e) = outcome {
+        if !e.is_cancelled() {
             failure.fail(e);
-            return Err(Error::Cancelled);
         }
+        return Err(Error::Cancelled);
     }
-    let (_, chapters) = end.expect("loop ends only after the end message");
+    // Every worker is gone. The dispatcher may be waiting for a token that will never come
+    // (the workers stopped early): closing the token channel releases it.
+    drop(tokens);
+    let (segments, chapters) = end.recv().map_err(|_| Error::Cancelled)?;
+    if next != segments {
+        return Err(Error::Internal(format!(
+            "muxer: {next} of {segments} segments written"
+        )));
+    }
     if let Err(e) = muxer.finish(&chapters) {
         failure.fail(e);
         return Err(Error::Cancelled);

@@ -25,6 +25,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod probe;
 pub mod progress;
+pub mod publish;
 pub mod quality;
 pub mod sanitize;
 pub mod scan;

@@ -24,6 +24,11 @@ pub struct ScanOptions {
     /// How deep to descend below each folder (1 = only the folder itself). Default 3.
     pub max_depth: usize,
     pub order: Order,
+    /// Folders never scanned wherever they appear inside an input folder (canonical paths):
+    /// aiom4b's own data folder, so that a `DATA_DIR` inside a book folder never feeds its
+    /// backups, database or logs back into a book.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<PathBuf>,
 }
 
 impl Default for ScanOptions {
@@ -31,6 +36,7 @@ impl Default for ScanOptions {
         ScanOptions {
             max_depth: 3,
             order: Order::Natural,
+            exclude: Vec::new(),
         }
     }
 }

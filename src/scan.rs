@@ -88,6 +88,7 @@ pub fn scan(folders: &[PathBuf], opts: &ScanOptions) -> Scan {
             root: folder,
             root_canon: root_canon.clone(),
             max_depth,
+            exclude: &opts.exclude,
             visited: HashSet::from([root_canon.clone()]),
             found: Vec::new(),
             findings: Vec::new(),
@@ -302,6 +303,8 @@ struct Walker<'a> {
     root: &'a Path,
     root_canon: PathBuf,
     max_depth: usize,
+    /// Canonical folders never entered ([`ScanOptions::exclude`]).
+    exclude: &'a [PathBuf],
     /// Canonical directories already entered: the loop guard.
     visited: HashSet<PathBuf>,
     found: Vec<Candidate>,
@@ -430,6 +433,15 @@ impl Walker<'_> {
             (lmeta, dir_canon.join(name))
         };
 
+        if self.exclude.iter().any(|x| canonical.starts_with(x)) {
+            self.findings.push(Finding::new(
+                Severity::Info,
+                FindingKind::SkippedEntry,
+                Some(path),
+                "is inside aiom4b's data folder (DATA_DIR: backups, database, logs); not scanned",
+            ));
+            return;
+        }
         if meta.is_dir() {
             if self.visited.contains(&canonical) {
                 // A link back to an ancestor, or a second link to a folder already scanned.
@@ -998,7 +1010,14 @@ mod tests {
     }
 
     fn scan_with(dir: &Path, max_depth: usize, order: Order) -> Scan {
-        scan(&[dir.to_path_buf()], &ScanOptions { max_depth, order })
+        scan(
+            &[dir.to_path_buf()],
+            &ScanOptions {
+                max_depth,
+                order,
+                ..ScanOptions::default()
+            },
+        )
     }
 
     /// The relative paths in scan order, as strings.

@@ -106,6 +106,8 @@ pub struct RestoreReport {
 pub struct BackupStore {
     dir: PathBuf,
     hooks: Hooks,
+    /// Canonical folders left out of every backup (aiom4b's data folder inside a source).
+    exclude: Vec<PathBuf>,
 }
 
 impl BackupStore {
@@ -114,7 +116,15 @@ impl BackupStore {
         BackupStore {
             dir: dir.into(),
             hooks: Hooks::default(),
+            exclude: Vec::new(),
         }
+    }
+
+    /// Leaves these canonical folders out of every backup wherever they appear in a source
+    /// (aiom4b's data folder: a backup must not copy the live database, its own backups or logs).
+    pub fn excluding(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.exclude = dirs;
+        self
     }
 
     /// With fault-injection hooks (tests).
@@ -151,7 +161,7 @@ impl BackupStore {
             return Err(Error::SourceMissing(source));
         }
         fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, "create folder", e))?;
-        let plan = walk(&source)?;
+        let plan = walk_excluding(&source, &self.exclude)?;
         let total: u64 = plan.iter().map(entry_size).sum();
         // Per entry a block for its inode/directory slot and a manifest line; 1 MiB slack.
         let needed = total + plan.len() as u64 * 4096 + (1 << 20);
@@ -556,6 +566,16 @@ pub fn time_in_name(name: &str) -> Option<DateTime<Local>> {
 /// Lists `root` recursively (sorted, parents before children). Files get the checksum of zero
 /// bytes as a placeholder until copied. Sockets, FIFOs and devices are skipped with a warning.
 fn walk(root: &Path) -> Result<Vec<Entry>> {
+    walk_excluding(root, &[])
+}
+
+/// [`walk`] without the folders in `exclude` (canonical paths) and what is below them.
+fn walk_excluding(root: &Path, exclude: &[PathBuf]) -> Result<Vec<Entry>> {
+    let root_canon = if exclude.is_empty() {
+        PathBuf::new()
+    } else {
+        fs::canonicalize(root).map_err(|e| Error::io(root, "resolve folder", e))?
+    };
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -571,7 +591,9 @@ fn walk(root: &Path) -> Result<Vec<Entry>> {
             let path = child.path();
             let meta = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, "read", e))?;
             let ft = meta.file_type();
-            if ft.is_dir() {
+            if ft.is_dir() && exclude.iter().any(|x| root_canon.join(&child_rel) == *x) {
+                tracing::info!(path = %path.display(), "not backed up: aiom4b's data folder");
+            } else if ft.is_dir() {
                 out.push(Entry::Dir(child_rel.clone()));
                 subdirs.push(child_rel);
             } else if ft.is_file() {

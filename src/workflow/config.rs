@@ -412,6 +412,16 @@ impl Config {
         self.data_dir.join("logs")
     }
 
+    /// The folders that must never be read as part of a book, nor written into by a conversion
+    /// other than through the workflow: `DATA_DIR` (backups, output, database, logs), as a
+    /// canonical path (absolute when it does not exist yet).
+    pub fn protected_dirs(&self) -> Vec<PathBuf> {
+        let dir = std::fs::canonicalize(&self.data_dir)
+            .or_else(|_| std::path::absolute(&self.data_dir))
+            .unwrap_or_else(|_| self.data_dir.clone());
+        vec![dir]
+    }
+
     /// Creates `data/{output,backup,logs}`.
     pub fn ensure_data_dirs(&self) -> std::io::Result<()> {
         for d in [self.output_dir(), self.backup_dir(), self.logs_dir()] {

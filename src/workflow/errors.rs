@@ -86,6 +86,18 @@ pub enum Error {
         needed: u64,
         available: u64,
     },
+    /// The `--move-source-to` folder is on another file system with too little room for the
+    /// source folders (found before converting).
+    #[error(
+        "{path}: not enough free space to move the source folder there: {needed} bytes needed, \
+         {available} bytes available; free space there or choose another folder to move the \
+         sources to"
+    )]
+    MoveTargetFull {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
     /// A copied file does not match its original (or a backup no longer matches its manifest).
     #[error("{path}: checksum verification failed: {}", .problems.join("; "))]
     Checksum {
@@ -150,9 +162,10 @@ impl Error {
             Error::Store(_) => ErrorCategory::System,
             Error::Config(_) | Error::SourceMissing(_) | Error::Invalid(_) => ErrorCategory::Input,
             Error::BackupNotFound(_) | Error::JobNotFound(_) => ErrorCategory::Input,
-            Error::InsufficientSpace { .. } | Error::Exists(_) | Error::OutputFileExists(_) => {
-                ErrorCategory::Output
-            }
+            Error::InsufficientSpace { .. }
+            | Error::MoveTargetFull { .. }
+            | Error::Exists(_)
+            | Error::OutputFileExists(_) => ErrorCategory::Output,
             Error::Checksum { .. } | Error::Manifest { .. } => ErrorCategory::Output,
             Error::SourceAction { .. } => ErrorCategory::Output,
         }
@@ -167,6 +180,10 @@ impl Error {
             Error::SourceMissing(_) => "check the folder path and that it is readable".into(),
             Error::InsufficientSpace { .. } => {
                 "free disk space or prune old backups (`aiom4b backup prune`), then retry".into()
+            }
+            Error::MoveTargetFull { .. } => {
+                "free space in the move target or choose another folder to move the sources to"
+                    .into()
             }
             Error::Checksum { .. } => {
                 "a file changed while being copied or the disk is faulty; retry, and check the disk if it happens again".into()

@@ -277,7 +277,7 @@ pub fn parse_bitrate(s: &str) -> Result<u64, String> {
 }
 
 impl BookArgs {
-    pub fn scan_options(&self) -> ScanOptions {
+    pub fn scan_options(&self, cfg: &Config) -> ScanOptions {
         ScanOptions {
             max_depth: self.max_depth as usize,
             order: match self.order {
@@ -285,6 +285,7 @@ impl BookArgs {
                 OrderArg::Alpha => Order::Alpha,
                 OrderArg::Tags => Order::Tags,
             },
+            exclude: cfg.protected_dirs(),
         }
     }
     pub fn limits(&self, cfg: &Config) -> Limits {

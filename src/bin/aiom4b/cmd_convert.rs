@@ -7,7 +7,7 @@
 //! flag, and its progress goes into the job record as well as to the bar.
 use crate::args::{BatchCmdArgs, BookArgs, ConvertArgs, EncodeArgs};
 use crate::workflow_cmds::{self, BatchArgs};
-use crate::{ui, EXIT_FAILURE, EXIT_INTERRUPTED};
+use crate::{ui, EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_USAGE};
 use aiom4b::options::{ChapterMode, ConvertOptions, Limits, PlanOptions, ScanOptions};
 use aiom4b::workflow::{
     Config, ConversionResult, JobContext, JobError, JobOutcome, JobStatus, StageTiming, Workflow,
@@ -32,7 +32,7 @@ struct Engine {
 impl Engine {
     fn new(book: &BookArgs, encode: &EncodeArgs, plan: PlanOptions, cfg: &Config) -> Self {
         Engine {
-            scan: book.scan_options(),
+            scan: book.scan_options(cfg),
             limits: book.limits(cfg),
             plan,
             convert: encode.convert_options(),
@@ -159,8 +159,27 @@ pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
     };
     request.overwrite = a.overwrite;
     request.engine_threads = a.jobs.map(usize::from);
+    request.inputs = [&a.chapters_file, &a.input.meta.cover]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
 
     let wf = Arc::new(workflow_cmds::open(cfg)?);
+    // A request that could only damage what the user owns (an output onto a source, a source
+    // inside the backup folder, an unwritable move target) is a usage error: refused before a
+    // job exists. Other problems (a missing folder, a full disk) fail the job as before.
+    match wf.preflight(&request) {
+        Err(e @ aiom4b::workflow::Error::Invalid(_)) => {
+            eprintln!("aiom4b: error: {e}");
+            return Ok(EXIT_USAGE);
+        }
+        Err(e @ aiom4b::workflow::Error::MoveTargetFull { .. }) => {
+            eprintln!("aiom4b: error: {e}");
+            return Ok(EXIT_FAILURE);
+        }
+        _ => {}
+    }
     stop_on_ctrl_c(&wf);
     let show = !quiet && !a.json;
     let mut report = None;

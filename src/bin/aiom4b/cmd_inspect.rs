@@ -10,7 +10,7 @@ use anyhow::Result;
 pub fn probe(cfg: &Config, a: ProbeArgs) -> Result<u8> {
     let mut ins = plan::inspect(
         &a.input.folders,
-        &a.input.book.scan_options(),
+        &a.input.book.scan_options(cfg),
         &a.input.book.limits(cfg),
         &a.input.plan_options(cfg),
     )?;

@@ -108,6 +108,7 @@ impl JobArgs {
             },
             timeout: self.timeout.map(Duration::from_secs),
             engine_threads: None,
+            inputs: Vec::new(),
         })
     }
 }

@@ -331,6 +331,10 @@ fn run_in_order(
         match (enc_result, mux_result) {
             (Ok(mut outcome), Ok(packets)) => {
                 outcome.packets = packets;
+                // Every packet is written: the end of the encode stage for every path (the
+                // segmented one reports segments as it hands them out, so a book shorter than
+                // one segment reported nothing before).
+                progress.encoded(outcome.total_samples, outcome.total_samples);
                 Ok(outcome)
             }
             (Err(e), _) | (_, Err(e)) => Err(e),

@@ -450,9 +450,20 @@ impl BackupStore {
                 staging::rename_noreplace(&old, &aside)
                     .map_err(|e| Error::io(&aside, "move the replaced folder aside", e))?;
                 displaced = Some(aside);
-            } else {
-                fs::remove_dir_all(&old)
-                    .map_err(|e| Error::io(&old, "remove the replaced folder", e))?;
+            } else if let Err(e) = fs::remove_dir_all(&old) {
+                // The restored folder is in place: that is what counts. Whatever could not be
+                // removed of the folder that was in the way (the part a failed deletion could
+                // not delete either) is set aside under a visible name and reported.
+                let stamp = Local::now().format("%Y%m%d_%H%M%S");
+                let mut aside = target.as_os_str().to_os_string();
+                aside.push(format!(".remains-{stamp}"));
+                let aside = PathBuf::from(aside);
+                let kept = match staging::rename_noreplace(&old, &aside) {
+                    Ok(()) => aside,
+                    Err(_) => old,
+                };
+                tracing::warn!(path = %kept.display(), error = %e, "restored; the remains of the replaced folder could not be removed");
+                displaced = Some(kept);
             }
         } else {
             stage

@@ -230,9 +230,47 @@ fn io_category(e: &io::Error) -> ErrorCategory {
         return ErrorCategory::Output;
     }
     match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => ErrorCategory::Input,
+        io::ErrorKind::NotFound
+        | io::ErrorKind::PermissionDenied
+        | io::ErrorKind::IsADirectory
+        | io::ErrorKind::InvalidData
+        | io::ErrorKind::UnexpectedEof => ErrorCategory::Input,
         io::ErrorKind::AlreadyExists => ErrorCategory::Output,
         _ => ErrorCategory::System,
+    }
+}
+
+/// errno values that mean "no room to write": a full disk, a quota, a file larger than the file
+/// system or the process's file-size limit allows.
+const NO_ROOM: [rustix::io::Errno; 3] = [
+    rustix::io::Errno::NOSPC,
+    rustix::io::Errno::DQUOT,
+    rustix::io::Errno::FBIG,
+];
+/// errno values that mean "may not write here".
+const NOT_WRITABLE: [rustix::io::Errno; 3] = [
+    rustix::io::Errno::ROFS,
+    rustix::io::Errno::ACCESS,
+    rustix::io::Errno::PERM,
+];
+
+/// The errno behind an engine error, for I/O and FFmpeg failures.
+fn engine_errno(e: &crate::Error) -> Option<i32> {
+    match e {
+        crate::Error::Io { source, .. } => source.raw_os_error(),
+        crate::Error::Av {
+            source: ffmpeg_next::Error::Other { errno },
+            ..
+        } => Some(*errno),
+        _ => None,
+    }
+}
+
+fn engine_path(e: &crate::Error) -> Option<&std::path::Path> {
+    match e {
+        crate::Error::Io { path, .. } => Some(path),
+        crate::Error::Av { path, .. } => path.as_deref(),
+        _ => None,
     }
 }
 
@@ -310,6 +348,34 @@ impl From<Error> for JobError {
             transient: e.is_transient(),
             cancelled: false,
             message: e.to_string(),
+        }
+    }
+}
+
+impl JobError {
+    /// The job error for an engine failure while writing `output` (the job's `.part`): a write
+    /// that fails in the output's folder is an output error that says so ("disk full at …",
+    /// "cannot write …"), whichever library reported it; anything else as [`From`] files it.
+    pub fn from_engine(e: crate::Error, output: &std::path::Path) -> Self {
+        let dir = output.parent().unwrap_or(std::path::Path::new("."));
+        let on_output = engine_path(&e).is_some_and(|p| p == output || p.parent() == Some(dir));
+        let errno = engine_errno(&e).map(rustix::io::Errno::from_raw_os_error);
+        match errno {
+            Some(n) if on_output && NO_ROOM.contains(&n) => JobError::new(
+                ErrorCategory::Output,
+                format!("disk full at {}: {e}", dir.display()),
+                format!(
+                    "free space in {} (or write the book elsewhere with -o), then convert again; \
+                     the book needs about its bitrate × its length (128 kb/s: ~58 MB per hour)",
+                    dir.display()
+                ),
+            ),
+            Some(n) if on_output && NOT_WRITABLE.contains(&n) => JobError::new(
+                ErrorCategory::Output,
+                format!("cannot write {}: {e}", dir.display()),
+                "choose an output folder you can write to (a read-only or foreign folder cannot take the book)",
+            ),
+            _ => JobError::from(e),
         }
     }
 }

@@ -89,6 +89,19 @@ pub struct Hooks {
     pub after_backup_file: Option<Arc<dyn Fn(&Path) + Send + Sync>>,
     /// Called before each file of a source folder is removed; an error aborts the removal.
     pub before_source_remove: Option<Arc<dyn Fn(&Path) -> std::io::Result<()> + Send + Sync>>,
+    /// Called when a job reaches a point where a crash is worth testing: `convert` (the first
+    /// progress write), `publish` (output recorded, part complete, before the rename),
+    /// `published` (after the rename, before the record says so), `move` (a cross-file-system
+    /// move's staging folder exists, before the copy).
+    pub at_stage: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+}
+
+impl Hooks {
+    fn stage(&self, name: &str) {
+        if let Some(hook) = &self.at_stage {
+            hook(name);
+        }
+    }
 }
 
 impl std::fmt::Debug for Hooks {
@@ -164,6 +177,7 @@ pub struct JobContext<'a> {
     engine_threads: usize,
     cancel: Arc<AtomicBool>,
     store: &'a dyn JobStore,
+    hooks: &'a Hooks,
     /// (time of the last write, percent written)
     throttle: Mutex<(Option<Instant>, f64)>,
     watchdog: &'a Watchdog,
@@ -212,8 +226,12 @@ impl JobContext<'_> {
         if !due || percent - t.1 < PROGRESS_MIN_STEP {
             return;
         }
+        let first = t.0.is_none();
         *t = (Some(Instant::now()), percent);
         drop(t);
+        if first {
+            self.hooks.stage("convert");
+        }
         if let Err(e) = self.store.set_progress(self.id, percent) {
             tracing::debug!(error = %e, "progress not recorded");
         }
@@ -805,6 +823,7 @@ impl Workflow {
                 .max(1),
             cancel: cancel.clone(),
             store: &*self.store,
+            hooks: &self.hooks,
             throttle: Mutex::new((None, 0.0)),
             watchdog: &watchdog,
             auto_timeout: explicit.is_none(),
@@ -877,6 +896,7 @@ impl Workflow {
             Some(file) => {
                 job.output_path = Some(file.clone());
                 self.save(job, stored)?;
+                self.hooks.stage("publish");
                 part.publish_to(file, mode, request.overwrite)
                     .map_err(|e| publish_error(file, e))?;
                 file.clone()
@@ -898,12 +918,15 @@ impl Workflow {
                 };
                 part.publish_numbered(mode, candidate, |target| {
                     job.output_path = Some(target.to_path_buf());
-                    self.save(job, stored).map_err(std::io::Error::other)
+                    self.save(job, stored).map_err(std::io::Error::other)?;
+                    self.hooks.stage("publish");
+                    Ok(())
                 })
                 .map_err(|e| publish_error(&output_dir.join(format!("{stem}.m4b")), e))?
             }
         };
         *published = true;
+        self.hooks.stage("published");
         job.output_bytes = fs::metadata(&final_path).ok().map(|m| m.len());
         job.output_path = Some(final_path.clone());
         push_timing(job, "publish", t);

@@ -79,6 +79,9 @@ pub(crate) fn apply(
                         .map_err(|e| Error::io(dir, "clean unfinished moves", e))?;
                     let stage = Staging::named(dir, MOVE_PREFIX, &job.simple().to_string())
                         .map_err(|e| Error::io(dir, "create staging folder", e))?;
+                    if let Some(hook) = &hooks.at_stage {
+                        hook("move");
+                    }
                     backup::copy_tree(source, stage.path())?;
                     stage
                         .publish_as(&dest)

@@ -106,14 +106,11 @@ fn check_output_file(
         let id = (meta.dev(), meta.ino());
         for f in folders {
             if let Some(input) = files_under(f).into_iter().find(|(_, i)| *i == id) {
+                let named = std::path::absolute(file).is_ok_and(|a| a == input.0);
                 return refuse(format!(
                     "it is the source file {} (the same file{}); an output never replaces a source",
                     input.0.display(),
-                    if input.0 == resolved {
-                        ""
-                    } else {
-                        ", through a link"
-                    }
+                    if named { "" } else { ", through a link" }
                 ));
             }
         }

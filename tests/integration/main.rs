@@ -3,6 +3,7 @@ mod cli_workflow;
 mod common;
 mod container;
 mod convert;
+mod faults;
 mod fdk;
 mod fixtures;
 mod probe;

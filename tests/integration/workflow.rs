@@ -603,7 +603,9 @@ fn delete_source_failing_midway_restores_the_folder() {
         removed.load(Ordering::SeqCst) >= 2,
         "the failure happened midway"
     );
-    assert_eq!(job.status, JobStatus::Failed);
+    // The book was written: the job completed, and its record says what went wrong after.
+    assert_eq!(job.status, JobStatus::Completed);
+    assert!(job.output_path.as_ref().unwrap().is_file());
     let err = job.error.unwrap();
     assert_eq!(err.category, ErrorCategory::Output);
     assert!(

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "aiom4b", version = crate::version_line(), long_version = crate::long_version(),
           about = "Turn folders of MP3 audiobook files into one M4B audiobook (AAC, chapters, metadata, cover)",
-          after_help = "Exit codes: 0 ok, 1 conversion/verification failure or bad input, 2 usage or invalid configuration, 130 interrupted.")]
+          after_help = "Exit codes: 0 ok, 1 conversion/verification failure or bad input, 2 usage or invalid configuration, 130 interrupted (Ctrl-C; 143 SIGTERM, 129 SIGHUP: the job is cancelled cleanly).")]
 pub struct Cli {
     // A heading of their own, so that `convert --help` does not mix them into its flags.
     #[command(flatten, next_help_heading = "Global options")]

@@ -8,6 +8,10 @@ use aiom4b::workflow::{naming, Config};
 use anyhow::Result;
 
 pub fn probe(cfg: &Config, a: ProbeArgs) -> Result<u8> {
+    // The fault suite stops here to signal a probe in progress.
+    if std::env::var_os("AIOM4B_TEST_STOP_AT").is_some_and(|s| s == "probe") {
+        crate::workflow_cmds::stop_self();
+    }
     let mut ins = plan::inspect(
         &a.input.folders,
         &a.input.book.scan_options(cfg),

@@ -3,6 +3,7 @@ mod args;
 mod cmd_convert;
 mod cmd_inspect;
 mod logging;
+mod signals;
 mod ui;
 mod workflow_cmds;
 
@@ -34,7 +35,6 @@ const EXIT_FAILURE: u8 = 1;
 /// Bad arguments (clap's own code) or an invalid configuration value, which is the same
 /// mistake made in the environment or the config file.
 const EXIT_USAGE: u8 = 2;
-const EXIT_INTERRUPTED: u8 = 130;
 
 /// glibc raises its mmap threshold up to 32 MB after large blocks are freed, after which the
 /// segmented encoder's ~30 MB PCM buffers (allocated on one thread, freed on another) are
@@ -63,6 +63,7 @@ fn default_sigpipe() {
 fn main() -> ExitCode {
     tune_allocator();
     default_sigpipe();
+    signals::install();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -94,7 +95,7 @@ fn main() -> ExitCode {
             let interrupted = e.downcast_ref::<Error>().is_some_and(|e| e.is_cancelled());
             if interrupted {
                 eprintln!("aiom4b: interrupted; nothing was written");
-                return ExitCode::from(EXIT_INTERRUPTED);
+                return ExitCode::from(signals::exit_code());
             }
             tracing::debug!("{e:?}");
             eprintln!("aiom4b: error: {e:#}");

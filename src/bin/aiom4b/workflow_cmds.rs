@@ -307,7 +307,41 @@ pub fn run(cmd: WorkflowCommand, cfg: &Config) -> Result<i32> {
 pub fn open(cfg: &Config) -> Result<Workflow> {
     let wf = Workflow::open(cfg.clone())
         .with_context(|| format!("opening the data folder {}", cfg.data_dir.display()))?;
-    Ok(wf)
+    Ok(match test_stop_hooks() {
+        Some(hooks) => wf.with_hooks(hooks),
+        None => wf,
+    })
+}
+
+/// The fault suite's hook: with `AIOM4B_TEST_STOP_AT=STAGE` the process stops itself (SIGSTOP)
+/// the first time a job reaches STAGE (`backup`, `convert`, `publish`, `published`, `move`,
+/// `remove`), so that a test can kill it there (`kill -9`, SIGTERM) or change the world under
+/// it, deterministically. Unset, nothing is installed.
+fn test_stop_hooks() -> Option<aiom4b::workflow::Hooks> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stage = std::env::var("AIOM4B_TEST_STOP_AT").ok()?;
+    let fired = Arc::new(AtomicBool::new(false));
+    let stop_at = move |name: &str| {
+        if name == stage && !fired.swap(true, Ordering::SeqCst) {
+            stop_self();
+        }
+    };
+    let stop_at = Arc::new(stop_at);
+    let (a, b, c) = (stop_at.clone(), stop_at.clone(), stop_at);
+    Some(aiom4b::workflow::Hooks {
+        after_backup_file: Some(Arc::new(move |_| a("backup"))),
+        before_source_remove: Some(Arc::new(move |_| {
+            b("remove");
+            Ok(())
+        })),
+        at_stage: Some(Arc::new(move |name| c(name))),
+    })
+}
+
+/// Stops this process until a SIGCONT (the fault suite's [`test_stop_hooks`], `probe`'s too).
+pub fn stop_self() {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
 }
 
 fn folders_cmd(dir: Option<PathBuf>, json: bool, cfg: &Config) -> Result<i32> {

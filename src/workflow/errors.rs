@@ -281,6 +281,7 @@ fn io_remedy(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::NotFound => "check that the path exists",
         io::ErrorKind::PermissionDenied => "check the permissions of the file and its folder",
+        io::ErrorKind::IsADirectory => "give the path of a file, not of a folder",
         _ if io_is_transient(e) => "retry; the system was busy",
         _ => "check the disk and the path, then retry",
     }

@@ -863,3 +863,30 @@ fn a_store_that_fails_after_publishing_does_not_fail_the_job() {
     assert_eq!(job.output_path.as_deref(), Some(output.as_path()));
     w.assert_no_temporaries(&[]);
 }
+
+#[test]
+fn a_deletion_that_fails_halfway_is_restored_and_says_so() {
+    let w = World::new();
+    let book = w.book("Book", 2);
+    // An empty subfolder that is a mount point in the program's view: deleting the folder
+    // fails there (EBUSY) after the files are gone, and so does removing the remains after
+    // the restore, which must not make the restore look failed.
+    let sub = book.join("sub");
+    fs::create_dir(&sub).unwrap();
+    let before = digest(&book);
+    let mut cmd = w.command(&["convert", "-q", book.to_str().unwrap(), "--delete-source"]);
+    private_tmpfs(&mut cmd, &sub, "64k", false);
+    let out = finish(cmd.spawn().unwrap());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("the book was written, but"), "{stderr}");
+    assert!(stderr.contains("the folder was restored from backup"), "{stderr}");
+    assert!(!stderr.contains("ALSO failed"), "{stderr}");
+    assert_eq!(digest(&book), before, "the folder is whole again");
+    assert!(sub.is_dir());
+    let job = w.job();
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(category(&job), "output", "{job}");
+    assert!(job["output_path"].as_str().is_some_and(|p| Path::new(p).is_file()));
+    w.assert_db_ok();
+}

@@ -223,25 +223,12 @@ pub fn clean_stale_pid_parts(final_path: &Path) -> Vec<PathBuf> {
         else {
             continue;
         };
-        if pid == std::process::id() || process_exists(pid) {
+        if pid == std::process::id() || crate::workflow::process::pid_exists(pid) {
             continue;
         }
         removed.extend(remove_temporaries(&temporaries_of(&dir.join(file))));
     }
     removed
-}
-
-fn process_exists(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    match rustix::process::test_kill_process(pid) {
-        Ok(()) => true,
-        Err(e) => e != rustix::io::Errno::SRCH,
-    }
 }
 
 /// Permissions first and data on disk before the rename, so the published name never points at

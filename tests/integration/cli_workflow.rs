@@ -12,21 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Variables the program reads; removed so the tests see the defaults.
-const WORKFLOW_VARS: &[&str] = &[
-    "AIOM4B_CONFIG",
-    "DEBUG",
-    "RUST_LOG",
-    "BACKUP_ENABLED",
-    "BACKUP_RETENTION_DAYS",
-    "MAX_CONCURRENT_JOBS",
-    "USE_ALL_CPUS",
-    "MAX_FILE_SIZE_MB",
-    "MAX_TOTAL_SIZE_MB",
-    "OUTPUT_MODE",
-    "NAME_TEMPLATE",
-    "PROCESSING_TIMEOUT_SECS",
-];
+use crate::common::WORKFLOW_VARS;
 
 /// A temporary home for one test: `data/` and `source/` below it.
 struct Env {

@@ -28,6 +28,22 @@ pub const RESAMPLE_SLACK: u64 = 4;
 /// MP3 → AAC; a wrong rate is off by ≥ 8.8 % (44.1 vs 48 kHz), a wrong speed by 2×.
 pub const FREQUENCY_TOLERANCE: f64 = 0.005;
 
+/// Variables the program reads; the workflow tests remove them so they see the defaults.
+pub const WORKFLOW_VARS: &[&str] = &[
+    "AIOM4B_CONFIG",
+    "DEBUG",
+    "RUST_LOG",
+    "BACKUP_ENABLED",
+    "BACKUP_RETENTION_DAYS",
+    "MAX_CONCURRENT_JOBS",
+    "USE_ALL_CPUS",
+    "MAX_FILE_SIZE_MB",
+    "MAX_TOTAL_SIZE_MB",
+    "OUTPUT_MODE",
+    "NAME_TEMPLATE",
+    "PROCESSING_TIMEOUT_SECS",
+];
+
 /// The `aiom4b` binary built for these tests.
 pub fn aiom4b() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_aiom4b"));

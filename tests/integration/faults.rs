@@ -11,7 +11,7 @@
 //! Disks that are full, tiny or read-only are made without root: the child process gets its own
 //! mount namespace (inside a user namespace when not root) with a tmpfs of the wanted size or a
 //! read-only one, or a file-size limit (`RLIMIT_FSIZE`, the write fails with EFBIG).
-use crate::common::digest_tree;
+use crate::common::{digest_tree, WORKFLOW_VARS};
 use aiom4b::fixtures::{write_book, Mp3Spec};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -24,23 +24,6 @@ use std::time::{Duration, Instant};
 
 /// How long the program may take to reach a stop point or to finish a small book.
 const DEADLINE: Duration = Duration::from_secs(120);
-
-/// Variables the program reads; removed so the tests see the defaults.
-const WORKFLOW_VARS: &[&str] = &[
-    "AIOM4B_CONFIG",
-    "AIOM4B_TEST_STOP_AT",
-    "DEBUG",
-    "RUST_LOG",
-    "BACKUP_ENABLED",
-    "BACKUP_RETENTION_DAYS",
-    "MAX_CONCURRENT_JOBS",
-    "USE_ALL_CPUS",
-    "MAX_FILE_SIZE_MB",
-    "MAX_TOTAL_SIZE_MB",
-    "OUTPUT_MODE",
-    "NAME_TEMPLATE",
-    "PROCESSING_TIMEOUT_SECS",
-];
 
 /// One test's world: `data/`, `source/Book/`, `out/` under a temporary folder.
 struct World {
@@ -86,7 +69,8 @@ impl World {
             .env("SOURCE_DIR", self.root().join("source"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            .env_remove("AIOM4B_TEST_STOP_AT");
         for v in WORKFLOW_VARS {
             c.env_remove(v);
         }
@@ -880,13 +864,18 @@ fn a_deletion_that_fails_halfway_is_restored_and_says_so() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("the book was written, but"), "{stderr}");
-    assert!(stderr.contains("the folder was restored from backup"), "{stderr}");
+    assert!(
+        stderr.contains("the folder was restored from backup"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("ALSO failed"), "{stderr}");
     assert_eq!(digest(&book), before, "the folder is whole again");
     assert!(sub.is_dir());
     let job = w.job();
     assert_eq!(job["status"], "completed", "{job}");
     assert_eq!(category(&job), "output", "{job}");
-    assert!(job["output_path"].as_str().is_some_and(|p| Path::new(p).is_file()));
+    assert!(job["output_path"]
+        .as_str()
+        .is_some_and(|p| Path::new(p).is_file()));
     w.assert_db_ok();
 }

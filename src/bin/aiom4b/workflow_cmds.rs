@@ -535,14 +535,22 @@ fn backup_cmd(wf: &Workflow, cmd: BackupCommand) -> Result<i32> {
     match cmd {
         BackupCommand::List { json } => {
             let list = store.list()?;
+            let damaged = list.iter().filter(|b| b.damaged.is_some()).count();
             if json {
                 emit(&(serde_json::to_string_pretty(&list)? + "\n"));
             } else if list.is_empty() {
                 emit(&format!("no backups in {}\n", store.dir().display()));
             } else {
-                emit(&backups_table(&list));
+                let mut out = backups_table(&list);
+                if damaged > 0 {
+                    out.push_str(&format!(
+                        "\n{damaged} damaged backup(s): they cannot be checked or restored; \
+                         see `aiom4b backup verify`\n"
+                    ));
+                }
+                emit(&out);
             }
-            Ok(EXIT_OK)
+            Ok(if damaged == 0 { EXIT_OK } else { EXIT_FAILURES })
         }
         BackupCommand::Verify { name } => {
             let names = match name {
@@ -552,14 +560,18 @@ fn backup_cmd(wf: &Workflow, cmd: BackupCommand) -> Result<i32> {
             let mut bad = 0;
             let mut out = String::new();
             for n in names {
-                let r = store.verify(&n)?;
-                if r.problems.is_empty() {
-                    out.push_str(&format!("ok      {} ({} files)\n", r.name, r.files_checked));
+                // One unreadable backup must not hide the verdict on the others.
+                let (shown, problems, files) = match store.verify(&n) {
+                    Ok(r) => (r.name, r.problems, r.files_checked),
+                    Err(e) => (n, vec![e.to_string()], 0),
+                };
+                if problems.is_empty() {
+                    out.push_str(&format!("ok      {} ({files} files)\n", shown));
                 } else {
                     bad += 1;
-                    out.push_str(&format!("DAMAGED {}\n", r.name));
-                    for p in &r.problems {
-                        out.push_str(&format!("        {p}\n"));
+                    out.push_str(&format!("DAMAGED {}\n", shown));
+                    for p in &problems {
+                        out.push_str(&format!("        {}\n", p));
                     }
                 }
             }
@@ -711,7 +723,11 @@ fn backups_table(list: &[BackupInfo]) -> String {
             b.name.clone(),
             b.files.to_string(),
             bytes(b.total_bytes),
-            b.source.display().to_string(),
+            match (&b.damaged, &b.source) {
+                (Some(why), _) => format!("DAMAGED: {why}"),
+                (None, Some(source)) => source.display().to_string(),
+                (None, None) => String::new(),
+            },
         ]);
     }
     table(&rows)

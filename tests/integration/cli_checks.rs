@@ -1,9 +1,13 @@
 //! What the program tells the user when something is off: damaged backups are listed as
-//! damaged. End to end through the binary, with the helpers of `cli_workflow`.
-use crate::cli_workflow::{code, text, Env};
+//! damaged, hostile file names and tags reach the terminal escaped, and a bad option value is
+//! rejected the same way (exit 2, naming the option) from the command line, the environment
+//! and the config file. End to end through the binary, with the helpers of `cli_workflow`.
+use crate::cli_workflow::{code, m4b_files, text, Env};
+use aiom4b::fixtures::{write_mp3, Mp3Spec};
 use aiom4b::workflow::BackupStore;
 use serde_json::Value;
 use std::fs;
+use std::process::Output;
 
 // --- damaged backups ---------------------------------------------------------------------------
 
@@ -115,4 +119,133 @@ fn a_backup_whose_manifest_was_deleted_is_damaged_not_absent() {
     let out = env.run(&["backup", "verify"]);
     assert_eq!(code(&out), 1);
     assert!(text(&out.stdout).contains(&format!("DAMAGED {}", b.name)));
+}
+
+// --- terminal escapes --------------------------------------------------------------------------
+
+/// A file name that recolours the terminal, sets its title and reverses what follows.
+const HOSTILE_NAME: &str = "02\x1b[31mRED\x1b]0;pwned\x07\u{202e}.mp3";
+/// Its escaped form: what a human sees instead.
+const HOSTILE_SHOWN: &str = "02\\x1b[31mRED\\x1b]0;pwned\\x07\\u{202e}.mp3";
+/// A tag with a right-to-left override and a screen clear.
+const HOSTILE_TITLE: &str = "Evil\u{202e}eltit\x1b[2J";
+
+/// Asserts that neither stream holds a raw ESC, BEL or U+202E.
+#[track_caller]
+fn assert_terminal_safe(out: &Output, what: &str) {
+    for (stream, bytes) in [("stdout", &out.stdout), ("stderr", &out.stderr)] {
+        let raw = bytes.iter().any(|&b| b == 0x1b || b == 0x07)
+            || bytes.windows(3).any(|w| w == "\u{202e}".as_bytes());
+        assert!(
+            !raw,
+            "{what}: raw control characters on {stream}:\n{}",
+            text(bytes).escape_debug()
+        );
+    }
+}
+
+fn all_text(out: &Output) -> String {
+    text(&out.stdout) + &text(&out.stderr)
+}
+
+#[test]
+fn hostile_names_and_tags_are_escaped_on_the_terminal_and_exact_in_json() {
+    let env = Env::new();
+    // A good book: the hostile name on a real MP3 whose title tag is hostile too.
+    let good = env.book("Good", 1, 0.5);
+    let spec = Mp3Spec {
+        sample_rate: 22_050,
+        channels: 1,
+        tags: aiom4b::Tags {
+            title: Some(HOSTILE_TITLE.into()),
+            album: Some(format!("Album{HOSTILE_TITLE}")),
+            ..Default::default()
+        },
+        ..Mp3Spec::default()
+    };
+    write_mp3(good.join(HOSTILE_NAME), &spec).unwrap();
+    let good_arg = good.to_str().unwrap();
+
+    let out = env.run(&["probe", good_arg]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_terminal_safe(&out, "probe");
+    let shown = all_text(&out);
+    assert!(
+        shown.contains(HOSTILE_SHOWN),
+        "probe names the file:\n{shown}"
+    );
+    // (The library drops the control characters of tags; the bidi override is text and stays.)
+    assert!(shown.contains("Evil\\u{202e}eltit"), "{shown}");
+
+    let json = env.json(&["probe", "--json", good_arg]);
+    let tracks = json["book"]["tracks"].as_array().unwrap();
+    assert!(
+        tracks.iter().any(|t| t["rel_path"] == HOSTILE_NAME
+            && t["chapter_title"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("Evil\u{202e}eltit"))),
+        "JSON keeps the exact name and title: {json:#}"
+    );
+
+    let out = env.run(&["-v", "convert", "-o", "book.m4b", good_arg]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_terminal_safe(&out, "convert -v");
+    let output = env.data().with_file_name("book.m4b");
+    let out = env.run(&["verify", output.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", all_text(&out));
+    assert_terminal_safe(&out, "verify");
+    assert!(
+        text(&out.stdout).contains("Evil\\u{202e}eltit"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A bad book: the hostile name on a file that is not an MP3, so errors name it.
+    let bad = env.source().join("Bad");
+    fs::create_dir_all(&bad).unwrap();
+    fs::write(bad.join(HOSTILE_NAME), vec![0x5a; 4096]).unwrap();
+    let bad_arg = bad.to_str().unwrap();
+    for args in [
+        vec!["probe", bad_arg],
+        vec!["convert", bad_arg],
+        vec!["-v", "convert", "--no-backup", bad_arg],
+        vec!["convert", "-o", "bad.m4b", bad_arg],
+    ] {
+        let out = env.run(&args);
+        assert_eq!(code(&out), 1, "{args:?}: {}", all_text(&out));
+        assert_terminal_safe(&out, &format!("{args:?}"));
+        assert!(
+            all_text(&out).contains(HOSTILE_SHOWN),
+            "{args:?} names the file:\n{}",
+            all_text(&out)
+        );
+    }
+    let jobs = env.jobs();
+    let failed: Vec<&Value> = jobs.iter().filter(|j| j["status"] == "failed").collect();
+    assert_eq!(failed.len(), 3, "{jobs:#?}");
+    assert!(
+        failed.iter().all(|j| j["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(HOSTILE_NAME)),
+        "the job records keep the exact name: {jobs:#?}"
+    );
+    let id = failed[0]["id"].as_str().unwrap();
+    for args in [
+        vec!["status"],
+        vec!["status", id],
+        vec!["jobs", "list"],
+        vec!["jobs", "list", "--status", "failed"],
+    ] {
+        let out = env.run(&args);
+        assert_eq!(code(&out), 0, "{args:?}: {}", all_text(&out));
+        assert_terminal_safe(&out, &format!("{args:?}"));
+        assert!(
+            all_text(&out).contains("\\x1b[31mRED"),
+            "{args:?} shows the name, escaped:\n{}",
+            all_text(&out)
+        );
+    }
+    assert_eq!(m4b_files(&env.output_dir()).len(), 0);
+    assert!(output.is_file());
 }

@@ -174,7 +174,11 @@ pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
                     .iter()
                     .filter(|f| f.severity >= Severity::Warning)
                 {
-                    eprintln!("{}: {f}", ui::severity_word(f.severity));
+                    eprintln!(
+                        "{}: {}",
+                        ui::severity_word(f.severity),
+                        ui::escape(&f.to_string())
+                    );
                 }
             }
             Ok(book)
@@ -220,13 +224,13 @@ fn finish_one(
                 match &report {
                     Some(r) => println!(
                         "{}  {}  {} chapters  {:.1} MB  {:.0}× realtime  (job {short_id})",
-                        output.display(),
+                        ui::path(&output),
                         aiom4b::chapters::format_samples(r.total_samples, r.sample_rate),
                         r.chapters.len(),
                         job.output_bytes.unwrap_or(r.size_bytes) as f64 / 1_048_576.0,
                         r.realtime_factor
                     ),
-                    None => println!("{}  (job {short_id})", output.display()),
+                    None => println!("{}  (job {short_id})", ui::path(&output)),
                 }
             }
             Ok(0)
@@ -239,7 +243,10 @@ fn finish_one(
             match &job.error {
                 Some(e) => eprintln!(
                     "aiom4b: error: {} ({} error)\n  what to do: {}\n  job: {} (details: aiom4b status {short_id})",
-                    e.message, e.category, e.remedy, job.id
+                    ui::escape_lines(&e.message),
+                    e.category,
+                    ui::escape_lines(&e.remedy),
+                    job.id
                 ),
                 None => eprintln!("aiom4b: error: job {} ended {}", job.id, job.status),
             }

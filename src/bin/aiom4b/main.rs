@@ -76,7 +76,7 @@ fn main() -> ExitCode {
     let cfg = match cli.global.load() {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("aiom4b: error: {e:#}");
+            eprintln!("aiom4b: error: {}", ui::escape_lines(&format!("{e:#}")));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -97,7 +97,8 @@ fn main() -> ExitCode {
                 return ExitCode::from(EXIT_INTERRUPTED);
             }
             tracing::debug!("{e:?}");
-            eprintln!("aiom4b: error: {e:#}");
+            // Errors name files, whose names may hold terminal control sequences.
+            eprintln!("aiom4b: error: {}", ui::escape_lines(&format!("{e:#}")));
             ExitCode::from(EXIT_FAILURE)
         }
     }

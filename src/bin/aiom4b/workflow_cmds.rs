@@ -2,6 +2,7 @@
 //! flags every conversion shares (`--no-backup`, `--move-source-to`, `--delete-source`,
 //! `--name-template`, `--timeout`) and the batch summary. Glue only: every capability is in
 //! `aiom4b::workflow`; here are argument types, tables and exit codes.
+use crate::ui;
 use aiom4b::workflow::backup::BackupInfo;
 use aiom4b::workflow::config::{self, Config, Overrides};
 use aiom4b::workflow::folders;
@@ -158,7 +159,7 @@ where
     if args.json {
         emit(&(serde_json::to_string_pretty(&report)? + "\n"));
     } else {
-        emit(&batch_table(&report));
+        emit_text(&batch_table(&report));
     }
     Ok(if report.all_ok() {
         EXIT_OK
@@ -325,7 +326,7 @@ fn folders_cmd(dir: Option<PathBuf>, json: bool, cfg: &Config) -> Result<i32> {
         return Ok(EXIT_OK);
     }
     if books.is_empty() {
-        emit(&format!(
+        emit_text(&format!(
             "no book folders with MP3 files under {}\n",
             dir.display()
         ));
@@ -352,7 +353,7 @@ fn folders_cmd(dir: Option<PathBuf>, json: bool, cfg: &Config) -> Result<i32> {
                 .unwrap_or_default(),
         ]);
     }
-    emit(&table(&rows));
+    emit_text(&table(&rows));
     Ok(EXIT_OK)
 }
 
@@ -370,7 +371,7 @@ fn config_cmd(json: bool, init: bool, cfg: &Config) -> Result<i32> {
         }
         std::fs::write(path, Config::template_file())
             .with_context(|| format!("writing {}", path.display()))?;
-        emit(&format!("wrote {}\n", path.display()));
+        emit_text(&format!("wrote {}\n", path.display()));
         return Ok(EXIT_OK);
     }
     let settings = cfg.describe();
@@ -390,7 +391,7 @@ fn config_cmd(json: bool, init: bool, cfg: &Config) -> Result<i32> {
             config::DEFAULT_CONFIG_FILE
         ),
     });
-    emit(&out);
+    emit_text(&out);
     Ok(EXIT_OK)
 }
 
@@ -400,7 +401,7 @@ fn status_cmd(wf: &Workflow, job_id: Option<String>, json: bool) -> Result<i32> 
         if json {
             emit(&(serde_json::to_string_pretty(&job)? + "\n"));
         } else {
-            emit(&job_detail(&job));
+            emit_text(&job_detail(&job));
         }
         return Ok(EXIT_OK);
     }
@@ -435,7 +436,7 @@ fn status_cmd(wf: &Workflow, job_id: Option<String>, json: bool) -> Result<i32> 
         s.push_str("\nrecent:\n");
         s.push_str(&jobs_table(&recent));
     }
-    emit(&s);
+    emit_text(&s);
     Ok(EXIT_OK)
 }
 
@@ -456,9 +457,9 @@ fn jobs_cmd(wf: &Workflow, cmd: JobsCommand) -> Result<i32> {
             if json {
                 emit(&(serde_json::to_string_pretty(&jobs)? + "\n"));
             } else if jobs.is_empty() {
-                emit("no jobs\n");
+                emit_text("no jobs\n");
             } else {
-                emit(&jobs_table(&jobs));
+                emit_text(&jobs_table(&jobs));
             }
         }
         JobsCommand::Clear { older_than } => {
@@ -468,7 +469,7 @@ fn jobs_cmd(wf: &Workflow, cmd: JobsCommand) -> Result<i32> {
                 .store()
                 .archive_finished(config::cutoff(chrono::Utc::now(), age))?;
             tracing::info!(target: "aiom4b::audit", action = "jobs.archive", count = n, older_than = %older_than, "archived finished jobs");
-            emit(&format!(
+            emit_text(&format!(
                 "archived {n} finished job(s) older than {older_than}\n"
             ));
         }
@@ -526,7 +527,7 @@ fn stats_cmd(wf: &Workflow, json: bool) -> Result<i32> {
             .collect();
         out.push_str(&format!("failures:        {}\n", parts.join(", ")));
     }
-    emit(&out);
+    emit_text(&out);
     Ok(EXIT_OK)
 }
 
@@ -539,7 +540,7 @@ fn backup_cmd(wf: &Workflow, cmd: BackupCommand) -> Result<i32> {
             if json {
                 emit(&(serde_json::to_string_pretty(&list)? + "\n"));
             } else if list.is_empty() {
-                emit(&format!("no backups in {}\n", store.dir().display()));
+                emit_text(&format!("no backups in {}\n", store.dir().display()));
             } else {
                 let mut out = backups_table(&list);
                 if damaged > 0 {
@@ -548,7 +549,7 @@ fn backup_cmd(wf: &Workflow, cmd: BackupCommand) -> Result<i32> {
                          see `aiom4b backup verify`\n"
                     ));
                 }
-                emit(&out);
+                emit_text(&out);
             }
             Ok(if damaged == 0 { EXIT_OK } else { EXIT_FAILURES })
         }
@@ -566,16 +567,16 @@ fn backup_cmd(wf: &Workflow, cmd: BackupCommand) -> Result<i32> {
                     Err(e) => (n, vec![e.to_string()], 0),
                 };
                 if problems.is_empty() {
-                    out.push_str(&format!("ok      {} ({files} files)\n", shown));
+                    out.push_str(&format!("ok      {} ({files} files)\n", ui::escape(&shown)));
                 } else {
                     bad += 1;
-                    out.push_str(&format!("DAMAGED {}\n", shown));
+                    out.push_str(&format!("DAMAGED {}\n", ui::escape(&shown)));
                     for p in &problems {
-                        out.push_str(&format!("        {}\n", p));
+                        out.push_str(&format!("        {}\n", ui::escape(p)));
                     }
                 }
             }
-            emit(&out);
+            emit_text(&out);
             Ok(if bad == 0 { EXIT_OK } else { EXIT_FAILURES })
         }
         BackupCommand::Prune => {
@@ -593,7 +594,7 @@ fn backup_cmd(wf: &Workflow, cmd: BackupCommand) -> Result<i32> {
             for p in &pruned {
                 out.push_str(&format!("  {}\n", p.name));
             }
-            emit(&out);
+            emit_text(&out);
             Ok(EXIT_OK)
         }
         BackupCommand::Restore { name, to } => {
@@ -610,7 +611,7 @@ fn backup_cmd(wf: &Workflow, cmd: BackupCommand) -> Result<i32> {
                     d.display()
                 ));
             }
-            emit(&out);
+            emit_text(&out);
             Ok(EXIT_OK)
         }
     }
@@ -673,13 +674,13 @@ fn job_detail(j: &Job) -> String {
         s.push_str(&format!("finished  {}\n", local(t)));
     }
     for f in &j.source_folders {
-        s.push_str(&format!("source    {}\n", f.display()));
+        s.push_str(&format!("source    {}\n", ui::path(f)));
     }
     for b in &j.backup_paths {
-        s.push_str(&format!("backup    {}\n", b.display()));
+        s.push_str(&format!("backup    {}\n", ui::path(b)));
     }
     if let Some(o) = &j.output_path {
-        s.push_str(&format!("output    {}\n", o.display()));
+        s.push_str(&format!("output    {}\n", ui::path(o)));
     }
     if let Some(b) = j.input_bytes {
         s.push_str(&format!("input     {}\n", bytes(b)));
@@ -733,8 +734,14 @@ fn backups_table(list: &[BackupInfo]) -> String {
     table(&rows)
 }
 
-/// Left-aligned columns separated by two spaces; the last column is not padded.
+/// Left-aligned columns separated by two spaces; the last column is not padded. Cells are
+/// escaped for the terminal (a line break in a file name must not break the row).
 fn table(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| ui::escape(c).into_owned()).collect())
+        .collect();
+    let rows = &rows;
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -780,7 +787,12 @@ fn hms(secs: f64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-/// Writes to stdout; a closed pipe (`aiom4b jobs list | head`) is not an error.
+/// Writes JSON to stdout, exactly; a closed pipe (`aiom4b jobs list | head`) is not an error.
 fn emit(s: &str) {
     let _ = std::io::stdout().lock().write_all(s.as_bytes());
+}
+
+/// Writes text for humans to stdout, escaped for the terminal ([`ui::print_text`]).
+fn emit_text(s: &str) {
+    ui::print_text(s);
 }

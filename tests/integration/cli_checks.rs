@@ -249,3 +249,113 @@ fn hostile_names_and_tags_are_escaped_on_the_terminal_and_exact_in_json() {
     assert_eq!(m4b_files(&env.output_dir()).len(), 0);
     assert!(output.is_file());
 }
+
+// --- option checks -----------------------------------------------------------------------------
+
+/// Runs `args` with `var=value` in the environment.
+fn run_with_env(env: &Env, args: &[&str], var: &str, value: &str) -> Output {
+    env.command(args).env(var, value).output().unwrap()
+}
+
+#[test]
+fn a_bad_option_value_is_a_usage_error_naming_it_from_every_source() {
+    let env = Env::new();
+    let book = env.book("Dune", 1, 0.5);
+    let book_arg = book.to_str().unwrap();
+    let config = env.data().with_file_name("bad.toml");
+    let config_arg = config.to_str().unwrap();
+    // (flag, variable, file key, bad value on the command line / in the environment, in TOML)
+    let cases = [
+        (
+            "--name-template",
+            "NAME_TEMPLATE",
+            "name_template",
+            "{bogus}",
+            "\"{bogus}\"",
+        ),
+        (
+            "--max-file-size-mb",
+            "MAX_FILE_SIZE_MB",
+            "max_file_size_mb",
+            "0",
+            "0",
+        ),
+        (
+            "--max-total-size-mb",
+            "MAX_TOTAL_SIZE_MB",
+            "max_total_size_mb",
+            "0",
+            "0",
+        ),
+        (
+            "--timeout",
+            "PROCESSING_TIMEOUT_SECS",
+            "processing_timeout_secs",
+            "-1",
+            "-1",
+        ),
+    ];
+    for (flag, var, key, bad, toml_value) in cases {
+        let from_cli = env.run(&["convert", &format!("{flag}={bad}"), book_arg]);
+        fs::write(&config, format!("{key} = {toml_value}\n")).unwrap();
+        let from_file = env.run(&["--config", config_arg, "convert", book_arg]);
+        let from_env = run_with_env(&env, &["convert", book_arg], var, bad);
+        for (source, out, name) in [
+            ("command line", &from_cli, flag),
+            ("environment", &from_env, var),
+            ("config file", &from_file, key),
+        ] {
+            assert_eq!(code(out), 2, "{flag} from the {source}: {}", all_text(out));
+            let err = text(&out.stderr);
+            assert!(
+                err.contains(&format!("invalid {name} = ")) && err.contains(var),
+                "{flag} from the {source} names it:\n{err}"
+            );
+        }
+    }
+    // probe checks the limits the same way.
+    let out = env.run(&["probe", "--max-file-size-mb", "0", book_arg]);
+    assert_eq!(code(&out), 2, "{}", all_text(&out));
+    assert!(text(&out.stderr).contains("--max-file-size-mb"));
+    // Nothing was started: no job, no backup, not even the data folder.
+    assert!(!env.data().exists(), "a usage error writes nothing");
+
+    // Options of the commands themselves: usage errors too.
+    for args in [
+        vec!["jobs", "clear", "--older-than", "abc"],
+        vec!["convert", "--sample-rate", "12345", book_arg],
+        vec!["convert", "--bitrate", "500k", book_arg],
+    ] {
+        let out = env.run(&args);
+        assert_eq!(code(&out), 2, "{args:?}: {}", all_text(&out));
+        assert!(
+            text(&out.stderr).contains(args[args.len() - 2]),
+            "{args:?} names the option: {}",
+            text(&out.stderr)
+        );
+    }
+
+    // Good values given as flags take effect: they reach the workflow through the
+    // configuration.
+    let out = env.run(&[
+        "convert",
+        "--name-template",
+        "{author} - {title}",
+        "--max-file-size-mb",
+        "1",
+        "--timeout",
+        "600",
+        book_arg,
+    ]);
+    assert_eq!(code(&out), 0, "{}", all_text(&out));
+    let outputs = m4b_files(&env.output_dir());
+    assert_eq!(
+        outputs
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect::<Vec<_>>(),
+        ["Fixture Author - Fixture Book.m4b"]
+    );
+    let out = env.run(&["jobs", "clear", "--older-than", "7d"]);
+    assert_eq!(code(&out), 0, "{}", all_text(&out));
+}

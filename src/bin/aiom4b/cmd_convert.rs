@@ -33,7 +33,7 @@ impl Engine {
     fn new(book: &BookArgs, encode: &EncodeArgs, plan: PlanOptions, cfg: &Config) -> Self {
         Engine {
             scan: book.scan_options(),
-            limits: book.limits(cfg),
+            limits: cfg.limits(),
             plan,
             convert: encode.convert_options(),
         }

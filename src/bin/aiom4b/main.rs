@@ -73,7 +73,7 @@ fn main() -> ExitCode {
     };
     // Loading reads the environment and the config file but creates nothing; folders are
     // created by the commands that need them (`probe` and `verify FILE` never do).
-    let cfg = match cli.global.load() {
+    let cfg = match Config::load(&cli.overrides()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("aiom4b: error: {}", ui::escape_lines(&format!("{e:#}")));

@@ -14,7 +14,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Exit code when the command worked.
 pub const EXIT_OK: i32 = 0;
@@ -50,20 +49,15 @@ impl ConfigArgs {
             ..Default::default()
         };
         if let Some(d) = &self.data_dir {
-            o.set("DATA_DIR", d.to_string_lossy());
+            o.set_flag("DATA_DIR", "--data-dir", d.to_string_lossy());
         }
         if let Some(d) = &self.source_dir {
-            o.set("SOURCE_DIR", d.to_string_lossy());
+            o.set_flag("SOURCE_DIR", "--source-dir", d.to_string_lossy());
         }
         if let Some(n) = &self.max_concurrent_jobs {
-            o.set("MAX_CONCURRENT_JOBS", n.clone());
+            o.set_flag("MAX_CONCURRENT_JOBS", "--max-concurrent-jobs", n.clone());
         }
         o
-    }
-
-    /// Loads the effective configuration (CLI > env > file > default).
-    pub fn load(&self) -> Result<Config> {
-        Ok(Config::load(&self.overrides())?)
     }
 }
 
@@ -82,23 +76,32 @@ pub struct JobArgs {
     /// Output name, e.g. "{author} - {title}" [env: NAME_TEMPLATE; default "{title}_{timestamp}"]
     #[arg(long, value_name = "TEMPLATE")]
     pub name_template: Option<String>,
-    /// Conversion time limit in seconds [env: PROCESSING_TIMEOUT_SECS; default from audio length]
+    /// Conversion time limit in seconds; 0 = from the audio length [env: PROCESSING_TIMEOUT_SECS]
     #[arg(long, value_name = "SECS")]
-    pub timeout: Option<u64>,
+    pub timeout: Option<String>,
 }
 
 impl JobArgs {
-    /// The workflow request for `folders`; `options` is recorded in the job as given.
-    pub fn request(&self, folders: Vec<PathBuf>, options: serde_json::Value) -> Result<JobRequest> {
+    /// Adds the flags that set configuration values (`--name-template`, `--timeout`) to the
+    /// command-line layer of the configuration, which checks them like the environment's.
+    pub fn add_overrides(&self, o: &mut Overrides) {
         if let Some(t) = &self.name_template {
-            aiom4b::workflow::naming::check_template(t)
-                .map_err(|r| anyhow::anyhow!("--name-template: {r}"))?;
+            o.set_flag("NAME_TEMPLATE", "--name-template", t.clone());
         }
+        if let Some(t) = &self.timeout {
+            o.set_flag("PROCESSING_TIMEOUT_SECS", "--timeout", t.clone());
+        }
+    }
+
+    /// The workflow request for `folders`; `options` is recorded in the job as given. The name
+    /// template and the time limit come from the configuration, where [`Self::add_overrides`]
+    /// put this command's values.
+    pub fn request(&self, folders: Vec<PathBuf>, options: serde_json::Value) -> Result<JobRequest> {
         Ok(JobRequest {
             folders,
             options,
             backup: self.no_backup.then_some(false),
-            name_template: self.name_template.clone(),
+            name_template: None,
             output_dir: None,
             output_file: None,
             overwrite: false,
@@ -107,10 +110,15 @@ impl JobArgs {
                 (None, true) => PostAction::Delete,
                 (None, false) => PostAction::Keep,
             },
-            timeout: self.timeout.map(Duration::from_secs),
+            timeout: None,
             engine_threads: None,
         })
     }
+}
+
+/// `--older-than AGE`: checked while parsing, so that a bad age is a usage error (exit 2).
+fn age_arg(s: &str) -> std::result::Result<String, String> {
+    config::parse_age(s).map(|_| s.to_string())
 }
 
 /// Flags of `batch LIBRARY_DIR` and `convert --each`.
@@ -266,7 +274,7 @@ pub enum JobsCommand {
     },
     /// Move finished jobs older than AGE to the archive (e.g. 7d, 12h, 2w)
     Clear {
-        #[arg(long, value_name = "AGE")]
+        #[arg(long, value_name = "AGE", value_parser = age_arg)]
         older_than: String,
     },
 }
@@ -463,8 +471,8 @@ fn jobs_cmd(wf: &Workflow, cmd: JobsCommand) -> Result<i32> {
             }
         }
         JobsCommand::Clear { older_than } => {
-            let age =
-                config::parse_age(&older_than).map_err(|e| anyhow::anyhow!("--older-than {e}"))?;
+            // Checked by clap already (`age_arg`): a bad value is a usage error (exit 2).
+            let age = config::parse_age(&older_than).map_err(anyhow::Error::msg)?;
             let n = wf
                 .store()
                 .archive_finished(config::cutoff(chrono::Utc::now(), age))?;

@@ -359,3 +359,51 @@ fn a_bad_option_value_is_a_usage_error_naming_it_from_every_source() {
     let out = env.run(&["jobs", "clear", "--older-than", "7d"]);
     assert_eq!(code(&out), 0, "{}", all_text(&out));
 }
+
+#[test]
+fn a_chapters_file_that_starts_after_the_end_warns_everywhere() {
+    let env = Env::new();
+    let book = env.book("Short", 2, 1.0);
+    let chapters = env.data().with_file_name("chapters.txt");
+    fs::write(&chapters, "10:00:00.000 Epilogue\n").unwrap();
+    let output = env.data().with_file_name("short.m4b");
+    let out = env.run(&[
+        "convert",
+        "--json",
+        "-o",
+        output.to_str().unwrap(),
+        "--chapters-file",
+        chapters.to_str().unwrap(),
+        book.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", all_text(&out));
+    let what = "after the end of the book";
+    assert!(
+        text(&out.stderr).contains(what),
+        "stderr: {}",
+        text(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let findings = report["findings"].as_array().unwrap();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["severity"] == "warning" && f["message"].as_str().unwrap().contains(what)),
+        "--json: {report:#}"
+    );
+    let logs: String = fs::read_dir(env.data().join("logs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
+        .collect();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains(what) && l.contains("\"level\":\"WARN\"")),
+        "log: {logs}"
+    );
+    // The book still gets its one chapter, from the start.
+    let chapters = report["chapters"].as_array().unwrap();
+    assert_eq!(chapters.len(), 1, "{report:#}");
+    assert_eq!(chapters[0]["start_samples"], 0);
+    assert_eq!(chapters[0]["title"], "Epilogue");
+}

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Variables the program reads; removed so the tests see the defaults.
-pub(crate) const WORKFLOW_VARS: &[&str] = &[
+const WORKFLOW_VARS: &[&str] = &[
     "AIOM4B_CONFIG",
     "DEBUG",
     "RUST_LOG",

@@ -147,11 +147,27 @@ pub fn timed_to_samples(
     for (i, c) in chapters.iter().enumerate() {
         let mut start = (c.start_secs * rate as f64).round() as u64;
         if i == 0 && start > 0 {
-            warnings.push(format!(
-                "{}: the first chapter starts at {}; it now starts at 0 so the whole book is covered",
-                path.display(),
-                format_samples(start, rate)
-            ));
+            let warning = if start >= total_samples {
+                // Later lines past the end are errors; a first one is moved to 0 like any
+                // late first chapter, but it says the file does not fit this book at all.
+                format!(
+                    "{}: the first chapter (line {}) starts at {}, after the end of the book ({}); \
+                     is the chapters file for another book or edition? It now starts at 0",
+                    path.display(),
+                    c.line,
+                    format_samples(start, rate),
+                    format_samples(total_samples, rate)
+                )
+            } else {
+                format!(
+                    "{}: the first chapter starts at {}; it now starts at 0 so the whole book is covered",
+                    path.display(),
+                    format_samples(start, rate)
+                )
+            };
+            // Also to the log (and so to stderr): the report's findings only reach `--json`.
+            tracing::warn!("{warning}");
+            warnings.push(warning);
             start = 0;
         }
         if start >= total_samples {
@@ -217,6 +233,11 @@ mod tests {
         assert_eq!(ch[1].start_samples, 2000);
         assert_eq!(w.len(), 1);
         assert!(timed_to_samples(&c, 1000, 1500, Path::new("c.txt")).is_err());
+        // A lone first chapter past the end is moved to 0 with a warning that says so.
+        let c = parse_chapters_text("10:00:00 Epilog\n").unwrap();
+        let (ch, w) = timed_to_samples(&c, 1000, 5000, Path::new("c.txt")).unwrap();
+        assert_eq!(ch[0].start_samples, 0);
+        assert!(w[0].contains("after the end of the book"), "{w:?}");
     }
 
     #[test]

@@ -59,18 +59,23 @@ struct Manifest {
     entries: Vec<Entry>,
 }
 
-/// A published backup.
+/// A published backup, or a folder that looks like one but whose manifest cannot be read.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackupInfo {
     /// The folder name under `data/backup/`.
     pub name: String,
     pub path: PathBuf,
-    /// The folder that was backed up.
-    pub source: PathBuf,
+    /// The folder that was backed up; `None` when the manifest cannot tell (damaged).
+    pub source: Option<PathBuf>,
+    /// From the manifest; for a damaged backup from its name, else the folder's change time.
     pub created: DateTime<FixedOffset>,
     pub job: Option<Uuid>,
+    /// Files the manifest lists; for a damaged backup, the files that are there.
     pub files: usize,
     pub total_bytes: u64,
+    /// Why the backup cannot be trusted (its manifest is missing, empty or malformed), or
+    /// `None`. Only the manifest is checked here; [`BackupStore::verify`] reads the content.
+    pub damaged: Option<String>,
 }
 
 /// The result of checking a backup against its manifest.
@@ -218,7 +223,10 @@ impl BackupStore {
         Ok(info)
     }
 
-    /// Published backups, oldest first.
+    /// Published backups, oldest first, damaged ones included (with [`BackupInfo::damaged`]
+    /// set): a folder counts as a backup when it has a manifest file or an aiom4b backup name
+    /// (`…_YYYYMMDD_HHMMSS`). Leaving out one whose manifest does not parse would make a broken
+    /// backup look like no backup at all. Other folders are not aiom4b's and are not listed.
     pub fn list(&self) -> Result<Vec<BackupInfo>> {
         let mut out = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
@@ -232,9 +240,11 @@ impl BackupStore {
             if name.as_bytes().starts_with(b".") || !entry.path().is_dir() {
                 continue;
             }
-            // A folder without a readable manifest is not ours (or damaged): `verify` reports it.
-            if let Ok(m) = read_manifest(&entry.path()) {
-                out.push(info_from(&entry.path(), &m));
+            let path = entry.path();
+            match read_manifest(&path) {
+                Ok(m) => out.push(info_from(&path, &m)),
+                Err(e) if is_backup_folder(&path) => out.push(damaged_info(&path, &e)),
+                Err(_) => {}
             }
         }
         out.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
@@ -247,7 +257,7 @@ impl BackupStore {
             return Err(Error::BackupNotFound(name.into()));
         }
         let exact = self.dir.join(name);
-        if exact.join(MANIFEST).exists() || exact.join(ALT_MANIFEST).exists() {
+        if exact.is_dir() && is_backup_folder(&exact) {
             return Ok(exact);
         }
         let matches: Vec<_> = self
@@ -262,10 +272,23 @@ impl BackupStore {
     }
 
     /// Re-reads every file of a backup and compares it with the manifest; also reports missing
-    /// and unexpected entries.
+    /// and unexpected entries. A manifest that cannot be read is a problem of the report, not
+    /// an error: the backup is damaged.
     pub fn verify(&self, name: &str) -> Result<VerifyReport> {
         let path = self.find(name)?;
-        let manifest = read_manifest(&path)?;
+        let manifest = match read_manifest(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                let report = VerifyReport {
+                    name: dir_name(&path),
+                    path,
+                    files_checked: 0,
+                    problems: vec![manifest_problem(&e)],
+                };
+                crate::workflow::audit!(action = "backup.verify", backup = %report.name, problems = 1, "verified backup: its manifest is unreadable");
+                return Ok(report);
+            }
+        };
         let mut problems = Vec::new();
         let mut files_checked = 0;
         let mut expected = std::collections::HashSet::new();
@@ -544,7 +567,7 @@ fn info_from(path: &Path, m: &Manifest) -> BackupInfo {
     BackupInfo {
         name: dir_name(path),
         path: path.to_path_buf(),
-        source: m.source.clone(),
+        source: Some(m.source.clone()),
         created: m.created,
         job: m.job,
         files: m
@@ -553,6 +576,63 @@ fn info_from(path: &Path, m: &Manifest) -> BackupInfo {
             .filter(|e| matches!(e, Entry::File { .. }))
             .count(),
         total_bytes: m.entries.iter().map(entry_size).sum(),
+        damaged: None,
+    }
+}
+
+/// Whether `dir` was made by aiom4b: it has a manifest file (readable or not), or an aiom4b
+/// backup name. A backup whose manifest was deleted still has its name.
+fn is_backup_folder(dir: &Path) -> bool {
+    dir.join(MANIFEST).exists()
+        || dir.join(ALT_MANIFEST).exists()
+        || dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| time_in_name(n).is_some())
+}
+
+/// What is wrong with a backup whose manifest cannot be read, naming the manifest file.
+fn manifest_problem(e: &Error) -> String {
+    match e {
+        Error::Manifest { path, reason } => format!(
+            "{}: {reason}; the backup cannot be checked or restored",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The listing of a backup whose manifest cannot be read: what its name and the files on disk
+/// tell.
+fn damaged_info(path: &Path, e: &Error) -> BackupInfo {
+    let name = dir_name(path);
+    let created = time_in_name(&name)
+        .map(|t| t.fixed_offset())
+        .or_else(|| {
+            let modified = fs::metadata(path).and_then(|m| m.modified()).ok()?;
+            Some(DateTime::<Local>::from(modified).fixed_offset())
+        })
+        .unwrap_or_default();
+    let on_disk: Vec<Entry> = walk(path)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            let rel = entry_rel(e);
+            rel != Path::new(MANIFEST) && rel != Path::new(ALT_MANIFEST)
+        })
+        .collect();
+    BackupInfo {
+        name,
+        path: path.to_path_buf(),
+        source: None,
+        created,
+        job: None,
+        files: on_disk
+            .iter()
+            .filter(|e| matches!(e, Entry::File { .. }))
+            .count(),
+        total_bytes: on_disk.iter().map(entry_size).sum(),
+        damaged: Some(manifest_problem(e)),
     }
 }
 
@@ -822,7 +902,15 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
         path: path.clone(),
         reason,
     };
-    let text = fs::read_to_string(&path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let text = fs::read_to_string(&path).map_err(|e| {
+        bad(match e.kind() {
+            io::ErrorKind::NotFound => "missing".into(),
+            _ => format!("cannot read: {e}"),
+        })
+    })?;
+    if text.trim().is_empty() {
+        return Err(bad("empty".into()));
+    }
     let mut lines = text.lines().enumerate();
     if lines.next().map(|(_, l)| l) != Some(HEADER) {
         return Err(bad("missing the aiom4b header line".into()));

@@ -354,28 +354,43 @@ pub fn assert_no_part(dir: &Path) {
     );
 }
 
-/// `ffprobe -show_format -show_streams -show_chapters` as JSON; `None` (with a note) when
-/// ffprobe is not installed.
-pub fn ffprobe(path: &Path) -> Option<serde_json::Value> {
-    let out = match Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json"])
-        .args(["-show_format", "-show_streams", "-show_chapters"])
-        .arg(path)
-        .output()
-    {
-        Ok(o) => o,
-        Err(_) => {
-            eprintln!("note: ffprobe is not installed; skipping its cross-check");
-            return None;
-        }
+/// Runs a program the tests use as an independent reader or to make their input (`ffmpeg`,
+/// `ffprobe`) and returns its output. A missing program fails the test, naming the package
+/// that has it: a check must never be skipped because a tool is absent, and
+/// `scripts/setup.sh` installs them.
+#[track_caller]
+pub fn run_tool(cmd: &mut Command) -> Output {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let package = match program.as_str() {
+        "ffmpeg" | "ffprobe" => "ffmpeg",
+        other => other,
     };
+    match cmd.output() {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "cannot run `{program}` ({e}); the tests need it: install the package `{package}` \
+             (scripts/setup.sh does, or `apt-get install {package}`)"
+        ),
+    }
+}
+
+/// `ffprobe -show_format -show_streams -show_chapters` as JSON: libavformat's own view of a
+/// file. Fails the test when ffprobe is not installed ([`run_tool`]).
+#[track_caller]
+pub fn ffprobe(path: &Path) -> serde_json::Value {
+    let out = run_tool(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-print_format", "json"])
+            .args(["-show_format", "-show_streams", "-show_chapters"])
+            .arg(path),
+    );
     assert!(
         out.status.success(),
         "ffprobe failed on {}: {}",
         path.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(serde_json::from_slice(&out.stdout).unwrap())
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Unmounts on drop (tmpfs mounts made by a test).

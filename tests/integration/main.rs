@@ -1,4 +1,5 @@
 //! The one integration-test binary (each extra binary would link libav* again).
+mod cli_checks;
 mod cli_workflow;
 mod common;
 mod container;

@@ -32,7 +32,7 @@ impl Engine {
     fn new(book: &BookArgs, encode: &EncodeArgs, plan: PlanOptions, cfg: &Config) -> Self {
         Engine {
             scan: book.scan_options(cfg),
-            limits: book.limits(cfg),
+            limits: cfg.limits(),
             plan,
             convert: encode.convert_options(),
         }
@@ -157,11 +157,11 @@ pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
     // job exists. Other problems (a missing folder, a full disk) fail the job as before.
     match wf.preflight(&request) {
         Err(e @ aiom4b::workflow::Error::Invalid(_)) => {
-            eprintln!("aiom4b: error: {e}");
+            eprintln!("aiom4b: error: {}", ui::escape_lines(&e.to_string()));
             return Ok(EXIT_USAGE);
         }
         Err(e @ aiom4b::workflow::Error::MoveTargetFull { .. }) => {
-            eprintln!("aiom4b: error: {e}");
+            eprintln!("aiom4b: error: {}", ui::escape_lines(&e.to_string()));
             return Ok(EXIT_FAILURE);
         }
         _ => {}
@@ -179,7 +179,11 @@ pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
                     .iter()
                     .filter(|f| f.severity >= Severity::Warning)
                 {
-                    eprintln!("{}: {f}", ui::severity_word(f.severity));
+                    eprintln!(
+                        "{}: {}",
+                        ui::severity_word(f.severity),
+                        ui::escape(&f.to_string())
+                    );
                 }
             }
             Ok(book)
@@ -225,13 +229,13 @@ fn finish_one(
                 match &report {
                     Some(r) => println!(
                         "{}  {}  {} chapters  {:.1} MB  {:.0}× realtime  (job {short_id})",
-                        output.display(),
+                        ui::path(&output),
                         aiom4b::chapters::format_samples(r.total_samples, r.sample_rate),
                         r.chapters.len(),
                         job.output_bytes.unwrap_or(r.size_bytes) as f64 / 1_048_576.0,
                         r.realtime_factor
                     ),
-                    None => println!("{}  (job {short_id})", output.display()),
+                    None => println!("{}  (job {short_id})", ui::path(&output)),
                 }
             }
             // Written, but what was asked afterwards (moving or deleting the sources) failed:
@@ -239,7 +243,9 @@ fn finish_one(
             if let Some(e) = &job.error {
                 eprintln!(
                     "aiom4b: the book was written, but: {} ({} error)\n  what to do: {}",
-                    e.message, e.category, e.remedy
+                    ui::escape_lines(&e.message),
+                    e.category,
+                    ui::escape_lines(&e.remedy)
                 );
                 return Ok(EXIT_FAILURE);
             }
@@ -253,7 +259,10 @@ fn finish_one(
             match &job.error {
                 Some(e) => eprintln!(
                     "aiom4b: error: {} ({} error)\n  what to do: {}\n  job: {} (details: aiom4b status {short_id})",
-                    e.message, e.category, e.remedy, job.id
+                    ui::escape_lines(&e.message),
+                    e.category,
+                    ui::escape_lines(&e.remedy),
+                    job.id
                 ),
                 None => eprintln!("aiom4b: error: job {} ended {}", job.id, job.status),
             }

@@ -15,7 +15,7 @@ pub fn probe(cfg: &Config, a: ProbeArgs) -> Result<u8> {
     let mut ins = plan::inspect(
         &a.input.folders,
         &a.input.book.scan_options(cfg),
-        &a.input.book.limits(cfg),
+        &cfg.limits(),
         &a.input.plan_options(cfg),
     )?;
     // Show the name a conversion would get now: the plan's default does not know the

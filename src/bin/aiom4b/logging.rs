@@ -13,7 +13,10 @@
 use aiom4b::workflow::config::Config;
 use aiom4b::workflow::logfile::{self, RotatingFile, RotationPolicy, WriterGuard};
 use std::io::IsTerminal;
+use tracing::field::Field;
+use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::filter::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -65,6 +68,7 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
     let stderr_layer = logfile::non_blocking(std::io::stderr()).ok().map(|(w, g)| {
         guards.push(g);
         tracing_subscriber::fmt::layer()
+            .fmt_fields(terminal_fields())
             .with_writer(move || w.clone())
             .with_ansi(std::io::stderr().is_terminal())
             .with_target(false)
@@ -101,4 +105,22 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
         tracing::warn!(dir = %cfg.logs_dir().display(), "cannot write log files; logging to stderr only");
     }
     LogGuard { _guards: guards }
+}
+
+/// The stderr lines' fields, each value escaped for the terminal ([`crate::ui::escape`]): log
+/// events carry file names and tags (`path=…`), which may hold control sequences. tracing's
+/// own formatter escapes ESC and a few others but not bidi overrides (U+202E) or CR.
+fn terminal_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    tracing_subscriber::fmt::format::debug_fn(
+        |w: &mut Writer<'_>, field: &Field, value: &dyn std::fmt::Debug| {
+            let text = format!("{value:?}");
+            let text = crate::ui::escape(&text);
+            if field.name() == "message" {
+                write!(w, "{text}")
+            } else {
+                write!(w, "{}={text}", field.name())
+            }
+        },
+    )
+    .delimited(" ")
 }

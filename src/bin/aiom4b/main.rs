@@ -74,10 +74,10 @@ fn main() -> ExitCode {
     };
     // Loading reads the environment and the config file but creates nothing; folders are
     // created by the commands that need them (`probe` and `verify FILE` never do).
-    let cfg = match cli.global.load() {
+    let cfg = match Config::load(&cli.overrides()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("aiom4b: error: {e:#}");
+            eprintln!("aiom4b: error: {}", ui::escape_lines(&format!("{e:#}")));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -98,7 +98,8 @@ fn main() -> ExitCode {
                 return ExitCode::from(signals::exit_code());
             }
             tracing::debug!("{e:?}");
-            eprintln!("aiom4b: error: {e:#}");
+            // Errors name files, whose names may hold terminal control sequences.
+            eprintln!("aiom4b: error: {}", ui::escape_lines(&format!("{e:#}")));
             ExitCode::from(EXIT_FAILURE)
         }
     }

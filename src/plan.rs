@@ -505,3 +505,57 @@ fn find_cover(
     }
     Ok(None)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str) -> ScannedFile {
+        ScannedFile {
+            path: PathBuf::from("/book").join(name),
+            rel_path: PathBuf::from(name),
+            size_bytes: 1000,
+            folder_index: 0,
+        }
+    }
+
+    fn info(name: &str, title: Option<&str>) -> TrackInfo {
+        TrackInfo {
+            path: PathBuf::from("/book").join(name),
+            size_bytes: 1000,
+            sample_rate: 44_100,
+            channels: 2,
+            bitrate_bps: 128_000,
+            vbr: false,
+            exact_samples: None,
+            duration: std::time::Duration::from_secs(1),
+            tags: Tags {
+                title: title.map(str::to_string),
+                ..Tags::default()
+            },
+            cover: None,
+            picture_count: 0,
+        }
+    }
+
+    #[test]
+    fn titles_from_file_names_keep_brackets_and_dots() {
+        let names = [
+            "01 - Intro (Part 1).mp3",
+            "Intro (Part 2).mp3",
+            "03. The End.mp3",
+            "04 - To be continued....mp3",
+        ];
+        let files: Vec<ScannedFile> = names.iter().map(|n| file(n)).collect();
+        let infos: Vec<TrackInfo> = names.iter().map(|n| info(n, None)).collect();
+        assert_eq!(
+            chapter_titles(&files, &infos, ChapterTitles::Auto),
+            [
+                "Intro (Part 1)",
+                "Intro (Part 2)",
+                "The End",
+                "To be continued..."
+            ]
+        );
+    }
+}

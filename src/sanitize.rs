@@ -111,6 +111,19 @@ fn is_windows_reserved(base: &str) -> bool {
         && matches!(rest[0], '0'..='9' | '¹' | '²' | '³')
 }
 
+/// The longest prefix of `s` that is at most `max_bytes` UTF-8 bytes long and ends on a
+/// character boundary (a cut never splits a character).
+pub fn truncate_utf8(s: &str, max_bytes: usize) -> &str {
+    if s.len() <= max_bytes {
+        return s;
+    }
+    let mut cut = max_bytes;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
 /// Turns an MP3 file stem into a chapter title: `03 - The Storm` → `The Storm`.
 ///
 /// Strips a leading track number when a separator follows it (`-`, `–`, `—`, `.`, `_`, `)`,
@@ -311,6 +324,18 @@ mod tests {
             assert!(!out.starts_with(['-', '.', ' ']), "{out:?}");
             assert_eq!(std::path::Path::new(&out).components().count(), 1);
         }
+    }
+
+    #[test]
+    fn truncate_utf8_cuts_on_a_char_boundary() {
+        assert_eq!(truncate_utf8("abc", 3), "abc");
+        assert_eq!(truncate_utf8("abc", 2), "ab");
+        assert_eq!(truncate_utf8("", 0), "");
+        // 'é' is 2 bytes, '€' 3, '𝄞' 4.
+        assert_eq!(truncate_utf8("aé", 2), "a");
+        assert_eq!(truncate_utf8("€€", 5), "€");
+        assert_eq!(truncate_utf8("𝄞𝄞", 7), "𝄞");
+        assert_eq!(truncate_utf8("𝄞", 3), "");
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod container;
 mod convert;
 mod fdk;
 mod fixtures;
+mod long_texts;
 mod probe;
 mod ranges;
 mod splice;

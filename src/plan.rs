@@ -510,6 +510,31 @@ pub fn book_metadata(
     }
 }
 
+/// Reads a cover image file: only a regular file (a FIFO would block, `/dev/zero` never end),
+/// and never more than [`crate::convert::MAX_COVER_BYTES`].
+fn read_cover_file(p: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let what = "cannot read the cover image";
+    let f = scan::open_regular(p, what)?;
+    let size = f.metadata().map_err(|e| Error::io(p, what, e))?.len();
+    let max = crate::convert::MAX_COVER_BYTES;
+    let mut data = Vec::new();
+    f.take(max as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io(p, what, e))?;
+    if data.len() > max {
+        return Err(Error::Cover {
+            path: p.to_path_buf(),
+            reason: format!(
+                "{} bytes is more than the {} MiB limit; use a smaller JPEG (e.g. 1400×1400)",
+                size.max(data.len() as u64),
+                max >> 20
+            ),
+        });
+    }
+    Ok(data)
+}
+
 /// `--cover`, else the embedded front cover of the first file that has one, else
 /// `cover.*`/`folder.*` (jpg/jpeg/png) in the first folder.
 fn find_cover(
@@ -519,7 +544,7 @@ fn find_cover(
     findings: &mut Vec<Finding>,
 ) -> Result<Option<Cover>> {
     if let Some(p) = explicit {
-        let data = std::fs::read(p).map_err(|e| Error::io(p, "cannot read the cover image", e))?;
+        let data = read_cover_file(p)?;
         let pic = probe::picture_from_bytes(data).ok_or_else(|| Error::Cover {
             path: p.to_path_buf(),
             reason: "not a JPEG or PNG image; convert it to JPEG or PNG".into(),
@@ -586,8 +611,17 @@ fn find_cover(
             )
         });
         for p in candidates {
-            let Ok(data) = std::fs::read(&p) else {
-                continue;
+            let data = match read_cover_file(&p) {
+                Ok(d) => d,
+                Err(e @ Error::Cover { .. }) => {
+                    findings.push(Finding::warning(
+                        FindingKind::Cover,
+                        Some(p.clone()),
+                        format!("cover image skipped: {e}"),
+                    ));
+                    continue;
+                }
+                Err(_) => continue,
             };
             match probe::picture_from_bytes(data) {
                 Some(pic) if crate::convert::check_cover(&pic, &p).is_ok() => {

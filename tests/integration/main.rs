@@ -10,4 +10,5 @@ mod probe;
 mod ranges;
 mod splice;
 mod verify;
+mod verify_hostile;
 mod workflow;

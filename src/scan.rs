@@ -2,9 +2,10 @@
 //!
 //! The scan only looks at names and file metadata; it never opens a file (so a FIFO named
 //! `x.mp3` cannot block it) and never judges content — [`sniff_mp3`] is the cheap content check
-//! that validation (`probe.rs`) calls. Every problem is reported at once as a
-//! [`Finding`] in [`Scan::findings`]; the scan never stops at the first one, never panics and
-//! never prints.
+//! that validation (`probe.rs`) calls; [`open_regular`] is how the other stages open a file
+//! they were given by name, refusing FIFOs and devices at once. Every problem is reported at
+//! once as a [`Finding`] in [`Scan::findings`]; the scan never stops at the first one, never
+//! panics and never prints.
 //!
 //! # Discovery
 //!
@@ -518,6 +519,44 @@ fn special_kind(ft: &fs::FileType) -> &'static str {
 #[cfg(not(unix))]
 fn special_kind(_ft: &fs::FileType) -> &'static str {
     "special file"
+}
+
+/// Opens `path` for reading, refusing at once anything but a regular file (after following
+/// symbolic links): opening a FIFO without a writer blocks forever, and a device such as
+/// `/dev/zero` never ends. The type is checked before opening and again on the opened
+/// descriptor, which is opened with `O_NONBLOCK` so that even a FIFO swapped in between cannot
+/// block (on a regular file the flag changes nothing). `what` names the operation for the error.
+pub fn open_regular(path: &Path, what: &'static str) -> crate::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let refuse = |ft: &fs::FileType| {
+        let kind = if ft.is_dir() {
+            "folder"
+        } else {
+            special_kind(ft)
+        };
+        crate::Error::io(
+            path,
+            what,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("it is a {kind}, not a regular file"),
+            ),
+        )
+    };
+    let meta = fs::metadata(path).map_err(|e| crate::Error::io(path, what, e))?;
+    if !meta.is_file() {
+        return Err(refuse(&meta.file_type()));
+    }
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| crate::Error::io(path, what, e))?;
+    let meta = f.metadata().map_err(|e| crate::Error::io(path, what, e))?;
+    if !meta.is_file() {
+        return Err(refuse(&meta.file_type()));
+    }
+    Ok(f)
 }
 
 /// True when `name` has the extension `mp3` in any case (`a.MP3`, `b.Mp3`). Works on any

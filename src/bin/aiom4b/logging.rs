@@ -51,10 +51,13 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
             EnvFilter::new(match level {
                 _ if opts.quiet => "error",
                 // Audit lines are for the file; on the terminal they would repeat the output.
-                // FFmpeg's own messages (aiom4b::ffmpeg) and symphonia's header-scan warnings are
-                // detail for -v: aiom4b reports the failures that matter itself, naming the file.
-                0 => "warn,aiom4b=info,aiom4b::audit=warn,aiom4b::jobs=off,aiom4b::ffmpeg=warn,symphonia_core=error,symphonia_bundle_mp3=error,symphonia_format_isomp4=error,symphonia_codec_aac=error",
-                1 => "info,aiom4b=debug",
+                // FFmpeg's own messages (aiom4b::ffmpeg) are detail for -v: aiom4b reports the
+                // failures that matter itself, naming the file. Symphonia's (through the `log`
+                // bridge; `symphonia` matches every symphonia_* crate) only with -vv: it logs an
+                // ERROR line with a path into its source for every bad AAC frame, hundreds for
+                // one damaged file, which `verify` already counts and reports.
+                0 => "warn,aiom4b=info,aiom4b::audit=warn,aiom4b::jobs=off,aiom4b::ffmpeg=warn,symphonia=off",
+                1 => "info,aiom4b=debug,symphonia=off",
                 _ => "debug,aiom4b=trace",
             })
         });

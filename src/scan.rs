@@ -1553,15 +1553,40 @@ mod tests {
         assert!(remedy.contains("too deep"), "{remedy}");
     }
 
-    /// Permission checks mean nothing to root; those tests then only check there is no panic.
-    fn permissions_apply(dir: &Path) -> bool {
-        fs::read_dir(dir).is_err()
+    /// Runs `f` on a thread of its own to which file permissions apply, also when the tests run
+    /// as root: there the thread's file-system uid becomes nobody's (setfsuid is per thread on
+    /// Linux, and leaving uid 0 drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH with it). As any
+    /// other user it just runs `f`. So a permission test checks the same on every machine.
+    fn without_root_override<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        const NOBODY: libc::uid_t = 65_534;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                if rustix::process::geteuid().is_root() {
+                    // SAFETY: setfsuid changes only the calling thread's file-system uid, and
+                    // this thread ends with `f`. It returns the previous uid, never an error:
+                    // asking again with an invalid uid (-1) reads the current one.
+                    let now = unsafe {
+                        libc::setfsuid(NOBODY);
+                        libc::setfsuid(libc::uid_t::MAX)
+                    };
+                    assert_eq!(
+                        now, NOBODY as libc::c_int,
+                        "cannot give up root's file access on a test thread (no CAP_SETUID?)"
+                    );
+                }
+                f()
+            })
+            .join()
+            .unwrap()
+        })
     }
 
     #[test]
     fn unreadable_folders_are_reported() {
         use std::os::unix::fs::PermissionsExt;
         let t = TempDir::new().unwrap();
+        // Readable by others, so that the unprivileged scan below can enter it.
+        fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let root = t.path().join("book");
         touch(&root, "01.mp3", 1);
         touch(&root, "CD2/01.mp3", 1);
@@ -1571,15 +1596,11 @@ mod tests {
         touch(&other, "01.mp3", 1);
         fs::set_permissions(&other, fs::Permissions::from_mode(0o000)).unwrap();
 
-        let s = scan(&[root.clone(), other.clone()], &ScanOptions::default());
-        let enforced = permissions_apply(&other);
+        let s =
+            without_root_override(|| scan(&[root.clone(), other.clone()], &ScanOptions::default()));
         // Restore before asserting so TempDir can clean up whatever happens.
         fs::set_permissions(&locked_sub, fs::Permissions::from_mode(0o755)).unwrap();
         fs::set_permissions(&other, fs::Permissions::from_mode(0o755)).unwrap();
-        if !enforced {
-            eprintln!("running with permission override (root): skipping the assertions");
-            return;
-        }
         assert_eq!(rels(&s), ["01.mp3"]);
         let got: Vec<_> = findings_of(&s, FindingKind::Unreadable)
             .iter()

@@ -393,25 +393,25 @@ pub fn ffprobe(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Unmounts on drop (tmpfs mounts made by a test).
-pub struct Mount(pub PathBuf);
-
-impl Mount {
-    /// Mounts a tmpfs of `size` (e.g. `"200k"`) on `dir`; `None` when that is not possible
-    /// here (not root, no mount namespace).
-    pub fn tmpfs(dir: &Path, size: &str) -> Option<Mount> {
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Mount(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+/// Makes every write of the child beyond `bytes` into one file fail with EFBIG ("File too
+/// large"), as a full disk fails it with ENOSPC: a full disk for one process, without root or
+/// a loop device. `RLIMIT_FSIZE` is inherited through exec; SIGXFSZ, which would otherwise kill
+/// the child at the limit, is ignored so that the write returns the error instead.
+pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the closure only makes two async-signal-safe system calls
+    // (setrlimit, signal) on values it owns; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
     }
 }

@@ -259,25 +259,6 @@ fn private_tmpfs(cmd: &mut Command, dir: &Path, size: &str, read_only: bool) {
     }
 }
 
-/// Writes longer than `bytes` fail with EFBIG (as on a full disk) in the child.
-fn file_size_limit(cmd: &mut Command, bytes: u64) {
-    // SAFETY: setrlimit and signal are async-signal-safe system calls.
-    unsafe {
-        cmd.pre_exec(move || {
-            let lim = libc::rlimit {
-                rlim_cur: bytes,
-                rlim_max: bytes,
-            };
-            if libc::setrlimit(libc::RLIMIT_FSIZE, &lim) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            // Without this the kernel kills the process (SIGXFSZ) instead of failing the write.
-            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-            Ok(())
-        });
-    }
-}
-
 fn digest(dir: &Path) -> BTreeMap<PathBuf, String> {
     digest_tree(dir)
 }
@@ -538,7 +519,7 @@ fn a_full_disk_is_an_output_error_and_leaves_nothing() {
         output.to_str().unwrap(),
     ]);
     // The book needs ~190 KB; the database, its WAL and the log stay far below this.
-    file_size_limit(&mut cmd, 120_000);
+    crate::common::limit_file_size(&mut cmd, 120_000);
     let out = finish(cmd.spawn().unwrap());
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let stderr = text(&out.stderr);

@@ -112,6 +112,11 @@ pub fn inspect(
             Err(e) => {
                 let path = &files[i].path;
                 let (kind, msg) = match (&e, scan::sniff_mp3(path)) {
+                    // A file that cannot be opened (no read permission) is not "not an MP3":
+                    // the sniffer cannot open it either, so this comes first.
+                    (Error::Io { source, .. }, _) => {
+                        (FindingKind::Unreadable, format!("cannot be read: {source}"))
+                    }
                     (_, Err(reason)) if files[i].size_bytes == 0 => {
                         (FindingKind::EmptyFile, reason)
                     }
@@ -120,9 +125,6 @@ pub fn inspect(
                         FindingKind::NotMp3,
                         format!("not a decodable MP3: {reason}"),
                     ),
-                    (Error::Io { source, .. }, _) => {
-                        (FindingKind::Unreadable, format!("cannot be read: {source}"))
-                    }
                     (other, _) => (FindingKind::NotMp3, other.to_string()),
                 };
                 let remedy = match kind {

@@ -860,3 +860,38 @@ fn a_deletion_that_fails_halfway_is_restored_and_says_so() {
         .is_some_and(|p| Path::new(p).is_file()));
     w.assert_db_ok();
 }
+
+// --- the right category and advice ------------------------------------------------------------
+
+#[test]
+fn an_mp3_without_read_permission_is_a_permission_problem_not_a_bad_file() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let w = World::new();
+    let book = w.book("Book", 2);
+    // Readable for others down to the book, so an unprivileged run can enter it.
+    let mut dir = book.clone();
+    while dir != w.root() {
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        dir.pop();
+    }
+    fs::set_permissions(w.root(), fs::Permissions::from_mode(0o755)).unwrap();
+    let locked = fs::read_dir(&book)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "mp3"))
+        .unwrap();
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = w.command(&["probe", book.to_str().unwrap()]);
+    if rustix::process::geteuid().is_root() {
+        // Root reads any file: probe as nobody, to whom the permission applies.
+        cmd.uid(65_534).gid(65_534);
+    }
+    let out = finish(cmd.spawn().unwrap());
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("cannot be read: Permission denied"), "{all}");
+    assert!(all.contains("chmod"), "{all}");
+    assert!(!all.contains("not an MP3"), "{all}");
+}

@@ -34,7 +34,11 @@ impl Engine {
         Engine {
             scan: book.scan_options(),
             limits: book.limits(cfg),
-            plan,
+            // The plan judges truncated files, so it must know whether damage is accepted.
+            plan: PlanOptions {
+                allow_damaged: encode.allow_damaged,
+                ..plan
+            },
             convert: encode.convert_options(),
         }
     }

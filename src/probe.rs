@@ -15,7 +15,10 @@ const PROBE_DECODE_PACKETS: usize = 8;
 
 /// Probes one file.
 pub fn probe_file(path: &Path) -> Result<TrackInfo> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    // A FIFO reports 0 bytes and would be called empty; refuse it (or a device) for what it is.
+    let meta = crate::scan::open_regular(path, "cannot read")?
+        .metadata()
+        .map_err(|e| Error::io(path, "cannot read", e))?;
     if meta.len() == 0 {
         return Err(Error::NotMp3 {
             path: path.to_path_buf(),

@@ -257,6 +257,23 @@ fn fifos_folders_and_devices_are_refused_at_once() {
 }
 
 #[test]
+fn probing_a_fifo_directly_names_it() {
+    // The scan skips FIFOs; a library caller may still hand one to probe_file, which must not
+    // call it an empty file (a FIFO reports 0 bytes) nor block on it.
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("01.mp3");
+    mkfifo(&fifo);
+    let p = fifo.clone();
+    let e = within(REFUSE_DEADLINE, move || aiom4b::probe::probe_file(&p))
+        .expect_err("a FIFO is not an MP3")
+        .to_string();
+    assert!(
+        e.contains("01.mp3") && e.contains("FIFO") && e.contains("not a regular file"),
+        "{e}"
+    );
+}
+
+#[test]
 fn a_fifo_as_cover_is_refused_at_once() {
     let tmp = tempfile::tempdir().unwrap();
     let book = tmp.path().join("book");

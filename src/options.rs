@@ -83,6 +83,11 @@ pub struct PlanOptions {
     /// Data directory (`DATA_DIR`, default `./data`).
     pub data_dir: Option<PathBuf>,
     pub target: TargetSpec,
+    /// Accept files that are shorter than their header says (truncated) with a warning, as
+    /// [`ConvertOptions::allow_damaged`] accepts damaged frames; otherwise such a file is an
+    /// error finding and the plan fails, before anything is converted.
+    #[serde(default)]
+    pub allow_damaged: bool,
 }
 
 /// Requested output format; `None` fields follow a preset or the inputs.

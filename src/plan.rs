@@ -165,6 +165,8 @@ pub fn inspect(
         infos = reordered;
     }
 
+    findings.extend(truncation_findings(&mut infos, opts.allow_damaged));
+
     let blocked = findings.iter().any(|f| f.severity == Severity::Error);
     let mut ins = Inspection {
         folders: s.folders.clone(),
@@ -191,6 +193,64 @@ pub fn inspect(
     sort_findings(&mut ins.findings);
     ins.book = Some(book);
     Ok(ins)
+}
+
+/// Finds the files that were cut short: they hold less audio than their LAME/Xing header
+/// announces, judged as `convert` judges them when it decodes them (same slack), so `probe`
+/// reports them too.
+///
+/// A file counts as truncated when it is both shorter in bytes than the header's byte count
+/// and shorter in samples than its exact sample count (by the packet index: demuxing without
+/// decoding, a fraction of a second per hour of audio, in parallel). Only the first needs no
+/// more than a look at the header, so a complete file costs nothing more to plan. A file that
+/// has all its bytes but fewer frames is damaged inside, which only decoding can tell and
+/// name: that is left to the conversion, as are files without the header's counts (nothing
+/// tells a truncated one from a short one) and an index that fails.
+///
+/// A truncated file's [`TrackInfo`] then carries the length it really has, so the plan's
+/// duration is right and a conversion that accepts it (`allow_damaged`) does not report it a
+/// second time.
+fn truncation_findings(infos: &mut [Option<TrackInfo>], allow_damaged: bool) -> Vec<Finding> {
+    use rayon::prelude::*;
+    let mut found: Vec<(usize, Finding)> = infos
+        .par_iter_mut()
+        .enumerate()
+        .filter_map(|(i, info)| {
+            let info = info.as_mut()?;
+            let promised = info.exact_samples?;
+            let tag = probe::read_vbr_tag(&info.path)?;
+            let stream_bytes = tag.stream_bytes?;
+            if info.size_bytes.saturating_sub(tag.audio_start) >= stream_bytes {
+                return None;
+            }
+            let there = crate::av::packets::index_mp3(&info.path).ok()?.total();
+            if there + crate::pipeline::TRUNCATION_SLACK_SAMPLES >= promised {
+                return None;
+            }
+            let rate = info.sample_rate.max(1) as f64;
+            let message = format!(
+                "the file is truncated: {:.2} s of audio missing, {there} of the {promised} samples its header announces are there",
+                (promised - there) as f64 / rate
+            );
+            info.exact_samples = Some(there);
+            info.duration = std::time::Duration::from_secs_f64(there as f64 / rate);
+            let f = if allow_damaged {
+                Finding::warning(
+                    FindingKind::Damaged,
+                    Some(info.path.clone()),
+                    format!("{message}; the {:.2} s that are there are kept, and chapter times follow them", there as f64 / rate),
+                )
+                .with_remedy("replace the file with a good copy")
+            } else {
+                Finding::error(FindingKind::Damaged, &info.path, message).with_remedy(
+                    "replace the file with a good copy, or pass --allow-damaged to keep the audio that is there",
+                )
+            };
+            Some((i, f))
+        })
+        .collect();
+    found.sort_by_key(|(i, _)| *i);
+    found.into_iter().map(|(_, f)| f).collect()
 }
 
 fn sort_findings(f: &mut [Finding]) {

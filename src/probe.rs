@@ -15,7 +15,10 @@ const PROBE_DECODE_PACKETS: usize = 8;
 
 /// Probes one file.
 pub fn probe_file(path: &Path) -> Result<TrackInfo> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    // A FIFO reports 0 bytes and would be called empty; refuse it (or a device) for what it is.
+    let meta = crate::scan::open_regular(path, "cannot read")?
+        .metadata()
+        .map_err(|e| Error::io(path, "cannot read", e))?;
     if meta.len() == 0 {
         return Err(Error::NotMp3 {
             path: path.to_path_buf(),
@@ -57,7 +60,7 @@ fn header_facts(path: &Path) -> (Option<u64>, Option<bool>) {
     let Ok(file) = std::fs::File::open(path) else {
         return (None, None);
     };
-    let vbr = sniff_vbr_header(path);
+    let vbr = read_vbr_tag(path).map(|t| t.vbr);
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let opts = FormatOptions {
         enable_gapless: true,
@@ -80,8 +83,19 @@ fn header_facts(path: &Path) -> (Option<u64>, Option<bool>) {
     (exact, vbr)
 }
 
+/// What the Xing/Info/VBRI tag in the first MPEG frame of a file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct VbrTag {
+    /// A Xing or VBRI tag (VBR) rather than Info (CBR).
+    pub vbr: bool,
+    /// Where the MPEG stream starts: after the ID3v2 tag, if there is one.
+    pub audio_start: u64,
+    /// The stream's length in bytes as the tag gives it (its own frame included), if it does.
+    pub stream_bytes: Option<u64>,
+}
+
 /// Looks for the Xing (VBR), Info (CBR) or VBRI (VBR) tag in the first MPEG frame.
-fn sniff_vbr_header(path: &Path) -> Option<bool> {
+pub(crate) fn read_vbr_tag(path: &Path) -> Option<VbrTag> {
     use std::io::Read;
     let mut f = std::fs::File::open(path).ok()?;
     let mut head = [0u8; 10];
@@ -99,12 +113,27 @@ fn sniff_vbr_header(path: &Path) -> Option<bool> {
     let n = f.read(&mut buf).ok()?;
     let buf = &buf[..n];
     let find = |tag: &[u8]| buf.windows(4).position(|w| w == tag);
-    if find(b"Xing").is_some() || find(b"VBRI").is_some() {
-        Some(true)
-    } else if find(b"Info").is_some() {
-        Some(false)
+    let be32 = |at: usize| -> Option<u64> {
+        Some(u32::from_be_bytes(buf.get(at..at + 4)?.try_into().ok()?) as u64)
+    };
+    let tag = |vbr, stream_bytes| VbrTag {
+        vbr,
+        audio_start: skip,
+        stream_bytes,
+    };
+    // "Xing"/"Info", flags, then the frame count (flag 1) and the byte count (flag 2).
+    let xing = |at: usize, vbr: bool| {
+        let flags = be32(at + 4).unwrap_or(0);
+        let bytes_at = at + 8 + if flags & 1 != 0 { 4 } else { 0 };
+        tag(vbr, (flags & 2 != 0).then(|| be32(bytes_at)).flatten())
+    };
+    if let Some(at) = find(b"Xing") {
+        Some(xing(at, true))
+    } else if let Some(at) = find(b"VBRI") {
+        // "VBRI", version, delay, quality, then the byte count.
+        Some(tag(true, be32(at + 10)))
     } else {
-        None
+        find(b"Info").map(|at| xing(at, false))
     }
 }
 

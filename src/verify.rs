@@ -1586,8 +1586,11 @@ fn cross_check_mp4ameta(s: &mut M4bSummary, file: &File) {
             return;
         }
         Ok(Err(e)) => {
+            // Its message carries the I/O error's Debug form on a second line: keep one line.
+            let e = e.to_string();
+            let first = e.lines().next().unwrap_or_default().trim_end_matches(':');
             s.inconsistencies
-                .push(format!("mp4ameta cannot read this file: {e}"));
+                .push(format!("mp4ameta cannot read this file: {first}"));
             return;
         }
         Ok(Ok(t)) => t,

@@ -11,6 +11,7 @@ mod long_texts;
 mod probe;
 mod ranges;
 mod splice;
+mod truncated;
 mod verify;
 mod verify_hostile;
 mod workflow;

@@ -212,11 +212,10 @@ fn garbage_audio_is_listed_as_problems_without_library_log_lines() {
                 "{problems:#?}"
             );
         } else {
-            assert!(
-                stdout(&out).contains("failed to decode"),
-                "{}",
-                stdout(&out)
-            );
+            let text = stdout(&out);
+            assert!(text.contains("failed to decode"), "{text}");
+            // Problems are sentences, not a library's Debug dump.
+            assert!(!text.contains("Error {"), "{text}");
         }
     }
 }
@@ -254,6 +253,23 @@ fn fifos_folders_and_devices_are_refused_at_once() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn probing_a_fifo_directly_names_it() {
+    // The scan skips FIFOs; a library caller may still hand one to probe_file, which must not
+    // call it an empty file (a FIFO reports 0 bytes) nor block on it.
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("01.mp3");
+    mkfifo(&fifo);
+    let p = fifo.clone();
+    let e = within(REFUSE_DEADLINE, move || aiom4b::probe::probe_file(&p))
+        .expect_err("a FIFO is not an MP3")
+        .to_string();
+    assert!(
+        e.contains("01.mp3") && e.contains("FIFO") && e.contains("not a regular file"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -359,6 +359,8 @@ impl BookArgs {
                 channels: self.format.channels,
                 bitrate_bps: self.format.bitrate,
             },
+            // Set from --allow-damaged by the commands that have it (convert, batch).
+            allow_damaged: false,
         }
     }
 }

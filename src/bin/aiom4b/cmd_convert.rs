@@ -33,7 +33,11 @@ impl Engine {
         Engine {
             scan: book.scan_options(cfg),
             limits: cfg.limits(),
-            plan,
+            // The plan judges truncated files, so it must know whether damage is accepted.
+            plan: PlanOptions {
+                allow_damaged: encode.allow_damaged,
+                ..plan
+            },
             convert: encode.convert_options(),
         }
     }

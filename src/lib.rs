@@ -18,6 +18,7 @@ pub mod convert;
 pub mod error;
 pub mod fixtures;
 pub mod model;
+mod mp3bytes;
 mod mp4box;
 pub mod mp4tags;
 pub mod options;

@@ -80,32 +80,12 @@ fn header_facts(path: &Path) -> (Option<u64>, Option<bool>) {
     (exact, vbr)
 }
 
-/// Looks for the Xing (VBR), Info (CBR) or VBRI (VBR) tag in the first MPEG frame.
+/// Whether the VBR header of the first frame says VBR (`Xing`, `VBRI`) or CBR (`Info`).
 fn sniff_vbr_header(path: &Path) -> Option<bool> {
-    use std::io::Read;
     let mut f = std::fs::File::open(path).ok()?;
-    let mut head = [0u8; 10];
-    f.read_exact(&mut head).ok()?;
-    let mut skip = 0u64;
-    if &head[..3] == b"ID3" {
-        let size = head[6..10]
-            .iter()
-            .fold(0u64, |a, b| (a << 7) | (*b as u64 & 0x7f));
-        skip = 10 + size + if head[5] & 0x10 != 0 { 10 } else { 0 };
-    }
-    use std::io::Seek;
-    f.seek(std::io::SeekFrom::Start(skip)).ok()?;
-    let mut buf = vec![0u8; 2048];
-    let n = f.read(&mut buf).ok()?;
-    let buf = &buf[..n];
-    let find = |tag: &[u8]| buf.windows(4).position(|w| w == tag);
-    if find(b"Xing").is_some() || find(b"VBRI").is_some() {
-        Some(true)
-    } else if find(b"Info").is_some() {
-        Some(false)
-    } else {
-        None
-    }
+    crate::mp3bytes::read_vbr_tag(&mut f)
+        .ok()?
+        .map(|t| t.is_vbr())
 }
 
 /// Picture helper for callers that read cover files: decodes nothing, only sniffs the type and

@@ -33,6 +33,12 @@ pub mod verify;
 mod verify_hook;
 pub mod workflow;
 
+/// Internal parsers for the fuzz targets in `fuzz/`; not an API (cargo feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
+
 pub use convert::{ConvertReport, Converter};
 pub use error::{Error, Result};
 pub use model::*;

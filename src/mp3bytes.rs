@@ -358,7 +358,7 @@ pub(crate) fn sniff(
 }
 
 /// [`sniff`] on bytes in memory (the whole file).
-#[cfg(test)]
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn sniff_bytes(b: &[u8]) -> Result<(), String> {
     sniff(b.len() as u64, &mut |at| {
         let from = usize::try_from(at).unwrap_or(usize::MAX).min(b.len());

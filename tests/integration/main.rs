@@ -5,6 +5,7 @@ mod container;
 mod convert;
 mod fdk;
 mod fixtures;
+mod fuzz_regressions;
 mod probe;
 mod ranges;
 mod splice;

@@ -18,7 +18,7 @@
 //! # Ok::<(), aiom4b::Error>(())
 //! ```
 use crate::av::image_writer;
-use crate::av::mp3_writer::{self, FrameHeader, Mp3Settings, Mp3Writer};
+use crate::av::mp3_writer::{Mp3Settings, Mp3Writer};
 use crate::error::{Error, Result};
 use crate::model::{Picture, Tags};
 use std::f64::consts::TAU;
@@ -26,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 pub use crate::av::image_writer::ImageFormat;
 pub use crate::av::mp3_writer::{Mp3Written, RateControl, XingHeader};
+/// The crate's MP3 byte parsers, for tests that cut files at frame boundaries.
+pub use crate::mp3bytes::{audio_start, id3v2_len, FrameHeader, MAX_FRAME_LEN};
 
 // ---------------------------------------------------------------------------------------------
 // Signals
@@ -445,7 +447,7 @@ pub enum Length {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mp3Spec {
     pub length: Length,
-    /// One of [`mp3_writer::MP3_SAMPLE_RATES`].
+    /// One of [`crate::av::mp3_writer::MP3_SAMPLE_RATES`].
     pub sample_rate: u32,
     /// 1 or 2.
     pub channels: u16,
@@ -659,11 +661,8 @@ pub fn write_hostile(dir: impl AsRef<Path>) -> Result<Vec<(PathBuf, &'static str
 /// stops at the first byte that is not a frame header (e.g. an ID3v1 tag).
 fn frame_starts(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut frames = Vec::new();
-    let mut at = mp3_writer::id3v2_len(bytes);
-    while let Some(header) = bytes
-        .get(at..at + 4)
-        .and_then(|b| FrameHeader::parse(b.try_into().ok()?))
-    {
+    let mut at = usize::try_from(audio_start(bytes)).unwrap_or(usize::MAX);
+    while let Some(header) = bytes.get(at..).and_then(FrameHeader::parse) {
         frames.push((at, header.len));
         at += header.len;
     }

@@ -18,6 +18,7 @@ pub mod convert;
 pub mod error;
 pub mod fixtures;
 pub mod model;
+mod mp3bytes;
 mod mp4box;
 pub mod mp4tags;
 pub mod options;
@@ -32,6 +33,12 @@ pub mod scan;
 pub mod verify;
 mod verify_hook;
 pub mod workflow;
+
+/// Internal parsers for the fuzz targets in `fuzz/`; not an API (cargo feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+#[path = "fuzzing.rs"]
+pub mod __fuzz;
 
 pub use convert::{ConvertReport, Converter};
 pub use error::{Error, Result};

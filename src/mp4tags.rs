@@ -229,6 +229,8 @@ pub(crate) fn patch_moov(moov_buf: &[u8], top: &TopBox, items: &[NewItem]) -> Pa
         for item in mp4box::parse_ilst(il)? {
             if !items.iter().any(|n| n.key == item.key) {
                 let raw = item.raw;
+                // Copied verbatim, an item of size 0 would swallow the new items after it.
+                refuse_size_zero(moov_buf, base, &raw)?;
                 ilst_body.extend_from_slice(&moov_buf[rel(raw.offset)..rel(raw.end())]);
             }
         }
@@ -246,17 +248,19 @@ pub(crate) fn patch_moov(moov_buf: &[u8], top: &TopBox, items: &[NewItem]) -> Pa
             }
             (Some(u), Some(m), None) => {
                 let at = children_end(
+                    moov_buf,
+                    base,
                     m.body_offset() + mp4box::meta_children_start(m.body) as u64,
                     mp4box::meta_children(m),
                 )?;
                 (rel(at), rel(at), new_ilst, vec![moov, *u, *m])
             }
             (Some(u), None, _) => {
-                let at = children_end(u.body_offset(), u.children())?;
+                let at = children_end(moov_buf, base, u.body_offset(), u.children())?;
                 (rel(at), rel(at), new_meta(&new_ilst)?, vec![moov, *u])
             }
             (None, _, _) => {
-                let at = children_end(moov.body_offset(), moov.children())?;
+                let at = children_end(moov_buf, base, moov.body_offset(), moov.children())?;
                 let udta = boxed(b"udta", &new_meta(&new_ilst)?)?;
                 (rel(at), rel(at), udta, vec![moov])
             }
@@ -311,13 +315,37 @@ fn new_meta(ilst: &[u8]) -> Parse<Vec<u8>> {
 }
 
 /// Where a new child goes: after the last parsed child (before any zero terminator).
-fn children_end<'a>(body_start: u64, kids: mp4box::Children<'a>) -> Parse<u64> {
+fn children_end<'a>(
+    moov_buf: &[u8],
+    base: u64,
+    body_start: u64,
+    kids: mp4box::Children<'a>,
+) -> Parse<u64> {
     let mut end = body_start;
     for c in kids {
         let c = c?;
+        refuse_size_zero(moov_buf, base, &c)?;
         end = c.end();
     }
     Ok(end)
+}
+
+/// Refuses a box whose size field is 0 ("to the end of its container", legal only for the last
+/// box of a file) where a box will follow it: readers would take the new box for part of it,
+/// and the items would be written where no one finds them (found by fuzzing).
+fn refuse_size_zero(moov_buf: &[u8], base: u64, b: &BoxRef<'_>) -> Parse<()> {
+    let at = (b.offset - base) as usize;
+    if moov_buf.get(at..at + 4) == Some(&[0; 4]) {
+        return Err(Malformed::new(
+            b.offset,
+            format!(
+                "'{}' claims to extend to the end of its container (size 0); nothing can be \
+                 added after it",
+                fourcc_str(&b.kind)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Adds `delta` to the size field of the box whose header is at `at` in `buf`.
@@ -656,5 +684,34 @@ mod tests {
         // Make the first trak claim more bytes than moov holds.
         moov[8..12].copy_from_slice(&0xFFFF_u32.to_be_bytes());
         assert!(patch_moov(&moov, &top, &extra_items(Some("N"), None, None)).is_err());
+    }
+
+    /// Found by fuzzing: a child of size 0 ("to the end of its container") swallowed the new
+    /// `udta` or `meta` appended after it, or the new items after an old item copied verbatim,
+    /// so the items were written where no reader finds them.
+    #[test]
+    fn nothing_is_added_after_a_box_of_size_zero() {
+        let free = [&[0u8, 0, 0, 0][..], b"free", b"rest of moov"].concat();
+        let data = bx(b"data", b"\0\0\0\x01\0\0\0\0Title");
+        let ilst_item = [&[0u8, 0, 0, 0][..], b"\xa9nam", &data].concat();
+        let in_ilst = bx(b"udta", &full(b"meta", &bx(b"ilst", &ilst_item)));
+        for udta in [None, Some(bx(b"udta", &free)), Some(in_ilst)] {
+            let (mut f, top) = file(udta.clone());
+            if udta.is_none() {
+                // Append the size-0 box as moov's last child.
+                let end = (top.offset + top.size) as usize;
+                f.splice(end..end, free.iter().copied());
+                let size = top.size as u32 + free.len() as u32;
+                f[top.offset as usize..top.offset as usize + 4]
+                    .copy_from_slice(&size.to_be_bytes());
+            }
+            let top = TopBox {
+                size: u32::from_be_bytes(f[top.offset as usize..][..4].try_into().unwrap()) as u64,
+                ..top
+            };
+            let moov = &f[top.offset as usize..(top.offset + top.size) as usize];
+            let e = patch_moov(moov, &top, &extra_items(Some("N"), None, None)).unwrap_err();
+            assert!(e.reason.contains("size 0"), "{e:?}");
+        }
     }
 }

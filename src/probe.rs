@@ -88,53 +88,22 @@ fn header_facts(path: &Path) -> (Option<u64>, Option<bool>) {
 pub(crate) struct VbrTag {
     /// A Xing or VBRI tag (VBR) rather than Info (CBR).
     pub vbr: bool,
-    /// Where the MPEG stream starts: after the ID3v2 tag, if there is one.
+    /// Where the MPEG stream starts: after the ID3v2 tags, if there are any.
     pub audio_start: u64,
     /// The stream's length in bytes as the tag gives it (its own frame included), if it does.
     pub stream_bytes: Option<u64>,
 }
 
-/// Looks for the Xing (VBR), Info (CBR) or VBRI (VBR) tag in the first MPEG frame.
+/// Reads the Xing (VBR), Info (CBR) or VBRI (VBR) tag of the first MPEG frame (through the one
+/// MP3 byte parser, `mp3bytes`).
 pub(crate) fn read_vbr_tag(path: &Path) -> Option<VbrTag> {
-    use std::io::Read;
     let mut f = std::fs::File::open(path).ok()?;
-    let mut head = [0u8; 10];
-    f.read_exact(&mut head).ok()?;
-    let mut skip = 0u64;
-    if &head[..3] == b"ID3" {
-        let size = head[6..10]
-            .iter()
-            .fold(0u64, |a, b| (a << 7) | (*b as u64 & 0x7f));
-        skip = 10 + size + if head[5] & 0x10 != 0 { 10 } else { 0 };
-    }
-    use std::io::Seek;
-    f.seek(std::io::SeekFrom::Start(skip)).ok()?;
-    let mut buf = vec![0u8; 2048];
-    let n = f.read(&mut buf).ok()?;
-    let buf = &buf[..n];
-    let find = |tag: &[u8]| buf.windows(4).position(|w| w == tag);
-    let be32 = |at: usize| -> Option<u64> {
-        Some(u32::from_be_bytes(buf.get(at..at + 4)?.try_into().ok()?) as u64)
-    };
-    let tag = |vbr, stream_bytes| VbrTag {
-        vbr,
-        audio_start: skip,
-        stream_bytes,
-    };
-    // "Xing"/"Info", flags, then the frame count (flag 1) and the byte count (flag 2).
-    let xing = |at: usize, vbr: bool| {
-        let flags = be32(at + 4).unwrap_or(0);
-        let bytes_at = at + 8 + if flags & 1 != 0 { 4 } else { 0 };
-        tag(vbr, (flags & 2 != 0).then(|| be32(bytes_at)).flatten())
-    };
-    if let Some(at) = find(b"Xing") {
-        Some(xing(at, true))
-    } else if let Some(at) = find(b"VBRI") {
-        // "VBRI", version, delay, quality, then the byte count.
-        Some(tag(true, be32(at + 10)))
-    } else {
-        find(b"Info").map(|at| xing(at, false))
-    }
+    let t = crate::mp3bytes::read_vbr_tag(&mut f).ok()??;
+    Some(VbrTag {
+        vbr: t.is_vbr(),
+        audio_start: t.audio_start,
+        stream_bytes: t.bytes.map(u64::from),
+    })
 }
 
 /// Picture helper for callers that read cover files: decodes nothing, only sniffs the type and

@@ -43,16 +43,11 @@ pub fn sanitize_file_stem(name: &str) -> String {
             c => mapped.push(c),
         }
     }
+    // Dropping a character can bring a base letter and a combining mark together
+    // (`e?\u{301}`): normalize again, or a second pass would change the name.
+    let mapped: String = mapped.nfc().collect();
     let mut stem = trim_stem(&collapse_whitespace(&mapped)).to_string();
-    if stem.len() > MAX_STEM_BYTES {
-        let mut cut = MAX_STEM_BYTES;
-        while !stem.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        stem.truncate(cut);
-        // The cut may leave a trailing space or dot, which Windows strips silently.
-        stem = trim_stem(&stem).to_string();
-    }
+    cut_to_max(&mut stem);
     if stem.is_empty() {
         return FALLBACK_STEM.to_string();
     }
@@ -60,8 +55,23 @@ pub fn sanitize_file_stem(name: &str) -> String {
     if is_windows_reserved(stem[..base_len].trim_end()) {
         // Windows maps `CON`, `con.m4b`, `CON .x` to the console device: write `CON_` instead.
         stem.insert(stem[..base_len].trim_end().len(), '_');
+        // `CON.` + 196 bytes has become one byte too long; the cut keeps the `CON_`.
+        cut_to_max(&mut stem);
     }
     stem
+}
+
+/// Cuts `stem` to [`MAX_STEM_BYTES`] on a character boundary, then trims again: the cut may
+/// leave a trailing space or dot, which Windows strips silently.
+fn cut_to_max(stem: &mut String) {
+    if stem.len() > MAX_STEM_BYTES {
+        let mut cut = MAX_STEM_BYTES;
+        while !stem.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        stem.truncate(cut);
+        *stem = trim_stem(stem).to_string();
+    }
 }
 
 /// Characters that render as nothing but change how a name reads or compares: bidi controls
@@ -308,6 +318,24 @@ mod tests {
     }
 
     #[test]
+    fn stem_is_a_fixed_point_when_a_dropped_character_joined_a_letter_and_its_accent() {
+        // Found by the property test: `?` kept `e` and U+0301 apart through normalization.
+        let once = sanitize_file_stem("CONe?\u{301}");
+        assert_eq!(once, "CON\u{e9}");
+        assert_eq!(sanitize_file_stem(&once), once);
+    }
+
+    #[test]
+    fn stem_of_a_long_device_name_stays_within_the_limit() {
+        // `CON.` + 196 bytes is exactly the limit; `CON_` made it one byte longer.
+        let long = format!("CON.{}", "x".repeat(MAX_STEM_BYTES - 4));
+        let stem = sanitize_file_stem(&long);
+        assert!(stem.len() <= MAX_STEM_BYTES, "{} bytes", stem.len());
+        assert!(stem.starts_with("CON_."), "{stem}");
+        assert_eq!(sanitize_file_stem(&stem), stem);
+    }
+
+    #[test]
     fn stem_of_hostile_names_is_one_plain_component() {
         for s in [
             "concat:x",
@@ -369,6 +397,19 @@ mod tests {
     }
 
     #[test]
+    fn title_keeps_its_last_character_when_there_is_no_track_number() {
+        // Issue 10: `Intro (Part 1).mp3` became "Intro (Part 1".
+        assert_eq!(clean_title_from_stem("Intro (Part 1)"), "Intro (Part 1)");
+        assert_eq!(clean_title_from_stem("The End."), "The End.");
+        assert_eq!(clean_title_from_stem("Why -"), "Why -");
+        assert_eq!(clean_title_from_stem("1984."), "1984.");
+        assert_eq!(
+            clean_title_from_stem("03 - Intro (Part 1)"),
+            "Intro (Part 1)"
+        );
+    }
+
+    #[test]
     fn title_is_never_emptied() {
         assert_eq!(clean_title_from_stem("01."), "01");
         assert_eq!(clean_title_from_stem("07 - "), "07");
@@ -403,5 +444,87 @@ mod tests {
             "The Storm"
         );
         assert_eq!(clean_title_from_stem("02 - a\tb"), "a b");
+    }
+
+    // -- properties ---------------------------------------------------------------------------
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use unicode_normalization::UnicodeNormalization;
+
+        /// The characters that break file names or make them lie, then anything at all.
+        fn tricky_char() -> impl Strategy<Value = char> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    '/', '\\', '\0', '.', '-', ' ', ':', '"', '?', '*', '<', '>', '|', '\n', '\t',
+                    '\u{85}', '\u{a0}', '\u{2028}', '\u{202E}', '\u{200B}', '\u{FEFF}', '\u{301}',
+                    '\u{308}', '\u{958}', 'e', 'C', 'O', 'N', 'L', 'P', 'T', '1', '¹', 'é', '€',
+                    '𝄞', '_', '(', ')',
+                ]),
+                any::<char>(),
+            ]
+        }
+
+        /// Short strings of tricky characters, long ones (past the byte limit), and any text.
+        fn title() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::collection::vec(tricky_char(), 0..12).prop_map(String::from_iter),
+                prop::collection::vec(tricky_char(), 150..260).prop_map(String::from_iter),
+                (
+                    prop::sample::select(vec!["CON", "con", "Aux", "NUL", "COM1", "lpt²"]),
+                    prop::collection::vec(tricky_char(), 0..260),
+                )
+                    .prop_map(|(dev, rest)| format!("{dev}{}", String::from_iter(rest))),
+                any::<String>(),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(3000))]
+
+            /// A stem is one safe file name: never empty, never `.`/`..`, no `/`, `\` or NUL, no
+            /// control characters, at most MAX_STEM_BYTES (so `.m4b` and a ` (n)` suffix fit in
+            /// 255 bytes), and sanitizing it again changes nothing.
+            #[test]
+            fn stem_is_one_safe_name_and_a_fixed_point(s in title()) {
+                let stem = sanitize_file_stem(&s);
+                prop_assert!(!stem.is_empty());
+                prop_assert!(stem != "." && stem != "..");
+                prop_assert!(!stem.contains(['/', '\\', '\0']), "{:?}", stem);
+                prop_assert!(!stem.chars().any(char::is_control), "{:?}", stem);
+                prop_assert!(!stem.starts_with(['-', '.', ' ']), "{:?}", stem);
+                prop_assert!(!stem.ends_with(['.', ' ']), "{:?}", stem);
+                prop_assert!(stem.len() <= MAX_STEM_BYTES, "{} bytes", stem.len());
+                prop_assert_eq!(std::path::Path::new(&stem).components().count(), 1);
+                prop_assert_eq!(sanitize_file_stem(&stem), stem);
+            }
+
+            /// A chapter title has no control characters and no surrounding whitespace; a stem
+            /// that does not start with a track number keeps all its text, `(Part 1)` and a final
+            /// `.` included (only whitespace and underscores are tidied).
+            #[test]
+            fn title_keeps_the_text_of_a_name_without_a_track_number(s in title()) {
+                let title = clean_title_from_stem(&s);
+                let nfc: String = s.nfc().collect();
+                let tidy = nfc
+                    .chars()
+                    .map(|c| if c == '_' || c.is_control() { ' ' } else { c })
+                    .collect::<String>()
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if tidy.is_empty() {
+                    prop_assert_eq!(&title, &s);
+                } else {
+                    prop_assert!(!title.chars().any(char::is_control), "{:?}", title);
+                    prop_assert_eq!(title.trim(), title.as_str());
+                    prop_assert!(!title.is_empty());
+                    if !nfc.trim_start().starts_with(|c: char| c.is_ascii_digit()) {
+                        prop_assert_eq!(&title, &tidy);
+                    }
+                }
+            }
+        }
     }
 }

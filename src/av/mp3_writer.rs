@@ -24,10 +24,10 @@
 //!   take for a comment. [`Mp3Writer::finish`] adds a real COMM frame with the `id3` crate.
 use crate::error::{Error, Result};
 use crate::model::{Picture, Tags};
+use crate::mp3bytes::{self, VbrKind};
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::packet::Mut as _;
 use ffmpeg_next::{codec, format, frame, ChannelLayout, Dictionary, Packet, Rational};
-use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// Sample rates an MPEG-1/2/2.5 layer III stream can carry.
@@ -557,140 +557,22 @@ fn add_picture_stream(
     Ok(stream.index())
 }
 
-/// An MPEG audio layer III frame header, enough to find frames and the Xing header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FrameHeader {
-    /// MPEG-1 (rather than MPEG-2 or 2.5).
-    pub mpeg1: bool,
-    pub mono: bool,
-    pub sample_rate: u32,
-    pub bitrate_bps: u32,
-    /// Whole frame length in bytes, header included.
-    pub len: usize,
-}
-
-impl FrameHeader {
-    /// Parses 4 header bytes; `None` unless they are a valid layer III header.
-    pub(crate) fn parse(b: [u8; 4]) -> Option<FrameHeader> {
-        if b[0] != 0xFF || b[1] & 0xE0 != 0xE0 || (b[1] >> 1) & 3 != 1 {
-            return None;
-        }
-        let version = (b[1] >> 3) & 3; // 3 = MPEG-1, 2 = MPEG-2, 0 = MPEG-2.5
-        let rate_index = usize::from((b[2] >> 2) & 3);
-        let bitrate_index = usize::from(b[2] >> 4);
-        if version == 1 || rate_index == 3 || bitrate_index == 0 || bitrate_index == 15 {
-            return None;
-        }
-        const MPEG1_KBPS: [u32; 15] = [
-            0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
-        ];
-        const MPEG2_KBPS: [u32; 15] =
-            [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160];
-        let base_rate = [44_100, 48_000, 32_000][rate_index];
-        let (sample_rate, kbps) = match version {
-            3 => (base_rate, MPEG1_KBPS[bitrate_index]),
-            2 => (base_rate / 2, MPEG2_KBPS[bitrate_index]),
-            _ => (base_rate / 4, MPEG2_KBPS[bitrate_index]),
-        };
-        let mpeg1 = version == 3;
-        let slot_bytes = if mpeg1 { 144 } else { 72 };
-        let padding = usize::from((b[2] >> 1) & 1);
-        Some(FrameHeader {
-            mpeg1,
-            mono: b[3] >> 6 == 3,
-            sample_rate,
-            bitrate_bps: kbps * 1000,
-            len: (slot_bytes * kbps * 1000 / sample_rate) as usize + padding,
-        })
-    }
-
-    pub(crate) fn samples_per_frame(&self) -> u32 {
-        if self.mpeg1 {
-            1152
-        } else {
-            576
-        }
-    }
-
-    /// Where the side information ends and a Xing/Info tag would start, from the frame start.
-    fn xing_offset(&self) -> usize {
-        4 + match (self.mpeg1, self.mono) {
-            (true, false) => 32,
-            (true, true) => 17,
-            (false, false) => 17,
-            (false, true) => 9,
-        }
-    }
-}
-
-/// The size of a leading ID3v2 tag (header and footer included), or 0 if there is none.
-pub(crate) fn id3v2_len(head: &[u8]) -> usize {
-    if head.len() < 10 || &head[..3] != b"ID3" {
-        return 0;
-    }
-    let size = head[6..10]
-        .iter()
-        .fold(0usize, |acc, &b| (acc << 7) | usize::from(b & 0x7F));
-    let footer = if head[5] & 0x10 != 0 { 10 } else { 0 };
-    10 + size + footer
-}
-
-/// Reads the Xing/Info header and its LAME extension from the first frame after the ID3v2 tag.
+/// Reads the Xing/Info header and its LAME extension from the first frame after the ID3v2 tags;
+/// `None` unless the header has a frame count and a LAME extension.
 pub fn read_xing_header(path: &Path) -> Result<Option<XingHeader>> {
     let io = |e| Error::io(path, "read back the written MP3", e);
     let mut file = std::fs::File::open(path).map_err(io)?;
-    let mut head = [0u8; 10];
-    file.read_exact(&mut head).map_err(io)?;
-    file.seek(SeekFrom::Start(id3v2_len(&head) as u64))
-        .map_err(io)?;
-    // Header (4) + side info (≤ 32) + tag (4) + flags (4) + frames, bytes (8) + TOC (100) +
-    // quality (4) + LAME extension up to the delay/padding field (24).
-    let mut frame = Vec::with_capacity(192);
-    file.take(192).read_to_end(&mut frame).map_err(io)?;
-    let Some(header) = frame
-        .get(..4)
-        .and_then(|b| FrameHeader::parse(b.try_into().ok()?))
-    else {
+    let Some(tag) = mp3bytes::read_vbr_tag(&mut file).map_err(io)? else {
         return Ok(None);
     };
-    let mut at = header.xing_offset();
-    let be32 = |at: usize| -> Option<u32> {
-        Some(u32::from_be_bytes(frame.get(at..at + 4)?.try_into().ok()?))
-    };
-    let vbr = match frame.get(at..at + 4) {
-        Some(b"Xing") => true,
-        Some(b"Info") => false,
-        _ => return Ok(None),
-    };
-    let Some(flags) = be32(at + 4) else {
+    if tag.kind == VbrKind::Vbri {
         return Ok(None);
-    };
-    at += 8;
-    let mut frames = None;
-    if flags & 1 != 0 {
-        frames = be32(at);
-        at += 4;
     }
-    if flags & 2 != 0 {
-        at += 4; // byte count
-    }
-    if flags & 4 != 0 {
-        at += 100; // TOC
-    }
-    if flags & 8 != 0 {
-        at += 4; // quality
-    }
-    // LAME extension: encoder string (9), revision/VBR method (1), lowpass (1), peak (4),
-    // two replay gains (2 + 2), flags (1), bitrate (1), then 12 bits delay + 12 bits padding.
-    let Some(trim) = frame.get(at + 21..at + 24) else {
-        return Ok(None);
-    };
-    let trim = u32::from_be_bytes([0, trim[0], trim[1], trim[2]]);
-    Ok(frames.map(|frames| XingHeader {
-        vbr,
+    Ok(tag.frames.zip(tag.lame).map(|(frames, lame)| XingHeader {
+        vbr: tag.is_vbr(),
         frames,
-        samples_per_frame: header.samples_per_frame(),
-        encoder_delay: trim >> 12,
-        padding: trim & 0xFFF,
+        samples_per_frame: tag.frame.samples_per_frame(),
+        encoder_delay: lame.encoder_delay,
+        padding: lame.padding,
     }))
 }

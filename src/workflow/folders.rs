@@ -37,9 +37,7 @@ pub struct FolderStats {
 
 /// True for `*.mp3` in any case.
 pub fn is_mp3(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| e.eq_ignore_ascii_case("mp3"))
+    crate::scan::is_mp3_name(path.as_os_str())
 }
 
 fn is_hidden(name: &std::ffi::OsStr) -> bool {

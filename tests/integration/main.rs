@@ -7,6 +7,7 @@ mod convert;
 mod faults;
 mod fdk;
 mod fixtures;
+mod fuzz_regressions;
 mod long_texts;
 mod probe;
 mod ranges;

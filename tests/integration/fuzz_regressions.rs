@@ -1,0 +1,102 @@
+//! The inputs the fuzzers found problems with (`fuzz/regressions/<target>/`, see
+//! docs/fuzzing.md), run through the public entry points of what each target fuzzes, so that
+//! `cargo test` keeps them fixed without the nightly toolchain.
+use aiom4b::mp4tags::write_extra_items;
+use aiom4b::verify::{check, summarize, Expectations};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The regression inputs of one fuzz target; there must be some, or the test proves nothing.
+fn regressions(target: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/regressions")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("list the regression folder").path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no inputs in {}", dir.display());
+    files
+}
+
+/// The tag patcher (the `mp4box` target's `moov` rewrite): on every regression input it either
+/// refuses, or writes items that verify then reads back. Before the fix, a box of size 0 ("to
+/// the end of its container") swallowed the new items and the patch reported success.
+#[test]
+fn tag_patcher_never_hides_what_it_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    for input in regressions("mp4box") {
+        let copy = tmp.path().join(input.file_name().unwrap());
+        std::fs::copy(&input, &copy).unwrap();
+        match write_extra_items(&copy, Some("The Narrator"), Some("The Series"), Some("2")) {
+            Ok(()) => {
+                let after = summarize(&copy).unwrap_or_else(|e| {
+                    panic!("{}: patched, then unreadable: {e}", input.display())
+                });
+                assert_eq!(
+                    after.tags.narrator.as_deref(),
+                    Some("The Narrator"),
+                    "{}: the narrator was written where verify does not find it",
+                    input.display()
+                );
+            }
+            Err(e) => {
+                // Refused: the file is untouched.
+                assert_eq!(
+                    std::fs::read(&copy).unwrap(),
+                    std::fs::read(&input).unwrap()
+                );
+                eprintln!("{}: refused: {e}", input.display());
+            }
+        }
+    }
+}
+
+/// `aiom4b verify` on each input that made another reader panic: the process ends normally
+/// (a summary, or a finding with exit 1), never with a panic exit (101) or an abort.
+fn run_verify(input: &Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_aiom4b"))
+        .arg("verify")
+        .arg(input)
+        .output()
+        .expect("run aiom4b verify");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `verify` on the inputs that made Symphonia's AAC decoder panic (index out of bounds on a
+/// damaged bitstream): the library returns a summary or an error, `check` copes with it, and
+/// the command ends with 0 or 1.
+#[test]
+fn verify_returns_on_inputs_that_made_other_readers_panic() {
+    for input in regressions("verify") {
+        if let Ok(s) = summarize(&input) {
+            let _ = check(&s, &Expectations::new(44_100, 2));
+        }
+        let (code, stderr) = run_verify(&input);
+        assert!(
+            matches!(code, Some(0 | 1)),
+            "{}: exit {code:?}\n{stderr}",
+            input.display()
+        );
+    }
+}
+
+/// Issue 10, item 13: the panic inside the other reader is caught (per packet), but the
+/// default panic hook still prints "thread … panicked at …/symphonia-codec-aac…" to stderr.
+/// Ignored (not deleted) until the engine's part of the issue keeps it off the terminal.
+#[test]
+#[ignore = "issue 10 item 13: a caught panic in Symphonia still reaches stderr"]
+fn verify_prints_no_panic_of_another_reader() {
+    for input in regressions("verify") {
+        let (_, stderr) = run_verify(&input);
+        assert!(
+            !stderr.contains("panicked"),
+            "{}: {stderr}",
+            input.display()
+        );
+    }
+}

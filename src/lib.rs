@@ -14,6 +14,7 @@
 //! as [`Finding`]s, emits `tracing` events and calls a [`ProgressSink`].
 pub mod av;
 pub mod chapters;
+mod contained;
 pub mod convert;
 pub mod error;
 pub mod fixtures;
@@ -40,6 +41,7 @@ pub mod workflow;
 #[path = "fuzzing.rs"]
 pub mod __fuzz;
 
+pub use contained::panic_is_contained;
 pub use convert::{ConvertReport, Converter};
 pub use error::{Error, Result};
 pub use model::*;

@@ -68,7 +68,7 @@ fn header_facts(path: &Path) -> (Option<u64>, Option<bool>) {
     };
     // Symphonia's reader fails cleanly on damaged input; a panic here would only cost the
     // exact duration, so it is contained.
-    let exact = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let exact = crate::contained::contain(|| {
         let reader = symphonia::default::formats::MpaReader::try_new(mss, &opts).ok()?;
         let params = &reader.tracks().first()?.codec_params;
         // Exact only when the LAME tag gave delay/padding and the Xing tag gave a frame count;
@@ -77,7 +77,7 @@ fn header_facts(path: &Path) -> (Option<u64>, Option<bool>) {
             (Some(_), Some(n)) => Some(n),
             _ => None,
         }
-    }))
+    })
     .ok()
     .flatten();
     (exact, vbr)

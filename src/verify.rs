@@ -38,7 +38,6 @@ use crate::options::AacProfile;
 use serde::Serialize;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 /// How far (in output samples) a length or a chapter start may be from what was expected.
@@ -1210,7 +1209,7 @@ fn decode_run(
             let pkt = Packet::new_from_slice(0, 0, 0, data);
             // Symphonia is not fuzz-hardened everywhere: a panic on hostile data is turned
             // into a decode error (and a fresh decoder) instead of taking the caller down.
-            let r = catch_unwind(AssertUnwindSafe(|| dec.decode(&pkt).map(|b| b.frames())));
+            let r = crate::contained::contain(|| dec.decode(&pkt).map(|b| b.frames()));
             match r {
                 Ok(Ok(frames)) => {
                     st.packets += 1;
@@ -1501,7 +1500,7 @@ fn cross_check_symphonia(s: &mut M4bSummary, file: &File, movie: &Movie<'_>) {
             .push("cannot read the file again for Symphonia's MP4 reader".into());
         return;
     };
-    let r = catch_unwind(AssertUnwindSafe(|| {
+    let r = crate::contained::contain(|| {
         let mss = MediaSourceStream::new(Box::new(file), Default::default());
         let reader = IsoMp4Reader::try_new(mss, &FormatOptions::default())?;
         Ok::<_, symphonia::core::errors::Error>(
@@ -1517,7 +1516,7 @@ fn cross_check_symphonia(s: &mut M4bSummary, file: &File, movie: &Movie<'_>) {
                     )
                 }),
         )
-    }));
+    });
     let audio = movie.tracks.iter().find(|t| t.handler == *b"soun");
     match r {
         Err(_) => s
@@ -1575,10 +1574,10 @@ fn cross_check_mp4ameta(s: &mut M4bSummary, file: &File) {
             .push("cannot read the file again for mp4ameta".into());
         return;
     };
-    let r = catch_unwind(AssertUnwindSafe(|| {
+    let r = crate::contained::contain(|| {
         // Buffered: mp4ameta reads box headers a few bytes at a time.
         mp4ameta::Tag::read_with(&mut std::io::BufReader::new(&mut file), &cfg)
-    }));
+    });
     let tag = match r {
         Err(_) => {
             s.inconsistencies

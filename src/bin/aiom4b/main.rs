@@ -60,10 +60,25 @@ fn default_sigpipe() {
     }
 }
 
+/// A panic that the library catches inside another library (Symphonia or mp4ameta reading a
+/// hostile file) becomes a problem in its report; its message goes to the debug log, not to
+/// the terminal. Every other panic is printed as usual.
+fn quiet_contained_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if aiom4b::panic_is_contained() {
+            tracing::debug!("contained panic in another library: {info}");
+        } else {
+            default(info);
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     tune_allocator();
     default_sigpipe();
     signals::install();
+    quiet_contained_panics();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

@@ -885,8 +885,20 @@ fn an_mp3_without_read_permission_is_a_permission_problem_not_a_bad_file() {
     fs::set_permissions(&locked, fs::Permissions::from_mode(0o000)).unwrap();
     let mut cmd = w.command(&["probe", book.to_str().unwrap()]);
     if rustix::process::geteuid().is_root() {
-        // Root reads any file: probe as nobody, to whom the permission applies.
-        cmd.uid(65_534).gid(65_534);
+        // Root reads any file: probe as nobody, to whom the permission applies, with a copy of
+        // the program that nobody can run wherever the checkout is (e.g. under a 0700 /root).
+        let bin = w.root().join("aiom4b");
+        fs::copy(env!("CARGO_BIN_EXE_aiom4b"), &bin).unwrap();
+        let mut as_nobody = Command::new(&bin);
+        as_nobody
+            .args(["probe", book.to_str().unwrap()])
+            .current_dir(w.root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .uid(65_534)
+            .gid(65_534);
+        cmd = as_nobody;
     }
     let out = finish(cmd.spawn().unwrap());
     let all = text(&out.stdout) + &text(&out.stderr);

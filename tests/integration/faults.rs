@@ -61,6 +61,15 @@ impl World {
         dir
     }
 
+    /// A book of `files` MP3s of `secs` at 44.1 kHz stereo: taken by the multi-core path, which
+    /// reports progress while it encodes (a stop at "convert" then lands mid-book, with work
+    /// left for a signal to interrupt).
+    fn cd_book(&self, name: &str, files: usize, secs: f64) -> PathBuf {
+        let dir = self.root().join("source").join(name);
+        write_book(&dir, files, secs, &Mp3Spec::default()).unwrap();
+        dir
+    }
+
     fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_aiom4b"));
         c.args(args)
@@ -400,7 +409,7 @@ fn sigterm_and_sighup_cancel_like_ctrl_c() {
     use rustix::process::Signal;
     for (sig, code) in [(Signal::TERM, 143), (Signal::HUP, 129), (Signal::INT, 130)] {
         let w = World::new();
-        let book = w.book("Book", 2);
+        let book = w.cd_book("Book", 2, 30.0);
         let before = digest(&book);
         let output = w.out().join("book.m4b");
         let child = w.stopped_at(

@@ -104,7 +104,13 @@ fn main() -> ExitCode {
             files: cli.command.uses_data_dir(),
         },
     );
+    let has_job = matches!(cli.command, Command::Convert(_) | Command::Batch(_));
     match run(cli, &cfg) {
+        // Convert and batch end their jobs as cancelled and say so; any other command that a
+        // signal interrupted exits as interrupted even if it got to the end meanwhile.
+        Ok(_) if !has_job && signals::interrupted().is_some() => {
+            ExitCode::from(signals::interrupted().unwrap_or(130))
+        }
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             let interrupted = e.downcast_ref::<Error>().is_some_and(|e| e.is_cancelled());

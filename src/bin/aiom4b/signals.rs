@@ -17,14 +17,24 @@ use std::io::Write as _;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-/// The first signal received (0: none).
+/// The first signal received (0: none), as the signal thread saw it.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
+/// The last signal received, set inside the signal handler itself (no thread in between), so
+/// that a command that ends right after a signal still knows it was interrupted.
+static RAISED: std::sync::OnceLock<Arc<std::sync::atomic::AtomicUsize>> =
+    std::sync::OnceLock::new();
 /// The workflow whose jobs a signal cancels.
 static WORKFLOW: Mutex<Option<Weak<Workflow>>> = Mutex::new(None);
 
 /// Starts the signal thread. Failing to install it leaves the default actions (the process is
 /// killed, recovery cleans up on the next start), which is worth a warning but not an error.
 pub fn install() {
+    let raised = RAISED.get_or_init(|| Arc::new(std::sync::atomic::AtomicUsize::new(0)));
+    for sig in [SIGINT, SIGTERM, SIGHUP] {
+        if let Err(e) = signal_hook::flag::register_usize(sig, raised.clone(), sig as usize) {
+            tracing::warn!(error = %e, "signal flag not installed");
+        }
+    }
     let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
@@ -79,6 +89,13 @@ pub fn exit_code() -> u8 {
         0 => 130,
         sig => (128 + sig) as u8,
     }
+}
+
+/// The exit code of a command that a signal interrupted (128 + the signal), if one arrived:
+/// for commands without a job, which the signal thread may not have ended yet when they finish.
+pub fn interrupted() -> Option<u8> {
+    let sig = RAISED.get()?.load(Ordering::SeqCst);
+    (sig != 0).then(|| (128 + sig) as u8)
 }
 
 fn name(sig: i32) -> &'static str {

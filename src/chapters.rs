@@ -8,7 +8,9 @@
 //! One chapter per line: a start time, whitespace, the title. Times are `HH:MM:SS.mmm`,
 //! `H:MM:SS`, `MM:SS(.mmm)` or plain seconds (`754.5`). Empty lines and lines starting with `#`
 //! are ignored. Starts must increase; the first chapter is moved to 0 if it starts later (a
-//! warning says so), so the whole book is covered.
+//! warning says so), so the whole book is covered. Titles longer than
+//! [`MAX_TITLE_BYTES`](crate::model::MAX_TITLE_BYTES) are cut on a character boundary (one
+//! warning for all of them).
 //! ```text
 //! # my book
 //! 00:00:00.000 Opening Credits
@@ -16,7 +18,7 @@
 //! 1:02:03 Chapter 2
 //! ```
 use crate::error::{Error, Result};
-use crate::model::Chapter;
+use crate::model::{Chapter, MAX_TITLE_BYTES};
 use std::path::Path;
 
 /// The Nero `chpl` atom stores its chapter count in one byte: beyond this FFmpeg truncates it.
@@ -72,10 +74,13 @@ pub fn parse_chapters_text(text: &str) -> std::result::Result<Vec<TimedChapter>,
             None => (line, ""),
         };
         let secs = parse_time(time).ok_or_else(|| {
+            // Quote only the start of what was found: a line may be megabytes long.
+            let shown = crate::sanitize::truncate_utf8(time, 40);
+            let more = if shown.len() < time.len() { "…" } else { "" };
             (
                 line_no,
                 format!(
-                    "cannot read the time {time:?}; write it as HH:MM:SS.mmm followed by the title"
+                    "cannot read the time {shown:?}{more}; write it as HH:MM:SS.mmm followed by the title"
                 ),
             )
         })?;
@@ -143,15 +148,32 @@ pub fn timed_to_samples(
     path: &Path,
 ) -> Result<(Vec<Chapter>, Vec<String>)> {
     let mut warnings = Vec::new();
+    let mut cut_lines: Vec<usize> = Vec::new();
     let mut out = Vec::with_capacity(chapters.len());
     for (i, c) in chapters.iter().enumerate() {
         let mut start = (c.start_secs * rate as f64).round() as u64;
         if i == 0 && start > 0 {
-            warnings.push(format!(
-                "{}: the first chapter starts at {}; it now starts at 0 so the whole book is covered",
-                path.display(),
-                format_samples(start, rate)
-            ));
+            let warning = if start >= total_samples {
+                // Later lines past the end are errors; a first one is moved to 0 like any
+                // late first chapter, but it says the file does not fit this book at all.
+                format!(
+                    "{}: the first chapter (line {}) starts at {}, after the end of the book ({}); \
+                     is the chapters file for another book or edition? It now starts at 0",
+                    path.display(),
+                    c.line,
+                    format_samples(start, rate),
+                    format_samples(total_samples, rate)
+                )
+            } else {
+                format!(
+                    "{}: the first chapter starts at {}; it now starts at 0 so the whole book is covered",
+                    path.display(),
+                    format_samples(start, rate)
+                )
+            };
+            // Also to the log (and so to stderr): the report's findings only reach `--json`.
+            tracing::warn!("{warning}");
+            warnings.push(warning);
             start = 0;
         }
         if out
@@ -181,10 +203,21 @@ pub fn timed_to_samples(
                 ),
             });
         }
+        let title = crate::sanitize::truncate_utf8(&c.title, MAX_TITLE_BYTES).trim_end();
+        if title.len() < c.title.len() {
+            cut_lines.push(c.line);
+        }
         out.push(Chapter {
-            title: c.title.clone(),
+            title: title.to_string(),
             start_samples: start,
         });
+    }
+    if let Some(first) = cut_lines.first() {
+        warnings.push(format!(
+            "{}: {} chapter title(s) (the first on line {first}) are longer than {MAX_TITLE_BYTES} bytes and were cut to that length",
+            path.display(),
+            cut_lines.len()
+        ));
     }
     Ok((out, warnings))
 }
@@ -233,6 +266,29 @@ mod tests {
         assert_eq!(ch[1].start_samples, 2000);
         assert_eq!(w.len(), 1);
         assert!(timed_to_samples(&c, 1000, 1500, Path::new("c.txt")).is_err());
+        // A lone first chapter past the end is moved to 0 with a warning that says so.
+        let c = parse_chapters_text("10:00:00 Epilog\n").unwrap();
+        let (ch, w) = timed_to_samples(&c, 1000, 5000, Path::new("c.txt")).unwrap();
+        assert_eq!(ch[0].start_samples, 0);
+        assert!(w[0].contains("after the end of the book"), "{w:?}");
+    }
+
+    #[test]
+    fn long_titles_are_cut_with_one_warning() {
+        // 'é' is 2 bytes: the cut at MAX_TITLE_BYTES must not split one.
+        let long = format!("a{}", "é".repeat(40_000));
+        let text = format!("00:00:00 {long}\n00:00:01 short\n00:00:02 {long}\n");
+        let c = parse_chapters_text(&text).unwrap();
+        let (ch, w) = timed_to_samples(&c, 1000, 5000, Path::new("c.txt")).unwrap();
+        assert_eq!(ch[0].title.len(), MAX_TITLE_BYTES - 1);
+        assert!(long.starts_with(&ch[0].title));
+        assert_eq!(ch[1].title, "short");
+        assert_eq!(ch[2].title, ch[0].title);
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].contains("2 chapter title(s)") && w[0].contains("line 1"),
+            "{w:?}"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@ use crate::model::{Book, BookMetadata, Chapter, Finding, FindingKind, Picture};
 use crate::options::{validate_target, ChapterMode, ConvertOptions, EncoderSettings};
 use crate::pipeline::{self, PipelineJob, TrackJob};
 use crate::progress::{CancelToken, ProgressSink, Stage};
+use crate::publish::{self, PartFile};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -101,14 +102,19 @@ impl Converter {
             .unwrap_or_else(|| PathBuf::from("."));
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(&dir, "cannot create the output folder", e))?;
-        let part = part_path(&final_path);
-        let mut report = self.convert_to_part(book, &part, progress, cancel)?;
-        // convert_to_part hands over a finished, verified file; if publishing fails, it is ours
-        // to remove.
-        let guard = PartGuard::new(part.clone());
-        publish(&part, &final_path, opts.overwrite)?;
-        guard.disarm();
-        sync_dir(&dir);
+        // What a killed earlier run for this output left behind goes first.
+        for p in publish::clean_stale_pid_parts(&final_path) {
+            tracing::info!(path = %p.display(), "removed an unfinished output of an earlier run");
+        }
+        let part = PartFile::for_process(&final_path);
+        let mut report = self.convert_to_part(book, part.path(), progress, cancel)?;
+        // convert_to_part hands over a finished, verified file; if publishing fails, the part
+        // file removes it and its siblings.
+        part.publish_to(&final_path, None, opts.overwrite)
+            .map_err(|e| match e.kind() {
+                std::io::ErrorKind::AlreadyExists => Error::OutputExists(final_path.clone()),
+                _ => Error::io(&final_path, "cannot move the finished file into place", e),
+            })?;
         progress.stage(Stage::Done);
         report.size_bytes = std::fs::metadata(&final_path)
             .map(|m| m.len())
@@ -146,7 +152,8 @@ impl Converter {
             ChapterMode::File(p) => Some((chapters::parse_chapters_file(p)?, p.clone())),
             _ => None,
         };
-        let guard = PartGuard::new(part.to_path_buf());
+        // Removes the part and its sibling temporaries unless everything below succeeds.
+        let guard = PartFile::at(part);
 
         progress.stage(Stage::Convert);
         let target = book.target;
@@ -262,7 +269,7 @@ impl Converter {
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
-        guard.disarm();
+        guard.keep();
         let size_bytes = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         let duration_secs = outcome.total_samples as f64 / target.sample_rate as f64;
         Ok(ConvertReport {
@@ -400,42 +407,6 @@ fn chapter_builder(
     )
 }
 
-/// `.<name>.<pid>.part` in the same folder as `final_path` (same filesystem, so the final
-/// rename is atomic; hidden and pid-tagged so concurrent runs never share one).
-pub fn part_path(final_path: &Path) -> PathBuf {
-    let name = final_path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output.m4b".into());
-    final_path.with_file_name(format!(".{}.{}.part", name, std::process::id()))
-}
-
-/// Removes the `.part` file unless the conversion succeeded.
-struct PartGuard {
-    path: PathBuf,
-    armed: std::cell::Cell<bool>,
-}
-
-impl PartGuard {
-    fn new(path: PathBuf) -> Self {
-        PartGuard {
-            path,
-            armed: std::cell::Cell::new(true),
-        }
-    }
-    fn disarm(&self) {
-        self.armed.set(false);
-    }
-}
-
-impl Drop for PartGuard {
-    fn drop(&mut self) {
-        if self.armed.get() {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
 fn sync_file(path: &Path) -> Result<()> {
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -443,25 +414,4 @@ fn sync_file(path: &Path) -> Result<()> {
         .map_err(|e| Error::io(path, "cannot reopen the written file", e))?;
     f.sync_all()
         .map_err(|e| Error::io(path, "cannot flush the written file to disk", e))
-}
-
-fn sync_dir(dir: &Path) {
-    // Best effort: makes the rename durable; some filesystems refuse to fsync directories.
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-/// Moves the finished `.part` to `final_path`: replacing it only with `overwrite`, else
-/// through the workflow's no-replace rename (atomic `RENAME_NOREPLACE` where supported).
-fn publish(part: &Path, final_path: &Path, overwrite: bool) -> Result<()> {
-    let moved = if overwrite {
-        std::fs::rename(part, final_path)
-    } else {
-        crate::workflow::staging::rename_noreplace(part, final_path)
-    };
-    moved.map_err(|e| match e.kind() {
-        std::io::ErrorKind::AlreadyExists => Error::OutputExists(final_path.to_path_buf()),
-        _ => Error::io(final_path, "cannot move the finished file into place", e),
-    })
 }

@@ -14,6 +14,7 @@
 //! as [`Finding`]s, emits `tracing` events and calls a [`ProgressSink`].
 pub mod av;
 pub mod chapters;
+mod contained;
 pub mod convert;
 pub mod error;
 pub mod fixtures;
@@ -26,6 +27,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod probe;
 pub mod progress;
+pub mod publish;
 pub mod quality;
 pub mod sanitize;
 pub mod scan;
@@ -39,6 +41,7 @@ pub mod workflow;
 #[path = "fuzzing.rs"]
 pub mod __fuzz;
 
+pub use contained::panic_is_contained;
 pub use convert::{ConvertReport, Converter};
 pub use error::{Error, Result};
 pub use model::*;

@@ -4,6 +4,21 @@ use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// Longest chapter title, and longest short tag (title, author, narrator, album, genre, year,
+/// series, series part), in UTF-8 bytes. The plan cuts longer ones on a character boundary and
+/// says so in one [`FindingKind::TextShortened`] warning.
+///
+/// Why 1 KiB: a QuickTime chapter is a text sample whose length field has 16 bits (FFmpeg
+/// writes a title of 65,536 bytes as an empty one), the Nero `chpl` list keeps only 255 bytes
+/// of each title anyway, and players show a line or two. 1 KiB still holds 256 characters of
+/// any script.
+pub const MAX_TITLE_BYTES: usize = 1024;
+
+/// Longest description and comment in UTF-8 bytes (`desc`/`ldes`, `©cmt`), cut like
+/// [`MAX_TITLE_BYTES`]. Apple takes long descriptions of up to 4,000 characters; 16 KiB holds
+/// that in any script and keeps a tag of megabytes out of the `moov` box players read first.
+pub const MAX_LONG_TEXT_BYTES: usize = 16 << 10;
+
 /// How bad a [`Finding`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,6 +50,8 @@ pub enum FindingKind {
     DuplicateTitles,
     ChplTruncated,
     Cover,
+    /// A title or tag longer than [`MAX_TITLE_BYTES`] / [`MAX_LONG_TEXT_BYTES`] was shortened.
+    TextShortened,
     Other,
 }
 
@@ -222,7 +239,8 @@ pub struct BookMetadata {
     pub series_part: Option<String>,
 }
 
-/// A chapter of the written book. `start_samples` is in the output sample rate.
+/// A chapter of the written book. `start_samples` is in the output sample rate; the title has
+/// at most [`MAX_TITLE_BYTES`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chapter {
     pub title: String,

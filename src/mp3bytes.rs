@@ -197,6 +197,11 @@ pub struct VbrTag {
     pub frame: FrameHeader,
     /// Audio frames after the header frame, when the header has the field.
     pub frames: Option<u32>,
+    /// The stream's length in bytes (the header frame included), when the header has the field.
+    pub bytes: Option<u32>,
+    /// Where the header frame starts in the file (after the ID3v2 tags); 0 from
+    /// [`parse_vbr_tag`], which sees only the frame.
+    pub audio_start: u64,
     /// The LAME extension, when one is present behind a trusted encoder string.
     pub lame: Option<LameTrim>,
 }
@@ -219,18 +224,25 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 pub(crate) fn parse_vbr_tag(frame: &[u8]) -> Option<VbrTag> {
     let header = FrameHeader::parse(frame)?;
     let frame = &frame[..frame.len().min(header.len)];
-    let tag = |kind, frames, lame| {
+    let tag = |kind, frames, bytes, lame| {
         Some(VbrTag {
             kind,
             frame: header,
             frames,
+            bytes,
+            audio_start: 0,
             lame,
         })
     };
     // VBRI: magic (4), version (2), delay (2), quality (2), bytes (4), frames (4).
     const VBRI_AT: usize = 4 + 32;
     if frame.get(VBRI_AT..VBRI_AT + 4) == Some(b"VBRI") {
-        return tag(VbrKind::Vbri, be32(frame, VBRI_AT + 14), None);
+        return tag(
+            VbrKind::Vbri,
+            be32(frame, VBRI_AT + 14),
+            be32(frame, VBRI_AT + 10),
+            None,
+        );
     }
     let mut at = header.xing_offset();
     let kind = match frame.get(at..at + 4) {
@@ -239,7 +251,7 @@ pub(crate) fn parse_vbr_tag(frame: &[u8]) -> Option<VbrTag> {
         _ => return None,
     };
     let Some(flags) = be32(frame, at + 4) else {
-        return tag(kind, None, None);
+        return tag(kind, None, None, None);
     };
     at += 8;
     let mut frames = None;
@@ -247,8 +259,10 @@ pub(crate) fn parse_vbr_tag(frame: &[u8]) -> Option<VbrTag> {
         frames = be32(frame, at);
         at += 4;
     }
+    let mut bytes = None;
     if flags & 2 != 0 {
-        at += 4; // byte count
+        bytes = be32(frame, at);
+        at += 4;
     }
     if flags & 4 != 0 {
         at += 100; // TOC
@@ -266,15 +280,18 @@ pub(crate) fn parse_vbr_tag(frame: &[u8]) -> Option<VbrTag> {
             padding: v & 0xFFF,
         }
     });
-    tag(kind, frames, lame)
+    tag(kind, frames, bytes, lame)
 }
 
 /// Reads the VBR header of the first frame after the ID3v2 tags of `r` (see [`parse_vbr_tag`]).
 pub(crate) fn read_vbr_tag<R: Read + Seek>(r: &mut R) -> io::Result<Option<VbrTag>> {
-    skip_id3v2_tags(r)?;
+    let start = skip_id3v2_tags(r)?;
     let mut frame = Vec::with_capacity(MAX_FRAME_LEN);
     r.take(MAX_FRAME_LEN as u64).read_to_end(&mut frame)?;
-    Ok(parse_vbr_tag(&frame))
+    Ok(parse_vbr_tag(&frame).map(|t| VbrTag {
+        audio_start: start,
+        ..t
+    }))
 }
 
 // ---------------------------------------------------------------------------------------------

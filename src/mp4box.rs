@@ -814,8 +814,12 @@ pub(crate) struct ChunkRun {
 
 impl SampleTable {
     /// Total duration in media timescale units (sum of `stts`).
+    /// Saturating: a hostile `stts` can hold entries whose products add up past `u64` (found by
+    /// fuzzing); such a table is rejected later for not matching the sample count.
     pub(crate) fn total_duration(&self) -> u64 {
-        self.stts.iter().map(|&(n, d)| n as u64 * d as u64).sum()
+        self.stts
+            .iter()
+            .fold(0u64, |t, &(n, d)| t.saturating_add(n as u64 * d as u64))
     }
     pub(crate) fn stts_sample_count(&self) -> u64 {
         self.stts.iter().map(|&(n, _)| n as u64).sum()
@@ -979,6 +983,17 @@ mod tests {
         v.extend_from_slice(kind);
         v.extend_from_slice(body);
         v
+    }
+
+    /// Found by the `mp4box` fuzz target: three `stts` runs of 2^32-1 samples of 2^32-1 ticks
+    /// overflowed the sum (a panic with overflow checks, a wrong small total without).
+    #[test]
+    fn a_hostile_stts_total_saturates() {
+        let table = SampleTable {
+            stts: vec![(u32::MAX, u32::MAX); 3],
+            ..SampleTable::default()
+        };
+        assert_eq!(table.total_duration(), u64::MAX);
     }
 
     #[test]

@@ -34,7 +34,7 @@ use crate::error::{Error, Result};
 use crate::mp4box::{self, fourcc_str, BoxRef, FourCC, ItemKey, Malformed, Parse, TopBox};
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The largest `moov` this patcher reads into memory (see `verify`'s limit for the reasoning).
 const MAX_MOOV_BYTES: u64 = 256 << 20;
@@ -156,7 +156,8 @@ pub(crate) fn write_items(path: &Path, items: &[NewItem]) -> Result<()> {
     let new_moov = patch_moov(&moov_buf, &moov_top, items).map_err(mal)?;
 
     // Write next to the original, then rename over it: the book is never half-written.
-    let tmp = temp_path(path);
+    // A sibling temporary of the part file, so whoever owns the part also removes this.
+    let tmp = crate::publish::sibling_temp(path, crate::publish::TAGS_SIBLING);
     let result = (|| -> std::io::Result<()> {
         let out = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         let mut w = BufWriter::with_capacity(1 << 20, out);
@@ -179,15 +180,6 @@ pub(crate) fn write_items(path: &Path, items: &[NewItem]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
         Error::io(path, "replace the M4B with its tagged copy", e)
     })
-}
-
-/// `.<name>.aiom4b-tags.tmp` in the same folder (same file system, so the rename is atomic).
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "book.m4b".into());
-    path.with_file_name(format!(".{name}.aiom4b-tags.tmp"))
 }
 
 fn copy_exact(r: &mut impl Read, w: &mut impl Write, n: u64) -> std::io::Result<()> {

@@ -24,6 +24,11 @@ pub struct ScanOptions {
     /// How deep to descend below each folder (1 = only the folder itself). Default 3.
     pub max_depth: usize,
     pub order: Order,
+    /// Folders never scanned wherever they appear inside an input folder (canonical paths):
+    /// aiom4b's own data folder, so that a `DATA_DIR` inside a book folder never feeds its
+    /// backups, database or logs back into a book.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<PathBuf>,
 }
 
 impl Default for ScanOptions {
@@ -31,6 +36,7 @@ impl Default for ScanOptions {
         ScanOptions {
             max_depth: 3,
             order: Order::Natural,
+            exclude: Vec::new(),
         }
     }
 }
@@ -77,6 +83,11 @@ pub struct PlanOptions {
     /// Data directory (`DATA_DIR`, default `./data`).
     pub data_dir: Option<PathBuf>,
     pub target: TargetSpec,
+    /// Accept files that are shorter than their header says (truncated) with a warning, as
+    /// [`ConvertOptions::allow_damaged`] accepts damaged frames; otherwise such a file is an
+    /// error finding and the plan fails, before anything is converted.
+    #[serde(default)]
+    pub allow_damaged: bool,
 }
 
 /// Requested output format; `None` fields follow a preset or the inputs.

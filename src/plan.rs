@@ -112,6 +112,11 @@ pub fn inspect(
             Err(e) => {
                 let path = &files[i].path;
                 let (kind, msg) = match (&e, scan::sniff_mp3(path)) {
+                    // A file that cannot be opened (no read permission) is not "not an MP3":
+                    // the sniffer cannot open it either, so this comes first.
+                    (Error::Io { source, .. }, _) => {
+                        (FindingKind::Unreadable, format!("cannot be read: {source}"))
+                    }
                     (_, Err(reason)) if files[i].size_bytes == 0 => {
                         (FindingKind::EmptyFile, reason)
                     }
@@ -120,9 +125,6 @@ pub fn inspect(
                         FindingKind::NotMp3,
                         format!("not a decodable MP3: {reason}"),
                     ),
-                    (Error::Io { source, .. }, _) => {
-                        (FindingKind::Unreadable, format!("cannot be read: {source}"))
-                    }
                     (other, _) => (FindingKind::NotMp3, other.to_string()),
                 };
                 let remedy = match kind {
@@ -163,6 +165,8 @@ pub fn inspect(
         infos = reordered;
     }
 
+    findings.extend(truncation_findings(&mut infos, opts.allow_damaged));
+
     let blocked = findings.iter().any(|f| f.severity == Severity::Error);
     let mut ins = Inspection {
         folders: s.folders.clone(),
@@ -189,6 +193,64 @@ pub fn inspect(
     sort_findings(&mut ins.findings);
     ins.book = Some(book);
     Ok(ins)
+}
+
+/// Finds the files that were cut short: they hold less audio than their LAME/Xing header
+/// announces, judged as `convert` judges them when it decodes them (same slack), so `probe`
+/// reports them too.
+///
+/// A file counts as truncated when it is both shorter in bytes than the header's byte count
+/// and shorter in samples than its exact sample count (by the packet index: demuxing without
+/// decoding, a fraction of a second per hour of audio, in parallel). Only the first needs no
+/// more than a look at the header, so a complete file costs nothing more to plan. A file that
+/// has all its bytes but fewer frames is damaged inside, which only decoding can tell and
+/// name: that is left to the conversion, as are files without the header's counts (nothing
+/// tells a truncated one from a short one) and an index that fails.
+///
+/// A truncated file's [`TrackInfo`] then carries the length it really has, so the plan's
+/// duration is right and a conversion that accepts it (`allow_damaged`) does not report it a
+/// second time.
+fn truncation_findings(infos: &mut [Option<TrackInfo>], allow_damaged: bool) -> Vec<Finding> {
+    use rayon::prelude::*;
+    let mut found: Vec<(usize, Finding)> = infos
+        .par_iter_mut()
+        .enumerate()
+        .filter_map(|(i, info)| {
+            let info = info.as_mut()?;
+            let promised = info.exact_samples?;
+            let tag = probe::read_vbr_tag(&info.path)?;
+            let stream_bytes = tag.stream_bytes?;
+            if info.size_bytes.saturating_sub(tag.audio_start) >= stream_bytes {
+                return None;
+            }
+            let there = crate::av::packets::index_mp3(&info.path).ok()?.total();
+            if there + crate::pipeline::TRUNCATION_SLACK_SAMPLES >= promised {
+                return None;
+            }
+            let rate = info.sample_rate.max(1) as f64;
+            let message = format!(
+                "the file is truncated: {:.2} s of audio missing, {there} of the {promised} samples its header announces are there",
+                (promised - there) as f64 / rate
+            );
+            info.exact_samples = Some(there);
+            info.duration = std::time::Duration::from_secs_f64(there as f64 / rate);
+            let f = if allow_damaged {
+                Finding::warning(
+                    FindingKind::Damaged,
+                    Some(info.path.clone()),
+                    format!("{message}; the {:.2} s that are there are kept, and chapter times follow them", there as f64 / rate),
+                )
+                .with_remedy("replace the file with a good copy")
+            } else {
+                Finding::error(FindingKind::Damaged, &info.path, message).with_remedy(
+                    "replace the file with a good copy, or pass --allow-damaged to keep the audio that is there",
+                )
+            };
+            Some((i, f))
+        })
+        .collect();
+    found.sort_by_key(|(i, _)| *i);
+    found.into_iter().map(|(_, f)| f).collect()
 }
 
 fn sort_findings(f: &mut [Finding]) {
@@ -232,7 +294,7 @@ fn build_book(
         ));
     }
 
-    let titles = chapter_titles(files, &infos, opts.chapter_titles);
+    let (titles, cut_titles) = capped_chapter_titles(files, &infos, opts.chapter_titles);
     let tracks: Vec<PlannedTrack> = infos
         .into_iter()
         .zip(files)
@@ -246,7 +308,11 @@ fn build_book(
         })
         .collect();
 
-    let metadata = book_metadata(folders, &tracks, &opts.overrides);
+    let mut metadata = book_metadata(folders, &tracks, &opts.overrides);
+    let cut_tags = cap_metadata(&mut metadata);
+    if let Some(f) = shortened_finding(&tracks, &cut_titles, &cut_tags) {
+        findings.push(f);
+    }
     let cover = find_cover(folders, &tracks, opts.cover.as_deref(), findings)?;
     let output_path = match &opts.output {
         Some(p) => p.clone(),
@@ -277,12 +343,24 @@ fn build_book(
 
 /// Chapter titles: ID3 titles when every file has one and they are not all the same (or the
 /// user asked for tags), else cleaned file names. Empty titles become "Chapter N"; repeated
-/// titles get " (2)", " (3)" … so every chapter can be told apart in a player.
+/// titles get " (2)", " (3)" … so every chapter can be told apart in a player. Titles longer
+/// than [`MAX_TITLE_BYTES`] are cut on a character boundary.
 pub fn chapter_titles(
     files: &[ScannedFile],
     infos: &[TrackInfo],
     mode: ChapterTitles,
 ) -> Vec<String> {
+    capped_chapter_titles(files, infos, mode).0
+}
+
+/// [`chapter_titles`], plus (track index, length in bytes before the cut) of every title that
+/// was cut to [`MAX_TITLE_BYTES`].
+fn capped_chapter_titles(
+    files: &[ScannedFile],
+    infos: &[TrackInfo],
+    mode: ChapterTitles,
+) -> (Vec<String>, Vec<(usize, usize)>) {
+    let mut cut: Vec<(usize, usize)> = Vec::new();
     let tag_titles: Vec<Option<String>> = infos
         .iter()
         .map(|i| {
@@ -331,6 +409,13 @@ pub fn chapter_titles(
                 .to_string();
             if t.is_empty() {
                 format!("Chapter {}", i + 1)
+            } else if t.len() > MAX_TITLE_BYTES {
+                // Cut before telling repeats apart, so two long titles that differ only past
+                // the cut are numbered like any other repeat.
+                cut.push((i, t.len()));
+                sanitize::truncate_utf8(&t, MAX_TITLE_BYTES)
+                    .trim_end()
+                    .to_string()
             } else {
                 t
             }
@@ -341,10 +426,88 @@ pub fn chapter_titles(
         let n = seen.entry(t.clone()).or_insert(0);
         *n += 1;
         if *n > 1 {
-            *t = format!("{t} ({n})");
+            let suffix = format!(" ({n})");
+            let base = sanitize::truncate_utf8(t, MAX_TITLE_BYTES - suffix.len());
+            *t = format!("{base}{suffix}");
         }
     }
-    out
+    (out, cut)
+}
+
+/// Cuts the book's tags to [`MAX_TITLE_BYTES`] (description and comment: to
+/// [`MAX_LONG_TEXT_BYTES`]) on a character boundary. Returns (tag name, length before the cut)
+/// of each tag that was cut.
+fn cap_metadata(m: &mut BookMetadata) -> Vec<(&'static str, usize)> {
+    let mut cut = Vec::new();
+    let fields: [(&'static str, &mut Option<String>, usize); 10] = [
+        ("title", &mut m.title, MAX_TITLE_BYTES),
+        ("author", &mut m.author, MAX_TITLE_BYTES),
+        ("narrator", &mut m.narrator, MAX_TITLE_BYTES),
+        ("album", &mut m.album, MAX_TITLE_BYTES),
+        ("genre", &mut m.genre, MAX_TITLE_BYTES),
+        ("year", &mut m.year, MAX_TITLE_BYTES),
+        ("series", &mut m.series, MAX_TITLE_BYTES),
+        ("series part", &mut m.series_part, MAX_TITLE_BYTES),
+        ("description", &mut m.description, MAX_LONG_TEXT_BYTES),
+        ("comment", &mut m.comment, MAX_LONG_TEXT_BYTES),
+    ];
+    for (name, value, max) in fields {
+        if let Some(v) = value.as_mut().filter(|v| v.len() > max) {
+            cut.push((name, v.len()));
+            *v = sanitize::truncate_utf8(v, max).trim_end().to_string();
+        }
+    }
+    cut
+}
+
+/// One warning for every title and tag that was cut (however many), naming them. `None` when
+/// nothing was cut.
+fn shortened_finding(
+    tracks: &[PlannedTrack],
+    titles: &[(usize, usize)],
+    tags: &[(&'static str, usize)],
+) -> Option<Finding> {
+    /// Names listed in the message; the rest are counted.
+    const LISTED: usize = 5;
+    let mut what: Vec<String> = titles
+        .iter()
+        .map(|&(i, len)| {
+            format!(
+                "the chapter title of {} ({len} bytes)",
+                tracks[i].rel_path.display()
+            )
+        })
+        .collect();
+    what.extend(
+        tags.iter()
+            .map(|(name, len)| format!("the {name} ({len} bytes)")),
+    );
+    if what.is_empty() {
+        return None;
+    }
+    let n = what.len();
+    let mut listed = what[..n.min(LISTED)].join(", ");
+    if n > LISTED {
+        listed.push_str(&format!(" and {} more", n - LISTED));
+    }
+    // One file concerned: name it, so the finding points at what to fix.
+    let path = match (titles, tags) {
+        ([(i, _)], []) => Some(tracks[*i].info.path.clone()),
+        _ => None,
+    };
+    Some(
+        Finding::warning(
+            FindingKind::TextShortened,
+            path,
+            format!(
+                "{listed} {} longer than aiom4b writes and {} cut to {MAX_TITLE_BYTES} bytes \
+                 ({MAX_LONG_TEXT_BYTES} for descriptions and comments)",
+                if n == 1 { "is" } else { "are" },
+                if n == 1 { "was" } else { "were" },
+            ),
+        )
+        .with_remedy("nothing to do unless the cut matters; then shorten the tag or file name"),
+    )
 }
 
 /// Book metadata from the tags (the most common value across files), the folder name as the
@@ -409,6 +572,31 @@ pub fn book_metadata(
     }
 }
 
+/// Reads a cover image file: only a regular file (a FIFO would block, `/dev/zero` never end),
+/// and never more than [`crate::convert::MAX_COVER_BYTES`].
+fn read_cover_file(p: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let what = "cannot read the cover image";
+    let f = scan::open_regular(p, what)?;
+    let size = f.metadata().map_err(|e| Error::io(p, what, e))?.len();
+    let max = crate::convert::MAX_COVER_BYTES;
+    let mut data = Vec::new();
+    f.take(max as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| Error::io(p, what, e))?;
+    if data.len() > max {
+        return Err(Error::Cover {
+            path: p.to_path_buf(),
+            reason: format!(
+                "{} bytes is more than the {} MiB limit; use a smaller JPEG (e.g. 1400×1400)",
+                size.max(data.len() as u64),
+                max >> 20
+            ),
+        });
+    }
+    Ok(data)
+}
+
 /// `--cover`, else the embedded front cover of the first file that has one, else
 /// `cover.*`/`folder.*` (jpg/jpeg/png) in the first folder.
 fn find_cover(
@@ -418,7 +606,7 @@ fn find_cover(
     findings: &mut Vec<Finding>,
 ) -> Result<Option<Cover>> {
     if let Some(p) = explicit {
-        let data = std::fs::read(p).map_err(|e| Error::io(p, "cannot read the cover image", e))?;
+        let data = read_cover_file(p)?;
         let pic = probe::picture_from_bytes(data).ok_or_else(|| Error::Cover {
             path: p.to_path_buf(),
             reason: "not a JPEG or PNG image; convert it to JPEG or PNG".into(),
@@ -485,8 +673,17 @@ fn find_cover(
             )
         });
         for p in candidates {
-            let Ok(data) = std::fs::read(&p) else {
-                continue;
+            let data = match read_cover_file(&p) {
+                Ok(d) => d,
+                Err(e @ Error::Cover { .. }) => {
+                    findings.push(Finding::warning(
+                        FindingKind::Cover,
+                        Some(p.clone()),
+                        format!("cover image skipped: {e}"),
+                    ));
+                    continue;
+                }
+                Err(_) => continue,
             };
             match probe::picture_from_bytes(data) {
                 Some(pic) if crate::convert::check_cover(&pic, &p).is_ok() => {
@@ -504,4 +701,124 @@ fn find_cover(
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str) -> ScannedFile {
+        ScannedFile {
+            path: PathBuf::from("/book").join(name),
+            rel_path: PathBuf::from(name),
+            size_bytes: 1000,
+            folder_index: 0,
+        }
+    }
+
+    fn info(name: &str, title: Option<&str>) -> TrackInfo {
+        TrackInfo {
+            path: PathBuf::from("/book").join(name),
+            size_bytes: 1000,
+            sample_rate: 44_100,
+            channels: 2,
+            bitrate_bps: 128_000,
+            vbr: false,
+            exact_samples: None,
+            duration: std::time::Duration::from_secs(1),
+            tags: Tags {
+                title: title.map(str::to_string),
+                ..Tags::default()
+            },
+            cover: None,
+            picture_count: 0,
+        }
+    }
+
+    #[test]
+    fn titles_from_file_names_keep_brackets_and_dots() {
+        let names = [
+            "01 - Intro (Part 1).mp3",
+            "Intro (Part 2).mp3",
+            "03. The End.mp3",
+            "04 - To be continued....mp3",
+        ];
+        let files: Vec<ScannedFile> = names.iter().map(|n| file(n)).collect();
+        let infos: Vec<TrackInfo> = names.iter().map(|n| info(n, None)).collect();
+        assert_eq!(
+            chapter_titles(&files, &infos, ChapterTitles::Auto),
+            [
+                "Intro (Part 1)",
+                "Intro (Part 2)",
+                "The End",
+                "To be continued..."
+            ]
+        );
+    }
+
+    #[test]
+    fn long_chapter_titles_are_cut_before_repeats_are_numbered() {
+        // 'é' is 2 bytes: an odd cap would split one without the boundary check.
+        let long = format!("a{}", "é".repeat(40_000));
+        let same_start = format!("{long}, but different at the end");
+        let names = ["1.mp3", "2.mp3", "3.mp3"];
+        let files: Vec<ScannedFile> = names.iter().map(|n| file(n)).collect();
+        let infos = vec![
+            info(names[0], Some(&long)),
+            info(names[1], Some("short")),
+            info(names[2], Some(&same_start)),
+        ];
+        let (titles, cut) = capped_chapter_titles(&files, &infos, ChapterTitles::Auto);
+        assert_eq!(cut, [(0, long.len()), (2, same_start.len())]);
+        assert_eq!(titles[0].len(), MAX_TITLE_BYTES - 1);
+        assert!(long.starts_with(&titles[0]));
+        assert_eq!(titles[1], "short");
+        assert!(titles[2].ends_with(" (2)") && titles[2].len() <= MAX_TITLE_BYTES);
+        assert_ne!(titles[0], titles[2]);
+    }
+
+    #[test]
+    fn long_tags_are_cut_and_named_in_one_warning() {
+        let mut m = BookMetadata {
+            title: Some("t".repeat(MAX_TITLE_BYTES + 1)),
+            author: Some("Someone".into()),
+            description: Some("d".repeat(MAX_LONG_TEXT_BYTES + 5)),
+            comment: Some("c".repeat(MAX_TITLE_BYTES + 1)),
+            ..BookMetadata::default()
+        };
+        let cut = cap_metadata(&mut m);
+        assert_eq!(
+            cut,
+            [
+                ("title", MAX_TITLE_BYTES + 1),
+                ("description", MAX_LONG_TEXT_BYTES + 5)
+            ]
+        );
+        assert_eq!(m.title.as_ref().unwrap().len(), MAX_TITLE_BYTES);
+        assert_eq!(m.author.as_deref(), Some("Someone"));
+        assert_eq!(m.description.as_ref().unwrap().len(), MAX_LONG_TEXT_BYTES);
+        // A comment may be as long as a description.
+        assert_eq!(m.comment.as_ref().unwrap().len(), MAX_TITLE_BYTES + 1);
+
+        let tracks: Vec<PlannedTrack> = ["1.mp3", "2.mp3"]
+            .iter()
+            .map(|n| PlannedTrack {
+                info: info(n, None),
+                rel_path: PathBuf::from(n),
+                chapter_title: String::new(),
+                needs_resample: false,
+                needs_remix: false,
+            })
+            .collect();
+        assert!(shortened_finding(&tracks, &[], &[]).is_none());
+        let f = shortened_finding(&tracks, &[(1, 70_000)], &cut).unwrap();
+        assert_eq!(f.severity, Severity::Warning);
+        assert_eq!(f.kind, FindingKind::TextShortened);
+        assert!(f.path.is_none(), "several texts: no single file");
+        for part in ["2.mp3 (70000 bytes)", "title (1025 bytes)", "description"] {
+            assert!(f.message.contains(part), "{part:?} missing: {}", f.message);
+        }
+        let one = shortened_finding(&tracks, &[(1, 70_000)], &[]).unwrap();
+        assert_eq!(one.path.as_deref(), Some(Path::new("/book/2.mp3")));
+    }
 }

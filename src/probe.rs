@@ -15,7 +15,10 @@ const PROBE_DECODE_PACKETS: usize = 8;
 
 /// Probes one file.
 pub fn probe_file(path: &Path) -> Result<TrackInfo> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, "cannot read", e))?;
+    // A FIFO reports 0 bytes and would be called empty; refuse it (or a device) for what it is.
+    let meta = crate::scan::open_regular(path, "cannot read")?
+        .metadata()
+        .map_err(|e| Error::io(path, "cannot read", e))?;
     if meta.len() == 0 {
         return Err(Error::NotMp3 {
             path: path.to_path_buf(),
@@ -57,7 +60,7 @@ fn header_facts(path: &Path) -> (Option<u64>, Option<bool>) {
     let Ok(file) = std::fs::File::open(path) else {
         return (None, None);
     };
-    let vbr = sniff_vbr_header(path);
+    let vbr = read_vbr_tag(path).map(|t| t.vbr);
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let opts = FormatOptions {
         enable_gapless: true,
@@ -65,7 +68,7 @@ fn header_facts(path: &Path) -> (Option<u64>, Option<bool>) {
     };
     // Symphonia's reader fails cleanly on damaged input; a panic here would only cost the
     // exact duration, so it is contained.
-    let exact = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let exact = crate::contained::contain(|| {
         let reader = symphonia::default::formats::MpaReader::try_new(mss, &opts).ok()?;
         let params = &reader.tracks().first()?.codec_params;
         // Exact only when the LAME tag gave delay/padding and the Xing tag gave a frame count;
@@ -74,18 +77,33 @@ fn header_facts(path: &Path) -> (Option<u64>, Option<bool>) {
             (Some(_), Some(n)) => Some(n),
             _ => None,
         }
-    }))
+    })
     .ok()
     .flatten();
     (exact, vbr)
 }
 
-/// Whether the VBR header of the first frame says VBR (`Xing`, `VBRI`) or CBR (`Info`).
-fn sniff_vbr_header(path: &Path) -> Option<bool> {
+/// What the Xing/Info/VBRI tag in the first MPEG frame of a file says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct VbrTag {
+    /// A Xing or VBRI tag (VBR) rather than Info (CBR).
+    pub vbr: bool,
+    /// Where the MPEG stream starts: after the ID3v2 tags, if there are any.
+    pub audio_start: u64,
+    /// The stream's length in bytes as the tag gives it (its own frame included), if it does.
+    pub stream_bytes: Option<u64>,
+}
+
+/// Reads the Xing (VBR), Info (CBR) or VBRI (VBR) tag of the first MPEG frame (through the one
+/// MP3 byte parser, `mp3bytes`).
+pub(crate) fn read_vbr_tag(path: &Path) -> Option<VbrTag> {
     let mut f = std::fs::File::open(path).ok()?;
-    crate::mp3bytes::read_vbr_tag(&mut f)
-        .ok()?
-        .map(|t| t.is_vbr())
+    let t = crate::mp3bytes::read_vbr_tag(&mut f).ok()??;
+    Some(VbrTag {
+        vbr: t.is_vbr(),
+        audio_start: t.audio_start,
+        stream_bytes: t.bytes.map(u64::from),
+    })
 }
 
 /// Picture helper for callers that read cover files: decodes nothing, only sniffs the type and

@@ -121,6 +121,19 @@ fn is_windows_reserved(base: &str) -> bool {
         && matches!(rest[0], '0'..='9' | '¹' | '²' | '³')
 }
 
+/// The longest prefix of `s` that is at most `max_bytes` UTF-8 bytes long and ends on a
+/// character boundary (a cut never splits a character).
+pub fn truncate_utf8(s: &str, max_bytes: usize) -> &str {
+    if s.len() <= max_bytes {
+        return s;
+    }
+    let mut cut = max_bytes;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    &s[..cut]
+}
+
 /// Turns an MP3 file stem into a chapter title: `03 - The Storm` → `The Storm`.
 ///
 /// Strips a leading track number when a separator follows it (`-`, `–`, `—`, `.`, `_`, `)`,
@@ -129,8 +142,9 @@ fn is_windows_reserved(base: &str) -> bool {
 /// digits, or zero-padded — so `2001 - A Space Odyssey` keeps its year; a number followed by
 /// just a space (`03 The Storm`) is kept too, as it may be part of the title (`1984 Part 1`).
 /// Names not starting with a number are left alone (`Chapter 01`). When stripping leaves
-/// nothing (`01.`, `07 - `), the number is the title (`01`). An empty or blank stem comes back
-/// unchanged.
+/// nothing (`01.`, `07 - `), the number is the title (`01`). Nothing else is trimmed: a closing
+/// bracket or final dot belongs to the title (`Intro (Part 1)`, `The End.`). An empty or blank
+/// stem comes back unchanged.
 pub fn clean_title_from_stem(stem: &str) -> String {
     let nfc: String = stem.nfc().collect();
     let tidy = |s: &str| -> String {
@@ -140,18 +154,18 @@ pub fn clean_title_from_stem(stem: &str) -> String {
             .collect();
         collapse_whitespace(&spaced)
     };
-    let whole = tidy(&nfc);
-    if let Some(rest) = strip_track_number(nfc.trim_start()) {
+    let trimmed = nfc.trim_start();
+    if let Some(rest) = strip_track_number(trimmed) {
         let title = tidy(rest);
         if !title.is_empty() {
             return title;
         }
-        // Nothing but a number and separators (`01.`, `07 - `): keep the number rather than
-        // return nothing. Only here: other names keep their last character (`Intro (Part 1)`).
-        return whole
-            .trim_end_matches(['-', '–', '—', '.', ')', ':', ' '])
-            .to_string();
+        // Nothing but a number and its separator: keep the number rather than return nothing.
+        // Only here are trailing separators dropped; in a title, a closing `)` or a final `.`
+        // (`Intro (Part 1)`, `The End.`) is part of the name.
+        return trimmed.chars().take_while(char::is_ascii_digit).collect();
     }
+    let whole = tidy(&nfc);
     if whole.is_empty() {
         stem.to_string()
     } else {
@@ -341,6 +355,18 @@ mod tests {
     }
 
     #[test]
+    fn truncate_utf8_cuts_on_a_char_boundary() {
+        assert_eq!(truncate_utf8("abc", 3), "abc");
+        assert_eq!(truncate_utf8("abc", 2), "ab");
+        assert_eq!(truncate_utf8("", 0), "");
+        // 'é' is 2 bytes, '€' 3, '𝄞' 4.
+        assert_eq!(truncate_utf8("aé", 2), "a");
+        assert_eq!(truncate_utf8("€€", 5), "€");
+        assert_eq!(truncate_utf8("𝄞𝄞", 7), "𝄞");
+        assert_eq!(truncate_utf8("𝄞", 3), "");
+    }
+
+    #[test]
     fn title_strips_a_leading_track_number() {
         assert_eq!(clean_title_from_stem("03 - The Storm"), "The Storm");
         assert_eq!(clean_title_from_stem("03-The Storm"), "The Storm");
@@ -390,6 +416,25 @@ mod tests {
         assert_eq!(clean_title_from_stem("07"), "07");
         assert_eq!(clean_title_from_stem("01_"), "01");
         assert_eq!(clean_title_from_stem(""), "");
+    }
+
+    #[test]
+    fn title_keeps_trailing_brackets_and_dots() {
+        for (stem, want) in [
+            ("Intro (Part 1)", "Intro (Part 1)"),
+            ("01 - Intro (Part 1)", "Intro (Part 1)"),
+            ("01. Intro (Part 1)", "Intro (Part 1)"),
+            ("The End.", "The End."),
+            ("03 - The End.", "The End."),
+            ("To be continued...", "To be continued..."),
+            ("12 - To be continued...", "To be continued..."),
+            ("Q&A:", "Q&A:"),
+            ("(Untitled)", "(Untitled)"),
+            ("07_Epilogue_(Bonus)", "Epilogue (Bonus)"),
+            ("1984 (Chapter 3).", "1984 (Chapter 3)."),
+        ] {
+            assert_eq!(clean_title_from_stem(stem), want, "{stem:?}");
+        }
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //!
 //! The scan only looks at names and file metadata; it never opens a file (so a FIFO named
 //! `x.mp3` cannot block it) and never judges content — [`sniff_mp3`] is the cheap content check
-//! that validation (`probe.rs`) calls. Every problem is reported at once as a
-//! [`Finding`] in [`Scan::findings`]; the scan never stops at the first one, never panics and
-//! never prints.
+//! that validation (`probe.rs`) calls; [`open_regular`] is how the other stages open a file
+//! they were given by name, refusing FIFOs and devices at once. Every problem is reported at
+//! once as a [`Finding`] in [`Scan::findings`]; the scan never stops at the first one, never
+//! panics and never prints.
 //!
 //! # Discovery
 //!
@@ -89,6 +90,7 @@ pub fn scan(folders: &[PathBuf], opts: &ScanOptions) -> Scan {
             root: folder,
             root_canon: root_canon.clone(),
             max_depth,
+            exclude: &opts.exclude,
             visited: HashSet::from([root_canon.clone()]),
             found: Vec::new(),
             findings: Vec::new(),
@@ -303,6 +305,8 @@ struct Walker<'a> {
     root: &'a Path,
     root_canon: PathBuf,
     max_depth: usize,
+    /// Canonical folders never entered ([`ScanOptions::exclude`]).
+    exclude: &'a [PathBuf],
     /// Canonical directories already entered: the loop guard.
     visited: HashSet<PathBuf>,
     found: Vec<Candidate>,
@@ -431,6 +435,15 @@ impl Walker<'_> {
             (lmeta, dir_canon.join(name))
         };
 
+        if self.exclude.iter().any(|x| canonical.starts_with(x)) {
+            self.findings.push(Finding::new(
+                Severity::Info,
+                FindingKind::SkippedEntry,
+                Some(path),
+                "is inside aiom4b's data folder (DATA_DIR: backups, database, logs); not scanned",
+            ));
+            return;
+        }
         if meta.is_dir() {
             if self.visited.contains(&canonical) {
                 // A link back to an ancestor, or a second link to a folder already scanned.
@@ -507,6 +520,44 @@ fn special_kind(ft: &fs::FileType) -> &'static str {
 #[cfg(not(unix))]
 fn special_kind(_ft: &fs::FileType) -> &'static str {
     "special file"
+}
+
+/// Opens `path` for reading, refusing at once anything but a regular file (after following
+/// symbolic links): opening a FIFO without a writer blocks forever, and a device such as
+/// `/dev/zero` never ends. The type is checked before opening and again on the opened
+/// descriptor, which is opened with `O_NONBLOCK` so that even a FIFO swapped in between cannot
+/// block (on a regular file the flag changes nothing). `what` names the operation for the error.
+pub fn open_regular(path: &Path, what: &'static str) -> crate::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let refuse = |ft: &fs::FileType| {
+        let kind = if ft.is_dir() {
+            "folder"
+        } else {
+            special_kind(ft)
+        };
+        crate::Error::io(
+            path,
+            what,
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("it is a {kind}, not a regular file"),
+            ),
+        )
+    };
+    let meta = fs::metadata(path).map_err(|e| crate::Error::io(path, what, e))?;
+    if !meta.is_file() {
+        return Err(refuse(&meta.file_type()));
+    }
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .map_err(|e| crate::Error::io(path, what, e))?;
+    let meta = f.metadata().map_err(|e| crate::Error::io(path, what, e))?;
+    if !meta.is_file() {
+        return Err(refuse(&meta.file_type()));
+    }
+    Ok(f)
 }
 
 /// True when `name` has the extension `mp3` in any case (`a.MP3`, `b.Mp3`). Works on any
@@ -791,7 +842,14 @@ mod tests {
     }
 
     fn scan_with(dir: &Path, max_depth: usize, order: Order) -> Scan {
-        scan(&[dir.to_path_buf()], &ScanOptions { max_depth, order })
+        scan(
+            &[dir.to_path_buf()],
+            &ScanOptions {
+                max_depth,
+                order,
+                ..ScanOptions::default()
+            },
+        )
     }
 
     /// The relative paths in scan order, as strings.
@@ -1288,15 +1346,40 @@ mod tests {
         assert!(remedy.contains("too deep"), "{remedy}");
     }
 
-    /// Permission checks mean nothing to root; those tests then only check there is no panic.
-    fn permissions_apply(dir: &Path) -> bool {
-        fs::read_dir(dir).is_err()
+    /// Runs `f` on a thread of its own to which file permissions apply, also when the tests run
+    /// as root: there the thread's file-system uid becomes nobody's (setfsuid is per thread on
+    /// Linux, and leaving uid 0 drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH with it). As any
+    /// other user it just runs `f`. So a permission test checks the same on every machine.
+    fn without_root_override<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        const NOBODY: libc::uid_t = 65_534;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                if rustix::process::geteuid().is_root() {
+                    // SAFETY: setfsuid changes only the calling thread's file-system uid, and
+                    // this thread ends with `f`. It returns the previous uid, never an error:
+                    // asking again with an invalid uid (-1) reads the current one.
+                    let now = unsafe {
+                        libc::setfsuid(NOBODY);
+                        libc::setfsuid(libc::uid_t::MAX)
+                    };
+                    assert_eq!(
+                        now, NOBODY as libc::c_int,
+                        "cannot give up root's file access on a test thread (no CAP_SETUID?)"
+                    );
+                }
+                f()
+            })
+            .join()
+            .unwrap()
+        })
     }
 
     #[test]
     fn unreadable_folders_are_reported() {
         use std::os::unix::fs::PermissionsExt;
         let t = TempDir::new().unwrap();
+        // Readable by others, so that the unprivileged scan below can enter it.
+        fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
         let root = t.path().join("book");
         touch(&root, "01.mp3", 1);
         touch(&root, "CD2/01.mp3", 1);
@@ -1306,15 +1389,11 @@ mod tests {
         touch(&other, "01.mp3", 1);
         fs::set_permissions(&other, fs::Permissions::from_mode(0o000)).unwrap();
 
-        let s = scan(&[root.clone(), other.clone()], &ScanOptions::default());
-        let enforced = permissions_apply(&other);
+        let s =
+            without_root_override(|| scan(&[root.clone(), other.clone()], &ScanOptions::default()));
         // Restore before asserting so TempDir can clean up whatever happens.
         fs::set_permissions(&locked_sub, fs::Permissions::from_mode(0o755)).unwrap();
         fs::set_permissions(&other, fs::Permissions::from_mode(0o755)).unwrap();
-        if !enforced {
-            eprintln!("running with permission override (root): skipping the assertions");
-            return;
-        }
         assert_eq!(rels(&s), ["01.mp3"]);
         let got: Vec<_> = findings_of(&s, FindingKind::Unreadable)
             .iter()

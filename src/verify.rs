@@ -38,7 +38,6 @@ use crate::options::AacProfile;
 use serde::Serialize;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 /// How far (in output samples) a length or a chapter start may be from what was expected.
@@ -255,8 +254,14 @@ impl Expectations {
 
 /// Reads `path` and summarizes it. Fails only when the file cannot be read or its box
 /// structure is broken; everything else (wrong codec, decode errors …) is data for [`check`].
+///
+/// Only a regular file is read (a FIFO or a device is refused at once, see
+/// [`crate::scan::open_regular`]), and the box structure, the timescales and every track's
+/// sample table are checked before any other reader (Symphonia, mp4ameta) sees the file:
+/// those readers divide by the timescales and index with the tables, and panic or log
+/// line after line when they lie.
 pub fn summarize(path: &Path) -> Result<M4bSummary> {
-    let mut f = File::open(path).map_err(|e| Error::io(path, "open the M4B to verify it", e))?;
+    let mut f = crate::scan::open_regular(path, "open the M4B to verify it")?;
     let file_size = f
         .metadata()
         .map_err(|e| Error::io(path, "read the size of the M4B", e))?
@@ -338,6 +343,7 @@ pub fn summarize(path: &Path) -> Result<M4bSummary> {
         .map_err(mal)?;
     let moov = mp4box::as_box_ref(&moov_buf, moov_top);
     let movie = parse_movie(&moov).map_err(mal)?;
+    check_sample_tables(&movie, file_size).map_err(mal)?;
     s.uses_co64 = movie.tracks.iter().any(|t| t.table.uses_co64);
     s.tracks = movie
         .tracks
@@ -358,7 +364,7 @@ pub fn summarize(path: &Path) -> Result<M4bSummary> {
     s.audio_tracks = audio.len();
 
     if let Some(a) = audio.first() {
-        summarize_audio(&mut s, path, file_size, &movie, a).map_err(mal)?;
+        summarize_audio(&mut s, &f, file_size, &movie, a).map_err(mal)?;
         s.chapter_track = read_chapter_track(
             s.sample_rate,
             &mut f,
@@ -400,8 +406,8 @@ pub fn summarize(path: &Path) -> Result<M4bSummary> {
             });
         }
     }
-    cross_check_symphonia(&mut s, path, &movie);
-    cross_check_mp4ameta(&mut s, path);
+    cross_check_symphonia(&mut s, &f, &movie);
+    cross_check_mp4ameta(&mut s, &f);
     Ok(s)
 }
 
@@ -680,6 +686,8 @@ struct Track<'a> {
     edits: Vec<Edit>,
     chapter_refs: Vec<u32>,
     table: SampleTable,
+    /// Where the track's `stbl` box starts, for errors about its tables.
+    stbl_offset: u64,
     entry: Option<BoxRef<'a>>,
 }
 
@@ -688,6 +696,12 @@ fn parse_movie<'a>(moov: &BoxRef<'a>) -> mp4box::Parse<Movie<'a>> {
         .child(b"mvhd")?
         .ok_or_else(|| Malformed::new(moov.offset, "'moov' has no 'mvhd'"))?;
     let (timescale, _) = mp4box::parse_timescale_duration(&mvhd)?;
+    if timescale == 0 {
+        return Err(Malformed::new(
+            mvhd.offset,
+            "the movie timescale (mvhd) is 0, so no time in the file can be read",
+        ));
+    }
     let mut tracks = Vec::new();
     for trak in moov.children() {
         let trak = trak?;
@@ -703,6 +717,12 @@ fn parse_movie<'a>(moov: &BoxRef<'a>) -> mp4box::Parse<Movie<'a>> {
             .descend(&[b"minf", b"stbl"])?
             .ok_or_else(|| missing("mdia/minf/stbl"))?;
         let (media_ts, media_dur) = mp4box::parse_timescale_duration(&mdhd)?;
+        if media_ts == 0 {
+            return Err(Malformed::new(
+                mdhd.offset,
+                "a track's timescale (mdhd) is 0, so none of its times can be read",
+            ));
+        }
         let edits = match trak.descend(&[b"edts", b"elst"])? {
             Some(e) => mp4box::parse_elst(&e)?,
             None => Vec::new(),
@@ -716,6 +736,7 @@ fn parse_movie<'a>(moov: &BoxRef<'a>) -> mp4box::Parse<Movie<'a>> {
         }
         let (table, entry) = mp4box::parse_stbl(&stbl)?;
         tracks.push(Track {
+            stbl_offset: stbl.offset,
             id: mp4box::parse_tkhd_id(&tkhd)?,
             handler: mp4box::parse_hdlr(&hdlr)?,
             timescale: media_ts,
@@ -727,6 +748,32 @@ fn parse_movie<'a>(moov: &BoxRef<'a>) -> mp4box::Parse<Movie<'a>> {
         });
     }
     Ok(Movie { timescale, tracks })
+}
+
+/// Checks that every track's sample tables agree with each other and stay inside the file:
+/// `stts` describes as many samples as `stsz` lists, and `stsc`/`stco` map exactly those
+/// samples to chunks within the file.
+fn check_sample_tables(movie: &Movie<'_>, file_size: u64) -> mp4box::Parse<()> {
+    for t in &movie.tracks {
+        let listed = t.table.sizes.len() as u64;
+        let described = t.table.stts_sample_count();
+        let handler = fourcc_str(&t.handler);
+        if described != listed {
+            return Err(Malformed::new(
+                t.stbl_offset,
+                format!(
+                    "the {handler} track's stts describes {described} samples but its stsz lists {listed}"
+                ),
+            ));
+        }
+        if let Err(e) = t.table.chunks(file_size) {
+            return Err(Malformed::new(
+                t.stbl_offset,
+                format!("the {handler} track's sample table: {e}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `v * num / den` rounded to nearest, without overflow; 0 when `den` is 0.
@@ -779,7 +826,7 @@ fn edit_mapping(edits: &[Edit]) -> (u64, u64, Option<u64>, usize) {
 
 fn summarize_audio(
     s: &mut M4bSummary,
-    path: &Path,
+    file: &File,
     file_size: u64,
     movie: &Movie<'_>,
     a: &Track<'_>,
@@ -937,7 +984,7 @@ fn summarize_audio(
         Ok(chunks) => {
             if s.codec == "aac" {
                 let d = decode_all(
-                    path,
+                    file,
                     &a.table,
                     &chunks,
                     asc_bytes.as_deref(),
@@ -1031,7 +1078,7 @@ impl DecodeStats {
 /// independently apart from the overlap with the previous frame, which changes the first
 /// frame's *values* in each range but not its sample count, and counts are what is checked.
 fn decode_all(
-    path: &Path,
+    file: &File,
     table: &SampleTable,
     chunks: &[mp4box::ChunkRun],
     asc: Option<&[u8]>,
@@ -1071,7 +1118,7 @@ fn decode_all(
                 std::thread::Builder::new()
                     .name(format!("verify-decode-{i}"))
                     .spawn_scoped(scope, move || {
-                        decode_run(path, table, chunks, range, params)
+                        decode_run(file, table, chunks, range, params)
                     })
             })
             .collect();
@@ -1089,8 +1136,9 @@ fn decode_all(
 }
 
 /// Decodes the samples in `range` (sample indices), reading each chunk's share in one read.
+/// Reads go through positioned reads on the one open file, so threads share no file offset.
 fn decode_run(
-    path: &Path,
+    file: &File,
     table: &SampleTable,
     chunks: &[mp4box::ChunkRun],
     range: std::ops::Range<usize>,
@@ -1100,14 +1148,8 @@ fn decode_run(
     use symphonia::core::formats::Packet;
     use symphonia::default::codecs::AacDecoder;
 
+    use std::os::unix::fs::FileExt;
     let mut st = DecodeStats::default();
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            st.error(range.start, format!("cannot reopen the file: {e}"));
-            return st;
-        }
-    };
     let new_decoder = || AacDecoder::try_new(params, &DecoderOptions::default());
     let mut dec = match new_decoder() {
         Ok(d) => d,
@@ -1135,9 +1177,7 @@ fn decode_run(
         let whole = bytes <= MAX_CHUNK_READ_BYTES;
         if whole {
             buf.resize(bytes as usize, 0);
-            let r = f
-                .seek(SeekFrom::Start(offset))
-                .and_then(|_| f.read_exact(&mut buf));
+            let r = file.read_exact_at(&mut buf, offset);
             if let Err(e) = r {
                 st.error(lo, format!("read error: {e}"));
                 st.errors += (hi - lo).saturating_sub(1) as u64;
@@ -1158,9 +1198,7 @@ fn decode_run(
                 d
             } else {
                 buf.resize(size as usize, 0);
-                let r = f
-                    .seek(SeekFrom::Start(offset))
-                    .and_then(|_| f.read_exact(&mut buf));
+                let r = file.read_exact_at(&mut buf, offset);
                 offset += size as u64;
                 if let Err(e) = r {
                     st.error(i, format!("read error: {e}"));
@@ -1171,7 +1209,7 @@ fn decode_run(
             let pkt = Packet::new_from_slice(0, 0, 0, data);
             // Symphonia is not fuzz-hardened everywhere: a panic on hostile data is turned
             // into a decode error (and a fresh decoder) instead of taking the caller down.
-            let r = catch_unwind(AssertUnwindSafe(|| dec.decode(&pkt).map(|b| b.frames())));
+            let r = crate::contained::contain(|| dec.decode(&pkt).map(|b| b.frames()));
             match r {
                 Ok(Ok(frames)) => {
                     st.packets += 1;
@@ -1440,8 +1478,16 @@ fn read_tags(items: &[mp4box::Item<'_>], s: &mut M4bSummary) {
 // ---------------------------------------------------------------------------------------------
 // Cross-checks with other readers
 
+/// A second handle on the already opened (and checked) file, at its start. It shares the
+/// offset with `file`, so it is only used once the caller is done with its own reads.
+fn rewound(file: &File) -> Option<File> {
+    let mut f = file.try_clone().ok()?;
+    f.seek(SeekFrom::Start(0)).ok()?;
+    Some(f)
+}
+
 /// Symphonia's MP4 demuxer parses `moov` on its own: its view of the audio track must match.
-fn cross_check_symphonia(s: &mut M4bSummary, path: &Path, movie: &Movie<'_>) {
+fn cross_check_symphonia(s: &mut M4bSummary, file: &File, movie: &Movie<'_>) {
     use symphonia::core::codecs::CODEC_TYPE_AAC;
     use symphonia::core::formats::{FormatOptions, FormatReader};
     use symphonia::core::io::MediaSourceStream;
@@ -1449,8 +1495,12 @@ fn cross_check_symphonia(s: &mut M4bSummary, path: &Path, movie: &Movie<'_>) {
     if s.audio_tracks == 0 {
         return;
     }
-    let Ok(file) = File::open(path) else { return };
-    let r = catch_unwind(AssertUnwindSafe(|| {
+    let Some(file) = rewound(file) else {
+        s.inconsistencies
+            .push("cannot read the file again for Symphonia's MP4 reader".into());
+        return;
+    };
+    let r = crate::contained::contain(|| {
         let mss = MediaSourceStream::new(Box::new(file), Default::default());
         let reader = IsoMp4Reader::try_new(mss, &FormatOptions::default())?;
         Ok::<_, symphonia::core::errors::Error>(
@@ -1466,7 +1516,7 @@ fn cross_check_symphonia(s: &mut M4bSummary, path: &Path, movie: &Movie<'_>) {
                     )
                 }),
         )
-    }));
+    });
     let audio = movie.tracks.iter().find(|t| t.handler == *b"soun");
     match r {
         Err(_) => s
@@ -1510,7 +1560,7 @@ fn cross_check_symphonia(s: &mut M4bSummary, path: &Path, movie: &Movie<'_>) {
 /// `mp4ameta` reads tags, the cover and the chapter track its own way: they must agree.
 /// (Its `chpl` reader is not used: it rejects the mid-character cut FFmpeg makes in titles
 /// longer than 255 bytes.)
-fn cross_check_mp4ameta(s: &mut M4bSummary, path: &Path) {
+fn cross_check_mp4ameta(s: &mut M4bSummary, file: &File) {
     let cfg = mp4ameta::ReadConfig {
         read_meta_items: true,
         read_image_data: true,
@@ -1519,9 +1569,15 @@ fn cross_check_mp4ameta(s: &mut M4bSummary, path: &Path) {
         read_audio_info: false,
         ..mp4ameta::ReadConfig::DEFAULT
     };
-    let r = catch_unwind(AssertUnwindSafe(|| {
-        mp4ameta::Tag::read_with_path(path, &cfg)
-    }));
+    let Some(mut file) = rewound(file) else {
+        s.inconsistencies
+            .push("cannot read the file again for mp4ameta".into());
+        return;
+    };
+    let r = crate::contained::contain(|| {
+        // Buffered: mp4ameta reads box headers a few bytes at a time.
+        mp4ameta::Tag::read_with(&mut std::io::BufReader::new(&mut file), &cfg)
+    });
     let tag = match r {
         Err(_) => {
             s.inconsistencies
@@ -1529,8 +1585,11 @@ fn cross_check_mp4ameta(s: &mut M4bSummary, path: &Path) {
             return;
         }
         Ok(Err(e)) => {
+            // Its message carries the I/O error's Debug form on a second line: keep one line.
+            let e = e.to_string();
+            let first = e.lines().next().unwrap_or_default().trim_end_matches(':');
             s.inconsistencies
-                .push(format!("mp4ameta cannot read this file: {e}"));
+                .push(format!("mp4ameta cannot read this file: {first}"));
             return;
         }
         Ok(Ok(t)) => t,

@@ -6,7 +6,6 @@
 //! a PNG or a playlist renamed `.mp3` is rejected instead of being demuxed as something else.
 use crate::error::{Error, Result};
 use ffmpeg_next as ff;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// An opened MP3 file: the demuxer context and the index of its audio stream.
@@ -19,7 +18,8 @@ pub struct Mp3Input {
 /// Opens `path` as MP3 (and only as MP3).
 pub fn open_mp3(path: &Path) -> Result<Mp3Input> {
     super::init();
-    let file = File::open(path).map_err(|e| Error::io(path, "cannot open", e))?;
+    // Regular files only: a FIFO swapped in after the scan must not block the demuxer.
+    let file = crate::scan::open_regular(path, "cannot open")?;
     let io = ff::format::context::StreamIo::from_read_seek(file)
         .map_err(|e| Error::av(Some(path), "set up reading", e))?;
     let mut opts = ff::Dictionary::new();

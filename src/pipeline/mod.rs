@@ -331,6 +331,10 @@ fn run_in_order(
         match (enc_result, mux_result) {
             (Ok(mut outcome), Ok(packets)) => {
                 outcome.packets = packets;
+                // Every packet is written: the end of the encode stage for every path (the
+                // segmented one reports segments as it hands them out, so a book shorter than
+                // one segment reported nothing before).
+                progress.encoded(outcome.total_samples, outcome.total_samples);
                 Ok(outcome)
             }
             (Err(e), _) | (_, Err(e)) => Err(e),
@@ -533,6 +537,12 @@ pub(crate) fn track_done(
     Ok(())
 }
 
+/// How many samples a file may fall short of its header's exact length before it counts as
+/// truncated: one MP3 frame, because the header's count and the decoder's trimming may differ
+/// by a partial frame on unusual encoders, never by more. The plan's truncation check
+/// (`plan::inspect`) uses the same slack, so `probe` and `convert` judge a file alike.
+pub(crate) const TRUNCATION_SLACK_SAMPLES: u64 = 1152;
+
 /// Turns a finished track's decode statistics into a finding, or an error when damage is not
 /// accepted. Also detects truncation against the header's exact length.
 pub(crate) fn judge_track(
@@ -544,10 +554,7 @@ pub(crate) fn judge_track(
     let mut damage = stats.damaged_frames;
     let mut reason = stats.first_error.clone().unwrap_or_default();
     if let Some(expected) = t.exact_source_samples {
-        // One MP3 frame of slack: the header's count and the decoder's trimming may differ by
-        // a partial frame on unusual encoders, never by more.
-        const MP3_FRAME: u64 = 1152;
-        if stats.source_samples + MP3_FRAME < expected {
+        if stats.source_samples + TRUNCATION_SLACK_SAMPLES < expected {
             let missing_secs =
                 (expected - stats.source_samples) as f64 / t.source_rate.max(1) as f64;
             let shortfall = format!(

@@ -59,18 +59,23 @@ struct Manifest {
     entries: Vec<Entry>,
 }
 
-/// A published backup.
+/// A published backup, or a folder that looks like one but whose manifest cannot be read.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackupInfo {
     /// The folder name under `data/backup/`.
     pub name: String,
     pub path: PathBuf,
-    /// The folder that was backed up.
-    pub source: PathBuf,
+    /// The folder that was backed up; `None` when the manifest cannot tell (damaged).
+    pub source: Option<PathBuf>,
+    /// From the manifest; for a damaged backup from its name, else the folder's change time.
     pub created: DateTime<FixedOffset>,
     pub job: Option<Uuid>,
+    /// Files the manifest lists; for a damaged backup, the files that are there.
     pub files: usize,
     pub total_bytes: u64,
+    /// Why the backup cannot be trusted (its manifest is missing, empty or malformed), or
+    /// `None`. Only the manifest is checked here; [`BackupStore::verify`] reads the content.
+    pub damaged: Option<String>,
 }
 
 /// The result of checking a backup against its manifest.
@@ -106,6 +111,8 @@ pub struct RestoreReport {
 pub struct BackupStore {
     dir: PathBuf,
     hooks: Hooks,
+    /// Canonical folders left out of every backup (aiom4b's data folder inside a source).
+    exclude: Vec<PathBuf>,
 }
 
 impl BackupStore {
@@ -114,7 +121,15 @@ impl BackupStore {
         BackupStore {
             dir: dir.into(),
             hooks: Hooks::default(),
+            exclude: Vec::new(),
         }
+    }
+
+    /// Leaves these canonical folders out of every backup wherever they appear in a source
+    /// (aiom4b's data folder: a backup must not copy the live database, its own backups or logs).
+    pub fn excluding(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.exclude = dirs;
+        self
     }
 
     /// With fault-injection hooks (tests).
@@ -151,7 +166,7 @@ impl BackupStore {
             return Err(Error::SourceMissing(source));
         }
         fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, "create folder", e))?;
-        let plan = walk(&source)?;
+        let plan = walk_excluding(&source, &self.exclude)?;
         let total: u64 = plan.iter().map(entry_size).sum();
         // Per entry a block for its inode/directory slot and a manifest line; 1 MiB slack.
         let needed = total + plan.len() as u64 * 4096 + (1 << 20);
@@ -208,7 +223,10 @@ impl BackupStore {
         Ok(info)
     }
 
-    /// Published backups, oldest first.
+    /// Published backups, oldest first, damaged ones included (with [`BackupInfo::damaged`]
+    /// set): a folder counts as a backup when it has a manifest file or an aiom4b backup name
+    /// (`…_YYYYMMDD_HHMMSS`). Leaving out one whose manifest does not parse would make a broken
+    /// backup look like no backup at all. Other folders are not aiom4b's and are not listed.
     pub fn list(&self) -> Result<Vec<BackupInfo>> {
         let mut out = Vec::new();
         let entries = match fs::read_dir(&self.dir) {
@@ -222,9 +240,11 @@ impl BackupStore {
             if name.as_bytes().starts_with(b".") || !entry.path().is_dir() {
                 continue;
             }
-            // A folder without a readable manifest is not ours (or damaged): `verify` reports it.
-            if let Ok(m) = read_manifest(&entry.path()) {
-                out.push(info_from(&entry.path(), &m));
+            let path = entry.path();
+            match read_manifest(&path) {
+                Ok(m) => out.push(info_from(&path, &m)),
+                Err(e) if is_backup_folder(&path) => out.push(damaged_info(&path, &e)),
+                Err(_) => {}
             }
         }
         out.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
@@ -237,7 +257,7 @@ impl BackupStore {
             return Err(Error::BackupNotFound(name.into()));
         }
         let exact = self.dir.join(name);
-        if exact.join(MANIFEST).exists() || exact.join(ALT_MANIFEST).exists() {
+        if exact.is_dir() && is_backup_folder(&exact) {
             return Ok(exact);
         }
         let matches: Vec<_> = self
@@ -252,10 +272,23 @@ impl BackupStore {
     }
 
     /// Re-reads every file of a backup and compares it with the manifest; also reports missing
-    /// and unexpected entries.
+    /// and unexpected entries. A manifest that cannot be read is a problem of the report, not
+    /// an error: the backup is damaged.
     pub fn verify(&self, name: &str) -> Result<VerifyReport> {
         let path = self.find(name)?;
-        let manifest = read_manifest(&path)?;
+        let manifest = match read_manifest(&path) {
+            Ok(m) => m,
+            Err(e) => {
+                let report = VerifyReport {
+                    name: dir_name(&path),
+                    path,
+                    files_checked: 0,
+                    problems: vec![manifest_problem(&e)],
+                };
+                crate::workflow::audit!(action = "backup.verify", backup = %report.name, problems = 1, "verified backup: its manifest is unreadable");
+                return Ok(report);
+            }
+        };
         let mut problems = Vec::new();
         let mut files_checked = 0;
         let mut expected = std::collections::HashSet::new();
@@ -440,9 +473,20 @@ impl BackupStore {
                 staging::rename_noreplace(&old, &aside)
                     .map_err(|e| Error::io(&aside, "move the replaced folder aside", e))?;
                 displaced = Some(aside);
-            } else {
-                fs::remove_dir_all(&old)
-                    .map_err(|e| Error::io(&old, "remove the replaced folder", e))?;
+            } else if let Err(e) = fs::remove_dir_all(&old) {
+                // The restored folder is in place: that is what counts. Whatever could not be
+                // removed of the folder that was in the way (the part a failed deletion could
+                // not delete either) is set aside under a visible name and reported.
+                let stamp = Local::now().format("%Y%m%d_%H%M%S");
+                let mut aside = target.as_os_str().to_os_string();
+                aside.push(format!(".remains-{stamp}"));
+                let aside = PathBuf::from(aside);
+                let kept = match staging::rename_noreplace(&old, &aside) {
+                    Ok(()) => aside,
+                    Err(_) => old,
+                };
+                tracing::warn!(path = %kept.display(), error = %e, "restored; the remains of the replaced folder could not be removed");
+                displaced = Some(kept);
             }
         } else {
             stage
@@ -523,7 +567,7 @@ fn info_from(path: &Path, m: &Manifest) -> BackupInfo {
     BackupInfo {
         name: dir_name(path),
         path: path.to_path_buf(),
-        source: m.source.clone(),
+        source: Some(m.source.clone()),
         created: m.created,
         job: m.job,
         files: m
@@ -532,6 +576,63 @@ fn info_from(path: &Path, m: &Manifest) -> BackupInfo {
             .filter(|e| matches!(e, Entry::File { .. }))
             .count(),
         total_bytes: m.entries.iter().map(entry_size).sum(),
+        damaged: None,
+    }
+}
+
+/// Whether `dir` was made by aiom4b: it has a manifest file (readable or not), or an aiom4b
+/// backup name. A backup whose manifest was deleted still has its name.
+fn is_backup_folder(dir: &Path) -> bool {
+    dir.join(MANIFEST).exists()
+        || dir.join(ALT_MANIFEST).exists()
+        || dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| time_in_name(n).is_some())
+}
+
+/// What is wrong with a backup whose manifest cannot be read, naming the manifest file.
+fn manifest_problem(e: &Error) -> String {
+    match e {
+        Error::Manifest { path, reason } => format!(
+            "{}: {reason}; the backup cannot be checked or restored",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The listing of a backup whose manifest cannot be read: what its name and the files on disk
+/// tell.
+fn damaged_info(path: &Path, e: &Error) -> BackupInfo {
+    let name = dir_name(path);
+    let created = time_in_name(&name)
+        .map(|t| t.fixed_offset())
+        .or_else(|| {
+            let modified = fs::metadata(path).and_then(|m| m.modified()).ok()?;
+            Some(DateTime::<Local>::from(modified).fixed_offset())
+        })
+        .unwrap_or_default();
+    let on_disk: Vec<Entry> = walk(path)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| {
+            let rel = entry_rel(e);
+            rel != Path::new(MANIFEST) && rel != Path::new(ALT_MANIFEST)
+        })
+        .collect();
+    BackupInfo {
+        name,
+        path: path.to_path_buf(),
+        source: None,
+        created,
+        job: None,
+        files: on_disk
+            .iter()
+            .filter(|e| matches!(e, Entry::File { .. }))
+            .count(),
+        total_bytes: on_disk.iter().map(entry_size).sum(),
+        damaged: Some(manifest_problem(e)),
     }
 }
 
@@ -556,6 +657,16 @@ pub fn time_in_name(name: &str) -> Option<DateTime<Local>> {
 /// Lists `root` recursively (sorted, parents before children). Files get the checksum of zero
 /// bytes as a placeholder until copied. Sockets, FIFOs and devices are skipped with a warning.
 fn walk(root: &Path) -> Result<Vec<Entry>> {
+    walk_excluding(root, &[])
+}
+
+/// [`walk`] without the folders in `exclude` (canonical paths) and what is below them.
+fn walk_excluding(root: &Path, exclude: &[PathBuf]) -> Result<Vec<Entry>> {
+    let root_canon = if exclude.is_empty() {
+        PathBuf::new()
+    } else {
+        fs::canonicalize(root).map_err(|e| Error::io(root, "resolve folder", e))?
+    };
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
     while let Some(rel) = stack.pop() {
@@ -571,7 +682,9 @@ fn walk(root: &Path) -> Result<Vec<Entry>> {
             let path = child.path();
             let meta = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, "read", e))?;
             let ft = meta.file_type();
-            if ft.is_dir() {
+            if ft.is_dir() && exclude.iter().any(|x| root_canon.join(&child_rel) == *x) {
+                tracing::info!(path = %path.display(), "not backed up: aiom4b's data folder");
+            } else if ft.is_dir() {
                 out.push(Entry::Dir(child_rel.clone()));
                 subdirs.push(child_rel);
             } else if ft.is_file() {
@@ -789,7 +902,15 @@ fn read_manifest(dir: &Path) -> Result<Manifest> {
         path: path.clone(),
         reason,
     };
-    let text = fs::read_to_string(&path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    let text = fs::read_to_string(&path).map_err(|e| {
+        bad(match e.kind() {
+            io::ErrorKind::NotFound => "missing".into(),
+            _ => format!("cannot read: {e}"),
+        })
+    })?;
+    if text.trim().is_empty() {
+        return Err(bad("empty".into()));
+    }
     let mut lines = text.lines().enumerate();
     if lines.next().map(|(_, l)| l) != Some(HEADER) {
         return Err(bad("missing the aiom4b header line".into()));

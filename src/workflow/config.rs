@@ -3,8 +3,10 @@
 //! Every setting has an environment variable name (`DATA_DIR`) and a key in
 //! `config/aiom4b.toml` (`data_dir`). Precedence: command line > environment > file > default.
 //! Every layer is parsed by the same function, so a bad value is rejected the same way wherever
-//! it comes from, and the error names the variable (or file key) and says what is accepted.
-//! Relative paths are relative to the current directory.
+//! it comes from, and the error names the setting as the user wrote it (`--max-file-size-mb`,
+//! `MAX_FILE_SIZE_MB` or `max_file_size_mb` in the file) and says what is accepted. The CLI
+//! therefore hands its flags for these settings to [`Overrides`] instead of checking them
+//! itself. Relative paths are relative to the current directory.
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -60,6 +62,12 @@ const SPECS: &[Spec] = &[
         key: "max_file_size_mb",
         default: "1000",
         help: "largest accepted input file",
+    },
+    Spec {
+        var: "MAX_TOTAL_SIZE_MB",
+        key: "max_total_size_mb",
+        default: "50000",
+        help: "largest accepted total of a book's input files",
     },
     Spec {
         var: "BACKUP_ENABLED",
@@ -143,9 +151,13 @@ impl std::fmt::Display for Origin {
 #[non_exhaustive]
 pub enum ConfigError {
     /// A value does not parse or is out of range.
-    #[error("invalid {var} = {value:?} (from {origin}): {reason}")]
+    #[error("invalid {name} = {value:?} (from {origin}{}): {reason}",
+            if name == var { String::new() } else { format!(", setting {var}") })]
     Invalid {
         var: &'static str,
+        /// The setting as the user wrote it: the command-line flag, the file key or the
+        /// environment variable.
+        name: String,
         value: String,
         origin: Origin,
         reason: String,
@@ -163,12 +175,15 @@ pub enum ConfigError {
 }
 
 /// Values given on the command line, as `(VARIABLE, text)` pairs, plus the config file to read.
-/// The CLI maps its flags here (`--data-dir` → `DATA_DIR`, `--no-backup` → `BACKUP_ENABLED=false`).
+/// The CLI maps its flags here (`--data-dir` → `DATA_DIR`, `--name-template` → `NAME_TEMPLATE`)
+/// so that they are checked exactly like the environment and the file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     /// An explicit config file (`--config`); it must exist.
     pub config_file: Option<PathBuf>,
     pub values: Vec<(&'static str, String)>,
+    /// The flag each value came from (`MAX_FILE_SIZE_MB` → `--max-file-size-mb`), for errors.
+    pub flags: Vec<(&'static str, &'static str)>,
 }
 
 impl Overrides {
@@ -176,6 +191,25 @@ impl Overrides {
     pub fn set(&mut self, var: &'static str, value: impl Into<String>) -> &mut Self {
         self.values.push((var, value.into()));
         self
+    }
+
+    /// [`Overrides::set`] for a value given as `flag` (named in the error if it is invalid).
+    pub fn set_flag(
+        &mut self,
+        var: &'static str,
+        flag: &'static str,
+        value: impl Into<String>,
+    ) -> &mut Self {
+        self.flags.push((var, flag));
+        self.set(var, value)
+    }
+
+    fn flag(&self, var: &str) -> Option<&'static str> {
+        self.flags
+            .iter()
+            .rev()
+            .find(|(v, _)| *v == var)
+            .map(|f| f.1)
     }
 }
 
@@ -188,6 +222,7 @@ pub struct Config {
     pub max_concurrent_jobs: usize,
     pub use_all_cpus: bool,
     pub max_file_size_mb: u64,
+    pub max_total_size_mb: u64,
     pub backup_enabled: bool,
     pub backup_retention_days: u32,
     pub data_dir: PathBuf,
@@ -280,6 +315,7 @@ impl Config {
             max_concurrent_jobs: 0,
             use_all_cpus: true,
             max_file_size_mb: 0,
+            max_total_size_mb: 0,
             backup_enabled: true,
             backup_retention_days: 0,
             data_dir: PathBuf::new(),
@@ -319,6 +355,11 @@ impl Config {
             cfg.apply(spec.var, raw.trim())
                 .map_err(|reason| ConfigError::Invalid {
                     var: spec.var,
+                    name: match &origin {
+                        Origin::Cli => overrides.flag(spec.var).unwrap_or(spec.var).to_string(),
+                        Origin::File(_) => spec.key.to_string(),
+                        Origin::Env | Origin::Default => spec.var.to_string(),
+                    },
                     value: raw.clone(),
                     origin: origin.clone(),
                     reason,
@@ -342,6 +383,7 @@ impl Config {
             "MAX_CONCURRENT_JOBS" => self.max_concurrent_jobs = parse_num(raw, 1, 256)? as usize,
             "USE_ALL_CPUS" => self.use_all_cpus = parse_bool(raw)?,
             "MAX_FILE_SIZE_MB" => self.max_file_size_mb = parse_num(raw, 1, 1 << 40)?,
+            "MAX_TOTAL_SIZE_MB" => self.max_total_size_mb = parse_num(raw, 1, 1 << 40)?,
             "BACKUP_ENABLED" => self.backup_enabled = parse_bool(raw)?,
             "BACKUP_RETENTION_DAYS" => {
                 self.backup_retention_days = parse_num(raw, 0, 36_500)? as u32
@@ -412,6 +454,16 @@ impl Config {
         self.data_dir.join("logs")
     }
 
+    /// The folders that must never be read as part of a book, nor written into by a conversion
+    /// other than through the workflow: `DATA_DIR` (backups, output, database, logs), as a
+    /// canonical path (absolute when it does not exist yet).
+    pub fn protected_dirs(&self) -> Vec<PathBuf> {
+        let dir = std::fs::canonicalize(&self.data_dir)
+            .or_else(|_| std::path::absolute(&self.data_dir))
+            .unwrap_or_else(|_| self.data_dir.clone());
+        vec![dir]
+    }
+
     /// Creates `data/{output,backup,logs}`.
     pub fn ensure_data_dirs(&self) -> std::io::Result<()> {
         for d in [self.output_dir(), self.backup_dir(), self.logs_dir()] {
@@ -420,11 +472,11 @@ impl Config {
         Ok(())
     }
 
-    /// The engine's size limits from `MAX_FILE_SIZE_MB`.
+    /// The engine's size limits from `MAX_FILE_SIZE_MB` and `MAX_TOTAL_SIZE_MB`.
     pub fn limits(&self) -> crate::Limits {
         crate::Limits {
             max_file_size_mb: self.max_file_size_mb,
-            ..crate::Limits::default()
+            max_total_size_mb: self.max_total_size_mb,
         }
     }
 

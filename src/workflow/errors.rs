@@ -86,6 +86,18 @@ pub enum Error {
         needed: u64,
         available: u64,
     },
+    /// The `--move-source-to` folder is on another file system with too little room for the
+    /// source folders (found before converting).
+    #[error(
+        "{path}: not enough free space to move the source folder there: {needed} bytes needed, \
+         {available} bytes available; free space there or choose another folder to move the \
+         sources to"
+    )]
+    MoveTargetFull {
+        path: PathBuf,
+        needed: u64,
+        available: u64,
+    },
     /// A copied file does not match its original (or a backup no longer matches its manifest).
     #[error("{path}: checksum verification failed: {}", .problems.join("; "))]
     Checksum {
@@ -150,9 +162,10 @@ impl Error {
             Error::Store(_) => ErrorCategory::System,
             Error::Config(_) | Error::SourceMissing(_) | Error::Invalid(_) => ErrorCategory::Input,
             Error::BackupNotFound(_) | Error::JobNotFound(_) => ErrorCategory::Input,
-            Error::InsufficientSpace { .. } | Error::Exists(_) | Error::OutputFileExists(_) => {
-                ErrorCategory::Output
-            }
+            Error::InsufficientSpace { .. }
+            | Error::MoveTargetFull { .. }
+            | Error::Exists(_)
+            | Error::OutputFileExists(_) => ErrorCategory::Output,
             Error::Checksum { .. } | Error::Manifest { .. } => ErrorCategory::Output,
             Error::SourceAction { .. } => ErrorCategory::Output,
         }
@@ -167,6 +180,10 @@ impl Error {
             Error::SourceMissing(_) => "check the folder path and that it is readable".into(),
             Error::InsufficientSpace { .. } => {
                 "free disk space or prune old backups (`aiom4b backup prune`), then retry".into()
+            }
+            Error::MoveTargetFull { .. } => {
+                "free space in the move target or choose another folder to move the sources to"
+                    .into()
             }
             Error::Checksum { .. } => {
                 "a file changed while being copied or the disk is faulty; retry, and check the disk if it happens again".into()
@@ -213,9 +230,47 @@ fn io_category(e: &io::Error) -> ErrorCategory {
         return ErrorCategory::Output;
     }
     match e.kind() {
-        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied => ErrorCategory::Input,
+        io::ErrorKind::NotFound
+        | io::ErrorKind::PermissionDenied
+        | io::ErrorKind::IsADirectory
+        | io::ErrorKind::InvalidData
+        | io::ErrorKind::UnexpectedEof => ErrorCategory::Input,
         io::ErrorKind::AlreadyExists => ErrorCategory::Output,
         _ => ErrorCategory::System,
+    }
+}
+
+/// errno values that mean "no room to write": a full disk, a quota, a file larger than the file
+/// system or the process's file-size limit allows.
+const NO_ROOM: [rustix::io::Errno; 3] = [
+    rustix::io::Errno::NOSPC,
+    rustix::io::Errno::DQUOT,
+    rustix::io::Errno::FBIG,
+];
+/// errno values that mean "may not write here".
+const NOT_WRITABLE: [rustix::io::Errno; 3] = [
+    rustix::io::Errno::ROFS,
+    rustix::io::Errno::ACCESS,
+    rustix::io::Errno::PERM,
+];
+
+/// The errno behind an engine error, for I/O and FFmpeg failures.
+fn engine_errno(e: &crate::Error) -> Option<i32> {
+    match e {
+        crate::Error::Io { source, .. } => source.raw_os_error(),
+        crate::Error::Av {
+            source: ffmpeg_next::Error::Other { errno },
+            ..
+        } => Some(*errno),
+        _ => None,
+    }
+}
+
+fn engine_path(e: &crate::Error) -> Option<&std::path::Path> {
+    match e {
+        crate::Error::Io { path, .. } => Some(path),
+        crate::Error::Av { path, .. } => path.as_deref(),
+        _ => None,
     }
 }
 
@@ -226,6 +281,7 @@ fn io_remedy(e: &io::Error) -> &'static str {
     match e.kind() {
         io::ErrorKind::NotFound => "check that the path exists",
         io::ErrorKind::PermissionDenied => "check the permissions of the file and its folder",
+        io::ErrorKind::IsADirectory => "give the path of a file, not of a folder",
         _ if io_is_transient(e) => "retry; the system was busy",
         _ => "check the disk and the path, then retry",
     }
@@ -293,6 +349,34 @@ impl From<Error> for JobError {
             transient: e.is_transient(),
             cancelled: false,
             message: e.to_string(),
+        }
+    }
+}
+
+impl JobError {
+    /// The job error for an engine failure while writing `output` (the job's `.part`): a write
+    /// that fails in the output's folder is an output error that says so ("disk full at …",
+    /// "cannot write …"), whichever library reported it; anything else as [`From`] files it.
+    pub fn from_engine(e: crate::Error, output: &std::path::Path) -> Self {
+        let dir = output.parent().unwrap_or(std::path::Path::new("."));
+        let on_output = engine_path(&e).is_some_and(|p| p == output || p.parent() == Some(dir));
+        let errno = engine_errno(&e).map(rustix::io::Errno::from_raw_os_error);
+        match errno {
+            Some(n) if on_output && NO_ROOM.contains(&n) => JobError::new(
+                ErrorCategory::Output,
+                format!("disk full at {}: {e}", dir.display()),
+                format!(
+                    "free space in {} (or write the book elsewhere with -o), then convert again; \
+                     the book needs about its bitrate × its length (128 kb/s: ~58 MB per hour)",
+                    dir.display()
+                ),
+            ),
+            Some(n) if on_output && NOT_WRITABLE.contains(&n) => JobError::new(
+                ErrorCategory::Output,
+                format!("cannot write {}: {e}", dir.display()),
+                "choose an output folder you can write to (a read-only or foreign folder cannot take the book)",
+            ),
+            _ => JobError::from(e),
         }
     }
 }

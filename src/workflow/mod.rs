@@ -40,6 +40,7 @@ pub mod jobs;
 pub mod logfile;
 pub mod naming;
 pub mod post_action;
+mod preflight;
 pub mod process;
 pub mod retry;
 pub mod staging;
@@ -52,6 +53,7 @@ pub use jobs::{Job, JobFilter, JobStats, JobStatus, JobStore, SqliteStore, Stage
 pub use post_action::PostAction;
 
 use crate::model::BookMetadata;
+use crate::publish::{self, PartFile};
 use jobs::JobFailure;
 use process::{Liveness, ProcessIdentity};
 use std::collections::HashMap;
@@ -87,6 +89,19 @@ pub struct Hooks {
     pub after_backup_file: Option<Arc<dyn Fn(&Path) + Send + Sync>>,
     /// Called before each file of a source folder is removed; an error aborts the removal.
     pub before_source_remove: Option<Arc<dyn Fn(&Path) -> std::io::Result<()> + Send + Sync>>,
+    /// Called when a job reaches a point where a crash is worth testing: `convert` (the first
+    /// progress write), `publish` (output recorded, part complete, before the rename),
+    /// `published` (after the rename, before the record says so), `move` (a cross-file-system
+    /// move's staging folder exists, before the copy).
+    pub at_stage: Option<Arc<dyn Fn(&str) + Send + Sync>>,
+}
+
+impl Hooks {
+    fn stage(&self, name: &str) {
+        if let Some(hook) = &self.at_stage {
+            hook(name);
+        }
+    }
 }
 
 impl std::fmt::Debug for Hooks {
@@ -119,6 +134,9 @@ pub struct JobRequest {
     pub timeout: Option<Duration>,
     /// Threads the engine may use; `None` = all cores (or 1 with `USE_ALL_CPUS=false`).
     pub engine_threads: Option<usize>,
+    /// Files the conversion reads besides the source folders (a cover, a chapters file): the
+    /// output may never replace one of them.
+    pub inputs: Vec<PathBuf>,
 }
 
 /// What the injected converter reports on success.
@@ -159,6 +177,7 @@ pub struct JobContext<'a> {
     engine_threads: usize,
     cancel: Arc<AtomicBool>,
     store: &'a dyn JobStore,
+    hooks: &'a Hooks,
     /// (time of the last write, percent written)
     throttle: Mutex<(Option<Instant>, f64)>,
     watchdog: &'a Watchdog,
@@ -207,8 +226,12 @@ impl JobContext<'_> {
         if !due || percent - t.1 < PROGRESS_MIN_STEP {
             return;
         }
+        let first = t.0.is_none();
         *t = (Some(Instant::now()), percent);
         drop(t);
+        if first {
+            self.hooks.stage("convert");
+        }
         if let Err(e) = self.store.set_progress(self.id, percent) {
             tracing::debug!(error = %e, "progress not recorded");
         }
@@ -365,7 +388,7 @@ impl Workflow {
             .ensure_data_dirs()
             .map_err(|e| Error::io(&config.data_dir, "create data folders", e))?;
         let wf = Workflow {
-            backups: BackupStore::new(config.backup_dir()),
+            backups: BackupStore::new(config.backup_dir()).excluding(config.protected_dirs()),
             config,
             store,
             owner: ProcessIdentity::current(),
@@ -405,6 +428,20 @@ impl Workflow {
             1 => Ok(found.remove(0)),
             _ => Err(Error::JobNotFound(id.into())),
         }
+    }
+
+    /// Checks a request before anything is written (see `preflight`): the output never replaces
+    /// an input or lands where it would feed back into a book, sources inside the backup folder
+    /// are refused, a move target must be writable and large enough. [`Workflow::run_job`] runs
+    /// the same checks and fails the job with the same error; a front end calls this first to
+    /// refuse a bad request without creating a job.
+    pub fn preflight(&self, request: &JobRequest) -> Result<()> {
+        let folders = canonical_folders(&request.folders);
+        let template = request
+            .name_template
+            .clone()
+            .unwrap_or_else(|| self.config.name_template.clone());
+        preflight::check(&self.config, request, &folders, &template)
     }
 
     /// Asks a running job of this process to stop; false if it is not running here.
@@ -448,15 +485,47 @@ impl Workflow {
                 if owner.liveness() != Liveness::Dead {
                     continue;
                 }
-                remove_part_files(&job);
+                // The output path is recorded just before the rename, while the part still
+                // exists; so the job was published only if its part is gone.
+                let unpublished = job.part_path.as_ref().is_some_and(|p| p.exists());
+                for p in publish::remove_temporaries(&job_temporaries(&job)) {
+                    tracing::info!(path = %p.display(), "removed what an interrupted job left");
+                }
                 let backups = job
                     .backup_paths
                     .iter()
                     .filter_map(|p| p.file_name())
                     .map(|n| n.to_string_lossy().into_owned())
                     .collect::<Vec<_>>();
-                job.status = JobStatus::Failed;
                 job.finished_at = Some(jobs::now_millis());
+                // Published before the process ended: the book is complete (it is verified
+                // before it is published); say what was left undone instead of "crash".
+                let published = job
+                    .output_path
+                    .clone()
+                    .filter(|p| !unpublished && p.is_file());
+                if let Some(output) = published {
+                    job.output_bytes = fs::metadata(&output).ok().map(|m| m.len());
+                    job.status = JobStatus::Completed;
+                    job.progress_percent = 100.0;
+                    job.error = job.post_action.as_ref().map(|action| JobFailure {
+                        category: ErrorCategory::System,
+                        message: format!(
+                            "the book was written to {}, but process {} on {} ended before the post-action ({action}) was finished",
+                            output.display(), owner.pid, owner.hostname
+                        ),
+                        remedy: format!(
+                            "check the source folders; restore an incomplete one with `aiom4b backup restore NAME` ({})",
+                            backups.join(", ")
+                        ),
+                    });
+                    if self.store.update(&job, status)? {
+                        audit!(action = "job.recovered", job_id = %job.id, output = %output.display(), "job was published before its process ended; recorded as completed");
+                        recovered.push(job);
+                    }
+                    continue;
+                }
+                job.status = JobStatus::Failed;
                 job.error = Some(JobFailure {
                     category: ErrorCategory::System,
                     message: format!(
@@ -510,11 +579,7 @@ impl Workflow {
         P: FnOnce(&[PathBuf]) -> std::result::Result<T, JobError>,
         F: FnMut(&JobContext<'_>, &T) -> std::result::Result<ConversionResult, JobError>,
     {
-        let folders: Vec<PathBuf> = request
-            .folders
-            .iter()
-            .map(|f| fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
-            .collect();
+        let folders = canonical_folders(&request.folders);
         let output_dir = match &request.output_file {
             Some(file) => file
                 .parent()
@@ -531,13 +596,17 @@ impl Workflow {
         let output_dir = std::path::absolute(&output_dir).unwrap_or(output_dir);
         let mut job = Job::new(folders, request.options.clone());
         job.owner = Some(self.owner.clone());
+        job.post_action = request.post_action.record();
         // Hidden, unique per job, and naming the output when it is known, so that an error
-        // about the temporary file (e.g. a full disk) still says which book it was.
-        let part_name = match request.output_file.as_ref().and_then(|f| f.file_name()) {
-            Some(name) => format!(".{}.aiom4b-{}.part", name.to_string_lossy(), job.id),
-            None => format!(".aiom4b-{}.m4b.part", job.id),
-        };
-        job.part_path = Some(output_dir.join(part_name));
+        // about the temporary file (e.g. a full disk) still says which book it was. Its every
+        // temporary is in the record before any of them exists: recovery removes exactly those.
+        let part = PartFile::for_job(
+            &output_dir,
+            request.output_file.as_ref().and_then(|f| f.file_name()),
+            job.id,
+        );
+        job.part_path = Some(part.path().to_path_buf());
+        job.temp_paths = part.temporaries();
         self.store.insert(&job)?;
 
         let span = tracing::info_span!("job", job_id = %job.id);
@@ -556,11 +625,14 @@ impl Workflow {
             cancel.store(true, Ordering::Relaxed);
         }
         let mut stored = JobStatus::Pending;
+        let mut published = false;
         let result = self.drive(
             &mut job,
             &mut stored,
+            &mut published,
             &request,
             &output_dir,
+            part,
             &cancel,
             prepare,
             &mut convert,
@@ -570,15 +642,27 @@ impl Workflow {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&job.id);
 
-        let warnings = match result {
+        let mut warnings = match result {
             Ok(warnings) => {
                 job.status = JobStatus::Completed;
                 job.progress_percent = 100.0;
                 job.error = None;
                 warnings
             }
+            // The output is in place and verified; what failed after it (moving or deleting the
+            // sources, which was rolled back) is recorded, but the job did what it was for.
+            Err(e) if published => {
+                tracing::error!(target: "aiom4b::jobs", category = %e.category, remedy = %e.remedy, "after the output was written: {}", e.message);
+                job.status = JobStatus::Completed;
+                job.progress_percent = 100.0;
+                job.error = Some(JobFailure::from(&e));
+                vec![format!("the book was written, but {}", e.message)]
+            }
             Err(e) => {
-                remove_part_files(&job);
+                // Its temporaries are gone (the part file was dropped inside `drive`); it was
+                // never published, so it has no output.
+                job.output_path = None;
+                job.output_bytes = None;
                 job.status = if e.cancelled {
                     JobStatus::Cancelled
                 } else {
@@ -597,13 +681,26 @@ impl Workflow {
             }
         };
         job.finished_at = Some(jobs::now_millis());
-        if !self.store.update(&job, stored)? {
-            // Another process decided about this job meanwhile (it thought we were dead);
-            // the stored decision stands.
-            tracing::warn!("job record was changed by another process; keeping its version");
-            if let Some(j) = self.store.get(job.id)? {
-                job = j;
+        match self.store.update(&job, stored) {
+            Ok(true) => {}
+            Ok(false) => {
+                // Another process decided about this job meanwhile (it thought we were dead);
+                // the stored decision stands.
+                tracing::warn!("job record was changed by another process; keeping its version");
+                if let Some(j) = self.store.get(job.id)? {
+                    job = j;
+                }
             }
+            // The output is published and verified: a record that cannot be written (a full
+            // disk under the database) must not turn that into a failure. The record still
+            // names the output (written before publishing), so recovery will complete it.
+            Err(e) if published => {
+                tracing::error!(error = %e, "the job record could not be updated");
+                warnings.push(format!(
+                    "the job record could not be updated ({e}); the book is complete, and the next start of aiom4b records the job as completed"
+                ));
+            }
+            Err(e) => return Err(e.into()),
         }
         audit!(
             action = "job.finish",
@@ -634,8 +731,10 @@ impl Workflow {
         &self,
         job: &mut Job,
         stored: &mut JobStatus,
+        published: &mut bool,
         request: &JobRequest,
         output_dir: &Path,
+        part: PartFile,
         cancel: &Arc<AtomicBool>,
         prepare: P,
         convert: &mut F,
@@ -646,45 +745,12 @@ impl Workflow {
     {
         let stopped = || cancel.load(Ordering::Relaxed);
         // --- validate before touching anything
-        if job.source_folders.is_empty() {
-            return Err(Error::Invalid("no source folders given".into()).into());
-        }
-        for f in &job.source_folders {
-            if !f.is_dir() {
-                return Err(Error::SourceMissing(f.clone()).into());
-            }
-        }
         let backup_enabled = request.backup.unwrap_or(self.config.backup_enabled);
-        if request.post_action != PostAction::Keep && !backup_enabled {
-            return Err(Error::Invalid(
-                "--move-source-to and --delete-source need backups (a failed move is rolled back from the backup); drop --no-backup or set BACKUP_ENABLED=true".into(),
-            )
-            .into());
-        }
-        if let PostAction::MoveTo(dir) = &request.post_action {
-            for f in &job.source_folders {
-                post_action::move_target(f, dir)?;
-            }
-        }
         let template = request
             .name_template
             .clone()
             .unwrap_or_else(|| self.config.name_template.clone());
-        naming::check_template(&template)
-            .map_err(|r| Error::Invalid(format!("name template: {r}")))?;
-        if let Some(file) = &request.output_file {
-            if file.is_dir() {
-                return Err(Error::Invalid(format!(
-                    "{}: the output is a folder; give a file name such as book.m4b",
-                    file.display()
-                ))
-                .into());
-            }
-            // Checked again when publishing (without replacing); this only saves the work.
-            if !request.overwrite && fs::symlink_metadata(file).is_ok() {
-                return Err(Error::OutputFileExists(file.clone()).into());
-            }
-        }
+        preflight::check(&self.config, request, &job.source_folders, &template)?;
         fs::create_dir_all(output_dir)
             .map_err(|e| Error::io(output_dir, "create output folder", e))?;
         let mut input_bytes = 0;
@@ -745,7 +811,7 @@ impl Workflow {
         // (32 kb/s), which overestimates the length and so errs on the generous side.
         let limit = explicit.unwrap_or_else(|| auto_timeout(input_bytes as f64 * 8.0 / 32_000.0));
         let watchdog = Watchdog::start(limit, cancel.clone());
-        let part_path = job.part_path.clone().unwrap_or_default();
+        let part_path = part.path().to_path_buf();
         let source_folders = job.source_folders.clone();
         let ctx = JobContext {
             id: job.id,
@@ -757,6 +823,7 @@ impl Workflow {
                 .max(1),
             cancel: cancel.clone(),
             store: &*self.store,
+            hooks: &self.hooks,
             throttle: Mutex::new((None, 0.0)),
             watchdog: &watchdog,
             auto_timeout: explicit.is_none(),
@@ -786,7 +853,7 @@ impl Workflow {
                     });
                 }
                 Err(e) if e.transient && job.attempts < MAX_ATTEMPTS => {
-                    remove_part_files(job);
+                    publish::remove_temporaries(&part.temporaries());
                     let delay = retry_policy.delay(job.attempts - 1);
                     tracing::warn!(
                         attempt = job.attempts,
@@ -822,9 +889,17 @@ impl Workflow {
                 ))
             }
         }
+        // The record names the output before the rename (write-ahead): if the process dies
+        // right after it, recovery finds the published file instead of calling it a crash.
+        let mode = Some(self.config.output_mode);
         let final_path = match &request.output_file {
             Some(file) => {
-                naming::publish_to(produced, file, self.config.output_mode, request.overwrite)?
+                job.output_path = Some(file.clone());
+                self.save(job, stored)?;
+                self.hooks.stage("publish");
+                part.publish_to(file, mode, request.overwrite)
+                    .map_err(|e| publish_error(file, e))?;
+                file.clone()
             }
             None => {
                 let folder = job.source_folders[0]
@@ -837,9 +912,21 @@ impl Workflow {
                     &folder,
                     &naming::timestamp(chrono::Local::now()),
                 );
-                naming::publish(produced, output_dir, &stem, self.config.output_mode)?
+                let candidate = |n: u32| match n {
+                    1 => output_dir.join(format!("{stem}.m4b")),
+                    n => output_dir.join(format!("{stem} ({n}).m4b")),
+                };
+                part.publish_numbered(mode, candidate, |target| {
+                    job.output_path = Some(target.to_path_buf());
+                    self.save(job, stored).map_err(std::io::Error::other)?;
+                    self.hooks.stage("publish");
+                    Ok(())
+                })
+                .map_err(|e| publish_error(&output_dir.join(format!("{stem}.m4b")), e))?
             }
         };
+        *published = true;
+        self.hooks.stage("published");
         job.output_bytes = fs::metadata(&final_path).ok().map(|m| m.len());
         job.output_path = Some(final_path.clone());
         push_timing(job, "publish", t);
@@ -849,8 +936,21 @@ impl Workflow {
         // --- post-actions (only with backups; checked above)
         if request.post_action != PostAction::Keep {
             let t = Instant::now();
+            if let PostAction::MoveTo(dir) = &request.post_action {
+                let dir = fs::canonicalize(dir).unwrap_or_else(|_| dir.clone());
+                job.temp_paths
+                    .extend(post_action::move_temporaries(&dir, job.id));
+                self.save(job, stored)?;
+            }
             for (f, b) in job.source_folders.clone().iter().zip(&backups) {
-                post_action::apply(&request.post_action, f, b, &self.backups, &self.hooks)?;
+                post_action::apply(
+                    &request.post_action,
+                    job.id,
+                    f,
+                    b,
+                    &self.backups,
+                    &self.hooks,
+                )?;
             }
             push_timing(job, "post_action", t);
         }
@@ -879,30 +979,29 @@ fn push_timing(job: &mut Job, stage: &str, since: Instant) {
     });
 }
 
-/// Removes a job's `.part` file and any sibling starting with its name (the engine's own
-/// temporaries). Only names containing the job's UUID are touched.
-fn remove_part_files(job: &Job) {
-    let Some(part) = &job.part_path else { return };
-    let (Some(dir), Some(name)) = (part.parent(), part.file_name()) else {
-        return;
-    };
-    let prefix = format!(".aiom4b-{}", job.id);
-    if !name.to_string_lossy().starts_with(&prefix) {
-        return; // not a name we generated: don't delete by pattern
+fn canonical_folders(folders: &[PathBuf]) -> Vec<PathBuf> {
+    folders
+        .iter()
+        .map(|f| fs::canonicalize(f).unwrap_or_else(|_| f.clone()))
+        .collect()
+}
+
+/// The temporaries of a job as recorded: [`Job::temp_paths`], or for records written before
+/// that list existed, the `.part` and its sibling temporaries.
+fn job_temporaries(job: &Job) -> Vec<PathBuf> {
+    if !job.temp_paths.is_empty() {
+        return job.temp_paths.clone();
     }
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        if entry.file_name().to_string_lossy().starts_with(&prefix) {
-            match fs::remove_file(entry.path()) {
-                Ok(()) => {
-                    tracing::info!(path = %entry.path().display(), "removed unfinished output")
-                }
-                Err(e) => {
-                    tracing::warn!(path = %entry.path().display(), error = %e, "could not remove unfinished output")
-                }
-            }
-        }
+    job.part_path
+        .as_ref()
+        .map(|p| publish::temporaries_of(p))
+        .unwrap_or_default()
+}
+
+/// The workflow error for a failed publish of `target`.
+fn publish_error(target: &Path, e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Error::OutputFileExists(target.to_path_buf()),
+        _ => Error::io(target, "move the finished file into place", e),
     }
 }

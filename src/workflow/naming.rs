@@ -1,15 +1,9 @@
-//! Output names and publishing: template → sanitized file name → the `.part` file renamed into
-//! `data/output/` with the configured permissions, never replacing an existing file.
+//! Output names: template → sanitized file name (publishing is `crate::publish`'s).
 //!
 //! Placeholders: `{title}`, `{author}`, `{narrator}`, `{series}`, `{year}`, `{folder}` (the
 //! first source folder's name) and `{timestamp}` (`YYYYMMDD_HHMMSS`, local time). A template
 //! without `{timestamp}` is used as written; when the name is taken, ` (2)`, ` (3)`, … is added.
 use crate::model::BookMetadata;
-use crate::workflow::errors::{Error, Result};
-use crate::workflow::staging::{fsync_dir, rename_noreplace};
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
 
 const PLACEHOLDERS: [&str; 7] = [
     "title",
@@ -90,64 +84,6 @@ pub fn render(template: &str, meta: &BookMetadata, folder: &str, timestamp: &str
     out.push_str(rest);
     // The whole name is sanitized (not only the values), so a template can't inject '/' either.
     crate::sanitize::sanitize_file_stem(&out)
-}
-
-/// Sets `mode` on `part`, makes it durable, and renames it to `dir/{stem}.m4b` — or
-/// `dir/{stem} (n).m4b` when taken. Returns the final path.
-pub fn publish(part: &Path, dir: &Path, stem: &str, mode: u32) -> Result<PathBuf> {
-    prepare_for_publishing(part, mode)?;
-    for n in 1..=1000u32 {
-        let name = if n == 1 {
-            format!("{stem}.m4b")
-        } else {
-            format!("{stem} ({n}).m4b")
-        };
-        let target = dir.join(name);
-        match rename_noreplace(part, &target) {
-            Ok(()) => {
-                fsync_dir(dir).map_err(|e| Error::io(dir, "flush folder", e))?;
-                return Ok(target);
-            }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(Error::io(&target, "move the finished file into place", e)),
-        }
-    }
-    Err(Error::Exists(dir.join(format!("{stem}.m4b"))))
-}
-
-/// Sets `mode` on `part`, makes it durable, and renames it to exactly `target` (an explicit
-/// `-o` path, in the same folder as `part`). An existing `target` is an error unless
-/// `overwrite`, which replaces it in one rename (readers see the old or the new file, never
-/// half of one). Returns `target`.
-pub fn publish_to(part: &Path, target: &Path, mode: u32, overwrite: bool) -> Result<PathBuf> {
-    prepare_for_publishing(part, mode)?;
-    let renamed = if overwrite {
-        fs::rename(part, target)
-    } else {
-        rename_noreplace(part, target)
-    };
-    match renamed {
-        Ok(()) => {
-            let dir = target.parent().unwrap_or(Path::new("."));
-            fsync_dir(dir).map_err(|e| Error::io(dir, "flush folder", e))?;
-            Ok(target.to_path_buf())
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            Err(Error::OutputFileExists(target.to_path_buf()))
-        }
-        Err(e) => Err(Error::io(target, "move the finished file into place", e)),
-    }
-}
-
-/// Permissions first and data on disk before the rename, so the published name never points
-/// at a file with the wrong mode or unflushed contents.
-fn prepare_for_publishing(part: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(part, fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io(part, "set permissions", e))?;
-    fs::File::open(part)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(part, "flush to disk", e))
 }
 
 #[cfg(test)]

@@ -24,10 +24,31 @@ pub enum PostAction {
     Delete,
 }
 
+impl PostAction {
+    /// How the job record stores it: `move:DIR`, `delete`, or nothing to keep the sources.
+    pub fn record(&self) -> Option<String> {
+        match self {
+            PostAction::Keep => None,
+            PostAction::MoveTo(dir) => Some(format!("move:{}", dir.display())),
+            PostAction::Delete => Some("delete".into()),
+        }
+    }
+}
+
+/// The prefix of a cross-file-system move's staging folder in the target directory.
+pub(crate) const MOVE_PREFIX: &str = "aiom4b-move";
+
+/// The temporaries a move of job `id` may create in `dir` (its staging folder and lock), for
+/// the job record to hold before they exist.
+pub(crate) fn move_temporaries(dir: &Path, id: uuid::Uuid) -> [PathBuf; 2] {
+    Staging::paths(dir, MOVE_PREFIX, &id.simple().to_string())
+}
+
 /// Applies `action` to `source`, rolling back from `backup` on failure. Returns the new place
 /// of the folder when it was moved.
 pub(crate) fn apply(
     action: &PostAction,
+    job: uuid::Uuid,
     source: &Path,
     backup: &BackupInfo,
     backups: &BackupStore,
@@ -53,8 +74,14 @@ pub(crate) fn apply(
                 }
                 Err(e) if e.raw_os_error() == Some(rustix::io::Errno::XDEV.raw_os_error()) => {
                     // Another file system: copy (checked), publish, then delete the original.
-                    let stage = Staging::new(dir, "aiom4b-move")
+                    // What a killed earlier move left here goes first (its lock is free).
+                    staging::clean_stale(dir, MOVE_PREFIX)
+                        .map_err(|e| Error::io(dir, "clean unfinished moves", e))?;
+                    let stage = Staging::named(dir, MOVE_PREFIX, &job.simple().to_string())
                         .map_err(|e| Error::io(dir, "create staging folder", e))?;
+                    if let Some(hook) = &hooks.at_stage {
+                        hook("move");
+                    }
                     backup::copy_tree(source, stage.path())?;
                     stage
                         .publish_as(&dest)

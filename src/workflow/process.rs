@@ -60,7 +60,9 @@ pub fn hostname() -> String {
         .into_owned()
 }
 
-fn pid_exists(pid: u32) -> bool {
+/// Whether a process with this pid exists on this host (EPERM counts: it belongs to someone
+/// else).
+pub(crate) fn pid_exists(pid: u32) -> bool {
     let Some(pid) = i32::try_from(pid)
         .ok()
         .and_then(rustix::process::Pid::from_raw)

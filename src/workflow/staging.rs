@@ -22,9 +22,19 @@ pub struct Staging {
 impl Staging {
     /// Creates `parent/.{prefix}-<uuid>` and its lock.
     pub fn new(parent: &Path, prefix: &str) -> io::Result<Staging> {
-        let name = format!(".{prefix}-{}", uuid::Uuid::new_v4().simple());
-        let dir = parent.join(&name);
-        let lock_path = parent.join(format!("{name}.lock"));
+        Staging::named(parent, prefix, &uuid::Uuid::new_v4().simple().to_string())
+    }
+
+    /// Creates `parent/.{prefix}-{id}` and its lock; see [`Staging::paths`] for recording them
+    /// before they exist.
+    pub fn named(parent: &Path, prefix: &str, id: &str) -> io::Result<Staging> {
+        let [dir, lock_path] = Staging::paths(parent, prefix, id);
+        let name = dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        debug_assert_eq!(lock_path, parent.join(format!("{name}.lock")));
         let lock = File::create(&lock_path)?;
         rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive)?;
         // Lock first, folder second: a cleaner that sees the folder always finds a held lock.
@@ -35,6 +45,12 @@ impl Staging {
             lock: Some(lock),
             done: false,
         })
+    }
+
+    /// The folder and lock file that [`Staging::named`] creates.
+    pub fn paths(parent: &Path, prefix: &str, id: &str) -> [PathBuf; 2] {
+        let name = format!(".{prefix}-{id}");
+        [parent.join(&name), parent.join(format!("{name}.lock"))]
     }
 
     /// The staging folder.
@@ -153,38 +169,7 @@ pub fn clean_stale(parent: &Path, prefix: &str) -> io::Result<Vec<PathBuf>> {
     Ok(removed)
 }
 
-/// Makes the entries of a folder (creations, renames) durable.
-pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    File::open(dir)?.sync_all()
-}
-
-/// Renames `from` to `to`, failing with `AlreadyExists` instead of replacing `to`.
-pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    {
-        use rustix::fs::{renameat_with, RenameFlags, CWD};
-        match renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE) {
-            Ok(()) => return Ok(()),
-            // Some file systems (older NFS, FUSE) don't know the flag: fall through.
-            Err(e) if e == rustix::io::Errno::INVAL || e == rustix::io::Errno::NOSYS => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    // Not atomic between the check and the rename, but aiom4b's own names are unique; this
-    // only guards against a user's file of the same name.
-    if to.symlink_metadata().is_ok() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "destination exists",
-        ));
-    }
-    fs::rename(from, to)
-}
+pub use crate::publish::{fsync_dir, rename_noreplace};
 
 /// Swaps two paths atomically (both must exist); used to replace a live folder in one step.
 pub fn exchange(a: &Path, b: &Path) -> io::Result<()> {

@@ -12,46 +12,32 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Variables the program reads; removed so the tests see the defaults.
-const WORKFLOW_VARS: &[&str] = &[
-    "AIOM4B_CONFIG",
-    "DEBUG",
-    "RUST_LOG",
-    "BACKUP_ENABLED",
-    "BACKUP_RETENTION_DAYS",
-    "MAX_CONCURRENT_JOBS",
-    "USE_ALL_CPUS",
-    "MAX_FILE_SIZE_MB",
-    "MAX_TOTAL_SIZE_MB",
-    "OUTPUT_MODE",
-    "NAME_TEMPLATE",
-    "PROCESSING_TIMEOUT_SECS",
-];
+use crate::common::WORKFLOW_VARS;
 
 /// A temporary home for one test: `data/` and `source/` below it.
-struct Env {
+pub(crate) struct Env {
     tmp: tempfile::TempDir,
 }
 
 impl Env {
-    fn new() -> Env {
+    pub(crate) fn new() -> Env {
         Env {
             tmp: tempfile::tempdir().unwrap(),
         }
     }
-    fn data(&self) -> PathBuf {
+    pub(crate) fn data(&self) -> PathBuf {
         self.tmp.path().join("data")
     }
-    fn source(&self) -> PathBuf {
+    pub(crate) fn source(&self) -> PathBuf {
         self.tmp.path().join("source")
     }
-    fn output_dir(&self) -> PathBuf {
+    pub(crate) fn output_dir(&self) -> PathBuf {
         self.data().join("output")
     }
 
     /// A book of `files` generated MP3s of `secs` each in `source/name` (mono 22.05 kHz keeps
     /// them quick to write and to convert).
-    fn book(&self, name: &str, files: usize, secs: f64) -> PathBuf {
+    pub(crate) fn book(&self, name: &str, files: usize, secs: f64) -> PathBuf {
         let dir = self.source().join(name);
         let spec = Mp3Spec {
             sample_rate: 22_050,
@@ -63,14 +49,14 @@ impl Env {
     }
 
     /// A folder whose only "MP3" is not one.
-    fn bad_book(&self, name: &str) -> PathBuf {
+    pub(crate) fn bad_book(&self, name: &str) -> PathBuf {
         let dir = self.source().join(name);
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("01 - Chapter 1.mp3"), vec![0x5a; 4096]).unwrap();
         dir
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_aiom4b"));
         c.args(args)
             .current_dir(self.tmp.path())
@@ -83,12 +69,12 @@ impl Env {
         c
     }
 
-    fn run(&self, args: &[&str]) -> Output {
+    pub(crate) fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().unwrap()
     }
 
     /// Runs and parses stdout as JSON; panics with stderr when it isn't.
-    fn json(&self, args: &[&str]) -> Value {
+    pub(crate) fn json(&self, args: &[&str]) -> Value {
         let out = self.run(args);
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
             panic!(
@@ -99,7 +85,7 @@ impl Env {
         })
     }
 
-    fn jobs(&self) -> Vec<Value> {
+    pub(crate) fn jobs(&self) -> Vec<Value> {
         match self.json(&["jobs", "list", "--json"]) {
             Value::Array(jobs) => jobs,
             other => panic!("not a list: {other}"),
@@ -107,16 +93,16 @@ impl Env {
     }
 }
 
-fn code(out: &Output) -> i32 {
+pub(crate) fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
 
-fn text(bytes: &[u8]) -> String {
+pub(crate) fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Names in `dir` starting with a dot (`.part` files, staging folders).
-fn hidden(dir: &Path) -> Vec<String> {
+pub(crate) fn hidden(dir: &Path) -> Vec<String> {
     fs::read_dir(dir)
         .map(|rd| {
             rd.filter_map(Result::ok)
@@ -127,7 +113,7 @@ fn hidden(dir: &Path) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn m4b_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn m4b_files(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> = fs::read_dir(dir)
         .unwrap()
         .filter_map(Result::ok)

@@ -28,6 +28,22 @@ pub const RESAMPLE_SLACK: u64 = 4;
 /// MP3 → AAC; a wrong rate is off by ≥ 8.8 % (44.1 vs 48 kHz), a wrong speed by 2×.
 pub const FREQUENCY_TOLERANCE: f64 = 0.005;
 
+/// Variables the program reads; the workflow tests remove them so they see the defaults.
+pub const WORKFLOW_VARS: &[&str] = &[
+    "AIOM4B_CONFIG",
+    "DEBUG",
+    "RUST_LOG",
+    "BACKUP_ENABLED",
+    "BACKUP_RETENTION_DAYS",
+    "MAX_CONCURRENT_JOBS",
+    "USE_ALL_CPUS",
+    "MAX_FILE_SIZE_MB",
+    "MAX_TOTAL_SIZE_MB",
+    "OUTPUT_MODE",
+    "NAME_TEMPLATE",
+    "PROCESSING_TIMEOUT_SECS",
+];
+
 /// The `aiom4b` binary built for these tests.
 pub fn aiom4b() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_aiom4b"));
@@ -338,49 +354,64 @@ pub fn assert_no_part(dir: &Path) {
     );
 }
 
-/// `ffprobe -show_format -show_streams -show_chapters` as JSON; `None` (with a note) when
-/// ffprobe is not installed.
-pub fn ffprobe(path: &Path) -> Option<serde_json::Value> {
-    let out = match Command::new("ffprobe")
-        .args(["-v", "error", "-print_format", "json"])
-        .args(["-show_format", "-show_streams", "-show_chapters"])
-        .arg(path)
-        .output()
-    {
-        Ok(o) => o,
-        Err(_) => {
-            eprintln!("note: ffprobe is not installed; skipping its cross-check");
-            return None;
-        }
+/// Runs a program the tests use as an independent reader or to make their input (`ffmpeg`,
+/// `ffprobe`) and returns its output. A missing program fails the test, naming the package
+/// that has it: a check must never be skipped because a tool is absent, and
+/// `scripts/setup.sh` installs them.
+#[track_caller]
+pub fn run_tool(cmd: &mut Command) -> Output {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let package = match program.as_str() {
+        "ffmpeg" | "ffprobe" => "ffmpeg",
+        other => other,
     };
+    match cmd.output() {
+        Ok(out) => out,
+        Err(e) => panic!(
+            "cannot run `{program}` ({e}); the tests need it: install the package `{package}` \
+             (scripts/setup.sh does, or `apt-get install {package}`)"
+        ),
+    }
+}
+
+/// `ffprobe -show_format -show_streams -show_chapters` as JSON: libavformat's own view of a
+/// file. Fails the test when ffprobe is not installed ([`run_tool`]).
+#[track_caller]
+pub fn ffprobe(path: &Path) -> serde_json::Value {
+    let out = run_tool(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-print_format", "json"])
+            .args(["-show_format", "-show_streams", "-show_chapters"])
+            .arg(path),
+    );
     assert!(
         out.status.success(),
         "ffprobe failed on {}: {}",
         path.display(),
         String::from_utf8_lossy(&out.stderr)
     );
-    Some(serde_json::from_slice(&out.stdout).unwrap())
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Unmounts on drop (tmpfs mounts made by a test).
-pub struct Mount(pub PathBuf);
-
-impl Mount {
-    /// Mounts a tmpfs of `size` (e.g. `"200k"`) on `dir`; `None` when that is not possible
-    /// here (not root, no mount namespace).
-    pub fn tmpfs(dir: &Path, size: &str) -> Option<Mount> {
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then(|| Mount(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
+/// Makes every write of the child beyond `bytes` into one file fail with EFBIG ("File too
+/// large"), as a full disk fails it with ENOSPC: a full disk for one process, without root or
+/// a loop device. `RLIMIT_FSIZE` is inherited through exec; SIGXFSZ, which would otherwise kill
+/// the child at the limit, is ignored so that the write returns the error instead.
+pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: between fork and exec the closure only makes two async-signal-safe system calls
+    // (setrlimit, signal) on values it owns; it allocates nothing and takes no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: bytes,
+                rlim_max: bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
     }
 }

@@ -112,11 +112,9 @@ fn verify_returns_on_inputs_that_made_other_readers_panic() {
     }
 }
 
-/// Issue 10, item 13: the panic inside the other reader is caught (per packet), but the
-/// default panic hook still prints "thread … panicked at …/symphonia-codec-aac…" to stderr.
-/// Ignored (not deleted) until the engine's part of the issue keeps it off the terminal.
+/// Issue 10, item 13: a panic inside the other reader is caught (per packet), and the
+/// program's panic hook keeps its "thread … panicked at …/symphonia-codec-aac…" off stderr.
 #[test]
-#[ignore = "issue 10 item 13: a caught panic in Symphonia still reaches stderr"]
 fn verify_prints_no_panic_of_another_reader() {
     for input in regressions("verify") {
         let (_, stderr) = run_verify(&input);

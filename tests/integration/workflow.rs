@@ -250,6 +250,7 @@ fn run_helper_and_kill(mode: &str, data: &Path, source: &Path) {
         .args([
             "--exact",
             "workflow::helper_child",
+            "--ignored",
             "--nocapture",
             "--test-threads=1",
         ])
@@ -271,12 +272,15 @@ fn run_helper_and_kill(mode: &str, data: &Path, source: &Path) {
     child.wait().unwrap(); // reap it, so its pid is really gone
 }
 
-/// The child side of the crash tests; does nothing in a normal test run.
+/// The child side of the crash tests, not a test of its own: ignored in a normal run (so it
+/// never counts as a pass), run by name with `--ignored` by [`run_helper_and_kill`], which
+/// kills it. Run any other way it fails.
 #[test]
+#[ignore = "not a test: the child process of the kill tests, started by them"]
 fn helper_child() {
-    let Ok(mode) = std::env::var(HELPER_ENV) else {
-        return;
-    };
+    let mode = std::env::var(HELPER_ENV).unwrap_or_else(|_| {
+        panic!("helper_child is started by the kill tests (run_helper_and_kill), not on its own")
+    });
     let data = PathBuf::from(std::env::var(HELPER_DATA_ENV).unwrap());
     let source = PathBuf::from(std::env::var(HELPER_SOURCE_ENV).unwrap());
     let marker = data.join("helper-ready");
@@ -373,35 +377,25 @@ fn kill_during_backup_publishes_no_partial_backup() {
     assert_eq!(fs::read_dir(wf.config().backup_dir()).unwrap().count(), 0);
 }
 
-/// Unmounts on drop.
-struct Mount(PathBuf);
-impl Drop for Mount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
-}
-
 #[test]
 fn backup_refuses_when_the_disk_is_too_small() {
     let tmp = tempfile::tempdir().unwrap();
     let small = tmp.path().join("small");
     fs::create_dir(&small).unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&small)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
-        return;
-    }
-    let _unmount = Mount(small.clone());
+    // A book larger than the free space of the disk it is on, at no cost: a sparse file whose
+    // length exceeds what is available (no root, no tmpfs; the check reads lengths only).
     let book = make_book(
         tmp.path(),
         "Big",
         &[("a.mp3", 1_500_000), ("b.mp3", 800_000)],
     );
+    let available = aiom4b::workflow::backup::available_space(&small).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(book.join("b.mp3"))
+        .unwrap()
+        .set_len(available + (1 << 30))
+        .unwrap();
     let store = BackupStore::new(small.join("backup"));
     match store.create(&book, None) {
         Err(Error::InsufficientSpace {
@@ -603,7 +597,9 @@ fn delete_source_failing_midway_restores_the_folder() {
         removed.load(Ordering::SeqCst) >= 2,
         "the failure happened midway"
     );
-    assert_eq!(job.status, JobStatus::Failed);
+    // The book was written: the job completed, and its record says what went wrong after.
+    assert_eq!(job.status, JobStatus::Completed);
+    assert!(job.output_path.as_ref().unwrap().is_file());
     let err = job.error.unwrap();
     assert_eq!(err.category, ErrorCategory::Output);
     assert!(

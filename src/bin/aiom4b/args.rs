@@ -2,11 +2,13 @@
 //! place where low-level flags become high-level options.
 //!
 //! Settings that the workflow's configuration also knows (`DATA_DIR`, `MAX_FILE_SIZE_MB`,
-//! `USE_ALL_CPUS`, `DEBUG`) are read from [`Config`] only — command line > environment > config
-//! file > default — so a flag, a variable and the file can't disagree.
+//! `NAME_TEMPLATE`, `USE_ALL_CPUS`, `DEBUG` …) are read from [`Config`] only — command line >
+//! environment > config file > default. Their flags are handed to it as [`Overrides`]
+//! ([`Cli::overrides`]) and checked there, once, so a flag, a variable and the file can't
+//! disagree and a bad value is the same usage error (exit 2) wherever it comes from.
 use crate::workflow_cmds::{BatchArgs, ConfigArgs, JobArgs, WorkflowCommand};
 use aiom4b::options::*;
-use aiom4b::workflow::Config;
+use aiom4b::workflow::{Config, Overrides};
 use aiom4b::BookMetadata;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
@@ -14,7 +16,7 @@ use std::path::PathBuf;
 #[derive(Parser, Debug)]
 #[command(name = "aiom4b", version = crate::version_line(), long_version = crate::long_version(),
           about = "Turn folders of MP3 audiobook files into one M4B audiobook (AAC, chapters, metadata, cover)",
-          after_help = "Exit codes: 0 ok, 1 conversion/verification failure or bad input, 2 usage or invalid configuration, 130 interrupted.")]
+          after_help = "Exit codes: 0 ok, 1 conversion/verification failure or bad input, 2 usage or invalid configuration, 130 interrupted (Ctrl-C; 143 SIGTERM, 129 SIGHUP: the job is cancelled cleanly).")]
 pub struct Cli {
     // A heading of their own, so that `convert --help` does not mix them into its flags.
     #[command(flatten, next_help_heading = "Global options")]
@@ -38,6 +40,27 @@ pub enum Command {
     Verify(VerifyArgs),
     #[command(flatten)]
     Workflow(WorkflowCommand),
+}
+
+impl Cli {
+    /// The command-line layer of the configuration: the global options and the command's
+    /// flags that set a configuration value.
+    pub fn overrides(&self) -> Overrides {
+        let mut o = self.global.overrides();
+        match &self.command {
+            Command::Probe(a) => a.input.book.add_overrides(&mut o),
+            Command::Convert(a) => {
+                a.input.book.add_overrides(&mut o);
+                a.job.add_overrides(&mut o);
+            }
+            Command::Batch(a) => {
+                a.book.add_overrides(&mut o);
+                a.batch.job.add_overrides(&mut o);
+            }
+            Command::Verify(_) | Command::Workflow(_) => {}
+        }
+        o
+    }
 }
 
 impl Command {
@@ -80,10 +103,10 @@ pub struct BookArgs {
     pub max_depth: u32,
     /// Largest accepted MP3 file in MB [env: MAX_FILE_SIZE_MB; default 1000]
     #[arg(long, value_name = "MB")]
-    pub max_file_size_mb: Option<u64>,
-    /// Largest accepted total of all files in MB.
-    #[arg(long, env = "MAX_TOTAL_SIZE_MB", default_value_t = 50_000)]
-    pub max_total_size_mb: u64,
+    pub max_file_size_mb: Option<String>,
+    /// Largest accepted total of all files in MB [env: MAX_TOTAL_SIZE_MB; default 50000]
+    #[arg(long, value_name = "MB")]
+    pub max_total_size_mb: Option<String>,
     /// Chapter titles from ID3 titles, from file names, or auto (tags unless missing or all identical).
     #[arg(long, value_enum, default_value_t = TitlesArg::Auto)]
     pub chapter_titles: TitlesArg,
@@ -102,8 +125,8 @@ pub struct FormatArgs {
     /// Output channels (1 or 2).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=2))]
     pub channels: Option<u16>,
-    /// Output sample rate in Hz.
-    #[arg(long)]
+    /// Output sample rate in Hz (an AAC rate: 8000 … 96000).
+    #[arg(long, value_parser = parse_sample_rate)]
     pub sample_rate: Option<u32>,
 }
 
@@ -270,14 +293,30 @@ pub fn parse_bitrate(s: &str) -> Result<u64, String> {
         .parse()
         .map_err(|_| format!("{s:?} is not a bitrate; write e.g. 128k or 64000"))?;
     let bps = (v * mul).round();
-    if !(8_000.0..=512_000.0).contains(&bps) {
+    // The range the encoder accepts (options::validate_target), so that a bitrate it would
+    // refuse after the backup is a usage error here.
+    if !(8_000.0..=320_000.0).contains(&bps) {
         return Err(format!("{s} is out of range; use 16k..320k"));
     }
     Ok(bps as u64)
 }
 
+/// An output sample rate AAC supports; any other would fail the job after its backup.
+pub fn parse_sample_rate(s: &str) -> Result<u32, String> {
+    let hz: u32 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a sample rate in Hz, e.g. 44100"))?;
+    if !AAC_SAMPLE_RATES.contains(&hz) {
+        return Err(format!(
+            "{hz} Hz is not an AAC sample rate; use one of {AAC_SAMPLE_RATES:?}"
+        ));
+    }
+    Ok(hz)
+}
+
 impl BookArgs {
-    pub fn scan_options(&self) -> ScanOptions {
+    pub fn scan_options(&self, cfg: &Config) -> ScanOptions {
         ScanOptions {
             max_depth: self.max_depth as usize,
             order: match self.order {
@@ -285,14 +324,19 @@ impl BookArgs {
                 OrderArg::Alpha => Order::Alpha,
                 OrderArg::Tags => Order::Tags,
             },
+            exclude: cfg.protected_dirs(),
         }
     }
-    pub fn limits(&self, cfg: &Config) -> Limits {
-        Limits {
-            max_file_size_mb: self.max_file_size_mb.unwrap_or(cfg.max_file_size_mb),
-            max_total_size_mb: self.max_total_size_mb,
+    /// Adds the size limits given as flags to the command-line layer of the configuration.
+    pub fn add_overrides(&self, o: &mut Overrides) {
+        if let Some(mb) = &self.max_file_size_mb {
+            o.set_flag("MAX_FILE_SIZE_MB", "--max-file-size-mb", mb.clone());
+        }
+        if let Some(mb) = &self.max_total_size_mb {
+            o.set_flag("MAX_TOTAL_SIZE_MB", "--max-total-size-mb", mb.clone());
         }
     }
+
     /// Plan options without metadata overrides, cover or output (a batch's books).
     pub fn plan_options(&self, cfg: &Config) -> PlanOptions {
         PlanOptions {
@@ -315,6 +359,8 @@ impl BookArgs {
                 channels: self.format.channels,
                 bitrate_bps: self.format.bitrate,
             },
+            // Set from --allow-damaged by the commands that have it (convert, batch).
+            allow_damaged: false,
         }
     }
 }

@@ -7,10 +7,10 @@
 //! flag, and its progress goes into the job record as well as to the bar.
 use crate::args::{BatchCmdArgs, BookArgs, ConvertArgs, EncodeArgs};
 use crate::workflow_cmds::{self, BatchArgs};
-use crate::{ui, EXIT_FAILURE, EXIT_INTERRUPTED};
+use crate::{ui, EXIT_FAILURE, EXIT_USAGE};
 use aiom4b::options::{ChapterMode, ConvertOptions, Limits, PlanOptions, ScanOptions};
 use aiom4b::workflow::{
-    Config, ConversionResult, JobContext, JobError, JobOutcome, JobStatus, StageTiming, Workflow,
+    Config, ConversionResult, JobContext, JobError, JobOutcome, JobStatus, StageTiming,
 };
 use aiom4b::{
     plan, Book, CancelToken, ConvertReport, Converter, Finding, NoProgress, ProgressSink, Severity,
@@ -18,7 +18,6 @@ use aiom4b::{
 };
 use anyhow::{Context as _, Result};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// What the engine needs for every book of one command; also recorded in each job.
@@ -32,9 +31,13 @@ struct Engine {
 impl Engine {
     fn new(book: &BookArgs, encode: &EncodeArgs, plan: PlanOptions, cfg: &Config) -> Self {
         Engine {
-            scan: book.scan_options(),
-            limits: book.limits(cfg),
-            plan,
+            scan: book.scan_options(cfg),
+            limits: cfg.limits(),
+            // The plan judges truncated files, so it must know whether damage is accepted.
+            plan: PlanOptions {
+                allow_damaged: encode.allow_damaged,
+                ..plan
+            },
             convert: encode.convert_options(),
         }
     }
@@ -69,8 +72,9 @@ impl Engine {
             ..self.convert.clone()
         });
         let cancel = CancelToken::from_flag(ctx.cancel_flag());
-        let report =
-            converter.convert_to_part(book, ctx.part_path(), &Tee(display, ctx), &cancel)?;
+        let report = converter
+            .convert_to_part(book, ctx.part_path(), &Tee(display, ctx), &cancel)
+            .map_err(|e| JobError::from_engine(e, ctx.part_path()))?;
         let ms = |secs: f64| (secs * 1000.0).round() as u64;
         let t = &report.timings;
         let result = ConversionResult {
@@ -121,20 +125,6 @@ impl ProgressSink for Tee<'_> {
     }
 }
 
-/// The first Ctrl-C cancels every job cleanly (its `.part` is removed and it is recorded as
-/// cancelled); a second one exits at once and leaves the cleanup to the next start's recovery.
-fn stop_on_ctrl_c(wf: &Arc<Workflow>) {
-    let wf = Arc::clone(wf);
-    let hits = AtomicUsize::new(0);
-    let _ = ctrlc::set_handler(move || {
-        if hits.fetch_add(1, Ordering::SeqCst) > 0 {
-            std::process::exit(EXIT_INTERRUPTED.into());
-        }
-        eprintln!("aiom4b: stopping… (Ctrl-C again to quit at once)");
-        wf.cancel_all();
-    });
-}
-
 /// `aiom4b convert FOLDER...` (one book) or `aiom4b convert --each FOLDER...` (a batch).
 pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
     let mut engine = Engine::new(&a.input.book, &a.encode, a.input.plan_options(cfg), cfg);
@@ -159,9 +149,28 @@ pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
     };
     request.overwrite = a.overwrite;
     request.engine_threads = a.jobs.map(usize::from);
+    request.inputs = [&a.chapters_file, &a.input.meta.cover]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
 
     let wf = Arc::new(workflow_cmds::open(cfg)?);
-    stop_on_ctrl_c(&wf);
+    // A request that could only damage what the user owns (an output onto a source, a source
+    // inside the backup folder, an unwritable move target) is a usage error: refused before a
+    // job exists. Other problems (a missing folder, a full disk) fail the job as before.
+    match wf.preflight(&request) {
+        Err(e @ aiom4b::workflow::Error::Invalid(_)) => {
+            eprintln!("aiom4b: error: {}", ui::escape_lines(&e.to_string()));
+            return Ok(EXIT_USAGE);
+        }
+        Err(e @ aiom4b::workflow::Error::MoveTargetFull { .. }) => {
+            eprintln!("aiom4b: error: {}", ui::escape_lines(&e.to_string()));
+            return Ok(EXIT_FAILURE);
+        }
+        _ => {}
+    }
+    crate::signals::watch(&wf);
     let show = !quiet && !a.json;
     let mut report = None;
     let outcome = wf.run_job_prepared(
@@ -174,7 +183,11 @@ pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
                     .iter()
                     .filter(|f| f.severity >= Severity::Warning)
                 {
-                    eprintln!("{}: {f}", ui::severity_word(f.severity));
+                    eprintln!(
+                        "{}: {}",
+                        ui::severity_word(f.severity),
+                        ui::escape(&f.to_string())
+                    );
                 }
             }
             Ok(book)
@@ -220,26 +233,40 @@ fn finish_one(
                 match &report {
                     Some(r) => println!(
                         "{}  {}  {} chapters  {:.1} MB  {:.0}× realtime  (job {short_id})",
-                        output.display(),
+                        ui::path(&output),
                         aiom4b::chapters::format_samples(r.total_samples, r.sample_rate),
                         r.chapters.len(),
                         job.output_bytes.unwrap_or(r.size_bytes) as f64 / 1_048_576.0,
                         r.realtime_factor
                     ),
-                    None => println!("{}  (job {short_id})", output.display()),
+                    None => println!("{}  (job {short_id})", ui::path(&output)),
                 }
+            }
+            // Written, but what was asked afterwards (moving or deleting the sources) failed:
+            // the book is there, and the exit code says not everything was done.
+            if let Some(e) = &job.error {
+                eprintln!(
+                    "aiom4b: the book was written, but: {} ({} error)\n  what to do: {}",
+                    ui::escape_lines(&e.message),
+                    e.category,
+                    ui::escape_lines(&e.remedy)
+                );
+                return Ok(EXIT_FAILURE);
             }
             Ok(0)
         }
         JobStatus::Cancelled => {
             eprintln!("aiom4b: interrupted; job {short_id} cancelled, no output was written");
-            Ok(EXIT_INTERRUPTED)
+            Ok(crate::signals::exit_code())
         }
         _ => {
             match &job.error {
                 Some(e) => eprintln!(
                     "aiom4b: error: {} ({} error)\n  what to do: {}\n  job: {} (details: aiom4b status {short_id})",
-                    e.message, e.category, e.remedy, job.id
+                    ui::escape_lines(&e.message),
+                    e.category,
+                    ui::escape_lines(&e.remedy),
+                    job.id
                 ),
                 None => eprintln!("aiom4b: error: job {} ended {}", job.id, job.status),
             }
@@ -260,7 +287,7 @@ pub fn batch(cfg: &Config, a: BatchCmdArgs) -> Result<u8> {
 /// once); a line per book in the log, the summary table at the end.
 fn run_books(cfg: &Config, books: &[PathBuf], engine: &Engine, batch: &BatchArgs) -> Result<u8> {
     let wf = Arc::new(workflow_cmds::open(cfg)?);
-    stop_on_ctrl_c(&wf);
+    crate::signals::watch(&wf);
     let code = workflow_cmds::run_batch(
         &wf,
         books,
@@ -274,7 +301,7 @@ fn run_books(cfg: &Config, books: &[PathBuf], engine: &Engine, batch: &BatchArgs
     )?;
     if wf.is_cancelled() {
         eprintln!("aiom4b: interrupted; unfinished books were cancelled");
-        return Ok(EXIT_INTERRUPTED);
+        return Ok(crate::signals::exit_code());
     }
     Ok(if code == workflow_cmds::EXIT_OK {
         0

@@ -8,10 +8,14 @@ use aiom4b::workflow::{naming, Config};
 use anyhow::Result;
 
 pub fn probe(cfg: &Config, a: ProbeArgs) -> Result<u8> {
+    // The fault suite stops here to signal a probe in progress.
+    if std::env::var_os("AIOM4B_TEST_STOP_AT").is_some_and(|s| s == "probe") {
+        crate::workflow_cmds::stop_self();
+    }
     let mut ins = plan::inspect(
         &a.input.folders,
-        &a.input.book.scan_options(),
-        &a.input.book.limits(cfg),
+        &a.input.book.scan_options(cfg),
+        &cfg.limits(),
         &a.input.plan_options(cfg),
     )?;
     // Show the name a conversion would get now: the plan's default does not know the

@@ -13,7 +13,10 @@
 use aiom4b::workflow::config::Config;
 use aiom4b::workflow::logfile::{self, RotatingFile, RotationPolicy, WriterGuard};
 use std::io::IsTerminal;
+use tracing::field::Field;
+use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::filter::EnvFilter;
+use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
@@ -48,10 +51,13 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
             EnvFilter::new(match level {
                 _ if opts.quiet => "error",
                 // Audit lines are for the file; on the terminal they would repeat the output.
-                // FFmpeg's own messages (aiom4b::ffmpeg) and symphonia's header-scan warnings are
-                // detail for -v: aiom4b reports the failures that matter itself, naming the file.
-                0 => "warn,aiom4b=info,aiom4b::audit=warn,aiom4b::jobs=off,aiom4b::ffmpeg=warn,symphonia_core=error,symphonia_bundle_mp3=error,symphonia_format_isomp4=error,symphonia_codec_aac=error",
-                1 => "info,aiom4b=debug",
+                // FFmpeg's own messages (aiom4b::ffmpeg) are detail for -v: aiom4b reports the
+                // failures that matter itself, naming the file. Symphonia's (through the `log`
+                // bridge; `symphonia` matches every symphonia_* crate) only with -vv: it logs an
+                // ERROR line with a path into its source for every bad AAC frame, hundreds for
+                // one damaged file, which `verify` already counts and reports.
+                0 => "warn,aiom4b=info,aiom4b::audit=warn,aiom4b::jobs=off,aiom4b::ffmpeg=warn,symphonia=off",
+                1 => "info,aiom4b=debug,symphonia=off",
                 _ => "debug,aiom4b=trace",
             })
         });
@@ -65,6 +71,7 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
     let stderr_layer = logfile::non_blocking(std::io::stderr()).ok().map(|(w, g)| {
         guards.push(g);
         tracing_subscriber::fmt::layer()
+            .fmt_fields(terminal_fields())
             .with_writer(move || w.clone())
             .with_ansi(std::io::stderr().is_terminal())
             .with_target(false)
@@ -101,4 +108,22 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
         tracing::warn!(dir = %cfg.logs_dir().display(), "cannot write log files; logging to stderr only");
     }
     LogGuard { _guards: guards }
+}
+
+/// The stderr lines' fields, each value escaped for the terminal ([`crate::ui::escape`]): log
+/// events carry file names and tags (`path=…`), which may hold control sequences. tracing's
+/// own formatter escapes ESC and a few others but not bidi overrides (U+202E) or CR.
+fn terminal_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    tracing_subscriber::fmt::format::debug_fn(
+        |w: &mut Writer<'_>, field: &Field, value: &dyn std::fmt::Debug| {
+            let text = format!("{value:?}");
+            let text = crate::ui::escape(&text);
+            if field.name() == "message" {
+                write!(w, "{text}")
+            } else {
+                write!(w, "{}={text}", field.name())
+            }
+        },
+    )
+    .delimited(" ")
 }

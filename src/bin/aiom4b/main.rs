@@ -3,6 +3,7 @@ mod args;
 mod cmd_convert;
 mod cmd_inspect;
 mod logging;
+mod signals;
 mod ui;
 mod workflow_cmds;
 
@@ -34,7 +35,6 @@ const EXIT_FAILURE: u8 = 1;
 /// Bad arguments (clap's own code) or an invalid configuration value, which is the same
 /// mistake made in the environment or the config file.
 const EXIT_USAGE: u8 = 2;
-const EXIT_INTERRUPTED: u8 = 130;
 
 /// glibc raises its mmap threshold up to 32 MB after large blocks are freed, after which the
 /// segmented encoder's ~30 MB PCM buffers (allocated on one thread, freed on another) are
@@ -60,9 +60,25 @@ fn default_sigpipe() {
     }
 }
 
+/// A panic that the library catches inside another library (Symphonia or mp4ameta reading a
+/// hostile file) becomes a problem in its report; its message goes to the debug log, not to
+/// the terminal. Every other panic is printed as usual.
+fn quiet_contained_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if aiom4b::panic_is_contained() {
+            tracing::debug!("contained panic in another library: {info}");
+        } else {
+            default(info);
+        }
+    }));
+}
+
 fn main() -> ExitCode {
     tune_allocator();
     default_sigpipe();
+    signals::install();
+    quiet_contained_panics();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -73,10 +89,10 @@ fn main() -> ExitCode {
     };
     // Loading reads the environment and the config file but creates nothing; folders are
     // created by the commands that need them (`probe` and `verify FILE` never do).
-    let cfg = match cli.global.load() {
+    let cfg = match Config::load(&cli.overrides()) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("aiom4b: error: {e:#}");
+            eprintln!("aiom4b: error: {}", ui::escape_lines(&format!("{e:#}")));
             return ExitCode::from(EXIT_USAGE);
         }
     };
@@ -94,10 +110,11 @@ fn main() -> ExitCode {
             let interrupted = e.downcast_ref::<Error>().is_some_and(|e| e.is_cancelled());
             if interrupted {
                 eprintln!("aiom4b: interrupted; nothing was written");
-                return ExitCode::from(EXIT_INTERRUPTED);
+                return ExitCode::from(signals::exit_code());
             }
             tracing::debug!("{e:?}");
-            eprintln!("aiom4b: error: {e:#}");
+            // Errors name files, whose names may hold terminal control sequences.
+            eprintln!("aiom4b: error: {}", ui::escape_lines(&format!("{e:#}")));
             ExitCode::from(EXIT_FAILURE)
         }
     }

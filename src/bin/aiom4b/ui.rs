@@ -1,10 +1,20 @@
-//! What the user sees: the progress bar (a [`ProgressSink`]) and the human-readable tables.
+//! What the user sees: the progress bar (a [`ProgressSink`]), the human-readable tables, and
+//! the escaping of everything that reaches a terminal.
+//!
+//! File names and tags come from the user's files and may hold terminal control sequences
+//! (`ESC [31m`, `ESC ] 0;title BEL`) or bidirectional overrides (U+202E) that recolour the
+//! terminal, set its title or show a name reversed. Every path, tag and message printed for a
+//! human goes through [`escape`] (or [`escape_lines`] for multi-line text), which writes such
+//! characters as visible escapes the way `ls --quoting-style=escape` does; JSON output is
+//! exact, its encoder escapes control characters itself.
 use aiom4b::chapters::format_samples;
 use aiom4b::plan::Inspection;
 use aiom4b::{Finding, ProgressSink, Severity, Stage};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use std::borrow::Cow;
+use std::ffi::OsStr;
 use std::io::IsTerminal;
-use std::path::Path;
+use std::os::unix::ffi::OsStrExt;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -71,7 +81,7 @@ impl ProgressSink for Bar {
         if self.quiet {
             return;
         }
-        let line = format!("{}: {f}", severity_word(f.severity));
+        let line = format!("{}: {}", severity_word(f.severity), escape(&f.to_string()));
         match &self.bar {
             Some(b) => b.println(line),
             None => eprintln!("{line}"),
@@ -101,62 +111,161 @@ fn hms(secs: f64) -> String {
     )
 }
 
-fn short(p: &Path) -> String {
-    p.to_string_lossy().replace(['\n', '\r'], "␤")
+/// Characters a terminal does not simply show: C0 and C1 controls and DEL (escape sequences,
+/// bell, carriage return, backspace) and the invisible bidirectional formatting characters
+/// (U+202A–U+202E, U+2066–U+2069, marks) and line/paragraph separators, which reorder or
+/// break what follows them.
+fn unsafe_on_terminal(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{061c}'
+                | '\u{200e}'
+                | '\u{200f}'
+                | '\u{2028}'
+                | '\u{2029}'
+                | '\u{202a}'..='\u{202e}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+fn push_escaped(out: &mut String, c: char) {
+    match c {
+        '\t' => out.push_str("\\t"),
+        '\n' => out.push_str("\\n"),
+        '\r' => out.push_str("\\r"),
+        c if c.is_ascii() => out.push_str(&format!("\\x{:02x}", c as u32)),
+        c => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+    }
+}
+
+fn escape_with(s: &str, keep: impl Fn(char) -> bool) -> Cow<'_, str> {
+    if !s.chars().any(|c| unsafe_on_terminal(c) && !keep(c)) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if unsafe_on_terminal(c) && !keep(c) {
+            push_escaped(&mut out, c);
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// `s` safe to print on a terminal as one line: control and bidi characters become `\x1b`,
+/// `\n`, `\u{202e}` …
+pub fn escape(s: &str) -> Cow<'_, str> {
+    escape_with(s, |_| false)
+}
+
+/// [`escape`] for text whose line breaks are its own (messages with a remedy on a second line).
+pub fn escape_lines(s: &str) -> Cow<'_, str> {
+    escape_with(s, |c| c == '\n')
+}
+
+/// A file name or path, escaped as [`escape`]; bytes that are not UTF-8 become `\xNN`.
+pub fn path(p: impl AsRef<OsStr>) -> String {
+    let mut out = String::new();
+    for chunk in p.as_ref().as_bytes().utf8_chunks() {
+        out.push_str(&escape(chunk.valid()));
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
+}
+
+/// Prints `text` to stdout, escaped for the terminal (its own line breaks kept); a closed pipe
+/// (`aiom4b jobs list | head`) is not an error.
+pub fn print_text(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(escape_lines(text).as_bytes());
+}
+
+/// Appends one line to a report that [`print_text`] prints.
+macro_rules! out {
+    ($o:ident) => { $o.push('\n') };
+    ($o:ident, $($arg:tt)*) => {{
+        $o.push_str(&format!($($arg)*));
+        $o.push('\n');
+    }};
 }
 
 /// The human-readable plan for `aiom4b probe`.
 pub fn print_inspection(ins: &Inspection) {
+    let mut o = String::new();
     for f in &ins.folders {
-        println!(
+        out!(
+            o,
             "Folder {}: {} MP3 file(s), {}",
-            short(&f.path),
+            path(&f.path),
             f.mp3_count,
             mb(f.total_bytes)
         );
     }
     if let Some(book) = &ins.book {
         let m = &book.metadata;
-        println!();
-        println!("Title:     {}", m.title.as_deref().unwrap_or("-"));
-        println!("Author:    {}", m.author.as_deref().unwrap_or("-"));
-        println!("Narrator:  {}", m.narrator.as_deref().unwrap_or("-"));
+        out!(o);
+        out!(
+            o,
+            "Title:     {}",
+            escape(m.title.as_deref().unwrap_or("-"))
+        );
+        out!(
+            o,
+            "Author:    {}",
+            escape(m.author.as_deref().unwrap_or("-"))
+        );
+        out!(
+            o,
+            "Narrator:  {}",
+            escape(m.narrator.as_deref().unwrap_or("-"))
+        );
         if let Some(g) = &m.genre {
-            println!("Genre:     {g}");
+            out!(o, "Genre:     {}", escape(g));
         }
         if let Some(y) = &m.year {
-            println!("Year:      {y}");
+            out!(o, "Year:      {}", escape(y));
         }
-        println!(
+        out!(
+            o,
             "Cover:     {}",
             match &book.cover {
                 Some(c) => format!(
                     "{} {}×{} from {}",
-                    c.picture.mime,
+                    escape(&c.picture.mime),
                     c.picture.width.unwrap_or(0),
                     c.picture.height.unwrap_or(0),
                     match &c.source {
-                        aiom4b::CoverSource::Embedded { path } =>
-                            format!("embedded in {}", short(path)),
-                        aiom4b::CoverSource::File { path } => short(path),
+                        aiom4b::CoverSource::Embedded { path: p } =>
+                            format!("embedded in {}", path(p)),
+                        aiom4b::CoverSource::File { path: p } => path(p),
                     }
                 ),
                 None => "none".into(),
             }
         );
         let t = book.target;
-        println!(
+        out!(
+            o,
             "Output:    {}  (AAC-LC {} kb/s, {}, {} Hz)",
-            short(&book.output_path),
+            path(&book.output_path),
             t.bitrate_bps / 1000,
             if t.channels == 1 { "mono" } else { "stereo" },
             t.sample_rate
         );
         if ins.ordered_by_tags {
-            println!("Order:     by ID3 disc/track numbers");
+            out!(o, "Order:     by ID3 disc/track numbers");
         }
-        println!();
-        println!("  #  start         duration      format                title / file");
+        out!(o);
+        out!(
+            o,
+            "  #  start         duration      format                title / file"
+        );
         let mut start = 0.0;
         for (i, tr) in book.tracks.iter().enumerate() {
             let info = &tr.info;
@@ -171,7 +280,7 @@ pub fn print_inspection(ins: &Inspection) {
             } else {
                 " "
             };
-            println!(
+            out!(o,
                 "{:>3}  {}  {}{} {:>5} Hz {} {:>3}k {}{}  {}\n                                                        {}",
                 i + 1,
                 hms(start),
@@ -182,13 +291,13 @@ pub fn print_inspection(ins: &Inspection) {
                 info.bitrate_bps / 1000,
                 if info.vbr { "VBR" } else { "CBR" },
                 conv,
-                tr.chapter_title,
-                short(&tr.rel_path),
+                escape(&tr.chapter_title),
+                path(&tr.rel_path),
             );
             start += d;
         }
-        println!();
-        println!(
+        out!(o);
+        out!(o,
             "{} chapter(s), {} total, {}  (~ = estimate from the header; exact lengths come from decoding; * = resampled/remixed)",
             book.tracks.len(),
             hms(book.duration_secs()),
@@ -197,20 +306,28 @@ pub fn print_inspection(ins: &Inspection) {
         let _ = format_samples; // kept for symmetry with convert's chapter listing
     }
     if !ins.findings.is_empty() {
-        println!();
+        out!(o);
         for f in &ins.findings {
-            println!("{}: {f}", severity_word(f.severity));
+            out!(
+                o,
+                "{}: {}",
+                severity_word(f.severity),
+                escape(&f.to_string())
+            );
         }
     }
+    print_text(&o);
 }
 
 /// The human-readable summary for `aiom4b verify`.
 pub fn print_summary(s: &aiom4b::verify::M4bSummary, problems: &[String]) {
-    println!("File:      {}  ({})", short(&s.path), mb(s.file_size));
-    println!(
+    let mut o = String::new();
+    out!(o, "File:      {}  ({})", path(&s.path), mb(s.file_size));
+    out!(
+        o,
         "Container: brand {:?}, boxes {}, {}{}",
         s.major_brand,
-        s.top_level.join(" "),
+        escape(&s.top_level.join(" ")),
         if s.faststart {
             "index at the front"
         } else {
@@ -218,10 +335,11 @@ pub fn print_summary(s: &aiom4b::verify::M4bSummary, problems: &[String]) {
         },
         if s.uses_co64 { ", 64-bit offsets" } else { "" }
     );
-    println!(
+    out!(
+        o,
         "Audio:     {} {} {} Hz {} ch, {} kb/s, {} samples = {}",
-        s.codec,
-        s.profile.as_deref().unwrap_or(""),
+        escape(&s.codec),
+        escape(s.profile.as_deref().unwrap_or("")),
         s.sample_rate,
         s.channels,
         s.bitrate_bps / 1000,
@@ -240,15 +358,16 @@ pub fn print_summary(s: &aiom4b::verify::M4bSummary, problems: &[String]) {
         ("Encoder", &t.encoder),
     ] {
         if let Some(v) = v {
-            println!("{k:<10} {v}");
+            out!(o, "{k:<10} {}", escape(v));
         }
     }
     if let Some(c) = &s.cover {
-        println!("Cover:     {} {}", c.format, mb(c.bytes));
+        out!(o, "Cover:     {} {}", escape(&c.format), mb(c.bytes));
     }
     match (&s.chapter_track, &s.chpl) {
         (Some(ct), chpl) => {
-            println!(
+            out!(
+                o,
                 "Chapters:  {} in the QuickTime track{}",
                 ct.chapters.len(),
                 chpl.as_ref()
@@ -256,17 +375,52 @@ pub fn print_summary(s: &aiom4b::verify::M4bSummary, problems: &[String]) {
                     .unwrap_or_default()
             );
             for (i, c) in ct.chapters.iter().enumerate() {
-                println!("  {:>3}  {}  {}", i + 1, hms(c.start_secs), c.title);
+                out!(
+                    o,
+                    "  {:>3}  {}  {}",
+                    i + 1,
+                    hms(c.start_secs),
+                    escape(&c.title)
+                );
             }
         }
-        (None, Some(c)) => println!("Chapters:  {} in chpl only", c.chapters.len()),
-        (None, None) => println!("Chapters:  none"),
+        (None, Some(c)) => out!(o, "Chapters:  {} in chpl only", c.chapters.len()),
+        (None, None) => out!(o, "Chapters:  none"),
     }
     if problems.is_empty() {
-        println!("OK");
+        out!(o, "OK");
     } else {
         for p in problems {
-            println!("problem: {p}");
+            out!(o, "problem: {}", escape(p));
         }
+    }
+    print_text(&o);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    #[test]
+    fn controls_and_bidi_become_visible_escapes() {
+        assert_eq!(
+            escape("02\x1b[31mRED\x1b]0;pwned\x07\u{202e}.mp3"),
+            "02\\x1b[31mRED\\x1b]0;pwned\\x07\\u{202e}.mp3"
+        );
+        assert_eq!(escape("a\tb\r\nc\u{7f}\u{9b}"), "a\\tb\\r\\nc\\x7f\\u{9b}");
+        assert_eq!(
+            escape("\u{2066}x\u{2069}\u{200f}"),
+            "\\u{2066}x\\u{2069}\\u{200f}"
+        );
+        // Ordinary text, accents, CJK and emoji are left alone (and not copied).
+        assert!(matches!(escape("Hörbuch – 三体 📚"), Cow::Borrowed(_)));
+        assert_eq!(escape_lines("one\ntwo\x1b"), "one\ntwo\\x1b");
+    }
+
+    #[test]
+    fn paths_keep_bytes_that_are_not_utf8_visible() {
+        let p = OsStr::from_bytes(b"book/\xff\x1b.mp3");
+        assert_eq!(path(p), "book/\\xff\\x1b.mp3");
     }
 }

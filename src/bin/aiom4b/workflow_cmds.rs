@@ -2,6 +2,7 @@
 //! flags every conversion shares (`--no-backup`, `--move-source-to`, `--delete-source`,
 //! `--name-template`, `--timeout`) and the batch summary. Glue only: every capability is in
 //! `aiom4b::workflow`; here are argument types, tables and exit codes.
+use crate::ui;
 use aiom4b::workflow::backup::BackupInfo;
 use aiom4b::workflow::config::{self, Config, Overrides};
 use aiom4b::workflow::folders;
@@ -13,7 +14,6 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// Exit code when the command worked.
 pub const EXIT_OK: i32 = 0;
@@ -49,20 +49,15 @@ impl ConfigArgs {
             ..Default::default()
         };
         if let Some(d) = &self.data_dir {
-            o.set("DATA_DIR", d.to_string_lossy());
+            o.set_flag("DATA_DIR", "--data-dir", d.to_string_lossy());
         }
         if let Some(d) = &self.source_dir {
-            o.set("SOURCE_DIR", d.to_string_lossy());
+            o.set_flag("SOURCE_DIR", "--source-dir", d.to_string_lossy());
         }
         if let Some(n) = &self.max_concurrent_jobs {
-            o.set("MAX_CONCURRENT_JOBS", n.clone());
+            o.set_flag("MAX_CONCURRENT_JOBS", "--max-concurrent-jobs", n.clone());
         }
         o
-    }
-
-    /// Loads the effective configuration (CLI > env > file > default).
-    pub fn load(&self) -> Result<Config> {
-        Ok(Config::load(&self.overrides())?)
     }
 }
 
@@ -81,23 +76,32 @@ pub struct JobArgs {
     /// Output name, e.g. "{author} - {title}" [env: NAME_TEMPLATE; default "{title}_{timestamp}"]
     #[arg(long, value_name = "TEMPLATE")]
     pub name_template: Option<String>,
-    /// Conversion time limit in seconds [env: PROCESSING_TIMEOUT_SECS; default from audio length]
+    /// Conversion time limit in seconds; 0 = from the audio length [env: PROCESSING_TIMEOUT_SECS]
     #[arg(long, value_name = "SECS")]
-    pub timeout: Option<u64>,
+    pub timeout: Option<String>,
 }
 
 impl JobArgs {
-    /// The workflow request for `folders`; `options` is recorded in the job as given.
-    pub fn request(&self, folders: Vec<PathBuf>, options: serde_json::Value) -> Result<JobRequest> {
+    /// Adds the flags that set configuration values (`--name-template`, `--timeout`) to the
+    /// command-line layer of the configuration, which checks them like the environment's.
+    pub fn add_overrides(&self, o: &mut Overrides) {
         if let Some(t) = &self.name_template {
-            aiom4b::workflow::naming::check_template(t)
-                .map_err(|r| anyhow::anyhow!("--name-template: {r}"))?;
+            o.set_flag("NAME_TEMPLATE", "--name-template", t.clone());
         }
+        if let Some(t) = &self.timeout {
+            o.set_flag("PROCESSING_TIMEOUT_SECS", "--timeout", t.clone());
+        }
+    }
+
+    /// The workflow request for `folders`; `options` is recorded in the job as given. The name
+    /// template and the time limit come from the configuration, where [`Self::add_overrides`]
+    /// put this command's values.
+    pub fn request(&self, folders: Vec<PathBuf>, options: serde_json::Value) -> Result<JobRequest> {
         Ok(JobRequest {
             folders,
             options,
             backup: self.no_backup.then_some(false),
-            name_template: self.name_template.clone(),
+            name_template: None,
             output_dir: None,
             output_file: None,
             overwrite: false,
@@ -106,10 +110,16 @@ impl JobArgs {
                 (None, true) => PostAction::Delete,
                 (None, false) => PostAction::Keep,
             },
-            timeout: self.timeout.map(Duration::from_secs),
+            timeout: None,
             engine_threads: None,
+            inputs: Vec::new(),
         })
     }
+}
+
+/// `--older-than AGE`: checked while parsing, so that a bad age is a usage error (exit 2).
+fn age_arg(s: &str) -> std::result::Result<String, String> {
+    config::parse_age(s).map(|_| s.to_string())
 }
 
 /// Flags of `batch LIBRARY_DIR` and `convert --each`.
@@ -158,7 +168,7 @@ where
     if args.json {
         emit(&(serde_json::to_string_pretty(&report)? + "\n"));
     } else {
-        emit(&batch_table(&report));
+        emit_text(&batch_table(&report));
     }
     Ok(if report.all_ok() {
         EXIT_OK
@@ -265,7 +275,7 @@ pub enum JobsCommand {
     },
     /// Move finished jobs older than AGE to the archive (e.g. 7d, 12h, 2w)
     Clear {
-        #[arg(long, value_name = "AGE")]
+        #[arg(long, value_name = "AGE", value_parser = age_arg)]
         older_than: String,
     },
 }
@@ -306,7 +316,41 @@ pub fn run(cmd: WorkflowCommand, cfg: &Config) -> Result<i32> {
 pub fn open(cfg: &Config) -> Result<Workflow> {
     let wf = Workflow::open(cfg.clone())
         .with_context(|| format!("opening the data folder {}", cfg.data_dir.display()))?;
-    Ok(wf)
+    Ok(match test_stop_hooks() {
+        Some(hooks) => wf.with_hooks(hooks),
+        None => wf,
+    })
+}
+
+/// The fault suite's hook: with `AIOM4B_TEST_STOP_AT=STAGE` the process stops itself (SIGSTOP)
+/// the first time a job reaches STAGE (`backup`, `convert`, `publish`, `published`, `move`,
+/// `remove`), so that a test can kill it there (`kill -9`, SIGTERM) or change the world under
+/// it, deterministically. Unset, nothing is installed.
+fn test_stop_hooks() -> Option<aiom4b::workflow::Hooks> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let stage = std::env::var("AIOM4B_TEST_STOP_AT").ok()?;
+    let fired = Arc::new(AtomicBool::new(false));
+    let stop_at = move |name: &str| {
+        if name == stage && !fired.swap(true, Ordering::SeqCst) {
+            stop_self();
+        }
+    };
+    let stop_at = Arc::new(stop_at);
+    let (a, b, c) = (stop_at.clone(), stop_at.clone(), stop_at);
+    Some(aiom4b::workflow::Hooks {
+        after_backup_file: Some(Arc::new(move |_| a("backup"))),
+        before_source_remove: Some(Arc::new(move |_| {
+            b("remove");
+            Ok(())
+        })),
+        at_stage: Some(Arc::new(move |name| c(name))),
+    })
+}
+
+/// Stops this process until a SIGCONT (the fault suite's [`test_stop_hooks`], `probe`'s too).
+pub fn stop_self() {
+    let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::STOP);
 }
 
 fn folders_cmd(dir: Option<PathBuf>, json: bool, cfg: &Config) -> Result<i32> {
@@ -325,7 +369,7 @@ fn folders_cmd(dir: Option<PathBuf>, json: bool, cfg: &Config) -> Result<i32> {
         return Ok(EXIT_OK);
     }
     if books.is_empty() {
-        emit(&format!(
+        emit_text(&format!(
             "no book folders with MP3 files under {}\n",
             dir.display()
         ));
@@ -352,7 +396,7 @@ fn folders_cmd(dir: Option<PathBuf>, json: bool, cfg: &Config) -> Result<i32> {
                 .unwrap_or_default(),
         ]);
     }
-    emit(&table(&rows));
+    emit_text(&table(&rows));
     Ok(EXIT_OK)
 }
 
@@ -370,7 +414,7 @@ fn config_cmd(json: bool, init: bool, cfg: &Config) -> Result<i32> {
         }
         std::fs::write(path, Config::template_file())
             .with_context(|| format!("writing {}", path.display()))?;
-        emit(&format!("wrote {}\n", path.display()));
+        emit_text(&format!("wrote {}\n", path.display()));
         return Ok(EXIT_OK);
     }
     let settings = cfg.describe();
@@ -390,7 +434,7 @@ fn config_cmd(json: bool, init: bool, cfg: &Config) -> Result<i32> {
             config::DEFAULT_CONFIG_FILE
         ),
     });
-    emit(&out);
+    emit_text(&out);
     Ok(EXIT_OK)
 }
 
@@ -400,7 +444,7 @@ fn status_cmd(wf: &Workflow, job_id: Option<String>, json: bool) -> Result<i32> 
         if json {
             emit(&(serde_json::to_string_pretty(&job)? + "\n"));
         } else {
-            emit(&job_detail(&job));
+            emit_text(&job_detail(&job));
         }
         return Ok(EXIT_OK);
     }
@@ -435,7 +479,7 @@ fn status_cmd(wf: &Workflow, job_id: Option<String>, json: bool) -> Result<i32> 
         s.push_str("\nrecent:\n");
         s.push_str(&jobs_table(&recent));
     }
-    emit(&s);
+    emit_text(&s);
     Ok(EXIT_OK)
 }
 
@@ -456,19 +500,19 @@ fn jobs_cmd(wf: &Workflow, cmd: JobsCommand) -> Result<i32> {
             if json {
                 emit(&(serde_json::to_string_pretty(&jobs)? + "\n"));
             } else if jobs.is_empty() {
-                emit("no jobs\n");
+                emit_text("no jobs\n");
             } else {
-                emit(&jobs_table(&jobs));
+                emit_text(&jobs_table(&jobs));
             }
         }
         JobsCommand::Clear { older_than } => {
-            let age =
-                config::parse_age(&older_than).map_err(|e| anyhow::anyhow!("--older-than {e}"))?;
+            // Checked by clap already (`age_arg`): a bad value is a usage error (exit 2).
+            let age = config::parse_age(&older_than).map_err(anyhow::Error::msg)?;
             let n = wf
                 .store()
                 .archive_finished(config::cutoff(chrono::Utc::now(), age))?;
             tracing::info!(target: "aiom4b::audit", action = "jobs.archive", count = n, older_than = %older_than, "archived finished jobs");
-            emit(&format!(
+            emit_text(&format!(
                 "archived {n} finished job(s) older than {older_than}\n"
             ));
         }
@@ -526,7 +570,7 @@ fn stats_cmd(wf: &Workflow, json: bool) -> Result<i32> {
             .collect();
         out.push_str(&format!("failures:        {}\n", parts.join(", ")));
     }
-    emit(&out);
+    emit_text(&out);
     Ok(EXIT_OK)
 }
 
@@ -535,14 +579,22 @@ fn backup_cmd(wf: &Workflow, cmd: BackupCommand) -> Result<i32> {
     match cmd {
         BackupCommand::List { json } => {
             let list = store.list()?;
+            let damaged = list.iter().filter(|b| b.damaged.is_some()).count();
             if json {
                 emit(&(serde_json::to_string_pretty(&list)? + "\n"));
             } else if list.is_empty() {
-                emit(&format!("no backups in {}\n", store.dir().display()));
+                emit_text(&format!("no backups in {}\n", store.dir().display()));
             } else {
-                emit(&backups_table(&list));
+                let mut out = backups_table(&list);
+                if damaged > 0 {
+                    out.push_str(&format!(
+                        "\n{damaged} damaged backup(s): they cannot be checked or restored; \
+                         see `aiom4b backup verify`\n"
+                    ));
+                }
+                emit_text(&out);
             }
-            Ok(EXIT_OK)
+            Ok(if damaged == 0 { EXIT_OK } else { EXIT_FAILURES })
         }
         BackupCommand::Verify { name } => {
             let names = match name {
@@ -552,18 +604,22 @@ fn backup_cmd(wf: &Workflow, cmd: BackupCommand) -> Result<i32> {
             let mut bad = 0;
             let mut out = String::new();
             for n in names {
-                let r = store.verify(&n)?;
-                if r.problems.is_empty() {
-                    out.push_str(&format!("ok      {} ({} files)\n", r.name, r.files_checked));
+                // One unreadable backup must not hide the verdict on the others.
+                let (shown, problems, files) = match store.verify(&n) {
+                    Ok(r) => (r.name, r.problems, r.files_checked),
+                    Err(e) => (n, vec![e.to_string()], 0),
+                };
+                if problems.is_empty() {
+                    out.push_str(&format!("ok      {} ({files} files)\n", ui::escape(&shown)));
                 } else {
                     bad += 1;
-                    out.push_str(&format!("DAMAGED {}\n", r.name));
-                    for p in &r.problems {
-                        out.push_str(&format!("        {p}\n"));
+                    out.push_str(&format!("DAMAGED {}\n", ui::escape(&shown)));
+                    for p in &problems {
+                        out.push_str(&format!("        {}\n", ui::escape(p)));
                     }
                 }
             }
-            emit(&out);
+            emit_text(&out);
             Ok(if bad == 0 { EXIT_OK } else { EXIT_FAILURES })
         }
         BackupCommand::Prune => {
@@ -581,7 +637,7 @@ fn backup_cmd(wf: &Workflow, cmd: BackupCommand) -> Result<i32> {
             for p in &pruned {
                 out.push_str(&format!("  {}\n", p.name));
             }
-            emit(&out);
+            emit_text(&out);
             Ok(EXIT_OK)
         }
         BackupCommand::Restore { name, to } => {
@@ -598,7 +654,7 @@ fn backup_cmd(wf: &Workflow, cmd: BackupCommand) -> Result<i32> {
                     d.display()
                 ));
             }
-            emit(&out);
+            emit_text(&out);
             Ok(EXIT_OK)
         }
     }
@@ -661,13 +717,13 @@ fn job_detail(j: &Job) -> String {
         s.push_str(&format!("finished  {}\n", local(t)));
     }
     for f in &j.source_folders {
-        s.push_str(&format!("source    {}\n", f.display()));
+        s.push_str(&format!("source    {}\n", ui::path(f)));
     }
     for b in &j.backup_paths {
-        s.push_str(&format!("backup    {}\n", b.display()));
+        s.push_str(&format!("backup    {}\n", ui::path(b)));
     }
     if let Some(o) = &j.output_path {
-        s.push_str(&format!("output    {}\n", o.display()));
+        s.push_str(&format!("output    {}\n", ui::path(o)));
     }
     if let Some(b) = j.input_bytes {
         s.push_str(&format!("input     {}\n", bytes(b)));
@@ -711,14 +767,24 @@ fn backups_table(list: &[BackupInfo]) -> String {
             b.name.clone(),
             b.files.to_string(),
             bytes(b.total_bytes),
-            b.source.display().to_string(),
+            match (&b.damaged, &b.source) {
+                (Some(why), _) => format!("DAMAGED: {why}"),
+                (None, Some(source)) => source.display().to_string(),
+                (None, None) => String::new(),
+            },
         ]);
     }
     table(&rows)
 }
 
-/// Left-aligned columns separated by two spaces; the last column is not padded.
+/// Left-aligned columns separated by two spaces; the last column is not padded. Cells are
+/// escaped for the terminal (a line break in a file name must not break the row).
 fn table(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| ui::escape(c).into_owned()).collect())
+        .collect();
+    let rows = &rows;
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -764,7 +830,12 @@ fn hms(secs: f64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-/// Writes to stdout; a closed pipe (`aiom4b jobs list | head`) is not an error.
+/// Writes JSON to stdout, exactly; a closed pipe (`aiom4b jobs list | head`) is not an error.
 fn emit(s: &str) {
     let _ = std::io::stdout().lock().write_all(s.as_bytes());
+}
+
+/// Writes text for humans to stdout, escaped for the terminal ([`ui::print_text`]).
+fn emit_text(s: &str) {
+    ui::print_text(s);
 }

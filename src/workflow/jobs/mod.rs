@@ -121,6 +121,15 @@ pub struct Job {
     pub owner: Option<ProcessIdentity>,
     /// The temporary output file; removed if the job does not complete.
     pub part_path: Option<PathBuf>,
+    /// Every temporary file or folder the job may create (its `.part`, the part's sibling
+    /// temporaries, a move's staging folder and lock), recorded before they are created; after a
+    /// crash, recovery removes exactly these.
+    #[serde(default)]
+    pub temp_paths: Vec<PathBuf>,
+    /// What was asked to happen to the sources after success: `move:DIR` or `delete`; `None`
+    /// keeps them.
+    #[serde(default)]
+    pub post_action: Option<String>,
 }
 
 impl Job {
@@ -145,6 +154,8 @@ impl Job {
             error: None,
             owner: None,
             part_path: None,
+            temp_paths: Vec::new(),
+            post_action: None,
         }
     }
 

@@ -53,13 +53,19 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE jobs_archive AS SELECT * FROM jobs WHERE 0;
     ALTER TABLE jobs_archive ADD COLUMN archived_at TEXT;
     CREATE UNIQUE INDEX jobs_archive_id ON jobs_archive (id);",
+    // 2: every temporary a job may create (recovery removes exactly these), and the post-action
+    // (so that recovery can say what an interrupted job had still to do).
+    "ALTER TABLE jobs ADD COLUMN temp_paths TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs ADD COLUMN post_action TEXT;
+    ALTER TABLE jobs_archive ADD COLUMN temp_paths TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs_archive ADD COLUMN post_action TEXT;",
 ];
 
 /// Columns in the order `row_to_job` reads them; shared by both tables.
 const COLUMNS: &str = "id, status, created_at, started_at, finished_at, progress_percent, \
     source_folders, options, output_path, backup_paths, input_bytes, output_bytes, \
     audio_duration_secs, stage_timings, attempts, error_category, error_message, error_remedy, \
-    pid, hostname, pid_start_ticks, part_path";
+    pid, hostname, pid_start_ticks, part_path, temp_paths, post_action";
 
 /// The job store on a SQLite file.
 pub struct SqliteStore {
@@ -231,6 +237,8 @@ struct RawJob {
     hostname: Option<String>,
     pid_start_ticks: Option<i64>,
     part_path: Option<String>,
+    temp_paths: String,
+    post_action: Option<String>,
 }
 
 impl RawJob {
@@ -258,6 +266,8 @@ impl RawJob {
             hostname: r.get(19)?,
             pid_start_ticks: r.get(20)?,
             part_path: r.get(21)?,
+            temp_paths: r.get(22)?,
+            post_action: r.get(23)?,
         })
     }
 
@@ -317,6 +327,8 @@ impl RawJob {
             error,
             owner,
             part_path: self.part_path.clone().map(PathBuf::from),
+            temp_paths: paths("temp_paths", &self.temp_paths)?,
+            post_action: self.post_action.clone(),
         })
     }
 }
@@ -351,6 +363,8 @@ fn job_values(job: &Job) -> Vec<Box<dyn rusqlite::ToSql>> {
                 .map(|t| t as i64),
         ),
         Box::new(job.part_path.as_deref().map(path_text)),
+        Box::new(paths_json(&job.temp_paths)),
+        Box::new(job.post_action.clone()),
     ]
 }
 

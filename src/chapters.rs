@@ -176,6 +176,22 @@ pub fn timed_to_samples(
             warnings.push(warning);
             start = 0;
         }
+        if out
+            .last()
+            .is_some_and(|p: &Chapter| start <= p.start_samples)
+        {
+            // Starts increase in seconds, but two within one sample of each other (or of 0,
+            // where the first one moves) would make an empty chapter (found by fuzzing).
+            return Err(Error::ChaptersFile {
+                path: path.to_path_buf(),
+                line: c.line,
+                reason: format!(
+                    "chapter starts at {}, less than one sample after the previous one; \
+                     move it later or remove the line",
+                    format_samples(start, rate)
+                ),
+            });
+        }
         if start >= total_samples {
             return Err(Error::ChaptersFile {
                 path: path.to_path_buf(),
@@ -273,6 +289,23 @@ mod tests {
             w[0].contains("2 chapter title(s)") && w[0].contains("line 1"),
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn chapters_within_one_sample_are_an_error_not_an_empty_chapter() {
+        // Found by fuzzing: 0 and 0.01 s are the same sample at 1 Hz; at 44.1 kHz the same
+        // happens 10 µs apart, after 0 or anywhere later.
+        let c = parse_chapters_text("00:00:00.000 A\n00.01 B\n").unwrap();
+        assert!(timed_to_samples(&c, 1, 10, Path::new("c.txt")).is_err());
+        let c = parse_chapters_text("0 A\n0.00001 B\n").unwrap();
+        assert!(timed_to_samples(&c, 44_100, 44_100, Path::new("c.txt")).is_err());
+        let c = parse_chapters_text("0 A\n1 B\n0:00:01.00001 C\n").unwrap();
+        let e = timed_to_samples(&c, 44_100, 44_100 * 60, Path::new("c.txt")).unwrap_err();
+        assert!(matches!(&e, Error::ChaptersFile { line: 3, .. }), "{e}");
+        // One sample apart is a chapter.
+        let c = parse_chapters_text("0 A\n0.0001 B\n").unwrap();
+        let (ch, _) = timed_to_samples(&c, 44_100, 44_100, Path::new("c.txt")).unwrap();
+        assert_eq!(ch[1].start_samples, 4);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The inputs the fuzzers found problems with (`fuzz/regressions/<target>/`, see
 //! docs/fuzzing.md), run through the public entry points of what each target fuzzes, so that
 //! `cargo test` keeps them fixed without the nightly toolchain.
+use aiom4b::chapters::{parse_chapters_text, timed_to_samples};
 use aiom4b::mp4tags::write_extra_items;
 use aiom4b::verify::{check, summarize, Expectations};
 use std::path::{Path, PathBuf};
@@ -49,6 +50,32 @@ fn tag_patcher_never_hides_what_it_writes() {
                 );
                 eprintln!("{}: refused: {e}", input.display());
             }
+        }
+    }
+}
+
+/// The chapters file parser (target `chapters`: 4 bytes rate, 8 bytes book length in samples,
+/// little endian, then the text): accepted chapters start at 0 and strictly increase in
+/// samples. Before the fix, two starts less than a sample apart made an empty chapter.
+#[test]
+fn chapters_never_start_on_the_same_sample() {
+    for input in regressions("chapters") {
+        let data = std::fs::read(&input).unwrap();
+        let (head, text) = data.split_at(12);
+        let rate = u32::from_le_bytes(head[..4].try_into().unwrap()) % 200_000 + 1;
+        let total = u64::from_le_bytes(head[4..].try_into().unwrap());
+        let Ok(timed) = parse_chapters_text(&String::from_utf8_lossy(text)) else {
+            continue;
+        };
+        if let Ok((chapters, _)) = timed_to_samples(&timed, rate, total, &input) {
+            assert_eq!(chapters[0].start_samples, 0);
+            assert!(
+                chapters
+                    .windows(2)
+                    .all(|w| w[0].start_samples < w[1].start_samples),
+                "{}: {chapters:?}",
+                input.display()
+            );
         }
     }
 }

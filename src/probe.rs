@@ -6,9 +6,12 @@
 //! decoding. [`probe_all`] runs files in parallel on a rayon pool.
 use crate::av;
 use crate::error::{Error, Result};
-use crate::model::{Picture, TrackInfo};
+use crate::model::TrackInfo;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
+
+/// Cover pictures are sniffed from their header bytes where the demuxer reads them, in `av`.
+pub use crate::av::picture::{image_facts, picture_from_bytes};
 
 /// Frames decoded to prove a file is real MP3 audio (a renamed file fails on the first).
 const PROBE_DECODE_PACKETS: usize = 8;
@@ -104,49 +107,4 @@ pub(crate) fn read_vbr_tag(path: &Path) -> Option<VbrTag> {
         audio_start: t.audio_start,
         stream_bytes: t.bytes.map(u64::from),
     })
-}
-
-/// Picture helper for callers that read cover files: decodes nothing, only sniffs the type and
-/// size from the header bytes.
-pub fn picture_from_bytes(data: Vec<u8>) -> Option<Picture> {
-    let (mime, w, h) = image_facts(&data)?;
-    Some(Picture {
-        mime: mime.to_string(),
-        data,
-        width: w,
-        height: h,
-    })
-}
-
-/// (mime, width, height) of a JPEG or PNG from its header.
-pub fn image_facts(data: &[u8]) -> Option<(&'static str, Option<u32>, Option<u32>)> {
-    if data.len() > 24 && data.starts_with(b"\x89PNG\r\n\x1a\n") {
-        let w = u32::from_be_bytes(data[16..20].try_into().ok()?);
-        let h = u32::from_be_bytes(data[20..24].try_into().ok()?);
-        return Some(("image/png", Some(w), Some(h)));
-    }
-    if data.len() > 4 && data[0] == 0xFF && data[1] == 0xD8 {
-        // Walk the JPEG segments to the first start-of-frame marker for the size.
-        let mut i = 2;
-        while i + 9 < data.len() {
-            if data[i] != 0xFF {
-                i += 1;
-                continue;
-            }
-            let marker = data[i + 1];
-            if marker == 0xFF {
-                i += 1;
-                continue;
-            }
-            let len = u16::from_be_bytes([data[i + 2], data[i + 3]]) as usize;
-            if matches!(marker, 0xC0..=0xC3 | 0xC5..=0xC7 | 0xC9..=0xCB | 0xCD..=0xCF) {
-                let h = u16::from_be_bytes([data[i + 5], data[i + 6]]) as u32;
-                let w = u16::from_be_bytes([data[i + 7], data[i + 8]]) as u32;
-                return Some(("image/jpeg", Some(w), Some(h)));
-            }
-            i += 2 + len;
-        }
-        return Some(("image/jpeg", None, None));
-    }
-    None
 }

@@ -33,7 +33,7 @@
 //! the file announces the full output rate, so a player that only knows AAC-LC refuses it
 //! instead of playing a muffled half-rate core. Implicit signalling (an AAC-LC config, SBR found
 //! only in the stream) leaves players that go by the config at the core's half rate.
-use super::encode::{AudioEncoder, EncodedPacket, StreamParams};
+use super::aac::{AudioEncoder, EncodedPacket, StreamParams};
 use crate::error::{Error, Result};
 use crate::options::{AacProfile, EncoderSettings};
 use fdk_aac_sys as sys;

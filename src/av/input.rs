@@ -231,7 +231,7 @@ fn read_pictures(input: &Mp3Input) -> Vec<crate::model::Picture> {
             }
             std::slice::from_raw_parts(p.data, p.size as usize).to_vec()
         };
-        let Some(pic) = crate::probe::picture_from_bytes(data) else {
+        let Some(pic) = super::picture::picture_from_bytes(data) else {
             continue;
         };
         let is_front = st

@@ -1,6 +1,7 @@
 //! The only place FFmpeg appears: opening inputs safely, decoding, resampling, encoding, muxing.
 //! Keeping it here keeps FFmpeg replaceable; the rest of the crate sees plain Rust types
-//! ([`PcmChunk`](decode::PcmChunk), [`EncodedPacket`](encode::EncodedPacket)).
+//! ([`PcmChunk`](decode::PcmChunk), [`EncodedPacket`](aac::EncodedPacket)).
+pub mod aac;
 pub mod decode;
 pub mod encode;
 #[cfg(feature = "fdk-aac")]
@@ -11,6 +12,7 @@ pub mod m4b_reader;
 pub mod mp3_writer;
 pub mod mux;
 pub mod packets;
+pub mod picture;
 
 use std::sync::Once;
 

@@ -9,7 +9,7 @@
 //! Write errors (e.g. a full disk) are surfaced: FFmpeg records I/O errors in the AVIOContext
 //! and `avio_close` reports a failed final flush; both are checked, so a truncated file is never
 //! mistaken for a finished one.
-use super::encode::{EncodedPacket, StreamParams};
+use super::aac::{EncodedPacket, StreamParams};
 use crate::error::{Error, Result};
 use crate::model::Picture;
 use ff::ffi;

@@ -7,13 +7,13 @@
 //! ```text
 //! cargo run --release --example fuzz_seeds -- /tmp/seeds
 //! ```
-use aiom4b::fixtures::{self, Length, Mp3Spec, RateControl, Signal};
 use aiom4b::plan::plan;
 use aiom4b::workflow::config::{Config, DEFAULT_NAME_TEMPLATE};
 use aiom4b::{
     BookMetadata, CancelToken, ConvertOptions, Converter, Limits, NoProgress, Picture, PlanOptions,
     ScanOptions, Tags,
 };
+use aiom4b_testkit::fixtures::{self, Length, Mp3Spec, RateControl, Signal};
 use std::path::{Path, PathBuf};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -3,9 +3,10 @@
 //! an MP3 from a file that was only renamed `.mp3`.
 //!
 //! Everything here works on byte slices or a caller's reader (no FFmpeg), never panics whatever
-//! the bytes, and is fuzzed (`fuzz/`, target `mp3bytes`). The scanner, the prober, the MP3
-//! writer's read-back and the test fixtures all use it; before, each had its own copy and they
-//! disagreed. The rules chosen where they did:
+//! the bytes, and is fuzzed (`fuzz/`, target `mp3bytes`). The scanner and the prober use it;
+//! before, each had its own copy and they disagreed. (The test kit, `crates/aiom4b-testkit`,
+//! keeps a small reader of its own for its MP3 writer's read-back, on purpose: a check that
+//! shares the library's parser cannot catch that parser's mistakes.) The rules chosen:
 //!
 //! * **ID3v2 length**: the four size bytes are "synchsafe" (7 bits each); a byte with the top
 //!   bit set means the header is damaged, and then there is no tag (FFmpeg's `ff_id3v2_match`
@@ -57,7 +58,9 @@ pub fn id3v2_len(b: &[u8]) -> Option<u64> {
 }
 
 /// The offset of the audio after the ID3v2 tags at the start of `b` (0 without a tag). Tags
-/// whose end lies beyond `b` still count: the result may exceed `b.len()`.
+/// whose end lies beyond `b` still count: the result may exceed `b.len()`. Only the fuzz target
+/// calls it (against [`read_vbr_tag`]'s reader-based skip); the test kit has its own.
+#[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
 pub fn audio_start(b: &[u8]) -> u64 {
     let mut at = 0u64;
     for _ in 0..MAX_CHAINED_TAGS {
@@ -149,7 +152,9 @@ impl FrameHeader {
         self.version == 3
     }
 
-    /// Samples per channel in the frame: 1152 (MPEG-1) or 576 (MPEG-2/2.5).
+    /// Samples per channel in the frame: 1152 (MPEG-1) or 576 (MPEG-2/2.5). Only the fuzz
+    /// target calls it.
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
     pub fn samples_per_frame(&self) -> u32 {
         if self.mpeg1() {
             1152

@@ -5,7 +5,7 @@
 //! bytes (layout, MP3 spec, [`FORMAT`]). A changed spec therefore regenerates instead of
 //! silently reusing stale files, and a `.complete` marker written last makes an interrupted
 //! generation start over.
-use aiom4b::fixtures::{self, Length, Mp3Spec, Signal};
+use aiom4b_testkit::fixtures::{self, Length, Mp3Spec, Signal};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -12,8 +12,10 @@
 //! stretch packet durations while the decoder still emits back-to-back samples.
 use crate::corpus::{Corpus, CHANNELS, SAMPLE_RATE};
 use crate::{Bench, Tool, SPLICE_10M};
-use aiom4b::av::{decode, input, m4b_reader::decode_m4b};
-use aiom4b::{quality, verify};
+use aiom4b::av::{decode, input};
+use aiom4b::verify;
+use aiom4b_testkit::m4b_reader::decode_m4b;
+use aiom4b_testkit::quality;
 use serde_json::json;
 
 /// Decodes the corpus with the crate's own MP3 path (what the encoder is fed): the PCM and

@@ -6,10 +6,7 @@ pub mod decode;
 pub mod encode;
 #[cfg(feature = "fdk-aac")]
 pub mod fdk;
-pub mod image_writer;
 pub mod input;
-pub mod m4b_reader;
-pub mod mp3_writer;
 pub mod mux;
 pub mod packets;
 pub mod picture;

@@ -44,8 +44,8 @@ use std::sync::Mutex;
 /// short as its short segments allow; here segments are minutes long and a longer lead-in is
 /// nearly free, while FFmpeg's encoder keeps slow state (the psychoacoustic model's
 /// perceptual-entropy range forgets with a 1/512 slope). Measured on the bench's 10-minute
-/// book with 100 forced joins (`quality::splice_report`, joins' mean excess over non-join
-/// pairs): lead-in 64 frames +0.78 dB, 128 +0.67, 512 +0.40, 1024 +0.22; CPU on the 1-hour
+/// book with 100 forced joins (`aiom4b_testkit::quality::splice_report`, joins' mean excess
+/// over non-join pairs): lead-in 64 frames +0.78 dB, 128 +0.67, 512 +0.40, 1024 +0.22; CPU on the 1-hour
 /// book at -j2: 128 and 512 the same (68.4 / 68.2 s), 1024 +2 %.
 pub const RANGE_LEAD_IN_FRAMES: u64 = 512;
 /// Longest segment (≈ 12.7 min at 44.1 kHz): 0.1 s of restart per 22 s of encoding.

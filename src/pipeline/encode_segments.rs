@@ -76,14 +76,14 @@ pub fn auto_segment_frames(workers: usize, channels: u16, frame: usize) -> u64 {
 /// slow state: the rate control moves λ by at most ±10 % per frame, and the psychoacoustic
 /// model's perceptual-entropy range forgets with a 1/512 slope.
 ///
-/// Measured on speech-like material with `quality::splice_report` (10 min; for the
-/// measurement only, segments of 256 frames, giving 100 joins, 49 of them in speech): with 8
-/// or 64 frames, 64 kb/s mono twoloop had 2–3 joins 19–22 dB worse than the single encoder (a
-/// starved first packet after a short-window run: an audible glitch), and the fast coder showed
-/// a +2 dB convergence transient over the 4 blocks after each join; from 128 frames on, no join
-/// was more than 5 dB worse and joins scored the same as mid-segment control positions (mean
-/// of the worst block per join +0.97 dB at joins and at controls, mono twoloop). 128 frames
-/// cost 12.5 % extra encoding per 1024-frame segment.
+/// Measured on speech-like material with `aiom4b_testkit::quality::splice_report` (10 min;
+/// for the measurement only, segments of 256 frames, giving 100 joins, 49 of them in speech):
+/// with 8 or 64 frames, 64 kb/s mono twoloop had 2–3 joins 19–22 dB worse than the single
+/// encoder (a starved first packet after a short-window run: an audible glitch), and the fast
+/// coder showed a +2 dB convergence transient over the 4 blocks after each join; from 128
+/// frames on, no join was more than 5 dB worse and joins scored the same as mid-segment control
+/// positions (mean of the worst block per join +0.97 dB at joins and at controls, mono
+/// twoloop). 128 frames cost 12.5 % extra encoding per 1024-frame segment.
 pub const LEAD_IN_FRAMES: u64 = 128;
 /// Frames after a segment: covers the encoder's look-ahead for window switching. The native
 /// encoder emits packet `j` one frame after receiving frame `j`; FDK (AAC-LC and HE-AAC) emits

@@ -3,8 +3,8 @@
 //! rejected the same way (exit 2, naming the option) from the command line, the environment
 //! and the config file. End to end through the binary, with the helpers of `cli_workflow`.
 use crate::cli_workflow::{code, m4b_files, text, Env};
-use aiom4b::fixtures::{write_mp3, Mp3Spec};
 use aiom4b::workflow::BackupStore;
+use aiom4b_testkit::fixtures::{write_mp3, Mp3Spec};
 use serde_json::Value;
 use std::fs;
 use std::process::Output;

@@ -4,7 +4,7 @@
 //! Every test runs the binary in its own temporary directory with `DATA_DIR` and `SOURCE_DIR`
 //! pointing into it, and with the workflow's variables removed, so a developer's environment
 //! or `config/aiom4b.toml` can't leak in.
-use aiom4b::fixtures::{write_book, Mp3Spec};
+use aiom4b_testkit::fixtures::{write_book, Mp3Spec};
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -3,7 +3,7 @@
 //! meter, digests of a folder, and leftovers of a failed conversion.
 #![allow(dead_code)] // each test module uses a different subset
 
-use aiom4b::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
+use aiom4b_testkit::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};

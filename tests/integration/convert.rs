@@ -4,10 +4,10 @@
 //! gaplessness. Outputs are read back by `verify::summarize` (box walker + Symphonia), by
 //! FFmpeg's decoder for the audio itself, and by `ffprobe`.
 use crate::common::*;
-use aiom4b::av::m4b_reader::decode_m4b;
-use aiom4b::fixtures::{test_jpeg, write_hostile, write_mp3, Length, Mp3Spec, Signal};
 use aiom4b::verify::{summarize, M4bSummary};
 use aiom4b::{Picture, Tags};
+use aiom4b_testkit::fixtures::{test_jpeg, write_hostile, write_mp3, Length, Mp3Spec, Signal};
+use aiom4b_testkit::m4b_reader::decode_m4b;
 use serde_json::Value;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

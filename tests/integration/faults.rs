@@ -12,7 +12,7 @@
 //! mount namespace (inside a user namespace when not root) with a tmpfs of the wanted size or a
 //! read-only one, or a file-size limit (`RLIMIT_FSIZE`, the write fails with EFBIG).
 use crate::common::{digest_tree, WORKFLOW_VARS};
-use aiom4b::fixtures::{write_book, Mp3Spec};
+use aiom4b_testkit::fixtures::{write_book, Mp3Spec};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::CString;

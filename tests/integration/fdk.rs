@@ -10,14 +10,15 @@
 
 use aiom4b::av::decode::decode_file;
 use aiom4b::av::input::open_mp3;
-use aiom4b::av::m4b_reader::decode_m4b;
-use aiom4b::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
 use aiom4b::model::Chapter;
 use aiom4b::options::{
     AacProfile, ConvertOptions, EncoderChoice, Limits, PlanOptions, ScanOptions, TargetSpec,
 };
 use aiom4b::verify::{self, Expectations, M4bSummary};
-use aiom4b::{plan, quality, CancelToken, ConvertReport, Converter, NoProgress};
+use aiom4b::{plan, CancelToken, ConvertReport, Converter, NoProgress};
+use aiom4b_testkit::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
+use aiom4b_testkit::m4b_reader::decode_m4b;
+use aiom4b_testkit::quality;
 use std::path::{Path, PathBuf};
 
 /// Segments of 1024 frames (half the default) so a short book has several joins; a join's

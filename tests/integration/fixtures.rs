@@ -1,11 +1,11 @@
 //! The fixture generators, checked with readers that did not write the files: Symphonia decodes
 //! the MP3s (gapless length, rate, channels, pitch), the `id3` crate reads the tags and the
 //! APIC frame, and `ffprobe` gives libavformat's own view.
-use aiom4b::fixtures::{
+use aiom4b::{Picture, Tags};
+use aiom4b_testkit::fixtures::{
     noise, sine, speech_like, test_jpeg, test_png, write_book, write_hostile, write_mp3, Length,
     Mp3Spec, RateControl, Signal,
 };
-use aiom4b::{Picture, Tags};
 use id3::TagLike;
 use std::path::{Path, PathBuf};
 use symphonia::core::audio::SampleBuffer;
@@ -419,11 +419,11 @@ fn invalid_specs_are_errors_not_panics() {
     ];
     for spec in bad {
         let err = write_mp3(&path, &spec).expect_err("invalid spec accepted");
-        assert!(matches!(err, aiom4b::Error::Options(_)), "{err}");
+        assert!(matches!(err, aiom4b_testkit::Error::Options(_)), "{err}");
     }
     let missing_dir = dir.path().join("no/such/dir/x.mp3");
     let err = write_mp3(&missing_dir, &Mp3Spec::default()).unwrap_err();
-    assert!(matches!(err, aiom4b::Error::Io { .. }), "{err}");
+    assert!(matches!(err, aiom4b_testkit::Error::Io { .. }), "{err}");
 }
 
 #[test]

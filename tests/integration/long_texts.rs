@@ -2,8 +2,8 @@
 //! tens of kilobytes converts, cut to `MAX_TITLE_BYTES` on a character boundary with one
 //! warning, instead of failing verification and flooding stderr with the text.
 use crate::common::*;
-use aiom4b::fixtures::write_mp3;
 use aiom4b::{Tags, MAX_LONG_TEXT_BYTES, MAX_TITLE_BYTES};
+use aiom4b_testkit::fixtures::write_mp3;
 use serde_json::Value;
 use std::path::Path;
 

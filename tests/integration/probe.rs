@@ -2,10 +2,12 @@
 //! and covers, symlink loops and FIFOs — seen through `plan::inspect` and `aiom4b probe`
 //! (and `aiom4b convert` where the claim is "probe AND convert work").
 use crate::common::*;
-use aiom4b::fixtures::{test_jpeg, test_png, write_hostile, write_mp3, Length, Mp3Spec, Signal};
 use aiom4b::options::{Limits, Order, PlanOptions, ScanOptions};
 use aiom4b::plan::{self, Inspection};
 use aiom4b::{CoverSource, FindingKind, Picture, Severity, Tags};
+use aiom4b_testkit::fixtures::{
+    test_jpeg, test_png, write_hostile, write_mp3, Length, Mp3Spec, Signal,
+};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -3,7 +3,9 @@
 //! that decoding the whole file gives from there (bit for bit), in every MP3 flavour an
 //! audiobook comes in.
 use aiom4b::av::packets::{decode_from, index_mp3, OpenTrack, RangeError, PREROLL_PACKETS};
-use aiom4b::fixtures::{audio_start, write_mp3, FrameHeader, Length, Mp3Spec, RateControl, Signal};
+use aiom4b_testkit::fixtures::{
+    audio_start, write_mp3, FrameHeader, Length, Mp3Spec, RateControl, Signal,
+};
 use std::path::Path;
 
 /// The whole file decoded in order by the engine's decoder, at its own rate and channels.

@@ -6,9 +6,9 @@
 use crate::common::*;
 use aiom4b::av::decode::decode_file;
 use aiom4b::av::input::open_mp3;
-use aiom4b::av::m4b_reader::decode_m4b;
-use aiom4b::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
-use aiom4b::quality::{splice_report, SpliceReport};
+use aiom4b_testkit::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
+use aiom4b_testkit::m4b_reader::decode_m4b;
+use aiom4b_testkit::quality::{splice_report, SpliceReport};
 use std::path::{Path, PathBuf};
 
 /// AAC frame length of the native encoder (segments are whole frames).

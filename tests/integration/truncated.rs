@@ -2,8 +2,8 @@
 //! report it as `convert` would — an error naming the file, exit 1, the finding in `--json` —
 //! and with `allow_damaged` a warning and the length the file really has, not the header's.
 use crate::common::*;
-use aiom4b::fixtures::{write_hostile, write_mp3};
 use aiom4b::{plan, FindingKind, Limits, PlanOptions, ScanOptions, Severity};
+use aiom4b_testkit::fixtures::{write_hostile, write_mp3};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

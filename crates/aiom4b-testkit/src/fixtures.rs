@@ -1,5 +1,5 @@
 //! Test and benchmark inputs generated at run time: deterministic signals, MP3 files encoded by
-//! the linked libmp3lame (see [`crate::av::mp3_writer`]), whole "books" of chapter files, tiny
+//! the linked libmp3lame (see [`crate::mp3_writer`]), whole "books" of chapter files, tiny
 //! cover images and hostile files for validation tests.
 //!
 //! Everything is deterministic — the same arguments give the same samples and bytes on every
@@ -7,7 +7,7 @@
 //! interleaved `f32` frames (`L R L R …` for stereo) within −1.0..=1.0.
 //!
 //! ```no_run
-//! use aiom4b::fixtures::{write_mp3, Length, Mp3Spec, Signal};
+//! use aiom4b_testkit::fixtures::{write_mp3, Length, Mp3Spec, Signal};
 //! let spec = Mp3Spec {
 //!     length: Length::Samples(44_100 * 3 + 17),
 //!     signal: Signal::SpeechLike { seed: 7 },
@@ -15,19 +15,20 @@
 //! };
 //! let written = write_mp3("/tmp/chapter.mp3", &spec)?;
 //! assert_eq!(written.samples, 44_100 * 3 + 17);
-//! # Ok::<(), aiom4b::Error>(())
+//! # Ok::<(), aiom4b_testkit::Error>(())
 //! ```
-use crate::av::image_writer;
-use crate::av::mp3_writer::{Mp3Settings, Mp3Writer};
 use crate::error::{Error, Result};
-use crate::model::{Picture, Tags};
+use crate::image_writer;
+use crate::mp3_writer::{Mp3Settings, Mp3Writer};
+use aiom4b::{Picture, Tags};
 use std::f64::consts::TAU;
 use std::path::{Path, PathBuf};
 
-pub use crate::av::image_writer::ImageFormat;
-pub use crate::av::mp3_writer::{Mp3Written, RateControl, XingHeader};
-/// The crate's MP3 byte parsers, for tests that cut files at frame boundaries.
-pub use crate::mp3bytes::{audio_start, id3v2_len, FrameHeader, MAX_FRAME_LEN};
+pub use crate::image_writer::ImageFormat;
+pub use crate::mp3_writer::{Mp3Written, RateControl, XingHeader};
+/// The test kit's MP3 byte parsers (not the library's), for tests that cut files at frame
+/// boundaries.
+pub use crate::mp3frame::{audio_start, id3v2_len, FrameHeader, MAX_FRAME_LEN};
 
 // ---------------------------------------------------------------------------------------------
 // Signals
@@ -447,7 +448,7 @@ pub enum Length {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mp3Spec {
     pub length: Length,
-    /// One of [`crate::av::mp3_writer::MP3_SAMPLE_RATES`].
+    /// One of [`crate::mp3_writer::MP3_SAMPLE_RATES`].
     pub sample_rate: u32,
     /// 1 or 2.
     pub channels: u16,

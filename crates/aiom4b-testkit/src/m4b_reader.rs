@@ -1,6 +1,6 @@
 //! Decoding a written M4B back to PCM through FFmpeg (mov demuxer + AAC decoder), with the
 //! edit list applied. Used to measure coding error (splice quality, SNR) — verification of the
-//! structure uses an independent reader instead (see [`crate::verify`]).
+//! structure uses an independent reader instead (`aiom4b::verify`).
 use crate::error::{Error, Result};
 use ff::ffi;
 use ffmpeg_next as ff;
@@ -9,7 +9,7 @@ use std::path::Path;
 
 /// Decodes every audio sample of `path` into planar f32 (one Vec per channel).
 pub fn decode_m4b(path: &Path) -> Result<(u32, Vec<Vec<f32>>)> {
-    super::init();
+    crate::init();
     let file = File::open(path).map_err(|e| Error::io(path, "cannot open", e))?;
     let io = ff::format::context::StreamIo::from_read_seek(file)
         .map_err(|e| Error::av(Some(path), "set up reading", e))?;

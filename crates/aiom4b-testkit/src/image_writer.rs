@@ -26,7 +26,7 @@ impl ImageFormat {
 
 /// Encodes `rgb` (`width × height` pixels, 3 bytes each, rows top to bottom) as one image file.
 pub fn encode_rgb24(format: ImageFormat, width: u32, height: u32, rgb: &[u8]) -> Result<Vec<u8>> {
-    super::init();
+    crate::init();
     if width == 0 || height == 0 || rgb.len() != width as usize * height as usize * 3 {
         return Err(Error::Options(format!(
             "{} bytes are not a {width}×{height} RGB24 image",

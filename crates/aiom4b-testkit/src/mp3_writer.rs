@@ -23,8 +23,8 @@
 //! - The muxer has no COMM frame: a `comment` would become `TXXX:comment`, which few readers
 //!   take for a comment. [`Mp3Writer::finish`] adds a real COMM frame with the `id3` crate.
 use crate::error::{Error, Result};
-use crate::model::{Picture, Tags};
-use crate::mp3bytes::{self, VbrKind};
+use crate::mp3frame;
+use aiom4b::{Picture, Tags};
 use ffmpeg_next as ffmpeg;
 use ffmpeg_next::packet::Mut as _;
 use ffmpeg_next::{codec, format, frame, ChannelLayout, Dictionary, Packet, Rational};
@@ -124,7 +124,7 @@ impl Mp3Writer {
         tags: &Tags,
         cover: Option<&Picture>,
     ) -> Result<Self> {
-        super::init();
+        crate::init();
         validate(settings)?;
         let av = |what: &'static str| move |e: ffmpeg::Error| Error::av(Some(path), what, e);
 
@@ -256,18 +256,6 @@ impl Mp3Writer {
         }
         let channels = self.channels;
         self.push(samples.len() / channels, |ch, i| samples[i * channels + ch])
-    }
-
-    /// Writes planar samples: one slice per channel, all of the same length.
-    pub fn write_planar(&mut self, planes: &[&[f32]]) -> Result<()> {
-        if planes.len() != self.channels || planes.iter().any(|p| p.len() != planes[0].len()) {
-            return Err(Error::Options(format!(
-                "expected {} planes of equal length, got lengths {:?}",
-                self.channels,
-                planes.iter().map(|p| p.len()).collect::<Vec<_>>()
-            )));
-        }
-        self.push(planes[0].len(), |ch, i| planes[ch][i])
     }
 
     /// Flushes the encoder, writes the trailer (which fills in the Xing/LAME header) and closes
@@ -557,22 +545,18 @@ fn add_picture_stream(
     Ok(stream.index())
 }
 
-/// Reads the Xing/Info header and its LAME extension from the first frame after the ID3v2 tags;
-/// `None` unless the header has a frame count and a LAME extension.
+/// Reads the Xing/Info header and its LAME extension from the first frame after the ID3v2 tags
+/// (with the test kit's own parser, not the library's); `None` unless the header has a frame
+/// count and a LAME extension.
 pub fn read_xing_header(path: &Path) -> Result<Option<XingHeader>> {
     let io = |e| Error::io(path, "read back the written MP3", e);
     let mut file = std::fs::File::open(path).map_err(io)?;
-    let Some(tag) = mp3bytes::read_vbr_tag(&mut file).map_err(io)? else {
-        return Ok(None);
-    };
-    if tag.kind == VbrKind::Vbri {
-        return Ok(None);
-    }
-    Ok(tag.frames.zip(tag.lame).map(|(frames, lame)| XingHeader {
-        vbr: tag.is_vbr(),
-        frames,
-        samples_per_frame: tag.frame.samples_per_frame(),
-        encoder_delay: lame.encoder_delay,
-        padding: lame.padding,
+    let header = mp3frame::read_xing_lame(&mut file).map_err(io)?;
+    Ok(header.map(|x| XingHeader {
+        vbr: x.vbr,
+        frames: x.frames,
+        samples_per_frame: x.frame.samples_per_frame(),
+        encoder_delay: x.encoder_delay,
+        padding: x.padding,
     }))
 }

@@ -60,8 +60,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     // Scan, probe and validate: every blocking problem comes back at once as `Error::Invalid`.
-    let mut plan_options = PlanOptions::default();
-    plan_options.output = Some(output);
+    let plan_options = PlanOptions {
+        output: Some(output),
+        ..PlanOptions::default()
+    };
     let book = plan::plan(
         &[folder],
         &ScanOptions::default(),

@@ -1,8 +1,11 @@
 //! Finding book folders in a library: `aiom4b folders` lists them, `aiom4b batch` converts them.
 //!
 //! A folder is one book when it holds MP3 files directly, or when every sub-folder that holds
-//! MP3s looks like a disc of the same book (`CD1`, `Disc 2`, `Part 03`, `1`). Anything else is a
-//! shelf (`Author/`), and its sub-folders are searched in turn. Hidden entries are skipped.
+//! MP3s looks like a disc of the same book (`CD1`, `Disc 2`, `Part 03`, `1`: the scan's rule,
+//! [`crate::scan::is_disc_folder`], so a folder found here is ordered by the same disc numbers
+//! when converted). Anything else is a shelf (`Author/`), and its sub-folders are searched in
+//! turn. Hidden entries are skipped.
+use crate::scan::is_disc_folder;
 use crate::workflow::errors::{Error, Result};
 use chrono::{DateTime, Local};
 use serde::Serialize;
@@ -42,26 +45,6 @@ pub fn is_mp3(path: &Path) -> bool {
 
 fn is_hidden(name: &std::ffi::OsStr) -> bool {
     name.as_encoded_bytes().first() == Some(&b'.')
-}
-
-/// True for names like `CD1`, `cd 02`, `Disc 3`, `Disk-4`, `Part 1`, `Teil 2`, `Vol. 1`, `1`.
-pub fn is_disc_folder(name: &str) -> bool {
-    let lower = name.trim().to_lowercase();
-    let words = [
-        "cd", "disc", "disk", "part", "teil", "volume", "vol", "side", "tape",
-    ];
-    let digits = |s: &str| s.chars().take_while(char::is_ascii_digit).count();
-    match words.iter().find_map(|w| lower.strip_prefix(w)) {
-        // "CD1", "Disc 2", "CD1 - The Start": a disc word, then a number, then no more letters
-        // glued to the number.
-        Some(rest) => {
-            let rest = rest.trim_start_matches([' ', '_', '-', '.']);
-            let n = digits(rest);
-            n > 0 && !rest[n..].starts_with(|c: char| c.is_alphanumeric())
-        }
-        // A bare number ("01"); "1984 Orwell" is a title, not a disc.
-        None => !lower.is_empty() && digits(&lower) == lower.len(),
-    }
 }
 
 /// Counts MP3s, bytes and the newest change below `folder`, following no symlinks.
@@ -164,27 +147,4 @@ fn visit(root: &Path, dir: &Path, depth: usize, books: &mut Vec<BookFolder>) -> 
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn disc_names() {
-        for n in [
-            "CD1",
-            "cd 02",
-            "Disc 3",
-            "Disk-4",
-            "Part 1",
-            "01",
-            "CD1 - The Start",
-        ] {
-            assert!(is_disc_folder(n), "{n}");
-        }
-        for n in ["Dune", "Bonus", "1984 Orwell", "Extras"] {
-            assert!(!is_disc_folder(n), "{n}");
-        }
-    }
 }

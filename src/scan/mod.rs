@@ -19,7 +19,7 @@
 //!
 //! # Order
 //!
-//! [`Order::Natural`] compares the path relative to the scanned folder component by component
+//! [`Order::Natural`](crate::options::Order::Natural) compares the path relative to the scanned folder component by component
 //! with [`natural_cmp`]'s rules, with two additions:
 //!
 //! * **Files directly in a folder come before its subfolders' files**, at every level. The usual
@@ -61,7 +61,7 @@ use walk::Walker;
 /// `x.mp3` become [`Finding`]s and the scan goes on. [`Scan::folders`] has one summary per input
 /// folder, in the order given, so `ScannedFile::folder_index` indexes it.
 ///
-/// With [`Order::Tags`] the files come back in natural order; the caller reads the tags and
+/// With [`Order::Tags`](crate::options::Order::Tags) the files come back in natural order; the caller reads the tags and
 /// applies [`order_by_tags`] (or [`tag_order`]).
 pub fn scan(folders: &[PathBuf], opts: &ScanOptions) -> Scan {
     // Depth 0 would scan nothing at all, which no caller can mean; treat it as "this folder only".

@@ -1,0 +1,98 @@
+//! iTunes-style tags (`moov/udta/meta/ilst`) and the `covr` cover into the summary.
+use super::summary::{CoverSummary, M4bSummary};
+use crate::mp4box::{self, DataValue, ItemKey};
+
+pub(super) fn text_value(v: &DataValue<'_>) -> Option<String> {
+    match v.type_code {
+        1 | 0 => Some(String::from_utf8_lossy(v.payload).into_owned()),
+        2 => {
+            let units: Vec<u16> = v
+                .payload
+                .chunks_exact(2)
+                .map(|p| u16::from_be_bytes([p[0], p[1]]))
+                .collect();
+            Some(String::from_utf16_lossy(&units))
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn int_value(v: &DataValue<'_>) -> Option<i64> {
+    let p = v.payload;
+    match p.len() {
+        1 => Some(p[0] as i8 as i64),
+        2 => Some(i16::from_be_bytes([p[0], p[1]]) as i64),
+        4 => Some(i32::from_be_bytes([p[0], p[1], p[2], p[3]]) as i64),
+        8 => {
+            let mut a = [0u8; 8];
+            a.copy_from_slice(p);
+            Some(i64::from_be_bytes(a))
+        }
+        _ => None,
+    }
+}
+
+pub(super) fn image_format(v: &DataValue<'_>) -> String {
+    match v.payload {
+        [0xFF, 0xD8, 0xFF, ..] => "jpeg".into(),
+        [0x89, b'P', b'N', b'G', ..] => "png".into(),
+        [b'B', b'M', ..] => "bmp".into(),
+        _ => match v.type_code {
+            13 => "jpeg (by type code, bad data)".into(),
+            14 => "png (by type code, bad data)".into(),
+            n => format!("unknown (type {n})"),
+        },
+    }
+}
+
+pub(super) fn read_tags(items: &[mp4box::Item<'_>], s: &mut M4bSummary) {
+    let t = &mut s.tags;
+    let mut mvn = None;
+    let mut mvi = None;
+    for item in items {
+        t.keys.push(item.key.to_string());
+        let first = item.values.first();
+        let text = first.and_then(text_value);
+        match &item.key {
+            ItemKey::Code(k) => match k {
+                b"\xa9nam" => t.title = text,
+                b"\xa9ART" => t.artist = text,
+                b"aART" => t.album_artist = text,
+                b"\xa9alb" => t.album = text,
+                b"\xa9wrt" => t.composer = text,
+                b"\xa9gen" => t.genre = text,
+                b"\xa9day" => t.date = text,
+                b"\xa9cmt" => t.comment = text,
+                b"desc" => t.description = text,
+                b"ldes" => t.long_description = text,
+                b"\xa9nrt" => t.narrator = text,
+                b"\xa9too" => t.encoder = text,
+                b"\xa9mvn" => mvn = text,
+                b"\xa9mvi" => mvi = first.and_then(int_value).map(|n| n.to_string()),
+                b"stik" => t.media_type = first.and_then(int_value).map(|n| n as u8),
+                b"covr" => {
+                    if let Some(v) = first {
+                        s.cover = Some(CoverSummary {
+                            format: image_format(v),
+                            bytes: v.payload.len() as u64,
+                            in_covr: true,
+                            count: item.values.len(),
+                        });
+                    }
+                }
+                _ => {}
+            },
+            ItemKey::Freeform { name, .. } => match name.to_ascii_uppercase().as_str() {
+                "SERIES" => t.series = text,
+                "SERIES-PART" => t.series_part = text,
+                _ => {}
+            },
+        }
+    }
+    if t.series.is_none() {
+        t.series = mvn;
+    }
+    if t.series_part.is_none() {
+        t.series_part = mvi;
+    }
+}

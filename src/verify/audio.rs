@@ -3,7 +3,7 @@
 use super::decode::decode_all;
 use super::movie::{Movie, Track};
 use super::summary::M4bSummary;
-use super::timing::{edit_mapping, rescale, rescale_up};
+use super::timing::{edit_mapping, presentation_length};
 use crate::mp4box::{self, fourcc_str};
 use std::fs::File;
 
@@ -93,25 +93,18 @@ pub(super) fn summarize_audio(
 
     // Length: stts minus the priming the edit list hides, clamped to the edit duration.
     let rate = s.sample_rate as u64;
-    let media_ts = a.timescale as u64;
-    let to_samples = |t: u64| {
-        if media_ts == rate {
-            t
-        } else {
-            rescale(t, rate, media_ts)
-        }
-    };
     let stts_media = a.table.total_duration();
-    let (empty, media_time, seg, non_empty) = edit_mapping(&a.edits);
-    if non_empty > 1 {
+    let edit = edit_mapping(&a.edits);
+    if edit.non_empty > 1 {
         s.inconsistencies.push(format!(
-            "the audio edit list has {non_empty} segments; many players honour only the first"
+            "the audio edit list has {} segments; many players honour only the first",
+            edit.non_empty
         ));
     }
-    if empty > 0 {
+    if edit.empty > 0 {
         s.inconsistencies.push(format!(
             "the audio starts after {:.3} s of empty edit",
-            empty as f64 / movie.timescale.max(1) as f64
+            edit.empty as f64 / movie.timescale.max(1) as f64
         ));
     }
     if a.duration != stts_media {
@@ -127,31 +120,24 @@ pub(super) fn summarize_audio(
             a.table.sizes.len()
         ));
     }
+    let len = presentation_length(stts_media, a.timescale, movie.timescale, rate, &edit);
     let l = &mut s.length;
-    l.priming_samples = to_samples(media_time);
-    l.stts_samples = to_samples(stts_media);
-    l.edit_duration_samples = seg.map(|d| rescale_up(d, rate, movie.timescale as u64));
+    l.priming_samples = len.priming_samples;
+    l.stts_samples = len.stts_samples;
+    l.edit_duration_samples = len.edit_duration_samples;
     l.packets = a.table.sizes.len() as u64;
-    let from_stts = l.stts_samples.saturating_sub(l.priming_samples);
-    // The edit duration is in movie ticks; only an edit shorter by more than one tick really
-    // cuts the audio (a rounding difference must not clamp away real samples).
-    let tick = rescale_up(1, rate, movie.timescale as u64);
-    s.decoded_samples = match l.edit_duration_samples {
-        Some(edit) if from_stts > edit + tick => {
-            l.source = "sum of stts minus elst priming, clamped to the elst duration".into();
-            edit
-        }
-        _ => {
-            l.source = "sum of stts minus elst priming".into();
-            from_stts
-        }
-    };
-    if let Some(edit) = l.edit_duration_samples {
-        if edit + tick < from_stts || edit > from_stts + tick {
-            s.inconsistencies.push(format!(
-                "the audio edit lasts {edit} samples but the coded audio after priming is {from_stts}"
-            ));
-        }
+    l.source = if len.clamped_to_edit {
+        "sum of stts minus elst priming, clamped to the elst duration"
+    } else {
+        "sum of stts minus elst priming"
+    }
+    .into();
+    s.decoded_samples = len.samples;
+    if let (true, Some(edit)) = (len.edit_disagrees, len.edit_duration_samples) {
+        s.inconsistencies.push(format!(
+            "the audio edit lasts {edit} samples but the coded audio after priming is {}",
+            len.after_priming
+        ));
     }
     if rate > 0 {
         s.duration_secs = s.decoded_samples as f64 / rate as f64;

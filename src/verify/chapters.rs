@@ -1,7 +1,7 @@
 //! The two chapter lists: the QuickTime chapter track (`tref/chap`) and Nero's `chpl`.
 use super::movie::{Movie, Track};
 use super::summary::{ChapterMark, ChapterTrackSummary, ChplSummary};
-use super::timing::{edit_mapping, rescale};
+use super::timing::{edit_mapping, presentation_start, rescale};
 use super::MAX_CHUNK_READ_BYTES;
 use crate::mp4box::{self, BoxRef, Cursor};
 use std::fs::File;
@@ -50,7 +50,7 @@ pub(super) fn read_chapter_track(
             t.table.sizes.len()
         ));
     }
-    let (empty, media_time, _, _) = edit_mapping(&t.edits);
+    let edit = edit_mapping(&t.edits);
     let rate = rate as u64;
     for chunk in &chunks {
         let mut buf = vec![0u8; chunk.bytes.min(MAX_CHUNK_READ_BYTES) as usize];
@@ -72,16 +72,13 @@ pub(super) fn read_chapter_track(
                 String::new()
             });
             let Some(&t_media) = times.get(i) else { break };
-            if t_media < media_time {
+            if t_media < edit.media_time {
                 problems.push(format!(
                     "chapter \"{title}\" lies before the start of the chapter track's edit"
                 ));
             }
-            // Presentation time = leading empty edit (movie ticks) + (media time - edit start).
-            let start_secs = empty as f64 / movie.timescale.max(1) as f64
-                + t_media.saturating_sub(media_time) as f64 / t.timescale.max(1) as f64;
-            let start_samples = rescale(empty, rate, movie.timescale as u64)
-                + rescale(t_media.saturating_sub(media_time), rate, t.timescale as u64);
+            let (start_samples, start_secs) =
+                presentation_start(t_media, &edit, t.timescale, movie.timescale, rate);
             out.chapters.push(ChapterMark {
                 title,
                 start_samples,

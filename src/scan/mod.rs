@@ -36,12 +36,14 @@
 //!
 //! # Layout
 //!
-//! This file keeps the entry point [`scan`] and the findings about whole folders; `walk.rs`
-//! walks one folder (symlink, depth and hidden-entry rules), `order.rs` owns natural order,
-//! the disc-folder rule and tag order, `sniff.rs` opens and sniffs single files.
+//! This file keeps the entry point [`scan`] and turns what the walk meets into findings;
+//! `walk.rs` is the crate's one directory walker (its rules on symbolic links, depth and hidden
+//! entries are documented there; `workflow::folders` and the source folder's delete use it
+//! too), `order.rs` owns natural order, the disc-folder rule and tag order, `sniff.rs` opens
+//! and sniffs single files.
 mod order;
 mod sniff;
-mod walk;
+pub(crate) mod walk;
 
 pub use order::{is_disc_folder, natural_cmp, order_by_tags, tag_order};
 pub use sniff::{open_regular, sniff_mp3};
@@ -49,11 +51,12 @@ pub use sniff::{open_regular, sniff_mp3};
 use crate::model::{Finding, FindingKind, FolderSummary, Scan, ScannedFile, Severity};
 use crate::options::ScanOptions;
 use std::collections::{BTreeMap, HashSet};
+use std::convert::Infallible;
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use walk::Walker;
+use walk::{Event, Policy, Skip, Walk};
 
 /// Scans `folders` and returns their MP3 files in book order with every problem found.
 ///
@@ -99,27 +102,13 @@ pub fn scan(folders: &[PathBuf], opts: &ScanOptions) -> Scan {
         }
         roots.push(root_canon.clone());
 
-        let mut walker = Walker {
-            root: folder,
-            root_canon: root_canon.clone(),
-            max_depth,
-            exclude: &opts.exclude,
-            visited: HashSet::from([root_canon.clone()]),
-            found: Vec::new(),
-            findings: Vec::new(),
-            too_deep: Vec::new(),
-            other_audio: BTreeMap::new(),
-            root_unreadable: false,
-        };
-        walker.walk_dir(Path::new(""), &root_canon, 1);
-        let Walker {
+        let Walked {
             mut found,
             findings,
             too_deep,
             other_audio,
             root_unreadable,
-            ..
-        } = walker;
+        } = Walked::walk(folder, &root_canon, max_depth, &opts.exclude);
         out.findings.extend(findings);
 
         order::sort_by_book_order(&mut found, opts.order, |c| &c.rel_path);
@@ -305,6 +294,165 @@ pub fn is_mp3_name(name: &OsStr) -> bool {
     Path::new(name)
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("mp3"))
+}
+
+/// An MP3 found by the walk, before ordering and de-duplication.
+#[derive(Debug)]
+struct Candidate {
+    rel_path: PathBuf,
+    size_bytes: u64,
+    /// Identity of the file for de-duplication (symlinks resolved).
+    canonical: PathBuf,
+}
+
+/// Other audio formats worth naming when a folder has no MP3 at all.
+const OTHER_AUDIO: [&str; 11] = [
+    "m4a", "m4b", "aac", "flac", "ogg", "opus", "wav", "wma", "mp2", "mp4", "aiff",
+];
+
+/// What the walk of one input folder found, before ordering and de-duplication.
+#[derive(Default)]
+struct Walked {
+    found: Vec<Candidate>,
+    findings: Vec<Finding>,
+    /// Subfolders not entered because of the depth limit (relative paths).
+    too_deep: Vec<PathBuf>,
+    /// Counts of other audio extensions, for a helpful "no MP3 found".
+    other_audio: BTreeMap<String, usize>,
+    root_unreadable: bool,
+}
+
+impl Walked {
+    /// Walks `folder` by the book rules ([`walk`]'s module doc) and turns what it meets into
+    /// candidates and findings; never stops early.
+    fn walk(folder: &Path, root_canon: &Path, max_depth: usize, exclude: &[PathBuf]) -> Walked {
+        let mut w = Walked::default();
+        let rules = Walk {
+            policy: Policy::Book,
+            max_depth: Some(max_depth),
+            exclude,
+        };
+        let _ = rules.run_canonical(folder, root_canon, |ev| {
+            w.note(ev);
+            Ok::<(), Infallible>(())
+        });
+        w
+    }
+
+    fn note(&mut self, ev: Event<'_>) {
+        match ev {
+            Event::Entry(e) if e.meta.is_dir() => {
+                if is_mp3_name(e.name) {
+                    self.findings.push(Finding::new(
+                        Severity::Info,
+                        FindingKind::SkippedEntry,
+                        Some(e.path.to_path_buf()),
+                        "is a folder named like an MP3 file; it is scanned as a subfolder",
+                    ));
+                }
+            }
+            Event::Entry(e) if e.meta.is_file() => {
+                if is_mp3_name(e.name) {
+                    self.found.push(Candidate {
+                        rel_path: e.rel.to_path_buf(),
+                        size_bytes: e.meta.len(),
+                        canonical: e.canonical.to_path_buf(),
+                    });
+                } else if let Some(ext) = Path::new(e.name).extension().and_then(OsStr::to_str) {
+                    let ext = ext.to_ascii_lowercase();
+                    if OTHER_AUDIO.contains(&ext.as_str()) {
+                        *self.other_audio.entry(ext).or_default() += 1;
+                    }
+                }
+            }
+            Event::Entry(e) => {
+                if is_mp3_name(e.name) {
+                    self.skip(
+                        e.path,
+                        format!(
+                            "is a {}, not a regular file; skipped",
+                            walk::special_kind(&e.meta.file_type())
+                        ),
+                        Some("replace it with the real MP3 file, or remove it"),
+                    );
+                }
+            }
+            Event::Leave(_) => {}
+            Event::TooDeep(e) => self.too_deep.push(e.rel.to_path_buf()),
+            Event::Skipped { path, name, reason } => self.skipped(path, is_mp3_name(name), reason),
+            Event::Unreadable { path, rel, error } => {
+                if rel.as_os_str().is_empty() {
+                    self.root_unreadable = true;
+                    self.findings.push(unreadable_root(path, &error));
+                } else {
+                    self.findings.push(
+                        Finding::warning(
+                            FindingKind::Unreadable,
+                            Some(path.to_path_buf()),
+                            format!("subfolder cannot be read and was skipped: {error}"),
+                        )
+                        .with_remedy(
+                            "check its permissions (e.g. chmod u+rx) if it holds parts of the book",
+                        ),
+                    );
+                }
+            }
+            Event::EntryUnreadable { dir, error } => self.findings.push(
+                Finding::warning(
+                    FindingKind::Unreadable,
+                    Some(dir.to_path_buf()),
+                    format!("an entry of this folder could not be read: {error}"),
+                )
+                .with_remedy("check the folder and the disk"),
+            ),
+        }
+    }
+
+    /// An entry the walk left out: worth a finding when it looks like part of the book.
+    fn skipped(&mut self, path: &Path, mp3_name: bool, reason: Skip) {
+        match reason {
+            Skip::Unexaminable(e) if mp3_name => {
+                self.skip(path, format!("could not be examined: {e}"), None)
+            }
+            Skip::BrokenLink(e) if mp3_name => self.skip(
+                path,
+                format!("is a broken symbolic link ({e})"),
+                Some("fix or remove the link"),
+            ),
+            Skip::LinkTargetUnexaminable(e) if mp3_name => self.skip(
+                path,
+                format!("link target could not be examined: {e}"),
+                None,
+            ),
+            Skip::LinkOutside { target, is_dir } if mp3_name || is_dir => self.skip(
+                path,
+                format!(
+                    "is a symbolic link to {} outside the folder; not followed",
+                    target.display()
+                ),
+                Some("copy the files into the folder, or pass the target folder as another input"),
+            ),
+            Skip::AlreadyWalked => self.findings.push(Finding::new(
+                Severity::Info,
+                FindingKind::SkippedEntry,
+                Some(path.to_path_buf()),
+                "leads to a folder that is already scanned (symbolic link); not entered",
+            )),
+            Skip::Excluded => self.findings.push(Finding::new(
+                Severity::Info,
+                FindingKind::SkippedEntry,
+                Some(path.to_path_buf()),
+                "is inside aiom4b's data folder (DATA_DIR: backups, database, logs); not scanned",
+            )),
+            _ => {}
+        }
+    }
+
+    fn skip(&mut self, path: &Path, message: String, remedy: Option<&str>) {
+        let mut f = Finding::warning(FindingKind::SkippedEntry, Some(path.to_path_buf()), message);
+        f.remedy = remedy.map(str::to_string);
+        self.findings.push(f);
+    }
 }
 
 #[cfg(test)]

@@ -289,6 +289,7 @@ fn note_mixed_layout(
     }
 }
 
+/// True when `name` has the extension `mp3` in any case (`a.MP3`, `b.Mp3`). Works on any
 /// `OsStr`, including names that are not UTF-8.
 pub fn is_mp3_name(name: &OsStr) -> bool {
     Path::new(name)

@@ -44,8 +44,6 @@ pub fn open_regular(path: &Path, what: &'static str) -> crate::Result<fs::File> 
     Ok(f)
 }
 
-/// True when `name` has the extension `mp3` in any case (`a.MP3`, `b.Mp3`). Works on any
-
 /// Cheaply checks that `path` looks like an MP3 file; the error says what it is instead.
 ///
 /// Reads at most a few 64 KiB windows (see [`crate::mp3bytes::sniff`] for what is accepted).

@@ -147,3 +147,41 @@ pub(super) fn parse_chpl(b: &BoxRef<'_>, rate: u32, problems: &mut Vec<String>) 
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(text: &[u8], tail: &[u8]) -> Vec<u8> {
+        let mut s = (text.len() as u16).to_be_bytes().to_vec();
+        s.extend_from_slice(text);
+        s.extend_from_slice(tail);
+        s
+    }
+
+    #[test]
+    fn text_samples_in_utf8_and_utf16() {
+        // FFmpeg appends an `encd` box after the text; it is not part of the title.
+        let encd = [0, 0, 0, 12, b'e', b'n', b'c', b'd', 0, 0, 1, 0];
+        assert_eq!(
+            text_sample(&sample("Kapitel 1 – Ä".as_bytes(), &encd)).as_deref(),
+            Some("Kapitel 1 – Ä")
+        );
+        assert_eq!(
+            text_sample(&sample(&[0xFE, 0xFF, 0, b'A', 0, b'b'], &[])).as_deref(),
+            Some("Ab")
+        );
+        assert_eq!(
+            text_sample(&sample(&[0xFF, 0xFE, b'A', 0, b'b', 0], &[])).as_deref(),
+            Some("Ab")
+        );
+        assert_eq!(text_sample(&sample(b"", &[])).as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_text_sample_shorter_than_its_length_is_invalid() {
+        assert_eq!(text_sample(&[0, 5, b'a', b'b']), None);
+        assert_eq!(text_sample(&[0]), None);
+        assert_eq!(text_sample(&[]), None);
+    }
+}

@@ -96,3 +96,49 @@ pub(super) fn read_tags(items: &[mp4box::Item<'_>], s: &mut M4bSummary) {
         t.series_part = mvi;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(type_code: u32, payload: &[u8]) -> DataValue<'_> {
+        DataValue { type_code, payload }
+    }
+
+    #[test]
+    fn text_values_by_type_code() {
+        assert_eq!(
+            text_value(&v(1, "Dûne".as_bytes())).as_deref(),
+            Some("Dûne")
+        );
+        assert_eq!(text_value(&v(0, b"x")).as_deref(), Some("x"));
+        assert_eq!(
+            text_value(&v(2, &[0, b'h', 0, b'i'])).as_deref(),
+            Some("hi")
+        );
+        assert_eq!(text_value(&v(21, &[1])), None);
+    }
+
+    #[test]
+    fn int_values_are_big_endian_and_signed_by_width() {
+        assert_eq!(int_value(&v(21, &[2])), Some(2));
+        assert_eq!(int_value(&v(21, &[0xFF])), Some(-1));
+        assert_eq!(int_value(&v(21, &[0x01, 0x00])), Some(256));
+        assert_eq!(int_value(&v(21, &[0, 0, 0x01, 0x00])), Some(256));
+        assert_eq!(int_value(&v(21, &[0, 0, 0, 0, 0, 0, 0, 7])), Some(7));
+        assert_eq!(int_value(&v(21, &[1, 2, 3])), None);
+        assert_eq!(int_value(&v(21, &[])), None);
+    }
+
+    #[test]
+    fn image_format_trusts_the_bytes_before_the_type_code() {
+        assert_eq!(image_format(&v(14, &[0xFF, 0xD8, 0xFF, 0xE0])), "jpeg");
+        assert_eq!(image_format(&v(13, b"\x89PNG\r\n")), "png");
+        assert_eq!(image_format(&v(0, b"BM..")), "bmp");
+        assert_eq!(
+            image_format(&v(13, b"junk")),
+            "jpeg (by type code, bad data)"
+        );
+        assert_eq!(image_format(&v(99, b"")), "unknown (type 99)");
+    }
+}

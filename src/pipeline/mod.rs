@@ -1,4 +1,5 @@
-//! The only place threads appear. Two shapes, both ending in one muxer thread:
+//! The engine's threads: the conversion of one book. Two shapes, both ending in one muxer
+//! thread:
 //!
 //! **Ranges** (more than one thread, the usual case; [`encode_ranges`]): the files are indexed
 //! (demuxed, not decoded) so the sample clock is known up front; each encoder worker decodes
@@ -40,6 +41,30 @@
 //!
 //! **Root cause wins.** The first stage that fails for its own reason records its error and
 //! raises the stop flag; stages that then fail only because a neighbour went away stay quiet.
+//!
+//! # Where else threads live, and why
+//!
+//! This module is where the heavy, long-running threads are (decode, encode, mux: every one
+//! named, scoped to the conversion, joined before [`run`]'s caller gets its result). Other
+//! threads exist elsewhere, each short-lived or tiny, each named:
+//!
+//! * **Probing and planning** (`probe::probe_all`, `plan`'s truncation check) read many small
+//!   file headers with `par_iter` on rayon's *global* pool, which rayon starts on first use
+//!   and keeps for the process. Nothing there blocks on a channel, so the pool cannot starve;
+//!   the engine's decode pool is a separate, per-conversion pool.
+//! * **Verification** (`verify/decode.rs`, `verify-decode-N`): a few scoped threads decode
+//!   contiguous ranges of the written file's packets; they end before `summarize` returns.
+//! * **The workflow**: `workflow/batch.rs` runs up to `concurrency` books at once on scoped
+//!   `aiom4b-book-N` threads (each book then uses this module); `workflow/mod.rs` starts one
+//!   `aiom4b-watchdog` per job with a time limit, which sleeps on a condition variable and
+//!   raises the cancel flag (joined when the job ends); `workflow/logfile.rs` has one
+//!   non-blocking writer thread so logging never waits on the disk (it lives as long as the
+//!   log file's guard).
+//! * **The CLI** (`bin/aiom4b/signals.rs`): one `aiom4b-signals` thread turns SIGINT, SIGTERM
+//!   and SIGHUP into cancellation; the library installs no handler.
+//!
+//! `contained.rs` starts no thread; it marks, per thread, calls into other libraries whose
+//! panics are caught and reported, so the CLI's panic hook stays quiet for them.
 mod encode_ranges;
 mod encode_segments;
 mod encode_single;

@@ -1,11 +1,17 @@
 //! Finding book folders in a library: `aiom4b folders` lists them, `aiom4b batch` converts them.
 //!
 //! A folder is one book when it holds MP3 files directly, or when every sub-folder that holds
-//! MP3s looks like a disc of the same book (`CD1`, `Disc 2`, `Part 03`, `1`). Anything else is a
-//! shelf (`Author/`), and its sub-folders are searched in turn. Hidden entries are skipped.
+//! MP3s looks like a disc of the same book (`CD1`, `Disc 2`, `Part 03`, `1`: the scan's rule,
+//! [`crate::scan::is_disc_folder`], so a folder found here is ordered by the same disc numbers
+//! when converted). Anything else is a shelf (`Author/`), and its sub-folders are searched in
+//! turn. Folders are walked by the scan's rules (`scan/walk.rs`, `Policy::Book`): hidden
+//! entries skipped, symbolic links followed only inside the folder, each folder once.
+use crate::scan::is_disc_folder;
+use crate::scan::walk::{Event, Walk};
 use crate::workflow::errors::{Error, Result};
 use chrono::{DateTime, Local};
 use serde::Serialize;
+use std::collections::HashSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -40,76 +46,70 @@ pub fn is_mp3(path: &Path) -> bool {
     crate::scan::is_mp3_name(path.as_os_str())
 }
 
-fn is_hidden(name: &std::ffi::OsStr) -> bool {
-    name.as_encoded_bytes().first() == Some(&b'.')
-}
-
-/// True for names like `CD1`, `cd 02`, `Disc 3`, `Disk-4`, `Part 1`, `Teil 2`, `Vol. 1`, `1`.
-pub fn is_disc_folder(name: &str) -> bool {
-    let lower = name.trim().to_lowercase();
-    let words = [
-        "cd", "disc", "disk", "part", "teil", "volume", "vol", "side", "tape",
-    ];
-    let digits = |s: &str| s.chars().take_while(char::is_ascii_digit).count();
-    match words.iter().find_map(|w| lower.strip_prefix(w)) {
-        // "CD1", "Disc 2", "CD1 - The Start": a disc word, then a number, then no more letters
-        // glued to the number.
-        Some(rest) => {
-            let rest = rest.trim_start_matches([' ', '_', '-', '.']);
-            let n = digits(rest);
-            n > 0 && !rest[n..].starts_with(|c: char| c.is_alphanumeric())
-        }
-        // A bare number ("01"); "1984 Orwell" is a title, not a disc.
-        None => !lower.is_empty() && digits(&lower) == lower.len(),
-    }
-}
-
-/// Counts MP3s, bytes and the newest change below `folder`, following no symlinks.
+/// Counts MP3s, bytes and the newest change below `folder` (recursively, with no depth
+/// limit), by the scan's rules (`scan/walk.rs`: hidden entries skipped, links followed
+/// only inside `folder`, a file reached twice counted once), so the counts are those of the
+/// files a conversion of `folder` would find. A folder that cannot be listed is an error.
 pub fn folder_stats(folder: &Path) -> Result<FolderStats> {
     let mut stats = FolderStats::default();
     let meta = fs::metadata(folder).map_err(|e| Error::io(folder, "read folder", e))?;
     stats.last_modified = meta.modified().ok();
-    let mut stack = vec![folder.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let entries = fs::read_dir(&dir).map_err(|e| Error::io(&dir, "list folder", e))?;
-        for entry in entries {
-            let entry = entry.map_err(|e| Error::io(&dir, "list folder", e))?;
-            if is_hidden(&entry.file_name()) {
-                continue;
+    let mut counted = HashSet::new();
+    Walk::book(None).run(folder, |ev| {
+        match ev {
+            Event::Entry(e) => {
+                if let Ok(m) = e.meta.modified() {
+                    stats.last_modified = Some(stats.last_modified.map_or(m, |l| l.max(m)));
+                }
+                if e.meta.is_file() && is_mp3(e.path) && counted.insert(e.canonical.to_owned()) {
+                    stats.mp3_count += 1;
+                    stats.total_bytes += e.meta.len();
+                }
             }
-            let path = entry.path();
-            let Ok(meta) = fs::symlink_metadata(&path) else {
-                continue; // vanished meanwhile
-            };
-            if let Ok(m) = meta.modified() {
-                stats.last_modified = Some(stats.last_modified.map_or(m, |l| l.max(m)));
+            Event::Unreadable { path, rel, error } => {
+                return Err(unlistable(folder, path, rel, error))
             }
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.is_file() && is_mp3(&path) {
-                stats.mp3_count += 1;
-                stats.total_bytes += meta.len();
+            Event::EntryUnreadable { dir, error } => {
+                return Err(Error::io(dir, "list folder", error))
             }
+            // Vanished meanwhile, links leaving the folder, loops: not part of the book.
+            Event::Skipped { .. } | Event::TooDeep(_) | Event::Leave(_) => {}
         }
-    }
+        Ok(())
+    })?;
     Ok(stats)
 }
 
+/// The error for a folder the walk could not list (the walked folder itself when `rel` is
+/// empty: named as given, without the walker's trailing separator).
+fn unlistable(root: &Path, path: &Path, rel: &Path, error: std::io::Error) -> Error {
+    let path = if rel.as_os_str().is_empty() {
+        root
+    } else {
+        path
+    };
+    Error::io(path, "list folder", error)
+}
+
+/// Whether `dir` holds MP3s directly, and its sub-folders (by the scan's rules, sorted).
 fn direct_mp3s(dir: &Path) -> Result<(bool, Vec<PathBuf>)> {
     let mut has_mp3 = false;
     let mut subdirs = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, "list folder", e))? {
-        let entry = entry.map_err(|e| Error::io(dir, "list folder", e))?;
-        if is_hidden(&entry.file_name()) {
-            continue;
+    Walk::book(Some(1)).run(dir, |ev| {
+        match ev {
+            Event::Entry(e) => has_mp3 |= e.meta.is_file() && is_mp3(e.path),
+            // Depth 1 enters nothing: the sub-folders are the ones "too deep".
+            Event::TooDeep(e) => subdirs.push(e.path.to_path_buf()),
+            Event::Unreadable { path, rel, error } => {
+                return Err(unlistable(dir, path, rel, error))
+            }
+            Event::EntryUnreadable { dir, error } => {
+                return Err(Error::io(dir, "list folder", error))
+            }
+            Event::Skipped { .. } | Event::Leave(_) => {}
         }
-        let Ok(ft) = entry.file_type() else { continue };
-        if ft.is_dir() {
-            subdirs.push(entry.path());
-        } else if ft.is_file() && is_mp3(&entry.path()) {
-            has_mp3 = true;
-        }
-    }
+        Ok(())
+    })?;
     subdirs.sort();
     Ok((has_mp3, subdirs))
 }
@@ -120,12 +120,25 @@ pub fn discover_books(root: &Path) -> Result<Vec<BookFolder>> {
         return Err(Error::SourceMissing(root.to_path_buf()));
     }
     let mut books = Vec::new();
-    visit(root, root, 0, &mut books)?;
+    visit(root, root, 0, &mut HashSet::new(), &mut books)?;
     books.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(books)
 }
 
-fn visit(root: &Path, dir: &Path, depth: usize, books: &mut Vec<BookFolder>) -> Result<()> {
+/// Classifies `dir` as a book or a shelf. `seen` holds the canonical folders already
+/// classified: a folder reached again through a symbolic link is listed once, at its first
+/// place in walk order.
+fn visit(
+    root: &Path,
+    dir: &Path,
+    depth: usize,
+    seen: &mut HashSet<PathBuf>,
+    books: &mut Vec<BookFolder>,
+) -> Result<()> {
+    let canonical = fs::canonicalize(dir).map_err(|e| Error::io(dir, "resolve folder", e))?;
+    if !seen.insert(canonical) {
+        return Ok(());
+    }
     let (has_mp3, subdirs) = direct_mp3s(dir)?;
     let mut with_audio = Vec::new();
     for sub in &subdirs {
@@ -160,7 +173,7 @@ fn visit(root: &Path, dir: &Path, depth: usize, books: &mut Vec<BookFolder>) -> 
     }
     if depth < MAX_DEPTH {
         for sub in with_audio {
-            visit(root, &sub, depth + 1, books)?;
+            visit(root, &sub, depth + 1, seen, books)?;
         }
     }
     Ok(())
@@ -169,22 +182,45 @@ fn visit(root: &Path, dir: &Path, depth: usize, books: &mut Vec<BookFolder>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn touch(dir: &Path, rel: &str, len: usize) {
+        let p = dir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, vec![0u8; len]).unwrap();
+    }
 
     #[test]
-    fn disc_names() {
-        for n in [
-            "CD1",
-            "cd 02",
-            "Disc 3",
-            "Disk-4",
-            "Part 1",
-            "01",
-            "CD1 - The Start",
-        ] {
-            assert!(is_disc_folder(n), "{n}");
-        }
-        for n in ["Dune", "Bonus", "1984 Orwell", "Extras"] {
-            assert!(!is_disc_folder(n), "{n}");
-        }
+    fn stats_follow_the_scans_rules() {
+        let t = tempfile::tempdir().unwrap();
+        let book = t.path().join("Book");
+        touch(&book, "01.mp3", 10);
+        touch(&book, "CD2/02.MP3", 20);
+        touch(&book, ".03.mp3", 40); // hidden: not part of the book
+        touch(t.path(), "elsewhere/04.mp3", 80);
+        // A second name for a file inside counts once; a link out of the folder not at all.
+        symlink(book.join("01.mp3"), book.join("again.mp3")).unwrap();
+        symlink(book.join("CD2"), book.join("CD2-link")).unwrap();
+        symlink(t.path().join("elsewhere"), book.join("out")).unwrap();
+        let s = folder_stats(&book).unwrap();
+        assert_eq!((s.mp3_count, s.total_bytes), (2, 30));
+        assert!(s.last_modified.is_some());
+        assert!(folder_stats(&t.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn a_book_reached_through_a_link_is_listed_once() {
+        let t = tempfile::tempdir().unwrap();
+        let lib = t.path().join("lib");
+        touch(&lib, "Author/Dune/CD1/01.mp3", 1);
+        touch(&lib, "Author/Dune/CD2/01.mp3", 1);
+        touch(&lib, "Other/Book/01.mp3", 1);
+        symlink(lib.join("Author"), lib.join("Also Author")).unwrap();
+        symlink(lib.join("Author/Dune"), lib.join("Other/Dune")).unwrap();
+        let books = discover_books(&lib).unwrap();
+        let names: Vec<&str> = books.iter().map(|b| b.name.as_str()).collect();
+        // "Also Author" sorts (and is walked) before "Author": the first place wins.
+        assert_eq!(names, ["Also Author/Dune", "Other/Book"]);
+        assert_eq!(books[0].disc_folders, 2);
     }
 }

@@ -4,6 +4,7 @@
 //! Both changes need the folder's backup: if they fail half-way (a permission problem, a full
 //! disk on the move target), the folder is restored from the backup to its original place,
 //! so the user never ends up with half a source folder.
+use crate::scan::walk::{Event, Skip, Walk};
 use crate::workflow::backup::{self, BackupInfo, BackupStore};
 use crate::workflow::errors::{Error, Result};
 use crate::workflow::staging::{self, fsync_dir, Staging};
@@ -147,18 +148,85 @@ fn rollback(
 }
 
 /// Deletes a tree file by file (deepest first), calling the fault hook before each removal.
+/// Walked by the tree rules (`scan/walk.rs`, `Policy::Tree`): every entry, hidden ones
+/// included; a symbolic link is removed as a link, never followed.
 fn remove_tree(root: &Path, hooks: &Hooks) -> io::Result<()> {
-    for entry in fs::read_dir(root)? {
-        let entry = entry?;
-        let path = entry.path();
-        if entry.file_type()?.is_dir() {
-            remove_tree(&path, hooks)?;
-        } else {
+    Walk::tree().run(root, |ev| match ev {
+        Event::Entry(e) if e.meta.is_dir() => Ok(()),
+        Event::Entry(e) => {
             if let Some(hook) = &hooks.before_source_remove {
-                hook(&path)?;
+                hook(e.path)?;
             }
-            fs::remove_file(&path)?;
+            fs::remove_file(e.path)
         }
-    }
+        Event::Leave(e) => fs::remove_dir(e.path),
+        Event::Unreadable { error, .. }
+        | Event::EntryUnreadable { error, .. }
+        | Event::Skipped {
+            reason: Skip::Unexaminable(error),
+            ..
+        } => Err(error),
+        // Only the book rules follow links; the tree walk has no limit and no exclusions.
+        Event::Skipped { .. } | Event::TooDeep(_) => Ok(()),
+    })?;
     fs::remove_dir(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+    use std::sync::Arc;
+
+    #[test]
+    fn remove_tree_removes_links_not_their_targets() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        let keep = t.path().join("keep");
+        fs::create_dir_all(src.join("CD1/.meta")).unwrap();
+        fs::create_dir_all(&keep).unwrap();
+        for f in ["01.mp3", ".hidden", "CD1/02.mp3", "CD1/.meta/x"] {
+            fs::write(src.join(f), b"x").unwrap();
+        }
+        fs::write(keep.join("k.mp3"), b"k").unwrap();
+        symlink(&keep, src.join("dir-link")).unwrap();
+        symlink(keep.join("k.mp3"), src.join("file-link.mp3")).unwrap();
+        let removed = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = removed.clone();
+        let hooks = Hooks {
+            before_source_remove: Some(Arc::new(move |p: &Path| {
+                log.lock().unwrap().push(p.to_path_buf());
+                Ok(())
+            })),
+            ..Default::default()
+        };
+        remove_tree(&src, &hooks).unwrap();
+        assert!(!src.exists());
+        assert_eq!(fs::read(keep.join("k.mp3")).unwrap(), b"k");
+        // Every file and link went through the hook, deepest folder's files before the folder.
+        assert_eq!(removed.lock().unwrap().len(), 6);
+    }
+
+    #[test]
+    fn remove_tree_stops_at_the_hooks_error() {
+        let t = tempfile::tempdir().unwrap();
+        let src = t.path().join("src");
+        fs::create_dir_all(&src).unwrap();
+        for f in ["a", "b"] {
+            fs::write(src.join(f), b"x").unwrap();
+        }
+        let hooks = Hooks {
+            before_source_remove: Some(Arc::new(|p: &Path| {
+                if p.ends_with("b") {
+                    Err(io::Error::from(io::ErrorKind::PermissionDenied))
+                } else {
+                    Ok(())
+                }
+            })),
+            ..Default::default()
+        };
+        let e = remove_tree(&src, &hooks).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert!(!src.join("a").exists() && src.join("b").exists());
+    }
 }

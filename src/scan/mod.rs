@@ -19,7 +19,7 @@
 //!
 //! # Order
 //!
-//! [`Order::Natural`] compares the path relative to the scanned folder component by component
+//! [`Order::Natural`](crate::options::Order::Natural) compares the path relative to the scanned folder component by component
 //! with [`natural_cmp`]'s rules, with two additions:
 //!
 //! * **Files directly in a folder come before its subfolders' files**, at every level. The usual
@@ -27,20 +27,36 @@
 //!   layout a loose `00 - Intro.mp3` plays before `CD1/`, which is the more common intent than
 //!   interleaving by name. A folder with such a mix gets an informational finding so the user
 //!   can check.
-//! * **Disc folders** (`CD1`, `CD 2`, `Disc 3`, `Disk 05`, `Part 4`, `CD1 - Title`, any case) are
-//!   ordered as a whole by their number, whatever their spelling: `CD 2` before `CD10`.
+//! * **Disc folders** (`CD1`, `CD 2`, `Disc 3`, `Disk 05`, `Part 4`, `Teil 2`, `Vol. 1`,
+//!   `Side 2`, `Tape 3`, `CD1 - Title`, any case) are ordered as a whole by their number,
+//!   whatever their spelling: `CD 2` before `CD10`. The same words decide, in
+//!   [`is_disc_folder`], whether `aiom4b folders` sees a book made of disc folders.
 //!
 //! Several folders are concatenated in the order given; each is ordered on its own.
+//!
+//! # Layout
+//!
+//! This file keeps the entry point [`scan`] and turns what the walk meets into findings;
+//! `walk.rs` is the crate's one directory walker (its rules on symbolic links, depth and hidden
+//! entries are documented there; `workflow::folders` and the source folder's delete use it
+//! too), `order.rs` owns natural order, the disc-folder rule and tag order, `sniff.rs` opens
+//! and sniffs single files.
+mod order;
+mod sniff;
+pub(crate) mod walk;
+
+pub use order::{is_disc_folder, natural_cmp, order_by_tags, tag_order};
+pub use sniff::{open_regular, sniff_mp3};
+
 use crate::model::{Finding, FindingKind, FolderSummary, Scan, ScannedFile, Severity};
-use crate::mp3bytes;
-use crate::options::{Order, ScanOptions};
-use std::cmp::Ordering;
+use crate::options::ScanOptions;
 use std::collections::{BTreeMap, HashSet};
+use std::convert::Infallible;
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::path::{Path, PathBuf};
-use unicode_normalization::UnicodeNormalization;
+use walk::{Event, Policy, Skip, Walk};
 
 /// Scans `folders` and returns their MP3 files in book order with every problem found.
 ///
@@ -48,7 +64,7 @@ use unicode_normalization::UnicodeNormalization;
 /// `x.mp3` become [`Finding`]s and the scan goes on. [`Scan::folders`] has one summary per input
 /// folder, in the order given, so `ScannedFile::folder_index` indexes it.
 ///
-/// With [`Order::Tags`] the files come back in natural order; the caller reads the tags and
+/// With [`Order::Tags`](crate::options::Order::Tags) the files come back in natural order; the caller reads the tags and
 /// applies [`order_by_tags`] (or [`tag_order`]).
 pub fn scan(folders: &[PathBuf], opts: &ScanOptions) -> Scan {
     // Depth 0 would scan nothing at all, which no caller can mean; treat it as "this folder only".
@@ -86,30 +102,16 @@ pub fn scan(folders: &[PathBuf], opts: &ScanOptions) -> Scan {
         }
         roots.push(root_canon.clone());
 
-        let mut walker = Walker {
-            root: folder,
-            root_canon: root_canon.clone(),
-            max_depth,
-            exclude: &opts.exclude,
-            visited: HashSet::from([root_canon.clone()]),
-            found: Vec::new(),
-            findings: Vec::new(),
-            too_deep: Vec::new(),
-            other_audio: BTreeMap::new(),
-            root_unreadable: false,
-        };
-        walker.walk_dir(Path::new(""), &root_canon, 1);
-        let Walker {
+        let Walked {
             mut found,
             findings,
             too_deep,
             other_audio,
             root_unreadable,
-            ..
-        } = walker;
+        } = Walked::walk(folder, &root_canon, max_depth, &opts.exclude);
         out.findings.extend(findings);
 
-        sort_candidates(&mut found, opts.order);
+        order::sort_by_book_order(&mut found, opts.order, |c| &c.rel_path);
 
         let mut duplicates: Vec<PathBuf> = Vec::new();
         for c in found {
@@ -287,6 +289,14 @@ fn note_mixed_layout(
     }
 }
 
+/// True when `name` has the extension `mp3` in any case (`a.MP3`, `b.Mp3`). Works on any
+/// `OsStr`, including names that are not UTF-8.
+pub fn is_mp3_name(name: &OsStr) -> bool {
+    Path::new(name)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("mp3"))
+}
+
 /// An MP3 found by the walk, before ordering and de-duplication.
 #[derive(Debug)]
 struct Candidate {
@@ -301,196 +311,141 @@ const OTHER_AUDIO: [&str; 11] = [
     "m4a", "m4b", "aac", "flac", "ogg", "opus", "wav", "wma", "mp2", "mp4", "aiff",
 ];
 
-struct Walker<'a> {
-    root: &'a Path,
-    root_canon: PathBuf,
-    max_depth: usize,
-    /// Canonical folders never entered ([`ScanOptions::exclude`]).
-    exclude: &'a [PathBuf],
-    /// Canonical directories already entered: the loop guard.
-    visited: HashSet<PathBuf>,
+/// What the walk of one input folder found, before ordering and de-duplication.
+#[derive(Default)]
+struct Walked {
     found: Vec<Candidate>,
     findings: Vec<Finding>,
-    /// Subfolders not entered because of `max_depth` (relative paths).
+    /// Subfolders not entered because of the depth limit (relative paths).
     too_deep: Vec<PathBuf>,
     /// Counts of other audio extensions, for a helpful "no MP3 found".
     other_audio: BTreeMap<String, usize>,
     root_unreadable: bool,
 }
 
-impl Walker<'_> {
-    /// Walks the directory at `rel` (relative to the root) whose canonical path is `dir_canon`
-    /// (already in `visited`). `depth` is 1 for the root folder.
-    fn walk_dir(&mut self, rel: &Path, dir_canon: &Path, depth: usize) {
-        let dir = self.root.join(rel);
-        let entries = match fs::read_dir(&dir) {
-            Ok(rd) => rd,
-            Err(e) => return self.unreadable_dir(&dir, depth, &e),
+impl Walked {
+    /// Walks `folder` by the book rules ([`walk`]'s module doc) and turns what it meets into
+    /// candidates and findings; never stops early.
+    fn walk(folder: &Path, root_canon: &Path, max_depth: usize, exclude: &[PathBuf]) -> Walked {
+        let mut w = Walked::default();
+        let rules = Walk {
+            policy: Policy::Book,
+            max_depth: Some(max_depth),
+            exclude,
         };
-        let mut names = Vec::new();
-        for entry in entries {
-            match entry {
-                Ok(e) => names.push(e.file_name()),
-                Err(e) => {
-                    // A failing entry must not hide the others: note it and read on.
+        let _ = rules.run_canonical(folder, root_canon, |ev| {
+            w.note(ev);
+            Ok::<(), Infallible>(())
+        });
+        w
+    }
+
+    fn note(&mut self, ev: Event<'_>) {
+        match ev {
+            Event::Entry(e) if e.meta.is_dir() => {
+                if is_mp3_name(e.name) {
+                    self.findings.push(Finding::new(
+                        Severity::Info,
+                        FindingKind::SkippedEntry,
+                        Some(e.path.to_path_buf()),
+                        "is a folder named like an MP3 file; it is scanned as a subfolder",
+                    ));
+                }
+            }
+            Event::Entry(e) if e.meta.is_file() => {
+                if is_mp3_name(e.name) {
+                    self.found.push(Candidate {
+                        rel_path: e.rel.to_path_buf(),
+                        size_bytes: e.meta.len(),
+                        canonical: e.canonical.to_path_buf(),
+                    });
+                } else if let Some(ext) = Path::new(e.name).extension().and_then(OsStr::to_str) {
+                    let ext = ext.to_ascii_lowercase();
+                    if OTHER_AUDIO.contains(&ext.as_str()) {
+                        *self.other_audio.entry(ext).or_default() += 1;
+                    }
+                }
+            }
+            Event::Entry(e) => {
+                if is_mp3_name(e.name) {
+                    self.skip(
+                        e.path,
+                        format!(
+                            "is a {}, not a regular file; skipped",
+                            walk::special_kind(&e.meta.file_type())
+                        ),
+                        Some("replace it with the real MP3 file, or remove it"),
+                    );
+                }
+            }
+            Event::Leave(_) => {}
+            Event::TooDeep(e) => self.too_deep.push(e.rel.to_path_buf()),
+            Event::Skipped { path, name, reason } => self.skipped(path, is_mp3_name(name), reason),
+            Event::Unreadable { path, rel, error } => {
+                if rel.as_os_str().is_empty() {
+                    self.root_unreadable = true;
+                    self.findings.push(unreadable_root(path, &error));
+                } else {
                     self.findings.push(
                         Finding::warning(
                             FindingKind::Unreadable,
-                            Some(dir.clone()),
-                            format!("an entry of this folder could not be read: {e}"),
+                            Some(path.to_path_buf()),
+                            format!("subfolder cannot be read and was skipped: {error}"),
                         )
-                        .with_remedy("check the folder and the disk"),
+                        .with_remedy(
+                            "check its permissions (e.g. chmod u+rx) if it holds parts of the book",
+                        ),
                     );
                 }
             }
-        }
-        // Directory order is arbitrary; walking in byte order makes the walk itself
-        // deterministic (which link of two to the same folder is entered first, for example).
-        names.sort_by(|a, b| a.as_encoded_bytes().cmp(b.as_encoded_bytes()));
-        for name in names {
-            self.visit(rel, &dir, dir_canon, &name, depth);
-        }
-    }
-
-    fn unreadable_dir(&mut self, dir: &Path, depth: usize, e: &io::Error) {
-        if depth == 1 {
-            self.root_unreadable = true;
-            self.findings.push(unreadable_root(dir, e));
-        } else {
-            self.findings.push(
+            Event::EntryUnreadable { dir, error } => self.findings.push(
                 Finding::warning(
                     FindingKind::Unreadable,
                     Some(dir.to_path_buf()),
-                    format!("subfolder cannot be read and was skipped: {e}"),
+                    format!("an entry of this folder could not be read: {error}"),
                 )
-                .with_remedy(
-                    "check its permissions (e.g. chmod u+rx) if it holds parts of the book",
-                ),
-            );
+                .with_remedy("check the folder and the disk"),
+            ),
         }
     }
 
-    fn visit(&mut self, rel: &Path, dir: &Path, dir_canon: &Path, name: &OsStr, depth: usize) {
-        // Hidden entries, including AppleDouble `._x.mp3` metadata files that look like MP3s.
-        if name.as_encoded_bytes().first() == Some(&b'.') {
-            return;
-        }
-        let path = dir.join(name);
-        let rel_child = rel.join(name);
-        let mp3_name = is_mp3_name(name);
-        let lmeta = match fs::symlink_metadata(&path) {
-            Ok(m) => m,
-            Err(e) => {
-                if mp3_name {
-                    self.skip(&path, format!("could not be examined: {e}"), None);
-                }
-                return;
+    /// An entry the walk left out: worth a finding when it looks like part of the book.
+    fn skipped(&mut self, path: &Path, mp3_name: bool, reason: Skip) {
+        match reason {
+            Skip::Unexaminable(e) if mp3_name => {
+                self.skip(path, format!("could not be examined: {e}"), None)
             }
-        };
-        let (meta, canonical) = if lmeta.file_type().is_symlink() {
-            let target = match fs::canonicalize(&path) {
-                Ok(t) => t,
-                Err(e) => {
-                    if mp3_name {
-                        self.skip(
-                            &path,
-                            format!("is a broken symbolic link ({e})"),
-                            Some("fix or remove the link"),
-                        );
-                    }
-                    return;
-                }
-            };
-            let meta = match fs::metadata(&path) {
-                Ok(m) => m,
-                Err(e) => {
-                    if mp3_name {
-                        self.skip(
-                            &path,
-                            format!("link target could not be examined: {e}"),
-                            None,
-                        );
-                    }
-                    return;
-                }
-            };
-            // Following a link out of the folder would let a stray link pull in anything on
-            // the disk (or a huge tree); the user can pass that folder explicitly instead.
-            if !target.starts_with(&self.root_canon) {
-                if mp3_name || meta.is_dir() {
-                    self.skip(
-                        &path,
-                        format!(
-                            "is a symbolic link to {} outside the folder; not followed",
-                            target.display()
-                        ),
-                        Some("copy the files into the folder, or pass the target folder as another input"),
-                    );
-                }
-                return;
-            }
-            (meta, target)
-        } else {
-            // Not a link: its canonical path is its canonical directory plus its name.
-            (lmeta, dir_canon.join(name))
-        };
-
-        if self.exclude.iter().any(|x| canonical.starts_with(x)) {
-            self.findings.push(Finding::new(
+            Skip::BrokenLink(e) if mp3_name => self.skip(
+                path,
+                format!("is a broken symbolic link ({e})"),
+                Some("fix or remove the link"),
+            ),
+            Skip::LinkTargetUnexaminable(e) if mp3_name => self.skip(
+                path,
+                format!("link target could not be examined: {e}"),
+                None,
+            ),
+            Skip::LinkOutside { target, is_dir } if mp3_name || is_dir => self.skip(
+                path,
+                format!(
+                    "is a symbolic link to {} outside the folder; not followed",
+                    target.display()
+                ),
+                Some("copy the files into the folder, or pass the target folder as another input"),
+            ),
+            Skip::AlreadyWalked => self.findings.push(Finding::new(
                 Severity::Info,
                 FindingKind::SkippedEntry,
-                Some(path),
+                Some(path.to_path_buf()),
+                "leads to a folder that is already scanned (symbolic link); not entered",
+            )),
+            Skip::Excluded => self.findings.push(Finding::new(
+                Severity::Info,
+                FindingKind::SkippedEntry,
+                Some(path.to_path_buf()),
                 "is inside aiom4b's data folder (DATA_DIR: backups, database, logs); not scanned",
-            ));
-            return;
-        }
-        if meta.is_dir() {
-            if self.visited.contains(&canonical) {
-                // A link back to an ancestor, or a second link to a folder already scanned.
-                self.findings.push(Finding::new(
-                    Severity::Info,
-                    FindingKind::SkippedEntry,
-                    Some(path),
-                    "leads to a folder that is already scanned (symbolic link); not entered",
-                ));
-                return;
-            }
-            if depth >= self.max_depth {
-                self.too_deep.push(rel_child);
-                return;
-            }
-            self.visited.insert(canonical.clone());
-            if mp3_name {
-                self.findings.push(Finding::new(
-                    Severity::Info,
-                    FindingKind::SkippedEntry,
-                    Some(path),
-                    "is a folder named like an MP3 file; it is scanned as a subfolder",
-                ));
-            }
-            self.walk_dir(&rel_child, &canonical, depth + 1);
-        } else if meta.is_file() {
-            if mp3_name {
-                self.found.push(Candidate {
-                    rel_path: rel_child,
-                    size_bytes: meta.len(),
-                    canonical,
-                });
-            } else if let Some(ext) = Path::new(name).extension().and_then(OsStr::to_str) {
-                let ext = ext.to_ascii_lowercase();
-                if OTHER_AUDIO.contains(&ext.as_str()) {
-                    *self.other_audio.entry(ext).or_default() += 1;
-                }
-            }
-        } else if mp3_name {
-            self.skip(
-                &path,
-                format!(
-                    "is a {}, not a regular file; skipped",
-                    special_kind(&meta.file_type())
-                ),
-                Some("replace it with the real MP3 file, or remove it"),
-            );
+            )),
+            _ => {}
         }
     }
 
@@ -501,327 +456,10 @@ impl Walker<'_> {
     }
 }
 
-#[cfg(unix)]
-fn special_kind(ft: &fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_fifo() {
-        "named pipe (FIFO)"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_block_device() {
-        "block device"
-    } else if ft.is_char_device() {
-        "character device"
-    } else {
-        "special file"
-    }
-}
-
-#[cfg(not(unix))]
-fn special_kind(_ft: &fs::FileType) -> &'static str {
-    "special file"
-}
-
-/// Opens `path` for reading, refusing at once anything but a regular file (after following
-/// symbolic links): opening a FIFO without a writer blocks forever, and a device such as
-/// `/dev/zero` never ends. The type is checked before opening and again on the opened
-/// descriptor, which is opened with `O_NONBLOCK` so that even a FIFO swapped in between cannot
-/// block (on a regular file the flag changes nothing). `what` names the operation for the error.
-pub fn open_regular(path: &Path, what: &'static str) -> crate::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let refuse = |ft: &fs::FileType| {
-        let kind = if ft.is_dir() {
-            "folder"
-        } else {
-            special_kind(ft)
-        };
-        crate::Error::io(
-            path,
-            what,
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("it is a {kind}, not a regular file"),
-            ),
-        )
-    };
-    let meta = fs::metadata(path).map_err(|e| crate::Error::io(path, what, e))?;
-    if !meta.is_file() {
-        return Err(refuse(&meta.file_type()));
-    }
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)
-        .map_err(|e| crate::Error::io(path, what, e))?;
-    let meta = f.metadata().map_err(|e| crate::Error::io(path, what, e))?;
-    if !meta.is_file() {
-        return Err(refuse(&meta.file_type()));
-    }
-    Ok(f)
-}
-
-/// True when `name` has the extension `mp3` in any case (`a.MP3`, `b.Mp3`). Works on any
-/// `OsStr`, including names that are not UTF-8.
-pub fn is_mp3_name(name: &OsStr) -> bool {
-    Path::new(name)
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("mp3"))
-}
-
-fn sort_candidates(found: &mut [Candidate], order: Order) {
-    match order {
-        // Path's own order is component-wise byte order, i.e. code-point order per component
-        // for UTF-8 names (so `a/…` sorts before `a b/…` regardless of '/' vs ' ').
-        Order::Alpha => found.sort_by(|a, b| a.rel_path.cmp(&b.rel_path)),
-        // Tags are read later by probe; until then the natural order is the answer and the
-        // tie-break for `order_by_tags`.
-        Order::Natural | Order::Tags => {
-            found.sort_by_cached_key(|c| PathKey::new(&c.rel_path));
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Natural order
-
-/// One run of a name: digits compare by value, text case-insensitively. `Num` sorts before
-/// `Text` at the same position (`1.mp3` before `a.mp3`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Chunk {
-    Num(Number),
-    Text(String),
-}
-
-/// An arbitrary-length decimal number without its leading zeros (`""` is zero).
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Number(String);
-
-impl Ord for Number {
-    fn cmp(&self, other: &Self) -> Ordering {
-        // Without leading zeros, a longer digit string is a larger number; equal lengths
-        // compare digit by digit. No parsing, so 40-digit "numbers" in names cannot overflow.
-        self.0
-            .len()
-            .cmp(&other.0.len())
-            .then_with(|| self.0.cmp(&other.0))
-    }
-}
-
-impl PartialOrd for Number {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// The natural-order key of one name: the runs, plus each number's count of leading zeros as
-/// a secondary key (so `01` and `1` are distinct but adjacent).
-#[derive(Debug, Clone, Default)]
-struct NameKey {
-    chunks: Vec<Chunk>,
-    zeros: Vec<usize>,
-}
-
-impl NameKey {
-    fn new(name: &str) -> NameKey {
-        let mut key = NameKey::default();
-        key.push_runs(&fold(name));
-        key
-    }
-
-    /// Appends the runs of an already folded string.
-    fn push_runs(&mut self, folded: &str) {
-        let mut rest = folded;
-        while let Some(first) = rest.chars().next() {
-            let is_digit = first.is_ascii_digit();
-            let end = rest
-                .find(|c: char| c.is_ascii_digit() != is_digit)
-                .unwrap_or(rest.len());
-            let (run, tail) = rest.split_at(end);
-            if is_digit {
-                let stripped = run.trim_start_matches('0');
-                self.zeros.push(run.len() - stripped.len());
-                self.chunks.push(Chunk::Num(Number(stripped.to_string())));
-            } else {
-                self.chunks.push(Chunk::Text(run.to_string()));
-            }
-            rest = tail;
-        }
-    }
-
-    /// The key of a folder name: a disc folder's spelling is replaced by a canonical one so all
-    /// disc folders order by number (`CD 2` < `cd10` < `Disc 11 - Finale`).
-    fn new_dir(name: &str) -> NameKey {
-        let folded = fold(name);
-        let mut key = NameKey::default();
-        match disc_folder(&folded) {
-            Some((word, number, rest)) => {
-                key.chunks.push(Chunk::Text(word.to_string()));
-                key.push_runs(number);
-                key.push_runs(rest);
-            }
-            None => key.push_runs(&folded),
-        }
-        key
-    }
-}
-
-/// Compatibility-normalizes (full-width digits become ASCII, ligatures split) and lowercases,
-/// so visually equal names compare equal before the byte tie-break.
-fn fold(s: &str) -> String {
-    s.nfkc().collect::<String>().to_lowercase()
-}
-
-/// Recognizes a folded disc-folder name: `cd`, `disc`, `disk` or `part`, optional separators,
-/// then a number. Returns the canonical word, the digits and the rest of the name.
-fn disc_folder(folded: &str) -> Option<(&'static str, &str, &str)> {
-    const WORDS: [(&str, &str); 4] = [
-        ("disc", "disc "),
-        ("disk", "disc "),
-        ("cd", "disc "),
-        ("part", "part "),
-    ];
-    let (canonical, after) = WORDS
-        .iter()
-        .find_map(|(w, canon)| folded.strip_prefix(w).map(|a| (*canon, a)))?;
-    let after = after.trim_start_matches([' ', '_', '-', '.', '#']);
-    let digits_end = after
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(after.len());
-    if digits_end == 0 {
-        return None;
-    }
-    let (digits, rest) = after.split_at(digits_end);
-    Some((canonical, digits, rest))
-}
-
-/// Compares two names in natural order: `track2` < `Track10`, `a` = `A` up to the final
-/// tie-break.
-///
-/// Names are split into runs of ASCII digits and of other characters (after NFKC, so
-/// full-width digits count). Digit runs compare by value at any length; text runs compare
-/// case-insensitively (Unicode lowercasing after NFKC); a number sorts before text at the same
-/// position. When that finds no difference, numbers with fewer leading zeros come first (`1`
-/// before `01`), and finally the raw bytes decide, so the order is total and deterministic.
-pub fn natural_cmp(a: &str, b: &str) -> Ordering {
-    let (ka, kb) = (NameKey::new(a), NameKey::new(b));
-    ka.chunks
-        .cmp(&kb.chunks)
-        .then_with(|| ka.zeros.cmp(&kb.zeros))
-        .then_with(|| a.as_bytes().cmp(b.as_bytes()))
-}
-
-/// The book-order key of a relative path: components compared in turn, a file before a
-/// folder at the same level, then leading zeros, then raw bytes (a total order).
-#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct PathKey {
-    /// Per component: (is a folder, runs). `false < true` puts files before folders.
-    components: Vec<(bool, Vec<Chunk>)>,
-    zeros: Vec<usize>,
-    raw: Vec<u8>,
-}
-
-impl PathKey {
-    fn new(rel: &Path) -> PathKey {
-        let parts: Vec<&OsStr> = rel.iter().collect();
-        let mut components = Vec::with_capacity(parts.len());
-        let mut zeros = Vec::new();
-        for (i, part) in parts.iter().enumerate() {
-            // Non-UTF-8 names order by their lossy text; the raw bytes still break ties.
-            let name = part.to_string_lossy();
-            let is_dir = i + 1 < parts.len();
-            let key = if is_dir {
-                NameKey::new_dir(&name)
-            } else {
-                NameKey::new(&name)
-            };
-            zeros.extend(key.zeros);
-            components.push((is_dir, key.chunks));
-        }
-        PathKey {
-            components,
-            zeros,
-            raw: rel.as_os_str().as_encoded_bytes().to_vec(),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Tag order
-
-/// The permutation that puts `files` in ID3 disc/track order, or `None` when the tags cannot
-/// be trusted with the order.
-///
-/// `keys[i]` is `(disc, track)` of `files[i]`. The result lists indices into `files` in the new
-/// order; apply it to every vector aligned with `files`. Tags are used only when every file has
-/// a track number and no two files of one input folder share a (disc, track) pair — track
-/// numbers that restart in each disc folder without disc tags would otherwise interleave the
-/// discs. A missing disc number counts as disc 1. Input folders keep their order; the current
-/// (natural) order breaks no ties since pairs are unique, and is the fallback.
-pub fn tag_order(files: &[ScannedFile], keys: &[(Option<u32>, Option<u32>)]) -> Option<Vec<usize>> {
-    if files.len() != keys.len() || files.is_empty() {
-        return None;
-    }
-    let mut sort_keys = Vec::with_capacity(files.len());
-    for (i, (file, (disc, track))) in files.iter().zip(keys).enumerate() {
-        let track = (*track)?;
-        sort_keys.push((file.folder_index, disc.unwrap_or(1), track, i));
-    }
-    sort_keys.sort_unstable();
-    if sort_keys
-        .windows(2)
-        .any(|w| (w[0].0, w[0].1, w[0].2) == (w[1].0, w[1].1, w[1].2))
-    {
-        return None;
-    }
-    Some(sort_keys.into_iter().map(|k| k.3).collect())
-}
-
-/// Reorders `files` by ID3 disc/track numbers (see [`tag_order`]); returns whether the tags
-/// were used. When they are not, `files` is left untouched (natural order).
-///
-/// `keys[i]` belongs to `files[i]` as passed in; callers holding other vectors aligned with
-/// `files` should use [`tag_order`] and apply the permutation to all of them.
-pub fn order_by_tags(files: &mut [ScannedFile], keys: &[(Option<u32>, Option<u32>)]) -> bool {
-    let Some(perm) = tag_order(files, keys) else {
-        return false;
-    };
-    let reordered: Vec<ScannedFile> = perm.iter().map(|&i| files[i].clone()).collect();
-    files.clone_from_slice(&reordered);
-    true
-}
-
-// ---------------------------------------------------------------------------------------------
-// Content sniffing
-
-/// Cheaply checks that `path` looks like an MP3 file; the error says what it is instead.
-///
-/// Reads at most a few 64 KiB windows (see [`crate::mp3bytes::sniff`] for what is accepted).
-/// Never opens anything but a regular file (opening a FIFO would block).
-pub fn sniff_mp3(path: &Path) -> Result<(), String> {
-    let meta = fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
-    if !meta.is_file() {
-        return Err("is not a regular file".to_string());
-    }
-    if meta.len() == 0 {
-        return Err("empty file (0 bytes)".to_string());
-    }
-    let mut file = fs::File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
-    mp3bytes::sniff(meta.len(), &mut |at| read_window(&mut file, at))
-}
-
-fn read_window(file: &mut fs::File, at: u64) -> Result<Vec<u8>, String> {
-    file.seek(SeekFrom::Start(at))
-        .map_err(|e| format!("cannot be read: {e}"))?;
-    let mut buf = Vec::new();
-    file.take(mp3bytes::SNIFF_WINDOW)
-        .read_to_end(&mut buf)
-        .map_err(|e| format!("cannot be read: {e}"))?;
-    Ok(buf)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::Order;
     use std::os::unix::ffi::OsStrExt;
     use std::os::unix::fs::symlink;
     use std::process::Command;
@@ -864,131 +502,12 @@ mod tests {
         s.findings.iter().filter(|f| f.kind == kind).collect()
     }
 
-    fn sort_natural(names: &[&str]) -> Vec<String> {
-        let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        v.sort_by(|a, b| natural_cmp(a, b));
-        v
-    }
-
     fn mkfifo(path: &Path) -> bool {
         Command::new("mkfifo")
             .arg(path)
             .status()
             .map(|s| s.success())
             .unwrap_or(false)
-    }
-
-    // -- natural_cmp --------------------------------------------------------------------------
-
-    #[test]
-    fn natural_numbers_compare_by_value() {
-        assert_eq!(natural_cmp("2", "10"), Ordering::Less);
-        assert_eq!(natural_cmp("track2", "Track10"), Ordering::Less);
-        assert_eq!(natural_cmp("a9b", "a10a"), Ordering::Less);
-        assert_eq!(natural_cmp("010", "9"), Ordering::Greater);
-        assert_eq!(
-            sort_natural(&["10.mp3", "1.mp3", "2.mp3", "Chapter 11", "Chapter 2"]),
-            ["1.mp3", "2.mp3", "10.mp3", "Chapter 2", "Chapter 11"]
-        );
-    }
-
-    #[test]
-    fn natural_numbers_have_no_length_limit() {
-        let big = format!("1{}", "0".repeat(40));
-        let smaller = "9".repeat(40);
-        assert_eq!(natural_cmp(&big, &smaller), Ordering::Greater);
-        assert_eq!(
-            natural_cmp(&format!("x{big}"), &format!("x{big}1")),
-            Ordering::Less
-        );
-    }
-
-    #[test]
-    fn natural_leading_zeros_only_break_ties() {
-        assert_eq!(natural_cmp("01", "2"), Ordering::Less);
-        assert_eq!(natural_cmp("1", "01"), Ordering::Less);
-        assert_eq!(natural_cmp("01", "001"), Ordering::Less);
-        assert_eq!(
-            sort_natural(&["001", "1", "01", "0", "00"]),
-            ["0", "00", "1", "01", "001"]
-        );
-        // Zeros decide only after the whole name compared equal by value.
-        assert_eq!(natural_cmp("01b", "1a"), Ordering::Greater);
-    }
-
-    #[test]
-    fn natural_text_is_case_insensitive_with_a_byte_tie_break() {
-        assert_eq!(natural_cmp("a", "B"), Ordering::Less);
-        assert_eq!(natural_cmp("B", "a"), Ordering::Greater);
-        assert_eq!(natural_cmp("A", "a"), Ordering::Less); // b'A' < b'a'
-        assert_eq!(natural_cmp("a", "a"), Ordering::Equal);
-        // Unicode lowercasing: É and é are the same letter.
-        assert_eq!(natural_cmp("Éa", "éb"), Ordering::Less);
-        assert_eq!(natural_cmp("ÄRGER 2", "ärger 10"), Ordering::Less);
-    }
-
-    #[test]
-    fn natural_normalizes_compatibility_forms() {
-        // Full-width digits are digits; the ligature "ﬁ" is "fi".
-        assert_eq!(natural_cmp("２", "10"), Ordering::Less);
-        assert_eq!(natural_cmp("ﬁle 2", "file 10"), Ordering::Less);
-        // NFC vs NFD spellings of "é" are equal up to the byte tie-break.
-        assert_ne!(natural_cmp("e\u{301}1", "\u{e9}1"), Ordering::Equal);
-        assert_eq!(natural_cmp("e\u{301}2", "\u{e9}10"), Ordering::Less);
-    }
-
-    #[test]
-    fn natural_numbers_sort_before_text() {
-        assert_eq!(natural_cmp("1", "a"), Ordering::Less);
-        assert_eq!(natural_cmp("", "a"), Ordering::Less);
-        assert_eq!(natural_cmp("", ""), Ordering::Equal);
-    }
-
-    #[test]
-    fn natural_order_is_total_and_consistent() {
-        let names = [
-            "",
-            "0",
-            "00",
-            "1",
-            "01",
-            "a",
-            "A",
-            "a1",
-            "a01",
-            "A1",
-            "a 1",
-            "a10",
-            "a2",
-            "b",
-            "B2",
-            "é",
-            "E\u{301}",
-            "２",
-            "x.mp3",
-            "X.MP3",
-            "10x",
-            "x10",
-            "ﬁ",
-            "fi",
-            "\u{1F4A5}",
-        ];
-        for a in names {
-            for b in names {
-                let ab = natural_cmp(a, b);
-                assert_eq!(ab, natural_cmp(b, a).reverse(), "{a:?} {b:?}");
-                assert_eq!(ab == Ordering::Equal, a == b, "{a:?} {b:?}");
-                for c in names {
-                    if ab != Ordering::Greater && natural_cmp(b, c) != Ordering::Greater {
-                        assert_ne!(natural_cmp(a, c), Ordering::Greater, "{a:?} {b:?} {c:?}");
-                    }
-                }
-            }
-        }
-        let forward = sort_natural(&names);
-        let mut reversed = names;
-        reversed.reverse();
-        assert_eq!(sort_natural(&reversed), forward);
     }
 
     // -- is_mp3_name --------------------------------------------------------------------------
@@ -1556,120 +1075,5 @@ mod tests {
             results.push(rels(&scan_one(t.path())));
         }
         assert!(results.windows(2).all(|w| w[0] == w[1]), "{results:?}");
-    }
-
-    // -- order_by_tags ------------------------------------------------------------------------
-
-    fn files(specs: &[(usize, &str)]) -> Vec<ScannedFile> {
-        specs
-            .iter()
-            .map(|&(folder_index, rel)| ScannedFile {
-                path: PathBuf::from("/book").join(rel),
-                rel_path: PathBuf::from(rel),
-                size_bytes: 1,
-                folder_index,
-            })
-            .collect()
-    }
-
-    fn order_of(f: &[ScannedFile]) -> Vec<&str> {
-        f.iter().map(|f| f.rel_path.to_str().unwrap()).collect()
-    }
-
-    #[test]
-    fn tags_reorder_when_every_file_has_a_track() {
-        let mut f = files(&[(0, "a.mp3"), (0, "b.mp3"), (0, "c.mp3")]);
-        let keys = [(None, Some(3)), (None, Some(1)), (None, Some(2))];
-        assert_eq!(tag_order(&f, &keys), Some(vec![1, 2, 0]));
-        assert!(order_by_tags(&mut f, &keys));
-        assert_eq!(order_of(&f), ["b.mp3", "c.mp3", "a.mp3"]);
-    }
-
-    #[test]
-    fn tags_use_disc_numbers() {
-        let mut f = files(&[(0, "x1.mp3"), (0, "x2.mp3"), (0, "y1.mp3"), (0, "y2.mp3")]);
-        let keys = [
-            (Some(2), Some(1)),
-            (Some(2), Some(2)),
-            (Some(1), Some(1)),
-            (None, Some(2)),
-        ];
-        assert!(order_by_tags(&mut f, &keys));
-        assert_eq!(order_of(&f), ["y1.mp3", "y2.mp3", "x1.mp3", "x2.mp3"]);
-    }
-
-    #[test]
-    fn tags_keep_the_input_folders_in_order() {
-        let mut f = files(&[(0, "a.mp3"), (0, "b.mp3"), (1, "c.mp3")]);
-        let keys = [(None, Some(2)), (None, Some(1)), (None, Some(1))];
-        assert!(order_by_tags(&mut f, &keys));
-        assert_eq!(order_of(&f), ["b.mp3", "a.mp3", "c.mp3"]);
-    }
-
-    #[test]
-    fn tags_are_ignored_when_incomplete_or_ambiguous() {
-        let original = files(&[(0, "CD1/01.mp3"), (0, "CD1/02.mp3"), (0, "CD2/01.mp3")]);
-        let cases: [&[(Option<u32>, Option<u32>)]; 4] = [
-            // A file without a track number.
-            &[(None, Some(2)), (None, None), (None, Some(1))],
-            // Track numbers restarting per disc folder without disc tags: would interleave.
-            &[(None, Some(1)), (None, Some(2)), (None, Some(1))],
-            // Keys not aligned with the files.
-            &[(None, Some(1))],
-            &[],
-        ];
-        for keys in cases {
-            let mut f = original.clone();
-            assert!(!order_by_tags(&mut f, keys), "{keys:?}");
-            assert_eq!(f, original);
-        }
-        assert!(!order_by_tags(&mut [], &[]));
-    }
-
-    // -- sniff_mp3 ----------------------------------------------------------------------------
-    // What the sniffer accepts is tested on bytes in `mp3bytes`; these test the file plumbing.
-
-    fn sniff_bytes(bytes: &[u8]) -> Result<(), String> {
-        let t = TempDir::new().unwrap();
-        let p = t.path().join("x.mp3");
-        fs::write(&p, bytes).unwrap();
-        sniff_mp3(&p)
-    }
-
-    #[test]
-    fn sniff_reads_the_windows_it_needs_from_the_file() {
-        use crate::mp3bytes::tests::{cat, frames, id3, MPEG1_128K};
-        assert_eq!(sniff_bytes(&frames(MPEG1_128K, 3)), Ok(()));
-        // The audio begins past the first window; the tag ends just inside it.
-        for body in [300 * 1024, 64 * 1024 - 100] {
-            let tag = id3(3, body, false);
-            assert_eq!(sniff_bytes(&cat(&[&tag, &frames(MPEG1_128K, 5)])), Ok(()));
-            assert_eq!(
-                sniff_bytes(&cat(&[&tag, &frames(MPEG1_128K, 1)])),
-                Ok(()),
-                "a lone frame at the end of the file"
-            );
-        }
-        assert_eq!(sniff_bytes(b""), Err("empty file (0 bytes)".to_string()));
-        assert_eq!(
-            sniff_bytes(&id3(3, 100, false)),
-            Err("contains only an ID3 tag, no audio".to_string())
-        );
-    }
-
-    #[test]
-    fn sniff_never_opens_a_fifo() {
-        let t = TempDir::new().unwrap();
-        let p = t.path().join("pipe.mp3");
-        assert!(mkfifo(&p));
-        // Opening a FIFO for reading blocks until a writer appears: this would hang.
-        assert_eq!(sniff_mp3(&p), Err("is not a regular file".to_string()));
-        assert_eq!(
-            sniff_mp3(t.path()),
-            Err("is not a regular file".to_string())
-        );
-        assert!(sniff_mp3(&t.path().join("missing.mp3"))
-            .unwrap_err()
-            .starts_with("cannot be read"));
     }
 }

@@ -4,7 +4,7 @@
 //! `aiom4b::workflow`; here are argument types, tables and exit codes.
 use crate::ui;
 use aiom4b::workflow::backup::BackupInfo;
-use aiom4b::workflow::config::{self, Config, Overrides};
+use aiom4b::workflow::config::{self, Config, Overrides, Setting};
 use aiom4b::workflow::folders;
 use aiom4b::workflow::{
     BatchOptions, BatchReport, BookStatus, ConversionResult, Job, JobContext, JobError, JobFilter,
@@ -44,18 +44,19 @@ pub struct ConfigArgs {
 impl ConfigArgs {
     /// The command-line layer of the configuration.
     pub fn overrides(&self) -> Overrides {
-        let mut o = Overrides {
-            config_file: self.config.clone(),
-            ..Default::default()
-        };
+        let mut o = Overrides::new(self.config.clone());
         if let Some(d) = &self.data_dir {
-            o.set_flag("DATA_DIR", "--data-dir", d.to_string_lossy());
+            o.set_flag(Setting::DataDir, "--data-dir", d.to_string_lossy());
         }
         if let Some(d) = &self.source_dir {
-            o.set_flag("SOURCE_DIR", "--source-dir", d.to_string_lossy());
+            o.set_flag(Setting::SourceDir, "--source-dir", d.to_string_lossy());
         }
         if let Some(n) = &self.max_concurrent_jobs {
-            o.set_flag("MAX_CONCURRENT_JOBS", "--max-concurrent-jobs", n.clone());
+            o.set_flag(
+                Setting::MaxConcurrentJobs,
+                "--max-concurrent-jobs",
+                n.clone(),
+            );
         }
         o
     }
@@ -86,10 +87,10 @@ impl JobArgs {
     /// command-line layer of the configuration, which checks them like the environment's.
     pub fn add_overrides(&self, o: &mut Overrides) {
         if let Some(t) = &self.name_template {
-            o.set_flag("NAME_TEMPLATE", "--name-template", t.clone());
+            o.set_flag(Setting::NameTemplate, "--name-template", t.clone());
         }
         if let Some(t) = &self.timeout {
-            o.set_flag("PROCESSING_TIMEOUT_SECS", "--timeout", t.clone());
+            o.set_flag(Setting::ProcessingTimeoutSecs, "--timeout", t.clone());
         }
     }
 

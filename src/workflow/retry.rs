@@ -78,7 +78,10 @@ mod tests {
         // Equal jitter: from half the step up to (not including) the step.
         for _ in 0..100 {
             let d = b.delay(1);
-            assert!(d >= Duration::from_millis(50) && d < Duration::from_millis(100), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(50) && d < Duration::from_millis(100),
+                "{d:?}"
+            );
         }
         // Zero steps stay zero rather than dividing by zero.
         let none = Backoff {

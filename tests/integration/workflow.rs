@@ -6,7 +6,7 @@
 //! start finds.
 use aiom4b::workflow::backup::{BackupStore, CLEANUP_LOG};
 use aiom4b::workflow::config::{Config, ConfigError, Origin, Overrides, Setting};
-use aiom4b::workflow::logfile::{self, RotatingFile, RotationPolicy};
+use aiom4b::workflow::logfile::{RotatingFile, RotationPolicy};
 use aiom4b::workflow::{
     run_batch, BatchOptions, BookStatus, ConversionResult, Error, ErrorCategory, Hooks, JobContext,
     JobError, JobFilter, JobRequest, JobStatus, PostAction, SqliteStore, Workflow,
@@ -905,29 +905,8 @@ fn log_files_rotate_by_size_and_day_and_are_bounded() {
         assert!(fs::metadata(p).unwrap().len() <= 100);
     }
 
-    // Through the non-blocking writer: everything queued is written when the guard drops.
-    let dir = tmp.path().join("nb");
-    let (mut w, guard) = logfile::non_blocking(RotatingFile::new(RotationPolicy {
-        dir: dir.clone(),
-        max_bytes: 1 << 20,
-        ..policy
-    }))
-    .unwrap();
-    for i in 0..100 {
-        w.write_all(format!("{{\"n\":{i}}}\n").as_bytes()).unwrap();
-    }
-    drop(guard);
-    let written: usize = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| {
-            fs::read_to_string(e.unwrap().path())
-                .unwrap()
-                .lines()
-                .count()
-        })
-        .sum();
-    assert_eq!(written + w.dropped() as usize, 100);
-    assert_eq!(w.dropped(), 0);
+    // The non-blocking writer in front of the file (tracing-appender) is the binary's: its
+    // flush-on-exit test is `logging::tests::queued_lines_are_written_when_the_guards_drop`.
 }
 
 /// Needs tracing-subscriber, a dependency of the `cli` feature.

@@ -127,9 +127,15 @@ pub fn parse_time(s: &str) -> Option<f64> {
     total.is_finite().then_some(total)
 }
 
-/// Formats samples as `HH:MM:SS.mmm`.
+/// Formats samples as `HH:MM:SS.mmm` (truncated to the millisecond).
 pub fn format_samples(samples: u64, rate: u32) -> String {
-    let ms = (samples as u128 * 1000 / rate.max(1) as u128) as u64;
+    format_millis((samples as u128 * 1000 / rate.max(1) as u128) as u64)
+}
+
+/// Formats milliseconds as `HH:MM:SS.mmm`, the timestamp format of chapters files (hours grow
+/// past two digits when they must). The CLI's other durations and its byte sizes are in its
+/// `human` module; this one is here because a chapters file is a format, not a display.
+pub fn format_millis(ms: u64) -> String {
     format!(
         "{:02}:{:02}:{:02}.{:03}",
         ms / 3_600_000,
@@ -314,5 +320,7 @@ mod tests {
             format_samples(44_100 * 3723 + 22_050, 44_100),
             "01:02:03.500"
         );
+        assert_eq!(format_millis(59_999), "00:00:59.999");
+        assert_eq!(format_millis(360_000_000), "100:00:00.000");
     }
 }

@@ -4,7 +4,7 @@
 //! same configuration; and one value is accepted or refused alike whether it comes from the
 //! command line, the environment or the file ("every layer is parsed by the same function").
 #![no_main]
-use aiom4b::workflow::config::{cutoff, parse_age, Config, ConfigError, Overrides};
+use aiom4b::workflow::config::{cutoff, parse_age, Config, ConfigError, Overrides, Setting};
 use aiom4b::workflow::naming::check_template;
 use aiom4b_fuzz::MemFile;
 use libfuzzer_sys::fuzz_target;
@@ -12,14 +12,14 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-/// (variable, file key) of every setting, in the order settings are applied.
-fn settings() -> &'static [(&'static str, &'static str)] {
-    static S: OnceLock<Vec<(&'static str, &'static str)>> = OnceLock::new();
+/// (setting, file key) of every setting, in the order settings are applied.
+fn settings() -> &'static [(Setting, &'static str)] {
+    static S: OnceLock<Vec<(Setting, &'static str)>> = OnceLock::new();
     S.get_or_init(|| {
         Config::default()
             .describe()
             .into_iter()
-            .map(|v| (v.var, v.key))
+            .map(|v| (v.setting, v.key))
             .collect()
     })
 }
@@ -30,8 +30,8 @@ thread_local! {
 
 fn load(
     file: Option<&str>,
-    env: &BTreeMap<&'static str, String>,
-    cli: &[(&'static str, String)],
+    env: &BTreeMap<Setting, String>,
+    cli: &[(Setting, String)],
 ) -> Result<Config, ConfigError> {
     FILE.with(|f| {
         let mut f = f.borrow_mut();
@@ -39,10 +39,14 @@ fn load(
         if let Some(text) = file {
             overrides.config_file = Some(f.set(text.as_bytes()).to_path_buf());
         }
-        for (var, value) in cli {
-            overrides.set(var, value.clone());
+        for (setting, value) in cli {
+            overrides.set(*setting, value.clone());
         }
-        Config::load_with(&overrides, &|k| env.get(k).cloned(), None)
+        Config::load_with(
+            &overrides,
+            &|k| env.get(&Setting::from_var(k)?).cloned(),
+            None,
+        )
     })
 }
 
@@ -65,21 +69,21 @@ fuzz_target!(|data: &[u8]| {
         .split(|&b| b == 0xFF)
         .map(|p| String::from_utf8_lossy(p).into_owned());
     let file = parts.next().filter(|f| !f.is_empty());
-    let pairs = |text: Option<String>| -> Vec<(&'static str, String)> {
+    let pairs = |text: Option<String>| -> Vec<(Setting, String)> {
         let text = text.unwrap_or_default();
         text.lines()
             .map(|line| {
                 let (name, value) = line.split_once('=').unwrap_or((line, ""));
                 let var = s
                     .iter()
-                    .find(|(v, _)| *v == name)
+                    .find(|(v, _)| v.var() == name)
                     .unwrap_or(&s[name.len() % s.len()])
                     .0;
                 (var, value.to_string())
             })
             .collect()
     };
-    let env: BTreeMap<&'static str, String> = pairs(parts.next()).into_iter().collect();
+    let env: BTreeMap<Setting, String> = pairs(parts.next()).into_iter().collect();
     let cli = pairs(parts.next());
     let age = parts.next().unwrap_or_default();
 
@@ -95,29 +99,27 @@ fuzz_target!(|data: &[u8]| {
         assert!(c.max_file_size_mb >= 1 && c.log_max_size_mb >= 1 && c.log_max_files >= 1);
         assert!(!c.data_dir.as_os_str().is_empty() && !c.source_dir.as_os_str().is_empty());
         // Shown values given back on the command line: the same configuration.
-        let shown: Vec<(&'static str, String)> =
-            c.describe().into_iter().map(|v| (v.var, v.value)).collect();
+        let shown: Vec<(Setting, String)> = c
+            .describe()
+            .into_iter()
+            .map(|v| (v.setting, v.value))
+            .collect();
         let again = load(None, &BTreeMap::new(), &shown).expect("shown values load again");
         assert_eq!(values(&again), values(&c));
     }
 
     // The same (non-blank) values from each source alone. A blank environment variable counts
     // as unset (as in most programs), so blanks are left out.
-    let given: BTreeMap<&'static str, String> = env
+    let given: BTreeMap<Setting, String> = env
         .into_iter()
         .filter(|(_, v)| !v.trim().is_empty())
         .collect();
     let from_env = load(None, &given, &[]);
-    let as_cli: Vec<(&'static str, String)> = given.iter().map(|(k, v)| (*k, v.clone())).collect();
+    let as_cli: Vec<(Setting, String)> = given.iter().map(|(k, v)| (*k, v.clone())).collect();
     let from_cli = load(None, &BTreeMap::new(), &as_cli);
     let mut table = toml::Table::new();
     for (k, v) in &given {
-        let key = s
-            .iter()
-            .find(|(var, _)| var == k)
-            .expect("a known variable")
-            .1;
-        table.insert(key.to_string(), toml::Value::String(v.clone()));
+        table.insert(k.key().to_string(), toml::Value::String(v.clone()));
     }
     let text = toml::to_string(&table).expect("a table of strings serializes");
     let from_file = load(Some(&text), &BTreeMap::new(), &[]);

@@ -18,112 +18,202 @@ pub const CONFIG_FILE_VAR: &str = "AIOM4B_CONFIG";
 /// The default output name template: sanitized title plus a timestamp, never colliding in practice.
 pub const DEFAULT_NAME_TEMPLATE: &str = "{title}_{timestamp}";
 
+/// A setting, named in code by this enum so that a misspelt name does not compile (the command
+/// line, tests and embedders address settings through it, never by string). Its environment
+/// variable ([`Setting::var`]) and config-file key ([`Setting::key`]) are the names users write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Setting {
+    Debug,
+    ApiHost,
+    ApiPort,
+    MaxConcurrentJobs,
+    UseAllCpus,
+    MaxFileSizeMb,
+    MaxTotalSizeMb,
+    BackupEnabled,
+    BackupRetentionDays,
+    DataDir,
+    SourceDir,
+    OutputMode,
+    NameTemplate,
+    ProcessingTimeoutSecs,
+    LogMaxSizeMb,
+    LogMaxFiles,
+}
+
 /// One setting: variable, file key, default, help.
 struct Spec {
+    setting: Setting,
     var: &'static str,
     key: &'static str,
     default: &'static str,
     help: &'static str,
 }
 
+/// Every setting, in the order `aiom4b config` lists them and settings are applied; indexed by
+/// `Setting as usize` (a unit test checks that the two orders agree).
 const SPECS: &[Spec] = &[
     Spec {
+        setting: Setting::Debug,
         var: "DEBUG",
         key: "debug",
         default: "false",
         help: "debug logging",
     },
     Spec {
+        setting: Setting::ApiHost,
         var: "API_HOST",
         key: "api_host",
         default: "127.0.0.1",
         help: "address of the REST service",
     },
     Spec {
+        setting: Setting::ApiPort,
         var: "API_PORT",
         key: "api_port",
         default: "8000",
         help: "port of the REST service",
     },
     Spec {
+        setting: Setting::MaxConcurrentJobs,
         var: "MAX_CONCURRENT_JOBS",
         key: "max_concurrent_jobs",
         default: "4",
         help: "books converted at once in a batch",
     },
     Spec {
+        setting: Setting::UseAllCpus,
         var: "USE_ALL_CPUS",
         key: "use_all_cpus",
         default: "true",
         help: "give the engine every core (false: one thread per job)",
     },
     Spec {
+        setting: Setting::MaxFileSizeMb,
         var: "MAX_FILE_SIZE_MB",
         key: "max_file_size_mb",
         default: "1000",
         help: "largest accepted input file",
     },
     Spec {
+        setting: Setting::MaxTotalSizeMb,
         var: "MAX_TOTAL_SIZE_MB",
         key: "max_total_size_mb",
         default: "50000",
         help: "largest accepted total of a book's input files",
     },
     Spec {
+        setting: Setting::BackupEnabled,
         var: "BACKUP_ENABLED",
         key: "backup_enabled",
         default: "true",
         help: "back up every source folder before processing",
     },
     Spec {
+        setting: Setting::BackupRetentionDays,
         var: "BACKUP_RETENTION_DAYS",
         key: "backup_retention_days",
         default: "30",
         help: "age at which backups are pruned",
     },
     Spec {
+        setting: Setting::DataDir,
         var: "DATA_DIR",
         key: "data_dir",
         default: "./data",
         help: "database, output, backups and logs",
     },
     Spec {
+        setting: Setting::SourceDir,
         var: "SOURCE_DIR",
         key: "source_dir",
         default: "./source",
         help: "where book folders are looked for",
     },
     Spec {
+        setting: Setting::OutputMode,
         var: "OUTPUT_MODE",
         key: "output_mode",
         default: "0644",
         help: "permissions of written M4B files (octal)",
     },
     Spec {
+        setting: Setting::NameTemplate,
         var: "NAME_TEMPLATE",
         key: "name_template",
         default: DEFAULT_NAME_TEMPLATE,
         help: "output file name: {title} {author} {narrator} {series} {year} {folder} {timestamp}",
     },
     Spec {
+        setting: Setting::ProcessingTimeoutSecs,
         var: "PROCESSING_TIMEOUT_SECS",
         key: "processing_timeout_secs",
         default: "0",
         help: "conversion time limit; 0 = derived from the audio length",
     },
     Spec {
+        setting: Setting::LogMaxSizeMb,
         var: "LOG_MAX_SIZE_MB",
         key: "log_max_size_mb",
         default: "10",
         help: "size at which a log file is rotated",
     },
     Spec {
+        setting: Setting::LogMaxFiles,
         var: "LOG_MAX_FILES",
         key: "log_max_files",
         default: "14",
         help: "log files kept",
     },
 ];
+
+impl Setting {
+    /// Every setting, in the order `aiom4b config` lists them.
+    pub fn all() -> impl Iterator<Item = Setting> {
+        SPECS.iter().map(|s| s.setting)
+    }
+
+    fn spec(self) -> &'static Spec {
+        &SPECS[self as usize]
+    }
+
+    /// The environment variable (`DATA_DIR`).
+    pub fn var(self) -> &'static str {
+        self.spec().var
+    }
+
+    /// The key in the config file (`data_dir`).
+    pub fn key(self) -> &'static str {
+        self.spec().key
+    }
+
+    /// The built-in default, as text.
+    pub fn default_text(self) -> &'static str {
+        self.spec().default
+    }
+
+    /// One line of help.
+    pub fn help(self) -> &'static str {
+        self.spec().help
+    }
+
+    /// The setting whose environment variable is `var`.
+    pub fn from_var(var: &str) -> Option<Setting> {
+        Setting::all().find(|s| s.var() == var)
+    }
+
+    /// The setting whose config-file key is `key`.
+    pub fn from_key(key: &str) -> Option<Setting> {
+        Setting::all().find(|s| s.key() == key)
+    }
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.var())
+    }
+}
 
 /// Where a value came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -166,50 +256,63 @@ pub enum ConfigError {
     #[error("{path}: {reason}")]
     File { path: PathBuf, reason: String },
     /// The config file has a key aiom4b does not know (a typo would otherwise go unnoticed).
-    #[error("{path}: unknown setting {key:?}; known settings: {known}")]
+    #[error("{path}:{line}: unknown setting {key:?}{}; known settings: {known}",
+            match suggestion { Some(s) => format!(" (did you mean {s:?}?)"), None => String::new() })]
     UnknownKey {
         path: PathBuf,
+        /// 1-based line of the key in the file.
+        line: usize,
         key: String,
+        /// The known key closest to `key`, when one is close.
+        suggestion: Option<&'static str>,
         known: String,
     },
 }
 
-/// Values given on the command line, as `(VARIABLE, text)` pairs, plus the config file to read.
-/// The CLI maps its flags here (`--data-dir` → `DATA_DIR`, `--name-template` → `NAME_TEMPLATE`)
-/// so that they are checked exactly like the environment and the file.
+/// Values given on the command line, plus the config file to read. The CLI maps its flags here
+/// (`--data-dir` → [`Setting::DataDir`]) so that they are checked exactly like the environment
+/// and the file.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
     /// An explicit config file (`--config`); it must exist.
     pub config_file: Option<PathBuf>,
-    pub values: Vec<(&'static str, String)>,
-    /// The flag each value came from (`MAX_FILE_SIZE_MB` → `--max-file-size-mb`), for errors.
-    pub flags: Vec<(&'static str, &'static str)>,
+    /// `(setting, text, flag)`: the last value given for a setting wins; the flag (when given)
+    /// is how the user wrote it, for errors.
+    values: Vec<(Setting, String, Option<&'static str>)>,
 }
 
 impl Overrides {
-    /// Adds a command-line value for the setting named by its environment variable.
-    pub fn set(&mut self, var: &'static str, value: impl Into<String>) -> &mut Self {
-        self.values.push((var, value.into()));
+    /// No values, and `config_file` (`--config`) if given.
+    pub fn new(config_file: Option<PathBuf>) -> Overrides {
+        Overrides {
+            config_file,
+            values: Vec::new(),
+        }
+    }
+
+    /// Adds a command-line value for `setting`.
+    pub fn set(&mut self, setting: Setting, value: impl Into<String>) -> &mut Self {
+        self.values.push((setting, value.into(), None));
         self
     }
 
     /// [`Overrides::set`] for a value given as `flag` (named in the error if it is invalid).
     pub fn set_flag(
         &mut self,
-        var: &'static str,
+        setting: Setting,
         flag: &'static str,
         value: impl Into<String>,
     ) -> &mut Self {
-        self.flags.push((var, flag));
-        self.set(var, value)
+        self.values.push((setting, value.into(), Some(flag)));
+        self
     }
 
-    fn flag(&self, var: &str) -> Option<&'static str> {
-        self.flags
+    /// The layer these values make: the last value of each setting, with its flag.
+    fn layer(&self) -> BTreeMap<Setting, (String, Option<&'static str>)> {
+        self.values
             .iter()
-            .rev()
-            .find(|(v, _)| *v == var)
-            .map(|f| f.1)
+            .map(|(s, v, f)| (*s, (v.clone(), *f)))
+            .collect()
     }
 }
 
@@ -236,7 +339,8 @@ pub struct Config {
     pub log_max_files: usize,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
-    origins: BTreeMap<&'static str, (String, Origin)>,
+    /// The text and origin of every setting's effective value.
+    origins: BTreeMap<Setting, (String, Origin)>,
 }
 
 impl Default for Config {
@@ -250,6 +354,8 @@ impl Default for Config {
 /// One line of `aiom4b config`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SettingView {
+    #[serde(skip)]
+    pub setting: Setting,
     pub var: &'static str,
     pub key: &'static str,
     pub value: String,
@@ -257,9 +363,72 @@ pub struct SettingView {
     pub help: &'static str,
 }
 
+/// The config file's layer: each key's setting, value as text, and line (for errors).
+struct FileLayer {
+    path: PathBuf,
+    values: BTreeMap<Setting, String>,
+}
+
+impl FileLayer {
+    /// Parses `text` (read from `path`). Every key must name a setting: a typo is an error that
+    /// names the key, the file and the line, not a silently ignored line. Values are kept as
+    /// text so that every layer goes through the same parser ([`Config::apply`]); a string
+    /// `"3"` and a number `3` in the file mean the same, as they do in the environment.
+    fn parse(path: &Path, text: &str) -> Result<FileLayer, ConfigError> {
+        let table: BTreeMap<toml::Spanned<String>, toml::Value> =
+            toml::from_str(text).map_err(|e| ConfigError::File {
+                path: path.to_path_buf(),
+                reason: e.to_string().trim().to_string(),
+            })?;
+        let mut values = BTreeMap::new();
+        for (key, value) in table {
+            let Some(setting) = Setting::from_key(key.get_ref()) else {
+                let line = text[..key.span().start.min(text.len())]
+                    .bytes()
+                    .filter(|&b| b == b'\n')
+                    .count()
+                    + 1;
+                return Err(ConfigError::UnknownKey {
+                    path: path.to_path_buf(),
+                    line,
+                    suggestion: closest_key(key.get_ref()),
+                    key: key.into_inner(),
+                    known: SPECS.iter().map(|s| s.key).collect::<Vec<_>>().join(", "),
+                });
+            };
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Float(f) => f.to_string(),
+                other => other.to_string(),
+            };
+            values.insert(setting, text);
+        }
+        Ok(FileLayer {
+            path: path.to_path_buf(),
+            values,
+        })
+    }
+}
+
+/// The known key nearest to a misspelt `key`, if it is a plausible typo of it.
+fn closest_key(key: &str) -> Option<&'static str> {
+    SPECS
+        .iter()
+        .map(|s| (strsim::damerau_levenshtein(key, s.key), s.key))
+        .min()
+        .filter(|(d, k)| *d <= 2.max(k.len() / 4))
+        .map(|(_, k)| k)
+}
+
 impl Config {
     /// Loads from the process environment and `config/aiom4b.toml` (or `$AIOM4B_CONFIG`, or
     /// `overrides.config_file`), with `overrides` on top.
+    ///
+    /// Environment variables are not checked for typos: their names are the spec's plain
+    /// `DATA_DIR`, `DEBUG`…, with no prefix that would tell a misspelt aiom4b variable from
+    /// another program's.
     pub fn load(overrides: &Overrides) -> Result<Config, ConfigError> {
         let env = |k: &str| std::env::var(k).ok();
         Config::load_with(overrides, &env, Some(Path::new(DEFAULT_CONFIG_FILE)))
@@ -278,17 +447,10 @@ impl Config {
             (None, Some(p)) => (Some(PathBuf::from(p)), true),
             (None, None) => (default_file.map(Path::to_path_buf), false),
         };
-        let mut table = toml::Table::new();
-        let mut config_file = None;
+        let mut file_layer = None;
         if let Some(path) = file {
             match std::fs::read_to_string(&path) {
-                Ok(text) => {
-                    table = text.parse::<toml::Table>().map_err(|e| ConfigError::File {
-                        path: path.clone(),
-                        reason: e.to_string().trim().to_string(),
-                    })?;
-                    config_file = Some(path);
-                }
+                Ok(text) => file_layer = Some(FileLayer::parse(&path, &text)?),
                 Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => {
                     return Err(ConfigError::File {
@@ -298,15 +460,7 @@ impl Config {
                 }
             }
         }
-        if let Some(path) = &config_file {
-            if let Some(key) = table.keys().find(|k| !SPECS.iter().any(|s| s.key == *k)) {
-                return Err(ConfigError::UnknownKey {
-                    path: path.clone(),
-                    key: key.clone(),
-                    known: SPECS.iter().map(|s| s.key).collect::<Vec<_>>().join(", "),
-                });
-            }
-        }
+        let cli = overrides.layer();
 
         let mut cfg = Config {
             debug: false,
@@ -325,72 +479,65 @@ impl Config {
             processing_timeout_secs: 0,
             log_max_size_mb: 0,
             log_max_files: 0,
-            config_file: config_file.clone(),
+            config_file: file_layer.as_ref().map(|f| f.path.clone()),
             origins: BTreeMap::new(),
         };
-        for spec in SPECS {
-            let cli = overrides
-                .values
-                .iter()
-                .rev()
-                .find(|(v, _)| *v == spec.var)
-                .map(|(_, s)| (s.clone(), Origin::Cli));
-            let from_env = || nonempty(env(spec.var)).map(|s| (s, Origin::Env));
-            let from_file = || {
-                let path = config_file.clone()?;
-                let value = table.get(spec.key)?;
-                let text = match value {
-                    toml::Value::String(s) => s.clone(),
-                    toml::Value::Integer(i) => i.to_string(),
-                    toml::Value::Boolean(b) => b.to_string(),
-                    toml::Value::Float(f) => f.to_string(),
-                    other => other.to_string(),
-                };
-                Some((text, Origin::File(path)))
+        for setting in Setting::all() {
+            // The layers, highest first: command line > environment > file > default.
+            let (raw, origin, name) = if let Some((v, flag)) = cli.get(&setting) {
+                (v.clone(), Origin::Cli, flag.unwrap_or(setting.var()))
+            } else if let Some(v) = nonempty(env(setting.var())) {
+                (v, Origin::Env, setting.var())
+            } else if let Some((f, v)) = file_layer
+                .as_ref()
+                .and_then(|f| Some((f, f.values.get(&setting)?)))
+            {
+                (v.clone(), Origin::File(f.path.clone()), setting.key())
+            } else {
+                (
+                    setting.default_text().to_string(),
+                    Origin::Default,
+                    setting.var(),
+                )
             };
-            let (raw, origin) = cli
-                .or_else(from_env)
-                .or_else(from_file)
-                .unwrap_or_else(|| (spec.default.to_string(), Origin::Default));
-            cfg.apply(spec.var, raw.trim())
+            cfg.apply(setting, raw.trim())
                 .map_err(|reason| ConfigError::Invalid {
-                    var: spec.var,
-                    name: match &origin {
-                        Origin::Cli => overrides.flag(spec.var).unwrap_or(spec.var).to_string(),
-                        Origin::File(_) => spec.key.to_string(),
-                        Origin::Env | Origin::Default => spec.var.to_string(),
-                    },
+                    var: setting.var(),
+                    name: name.to_string(),
                     value: raw.clone(),
                     origin: origin.clone(),
                     reason,
                 })?;
             cfg.origins
-                .insert(spec.var, (raw.trim().to_string(), origin));
+                .insert(setting, (raw.trim().to_string(), origin));
         }
         Ok(cfg)
     }
 
-    fn apply(&mut self, var: &str, raw: &str) -> Result<(), String> {
-        match var {
-            "DEBUG" => self.debug = parse_bool(raw)?,
-            "API_HOST" => {
+    /// Parses `raw` as the value of `setting` and stores it: the one parser of every layer.
+    fn apply(&mut self, setting: Setting, raw: &str) -> Result<(), String> {
+        match setting {
+            Setting::Debug => self.debug = parse_bool(raw)?,
+            Setting::ApiHost => {
                 if raw.is_empty() || raw.contains(char::is_whitespace) {
                     return Err("expected a host name or IP address".into());
                 }
                 self.api_host = raw.to_string();
             }
-            "API_PORT" => self.api_port = parse_num(raw, 1, 65_535)? as u16,
-            "MAX_CONCURRENT_JOBS" => self.max_concurrent_jobs = parse_num(raw, 1, 256)? as usize,
-            "USE_ALL_CPUS" => self.use_all_cpus = parse_bool(raw)?,
-            "MAX_FILE_SIZE_MB" => self.max_file_size_mb = parse_num(raw, 1, 1 << 40)?,
-            "MAX_TOTAL_SIZE_MB" => self.max_total_size_mb = parse_num(raw, 1, 1 << 40)?,
-            "BACKUP_ENABLED" => self.backup_enabled = parse_bool(raw)?,
-            "BACKUP_RETENTION_DAYS" => {
+            Setting::ApiPort => self.api_port = parse_num(raw, 1, 65_535)? as u16,
+            Setting::MaxConcurrentJobs => {
+                self.max_concurrent_jobs = parse_num(raw, 1, 256)? as usize
+            }
+            Setting::UseAllCpus => self.use_all_cpus = parse_bool(raw)?,
+            Setting::MaxFileSizeMb => self.max_file_size_mb = parse_num(raw, 1, 1 << 40)?,
+            Setting::MaxTotalSizeMb => self.max_total_size_mb = parse_num(raw, 1, 1 << 40)?,
+            Setting::BackupEnabled => self.backup_enabled = parse_bool(raw)?,
+            Setting::BackupRetentionDays => {
                 self.backup_retention_days = parse_num(raw, 0, 36_500)? as u32
             }
-            "DATA_DIR" => self.data_dir = parse_path(raw)?,
-            "SOURCE_DIR" => self.source_dir = parse_path(raw)?,
-            "OUTPUT_MODE" => {
+            Setting::DataDir => self.data_dir = parse_path(raw)?,
+            Setting::SourceDir => self.source_dir = parse_path(raw)?,
+            Setting::OutputMode => {
                 let mode = u32::from_str_radix(raw.trim_start_matches("0o"), 8)
                     .map_err(|_| "expected octal permission bits such as 0644".to_string())?;
                 if mode > 0o777 {
@@ -401,16 +548,15 @@ impl Config {
                 }
                 self.output_mode = mode;
             }
-            "NAME_TEMPLATE" => {
+            Setting::NameTemplate => {
                 crate::workflow::naming::check_template(raw)?;
                 self.name_template = raw.to_string();
             }
-            "PROCESSING_TIMEOUT_SECS" => {
+            Setting::ProcessingTimeoutSecs => {
                 self.processing_timeout_secs = parse_num(raw, 0, 7 * 24 * 3600)?
             }
-            "LOG_MAX_SIZE_MB" => self.log_max_size_mb = parse_num(raw, 1, 1 << 20)?,
-            "LOG_MAX_FILES" => self.log_max_files = parse_num(raw, 1, 10_000)? as usize,
-            _ => unreachable!("every spec has a parser"),
+            Setting::LogMaxSizeMb => self.log_max_size_mb = parse_num(raw, 1, 1 << 20)?,
+            Setting::LogMaxFiles => self.log_max_files = parse_num(raw, 1, 10_000)? as usize,
         }
         Ok(())
     }
@@ -420,8 +566,9 @@ impl Config {
         SPECS
             .iter()
             .map(|s| {
-                let (value, origin) = self.origins.get(s.var).cloned().unwrap_or_default();
+                let (value, origin) = self.origins.get(&s.setting).cloned().unwrap_or_default();
                 SettingView {
+                    setting: s.setting,
                     var: s.var,
                     key: s.key,
                     value,
@@ -432,9 +579,9 @@ impl Config {
             .collect()
     }
 
-    /// Where the value of the setting named `var` came from.
-    pub fn origin(&self, var: &str) -> Option<&Origin> {
-        self.origins.get(var).map(|(_, o)| o)
+    /// Where the value of `setting` came from.
+    pub fn origin(&self, setting: Setting) -> &Origin {
+        &self.origins[&setting].1
     }
 
     /// The job database.
@@ -505,7 +652,7 @@ impl Config {
         );
         for spec in SPECS {
             let value = match spec.default.parse::<i64>() {
-                Ok(_) if spec.var != "OUTPUT_MODE" => spec.default.to_string(),
+                Ok(_) if spec.setting != Setting::OutputMode => spec.default.to_string(),
                 _ if spec.default == "true" || spec.default == "false" => spec.default.to_string(),
                 _ => format!("{:?}", spec.default),
             };
@@ -579,6 +726,133 @@ mod tests {
         assert_eq!(parse_age("12h").unwrap(), chrono::Duration::hours(12));
         assert!(parse_age("7y").is_err());
         assert!(parse_age("d").is_err());
+    }
+
+    #[test]
+    fn specs_are_indexed_by_setting() {
+        for (i, spec) in SPECS.iter().enumerate() {
+            assert_eq!(spec.setting as usize, i, "{}", spec.var);
+            assert_eq!(Setting::from_var(spec.var), Some(spec.setting));
+            assert_eq!(Setting::from_key(spec.key), Some(spec.setting));
+            assert_eq!(spec.key, spec.var.to_ascii_lowercase());
+        }
+        assert_eq!(Setting::from_var("DATA_DIRS"), None);
+    }
+
+    fn write_file(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("aiom4b.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_misspelt_file_key_is_an_error_naming_key_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_file(dir.path(), "debug = true\n\nbackup_retention_dais = 3\n");
+        let e = Config::load_with(&Overrides::default(), &|_| None, Some(&path)).unwrap_err();
+        match &e {
+            ConfigError::UnknownKey {
+                path: p,
+                line,
+                key,
+                suggestion,
+                ..
+            } => {
+                assert_eq!(p, &path);
+                assert_eq!(*line, 3);
+                assert_eq!(key, "backup_retention_dais");
+                assert_eq!(*suggestion, Some("backup_retention_days"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let text = e.to_string();
+        assert!(text.contains("aiom4b.toml:3:"), "{text}");
+        assert!(text.contains("\"backup_retention_dais\""), "{text}");
+        assert!(
+            text.contains("did you mean \"backup_retention_days\""),
+            "{text}"
+        );
+        // A key nothing like a setting gets no suggestion; a table is a key too.
+        let path = write_file(dir.path(), "[server]\nport = 1\n");
+        let e = Config::load_with(&Overrides::default(), &|_| None, Some(&path)).unwrap_err();
+        assert!(
+            matches!(&e, ConfigError::UnknownKey { key, line: 1, suggestion: None, .. } if key == "server"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn every_value_records_its_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_file(
+            dir.path(),
+            "api_port = 1111\nmax_concurrent_jobs = \"2\"\ndata_dir = \"/file\"\n",
+        );
+        let env = |k: &str| match k {
+            "API_PORT" => Some("2222".to_string()),
+            "MAX_CONCURRENT_JOBS" => Some("5".to_string()),
+            // Blank counts as unset: the file's value shows through.
+            "DATA_DIR" => Some("  ".to_string()),
+            _ => None,
+        };
+        let mut cli = Overrides::default();
+        cli.set(Setting::MaxConcurrentJobs, "9").set_flag(
+            Setting::MaxConcurrentJobs,
+            "--max-concurrent-jobs",
+            "3",
+        );
+        let cfg = Config::load_with(&cli, &env, Some(&path)).unwrap();
+        assert_eq!(cfg.origin(Setting::MaxConcurrentJobs), &Origin::Cli);
+        assert_eq!(
+            cfg.max_concurrent_jobs, 3,
+            "the last command-line value wins"
+        );
+        assert_eq!(cfg.origin(Setting::ApiPort), &Origin::Env);
+        assert_eq!(cfg.api_port, 2222);
+        assert_eq!(cfg.origin(Setting::DataDir), &Origin::File(path.clone()));
+        assert_eq!(cfg.data_dir, PathBuf::from("/file"));
+        assert_eq!(cfg.origin(Setting::Debug), &Origin::Default);
+        let shown: Vec<(Setting, String, String)> = cfg
+            .describe()
+            .into_iter()
+            .map(|v| (v.setting, v.value, v.origin))
+            .collect();
+        assert_eq!(shown.len(), SPECS.len());
+        assert!(shown.contains(&(Setting::ApiPort, "2222".into(), "environment".into())));
+        assert!(shown.contains(&(
+            Setting::DataDir,
+            "/file".into(),
+            format!("file {}", path.display())
+        )));
+        assert!(shown.contains(&(Setting::Debug, "false".into(), "default".into())));
+
+        // An invalid value names the setting as the user wrote it, per layer.
+        let mut cli = Overrides::default();
+        cli.set_flag(Setting::ApiPort, "--port", "0");
+        let e = Config::load_with(&cli, &|_| None, None).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid --port = \"0\" (from command line, setting API_PORT)"),
+            "{e}"
+        );
+        let path = write_file(dir.path(), "api_port = 0\n");
+        let e = Config::load_with(&Overrides::default(), &|_| None, Some(&path)).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid api_port = \"0\" (from file "),
+            "{e}"
+        );
+        let e = Config::load_with(
+            &Overrides::default(),
+            &|k| (k == "API_PORT").then(|| "0".into()),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid API_PORT = \"0\" (from environment)"),
+            "{e}"
+        );
     }
 
     #[test]

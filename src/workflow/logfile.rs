@@ -1,28 +1,21 @@
-//! Log files that rotate by day and by size, written off the caller's thread.
+//! Log files that rotate by day and by size.
 //!
-//! This is a plain `io::Write` sink, not a logger: the binary plugs it into its
-//! `tracing-subscriber` layer (the library installs nothing). Two rules shape it:
-//!
-//! - **Logging never blocks a conversion.** Lines go through a bounded channel to one writer
-//!   thread; when the channel is full (a slow or hung disk) the line is dropped and counted.
-//! - **Logging never fails a conversion.** A write error (full disk) drops the line, closes the
-//!   file and retries opening on a later line; the number of lost lines is written as soon as
-//!   writing works again.
+//! This is a plain, synchronous `io::Write` sink, not a logger: the binary puts it behind
+//! `tracing-appender`'s non-blocking writer and plugs that into its `tracing-subscriber` layer
+//! (the library installs nothing and starts no thread for logging).
 //!
 //! Files are `{prefix}.{YYYY-MM-DD}.{NNN}.jsonl`: a new one starts at midnight (local time) and
 //! when the current one would pass `max_bytes`; only the newest `max_files` are kept.
+//!
+//! Why not `tracing_appender::rolling`: it rotates by time only (minutely, hourly, daily), and
+//! the configuration promises a size limit per file (`LOG_MAX_SIZE_MB`, the spec's "log
+//! rotation: automatic log file management"); a day of debug logging of a large batch would
+//! otherwise be one unbounded file. A write error (full disk) closes the file and the next
+//! line opens it again, so logging resumes when there is room.
 use chrono::{Local, NaiveDate};
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
-
-/// Lines buffered between the program and the writer thread. 4096 lines of ~300 bytes is about
-/// 1 MiB at most: enough to ride out a slow disk for a moment, small enough not to matter.
-pub const CHANNEL_LINES: usize = 4096;
 
 /// Where and how much to keep.
 #[derive(Debug, Clone)]
@@ -176,91 +169,4 @@ impl Write for RotatingFile {
             None => Ok(()),
         }
     }
-}
-
-/// The sending side: cheap to clone, never blocks. Each `write` call is sent as one unit, so
-/// callers should write whole lines (tracing-subscriber writes one event per call).
-#[derive(Clone)]
-pub struct NonBlocking {
-    tx: Sender<Option<Vec<u8>>>,
-    dropped: Arc<AtomicU64>,
-}
-
-impl NonBlocking {
-    /// Lines lost so far (channel full or write failed).
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-}
-
-impl Write for NonBlocking {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self.tx.try_send(Some(buf.to_vec())) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        // Always "succeeds": a lost log line must never become an error for the caller.
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Keeps the writer thread alive; dropping it writes what is queued (waiting at most two
-/// seconds, so a hung disk cannot hang the program's exit).
-pub struct WriterGuard {
-    tx: Sender<Option<Vec<u8>>>,
-    finished: Receiver<()>,
-}
-
-impl Drop for WriterGuard {
-    fn drop(&mut self) {
-        // `None` asks the thread to finish after the lines queued before it. Clones of the
-        // sender live on in the subscriber, so closing the channel is not an option.
-        if self.tx.send_timeout(None, Duration::from_secs(1)).is_ok() {
-            let _ = self.finished.recv_timeout(Duration::from_secs(2));
-        }
-    }
-}
-
-/// Starts the writer thread for `sink`.
-pub fn non_blocking<W: Write + Send + 'static>(
-    mut sink: W,
-) -> io::Result<(NonBlocking, WriterGuard)> {
-    let (tx, rx) = bounded::<Option<Vec<u8>>>(CHANNEL_LINES);
-    let (done_tx, finished) = bounded::<()>(1);
-    let dropped = Arc::new(AtomicU64::new(0));
-    let lost = dropped.clone();
-    std::thread::Builder::new()
-        .name("aiom4b-log-writer".into())
-        .spawn(move || {
-            let mut reported = 0;
-            while let Ok(Some(line)) = rx.recv() {
-                let missing = lost.load(Ordering::Relaxed);
-                if missing > reported {
-                    let note = format!(
-                        "{{\"timestamp\":\"{}\",\"level\":\"WARN\",\"target\":\"aiom4b::logfile\",\"fields\":{{\"message\":\"{} log line(s) were dropped (disk full or too slow)\"}}}}\n",
-                        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                        missing - reported
-                    );
-                    if sink.write_all(note.as_bytes()).is_ok() {
-                        reported = missing;
-                    }
-                }
-                if sink.write_all(&line).is_err() {
-                    lost.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            let _ = sink.flush();
-            let _ = done_tx.send(());
-        })?;
-    let guard = WriterGuard {
-        tx: tx.clone(),
-        finished,
-    };
-    Ok((NonBlocking { tx, dropped }, guard))
 }

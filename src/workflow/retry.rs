@@ -1,6 +1,5 @@
 //! Retrying transient failures (a busy database, EINTR, EAGAIN) with exponential backoff and
 //! jitter. Deterministic failures are returned at once: retrying a missing file only wastes time.
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 /// How often and how patiently to retry.
@@ -35,7 +34,7 @@ impl Backoff {
             .saturating_mul(1u32.checked_shl(retry).unwrap_or(u32::MAX))
             .min(self.max);
         let half = step / 2;
-        let jitter_nanos = random_u64() % (half.as_nanos() as u64).max(1);
+        let jitter_nanos = fastrand::u64(0..(half.as_nanos() as u64).max(1));
         half + Duration::from_nanos(jitter_nanos)
     }
 }
@@ -63,13 +62,6 @@ pub fn retry<T, E: std::fmt::Display>(
     }
 }
 
-/// A random number without a dependency: std seeds every `RandomState` from the OS.
-fn random_u64() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(0);
-    h.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,6 +75,20 @@ mod tests {
         }
         assert!(b.delay(0) <= Duration::from_millis(50));
         assert!(b.delay(5) >= Duration::from_millis(800));
+        // Equal jitter: from half the step up to (not including) the step.
+        for _ in 0..100 {
+            let d = b.delay(1);
+            assert!(
+                d >= Duration::from_millis(50) && d < Duration::from_millis(100),
+                "{d:?}"
+            );
+        }
+        // Zero steps stay zero rather than dividing by zero.
+        let none = Backoff {
+            initial: Duration::ZERO,
+            ..b
+        };
+        assert_eq!(none.delay(3), Duration::ZERO);
     }
 
     #[test]

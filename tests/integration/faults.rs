@@ -779,7 +779,10 @@ fn a_store_that_fails_after_publishing_does_not_fail_the_job() {
     let w = World::new();
     let book = w.book("Book", 1);
     let mut o = Overrides::default();
-    o.set("DATA_DIR", w.data.to_string_lossy());
+    o.set(
+        aiom4b::workflow::config::Setting::DataDir,
+        w.data.to_string_lossy(),
+    );
     let config = Config::load_with(&o, &|_| None, None).unwrap();
     config.ensure_data_dirs().unwrap();
     let full = Arc::new(AtomicBool::new(false));

@@ -5,8 +5,8 @@
 //! `AIOM4B_TEST_HELPER` set), let it reach a chosen point, `kill -9` it, and check what the next
 //! start finds.
 use aiom4b::workflow::backup::{BackupStore, CLEANUP_LOG};
-use aiom4b::workflow::config::{Config, ConfigError, Origin, Overrides};
-use aiom4b::workflow::logfile::{self, RotatingFile, RotationPolicy};
+use aiom4b::workflow::config::{Config, ConfigError, Origin, Overrides, Setting};
+use aiom4b::workflow::logfile::{RotatingFile, RotationPolicy};
 use aiom4b::workflow::{
     run_batch, BatchOptions, BookStatus, ConversionResult, Error, ErrorCategory, Hooks, JobContext,
     JobError, JobFilter, JobRequest, JobStatus, PostAction, SqliteStore, Workflow,
@@ -26,11 +26,11 @@ const HELPER_SOURCE_ENV: &str = "AIOM4B_TEST_HELPER_SOURCE";
 
 /// A configuration on `data` with every other setting at its default (the process
 /// environment is ignored so that a developer's DATA_DIR can't leak in).
-fn config(data: &Path, extra: &[(&'static str, &str)]) -> Config {
+fn config(data: &Path, extra: &[(Setting, &str)]) -> Config {
     let mut o = Overrides::default();
-    o.set("DATA_DIR", data.to_string_lossy());
+    o.set(Setting::DataDir, data.to_string_lossy());
     for (k, v) in extra {
-        o.set(k, *v);
+        o.set(*k, *v);
     }
     Config::load_with(&o, &|_| None, None).unwrap()
 }
@@ -690,7 +690,7 @@ fn batch_isolates_a_bad_book_and_skips_converted_ones() {
 
     let wf = Workflow::open(config(
         &tmp.path().join("data"),
-        &[("MAX_CONCURRENT_JOBS", "2")],
+        &[(Setting::MaxConcurrentJobs, "2")],
     ))
     .unwrap();
     let running = AtomicUsize::new(0);
@@ -783,18 +783,18 @@ fn config_precedence_and_invalid_values() {
         _ => None,
     };
     let mut cli = Overrides::default();
-    cli.set("MAX_CONCURRENT_JOBS", "3");
+    cli.set(Setting::MaxConcurrentJobs, "3");
     let cfg = Config::load_with(&cli, &env, Some(&file)).unwrap();
     assert_eq!(cfg.data_dir, PathBuf::from("/from/file"));
-    assert_eq!(cfg.origin("DATA_DIR"), Some(&Origin::File(file.clone())));
+    assert_eq!(cfg.origin(Setting::DataDir), &Origin::File(file.clone()));
     assert_eq!(cfg.api_port, 2222);
-    assert_eq!(cfg.origin("API_PORT"), Some(&Origin::Env));
+    assert_eq!(cfg.origin(Setting::ApiPort), &Origin::Env);
     assert_eq!(cfg.max_concurrent_jobs, 3);
-    assert_eq!(cfg.origin("MAX_CONCURRENT_JOBS"), Some(&Origin::Cli));
+    assert_eq!(cfg.origin(Setting::MaxConcurrentJobs), &Origin::Cli);
     assert!(cfg.debug);
     assert!(!cfg.backup_enabled);
     assert_eq!(cfg.backup_retention_days, 30);
-    assert_eq!(cfg.origin("BACKUP_RETENTION_DAYS"), Some(&Origin::Default));
+    assert_eq!(cfg.origin(Setting::BackupRetentionDays), &Origin::Default);
     assert_eq!(cfg.api_host, "127.0.0.1");
     let described = cfg.describe();
     assert!(described
@@ -848,14 +848,7 @@ fn config_precedence_and_invalid_values() {
     ));
     // An explicitly named file must exist; the default one may be missing.
     let missing = tmp.path().join("missing.toml");
-    let e = Config::load_with(
-        &Overrides {
-            config_file: Some(missing.clone()),
-            ..Default::default()
-        },
-        &|_| None,
-        None,
-    );
+    let e = Config::load_with(&Overrides::new(Some(missing.clone())), &|_| None, None);
     assert!(matches!(e, Err(ConfigError::File { .. })));
     assert!(Config::load_with(&Overrides::default(), &|_| None, Some(&missing)).is_ok());
 }
@@ -912,29 +905,8 @@ fn log_files_rotate_by_size_and_day_and_are_bounded() {
         assert!(fs::metadata(p).unwrap().len() <= 100);
     }
 
-    // Through the non-blocking writer: everything queued is written when the guard drops.
-    let dir = tmp.path().join("nb");
-    let (mut w, guard) = logfile::non_blocking(RotatingFile::new(RotationPolicy {
-        dir: dir.clone(),
-        max_bytes: 1 << 20,
-        ..policy
-    }))
-    .unwrap();
-    for i in 0..100 {
-        w.write_all(format!("{{\"n\":{i}}}\n").as_bytes()).unwrap();
-    }
-    drop(guard);
-    let written: usize = fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| {
-            fs::read_to_string(e.unwrap().path())
-                .unwrap()
-                .lines()
-                .count()
-        })
-        .sum();
-    assert_eq!(written + w.dropped() as usize, 100);
-    assert_eq!(w.dropped(), 0);
+    // The non-blocking writer in front of the file (tracing-appender) is the binary's: its
+    // flush-on-exit test is `logging::tests::queued_lines_are_written_when_the_guards_drop`.
 }
 
 /// Needs tracing-subscriber, a dependency of the `cli` feature.

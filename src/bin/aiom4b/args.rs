@@ -8,6 +8,7 @@
 //! disagree and a bad value is the same usage error (exit 2) wherever it comes from.
 use crate::workflow_cmds::{BatchArgs, ConfigArgs, JobArgs, WorkflowCommand};
 use aiom4b::options::*;
+use aiom4b::workflow::config::Setting;
 use aiom4b::workflow::{Config, Overrides};
 use aiom4b::BookMetadata;
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -330,10 +331,10 @@ impl BookArgs {
     /// Adds the size limits given as flags to the command-line layer of the configuration.
     pub fn add_overrides(&self, o: &mut Overrides) {
         if let Some(mb) = &self.max_file_size_mb {
-            o.set_flag("MAX_FILE_SIZE_MB", "--max-file-size-mb", mb.clone());
+            o.set_flag(Setting::MaxFileSizeMb, "--max-file-size-mb", mb.clone());
         }
         if let Some(mb) = &self.max_total_size_mb {
-            o.set_flag("MAX_TOTAL_SIZE_MB", "--max-total-size-mb", mb.clone());
+            o.set_flag(Setting::MaxTotalSizeMb, "--max-total-size-mb", mb.clone());
         }
     }
 

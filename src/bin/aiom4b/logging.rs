@@ -1,9 +1,14 @@
 //! The program's logger: human-readable lines on stderr, JSON lines in `DATA_DIR/logs/`.
 //!
-//! Both sinks are written by background threads through bounded channels
-//! (`aiom4b::workflow::logfile`), so a slow terminal or a full disk drops log lines instead of
-//! blocking or failing a conversion. Every event inside a job carries the job's `job_id` (the
-//! library's `job` span); audit events (target `aiom4b::audit`) always reach the file.
+//! Both sinks are written by background threads through bounded channels (tracing-appender's
+//! non-blocking writer), so a slow terminal or a full disk drops log lines instead of blocking
+//! or failing a conversion. Audit events (target `aiom4b::audit`) are the exception: they go
+//! through a channel of their own that never drops (`lossy(false)`), so the audit trail is
+//! complete; they are a few lines per job, so waiting for a slow disk there costs little, where
+//! the debug lines around them could fill any buffer. Lines that were dropped or could not be
+//! written are counted and noted in the file as soon as writing works again. The log files
+//! rotate by day and by size (`aiom4b::workflow::logfile`). Every event inside a job carries
+//! the job's `job_id` (the library's `job` span).
 //!
 //! Levels: `warn` (plus aiom4b `info`) by default; `-v` or `DEBUG=true` adds debug, `-vv`
 //! trace; `-q` only errors. `RUST_LOG`, when set, replaces the stderr filter.
@@ -11,19 +16,103 @@
 //! Commands that write nothing (`probe`, `verify FILE`, `config`, `folders`) log to stderr
 //! only, so that they never create `DATA_DIR` as a side effect.
 use aiom4b::workflow::config::Config;
-use aiom4b::workflow::logfile::{self, RotatingFile, RotationPolicy, WriterGuard};
-use std::io::IsTerminal;
+use aiom4b::workflow::logfile::{RotatingFile, RotationPolicy};
+use std::io::{self, IsTerminal, Write};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tracing::field::Field;
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::writer::MakeWriterExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
-/// Keeps the writer threads running; drop it last (it writes what is queued).
+/// Lines buffered between the program and each writer thread. 4096 lines of ~300 bytes is
+/// about 1 MiB at most: enough to ride out a slow disk for a moment, small enough not to matter.
+const CHANNEL_LINES: usize = 4096;
+/// The target of the library's audit events (`aiom4b::workflow::audit!`).
+const AUDIT_TARGET: &str = "aiom4b::audit";
+
+/// Keeps the writer threads running; drop it last: it writes what is queued (tracing-appender
+/// waits up to a second per thread, so a hung disk cannot hang the program's exit).
 pub struct LogGuard {
-    _guards: Vec<WriterGuard>,
+    _guards: Vec<WorkerGuard>,
+}
+
+/// A writer thread for `sink`; `lossy`: drop lines when its channel is full instead of waiting.
+fn writer<W: Write + Send + 'static>(
+    sink: W,
+    lossy: bool,
+    name: &str,
+) -> (NonBlocking, WorkerGuard) {
+    NonBlockingBuilder::default()
+        .buffered_lines_limit(CHANNEL_LINES)
+        .lossy(lossy)
+        .thread_name(name)
+        .finish(sink)
+}
+
+/// The log file, shared by the two writer threads (audit lines; the rest). It counts the lines
+/// that never reached the file — dropped from the lossy channel, or failed to write (disk
+/// full) — and notes their number in the file at the next line that can be written.
+/// tracing-appender counts the first kind but says nothing in the file, and ignores the second.
+#[derive(Clone)]
+struct LogFile(Arc<Mutex<FileState>>);
+
+struct FileState {
+    file: RotatingFile,
+    /// Lines whose write failed.
+    failed: u64,
+    /// Lost lines already noted in the file.
+    reported: u64,
+    /// The lossy channel's drop counter (set once its writer exists).
+    dropped: Arc<OnceLock<ErrorCounter>>,
+}
+
+impl LogFile {
+    fn new(file: RotatingFile, dropped: Arc<OnceLock<ErrorCounter>>) -> Self {
+        LogFile(Arc::new(Mutex::new(FileState {
+            file,
+            failed: 0,
+            reported: 0,
+            dropped,
+        })))
+    }
+}
+
+impl Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut s = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let dropped = s.dropped.get().map_or(0, |c| c.dropped_lines() as u64);
+        let lost = s.failed + dropped;
+        if lost > s.reported {
+            let note = format!(
+                "{{\"timestamp\":\"{}\",\"level\":\"WARN\",\"target\":\"aiom4b::logfile\",\"fields\":{{\"message\":\"{} log line(s) were dropped (disk full or too slow)\"}}}}\n",
+                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                lost - s.reported
+            );
+            if s.file.write_all(note.as_bytes()).is_ok() {
+                s.reported = lost;
+            }
+        }
+        match s.file.write_all(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => {
+                s.failed += 1;
+                Err(e)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .file
+            .flush()
+    }
 }
 
 /// How much to log, and where.
@@ -68,16 +157,15 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
     });
 
     let mut guards = Vec::new();
-    let stderr_layer = logfile::non_blocking(std::io::stderr()).ok().map(|(w, g)| {
-        guards.push(g);
-        tracing_subscriber::fmt::layer()
-            .fmt_fields(terminal_fields())
-            .with_writer(move || w.clone())
-            .with_ansi(std::io::stderr().is_terminal())
-            .with_target(false)
-            .without_time()
-            .with_filter(stderr_filter)
-    });
+    let (stderr, guard) = writer(std::io::stderr(), true, "aiom4b-log-stderr");
+    guards.push(guard);
+    let stderr_layer = tracing_subscriber::fmt::layer()
+        .fmt_fields(terminal_fields())
+        .with_writer(stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .without_time()
+        .with_filter(stderr_filter);
     let policy = RotationPolicy {
         dir: cfg.logs_dir(),
         prefix: "aiom4b".into(),
@@ -88,14 +176,21 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
         .files
         .then(|| std::fs::create_dir_all(&policy.dir))
         .and_then(Result::ok)
-        .and_then(|_| logfile::non_blocking(RotatingFile::new(policy)).ok())
-        .map(|(w, g)| {
-            guards.push(g);
+        .map(|_| {
+            let counter = Arc::new(OnceLock::new());
+            let file = LogFile::new(RotatingFile::new(policy), counter.clone());
+            let (lossy, lossy_guard) = writer(file.clone(), true, "aiom4b-log-file");
+            let _ = counter.set(lossy.error_counter());
+            let (audit, audit_guard) = writer(file, false, "aiom4b-log-audit");
+            guards.extend([lossy_guard, audit_guard]);
+            let make_writer = audit
+                .with_filter(|m: &tracing::Metadata<'_>| m.target() == AUDIT_TARGET)
+                .or_else(lossy);
             tracing_subscriber::fmt::layer()
                 .json()
                 .with_current_span(true)
                 .with_span_list(true)
-                .with_writer(move || w.clone())
+                .with_writer(make_writer)
                 .with_filter(file_filter)
         });
     let file_missing = opts.files && file_layer.is_none();
@@ -126,4 +221,50 @@ fn terminal_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> +
         },
     )
     .delimited(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines_in(dir: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap() {
+            let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+            out.extend(text.lines().map(str::to_string));
+        }
+        out
+    }
+
+    /// Everything queued is written when the guards drop (the program's exit), through both
+    /// writers into one file, and nothing is reported lost.
+    #[test]
+    fn queued_lines_are_written_when_the_guards_drop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let policy = RotationPolicy {
+            dir: tmp.path().to_path_buf(),
+            prefix: "aiom4b".into(),
+            max_bytes: 1 << 20,
+            max_files: 4,
+        };
+        let counter = Arc::new(OnceLock::new());
+        let file = LogFile::new(RotatingFile::new(policy), counter.clone());
+        let (mut lossy, g1) = writer(file.clone(), true, "test-lossy");
+        let _ = counter.set(lossy.error_counter());
+        let (mut audit, g2) = writer(file, false, "test-audit");
+        for i in 0..100 {
+            lossy
+                .write_all(format!("{{\"n\":{i}}}\n").as_bytes())
+                .unwrap();
+            audit
+                .write_all(format!("{{\"audit\":{i}}}\n").as_bytes())
+                .unwrap();
+        }
+        drop((g1, g2));
+        let lines = lines_in(tmp.path());
+        let dropped = lossy.error_counter().dropped_lines();
+        assert_eq!(dropped, 0);
+        assert_eq!(lines.len(), 200, "{lines:?}");
+        assert!(!lines.iter().any(|l| l.contains("dropped")));
+    }
 }

@@ -2,6 +2,7 @@
 mod args;
 mod cmd_convert;
 mod cmd_inspect;
+mod human;
 mod logging;
 mod signals;
 mod ui;

@@ -7,7 +7,7 @@
 //! human goes through [`escape`] (or [`escape_lines`] for multi-line text), which writes such
 //! characters as visible escapes the way `ls --quoting-style=escape` does; JSON output is
 //! exact, its encoder escapes control characters itself.
-use aiom4b::chapters::format_samples;
+use crate::human;
 use aiom4b::plan::Inspection;
 use aiom4b::{Finding, ProgressSink, Severity, Stage};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -95,20 +95,6 @@ pub fn severity_word(s: Severity) -> &'static str {
         Severity::Warning => "warning",
         Severity::Info => "note",
     }
-}
-
-fn mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1_048_576.0)
-}
-
-fn hms(secs: f64) -> String {
-    let s = secs.max(0.0);
-    format!(
-        "{:02}:{:02}:{:06.3}",
-        (s / 3600.0) as u64,
-        (s / 60.0) as u64 % 60,
-        s % 60.0
-    )
 }
 
 /// Characters a terminal does not simply show: C0 and C1 controls and DEL (escape sequences,
@@ -204,7 +190,7 @@ pub fn print_inspection(ins: &Inspection) {
             "Folder {}: {} MP3 file(s), {}",
             path(&f.path),
             f.mp3_count,
-            mb(f.total_bytes)
+            human::bytes(f.total_bytes)
         );
     }
     if let Some(book) = &ins.book {
@@ -283,9 +269,9 @@ pub fn print_inspection(ins: &Inspection) {
             out!(o,
                 "{:>3}  {}  {}{} {:>5} Hz {} {:>3}k {}{}  {}\n                                                        {}",
                 i + 1,
-                hms(start),
+                human::timestamp(start),
                 exact,
-                hms(d),
+                human::timestamp(d),
                 info.sample_rate,
                 if info.channels == 1 { "mono  " } else { "stereo" },
                 info.bitrate_bps / 1000,
@@ -300,10 +286,9 @@ pub fn print_inspection(ins: &Inspection) {
         out!(o,
             "{} chapter(s), {} total, {}  (~ = estimate from the header; exact lengths come from decoding; * = resampled/remixed)",
             book.tracks.len(),
-            hms(book.duration_secs()),
-            mb(book.total_bytes())
+            human::timestamp(book.duration_secs()),
+            human::bytes(book.total_bytes())
         );
-        let _ = format_samples; // kept for symmetry with convert's chapter listing
     }
     if !ins.findings.is_empty() {
         out!(o);
@@ -322,7 +307,12 @@ pub fn print_inspection(ins: &Inspection) {
 /// The human-readable summary for `aiom4b verify`.
 pub fn print_summary(s: &aiom4b::verify::M4bSummary, problems: &[String]) {
     let mut o = String::new();
-    out!(o, "File:      {}  ({})", path(&s.path), mb(s.file_size));
+    out!(
+        o,
+        "File:      {}  ({})",
+        path(&s.path),
+        human::bytes(s.file_size)
+    );
     out!(
         o,
         "Container: brand {:?}, boxes {}, {}{}",
@@ -344,7 +334,7 @@ pub fn print_summary(s: &aiom4b::verify::M4bSummary, problems: &[String]) {
         s.channels,
         s.bitrate_bps / 1000,
         s.decoded_samples,
-        hms(s.duration_secs)
+        human::timestamp(s.duration_secs)
     );
     let t = &s.tags;
     for (k, v) in [
@@ -362,7 +352,12 @@ pub fn print_summary(s: &aiom4b::verify::M4bSummary, problems: &[String]) {
         }
     }
     if let Some(c) = &s.cover {
-        out!(o, "Cover:     {} {}", escape(&c.format), mb(c.bytes));
+        out!(
+            o,
+            "Cover:     {} {}",
+            escape(&c.format),
+            human::bytes(c.bytes)
+        );
     }
     match (&s.chapter_track, &s.chpl) {
         (Some(ct), chpl) => {
@@ -379,7 +374,7 @@ pub fn print_summary(s: &aiom4b::verify::M4bSummary, problems: &[String]) {
                     o,
                     "  {:>3}  {}  {}",
                     i + 1,
-                    hms(c.start_secs),
+                    human::timestamp(c.start_secs),
                     escape(&c.title)
                 );
             }

@@ -2,9 +2,10 @@
 //! flags every conversion shares (`--no-backup`, `--move-source-to`, `--delete-source`,
 //! `--name-template`, `--timeout`) and the batch summary. Glue only: every capability is in
 //! `aiom4b::workflow`; here are argument types, tables and exit codes.
+use crate::human;
 use crate::ui;
 use aiom4b::workflow::backup::BackupInfo;
-use aiom4b::workflow::config::{self, Config, Overrides};
+use aiom4b::workflow::config::{self, Config, Overrides, Setting};
 use aiom4b::workflow::folders;
 use aiom4b::workflow::{
     BatchOptions, BatchReport, BookStatus, ConversionResult, Job, JobContext, JobError, JobFilter,
@@ -44,18 +45,19 @@ pub struct ConfigArgs {
 impl ConfigArgs {
     /// The command-line layer of the configuration.
     pub fn overrides(&self) -> Overrides {
-        let mut o = Overrides {
-            config_file: self.config.clone(),
-            ..Default::default()
-        };
+        let mut o = Overrides::new(self.config.clone());
         if let Some(d) = &self.data_dir {
-            o.set_flag("DATA_DIR", "--data-dir", d.to_string_lossy());
+            o.set_flag(Setting::DataDir, "--data-dir", d.to_string_lossy());
         }
         if let Some(d) = &self.source_dir {
-            o.set_flag("SOURCE_DIR", "--source-dir", d.to_string_lossy());
+            o.set_flag(Setting::SourceDir, "--source-dir", d.to_string_lossy());
         }
         if let Some(n) = &self.max_concurrent_jobs {
-            o.set_flag("MAX_CONCURRENT_JOBS", "--max-concurrent-jobs", n.clone());
+            o.set_flag(
+                Setting::MaxConcurrentJobs,
+                "--max-concurrent-jobs",
+                n.clone(),
+            );
         }
         o
     }
@@ -86,10 +88,10 @@ impl JobArgs {
     /// command-line layer of the configuration, which checks them like the environment's.
     pub fn add_overrides(&self, o: &mut Overrides) {
         if let Some(t) = &self.name_template {
-            o.set_flag("NAME_TEMPLATE", "--name-template", t.clone());
+            o.set_flag(Setting::NameTemplate, "--name-template", t.clone());
         }
         if let Some(t) = &self.timeout {
-            o.set_flag("PROCESSING_TIMEOUT_SECS", "--timeout", t.clone());
+            o.set_flag(Setting::ProcessingTimeoutSecs, "--timeout", t.clone());
         }
     }
 
@@ -390,7 +392,7 @@ fn folders_cmd(dir: Option<PathBuf>, json: bool, cfg: &Config) -> Result<i32> {
         rows.push(vec![
             format!("{}{discs}", b.name),
             b.mp3_count.to_string(),
-            bytes(b.total_bytes),
+            human::bytes(b.total_bytes),
             b.last_modified
                 .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
                 .unwrap_or_default(),
@@ -547,8 +549,8 @@ fn stats_cmd(wf: &Workflow, json: bool) -> Result<i32> {
         secs(s.processing_secs_avg),
         secs(s.processing_secs_min),
         secs(s.processing_secs_max),
-        bytes(s.input_bytes_total),
-        bytes(s.output_bytes_total),
+        human::bytes(s.input_bytes_total),
+        human::bytes(s.output_bytes_total),
         if s.input_bytes_total > 0 {
             format!(
                 " ({:.0} % of input)",
@@ -557,7 +559,7 @@ fn stats_cmd(wf: &Workflow, json: bool) -> Result<i32> {
         } else {
             String::new()
         },
-        hms(s.audio_secs_total),
+        human::clock(s.audio_secs_total),
         s.realtime_factor
             .map(|r| format!("{r:.1}× real time"))
             .unwrap_or_else(|| "-".into()),
@@ -726,13 +728,13 @@ fn job_detail(j: &Job) -> String {
         s.push_str(&format!("output    {}\n", ui::path(o)));
     }
     if let Some(b) = j.input_bytes {
-        s.push_str(&format!("input     {}\n", bytes(b)));
+        s.push_str(&format!("input     {}\n", human::bytes(b)));
     }
     if let Some(b) = j.output_bytes {
-        s.push_str(&format!("output    {}\n", bytes(b)));
+        s.push_str(&format!("output    {}\n", human::bytes(b)));
     }
     if let Some(a) = j.audio_duration_secs {
-        s.push_str(&format!("audio     {}\n", hms(a)));
+        s.push_str(&format!("audio     {}\n", human::clock(a)));
     }
     if !j.stage_timings.is_empty() {
         let t: Vec<String> = j
@@ -766,7 +768,7 @@ fn backups_table(list: &[BackupInfo]) -> String {
         rows.push(vec![
             b.name.clone(),
             b.files.to_string(),
-            bytes(b.total_bytes),
+            human::bytes(b.total_bytes),
             match (&b.damaged, &b.source) {
                 (Some(why), _) => format!("DAMAGED: {why}"),
                 (None, Some(source)) => source.display().to_string(),
@@ -808,26 +810,6 @@ fn table(rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
-}
-
-fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-fn hms(secs: f64) -> String {
-    let s = secs.max(0.0).round() as u64;
-    format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
 /// Writes JSON to stdout, exactly; a closed pipe (`aiom4b jobs list | head`) is not an error.

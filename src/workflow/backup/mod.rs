@@ -1,0 +1,528 @@
+//! Backups of source folders: made before any processing, verified, atomic, pruned by age,
+//! restorable without ever overwriting a live folder in place.
+//!
+//! Layout: `data/backup/{folder}_{YYYYMMDD_HHMMSS}/` holds the folder's complete structure plus
+//! `metadata.txt` (source path, time, every file with size and BLAKE3 checksum) and the same
+//! manifest as JSON for programs (see `manifest`). Creation:
+//!
+//! 1. check free space (blocks available to unprivileged users, `f_bavail`);
+//! 2. copy into a hidden staging folder `.tmp-<uuid>` (reflink when the file system can,
+//!    else `copy_file_range` through `std::io::copy`), `fsync` every file and folder;
+//! 3. re-read every copy and compare its checksum with the source's;
+//! 4. write the manifests, then rename the staging folder to its final name (a second backup in
+//!    the same second gets `_2`).
+//!
+//! A crash or a full disk at any step leaves only the staging folder, which is never listed and
+//! is removed by the next run ([`BackupStore::clean_temporaries`]).
+//!
+//! The parts: `manifest` (the two manifest files), `copy` (checked, durable copies and the
+//! free-space check), `walk` (listing a folder), `verify` and `restore` (those operations of
+//! [`BackupStore`]); here the store itself, creation, listing and pruning.
+mod copy;
+mod manifest;
+mod restore;
+mod verify;
+mod walk;
+
+pub use copy::available_space;
+pub(crate) use copy::copy_tree;
+pub use manifest::MANIFEST;
+
+use crate::workflow::errors::{Error, Result};
+use crate::workflow::staging::{self, Staging};
+use crate::workflow::Hooks;
+use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone};
+use copy::{check_space, copy_entry, sync_dirs};
+use manifest::{Entry, Manifest};
+use serde::Serialize;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use uuid::Uuid;
+use walk::{walk, walk_excluding};
+
+/// Appended to for every pruned backup.
+pub const CLEANUP_LOG: &str = "cleanup_log.txt";
+const STAGING_PREFIX: &str = "tmp";
+const DELETING_PREFIX: &str = "deleting";
+pub(crate) const RESTORE_PREFIX: &str = "aiom4b-restore";
+
+/// A published backup, or a folder that looks like one but whose manifest cannot be read.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BackupInfo {
+    /// The folder name under `data/backup/`.
+    pub name: String,
+    pub path: PathBuf,
+    /// The folder that was backed up; `None` when the manifest cannot tell (damaged).
+    pub source: Option<PathBuf>,
+    /// From the manifest; for a damaged backup from its name, else the folder's change time.
+    pub created: DateTime<FixedOffset>,
+    pub job: Option<Uuid>,
+    /// Files the manifest lists; for a damaged backup, the files that are there.
+    pub files: usize,
+    pub total_bytes: u64,
+    /// Why the backup cannot be trusted (its manifest is missing, empty or malformed), or
+    /// `None`. Only the manifest is checked here; [`BackupStore::verify`] reads the content.
+    pub damaged: Option<String>,
+}
+
+/// The result of checking a backup against its manifest.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifyReport {
+    pub name: String,
+    pub path: PathBuf,
+    pub files_checked: usize,
+    /// Empty when the backup is intact.
+    pub problems: Vec<String>,
+}
+
+/// A backup removed by [`BackupStore::prune`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrunedBackup {
+    pub name: String,
+    pub created: DateTime<Local>,
+}
+
+/// The result of [`BackupStore::restore`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RestoreReport {
+    pub backup: String,
+    /// The restored folder.
+    pub target: PathBuf,
+    /// Where the folder that was in the way was moved (when kept).
+    pub displaced: Option<PathBuf>,
+    pub files: usize,
+}
+
+/// The backup folder (`data/backup`) and the operations on it.
+#[derive(Debug, Clone)]
+pub struct BackupStore {
+    dir: PathBuf,
+    hooks: Hooks,
+    /// Canonical folders left out of every backup (aiom4b's data folder inside a source).
+    exclude: Vec<PathBuf>,
+}
+
+impl BackupStore {
+    /// Backups under `dir` (created when needed).
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        BackupStore {
+            dir: dir.into(),
+            hooks: Hooks::default(),
+            exclude: Vec::new(),
+        }
+    }
+
+    /// Leaves these canonical folders out of every backup wherever they appear in a source
+    /// (aiom4b's data folder: a backup must not copy the live database, its own backups or logs).
+    pub fn excluding(mut self, dirs: Vec<PathBuf>) -> Self {
+        self.exclude = dirs;
+        self
+    }
+
+    /// With fault-injection hooks (tests).
+    #[doc(hidden)]
+    pub fn with_hooks(mut self, hooks: Hooks) -> Self {
+        self.hooks = hooks;
+        self
+    }
+
+    /// The backup folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes what interrupted runs left: staging folders of dead processes and half-deleted
+    /// backups. Returns the removed paths.
+    pub fn clean_temporaries(&self) -> Result<Vec<PathBuf>> {
+        let mut removed = staging::clean_stale(&self.dir, STAGING_PREFIX)
+            .map_err(|e| Error::io(&self.dir, "clean unfinished backups", e))?;
+        removed.extend(
+            staging::clean_stale(&self.dir, DELETING_PREFIX)
+                .map_err(|e| Error::io(&self.dir, "clean half-deleted backups", e))?,
+        );
+        for p in &removed {
+            crate::workflow::audit!(action = "backup.cleanup", path = %p.display(), "removed an unfinished backup left by an interrupted run");
+        }
+        Ok(removed)
+    }
+
+    /// Backs up `source` (see the module documentation). `job` is recorded in the manifest.
+    pub fn create(&self, source: &Path, job: Option<Uuid>) -> Result<BackupInfo> {
+        let source = fs::canonicalize(source).map_err(|_| Error::SourceMissing(source.into()))?;
+        if !source.is_dir() {
+            return Err(Error::SourceMissing(source));
+        }
+        fs::create_dir_all(&self.dir).map_err(|e| Error::io(&self.dir, "create folder", e))?;
+        let plan = walk_excluding(&source, &self.exclude)?;
+        let total: u64 = plan.iter().map(Entry::size).sum();
+        // Per entry a block for its inode/directory slot and a manifest line; 1 MiB slack.
+        let needed = total + plan.len() as u64 * 4096 + (1 << 20);
+        check_space(&self.dir, needed)?;
+
+        let stage = Staging::new(&self.dir, STAGING_PREFIX)
+            .map_err(|e| Error::io(&self.dir, "create staging folder", e))?;
+        let mut entries = Vec::with_capacity(plan.len());
+        for entry in plan {
+            let entry = copy_entry(&source, stage.path(), entry, None)?;
+            if let Entry::File { rel, .. } = &entry {
+                if let Some(hook) = &self.hooks.after_backup_file {
+                    hook(&stage.path().join(rel));
+                }
+            }
+            entries.push(entry);
+        }
+        let manifest = Manifest {
+            source: source.clone(),
+            created: Local::now().fixed_offset(),
+            job,
+            entries,
+        };
+        manifest::write(stage.path(), &manifest)?;
+        sync_dirs(stage.path(), &manifest.entries)?;
+
+        let base = format!(
+            "{}_{}",
+            crate::sanitize::sanitize_file_stem(
+                &source.file_name().unwrap_or_default().to_string_lossy()
+            ),
+            manifest.created.format("%Y%m%d_%H%M%S")
+        );
+        let path = stage
+            .publish(|n| {
+                if n == 1 {
+                    self.dir.join(&base)
+                } else {
+                    self.dir.join(format!("{base}_{n}"))
+                }
+            })
+            .map_err(|e| Error::io(&self.dir, "publish backup", e))?;
+        let info = info_from(&path, &manifest);
+        crate::workflow::audit!(
+            action = "backup.create",
+            backup = %info.name,
+            source = %source.display(),
+            files = info.files,
+            bytes = info.total_bytes,
+            job_id = job.map(|j| j.to_string()).unwrap_or_default(),
+            "backed up"
+        );
+        Ok(info)
+    }
+
+    /// Published backups, oldest first, damaged ones included (with [`BackupInfo::damaged`]
+    /// set): a folder counts as a backup when it has a manifest file or an aiom4b backup name
+    /// (`…_YYYYMMDD_HHMMSS`). Leaving out one whose manifest does not parse would make a broken
+    /// backup look like no backup at all. Other folders are not aiom4b's and are not listed.
+    pub fn list(&self) -> Result<Vec<BackupInfo>> {
+        let mut out = Vec::new();
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(Error::io(&self.dir, "list backups", e)),
+        };
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(&self.dir, "list backups", e))?;
+            let name = entry.file_name();
+            if name.as_bytes().starts_with(b".") || !entry.path().is_dir() {
+                continue;
+            }
+            let path = entry.path();
+            match manifest::read(&path) {
+                Ok(r) => out.push(info_from(&path, &r.manifest)),
+                Err(e) if is_backup_folder(&path) => out.push(damaged_info(&path, &e)),
+                Err(_) => {}
+            }
+        }
+        out.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+        Ok(out)
+    }
+
+    /// The backup folder for `name` (exact, or a unique prefix).
+    pub fn find(&self, name: &str) -> Result<PathBuf> {
+        if name.is_empty() || name.contains('/') || name.starts_with('.') {
+            return Err(Error::BackupNotFound(name.into()));
+        }
+        let exact = self.dir.join(name);
+        if exact.is_dir() && is_backup_folder(&exact) {
+            return Ok(exact);
+        }
+        let matches: Vec<_> = self
+            .list()?
+            .into_iter()
+            .filter(|b| b.name.starts_with(name))
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(one.path.clone()),
+            _ => Err(Error::BackupNotFound(name.into())),
+        }
+    }
+
+    /// Removes backups older than `retention_days` (by the time in their name; 0 keeps all),
+    /// appending a line per deletion to `cleanup_log.txt`.
+    pub fn prune(&self, retention_days: u32, now: DateTime<Local>) -> Result<Vec<PrunedBackup>> {
+        let mut pruned = Vec::new();
+        if retention_days == 0 {
+            return Ok(pruned);
+        }
+        let cutoff = now - chrono::Duration::days(retention_days as i64);
+        let entries = match fs::read_dir(&self.dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(pruned),
+            Err(e) => return Err(Error::io(&self.dir, "list backups", e)),
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        for name in names {
+            let Some(created) = time_in_name(&name) else {
+                continue; // not named by aiom4b: never touched
+            };
+            if created >= cutoff {
+                continue;
+            }
+            let path = self.dir.join(&name);
+            // Hide it first with one rename, so a crash mid-deletion leaves a hidden folder that
+            // clean_temporaries removes, never a half backup that looks complete.
+            let hidden = self
+                .dir
+                .join(format!(".{DELETING_PREFIX}-{}", Uuid::new_v4().simple()));
+            fs::rename(&path, &hidden).map_err(|e| Error::io(&path, "remove expired backup", e))?;
+            fs::remove_dir_all(&hidden)
+                .map_err(|e| Error::io(&hidden, "remove expired backup", e))?;
+            self.log_cleanup(&format!(
+                "{}\tdeleted\t{name}\tcreated {}, older than {retention_days} days",
+                now.to_rfc3339_opts(chrono::SecondsFormat::Secs, false),
+                created.format("%Y-%m-%d %H:%M:%S")
+            ))?;
+            crate::workflow::audit!(action = "backup.delete", backup = %name, reason = "retention", "pruned expired backup");
+            pruned.push(PrunedBackup { name, created });
+        }
+        Ok(pruned)
+    }
+
+    fn log_cleanup(&self, line: &str) -> Result<()> {
+        let path = self.dir.join(CLEANUP_LOG);
+        fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| writeln!(f, "{line}"))
+            .map_err(|e| Error::io(&path, "append to cleanup log", e))
+    }
+}
+
+fn dir_name(p: &Path) -> String {
+    p.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
+}
+
+fn info_from(path: &Path, m: &Manifest) -> BackupInfo {
+    BackupInfo {
+        name: dir_name(path),
+        path: path.to_path_buf(),
+        source: Some(m.source.clone()),
+        created: m.created,
+        job: m.job,
+        files: m.files(),
+        total_bytes: m.bytes(),
+        damaged: None,
+    }
+}
+
+/// Whether `dir` was made by aiom4b: it has a manifest file (readable or not), or an aiom4b
+/// backup name. A backup whose manifest was deleted still has its name.
+fn is_backup_folder(dir: &Path) -> bool {
+    dir.join(MANIFEST).exists()
+        || dir.join(manifest::ALT_MANIFEST).exists()
+        || dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| time_in_name(n).is_some())
+}
+
+/// What is wrong with a backup whose manifest cannot be read, naming the manifest file.
+fn manifest_problem(e: &Error) -> String {
+    match e {
+        Error::Manifest { path, reason } => format!(
+            "{}: {reason}; the backup cannot be checked or restored",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ),
+        other => other.to_string(),
+    }
+}
+
+/// The listing of a backup whose manifest cannot be read: what its name and the files on disk
+/// tell.
+fn damaged_info(path: &Path, e: &Error) -> BackupInfo {
+    let name = dir_name(path);
+    let created = time_in_name(&name)
+        .map(|t| t.fixed_offset())
+        .or_else(|| {
+            let modified = fs::metadata(path).and_then(|m| m.modified()).ok()?;
+            Some(DateTime::<Local>::from(modified).fixed_offset())
+        })
+        .unwrap_or_default();
+    let on_disk: Vec<Entry> = walk(path)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| !manifest::is_manifest_name(e.rel()))
+        .collect();
+    BackupInfo {
+        name,
+        path: path.to_path_buf(),
+        source: None,
+        created,
+        job: None,
+        files: on_disk
+            .iter()
+            .filter(|e| matches!(e, Entry::File { .. }))
+            .count(),
+        total_bytes: on_disk.iter().map(Entry::size).sum(),
+        damaged: Some(manifest_problem(e)),
+    }
+}
+
+/// The creation time in a backup's name (`…_YYYYMMDD_HHMMSS` or `…_YYYYMMDD_HHMMSS_N`), local.
+pub fn time_in_name(name: &str) -> Option<DateTime<Local>> {
+    let parse = |s: &str| -> Option<DateTime<Local>> {
+        let stamp = s.get(s.len().checked_sub(15)?..)?;
+        if s.len() > 15 && !s[..s.len() - 15].ends_with('_') {
+            return None;
+        }
+        let naive = NaiveDateTime::parse_from_str(stamp, "%Y%m%d_%H%M%S").ok()?;
+        // In a DST fold either reading is fine for day-granular retention.
+        Local.from_local_datetime(&naive).earliest()
+    };
+    parse(name).or_else(|| {
+        let (head, n) = name.rsplit_once('_')?;
+        n.chars().all(|c| c.is_ascii_digit()).then_some(())?;
+        parse(head)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn book(root: &Path) -> PathBuf {
+        let src = root.join("Book = one\nline");
+        fs::create_dir_all(src.join("CD 1")).unwrap();
+        fs::write(src.join("CD 1").join("01\t.mp3"), b"first").unwrap();
+        fs::write(src.join("02.mp3"), vec![7u8; 5000]).unwrap();
+        fs::write(src.join("metadata.txt"), b"the book's own").unwrap();
+        std::os::unix::fs::symlink("02.mp3", src.join("link.mp3")).unwrap();
+        src
+    }
+
+    #[test]
+    fn a_backup_has_both_manifests_and_they_agree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = book(tmp.path());
+        let store = BackupStore::new(tmp.path().join("backup"));
+        let info = store.create(&src, None).unwrap();
+        assert_eq!((info.files, info.total_bytes), (3, 5 + 5000 + 14));
+        // The book's own metadata.txt is content; ours goes beside it.
+        assert_eq!(
+            fs::read(info.path.join(MANIFEST)).unwrap(),
+            b"the book's own"
+        );
+        let text = fs::read_to_string(info.path.join(manifest::ALT_MANIFEST)).unwrap();
+        assert!(text.contains("version: 2\n") && text.contains("sidecar: manifest.json\n"));
+        assert!(info.path.join(manifest::SIDECAR).is_file());
+        let report = store.verify(&info.name).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(names_and_counts(&store), vec![(info.name, 3, 5019, None)]);
+    }
+
+    fn names_and_counts(store: &BackupStore) -> Vec<(String, usize, u64, Option<String>)> {
+        let list = store.list().unwrap();
+        list.into_iter()
+            .map(|b| (b.name, b.files, b.total_bytes, b.damaged))
+            .collect()
+    }
+
+    #[test]
+    fn a_version_1_backup_still_lists_verifies_and_restores() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = book(tmp.path());
+        let store = BackupStore::new(tmp.path().join("backup"));
+        let info = store.create(&src, None).unwrap();
+        // What an aiom4b without the sidecar wrote: metadata.txt version 1 alone.
+        let m = manifest::read(&info.path).unwrap().manifest;
+        fs::remove_file(info.path.join(manifest::SIDECAR)).unwrap();
+        fs::write(info.path.join(m.text_name()), m.to_text(None)).unwrap();
+
+        assert_eq!(
+            names_and_counts(&store),
+            vec![(info.name.clone(), 3, 5019, None)]
+        );
+        let report = store.verify(&info.name).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.files_checked, 3);
+        let to = tmp.path().join("restored");
+        let restored = store.restore(&info.name, Some(&to), false).unwrap();
+        assert_eq!(restored.files, 3);
+        let back = to.join(src.file_name().unwrap());
+        assert_eq!(
+            fs::read(back.join("CD 1").join("01\t.mp3")).unwrap(),
+            b"first"
+        );
+        assert_eq!(
+            fs::read_link(back.join("link.mp3")).unwrap(),
+            Path::new("02.mp3")
+        );
+        assert!(!back.join(manifest::SIDECAR).exists());
+        assert!(!back.join(manifest::ALT_MANIFEST).exists());
+    }
+
+    #[test]
+    fn a_missing_or_contradicting_sidecar_makes_the_backup_damaged() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = book(tmp.path());
+        let store = BackupStore::new(tmp.path().join("backup"));
+        let info = store.create(&src, None).unwrap();
+        let sidecar = info.path.join(manifest::SIDECAR);
+        let json = fs::read_to_string(&sidecar).unwrap();
+        fs::write(&sidecar, json.replace("\"size\": 5000", "\"size\": 5001")).unwrap();
+        let listed = store.list().unwrap();
+        let damaged = listed[0].damaged.as_deref().unwrap();
+        assert!(
+            damaged.contains("manifest.json: does not match"),
+            "{damaged}"
+        );
+        // The files that are there, manifests left out (and the book's own metadata.txt, which
+        // a damaged backup cannot tell from a manifest).
+        assert_eq!(listed[0].files, 2);
+        fs::remove_file(&sidecar).unwrap();
+        let report = store.verify(&info.name).unwrap();
+        assert!(
+            report.problems[0].contains("missing"),
+            "{:?}",
+            report.problems
+        );
+        assert!(store
+            .restore(&info.name, Some(&tmp.path().join("r")), false)
+            .is_err());
+    }
+
+    #[test]
+    fn times_in_names() {
+        let t = time_in_name("Dune_20240115_103000").unwrap();
+        assert_eq!(
+            t.format("%Y-%m-%d %H:%M:%S").to_string(),
+            "2024-01-15 10:30:00"
+        );
+        assert!(time_in_name("Dune_20240115_103000_2").is_some());
+        assert!(time_in_name("Book_20240101_120000_20250101_120000").is_some());
+        assert!(time_in_name("notes").is_none());
+        assert!(time_in_name("x20240115_103000").is_none());
+    }
+}

@@ -1,10 +1,10 @@
-//! The backup's directory walker: a folder's entries, sorted, parents before children, symbolic
-//! links kept as links, other special files skipped. Kept as it was when the backup code was
-//! split up: the crate is getting one walker for every module, and backup moves to it then.
+//! What a backup copies: a folder's entries, sorted, parents before children, symbolic links
+//! kept as links, other special files skipped — read with the crate's one walker
+//! ([`crate::scan::walk`]) under its tree rules.
 use super::manifest::Entry;
+use crate::scan::walk::{Event, Policy, Skip, Walk};
 use crate::workflow::errors::{Error, Result};
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 /// Lists `root` recursively (sorted, parents before children). Files get the checksum of zero
@@ -13,51 +13,63 @@ pub(super) fn walk(root: &Path) -> Result<Vec<Entry>> {
     walk_excluding(root, &[])
 }
 
-/// [`walk`] without the folders in `exclude` (canonical paths) and what is below them.
+/// [`walk`] without the folders in `exclude` (canonical paths) and what is below them. The
+/// crate's one walker under its tree rules: every entry, hidden ones too, links reported as
+/// links and never followed, depth first in byte order.
 pub(super) fn walk_excluding(root: &Path, exclude: &[PathBuf]) -> Result<Vec<Entry>> {
-    let root_canon = if exclude.is_empty() {
-        PathBuf::new()
-    } else {
-        fs::canonicalize(root).map_err(|e| Error::io(root, "resolve folder", e))?
-    };
     let mut out = Vec::new();
-    let mut stack = vec![PathBuf::new()];
-    while let Some(rel) = stack.pop() {
-        let dir = root.join(&rel);
-        let mut children: Vec<_> = fs::read_dir(&dir)
-            .map_err(|e| Error::io(&dir, "list folder", e))?
-            .collect::<io::Result<_>>()
-            .map_err(|e| Error::io(&dir, "list folder", e))?;
-        children.sort_by_key(|e| e.file_name());
-        let mut subdirs = Vec::new();
-        for child in children {
-            let child_rel = rel.join(child.file_name());
-            let path = child.path();
-            let meta = fs::symlink_metadata(&path).map_err(|e| Error::io(&path, "read", e))?;
-            let ft = meta.file_type();
-            if ft.is_dir() && exclude.iter().any(|x| root_canon.join(&child_rel) == *x) {
-                tracing::info!(path = %path.display(), "not backed up: aiom4b's data folder");
-            } else if ft.is_dir() {
-                out.push(Entry::Dir(child_rel.clone()));
-                subdirs.push(child_rel);
-            } else if ft.is_file() {
-                out.push(Entry::File {
-                    rel: child_rel,
-                    size: meta.len(),
-                    hash: blake3::hash(b""),
-                });
-            } else if ft.is_symlink() {
-                let target = fs::read_link(&path).map_err(|e| Error::io(&path, "read link", e))?;
-                out.push(Entry::Link {
-                    rel: child_rel,
-                    target,
-                });
-            } else {
-                tracing::warn!(path = %path.display(), "skipped: not a file, folder or link");
+    let walker = Walk {
+        policy: Policy::Tree,
+        max_depth: None,
+        exclude,
+    };
+    walker.run(root, |ev| {
+        match ev {
+            Event::Entry(e) => {
+                let ft = e.meta.file_type();
+                if ft.is_dir() {
+                    out.push(Entry::Dir(e.rel.to_path_buf()));
+                } else if ft.is_file() {
+                    out.push(Entry::File {
+                        rel: e.rel.to_path_buf(),
+                        size: e.meta.len(),
+                        hash: blake3::hash(b""),
+                    });
+                } else if ft.is_symlink() {
+                    let target =
+                        fs::read_link(e.path).map_err(|err| Error::io(e.path, "read link", err))?;
+                    out.push(Entry::Link {
+                        rel: e.rel.to_path_buf(),
+                        target,
+                    });
+                } else {
+                    tracing::warn!(path = %e.path.display(), "skipped: not a file, folder or link");
+                }
             }
+            Event::Skipped {
+                path,
+                reason: Skip::Excluded,
+                ..
+            } => tracing::info!(path = %path.display(), "not backed up: aiom4b's data folder"),
+            Event::Skipped {
+                path,
+                reason: Skip::Unexaminable(err),
+                ..
+            } => return Err(Error::io(path, "read", err)),
+            Event::Unreadable { path, rel, error } => {
+                let at = if rel.as_os_str().is_empty() {
+                    root
+                } else {
+                    path
+                };
+                return Err(Error::io(at, "list folder", error));
+            }
+            Event::EntryUnreadable { dir, error } => {
+                return Err(Error::io(dir, "list folder", error))
+            }
+            Event::Leave(_) | Event::TooDeep(_) | Event::Skipped { .. } => {}
         }
-        // Reverse so that popping visits sub-folders in name order.
-        stack.extend(subdirs.into_iter().rev());
-    }
+        Ok(())
+    })?;
     Ok(out)
 }

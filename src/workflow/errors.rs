@@ -6,53 +6,11 @@
 //! paths). [`JobError`] is the flat, storable form written into a job record — category,
 //! message, remedy — and the error type the injected converter returns.
 use crate::workflow::config::ConfigError;
-use crate::workflow::jobs::StoreError;
+pub use crate::workflow::category::ErrorCategory;
+use crate::workflow::jobs::{JobFailure, StoreError};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::PathBuf;
-
-/// The four error categories of the specification; stored in the job record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ErrorCategory {
-    /// Invalid folders, missing files, undecodable MP3s, permission problems on the input.
-    Input,
-    /// The conversion itself failed (FFmpeg, resources, timeout, a bug).
-    Processing,
-    /// Writing the result failed: file system problems, disk space, name collisions.
-    Output,
-    /// The environment failed: database, interrupted process, hardware.
-    System,
-}
-
-impl ErrorCategory {
-    /// The stable lowercase name used in the database and in `--json` output.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ErrorCategory::Input => "input",
-            ErrorCategory::Processing => "processing",
-            ErrorCategory::Output => "output",
-            ErrorCategory::System => "system",
-        }
-    }
-
-    /// Parses [`ErrorCategory::as_str`] back.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "input" => ErrorCategory::Input,
-            "processing" => ErrorCategory::Processing,
-            "output" => ErrorCategory::Output,
-            "system" => ErrorCategory::System,
-            _ => return None,
-        })
-    }
-}
-
-impl std::fmt::Display for ErrorCategory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Everything a workflow operation can fail with. Every variant concerning a file carries its path.
 #[derive(Debug, thiserror::Error)]
@@ -457,3 +415,14 @@ impl From<crate::Error> for JobError {
         }
     }
 }
+
+impl From<&JobError> for JobFailure {
+    fn from(e: &JobError) -> Self {
+        JobFailure {
+            category: e.category,
+            message: e.message.clone(),
+            remedy: e.remedy.clone(),
+        }
+    }
+}
+

@@ -33,6 +33,7 @@
 //! [`AUDIT_TARGET`].
 pub mod backup;
 pub mod batch;
+mod category;
 pub mod config;
 pub mod errors;
 pub mod folders;

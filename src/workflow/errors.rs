@@ -5,8 +5,8 @@
 //! Two types live here. [`Error`] is what workflow functions return (a `thiserror` enum with
 //! paths). [`JobError`] is the flat, storable form written into a job record — category,
 //! message, remedy — and the error type the injected converter returns.
-use crate::workflow::config::ConfigError;
 pub use crate::workflow::category::ErrorCategory;
+use crate::workflow::config::ConfigError;
 use crate::workflow::jobs::{JobFailure, StoreError};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -425,4 +425,3 @@ impl From<&JobError> for JobFailure {
         }
     }
 }
-

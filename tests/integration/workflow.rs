@@ -8,8 +8,9 @@ use aiom4b::workflow::backup::{BackupStore, CLEANUP_LOG};
 use aiom4b::workflow::config::{Config, ConfigError, Origin, Overrides};
 use aiom4b::workflow::logfile::{self, RotatingFile, RotationPolicy};
 use aiom4b::workflow::{
-    run_batch, BatchOptions, BookStatus, ConversionResult, Error, ErrorCategory, Hooks, JobContext,
-    JobError, JobFilter, JobRequest, JobStatus, PostAction, SqliteStore, Workflow,
+    BatchOptions, BookStatus, ConversionResult, ConvertFn, Error, ErrorCategory, Hooks, JobContext,
+    JobError, JobFilter, JobRequest, JobRunner, JobStatus, NoEvents, PostAction, SqliteStore,
+    Workflow,
 };
 use aiom4b::BookMetadata;
 use std::fs;
@@ -695,7 +696,8 @@ fn batch_isolates_a_bad_book_and_skips_converted_ones() {
     .unwrap();
     let running = AtomicUsize::new(0);
     let peak = AtomicUsize::new(0);
-    let convert = |folder: &Path, ctx: &JobContext<'_>| {
+    let convert = |ctx: &JobContext<'_>| {
+        let folder = &ctx.source_folders()[0];
         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
         peak.fetch_max(now, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(50));
@@ -720,7 +722,10 @@ fn batch_isolates_a_bad_book_and_skips_converted_ones() {
         },
         ..Default::default()
     };
-    let report = run_batch(&wf, &books, &opts, convert);
+    let batch = |books: &[PathBuf], opts: &BatchOptions| {
+        JobRunner::new(&wf, ConvertFn(convert)).run_batch(books, opts, &NoEvents)
+    };
+    let report = batch(&books, &opts);
     let statuses: Vec<_> = report.books.iter().map(|b| b.status).collect();
     assert_eq!(
         statuses,
@@ -742,7 +747,7 @@ fn batch_isolates_a_bad_book_and_skips_converted_ones() {
     ));
 
     // Again: converted books are skipped, the bad one is tried again.
-    let again = run_batch(&wf, &books, &opts, convert);
+    let again = batch(&books, &opts);
     let statuses: Vec<_> = again.books.iter().map(|b| b.status).collect();
     assert_eq!(
         statuses,
@@ -755,14 +760,12 @@ fn batch_isolates_a_bad_book_and_skips_converted_ones() {
     );
     assert_eq!(again.books[0].output, report.books[0].output);
     // --force converts everything again.
-    let forced = run_batch(
-        &wf,
+    let forced = batch(
         &books[..1],
         &BatchOptions {
             force: true,
             ..opts.clone()
         },
-        convert,
     );
     assert_eq!(forced.books[0].status, BookStatus::Converted);
 }

@@ -7,8 +7,8 @@ use aiom4b::workflow::backup::BackupInfo;
 use aiom4b::workflow::config::{self, Config, Overrides};
 use aiom4b::workflow::folders;
 use aiom4b::workflow::{
-    BatchOptions, BatchReport, BookStatus, ConversionResult, Job, JobContext, JobError, JobFilter,
-    JobRequest, JobStatus, PostAction, Workflow,
+    BatchOptions, BatchReport, BookStatus, Job, JobEngine, JobEvents, JobFilter, JobRequest,
+    JobRunner, JobStatus, PostAction, Workflow,
 };
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -144,27 +144,21 @@ pub fn library_books(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(books.into_iter().map(|b| b.path).collect())
 }
 
-/// Runs a batch and prints its summary; the exit code is non-zero when any book failed.
-/// `prepare` and `convert` are the per-book steps of
-/// [`aiom4b::workflow::run_batch_prepared`].
-pub fn run_batch<T, P, F>(
-    wf: &Workflow,
+/// Runs a batch with `runner` and prints its summary; the exit code is non-zero when any book
+/// failed. `options` are the engine's options as each job records them.
+pub fn run_batch<E: JobEngine>(
+    runner: &JobRunner<'_, E>,
     books: &[PathBuf],
     args: &BatchArgs,
     options: serde_json::Value,
-    prepare: P,
-    convert: F,
-) -> Result<i32>
-where
-    P: Fn(&Path) -> std::result::Result<T, JobError> + Sync,
-    F: Fn(&Path, &JobContext<'_>, &T) -> std::result::Result<ConversionResult, JobError> + Sync,
-{
+    events: &dyn JobEvents,
+) -> Result<i32> {
     let opts = BatchOptions {
         force: args.force,
         concurrency: None,
         request: args.job.request(Vec::new(), options)?,
     };
-    let report = aiom4b::workflow::run_batch_prepared(wf, books, &opts, prepare, convert);
+    let report = runner.run_batch(books, &opts, events);
     if args.json {
         emit(&(serde_json::to_string_pretty(&report)? + "\n"));
     } else {

@@ -44,7 +44,7 @@ pub enum Error {
         needed: u64,
         available: u64,
     },
-    /// The `--move-source-to` folder is on another file system with too little room for the
+    /// The folder to move the sources to is on another file system with too little room for the
     /// source folders (found before converting).
     #[error(
         "{path}: not enough free space to move the source folder there: {needed} bytes needed, \
@@ -77,7 +77,7 @@ pub enum Error {
     )]
     Exists(PathBuf),
     /// The output file (`-o`) already exists and overwriting was not asked for.
-    #[error("{0}: the output file already exists; choose another name with -o, or pass --overwrite to replace it")]
+    #[error("{0}: the output file already exists; choose another output name, or allow overwriting to replace it")]
     OutputFileExists(PathBuf),
     /// Moving or deleting a source folder after the conversion failed half-way.
     #[error(
@@ -150,7 +150,7 @@ impl Error {
             Error::BackupNotFound(_) => "list backups with `aiom4b backup list`".into(),
             Error::JobNotFound(_) => "list jobs with `aiom4b jobs list`".into(),
             Error::Exists(_) => "move the existing file or folder away, or choose another destination".into(),
-            Error::OutputFileExists(_) => "choose another name with -o, or pass --overwrite".into(),
+            Error::OutputFileExists(_) => "choose another output name, or allow overwriting".into(),
             Error::SourceAction { restored: true, .. } => {
                 "the M4B was written; check the permissions of the source folder and move or delete it by hand".into()
             }

@@ -6,6 +6,7 @@
 //! publish → move or delete the sources. Here are the arguments, what the user sees of the
 //! job's events (the plan's warnings, a bar) and the exit codes.
 use crate::args::{BatchCmdArgs, BookArgs, ConvertArgs, EncodeArgs};
+use crate::hints::with_flags;
 use crate::workflow_cmds::{self, BatchArgs};
 use crate::{ui, EXIT_FAILURE, EXIT_USAGE};
 use aiom4b::options::{ChapterMode, PlanOptions};
@@ -140,11 +141,17 @@ pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
     // job exists. Other problems (a missing folder, a full disk) fail the job as before.
     match wf.preflight(&request) {
         Err(e @ aiom4b::workflow::Error::Invalid(_)) => {
-            eprintln!("aiom4b: error: {}", ui::escape_lines(&e.to_string()));
+            eprintln!(
+                "aiom4b: error: {}",
+                ui::escape_lines(&with_flags(&e.to_string()))
+            );
             return Ok(EXIT_USAGE);
         }
         Err(e @ aiom4b::workflow::Error::MoveTargetFull { .. }) => {
-            eprintln!("aiom4b: error: {}", ui::escape_lines(&e.to_string()));
+            eprintln!(
+                "aiom4b: error: {}",
+                ui::escape_lines(&with_flags(&e.to_string()))
+            );
             return Ok(EXIT_FAILURE);
         }
         _ => {}
@@ -194,9 +201,9 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
             if let Some(e) = &job.error {
                 eprintln!(
                     "aiom4b: the book was written, but: {} ({} error)\n  what to do: {}",
-                    ui::escape_lines(&e.message),
+                    ui::escape_lines(&with_flags(&e.message)),
                     e.category,
-                    ui::escape_lines(&e.remedy)
+                    ui::escape_lines(&with_flags(&e.remedy))
                 );
                 return Ok(EXIT_FAILURE);
             }
@@ -210,9 +217,9 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
             match &job.error {
                 Some(e) => eprintln!(
                     "aiom4b: error: {} ({} error)\n  what to do: {}\n  job: {} (details: aiom4b status {short_id})",
-                    ui::escape_lines(&e.message),
+                    ui::escape_lines(&with_flags(&e.message)),
                     e.category,
-                    ui::escape_lines(&e.remedy),
+                    ui::escape_lines(&with_flags(&e.remedy)),
                     job.id
                 ),
                 None => eprintln!("aiom4b: error: job {} ended {}", job.id, job.status),

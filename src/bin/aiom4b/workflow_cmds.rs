@@ -2,6 +2,7 @@
 //! flags every conversion shares (`--no-backup`, `--move-source-to`, `--delete-source`,
 //! `--name-template`, `--timeout`) and the batch summary. Glue only: every capability is in
 //! `aiom4b::workflow`; here are argument types, tables and exit codes.
+use crate::hints::with_flags;
 use crate::ui;
 use aiom4b::workflow::backup::BackupInfo;
 use aiom4b::workflow::config::{self, Config, Overrides};
@@ -187,7 +188,12 @@ pub fn batch_table(report: &BatchReport) -> String {
             BookStatus::Cancelled => "cancelled",
         };
         let result = match (&b.error, &b.output) {
-            (Some(e), _) => format!("{}: {} — {}", e.category, e.message, e.remedy),
+            (Some(e), _) => format!(
+                "{}: {} — {}",
+                e.category,
+                with_flags(&e.message),
+                with_flags(&e.remedy)
+            ),
             (None, Some(o)) => o.display().to_string(),
             (None, None) => String::new(),
         };
@@ -665,7 +671,7 @@ fn jobs_table(jobs: &[Job]) -> String {
     ]];
     for j in jobs {
         let result = match (&j.error, &j.output_path) {
-            (Some(e), _) => format!("{}: {}", e.category, e.message),
+            (Some(e), _) => format!("{}: {}", e.category, with_flags(&e.message)),
             (None, Some(p)) => p.display().to_string(),
             _ => String::new(),
         };
@@ -743,7 +749,9 @@ fn job_detail(j: &Job) -> String {
     if let Some(e) = &j.error {
         s.push_str(&format!(
             "error     {}: {}\nremedy    {}\n",
-            e.category, e.message, e.remedy
+            e.category,
+            with_flags(&e.message),
+            with_flags(&e.remedy)
         ));
     }
     s

@@ -9,8 +9,8 @@ use aiom4b::workflow::config::{Config, ConfigError, Origin, Overrides};
 use aiom4b::workflow::logfile::{self, RotatingFile, RotationPolicy};
 use aiom4b::workflow::{
     BatchOptions, BookStatus, ConversionResult, ConvertFn, Error, ErrorCategory, Hooks, JobContext,
-    JobError, JobFilter, JobRequest, JobRunner, JobStatus, NoEvents, PostAction, SqliteStore,
-    Workflow,
+    JobError, JobEvent, JobEvents, JobFilter, JobRequest, JobRunner, JobStatus, NoEvents,
+    PostAction, SqliteStore, Workflow,
 };
 use aiom4b::BookMetadata;
 use std::fs;
@@ -196,6 +196,77 @@ fn job_lifecycle_listing_and_stats() {
     assert!(wf.store().list(&JobFilter::default()).unwrap().is_empty());
     assert_eq!(wf.store().get(job.id).unwrap().unwrap().id, job.id);
     assert_eq!(wf.store().stats().unwrap().total, 4);
+}
+
+/// Records every event as text, with the job it was about.
+#[derive(Default)]
+struct EventLog(Mutex<Vec<(uuid::Uuid, String)>>);
+
+impl JobEvents for EventLog {
+    fn event(&self, job: uuid::Uuid, event: JobEvent<'_>) {
+        let text = match event {
+            JobEvent::Started { .. } => "started".to_string(),
+            JobEvent::Step(step) => step.to_string(),
+            JobEvent::Progress { .. } => "progress".to_string(),
+            JobEvent::Finished(outcome) => format!("finished {}", outcome.job.status),
+            other => format!("{other:?}"),
+        };
+        self.0.lock().unwrap().push((job, text));
+    }
+}
+
+#[test]
+fn a_created_job_waits_pending_survives_recovery_and_runs_later_with_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let book = make_book(tmp.path(), "Queued", &[("a.mp3", 100)]);
+    let data = tmp.path().join("data");
+    let wf = Workflow::open(config(&data, &[])).unwrap();
+    let runner = JobRunner::new(&wf, ConvertFn(fake_convert));
+    let queued = runner
+        .create(JobRequest {
+            folders: vec![book.clone()],
+            backup: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
+    let id = queued.job().id;
+    let stored = wf.store().get(id).unwrap().unwrap();
+    assert_eq!(stored.status, JobStatus::Pending);
+    assert_eq!(stored.owner, None, "a queued job belongs to no process yet");
+    // Another start recovers interrupted jobs; a queued one is not interrupted.
+    let other = Workflow::open(config(&data, &[])).unwrap();
+    assert_eq!(
+        other.store().get(id).unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+
+    let log = EventLog::default();
+    let outcome = runner.run_queued(queued, &log).unwrap();
+    assert_eq!(outcome.job.id, id);
+    assert_eq!(
+        outcome.job.status,
+        JobStatus::Completed,
+        "{:?}",
+        outcome.job.error
+    );
+    assert!(outcome.job.owner.is_some());
+    assert!(outcome.job.output_path.as_ref().unwrap().is_file());
+    let events = log.0.into_inner().unwrap();
+    assert!(events.iter().all(|(job, _)| *job == id));
+    let mut steps: Vec<_> = events.into_iter().map(|(_, e)| e).collect();
+    steps.dedup();
+    assert_eq!(
+        steps,
+        [
+            "started",
+            "validate",
+            "prepare",
+            "convert",
+            "progress",
+            "publish",
+            "finished completed"
+        ]
+    );
 }
 
 #[test]

@@ -91,9 +91,20 @@ pub fn already_converted(wf: &Workflow, folder: &Path) -> crate::workflow::Resul
         .map(|j| j.id))
 }
 
-/// Converts each folder of `books` as one book with `runner` (see the module documentation);
-/// [`JobRunner::run_batch`] is the public entry.
-pub(crate) fn run<E: JobEngine>(
+impl<E: JobEngine> JobRunner<'_, E> {
+    /// Converts each folder of `books` as one book, several at once (see the module
+    /// documentation). `events` get every book's job events, from several threads.
+    pub fn run_batch(
+        &self,
+        books: &[PathBuf],
+        options: &BatchOptions,
+        events: &dyn JobEvents,
+    ) -> BatchReport {
+        run(self, books, options, events)
+    }
+}
+
+fn run<E: JobEngine>(
     runner: &JobRunner<'_, E>,
     books: &[PathBuf],
     options: &BatchOptions,

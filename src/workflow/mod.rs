@@ -185,15 +185,6 @@ impl Workflow {
     pub fn is_cancelled(&self) -> bool {
         self.cancel_all.load(Ordering::Relaxed)
     }
-
-    /// Runs one job with a convert function and no events: a shortcut for
-    /// [`JobRunner::run`] with [`ConvertFn`], for tests and simple tools.
-    pub fn run_job<F>(&self, request: JobRequest, convert: F) -> Result<JobOutcome>
-    where
-        F: Fn(&JobContext<'_>) -> std::result::Result<ConversionResult, JobError> + Sync,
-    {
-        JobRunner::new(self, ConvertFn(convert)).run(request, &NoEvents)
-    }
 }
 
 fn canonical_folders(folders: &[PathBuf]) -> Vec<PathBuf> {

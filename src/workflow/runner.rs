@@ -19,12 +19,13 @@
 //! let outcome = runner.run(request, &my_events)?;
 //! ```
 use crate::publish::PartFile;
-use crate::workflow::batch::{self, BatchOptions, BatchReport};
-use crate::workflow::engine::JobEngine;
+use crate::workflow::context::JobContext;
+use crate::workflow::engine::{ConvertFn, JobEngine};
+use crate::workflow::errors::JobError;
 use crate::workflow::errors::Result;
-use crate::workflow::events::{JobEvent, JobEventSink, JobEvents};
+use crate::workflow::events::{JobEvent, JobEventSink, JobEvents, NoEvents};
 use crate::workflow::jobs::{Job, JobStatus};
-use crate::workflow::request::{JobOutcome, JobRequest};
+use crate::workflow::request::{ConversionResult, JobOutcome, JobRequest};
 use crate::workflow::steps::Run;
 use crate::workflow::{audit, canonical_folders, Workflow};
 use std::path::{Path, PathBuf};
@@ -136,16 +137,6 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
         Ok(outcome)
     }
 
-    /// Converts each folder of `books` as one book, several at once (see [`batch`]).
-    pub fn run_batch(
-        &self,
-        books: &[PathBuf],
-        options: &BatchOptions,
-        events: &dyn JobEvents,
-    ) -> BatchReport {
-        batch::run(self, books, options, events)
-    }
-
     /// The job record for `request`, in the store as `pending`; `owned` by this process when
     /// it runs right away.
     fn insert(&self, request: JobRequest, owned: bool) -> Result<QueuedJob> {
@@ -187,5 +178,16 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
             request,
             output_dir,
         })
+    }
+}
+
+impl Workflow {
+    /// Runs one job with a convert function and no events: a shortcut for
+    /// [`JobRunner::run`] with [`ConvertFn`], for tests and simple tools.
+    pub fn run_job<F>(&self, request: JobRequest, convert: F) -> Result<JobOutcome>
+    where
+        F: Fn(&JobContext<'_>) -> std::result::Result<ConversionResult, JobError> + Sync,
+    {
+        JobRunner::new(self, ConvertFn(convert)).run(request, &NoEvents)
     }
 }

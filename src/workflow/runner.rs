@@ -126,6 +126,7 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
             output_dir,
             cancel,
             events,
+            report: None,
         };
         let result = run.steps(&self.engine, part);
         wf.active

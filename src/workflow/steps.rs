@@ -2,6 +2,7 @@
 //! [`Run::convert`], [`Run::publish`], [`Run::post_action`], then [`Run::finish`] records the
 //! end. Each step records what it did in the job before the next begins (write-ahead), so
 //! that recovery after a crash knows what to clean up.
+use crate::convert::ConvertReport;
 use crate::publish::{self, PartFile};
 use crate::workflow::backup::BackupInfo;
 use crate::workflow::context::JobContext;
@@ -36,6 +37,8 @@ pub(crate) struct Run<'w> {
     pub(crate) output_dir: PathBuf,
     pub(crate) cancel: Arc<AtomicBool>,
     pub(crate) events: JobEventSink<'w>,
+    /// The engine's report, kept once the conversion succeeded (a later step may still fail).
+    pub(crate) report: Option<ConvertReport>,
 }
 
 impl<'w> Run<'w> {
@@ -44,15 +47,15 @@ impl<'w> Run<'w> {
         &mut self,
         engine: &E,
         part: PartFile,
-    ) -> StepResult<(ConversionResult, Vec<String>)> {
+    ) -> StepResult<Vec<String>> {
         let template = self.validate()?;
         let plan = self.prepare(engine)?;
         let backups = self.backup()?;
         let mut result = self.convert(engine, &plan, &part)?;
+        self.report = result.report.take();
         self.publish(part, &result, &template)?;
         self.post_action(&backups)?;
-        let warnings = std::mem::take(&mut result.warnings);
-        Ok((result, warnings))
+        Ok(result.warnings)
     }
 
     fn stopped(&self) -> bool {
@@ -349,24 +352,20 @@ impl<'w> Run<'w> {
     }
 
     /// Records how the job ended and writes its audit line.
-    pub(crate) fn finish(
-        self,
-        result: StepResult<(ConversionResult, Vec<String>)>,
-    ) -> Result<JobOutcome> {
+    pub(crate) fn finish(self, result: StepResult<Vec<String>>) -> Result<JobOutcome> {
         let Run {
             wf,
             mut job,
             stored,
             published,
+            report,
             ..
         } = self;
-        let mut report = None;
         let mut warnings = match result {
-            Ok((result, warnings)) => {
+            Ok(warnings) => {
                 job.status = JobStatus::Completed;
                 job.progress_percent = 100.0;
                 job.error = None;
-                report = result.report;
                 warnings
             }
             // The output is in place and verified; what failed after it (moving or deleting the
@@ -430,6 +429,8 @@ impl<'w> Run<'w> {
             error_category = job.error.as_ref().map(|e| e.category.as_str()).unwrap_or(""),
             "job {}", job.status
         );
+        // The report describes the published book; a job that published nothing has none.
+        let report = report.filter(|_| job.status == JobStatus::Completed);
         Ok(JobOutcome {
             job,
             warnings,

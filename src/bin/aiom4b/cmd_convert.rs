@@ -78,7 +78,7 @@ impl JobEvents for Display {
                 None if self.show && f.severity >= Severity::Warning => eprintln!(
                     "{}: {}",
                     ui::severity_word(f.severity),
-                    ui::escape(&f.to_string())
+                    ui::escape(&with_flags(&f.to_string()))
                 ),
                 None => {}
             },
@@ -168,7 +168,11 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
     let report: Option<&ConvertReport> = outcome.report.as_ref();
     if json {
         let mut doc = match (&report, job.status) {
-            (Some(r), JobStatus::Completed) => serde_json::to_value(r)?,
+            (Some(r), JobStatus::Completed) => {
+                let mut r = (*r).clone();
+                crate::hints::findings_with_flags(&mut r.findings);
+                serde_json::to_value(r)?
+            }
             _ => serde_json::json!({}),
         };
         // The engine reported its `.part`; the user wants the published file.

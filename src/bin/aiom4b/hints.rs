@@ -33,12 +33,30 @@ const PHRASES: &[(&str, &str)] = &[
         "cannot write to the folder to move the sources to",
         "cannot write to the --move-source-to folder",
     ),
+    (
+        "raise the per-file size limit (MAX_FILE_SIZE_MB)",
+        "raise it with --max-file-size-mb or MAX_FILE_SIZE_MB",
+    ),
+    (
+        "raise the total size limit (MAX_TOTAL_SIZE_MB)",
+        "raise it with --max-total-size-mb",
+    ),
     ("(e.g. a bitrate of 64k)", "(e.g. --bitrate 64k)"),
     (
         "check the job's status and run",
         "check `aiom4b status` and run",
     ),
 ];
+
+/// The findings' messages and remedies with the CLI's flags.
+pub fn findings_with_flags(findings: &mut [aiom4b::Finding]) {
+    for f in findings {
+        f.message = with_flags(&f.message).into_owned();
+        if let Some(r) = &mut f.remedy {
+            *r = with_flags(r).into_owned();
+        }
+    }
+}
 
 /// `text` (an error message or remedy from the library) with the CLI's flags.
 pub fn with_flags(text: &str) -> Cow<'_, str> {
@@ -104,6 +122,23 @@ mod tests {
                 .to_string(),
             "--bitrate 64k",
         );
+    }
+
+    #[test]
+    fn the_plans_remedies_get_their_flags() {
+        let mut findings = vec![
+            aiom4b::Finding::error(aiom4b::FindingKind::Damaged, "a.mp3", "damaged")
+                .with_remedy("replace the file with a good copy, or allow damaged input to keep the audio that is there"),
+            aiom4b::Finding::error(aiom4b::FindingKind::FileTooLarge, "a.mp3", "big")
+                .with_remedy("raise the per-file size limit (MAX_FILE_SIZE_MB), or split the file"),
+            aiom4b::Finding::error(aiom4b::FindingKind::TotalTooLarge, "a.mp3", "big")
+                .with_remedy("raise the total size limit (MAX_TOTAL_SIZE_MB), or convert the folders separately"),
+        ];
+        findings_with_flags(&mut findings);
+        let remedies: Vec<_> = findings.iter().map(|f| f.remedy.clone().unwrap()).collect();
+        assert!(remedies[0].contains("pass --allow-damaged to keep"));
+        assert!(remedies[1].contains("--max-file-size-mb or MAX_FILE_SIZE_MB"));
+        assert!(remedies[2].contains("--max-total-size-mb"));
     }
 
     #[test]

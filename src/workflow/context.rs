@@ -91,7 +91,7 @@ impl JobContext<'_> {
     }
 
     /// True once the job should stop: cancelled by the user or past its time limit. The
-    /// converter checks it per packet and returns [`JobError::cancelled`].
+    /// converter checks it per packet and returns [`crate::workflow::JobError::cancelled`].
     pub fn is_cancelled(&self) -> bool {
         self.cancel.load(Ordering::Relaxed)
     }

@@ -10,7 +10,7 @@
 //!
 //! A [`JobRunner`] is a [`Workflow`] (store, backups, configuration) and a [`JobEngine`]. Each
 //! step is a function of `steps.rs`; every step, the engine's progress and findings, and the
-//! end are [`JobEvent`](crate::workflow::JobEvent)s for the caller's [`JobEvents`](crate::workflow::JobEvents).
+//! end are [`JobEvent`]s for the caller's [`JobEvents`].
 //!
 //! ```ignore
 //! let engine = BookEngine::new(scan, config.limits(), plan, convert);

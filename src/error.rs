@@ -23,7 +23,7 @@ pub enum Error {
     #[error("{path}: not a decodable MP3 file: {reason}. Remove it from the folder or replace it with a good copy")]
     NotMp3 { path: PathBuf, reason: String },
     /// Decoding a file failed in the middle (damaged frames, truncation).
-    #[error("{path}: {errors} damaged MP3 frame(s) ({reason}); replace the file, or pass --allow-damaged to keep the audio that decodes")]
+    #[error("{path}: {errors} damaged MP3 frame(s) ({reason}); replace the file, or allow damaged input to keep the audio that decodes")]
     Damaged {
         path: PathBuf,
         errors: u64,
@@ -39,7 +39,7 @@ pub enum Error {
     },
     /// The AAC encoder library (FDK AAC) failed; `what` says which step. FFmpeg's own
     /// encoder reports through [`Error::Av`].
-    #[error("the AAC encoder failed to {what}: {reason}; convert again with --encoder native and report it")]
+    #[error("the AAC encoder failed to {what}: {reason}; convert again with the native AAC encoder and report it")]
     Encoder { what: String, reason: String },
     /// Options that cannot work together or values out of range.
     #[error("invalid option: {0}")]
@@ -70,7 +70,7 @@ pub enum Error {
     },
     /// The output already exists and overwriting was not allowed.
     #[error(
-        "{0}: the output file already exists; choose another name with -o, or pass --overwrite"
+        "{0}: the output file already exists; choose another output name, or allow overwriting"
     )]
     OutputExists(PathBuf),
     /// The conversion was cancelled (Ctrl-C or a cancelled token).

@@ -77,9 +77,7 @@ pub fn inspect(
                         limits.max_file_size_mb
                     ),
                 )
-                .with_remedy(
-                    "raise it with --max-file-size-mb or MAX_FILE_SIZE_MB, or split the file",
-                ),
+                .with_remedy("raise the per-file size limit (MAX_FILE_SIZE_MB), or split the file"),
             );
         }
     }
@@ -96,7 +94,9 @@ pub fn inspect(
                     limits.max_total_size_mb
                 ),
             )
-            .with_remedy("raise it with --max-total-size-mb, or convert the folders separately"),
+            .with_remedy(
+                "raise the total size limit (MAX_TOTAL_SIZE_MB), or convert the folders separately",
+            ),
         );
     }
 
@@ -243,7 +243,7 @@ fn truncation_findings(infos: &mut [Option<TrackInfo>], allow_damaged: bool) -> 
                 .with_remedy("replace the file with a good copy")
             } else {
                 Finding::error(FindingKind::Damaged, &info.path, message).with_remedy(
-                    "replace the file with a good copy, or pass --allow-damaged to keep the audio that is there",
+                    "replace the file with a good copy, or allow damaged input to keep the audio that is there",
                 )
             };
             Some((i, f))

@@ -223,12 +223,28 @@ pub fn clean_stale_pid_parts(final_path: &Path) -> Vec<PathBuf> {
         else {
             continue;
         };
-        if pid == std::process::id() || crate::workflow::process::pid_exists(pid) {
+        if pid == std::process::id() || pid_exists(pid) {
             continue;
         }
         removed.extend(remove_temporaries(&temporaries_of(&dir.join(file))));
     }
     removed
+}
+
+/// Whether a process with this pid exists on this host (EPERM counts: it belongs to someone
+/// else).
+pub(crate) fn pid_exists(pid: u32) -> bool {
+    let Some(pid) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    else {
+        return false;
+    };
+    match rustix::process::test_kill_process(pid) {
+        Ok(()) => true,
+        // EPERM: it exists but belongs to someone else.
+        Err(e) => e != rustix::io::Errno::SRCH,
+    }
 }
 
 /// Permissions first and data on disk before the rename, so the published name never points at

@@ -6,8 +6,12 @@
 //! machine. A book already converted (a completed job for the same folder whose output still
 //! exists) is skipped unless `force`. One book failing — even panicking — does not stop the
 //! others; the report lists every book.
+use crate::workflow::engine::JobEngine;
+use crate::workflow::events::JobEvents;
 use crate::workflow::jobs::{JobFailure, JobFilter, JobStatus};
-use crate::workflow::{ConversionResult, JobContext, JobError, JobRequest, Workflow};
+use crate::workflow::request::JobRequest;
+use crate::workflow::runner::JobRunner;
+use crate::workflow::Workflow;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -87,39 +91,26 @@ pub fn already_converted(wf: &Workflow, folder: &Path) -> crate::workflow::Resul
         .map(|j| j.id))
 }
 
-/// Converts each folder of `books` as one book (see the module documentation).
-/// `convert` is called with the book folder and the job's context, from several threads.
-pub fn run_batch<F>(
-    wf: &Workflow,
-    books: &[PathBuf],
-    options: &BatchOptions,
-    convert: F,
-) -> BatchReport
-where
-    F: Fn(&Path, &JobContext<'_>) -> Result<ConversionResult, JobError> + Sync,
-{
-    run_batch_prepared(
-        wf,
-        books,
-        options,
-        |_| Ok(()),
-        |folder, ctx, _: &()| convert(folder, ctx),
-    )
+impl<E: JobEngine> JobRunner<'_, E> {
+    /// Converts each folder of `books` as one book, several at once (see the module
+    /// documentation). `events` get every book's job events, from several threads.
+    pub fn run_batch(
+        &self,
+        books: &[PathBuf],
+        options: &BatchOptions,
+        events: &dyn JobEvents,
+    ) -> BatchReport {
+        run(self, books, options, events)
+    }
 }
 
-/// [`run_batch`] with a per-book `prepare` step (see [`Workflow::run_job_prepared`]): it runs
-/// before the book's backup and its result goes to `convert`. Both get the book folder as given.
-pub fn run_batch_prepared<T, P, F>(
-    wf: &Workflow,
+fn run<E: JobEngine>(
+    runner: &JobRunner<'_, E>,
     books: &[PathBuf],
     options: &BatchOptions,
-    prepare: P,
-    convert: F,
-) -> BatchReport
-where
-    P: Fn(&Path) -> Result<T, JobError> + Sync,
-    F: Fn(&Path, &JobContext<'_>, &T) -> Result<ConversionResult, JobError> + Sync,
-{
+    events: &dyn JobEvents,
+) -> BatchReport {
+    let wf = runner.workflow();
     let concurrency = options
         .concurrency
         .unwrap_or(wf.config().max_concurrent_jobs)
@@ -151,7 +142,7 @@ where
             // A panic outside the converter (which run_job already contains) must not take the
             // other books down with it.
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                one_book(wf, folder, options, engine_threads, &prepare, &convert)
+                one_book(runner, folder, options, engine_threads, events)
             }))
             .unwrap_or_else(|_| failed(folder, "internal error: the batch worker panicked"))
         };
@@ -209,18 +200,14 @@ fn failed(folder: &Path, message: &str) -> BookResult {
     }
 }
 
-fn one_book<T, P, F>(
-    wf: &Workflow,
+fn one_book<E: JobEngine>(
+    runner: &JobRunner<'_, E>,
     folder: &Path,
     options: &BatchOptions,
     engine_threads: usize,
-    prepare: &P,
-    convert: &F,
-) -> BookResult
-where
-    P: Fn(&Path) -> Result<T, JobError> + Sync,
-    F: Fn(&Path, &JobContext<'_>, &T) -> Result<ConversionResult, JobError> + Sync,
-{
+    events: &dyn JobEvents,
+) -> BookResult {
+    let wf = runner.workflow();
     if !options.force {
         match already_converted(wf, folder) {
             Ok(Some(job)) => {
@@ -230,7 +217,7 @@ where
                     .ok()
                     .flatten()
                     .and_then(|j| j.output_path);
-                tracing::info!(folder = %folder.display(), %job, "already converted; skipped (use --force to convert again)");
+                tracing::info!(folder = %folder.display(), %job, "already converted; skipped (forcing converts it again)");
                 return BookResult {
                     folder: folder.to_path_buf(),
                     status: BookStatus::Skipped,
@@ -249,11 +236,7 @@ where
         engine_threads: Some(engine_threads),
         ..options.request.clone()
     };
-    match wf.run_job_prepared(
-        request,
-        |_| prepare(folder),
-        |ctx, prepared| convert(folder, ctx, prepared),
-    ) {
+    match runner.run(request, events) {
         Ok(outcome) => BookResult {
             folder: folder.to_path_buf(),
             status: match outcome.job.status {

@@ -5,54 +5,12 @@
 //! Two types live here. [`Error`] is what workflow functions return (a `thiserror` enum with
 //! paths). [`JobError`] is the flat, storable form written into a job record — category,
 //! message, remedy — and the error type the injected converter returns.
+pub use crate::workflow::category::ErrorCategory;
 use crate::workflow::config::ConfigError;
-use crate::workflow::jobs::StoreError;
+use crate::workflow::jobs::{JobFailure, StoreError};
 use serde::{Deserialize, Serialize};
 use std::io;
 use std::path::PathBuf;
-
-/// The four error categories of the specification; stored in the job record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ErrorCategory {
-    /// Invalid folders, missing files, undecodable MP3s, permission problems on the input.
-    Input,
-    /// The conversion itself failed (FFmpeg, resources, timeout, a bug).
-    Processing,
-    /// Writing the result failed: file system problems, disk space, name collisions.
-    Output,
-    /// The environment failed: database, interrupted process, hardware.
-    System,
-}
-
-impl ErrorCategory {
-    /// The stable lowercase name used in the database and in `--json` output.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ErrorCategory::Input => "input",
-            ErrorCategory::Processing => "processing",
-            ErrorCategory::Output => "output",
-            ErrorCategory::System => "system",
-        }
-    }
-
-    /// Parses [`ErrorCategory::as_str`] back.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "input" => ErrorCategory::Input,
-            "processing" => ErrorCategory::Processing,
-            "output" => ErrorCategory::Output,
-            "system" => ErrorCategory::System,
-            _ => return None,
-        })
-    }
-}
-
-impl std::fmt::Display for ErrorCategory {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// Everything a workflow operation can fail with. Every variant concerning a file carries its path.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +44,7 @@ pub enum Error {
         needed: u64,
         available: u64,
     },
-    /// The `--move-source-to` folder is on another file system with too little room for the
+    /// The folder to move the sources to is on another file system with too little room for the
     /// source folders (found before converting).
     #[error(
         "{path}: not enough free space to move the source folder there: {needed} bytes needed, \
@@ -119,7 +77,7 @@ pub enum Error {
     )]
     Exists(PathBuf),
     /// The output file (`-o`) already exists and overwriting was not asked for.
-    #[error("{0}: the output file already exists; choose another name with -o, or pass --overwrite to replace it")]
+    #[error("{0}: the output file already exists; choose another output name, or allow overwriting to replace it")]
     OutputFileExists(PathBuf),
     /// Moving or deleting a source folder after the conversion failed half-way.
     #[error(
@@ -192,7 +150,7 @@ impl Error {
             Error::BackupNotFound(_) => "list backups with `aiom4b backup list`".into(),
             Error::JobNotFound(_) => "list jobs with `aiom4b jobs list`".into(),
             Error::Exists(_) => "move the existing file or folder away, or choose another destination".into(),
-            Error::OutputFileExists(_) => "choose another name with -o, or pass --overwrite".into(),
+            Error::OutputFileExists(_) => "choose another output name, or allow overwriting".into(),
             Error::SourceAction { restored: true, .. } => {
                 "the M4B was written; check the permissions of the source folder and move or delete it by hand".into()
             }
@@ -454,6 +412,16 @@ impl From<crate::Error> for JobError {
             remedy: remedy.to_string(),
             transient,
             cancelled: false,
+        }
+    }
+}
+
+impl From<&JobError> for JobFailure {
+    fn from(e: &JobError) -> Self {
+        JobFailure {
+            category: e.category,
+            message: e.message.clone(),
+            remedy: e.remedy.clone(),
         }
     }
 }

@@ -53,7 +53,7 @@ pub(crate) fn check(
     if request.post_action != PostAction::Keep {
         if !backup_enabled {
             return Err(Error::Invalid(
-                "--move-source-to and --delete-source need backups (a failed move is rolled back from the backup); drop --no-backup or set BACKUP_ENABLED=true".into(),
+                "moving or deleting the sources needs backups (a failed move is rolled back from the backup); enable backups, or set BACKUP_ENABLED=true".into(),
             ));
         }
         if let Some(f) = folders.iter().find(|f| data_dir.starts_with(f)) {
@@ -179,7 +179,7 @@ fn check_move_target(folders: &[PathBuf], dir: &Path) -> Result<()> {
         rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
     ) {
         return Err(Error::Invalid(format!(
-            "{}: cannot write to the --move-source-to folder: {}; choose a writable folder",
+            "{}: cannot write to the folder to move the sources to: {}; choose a writable folder",
             dir.display(),
             std::io::Error::from(e)
         )));

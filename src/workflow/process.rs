@@ -5,6 +5,7 @@
 //! running system: a pid that no longer exists, or exists with another start time (the pid was
 //! reused), means the job was interrupted. Jobs of other hosts are left alone: from here we
 //! cannot tell whether their process lives.
+use crate::publish::pid_exists;
 use serde::{Deserialize, Serialize};
 
 /// The identity of a process, as stored in a job record.
@@ -58,22 +59,6 @@ pub fn hostname() -> String {
         .nodename()
         .to_string_lossy()
         .into_owned()
-}
-
-/// Whether a process with this pid exists on this host (EPERM counts: it belongs to someone
-/// else).
-pub(crate) fn pid_exists(pid: u32) -> bool {
-    let Some(pid) = i32::try_from(pid)
-        .ok()
-        .and_then(rustix::process::Pid::from_raw)
-    else {
-        return false;
-    };
-    match rustix::process::test_kill_process(pid) {
-        Ok(()) => true,
-        // EPERM: it exists but belongs to someone else.
-        Err(e) => e != rustix::io::Errno::SRCH,
-    }
 }
 
 /// A killed process whose parent has not reaped it yet still has a pid; it runs no code.

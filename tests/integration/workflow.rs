@@ -8,8 +8,9 @@ use aiom4b::workflow::backup::{BackupStore, CLEANUP_LOG};
 use aiom4b::workflow::config::{Config, ConfigError, Origin, Overrides, Setting};
 use aiom4b::workflow::logfile::{RotatingFile, RotationPolicy};
 use aiom4b::workflow::{
-    run_batch, BatchOptions, BookStatus, ConversionResult, Error, ErrorCategory, Hooks, JobContext,
-    JobError, JobFilter, JobRequest, JobStatus, PostAction, SqliteStore, Workflow,
+    BatchOptions, BookStatus, ConversionResult, ConvertFn, Error, ErrorCategory, Hooks, JobContext,
+    JobError, JobEvent, JobEvents, JobFilter, JobRequest, JobRunner, JobStatus, NoEvents,
+    PostAction, SqliteStore, Workflow,
 };
 use aiom4b::BookMetadata;
 use std::fs;
@@ -195,6 +196,77 @@ fn job_lifecycle_listing_and_stats() {
     assert!(wf.store().list(&JobFilter::default()).unwrap().is_empty());
     assert_eq!(wf.store().get(job.id).unwrap().unwrap().id, job.id);
     assert_eq!(wf.store().stats().unwrap().total, 4);
+}
+
+/// Records every event as text, with the job it was about.
+#[derive(Default)]
+struct EventLog(Mutex<Vec<(uuid::Uuid, String)>>);
+
+impl JobEvents for EventLog {
+    fn event(&self, job: uuid::Uuid, event: JobEvent<'_>) {
+        let text = match event {
+            JobEvent::Started { .. } => "started".to_string(),
+            JobEvent::Step(step) => step.to_string(),
+            JobEvent::Progress { .. } => "progress".to_string(),
+            JobEvent::Finished(outcome) => format!("finished {}", outcome.job.status),
+            other => format!("{other:?}"),
+        };
+        self.0.lock().unwrap().push((job, text));
+    }
+}
+
+#[test]
+fn a_created_job_waits_pending_survives_recovery_and_runs_later_with_events() {
+    let tmp = tempfile::tempdir().unwrap();
+    let book = make_book(tmp.path(), "Queued", &[("a.mp3", 100)]);
+    let data = tmp.path().join("data");
+    let wf = Workflow::open(config(&data, &[])).unwrap();
+    let runner = JobRunner::new(&wf, ConvertFn(fake_convert));
+    let queued = runner
+        .create(JobRequest {
+            folders: vec![book.clone()],
+            backup: Some(false),
+            ..Default::default()
+        })
+        .unwrap();
+    let id = queued.job().id;
+    let stored = wf.store().get(id).unwrap().unwrap();
+    assert_eq!(stored.status, JobStatus::Pending);
+    assert_eq!(stored.owner, None, "a queued job belongs to no process yet");
+    // Another start recovers interrupted jobs; a queued one is not interrupted.
+    let other = Workflow::open(config(&data, &[])).unwrap();
+    assert_eq!(
+        other.store().get(id).unwrap().unwrap().status,
+        JobStatus::Pending
+    );
+
+    let log = EventLog::default();
+    let outcome = runner.run_queued(queued, &log).unwrap();
+    assert_eq!(outcome.job.id, id);
+    assert_eq!(
+        outcome.job.status,
+        JobStatus::Completed,
+        "{:?}",
+        outcome.job.error
+    );
+    assert!(outcome.job.owner.is_some());
+    assert!(outcome.job.output_path.as_ref().unwrap().is_file());
+    let events = log.0.into_inner().unwrap();
+    assert!(events.iter().all(|(job, _)| *job == id));
+    let mut steps: Vec<_> = events.into_iter().map(|(_, e)| e).collect();
+    steps.dedup();
+    assert_eq!(
+        steps,
+        [
+            "started",
+            "validate",
+            "prepare",
+            "convert",
+            "progress",
+            "publish",
+            "finished completed"
+        ]
+    );
 }
 
 #[test]
@@ -695,7 +767,8 @@ fn batch_isolates_a_bad_book_and_skips_converted_ones() {
     .unwrap();
     let running = AtomicUsize::new(0);
     let peak = AtomicUsize::new(0);
-    let convert = |folder: &Path, ctx: &JobContext<'_>| {
+    let convert = |ctx: &JobContext<'_>| {
+        let folder = &ctx.source_folders()[0];
         let now = running.fetch_add(1, Ordering::SeqCst) + 1;
         peak.fetch_max(now, Ordering::SeqCst);
         std::thread::sleep(Duration::from_millis(50));
@@ -720,7 +793,10 @@ fn batch_isolates_a_bad_book_and_skips_converted_ones() {
         },
         ..Default::default()
     };
-    let report = run_batch(&wf, &books, &opts, convert);
+    let batch = |books: &[PathBuf], opts: &BatchOptions| {
+        JobRunner::new(&wf, ConvertFn(convert)).run_batch(books, opts, &NoEvents)
+    };
+    let report = batch(&books, &opts);
     let statuses: Vec<_> = report.books.iter().map(|b| b.status).collect();
     assert_eq!(
         statuses,
@@ -742,7 +818,7 @@ fn batch_isolates_a_bad_book_and_skips_converted_ones() {
     ));
 
     // Again: converted books are skipped, the bad one is tried again.
-    let again = run_batch(&wf, &books, &opts, convert);
+    let again = batch(&books, &opts);
     let statuses: Vec<_> = again.books.iter().map(|b| b.status).collect();
     assert_eq!(
         statuses,
@@ -755,14 +831,12 @@ fn batch_isolates_a_bad_book_and_skips_converted_ones() {
     );
     assert_eq!(again.books[0].output, report.books[0].output);
     // --force converts everything again.
-    let forced = run_batch(
-        &wf,
+    let forced = batch(
         &books[..1],
         &BatchOptions {
             force: true,
             ..opts.clone()
         },
-        convert,
     );
     assert_eq!(forced.books[0].status, BookStatus::Converted);
 }

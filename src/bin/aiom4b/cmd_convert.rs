@@ -1,133 +1,113 @@
-//! `aiom4b convert` and `aiom4b batch`: the engine run as workflow jobs.
+//! `aiom4b convert` and `aiom4b batch`: thin callers of the library's job runner.
 //!
-//! Every book is one job of `aiom4b::workflow`: prepare (scan, probe, plan — before the backup,
-//! so a folder that cannot be converted costs no backup) → backup → the engine writes the job's
-//! `.part` ([`Converter::convert_to_part`]) → the workflow names it, sets its permissions,
-//! publishes it and moves or deletes the sources. The engine's cancel token is the job's cancel
-//! flag, and its progress goes into the job record as well as to the bar.
+//! Every book is one job of [`aiom4b::workflow::JobRunner`] with aiom4b's engine
+//! ([`BookEngine`]): validate → prepare (scan, probe, plan — before the backup, so a folder
+//! that cannot be converted costs no backup) → backup → convert into the job's `.part` →
+//! publish → move or delete the sources. Here are the arguments, what the user sees of the
+//! job's events (the plan's warnings, a bar) and the exit codes.
 use crate::args::{BatchCmdArgs, BookArgs, ConvertArgs, EncodeArgs};
+use crate::hints::with_flags;
 use crate::workflow_cmds::{self, BatchArgs};
 use crate::{ui, EXIT_FAILURE, EXIT_USAGE};
-use aiom4b::options::{ChapterMode, ConvertOptions, Limits, PlanOptions, ScanOptions};
+use aiom4b::options::{ChapterMode, PlanOptions};
 use aiom4b::workflow::{
-    Config, ConversionResult, JobContext, JobError, JobOutcome, JobStatus, StageTiming,
+    BookEngine, Config, JobEvent, JobEvents, JobOutcome, JobRunner, JobStatus, JobStep,
 };
-use aiom4b::{
-    plan, Book, CancelToken, ConvertReport, Converter, Finding, NoProgress, ProgressSink, Severity,
-    Stage,
-};
+use aiom4b::{ConvertReport, ProgressSink, Severity};
 use anyhow::{Context as _, Result};
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
 
-/// What the engine needs for every book of one command; also recorded in each job.
-struct Engine {
-    scan: ScanOptions,
-    limits: Limits,
-    plan: PlanOptions,
-    convert: ConvertOptions,
+/// The engine for every book of one command; its options are also recorded in each job.
+fn engine(book: &BookArgs, encode: &EncodeArgs, plan: PlanOptions, cfg: &Config) -> BookEngine {
+    BookEngine::new(
+        book.scan_options(cfg),
+        cfg.limits(),
+        // The plan judges truncated files, so it must know whether damage is accepted.
+        PlanOptions {
+            allow_damaged: encode.allow_damaged,
+            ..plan
+        },
+        encode.convert_options(),
+    )
 }
 
-impl Engine {
-    fn new(book: &BookArgs, encode: &EncodeArgs, plan: PlanOptions, cfg: &Config) -> Self {
-        Engine {
-            scan: book.scan_options(cfg),
-            limits: cfg.limits(),
-            // The plan judges truncated files, so it must know whether damage is accepted.
-            plan: PlanOptions {
-                allow_damaged: encode.allow_damaged,
-                ..plan
-            },
-            convert: encode.convert_options(),
+/// What the user sees of one job: the plan's warnings, then a bar while it converts (with the
+/// engine's findings above it).
+struct Display {
+    show: bool,
+    state: Mutex<DisplayState>,
+}
+
+#[derive(Default)]
+struct DisplayState {
+    step: Option<JobStep>,
+    sample_rate: u32,
+    bar: Option<ui::Bar>,
+}
+
+impl Display {
+    fn new(show: bool) -> Self {
+        Display {
+            show,
+            state: Mutex::new(DisplayState::default()),
         }
     }
+}
 
-    /// The options as the job record keeps them (`aiom4b status ID --json`).
-    fn options_json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "scan": self.scan,
-            "limits": self.limits,
-            "plan": self.plan,
-            "convert": self.convert,
-        })
-    }
-
-    /// The job's prepare step: scan, probe and plan. Blocking findings fail the job as input
-    /// errors, with each file's remedy.
-    fn plan(&self, folders: &[PathBuf]) -> Result<Book, JobError> {
-        Ok(plan::plan(folders, &self.scan, &self.limits, &self.plan)?)
-    }
-
-    /// The job's convert step: the planned book into the job's `.part`, which the workflow
-    /// publishes. `display` also gets the progress (the bar, or nothing).
-    fn convert(
-        &self,
-        ctx: &JobContext<'_>,
-        book: &Book,
-        display: &dyn ProgressSink,
-    ) -> Result<(ConversionResult, ConvertReport), JobError> {
-        ctx.set_audio_duration(book.duration_secs());
-        let converter = Converter::new(ConvertOptions {
-            jobs: ctx.engine_threads(),
-            ..self.convert.clone()
-        });
-        let cancel = CancelToken::from_flag(ctx.cancel_flag());
-        let report = converter
-            .convert_to_part(book, ctx.part_path(), &Tee(display, ctx), &cancel)
-            .map_err(|e| JobError::from_engine(e, ctx.part_path()))?;
-        let ms = |secs: f64| (secs * 1000.0).round() as u64;
-        let t = &report.timings;
-        let result = ConversionResult {
-            output: report.output_path.clone(),
-            metadata: book.metadata.clone(),
-            audio_duration_secs: Some(report.duration_secs),
-            stage_timings: [
-                ("encode", t.convert_secs),
-                ("finalize", t.finalize_secs),
-                ("verify", t.verify_secs),
-            ]
-            .into_iter()
-            .map(|(stage, secs)| StageTiming {
-                stage: stage.into(),
-                millis: ms(secs),
-            })
-            .collect(),
-            warnings: report
-                .findings
-                .iter()
-                .filter(|f| f.severity >= Severity::Warning)
-                .map(ToString::to_string)
-                .collect(),
-        };
-        Ok((result, report))
+impl JobEvents for Display {
+    fn event(&self, _job: Uuid, event: JobEvent<'_>) {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            JobEvent::Step(step) => {
+                if let Some(bar) = st.bar.take() {
+                    bar.finish();
+                }
+                if step == JobStep::Convert {
+                    st.bar = Some(ui::Bar::new(self.show, st.sample_rate, !self.show));
+                }
+                st.step = Some(step);
+            }
+            JobEvent::Planned { sample_rate, .. } => st.sample_rate = sample_rate,
+            JobEvent::Engine(stage) => st.bar.iter().for_each(|b| b.stage(stage)),
+            JobEvent::Encoded { done, total } => st.bar.iter().for_each(|b| b.encoded(done, total)),
+            JobEvent::Finding(f) => match &st.bar {
+                Some(bar) => bar.finding(f),
+                // The plan's findings, before anything is backed up.
+                None if self.show && f.severity >= Severity::Warning => eprintln!(
+                    "{}: {}",
+                    ui::severity_word(f.severity),
+                    ui::escape(&with_flags(&f.to_string()))
+                ),
+                None => {}
+            },
+            JobEvent::Finished(_) => {
+                if let Some(bar) = st.bar.take() {
+                    bar.finish();
+                }
+            }
+            _ => {}
+        }
     }
 }
 
-/// Forwards the engine's progress to two sinks: what the user sees and the job record.
-struct Tee<'a>(&'a dyn ProgressSink, &'a dyn ProgressSink);
+/// A batch shows no bar (several books run at once): a line per book in the log.
+struct BatchLog;
 
-impl ProgressSink for Tee<'_> {
-    fn stage(&self, stage: Stage) {
-        self.0.stage(stage);
-        self.1.stage(stage);
-    }
-    fn file_decoded(&self, index: usize, path: &Path, samples: u64) {
-        self.0.file_decoded(index, path, samples);
-        self.1.file_decoded(index, path, samples);
-    }
-    fn encoded(&self, done: u64, total: u64) {
-        self.0.encoded(done, total);
-        self.1.encoded(done, total);
-    }
-    fn finding(&self, finding: &Finding) {
-        self.0.finding(finding);
-        self.1.finding(finding);
+impl JobEvents for BatchLog {
+    fn event(&self, _job: Uuid, event: JobEvent<'_>) {
+        if let JobEvent::Started { folders } = event {
+            for folder in folders {
+                tracing::info!(folder = %folder.display(), "converting");
+            }
+        }
     }
 }
 
 /// `aiom4b convert FOLDER...` (one book) or `aiom4b convert --each FOLDER...` (a batch).
 pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
-    let mut engine = Engine::new(&a.input.book, &a.encode, a.input.plan_options(cfg), cfg);
+    let mut engine = engine(&a.input.book, &a.encode, a.input.plan_options(cfg), cfg);
     if let Some(f) = &a.chapters_file {
         engine.convert.chapters = ChapterMode::File(f.clone());
     }
@@ -161,60 +141,38 @@ pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
     // job exists. Other problems (a missing folder, a full disk) fail the job as before.
     match wf.preflight(&request) {
         Err(e @ aiom4b::workflow::Error::Invalid(_)) => {
-            eprintln!("aiom4b: error: {}", ui::escape_lines(&e.to_string()));
+            eprintln!(
+                "aiom4b: error: {}",
+                ui::escape_lines(&with_flags(&e.to_string()))
+            );
             return Ok(EXIT_USAGE);
         }
         Err(e @ aiom4b::workflow::Error::MoveTargetFull { .. }) => {
-            eprintln!("aiom4b: error: {}", ui::escape_lines(&e.to_string()));
+            eprintln!(
+                "aiom4b: error: {}",
+                ui::escape_lines(&with_flags(&e.to_string()))
+            );
             return Ok(EXIT_FAILURE);
         }
         _ => {}
     }
     crate::signals::watch(&wf);
     let show = !quiet && !a.json;
-    let mut report = None;
-    let outcome = wf.run_job_prepared(
-        request,
-        |folders| {
-            let book = engine.plan(folders)?;
-            if show {
-                for f in book
-                    .findings
-                    .iter()
-                    .filter(|f| f.severity >= Severity::Warning)
-                {
-                    eprintln!(
-                        "{}: {}",
-                        ui::severity_word(f.severity),
-                        ui::escape(&f.to_string())
-                    );
-                }
-            }
-            Ok(book)
-        },
-        |ctx, book| {
-            let bar = ui::Bar::new(show, book.target.sample_rate, !show);
-            let converted = engine.convert(ctx, book, &bar);
-            bar.finish();
-            let (result, r) = converted?;
-            report = Some(r);
-            Ok(result)
-        },
-    )?;
-    finish_one(&outcome, report, a.json, quiet)
+    let outcome = JobRunner::new(&wf, &engine).run(request, &Display::new(show))?;
+    finish_one(&outcome, a.json, quiet)
 }
 
 /// Prints the outcome of one job; returns the exit code.
-fn finish_one(
-    outcome: &JobOutcome,
-    report: Option<ConvertReport>,
-    json: bool,
-    quiet: bool,
-) -> Result<u8> {
+fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
     let job = &outcome.job;
+    let report: Option<&ConvertReport> = outcome.report.as_ref();
     if json {
         let mut doc = match (&report, job.status) {
-            (Some(r), JobStatus::Completed) => serde_json::to_value(r)?,
+            (Some(r), JobStatus::Completed) => {
+                let mut r = (*r).clone();
+                crate::hints::findings_with_flags(&mut r.findings);
+                serde_json::to_value(r)?
+            }
             _ => serde_json::json!({}),
         };
         // The engine reported its `.part`; the user wants the published file.
@@ -247,9 +205,9 @@ fn finish_one(
             if let Some(e) = &job.error {
                 eprintln!(
                     "aiom4b: the book was written, but: {} ({} error)\n  what to do: {}",
-                    ui::escape_lines(&e.message),
+                    ui::escape_lines(&with_flags(&e.message)),
                     e.category,
-                    ui::escape_lines(&e.remedy)
+                    ui::escape_lines(&with_flags(&e.remedy))
                 );
                 return Ok(EXIT_FAILURE);
             }
@@ -263,9 +221,9 @@ fn finish_one(
             match &job.error {
                 Some(e) => eprintln!(
                     "aiom4b: error: {} ({} error)\n  what to do: {}\n  job: {} (details: aiom4b status {short_id})",
-                    ui::escape_lines(&e.message),
+                    ui::escape_lines(&with_flags(&e.message)),
                     e.category,
-                    ui::escape_lines(&e.remedy),
+                    ui::escape_lines(&with_flags(&e.remedy)),
                     job.id
                 ),
                 None => eprintln!("aiom4b: error: job {} ended {}", job.id, job.status),
@@ -278,27 +236,23 @@ fn finish_one(
 /// `aiom4b batch LIBRARY_DIR`.
 pub fn batch(cfg: &Config, a: BatchCmdArgs) -> Result<u8> {
     let books = workflow_cmds::library_books(&a.library)?;
-    let engine = Engine::new(&a.book, &a.encode, a.book.plan_options(cfg), cfg);
+    let engine = engine(&a.book, &a.encode, a.book.plan_options(cfg), cfg);
     run_books(cfg, &books, &engine, &a.batch)
 }
 
-/// One job per book folder through the workflow's batch runner, which divides the cores:
-/// each book's engine gets the threads its `JobContext` offers. No bar (several books run at
-/// once); a line per book in the log, the summary table at the end.
-fn run_books(cfg: &Config, books: &[PathBuf], engine: &Engine, batch: &BatchArgs) -> Result<u8> {
+/// One job per book folder through the runner's batch, which divides the cores: each book's
+/// engine gets the threads its `JobContext` offers. No bar (several books run at once); a
+/// line per book in the log, the summary table at the end.
+fn run_books(
+    cfg: &Config,
+    books: &[PathBuf],
+    engine: &BookEngine,
+    batch: &BatchArgs,
+) -> Result<u8> {
     let wf = Arc::new(workflow_cmds::open(cfg)?);
     crate::signals::watch(&wf);
-    let code = workflow_cmds::run_batch(
-        &wf,
-        books,
-        batch,
-        engine.options_json(),
-        |folder| {
-            tracing::info!(folder = %folder.display(), "converting");
-            engine.plan(&[folder.to_path_buf()])
-        },
-        |_, ctx, book| engine.convert(ctx, book, &NoProgress).map(|(r, _)| r),
-    )?;
+    let runner = JobRunner::new(&wf, engine);
+    let code = workflow_cmds::run_batch(&runner, books, batch, engine.options_json(), &BatchLog)?;
     if wf.is_cancelled() {
         eprintln!("aiom4b: interrupted; unfinished books were cancelled");
         return Ok(crate::signals::exit_code());

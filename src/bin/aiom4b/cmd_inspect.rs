@@ -35,6 +35,10 @@ pub fn probe(cfg: &Config, a: ProbeArgs) -> Result<u8> {
         );
         book.output_path = cfg.output_dir().join(format!("{stem}.m4b"));
     }
+    crate::hints::findings_with_flags(&mut ins.findings);
+    if let Some(book) = &mut ins.book {
+        crate::hints::findings_with_flags(&mut book.findings);
+    }
     if a.json {
         println!("{}", serde_json::to_string_pretty(&ins)?);
     } else {

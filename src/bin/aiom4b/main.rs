@@ -2,6 +2,7 @@
 mod args;
 mod cmd_convert;
 mod cmd_inspect;
+mod hints;
 mod human;
 mod logging;
 mod signals;
@@ -121,7 +122,11 @@ fn main() -> ExitCode {
             }
             tracing::debug!("{e:?}");
             // Errors name files, whose names may hold terminal control sequences.
-            eprintln!("aiom4b: error: {}", ui::escape_lines(&format!("{e:#}")));
+            let text = format!("{e:#}");
+            eprintln!(
+                "aiom4b: error: {}",
+                ui::escape_lines(&hints::with_flags(&text))
+            );
             ExitCode::from(EXIT_FAILURE)
         }
     }

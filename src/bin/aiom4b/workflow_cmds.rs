@@ -2,14 +2,15 @@
 //! flags every conversion shares (`--no-backup`, `--move-source-to`, `--delete-source`,
 //! `--name-template`, `--timeout`) and the batch summary. Glue only: every capability is in
 //! `aiom4b::workflow`; here are argument types, tables and exit codes.
+use crate::hints::with_flags;
 use crate::human;
 use crate::ui;
 use aiom4b::workflow::backup::BackupInfo;
 use aiom4b::workflow::config::{self, Config, Overrides, Setting};
 use aiom4b::workflow::folders;
 use aiom4b::workflow::{
-    BatchOptions, BatchReport, BookStatus, ConversionResult, Job, JobContext, JobError, JobFilter,
-    JobRequest, JobStatus, PostAction, Workflow,
+    BatchOptions, BatchReport, BookStatus, Job, JobEngine, JobEvents, JobFilter, JobRequest,
+    JobRunner, JobStatus, PostAction, Workflow,
 };
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
@@ -146,27 +147,21 @@ pub fn library_books(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(books.into_iter().map(|b| b.path).collect())
 }
 
-/// Runs a batch and prints its summary; the exit code is non-zero when any book failed.
-/// `prepare` and `convert` are the per-book steps of
-/// [`aiom4b::workflow::run_batch_prepared`].
-pub fn run_batch<T, P, F>(
-    wf: &Workflow,
+/// Runs a batch with `runner` and prints its summary; the exit code is non-zero when any book
+/// failed. `options` are the engine's options as each job records them.
+pub fn run_batch<E: JobEngine>(
+    runner: &JobRunner<'_, E>,
     books: &[PathBuf],
     args: &BatchArgs,
     options: serde_json::Value,
-    prepare: P,
-    convert: F,
-) -> Result<i32>
-where
-    P: Fn(&Path) -> std::result::Result<T, JobError> + Sync,
-    F: Fn(&Path, &JobContext<'_>, &T) -> std::result::Result<ConversionResult, JobError> + Sync,
-{
+    events: &dyn JobEvents,
+) -> Result<i32> {
     let opts = BatchOptions {
         force: args.force,
         concurrency: None,
         request: args.job.request(Vec::new(), options)?,
     };
-    let report = aiom4b::workflow::run_batch_prepared(wf, books, &opts, prepare, convert);
+    let report = runner.run_batch(books, &opts, events);
     if args.json {
         emit(&(serde_json::to_string_pretty(&report)? + "\n"));
     } else {
@@ -195,7 +190,12 @@ pub fn batch_table(report: &BatchReport) -> String {
             BookStatus::Cancelled => "cancelled",
         };
         let result = match (&b.error, &b.output) {
-            (Some(e), _) => format!("{}: {} — {}", e.category, e.message, e.remedy),
+            (Some(e), _) => format!(
+                "{}: {} — {}",
+                e.category,
+                with_flags(&e.message),
+                with_flags(&e.remedy)
+            ),
             (None, Some(o)) => o.display().to_string(),
             (None, None) => String::new(),
         };
@@ -673,7 +673,7 @@ fn jobs_table(jobs: &[Job]) -> String {
     ]];
     for j in jobs {
         let result = match (&j.error, &j.output_path) {
-            (Some(e), _) => format!("{}: {}", e.category, e.message),
+            (Some(e), _) => format!("{}: {}", e.category, with_flags(&e.message)),
             (None, Some(p)) => p.display().to_string(),
             _ => String::new(),
         };
@@ -751,7 +751,9 @@ fn job_detail(j: &Job) -> String {
     if let Some(e) = &j.error {
         s.push_str(&format!(
             "error     {}: {}\nremedy    {}\n",
-            e.category, e.message, e.remedy
+            e.category,
+            with_flags(&e.message),
+            with_flags(&e.remedy)
         ));
     }
     s

@@ -9,7 +9,7 @@ mod sqlite;
 
 pub use sqlite::SqliteStore;
 
-use crate::workflow::errors::{ErrorCategory, JobError};
+use crate::workflow::category::ErrorCategory;
 use crate::workflow::process::ProcessIdentity;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -53,14 +53,6 @@ impl JobStatus {
     pub fn parse(s: &str) -> Option<Self> {
         JobStatus::ALL.into_iter().find(|st| st.as_str() == s)
     }
-
-    /// Completed, failed or cancelled: nothing will change the job any more.
-    pub fn is_finished(&self) -> bool {
-        matches!(
-            self,
-            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
-        )
-    }
 }
 
 impl std::fmt::Display for JobStatus {
@@ -83,16 +75,6 @@ pub struct JobFailure {
     pub category: ErrorCategory,
     pub message: String,
     pub remedy: String,
-}
-
-impl From<&JobError> for JobFailure {
-    fn from(e: &JobError) -> Self {
-        JobFailure {
-            category: e.category,
-            message: e.message.clone(),
-            remedy: e.remedy.clone(),
-        }
-    }
 }
 
 /// One conversion job, as stored.
@@ -157,12 +139,6 @@ impl Job {
             temp_paths: Vec::new(),
             post_action: None,
         }
-    }
-
-    /// Seconds between start and finish, when both are known.
-    pub fn processing_secs(&self) -> Option<f64> {
-        let (s, f) = (self.started_at?, self.finished_at?);
-        Some((f - s).num_milliseconds() as f64 / 1000.0)
     }
 }
 

@@ -8,7 +8,7 @@
 //!   outlasts it is a transient error the caller retries.
 //! - Migrations are numbered SQL scripts; `PRAGMA user_version` says how many ran.
 use super::{Job, JobFailure, JobFilter, JobStats, JobStatus, JobStore, StoreError};
-use crate::workflow::errors::ErrorCategory;
+use crate::workflow::category::ErrorCategory;
 use crate::workflow::process::ProcessIdentity;
 use crate::workflow::retry::{retry, Backoff};
 use chrono::{DateTime, SecondsFormat, Utc};

@@ -1,0 +1,155 @@
+//! The CLI's words for what the library says in its own terms.
+//!
+//! Library errors say what to do ("allow overwriting", "allow damaged input"), not which flag
+//! does it: a service or another front end has no flags. The CLI prints them with its flags.
+//! Errors reach the CLI as text (a job record keeps category, message and remedy, not the
+//! error's type), so the mapping is by phrase; the tests below build each library error and
+//! check that its phrase is still there to be mapped.
+use std::borrow::Cow;
+
+/// Library phrase → what the CLI says instead.
+const PHRASES: &[(&str, &str)] = &[
+    (
+        "choose another output name, or allow overwriting",
+        "choose another name with -o, or pass --overwrite",
+    ),
+    (
+        "or allow damaged input to keep",
+        "or pass --allow-damaged to keep",
+    ),
+    (
+        "convert again with the native AAC encoder",
+        "convert again with --encoder native",
+    ),
+    (
+        "moving or deleting the sources needs backups",
+        "--move-source-to and --delete-source need backups",
+    ),
+    (
+        "enable backups, or set BACKUP_ENABLED=true",
+        "drop --no-backup or set BACKUP_ENABLED=true",
+    ),
+    (
+        "cannot write to the folder to move the sources to",
+        "cannot write to the --move-source-to folder",
+    ),
+    (
+        "raise the per-file size limit (MAX_FILE_SIZE_MB)",
+        "raise it with --max-file-size-mb or MAX_FILE_SIZE_MB",
+    ),
+    (
+        "raise the total size limit (MAX_TOTAL_SIZE_MB)",
+        "raise it with --max-total-size-mb",
+    ),
+    ("(e.g. a bitrate of 64k)", "(e.g. --bitrate 64k)"),
+    (
+        "check the job's status and run",
+        "check `aiom4b status` and run",
+    ),
+];
+
+/// The findings' messages and remedies with the CLI's flags.
+pub fn findings_with_flags(findings: &mut [aiom4b::Finding]) {
+    for f in findings {
+        f.message = with_flags(&f.message).into_owned();
+        if let Some(r) = &mut f.remedy {
+            *r = with_flags(r).into_owned();
+        }
+    }
+}
+
+/// `text` (an error message or remedy from the library) with the CLI's flags.
+pub fn with_flags(text: &str) -> Cow<'_, str> {
+    let mut out = Cow::Borrowed(text);
+    for (library, cli) in PHRASES {
+        if out.contains(library) {
+            out = Cow::Owned(out.replace(library, cli));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn mapped(text: &str, flag: &str) {
+        let cli = with_flags(text);
+        assert!(cli.contains(flag), "{text:?} → {cli:?} lacks {flag}");
+    }
+
+    #[test]
+    fn every_library_error_that_needs_a_flag_gets_it() {
+        let p = PathBuf::from("/x/b.m4b");
+        mapped(
+            &aiom4b::Error::OutputExists(p.clone()).to_string(),
+            "-o, or pass --overwrite",
+        );
+        mapped(
+            &aiom4b::workflow::Error::OutputFileExists(p.clone()).to_string(),
+            "--overwrite",
+        );
+        mapped(
+            &aiom4b::workflow::Error::OutputFileExists(p.clone()).remedy(),
+            "--overwrite",
+        );
+        mapped(
+            &aiom4b::Error::Damaged {
+                path: p.clone(),
+                errors: 2,
+                reason: "bad".into(),
+            }
+            .to_string(),
+            "--allow-damaged",
+        );
+        mapped(
+            &aiom4b::Error::Encoder {
+                what: "encode".into(),
+                reason: "x".into(),
+            }
+            .to_string(),
+            "--encoder native",
+        );
+        let bad_bitrate = aiom4b::TargetFormat {
+            sample_rate: 44_100,
+            channels: 2,
+            bitrate_bps: 1,
+        };
+        mapped(
+            &aiom4b::options::validate_target(&bad_bitrate)
+                .unwrap_err()
+                .to_string(),
+            "--bitrate 64k",
+        );
+    }
+
+    #[test]
+    fn the_plans_remedies_get_their_flags() {
+        let mut findings = vec![
+            aiom4b::Finding::error(aiom4b::FindingKind::Damaged, "a.mp3", "damaged")
+                .with_remedy("replace the file with a good copy, or allow damaged input to keep the audio that is there"),
+            aiom4b::Finding::error(aiom4b::FindingKind::FileTooLarge, "a.mp3", "big")
+                .with_remedy("raise the per-file size limit (MAX_FILE_SIZE_MB), or split the file"),
+            aiom4b::Finding::error(aiom4b::FindingKind::TotalTooLarge, "a.mp3", "big")
+                .with_remedy("raise the total size limit (MAX_TOTAL_SIZE_MB), or convert the folders separately"),
+        ];
+        findings_with_flags(&mut findings);
+        let remedies: Vec<_> = findings.iter().map(|f| f.remedy.clone().unwrap()).collect();
+        assert!(remedies[0].contains("pass --allow-damaged to keep"));
+        assert!(remedies[1].contains("--max-file-size-mb or MAX_FILE_SIZE_MB"));
+        assert!(remedies[2].contains("--max-total-size-mb"));
+    }
+
+    #[test]
+    fn text_without_a_library_phrase_is_unchanged() {
+        assert!(matches!(
+            with_flags("disk full"),
+            Cow::Borrowed("disk full")
+        ));
+        assert_eq!(
+            with_flags("choose another output name or allow overwriting"),
+            "choose another output name or allow overwriting"
+        );
+    }
+}

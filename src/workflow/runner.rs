@@ -1,0 +1,194 @@
+//! The one way a job runs, for every front end: the CLI's `convert` and `batch`, and a
+//! service's queue.
+//!
+//! ```text
+//!  create (pending) ─▶ validate ─▶ prepare (engine: plan) ─▶ backup ─▶ processing ─▶
+//!  convert (engine: .part) ─▶ publish (name, permissions, rename) ─▶ post-action
+//!  (move/delete sources, rolled back from the backup) ─▶ completed | failed | cancelled
+//!  (category, message, remedy) ─▶ audit line
+//! ```
+//!
+//! A [`JobRunner`] is a [`Workflow`] (store, backups, configuration) and a [`JobEngine`]. Each
+//! step is a function of `steps.rs`; every step, the engine's progress and findings, and the
+//! end are [`JobEvent`]s for the caller's [`JobEvents`].
+//!
+//! ```ignore
+//! let engine = BookEngine::new(scan, config.limits(), plan, convert);
+//! let runner = JobRunner::new(&workflow, &engine);
+//! // Now: one call. Later (a queue): `create` records the job as pending, `run_queued` runs it.
+//! let outcome = runner.run(request, &my_events)?;
+//! ```
+use crate::publish::PartFile;
+use crate::workflow::context::JobContext;
+use crate::workflow::engine::{ConvertFn, JobEngine};
+use crate::workflow::errors::JobError;
+use crate::workflow::errors::Result;
+use crate::workflow::events::{JobEvent, JobEventSink, JobEvents, NoEvents};
+use crate::workflow::jobs::{Job, JobStatus};
+use crate::workflow::request::{ConversionResult, JobOutcome, JobRequest};
+use crate::workflow::steps::Run;
+use crate::workflow::{audit, canonical_folders, Workflow};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Runs jobs of one [`Workflow`] with one [`JobEngine`].
+#[derive(Debug)]
+pub struct JobRunner<'w, E> {
+    workflow: &'w Workflow,
+    engine: E,
+}
+
+/// A job recorded as `pending` by [`JobRunner::create`], not run yet. It belongs to no process
+/// until it runs, so recovery leaves it alone.
+#[derive(Debug, Clone)]
+pub struct QueuedJob {
+    job: Job,
+    request: JobRequest,
+    output_dir: PathBuf,
+}
+
+impl QueuedJob {
+    /// The job record as created.
+    pub fn job(&self) -> &Job {
+        &self.job
+    }
+
+    /// The request it will run.
+    pub fn request(&self) -> &JobRequest {
+        &self.request
+    }
+}
+
+impl<'w, E: JobEngine> JobRunner<'w, E> {
+    pub fn new(workflow: &'w Workflow, engine: E) -> Self {
+        JobRunner { workflow, engine }
+    }
+
+    pub fn workflow(&self) -> &'w Workflow {
+        self.workflow
+    }
+
+    pub fn engine(&self) -> &E {
+        &self.engine
+    }
+
+    /// Runs one job from start to end (see the module documentation).
+    ///
+    /// Returns `Ok` with the final job record whether the job completed, failed or was
+    /// cancelled; `Err` only when the job could not be recorded at all (database unusable).
+    pub fn run(&self, request: JobRequest, events: &dyn JobEvents) -> Result<JobOutcome> {
+        let queued = self.insert(request, true)?;
+        self.run_queued(queued, events)
+    }
+
+    /// Records a job as `pending` without running it (a queue); [`JobRunner::run_queued`]
+    /// runs it later, in this process.
+    pub fn create(&self, request: JobRequest) -> Result<QueuedJob> {
+        self.insert(request, false)
+    }
+
+    /// Runs a job made by [`JobRunner::create`]. It takes the job over for this process; if
+    /// another one took it meanwhile, the job ends with that process's record.
+    pub fn run_queued(&self, queued: QueuedJob, events: &dyn JobEvents) -> Result<JobOutcome> {
+        let wf = self.workflow;
+        let QueuedJob {
+            mut job,
+            request,
+            output_dir,
+        } = queued;
+        job.owner = Some(wf.owner.clone());
+        let span = tracing::info_span!("job", job_id = %job.id);
+        let _entered = span.enter();
+        let events = JobEventSink::new(job.id, events);
+        events.emit(JobEvent::Started {
+            folders: &job.source_folders,
+        });
+
+        let cancel = Arc::new(AtomicBool::new(false));
+        wf.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(job.id, cancel.clone());
+        // Checked after registering, not before: a `cancel_all` that walked `active` before the
+        // insert has already raised its flag, which this sees; one that walks it later finds
+        // this job there. Checking first would lose a Ctrl-C that lands in between.
+        if wf.is_cancelled() {
+            cancel.store(true, Ordering::Relaxed);
+        }
+        let part = PartFile::at(job.part_path.clone().unwrap_or_default());
+        let mut run = Run {
+            wf,
+            job,
+            stored: JobStatus::Pending,
+            published: false,
+            request,
+            output_dir,
+            cancel,
+            events,
+            report: None,
+        };
+        let result = run.steps(&self.engine, part);
+        wf.active
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&run.job.id);
+        let outcome = run.finish(result)?;
+        events.emit(JobEvent::Finished(&outcome));
+        Ok(outcome)
+    }
+
+    /// The job record for `request`, in the store as `pending`; `owned` by this process when
+    /// it runs right away.
+    fn insert(&self, request: JobRequest, owned: bool) -> Result<QueuedJob> {
+        let wf = self.workflow;
+        let folders = canonical_folders(&request.folders);
+        let output_dir = match &request.output_file {
+            Some(file) => file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            None => request
+                .output_dir
+                .clone()
+                .unwrap_or_else(|| wf.config.output_dir()),
+        };
+        // Absolute, because the recorded `.part` is removed by whichever later process finds
+        // the job interrupted, from whatever directory it runs in.
+        let output_dir = std::path::absolute(&output_dir).unwrap_or(output_dir);
+        let mut job = Job::new(folders, request.options.clone());
+        job.owner = owned.then(|| wf.owner.clone());
+        job.post_action = request.post_action.record();
+        // Hidden, unique per job, and naming the output when it is known, so that an error
+        // about the temporary file (e.g. a full disk) still says which book it was. Its every
+        // temporary is in the record before any of them exists: recovery removes exactly those.
+        let part = PartFile::for_job(
+            &output_dir,
+            request.output_file.as_ref().and_then(|f| f.file_name()),
+            job.id,
+        );
+        job.part_path = Some(part.path().to_path_buf());
+        job.temp_paths = part.temporaries();
+        // Nothing exists yet for the part file's drop to remove; `run_queued` owns it again.
+        let _ = part.keep();
+        wf.store.insert(&job)?;
+        audit!(action = "job.create", job_id = %job.id, folders = ?job.source_folders, "job created");
+        Ok(QueuedJob {
+            job,
+            request,
+            output_dir,
+        })
+    }
+}
+
+impl Workflow {
+    /// Runs one job with a convert function and no events: a shortcut for
+    /// [`JobRunner::run`] with [`ConvertFn`], for tests and simple tools.
+    pub fn run_job<F>(&self, request: JobRequest, convert: F) -> Result<JobOutcome>
+    where
+        F: Fn(&JobContext<'_>) -> std::result::Result<ConversionResult, JobError> + Sync,
+    {
+        JobRunner::new(self, ConvertFn(convert)).run(request, &NoEvents)
+    }
+}

@@ -190,11 +190,11 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
                 let output = job.output_path.clone().unwrap_or_default();
                 match &report {
                     Some(r) => println!(
-                        "{}  {}  {} chapters  {:.1} MB  {:.0}× realtime  (job {short_id})",
+                        "{}  {}  {} chapters  {}  {:.0}× realtime  (job {short_id})",
                         ui::path(&output),
                         aiom4b::chapters::format_samples(r.total_samples, r.sample_rate),
                         r.chapters.len(),
-                        job.output_bytes.unwrap_or(r.size_bytes) as f64 / 1_048_576.0,
+                        crate::human::bytes(job.output_bytes.unwrap_or(r.size_bytes)),
                         r.realtime_factor
                     ),
                     None => println!("{}  (job {short_id})", ui::path(&output)),

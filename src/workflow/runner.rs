@@ -88,6 +88,26 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
         self.insert(request, false)
     }
 
+    /// A job that a store holds as `pending` (made by [`JobRunner::create`], perhaps by an
+    /// earlier process) with the request it is to run, ready for [`JobRunner::run_queued`]: a
+    /// queue that keeps its requests elsewhere (a service re-reads them after a restart).
+    /// `request.folders` are ignored: the job's own (canonical) source folders run. Fails with
+    /// [`Error::Invalid`] when the job is not pending any more.
+    pub fn requeue(&self, job: Job, request: JobRequest) -> Result<QueuedJob> {
+        if job.status != JobStatus::Pending {
+            return Err(crate::workflow::Error::Invalid(format!(
+                "job {} is {}, not pending",
+                job.id, job.status
+            )));
+        }
+        let output_dir = self.output_dir(&request);
+        Ok(QueuedJob {
+            job,
+            request,
+            output_dir,
+        })
+    }
+
     /// Runs a job made by [`JobRunner::create`]. It takes the job over for this process; if
     /// another one took it meanwhile, the job ends with that process's record.
     pub fn run_queued(&self, queued: QueuedJob, events: &dyn JobEvents) -> Result<JobOutcome> {
@@ -143,20 +163,7 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
     fn insert(&self, request: JobRequest, owned: bool) -> Result<QueuedJob> {
         let wf = self.workflow;
         let folders = canonical_folders(&request.folders);
-        let output_dir = match &request.output_file {
-            Some(file) => file
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .map(Path::to_path_buf)
-                .unwrap_or_else(|| PathBuf::from(".")),
-            None => request
-                .output_dir
-                .clone()
-                .unwrap_or_else(|| wf.config.output_dir()),
-        };
-        // Absolute, because the recorded `.part` is removed by whichever later process finds
-        // the job interrupted, from whatever directory it runs in.
-        let output_dir = std::path::absolute(&output_dir).unwrap_or(output_dir);
+        let output_dir = self.output_dir(&request);
         let mut job = Job::new(folders, request.options.clone());
         job.owner = owned.then(|| wf.owner.clone());
         job.post_action = request.post_action.record();
@@ -179,6 +186,25 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
             request,
             output_dir,
         })
+    }
+
+    /// Where the job's output and `.part` go: beside `-o`, else the request's or the
+    /// configured output folder; absolute, because the recorded `.part` is removed by whichever
+    /// later process finds the job interrupted, from whatever directory it runs in.
+    fn output_dir(&self, request: &JobRequest) -> PathBuf {
+        let wf = self.workflow;
+        let output_dir = match &request.output_file {
+            Some(file) => file
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from(".")),
+            None => request
+                .output_dir
+                .clone()
+                .unwrap_or_else(|| wf.config.output_dir()),
+        };
+        std::path::absolute(&output_dir).unwrap_or(output_dir)
     }
 }
 

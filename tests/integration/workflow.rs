@@ -270,6 +270,45 @@ fn a_created_job_waits_pending_survives_recovery_and_runs_later_with_events() {
 }
 
 #[test]
+fn a_pending_job_of_an_earlier_process_is_requeued_from_the_store_and_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let book = make_book(tmp.path(), "Requeued", &[("a.mp3", 100)]);
+    let data = tmp.path().join("data");
+    let id = {
+        let wf = Workflow::open(config(&data, &[])).unwrap();
+        let runner = JobRunner::new(&wf, ConvertFn(fake_convert));
+        let request = JobRequest {
+            folders: vec![book.clone()],
+            backup: Some(false),
+            ..Default::default()
+        };
+        runner.create(request).unwrap().job().id
+    };
+    // A new process: only the store remembers the job.
+    let wf = Workflow::open(config(&data, &[])).unwrap();
+    let runner = JobRunner::new(&wf, ConvertFn(fake_convert));
+    let job = wf.store().get(id).unwrap().unwrap();
+    let request = JobRequest {
+        backup: Some(false),
+        ..Default::default()
+    };
+    let queued = runner.requeue(job.clone(), request.clone()).unwrap();
+    let outcome = runner
+        .run_queued(queued, &aiom4b::workflow::NoEvents)
+        .unwrap();
+    assert_eq!(
+        outcome.job.status,
+        JobStatus::Completed,
+        "{:?}",
+        outcome.job.error
+    );
+    assert_eq!(outcome.job.source_folders, job.source_folders);
+    // Only a pending job can be requeued.
+    let done = wf.store().get(id).unwrap().unwrap();
+    assert!(runner.requeue(done, request).is_err());
+}
+
+#[test]
 fn transient_failures_are_retried_and_timeouts_fail_cleanly() {
     let tmp = tempfile::tempdir().unwrap();
     let book = make_book(tmp.path(), "B", &[("a.mp3", 100)]);

@@ -774,6 +774,9 @@ fn a_store_that_fails_after_publishing_does_not_fail_the_job() {
         fn archive_finished(&self, before: chrono::DateTime<chrono::Utc>) -> R<usize> {
             self.inner.archive_finished(before)
         }
+        fn delete_finished(&self, id: uuid::Uuid) -> R<bool> {
+            self.inner.delete_finished(id)
+        }
     }
 
     let w = World::new();

@@ -306,6 +306,17 @@ fn a_pending_job_of_an_earlier_process_is_requeued_from_the_store_and_runs() {
     // Only a pending job can be requeued.
     let done = wf.store().get(id).unwrap().unwrap();
     assert!(runner.requeue(done, request).is_err());
+    // A finished job's record can be deleted; a pending one cannot.
+    assert!(wf.store().delete_finished(id).unwrap());
+    assert!(wf.store().get(id).unwrap().is_none());
+    assert!(!wf.store().delete_finished(id).unwrap());
+    let pending = runner
+        .create(JobRequest {
+            folders: vec![book],
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(!wf.store().delete_finished(pending.job().id).unwrap());
 }
 
 #[test]

@@ -261,4 +261,7 @@ pub trait JobStore: Send + Sync {
     fn archive_finished(&self, before: DateTime<Utc>) -> Result<usize, StoreError>;
     /// Aggregates over all jobs.
     fn stats(&self) -> Result<JobStats, StoreError>;
+    /// Removes the record of a finished job (completed, failed or cancelled), live or
+    /// archived; returns whether there was one. A pending or running job is never removed.
+    fn delete_finished(&self, id: Uuid) -> Result<bool, StoreError>;
 }

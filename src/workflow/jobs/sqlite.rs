@@ -480,6 +480,19 @@ impl JobStore for SqliteStore {
         })
     }
 
+    fn delete_finished(&self, id: Uuid) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.write("delete job", |tx| {
+            let cond = "id = ?1 AND status IN ('completed','failed','cancelled')";
+            let live = tx.execute(&format!("DELETE FROM jobs WHERE {cond}"), params![id])?;
+            let archived = tx.execute(
+                &format!("DELETE FROM jobs_archive WHERE {cond}"),
+                params![id],
+            )?;
+            Ok(live + archived > 0)
+        })
+    }
+
     fn stats(&self) -> Result<JobStats, StoreError> {
         let all =
             format!("SELECT {COLUMNS} FROM jobs UNION ALL SELECT {COLUMNS} FROM jobs_archive");

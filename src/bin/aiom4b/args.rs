@@ -39,6 +39,8 @@ pub enum Command {
     Batch(BatchCmdArgs),
     /// Check an .m4b with an independent reader and print its summary (backups: `backup verify`).
     Verify(VerifyArgs),
+    /// Run the conversion service: REST API, job queue, live progress (see the README).
+    Serve(crate::serve::ServeArgs),
     #[command(flatten)]
     Workflow(WorkflowCommand),
 }
@@ -58,7 +60,7 @@ impl Cli {
                 a.book.add_overrides(&mut o);
                 a.batch.job.add_overrides(&mut o);
             }
-            Command::Verify(_) | Command::Workflow(_) => {}
+            Command::Verify(_) | Command::Serve(_) | Command::Workflow(_) => {}
         }
         o
     }
@@ -69,7 +71,7 @@ impl Command {
     /// there. The others must not create it.
     pub fn uses_data_dir(&self) -> bool {
         match self {
-            Command::Convert(_) | Command::Batch(_) => true,
+            Command::Convert(_) | Command::Batch(_) | Command::Serve(_) => true,
             Command::Probe(_) | Command::Verify(_) => false,
             Command::Workflow(w) => !matches!(
                 w,

@@ -5,6 +5,7 @@ mod cmd_inspect;
 mod hints;
 mod human;
 mod logging;
+mod serve;
 mod signals;
 mod ui;
 mod workflow_cmds;
@@ -106,7 +107,11 @@ fn main() -> ExitCode {
             files: cli.command.uses_data_dir(),
         },
     );
-    let has_job = matches!(cli.command, Command::Convert(_) | Command::Batch(_));
+    // `serve` ends its jobs as cancelled on a signal and exits 0: a stopped service is no error.
+    let has_job = matches!(
+        cli.command,
+        Command::Convert(_) | Command::Batch(_) | Command::Serve(_)
+    );
     match run(cli, &cfg) {
         // Convert and batch end their jobs as cancelled and say so; any other command that a
         // signal interrupted exits as interrupted even if it got to the end meanwhile.
@@ -138,6 +143,7 @@ fn run(cli: Cli, cfg: &Config) -> anyhow::Result<u8> {
         Command::Verify(a) => cmd_inspect::verify(a),
         Command::Convert(a) => cmd_convert::convert(cfg, a, cli.quiet),
         Command::Batch(a) => cmd_convert::batch(cfg, a),
+        Command::Serve(a) => serve::run(cfg, a),
         // Workflow commands report "found failures" as 1, like the rest.
         Command::Workflow(w) => Ok(workflow_cmds::run(w, cfg)?.clamp(0, 1) as u8),
     }

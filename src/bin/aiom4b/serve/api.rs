@@ -1,0 +1,900 @@
+//! The handlers of `/api/v1`, the one error type they return ([`ApiError`], rendered as
+//! `{"error":{"code","message","remedy"}}`), and the JSON views of jobs.
+//!
+//! Blocking work (the store, scanning and planning folders, verifying a file, backups) runs on
+//! tokio's blocking pool, never on the threads that serve connections.
+use super::confine::SourceRoot;
+use super::events::EventHub;
+use super::queue::{self, Cancelled, Queue, ServiceRequest};
+use aiom4b::options::{ChapterTitles, PlanOptions, Preset, ScanOptions, TargetSpec};
+use aiom4b::workflow::jobs::JobFailure;
+use aiom4b::workflow::{BookEngine, Job, JobFilter, JobRequest, JobStatus, Workflow};
+use aiom4b::BookMetadata;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// How long an `Idempotency-Key` is remembered.
+const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Folders in one `POST /convert`.
+const MAX_FOLDERS_PER_REQUEST: usize = 100;
+
+pub struct AppState {
+    pub wf: Arc<Workflow>,
+    pub root: SourceRoot,
+    pub queue: Arc<Queue>,
+    pub hub: Arc<EventHub>,
+    pub token: Option<String>,
+    pub prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    /// `Idempotency-Key` → when, and the response of the first request.
+    pub idempotency: Mutex<HashMap<String, (Instant, serde_json::Value)>>,
+}
+
+pub type Shared = Arc<AppState>;
+
+// ---------------------------------------------------------------------------------------------
+// Errors
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub remedy: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+        remedy: impl Into<String>,
+    ) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            remedy: remedy.into(),
+            retry_after: None,
+        }
+    }
+    pub fn forbidden(code: &'static str, message: String, remedy: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, message, remedy)
+    }
+    pub fn not_found(code: &'static str, message: String, remedy: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message, remedy)
+    }
+    pub fn bad_request(message: impl Into<String>, remedy: &str) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message, remedy)
+    }
+    pub fn conflict(message: impl Into<String>, remedy: &str) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message, remedy)
+    }
+    fn job_not_found(id: &str) -> Self {
+        Self::not_found(
+            "job_not_found",
+            format!("no job {id}"),
+            "list the jobs with GET /api/v1/jobs",
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "code": self.code, "message": self.message, "remedy": self.remedy } });
+        let mut r = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            r.headers_mut()
+                .insert("retry-after", HeaderValue::from(secs));
+        }
+        r
+    }
+}
+
+impl From<aiom4b::workflow::Error> for ApiError {
+    fn from(e: aiom4b::workflow::Error) -> Self {
+        use aiom4b::workflow::Error as E;
+        let (status, code) = match &e {
+            E::JobNotFound(_) => (StatusCode::NOT_FOUND, "job_not_found"),
+            E::Invalid(_) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            E::SourceMissing(_) => (StatusCode::NOT_FOUND, "folder_not_found"),
+            _ if e.category() == aiom4b::workflow::ErrorCategory::Input => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "input_error")
+            }
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        ApiError::new(status, code, e.to_string(), e.remedy())
+    }
+}
+
+impl From<aiom4b::workflow::jobs::StoreError> for ApiError {
+    fn from(e: aiom4b::workflow::jobs::StoreError) -> Self {
+        let status = if e.is_transient() {
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            StatusCode::INTERNAL_SERVER_ERROR
+        };
+        let mut err = ApiError::new(status, "store_error", e.to_string(), e.remedy());
+        if e.is_transient() {
+            err.retry_after = Some(1);
+        }
+        err
+    }
+}
+
+impl From<anyhow::Error> for ApiError {
+    fn from(e: anyhow::Error) -> Self {
+        match e.downcast::<aiom4b::workflow::Error>() {
+            Ok(e) => e.into(),
+            Err(e) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                format!("{e:#}"),
+                "see the service's log",
+            ),
+        }
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// A body the extractor refused: too large (413), not JSON (415), malformed (400/422).
+fn rejected(status: StatusCode, message: String, remedy: &str) -> ApiError {
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "not_json",
+        _ => "bad_request",
+    };
+    ApiError::new(status, code, message, remedy)
+}
+
+/// Runs blocking work off the connection threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> ApiResult<T> + Send + 'static,
+) -> ApiResult<T> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("a worker task failed: {e}"),
+            "see the service's log",
+        )
+    })?
+}
+
+// ---------------------------------------------------------------------------------------------
+// Views
+
+/// A job as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobView {
+    pub id: Uuid,
+    pub status: JobStatus,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub progress_percent: f64,
+    pub source_folders: Vec<std::path::PathBuf>,
+    pub output_name: Option<String>,
+    pub input_bytes: Option<u64>,
+    pub output_bytes: Option<u64>,
+    pub audio_duration_secs: Option<f64>,
+    pub attempts: u32,
+    pub error: Option<JobFailure>,
+    /// `/api/v1/download/{id}` once the book is written.
+    pub download_url: Option<String>,
+}
+
+impl From<&Job> for JobView {
+    fn from(j: &Job) -> Self {
+        let done = j.status == JobStatus::Completed && j.output_path.is_some();
+        JobView {
+            id: j.id,
+            status: j.status,
+            created_at: j.created_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+            progress_percent: j.progress_percent,
+            source_folders: j.source_folders.clone(),
+            output_name: j
+                .output_path
+                .as_ref()
+                .and_then(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned()),
+            input_bytes: j.input_bytes,
+            output_bytes: j.output_bytes,
+            audio_duration_secs: j.audio_duration_secs,
+            attempts: j.attempts,
+            error: j.error.clone(),
+            download_url: done.then(|| format!("/api/v1/download/{}", j.id)),
+        }
+    }
+}
+
+fn parse_id(id: &str) -> ApiResult<Uuid> {
+    Uuid::parse_str(id).map_err(|_| ApiError::job_not_found(id))
+}
+
+fn get_job(wf: &Workflow, id: Uuid) -> ApiResult<Job> {
+    wf.store()
+        .get(id)?
+        .ok_or_else(|| ApiError::job_not_found(&id.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Service
+
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok", "version": crate::version_line() }))
+}
+
+/// Ready when the store answers and its folder takes a write, the disk has room, and an AAC
+/// encoder is compiled in.
+pub async fn ready(State(s): State<Shared>) -> Response {
+    let r = blocking(move || {
+        let data = s.wf.config().data_dir.clone();
+        let store = s.wf.store().stats().map(|_| ()).map_err(|e| e.to_string());
+        let probe = data.join(format!(".ready-{}", std::process::id()));
+        let writable = std::fs::write(&probe, b"ok")
+            .and_then(|_| std::fs::remove_file(&probe))
+            .map_err(|e| e.to_string());
+        let free = free_bytes(&data);
+        let disk_ok = free.is_some_and(|b| b >= MIN_FREE_BYTES);
+        let encoder = !aiom4b::av::encode::COMPILED_ENCODERS.is_empty();
+        let ok = store.is_ok() && writable.is_ok() && disk_ok && encoder;
+        Ok((
+            ok,
+            json!({
+                "ready": ok,
+                "store": store.err().unwrap_or_else(|| "ok".into()),
+                "data_dir_writable": writable.err().unwrap_or_else(|| "ok".into()),
+                "free_bytes": free,
+                "min_free_bytes": MIN_FREE_BYTES,
+                "encoder": aiom4b::av::encode::COMPILED_ENCODERS,
+            }),
+        ))
+    })
+    .await;
+    match r {
+        Ok((true, body)) => (StatusCode::OK, Json(body)).into_response(),
+        Ok((false, body)) => (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Below this much free space in DATA_DIR the service is not ready.
+const MIN_FREE_BYTES: u64 = 512 << 20;
+
+fn free_bytes(dir: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a writable statvfs for the call.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
+    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+pub async fn stats(State(s): State<Shared>) -> ApiResult<Json<serde_json::Value>> {
+    let st = blocking(move || Ok(s.wf.store().stats()?)).await?;
+    Ok(Json(json!(st)))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Folders
+
+pub async fn folders(State(s): State<Shared>) -> ApiResult<Json<serde_json::Value>> {
+    blocking(move || {
+        let books = aiom4b::workflow::folders::discover_books(s.root.path())?;
+        let mut out = Vec::with_capacity(books.len());
+        for b in books {
+            let canonical = std::fs::canonicalize(&b.path).unwrap_or(b.path.clone());
+            // Symlinked book folders that lead outside are not listed.
+            if !canonical.starts_with(s.root.path()) {
+                continue;
+            }
+            let job =
+                s.wf.store()
+                    .list(&JobFilter {
+                        source_folder: Some(canonical.clone()),
+                        limit: Some(1),
+                        ..Default::default()
+                    })?
+                    .into_iter()
+                    .next();
+            out.push(json!({
+                "path": b.name,
+                "mp3_count": b.mp3_count,
+                "size_bytes": b.total_bytes,
+                "disc_folders": b.disc_folders,
+                "last_modified": b.last_modified,
+                "job": job.as_ref().map(JobView::from),
+            }));
+        }
+        Ok(Json(json!({ "folders": out })))
+    })
+    .await
+}
+
+fn plan_options(s: &AppState, o: &ConvertOptionsIn, meta: BookMetadata) -> ApiResult<PlanOptions> {
+    let cfg = s.wf.config();
+    Ok(PlanOptions {
+        chapter_titles: match o.chapter_titles.as_deref() {
+            None | Some("auto") => ChapterTitles::Auto,
+            Some("tags") => ChapterTitles::Tags,
+            Some("filenames") => ChapterTitles::Filenames,
+            Some(x) => {
+                return Err(ApiError::bad_request(
+                    format!("unknown chapter_titles {x:?}"),
+                    "use auto, tags or filenames",
+                ))
+            }
+        },
+        overrides: meta,
+        cover: None,
+        output: None,
+        data_dir: Some(cfg.data_dir.clone()),
+        target: TargetSpec {
+            preset: match o.preset.as_deref() {
+                None | Some("default") => Preset::Default,
+                Some("speech") => Preset::Speech,
+                Some("source") => Preset::Source,
+                Some(x) => {
+                    return Err(ApiError::bad_request(
+                        format!("unknown preset {x:?}"),
+                        "use default, speech or source",
+                    ))
+                }
+            },
+            sample_rate: o.sample_rate,
+            channels: o.channels,
+            bitrate_bps: o.bitrate,
+        },
+        allow_damaged: o.allow_damaged,
+    })
+}
+
+fn scan_options(s: &AppState) -> ScanOptions {
+    ScanOptions {
+        exclude: s.wf.config().protected_dirs(),
+        ..Default::default()
+    }
+}
+
+fn plan_folder(s: &AppState, folder: std::path::PathBuf) -> ApiResult<aiom4b::Book> {
+    let opts = plan_options(s, &ConvertOptionsIn::default(), BookMetadata::default())?;
+    aiom4b::plan::plan(&[folder], &scan_options(s), &s.wf.config().limits(), &opts).map_err(|e| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cannot_plan",
+            e.to_string(),
+            "check the folder's files; `aiom4b probe` shows the details",
+        )
+    })
+}
+
+pub async fn plan(
+    State(s): State<Shared>,
+    Path(path): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let folder = s.root.resolve(&path)?;
+    blocking(move || {
+        let book = plan_folder(&s, folder)?;
+        Ok(Json(json!(book)))
+    })
+    .await
+}
+
+pub async fn cover(State(s): State<Shared>, Path(path): Path<String>) -> ApiResult<Response> {
+    let folder = s.root.resolve(&path)?;
+    blocking(move || {
+        let book = plan_folder(&s, folder)?;
+        let Some(cover) = book.cover else {
+            return Err(ApiError::not_found(
+                "no_cover",
+                format!("{path:?} has no cover"),
+                "put a cover.jpg in the folder or embed one in the MP3s",
+            ));
+        };
+        let mut r = cover.picture.data.into_response();
+        if let Ok(v) = HeaderValue::from_str(&cover.picture.mime) {
+            r.headers_mut().insert("content-type", v);
+        }
+        Ok(r)
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Convert
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvertOptionsIn {
+    preset: Option<String>,
+    bitrate: Option<u64>,
+    sample_rate: Option<u32>,
+    channels: Option<u16>,
+    chapter_titles: Option<String>,
+    #[serde(default)]
+    allow_damaged: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FolderIn {
+    /// One folder, relative to SOURCE_DIR …
+    path: Option<String>,
+    /// … or several folders that make one book, in order.
+    paths: Option<Vec<String>>,
+    output_name: Option<String>,
+    #[serde(default)]
+    metadata: BookMetadata,
+    #[serde(default)]
+    options: ConvertOptionsIn,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConvertIn {
+    folders: Vec<FolderIn>,
+}
+
+pub async fn convert(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+    body: Result<Json<ConvertIn>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    let Json(body) = body.map_err(|e| {
+        rejected(
+            e.status(),
+            e.body_text(),
+            "send {\"folders\": [{\"path\": \"Author/Book\"}]}",
+        )
+    })?;
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if let Some(k) = &key {
+        let mut seen = s.idempotency.lock().unwrap_or_else(|p| p.into_inner());
+        seen.retain(|_, (t, _)| t.elapsed() < IDEMPOTENCY_TTL);
+        if let Some((_, previous)) = seen.get(k) {
+            return Ok((StatusCode::OK, Json(previous.clone())).into_response());
+        }
+    }
+    if body.folders.is_empty() || body.folders.len() > MAX_FOLDERS_PER_REQUEST {
+        return Err(ApiError::bad_request(
+            format!(
+                "{} folders; between 1 and {MAX_FOLDERS_PER_REQUEST} per request",
+                body.folders.len()
+            ),
+            "send one entry per book",
+        ));
+    }
+    // Everything is checked before any job exists: one bad folder refuses the whole request.
+    let mut requests = Vec::new();
+    for f in &body.folders {
+        let rels: Vec<&String> = match (&f.path, &f.paths) {
+            (Some(p), None) => vec![p],
+            (None, Some(ps)) if !ps.is_empty() => ps.iter().collect(),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "each entry needs `path` or a non-empty `paths`, not both",
+                    "send {\"path\": \"Author/Book\"}",
+                ))
+            }
+        };
+        let mut folders = Vec::new();
+        for r in rels {
+            folders.push(s.root.resolve(r)?);
+        }
+        let plan = plan_options(&s, &f.options, f.metadata.clone())?;
+        let engine = BookEngine::new(
+            scan_options(&s),
+            s.wf.config().limits(),
+            plan,
+            aiom4b::ConvertOptions {
+                allow_damaged: f.options.allow_damaged,
+                ..Default::default()
+            },
+        );
+        let output_name = f
+            .output_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|n| !n.is_empty());
+        if let Some(n) = output_name {
+            if n.contains('/') || n.contains('\0') {
+                return Err(ApiError::bad_request(
+                    "output_name is a file name, not a path",
+                    "give a name such as \"Author - Title\"",
+                ));
+            }
+        }
+        let service = ServiceRequest {
+            output_name: output_name.map(str::to_owned),
+        };
+        let request = JobRequest {
+            output_file: service
+                .output_name
+                .as_deref()
+                .map(|n| queue::output_file(s.wf.config().output_dir(), n)),
+            folders,
+            options: queue::job_options(&engine, &service),
+            ..Default::default()
+        };
+        s.wf.preflight(&request)?;
+        requests.push(request);
+    }
+    if !s.queue.has_room(requests.len()) {
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "queue_full",
+            format!(
+                "the queue holds its maximum of {} pending jobs",
+                s.queue.max_pending
+            ),
+            "wait for running jobs to finish and send the request again",
+        );
+        e.retry_after = Some(30);
+        return Err(e);
+    }
+    let s2 = s.clone();
+    let jobs = blocking(move || {
+        let mut jobs = Vec::new();
+        for r in requests {
+            jobs.push(JobView::from(&s2.queue.submit(r)?));
+        }
+        Ok(jobs)
+    })
+    .await?;
+    let body = json!({ "jobs": jobs });
+    if let Some(k) = key {
+        s.idempotency
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(k, (Instant::now(), body.clone()));
+    }
+    Ok((StatusCode::CREATED, Json(body)).into_response())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobsQuery {
+    status: Option<String>,
+    text: Option<String>,
+    created_after: Option<chrono::DateTime<chrono::Utc>>,
+    created_before: Option<chrono::DateTime<chrono::Utc>>,
+    page: Option<usize>,
+    per_page: Option<usize>,
+}
+
+pub async fn list_jobs(
+    State(s): State<Shared>,
+    q: Result<Query<JobsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Query(q) =
+        q.map_err(|e| ApiError::bad_request(e.body_text(), "see /api/v1/openapi.json"))?;
+    let status = match q.status.as_deref() {
+        None | Some("") => None,
+        Some(x) => Some(JobStatus::parse(x).ok_or_else(|| {
+            ApiError::bad_request(
+                format!("unknown status {x:?}"),
+                "use pending, processing, completed, failed or cancelled",
+            )
+        })?),
+    };
+    let page = q.page.unwrap_or(1).max(1);
+    let per_page = q.per_page.unwrap_or(50).clamp(1, 500);
+    blocking(move || {
+        let mut jobs = s.wf.store().list(&JobFilter {
+            status,
+            ..Default::default()
+        })?;
+        let text = q.text.as_deref().map(str::to_lowercase);
+        jobs.retain(|j| {
+            q.created_after.is_none_or(|t| j.created_at >= t)
+                && q.created_before.is_none_or(|t| j.created_at < t)
+                && text.as_deref().is_none_or(|t| {
+                    j.source_folders
+                        .iter()
+                        .chain(j.output_path.iter())
+                        .any(|p| p.to_string_lossy().to_lowercase().contains(t))
+                        || j.id.to_string().starts_with(t)
+                })
+        });
+        let total = jobs.len();
+        let items: Vec<JobView> = jobs
+            .iter()
+            .skip((page - 1).saturating_mul(per_page))
+            .take(per_page)
+            .map(JobView::from)
+            .collect();
+        Ok(Json(
+            json!({ "jobs": items, "total": total, "page": page, "per_page": per_page }),
+        ))
+    })
+    .await
+}
+
+pub async fn get_job_h(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<JobView>> {
+    let id = parse_id(&id)?;
+    blocking(move || Ok(Json(JobView::from(&get_job(&s.wf, id)?)))).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    delete_output: bool,
+}
+
+pub async fn delete_job(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    q: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<StatusCode> {
+    let Query(q) =
+        q.map_err(|e| ApiError::bad_request(e.body_text(), "use ?delete_output=true"))?;
+    let id = parse_id(&id)?;
+    blocking(move || {
+        let job = get_job(&s.wf, id)?;
+        if !matches!(
+            job.status,
+            JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+        ) {
+            return Err(ApiError::conflict(
+                format!("job {id} is {}", job.status),
+                "cancel it first (POST /api/v1/jobs/{id}/cancel)",
+            ));
+        }
+        if q.delete_output {
+            if let Some(out) = &job.output_path {
+                match std::fs::remove_file(out) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(ApiError::new(
+                            StatusCode::INTERNAL_SERVER_ERROR,
+                            "delete_failed",
+                            format!("{}: {e}", out.display()),
+                            "check the output folder's permissions",
+                        ))
+                    }
+                }
+            }
+        }
+        s.wf.store().delete_finished(id)?;
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+pub async fn cancel_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    blocking(move || {
+        let job = get_job(&s.wf, id)?;
+        match s.queue.cancel(id)? {
+            Cancelled::Pending(job) => Ok(Json(JobView::from(&*job)).into_response()),
+            Cancelled::Running => Ok((
+                StatusCode::ACCEPTED,
+                Json(JobView::from(&get_job(&s.wf, id)?)),
+            )
+                .into_response()),
+            Cancelled::NotActive => Err(ApiError::conflict(
+                format!("job {id} is {} and not running in this service", job.status),
+                "only pending or running jobs can be cancelled",
+            )),
+        }
+    })
+    .await
+}
+
+pub async fn retry_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
+    let id = parse_id(&id)?;
+    blocking(move || {
+        let job = get_job(&s.wf, id)?;
+        if !matches!(job.status, JobStatus::Failed | JobStatus::Cancelled) {
+            return Err(ApiError::conflict(
+                format!("job {id} is {}", job.status),
+                "only failed or cancelled jobs can be retried",
+            ));
+        }
+        for f in &job.source_folders {
+            s.root.recheck(f)?;
+        }
+        if !s.queue.has_room(1) {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                "the queue is full",
+                "wait for running jobs to finish and retry again",
+            );
+            e.retry_after = Some(30);
+            return Err(e);
+        }
+        let service: ServiceRequest = job
+            .options
+            .get("service")
+            .cloned()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let request = JobRequest {
+            folders: job.source_folders.clone(),
+            options: job.options.clone(),
+            output_file: service
+                .output_name
+                .as_deref()
+                .map(|n| queue::output_file(s.wf.config().output_dir(), n)),
+            ..Default::default()
+        };
+        let new = s.queue.submit(request)?;
+        Ok((
+            StatusCode::CREATED,
+            Json(json!({ "job": JobView::from(&new), "retry_of": id })),
+        )
+            .into_response())
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClearQuery {
+    older_than: Option<String>,
+}
+
+pub async fn clear_jobs(
+    State(s): State<Shared>,
+    q: Result<Query<ClearQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text(), "use ?older_than=7d"))?;
+    let text = q.older_than.unwrap_or_else(|| "7d".into());
+    let age = aiom4b::workflow::config::parse_age(&text)
+        .map_err(|e| ApiError::bad_request(e, "use an age such as 7d, 12h or 2w"))?;
+    blocking(move || {
+        let n =
+            s.wf.store()
+                .archive_finished(aiom4b::workflow::config::cutoff(chrono::Utc::now(), age))?;
+        Ok(Json(json!({ "archived": n, "older_than": text })))
+    })
+    .await
+}
+
+pub async fn verify_job(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let id = parse_id(&id)?;
+    blocking(move || {
+        let job = get_job(&s.wf, id)?;
+        let out = match (&job.status, &job.output_path) {
+            (JobStatus::Completed, Some(p)) if p.is_file() => p.clone(),
+            _ => {
+                return Err(ApiError::conflict(
+                    format!("job {id} has no output to verify"),
+                    "wait until the job is completed",
+                ))
+            }
+        };
+        let summary = aiom4b::verify::summarize(&out).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unreadable_output",
+                e.to_string(),
+                "convert the book again",
+            )
+        })?;
+        let mut exp = aiom4b::verify::Expectations::new(summary.sample_rate, summary.channels);
+        exp.cover = summary.cover.is_some();
+        exp.profile = None;
+        let mut problems = aiom4b::verify::check(&summary, &exp);
+        if summary.major_brand != "M4B " {
+            problems.push(format!("brand is {:?}", summary.major_brand));
+        }
+        Ok(Json(
+            json!({ "ok": problems.is_empty(), "problems": problems, "summary": summary }),
+        ))
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backups
+
+pub async fn backups(State(s): State<Shared>) -> ApiResult<Json<serde_json::Value>> {
+    blocking(move || Ok(Json(json!({ "backups": s.wf.backups().list()? })))).await
+}
+
+fn backup_name(name: &str) -> ApiResult<&str> {
+    if name.is_empty() || name.contains(['/', '\\', '\0']) || name.starts_with('.') {
+        return Err(ApiError::forbidden(
+            "bad_backup_name",
+            format!("{name:?} is not a backup name"),
+            "use a name from GET /api/v1/backups",
+        ));
+    }
+    Ok(name)
+}
+
+pub async fn verify_backup(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    backup_name(&name)?;
+    blocking(move || Ok(Json(json!(s.wf.backups().verify(&name)?)))).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreIn {
+    /// A new folder under SOURCE_DIR, relative; it must not exist.
+    to: String,
+}
+
+pub async fn restore_backup(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    body: Result<Json<RestoreIn>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult<Response> {
+    backup_name(&name)?;
+    let Json(body) = body.map_err(|e| {
+        rejected(
+            e.status(),
+            e.body_text(),
+            "send {\"to\": \"Author/Book (restored)\"}",
+        )
+    })?;
+    // The target's parent must be inside SOURCE_DIR; the target itself must be new.
+    let rel = std::path::Path::new(&body.to);
+    let leaf = rel.file_name().map(|n| n.to_string_lossy().into_owned());
+    let parent_rel = rel
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parent = if parent_rel.is_empty() {
+        s.root.path().to_path_buf()
+    } else {
+        s.root.resolve(&parent_rel)?
+    };
+    let Some(leaf) = leaf.filter(|l| l != "." && l != ".." && !body.to.contains('\0')) else {
+        return Err(ApiError::forbidden(
+            "path_outside_source",
+            format!("{:?} is not a folder path", body.to),
+            "give a new folder path relative to SOURCE_DIR",
+        ));
+    };
+    if rel.is_absolute() || body.to.split('/').any(|c| c == ".." || c == ".") {
+        return Err(ApiError::forbidden(
+            "path_outside_source",
+            format!("{:?} leaves SOURCE_DIR", body.to),
+            "give a new folder path relative to SOURCE_DIR",
+        ));
+    }
+    let target = parent.join(leaf);
+    if std::fs::symlink_metadata(&target).is_ok() {
+        return Err(ApiError::conflict(
+            format!("{:?} exists", body.to),
+            "restore to a new folder; nothing is ever overwritten",
+        ));
+    }
+    blocking(move || {
+        let report = s.wf.backups().restore(&name, Some(&target), false)?;
+        Ok((StatusCode::CREATED, Json(json!(report))).into_response())
+    })
+    .await
+}

@@ -1,0 +1,132 @@
+//! What every request goes through, outermost first: metrics (route, status, latency), the
+//! per-request timeout, the bearer token, and the audit line of every mutating request.
+//!
+//! The timeout bounds producing the response's head; a download or an event stream that has
+//! started goes on as long as the client reads it.
+use super::api::{ApiError, Shared};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use subtle::ConstantTimeEq;
+
+/// A request that has produced no response after this long gets 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The peer's address, put into every request by the connection loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
+pub async fn metrics_layer(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = req.method().to_string();
+    let t = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("aiom4b_http_requests_total", &labels).increment(1);
+    metrics::histogram!("aiom4b_http_request_duration_seconds", &labels[..2])
+        .record(t.elapsed().as_secs_f64());
+    resp
+}
+
+pub async fn timeout_layer(req: Request, next: Next) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!(
+                "the request took longer than {}s",
+                REQUEST_TIMEOUT.as_secs()
+            ),
+            "try again later",
+        )
+        .into_response(),
+    }
+}
+
+/// Health and readiness answer without a token (probes from Docker/Kubernetes).
+fn is_open_route(path: &str) -> bool {
+    matches!(path, "/api/v1/health" | "/api/v1/ready")
+}
+
+/// Who made the request, for the audit line: the token's id (a short hash, never the token)
+/// or "anonymous", and the peer address.
+#[derive(Debug, Clone)]
+struct Who(String);
+
+pub async fn auth_layer(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
+    let peer = req
+        .extensions()
+        .get::<Peer>()
+        .map(|p| p.0.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let who = match &s.token {
+        None => format!("anonymous@{peer}"),
+        Some(token) => {
+            let given = req
+                .headers()
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            let ok = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())));
+            if !ok && !is_open_route(req.uri().path()) {
+                tracing::warn!(target: "aiom4b::audit", action = "http.auth", peer = %peer, path = %req.uri().path(), result = "refused", "request without a valid token");
+                let mut r = ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    if given.is_some() {
+                        "the bearer token is wrong"
+                    } else {
+                        "a bearer token is required"
+                    },
+                    "send Authorization: Bearer <API_TOKEN>",
+                )
+                .into_response();
+                r.headers_mut()
+                    .insert("www-authenticate", "Bearer".parse().expect("ascii"));
+                return r;
+            }
+            format!("token:{}@{peer}", token_id(token))
+        }
+    };
+    req.extensions_mut().insert(Who(who));
+    next.run(req).await
+}
+
+/// A short, stable id of a token for logs: the first 8 hex digits of its BLAKE3 hash (the
+/// token itself never reaches a log).
+pub fn token_id(token: &str) -> String {
+    blake3::hash(token.as_bytes()).to_hex()[..8].to_string()
+}
+
+pub async fn audit_layer(req: Request, next: Next) -> Response {
+    let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if !mutating {
+        return next.run(req).await;
+    }
+    let who = req
+        .extensions()
+        .get::<Who>()
+        .map(|w| w.0.clone())
+        .unwrap_or_default();
+    let what = format!("{} {}", req.method(), req.uri().path());
+    let resp = next.run(req).await;
+    tracing::info!(
+        target: "aiom4b::audit",
+        action = "http.request",
+        who = %who,
+        what = %what,
+        status = resp.status().as_u16(),
+        "api request"
+    );
+    resp
+}

@@ -1,0 +1,274 @@
+//! `aiom4b serve`: the conversion service. One process serves the REST API (`/api/v1`) and
+//! runs the job queue, on the library's [`aiom4b::workflow::JobRunner`] and the same SQLite
+//! store as the CLI.
+//!
+//! ```text
+//!  accept loop (connection cap, header-read timeout) ─▶ hyper ─▶ axum router
+//!     layers: metrics ─▶ timeout ─▶ token ─▶ audit ─▶ handlers (api, stream, download)
+//!  handlers ─▶ queue (pending jobs in the store) ─▶ worker threads ─▶ JobRunner::run_queued
+//!  runner's JobEvents ─▶ EventHub (ring + broadcast) ─▶ SSE streams
+//! ```
+//!
+//! Async is only at the edge: conversions run on the queue's plain threads. A signal
+//! (SIGTERM, SIGINT, SIGHUP) goes through the CLI's signal thread, which cancels every job
+//! of the workflow; the server sees that, stops accepting, lets the running jobs end as
+//! `cancelled` (their `.part` removed; `retry` runs them again), and exits 0. Pending jobs
+//! stay pending for the next start.
+pub mod api;
+mod confine;
+mod download;
+mod events;
+mod layers;
+mod metrics;
+mod openapi;
+mod queue;
+mod stream;
+
+use anyhow::{bail, Context as _, Result};
+use api::AppState;
+use axum::routing::{get, post};
+use axum::Router;
+use std::io::Write as _;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest request body: a convert request for many books is a few KiB.
+const MAX_BODY_BYTES: usize = 256 * 1024;
+/// A client must send its request head within this time (slowloris).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long running jobs get to end cleanly after a signal before the process exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Address to listen on [default: API_HOST, 127.0.0.1]. A non-loopback address needs a
+    /// token (API_TOKEN, or --generate-token).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port [default: API_PORT, 8000]; 0 picks a free one (printed on stdout).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Pending jobs accepted before POST /convert answers 429.
+    #[arg(long, env = "MAX_PENDING_JOBS", default_value_t = 100)]
+    pub max_pending: usize,
+    /// Most simultaneous connections; more wait to be accepted.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 256)]
+    pub max_connections: usize,
+    /// When API_TOKEN is not set: create DATA_DIR/api_token (mode 0600) and print it once.
+    #[arg(long)]
+    pub generate_token: bool,
+}
+
+/// The token: API_TOKEN, else the token file, else (with --generate-token) a new one.
+fn token(cfg: &aiom4b::workflow::Config, a: &ServeArgs, loopback: bool) -> Result<Option<String>> {
+    if let Ok(t) = std::env::var("API_TOKEN") {
+        let t = t.trim().to_owned();
+        if t.len() < 16 {
+            bail!("API_TOKEN is shorter than 16 characters; use a long random token");
+        }
+        return Ok(Some(t));
+    }
+    let file = cfg.data_dir.join("api_token");
+    if let Ok(t) = std::fs::read_to_string(&file) {
+        return Ok(Some(t.trim().to_owned()));
+    }
+    if a.generate_token {
+        let mut bytes = [0u8; 32];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+            .context("reading /dev/urandom for a token")?;
+        let t: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&file)
+            .with_context(|| format!("creating {}", file.display()))?;
+        writeln!(f, "{t}")?;
+        println!(
+            "API token (saved in {}, shown only now): {t}",
+            file.display()
+        );
+        return Ok(Some(t));
+    }
+    if !loopback {
+        bail!(
+            "refusing to listen on a non-loopback address without a token: set API_TOKEN, or \
+             start once with --generate-token"
+        );
+    }
+    Ok(None)
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+fn router(state: api::Shared) -> Router {
+    let v1 = Router::new()
+        .route("/health", get(api::health))
+        .route("/ready", get(api::ready))
+        .route("/stats", get(api::stats))
+        .route("/metrics", get(metrics::metrics))
+        .route("/openapi.json", get(openapi::document))
+        .route("/folders", get(api::folders))
+        .route("/folders/{path}/plan", get(api::plan))
+        .route("/folders/{path}/cover", get(api::cover))
+        .route("/convert", post(api::convert))
+        .route("/jobs", get(api::list_jobs))
+        .route("/jobs/clear", post(api::clear_jobs))
+        .route("/jobs/{id}", get(api::get_job_h).delete(api::delete_job))
+        .route("/jobs/{id}/cancel", post(api::cancel_job))
+        .route("/jobs/{id}/retry", post(api::retry_job))
+        .route("/jobs/{id}/events", get(stream::job_events))
+        .route("/jobs/{id}/verify", get(api::verify_job))
+        .route("/events", get(stream::all_events))
+        .route("/download/{id}", get(download::download))
+        .route("/backups", get(api::backups))
+        .route("/backups/{name}/verify", post(api::verify_backup))
+        .route("/backups/{name}/restore", post(api::restore_backup));
+    Router::new()
+        .nest("/api/v1", v1)
+        .route("/docs", get(openapi::docs))
+        .route("/metrics", get(metrics::metrics))
+        .fallback(|| async {
+            api::ApiError::not_found(
+                "not_found",
+                "no such endpoint".into(),
+                "see /api/v1/openapi.json",
+            )
+        })
+        .layer(axum::middleware::from_fn(layers::audit_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            layers::auth_layer,
+        ))
+        .layer(axum::middleware::from_fn(layers::timeout_layer))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(layers::metrics_layer))
+        .with_state(state)
+}
+
+/// `aiom4b serve`.
+pub fn run(cfg: &aiom4b::workflow::Config, a: ServeArgs) -> Result<u8> {
+    let host = a.host.clone().unwrap_or_else(|| cfg.api_host.clone());
+    let port = a.port.unwrap_or(cfg.api_port);
+    let loopback = is_loopback(&host);
+    let wf = Arc::new(crate::workflow_cmds::open(cfg)?);
+    let token = token(cfg, &a, loopback)?;
+    crate::signals::watch(&wf);
+    let root = confine::SourceRoot::new(&cfg.source_dir)
+        .with_context(|| format!("SOURCE_DIR {}", cfg.source_dir.display()))?;
+    let prometheus = metrics::install()?;
+    let hub = Arc::new(events::EventHub::new());
+    let queue = queue::Queue::new(wf.clone(), hub.clone(), root.clone(), a.max_pending);
+    let requeued = queue.load_pending()?;
+    if requeued > 0 {
+        tracing::info!(count = requeued, "pending jobs from an earlier run queued");
+    }
+    let workers = queue.start();
+    let state = Arc::new(AppState {
+        wf: wf.clone(),
+        root,
+        queue: queue.clone(),
+        hub,
+        token,
+        prometheus,
+        idempotency: Default::default(),
+    });
+    let app = router(state);
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("aiom4b-http")
+        .enable_all()
+        .build()?;
+    let addr = format!("{host}:{port}");
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        let local = listener.local_addr()?;
+        println!("listening on http://{local}");
+        std::io::stdout().flush()?;
+        tracing::info!(target: "aiom4b::audit", action = "serve.start", addr = %local, "service started");
+        serve(listener, app, a.max_connections.max(1), wf.clone()).await;
+        anyhow::Ok(())
+    })?;
+
+    // Stopped: no new jobs; the running ones were cancelled by the signal and end now.
+    queue.stop();
+    wf.cancel_all();
+    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+    for w in workers {
+        while !w.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if w.is_finished() {
+            let _ = w.join();
+        }
+    }
+    rt.shutdown_timeout(Duration::from_secs(1));
+    tracing::info!(target: "aiom4b::audit", action = "serve.stop", "service stopped");
+    eprintln!("aiom4b: service stopped");
+    Ok(0)
+}
+
+/// The accept loop: at most `max_connections` at once (more wait in the kernel's backlog),
+/// each with a header-read timeout. Returns when the workflow is cancelled (a signal).
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    max_connections: usize,
+    wf: Arc<aiom4b::workflow::Workflow>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
+    let stopped = async {
+        while !wf.is_cancelled() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    tokio::pin!(stopped);
+    loop {
+        let permit = tokio::select! {
+            _ = &mut stopped => return,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = &mut stopped => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(layers::Peer(peer));
+                    let app = app.clone();
+                    async move {
+                        use tower_service::Service as _;
+                        let mut app = app;
+                        app.call(req.map(axum::body::Body::new)).await
+                    }
+                },
+            );
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, peer = %peer, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,140 @@
+//! `GET /jobs/{id}/events` and `GET /events`: the hub's records as Server-Sent Events.
+//!
+//! A client that reconnects sends `Last-Event-ID` and first gets the records after it that are
+//! still kept, then the live ones. A job's stream ends after its `finished` event; for a job
+//! that had already ended before the client came (and whose events left the ring), the stream
+//! is that one `finished` event, made from the job's record.
+use super::api::{ApiError, JobView, Shared};
+use super::events::Record;
+use aiom4b::workflow::JobStatus;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::stream::{self, Stream, StreamExt};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use uuid::Uuid;
+
+fn last_event_id(headers: &HeaderMap) -> u64 {
+    headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn to_event(r: &Record) -> Event {
+    Event::default()
+        .id(r.seq.to_string())
+        .event(r.name)
+        .data(r.data.clone())
+}
+
+type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>>;
+
+fn records(
+    s: &Shared,
+    after: u64,
+    job: Option<Uuid>,
+) -> (
+    Vec<Arc<Record>>,
+    impl Stream<Item = Arc<Record>> + Send + 'static,
+) {
+    let (missed, rx) = s.hub.subscribe(after, job);
+    let last = missed.last().map(|r| r.seq).unwrap_or(after);
+    let live = stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(r) => return Some((r, rx)),
+                // A slow client lost records; it goes on with the newest (a reconnect with
+                // Last-Event-ID gets the rest from the ring).
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter(move |r| {
+        let keep = r.seq > last && job.is_none_or(|j| r.job == j);
+        async move { keep }
+    });
+    (missed, live)
+}
+
+pub async fn job_events(
+    State(s): State<Shared>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<impl axum::response::IntoResponse, ApiError> {
+    let not_found = || {
+        ApiError::not_found(
+            "job_not_found",
+            format!("no job {id}"),
+            "list the jobs with GET /api/v1/jobs",
+        )
+    };
+    let uuid = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let after = last_event_id(&headers);
+    let (missed, live) = records(&s, after, Some(uuid));
+    let s2 = s.clone();
+    let job = tokio::task::spawn_blocking(move || s2.wf.store().get(uuid))
+        .await
+        .map_err(|_| not_found())??
+        .ok_or_else(not_found)?;
+    let ended = matches!(
+        job.status,
+        JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
+    );
+    let stream: EventStream = if missed.iter().any(|r| r.is_final()) || ended {
+        // Everything is known: what was missed, and the end.
+        let mut items: Vec<Event> = missed
+            .iter()
+            .take_while(|r| !r.is_final())
+            .map(|r| to_event(r))
+            .collect();
+        match missed.iter().find(|r| r.is_final()) {
+            Some(f) => items.push(to_event(f)),
+            None => {
+                let data = serde_json::json!({
+                    "job_id": uuid,
+                    "event": "finished",
+                    "data": { "job": JobView::from(&job), "warnings": [] },
+                });
+                items.push(
+                    Event::default()
+                        .id(s.hub.last_seq().max(after).to_string())
+                        .event("finished")
+                        .data(data.to_string()),
+                );
+            }
+        }
+        Box::pin(stream::iter(items.into_iter().map(Ok)))
+    } else {
+        let replay = stream::iter(missed);
+        let all = replay.chain(live);
+        // Ends after the job's final record.
+        let until_final = all
+            .scan(false, |done, r| {
+                let out = if *done {
+                    None
+                } else {
+                    *done = r.is_final();
+                    Some(r)
+                };
+                async move { out }
+            })
+            .map(|r| Ok(to_event(&r)));
+        Box::pin(until_final)
+    };
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+pub async fn all_events(
+    State(s): State<Shared>,
+    headers: HeaderMap,
+) -> impl axum::response::IntoResponse {
+    let (missed, live) = records(&s, last_event_id(&headers), None);
+    let stream: EventStream = Box::pin(stream::iter(missed).chain(live).map(|r| Ok(to_event(&r))));
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

@@ -1,0 +1,679 @@
+//! `aiom4b serve` over HTTP: the real binary on `127.0.0.1:0` (or `0.0.0.0:0` for the token
+//! tests) with its own DATA_DIR and SOURCE_DIR, a real HTTP client, real conversions.
+//!
+//! Long books (minutes of audio) make a job that is still running when the test acts on it
+//! (cancel, SIGTERM, a queue that stays busy); every wait has a deadline.
+use crate::cli_workflow::{hidden, m4b_files, Env};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest wait for anything (a conversion of a short book takes well under a second).
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Server {
+    child: Option<Child>,
+    base: String,
+    agent: ureq::Agent,
+    token: Option<String>,
+}
+
+impl Server {
+    fn start(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> Server {
+        let mut cmd = env.command(&["serve", "--port", "0"]);
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(a) => a,
+            Err(_) => {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "the server did not start: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        };
+        // 0.0.0.0 is where it listens; loopback is where the tests reach it.
+        let base = addr.replace("0.0.0.0", "127.0.0.1") + "/api/v1";
+        let token = vars
+            .iter()
+            .find(|(k, _)| *k == "API_TOKEN")
+            .map(|(_, v)| (*v).to_owned());
+        Server {
+            child: Some(child),
+            base,
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(5))
+                .timeout_read(Duration::from_secs(30))
+                .build(),
+            token,
+        }
+    }
+
+    fn req(&self, method: &str, path: &str) -> ureq::Request {
+        let r = self.agent.request(method, &format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.set("Authorization", &format!("Bearer {t}")),
+            None => r,
+        }
+    }
+
+    /// Status and JSON body (errors included).
+    fn call(&self, r: ureq::Request, body: Option<Value>) -> (u16, Value) {
+        let res = match body {
+            Some(b) => r.send_json(b),
+            None => r.call(),
+        };
+        let resp = match res {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("transport error: {e}"),
+        };
+        let status = resp.status();
+        let text = resp.into_string().unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    fn get(&self, path: &str) -> (u16, Value) {
+        self.call(self.req("GET", path), None)
+    }
+
+    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(self.req("POST", path), Some(body))
+    }
+
+    fn convert(&self, paths: &[&str]) -> Vec<String> {
+        let folders: Vec<Value> = paths.iter().map(|p| json!({ "path": p })).collect();
+        let (st, body) = self.post("/convert", json!({ "folders": folders }));
+        assert_eq!(st, 201, "{body}");
+        body["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    fn job(&self, id: &str) -> Value {
+        let (st, body) = self.get(&format!("/jobs/{id}"));
+        assert_eq!(st, 200, "{body}");
+        body
+    }
+
+    /// Polls until the job's status is one of `want`.
+    fn wait_status(&self, id: &str, want: &[&str]) -> Value {
+        let t = Instant::now();
+        loop {
+            let j = self.job(id);
+            if want.contains(&j["status"].as_str().unwrap()) {
+                return j;
+            }
+            assert!(t.elapsed() < DEADLINE, "job {id} stayed {}", j["status"]);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The events of a job's stream until it ends: (id, event, data).
+    fn events(&self, id: &str, last_event_id: Option<&str>) -> Vec<(String, String, Value)> {
+        let mut r = self.req("GET", &format!("/jobs/{id}/events"));
+        if let Some(l) = last_event_id {
+            r = r.set("Last-Event-ID", l);
+        }
+        let resp = r.call().unwrap();
+        assert_eq!(
+            resp.header("content-type").unwrap_or(""),
+            "text/event-stream"
+        );
+        read_events(resp.into_reader())
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().unwrap().id() as i32
+    }
+
+    /// Sends `sig` and waits for the exit; returns the code and stderr.
+    fn stop(&mut self, sig: i32) -> (Option<i32>, String) {
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(self.pid(), sig) };
+        let mut child = self.child.take().unwrap();
+        let t = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                return (status.code(), err);
+            }
+            if t.elapsed() > Duration::from_secs(15) {
+                let _ = child.kill();
+                panic!("the server did not stop within 15 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn read_events(reader: impl Read) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+    for line in BufReader::new(reader).lines() {
+        let line = line.unwrap();
+        if line.is_empty() {
+            if !event.is_empty() {
+                let v: Value = serde_json::from_str(&data).unwrap();
+                let done = event == "finished";
+                out.push((id.clone(), event.clone(), v));
+                if done {
+                    break;
+                }
+            }
+            event.clear();
+            data.clear();
+            continue;
+        }
+        if let Some(v) = line.strip_prefix("id:") {
+            id = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        }
+    }
+    out
+}
+
+fn get_bytes(s: &Server, path: &str, headers: &[(&str, &str)]) -> (u16, Vec<u8>, ureq::Response) {
+    let mut r = s.req("GET", path);
+    for (k, v) in headers {
+        r = r.set(k, v);
+    }
+    let resp = match r.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    let status = resp.status();
+    let headers_only = resp_clone_headers(&resp);
+    let mut body = Vec::new();
+    resp.into_reader().read_to_end(&mut body).unwrap();
+    (status, body, headers_only)
+}
+
+/// A response carrying only the original's headers (ureq's response is consumed by reading).
+fn resp_clone_headers(resp: &ureq::Response) -> ureq::Response {
+    let mut text = format!("HTTP/1.1 {} X\r\n", resp.status());
+    for name in resp.headers_names() {
+        if let Some(v) = resp.header(&name) {
+            text.push_str(&format!("{name}: {v}\r\n"));
+        }
+    }
+    text.push_str("\r\n");
+    text.parse().unwrap()
+}
+
+#[test]
+fn full_cycle_folders_plan_convert_events_download_verify_delete() {
+    let env = Env::new();
+    env.book("Author/Book", 3, 2.0);
+    let s = Server::start(&env, &[], &[]);
+
+    let (st, body) = s.get("/health");
+    assert_eq!((st, body["status"].as_str()), (200, Some("ok")));
+    let (st, body) = s.get("/ready");
+    assert_eq!(st, 200, "{body}");
+
+    let (st, body) = s.get("/folders");
+    assert_eq!(st, 200);
+    let folder = &body["folders"][0];
+    assert_eq!(folder["path"], "Author/Book");
+    assert_eq!(folder["mp3_count"], 3);
+    assert!(folder["job"].is_null());
+
+    let (st, plan) = s.get("/folders/Author%2FBook/plan");
+    assert_eq!(st, 200, "{plan}");
+    assert_eq!(plan["tracks"].as_array().unwrap().len(), 3);
+
+    // The same Idempotency-Key twice makes one job.
+    let req = json!({ "folders": [{ "path": "Author/Book", "output_name": "My Book" }] });
+    let (st, first) = s.call(
+        s.req("POST", "/convert").set("Idempotency-Key", "k-1"),
+        Some(req.clone()),
+    );
+    assert_eq!(st, 201, "{first}");
+    let (st, again) = s.call(
+        s.req("POST", "/convert").set("Idempotency-Key", "k-1"),
+        Some(req),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(first["jobs"][0]["id"], again["jobs"][0]["id"]);
+    let id = first["jobs"][0]["id"].as_str().unwrap().to_owned();
+
+    let events = s.events(&id, None);
+    let names: Vec<&str> = events.iter().map(|(_, e, _)| e.as_str()).collect();
+    assert_eq!(names.last(), Some(&"finished"), "{names:?}");
+    assert!(
+        names.contains(&"started") && names.contains(&"progress"),
+        "{names:?}"
+    );
+    let (_, _, last) = events.last().unwrap();
+    assert_eq!(last["data"]["job"]["status"], "completed", "{last}");
+    let fractions: Vec<f64> = events
+        .iter()
+        .filter(|(_, e, _)| e == "progress")
+        .map(|(_, _, d)| d["data"]["fraction"].as_f64().unwrap())
+        .collect();
+    assert!(fractions.windows(2).all(|w| w[0] <= w[1]), "{fractions:?}");
+    assert_eq!(*fractions.last().unwrap(), 1.0);
+
+    // A reconnect with Last-Event-ID gets only what came after it.
+    let (mid_id, _, _) = &events[events.len() / 2];
+    let rest = s.events(&id, Some(mid_id));
+    let n: u64 = mid_id.parse().unwrap();
+    assert!(rest.iter().all(|(i, _, _)| i.parse::<u64>().unwrap() > n));
+    assert_eq!(rest.last().unwrap().1, "finished");
+
+    let job = s.job(&id);
+    assert_eq!(job["status"], "completed");
+    assert_eq!(job["output_name"], "My Book.m4b");
+    let (st, _) = s.get("/folders");
+    assert_eq!(st, 200);
+    let (_, body) = s.get("/folders");
+    assert_eq!(body["folders"][0]["job"]["id"], id.as_str());
+
+    // Download: whole, ranges, conditional.
+    let (st, book, h) = get_bytes(&s, &format!("/download/{id}"), &[]);
+    assert_eq!(st, 200);
+    assert_eq!(h.header("content-type"), Some("audio/mp4"));
+    let disposition = h.header("content-disposition").unwrap().to_owned();
+    assert!(disposition.contains("My Book.m4b"), "{disposition}");
+    assert!(h.header("last-modified").is_some());
+    let etag = h.header("etag").unwrap().to_owned();
+    let on_disk = std::fs::read(env.output_dir().join("My Book.m4b")).unwrap();
+    assert_eq!(book, on_disk);
+    let (st, part, h) = get_bytes(&s, &format!("/download/{id}"), &[("Range", "bytes=0-99")]);
+    assert_eq!(st, 206);
+    assert_eq!(part, &book[..100]);
+    let total = book.len();
+    assert_eq!(
+        h.header("content-range"),
+        Some(format!("bytes 0-99/{total}").as_str())
+    );
+    let (st, tail, _) = get_bytes(&s, &format!("/download/{id}"), &[("Range", "bytes=-10")]);
+    assert_eq!((st, tail.as_slice()), (206, &book[total - 10..]));
+    let (st, _, h) = get_bytes(
+        &s,
+        &format!("/download/{id}"),
+        &[("Range", &format!("bytes={total}-"))],
+    );
+    assert_eq!(st, 416);
+    assert_eq!(
+        h.header("content-range"),
+        Some(format!("bytes */{total}").as_str())
+    );
+    let (st, body, _) = get_bytes(&s, &format!("/download/{id}"), &[("If-None-Match", &etag)]);
+    assert_eq!((st, body.len()), (304, 0));
+
+    // The bytes as downloaded pass the independent check of the CLI.
+    let copy = env.data().join("downloaded.m4b");
+    std::fs::write(&copy, &book).unwrap();
+    let out = env.run(&["verify", copy.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (st, report) = s.get(&format!("/jobs/{id}/verify"));
+    assert_eq!((st, &report["ok"]), (200, &json!(true)), "{report}");
+
+    let (st, list) = s.get("/jobs?status=completed&page=1&per_page=10");
+    assert_eq!((st, list["total"].as_u64()), (200, Some(1)));
+    let (st, stats) = s.get("/stats");
+    assert_eq!((st, stats["completed"].as_u64()), (200, Some(1)));
+    let metrics = s
+        .req("GET", "/metrics")
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    for name in [
+        "aiom4b_http_requests_total",
+        "aiom4b_jobs{status=\"completed\"} 1",
+        "aiom4b_queue_length",
+        "aiom4b_conversion_seconds",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(metrics.contains(name), "{name} missing in\n{metrics}");
+    }
+    let (st, doc) = s.get("/openapi.json");
+    assert_eq!((st, doc["openapi"].as_str()), (200, Some("3.0.3")));
+
+    // Delete: the record and, when asked, the file.
+    let (st, _) = s.call(
+        s.req("DELETE", &format!("/jobs/{id}?delete_output=true")),
+        None,
+    );
+    assert_eq!(st, 204);
+    assert!(m4b_files(&env.output_dir()).is_empty());
+    let (st, body) = s.get(&format!("/jobs/{id}"));
+    assert_eq!(st, 404);
+    assert_eq!(body["error"]["code"], "job_not_found");
+    assert!(body["error"]["remedy"].is_string());
+    let (st, _, _) = get_bytes(&s, &format!("/download/{id}"), &[]);
+    assert_eq!(st, 404);
+}
+
+/// A book long enough that its conversion is still running when the test acts.
+fn long_book(env: &Env, name: &str) {
+    env.book(name, 8, 120.0);
+}
+
+#[test]
+fn cancel_mid_run_leaves_nothing() {
+    let env = Env::new();
+    long_book(&env, "Long");
+    let s = Server::start(&env, &[], &[]);
+    let id = s.convert(&["Long"]).remove(0);
+    // The stream shows progress before the cancel: the job is in the middle.
+    let resp = s.req("GET", &format!("/jobs/{id}/events")).call().unwrap();
+    let mut lines = BufReader::new(resp.into_reader()).lines();
+    let t = Instant::now();
+    while let Some(Ok(line)) = lines.next() {
+        if line == "event: progress" {
+            break;
+        }
+        assert!(t.elapsed() < DEADLINE);
+    }
+    let (st, body) = s.post(&format!("/jobs/{id}/cancel"), json!({}));
+    assert!(st == 202 || st == 200, "{st} {body}");
+    let job = s.wait_status(&id, &["cancelled", "completed", "failed"]);
+    assert_eq!(job["status"], "cancelled", "{job}");
+    assert!(m4b_files(&env.output_dir()).is_empty());
+    assert!(
+        hidden(&env.output_dir()).is_empty(),
+        "{:?}",
+        hidden(&env.output_dir())
+    );
+    // Cancelling again is a conflict, not an error of the server.
+    let (st, body) = s.post(&format!("/jobs/{id}/cancel"), json!({}));
+    assert_eq!(st, 409, "{body}");
+}
+
+#[test]
+fn sigterm_mid_job_cancels_cleanly_and_pending_jobs_run_after_a_restart() {
+    let env = Env::new();
+    long_book(&env, "Long");
+    env.book("Short", 2, 1.0);
+    let one = [("MAX_CONCURRENT_JOBS", "1")];
+    let mut s = Server::start(&env, &one, &[]);
+    let ids = s.convert(&["Long", "Short"]);
+    s.wait_status(&ids[0], &["processing"]);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    let (code, err) = s.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert!(
+        hidden(&env.output_dir()).is_empty(),
+        "{:?}",
+        hidden(&env.output_dir())
+    );
+
+    let s = Server::start(&env, &one, &[]);
+    assert_eq!(s.job(&ids[0])["status"], "cancelled");
+    // The job that was pending runs after the restart.
+    let short = s.wait_status(&ids[1], &["completed", "failed", "cancelled"]);
+    assert_eq!(short["status"], "completed", "{short}");
+    // The cancelled one runs again by retry, as a new job.
+    let (st, body) = s.post(&format!("/jobs/{}/retry", ids[0]), json!({}));
+    assert_eq!(st, 201, "{body}");
+    let again = body["job"]["id"].as_str().unwrap().to_owned();
+    let (st, _) = s.post(&format!("/jobs/{again}/cancel"), json!({}));
+    assert!(st == 200 || st == 202);
+}
+
+#[test]
+fn every_traversal_form_is_refused() {
+    let env = Env::new();
+    env.book("Inside", 1, 1.0);
+    let outside = env.data().parent().unwrap().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let secret_book = outside.join("Secret");
+    std::fs::create_dir_all(&secret_book).unwrap();
+    std::fs::copy(
+        env.source()
+            .join("Inside")
+            .read_dir()
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path(),
+        secret_book.join("01.mp3"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(&secret_book, env.source().join("Link")).unwrap();
+    let s = Server::start(&env, &[], &[]);
+
+    for path in [
+        "..%2Foutside%2FSecret",
+        "%2e%2e%2Foutside%2FSecret",
+        "Inside%2F..%2F..%2Foutside",
+        "%2Fetc",
+        "Inside%00",
+        "Link",
+    ] {
+        let (st, body) = s.get(&format!("/folders/{path}/plan"));
+        assert_eq!(st, 403, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "path_outside_source", "{path}");
+    }
+    // `..` as its own segment never reaches a handler with a path outside either.
+    let (st, _) = s.get("/folders/../plan");
+    assert!(st == 404 || st == 403, "{st}");
+    for path in [
+        "../outside/Secret",
+        "/etc",
+        "Link",
+        "Inside/../../outside/Secret",
+        "a\u{0}b",
+    ] {
+        let (st, body) = s.post("/convert", json!({ "folders": [{ "path": path }] }));
+        assert_eq!(st, 403, "{path}: {body}");
+    }
+    let (_, body) = s.get("/folders");
+    let listed: Vec<&str> = body["folders"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, ["Inside"], "a link out is not listed");
+
+    // Swapped after the check: planned as a real folder, then replaced by a link out.
+    env.book("Swap", 1, 1.0);
+    let (st, _) = s.get("/folders/Swap/plan");
+    assert_eq!(st, 200);
+    std::fs::remove_dir_all(env.source().join("Swap")).unwrap();
+    std::os::unix::fs::symlink(&secret_book, env.source().join("Swap")).unwrap();
+    let (st, _) = s.post("/convert", json!({ "folders": [{ "path": "Swap" }] }));
+    assert_eq!(st, 403);
+    let (st, _) = s.get("/jobs");
+    assert_eq!(st, 200);
+    let (_, list) = s.get("/jobs");
+    assert_eq!(list["total"], 0, "no job was created: {list}");
+}
+
+#[test]
+fn a_folder_swapped_for_a_link_while_its_job_waits_is_not_read() {
+    let env = Env::new();
+    long_book(&env, "Long");
+    env.book("Swap", 1, 1.0);
+    let outside = env.data().parent().unwrap().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    env.book("Other", 1, 1.0);
+    std::fs::rename(env.source().join("Other"), outside.join("Other")).unwrap();
+    let s = Server::start(&env, &[("MAX_CONCURRENT_JOBS", "1")], &[]);
+    let ids = s.convert(&["Long", "Swap"]);
+    s.wait_status(&ids[0], &["processing"]);
+    // Accepted and pending; now the folder becomes a link out of SOURCE_DIR.
+    std::fs::remove_dir_all(env.source().join("Swap")).unwrap();
+    std::os::unix::fs::symlink(outside.join("Other"), env.source().join("Swap")).unwrap();
+    s.post(&format!("/jobs/{}/cancel", ids[0]), json!({}));
+    let job = s.wait_status(&ids[1], &["failed", "completed", "cancelled"]);
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(
+        job["error"]["message"].as_str().unwrap().contains("link"),
+        "{job}"
+    );
+    assert!(m4b_files(&env.output_dir()).is_empty());
+}
+
+#[test]
+fn a_non_loopback_bind_needs_a_token_and_every_request_must_carry_it() {
+    let env = Env::new();
+    let out = env
+        .command(&["serve", "--host", "0.0.0.0", "--port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("token"), "{err}");
+
+    let token = "0123456789abcdef0123456789abcdef";
+    let s = Server::start(&env, &[("API_TOKEN", token)], &["--host", "0.0.0.0"]);
+    let bare = |path: &str, auth: Option<&str>| {
+        let mut r = s.agent.get(&format!("{}{path}", s.base));
+        if let Some(a) = auth {
+            r = r.set("Authorization", a);
+        }
+        match r.call() {
+            Ok(r) => r.status(),
+            Err(ureq::Error::Status(c, _)) => c,
+            Err(e) => panic!("{e}"),
+        }
+    };
+    assert_eq!(bare("/jobs", None), 401);
+    assert_eq!(bare("/jobs", Some("Bearer wrong-token")), 401);
+    assert_eq!(bare("/jobs", Some(&format!("Bearer {token}x"))), 401);
+    assert_eq!(bare("/jobs", Some(&format!("Bearer {token}"))), 200);
+    assert_eq!(bare("/health", None), 200, "probes need no token");
+    let (st, _) = s.get("/folders");
+    assert_eq!(st, 200);
+    drop(s);
+
+    // --generate-token: a 0600 file, printed once, used on the next start too.
+    let env = Env::new();
+    let mut cmd = env.command(&[
+        "serve",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+        "--generate-token",
+    ]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+    let mut child = cmd.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("API token"), "{first}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let file = env.data().join("api_token");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let saved = std::fs::read_to_string(&file).unwrap();
+    assert!(first.ends_with(saved.trim()));
+}
+
+#[test]
+fn the_queue_cap_answers_429_with_retry_after() {
+    let env = Env::new();
+    long_book(&env, "Long");
+    env.book("A", 1, 1.0);
+    env.book("B", 1, 1.0);
+    let s = Server::start(
+        &env,
+        &[("MAX_CONCURRENT_JOBS", "1"), ("MAX_PENDING_JOBS", "1")],
+        &[],
+    );
+    let long = s.convert(&["Long"]).remove(0);
+    s.wait_status(&long, &["processing"]);
+    s.convert(&["A"]);
+    let resp = s
+        .req("POST", "/convert")
+        .send_json(json!({ "folders": [{ "path": "B" }] }));
+    match resp {
+        Err(ureq::Error::Status(429, r)) => {
+            assert!(r.header("retry-after").is_some());
+            let body: Value = r.into_json().unwrap();
+            assert_eq!(body["error"]["code"], "queue_full");
+        }
+        other => panic!("expected 429, got {other:?}"),
+    }
+    let (st, _) = s.post(&format!("/jobs/{long}/cancel"), json!({}));
+    assert!(st == 200 || st == 202);
+}
+
+#[test]
+fn bad_requests_get_the_error_shape() {
+    let env = Env::new();
+    let s = Server::start(&env, &[], &[]);
+    for (st_want, method, path, body) in [
+        (400, "POST", "/convert", Some(json!({ "folders": [] }))),
+        (422, "POST", "/convert", Some(json!({ "nope": 1 }))),
+        (404, "GET", "/jobs/not-a-uuid", None),
+        (404, "GET", "/nothing", None),
+        (400, "GET", "/jobs?status=weird", None),
+        (400, "POST", "/jobs/clear?older_than=soon", Some(json!({}))),
+    ] {
+        let (st, b) = s.call(s.req(method, path), body);
+        assert_eq!(st, st_want, "{method} {path}: {b}");
+        for k in ["code", "message", "remedy"] {
+            assert!(b["error"][k].is_string(), "{method} {path}: {b}");
+        }
+    }
+    // A body over the limit is refused.
+    let big = "x".repeat(400 * 1024);
+    let r = s
+        .req("POST", "/convert")
+        .set("Content-Type", "application/json")
+        .send_string(&format!("{{\"folders\":[{{\"path\":\"{big}\"}}]}}"));
+    assert!(matches!(r, Err(ureq::Error::Status(413, _))), "{r:?}");
+}

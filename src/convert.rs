@@ -28,6 +28,7 @@ pub const MAX_COVER_SIDE: u32 = 8192;
 
 /// What a finished conversion reports.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ConvertReport {
     pub output_path: PathBuf,
     pub size_bytes: u64,
@@ -51,6 +52,7 @@ pub struct ConvertReport {
 
 /// Seconds spent per stage.
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct Timings {
     pub convert_secs: f64,
     pub finalize_secs: f64,

@@ -35,7 +35,7 @@ pub enum Error {
         path: Option<PathBuf>,
         what: String,
         #[source]
-        source: ffmpeg_next::Error,
+        source: AvError,
     },
     /// The AAC encoder library (FDK AAC) failed; `what` says which step. FFmpeg's own
     /// encoder reports through [`Error::Av`].
@@ -81,6 +81,36 @@ pub enum Error {
     Internal(String),
 }
 
+/// An error from FFmpeg's libraries: its code and FFmpeg's own message. FFmpeg's Rust types
+/// stay inside the library, so this is what callers match on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct AvError {
+    /// FFmpeg's error code (`AVERROR(…)`, negative), e.g. `-28` for "no space left on device".
+    pub code: i32,
+    /// FFmpeg's description of the code.
+    pub message: String,
+}
+
+impl AvError {
+    /// The operating system's error number, when the code wraps one (`AVERROR(errno)`).
+    pub fn errno(&self) -> Option<i32> {
+        match ffmpeg_next::Error::from(self.code) {
+            ffmpeg_next::Error::Other { errno } => Some(errno),
+            _ => None,
+        }
+    }
+}
+
+impl From<ffmpeg_next::Error> for AvError {
+    fn from(e: ffmpeg_next::Error) -> Self {
+        AvError {
+            code: i32::from(e),
+            message: e.to_string(),
+        }
+    }
+}
+
 /// The library's result alias.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -95,7 +125,7 @@ impl Error {
     }
 
     /// An FFmpeg error, optionally tied to a file.
-    pub fn av(
+    pub(crate) fn av(
         path: Option<&std::path::Path>,
         what: impl Into<String>,
         source: ffmpeg_next::Error,
@@ -103,7 +133,7 @@ impl Error {
         Error::Av {
             path: path.map(|p| p.to_path_buf()),
             what: what.into(),
-            source,
+            source: AvError::from(source),
         }
     }
 

@@ -20,6 +20,7 @@ pub enum Order {
 
 /// Options of the scan stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ScanOptions {
     /// How deep to descend below each folder (1 = only the folder itself). Default 3.
     pub max_depth: usize,
@@ -43,6 +44,7 @@ impl Default for ScanOptions {
 
 /// Size limits applied by validation.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest accepted single file, in MiB (`MAX_FILE_SIZE_MB`, default 1000).
     pub max_file_size_mb: u64,
@@ -72,6 +74,7 @@ pub enum ChapterTitles {
 
 /// Options of the plan stage.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PlanOptions {
     pub chapter_titles: ChapterTitles,
     /// Metadata that overrides what the tags say (CLI `--title`, `--author`, ...).
@@ -92,6 +95,7 @@ pub struct PlanOptions {
 
 /// Requested output format; `None` fields follow a preset or the inputs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TargetSpec {
     pub preset: Preset,
     pub sample_rate: Option<u32>,
@@ -242,11 +246,29 @@ pub enum AacProfile {
 
 /// Everything that selects and configures an encoder instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EncoderSettings {
     pub target: TargetFormat,
     pub encoder: EncoderChoice,
     pub coder: AacCoder,
     pub profile: AacProfile,
+}
+
+impl EncoderSettings {
+    /// Settings for `encoder` with `coder` and `profile`, writing `target`.
+    pub fn new(
+        target: TargetFormat,
+        encoder: EncoderChoice,
+        coder: AacCoder,
+        profile: AacProfile,
+    ) -> Self {
+        EncoderSettings {
+            target,
+            encoder,
+            coder,
+            profile,
+        }
+    }
 }
 
 /// How chapters are produced.
@@ -264,6 +286,7 @@ pub enum ChapterMode {
 
 /// Options of the conversion stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ConvertOptions {
     pub encoder: EncoderChoice,
     pub profile: AacProfile,
@@ -278,10 +301,8 @@ pub struct ConvertOptions {
     /// Run the independent verification after writing (default true).
     pub verify: bool,
     /// Frames per segment of the multi-core encoder; 0 (the default) sizes segments from the
-    /// worker count and a memory budget (up to
-    /// [`RANGE_MAX_FRAMES`](crate::pipeline::RANGE_MAX_FRAMES) when each worker decodes its
-    /// own range; [`auto_segment_frames`](crate::pipeline::auto_segment_frames) on the
-    /// in-order path). Shorter segments give more joins per minute of audio, which is what the
+    /// worker count and a memory budget (up to 32,768 frames, about 12.7 min at 44.1 kHz, when each
+    /// worker decodes its own range; from the memory budget on the in-order path). Shorter segments give more joins per minute of audio, which is what the
     /// splice-quality tests want.
     pub segment_frames: u64,
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 
 /// Everything the input phase found: the book when it can be converted, and all findings.
 #[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
 pub struct Inspection {
     pub folders: Vec<FolderSummary>,
     /// The plan; `None` when a finding of severity error blocks conversion.
@@ -577,7 +578,7 @@ pub fn book_metadata(
 fn read_cover_file(p: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let what = "cannot read the cover image";
-    let f = scan::open_regular(p, what)?;
+    let f = crate::regular::open_regular(p, what)?;
     let size = f.metadata().map_err(|e| Error::io(p, what, e))?.len();
     let max = crate::convert::MAX_COVER_BYTES;
     let mut data = Vec::new();

@@ -19,7 +19,7 @@ const PROBE_DECODE_PACKETS: usize = 8;
 /// Probes one file.
 pub fn probe_file(path: &Path) -> Result<TrackInfo> {
     // A FIFO reports 0 bytes and would be called empty; refuse it (or a device) for what it is.
-    let meta = crate::scan::open_regular(path, "cannot read")?
+    let meta = crate::regular::open_regular(path, "cannot read")?
         .metadata()
         .map_err(|e| Error::io(path, "cannot read", e))?;
     if meta.len() == 0 {

@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 /// How to run a batch.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct BatchOptions {
     /// Convert books that were converted before.
     pub force: bool,

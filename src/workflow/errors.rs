@@ -216,10 +216,7 @@ const NOT_WRITABLE: [rustix::io::Errno; 3] = [
 fn engine_errno(e: &crate::Error) -> Option<i32> {
     match e {
         crate::Error::Io { source, .. } => source.raw_os_error(),
-        crate::Error::Av {
-            source: ffmpeg_next::Error::Other { errno },
-            ..
-        } => Some(*errno),
+        crate::Error::Av { source, .. } => source.errno(),
         _ => None,
     }
 }

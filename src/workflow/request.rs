@@ -9,6 +9,7 @@ use std::time::Duration;
 
 /// What to convert and what to do around it.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct JobRequest {
     /// The source folders of one book, in order.
     pub folders: Vec<PathBuf>,

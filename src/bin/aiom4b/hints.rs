@@ -43,6 +43,18 @@ const PHRASES: &[(&str, &str)] = &[
     ),
     ("(e.g. a bitrate of 64k)", "(e.g. --bitrate 64k)"),
     (
+        "build with the fdk-aac feature and choose the FDK encoder",
+        "build with --features fdk-aac and pass --encoder fdk",
+    ),
+    (
+        "rebuild with the fdk-aac feature or choose the native encoder",
+        "rebuild with --features fdk-aac or use --encoder native",
+    ),
+    (
+        "use the HE-AAC (v1) profile for mono",
+        "use --profile he for mono",
+    ),
+    (
         "check the job's status and run",
         "check `aiom4b status` and run",
     ),
@@ -117,7 +129,7 @@ mod tests {
             bitrate_bps: 1,
         };
         mapped(
-            &aiom4b::options::validate_target(&bad_bitrate)
+            &aiom4b::validate_target(&bad_bitrate)
                 .unwrap_err()
                 .to_string(),
             "--bitrate 64k",

@@ -44,8 +44,11 @@ pub fn per_track(titles: &[String], track_samples: &[u64]) -> Vec<Chapter> {
 /// A chapter from a chapters file, in seconds (the sample rate is applied later).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimedChapter {
+    /// Start in seconds from the beginning of the book.
     pub start_secs: f64,
+    /// The title (`Chapter N` when the line has none).
     pub title: String,
+    /// The 1-based line of the chapters file it came from.
     pub line: usize,
 }
 

@@ -24,6 +24,7 @@ pub enum Order {
 pub struct ScanOptions {
     /// How deep to descend below each folder (1 = only the folder itself). Default 3.
     pub max_depth: usize,
+    /// How the files of each folder are put in book order. Default [`Order::Natural`].
     pub order: Order,
     /// Folders never scanned wherever they appear inside an input folder (canonical paths):
     /// aiom4b's own data folder, so that a `DATA_DIR` inside a book folder never feeds its
@@ -68,7 +69,10 @@ pub enum ChapterTitles {
     /// ID3 titles when present and not all identical, else file names.
     #[default]
     Auto,
+    /// ID3 titles; a file without one gets its cleaned file name.
     Tags,
+    /// Cleaned file names (a leading track number and its separator removed, underscores as
+    /// spaces), whatever the tags say.
     Filenames,
 }
 
@@ -76,6 +80,7 @@ pub enum ChapterTitles {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct PlanOptions {
+    /// Where chapter titles come from. Default [`ChapterTitles::Auto`].
     pub chapter_titles: ChapterTitles,
     /// Metadata that overrides what the tags say (CLI `--title`, `--author`, ...).
     pub overrides: BookMetadata,
@@ -85,6 +90,7 @@ pub struct PlanOptions {
     pub output: Option<PathBuf>,
     /// Data directory (`DATA_DIR`, default `./data`).
     pub data_dir: Option<PathBuf>,
+    /// The requested output format, resolved against the inputs by the plan.
     pub target: TargetSpec,
     /// Accept files that are shorter than their header says (truncated) with a warning, as
     /// [`ConvertOptions::allow_damaged`] accepts damaged frames; otherwise such a file is an
@@ -97,9 +103,14 @@ pub struct PlanOptions {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct TargetSpec {
+    /// The preset that fills the fields left `None`.
     pub preset: Preset,
+    /// Output sample rate in Hz; must be one of [`AAC_SAMPLE_RATES`].
     pub sample_rate: Option<u32>,
+    /// Output channel count: 1 (mono) or 2 (stereo).
     pub channels: Option<u16>,
+    /// AAC bitrate in bits per second (e.g. 64000), at most 320000 and at least 8000 per
+    /// channel.
     pub bitrate_bps: Option<u64>,
 }
 
@@ -202,6 +213,7 @@ pub enum AacCoder {
 }
 
 impl AacCoder {
+    /// The value of FFmpeg's `aac_coder` option for this coder.
     pub fn as_ffmpeg(&self) -> &'static str {
         match self {
             AacCoder::Twoloop => "twoloop",
@@ -236,6 +248,8 @@ impl EncoderChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AacProfile {
+    /// AAC-LC (Low Complexity): what every player plays; the only profile of the native
+    /// encoder.
     #[default]
     Lc,
     /// HE-AAC v1 (SBR).
@@ -248,9 +262,13 @@ pub enum AacProfile {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct EncoderSettings {
+    /// The format to encode: rate, channels and bitrate.
     pub target: TargetFormat,
+    /// Which encoder to open.
     pub encoder: EncoderChoice,
+    /// The native encoder's coder (the FDK encoder has none and ignores it).
     pub coder: AacCoder,
+    /// The AAC profile; HE profiles need [`EncoderChoice::Fdk`].
     pub profile: AacProfile,
 }
 
@@ -288,11 +306,15 @@ pub enum ChapterMode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ConvertOptions {
+    /// Which AAC encoder writes the audio. Default [`EncoderChoice::Native`].
     pub encoder: EncoderChoice,
+    /// The AAC profile; HE profiles need [`EncoderChoice::Fdk`]. Default [`AacProfile::Lc`].
     pub profile: AacProfile,
+    /// The native encoder's coder (ignored by the FDK encoder). Default [`AacCoder::Twoloop`].
     pub coder: AacCoder,
     /// Worker threads for decoding/encoding; 0 = all cores.
     pub jobs: usize,
+    /// How chapters are produced. Default [`ChapterMode::PerFile`].
     pub chapters: ChapterMode,
     /// Keep the audio that decodes from files with damaged frames instead of failing.
     pub allow_damaged: bool,

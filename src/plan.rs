@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, serde::Serialize)]
 #[non_exhaustive]
 pub struct Inspection {
+    /// What the scan found in each input folder, in the order given.
     pub folders: Vec<FolderSummary>,
     /// The plan; `None` when a finding of severity error blocks conversion.
     pub book: Option<Book>,
@@ -24,6 +25,7 @@ pub struct Inspection {
 }
 
 impl Inspection {
+    /// The findings of severity [`Severity::Error`]: what blocks the conversion.
     pub fn errors(&self) -> impl Iterator<Item = &Finding> {
         self.findings
             .iter()

@@ -19,8 +19,11 @@ pub enum Error {
     /// An I/O operation on `path` failed.
     #[error("{path}: {what}: {source}")]
     Io {
+        /// The file or folder the operation was on.
         path: PathBuf,
+        /// The operation that failed, as a short phrase (e.g. "read folder").
         what: &'static str,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
@@ -40,8 +43,13 @@ pub enum Error {
          point DATA_DIR at a larger disk"
     )]
     InsufficientSpace {
+        /// The folder to be written into: the backup folder, the folder a restore writes
+        /// into, or the staging folder of a move to another file system.
         path: PathBuf,
+        /// Bytes the operation needs: the files' sizes plus margins (1 MiB, and 4 KiB per
+        /// entry for a backup).
         needed: u64,
+        /// Bytes free there for unprivileged users (reserved blocks excluded).
         available: u64,
     },
     /// The folder to move the sources to is on another file system with too little room for the
@@ -52,19 +60,30 @@ pub enum Error {
          sources to"
     )]
     MoveTargetFull {
+        /// The folder the sources are to be moved to.
         path: PathBuf,
+        /// Bytes the move needs: the source files on other file systems, 4 KiB per file and
+        /// 1 MiB of margin.
         needed: u64,
+        /// Bytes free there for unprivileged users (reserved blocks excluded).
         available: u64,
     },
     /// A copied file does not match its original (or a backup no longer matches its manifest).
     #[error("{path}: checksum verification failed: {}", .problems.join("; "))]
     Checksum {
+        /// The original file whose copy differs, or the backup folder that fails its check.
         path: PathBuf,
+        /// Each mismatch, one sentence each.
         problems: Vec<String>,
     },
     /// A backup's `metadata.txt` is missing or unreadable.
     #[error("{path}: {reason}; this folder is not a complete aiom4b backup")]
-    Manifest { path: PathBuf, reason: String },
+    Manifest {
+        /// The manifest file (`metadata.txt` or its JSON sidecar).
+        path: PathBuf,
+        /// What is wrong: "missing", unreadable, does not parse, or the two files disagree.
+        reason: String,
+    },
     /// No backup, or more than one, matches the given name.
     #[error("backup {0:?} not found; list backups with `aiom4b backup list`")]
     BackupNotFound(String),
@@ -89,10 +108,16 @@ pub enum Error {
         }
     )]
     SourceAction {
+        /// The source folder.
         path: PathBuf,
+        /// What was being done, as a phrase ("moving the source folder", "deleting the source
+        /// folder").
         action: &'static str,
+        /// The I/O error that interrupted it.
         reason: String,
+        /// The folder was restored from its backup (true), or restoring failed too (false).
         restored: bool,
+        /// The name of the backup to restore the folder from.
         backup: String,
     },
     /// The request contradicts itself or the configuration.
@@ -249,7 +274,9 @@ fn io_remedy(e: &io::Error) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{category} error: {message}")]
 pub struct JobError {
+    /// Which of the four error categories the failure belongs to.
     pub category: ErrorCategory,
+    /// What went wrong, naming the file or folder.
     pub message: String,
     /// What the user should do next.
     pub remedy: String,

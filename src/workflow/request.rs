@@ -45,6 +45,7 @@ pub struct ConversionResult {
     pub output: PathBuf,
     /// Title, author … for the output name.
     pub metadata: BookMetadata,
+    /// Length of the written audio in seconds, for the job record.
     pub audio_duration_secs: Option<f64>,
     /// The engine's own stages (scan, probe, decode …), stored with the workflow's.
     pub stage_timings: Vec<StageTiming>,
@@ -59,12 +60,15 @@ pub struct ConversionResult {
 pub struct JobOutcome {
     /// The final job record (status, output path, error …).
     pub job: Job,
+    /// Warnings for the user: the engine's (a completed job's), and what failed after the
+    /// output was published.
     pub warnings: Vec<String>,
     /// The engine's report of the successful conversion ([`ConversionResult::report`]).
     pub report: Option<ConvertReport>,
 }
 
 impl JobOutcome {
+    /// True when the job completed (its output is published).
     pub fn succeeded(&self) -> bool {
         self.job.status == JobStatus::Completed
     }

@@ -9,7 +9,7 @@
 //! `H:MM:SS`, `MM:SS(.mmm)` or plain seconds (`754.5`). Empty lines and lines starting with `#`
 //! are ignored. Starts must increase; the first chapter is moved to 0 if it starts later (a
 //! warning says so), so the whole book is covered. Titles longer than
-//! [`MAX_TITLE_BYTES`](crate::model::MAX_TITLE_BYTES) are cut on a character boundary (one
+//! [`MAX_TITLE_BYTES`] are cut on a character boundary (one
 //! warning for all of them).
 //! ```text
 //! # my book

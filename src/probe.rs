@@ -1,7 +1,7 @@
 //! One MP3 file → [`TrackInfo`]: format, rate, channels, bitrate, CBR/VBR, duration, ID3 tags,
 //! embedded pictures — and proof that it decodes.
 //!
-//! FFmpeg (restricted to its mp3 demuxer, see [`crate::av::input`]) opens the file and decodes
+//! FFmpeg (restricted to its mp3 demuxer, see `av::input`) opens the file and decodes
 //! its first frames; symphonia reads the exact gapless length from the LAME/Xing header without
 //! decoding. [`probe_all`] runs files in parallel on a rayon pool.
 use crate::av;

@@ -59,7 +59,6 @@ pub fn open_mp3(path: &Path) -> Result<Mp3Input> {
     })
 }
 
-
 /// What [`probe_mp3`] learns from FFmpeg.
 #[derive(Debug, Clone)]
 pub struct Mp3Facts {

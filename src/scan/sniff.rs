@@ -6,7 +6,7 @@ use std::path::Path;
 
 /// Cheaply checks that `path` looks like an MP3 file; the error says what it is instead.
 ///
-/// Reads at most a few 64 KiB windows (see [`crate::mp3bytes::sniff`] for what is accepted).
+/// Reads at most a few 64 KiB windows (see `mp3bytes::sniff` for what is accepted).
 /// Never opens anything but a regular file (opening a FIFO would block).
 pub fn sniff_mp3(path: &Path) -> Result<(), String> {
     let meta = fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;

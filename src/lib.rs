@@ -37,9 +37,10 @@
 //! and the workflow adds one worker per concurrent batch book and a watchdog per job with a time
 //! limit. The library installs no signal handler and writes no logs itself: the command-line
 //! tool owns the log writer threads and the signal thread.
-// The public API is documented; checked where `internals` is off (`cargo clippy --lib`), since
-// that feature re-exports undocumented inner parts for the crate's own tests.
-#![cfg_attr(not(feature = "internals"), warn(missing_docs))]
+// The public API is documented; checked where `internals` and `fuzzing` are off (`cargo clippy
+// --lib`), since those features re-export undocumented inner parts for the crate's own tests
+// and fuzz targets.
+#![cfg_attr(not(any(feature = "internals", feature = "fuzzing")), warn(missing_docs))]
 
 mod av;
 pub mod chapters;

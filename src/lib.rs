@@ -40,7 +40,10 @@
 // The public API is documented; checked where `internals` and `fuzzing` are off (`cargo clippy
 // --lib`), since those features re-export undocumented inner parts for the crate's own tests
 // and fuzz targets.
-#![cfg_attr(not(any(feature = "internals", feature = "fuzzing")), warn(missing_docs))]
+#![cfg_attr(
+    not(any(feature = "internals", feature = "fuzzing")),
+    warn(missing_docs)
+)]
 
 mod av;
 pub mod chapters;

@@ -39,8 +39,8 @@ pub enum Error {
     /// The file system holding `path` has less free space than the operation needs.
     #[error(
         "{path}: not enough free space: {needed} bytes needed, {available} bytes available to \
-         unprivileged users; free some space, prune old backups (`aiom4b backup prune`), or \
-         point DATA_DIR at a larger disk"
+         unprivileged users; free some space, prune old backups, or point DATA_DIR \
+          at a larger disk"
     )]
     InsufficientSpace {
         /// The folder to be written into: the backup folder, the folder a restore writes
@@ -85,10 +85,10 @@ pub enum Error {
         reason: String,
     },
     /// No backup, or more than one, matches the given name.
-    #[error("backup {0:?} not found; list backups with `aiom4b backup list`")]
+    #[error("backup {0:?} not found; see the list of backups")]
     BackupNotFound(String),
     /// No job, or more than one, matches the given id.
-    #[error("job {0:?} not found (or the prefix is ambiguous); list jobs with `aiom4b jobs list`")]
+    #[error("job {0:?} not found (or the prefix is ambiguous); see the list of jobs")]
     JobNotFound(String),
     /// The destination of a restore, move or output already exists and would be overwritten.
     #[error(
@@ -159,10 +159,10 @@ impl Error {
         match self {
             Error::Io { source, .. } => io_remedy(source).to_string(),
             Error::Store(e) => e.remedy().to_string(),
-            Error::Config(_) => "fix the named setting (see `aiom4b config`)".into(),
+            Error::Config(_) => "fix the named setting (see the effective configuration)".into(),
             Error::SourceMissing(_) => "check the folder path and that it is readable".into(),
             Error::InsufficientSpace { .. } => {
-                "free disk space or prune old backups (`aiom4b backup prune`), then retry".into()
+                "free disk space or prune old backups, then retry".into()
             }
             Error::MoveTargetFull { .. } => {
                 "free space in the move target or choose another folder to move the sources to"
@@ -171,9 +171,9 @@ impl Error {
             Error::Checksum { .. } => {
                 "a file changed while being copied or the disk is faulty; retry, and check the disk if it happens again".into()
             }
-            Error::Manifest { .. } => "use another backup (`aiom4b backup list`)".into(),
-            Error::BackupNotFound(_) => "list backups with `aiom4b backup list`".into(),
-            Error::JobNotFound(_) => "list jobs with `aiom4b jobs list`".into(),
+            Error::Manifest { .. } => "use another backup from the list of backups".into(),
+            Error::BackupNotFound(_) => "see the list of backups".into(),
+            Error::JobNotFound(_) => "see the list of jobs".into(),
             Error::Exists(_) => "move the existing file or folder away, or choose another destination".into(),
             Error::OutputFileExists(_) => "choose another output name, or allow overwriting".into(),
             Error::SourceAction { restored: true, .. } => {
@@ -256,7 +256,7 @@ fn engine_path(e: &crate::Error) -> Option<&std::path::Path> {
 
 fn io_remedy(e: &io::Error) -> &'static str {
     if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
-        return "the disk is full: free space or prune old backups (`aiom4b backup prune`)";
+        return "the disk is full: free space or prune old backups, then retry";
     }
     match e.kind() {
         io::ErrorKind::NotFound => "check that the path exists",

@@ -55,6 +55,26 @@ const PHRASES: &[(&str, &str)] = &[
         "use --profile he for mono",
     ),
     (
+        "prune old backups,",
+        "prune old backups (`aiom4b backup prune`),",
+    ),
+    (
+        "see the list of backups",
+        "list backups with `aiom4b backup list`",
+    ),
+    ("from the list of backups", "(`aiom4b backup list`)"),
+    ("see the list of jobs", "list jobs with `aiom4b jobs list`"),
+    ("(see the effective configuration)", "(see `aiom4b config`)"),
+    ("from its backup (", "with `aiom4b backup restore NAME` ("),
+    (
+        "restore the backup to another folder and convert",
+        "restore the backup to another place (`aiom4b backup restore NAME --to DIR`) and convert",
+    ),
+    (
+        "archive or delete the job record",
+        "archive or delete the job (`aiom4b jobs clear`)",
+    ),
+    (
         "check the job's status and run",
         "check `aiom4b status` and run",
     ),
@@ -134,6 +154,31 @@ mod tests {
                 .to_string(),
             "--bitrate 64k",
         );
+        use aiom4b::workflow::Error as W;
+        let full = W::InsufficientSpace {
+            path: p.clone(),
+            needed: 2,
+            available: 1,
+        };
+        mapped(&full.to_string(), "`aiom4b backup prune`");
+        mapped(&full.remedy(), "`aiom4b backup prune`");
+        mapped(
+            &W::BackupNotFound("b".into()).to_string(),
+            "`aiom4b backup list`",
+        );
+        mapped(
+            &W::BackupNotFound("b".into()).remedy(),
+            "`aiom4b backup list`",
+        );
+        mapped(
+            &W::JobNotFound("j".into()).to_string(),
+            "`aiom4b jobs list`",
+        );
+        mapped(&W::JobNotFound("j".into()).remedy(), "`aiom4b jobs list`");
+        // Applying the mapping twice changes nothing more: no CLI text holds a library phrase.
+        for (_, cli) in PHRASES {
+            assert_eq!(with_flags(cli), *cli, "{cli:?} is mapped again");
+        }
     }
 
     #[test]

@@ -282,7 +282,7 @@ impl StoreError {
                 "check the disk and the permissions of data/aiom4b.db; run `sqlite3 data/aiom4b.db 'PRAGMA integrity_check'`"
             }
             StoreError::TooNew { .. } => "upgrade aiom4b, or point DATA_DIR elsewhere",
-            StoreError::Corrupt { .. } => "archive or delete the job (`aiom4b jobs clear`)",
+            StoreError::Corrupt { .. } => "archive or delete the job record",
         }
     }
 }

@@ -194,7 +194,7 @@ pub fn validate_target(t: &TargetFormat) -> Result<()> {
     let per_channel = t.bitrate_bps / t.channels as u64;
     if !(8_000..=320_000).contains(&t.bitrate_bps) || per_channel < 8_000 {
         return Err(Error::Options(format!(
-            "bitrate {} b/s is out of range; use 16k..320k (e.g. a bitrate of 64k)",
+            "bitrate {} b/s is out of range; use 8k..320k, at least 8k per channel (e.g. a bitrate of 64k)",
             t.bitrate_bps
         )));
     }

@@ -60,10 +60,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
 
     // Scan, probe and validate: every blocking problem comes back at once as `Error::Invalid`.
-    let plan_options = PlanOptions {
-        output: Some(output),
-        ..PlanOptions::default()
-    };
+    let mut plan_options = PlanOptions::default();
+    plan_options.output = Some(output);
     let book = plan::plan(
         &[folder],
         &ScanOptions::default(),

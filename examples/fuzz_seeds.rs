@@ -226,11 +226,9 @@ fn convert_book(
     };
     fixtures::write_book(&dir, files, 0.5, &template)?;
     let out = work.join(format!("{name}.m4b"));
-    let opts = PlanOptions {
-        overrides,
-        output: Some(out.clone()),
-        ..PlanOptions::default()
-    };
+    let mut opts = PlanOptions::default();
+    opts.overrides = overrides;
+    opts.output = Some(out.clone());
     let book = plan(&[dir], &ScanOptions::default(), &Limits::default(), &opts)?;
     Converter::new(ConvertOptions::default()).convert(&book, &NoProgress, &CancelToken::new())?;
     Ok(std::fs::read(&out)?)

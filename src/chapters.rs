@@ -9,7 +9,7 @@
 //! `H:MM:SS`, `MM:SS(.mmm)` or plain seconds (`754.5`). Empty lines and lines starting with `#`
 //! are ignored. Starts must increase; the first chapter is moved to 0 if it starts later (a
 //! warning says so), so the whole book is covered. Titles longer than
-//! [`MAX_TITLE_BYTES`](crate::model::MAX_TITLE_BYTES) are cut on a character boundary (one
+//! [`MAX_TITLE_BYTES`] are cut on a character boundary (one
 //! warning for all of them).
 //! ```text
 //! # my book
@@ -44,8 +44,11 @@ pub fn per_track(titles: &[String], track_samples: &[u64]) -> Vec<Chapter> {
 /// A chapter from a chapters file, in seconds (the sample rate is applied later).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimedChapter {
+    /// Start in seconds from the beginning of the book.
     pub start_secs: f64,
+    /// The title (`Chapter N` when the line has none).
     pub title: String,
+    /// The 1-based line of the chapters file it came from.
     pub line: usize,
 }
 

@@ -28,33 +28,56 @@ pub const MAX_COVER_SIDE: u32 = 8192;
 
 /// What a finished conversion reports.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct ConvertReport {
+    /// The written file: the final path after [`Converter::convert`], the caller's temporary
+    /// after [`Converter::convert_to_part`].
     pub output_path: PathBuf,
+    /// Size of the written file in bytes.
     pub size_bytes: u64,
+    /// Output sample rate in Hz.
     pub sample_rate: u32,
+    /// Output channel count (1 = mono, 2 = stereo).
     pub channels: u16,
+    /// Requested AAC bitrate in bits per second (the target, not a measured average).
     pub bitrate_bps: u64,
+    /// Audio length in samples per channel at `sample_rate`, as decoded (encoder priming and
+    /// padding not counted).
     pub total_samples: u64,
+    /// Audio length in seconds (`total_samples / sample_rate`).
     pub duration_secs: f64,
+    /// The chapters as written, starts in samples at `sample_rate`.
     pub chapters: Vec<Chapter>,
+    /// Number of input files converted.
     pub tracks: usize,
+    /// Number of AAC packets (frames) written.
     pub packets: u64,
+    /// Worker threads the conversion was given ([`ConvertOptions::effective_jobs`]).
     pub threads: usize,
     /// Output samples where independently encoded segments meet (multi-core encoding); empty
     /// with one encoder.
     pub joins: Vec<u64>,
+    /// Wall-clock seconds per stage.
     pub timings: Timings,
     /// Audio seconds per wall-clock second of the conversion stage.
     pub realtime_factor: f64,
+    /// Non-blocking findings: the plan's warnings and infos, then those raised while
+    /// converting (accepted damage, chapter warnings, a truncated `chpl`).
     pub findings: Vec<Finding>,
 }
 
 /// Seconds spent per stage.
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct Timings {
+    /// Decoding, encoding and muxing (the pipeline).
     pub convert_secs: f64,
+    /// Writing the extra tags (narrator, series) and flushing the file to disk.
     pub finalize_secs: f64,
+    /// The independent verification (about 0 when it is turned off).
     pub verify_secs: f64,
+    /// The whole call, from the first check to the file in place (publishing included for
+    /// [`Converter::convert`]).
     pub total_secs: f64,
 }
 
@@ -65,10 +88,12 @@ pub struct Converter {
 }
 
 impl Converter {
+    /// A converter that converts with `options`.
     pub fn new(options: ConvertOptions) -> Self {
         Converter { options }
     }
 
+    /// The options this converter converts with.
     pub fn options(&self) -> &ConvertOptions {
         &self.options
     }

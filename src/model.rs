@@ -35,30 +35,61 @@ pub enum Severity {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FindingKind {
+    /// An input folder does not exist (error).
     FolderMissing,
+    /// An input path exists but is not a folder, e.g. a single MP3 file was given (error).
     NotADirectory,
+    /// Something cannot be read (permissions, I/O error): an input folder or an MP3 file
+    /// (error), or a subfolder or folder entry the scan skipped (warning).
     Unreadable,
+    /// An input folder (with its subfolders up to the scan depth) holds no `.mp3` file (error).
     NoMp3Found,
+    /// One MP3 file is larger than
+    /// [`Limits::max_file_size_mb`](crate::Limits::max_file_size_mb) (error).
     FileTooLarge,
+    /// All MP3 files together are larger than
+    /// [`Limits::max_total_size_mb`](crate::Limits::max_total_size_mb) (error).
     TotalTooLarge,
+    /// An MP3 file has 0 bytes (error).
     EmptyFile,
+    /// A file named `.mp3` is not MPEG audio, or none of its first frames decode (error).
     NotMp3,
+    /// A file is truncated or has frames that do not decode: an error, or a warning when
+    /// damaged input is allowed and the audio that decodes is kept.
     Damaged,
+    /// The inputs differ in sample rate, channel count or CBR/VBR; each is converted to the
+    /// target format on its own (info).
     MixedFormats,
+    /// Inputs will be resampled to the target rate. Declared for `--json` consumers; the
+    /// library does not emit it at present ([`MixedFormats`](Self::MixedFormats) covers it).
     Resampled,
+    /// A folder entry the scan left out or used once: a repeated input folder, a file reached
+    /// twice through links or nested inputs, a symbolic link out of the folder, a FIFO or
+    /// device named `.mp3`, subfolders deeper than the scan depth, the data folder
+    /// (warning or info).
     SkippedEntry,
+    /// Several chapters would have the same title. Declared for `--json` consumers; the
+    /// library does not emit it at present (repeated titles are numbered " (2)", " (3)" …).
     DuplicateTitles,
+    /// The book has more chapters than the Nero `chpl` list holds (255); the QuickTime chapter
+    /// track still has all of them (warning).
     ChplTruncated,
+    /// An embedded picture or a cover image file was skipped: unreadable, too large, or not a
+    /// usable JPEG/PNG (warning).
     Cover,
     /// A title or tag longer than [`MAX_TITLE_BYTES`] / [`MAX_LONG_TEXT_BYTES`] was shortened.
     TextShortened,
+    /// Anything else, e.g. a folder with MP3s both directly inside and in subfolders (info), or
+    /// a chapter-time warning from the conversion (warning).
     Other,
 }
 
 /// One problem or remark about the input, naming the file and what to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
+    /// How bad it is; any [`Severity::Error`] blocks the conversion.
     pub severity: Severity,
+    /// What kind of problem it is (stable name).
     pub kind: FindingKind,
     /// The file or folder concerned, if any.
     pub path: Option<PathBuf>,
@@ -69,6 +100,7 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// A finding without a remedy.
     pub fn new(
         severity: Severity,
         kind: FindingKind,
@@ -83,12 +115,15 @@ impl Finding {
             remedy: None,
         }
     }
+    /// An [`Severity::Error`] finding about `path`, without a remedy.
     pub fn error(kind: FindingKind, path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Self::new(Severity::Error, kind, Some(path.into()), message)
     }
+    /// A [`Severity::Warning`] finding, about `path` if given, without a remedy.
     pub fn warning(kind: FindingKind, path: Option<PathBuf>, message: impl Into<String>) -> Self {
         Self::new(Severity::Warning, kind, path, message)
     }
+    /// Sets what the user should do about it (replacing any remedy already set).
     pub fn with_remedy(mut self, remedy: impl Into<String>) -> Self {
         self.remedy = Some(remedy.into());
         self
@@ -115,6 +150,7 @@ pub struct ScannedFile {
     pub path: PathBuf,
     /// Path relative to the scanned folder (e.g. `CD1/03 - Storm.mp3`).
     pub rel_path: PathBuf,
+    /// File size in bytes, as the scan saw it.
     pub size_bytes: u64,
     /// Index of the folder (in the order given) the file came from.
     pub folder_index: usize,
@@ -123,15 +159,21 @@ pub struct ScannedFile {
 /// What the scan found in one input folder.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FolderSummary {
+    /// The folder as given by the caller (not canonicalized).
     pub path: PathBuf,
+    /// MP3 files taken from it (duplicates of files already listed are not counted).
     pub mp3_count: usize,
+    /// Total size of those MP3 files in bytes.
     pub total_bytes: u64,
 }
 
 /// The scan of all input folders: files in book order plus findings.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Scan {
+    /// One summary per input folder, in the order given (also for folders that could not be
+    /// scanned: then with zero files).
     pub folders: Vec<FolderSummary>,
+    /// Every MP3 file found, in book order.
     pub files: Vec<ScannedFile>,
     /// Problems with folders and entries (missing folder, skipped FIFO, ...).
     pub findings: Vec<Finding>,
@@ -140,17 +182,29 @@ pub struct Scan {
 /// ID3 tags of one file (only what aiom4b uses).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tags {
+    /// Title (`TIT2`): the track's chapter title candidate.
     pub title: Option<String>,
+    /// Album (`TALB`): the book title candidate.
     pub album: Option<String>,
+    /// Artist (`TPE1`): the author candidate.
     pub artist: Option<String>,
+    /// Album artist (`TPE2`): the author candidate when no file has an artist.
     pub album_artist: Option<String>,
+    /// Composer (`TCOM`): the narrator candidate.
     pub composer: Option<String>,
+    /// Genre (`TCON`).
     pub genre: Option<String>,
+    /// Recording date or year (`TDRC`/`TYER`), as written in the tag (not parsed).
     pub year: Option<String>,
+    /// Track number (the `n` of `TRCK` "n/total"), 1-based as tagged.
     pub track: Option<u32>,
+    /// Number of tracks (the `total` of `TRCK` "n/total").
     pub track_total: Option<u32>,
+    /// Disc number (the `n` of `TPOS` "n/total"), 1-based as tagged.
     pub disc: Option<u32>,
+    /// Number of discs (the `total` of `TPOS` "n/total").
     pub disc_total: Option<u32>,
+    /// Comment (`COMM`): the description candidate.
     pub comment: Option<String>,
 }
 
@@ -159,9 +213,12 @@ pub struct Tags {
 pub struct Picture {
     /// `image/jpeg` or `image/png`.
     pub mime: String,
+    /// The encoded image file's bytes (JPEG or PNG as stored); not serialized.
     #[serde(skip)]
     pub data: Vec<u8>,
+    /// Width in pixels from the image header, when it could be read.
     pub width: Option<u32>,
+    /// Height in pixels from the image header, when it could be read.
     pub height: Option<u32>,
 }
 
@@ -181,25 +238,39 @@ impl std::fmt::Debug for Picture {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CoverSource {
     /// The front cover embedded in this MP3.
-    Embedded { path: PathBuf },
+    Embedded {
+        /// The MP3 file the picture is embedded in.
+        path: PathBuf,
+    },
     /// An image file (`cover.jpg`, `folder.png`, `--cover`).
-    File { path: PathBuf },
+    File {
+        /// The image file.
+        path: PathBuf,
+    },
 }
 
 /// A cover ready to write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cover {
+    /// Where the picture was taken from.
     pub source: CoverSource,
+    /// The image as it will be embedded.
     pub picture: Picture,
 }
 
 /// Everything known about one MP3 before decoding it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrackInfo {
+    /// The probed file.
     pub path: PathBuf,
+    /// File size in bytes (ID3 tags and embedded pictures included).
     pub size_bytes: u64,
+    /// Sample rate in Hz (e.g. 44100).
     pub sample_rate: u32,
+    /// Channel count (1 = mono, 2 = stereo).
     pub channels: u16,
+    /// Bitrate in bits per second as FFmpeg's demuxer reports it (nominal, or an estimate
+    /// for VBR); 0 when unknown.
     pub bitrate_bps: u64,
     /// Variable bitrate (from the Xing/VBRI header or differing frame bitrates).
     pub vbr: bool,
@@ -207,6 +278,7 @@ pub struct TrackInfo {
     pub exact_samples: Option<u64>,
     /// Duration estimate (header/bitrate based); exact when `exact_samples` is known.
     pub duration: Duration,
+    /// The ID3 tags aiom4b uses.
     pub tags: Tags,
     /// Embedded front cover (or the first picture when none is marked front).
     pub cover: Option<Picture>,
@@ -227,15 +299,29 @@ impl TrackInfo {
 /// The book's metadata as it will be written.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BookMetadata {
+    /// Book title (`©nam`); planned from the most common album tag, else the first folder's
+    /// name.
     pub title: Option<String>,
+    /// Author (`©ART` and `aART`); planned from the most common artist (else album artist) tag.
     pub author: Option<String>,
+    /// Narrator (`©nrt`, and `©wrt` composer, where several players look for it); planned
+    /// from the most common composer tag.
     pub narrator: Option<String>,
+    /// Album (`©alb`); the title is written there when this is `None`.
     pub album: Option<String>,
+    /// Genre (`©gen`).
     pub genre: Option<String>,
+    /// Release year or date (`©day`), free text as tagged or given.
     pub year: Option<String>,
+    /// Description (`desc` and the long description `ldes`), at most
+    /// [`MAX_LONG_TEXT_BYTES`]; planned from the most common ID3 comment.
     pub description: Option<String>,
+    /// Comment (`©cmt`), at most [`MAX_LONG_TEXT_BYTES`]; only from the caller.
     pub comment: Option<String>,
+    /// Series name (`©mvn`, `tvsh` and the freeform `SERIES` item); only from the caller.
     pub series: Option<String>,
+    /// Position in the series, free text such as "3" or "1.5" (freeform `SERIES-PART`, and
+    /// `©mvi` when it is a whole number 0–65535); only from the caller.
     pub series_part: Option<String>,
 }
 
@@ -243,26 +329,36 @@ pub struct BookMetadata {
 /// at most [`MAX_TITLE_BYTES`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Chapter {
+    /// The title players show.
     pub title: String,
+    /// Where the chapter starts, in samples (per channel) at the output sample rate from the
+    /// start of the book.
     pub start_samples: u64,
 }
 
 /// One input file as planned: its probe and its chapter title.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlannedTrack {
+    /// What the probe found (a truncated file's length already cut to the audio it holds).
     pub info: TrackInfo,
+    /// Path relative to its input folder, as in [`ScannedFile::rel_path`].
     pub rel_path: PathBuf,
+    /// The title of the chapter this file becomes (at most [`MAX_TITLE_BYTES`]).
     pub chapter_title: String,
     /// The file's rate or channel count differs from the target: swresample converts it.
     pub needs_resample: bool,
+    /// The file's channel count differs from the target: swresample downmixes or upmixes it.
     pub needs_remix: bool,
 }
 
 /// The output audio format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetFormat {
+    /// Output sample rate in Hz.
     pub sample_rate: u32,
+    /// Output channel count (1 = mono, 2 = stereo).
     pub channels: u16,
+    /// AAC bitrate in bits per second (e.g. 128000).
     pub bitrate_bps: u64,
 }
 
@@ -280,10 +376,15 @@ impl Default for TargetFormat {
 /// The book to write: everything `convert` needs, everything `probe` shows.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Book {
+    /// What the scan found in each input folder, in the order given.
     pub folders: Vec<FolderSummary>,
+    /// The input files in book order, one chapter each.
     pub tracks: Vec<PlannedTrack>,
+    /// The tags to write: from the inputs' ID3 tags, with the caller's overrides applied.
     pub metadata: BookMetadata,
+    /// The cover to embed, if one was found or given.
     pub cover: Option<Cover>,
+    /// The output audio format.
     pub target: TargetFormat,
     /// Where the output will be written.
     pub output_path: PathBuf,
@@ -296,6 +397,7 @@ impl Book {
     pub fn duration_secs(&self) -> f64 {
         self.tracks.iter().map(|t| t.info.duration_secs()).sum()
     }
+    /// Total size of the input files in bytes.
     pub fn total_bytes(&self) -> u64 {
         self.tracks.iter().map(|t| t.info.size_bytes).sum()
     }

@@ -20,9 +20,11 @@ pub enum Order {
 
 /// Options of the scan stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ScanOptions {
     /// How deep to descend below each folder (1 = only the folder itself). Default 3.
     pub max_depth: usize,
+    /// How the files of each folder are put in book order. Default [`Order::Natural`].
     pub order: Order,
     /// Folders never scanned wherever they appear inside an input folder (canonical paths):
     /// aiom4b's own data folder, so that a `DATA_DIR` inside a book folder never feeds its
@@ -43,6 +45,7 @@ impl Default for ScanOptions {
 
 /// Size limits applied by validation.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Limits {
     /// Largest accepted single file, in MiB (`MAX_FILE_SIZE_MB`, default 1000).
     pub max_file_size_mb: u64,
@@ -66,13 +69,18 @@ pub enum ChapterTitles {
     /// ID3 titles when present and not all identical, else file names.
     #[default]
     Auto,
+    /// ID3 titles; a file without one gets its cleaned file name.
     Tags,
+    /// Cleaned file names (a leading track number and its separator removed, underscores as
+    /// spaces), whatever the tags say.
     Filenames,
 }
 
 /// Options of the plan stage.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct PlanOptions {
+    /// Where chapter titles come from. Default [`ChapterTitles::Auto`].
     pub chapter_titles: ChapterTitles,
     /// Metadata that overrides what the tags say (CLI `--title`, `--author`, ...).
     pub overrides: BookMetadata,
@@ -82,6 +90,7 @@ pub struct PlanOptions {
     pub output: Option<PathBuf>,
     /// Data directory (`DATA_DIR`, default `./data`).
     pub data_dir: Option<PathBuf>,
+    /// The requested output format, resolved against the inputs by the plan.
     pub target: TargetSpec,
     /// Accept files that are shorter than their header says (truncated) with a warning, as
     /// [`ConvertOptions::allow_damaged`] accepts damaged frames; otherwise such a file is an
@@ -92,10 +101,16 @@ pub struct PlanOptions {
 
 /// Requested output format; `None` fields follow a preset or the inputs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct TargetSpec {
+    /// The preset that fills the fields left `None`.
     pub preset: Preset,
+    /// Output sample rate in Hz; must be one of [`AAC_SAMPLE_RATES`].
     pub sample_rate: Option<u32>,
+    /// Output channel count: 1 (mono) or 2 (stereo).
     pub channels: Option<u16>,
+    /// AAC bitrate in bits per second (e.g. 64000), at most 320000 and at least 8000 per
+    /// channel.
     pub bitrate_bps: Option<u64>,
 }
 
@@ -179,7 +194,7 @@ pub fn validate_target(t: &TargetFormat) -> Result<()> {
     let per_channel = t.bitrate_bps / t.channels as u64;
     if !(8_000..=320_000).contains(&t.bitrate_bps) || per_channel < 8_000 {
         return Err(Error::Options(format!(
-            "bitrate {} b/s is out of range; use 16k..320k (e.g. a bitrate of 64k)",
+            "bitrate {} b/s is out of range; use 8k..320k, at least 8k per channel (e.g. a bitrate of 64k)",
             t.bitrate_bps
         )));
     }
@@ -198,6 +213,7 @@ pub enum AacCoder {
 }
 
 impl AacCoder {
+    /// The value of FFmpeg's `aac_coder` option for this coder.
     pub fn as_ffmpeg(&self) -> &'static str {
         match self {
             AacCoder::Twoloop => "twoloop",
@@ -232,6 +248,8 @@ impl EncoderChoice {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AacProfile {
+    /// AAC-LC (Low Complexity): what every player plays; the only profile of the native
+    /// encoder.
     #[default]
     Lc,
     /// HE-AAC v1 (SBR).
@@ -242,11 +260,33 @@ pub enum AacProfile {
 
 /// Everything that selects and configures an encoder instance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EncoderSettings {
+    /// The format to encode: rate, channels and bitrate.
     pub target: TargetFormat,
+    /// Which encoder to open.
     pub encoder: EncoderChoice,
+    /// The native encoder's coder (the FDK encoder has none and ignores it).
     pub coder: AacCoder,
+    /// The AAC profile; HE profiles need [`EncoderChoice::Fdk`].
     pub profile: AacProfile,
+}
+
+impl EncoderSettings {
+    /// Settings for `encoder` with `coder` and `profile`, writing `target`.
+    pub fn new(
+        target: TargetFormat,
+        encoder: EncoderChoice,
+        coder: AacCoder,
+        profile: AacProfile,
+    ) -> Self {
+        EncoderSettings {
+            target,
+            encoder,
+            coder,
+            profile,
+        }
+    }
 }
 
 /// How chapters are produced.
@@ -264,12 +304,17 @@ pub enum ChapterMode {
 
 /// Options of the conversion stage.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct ConvertOptions {
+    /// Which AAC encoder writes the audio. Default [`EncoderChoice::Native`].
     pub encoder: EncoderChoice,
+    /// The AAC profile; HE profiles need [`EncoderChoice::Fdk`]. Default [`AacProfile::Lc`].
     pub profile: AacProfile,
+    /// The native encoder's coder (ignored by the FDK encoder). Default [`AacCoder::Twoloop`].
     pub coder: AacCoder,
     /// Worker threads for decoding/encoding; 0 = all cores.
     pub jobs: usize,
+    /// How chapters are produced. Default [`ChapterMode::PerFile`].
     pub chapters: ChapterMode,
     /// Keep the audio that decodes from files with damaged frames instead of failing.
     pub allow_damaged: bool,
@@ -278,10 +323,8 @@ pub struct ConvertOptions {
     /// Run the independent verification after writing (default true).
     pub verify: bool,
     /// Frames per segment of the multi-core encoder; 0 (the default) sizes segments from the
-    /// worker count and a memory budget (up to
-    /// [`RANGE_MAX_FRAMES`](crate::pipeline::RANGE_MAX_FRAMES) when each worker decodes its
-    /// own range; [`auto_segment_frames`](crate::pipeline::auto_segment_frames) on the
-    /// in-order path). Shorter segments give more joins per minute of audio, which is what the
+    /// worker count and a memory budget (up to 32,768 frames, about 12.7 min at 44.1 kHz, when each
+    /// worker decodes its own range; from the memory budget on the in-order path). Shorter segments give more joins per minute of audio, which is what the
     /// splice-quality tests want.
     pub segment_frames: u64,
 }

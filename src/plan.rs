@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 /// Everything the input phase found: the book when it can be converted, and all findings.
 #[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
 pub struct Inspection {
+    /// What the scan found in each input folder, in the order given.
     pub folders: Vec<FolderSummary>,
     /// The plan; `None` when a finding of severity error blocks conversion.
     pub book: Option<Book>,
@@ -23,6 +25,7 @@ pub struct Inspection {
 }
 
 impl Inspection {
+    /// The findings of severity [`Severity::Error`]: what blocks the conversion.
     pub fn errors(&self) -> impl Iterator<Item = &Finding> {
         self.findings
             .iter()
@@ -577,7 +580,7 @@ pub fn book_metadata(
 fn read_cover_file(p: &Path) -> Result<Vec<u8>> {
     use std::io::Read;
     let what = "cannot read the cover image";
-    let f = scan::open_regular(p, what)?;
+    let f = crate::regular::open_regular(p, what)?;
     let size = f.metadata().map_err(|e| Error::io(p, what, e))?.len();
     let max = crate::convert::MAX_COVER_BYTES;
     let mut data = Vec::new();

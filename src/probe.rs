@@ -1,7 +1,7 @@
 //! One MP3 file → [`TrackInfo`]: format, rate, channels, bitrate, CBR/VBR, duration, ID3 tags,
 //! embedded pictures — and proof that it decodes.
 //!
-//! FFmpeg (restricted to its mp3 demuxer, see [`crate::av::input`]) opens the file and decodes
+//! FFmpeg (restricted to its mp3 demuxer, see `av::input`) opens the file and decodes
 //! its first frames; symphonia reads the exact gapless length from the LAME/Xing header without
 //! decoding. [`probe_all`] runs files in parallel on a rayon pool.
 use crate::av;
@@ -19,7 +19,7 @@ const PROBE_DECODE_PACKETS: usize = 8;
 /// Probes one file.
 pub fn probe_file(path: &Path) -> Result<TrackInfo> {
     // A FIFO reports 0 bytes and would be called empty; refuse it (or a device) for what it is.
-    let meta = crate::scan::open_regular(path, "cannot read")?
+    let meta = crate::regular::open_regular(path, "cannot read")?
         .metadata()
         .map_err(|e| Error::io(path, "cannot read", e))?;
     if meta.len() == 0 {

@@ -10,12 +10,22 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Stage {
+    /// Listing the input folders (not reported by the library's conversion itself).
     Scan,
+    /// Reading each MP3's headers and first frames (not reported by the library's conversion
+    /// itself).
     Probe,
+    /// Deciding order, chapters, metadata and format (not reported by the library's
+    /// conversion itself).
     Plan,
+    /// Decoding, encoding and muxing the audio; [`ProgressSink::encoded`] reports within it.
     Convert,
+    /// Writing the extra tags and flushing the file to disk.
     Finalize,
+    /// Checking the written file independently (only when verification is on).
     Verify,
+    /// The file is in place at its final path (only from
+    /// [`Converter::convert`](crate::Converter::convert)).
     Done,
 }
 
@@ -43,6 +53,7 @@ impl ProgressSink for NoProgress {}
 pub struct CancelToken(Arc<AtomicBool>);
 
 impl CancelToken {
+    /// A token that is not cancelled, on a flag of its own.
     pub fn new() -> Self {
         Self::default()
     }
@@ -56,6 +67,8 @@ impl CancelToken {
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
+    /// True once [`cancel`](Self::cancel) was called on this token or a clone of it (or the
+    /// flag it was made [`from`](Self::from_flag) was set).
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }

@@ -12,7 +12,7 @@
 //! stretch packet durations while the decoder still emits back-to-back samples.
 use crate::corpus::{Corpus, CHANNELS, SAMPLE_RATE};
 use crate::{Bench, Tool, SPLICE_10M};
-use aiom4b::av::{decode, input};
+use aiom4b::__internals::{decode, input};
 use aiom4b::verify;
 use aiom4b_testkit::m4b_reader::decode_m4b;
 use aiom4b_testkit::quality;

@@ -25,7 +25,7 @@ pub fn open_encoder(settings: &crate::options::EncoderSettings) -> Result<Box<dy
         EncoderChoice::Native => {
             if settings.profile != AacProfile::Lc {
                 return Err(Error::Options(
-                    "HE-AAC profiles need the FDK encoder (build with --features fdk-aac and pass --encoder fdk)".into(),
+                    "HE-AAC profiles need the FDK encoder (build with the fdk-aac feature and choose the FDK encoder)".into(),
                 ));
             }
             Ok(Box::new(AacEncoder::new(&settings.target, settings.coder)?))
@@ -34,7 +34,7 @@ pub fn open_encoder(settings: &crate::options::EncoderSettings) -> Result<Box<dy
         EncoderChoice::Fdk => Ok(Box::new(super::fdk::FdkEncoder::new(settings)?)),
         #[cfg(not(feature = "fdk-aac"))]
         EncoderChoice::Fdk => Err(Error::Options(
-            "this aiom4b was built without the FDK AAC encoder; rebuild with --features fdk-aac or use --encoder native".into(),
+            "this aiom4b was built without the FDK AAC encoder; rebuild with the fdk-aac feature or choose the native encoder".into(),
         )),
     }
 }

@@ -124,7 +124,7 @@ impl FdkEncoder {
         if settings.profile == AacProfile::Hev2 && channels != 2 {
             return Err(Error::Options(
                 "HE-AAC v2 codes stereo as mono plus parametric stereo and needs stereo output; \
-                 use --profile he for mono"
+                 use the HE-AAC (v1) profile for mono"
                     .into(),
             ));
         }

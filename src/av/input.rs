@@ -19,7 +19,7 @@ pub struct Mp3Input {
 pub fn open_mp3(path: &Path) -> Result<Mp3Input> {
     super::init();
     // Regular files only: a FIFO swapped in after the scan must not block the demuxer.
-    let file = crate::scan::open_regular(path, "cannot open")?;
+    let file = crate::regular::open_regular(path, "cannot open")?;
     let io = ff::format::context::StreamIo::from_read_seek(file)
         .map_err(|e| Error::av(Some(path), "set up reading", e))?;
     let mut opts = ff::Dictionary::new();
@@ -57,12 +57,6 @@ pub fn open_mp3(path: &Path) -> Result<Mp3Input> {
         audio_index,
         path: path.to_path_buf(),
     })
-}
-
-impl Mp3Input {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
 }
 
 /// What [`probe_mp3`] learns from FFmpeg.

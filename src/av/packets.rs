@@ -201,9 +201,6 @@ impl OpenTrack {
             read: 0,
         })
     }
-    pub fn path(&self) -> &Path {
-        &self.input.path
-    }
 }
 
 /// Decodes `track` from output sample `from` (per its `index`) to the end or until `sink`

@@ -159,10 +159,12 @@ fn plan_segments(job: &PipelineJob<'_>, total: u64) -> Vec<(u64, Option<u64>)> {
         let frame_bytes =
             (job.target.bitrate_bps * f / job.target.sample_rate.max(1) as u64 / 8).max(1);
         let fit = PACKET_BUDGET_BYTES / (tokens(workers as usize) as u64 * frame_bytes);
-        let max_len = fit.clamp(super::MIN_SEGMENT_FRAMES, RANGE_MAX_FRAMES);
+        let max_len = fit.clamp(super::encode_segments::MIN_SEGMENT_FRAMES, RANGE_MAX_FRAMES);
         // As few segments as the length limit allows, a multiple of the workers.
         let count = total_frames.div_ceil(max_len).div_ceil(workers) * workers;
-        total_frames.div_ceil(count).max(super::MIN_SEGMENT_FRAMES)
+        total_frames
+            .div_ceil(count)
+            .max(super::encode_segments::MIN_SEGMENT_FRAMES)
     };
     let mut segments = Vec::new();
     let mut p = 0u64;

@@ -69,15 +69,6 @@ mod encode_ranges;
 mod encode_segments;
 mod encode_single;
 
-pub use encode_ranges::{
-    JOIN_SEARCH_FRAMES, PACKET_BUDGET_BYTES, RANGE_LEAD_IN_FRAMES, RANGE_MAX_FRAMES,
-};
-
-pub use encode_segments::{
-    auto_segment_frames, LEAD_IN_FRAMES, LEAD_OUT_FRAMES, MAX_SEGMENT_FRAMES, MIN_SEGMENT_FRAMES,
-    PCM_BUDGET_BYTES,
-};
-
 use crate::av::decode::{self, DecodeStats, PcmChunk};
 use crate::av::encode::{EncodedPacket, StreamParams};
 use crate::av::input;

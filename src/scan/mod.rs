@@ -2,7 +2,7 @@
 //!
 //! The scan only looks at names and file metadata; it never opens a file (so a FIFO named
 //! `x.mp3` cannot block it) and never judges content — [`sniff_mp3`] is the cheap content check
-//! that validation (`probe.rs`) calls; [`open_regular`] is how the other stages open a file
+//! that validation (`probe.rs`) calls; `regular.rs` is how the other stages open a file
 //! they were given by name, refusing FIFOs and devices at once. Every problem is reported at
 //! once as a [`Finding`] in [`Scan::findings`]; the scan never stops at the first one, never
 //! panics and never prints.
@@ -46,7 +46,7 @@ mod sniff;
 pub(crate) mod walk;
 
 pub use order::{is_disc_folder, natural_cmp, order_by_tags, tag_order};
-pub use sniff::{open_regular, sniff_mp3};
+pub use sniff::sniff_mp3;
 
 use crate::model::{Finding, FindingKind, FolderSummary, Scan, ScannedFile, Severity};
 use crate::options::ScanOptions;
@@ -372,7 +372,7 @@ impl Walked {
                         e.path,
                         format!(
                             "is a {}, not a regular file; skipped",
-                            walk::special_kind(&e.meta.file_type())
+                            crate::regular::special_kind(&e.meta.file_type())
                         ),
                         Some("replace it with the real MP3 file, or remove it"),
                     );

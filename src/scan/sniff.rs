@@ -1,52 +1,12 @@
-//! Opening and sniffing files by name: [`open_regular`] refuses FIFOs and devices before they
-//! can block, [`sniff_mp3`] is the cheap "does this look like MP3" check validation runs.
-use super::walk::special_kind;
+//! Sniffing files: [`sniff_mp3`] is the cheap "does this look like MP3" check validation runs.
 use crate::mp3bytes;
 use std::fs;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
-
-/// Opens `path` for reading, refusing at once anything but a regular file (after following
-/// symbolic links): opening a FIFO without a writer blocks forever, and a device such as
-/// `/dev/zero` never ends. The type is checked before opening and again on the opened
-/// descriptor, which is opened with `O_NONBLOCK` so that even a FIFO swapped in between cannot
-/// block (on a regular file the flag changes nothing). `what` names the operation for the error.
-pub fn open_regular(path: &Path, what: &'static str) -> crate::Result<fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let refuse = |ft: &fs::FileType| {
-        let kind = if ft.is_dir() {
-            "folder"
-        } else {
-            special_kind(ft)
-        };
-        crate::Error::io(
-            path,
-            what,
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("it is a {kind}, not a regular file"),
-            ),
-        )
-    };
-    let meta = fs::metadata(path).map_err(|e| crate::Error::io(path, what, e))?;
-    if !meta.is_file() {
-        return Err(refuse(&meta.file_type()));
-    }
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)
-        .map_err(|e| crate::Error::io(path, what, e))?;
-    let meta = f.metadata().map_err(|e| crate::Error::io(path, what, e))?;
-    if !meta.is_file() {
-        return Err(refuse(&meta.file_type()));
-    }
-    Ok(f)
-}
 
 /// Cheaply checks that `path` looks like an MP3 file; the error says what it is instead.
 ///
-/// Reads at most a few 64 KiB windows (see [`crate::mp3bytes::sniff`] for what is accepted).
+/// Reads at most a few 64 KiB windows (see `mp3bytes::sniff` for what is accepted).
 /// Never opens anything but a regular file (opening a FIFO would block).
 pub fn sniff_mp3(path: &Path) -> Result<(), String> {
     let meta = fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;

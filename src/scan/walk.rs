@@ -278,27 +278,6 @@ impl<E> Walker<'_, '_, E> {
     }
 }
 
-#[cfg(unix)]
-pub(super) fn special_kind(ft: &fs::FileType) -> &'static str {
-    use std::os::unix::fs::FileTypeExt;
-    if ft.is_fifo() {
-        "named pipe (FIFO)"
-    } else if ft.is_socket() {
-        "socket"
-    } else if ft.is_block_device() {
-        "block device"
-    } else if ft.is_char_device() {
-        "character device"
-    } else {
-        "special file"
-    }
-}
-
-#[cfg(not(unix))]
-pub(super) fn special_kind(_ft: &fs::FileType) -> &'static str {
-    "special file"
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

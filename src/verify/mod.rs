@@ -1,7 +1,7 @@
 //! Independent check of a written `.m4b`: a different reader than the writer.
 //!
 //! The engine writes through FFmpeg; this module reads back through a hand-written box walker
-//! ([`crate::mp4box`]), Symphonia's AAC decoder, Symphonia's MP4 demuxer (as a header
+//! (`mp4box.rs`), Symphonia's AAC decoder, Symphonia's MP4 demuxer (as a header
 //! cross-check) and `mp4ameta` (as a tag and chapter-track cross-check) — never FFmpeg. It
 //! produces a normalized [`M4bSummary`] (what a test or the user wants to know about the
 //! output: codec, rate, channels, exact length, chapters, tags, cover, layout) and
@@ -86,12 +86,12 @@ const MAX_CHUNK_READ_BYTES: u64 = 16 << 20;
 /// structure is broken; everything else (wrong codec, decode errors …) is data for [`check`].
 ///
 /// Only a regular file is read (a FIFO or a device is refused at once, see
-/// [`crate::scan::open_regular`]), and the box structure, the timescales and every track's
+/// `regular::open_regular`), and the box structure, the timescales and every track's
 /// sample table are checked before any other reader (Symphonia, mp4ameta) sees the file:
 /// those readers divide by the timescales and index with the tables, and panic or log
 /// line after line when they lie.
 pub fn summarize(path: &Path) -> Result<M4bSummary> {
-    let mut f = crate::scan::open_regular(path, "open the M4B to verify it")?;
+    let mut f = crate::regular::open_regular(path, "open the M4B to verify it")?;
     let file_size = f
         .metadata()
         .map_err(|e| Error::io(path, "read the size of the M4B", e))?

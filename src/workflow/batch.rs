@@ -21,6 +21,7 @@ use uuid::Uuid;
 
 /// How to run a batch.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct BatchOptions {
     /// Convert books that were converted before.
     pub force: bool,
@@ -34,9 +35,12 @@ pub struct BatchOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BookStatus {
+    /// Its job completed: the book is written (a failure after publishing, such as moving the
+    /// sources, is in [`BookResult::error`]).
     Converted,
     /// Converted before (see [`BookResult::output`]).
     Skipped,
+    /// Its job failed, or it could not be run at all (see [`BookResult::error`]).
     Failed,
     /// Cancelled while running, or not started because the batch was cancelled.
     Cancelled,
@@ -45,17 +49,25 @@ pub enum BookStatus {
 /// One line of the batch summary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BookResult {
+    /// The book folder, as given.
     pub folder: PathBuf,
+    /// What happened to it.
     pub status: BookStatus,
+    /// The job that ran; for a skipped book, the earlier job that converted it; `None` when no
+    /// job was started.
     pub job_id: Option<Uuid>,
+    /// The written `.m4b` (for a skipped book, the earlier one).
     pub output: Option<PathBuf>,
+    /// Why it failed or was cancelled; for a converted book, what failed after publishing.
     pub error: Option<JobFailure>,
+    /// Wall-clock seconds spent on this book.
     pub elapsed_secs: f64,
 }
 
 /// The batch summary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BatchReport {
+    /// One result per book, in the order given.
     pub books: Vec<BookResult>,
     /// Books that ran at once.
     pub concurrency: usize,
@@ -64,6 +76,7 @@ pub struct BatchReport {
 }
 
 impl BatchReport {
+    /// How many books ended with `status`.
     pub fn count(&self, status: BookStatus) -> usize {
         self.books.iter().filter(|b| b.status == status).count()
     }

@@ -24,21 +24,42 @@ pub const DEFAULT_NAME_TEMPLATE: &str = "{title}_{timestamp}";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum Setting {
+    /// `DEBUG`: debug logging ([`Config::debug`]).
     Debug,
+    /// `API_HOST`: address of the REST service ([`Config::api_host`]).
     ApiHost,
+    /// `API_PORT`: port of the REST service ([`Config::api_port`]).
     ApiPort,
+    /// `MAX_CONCURRENT_JOBS`: books converted at once in a batch
+    /// ([`Config::max_concurrent_jobs`]).
     MaxConcurrentJobs,
+    /// `USE_ALL_CPUS`: whether the engine gets every core ([`Config::use_all_cpus`]).
     UseAllCpus,
+    /// `MAX_FILE_SIZE_MB`: largest accepted input file, in MiB ([`Config::max_file_size_mb`]).
     MaxFileSizeMb,
+    /// `MAX_TOTAL_SIZE_MB`: largest accepted total of a book's input files, in MiB
+    /// ([`Config::max_total_size_mb`]).
     MaxTotalSizeMb,
+    /// `BACKUP_ENABLED`: back up source folders before processing ([`Config::backup_enabled`]).
     BackupEnabled,
+    /// `BACKUP_RETENTION_DAYS`: age in days at which backups are pruned
+    /// ([`Config::backup_retention_days`]).
     BackupRetentionDays,
+    /// `DATA_DIR`: folder of the database, output, backups and logs ([`Config::data_dir`]).
     DataDir,
+    /// `SOURCE_DIR`: where book folders are looked for ([`Config::source_dir`]).
     SourceDir,
+    /// `OUTPUT_MODE`: Unix permissions of written M4B files, octal ([`Config::output_mode`]).
     OutputMode,
+    /// `NAME_TEMPLATE`: output file name template ([`Config::name_template`]).
     NameTemplate,
+    /// `PROCESSING_TIMEOUT_SECS`: a conversion's time limit in seconds
+    /// ([`Config::processing_timeout_secs`]).
     ProcessingTimeoutSecs,
+    /// `LOG_MAX_SIZE_MB`: size in MiB at which a log file is rotated
+    /// ([`Config::log_max_size_mb`]).
     LogMaxSizeMb,
+    /// `LOG_MAX_FILES`: log files kept ([`Config::log_max_files`]).
     LogMaxFiles,
 }
 
@@ -218,10 +239,14 @@ impl std::fmt::Display for Setting {
 /// Where a value came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Origin {
+    /// The built-in default ([`Setting::default_text`]).
     #[default]
     Default,
+    /// The config file at this path.
     File(PathBuf),
+    /// The setting's environment variable ([`Setting::var`]).
     Env,
+    /// The command line, through [`Overrides`].
     Cli,
 }
 
@@ -244,27 +269,40 @@ pub enum ConfigError {
     #[error("invalid {name} = {value:?} (from {origin}{}): {reason}",
             if name == var { String::new() } else { format!(", setting {var}") })]
     Invalid {
+        /// The setting's environment variable name (`API_PORT`), whatever layer the value
+        /// came from.
         var: &'static str,
         /// The setting as the user wrote it: the command-line flag, the file key or the
         /// environment variable.
         name: String,
+        /// The value as given (untrimmed).
         value: String,
+        /// The layer the value came from.
         origin: Origin,
+        /// What is accepted, e.g. "expected a whole number from 1 to 65535".
         reason: String,
     },
     /// The config file could not be read or parsed.
     #[error("{path}: {reason}")]
-    File { path: PathBuf, reason: String },
+    File {
+        /// The config file.
+        path: PathBuf,
+        /// The I/O or TOML error, as text.
+        reason: String,
+    },
     /// The config file has a key aiom4b does not know (a typo would otherwise go unnoticed).
     #[error("{path}:{line}: unknown setting {key:?}{}; known settings: {known}",
             match suggestion { Some(s) => format!(" (did you mean {s:?}?)"), None => String::new() })]
     UnknownKey {
+        /// The config file.
         path: PathBuf,
         /// 1-based line of the key in the file.
         line: usize,
+        /// The unknown key as written in the file.
         key: String,
         /// The known key closest to `key`, when one is close.
         suggestion: Option<&'static str>,
+        /// Every known key, comma-separated.
         known: String,
     },
 }
@@ -319,23 +357,50 @@ impl Overrides {
 /// The effective configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// Debug logging (`DEBUG`, default false); read by the command-line tool's logger.
     pub debug: bool,
+    /// Host name or IP address the REST service listens on (`API_HOST`, default
+    /// `127.0.0.1`); nothing in this crate reads it.
     pub api_host: String,
+    /// Port of the REST service, 1–65535 (`API_PORT`, default 8000); nothing in this crate
+    /// reads it.
     pub api_port: u16,
+    /// Books converted at once in a batch, 1–256 (`MAX_CONCURRENT_JOBS`, default 4), unless
+    /// the batch request sets its own.
     pub max_concurrent_jobs: usize,
+    /// Give the engine every core, divided among the concurrent jobs (`USE_ALL_CPUS`, default
+    /// true); false gives each job one engine thread. See [`Config::engine_threads`].
     pub use_all_cpus: bool,
+    /// Largest accepted input file in MiB (`MAX_FILE_SIZE_MB`, default 1000).
     pub max_file_size_mb: u64,
+    /// Largest accepted total of a book's input files in MiB (`MAX_TOTAL_SIZE_MB`, default
+    /// 50000).
     pub max_total_size_mb: u64,
+    /// Back up every source folder before processing (`BACKUP_ENABLED`, default true), unless
+    /// the job request says otherwise.
     pub backup_enabled: bool,
+    /// Age in days after which backups are pruned, 0–36500; 0 keeps them all
+    /// (`BACKUP_RETENTION_DAYS`, default 30).
     pub backup_retention_days: u32,
+    /// Folder of the job database, output, backups and logs (`DATA_DIR`, default `./data`);
+    /// see [`Config::db_path`] and the other `*_dir` methods.
     pub data_dir: PathBuf,
+    /// Where book folders are looked for when no folder is named (`SOURCE_DIR`, default
+    /// `./source`).
     pub source_dir: PathBuf,
     /// Unix permission bits of written M4B files.
     pub output_mode: u32,
+    /// Output file name template (`NAME_TEMPLATE`, default [`DEFAULT_NAME_TEMPLATE`]), with
+    /// the placeholders `{title}` `{author}` `{narrator}` `{series}` `{year}` `{folder}`
+    /// `{timestamp}`.
     pub name_template: String,
     /// 0 = derived from the audio length (see `Workflow::run_job`).
     pub processing_timeout_secs: u64,
+    /// Size in MiB at which a log file is rotated (`LOG_MAX_SIZE_MB`, default 10); read by
+    /// the command-line tool's log writer.
     pub log_max_size_mb: u64,
+    /// Number of log files kept (`LOG_MAX_FILES`, default 14); read by the command-line
+    /// tool's log writer.
     pub log_max_files: usize,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
@@ -354,12 +419,19 @@ impl Default for Config {
 /// One line of `aiom4b config`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SettingView {
+    /// The setting (not serialized; `var` names it).
     #[serde(skip)]
     pub setting: Setting,
+    /// Its environment variable (`DATA_DIR`).
     pub var: &'static str,
+    /// Its config-file key (`data_dir`).
     pub key: &'static str,
+    /// The effective value as text, as given (trimmed).
     pub value: String,
+    /// Where the value came from, as [`Origin`] displays it (`default`, `environment`,
+    /// `command line`, `file <path>`).
     pub origin: String,
+    /// One line of help.
     pub help: &'static str,
 }
 

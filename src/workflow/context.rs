@@ -44,6 +44,7 @@ impl std::fmt::Debug for JobContext<'_> {
 }
 
 impl JobContext<'_> {
+    /// The id of the job being run.
     pub fn job_id(&self) -> Uuid {
         self.id
     }

@@ -78,14 +78,19 @@ where
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct BookEngine {
+    /// How the book folders are scanned.
     pub scan: ScanOptions,
+    /// Size limits the plan enforces.
     pub limits: Limits,
     /// The plan judges damaged files, so its `allow_damaged` should follow the conversion's.
     pub plan: PlanOptions,
+    /// How books are converted; `jobs` is replaced per job by
+    /// [`JobContext::engine_threads`](crate::workflow::JobContext::engine_threads).
     pub convert: ConvertOptions,
 }
 
 impl BookEngine {
+    /// An engine with these options for every stage.
     pub fn new(
         scan: ScanOptions,
         limits: Limits,

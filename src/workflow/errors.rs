@@ -19,8 +19,11 @@ pub enum Error {
     /// An I/O operation on `path` failed.
     #[error("{path}: {what}: {source}")]
     Io {
+        /// The file or folder the operation was on.
         path: PathBuf,
+        /// The operation that failed, as a short phrase (e.g. "read folder").
         what: &'static str,
+        /// The operating system's error.
         #[source]
         source: io::Error,
     },
@@ -36,12 +39,17 @@ pub enum Error {
     /// The file system holding `path` has less free space than the operation needs.
     #[error(
         "{path}: not enough free space: {needed} bytes needed, {available} bytes available to \
-         unprivileged users; free some space, prune old backups (`aiom4b backup prune`), or \
-         point DATA_DIR at a larger disk"
+         unprivileged users; free some space, prune old backups, or point DATA_DIR \
+          at a larger disk"
     )]
     InsufficientSpace {
+        /// The folder to be written into: the backup folder, the folder a restore writes
+        /// into, or the staging folder of a move to another file system.
         path: PathBuf,
+        /// Bytes the operation needs: the files' sizes plus margins (1 MiB, and 4 KiB per
+        /// entry for a backup).
         needed: u64,
+        /// Bytes free there for unprivileged users (reserved blocks excluded).
         available: u64,
     },
     /// The folder to move the sources to is on another file system with too little room for the
@@ -52,24 +60,35 @@ pub enum Error {
          sources to"
     )]
     MoveTargetFull {
+        /// The folder the sources are to be moved to.
         path: PathBuf,
+        /// Bytes the move needs: the source files on other file systems, 4 KiB per file and
+        /// 1 MiB of margin.
         needed: u64,
+        /// Bytes free there for unprivileged users (reserved blocks excluded).
         available: u64,
     },
     /// A copied file does not match its original (or a backup no longer matches its manifest).
     #[error("{path}: checksum verification failed: {}", .problems.join("; "))]
     Checksum {
+        /// The original file whose copy differs, or the backup folder that fails its check.
         path: PathBuf,
+        /// Each mismatch, one sentence each.
         problems: Vec<String>,
     },
     /// A backup's `metadata.txt` is missing or unreadable.
     #[error("{path}: {reason}; this folder is not a complete aiom4b backup")]
-    Manifest { path: PathBuf, reason: String },
+    Manifest {
+        /// The manifest file (`metadata.txt` or its JSON sidecar).
+        path: PathBuf,
+        /// What is wrong: "missing", unreadable, does not parse, or the two files disagree.
+        reason: String,
+    },
     /// No backup, or more than one, matches the given name.
-    #[error("backup {0:?} not found; list backups with `aiom4b backup list`")]
+    #[error("backup {0:?} not found; see the list of backups")]
     BackupNotFound(String),
     /// No job, or more than one, matches the given id.
-    #[error("job {0:?} not found (or the prefix is ambiguous); list jobs with `aiom4b jobs list`")]
+    #[error("job {0:?} not found (or the prefix is ambiguous); see the list of jobs")]
     JobNotFound(String),
     /// The destination of a restore, move or output already exists and would be overwritten.
     #[error(
@@ -89,10 +108,16 @@ pub enum Error {
         }
     )]
     SourceAction {
+        /// The source folder.
         path: PathBuf,
+        /// What was being done, as a phrase ("moving the source folder", "deleting the source
+        /// folder").
         action: &'static str,
+        /// The I/O error that interrupted it.
         reason: String,
+        /// The folder was restored from its backup (true), or restoring failed too (false).
         restored: bool,
+        /// The name of the backup to restore the folder from.
         backup: String,
     },
     /// The request contradicts itself or the configuration.
@@ -134,10 +159,10 @@ impl Error {
         match self {
             Error::Io { source, .. } => io_remedy(source).to_string(),
             Error::Store(e) => e.remedy().to_string(),
-            Error::Config(_) => "fix the named setting (see `aiom4b config`)".into(),
+            Error::Config(_) => "fix the named setting (see the effective configuration)".into(),
             Error::SourceMissing(_) => "check the folder path and that it is readable".into(),
             Error::InsufficientSpace { .. } => {
-                "free disk space or prune old backups (`aiom4b backup prune`), then retry".into()
+                "free disk space or prune old backups, then retry".into()
             }
             Error::MoveTargetFull { .. } => {
                 "free space in the move target or choose another folder to move the sources to"
@@ -146,9 +171,9 @@ impl Error {
             Error::Checksum { .. } => {
                 "a file changed while being copied or the disk is faulty; retry, and check the disk if it happens again".into()
             }
-            Error::Manifest { .. } => "use another backup (`aiom4b backup list`)".into(),
-            Error::BackupNotFound(_) => "list backups with `aiom4b backup list`".into(),
-            Error::JobNotFound(_) => "list jobs with `aiom4b jobs list`".into(),
+            Error::Manifest { .. } => "use another backup from the list of backups".into(),
+            Error::BackupNotFound(_) => "see the list of backups".into(),
+            Error::JobNotFound(_) => "see the list of jobs".into(),
             Error::Exists(_) => "move the existing file or folder away, or choose another destination".into(),
             Error::OutputFileExists(_) => "choose another output name, or allow overwriting".into(),
             Error::SourceAction { restored: true, .. } => {
@@ -216,10 +241,7 @@ const NOT_WRITABLE: [rustix::io::Errno; 3] = [
 fn engine_errno(e: &crate::Error) -> Option<i32> {
     match e {
         crate::Error::Io { source, .. } => source.raw_os_error(),
-        crate::Error::Av {
-            source: ffmpeg_next::Error::Other { errno },
-            ..
-        } => Some(*errno),
+        crate::Error::Av { source, .. } => source.errno(),
         _ => None,
     }
 }
@@ -234,7 +256,7 @@ fn engine_path(e: &crate::Error) -> Option<&std::path::Path> {
 
 fn io_remedy(e: &io::Error) -> &'static str {
     if e.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) {
-        return "the disk is full: free space or prune old backups (`aiom4b backup prune`)";
+        return "the disk is full: free space or prune old backups, then retry";
     }
     match e.kind() {
         io::ErrorKind::NotFound => "check that the path exists",
@@ -252,7 +274,9 @@ fn io_remedy(e: &io::Error) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{category} error: {message}")]
 pub struct JobError {
+    /// Which of the four error categories the failure belongs to.
     pub category: ErrorCategory,
+    /// What went wrong, naming the file or folder.
     pub message: String,
     /// What the user should do next.
     pub remedy: String,

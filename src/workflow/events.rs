@@ -70,20 +70,34 @@ pub enum JobEvent<'a> {
     Engine(Stage),
     /// File `index` of the book is decoded completely: `samples` at the output rate.
     FileDecoded {
+        /// The file's 0-based position in the book.
         index: usize,
+        /// The MP3 file.
         path: &'a Path,
+        /// Its decoded length in samples per channel at the output rate.
         samples: u64,
     },
     /// `done` of about `total` output samples are encoded (see [`ProgressSink::encoded`]).
-    Encoded { done: u64, total: u64 },
+    Encoded {
+        /// Output samples (per channel) encoded so far.
+        done: u64,
+        /// The expected total: the plan's estimate until the last file is decoded, then exact.
+        total: u64,
+    },
     /// The job's progress as recorded: a fraction 0..=1, at most twice a second.
-    Progress { fraction: f64 },
+    Progress {
+        /// Share done, 0.0–1.0 (the job record stores it as a percentage, 0–100).
+        fraction: f64,
+    },
     /// A problem found by the plan or the engine (soft, or the reason the job fails).
     Finding(&'a Finding),
     /// A transient failure: the conversion runs again after `delay`.
     Retrying {
+        /// The attempt that failed, 1-based.
         attempt: u32,
+        /// How long the workflow waits before the next attempt.
         delay: Duration,
+        /// What failed.
         message: &'a str,
     },
     /// The job ended (completed, failed or cancelled); its final record.

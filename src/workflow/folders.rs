@@ -22,10 +22,13 @@ const MAX_DEPTH: usize = 4;
 /// One book folder with what it holds.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BookFolder {
+    /// The book folder (the library root joined with `name`).
     pub path: PathBuf,
     /// The path relative to the library root (e.g. `Herbert/Dune`).
     pub name: String,
+    /// MP3 files below it, disc folders included (see [`FolderStats::mp3_count`]).
     pub mp3_count: usize,
+    /// Their total size in bytes.
     pub total_bytes: u64,
     /// Disc sub-folders holding MP3s.
     pub disc_folders: usize,
@@ -36,8 +39,11 @@ pub struct BookFolder {
 /// MP3 count, bytes and newest change of everything below `folder` (recursively).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct FolderStats {
+    /// MP3 files found by the scan's rules, each file counted once.
     pub mp3_count: usize,
+    /// Their total size in bytes.
     pub total_bytes: u64,
+    /// The newest modification time among the folder and every entry below it.
     pub last_modified: Option<SystemTime>,
 }
 

@@ -20,6 +20,7 @@ use std::path::PathBuf;
 /// Where and how much to keep.
 #[derive(Debug, Clone)]
 pub struct RotationPolicy {
+    /// The folder the log files are written in (created when needed).
     pub dir: PathBuf,
     /// File name prefix, e.g. `aiom4b`.
     pub prefix: String,
@@ -45,6 +46,8 @@ pub struct RotatingFile {
 }
 
 impl RotatingFile {
+    /// A rotating file under `policy`, dated by the local clock; nothing is opened until the
+    /// first write.
     pub fn new(policy: RotationPolicy) -> Self {
         Self::with_clock(policy, Box::new(|| Local::now().date_naive()))
     }

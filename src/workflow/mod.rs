@@ -128,14 +128,17 @@ impl Workflow {
         self
     }
 
+    /// The effective configuration this workflow runs with.
     pub fn config(&self) -> &Config {
         &self.config
     }
 
+    /// The job database.
     pub fn store(&self) -> &dyn JobStore {
         &*self.store
     }
 
+    /// The backup folder (`data/backup`) and its operations.
     pub fn backups(&self) -> &BackupStore {
         &self.backups
     }

@@ -42,8 +42,8 @@ pub(crate) fn check(
         if f.starts_with(&backup_dir) {
             return Err(Error::Invalid(format!(
                 "{}: this folder is inside aiom4b's backup folder ({}); backups are never converted \
-                 or changed: restore the backup to another place (`aiom4b backup restore NAME --to DIR`) \
-                 and convert that copy",
+                 or changed: restore the backup to another folder and convert \
+                 that copy",
                 f.display(),
                 backup_dir.display()
             )));

@@ -11,7 +11,9 @@ use serde::{Deserialize, Serialize};
 /// The identity of a process, as stored in a job record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessIdentity {
+    /// The process id.
     pub pid: u32,
+    /// The host the process runs on.
     pub hostname: String,
     /// Start time in clock ticks since boot (`/proc/<pid>/stat` field 22); `None` off Linux.
     pub start_ticks: Option<u64>,
@@ -20,7 +22,9 @@ pub struct ProcessIdentity {
 /// What [`ProcessIdentity::liveness`] can tell about a recorded process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Liveness {
+    /// A process with this pid (and, on Linux, this start time) runs on this host.
     Alive,
+    /// No such process on this host: the pid is gone, a zombie, or reused by another process.
     Dead,
     /// It ran on another host.
     Unknown,

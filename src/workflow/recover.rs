@@ -56,7 +56,7 @@ impl Workflow {
                             output.display(), owner.pid, owner.hostname
                         ),
                         remedy: format!(
-                            "check the source folders; restore an incomplete one with `aiom4b backup restore NAME` ({})",
+                            "check the source folders; restore an incomplete one from its backup ({})",
                             backups.join(", ")
                         ),
                     });
@@ -77,7 +77,7 @@ impl Workflow {
                         "run the conversion again".into()
                     } else {
                         format!(
-                            "run the conversion again; if a source folder looks incomplete, restore it with `aiom4b backup restore NAME` ({})",
+                            "run the conversion again; if a source folder looks incomplete, restore it from its backup ({})",
                             backups.join(", ")
                         )
                     },

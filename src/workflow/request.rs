@@ -9,6 +9,7 @@ use std::time::Duration;
 
 /// What to convert and what to do around it.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct JobRequest {
     /// The source folders of one book, in order.
     pub folders: Vec<PathBuf>,
@@ -44,6 +45,7 @@ pub struct ConversionResult {
     pub output: PathBuf,
     /// Title, author … for the output name.
     pub metadata: BookMetadata,
+    /// Length of the written audio in seconds, for the job record.
     pub audio_duration_secs: Option<f64>,
     /// The engine's own stages (scan, probe, decode …), stored with the workflow's.
     pub stage_timings: Vec<StageTiming>,
@@ -58,12 +60,15 @@ pub struct ConversionResult {
 pub struct JobOutcome {
     /// The final job record (status, output path, error …).
     pub job: Job,
+    /// Warnings for the user: the engine's (a completed job's), and what failed after the
+    /// output was published.
     pub warnings: Vec<String>,
     /// The engine's report of the successful conversion ([`ConversionResult::report`]).
     pub report: Option<ConvertReport>,
 }
 
 impl JobOutcome {
+    /// True when the job completed (its output is published).
     pub fn succeeded(&self) -> bool {
         self.job.status == JobStatus::Completed
     }

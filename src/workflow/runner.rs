@@ -61,14 +61,17 @@ impl QueuedJob {
 }
 
 impl<'w, E: JobEngine> JobRunner<'w, E> {
+    /// A runner that runs jobs of `workflow` with `engine`.
     pub fn new(workflow: &'w Workflow, engine: E) -> Self {
         JobRunner { workflow, engine }
     }
 
+    /// The workflow its jobs are recorded in.
     pub fn workflow(&self) -> &'w Workflow {
         self.workflow
     }
 
+    /// The engine that converts its books.
     pub fn engine(&self) -> &E {
         &self.engine
     }

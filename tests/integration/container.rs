@@ -5,8 +5,8 @@
 //! They write real AAC packets (silence, encoded once and repeated) straight through the muxer,
 //! so they take seconds rather than the hours a real encode would. Still heavy on disk (4 GiB),
 //! so they are `#[ignore]`d: run them with `cargo test --release -- --ignored container`.
-use aiom4b::av::encode::{open_encoder, AudioEncoder, EncodedPacket};
-use aiom4b::av::mux::{M4bMuxer, MuxChapter};
+use aiom4b::__internals::encode::{open_encoder, AudioEncoder, EncodedPacket};
+use aiom4b::__internals::mux::{M4bMuxer, MuxChapter};
 use aiom4b::{AacCoder, AacProfile, EncoderChoice, EncoderSettings, TargetFormat};
 
 fn silence_packets(settings: &EncoderSettings) -> (Box<dyn AudioEncoder>, Vec<EncodedPacket>) {
@@ -25,12 +25,12 @@ fn silence_packets(settings: &EncoderSettings) -> (Box<dyn AudioEncoder>, Vec<En
 
 /// Writes `frames` packets built from `payload`, with chapters every hour.
 fn write_long(path: &std::path::Path, frames: u64, payload: Option<Vec<u8>>) -> u64 {
-    let settings = EncoderSettings {
-        target: TargetFormat::default(),
-        encoder: EncoderChoice::Native,
-        coder: AacCoder::Twoloop,
-        profile: AacProfile::Lc,
-    };
+    let settings = EncoderSettings::new(
+        TargetFormat::default(),
+        EncoderChoice::Native,
+        AacCoder::Twoloop,
+        AacProfile::Lc,
+    );
     let (enc, pkts) = silence_packets(&settings);
     let params = enc.params();
     let steady = payload.unwrap_or_else(|| pkts[20].data.clone());

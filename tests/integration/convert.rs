@@ -398,10 +398,16 @@ fn damaged_inputs_fail_cleanly_unless_allowed() {
 
 /// Samples the engine's own decoder (FFmpeg, gapless, at the output format) gets from `path`.
 fn engine_decoded_samples(path: &Path, rate: u32, channels: usize) -> u64 {
-    let input = aiom4b::av::input::open_mp3(path).unwrap();
-    let stats =
-        aiom4b::av::decode::decode_file(input, rate, channels, 16_384, &|| false, &mut |_| Ok(()))
-            .unwrap();
+    let input = aiom4b::__internals::input::open_mp3(path).unwrap();
+    let stats = aiom4b::__internals::decode::decode_file(
+        input,
+        rate,
+        channels,
+        16_384,
+        &|| false,
+        &mut |_| Ok(()),
+    )
+    .unwrap();
     stats.output_samples
 }
 

@@ -325,7 +325,7 @@ fn kill_9_at_every_stage_loses_nothing_and_leaves_nothing() {
                 .map(|e| e.path())
                 .find(|p| p.to_string_lossy().ends_with(".part"))
                 .expect("the part exists while converting");
-            fs::write(aiom4b::publish::sibling_temp(&part, "tags"), b"half").unwrap();
+            fs::write(aiom4b::__internals::sibling_temp(&part, "tags"), b"half").unwrap();
         }
         kill9(child);
         let job = w.job();
@@ -804,11 +804,9 @@ fn a_store_that_fails_after_publishing_does_not_fail_the_job() {
             })),
             ..Hooks::default()
         });
-    let request = aiom4b::workflow::JobRequest {
-        folders: vec![book.clone()],
-        backup: Some(false),
-        ..Default::default()
-    };
+    let mut request = aiom4b::workflow::JobRequest::default();
+    request.folders = vec![book.clone()];
+    request.backup = Some(false);
     let outcome = wf
         .run_job(request, |ctx| {
             fs::write(ctx.part_path(), b"a finished book").unwrap();

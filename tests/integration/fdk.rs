@@ -8,14 +8,14 @@
 //! Run with `cargo test --release --features fdk-aac fdk` (release: these encode real audio).
 #![cfg(feature = "fdk-aac")]
 
-use aiom4b::av::decode::decode_file;
-use aiom4b::av::input::open_mp3;
-use aiom4b::model::Chapter;
-use aiom4b::options::{
+use aiom4b::__internals::decode::decode_file;
+use aiom4b::__internals::input::open_mp3;
+use aiom4b::verify::{self, Expectations, M4bSummary};
+use aiom4b::Chapter;
+use aiom4b::{plan, CancelToken, ConvertReport, Converter, NoProgress};
+use aiom4b::{
     AacProfile, ConvertOptions, EncoderChoice, Limits, PlanOptions, ScanOptions, TargetSpec,
 };
-use aiom4b::verify::{self, Expectations, M4bSummary};
-use aiom4b::{plan, CancelToken, ConvertReport, Converter, NoProgress};
 use aiom4b_testkit::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
 use aiom4b_testkit::m4b_reader::decode_m4b;
 use aiom4b_testkit::quality;
@@ -130,15 +130,14 @@ impl Encoding {
 /// Plans and converts the book in `dir` (the conversion verifies its own output).
 fn convert(dir: &Path, out_dir: &Path, e: &Encoding) -> (ConvertReport, PathBuf) {
     let out = out_dir.join(format!("{}.m4b", e.name()));
-    let opts = PlanOptions {
-        output: Some(out.clone()),
-        target: TargetSpec {
-            sample_rate: Some(e.rate),
-            channels: Some(e.channels),
-            bitrate_bps: Some(e.bitrate_bps),
-            ..TargetSpec::default()
-        },
-        ..PlanOptions::default()
+    let mut opts = PlanOptions::default();
+    opts.output = Some(out.clone());
+    opts.target = {
+        let mut o = TargetSpec::default();
+        o.sample_rate = Some(e.rate);
+        o.channels = Some(e.channels);
+        o.bitrate_bps = Some(e.bitrate_bps);
+        o
     };
     let book = plan::plan(
         &[dir.to_path_buf()],
@@ -147,13 +146,14 @@ fn convert(dir: &Path, out_dir: &Path, e: &Encoding) -> (ConvertReport, PathBuf)
         &opts,
     )
     .unwrap();
-    let conv = Converter::new(ConvertOptions {
-        encoder: e.encoder,
-        profile: e.profile,
-        jobs: e.jobs,
-        overwrite: true,
-        segment_frames: TEST_SEGMENT_FRAMES,
-        ..ConvertOptions::default()
+    let conv = Converter::new({
+        let mut o = ConvertOptions::default();
+        o.encoder = e.encoder;
+        o.profile = e.profile;
+        o.jobs = e.jobs;
+        o.overwrite = true;
+        o.segment_frames = TEST_SEGMENT_FRAMES;
+        o
     });
     let report = conv
         .convert(&book, &NoProgress, &CancelToken::new())
@@ -450,18 +450,21 @@ fn fdk_snr_is_at_least_natives_at_the_same_bitrate() {
 
 #[test]
 fn fdk_refuses_he_aac_v2_in_mono() {
-    let settings = aiom4b::options::EncoderSettings {
-        target: aiom4b::model::TargetFormat {
+    let settings = aiom4b::EncoderSettings::new(
+        aiom4b::TargetFormat {
             sample_rate: 44_100,
             channels: 1,
             bitrate_bps: 32_000,
         },
-        encoder: EncoderChoice::Fdk,
-        coder: Default::default(),
-        profile: AacProfile::Hev2,
-    };
-    let err = aiom4b::av::encode::open_encoder(&settings)
+        EncoderChoice::Fdk,
+        Default::default(),
+        AacProfile::Hev2,
+    );
+    let err = aiom4b::__internals::encode::open_encoder(&settings)
         .err()
         .expect("mono HE-AAC v2 must fail");
-    assert!(err.to_string().contains("--profile he"), "{err}");
+    assert!(
+        err.to_string().contains("HE-AAC (v1) profile for mono"),
+        "{err}"
+    );
 }

@@ -1,8 +1,8 @@
 //! The inputs the fuzzers found problems with (`fuzz/regressions/<target>/`, see
 //! docs/fuzzing.md), run through the public entry points of what each target fuzzes, so that
 //! `cargo test` keeps them fixed without the nightly toolchain.
+use aiom4b::__internals::write_extra_items;
 use aiom4b::chapters::{parse_chapters_text, timed_to_samples};
-use aiom4b::mp4tags::write_extra_items;
 use aiom4b::verify::{check, summarize, Expectations};
 use std::path::{Path, PathBuf};
 use std::process::Command;

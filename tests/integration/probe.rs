@@ -2,9 +2,9 @@
 //! and covers, symlink loops and FIFOs — seen through `plan::inspect` and `aiom4b probe`
 //! (and `aiom4b convert` where the claim is "probe AND convert work").
 use crate::common::*;
-use aiom4b::options::{Limits, Order, PlanOptions, ScanOptions};
 use aiom4b::plan::{self, Inspection};
 use aiom4b::{CoverSource, FindingKind, Picture, Severity, Tags};
+use aiom4b::{Limits, Order, PlanOptions, ScanOptions};
 use aiom4b_testkit::fixtures::{
     test_jpeg, test_png, write_hostile, write_mp3, Length, Mp3Spec, Signal,
 };
@@ -16,10 +16,8 @@ use std::time::Duration;
 const NO_HANG_DEADLINE: Duration = Duration::from_secs(60);
 
 fn inspect(folders: &[PathBuf], order: Order) -> Inspection {
-    let scan = ScanOptions {
-        order,
-        ..ScanOptions::default()
-    };
+    let mut scan = ScanOptions::default();
+    scan.order = order;
     plan::inspect(folders, &scan, &Limits::default(), &PlanOptions::default()).unwrap()
 }
 

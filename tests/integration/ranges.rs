@@ -2,7 +2,9 @@
 //! sample where the decoder does, and decoding from any sample must give exactly the samples
 //! that decoding the whole file gives from there (bit for bit), in every MP3 flavour an
 //! audiobook comes in.
-use aiom4b::av::packets::{decode_from, index_mp3, OpenTrack, RangeError, PREROLL_PACKETS};
+use aiom4b::__internals::packets::{
+    decode_from, index_mp3, OpenTrack, RangeError, PREROLL_PACKETS,
+};
 use aiom4b_testkit::fixtures::{
     audio_start, write_mp3, FrameHeader, Length, Mp3Spec, RateControl, Signal,
 };
@@ -44,9 +46,10 @@ fn convert_on_thread(
         &[book.to_path_buf()],
         &ScanOptions::default(),
         &Limits::default(),
-        &PlanOptions {
-            output: Some(out.to_path_buf()),
-            ..PlanOptions::default()
+        &{
+            let mut o = PlanOptions::default();
+            o.output = Some(out.to_path_buf());
+            o
         },
     )
     .unwrap();
@@ -402,11 +405,9 @@ fn cancelling_in_the_middle_of_many_segments_ends_promptly() {
     }
     for segment_frames in [64, 256] {
         let cancel = CancelToken::new();
-        let options = ConvertOptions {
-            jobs: 2,
-            segment_frames,
-            ..ConvertOptions::default()
-        };
+        let mut options = ConvertOptions::default();
+        options.jobs = 2;
+        options.segment_frames = segment_frames;
         let r = convert_on_thread(&book, &out, options, CancelAt(cancel.clone()), cancel);
         assert!(
             matches!(r, Err(Error::Cancelled)),
@@ -454,11 +455,9 @@ fn a_file_that_changes_rate_midway_is_converted_again_in_order() {
     }
     std::fs::write(book.join("02 - two rates.mp3"), bytes).unwrap();
     let convert = |jobs: usize, name: &str| {
-        let options = ConvertOptions {
-            jobs,
-            segment_frames: 32,
-            ..ConvertOptions::default()
-        };
+        let mut options = ConvertOptions::default();
+        options.jobs = jobs;
+        options.segment_frames = 32;
         let out = tmp.path().join(name);
         convert_on_thread(&book, &out, options, NoProgress, CancelToken::new())
             .unwrap_or_else(|e| panic!("-j{jobs}: {e}"))

@@ -4,8 +4,8 @@
 //! segment joins are no worse than the rest of the file (mean excess ≤ 0.5 dB, no join worse
 //! than the 99th percentile of non-join blocks), and both files have the same packets and length.
 use crate::common::*;
-use aiom4b::av::decode::decode_file;
-use aiom4b::av::input::open_mp3;
+use aiom4b::__internals::decode::decode_file;
+use aiom4b::__internals::input::open_mp3;
 use aiom4b_testkit::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
 use aiom4b_testkit::m4b_reader::decode_m4b;
 use aiom4b_testkit::quality::{splice_report, SpliceReport};

@@ -24,8 +24,8 @@ fn book(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// What FFmpeg's decoder, as the engine runs it, gets from `path` at 44.1 kHz stereo.
 fn decoded_samples(path: &Path) -> u64 {
-    let input = aiom4b::av::input::open_mp3(path).unwrap();
-    aiom4b::av::decode::decode_file(input, 44_100, 2, 16_384, &|| false, &mut |_| Ok(()))
+    let input = aiom4b::__internals::input::open_mp3(path).unwrap();
+    aiom4b::__internals::decode::decode_file(input, 44_100, 2, 16_384, &|| false, &mut |_| Ok(()))
         .unwrap()
         .output_samples
 }
@@ -35,9 +35,10 @@ fn inspect(book: &Path, allow_damaged: bool) -> plan::Inspection {
         &[book.to_path_buf()],
         &ScanOptions::default(),
         &Limits::default(),
-        &PlanOptions {
-            allow_damaged,
-            ..PlanOptions::default()
+        &{
+            let mut o = PlanOptions::default();
+            o.allow_damaged = allow_damaged;
+            o
         },
     )
     .unwrap()

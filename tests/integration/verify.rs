@@ -6,9 +6,9 @@
 //! attached picture) and prove that adding narrator/series items leaves chapters, audio and
 //! every other box as they were.
 use crate::common::run_tool;
-use aiom4b::model::{BookMetadata, Chapter};
 use aiom4b::verify::{self, Expectations};
 use aiom4b::Error;
+use aiom4b::{BookMetadata, Chapter};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -449,7 +449,7 @@ fn extra_items_keep_300_chapters_and_everything_else_identical() {
     let exp = full_expectations(&chapters, 30, 2);
     assert_eq!(verify::check(&before, &exp), Vec::<String>::new());
 
-    aiom4b::mp4tags::write_extra_items(
+    aiom4b::__internals::write_extra_items(
         &path,
         Some("Gert Westphal"),
         Some("Die großen Romane"),
@@ -535,13 +535,13 @@ fn extra_items_keep_300_chapters_and_everything_else_identical() {
     assert_eq!(tag.chapter_track().len(), 300);
 
     // Writing again replaces instead of duplicating, and nothing at all is a no-op.
-    aiom4b::mp4tags::write_extra_items(&path, Some("Other"), None, None).unwrap();
+    aiom4b::__internals::write_extra_items(&path, Some("Other"), None, None).unwrap();
     let again = verify::summarize(&path).unwrap();
     assert_eq!(again.tags.narrator.as_deref(), Some("Other"));
     assert_eq!(again.tags.series.as_deref(), Some("Die großen Romane"));
     assert_eq!(again.tags.keys.iter().filter(|k| *k == "©nrt").count(), 1);
     let bytes = std::fs::read(&path).unwrap();
-    aiom4b::mp4tags::write_extra_items(&path, None, Some(" "), None).unwrap();
+    aiom4b::__internals::write_extra_items(&path, None, Some(" "), None).unwrap();
     assert_eq!(std::fs::read(&path).unwrap(), bytes);
     // No temporary file is left behind.
     let names: Vec<_> = std::fs::read_dir(dir.path())
@@ -555,11 +555,11 @@ fn extra_items_keep_300_chapters_and_everything_else_identical() {
 fn write_extra_items_reports_paths() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.m4b");
-    let e = aiom4b::mp4tags::write_extra_items(&missing, Some("N"), None, None).unwrap_err();
+    let e = aiom4b::__internals::write_extra_items(&missing, Some("N"), None, None).unwrap_err();
     assert!(e.to_string().contains("missing.m4b"), "{e}");
     let junk = dir.path().join("junk.m4b");
     std::fs::write(&junk, b"this is not an mp4 file at all").unwrap();
-    let e = aiom4b::mp4tags::write_extra_items(&junk, Some("N"), None, None).unwrap_err();
+    let e = aiom4b::__internals::write_extra_items(&junk, Some("N"), None, None).unwrap_err();
     assert!(matches!(e, Error::Mp4 { .. }), "{e}");
     assert_eq!(
         std::fs::read(&junk).unwrap(),

@@ -20,15 +20,11 @@ fn good_m4b(dir: &Path) -> PathBuf {
     small_mp3(&book.join("01 - One.mp3"));
     small_mp3(&book.join("02 - Two.mp3"));
     let output = dir.join("good.m4b");
-    let b = plan::plan(
-        &[book],
-        &Default::default(),
-        &Default::default(),
-        &PlanOptions {
-            output: Some(output.clone()),
-            ..Default::default()
-        },
-    )
+    let b = plan::plan(&[book], &Default::default(), &Default::default(), &{
+        let mut o = PlanOptions::default();
+        o.output = Some(output.clone());
+        o
+    })
     .unwrap();
     Converter::new(ConvertOptions::default())
         .convert(&b, &NoProgress, &CancelToken::new())

@@ -86,12 +86,10 @@ fn job_lifecycle_listing_and_stats() {
         &[("01.mp3", 3000), ("CD2/02.mp3", 2000)],
     );
     let wf = Workflow::open(config(&tmp.path().join("data"), &[])).unwrap();
-    let req = JobRequest {
-        folders: vec![book.clone()],
-        options: serde_json::json!({"bitrate": "64k"}),
-        name_template: Some("{author} - {title}".into()),
-        ..Default::default()
-    };
+    let mut req = JobRequest::default();
+    req.folders = vec![book.clone()];
+    req.options = serde_json::json!({"bitrate": "64k"});
+    req.name_template = Some("{author} - {title}".into());
     let out = wf.run_job(req, fake_convert).unwrap();
     let job = &out.job;
     assert_eq!(job.status, JobStatus::Completed, "{:?}", job.error);
@@ -120,12 +118,10 @@ fn job_lifecycle_listing_and_stats() {
     );
 
     // The same template again: never overwrites, numbers the second file.
-    let req = JobRequest {
-        folders: vec![book.clone()],
-        name_template: Some("{author} - {title}".into()),
-        backup: Some(false),
-        ..Default::default()
-    };
+    let mut req = JobRequest::default();
+    req.folders = vec![book.clone()];
+    req.name_template = Some("{author} - {title}".into());
+    req.backup = Some(false);
     let second = wf.run_job(req, fake_convert).unwrap().job;
     assert_eq!(
         second.output_path.unwrap().file_name().unwrap(),
@@ -142,11 +138,9 @@ fn job_lifecycle_listing_and_stats() {
             "replace the file",
         ))
     };
-    let req = JobRequest {
-        folders: vec![book.clone()],
-        backup: Some(false),
-        ..Default::default()
-    };
+    let mut req = JobRequest::default();
+    req.folders = vec![book.clone()];
+    req.backup = Some(false);
     let failed = wf.run_job(req, failing).unwrap().job;
     assert_eq!(failed.status, JobStatus::Failed);
     let err = failed.error.clone().unwrap();
@@ -157,9 +151,10 @@ fn job_lifecycle_listing_and_stats() {
     // A missing folder is an input error recorded in a job, not a panic.
     let missing = wf
         .run_job(
-            JobRequest {
-                folders: vec![tmp.path().join("nope")],
-                ..Default::default()
+            {
+                let mut o = JobRequest::default();
+                o.folders = vec![tmp.path().join("nope")];
+                o
             },
             fake_convert,
         )
@@ -223,10 +218,11 @@ fn a_created_job_waits_pending_survives_recovery_and_runs_later_with_events() {
     let wf = Workflow::open(config(&data, &[])).unwrap();
     let runner = JobRunner::new(&wf, ConvertFn(fake_convert));
     let queued = runner
-        .create(JobRequest {
-            folders: vec![book.clone()],
-            backup: Some(false),
-            ..Default::default()
+        .create({
+            let mut o = JobRequest::default();
+            o.folders = vec![book.clone()];
+            o.backup = Some(false);
+            o
         })
         .unwrap();
     let id = queued.job().id;
@@ -277,21 +273,17 @@ fn a_pending_job_of_an_earlier_process_is_requeued_from_the_store_and_runs() {
     let id = {
         let wf = Workflow::open(config(&data, &[])).unwrap();
         let runner = JobRunner::new(&wf, ConvertFn(fake_convert));
-        let request = JobRequest {
-            folders: vec![book.clone()],
-            backup: Some(false),
-            ..Default::default()
-        };
+        let mut request = JobRequest::default();
+        request.folders = vec![book.clone()];
+        request.backup = Some(false);
         runner.create(request).unwrap().job().id
     };
     // A new process: only the store remembers the job.
     let wf = Workflow::open(config(&data, &[])).unwrap();
     let runner = JobRunner::new(&wf, ConvertFn(fake_convert));
     let job = wf.store().get(id).unwrap().unwrap();
-    let request = JobRequest {
-        backup: Some(false),
-        ..Default::default()
-    };
+    let mut request = JobRequest::default();
+    request.backup = Some(false);
     let queued = runner.requeue(job.clone(), request.clone()).unwrap();
     let outcome = runner
         .run_queued(queued, &aiom4b::workflow::NoEvents)
@@ -310,12 +302,9 @@ fn a_pending_job_of_an_earlier_process_is_requeued_from_the_store_and_runs() {
     assert!(wf.store().delete_finished(id).unwrap());
     assert!(wf.store().get(id).unwrap().is_none());
     assert!(!wf.store().delete_finished(id).unwrap());
-    let pending = runner
-        .create(JobRequest {
-            folders: vec![book],
-            ..Default::default()
-        })
-        .unwrap();
+    let mut request = JobRequest::default();
+    request.folders = vec![book];
+    let pending = runner.create(request).unwrap();
     assert!(!wf.store().delete_finished(pending.job().id).unwrap());
 }
 
@@ -331,11 +320,9 @@ fn transient_failures_are_retried_and_timeouts_fail_cleanly() {
         }
         fake_convert(ctx)
     };
-    let req = JobRequest {
-        folders: vec![book.clone()],
-        backup: Some(false),
-        ..Default::default()
-    };
+    let mut req = JobRequest::default();
+    req.folders = vec![book.clone()];
+    req.backup = Some(false);
     let job = wf.run_job(req.clone(), flaky).unwrap().job;
     assert_eq!(job.status, JobStatus::Completed);
     assert_eq!(job.attempts, 2);
@@ -350,9 +337,10 @@ fn transient_failures_are_retried_and_timeouts_fail_cleanly() {
     let started = Instant::now();
     let job = wf
         .run_job(
-            JobRequest {
-                timeout: Some(Duration::from_millis(200)),
-                ..req
+            {
+                let mut o = req;
+                o.timeout = Some(Duration::from_millis(200));
+                o
             },
             stuck,
         )
@@ -418,10 +406,8 @@ fn helper_child() {
             ..Default::default()
         });
     }
-    let req = JobRequest {
-        folders: vec![source],
-        ..Default::default()
-    };
+    let mut req = JobRequest::default();
+    req.folders = vec![source];
     let _ = wf.run_job(req, |ctx| {
         fs::write(ctx.part_path(), b"partial output").unwrap();
         hang();
@@ -537,9 +523,10 @@ fn backup_refuses_when_the_disk_is_too_small() {
     let wf = Workflow::open(config(&small.join("data"), &[])).unwrap();
     let job = wf
         .run_job(
-            JobRequest {
-                folders: vec![book],
-                ..Default::default()
+            {
+                let mut o = JobRequest::default();
+                o.folders = vec![book];
+                o
             },
             |_| panic!("must not convert without a backup"),
         )
@@ -706,10 +693,11 @@ fn delete_source_failing_midway_restores_the_folder() {
         });
     let job = wf
         .run_job(
-            JobRequest {
-                folders: vec![book.clone()],
-                post_action: PostAction::Delete,
-                ..Default::default()
+            {
+                let mut o = JobRequest::default();
+                o.folders = vec![book.clone()];
+                o.post_action = PostAction::Delete;
+                o
             },
             fake_convert,
         )
@@ -748,20 +736,19 @@ fn delete_source_failing_midway_restores_the_folder() {
 
     // Without the failure the folder goes; deleting without a backup is refused up front.
     let wf = Workflow::open(config(&tmp.path().join("data"), &[])).unwrap();
-    let req = JobRequest {
-        folders: vec![book.clone()],
-        post_action: PostAction::Delete,
-        backup: Some(false),
-        ..Default::default()
-    };
+    let mut req = JobRequest::default();
+    req.folders = vec![book.clone()];
+    req.post_action = PostAction::Delete;
+    req.backup = Some(false);
     let refused = wf.run_job(req.clone(), fake_convert).unwrap().job;
     assert_eq!(refused.status, JobStatus::Failed);
     assert!(book.exists());
     let done = wf
         .run_job(
-            JobRequest {
-                backup: None,
-                ..req
+            {
+                let mut o = req;
+                o.backup = None;
+                o
             },
             fake_convert,
         )
@@ -774,10 +761,11 @@ fn delete_source_failing_midway_restores_the_folder() {
     let book2 = make_book(tmp.path(), "Book2", &[("01.mp3", 10)]);
     let moved = wf
         .run_job(
-            JobRequest {
-                folders: vec![book2.clone()],
-                post_action: PostAction::MoveTo(tmp.path().join("done")),
-                ..Default::default()
+            {
+                let mut o = JobRequest::default();
+                o.folders = vec![book2.clone()];
+                o.post_action = PostAction::MoveTo(tmp.path().join("done"));
+                o
             },
             fake_convert,
         )
@@ -836,12 +824,11 @@ fn batch_isolates_a_bad_book_and_skips_converted_ones() {
         }
         fake_convert(ctx)
     };
-    let opts = BatchOptions {
-        request: JobRequest {
-            backup: Some(false),
-            ..Default::default()
-        },
-        ..Default::default()
+    let mut opts = BatchOptions::default();
+    opts.request = {
+        let mut o = JobRequest::default();
+        o.backup = Some(false);
+        o
     };
     let batch = |books: &[PathBuf], opts: &BatchOptions| {
         JobRunner::new(&wf, ConvertFn(convert)).run_batch(books, opts, &NoEvents)
@@ -881,13 +868,11 @@ fn batch_isolates_a_bad_book_and_skips_converted_ones() {
     );
     assert_eq!(again.books[0].output, report.books[0].output);
     // --force converts everything again.
-    let forced = batch(
-        &books[..1],
-        &BatchOptions {
-            force: true,
-            ..opts.clone()
-        },
-    );
+    let forced = batch(&books[..1], &{
+        let mut o = opts.clone();
+        o.force = true;
+        o
+    });
     assert_eq!(forced.books[0].status, BookStatus::Converted);
 }
 
@@ -1065,9 +1050,10 @@ fn log_lines_of_a_job_carry_its_id() {
         tracing::callsite::rebuild_interest_cache();
         let wf = Workflow::open(config(&tmp.path().join("data"), &[])).unwrap();
         wf.run_job(
-            JobRequest {
-                folders: vec![book],
-                ..Default::default()
+            {
+                let mut o = JobRequest::default();
+                o.folders = vec![book];
+                o
             },
             |ctx| {
                 tracing::info!("engine says hello");

@@ -36,7 +36,7 @@ pub fn id3v2_len(b: &[u8]) -> Option<u64> {
 }
 
 /// The offset of the audio after the ID3v2 tags at the start of `b` (0 without a tag; up to
-/// [`MAX_CHAINED_TAGS`] tags in a row are skipped). May exceed `b.len()` when a tag's end lies beyond it.
+/// `MAX_CHAINED_TAGS` tags in a row are skipped). May exceed `b.len()` when a tag's end lies beyond it.
 pub fn audio_start(b: &[u8]) -> u64 {
     let mut at = 0u64;
     for _ in 0..MAX_CHAINED_TAGS {

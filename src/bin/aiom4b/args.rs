@@ -7,10 +7,10 @@
 //! ([`Cli::overrides`]) and checked there, once, so a flag, a variable and the file can't
 //! disagree and a bad value is the same usage error (exit 2) wherever it comes from.
 use crate::workflow_cmds::{BatchArgs, ConfigArgs, JobArgs, WorkflowCommand};
-use aiom4b::options::*;
 use aiom4b::workflow::config::Setting;
 use aiom4b::workflow::{Config, Overrides};
 use aiom4b::BookMetadata;
+use aiom4b::*;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -320,14 +320,16 @@ pub fn parse_sample_rate(s: &str) -> Result<u32, String> {
 
 impl BookArgs {
     pub fn scan_options(&self, cfg: &Config) -> ScanOptions {
-        ScanOptions {
-            max_depth: self.max_depth as usize,
-            order: match self.order {
+        {
+            let mut o = ScanOptions::default();
+            o.max_depth = self.max_depth as usize;
+            o.order = match self.order {
                 OrderArg::Natural => Order::Natural,
                 OrderArg::Alpha => Order::Alpha,
                 OrderArg::Tags => Order::Tags,
-            },
-            exclude: cfg.protected_dirs(),
+            };
+            o.exclude = cfg.protected_dirs();
+            o
         }
     }
     /// Adds the size limits given as flags to the command-line layer of the configuration.
@@ -342,28 +344,32 @@ impl BookArgs {
 
     /// Plan options without metadata overrides, cover or output (a batch's books).
     pub fn plan_options(&self, cfg: &Config) -> PlanOptions {
-        PlanOptions {
-            chapter_titles: match self.chapter_titles {
+        {
+            let mut o = PlanOptions::default();
+            o.chapter_titles = match self.chapter_titles {
                 TitlesArg::Auto => ChapterTitles::Auto,
                 TitlesArg::Tags => ChapterTitles::Tags,
                 TitlesArg::Filenames => ChapterTitles::Filenames,
-            },
-            overrides: BookMetadata::default(),
-            cover: None,
-            output: None,
-            data_dir: Some(cfg.data_dir.clone()),
-            target: TargetSpec {
-                preset: match self.format.preset {
+            };
+            o.overrides = BookMetadata::default();
+            o.cover = None;
+            o.output = None;
+            o.data_dir = Some(cfg.data_dir.clone());
+            o.target = {
+                let mut o = TargetSpec::default();
+                o.preset = match self.format.preset {
                     PresetArg::Default => Preset::Default,
                     PresetArg::Speech => Preset::Speech,
                     PresetArg::Source => Preset::Source,
-                },
-                sample_rate: self.format.sample_rate,
-                channels: self.format.channels,
-                bitrate_bps: self.format.bitrate,
-            },
+                };
+                o.sample_rate = self.format.sample_rate;
+                o.channels = self.format.channels;
+                o.bitrate_bps = self.format.bitrate;
+                o
+            };
             // Set from --allow-damaged by the commands that have it (convert, batch).
-            allow_damaged: false,
+            o.allow_damaged = false;
+            o
         }
     }
 }
@@ -371,8 +377,9 @@ impl BookArgs {
 impl InputArgs {
     pub fn plan_options(&self, cfg: &Config) -> PlanOptions {
         let m = &self.meta;
-        PlanOptions {
-            overrides: BookMetadata {
+        {
+            let mut o = self.book.plan_options(cfg);
+            o.overrides = BookMetadata {
                 title: m.title.clone(),
                 author: m.author.clone(),
                 narrator: m.narrator.clone(),
@@ -383,10 +390,10 @@ impl InputArgs {
                 comment: m.comment.clone(),
                 series: m.series.clone(),
                 series_part: m.series_part.clone(),
-            },
-            cover: m.cover.clone(),
-            output: self.output.clone(),
-            ..self.book.plan_options(cfg)
+            };
+            o.cover = m.cover.clone();
+            o.output = self.output.clone();
+            o
         }
     }
 }
@@ -395,33 +402,35 @@ impl EncodeArgs {
     /// The engine's options; `jobs` and the chapters file are set by the caller (they differ
     /// between one book and a batch).
     pub fn convert_options(&self) -> ConvertOptions {
-        ConvertOptions {
-            encoder: match self.encoder {
+        {
+            let mut o = ConvertOptions::default();
+            o.encoder = match self.encoder {
                 Some(EncoderArg::Native) => EncoderChoice::Native,
                 Some(EncoderArg::Fdk) => EncoderChoice::Fdk,
                 None => EncoderChoice::best_available(),
-            },
-            profile: match self.profile {
+            };
+            o.profile = match self.profile {
                 ProfileArg::Lc => AacProfile::Lc,
                 ProfileArg::He => AacProfile::He,
                 ProfileArg::Hev2 => AacProfile::Hev2,
-            },
-            coder: match self.aac_coder {
+            };
+            o.coder = match self.aac_coder {
                 CoderArg::Twoloop => AacCoder::Twoloop,
                 CoderArg::Fast => AacCoder::Fast,
-            },
+            };
             // Set per job from JobContext::engine_threads.
-            jobs: 1,
-            chapters: if self.no_chapters {
+            o.jobs = 1;
+            o.chapters = if self.no_chapters {
                 ChapterMode::None
             } else {
                 ChapterMode::PerFile
-            },
-            allow_damaged: self.allow_damaged,
+            };
+            o.allow_damaged = self.allow_damaged;
             // The workflow publishes; -o --overwrite goes to the job request.
-            overwrite: false,
-            verify: !self.no_verify,
-            segment_frames: self.segment_frames,
+            o.overwrite = false;
+            o.verify = !self.no_verify;
+            o.segment_frames = self.segment_frames;
+            o
         }
     }
 }

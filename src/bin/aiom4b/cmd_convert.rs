@@ -9,10 +9,10 @@ use crate::args::{BatchCmdArgs, BookArgs, ConvertArgs, EncodeArgs};
 use crate::hints::with_flags;
 use crate::workflow_cmds::{self, BatchArgs};
 use crate::{ui, EXIT_FAILURE, EXIT_USAGE};
-use aiom4b::options::{ChapterMode, PlanOptions};
 use aiom4b::workflow::{
     BookEngine, Config, JobEvent, JobEvents, JobOutcome, JobRunner, JobStatus, JobStep,
 };
+use aiom4b::{ChapterMode, PlanOptions};
 use aiom4b::{ConvertReport, ProgressSink, Severity};
 use anyhow::{Context as _, Result};
 use std::path::PathBuf;
@@ -25,9 +25,10 @@ fn engine(book: &BookArgs, encode: &EncodeArgs, plan: PlanOptions, cfg: &Config)
         book.scan_options(cfg),
         cfg.limits(),
         // The plan judges truncated files, so it must know whether damage is accepted.
-        PlanOptions {
-            allow_damaged: encode.allow_damaged,
-            ..plan
+        {
+            let mut o = plan;
+            o.allow_damaged = encode.allow_damaged;
+            o
         },
         encode.convert_options(),
     )

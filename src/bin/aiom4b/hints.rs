@@ -43,6 +43,38 @@ const PHRASES: &[(&str, &str)] = &[
     ),
     ("(e.g. a bitrate of 64k)", "(e.g. --bitrate 64k)"),
     (
+        "build with the fdk-aac feature and choose the FDK encoder",
+        "build with --features fdk-aac and pass --encoder fdk",
+    ),
+    (
+        "rebuild with the fdk-aac feature or choose the native encoder",
+        "rebuild with --features fdk-aac or use --encoder native",
+    ),
+    (
+        "use the HE-AAC (v1) profile for mono",
+        "use --profile he for mono",
+    ),
+    (
+        "prune old backups,",
+        "prune old backups (`aiom4b backup prune`),",
+    ),
+    (
+        "see the list of backups",
+        "list backups with `aiom4b backup list`",
+    ),
+    ("from the list of backups", "(`aiom4b backup list`)"),
+    ("see the list of jobs", "list jobs with `aiom4b jobs list`"),
+    ("(see the effective configuration)", "(see `aiom4b config`)"),
+    ("from its backup (", "with `aiom4b backup restore NAME` ("),
+    (
+        "restore the backup to another folder and convert",
+        "restore the backup to another place (`aiom4b backup restore NAME --to DIR`) and convert",
+    ),
+    (
+        "archive or delete the job record",
+        "archive or delete the job (`aiom4b jobs clear`)",
+    ),
+    (
         "check the job's status and run",
         "check `aiom4b status` and run",
     ),
@@ -117,11 +149,36 @@ mod tests {
             bitrate_bps: 1,
         };
         mapped(
-            &aiom4b::options::validate_target(&bad_bitrate)
+            &aiom4b::validate_target(&bad_bitrate)
                 .unwrap_err()
                 .to_string(),
             "--bitrate 64k",
         );
+        use aiom4b::workflow::Error as W;
+        let full = W::InsufficientSpace {
+            path: p.clone(),
+            needed: 2,
+            available: 1,
+        };
+        mapped(&full.to_string(), "`aiom4b backup prune`");
+        mapped(&full.remedy(), "`aiom4b backup prune`");
+        mapped(
+            &W::BackupNotFound("b".into()).to_string(),
+            "`aiom4b backup list`",
+        );
+        mapped(
+            &W::BackupNotFound("b".into()).remedy(),
+            "`aiom4b backup list`",
+        );
+        mapped(
+            &W::JobNotFound("j".into()).to_string(),
+            "`aiom4b jobs list`",
+        );
+        mapped(&W::JobNotFound("j".into()).remedy(), "`aiom4b jobs list`");
+        // Applying the mapping twice changes nothing more: no CLI text holds a library phrase.
+        for (_, cli) in PHRASES {
+            assert_eq!(with_flags(cli), *cli, "{cli:?} is mapped again");
+        }
     }
 
     #[test]

@@ -21,14 +21,14 @@ pub fn version_line() -> String {
 }
 
 pub fn long_version() -> String {
-    let libs: Vec<String> = aiom4b::av::library_versions()
+    let libs: Vec<String> = aiom4b::library_versions()
         .into_iter()
         .map(|(n, v)| format!("{n} {v}"))
         .collect();
     format!(
         "{}\nencoders: {}\nlinked: {}",
         version_line(),
-        aiom4b::av::encode::COMPILED_ENCODERS,
+        aiom4b::COMPILED_ENCODERS,
         libs.join(", ")
     )
 }

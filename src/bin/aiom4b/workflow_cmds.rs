@@ -100,22 +100,24 @@ impl JobArgs {
     /// template and the time limit come from the configuration, where [`Self::add_overrides`]
     /// put this command's values.
     pub fn request(&self, folders: Vec<PathBuf>, options: serde_json::Value) -> Result<JobRequest> {
-        Ok(JobRequest {
-            folders,
-            options,
-            backup: self.no_backup.then_some(false),
-            name_template: None,
-            output_dir: None,
-            output_file: None,
-            overwrite: false,
-            post_action: match (&self.move_source_to, self.delete_source) {
+        Ok({
+            let mut o = JobRequest::default();
+            o.folders = folders;
+            o.options = options;
+            o.backup = self.no_backup.then_some(false);
+            o.name_template = None;
+            o.output_dir = None;
+            o.output_file = None;
+            o.overwrite = false;
+            o.post_action = match (&self.move_source_to, self.delete_source) {
                 (Some(dir), _) => PostAction::MoveTo(dir.clone()),
                 (None, true) => PostAction::Delete,
                 (None, false) => PostAction::Keep,
-            },
-            timeout: None,
-            engine_threads: None,
-            inputs: Vec::new(),
+            };
+            o.timeout = None;
+            o.engine_threads = None;
+            o.inputs = Vec::new();
+            o
         })
     }
 }
@@ -156,11 +158,10 @@ pub fn run_batch<E: JobEngine>(
     options: serde_json::Value,
     events: &dyn JobEvents,
 ) -> Result<i32> {
-    let opts = BatchOptions {
-        force: args.force,
-        concurrency: None,
-        request: args.job.request(Vec::new(), options)?,
-    };
+    let mut opts = BatchOptions::default();
+    opts.force = args.force;
+    opts.concurrency = None;
+    opts.request = args.job.request(Vec::new(), options)?;
     let report = runner.run_batch(books, &opts, events);
     if args.json {
         emit(&(serde_json::to_string_pretty(&report)? + "\n"));

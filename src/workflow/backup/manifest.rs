@@ -24,7 +24,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Component, Path, PathBuf};
 use uuid::Uuid;
 
-/// The human-readable manifest's name; [`ALT_MANIFEST`] when the source folder has its own.
+/// The human-readable manifest's name; `ALT_MANIFEST` when the source folder has its own.
 pub const MANIFEST: &str = "metadata.txt";
 pub(super) const ALT_MANIFEST: &str = ".aiom4b-metadata.txt";
 /// The JSON sidecar's usual name (`manifest-2.json`… when the source has one). Not hidden:

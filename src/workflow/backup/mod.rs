@@ -53,14 +53,18 @@ pub(crate) const RESTORE_PREFIX: &str = "aiom4b-restore";
 pub struct BackupInfo {
     /// The folder name under `data/backup/`.
     pub name: String,
+    /// The backup folder's full path.
     pub path: PathBuf,
     /// The folder that was backed up; `None` when the manifest cannot tell (damaged).
     pub source: Option<PathBuf>,
     /// From the manifest; for a damaged backup from its name, else the folder's change time.
     pub created: DateTime<FixedOffset>,
+    /// The job the backup was made for, as recorded in the manifest (`None` for a manual
+    /// backup or a damaged one).
     pub job: Option<Uuid>,
     /// Files the manifest lists; for a damaged backup, the files that are there.
     pub files: usize,
+    /// Total size in bytes of those files (folders and links count 0).
     pub total_bytes: u64,
     /// Why the backup cannot be trusted (its manifest is missing, empty or malformed), or
     /// `None`. Only the manifest is checked here; [`BackupStore::verify`] reads the content.
@@ -70,8 +74,11 @@ pub struct BackupInfo {
 /// The result of checking a backup against its manifest.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VerifyReport {
+    /// The backup's folder name under `data/backup/`.
     pub name: String,
+    /// The backup folder's full path.
     pub path: PathBuf,
+    /// Files of the manifest that were looked at (0 when the manifest is unreadable).
     pub files_checked: usize,
     /// Empty when the backup is intact.
     pub problems: Vec<String>,
@@ -80,18 +87,22 @@ pub struct VerifyReport {
 /// A backup removed by [`BackupStore::prune`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PrunedBackup {
+    /// The removed backup's folder name.
     pub name: String,
+    /// When it was made, from the time in its name (local time).
     pub created: DateTime<Local>,
 }
 
 /// The result of [`BackupStore::restore`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RestoreReport {
+    /// The restored backup's folder name.
     pub backup: String,
     /// The restored folder.
     pub target: PathBuf,
     /// Where the folder that was in the way was moved (when kept).
     pub displaced: Option<PathBuf>,
+    /// Number of files restored (folders and links not counted).
     pub files: usize,
 }
 

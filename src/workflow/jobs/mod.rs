@@ -24,12 +24,19 @@ pub enum JobStatus {
     Pending,
     /// The conversion runs.
     Processing,
+    /// The output is published. A job whose post-action (moving or deleting the sources)
+    /// failed after publishing is completed too, with [`Job::error`] set.
     Completed,
+    /// Ended with an error (a time-out included) before the output was published;
+    /// [`Job::error`] says why.
     Failed,
+    /// Stopped on request (Ctrl-C, [`Workflow::cancel`](crate::workflow::Workflow::cancel))
+    /// before the output was published.
     Cancelled,
 }
 
 impl JobStatus {
+    /// Every status, in life order.
     pub const ALL: [JobStatus; 5] = [
         JobStatus::Pending,
         JobStatus::Processing,
@@ -66,38 +73,57 @@ impl std::fmt::Display for JobStatus {
 pub struct StageTiming {
     /// `backup`, `convert`, `publish`, `post_action`, or a stage the engine reports.
     pub stage: String,
+    /// Wall-clock duration in milliseconds.
     pub millis: u64,
 }
 
 /// The stored form of a failure.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobFailure {
+    /// Which of the four error categories the failure belongs to.
     pub category: ErrorCategory,
+    /// What went wrong, naming the file or folder.
     pub message: String,
+    /// What the user should do next.
     pub remedy: String,
 }
 
 /// One conversion job, as stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
+    /// The job's id (random, version 4).
     pub id: Uuid,
+    /// Where the job is in its life.
     pub status: JobStatus,
+    /// When the job was created (UTC, millisecond precision).
     pub created_at: DateTime<Utc>,
+    /// When the conversion step began (the job became [`JobStatus::Processing`]).
     pub started_at: Option<DateTime<Utc>>,
+    /// When the job reached its final status.
     pub finished_at: Option<DateTime<Utc>>,
     /// 0–100.
     pub progress_percent: f64,
+    /// The book's input folders, in book order.
     pub source_folders: Vec<PathBuf>,
     /// The conversion options as given (opaque to the workflow).
     pub options: serde_json::Value,
+    /// The published `.m4b`; recorded just before publishing (so that recovery finds it),
+    /// cleared when the job fails or is cancelled.
     pub output_path: Option<PathBuf>,
+    /// The backups made of the source folders, one per folder, in order.
     pub backup_paths: Vec<PathBuf>,
+    /// Total size in bytes of the MP3 files in the source folders, measured at validation.
     pub input_bytes: Option<u64>,
+    /// Size in bytes of the published `.m4b`.
     pub output_bytes: Option<u64>,
+    /// Length of the written audio in seconds, as the engine reports it.
     pub audio_duration_secs: Option<f64>,
+    /// How long each stage took, in the order run.
     pub stage_timings: Vec<StageTiming>,
     /// Conversion attempts made (transient failures are retried).
     pub attempts: u32,
+    /// Why the job failed or was cancelled; on a completed job, what failed after the output
+    /// was published.
     pub error: Option<JobFailure>,
     /// The process working on the job while it is pending or processing.
     pub owner: Option<ProcessIdentity>,
@@ -151,9 +177,11 @@ pub fn now_millis() -> DateTime<Utc> {
 /// Which jobs [`JobStore::list`] returns, newest first.
 #[derive(Debug, Clone, Default)]
 pub struct JobFilter {
+    /// Only jobs with this status.
     pub status: Option<JobStatus>,
     /// Only jobs whose source folders include this (canonical) path.
     pub source_folder: Option<PathBuf>,
+    /// At most this many jobs (the newest).
     pub limit: Option<usize>,
     /// Also search the archive.
     pub include_archived: bool,
@@ -162,24 +190,35 @@ pub struct JobFilter {
 /// Aggregates over all jobs, archived ones included.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct JobStats {
+    /// Number of jobs.
     pub total: u64,
+    /// Jobs with status [`JobStatus::Pending`].
     pub pending: u64,
+    /// Jobs with status [`JobStatus::Processing`].
     pub processing: u64,
+    /// Jobs with status [`JobStatus::Completed`].
     pub completed: u64,
+    /// Jobs with status [`JobStatus::Failed`].
     pub failed: u64,
+    /// Jobs with status [`JobStatus::Cancelled`].
     pub cancelled: u64,
     /// completed / (completed + failed + cancelled), 0–1; `None` before any job finished.
     pub success_rate: Option<f64>,
     /// Processing time of completed jobs (start to finish), seconds.
     pub processing_secs_avg: Option<f64>,
+    /// Shortest processing time of a completed job, seconds.
     pub processing_secs_min: Option<f64>,
+    /// Longest processing time of a completed job, seconds.
     pub processing_secs_max: Option<f64>,
+    /// Input bytes of the completed jobs.
     pub input_bytes_total: u64,
+    /// Output bytes of the completed jobs.
     pub output_bytes_total: u64,
+    /// Audio seconds written by the completed jobs.
     pub audio_secs_total: f64,
     /// Audio seconds converted per second of processing over completed jobs.
     pub realtime_factor: Option<f64>,
-    /// Failures per category.
+    /// Failed jobs per category, most frequent first (cancelled jobs not counted).
     pub failures_by_category: Vec<(ErrorCategory, u64)>,
 }
 
@@ -190,22 +229,30 @@ pub enum StoreError {
     /// The database reported an error.
     #[error("{path}: job database: {source}")]
     Sqlite {
+        /// The database file.
         path: PathBuf,
+        /// SQLite's error.
         #[source]
         source: rusqlite::Error,
     },
     /// The database was written by a newer aiom4b.
     #[error("{path}: job database schema version {found} is newer than this aiom4b knows ({known}); upgrade aiom4b")]
     TooNew {
+        /// The database file.
         path: PathBuf,
+        /// The schema version stored in the database.
         found: i64,
+        /// The newest schema version this aiom4b knows.
         known: i64,
     },
     /// A stored record cannot be read back.
     #[error("{path}: job {id}: unreadable record: {reason}")]
     Corrupt {
+        /// The database file.
         path: PathBuf,
+        /// The record's job id, as stored (text, possibly not a valid UUID).
         id: String,
+        /// What could not be read (which column, and the parse error).
         reason: String,
     },
 }
@@ -235,7 +282,7 @@ impl StoreError {
                 "check the disk and the permissions of data/aiom4b.db; run `sqlite3 data/aiom4b.db 'PRAGMA integrity_check'`"
             }
             StoreError::TooNew { .. } => "upgrade aiom4b, or point DATA_DIR elsewhere",
-            StoreError::Corrupt { .. } => "archive or delete the job (`aiom4b jobs clear`)",
+            StoreError::Corrupt { .. } => "archive or delete the job record",
         }
     }
 }

@@ -6,10 +6,10 @@
 use super::confine::SourceRoot;
 use super::events::EventHub;
 use super::queue::{self, Cancelled, Queue, ServiceRequest};
-use aiom4b::options::{ChapterTitles, PlanOptions, Preset, ScanOptions, TargetSpec};
 use aiom4b::workflow::jobs::JobFailure;
-use aiom4b::workflow::{BookEngine, Job, JobFilter, JobRequest, JobStatus, Workflow};
+use aiom4b::workflow::{BookEngine, Job, JobFilter, JobStatus, Workflow};
 use aiom4b::BookMetadata;
+use aiom4b::{ChapterTitles, PlanOptions, Preset, ScanOptions, TargetSpec};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -248,7 +248,7 @@ pub async fn ready(State(s): State<Shared>) -> Response {
             .map_err(|e| e.to_string());
         let free = free_bytes(&data);
         let disk_ok = free.is_some_and(|b| b >= MIN_FREE_BYTES);
-        let encoder = !aiom4b::av::encode::COMPILED_ENCODERS.is_empty();
+        let encoder = !aiom4b::COMPILED_ENCODERS.is_empty();
         let ok = store.is_ok() && writable.is_ok() && disk_ok && encoder;
         Ok((
             ok,
@@ -258,7 +258,7 @@ pub async fn ready(State(s): State<Shared>) -> Response {
                 "data_dir_writable": writable.err().unwrap_or_else(|| "ok".into()),
                 "free_bytes": free,
                 "min_free_bytes": MIN_FREE_BYTES,
-                "encoder": aiom4b::av::encode::COMPILED_ENCODERS,
+                "encoder": aiom4b::COMPILED_ENCODERS,
             }),
         ))
     })
@@ -325,47 +325,44 @@ pub async fn folders(State(s): State<Shared>) -> ApiResult<Json<serde_json::Valu
 
 fn plan_options(s: &AppState, o: &ConvertOptionsIn, meta: BookMetadata) -> ApiResult<PlanOptions> {
     let cfg = s.wf.config();
-    Ok(PlanOptions {
-        chapter_titles: match o.chapter_titles.as_deref() {
-            None | Some("auto") => ChapterTitles::Auto,
-            Some("tags") => ChapterTitles::Tags,
-            Some("filenames") => ChapterTitles::Filenames,
-            Some(x) => {
-                return Err(ApiError::bad_request(
-                    format!("unknown chapter_titles {x:?}"),
-                    "use auto, tags or filenames",
-                ))
-            }
-        },
-        overrides: meta,
-        cover: None,
-        output: None,
-        data_dir: Some(cfg.data_dir.clone()),
-        target: TargetSpec {
-            preset: match o.preset.as_deref() {
-                None | Some("default") => Preset::Default,
-                Some("speech") => Preset::Speech,
-                Some("source") => Preset::Source,
-                Some(x) => {
-                    return Err(ApiError::bad_request(
-                        format!("unknown preset {x:?}"),
-                        "use default, speech or source",
-                    ))
-                }
-            },
-            sample_rate: o.sample_rate,
-            channels: o.channels,
-            bitrate_bps: o.bitrate,
-        },
-        allow_damaged: o.allow_damaged,
-    })
+    let mut p = PlanOptions::default();
+    p.chapter_titles = match o.chapter_titles.as_deref() {
+        None | Some("auto") => ChapterTitles::Auto,
+        Some("tags") => ChapterTitles::Tags,
+        Some("filenames") => ChapterTitles::Filenames,
+        Some(x) => {
+            return Err(ApiError::bad_request(
+                format!("unknown chapter_titles {x:?}"),
+                "use auto, tags or filenames",
+            ))
+        }
+    };
+    p.overrides = meta;
+    p.data_dir = Some(cfg.data_dir.clone());
+    let mut t = TargetSpec::default();
+    t.preset = match o.preset.as_deref() {
+        None | Some("default") => Preset::Default,
+        Some("speech") => Preset::Speech,
+        Some("source") => Preset::Source,
+        Some(x) => {
+            return Err(ApiError::bad_request(
+                format!("unknown preset {x:?}"),
+                "use default, speech or source",
+            ))
+        }
+    };
+    t.sample_rate = o.sample_rate;
+    t.channels = o.channels;
+    t.bitrate_bps = o.bitrate;
+    p.target = t;
+    p.allow_damaged = o.allow_damaged;
+    Ok(p)
 }
 
 fn scan_options(s: &AppState) -> ScanOptions {
-    ScanOptions {
-        exclude: s.wf.config().protected_dirs(),
-        ..Default::default()
-    }
+    let mut o = ScanOptions::default();
+    o.exclude = s.wf.config().protected_dirs();
+    o
 }
 
 fn plan_folder(s: &AppState, folder: std::path::PathBuf) -> ApiResult<aiom4b::Book> {
@@ -497,15 +494,11 @@ pub async fn convert(
             folders.push(s.root.resolve(r)?);
         }
         let plan = plan_options(&s, &f.options, f.metadata.clone())?;
-        let engine = BookEngine::new(
-            scan_options(&s),
-            s.wf.config().limits(),
-            plan,
-            aiom4b::ConvertOptions {
-                allow_damaged: f.options.allow_damaged,
-                ..Default::default()
-            },
-        );
+        let engine = BookEngine::new(scan_options(&s), s.wf.config().limits(), plan, {
+            let mut c = aiom4b::ConvertOptions::default();
+            c.allow_damaged = f.options.allow_damaged;
+            c
+        });
         let output_name = f
             .output_name
             .as_deref()
@@ -522,15 +515,12 @@ pub async fn convert(
         let service = ServiceRequest {
             output_name: output_name.map(str::to_owned),
         };
-        let request = JobRequest {
-            output_file: service
-                .output_name
-                .as_deref()
-                .map(|n| queue::output_file(s.wf.config().output_dir(), n)),
+        let request = queue::job_request(
+            &s.wf,
             folders,
-            options: queue::job_options(&engine, &service),
-            ..Default::default()
-        };
+            &queue::job_options(&engine, &service),
+            &service,
+        );
         s.wf.preflight(&request)?;
         requests.push(request);
     }
@@ -733,15 +723,7 @@ pub async fn retry_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiRe
             .cloned()
             .and_then(|v| serde_json::from_value(v).ok())
             .unwrap_or_default();
-        let request = JobRequest {
-            folders: job.source_folders.clone(),
-            options: job.options.clone(),
-            output_file: service
-                .output_name
-                .as_deref()
-                .map(|n| queue::output_file(s.wf.config().output_dir(), n)),
-            ..Default::default()
-        };
+        let request = queue::job_request(&s.wf, job.source_folders.clone(), &job.options, &service);
         let new = s.queue.submit(request)?;
         Ok((
             StatusCode::CREATED,

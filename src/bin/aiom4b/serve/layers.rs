@@ -36,6 +36,26 @@ pub async fn metrics_layer(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Refuses a body announced larger than `max` at once, from its Content-Length, instead of
+/// reading up to the limit first; `DefaultBodyLimit` still bounds a chunked body as it is read.
+pub async fn body_size_layer(State(max): State<usize>, req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > max as u64) {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("the request body is larger than {max} bytes"),
+            "send fewer folders per request",
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 pub async fn timeout_layer(req: Request, next: Next) -> Response {
     match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
         Ok(r) => r,

@@ -147,6 +147,10 @@ fn router(state: api::Shared) -> Router {
         ))
         .layer(axum::middleware::from_fn(layers::timeout_layer))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            MAX_BODY_BYTES,
+            layers::body_size_layer,
+        ))
         .layer(axum::middleware::from_fn(layers::metrics_layer))
         .with_state(state)
 }

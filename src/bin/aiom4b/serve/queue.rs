@@ -13,11 +13,11 @@
 //! after the request was accepted fails the job instead of being read.
 use super::confine::SourceRoot;
 use super::events::EventHub;
-use aiom4b::options::{ConvertOptions, Limits, PlanOptions, ScanOptions};
 use aiom4b::workflow::jobs::JobFailure;
 use aiom4b::workflow::{
     BookEngine, ErrorCategory, Job, JobFilter, JobRequest, JobRunner, JobStatus, Workflow,
 };
+use aiom4b::{ConvertOptions, Limits, PlanOptions, ScanOptions};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashSet, VecDeque};
 use std::path::PathBuf;
@@ -240,16 +240,8 @@ impl Queue {
                 return self.fail_unrun(job, ErrorCategory::Input, msg);
             }
         }
-        let request = JobRequest {
-            folders: job.source_folders.clone(),
-            options: job.options.clone(),
-            output_file: service
-                .output_name
-                .as_deref()
-                .map(|n| output_file(self.wf.config().output_dir(), n)),
-            engine_threads: Some(self.wf.config().engine_threads(self.workers)),
-            ..Default::default()
-        };
+        let mut request = job_request(&self.wf, job.source_folders.clone(), &job.options, &service);
+        request.engine_threads = Some(self.wf.config().engine_threads(self.workers));
         let runner = JobRunner::new(&self.wf, &engine);
         let queued = runner.requeue(job, request)?;
         metrics::gauge!("aiom4b_jobs_running").increment(1.0);
@@ -280,6 +272,23 @@ impl Queue {
         }
         Ok(())
     }
+}
+
+/// The request of a service job: its folders, the stored options, the output name if given.
+pub fn job_request(
+    wf: &Workflow,
+    folders: Vec<PathBuf>,
+    options: &serde_json::Value,
+    service: &ServiceRequest,
+) -> JobRequest {
+    let mut r = JobRequest::default();
+    r.folders = folders;
+    r.options = options.clone();
+    r.output_file = service
+        .output_name
+        .as_deref()
+        .map(|n| output_file(wf.config().output_dir(), n));
+    r
 }
 
 /// `DATA_DIR/output/NAME.m4b` with NAME made safe as a file name.

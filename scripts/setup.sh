@@ -11,6 +11,8 @@ need_pkgs=(
   # tests and benchmarks: ffprobe/ffmpeg as an independent reader and a speed baseline,
   # espeak-ng for the synthetic spoken corpus, mediainfo/AtomicParsley to inspect output by hand
   ffmpeg espeak-ng mediainfo atomicparsley hyperfine
+  # the service's conformance check runs schemathesis from PyPI in a virtualenv
+  python3 python3-venv
 )
 
 os=$(uname -s)

@@ -13,7 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 examples="${SCHEMATHESIS_EXAMPLES:-25}"
-venv=target/schemathesis-venv
+venv="$PWD/target/schemathesis-venv"
 if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet 'schemathesis>=4,<5'
@@ -40,6 +40,8 @@ if [ -z "$base" ]; then
   exit 1
 fi
 echo "=== schemathesis against $base (max $examples examples per operation) ==="
+# From the temporary folder: schemathesis and hypothesis leave their state in the working directory.
+cd "$work"
 "$venv/bin/schemathesis" run "$base/api/v1/openapi.json" \
   --url "$base/api/v1" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
@@ -47,5 +49,6 @@ echo "=== schemathesis against $base (max $examples examples per operation) ==="
   --phases examples,coverage,fuzzing \
   --max-examples "$examples" \
   --seed 11 \
+  --generation-database none \
   --workers 1 \
   --suppress-health-check all

@@ -97,6 +97,17 @@ pub struct PlanOptions {
     /// error finding and the plan fails, before anything is converted.
     #[serde(default)]
     pub allow_damaged: bool,
+    /// The files in this order (paths relative to their book folder, as
+    /// [`PlannedTrack::rel_path`](crate::model::PlannedTrack) shows them); files not named
+    /// follow in their scanned order. Empty: the scanned (natural) order. What a person sets
+    /// when reviewing a plan (the web page's up/down buttons).
+    #[serde(default)]
+    pub track_order: Vec<PathBuf>,
+    /// Chapter titles by position in the final order; an empty string keeps the planned title.
+    /// More titles than files is an [`Error::Options`](crate::Error::Options): the edit was
+    /// made against another version of the folder.
+    #[serde(default)]
+    pub chapter_title_overrides: Vec<String>,
 }
 
 /// Requested output format; `None` fields follow a preset or the inputs.

@@ -33,6 +33,40 @@ impl Inspection {
     }
 }
 
+/// Puts the files named in `order` (relative paths) first, in that order; the others keep
+/// their relative order after them. A stable sort by position, so it never drops a file.
+fn reorder(files: &mut [crate::model::ScannedFile], order: &[PathBuf]) {
+    let pos = |f: &crate::model::ScannedFile| {
+        order
+            .iter()
+            .position(|p| *p == f.rel_path)
+            .unwrap_or(order.len())
+    };
+    files.sort_by_key(pos);
+}
+
+/// Replaces planned chapter titles by the non-empty `overrides` of the same position (cut to
+/// the title limit as planned titles are).
+fn override_titles(titles: &mut [String], overrides: &[String]) -> Result<()> {
+    if overrides.len() > titles.len() {
+        return Err(Error::Options(format!(
+            "{} chapter titles for {} files; the folder changed since the plan was shown, so \
+             review the plan again",
+            overrides.len(),
+            titles.len()
+        )));
+    }
+    for (t, o) in titles.iter_mut().zip(overrides) {
+        let o = o.trim();
+        if !o.is_empty() {
+            *t = crate::sanitize::truncate_utf8(o, crate::model::MAX_TITLE_BYTES)
+                .trim_end()
+                .to_owned();
+        }
+    }
+    Ok(())
+}
+
 /// Plans the conversion of `folders`, failing with [`Error::Invalid`] listing every blocking problem.
 pub fn plan(
     folders: &[PathBuf],
@@ -63,6 +97,9 @@ pub fn inspect(
     let s = scan::scan(folders, scan_opts);
     let mut findings = s.findings.clone();
     let mut files = s.files.clone();
+    if !opts.track_order.is_empty() {
+        reorder(&mut files, &opts.track_order);
+    }
 
     // Size limits.
     let max_file = limits.max_file_size_mb.saturating_mul(1 << 20);
@@ -297,7 +334,8 @@ fn build_book(
         ));
     }
 
-    let (titles, cut_titles) = capped_chapter_titles(files, &infos, opts.chapter_titles);
+    let (mut titles, cut_titles) = capped_chapter_titles(files, &infos, opts.chapter_titles);
+    override_titles(&mut titles, &opts.chapter_title_overrides)?;
     let tracks: Vec<PlannedTrack> = infos
         .into_iter()
         .zip(files)
@@ -757,6 +795,24 @@ mod tests {
                 "To be continued..."
             ]
         );
+    }
+
+    #[test]
+    fn a_reviewed_order_and_chapter_titles_apply_and_stale_ones_are_refused() {
+        let mut files: Vec<ScannedFile> = ["1.mp3", "2.mp3", "3.mp3"]
+            .iter()
+            .map(|n| file(n))
+            .collect();
+        reorder(
+            &mut files,
+            &[PathBuf::from("3.mp3"), PathBuf::from("1.mp3")],
+        );
+        let names: Vec<_> = files.iter().map(|f| f.rel_path.clone()).collect();
+        assert_eq!(names, ["3.mp3", "1.mp3", "2.mp3"].map(PathBuf::from));
+        let mut titles = vec!["a".to_owned(), "b".to_owned()];
+        override_titles(&mut titles, &["".into(), " Two ".into()]).unwrap();
+        assert_eq!(titles, ["a", "Two"]);
+        assert!(override_titles(&mut titles, &["x".into(), "y".into(), "z".into()]).is_err());
     }
 
     #[test]

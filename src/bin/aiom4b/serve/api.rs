@@ -436,6 +436,13 @@ pub struct FolderIn {
     metadata: BookMetadata,
     #[serde(default)]
     options: ConvertOptionsIn,
+    /// The files in this order (paths relative to the folder, as the plan's `rel_path`):
+    /// what a person set when reviewing the plan (the web page). Empty: the natural order.
+    #[serde(default)]
+    order: Vec<std::path::PathBuf>,
+    /// Chapter titles in the final order; an empty string keeps the planned title.
+    #[serde(default)]
+    chapters: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -493,7 +500,9 @@ pub async fn convert(
         for r in rels {
             folders.push(s.root.resolve(r)?);
         }
-        let plan = plan_options(&s, &f.options, f.metadata.clone())?;
+        let mut plan = plan_options(&s, &f.options, f.metadata.clone())?;
+        plan.track_order = f.order.clone();
+        plan.chapter_title_overrides = f.chapters.clone();
         let engine = BookEngine::new(scan_options(&s), s.wf.config().limits(), plan, {
             let mut c = aiom4b::ConvertOptions::default();
             c.allow_damaged = f.options.allow_damaged;

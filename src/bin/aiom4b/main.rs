@@ -8,6 +8,7 @@ mod logging;
 mod serve;
 mod signals;
 mod ui;
+mod web;
 mod workflow_cmds;
 
 use aiom4b::workflow::Config;

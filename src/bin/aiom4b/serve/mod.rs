@@ -182,7 +182,8 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: ServeArgs) -> Result<u8> {
         prometheus,
         idempotency: Default::default(),
     });
-    let app = router(state);
+    // The web page (src/bin/aiom4b/web/) in front of the API, with its login cookie.
+    let app = crate::web::with_page(router(state.clone()), state);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

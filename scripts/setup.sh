@@ -13,6 +13,8 @@ need_pkgs=(
   ffmpeg espeak-ng mediainfo atomicparsley hyperfine
   # the service's conformance check runs schemathesis from PyPI in a virtualenv
   python3 python3-venv
+  # the web page's browser tests (tests/integration/web.rs): headless Chromium via WebDriver
+  chromium chromium-driver
 )
 
 os=$(uname -s)

@@ -16,4 +16,5 @@ mod splice;
 mod truncated;
 mod verify;
 mod verify_hostile;
+mod web;
 mod workflow;

@@ -143,6 +143,8 @@ fn components() -> Value {
                             "paths": { "type": "array", "items": { "type": "string" }, "description": "several folders making one book" },
                             "output_name": { "type": "string", "nullable": true },
                             "metadata": { "type": "object" },
+                            "order": { "type": "array", "items": { "type": "string" }, "description": "the files in this order (paths relative to the folder, as the plan's rel_path); others follow" },
+                            "chapters": { "type": "array", "items": { "type": "string" }, "description": "chapter titles in the final order; an empty string keeps the planned title" },
                             "options": {
                                 "type": "object",
                                 "additionalProperties": false,

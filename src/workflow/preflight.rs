@@ -12,11 +12,11 @@
 //!   would go with it).
 //! - A move target is checked up front: not inside the source, the place free, writable, and
 //!   with room for the folder when the move crosses file systems (a rename needs none).
+use crate::scan::walk::{Event, Walk};
 use crate::workflow::config::Config;
 use crate::workflow::errors::{Error, Result};
 use crate::workflow::post_action::{self, PostAction};
 use crate::workflow::{naming, JobRequest};
-use std::collections::HashSet;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -216,34 +216,26 @@ fn check_move_target(folders: &[PathBuf], dir: &Path) -> Result<()> {
 }
 
 /// Every regular file below `root` (links to files followed, links to folders not entered),
-/// with its device and inode.
+/// with its device and inode: the crate's one walker under its tree rules (hidden entries too,
+/// links reported and never entered), resolving each link to a file. Unreadable folders are
+/// passed over: this guards writes, it does not judge the book.
 fn files_under(root: &Path) -> Vec<(PathBuf, (u64, u64))> {
     let mut out = Vec::new();
-    let mut seen = HashSet::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(lmeta) = fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if lmeta.is_dir() {
-                if seen.insert((lmeta.dev(), lmeta.ino())) {
-                    stack.push(path);
-                }
-            } else if let Ok(meta) = fs::metadata(&path) {
-                if meta.is_file() {
+    let walked: std::result::Result<(), std::convert::Infallible> = Walk::tree().run(root, |ev| {
+        if let Event::Entry(e) = ev {
+            let ft = e.meta.file_type();
+            if ft.is_file() || ft.is_symlink() {
+                if let Some(meta) = fs::metadata(e.path).ok().filter(|m| m.is_file()) {
                     out.push((
-                        fs::canonicalize(&path).unwrap_or(path),
+                        fs::canonicalize(e.path).unwrap_or_else(|_| e.path.to_path_buf()),
                         (meta.dev(), meta.ino()),
                     ));
                 }
             }
         }
-    }
+        Ok(())
+    });
+    let Ok(()) = walked;
     out
 }
 

@@ -391,6 +391,32 @@ fn full_cycle_folders_plan_convert_events_download_verify_delete() {
     assert!(body["error"]["remedy"].is_string());
     let (st, _, _) = get_bytes(&s, &format!("/download/{id}"), &[]);
     assert_eq!(st, 404);
+
+    // Every mutating request is an audit line in DATA_DIR/logs (written by a log thread).
+    let deleted = format!("DELETE /api/v1/jobs/{id}");
+    let t = Instant::now();
+    loop {
+        let logs: String = std::fs::read_dir(env.data().join("logs"))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let audited = |what: &str| {
+            logs.lines()
+                .any(|l| l.contains("http.request") && l.contains(what))
+        };
+        if audited(&deleted) && audited("POST /api/v1/convert") {
+            assert!(logs.contains("anonymous@127.0.0.1"), "who is recorded");
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no audit lines in\n{logs}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// A book long enough that its conversion is still running when the test acts.

@@ -65,18 +65,16 @@ fn header_facts(path: &Path) -> (Option<u64>, Option<bool>) {
     };
     let vbr = read_vbr_tag(path).map(|t| t.vbr);
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
-    let opts = FormatOptions {
-        enable_gapless: true,
-        ..Default::default()
-    };
     // Symphonia's reader fails cleanly on damaged input; a panic here would only cost the
     // exact duration, so it is contained.
     let exact = crate::contained::contain(|| {
-        let reader = symphonia::default::formats::MpaReader::try_new(mss, &opts).ok()?;
-        let params = &reader.tracks().first()?.codec_params;
-        // Exact only when the LAME tag gave delay/padding and the Xing tag gave a frame count;
-        // otherwise symphonia estimates from the bitrate.
-        match (params.delay, params.n_frames) {
+        let reader =
+            symphonia::default::formats::MpaReader::try_new(mss, FormatOptions::default()).ok()?;
+        let track = reader.tracks().first()?;
+        // Exact only when the LAME tag gave delay/padding and the Xing tag gave a frame count
+        // (which the reader gives with both already taken off); otherwise symphonia estimates
+        // from the bitrate.
+        match (track.delay, track.num_frames) {
             (Some(_), Some(n)) => Some(n),
             _ => None,
         }

@@ -15,7 +15,7 @@ pub(super) fn rewound(file: &File) -> Option<File> {
 
 /// Symphonia's MP4 demuxer parses `moov` on its own: its view of the audio track must match.
 pub(super) fn cross_check_symphonia(s: &mut M4bSummary, file: &File, movie: &Movie<'_>) {
-    use symphonia::core::codecs::CODEC_TYPE_AAC;
+    use symphonia::core::codecs::audio::well_known::CODEC_ID_AAC;
     use symphonia::core::formats::{FormatOptions, FormatReader};
     use symphonia::core::io::MediaSourceStream;
     use symphonia::default::formats::IsoMp4Reader;
@@ -29,20 +29,20 @@ pub(super) fn cross_check_symphonia(s: &mut M4bSummary, file: &File, movie: &Mov
     };
     let r = crate::contained::contain(|| {
         let mss = MediaSourceStream::new(Box::new(file), Default::default());
-        let reader = IsoMp4Reader::try_new(mss, &FormatOptions::default())?;
-        Ok::<_, symphonia::core::errors::Error>(
-            reader
-                .tracks()
-                .iter()
-                .find(|t| t.codec_params.codec == CODEC_TYPE_AAC)
-                .map(|t| {
-                    (
-                        t.codec_params.sample_rate,
-                        t.codec_params.channels.map(|c| c.count() as u16),
-                        t.codec_params.n_frames,
-                    )
-                }),
-        )
+        let reader = IsoMp4Reader::try_new(mss, FormatOptions::default())?;
+        Ok::<_, symphonia::core::errors::Error>(reader.tracks().iter().find_map(|t| {
+            let params = t.codec_params.as_ref()?.audio()?;
+            (params.codec == CODEC_ID_AAC).then(|| {
+                (
+                    params.sample_rate,
+                    params.channels.as_ref().map(|c| c.count() as u16),
+                    // The sum of the track's `stts` in its own timescale: 0.6 reads no `mdhd`
+                    // duration (0.5's `n_frames` was that), and this reader's `mdhd` is
+                    // already checked against its own `stts` sum.
+                    t.duration.map(|d| d.get()),
+                )
+            })
+        }))
     });
     let audio = movie.tracks.iter().find(|t| t.handler == *b"soun");
     match r {
@@ -56,7 +56,7 @@ pub(super) fn cross_check_symphonia(s: &mut M4bSummary, file: &File, movie: &Mov
             .inconsistencies
             .push("Symphonia's MP4 reader finds no AAC track".into()),
         Ok(Ok(None)) => {}
-        Ok(Ok(Some((rate, channels, n_frames)))) => {
+        Ok(Ok(Some((rate, channels, stts_total)))) => {
             // Symphonia may report the core's rate and channels (HE-AAC); either is consistent.
             if rate.is_some_and(|r| r != s.sample_rate && r != s.core_sample_rate) {
                 s.inconsistencies.push(format!(
@@ -72,11 +72,11 @@ pub(super) fn cross_check_symphonia(s: &mut M4bSummary, file: &File, movie: &Mov
                     s.channels
                 ));
             }
-            if let (Some(n), Some(a)) = (n_frames, audio) {
-                if n != a.duration {
+            if let (Some(n), Some(a)) = (stts_total, audio) {
+                if n != a.table.total_duration() {
                     s.inconsistencies.push(format!(
-                        "Symphonia reads a media duration of {n}, this reader {}",
-                        a.duration
+                        "Symphonia reads a media duration (sum of stts) of {n}, this reader {}",
+                        a.table.total_duration()
                     ));
                 }
             }

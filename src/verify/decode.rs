@@ -44,19 +44,31 @@ pub(super) fn decode_all(
     sample_rate: u32,
     channels: u16,
 ) -> DecodeStats {
-    use symphonia::core::codecs::{CodecParameters, CODEC_TYPE_AAC};
-    let mut params = CodecParameters::new();
-    params
-        .for_codec(CODEC_TYPE_AAC)
-        .with_sample_rate(sample_rate);
-    if let Some(asc) = asc {
-        params.with_extra_data(asc.to_vec().into_boxed_slice());
-    } else if let Some(layout) = match channels {
-        1 => Some(symphonia::core::audio::Layout::Mono),
-        2 => Some(symphonia::core::audio::Layout::Stereo),
+    use symphonia::core::audio::layouts::{CHANNEL_LAYOUT_MONO, CHANNEL_LAYOUT_STEREO};
+    use symphonia::core::codecs::audio::well_known::CODEC_ID_AAC;
+    use symphonia::core::codecs::audio::AudioCodecParameters;
+    let mut params = AudioCodecParameters::new();
+    params.for_codec(CODEC_ID_AAC).with_sample_rate(sample_rate);
+    let layout = |channels| match channels {
+        1 => Some(CHANNEL_LAYOUT_MONO),
+        2 => Some(CHANNEL_LAYOUT_STEREO),
         _ => None,
-    } {
-        params.with_channel_layout(layout);
+    };
+    // Symphonia 0.6 refuses a configuration that signals SBR or PS ("aac too complex"): give
+    // it the AAC-LC core alone (its rate and channels, no ASC), which is what 0.5 decoded of
+    // HE-AAC. `sample_rate` and `channels` are the core's here.
+    let he_aac = asc
+        .and_then(mp4box::parse_asc)
+        .is_some_and(|a| a.sbr_rate.is_some() || a.ps);
+    match asc {
+        Some(asc) if !he_aac => {
+            params.with_extra_data(asc.to_vec().into_boxed_slice());
+        }
+        _ => {
+            if let Some(layout) = layout(channels) {
+                params.with_channels(layout);
+            }
+        }
     }
     let n_samples = table.sizes.len();
     let threads = std::thread::available_parallelism()
@@ -101,15 +113,16 @@ pub(super) fn decode_run(
     table: &SampleTable,
     chunks: &[mp4box::ChunkRun],
     range: std::ops::Range<usize>,
-    params: &symphonia::core::codecs::CodecParameters,
+    params: &symphonia::core::codecs::audio::AudioCodecParameters,
 ) -> DecodeStats {
-    use symphonia::core::codecs::{Decoder, DecoderOptions};
-    use symphonia::core::formats::Packet;
+    use symphonia::core::codecs::audio::{AudioDecoder, AudioDecoderOptions};
+    use symphonia::core::packet::PacketRef;
+    use symphonia::core::units::{Duration, Timestamp};
     use symphonia::default::codecs::AacDecoder;
 
     use std::os::unix::fs::FileExt;
     let mut st = DecodeStats::default();
-    let new_decoder = || AacDecoder::try_new(params, &DecoderOptions::default());
+    let new_decoder = || AacDecoder::try_new(params, &AudioDecoderOptions::default());
     let mut dec = match new_decoder() {
         Ok(d) => d,
         Err(e) => {
@@ -165,10 +178,11 @@ pub(super) fn decode_run(
                 }
                 &buf[..]
             };
-            let pkt = Packet::new_from_slice(0, 0, 0, data);
+            // Borrowed, not copied (0.5's `Packet::new_from_slice` copied every frame).
+            let pkt = PacketRef::new(0, Timestamp::ZERO, Duration::ZERO, data);
             // Symphonia is not fuzz-hardened everywhere: a panic on hostile data is turned
             // into a decode error (and a fresh decoder) instead of taking the caller down.
-            let r = crate::contained::contain(|| dec.decode(&pkt).map(|b| b.frames()));
+            let r = crate::contained::contain(|| dec.decode_ref(&pkt).map(|b| b.frames()));
             match r {
                 Ok(Ok(frames)) => {
                     st.packets += 1;

@@ -206,48 +206,57 @@ impl Mp3Length {
     }
 }
 
-/// Opens `path` as MP3 with Symphonia (gapless on: LAME delay and padding trimmed), the
-/// independent reader of the tests: its reader, codec parameters and decoder.
+/// Opens `path` as MP3 with Symphonia (gapless: 0.6 always trims the LAME delay and padding),
+/// the independent reader of the tests: its reader, codec parameters, length from the header
+/// and decoder.
 pub fn open_gapless_mp3(
     path: &Path,
 ) -> (
     Box<dyn symphonia::core::formats::FormatReader>,
-    symphonia::core::codecs::CodecParameters,
-    Box<dyn symphonia::core::codecs::Decoder>,
+    symphonia::core::codecs::audio::AudioCodecParameters,
+    Option<u64>,
+    Box<dyn symphonia::core::codecs::audio::AudioDecoder>,
 ) {
-    use symphonia::core::codecs::DecoderOptions;
-    use symphonia::core::formats::FormatOptions;
+    use symphonia::core::codecs::audio::AudioDecoderOptions;
+    use symphonia::core::formats::probe::Hint;
+    use symphonia::core::formats::{FormatOptions, TrackType};
     use symphonia::core::io::MediaSourceStream;
     use symphonia::core::meta::MetadataOptions;
-    use symphonia::core::probe::Hint;
     let file = std::fs::File::open(path).unwrap();
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
     hint.with_extension("mp3");
-    let opts = FormatOptions {
-        enable_gapless: true,
-        ..Default::default()
-    };
     let format = symphonia::default::get_probe()
-        .format(&hint, mss, &opts, &MetadataOptions::default())
-        .unwrap_or_else(|e| panic!("{}: symphonia cannot open it: {e}", path.display()))
-        .format;
-    let params = format.default_track().unwrap().codec_params.clone();
+        .probe(
+            &hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{}: symphonia cannot open it: {e}", path.display()));
+    let track = format.default_track(TrackType::Audio).unwrap();
+    let header_frames = track.num_frames;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .unwrap()
+        .clone();
     let dec = symphonia::default::get_codecs()
-        .make(&params, &DecoderOptions::default())
+        .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .unwrap();
-    (format, params, dec)
+    (format, params, header_frames, dec)
 }
 
-/// Decodes `path` with Symphonia (gapless on) and counts its samples.
+/// Decodes `path` with Symphonia (gapless) and counts its samples.
 pub fn symphonia_length(path: &Path) -> Mp3Length {
     use symphonia::core::errors::Error as SError;
-    let (mut format, params, mut dec) = open_gapless_mp3(path);
+    let (mut format, params, _, mut dec) = open_gapless_mp3(path);
     let mut samples = 0u64;
     loop {
         let packet = match format.next_packet() {
-            Ok(p) => p,
-            Err(SError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Ok(Some(p)) => p,
+            Ok(None) => break,
             Err(e) => panic!("{}: demuxing failed: {e}", path.display()),
         };
         match dec.decode(&packet) {

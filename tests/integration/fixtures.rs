@@ -8,7 +8,6 @@ use aiom4b_testkit::fixtures::{
 };
 use id3::TagLike;
 use std::path::{Path, PathBuf};
-use symphonia::core::audio::SampleBuffer;
 use symphonia::core::errors::Error as SymphoniaError;
 
 /// A sine's frequency measured from zero crossings over a whole second or more is within this
@@ -43,27 +42,25 @@ impl Decoded {
 }
 
 fn decode(path: &Path) -> Decoded {
-    let (mut format, params, mut decoder) = crate::common::open_gapless_mp3(path);
+    let (mut format, params, header_frames, mut decoder) = crate::common::open_gapless_mp3(path);
     let mut decoded = Decoded {
         sample_rate: params.sample_rate.unwrap(),
         channels: params.channels.unwrap().count(),
-        header_frames: params.n_frames,
+        header_frames,
         samples: Vec::new(),
         decode_errors: 0,
     };
     loop {
         let packet = match format.next_packet() {
-            Ok(packet) => packet,
-            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-                break
-            }
+            Ok(Some(packet)) => packet,
+            Ok(None) => break,
             Err(e) => panic!("{}: demuxing failed: {e}", path.display()),
         };
         match decoder.decode(&packet) {
             Ok(buf) => {
-                let mut out = SampleBuffer::<f32>::new(buf.capacity() as u64, *buf.spec());
-                out.copy_interleaved_ref(buf);
-                decoded.samples.extend_from_slice(out.samples());
+                let mut out = Vec::new();
+                buf.copy_to_vec_interleaved::<f32>(&mut out);
+                decoded.samples.extend_from_slice(&out);
             }
             Err(SymphoniaError::DecodeError(_)) => decoded.decode_errors += 1,
             Err(e) => panic!("{}: decoding failed: {e}", path.display()),

@@ -639,3 +639,67 @@ fn symlink_loops_and_fifos_do_not_hang_probe_or_convert() {
     let s = aiom4b::verify::summarize(&output).unwrap();
     assert_eq!(s.chapter_track.unwrap().chapters.len(), 2);
 }
+
+/// Overwrites the encoder string of the LAME extension in the Xing/Info frame ("Lavc…",
+/// "LAME…") so no reader trusts its delay and padding; the frame count stays.
+fn unknown_lame_encoder(path: &Path) {
+    use aiom4b_testkit::fixtures::{audio_start, FrameHeader};
+    let mut b = std::fs::read(path).unwrap();
+    let at = audio_start(&b) as usize;
+    let len = FrameHeader::parse(&b[at..]).unwrap().len;
+    let frame = &mut b[at..at + len];
+    let i = frame
+        .windows(4)
+        .position(|w| w == b"LAME" || w == b"Lavc" || w == b"Lavf")
+        .expect("the Info frame carries a LAME extension");
+    frame[i..i + 4].copy_from_slice(b"XXXX");
+    std::fs::write(path, b).unwrap();
+}
+
+/// Probe's `exact_samples` (Symphonia's reading of the Xing/LAME header) is the one clock the
+/// plan trusts, so it must be what FFmpeg's decoder produces, or absent: exact with the LAME
+/// header; the untrimmed frame count when the extension names an encoder neither reader
+/// knows; none without the header (Symphonia's bitrate estimate is off for VBR). Measured
+/// identical under Symphonia 0.5 and 0.6; this pins it across upgrades.
+#[test]
+fn probe_exact_length_is_ffmpegs_or_absent_for_every_header_variant() {
+    use aiom4b::__internals::packets::index_mp3;
+    use aiom4b_testkit::fixtures::RateControl;
+    let tmp = tempfile::tempdir().unwrap();
+    let cbr = |bitrate_bps| RateControl::Cbr { bitrate_bps };
+    for (rate, channels, rc) in [
+        (22_050, 1, cbr(64_000)),
+        (44_100, 2, RateControl::Vbr { quality: 2 }),
+        (48_000, 2, cbr(128_000)),
+    ] {
+        let samples = u64::from(rate) + 4321;
+        let spec = Mp3Spec {
+            length: Length::Samples(samples),
+            sample_rate: rate,
+            channels,
+            rate_control: rc,
+            signal: Signal::SpeechLike { seed: 2 },
+            ..Mp3Spec::default()
+        };
+        for variant in ["lame", "unknown encoder", "no xing"] {
+            let name = format!("{rate} Hz {channels} ch {rc:?}, {variant}");
+            let path = tmp.path().join(format!("{rate}-{variant}.mp3"));
+            write_mp3(&path, &spec).unwrap();
+            match variant {
+                "unknown encoder" => unknown_lame_encoder(&path),
+                "no xing" => crate::ranges::strip_lame_header(&path),
+                _ => {}
+            }
+            let ffmpeg = index_mp3(&path).unwrap().total();
+            let exact = aiom4b::probe::probe_file(&path).unwrap().exact_samples;
+            match variant {
+                "lame" => assert_eq!((exact, ffmpeg), (Some(samples), samples), "{name}"),
+                "unknown encoder" => {
+                    assert!(ffmpeg > samples, "{name}: FFmpeg trimmed {ffmpeg}");
+                    assert_eq!(exact, Some(ffmpeg), "{name}");
+                }
+                _ => assert_eq!(exact, None, "{name} (FFmpeg decodes {ffmpeg})"),
+            }
+        }
+    }
+}

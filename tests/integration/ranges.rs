@@ -91,7 +91,7 @@ fn ranged(path: &Path, from: u64, channels: usize) -> Vec<Vec<f32>> {
 
 /// Removes the first MP3 frame after the ID3v2 tag: LAME's Xing/Info frame, which carries the
 /// gapless delay and padding. Without it the decoder keeps every sample of every frame.
-fn strip_lame_header(path: &Path) {
+pub(crate) fn strip_lame_header(path: &Path) {
     let mut b = std::fs::read(path).unwrap();
     let at = audio_start(&b) as usize;
     let len = FrameHeader::parse(&b[at..])

@@ -713,3 +713,33 @@ fn bad_requests_get_the_error_shape() {
     tcp.read_exact(&mut head).unwrap();
     assert_eq!(&head, b"HTTP/1.1 413");
 }
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_dropped() {
+    let env = Env::new();
+    let s = Server::start(&env, &[("HEADER_READ_TIMEOUT_SECS", "1")], &[]);
+    let addr = s
+        .base
+        .trim_start_matches("http://")
+        .trim_end_matches("/api/v1");
+    let mut slow = std::net::TcpStream::connect(addr).unwrap();
+    use std::io::Write as _;
+    slow.write_all(b"GET /api/v1/jobs HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let t = Instant::now();
+    let mut buf = Vec::new();
+    // The server answers 408 or just closes; either way the connection ends, within seconds.
+    let _ = slow.read_to_end(&mut buf);
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "held for {:?}",
+        t.elapsed()
+    );
+    let head = String::from_utf8_lossy(&buf);
+    assert!(buf.is_empty() || head.starts_with("HTTP/1.1 408"), "{head}");
+    // Others are served meanwhile and after.
+    let (st, _) = s.get("/health");
+    assert_eq!(st, 200);
+}

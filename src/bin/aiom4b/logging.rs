@@ -151,7 +151,7 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
             })
         });
     let file_filter = EnvFilter::new(match level {
-        0 => "info,symphonia_core=error,symphonia_bundle_mp3=error,symphonia_format_isomp4=error,symphonia_codec_aac=error",
+        0 => "info,symphonia=error",
         1 => "debug",
         _ => "trace",
     });

@@ -35,8 +35,6 @@ use std::time::Duration;
 
 /// Largest request body: a convert request for many books is a few KiB.
 const MAX_BODY_BYTES: usize = 256 * 1024;
-/// A client must send its request head within this time (slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long running jobs get to end cleanly after a signal before the process exits anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
@@ -55,6 +53,9 @@ pub struct ServeArgs {
     /// Most simultaneous connections; more wait to be accepted.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = 256)]
     pub max_connections: usize,
+    /// Seconds a client has to send its request head (against slowloris).
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_secs: u64,
     /// When API_TOKEN is not set: create DATA_DIR/api_token (mode 0600) and print it once.
     #[arg(long)]
     pub generate_token: bool,
@@ -199,7 +200,11 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: ServeArgs) -> Result<u8> {
         println!("listening on http://{local}");
         std::io::stdout().flush()?;
         tracing::info!(target: "aiom4b::audit", action = "serve.start", addr = %local, "service started");
-        serve(listener, app, a.max_connections.max(1), wf.clone()).await;
+        let limits = ConnLimits {
+            max_connections: a.max_connections.max(1),
+            header_timeout: Duration::from_secs(a.header_timeout_secs),
+        };
+        serve(listener, app, limits, wf.clone()).await;
         anyhow::Ok(())
     })?;
 
@@ -221,14 +226,23 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: ServeArgs) -> Result<u8> {
     Ok(0)
 }
 
+struct ConnLimits {
+    max_connections: usize,
+    header_timeout: Duration,
+}
+
 /// The accept loop: at most `max_connections` at once (more wait in the kernel's backlog),
 /// each with a header-read timeout. Returns when the workflow is cancelled (a signal).
 async fn serve(
     listener: tokio::net::TcpListener,
     app: Router,
-    max_connections: usize,
+    limits: ConnLimits,
     wf: Arc<aiom4b::workflow::Workflow>,
 ) {
+    let ConnLimits {
+        max_connections,
+        header_timeout,
+    } = limits;
     use hyper_util::rt::{TokioIo, TokioTimer};
     let permits = Arc::new(tokio::sync::Semaphore::new(max_connections));
     let stopped = async {
@@ -269,7 +283,7 @@ async fn serve(
             );
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(header_timeout)
                 .serve_connection(TokioIo::new(stream), svc);
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, peer = %peer, "connection ended with an error");

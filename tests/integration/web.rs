@@ -137,6 +137,10 @@ impl Browser {
                     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                     "--disable-background-networking", "--disable-component-update",
                     "--disable-sync", "--disable-dev-shm-usage",
+                    // chromedriver talks to the browser over a pipe, not a DevTools port on
+                    // "localhost": a minimal root (debootstrap minbase) has no /etc/hosts, and
+                    // there the port mode fails with "unable to connect to renderer".
+                    "--remote-debugging-pipe",
                     format!("--user-data-dir={}", profile.path().display()),
                     format!("--window-size={},{}", DESKTOP.0, DESKTOP.1),
                 ],

@@ -12,6 +12,44 @@ use std::time::{Duration, Instant};
 /// Longest wait for anything (a conversion of a short book takes well under a second).
 const DEADLINE: Duration = Duration::from_secs(60);
 
+/// Starts `aiom4b serve --port 0 ARGS` with `vars` and returns the child and the address it
+/// prints on its first line (`listening on http://…`); panics, with its stderr when piped, if
+/// it does not start. Shared with the browser tests (`web.rs`).
+pub(crate) fn spawn_serve(
+    env: &Env,
+    vars: &[(&str, &str)],
+    args: &[&str],
+    stderr: Stdio,
+) -> (Child, String) {
+    let mut cmd = env.command(&["serve", "--port", "0"]);
+    cmd.args(args).stdout(Stdio::piped()).stderr(stderr);
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("starting aiom4b serve");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(20)) {
+        Ok(addr) => (child, addr),
+        Err(_) => {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the server did not start: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+}
+
 struct Server {
     child: Option<Child>,
     base: String,
@@ -21,33 +59,7 @@ struct Server {
 
 impl Server {
     fn start(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> Server {
-        let mut cmd = env.command(&["serve", "--port", "0"]);
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_owned());
-                }
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(20)) {
-            Ok(a) => a,
-            Err(_) => {
-                let _ = child.kill();
-                let out = child.wait_with_output().unwrap();
-                panic!(
-                    "the server did not start: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-            }
-        };
+        let (child, addr) = spawn_serve(env, vars, args, Stdio::piped());
         // 0.0.0.0 is where it listens; loopback is where the tests reach it.
         let base = addr.replace("0.0.0.0", "127.0.0.1") + "/api/v1";
         let token = vars

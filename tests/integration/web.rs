@@ -12,7 +12,6 @@ use fantoccini::elements::Element;
 use fantoccini::wd::WebDriverCompatibleCommand;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
@@ -36,25 +35,7 @@ struct Server {
 
 impl Server {
     fn start(env: &Env, vars: &[(&str, &str)]) -> Server {
-        let mut cmd = env.command(&["serve", "--port", "0"]);
-        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("starting aiom4b serve");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(addr) = line.strip_prefix("listening on ") {
-                    let _ = tx.send(addr.to_owned());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the server did not start");
+        let (child, base) = crate::serve::spawn_serve(env, vars, &[], Stdio::null());
         Server { child, base }
     }
 }

@@ -755,3 +755,82 @@ fn a_client_that_never_finishes_its_request_head_is_dropped() {
     let (st, _) = s.get("/health");
     assert_eq!(st, 200);
 }
+
+/// A job's own log lines, from the service's job and from a job the CLI ran on the same
+/// DATA_DIR: the job's story in order, pages that continue, gone with the job.
+#[test]
+fn a_jobs_log_lines_are_served_in_pages_whichever_process_ran_it() {
+    let env = Env::new();
+    env.book("Author/Book", 2, 2.0);
+    let bad = env.bad_book("Broken");
+    let s = Server::start(&env, &[("BACKUP_ENABLED", "true")], &[]);
+    let id = s.convert(&["Author/Book"]).remove(0);
+    s.wait_status(&id, &["completed"]);
+
+    let (st, page) = s.get(&format!("/jobs/{id}/log"));
+    assert_eq!(st, 200, "{page}");
+    let lines = page["lines"].as_array().unwrap();
+    let messages: Vec<&str> = lines
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    let at = |m: &str| {
+        messages
+            .iter()
+            .position(|x| x.starts_with(m))
+            .unwrap_or_else(|| panic!("no line {m:?} in {messages:?}"))
+    };
+    assert!(at("job started") < at("step: backup"), "{messages:?}");
+    assert!(at("backed up") < at("step: convert"), "{messages:?}");
+    assert!(at("step: publish") < at("job completed"), "{messages:?}");
+    assert!(lines.iter().all(|l| l["job_id"] == id.as_str()));
+    let seqs: Vec<i64> = lines.iter().map(|l| l["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(page["next"], *seqs.last().unwrap());
+    let done = lines
+        .iter()
+        .find(|l| l["message"] == "job completed")
+        .unwrap();
+    assert!(
+        done["fields"]["output"].as_str().unwrap().ends_with(".m4b"),
+        "{done}"
+    );
+
+    // Pages: two lines after the first, then nothing after the last.
+    let (st, p) = s.get(&format!("/jobs/{id}/log?after={}&limit=2", seqs[0]));
+    assert_eq!(st, 200);
+    let got: Vec<i64> = p["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, seqs[1..3]);
+    assert_eq!(p["next"], seqs[2]);
+    let (_, p) = s.get(&format!("/jobs/{id}/log?after={}", seqs.last().unwrap()));
+    assert_eq!(p["lines"], json!([]));
+    assert_eq!(p["next"], *seqs.last().unwrap());
+    let (st, e) = s.get(&format!("/jobs/{id}/log?limit=0"));
+    assert_eq!(st, 400, "{e}");
+    assert!(e["error"]["remedy"].as_str().unwrap().contains("limit"));
+
+    // A job the CLI ran (and failed) on the same DATA_DIR: its lines say why.
+    let out = env.run(&["convert", bad.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    let (_, jobs) = s.get("/jobs?status=failed");
+    let failed = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let (st, p) = s.get(&format!("/jobs/{failed}/log"));
+    assert_eq!(st, 200);
+    let last = p["lines"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["level"], "ERROR", "{p}");
+    assert!(
+        last["message"].as_str().unwrap().starts_with("job failed"),
+        "{last}"
+    );
+
+    // Deleting the job deletes its lines; an unknown job is a 404.
+    let (st, _) = s.call(s.req("DELETE", &format!("/jobs/{id}")), None);
+    assert_eq!(st, 204);
+    let (st, e) = s.get(&format!("/jobs/{id}/log"));
+    assert_eq!(st, 404, "{e}");
+}

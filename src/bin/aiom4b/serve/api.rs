@@ -144,7 +144,7 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// A body the extractor refused: too large (413), not JSON (415), malformed (400/422).
 fn rejected(status: StatusCode, message: String, remedy: &str) -> ApiError {
@@ -157,7 +157,7 @@ fn rejected(status: StatusCode, message: String, remedy: &str) -> ApiError {
 }
 
 /// Runs blocking work off the connection threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
@@ -219,11 +219,11 @@ impl From<&Job> for JobView {
     }
 }
 
-fn parse_id(id: &str) -> ApiResult<Uuid> {
+pub(super) fn parse_id(id: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| ApiError::job_not_found(id))
 }
 
-fn get_job(wf: &Workflow, id: Uuid) -> ApiResult<Job> {
+pub(super) fn get_job(wf: &Workflow, id: Uuid) -> ApiResult<Job> {
     wf.store()
         .get(id)?
         .ok_or_else(|| ApiError::job_not_found(&id.to_string()))

@@ -19,6 +19,7 @@ mod confine;
 mod download;
 mod events;
 mod layers;
+mod logs;
 mod metrics;
 mod openapi;
 mod queue;
@@ -125,6 +126,7 @@ fn router(state: api::Shared) -> Router {
         .route("/jobs/{id}/retry", post(api::retry_job))
         .route("/jobs/{id}/events", get(stream::job_events))
         .route("/jobs/{id}/verify", get(api::verify_job))
+        .route("/jobs/{id}/log", get(logs::job_log))
         .route("/events", get(stream::all_events))
         .route("/download/{id}", get(download::download))
         .route("/backups", get(api::backups))

@@ -834,3 +834,54 @@ fn a_jobs_log_lines_are_served_in_pages_whichever_process_ran_it() {
     let (st, e) = s.get(&format!("/jobs/{id}/log"));
     assert_eq!(st, 404, "{e}");
 }
+
+/// Plans are kept while the folder is unchanged (the page asks for plan, cover and thumbnail
+/// of each folder) and made anew as soon as a file is added, replaced or removed.
+#[test]
+fn folder_plans_are_cached_until_the_folder_changes() {
+    let env = Env::new();
+    let folder = env.book("Author/Book", 2, 1.0);
+    let s = Server::start(&env, &[], &[]);
+    let hits = || -> u64 {
+        let text = s
+            .agent
+            .get(&s.base.replace("/api/v1", "/metrics"))
+            .call()
+            .unwrap();
+        let text = text.into_string().unwrap();
+        text.lines()
+            .find(|l| l.starts_with("aiom4b_plan_cache_requests_total{result=\"hit\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    let tracks = || {
+        let (st, plan) = s.get("/folders/Author%2FBook/plan");
+        assert_eq!(st, 200, "{plan}");
+        plan["tracks"].as_array().unwrap().len()
+    };
+    assert_eq!(tracks(), 2);
+    let (st, _) = s.get("/folders/Author%2FBook/cover");
+    assert_eq!(st, 404, "no cover yet");
+    assert_eq!(hits(), 1, "the cover came from the plan just made");
+    assert_eq!(tracks(), 2);
+    assert_eq!(hits(), 2);
+
+    // A third file: the next plan has it.
+    std::fs::copy(
+        folder.join("01 - Chapter 1.mp3"),
+        folder.join("03 - Chapter 3.mp3"),
+    )
+    .unwrap();
+    assert_eq!(tracks(), 3);
+    assert_eq!(hits(), 2, "made anew, not from the cache");
+    // A cover appears: served at once.
+    let png = aiom4b_testkit::fixtures::test_png(16, 16);
+    std::fs::write(folder.join("cover.png"), &png).unwrap();
+    let (st, body, h) = get_bytes(&s, "/folders/Author%2FBook/cover", &[]);
+    assert_eq!(st, 200);
+    assert_eq!(h.header("content-type"), Some("image/png"));
+    assert_eq!(body, png);
+    // Removed: gone from the plan.
+    std::fs::remove_file(folder.join("03 - Chapter 3.mp3")).unwrap();
+    assert_eq!(tracks(), 2);
+}

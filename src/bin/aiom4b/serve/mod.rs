@@ -22,6 +22,7 @@ mod layers;
 mod logs;
 mod metrics;
 mod openapi;
+mod plan_cache;
 mod queue;
 mod stream;
 
@@ -183,6 +184,7 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: ServeArgs) -> Result<u8> {
         hub,
         token,
         prometheus,
+        plans: Default::default(),
         idempotency: Default::default(),
     });
     // The web page (src/bin/aiom4b/web/) in front of the API, with its login cookie.

@@ -5,6 +5,8 @@
 //! The trait and the schema avoid SQLite-only ideas (UUIDs as text, timestamps as UTC
 //! ISO-8601, lists as JSON, conditional updates instead of locks) so that a PostgreSQL store for
 //! the later REST service is a second implementation, not a redesign.
+#[cfg(test)]
+pub(crate) mod conformance;
 mod sqlite;
 
 pub use sqlite::SqliteStore;

@@ -649,51 +649,28 @@ impl JobStore for SqliteStore {
 mod tests {
     use super::*;
 
-    fn line(job: Uuid, message: &str) -> JobLogLine {
-        let mut fields = serde_json::Map::new();
-        fields.insert("n".into(), 7.into());
-        JobLogLine {
-            seq: 0,
-            job_id: job,
-            time: Utc::now(),
-            level: "INFO".into(),
-            target: "aiom4b::jobs".into(),
-            message: message.into(),
-            fields,
+    /// A store on a fresh file, with its folder.
+    struct Fresh(tempfile::TempDir, SqliteStore);
+    impl std::ops::Deref for Fresh {
+        type Target = SqliteStore;
+        fn deref(&self) -> &SqliteStore {
+            &self.1
         }
     }
-
-    #[test]
-    fn job_log_lines_page_per_job_and_go_with_the_job() {
+    fn fresh() -> Fresh {
         let dir = tempfile::tempdir().unwrap();
         let store = SqliteStore::open(&dir.path().join("aiom4b.db")).unwrap();
-        let mut job = Job::new(vec![PathBuf::from("/books/a")], serde_json::json!({}));
-        job.status = JobStatus::Completed;
-        store.insert(&job).unwrap();
-        let other = Uuid::new_v4();
-        store
-            .append_log(&[line(job.id, "one"), line(other, "x"), line(job.id, "two")])
+        Fresh(dir, store)
+    }
+
+    super::super::conformance::store_suite!(fresh());
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let f = fresh();
+        f.with_retry("bump", |c| c.pragma_update(None, "user_version", 999))
             .unwrap();
-        store.append_log(&[line(job.id, "three")]).unwrap();
-
-        let all = store.job_log(job.id, 0, 100).unwrap();
-        let texts: Vec<_> = all.iter().map(|l| l.message.as_str()).collect();
-        assert_eq!(texts, ["one", "two", "three"]);
-        assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
-        assert_eq!(all[0].fields["n"], 7);
-        assert_eq!(all[0].job_id, job.id);
-        // Paging: after the first line, one at a time.
-        let page = store.job_log(job.id, all[0].seq, 1).unwrap();
-        assert_eq!(page.len(), 1);
-        assert_eq!(page[0].message, "two");
-        assert!(store.job_log(job.id, all[2].seq, 10).unwrap().is_empty());
-
-        assert!(store.delete_finished(job.id).unwrap());
-        assert!(store.job_log(job.id, 0, 100).unwrap().is_empty());
-        assert_eq!(
-            store.job_log(other, 0, 100).unwrap().len(),
-            1,
-            "other jobs keep theirs"
-        );
+        let e = SqliteStore::open(&f.0.path().join("aiom4b.db")).unwrap_err();
+        assert!(matches!(e, StoreError::TooNew { found: 999, .. }), "{e}");
     }
 }

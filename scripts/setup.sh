@@ -15,6 +15,9 @@ need_pkgs=(
   python3 python3-venv
   # the web page's browser tests (tests/integration/web.rs): headless Chromium via WebDriver
   chromium chromium-driver
+  # the PostgreSQL job store's tests start a throw-away server from these binaries
+  # (crates/aiom4b-testkit/src/postgres.rs); nothing uses the package's own cluster
+  postgresql
 )
 
 os=$(uname -s)

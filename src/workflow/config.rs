@@ -61,6 +61,8 @@ pub enum Setting {
     LogMaxSizeMb,
     /// `LOG_MAX_FILES`: log files kept ([`Config::log_max_files`]).
     LogMaxFiles,
+    /// `DATABASE_URL`: the job store ([`Config::database_url`]).
+    DatabaseUrl,
 }
 
 /// One setting: variable, file key, default, help.
@@ -186,6 +188,13 @@ const SPECS: &[Spec] = &[
         key: "log_max_files",
         default: "14",
         help: "log files kept",
+    },
+    Spec {
+        setting: Setting::DatabaseUrl,
+        var: "DATABASE_URL",
+        key: "database_url",
+        default: "",
+        help: "job store: empty = SQLite in DATA_DIR; postgres://user:password@host/db = a PostgreSQL shared by several hosts",
     },
 ];
 
@@ -402,6 +411,9 @@ pub struct Config {
     /// Number of log files kept (`LOG_MAX_FILES`, default 14); read by the command-line
     /// tool's log writer.
     pub log_max_files: usize,
+    /// The job store (`DATABASE_URL`): empty for SQLite in `DATA_DIR` ([`Config::db_path`]),
+    /// or a `postgres://` URL. Shown by `aiom4b config` without its password.
+    pub database_url: String,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     /// The text and origin of every setting's effective value.
@@ -551,6 +563,7 @@ impl Config {
             processing_timeout_secs: 0,
             log_max_size_mb: 0,
             log_max_files: 0,
+            database_url: String::new(),
             config_file: file_layer.as_ref().map(|f| f.path.clone()),
             origins: BTreeMap::new(),
         };
@@ -629,6 +642,18 @@ impl Config {
             }
             Setting::LogMaxSizeMb => self.log_max_size_mb = parse_num(raw, 1, 1 << 20)?,
             Setting::LogMaxFiles => self.log_max_files = parse_num(raw, 1, 10_000)? as usize,
+            Setting::DatabaseUrl => {
+                let url = raw.trim();
+                if !(url.is_empty()
+                    || url.starts_with("postgres://")
+                    || url.starts_with("postgresql://"))
+                {
+                    return Err(
+                        "expected empty (SQLite in DATA_DIR) or a postgres:// URL".to_string()
+                    );
+                }
+                self.database_url = url.to_string();
+            }
         }
         Ok(())
     }
@@ -638,7 +663,10 @@ impl Config {
         SPECS
             .iter()
             .map(|s| {
-                let (value, origin) = self.origins.get(&s.setting).cloned().unwrap_or_default();
+                let (mut value, origin) = self.origins.get(&s.setting).cloned().unwrap_or_default();
+                if s.setting == Setting::DatabaseUrl {
+                    value = crate::workflow::jobs::redact_url(&value);
+                }
                 SettingView {
                     setting: s.setting,
                     var: s.var,

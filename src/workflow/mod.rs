@@ -90,15 +90,33 @@ impl std::fmt::Debug for Workflow {
     }
 }
 
+#[cfg(feature = "postgres")]
+fn open_database(url: &str) -> Result<Arc<dyn JobStore>> {
+    Ok(Arc::new(jobs::PostgresStore::open(url)?))
+}
+
+#[cfg(not(feature = "postgres"))]
+fn open_database(url: &str) -> Result<Arc<dyn JobStore>> {
+    Err(Error::Invalid(format!(
+        "DATABASE_URL={} needs aiom4b built with the `postgres` feature",
+        jobs::redact_url(url)
+    )))
+}
+
 impl Workflow {
-    /// Opens the workflow on `DATA_DIR`: creates its folders, opens `aiom4b.db`, removes what
-    /// interrupted runs left behind and marks their jobs failed (see [`Workflow::recover`]).
+    /// Opens the workflow on `DATA_DIR`: creates its folders, opens the job store (`aiom4b.db`,
+    /// or the PostgreSQL database of `DATABASE_URL`), removes what interrupted runs left behind
+    /// and marks their jobs failed (see [`Workflow::recover`]).
     pub fn open(config: Config) -> Result<Workflow> {
         config
             .ensure_data_dirs()
             .map_err(|e| Error::io(&config.data_dir, "create data folders", e))?;
-        let store = SqliteStore::open(&config.db_path())?;
-        Workflow::with_store(config, Arc::new(store))
+        let store: Arc<dyn JobStore> = if config.database_url.is_empty() {
+            Arc::new(SqliteStore::open(&config.db_path())?)
+        } else {
+            open_database(&config.database_url)?
+        };
+        Workflow::with_store(config, store)
     }
 
     /// [`Workflow::open`] with another job store (PostgreSQL later, or a test double).

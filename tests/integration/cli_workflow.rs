@@ -381,3 +381,53 @@ fn ctrl_c_cancels_the_job_and_exits_130() {
     assert!(hidden(&env.output_dir()).is_empty(), "the .part is removed");
     assert!(m4b_files(&env.output_dir()).is_empty());
 }
+
+/// `DATABASE_URL=postgres://…`: the same workflow on a real PostgreSQL (a fresh database on the
+/// test server): a job recorded, listed, its log kept, the password never shown.
+#[test]
+fn convert_keeps_its_jobs_in_postgresql_when_database_url_says_so() {
+    let env = Env::new();
+    let book = env.book("Dune", 2, 1.0);
+    let url = aiom4b_testkit::postgres::fresh_database();
+    let run = |args: &[&str]| {
+        let mut c = env.command(args);
+        c.env("DATABASE_URL", &url);
+        c.output().unwrap()
+    };
+    let out = run(&["convert", "--json", book.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = report["job_id"].as_str().unwrap();
+
+    let out = run(&["jobs", "list", "--json"]);
+    let jobs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(jobs[0]["id"], id);
+    assert_eq!(jobs[0]["status"], "completed");
+    assert!(
+        !env.data().join("aiom4b.db").exists(),
+        "no SQLite store beside PostgreSQL"
+    );
+    // The SQLite store of the same DATA_DIR knows nothing of it.
+    assert!(env.jobs().is_empty());
+    let out = run(&["jobs", "log", &id[..8]]);
+    assert!(
+        text(&out.stdout).contains("job completed"),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // A password in the URL is not printed by `config`.
+    let mut c = env.command(&["config"]);
+    c.env("DATABASE_URL", "postgres://u:hunter2@db.invalid/x");
+    let shown = text(&c.output().unwrap().stdout);
+    assert!(shown.contains("postgres://u:***@db.invalid/x"), "{shown}");
+    assert!(!shown.contains("hunter2"), "{shown}");
+    // An unreachable server is a clear error naming it, without the password.
+    let mut c = env.command(&["jobs", "list"]);
+    c.env("DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/x");
+    let out = c.output().unwrap();
+    assert_ne!(code(&out), 0);
+    let err = text(&out.stderr);
+    assert!(err.contains("postgres://u:***@127.0.0.1:1/x"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}

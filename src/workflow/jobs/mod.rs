@@ -7,8 +7,12 @@
 //! the later REST service is a second implementation, not a redesign.
 #[cfg(test)]
 pub(crate) mod conformance;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sqlite;
 
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 use crate::workflow::category::ErrorCategory;
@@ -247,6 +251,16 @@ pub enum StoreError {
         /// The newest schema version this aiom4b knows.
         known: i64,
     },
+    /// The PostgreSQL job store reported an error.
+    #[cfg(feature = "postgres")]
+    #[error("{url}: job database: {source}")]
+    Postgres {
+        /// The database URL, without its password.
+        url: String,
+        /// The client's error.
+        #[source]
+        source: ::postgres::Error,
+    },
     /// A stored record cannot be read back.
     #[error("{path}: job {id}: unreadable record: {reason}")]
     Corrupt {
@@ -270,6 +284,8 @@ impl StoreError {
                 e.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ),
+            #[cfg(feature = "postgres")]
+            StoreError::Postgres { source, .. } => postgres_transient(source),
             _ => false,
         }
     }
@@ -284,8 +300,55 @@ impl StoreError {
                 "check the disk and the permissions of data/aiom4b.db; run `sqlite3 data/aiom4b.db 'PRAGMA integrity_check'`"
             }
             StoreError::TooNew { .. } => "upgrade aiom4b, or point DATA_DIR elsewhere",
+            #[cfg(feature = "postgres")]
+            StoreError::Postgres { .. } => {
+                "check that the PostgreSQL server of DATABASE_URL runs and accepts this user"
+            }
             StoreError::Corrupt { .. } => "archive or delete the job record",
         }
+    }
+}
+
+/// A database URL with any password replaced by `***`, for messages and `aiom4b config`.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+/// A broken connection, a server shutting down or starting, a serialization failure or a
+/// deadlock: worth trying again (on a new connection).
+#[cfg(feature = "postgres")]
+fn postgres_transient(e: &::postgres::Error) -> bool {
+    use ::postgres::error::SqlState;
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(c) => {
+            *c == SqlState::T_R_SERIALIZATION_FAILURE
+                || *c == SqlState::T_R_DEADLOCK_DETECTED
+                || *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+                || c.code().starts_with("08")
+        }
+        // No answer from the server at all: the connection failed (refused, reset).
+        None => e.as_db_error().is_none(),
     }
 }
 

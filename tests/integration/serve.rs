@@ -767,8 +767,22 @@ fn a_jobs_log_lines_are_served_in_pages_whichever_process_ran_it() {
     let id = s.convert(&["Author/Book"]).remove(0);
     s.wait_status(&id, &["completed"]);
 
-    let (st, page) = s.get(&format!("/jobs/{id}/log"));
-    assert_eq!(st, 200, "{page}");
+    // The job's last line reaches the store just after its record says completed.
+    let t = Instant::now();
+    let page = loop {
+        let (st, page) = s.get(&format!("/jobs/{id}/log"));
+        assert_eq!(st, 200, "{page}");
+        if page["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["message"] == "job completed")
+        {
+            break page;
+        }
+        assert!(t.elapsed() < DEADLINE, "no final line: {page}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
     let lines = page["lines"].as_array().unwrap();
     let messages: Vec<&str> = lines
         .iter()

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id};
 use tracing::{Event, Level, Subscriber};
@@ -31,13 +31,17 @@ use uuid::Uuid;
 pub const MAX_LINES_PER_JOB: u32 = 1000;
 /// Lines queued between the program and the writer thread.
 const CHANNEL_LINES: usize = 4096;
-/// Lines written in one transaction at most.
+/// Lines written in one transaction at most (more pending are written at once).
 const BATCH: usize = 256;
+/// The longest a line waits before it is written (lines arrive in bursts; one transaction each
+/// second instead of one per line).
+const WRITE_EVERY: Duration = Duration::from_millis(1000);
 /// Lines kept while no store is attached yet (before the workflow opens).
 const EARLY_LINES: usize = 1000;
 
 enum Msg {
-    Line(Box<JobLogLine>),
+    /// A line; `true`: write it now (a job's last line, which readers wait for).
+    Line(Box<JobLogLine>, bool),
     Attach(Arc<dyn JobStore>),
     Flush(Sender<()>),
 }
@@ -131,6 +135,8 @@ where
         let mut v = Fields::default();
         event.record(&mut v);
         let meta = event.metadata();
+        // The workflow's "job completed/failed" line (it carries the final status).
+        let last = meta.target() == "aiom4b::jobs" && v.fields.contains_key("status");
         let line = JobLogLine {
             seq: 0,
             job_id: job,
@@ -140,7 +146,7 @@ where
             message: v.message,
             fields: v.fields,
         };
-        match self.tx.try_send(Msg::Line(Box::new(line))) {
+        match self.tx.try_send(Msg::Line(Box::new(line), last)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -197,46 +203,52 @@ fn writer(rx: Receiver<Msg>, dropped: Arc<AtomicU64>) {
     let mut per_job: HashMap<Uuid, u32> = HashMap::new();
     let mut reported_drops = 0u64;
     let mut last_job: Option<Uuid> = None;
+    // When the oldest pending line arrived: lines are written at most [`WRITE_EVERY`] later.
+    let mut since: Option<Instant> = None;
     loop {
-        // Block for the first message, then take what else is queued, up to a batch.
-        let first = match rx.recv_timeout(Duration::from_secs(1)) {
-            Ok(m) => Some(m),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => return,
-        };
+        let wait = since.map_or(Duration::from_secs(3600), |t| {
+            WRITE_EVERY.saturating_sub(t.elapsed())
+        });
         let mut acks = Vec::new();
-        let mut take = |m: Msg, pending: &mut Vec<JobLogLine>| match m {
-            Msg::Line(l) => {
-                let n = per_job.entry(l.job_id).or_default();
-                *n += 1;
-                last_job = Some(l.job_id);
-                if *n < MAX_LINES_PER_JOB {
-                    pending.push(*l);
-                } else if *n == MAX_LINES_PER_JOB {
-                    pending.push(JobLogLine {
-                        message: format!(
-                            "more log lines of this job are not kept here (at most \
-                             {MAX_LINES_PER_JOB}); all of them are in the log files under \
-                             DATA_DIR/logs/"
-                        ),
-                        level: "WARN".into(),
-                        target: "aiom4b::joblog".into(),
-                        fields: Default::default(),
-                        ..*l
-                    });
+        let mut urgent = false;
+        let mut disconnected = false;
+        match rx.recv_timeout(wait) {
+            Ok(first) => {
+                let mut take = |m: Msg, pending: &mut Vec<JobLogLine>| match m {
+                    Msg::Line(l, now) => {
+                        urgent |= now;
+                        let n = per_job.entry(l.job_id).or_default();
+                        *n += 1;
+                        last_job = Some(l.job_id);
+                        if *n < MAX_LINES_PER_JOB {
+                            pending.push(*l);
+                        } else if *n == MAX_LINES_PER_JOB {
+                            pending.push(JobLogLine {
+                                message: format!(
+                                    "more log lines of this job are not kept here (at most \
+                                     {MAX_LINES_PER_JOB}); all of them are in the log files \
+                                     under DATA_DIR/logs/"
+                                ),
+                                level: "WARN".into(),
+                                target: "aiom4b::joblog".into(),
+                                fields: Default::default(),
+                                ..*l
+                            });
+                        }
+                    }
+                    Msg::Attach(s) => store = Some(s),
+                    Msg::Flush(ack) => acks.push(ack),
+                };
+                take(first, &mut pending);
+                while let Ok(m) = rx.try_recv() {
+                    take(m, &mut pending);
                 }
             }
-            Msg::Attach(s) => store = Some(s),
-            Msg::Flush(ack) => acks.push(ack),
-        };
-        if let Some(m) = first {
-            take(m, &mut pending);
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => disconnected = true,
         }
-        while pending.len() < BATCH {
-            match rx.try_recv() {
-                Ok(m) => take(m, &mut pending),
-                Err(_) => break,
-            }
+        if !pending.is_empty() {
+            since.get_or_insert_with(Instant::now);
         }
         let lost = dropped.load(Ordering::Relaxed);
         if lost > reported_drops {
@@ -256,14 +268,24 @@ fn writer(rx: Receiver<Msg>, dropped: Arc<AtomicU64>) {
                 reported_drops = lost;
             }
         }
+        // Write in few transactions: each one costs the store a commit (SQLite: pages in its
+        // WAL), and a job logs in bursts.
+        let due = since.is_some_and(|t| t.elapsed() >= WRITE_EVERY)
+            || pending.len() >= BATCH
+            || !acks.is_empty()
+            || urgent
+            || disconnected;
         match &store {
-            Some(s) if !pending.is_empty() => {
+            Some(s) if due && !pending.is_empty() => {
                 // A failing store (disk full) loses these lines; the file log still has them.
                 // (This thread is in no job's span, so its own warning is not captured.)
-                if let Err(e) = s.append_log(&pending) {
-                    tracing::warn!("cannot write {} job log lines: {e}", pending.len());
+                for chunk in pending.chunks(BATCH) {
+                    if let Err(e) = s.append_log(chunk) {
+                        tracing::warn!("cannot write {} job log lines: {e}", chunk.len());
+                    }
                 }
                 pending.clear();
+                since = None;
             }
             Some(_) => {}
             None => {
@@ -272,10 +294,15 @@ fn writer(rx: Receiver<Msg>, dropped: Arc<AtomicU64>) {
                     let extra = pending.len() - EARLY_LINES;
                     pending.drain(..extra);
                 }
+                // Nothing to wait for until the store comes (no busy loop).
+                since = None;
             }
         }
         for ack in acks {
             let _ = ack.send(());
+        }
+        if disconnected {
+            return;
         }
     }
 }

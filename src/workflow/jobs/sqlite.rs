@@ -61,9 +61,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs_archive ADD COLUMN post_action TEXT;",
     // 3: each job's log lines (`JobStore::append_log`), read by `GET /jobs/{id}/log`.
     // No foreign key: a line may be written before its job's record is visible, and archived
-    // jobs keep their lines; `delete_finished` removes them with the job.
+    // jobs keep their lines; `delete_finished` removes them with the job. No AUTOINCREMENT
+    // (it writes `sqlite_sequence` on every commit): a new rowid is above every row left, so a
+    // job's lines still increase, which is all a reader's `after` cursor needs.
     "CREATE TABLE job_log (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        seq INTEGER PRIMARY KEY,
         job_id TEXT NOT NULL,
         time TEXT NOT NULL,
         level TEXT NOT NULL,

@@ -232,15 +232,22 @@ impl Browser {
     }
 
     async fn screenshot(&self, name: &str) {
+        self.screenshot_at(name, "").await;
+    }
+
+    /// A screenshot scrolled to the element `css` matches (the top of the view for "").
+    async fn screenshot_at(&self, name: &str, css: &str) {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
+        let scroll = format!(
+            "document.activeElement && document.activeElement.blur(); \
+             const el = {css:?} && document.querySelector({css:?}); \
+             if (el) el.scrollIntoView({{block: 'center'}}); else window.scrollTo(0, 0);"
+        );
         for (label, (w, h)) in [("desktop", DESKTOP), ("phone", PHONE)] {
             self.c().set_window_size(w, h).await.unwrap();
-            // The top of the view, without the focus ring of the field last typed in.
-            self.js(
-                "document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);",
-            )
-            .await;
+            // Without the focus ring of the field last typed in.
+            self.js(&scroll).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             let png = self.c().screenshot().await.unwrap();
             std::fs::write(dir.join(format!("{name}-{label}.png")), png).unwrap();
@@ -527,6 +534,339 @@ fn web_page_login_with_the_token_and_convert_selected() {
             .js("return fetch('/api/v1/jobs/clear?older_than=7d', {method: 'POST'}).then(r => r.status)")
             .await;
         assert_eq!(status, json!(403));
+        b.close().await;
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cover choice: the API behind the book view's cover picker, then the picker in the browser.
+
+/// `method base+path` with an optional raw body; status, body bytes and content type.
+fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+) -> (u16, Vec<u8>, String) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_read(Duration::from_secs(60))
+        .build();
+    let r = agent.request(method, &format!("{base}{path}"));
+    let res = match body {
+        Some((ct, bytes)) => r.set("Content-Type", ct).send_bytes(bytes),
+        None => r.call(),
+    };
+    let resp = match res {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = resp.status();
+    let ct = resp.content_type().to_owned();
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut data).unwrap();
+    (status, data, ct)
+}
+
+fn http_json(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let raw = body.map(|b| b.to_string());
+    let (st, data, _) = http(
+        base,
+        method,
+        path,
+        raw.as_deref().map(|b| ("application/json", b.as_bytes())),
+    );
+    (
+        st,
+        serde_json::from_slice(&data).unwrap_or_else(|_| Value::String(text_of(&data))),
+    )
+}
+
+fn text_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Waits for a job to end; returns it.
+fn finished_job(base: &str, id: &str) -> Value {
+    let t = Instant::now();
+    loop {
+        let (st, j) = http_json(base, "GET", &format!("/api/v1/jobs/{id}"), None);
+        assert_eq!(st, 200, "{j}");
+        if ["completed", "failed", "cancelled"].contains(&j["status"].as_str().unwrap_or("")) {
+            return j;
+        }
+        assert!(t.elapsed() < DEADLINE, "job {id} did not finish: {j}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The written book of a completed job.
+fn output_of(env: &Env, job: &Value) -> PathBuf {
+    assert_eq!(job["status"], "completed", "{job}");
+    env.output_dir()
+        .join(job["output_name"].as_str().expect("an output name"))
+}
+
+/// The cover of an M4B as two readers see it: the bytes of the `covr` item read by mp4ameta
+/// (not the writer), and the project's own `verify` summary (format, size, in `covr`).
+fn m4b_cover(path: &Path) -> Option<Vec<u8>> {
+    let summary = aiom4b::verify::summarize(path).unwrap();
+    let tag = mp4ameta::Tag::read_with_path(path, &mp4ameta::ReadConfig::DEFAULT).unwrap();
+    let bytes = tag.artwork().map(|a| a.data.to_vec());
+    match (&summary.cover, &bytes) {
+        (Some(c), Some(b)) => {
+            assert!(c.in_covr, "{c:?}");
+            assert_eq!(c.bytes, b.len() as u64, "verify and mp4ameta disagree");
+        }
+        (None, None) => {}
+        (c, b) => panic!(
+            "verify sees {c:?}, mp4ameta {:?} bytes",
+            b.as_ref().map(Vec::len)
+        ),
+    }
+    bytes
+}
+
+/// A book folder with two images the plan could take (it picks `cover.jpg`), one that only
+/// has an image's name, a text file, and a symlink to an image outside.
+fn book_with_images(env: &Env, name: &str) -> (PathBuf, Vec<u8>, Vec<u8>) {
+    use aiom4b_testkit::fixtures::{test_jpeg, test_png};
+    let dir = env.book(name, 2, 1.0);
+    let cover = test_jpeg(64, 64);
+    let back = test_jpeg(40, 30);
+    assert_ne!(cover, back);
+    std::fs::write(dir.join("cover.jpg"), &cover).unwrap();
+    std::fs::write(dir.join("back.jpg"), &back).unwrap();
+    std::fs::write(dir.join("fake.png"), b"not an image at all").unwrap();
+    std::fs::write(dir.join("notes.txt"), b"notes").unwrap();
+    let outside = env.source().join("..").join("outside.png");
+    std::fs::write(&outside, test_png(8, 8)).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("link.png")).unwrap();
+    (dir, cover, back)
+}
+
+#[test]
+fn cover_api_lists_serves_and_uploads_images_and_convert_takes_the_choice() {
+    use aiom4b_testkit::fixtures::test_png;
+    let env = Env::new();
+    let (_, cover, back) = book_with_images(&env, "Author/Book");
+    let server = Server::start(&env, &[("BACKUP_ENABLED", "false")]);
+    let base = server.base.clone();
+    let folder = "/api/v1/folders/Author%2FBook";
+
+    // The list: the two real images by content, sorted, with the plan's pick; not the fake
+    // one, the text, or the symlink.
+    let (st, list) = http_json(&base, "GET", &format!("{folder}/images"), None);
+    assert_eq!(st, 200, "{list}");
+    let names: Vec<&str> = list["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["back.jpg", "cover.jpg"], "{list}");
+    assert_eq!(list["images"][0]["picked"], false);
+    assert_eq!(list["images"][1]["picked"], true);
+    assert_eq!(list["images"][0]["type"], "image/jpeg");
+    assert_eq!(list["images"][0]["width"], 40);
+    assert_eq!(list["images"][0]["height"], 30);
+    assert_eq!(list["images"][0]["size_bytes"], back.len());
+    assert_eq!(
+        list["planned"],
+        json!({ "kind": "folder", "name": "cover.jpg" })
+    );
+
+    // One image, its bytes and type; everything else refused.
+    let (st, data, ct) = http(&base, "GET", &format!("{folder}/images/back.jpg"), None);
+    assert_eq!((st, ct.as_str()), (200, "image/jpeg"));
+    assert_eq!(data, back);
+    for (name, want) in [
+        ("fake.png", 415),
+        ("notes.txt", 415),
+        ("link.png", 404),
+        ("missing.jpg", 404),
+        ("..%2F..%2Foutside.png", 403),
+        (".hidden.jpg", 403),
+    ] {
+        let (st, body, _) = http(&base, "GET", &format!("{folder}/images/{name}"), None);
+        assert_eq!(st, want, "{name}: {}", text_of(&body));
+        assert!(!body.starts_with(b"\x89PNG"), "{name} served an image");
+    }
+    let (st, _, _) = http(&base, "GET", "/api/v1/folders/..%2F/images", None);
+    assert_eq!(st, 403);
+
+    // Uploads: by content, not by name or declared type; too large at once; stored by content.
+    let (st, e) = http_json(&base, "POST", "/api/v1/covers", None);
+    assert_eq!(st, 415, "{e}");
+    let (st, body, _) = http(
+        &base,
+        "POST",
+        "/api/v1/covers",
+        Some(("image/jpeg", b"<html>not a jpeg</html>")),
+    );
+    assert_eq!(st, 415, "{}", text_of(&body));
+    // Announced too large: refused before a byte of the body is read.
+    let mut tcp = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+    use std::io::{Read as _, Write as _};
+    write!(
+        tcp,
+        "POST /api/v1/covers HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {}\r\n\r\n",
+        10 * 1024 * 1024 + 1
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+    drop(tcp);
+    let png = test_png(50, 50);
+    let (st, body, _) = http(&base, "POST", "/api/v1/covers", Some(("image/jpeg", &png)));
+    assert_eq!(st, 201, "{}", text_of(&body));
+    let up: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(up["type"], "image/png");
+    assert_eq!(
+        (up["width"].clone(), up["height"].clone()),
+        (json!(50), json!(50))
+    );
+    let id = up["id"].as_str().unwrap().to_owned();
+    let stored = env.data().join("uploads").join(format!("{id}.png"));
+    assert_eq!(std::fs::read(&stored).unwrap(), png);
+    let (st, again, _) = http(
+        &base,
+        "POST",
+        "/api/v1/covers",
+        Some(("application/octet-stream", &png)),
+    );
+    assert_eq!(st, 201);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&again).unwrap()["id"],
+        json!(id)
+    );
+    let (st, data, ct) = http(&base, "GET", &format!("/api/v1/covers/{id}"), None);
+    assert_eq!((st, ct.as_str(), data == png), (200, "image/png", true));
+    for bad in ["0123", "..%2Fapi_token", &"g".repeat(64)] {
+        let (st, _, _) = http(&base, "GET", &format!("/api/v1/covers/{bad}"), None);
+        assert_eq!(st, 404, "{bad}");
+    }
+
+    // Convert: a bad choice refuses the request; each good one is what the book gets.
+    let entry = |cover: Value| json!({ "folders": [{ "path": "Author/Book", "cover": cover }] });
+    for (cover, want) in [
+        (json!({ "kind": "folder", "name": "../outside.png" }), 403),
+        (json!({ "kind": "folder", "name": "fake.png" }), 415),
+        (json!({ "kind": "folder", "name": "link.png" }), 404),
+        (json!({ "kind": "upload", "id": "f".repeat(64) }), 404),
+        (json!({ "kind": "elsewhere" }), 422),
+    ] {
+        let (st, e) = http_json(&base, "POST", "/api/v1/convert", Some(entry(cover.clone())));
+        assert_eq!(st, want, "{cover}: {e}");
+    }
+    let mut outputs = Vec::new();
+    for (cover, want) in [
+        (
+            json!({ "kind": "folder", "name": "back.jpg" }),
+            Some(back.clone()),
+        ),
+        (json!({ "kind": "upload", "id": id }), Some(png.clone())),
+        (json!({ "kind": "none" }), None),
+        (Value::Null, Some(cover.clone())),
+    ] {
+        let mut body = entry(cover.clone());
+        if cover.is_null() {
+            body["folders"][0].as_object_mut().unwrap().remove("cover");
+        }
+        // Each book under a name of its own, so the next does not overwrite it.
+        body["folders"][0]["output_name"] = json!(format!("Book {}", outputs.len()));
+        let (st, r) = http_json(&base, "POST", "/api/v1/convert", Some(body));
+        assert_eq!(st, 201, "{cover}: {r}");
+        let job = finished_job(&base, r["jobs"][0]["id"].as_str().unwrap());
+        let out = output_of(&env, &job);
+        assert_eq!(m4b_cover(&out), want, "cover of the book for {cover}");
+        outputs.push(out);
+    }
+}
+
+/// The job id of the job page the browser shows.
+async fn shown_job(b: &Browser) -> String {
+    let hash = b.js("return location.hash").await;
+    hash.as_str()
+        .and_then(|h| h.strip_prefix("#/jobs/"))
+        .unwrap_or_else(|| panic!("not a job page: {hash}"))
+        .to_owned()
+}
+
+/// Sets the book view's output name (each conversion of a test gets its own file).
+async fn output_name(b: &Browser, name: &str) {
+    let out = b.find("#output-name").await;
+    out.clear().await.unwrap();
+    out.send_keys(name).await.unwrap();
+}
+
+/// The book view's cover picker: the plan's pick is chosen first; choosing the folder's other
+/// image puts exactly that image in the book; an image uploaded through the file input (with
+/// its preview) is chosen at once and ends in the next book.
+#[test]
+fn web_page_cover_choice_and_upload_end_in_the_book() {
+    let env = Env::new();
+    let (_, _, back) = book_with_images(&env, "Author/Book");
+    let upload = env.source().join("..").join("my cover.png");
+    let png = aiom4b_testkit::fixtures::test_png(60, 45);
+    std::fs::write(&upload, &png).unwrap();
+    // chromedriver takes only canonical paths for a file input.
+    let upload = upload.canonicalize().unwrap();
+    let server = Server::start(&env, &[("BACKUP_ENABLED", "false")]);
+    let base = server.base.clone();
+    run(async {
+        let b = Browser::start().await;
+        b.goto(&format!("{base}/#/book/Author%2FBook")).await;
+        b.find("input[data-cover='folder:cover.jpg']:checked").await;
+        for key in ["folder:back.jpg", "none"] {
+            b.find(&format!("input[data-cover='{key}']")).await;
+        }
+        // Every choice is a labelled radio button.
+        let unlabelled = b
+            .js(
+                "return [...document.querySelectorAll('input[name=cover]')] \
+                 .filter(i => !i.labels.length || !i.labels[0].textContent.trim()).length",
+            )
+            .await;
+        assert_eq!(unlabelled, json!(0));
+        b.find("input[data-cover='folder:back.jpg']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        let src = b.find("#cover-preview").await.attr("src").await.unwrap();
+        assert!(src.unwrap_or_default().ends_with("/images/back.jpg"));
+        b.screenshot_at("book-cover", "#cover-list").await;
+        b.assert_clean("the book's cover picker").await;
+        output_name(&b, "With Back").await;
+        b.find("#convert").await.click().await.unwrap();
+        b.wait_el("#job-status-text", |e| text_is(e, "completed"))
+            .await;
+        let job = finished_job(&base, &shown_job(&b).await);
+        assert_eq!(m4b_cover(&output_of(&env, &job)), Some(back.clone()));
+
+        // Upload: the file input takes a path; the choice appears, chosen, with the preview.
+        b.goto(&format!("{base}/#/book/Author%2FBook")).await;
+        b.find("#cover-file")
+            .await
+            .send_keys(upload.to_str().unwrap())
+            .await
+            .unwrap();
+        b.find("input[data-cover^='upload:']:checked").await;
+        b.wait_el("#cover-status", |e| async move {
+            e.text().await.is_ok_and(|t| t.contains("uploaded"))
+        })
+        .await;
+        let src = b.find("#cover-preview").await.attr("src").await.unwrap();
+        assert!(src.unwrap_or_default().contains("/api/v1/covers/"));
+        b.assert_clean("the book after an upload").await;
+        output_name(&b, "With Upload").await;
+        b.find("#convert").await.click().await.unwrap();
+        b.wait_el("#job-status-text", |e| text_is(e, "completed"))
+            .await;
+        let job = finished_job(&base, &shown_job(&b).await);
+        assert_eq!(m4b_cover(&output_of(&env, &job)), Some(png.clone()));
         b.close().await;
     });
 }

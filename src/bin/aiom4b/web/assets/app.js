@@ -58,11 +58,15 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
+// `raw`: a Blob or File sent as it is (a cover upload) instead of `body` as JSON.
+async function api(method, path, body, raw) {
   const headers = { Accept: 'application/json' };
   const opts = { method, headers, credentials: 'same-origin' };
   if (method !== 'GET') headers['X-CSRF-Token'] = csrf();
-  if (body !== undefined) {
+  if (raw !== undefined) {
+    headers['Content-Type'] = raw.type || 'application/octet-stream';
+    opts.body = raw;
+  } else if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     opts.body = JSON.stringify(body);
   }
@@ -323,15 +327,120 @@ const META = [
   ['series_part', 'Part'], ['year', 'Year'], ['genre', 'Genre'], ['description', 'Description'],
 ];
 
+// The cover picker of the book view: the plan's cover, the folder's other images, uploads and
+// "no cover" as radio buttons (arrow keys move between them), with a large preview of the
+// chosen one. `picker.choice()` is what Convert sends: exactly the one shown.
+function coverPicker(path, images, imagesError) {
+  const thumb = `/thumb/${enc(path)}`;
+  const imageUrl = (name) => `/api/v1/folders/${enc(path)}/images/${enc(name)}`;
+  const choices = [];
+  const planned = images.planned;
+  if (planned && planned.kind === 'embedded') {
+    choices.push({ key: 'embedded', label: 'Embedded in the MP3s', detail: `from ${planned.file}`, src: thumb, send: null, picked: true });
+  }
+  for (const im of images.images) {
+    const size = im.width && im.height ? `${im.width}×${im.height} · ` : '';
+    choices.push({
+      key: `folder:${im.name}`, label: im.name, src: imageUrl(im.name), picked: im.picked,
+      detail: `${size}${bytes(im.size_bytes)}${im.picked ? ' · found by the plan' : ''}`,
+      send: { kind: 'folder', name: im.name },
+    });
+  }
+  if (planned && !choices.some((c) => c.picked)) {
+    choices.push({ key: 'plan', label: "The plan's cover", detail: '', src: thumb, send: null, picked: true });
+  }
+  choices.push({ key: 'none', label: 'No cover', detail: 'the book gets none', src: null, send: { kind: 'none' } });
+  let current = (choices.find((c) => c.picked) || choices[choices.length - 1]).key;
+
+  const preview = h('img', { id: 'cover-preview', alt: 'Chosen cover', width: 120, height: 120 });
+  const noneText = h('p', { class: 'meta', id: 'cover-none' }, 'No cover');
+  const list = h('div', { class: 'cover-list', id: 'cover-list' });
+  const status = h('p', { class: 'meta', id: 'cover-status', 'aria-live': 'polite' });
+
+  function show() {
+    const c = choices.find((x) => x.key === current);
+    preview.hidden = !c.src;
+    noneText.hidden = !!c.src;
+    if (c.src) preview.src = c.src;
+    preview.alt = `Chosen cover: ${c.label}`;
+  }
+  function render() {
+    list.replaceChildren(...choices.map((c, i) => {
+      const id = `cover-choice-${i}`;
+      return h('label', { class: 'cover-choice', for: id },
+        h('input', {
+          type: 'radio', name: 'cover', id, value: c.key, checked: c.key === current,
+          'data-cover': c.key,
+          onchange: () => { current = c.key; show(); },
+        }),
+        c.src ? h('img', { src: c.src, alt: '', width: 48, height: 48, loading: 'lazy' }) : h('span', { class: 'no-img', 'aria-hidden': 'true' }, '∅'),
+        h('span', {}, c.label, c.detail ? h('span', { class: 'meta' }, ` ${c.detail}`) : null));
+    }));
+    show();
+  }
+
+  const file = h('input', {
+    type: 'file', id: 'cover-file', accept: 'image/jpeg,image/png',
+    onchange: async () => {
+      const f = file.files[0];
+      if (!f) return;
+      status.textContent = `Uploading ${f.name}…`;
+      // A preview at once, from the file itself (a data: URL: the page's CSP allows no blob:).
+      const local = await new Promise((resolve) => {
+        const r = new FileReader();
+        r.onload = () => resolve(r.result);
+        r.onerror = () => resolve(null);
+        r.readAsDataURL(f);
+      });
+      if (local) { preview.hidden = false; noneText.hidden = true; preview.src = local; }
+      try {
+        const r = await api('POST', '/covers', undefined, f);
+        const key = `upload:${r.id}`;
+        if (!choices.some((c) => c.key === key)) {
+          choices.splice(choices.length - 1, 0, {
+            key, label: `Uploaded: ${f.name}`, src: r.url,
+            detail: `${r.width && r.height ? `${r.width}×${r.height} · ` : ''}${bytes(r.size_bytes)}`,
+            send: { kind: 'upload', id: r.id },
+          });
+        }
+        current = key;
+        status.textContent = `${f.name} uploaded and chosen.`;
+        render();
+      } catch (e) {
+        status.textContent = '';
+        show();
+        flash(e);
+      } finally {
+        file.value = '';
+      }
+    },
+  });
+  render();
+  const el = h('fieldset', { class: 'cover-picker' },
+    h('legend', {}, 'Cover'),
+    h('div', { class: 'cover' }, preview, noneText),
+    imagesError ? errorBox(imagesError) : null,
+    list,
+    h('label', { for: 'cover-file', class: 'upload' }, 'Upload a cover (JPEG or PNG, up to 10 MiB)', file),
+    status);
+  return { el, choice: () => choices.find((c) => c.key === current).send };
+}
+
 async function book(path) {
   view().replaceChildren(h('h1', {}, path), h('p', { class: 'loading' }, 'Reading the files…'));
   let plan;
+  let images = { images: [], planned: null };
+  let imagesError = null;
   try {
-    plan = await api('GET', `/folders/${enc(path)}/plan`);
+    [plan, images] = await Promise.all([
+      api('GET', `/folders/${enc(path)}/plan`),
+      api('GET', `/folders/${enc(path)}/images`).catch((e) => { imagesError = e; return images; }),
+    ]);
   } catch (e) {
     return view().replaceChildren(h('h1', {}, 'This book cannot be shown'), errorBox(e),
       h('p', {}, h('a', { href: '#/' }, 'Back to the library')));
   }
+  const cover = coverPicker(path, images, imagesError);
   const tracks = plan.tracks.map((t) => ({ rel: t.rel_path, secs: trackSecs(t), title: t.chapter_title }));
   const outputDefault = plan.output_path.split('/').pop().replace(/\.m4b$/, '');
 
@@ -406,6 +515,8 @@ async function book(path) {
           options: { preset: preset.value },
         }],
       };
+      const chosen = cover.choice();
+      if (chosen) body.folders[0].cover = chosen;
       try {
         const r = await api('POST', '/convert', body);
         const job = r.jobs[0];
@@ -420,8 +531,6 @@ async function book(path) {
   h('div', { class: 'grid2' },
     h('section', { class: 'card' },
       h('h2', {}, 'Metadata'),
-      h('div', { class: 'cover' }, h('img', { src: `/thumb/${enc(path)}`, alt: 'Cover', width: 120, height: 120 })),
-      h('p', { class: 'meta' }, plan.cover ? `Cover from ${plan.cover.source.path.split('/').pop()}` : 'No cover found in the folder or the files.'),
       h('div', { class: 'fields' }, ...metaFields)),
     h('section', { class: 'card' },
       h('h2', {}, 'Output'),
@@ -429,6 +538,7 @@ async function book(path) {
         h('label', { for: 'output-name' }, 'File name (.m4b is added)', output),
         h('label', { for: 'preset' }, 'Format', preset)),
       h('p', { class: 'meta' }, `${tracks.length} files · ${clock(total)} · ${bytes(plan.tracks.reduce((a, t) => a + t.info.size_bytes, 0))}`),
+      cover.el,
       h('h2', {}, 'Findings'), findings,
       h('div', { class: 'actions' }, convertBtn))),
   h('section', { class: 'card' },

@@ -870,3 +870,86 @@ fn web_page_cover_choice_and_upload_end_in_the_book() {
         b.close().await;
     });
 }
+
+/// The chapter titles of the book view's table, top to bottom.
+async fn table_titles(b: &Browser) -> Value {
+    b.js("return [...document.querySelectorAll('#chapters input[data-chapter]')].map(i => i.value)")
+        .await
+}
+
+/// File order by drag and drop (the browser's drag events on the rows, as a drag with the
+/// mouse fires them) and by the ↑/↓ buttons: the table follows, and so do the converted
+/// book's chapters.
+#[test]
+fn web_page_file_order_by_drag_and_drop_and_buttons() {
+    let env = Env::new();
+    env.book("Author/Ordered", 3, 1.0);
+    let server = Server::start(&env, &[("BACKUP_ENABLED", "false")]);
+    let base = server.base.clone();
+    run(async {
+        let b = Browser::start().await;
+        b.goto(&format!("{base}/#/book/Author%2FOrdered")).await;
+        b.find("#chapters tr[data-file]").await;
+        let before = table_titles(&b).await;
+        let titles: Vec<String> = before
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(titles.len(), 3, "{before}");
+        // Drag the third row onto the first.
+        b.js("const rows = document.querySelectorAll('#chapters tr'); \
+              const dt = new DataTransfer(); \
+              const ev = (el, type) => el.dispatchEvent(new DragEvent(type, \
+                  { bubbles: true, cancelable: true, dataTransfer: dt })); \
+              ev(rows[2], 'dragstart'); ev(rows[0], 'dragenter'); ev(rows[0], 'dragover'); \
+              ev(rows[0], 'drop'); ev(rows[2], 'dragend');")
+            .await;
+        let want = json!([titles[2], titles[0], titles[1]]);
+        assert_eq!(table_titles(&b).await, want);
+        // Screen readers hear where the file went (the line is visually hidden).
+        let said = b
+            .js("return document.querySelector('#order-status').textContent")
+            .await;
+        assert!(
+            said.as_str()
+                .unwrap_or_default()
+                .contains("is now file 1 of 3"),
+            "{said}"
+        );
+        // Then with the keyboard: focus "down" of the (now) second row and press Enter.
+        let down = b
+            .find("#chapters tr:nth-child(2) button[aria-label$=' down']")
+            .await;
+        down.send_keys("\u{E007}").await.unwrap();
+        let want = json!([titles[2], titles[1], titles[0]]);
+        assert_eq!(table_titles(&b).await, want);
+        // The start times follow the new order: the first row starts at 0:00.
+        let starts = b
+            .js("return [...document.querySelectorAll('#chapters tr td:nth-child(2)')].map(t => t.textContent)")
+            .await;
+        assert_eq!(starts, json!(["0:00", "0:01", "0:02"]));
+        b.assert_clean("the book after reordering").await;
+        b.find("#convert").await.click().await.unwrap();
+        b.wait_el("#job-status-text", |e| text_is(e, "completed"))
+            .await;
+        let job = finished_job(&base, &shown_job(&b).await);
+        let out = output_of(&env, &job);
+        let summary = aiom4b::verify::summarize(&out).unwrap();
+        let chapters: Vec<&str> = summary
+            .chapter_track
+            .as_ref()
+            .expect("a chapter track")
+            .chapters
+            .iter()
+            .map(|c| c.title.as_str())
+            .collect();
+        assert_eq!(
+            json!(chapters),
+            want,
+            "the book's chapters follow the order"
+        );
+        b.close().await;
+    });
+}

@@ -458,11 +458,46 @@ async function book(path) {
     h('option', { value: 'source' }, 'Like the source'));
 
   const tbody = h('tbody', { id: 'chapters' });
+  const orderStatus = h('p', { class: 'sr', id: 'order-status', 'aria-live': 'polite' });
+  // File order: drag a row by its handle (HTML5 drag and drop), or the ↑/↓ buttons, which
+  // keep it keyboard operable. A row is draggable only while its handle is held, so text in
+  // the title fields can still be selected with the mouse.
+  let dragFrom = null;
   function renderTracks() {
     let start = 0;
     tbody.replaceChildren(...tracks.map((t, i) => {
-      const row = h('tr', {},
-        h('td', { class: 'num' }, i + 1),
+      const row = h('tr', {
+        'data-file': t.rel,
+        ondragstart: (e) => {
+          dragFrom = i;
+          e.dataTransfer.effectAllowed = 'move';
+          e.dataTransfer.setData('text/plain', t.rel);
+          row.classList.add('dragging');
+        },
+        ondragover: (e) => {
+          if (dragFrom === null) return;
+          e.preventDefault();
+          e.dataTransfer.dropEffect = 'move';
+          row.classList.add('drop-target');
+        },
+        ondragleave: () => row.classList.remove('drop-target'),
+        ondrop: (e) => {
+          e.preventDefault();
+          if (dragFrom !== null && dragFrom !== i) moveTo(dragFrom, i);
+          dragFrom = null;
+        },
+        ondragend: () => {
+          dragFrom = null;
+          row.draggable = false;
+          for (const r of tbody.rows) r.classList.remove('dragging', 'drop-target');
+        },
+      },
+        h('td', { class: 'num' },
+          h('span', {
+            class: 'drag', title: 'Drag to move', 'aria-hidden': 'true',
+            onmousedown: () => { row.draggable = true; },
+            onmouseup: () => { row.draggable = false; },
+          }, '⠿'), ' ', i + 1),
         h('td', { class: 'num' }, clock(start)),
         h('td', {}, h('input', {
           value: t.title, 'aria-label': `Chapter ${i + 1} title`, 'data-chapter': i + 1,
@@ -477,10 +512,14 @@ async function book(path) {
       return row;
     }));
   }
-  function move(i, d) {
-    const [t] = tracks.splice(i, 1);
-    tracks.splice(i + d, 0, t);
+  function moveTo(from, to) {
+    const [t] = tracks.splice(from, 1);
+    tracks.splice(to, 0, t);
     renderTracks();
+    orderStatus.textContent = `${t.rel} is now file ${to + 1} of ${tracks.length}.`;
+  }
+  function move(i, d) {
+    moveTo(i, i + d);
     const btn = tbody.rows[i + d].querySelectorAll('button')[d < 0 ? 0 : 1];
     if (btn && !btn.disabled) btn.focus();
   }
@@ -547,7 +586,7 @@ async function book(path) {
       h('thead', {}, h('tr', {}, h('th', { class: 'num' }, '#'), h('th', { class: 'num' }, 'Starts'),
         h('th', {}, 'Chapter title'), h('th', { class: 'hide-phone' }, 'File'), h('th', { class: 'num' }, 'Length'),
         h('th', {}, h('span', { class: 'sr' }, 'Order')))),
-      tbody))));
+      tbody)), orderStatus));
   view().replaceChildren(h('p', {}, h('a', { href: '#/' }, '← Library')), h('h1', {}, plan.metadata.title || path), form);
 }
 

@@ -953,3 +953,212 @@ fn web_page_file_order_by_drag_and_drop_and_buttons() {
         b.close().await;
     });
 }
+
+/// Text of an element once it satisfies `ok`, for waits on changing text.
+async fn text_when<F: Fn(&str) -> bool>(b: &Browser, css: &str, ok: F) -> String {
+    let t = Instant::now();
+    loop {
+        let text = b
+            .js(&format!(
+                "const e = document.querySelector({css:?}); return e ? e.textContent : null"
+            ))
+            .await;
+        if let Some(s) = text.as_str() {
+            if ok(s) {
+                return s.to_owned();
+            }
+        }
+        assert!(t.elapsed() < DEADLINE, "{css} stayed {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn job_rows(b: &Browser) -> u64 {
+    b.js("return document.querySelectorAll('#jobs-table tr[data-job]').length")
+        .await
+        .as_u64()
+        .unwrap()
+}
+
+/// The backups view after a conversion (backups are on by default): the backup is listed,
+/// verifies intact, and restores into a new folder that holds the same files and shows up in
+/// the library.
+#[test]
+fn web_page_backups_list_verify_and_restore() {
+    let env = Env::new();
+    let dir = env.book("Author/Book", 2, 1.0);
+    let server = Server::start(&env, &[]);
+    let base = server.base.clone();
+    let (st, r) = http_json(
+        &base,
+        "POST",
+        "/api/v1/convert",
+        Some(json!({ "folders": [{ "path": "Author/Book" }] })),
+    );
+    assert_eq!(st, 201, "{r}");
+    let job = finished_job(&base, r["jobs"][0]["id"].as_str().unwrap());
+    assert_eq!(job["status"], "completed", "{job}");
+    run(async {
+        let b = Browser::start().await;
+        b.goto(&format!("{base}/#/backups")).await;
+        b.find("#backups tr[data-backup]").await;
+        let rows = b
+            .js("return document.querySelectorAll('#backups tr[data-backup]').length")
+            .await;
+        assert_eq!(rows, json!(1));
+        text_when(&b, "#backups tr[data-backup] td.state", |t| t == "complete").await;
+        b.assert_clean("the backups").await;
+
+        b.find("#backups button.verify")
+            .await
+            .click()
+            .await
+            .unwrap();
+        let state = text_when(&b, "#backups tr[data-backup] td.state", |t| t != "complete").await;
+        assert!(state.starts_with("intact ("), "{state}");
+        assert!(!state.starts_with("intact (0 "), "{state}");
+
+        let to = b.find("#backups input.restore-to").await;
+        to.clear().await.unwrap();
+        to.send_keys("Author/Book (restored)").await.unwrap();
+        b.find("#backups button.restore")
+            .await
+            .click()
+            .await
+            .unwrap();
+        // The book's folder comes back inside the new folder, under its own name.
+        text_when(&b, "#backups tr[data-backup] td.state", |t| {
+            t == "restored 2 files to Author/Book (restored)/Book"
+        })
+        .await;
+        b.assert_clean("the backups after verify and restore").await;
+        let restored = env.source().join("Author/Book (restored)/Book");
+        let files = |d: &Path| -> Vec<(String, String)> {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "mp3"))
+                .map(|p| {
+                    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                    (
+                        name,
+                        blake3::hash(&std::fs::read(&p).unwrap())
+                            .to_hex()
+                            .to_string(),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let original = files(&dir);
+        assert_eq!(original.len(), 2);
+        assert_eq!(files(&restored), original);
+        // The library lists the new folder.
+        b.goto(&format!("{base}/#/")).await;
+        b.find("li.book[data-path='Author/Book (restored)/Book']")
+            .await;
+        b.close().await;
+    });
+}
+
+/// The jobs view with 25 finished jobs (put in the store directly: no conversion needed):
+/// two pages of 20, the status filter, the text search, and clearing the jobs older than
+/// 30 days (the three completed ones, from 40 days ago).
+#[test]
+fn web_page_jobs_filter_search_pages_and_clear_old() {
+    use aiom4b::workflow::jobs::{JobFailure, JobStore as _, SqliteStore};
+    use aiom4b::workflow::{ErrorCategory, Job, JobStatus};
+    let env = Env::new();
+    std::fs::create_dir_all(env.data()).unwrap();
+    {
+        let store = SqliteStore::open(&env.data().join("aiom4b.db")).unwrap();
+        let now = chrono::Utc::now();
+        let old = now - chrono::Duration::days(40);
+        for i in 0..25 {
+            let (folder, when) = if i < 3 {
+                (format!("Old/Book {i}"), old)
+            } else {
+                (format!("Bad/Book {i}"), now - chrono::Duration::minutes(i))
+            };
+            let mut j = Job::new(vec![env.source().join(folder)], json!({}));
+            j.created_at = when;
+            j.started_at = Some(when);
+            j.finished_at = Some(when);
+            if i < 3 {
+                j.status = JobStatus::Completed;
+                j.progress_percent = 100.0;
+            } else {
+                j.status = JobStatus::Failed;
+                j.error = Some(JobFailure {
+                    category: ErrorCategory::Input,
+                    message: "no MP3 files".into(),
+                    remedy: "put the book's MP3s in the folder".into(),
+                });
+            }
+            store.insert(&j).unwrap();
+        }
+    }
+    let server = Server::start(&env, &[]);
+    let base = server.base.clone();
+    run(async {
+        let b = Browser::start().await;
+        b.goto(&format!("{base}/#/jobs")).await;
+        text_when(&b, "#page-info", |t| t == "Page 1 of 2 · 25 jobs").await;
+        assert_eq!(job_rows(&b).await, 20);
+        b.assert_clean("the jobs, page 1").await;
+        b.find("#next-page").await.click().await.unwrap();
+        text_when(&b, "#page-info", |t| t == "Page 2 of 2 · 25 jobs").await;
+        assert_eq!(job_rows(&b).await, 5);
+        assert_eq!(
+            b.js("return document.querySelector('#next-page').disabled")
+                .await,
+            json!(true)
+        );
+
+        // The status filter starts again at page 1.
+        b.find("#job-status option[value='completed']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        text_when(&b, "#page-info", |t| t == "Page 1 of 1 · 3 jobs").await;
+        let completed = b
+            .js("return [...document.querySelectorAll('#jobs-table tr[data-job] td:nth-child(2)')].map(t => t.textContent)")
+            .await;
+        assert_eq!(completed, json!(["completed", "completed", "completed"]));
+        b.find("#job-status option[value='']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        text_when(&b, "#page-info", |t| t.ends_with("· 25 jobs")).await;
+
+        // Text search over folders.
+        b.find("#job-text").await.send_keys("Book 7").await.unwrap();
+        text_when(&b, "#page-info", |t| t == "Page 1 of 1 · 1 jobs").await;
+        let row = b.find("#jobs-table tr[data-job] td a").await;
+        assert_eq!(row.text().await.unwrap(), "Book 7");
+        b.find("#job-text").await.clear().await.unwrap();
+        // `clear` fires no input event; an emptied field is typed into like a person would.
+        b.find("#job-text")
+            .await
+            .send_keys(" \u{E003}")
+            .await
+            .unwrap();
+        text_when(&b, "#page-info", |t| t.ends_with("· 25 jobs")).await;
+
+        // Clear the jobs older than 30 days: the three old ones go.
+        b.find("#clear-age option[value='30d']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        b.find("#clear-jobs").await.click().await.unwrap();
+        let said = text_when(&b, "#flash", |_| true).await;
+        assert_eq!(said, "3 finished jobs older than 30d cleared.");
+        text_when(&b, "#page-info", |t| t == "Page 1 of 2 · 22 jobs").await;
+        b.assert_clean("the jobs after clearing").await;
+        b.close().await;
+    });
+}

@@ -102,6 +102,13 @@ function flash(e) {
   view().prepend(box);
 }
 
+// A notice at the top of the view that an action worked (not styled as an error).
+function notice(text) {
+  const old = $('#flash');
+  if (old) old.remove();
+  view().prepend(h('p', { class: 'notice', id: 'flash', role: 'status' }, text));
+}
+
 function showLogin() {
   $('#login-view').hidden = false;
   view().hidden = true;
@@ -607,27 +614,31 @@ async function jobs() {
   const age = h('select', { id: 'clear-age', 'aria-label': 'Age of jobs to clear' },
     ...['1d', '7d', '30d'].map((a) => h('option', { value: a, selected: a === '7d' }, `older than ${a}`)));
   const clear = h('button', {
-    type: 'button', onclick: async () => {
+    type: 'button', id: 'clear-jobs', onclick: async () => {
       try {
         const r = await api('POST', `/jobs/clear?older_than=${age.value}`);
-        flash({ message: `${r.archived} finished jobs cleared.`, remedy: '' });
+        notice(`${r.archived} finished ${r.archived === 1 ? 'job' : 'jobs'} older than ${r.older_than} cleared.`);
         load();
       } catch (e) { flash(e); }
     },
   }, 'Clear old jobs');
   const table = h('div', { id: 'jobs-table', class: 'scroll' });
-  const pager = h('div', { class: 'pager' });
+  const pager = h('div', { class: 'pager', id: 'pager' });
   view().replaceChildren(h('h1', {}, 'Jobs'),
     h('div', { class: 'toolbar' }, h('label', {}, 'Status', status), h('label', {}, 'Search', text),
       h('label', {}, 'Clear', age), clear),
     table, pager);
 
+  // Only the answer to the latest request is shown (a slow one must not overwrite it).
+  let latest = 0;
   async function load() {
+    const mine = ++latest;
     const q = new URLSearchParams({ page: jobsState.page, per_page: jobsState.per_page });
     if (jobsState.status) q.set('status', jobsState.status);
     if (jobsState.text) q.set('text', jobsState.text);
     let r;
-    try { r = await api('GET', `/jobs?${q}`); } catch (e) { return showError(table, e); }
+    try { r = await api('GET', `/jobs?${q}`); } catch (e) { if (mine === latest) showError(table, e); return; }
+    if (mine !== latest) return;
     for (const j of r.jobs) if (['pending', 'processing'].includes(j.status)) seed(j);
     if (!r.jobs.length) {
       table.replaceChildren(h('p', { class: 'empty' }, r.total ? 'No job on this page.'
@@ -646,9 +657,9 @@ async function jobs() {
     }
     const pages = Math.max(1, Math.ceil(r.total / r.per_page));
     pager.replaceChildren(
-      h('button', { type: 'button', disabled: jobsState.page <= 1, onclick: () => { jobsState.page--; load(); } }, 'Previous'),
-      h('span', {}, `Page ${jobsState.page} of ${pages} · ${r.total} jobs`),
-      h('button', { type: 'button', disabled: jobsState.page >= pages, onclick: () => { jobsState.page++; load(); } }, 'Next'));
+      h('button', { type: 'button', id: 'prev-page', disabled: jobsState.page <= 1, onclick: () => { jobsState.page--; load(); } }, 'Previous'),
+      h('span', { id: 'page-info' }, `Page ${jobsState.page} of ${pages} · ${r.total} jobs`),
+      h('button', { type: 'button', id: 'next-page', disabled: jobsState.page >= pages, onclick: () => { jobsState.page++; load(); } }, 'Next'));
   }
   await load();
 }
@@ -769,14 +780,14 @@ async function backups() {
     list.append(h('div', { class: 'scroll' }, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'Backup'), h('th', { class: 'num' }, 'Files'), h('th', { class: 'num' }, 'Size'), h('th', {}, 'State'), h('th', {}, h('span', { class: 'sr' }, 'Actions')))),
       h('tbody', {}, ...r.backups.map((b) => {
-        const state = h('td', {}, b.damaged ? h('span', { class: 'error' }, `damaged: ${b.damaged}`) : 'complete');
-        const to = h('input', { 'aria-label': `New folder for ${b.name}`, value: `${(b.source || b.name).split('/').pop()} (restored)` });
-        return h('tr', {},
+        const state = h('td', { class: 'state' }, b.damaged ? h('span', { class: 'error' }, `damaged: ${b.damaged}`) : 'complete');
+        const to = h('input', { class: 'restore-to', 'aria-label': `New folder for ${b.name}`, value: `${(b.source || b.name).split('/').pop()} (restored)` });
+        return h('tr', { 'data-backup': b.name },
           h('td', {}, b.name, h('div', { class: 'meta' }, when(b.created))),
           h('td', { class: 'num' }, b.files), h('td', { class: 'num' }, bytes(b.total_bytes)), state,
           h('td', { class: 'actions' },
             h('button', {
-              type: 'button', onclick: async () => {
+              type: 'button', class: 'verify', 'aria-label': `Verify ${b.name}`, onclick: async () => {
                 try {
                   const v = await api('POST', `/backups/${enc(b.name)}/verify`);
                   state.replaceChildren(v.problems.length ? h('span', { class: 'error' }, v.problems.join('; ')) : `intact (${v.files_checked} files checked)`);
@@ -785,10 +796,11 @@ async function backups() {
             }, 'Verify'),
             to,
             h('button', {
-              type: 'button', onclick: async () => {
+              type: 'button', class: 'restore', 'aria-label': `Restore ${b.name}`, onclick: async () => {
                 try {
-                  await api('POST', `/backups/${enc(b.name)}/restore`, { to: to.value });
-                  state.replaceChildren(`restored to ${to.value}`);
+                  const r = await api('POST', `/backups/${enc(b.name)}/restore`, { to: to.value });
+                  // The book's folder is restored inside the new folder, under its own name.
+                  state.replaceChildren(`restored ${r.files} files to ${to.value}/${r.target.split('/').pop()}`);
                 } catch (e) { flash(e); }
               },
             }, 'Restore')));

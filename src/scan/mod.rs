@@ -41,10 +41,12 @@
 //! entries are documented there; `workflow::folders` and the source folder's delete use it
 //! too), `order.rs` owns natural order, the disc-folder rule and tag order, `sniff.rs` opens
 //! and sniffs single files.
+mod fingerprint;
 mod order;
 mod sniff;
 pub(crate) mod walk;
 
+pub use fingerprint::{fingerprint, fingerprint_folder, Fingerprint};
 pub use order::{is_disc_folder, natural_cmp, order_by_tags, tag_order};
 pub use sniff::sniff_mp3;
 

@@ -145,9 +145,95 @@ impl<'a> JobEventSink<'a> {
         self.job_id
     }
 
-    /// Sends one event.
+    /// Sends one event, and logs the ones a person reading the job's log wants to see.
     pub fn emit(&self, event: JobEvent<'_>) {
+        log_event(&event);
         self.events.event(self.job_id, event);
+    }
+}
+
+/// The job's story as log lines (target `aiom4b::jobs`: the log file and the job's own log in
+/// the store; the terminal shows the same through the progress bar instead). Progress and
+/// per-file events are left out at INFO: they are many and say nothing new.
+fn log_event(event: &JobEvent<'_>) {
+    const T: &str = "aiom4b::jobs";
+    match *event {
+        JobEvent::Started { folders } => {
+            let list: Vec<_> = folders.iter().map(|f| f.display().to_string()).collect();
+            tracing::info!(target: T, folders = ?list, "job started");
+        }
+        JobEvent::Step(step) => tracing::info!(target: T, step = step.as_str(), "step: {step}"),
+        JobEvent::Planned {
+            duration_secs,
+            sample_rate,
+        } => tracing::info!(
+            target: T,
+            duration_secs,
+            sample_rate,
+            "planned {:.1} s of audio at {sample_rate} Hz",
+            duration_secs
+        ),
+        JobEvent::Engine(stage) => tracing::info!(target: T, stage = ?stage, "engine: {stage:?}"),
+        JobEvent::FileDecoded {
+            index,
+            path,
+            samples,
+        } => tracing::debug!(target: T, index, path = %path.display(), samples, "file decoded"),
+        JobEvent::Encoded { .. } | JobEvent::Progress { .. } => {}
+        JobEvent::Finding(f) => {
+            let path = f.path.as_ref().map(|p| p.display().to_string());
+            let remedy = f.remedy.as_deref();
+            match f.severity {
+                crate::model::Severity::Error => {
+                    tracing::error!(target: T, kind = ?f.kind, path, remedy, "{}", f.message)
+                }
+                crate::model::Severity::Warning => {
+                    tracing::warn!(target: T, kind = ?f.kind, path, remedy, "{}", f.message)
+                }
+                crate::model::Severity::Info => {
+                    tracing::info!(target: T, kind = ?f.kind, path, remedy, "{}", f.message)
+                }
+            }
+        }
+        JobEvent::Retrying {
+            attempt,
+            delay,
+            message,
+        } => tracing::warn!(
+            target: T,
+            attempt,
+            delay_secs = delay.as_secs_f64(),
+            "attempt {attempt} failed ({message}); trying again in {:.1} s",
+            delay.as_secs_f64()
+        ),
+        JobEvent::Finished(outcome) => {
+            let job = &outcome.job;
+            let output = job.output_path.as_ref().map(|p| p.display().to_string());
+            match &job.error {
+                // The workflow has said "job cancelled" already (steps.rs).
+                Some(_) if job.status == crate::workflow::JobStatus::Cancelled => {}
+                Some(e) if job.status != crate::workflow::JobStatus::Completed => tracing::error!(
+                    target: T,
+                    status = job.status.as_str(),
+                    category = ?e.category,
+                    remedy = e.remedy.as_str(),
+                    "job {}: {}",
+                    job.status,
+                    e.message
+                ),
+                _ => tracing::info!(
+                    target: T,
+                    status = job.status.as_str(),
+                    output,
+                    output_bytes = job.output_bytes,
+                    "job {}",
+                    job.status
+                ),
+            }
+            for w in &outcome.warnings {
+                tracing::warn!(target: T, "{w}");
+            }
+        }
     }
 }
 

@@ -138,6 +138,11 @@ impl Workflow {
         &*self.store
     }
 
+    /// The job database, shared (for a writer on another thread, such as the job log's).
+    pub fn shared_store(&self) -> Arc<dyn JobStore> {
+        self.store.clone()
+    }
+
     /// The backup folder (`data/backup`) and its operations.
     pub fn backups(&self) -> &BackupStore {
         &self.backups

@@ -217,6 +217,22 @@ fn convert_is_a_job_with_backup_generated_name_and_listing() {
         .map(|e| fs::read_to_string(e.path()).unwrap_or_default())
         .collect();
     assert!(logs.contains(id), "no log line with the job id");
+
+    // The job's own lines, by a prefix of its id: its story in order.
+    let out = env.run(&["jobs", "log", &id[..8]]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let lines = text(&out.stdout);
+    let at = |m: &str| {
+        lines
+            .find(m)
+            .unwrap_or_else(|| panic!("no {m:?} in {lines}"))
+    };
+    assert!(at("job started") < at("step: backup"), "{lines}");
+    assert!(at("step: convert") < at("job completed"), "{lines}");
+    let out = env.run(&["jobs", "log", "--json", id]);
+    let first: Value = serde_json::from_str(text(&out.stdout).lines().next().unwrap()).unwrap();
+    assert_eq!(first["job_id"], id);
+    assert_eq!(first["message"], "job started");
 }
 
 #[test]

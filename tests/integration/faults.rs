@@ -778,6 +778,18 @@ fn a_store_that_fails_after_publishing_does_not_fail_the_job() {
         fn delete_finished(&self, id: uuid::Uuid) -> R<bool> {
             self.inner.delete_finished(id)
         }
+        fn append_log(&self, lines: &[aiom4b::workflow::jobs::JobLogLine]) -> R<()> {
+            self.check()?;
+            self.inner.append_log(lines)
+        }
+        fn job_log(
+            &self,
+            id: uuid::Uuid,
+            after: i64,
+            limit: usize,
+        ) -> R<Vec<aiom4b::workflow::jobs::JobLogLine>> {
+            self.inner.job_log(id, after, limit)
+        }
     }
 
     let w = World::new();

@@ -755,3 +755,133 @@ fn a_client_that_never_finishes_its_request_head_is_dropped() {
     let (st, _) = s.get("/health");
     assert_eq!(st, 200);
 }
+
+/// A job's own log lines, from the service's job and from a job the CLI ran on the same
+/// DATA_DIR: the job's story in order, pages that continue, gone with the job.
+#[test]
+fn a_jobs_log_lines_are_served_in_pages_whichever_process_ran_it() {
+    let env = Env::new();
+    env.book("Author/Book", 2, 2.0);
+    let bad = env.bad_book("Broken");
+    let s = Server::start(&env, &[("BACKUP_ENABLED", "true")], &[]);
+    let id = s.convert(&["Author/Book"]).remove(0);
+    s.wait_status(&id, &["completed"]);
+
+    let (st, page) = s.get(&format!("/jobs/{id}/log"));
+    assert_eq!(st, 200, "{page}");
+    let lines = page["lines"].as_array().unwrap();
+    let messages: Vec<&str> = lines
+        .iter()
+        .map(|l| l["message"].as_str().unwrap())
+        .collect();
+    let at = |m: &str| {
+        messages
+            .iter()
+            .position(|x| x.starts_with(m))
+            .unwrap_or_else(|| panic!("no line {m:?} in {messages:?}"))
+    };
+    assert!(at("job started") < at("step: backup"), "{messages:?}");
+    assert!(at("backed up") < at("step: convert"), "{messages:?}");
+    assert!(at("step: publish") < at("job completed"), "{messages:?}");
+    assert!(lines.iter().all(|l| l["job_id"] == id.as_str()));
+    let seqs: Vec<i64> = lines.iter().map(|l| l["seq"].as_i64().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    assert_eq!(page["next"], *seqs.last().unwrap());
+    let done = lines
+        .iter()
+        .find(|l| l["message"] == "job completed")
+        .unwrap();
+    assert!(
+        done["fields"]["output"].as_str().unwrap().ends_with(".m4b"),
+        "{done}"
+    );
+
+    // Pages: two lines after the first, then nothing after the last.
+    let (st, p) = s.get(&format!("/jobs/{id}/log?after={}&limit=2", seqs[0]));
+    assert_eq!(st, 200);
+    let got: Vec<i64> = p["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(got, seqs[1..3]);
+    assert_eq!(p["next"], seqs[2]);
+    let (_, p) = s.get(&format!("/jobs/{id}/log?after={}", seqs.last().unwrap()));
+    assert_eq!(p["lines"], json!([]));
+    assert_eq!(p["next"], *seqs.last().unwrap());
+    let (st, e) = s.get(&format!("/jobs/{id}/log?limit=0"));
+    assert_eq!(st, 400, "{e}");
+    assert!(e["error"]["remedy"].as_str().unwrap().contains("limit"));
+
+    // A job the CLI ran (and failed) on the same DATA_DIR: its lines say why.
+    let out = env.run(&["convert", bad.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    let (_, jobs) = s.get("/jobs?status=failed");
+    let failed = jobs["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let (st, p) = s.get(&format!("/jobs/{failed}/log"));
+    assert_eq!(st, 200);
+    let last = p["lines"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["level"], "ERROR", "{p}");
+    assert!(
+        last["message"].as_str().unwrap().starts_with("job failed"),
+        "{last}"
+    );
+
+    // Deleting the job deletes its lines; an unknown job is a 404.
+    let (st, _) = s.call(s.req("DELETE", &format!("/jobs/{id}")), None);
+    assert_eq!(st, 204);
+    let (st, e) = s.get(&format!("/jobs/{id}/log"));
+    assert_eq!(st, 404, "{e}");
+}
+
+/// Plans are kept while the folder is unchanged (the page asks for plan, cover and thumbnail
+/// of each folder) and made anew as soon as a file is added, replaced or removed.
+#[test]
+fn folder_plans_are_cached_until_the_folder_changes() {
+    let env = Env::new();
+    let folder = env.book("Author/Book", 2, 1.0);
+    let s = Server::start(&env, &[], &[]);
+    let hits = || -> u64 {
+        let text = s
+            .agent
+            .get(&s.base.replace("/api/v1", "/metrics"))
+            .call()
+            .unwrap();
+        let text = text.into_string().unwrap();
+        text.lines()
+            .find(|l| l.starts_with("aiom4b_plan_cache_requests_total{result=\"hit\"}"))
+            .and_then(|l| l.rsplit(' ').next())
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    let tracks = || {
+        let (st, plan) = s.get("/folders/Author%2FBook/plan");
+        assert_eq!(st, 200, "{plan}");
+        plan["tracks"].as_array().unwrap().len()
+    };
+    assert_eq!(tracks(), 2);
+    let (st, _) = s.get("/folders/Author%2FBook/cover");
+    assert_eq!(st, 404, "no cover yet");
+    assert_eq!(hits(), 1, "the cover came from the plan just made");
+    assert_eq!(tracks(), 2);
+    assert_eq!(hits(), 2);
+
+    // A third file: the next plan has it.
+    std::fs::copy(
+        folder.join("01 - Chapter 1.mp3"),
+        folder.join("03 - Chapter 3.mp3"),
+    )
+    .unwrap();
+    assert_eq!(tracks(), 3);
+    assert_eq!(hits(), 2, "made anew, not from the cache");
+    // A cover appears: served at once.
+    let png = aiom4b_testkit::fixtures::test_png(16, 16);
+    std::fs::write(folder.join("cover.png"), &png).unwrap();
+    let (st, body, h) = get_bytes(&s, "/folders/Author%2FBook/cover", &[]);
+    assert_eq!(st, 200);
+    assert_eq!(h.header("content-type"), Some("image/png"));
+    assert_eq!(body, png);
+    // Removed: gone from the plan.
+    std::fs::remove_file(folder.join("03 - Chapter 3.mp3")).unwrap();
+    assert_eq!(tracks(), 2);
+}

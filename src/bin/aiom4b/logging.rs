@@ -41,6 +41,13 @@ pub struct LogGuard {
     _guards: Vec<WorkerGuard>,
 }
 
+impl Drop for LogGuard {
+    fn drop(&mut self) {
+        // The job log's last lines (a job's result) into the store before the process ends.
+        crate::joblog::flush(std::time::Duration::from_secs(1));
+    }
+}
+
 /// A writer thread for `sink`; `lossy`: drop lines when its channel is full instead of waiting.
 fn writer<W: Write + Send + 'static>(
     sink: W,
@@ -195,9 +202,12 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
         });
     let file_missing = opts.files && file_layer.is_none();
     // try_init: a second init (tests, embedding) keeps the first subscriber instead of panicking.
+    // Commands that keep jobs (those that write files) also keep each job's lines in the store.
+    let job_log = opts.files.then(crate::joblog::layer);
     let _ = tracing_subscriber::registry()
         .with(stderr_layer)
         .with(file_layer)
+        .with(job_log)
         .try_init();
     if file_missing {
         tracing::warn!(dir = %cfg.logs_dir().display(), "cannot write log files; logging to stderr only");

@@ -4,6 +4,7 @@ mod cmd_convert;
 mod cmd_inspect;
 mod hints;
 mod human;
+mod joblog;
 mod logging;
 mod serve;
 mod signals;

@@ -276,6 +276,12 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show a job's own log lines (ID or a unique prefix), oldest first
+    Log {
+        job_id: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Move finished jobs older than AGE to the archive (e.g. 7d, 12h, 2w)
     Clear {
         #[arg(long, value_name = "AGE", value_parser = age_arg)]
@@ -319,6 +325,7 @@ pub fn run(cmd: WorkflowCommand, cfg: &Config) -> Result<i32> {
 pub fn open(cfg: &Config) -> Result<Workflow> {
     let wf = Workflow::open(cfg.clone())
         .with_context(|| format!("opening the data folder {}", cfg.data_dir.display()))?;
+    crate::joblog::attach(wf.shared_store());
     Ok(match test_stop_hooks() {
         Some(hooks) => wf.with_hooks(hooks),
         None => wf,
@@ -506,6 +513,39 @@ fn jobs_cmd(wf: &Workflow, cmd: JobsCommand) -> Result<i32> {
                 emit_text("no jobs\n");
             } else {
                 emit_text(&jobs_table(&jobs));
+            }
+        }
+        JobsCommand::Log { job_id, json } => {
+            let job = wf.find_job(&job_id)?;
+            let mut after = 0;
+            loop {
+                let lines = wf.store().job_log(job.id, after, 1000)?;
+                let Some(last) = lines.last() else { break };
+                after = last.seq;
+                for l in &lines {
+                    if json {
+                        emit(&(serde_json::to_string(l)? + "\n"));
+                    } else {
+                        let fields: Vec<String> = l
+                            .fields
+                            .iter()
+                            .map(|(k, v)| match v {
+                                serde_json::Value::String(s) => format!("{k}={s}"),
+                                v => format!("{k}={v}"),
+                            })
+                            .collect();
+                        emit_text(&format!(
+                            "{} {:5} {}{}{}\n",
+                            l.time
+                                .with_timezone(&chrono::Local)
+                                .format("%Y-%m-%d %H:%M:%S%.3f"),
+                            l.level,
+                            l.message,
+                            if fields.is_empty() { "" } else { "  " },
+                            fields.join(" ")
+                        ));
+                    }
+                }
             }
         }
         JobsCommand::Clear { older_than } => {

@@ -5,6 +5,8 @@
 //! The trait and the schema avoid SQLite-only ideas (UUIDs as text, timestamps as UTC
 //! ISO-8601, lists as JSON, conditional updates instead of locks) so that a PostgreSQL store for
 //! the later REST service is a second implementation, not a redesign.
+#[cfg(test)]
+pub(crate) mod conformance;
 mod sqlite;
 
 pub use sqlite::SqliteStore;
@@ -311,4 +313,32 @@ pub trait JobStore: Send + Sync {
     /// Removes the record of a finished job (completed, failed or cancelled), live or
     /// archived; returns whether there was one. A pending or running job is never removed.
     fn delete_finished(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// Appends log lines (of any jobs) in one transaction; their `seq` is ignored and assigned
+    /// by the store, increasing in the order given. Lines of a job that has no record are kept
+    /// anyway: a line may arrive before its job's insert is visible (they come from another
+    /// thread), and [`JobStore::delete_finished`] removes a job's lines with it.
+    fn append_log(&self, lines: &[JobLogLine]) -> Result<(), StoreError>;
+    /// The log lines of job `id` whose `seq` is greater than `after`, oldest first, at most
+    /// `limit` of them.
+    fn job_log(&self, id: Uuid, after: i64, limit: usize) -> Result<Vec<JobLogLine>, StoreError>;
+}
+
+/// One log line of a job, as [`crate::workflow::joblog`] captures it from the `tracing` events
+/// inside the job's span.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobLogLine {
+    /// Position in the store's log, increasing; assigned by the store (0 before).
+    pub seq: i64,
+    /// The job the line belongs to.
+    pub job_id: Uuid,
+    /// When the event happened.
+    pub time: DateTime<Utc>,
+    /// `ERROR`, `WARN`, `INFO`, `DEBUG` or `TRACE`.
+    pub level: String,
+    /// The module that logged it (`aiom4b::workflow::runner`, `aiom4b::audit`, …).
+    pub target: String,
+    /// The message.
+    pub message: String,
+    /// The event's other fields, by name (values as JSON strings, numbers or booleans).
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }

@@ -7,7 +7,7 @@
 //!   never fails half-way on a lock upgrade. Other processes wait on `busy_timeout`; a lock that
 //!   outlasts it is a transient error the caller retries.
 //! - Migrations are numbered SQL scripts; `PRAGMA user_version` says how many ran.
-use super::{Job, JobFailure, JobFilter, JobStats, JobStatus, JobStore, StoreError};
+use super::{Job, JobFailure, JobFilter, JobLogLine, JobStats, JobStatus, JobStore, StoreError};
 use crate::workflow::category::ErrorCategory;
 use crate::workflow::process::ProcessIdentity;
 use crate::workflow::retry::{retry, Backoff};
@@ -59,6 +59,19 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs ADD COLUMN post_action TEXT;
     ALTER TABLE jobs_archive ADD COLUMN temp_paths TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE jobs_archive ADD COLUMN post_action TEXT;",
+    // 3: each job's log lines (`JobStore::append_log`), read by `GET /jobs/{id}/log`.
+    // No foreign key: a line may be written before its job's record is visible, and archived
+    // jobs keep their lines; `delete_finished` removes them with the job.
+    "CREATE TABLE job_log (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        time TEXT NOT NULL,
+        level TEXT NOT NULL,
+        target TEXT NOT NULL,
+        message TEXT NOT NULL,
+        fields TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX job_log_job ON job_log (job_id, seq);",
 ];
 
 /// Columns in the order `row_to_job` reads them; shared by both tables.
@@ -489,8 +502,81 @@ impl JobStore for SqliteStore {
                 &format!("DELETE FROM jobs_archive WHERE {cond}"),
                 params![id],
             )?;
+            if live + archived > 0 {
+                tx.execute("DELETE FROM job_log WHERE job_id = ?1", params![id])?;
+            }
             Ok(live + archived > 0)
         })
+    }
+
+    fn append_log(&self, lines: &[JobLogLine]) -> Result<(), StoreError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        self.write("append job log", |tx| {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO job_log (job_id, time, level, target, message, fields) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for l in lines {
+                let fields = serde_json::Value::Object(l.fields.clone()).to_string();
+                st.execute(params![
+                    l.job_id.to_string(),
+                    ts(&l.time),
+                    l.level,
+                    l.target,
+                    l.message,
+                    fields
+                ])?;
+            }
+            Ok(())
+        })
+    }
+
+    fn job_log(&self, id: Uuid, after: i64, limit: usize) -> Result<Vec<JobLogLine>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self.with_retry("read job log", |c| {
+            let mut st = c.prepare_cached(
+                "SELECT seq, time, level, target, message, fields FROM job_log \
+                 WHERE job_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+            )?;
+            let rows = st.query_map(params![id.to_string(), after, limit], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ))
+            })?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .map(|(seq, time, level, target, message, fields)| {
+                let corrupt = |what: &str| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    id: id.to_string(),
+                    reason: format!("log line {seq}: {what}"),
+                };
+                let time = DateTime::parse_from_rfc3339(&time)
+                    .map_err(|_| corrupt("bad time"))?
+                    .with_timezone(&Utc);
+                let fields = match serde_json::from_str(&fields) {
+                    Ok(serde_json::Value::Object(m)) => m,
+                    _ => return Err(corrupt("bad fields")),
+                };
+                Ok(JobLogLine {
+                    seq,
+                    job_id: id,
+                    time,
+                    level,
+                    target,
+                    message,
+                    fields,
+                })
+            })
+            .collect()
     }
 
     fn stats(&self) -> Result<JobStats, StoreError> {
@@ -556,5 +642,35 @@ impl JobStore for SqliteStore {
             }
             Ok(s)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store on a fresh file, with its folder.
+    struct Fresh(tempfile::TempDir, SqliteStore);
+    impl std::ops::Deref for Fresh {
+        type Target = SqliteStore;
+        fn deref(&self) -> &SqliteStore {
+            &self.1
+        }
+    }
+    fn fresh() -> Fresh {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("aiom4b.db")).unwrap();
+        Fresh(dir, store)
+    }
+
+    super::super::conformance::store_suite!(fresh());
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let f = fresh();
+        f.with_retry("bump", |c| c.pragma_update(None, "user_version", 999))
+            .unwrap();
+        let e = SqliteStore::open(&f.0.path().join("aiom4b.db")).unwrap_err();
+        assert!(matches!(e, StoreError::TooNew { found: 999, .. }), "{e}");
     }
 }

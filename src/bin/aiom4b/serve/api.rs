@@ -33,6 +33,8 @@ pub struct AppState {
     pub hub: Arc<EventHub>,
     pub token: Option<String>,
     pub prometheus: metrics_exporter_prometheus::PrometheusHandle,
+    /// Folder plans, kept while their folders do not change.
+    pub plans: super::plan_cache::PlanCache,
     /// `Idempotency-Key` → when, and the response of the first request.
     pub idempotency: Mutex<HashMap<String, (Instant, serde_json::Value)>>,
 }
@@ -144,7 +146,7 @@ impl From<anyhow::Error> for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// A body the extractor refused: too large (413), not JSON (415), malformed (400/422).
 fn rejected(status: StatusCode, message: String, remedy: &str) -> ApiError {
@@ -157,7 +159,7 @@ fn rejected(status: StatusCode, message: String, remedy: &str) -> ApiError {
 }
 
 /// Runs blocking work off the connection threads.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> ApiResult<T> + Send + 'static,
 ) -> ApiResult<T> {
     tokio::task::spawn_blocking(f).await.map_err(|e| {
@@ -219,11 +221,11 @@ impl From<&Job> for JobView {
     }
 }
 
-fn parse_id(id: &str) -> ApiResult<Uuid> {
+pub(super) fn parse_id(id: &str) -> ApiResult<Uuid> {
     Uuid::parse_str(id).map_err(|_| ApiError::job_not_found(id))
 }
 
-fn get_job(wf: &Workflow, id: Uuid) -> ApiResult<Job> {
+pub(super) fn get_job(wf: &Workflow, id: Uuid) -> ApiResult<Job> {
     wf.store()
         .get(id)?
         .ok_or_else(|| ApiError::job_not_found(&id.to_string()))
@@ -361,16 +363,27 @@ fn scan_options(s: &AppState) -> ScanOptions {
     o
 }
 
-pub(super) fn plan_folder(s: &AppState, folder: std::path::PathBuf) -> ApiResult<aiom4b::Book> {
+/// The folder's plan with the default options, from the cache while the folder is unchanged.
+pub(super) fn plan_folder(
+    s: &AppState,
+    folder: std::path::PathBuf,
+) -> ApiResult<Arc<aiom4b::Book>> {
     let opts = plan_options(s, &ConvertOptionsIn::default(), BookMetadata::default())?;
-    aiom4b::plan::plan(&[folder], &scan_options(s), &s.wf.config().limits(), &opts).map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "cannot_plan",
-            e.to_string(),
-            "check the folder's files; `aiom4b probe` shows the details",
-        )
-    })
+    let scan = scan_options(s);
+    let limits = s.wf.config().limits();
+    s.plans
+        .plan(&folder, &scan, || {
+            aiom4b::plan::plan(std::slice::from_ref(&folder), &scan, &limits, &opts)
+                .map_err(|e| e.to_string())
+        })
+        .map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "cannot_plan",
+                e.as_str(),
+                "check the folder's files; `aiom4b probe` shows the details",
+            )
+        })
 }
 
 pub async fn plan(
@@ -380,7 +393,7 @@ pub async fn plan(
     let folder = s.root.resolve(&path)?;
     blocking(move || {
         let book = plan_folder(&s, folder)?;
-        Ok(Json(json!(book)))
+        Ok(Json(json!(&*book)))
     })
     .await
 }
@@ -389,14 +402,14 @@ pub async fn cover(State(s): State<Shared>, Path(path): Path<String>) -> ApiResu
     let folder = s.root.resolve(&path)?;
     blocking(move || {
         let book = plan_folder(&s, folder)?;
-        let Some(cover) = book.cover else {
+        let Some(cover) = &book.cover else {
             return Err(ApiError::not_found(
                 "no_cover",
                 format!("{path:?} has no cover"),
                 "put a cover.jpg in the folder or embed one in the MP3s",
             ));
         };
-        let mut r = cover.picture.data.into_response();
+        let mut r = cover.picture.data.clone().into_response();
         if let Ok(v) = HeaderValue::from_str(&cover.picture.mime) {
             r.headers_mut().insert("content-type", v);
         }

@@ -20,8 +20,10 @@ mod covers;
 mod download;
 mod events;
 mod layers;
+mod logs;
 mod metrics;
 mod openapi;
+mod plan_cache;
 mod queue;
 mod stream;
 
@@ -126,6 +128,7 @@ fn router(state: api::Shared) -> Router {
         .route("/jobs/{id}/retry", post(api::retry_job))
         .route("/jobs/{id}/events", get(stream::job_events))
         .route("/jobs/{id}/verify", get(api::verify_job))
+        .route("/jobs/{id}/log", get(logs::job_log))
         .route("/events", get(stream::all_events))
         .route("/download/{id}", get(download::download))
         .route("/backups", get(api::backups))
@@ -181,6 +184,7 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: ServeArgs) -> Result<u8> {
         hub,
         token,
         prometheus,
+        plans: Default::default(),
         idempotency: Default::default(),
     });
     // The web page (src/bin/aiom4b/web/) in front of the API, with its login cookie.

@@ -272,6 +272,16 @@ fn paths() -> Value {
     p.insert("/jobs/{id}/retry".into(), json!({ "post": op("run a failed or cancelled job again, as a new job", json!([id]), ("201", json_resp("the new job", any_object())), &["403", "404", "409", "429", "500"]) }));
     p.insert("/jobs/{id}/events".into(), json!({ "get": op("the job's events (SSE); Last-Event-ID resumes", json!([id]), ("200", sse.clone()), &["404", "500"]) }));
     p.insert("/jobs/{id}/verify".into(), json!({ "get": op("the independent check of the job's output", json!([id]), ("200", json_resp("report", any_object())), &["404", "409", "422", "500"]) }));
+    let log_params = json!([id,
+        { "name": "after", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 0 } },
+        { "name": "limit", "in": "query", "required": false, "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }]);
+    let log_line = json!({ "type": "object", "required": ["seq", "job_id", "time", "level", "target", "message", "fields"], "properties": {
+        "seq": { "type": "integer" }, "job_id": { "type": "string", "format": "uuid" },
+        "time": { "type": "string", "format": "date-time" }, "level": { "type": "string" },
+        "target": { "type": "string" }, "message": { "type": "string" }, "fields": { "type": "object" } } });
+    let log_page = json!({ "type": "object", "required": ["lines", "next"], "properties": {
+        "lines": { "type": "array", "items": log_line }, "next": { "type": "integer" } } });
+    p.insert("/jobs/{id}/log".into(), json!({ "get": op("the job's log lines, oldest first (?after=SEQ continues)", log_params, ("200", json_resp("lines", log_page)), &["400", "404", "500"]) }));
     p.insert(
         "/events".into(),
         json!({ "get": op("all jobs' events (SSE)", json!([]), ("200", sse), &[]) }),

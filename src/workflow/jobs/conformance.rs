@@ -1,0 +1,358 @@
+//! What every [`JobStore`] must do, as one generic test suite. Each backend instantiates it
+//! with [`store_suite!`] and a function that makes an empty store; the SQLite store does so in
+//! `sqlite.rs`, a PostgreSQL store will do the same, so both keep one contract.
+use super::{Job, JobFailure, JobFilter, JobLogLine, JobStatus, JobStore, StageTiming};
+use crate::workflow::category::ErrorCategory;
+use crate::workflow::process::ProcessIdentity;
+use chrono::{Duration, Utc};
+use std::path::PathBuf;
+use uuid::Uuid;
+
+/// Generates one `#[test]` per case of the suite, each on a fresh store from `$make` (an
+/// expression giving a value that derefs to a `JobStore`, kept alive for the test).
+macro_rules! store_suite {
+    ($make:expr) => {
+        $crate::workflow::jobs::conformance::store_suite!(@cases $make;
+            a_job_reads_back_exactly_as_written,
+            ids_are_found_by_prefix_and_wildcards_match_nothing,
+            updates_are_conditional_on_the_stored_status,
+            progress_is_recorded_only_while_processing_and_clamped,
+            lists_are_newest_first_and_filtered,
+            finished_jobs_move_to_the_archive_and_stay_readable,
+            stats_aggregate_every_job,
+            only_finished_jobs_are_deleted_and_their_log_with_them,
+            log_lines_page_in_order_per_job,
+        );
+    };
+    (@cases $make:expr; $($case:ident,)*) => {
+        $(
+            #[test]
+            fn $case() {
+                let store = $make;
+                $crate::workflow::jobs::conformance::$case(&*store);
+            }
+        )*
+    };
+}
+pub(crate) use store_suite;
+
+fn job(folder: &str) -> Job {
+    Job::new(vec![PathBuf::from(folder)], serde_json::json!({}))
+}
+
+fn finished(folder: &str, status: JobStatus, ago: Duration) -> Job {
+    let mut j = job(folder);
+    j.status = status;
+    let end = super::now_millis() - ago;
+    j.created_at = end - Duration::seconds(10);
+    j.started_at = Some(end - Duration::seconds(8));
+    j.finished_at = Some(end);
+    j
+}
+
+pub(crate) fn a_job_reads_back_exactly_as_written(s: &dyn JobStore) {
+    let mut j = job("/books/Ünïcode & 'quotes' / spaces");
+    j.status = JobStatus::Completed;
+    j.started_at = Some(j.created_at + Duration::milliseconds(1500));
+    j.finished_at = Some(j.created_at + Duration::seconds(9));
+    j.progress_percent = 100.0;
+    j.source_folders.push(PathBuf::from("/books/CD2"));
+    j.options = serde_json::json!({"convert": {"bitrate": 64000, "verify": true}, "x": [1, null]});
+    j.output_path = Some(PathBuf::from("/out/Book.m4b"));
+    j.backup_paths = vec![
+        PathBuf::from("/data/backup/a"),
+        PathBuf::from("/data/backup/b"),
+    ];
+    j.input_bytes = Some(u32::MAX as u64 * 3);
+    j.output_bytes = Some(12_345);
+    j.audio_duration_secs = Some(3600.25);
+    j.stage_timings = vec![
+        StageTiming {
+            stage: "backup".into(),
+            millis: 12,
+        },
+        StageTiming {
+            stage: "convert".into(),
+            millis: 7000,
+        },
+    ];
+    j.attempts = 2;
+    j.error = Some(JobFailure {
+        category: ErrorCategory::Output,
+        message: "moving the sources failed".into(),
+        remedy: "move them by hand".into(),
+    });
+    j.owner = Some(ProcessIdentity {
+        pid: 4242,
+        hostname: "nas".into(),
+        start_ticks: Some(99),
+    });
+    j.part_path = Some(PathBuf::from("/out/.Book.m4b.part"));
+    j.temp_paths = vec![PathBuf::from("/out/.Book.m4b.part")];
+    j.post_action = Some("move:/done".into());
+    s.insert(&j).unwrap();
+    assert_eq!(s.get(j.id).unwrap().as_ref(), Some(&j));
+    assert_eq!(s.get(Uuid::new_v4()).unwrap(), None);
+    // The id is the key.
+    assert!(s.insert(&j).is_err(), "a second insert of one id");
+}
+
+pub(crate) fn ids_are_found_by_prefix_and_wildcards_match_nothing(s: &dyn JobStore) {
+    let a = job("/a");
+    let b = job("/b");
+    s.insert(&a).unwrap();
+    s.insert(&b).unwrap();
+    let id = a.id.to_string();
+    let found = s.find_by_prefix(&id[..8]).unwrap();
+    assert_eq!(found.iter().map(|j| j.id).collect::<Vec<_>>(), [a.id]);
+    let upper = s.find_by_prefix(&id[..8].to_ascii_uppercase()).unwrap();
+    assert_eq!(upper.len(), 1, "prefixes are case-insensitive");
+    assert_eq!(s.find_by_prefix(&id).unwrap().len(), 1);
+    for wild in ["%", "_", "", "*", "' OR 1=1 --"] {
+        assert!(s.find_by_prefix(wild).unwrap().is_empty(), "{wild:?}");
+    }
+}
+
+pub(crate) fn updates_are_conditional_on_the_stored_status(s: &dyn JobStore) {
+    let mut j = job("/a");
+    s.insert(&j).unwrap();
+    j.status = JobStatus::Processing;
+    j.started_at = Some(super::now_millis());
+    assert!(s.update(&j, JobStatus::Pending).unwrap());
+    assert_eq!(s.get(j.id).unwrap().unwrap(), j);
+    // Another process's decision is not overwritten.
+    let mut stale = j.clone();
+    stale.status = JobStatus::Failed;
+    assert!(!s.update(&stale, JobStatus::Pending).unwrap());
+    assert_eq!(s.get(j.id).unwrap().unwrap().status, JobStatus::Processing);
+    // Unknown job: nothing updated.
+    assert!(!s.update(&job("/x"), JobStatus::Pending).unwrap());
+}
+
+pub(crate) fn progress_is_recorded_only_while_processing_and_clamped(s: &dyn JobStore) {
+    let mut j = job("/a");
+    s.insert(&j).unwrap();
+    s.set_progress(j.id, 50.0).unwrap();
+    assert_eq!(
+        s.get(j.id).unwrap().unwrap().progress_percent,
+        0.0,
+        "pending"
+    );
+    j.status = JobStatus::Processing;
+    assert!(s.update(&j, JobStatus::Pending).unwrap());
+    s.set_progress(j.id, 42.5).unwrap();
+    assert_eq!(s.get(j.id).unwrap().unwrap().progress_percent, 42.5);
+    s.set_progress(j.id, 250.0).unwrap();
+    assert_eq!(s.get(j.id).unwrap().unwrap().progress_percent, 100.0);
+    s.set_progress(j.id, -3.0).unwrap();
+    assert_eq!(s.get(j.id).unwrap().unwrap().progress_percent, 0.0);
+    s.set_progress(Uuid::new_v4(), 10.0).unwrap();
+}
+
+pub(crate) fn lists_are_newest_first_and_filtered(s: &dyn JobStore) {
+    // Three jobs in one millisecond: insertion order breaks the tie.
+    let t = super::now_millis();
+    let mut ids = Vec::new();
+    for (i, folder) in ["/a", "/b", "/a/b"].iter().enumerate() {
+        let mut j = job(folder);
+        j.created_at = t;
+        if i == 1 {
+            j.status = JobStatus::Failed;
+        }
+        s.insert(&j).unwrap();
+        ids.push(j.id);
+    }
+    let mut older = job("/a");
+    older.created_at = t - Duration::seconds(5);
+    s.insert(&older).unwrap();
+    let list = |f: JobFilter| -> Vec<Uuid> { s.list(&f).unwrap().iter().map(|j| j.id).collect() };
+    assert_eq!(
+        list(JobFilter::default()),
+        [ids[2], ids[1], ids[0], older.id]
+    );
+    assert_eq!(
+        list(JobFilter {
+            status: Some(JobStatus::Failed),
+            ..Default::default()
+        }),
+        [ids[1]]
+    );
+    assert_eq!(
+        list(JobFilter {
+            source_folder: Some(PathBuf::from("/a")),
+            ..Default::default()
+        }),
+        [ids[0], older.id],
+        "the folder itself, not a folder below it"
+    );
+    assert_eq!(
+        list(JobFilter {
+            limit: Some(2),
+            ..Default::default()
+        }),
+        [ids[2], ids[1]]
+    );
+}
+
+pub(crate) fn finished_jobs_move_to_the_archive_and_stay_readable(s: &dyn JobStore) {
+    let old = finished("/old", JobStatus::Completed, Duration::days(10));
+    let old_failed = finished("/oldf", JobStatus::Failed, Duration::days(9));
+    let recent = finished("/new", JobStatus::Completed, Duration::hours(1));
+    let mut pending = job("/pending");
+    pending.created_at = super::now_millis() - Duration::days(30);
+    for j in [&old, &old_failed, &recent, &pending] {
+        s.insert(j).unwrap();
+    }
+    let cutoff = Utc::now() - Duration::days(7);
+    assert_eq!(s.archive_finished(cutoff).unwrap(), 2);
+    assert_eq!(s.archive_finished(cutoff).unwrap(), 0, "already archived");
+    let live: Vec<Uuid> = s
+        .list(&JobFilter::default())
+        .unwrap()
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(live, [recent.id, pending.id]);
+    let all = s
+        .list(&JobFilter {
+            include_archived: true,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert_eq!(
+        s.get(old.id).unwrap().as_ref(),
+        Some(&old),
+        "archived, readable"
+    );
+    assert_eq!(s.find_by_prefix(&old.id.to_string()[..8]).unwrap().len(), 1);
+    assert_eq!(s.stats().unwrap().total, 4, "stats count the archive");
+}
+
+pub(crate) fn stats_aggregate_every_job(s: &dyn JobStore) {
+    assert_eq!(s.stats().unwrap(), Default::default(), "empty store");
+    let mut a = finished("/a", JobStatus::Completed, Duration::hours(1));
+    a.started_at = Some(a.finished_at.unwrap() - Duration::seconds(10));
+    a.input_bytes = Some(1000);
+    a.output_bytes = Some(400);
+    a.audio_duration_secs = Some(100.0);
+    let mut b = finished("/b", JobStatus::Completed, Duration::hours(2));
+    b.started_at = Some(b.finished_at.unwrap() - Duration::seconds(30));
+    b.input_bytes = Some(3000);
+    b.output_bytes = Some(600);
+    b.audio_duration_secs = Some(300.0);
+    let fail = |cat| {
+        let mut f = finished("/f", JobStatus::Failed, Duration::hours(3));
+        f.error = Some(JobFailure {
+            category: cat,
+            message: "x".into(),
+            remedy: "y".into(),
+        });
+        f
+    };
+    let mut c = finished("/c", JobStatus::Cancelled, Duration::hours(4));
+    c.error = Some(JobFailure {
+        category: ErrorCategory::Processing,
+        message: "cancelled".into(),
+        remedy: "again".into(),
+    });
+    for j in [
+        &a,
+        &b,
+        &fail(ErrorCategory::Input),
+        &fail(ErrorCategory::Input),
+        &fail(ErrorCategory::System),
+        &c,
+        &job("/p"),
+    ] {
+        s.insert(j).unwrap();
+    }
+    let st = s.stats().unwrap();
+    assert_eq!(
+        (st.total, st.completed, st.failed, st.cancelled, st.pending),
+        (7, 2, 3, 1, 1)
+    );
+    assert_eq!(st.success_rate, Some(2.0 / 6.0));
+    // Times may go through a backend's date arithmetic: equal to a millisecond.
+    let close = |got: Option<f64>, want: f64| {
+        assert!(
+            got.is_some_and(|g| (g - want).abs() < 1e-3),
+            "{got:?} vs {want}"
+        )
+    };
+    close(st.processing_secs_min, 10.0);
+    close(st.processing_secs_max, 30.0);
+    close(st.processing_secs_avg, 20.0);
+    assert_eq!((st.input_bytes_total, st.output_bytes_total), (4000, 1000));
+    assert_eq!(st.audio_secs_total, 400.0);
+    close(st.realtime_factor, 10.0);
+    assert_eq!(
+        st.failures_by_category,
+        [(ErrorCategory::Input, 2), (ErrorCategory::System, 1)],
+        "most frequent first, cancelled jobs not counted"
+    );
+}
+
+fn line(job: Uuid, message: &str) -> JobLogLine {
+    let mut fields = serde_json::Map::new();
+    fields.insert("n".into(), 7.into());
+    fields.insert("path".into(), "/a b/ü".into());
+    JobLogLine {
+        seq: 0,
+        job_id: job,
+        time: super::now_millis(),
+        level: "INFO".into(),
+        target: "aiom4b::jobs".into(),
+        message: message.into(),
+        fields,
+    }
+}
+
+pub(crate) fn only_finished_jobs_are_deleted_and_their_log_with_them(s: &dyn JobStore) {
+    let done = finished("/a", JobStatus::Completed, Duration::days(10));
+    let archived = finished("/b", JobStatus::Failed, Duration::days(10));
+    let running = {
+        let mut j = job("/c");
+        j.status = JobStatus::Processing;
+        j
+    };
+    for j in [&done, &archived, &running] {
+        s.insert(j).unwrap();
+    }
+    s.archive_finished(Utc::now() - Duration::days(7)).unwrap();
+    s.append_log(&[line(done.id, "a"), line(running.id, "r")])
+        .unwrap();
+    assert!(s.delete_finished(archived.id).unwrap(), "archived");
+    assert!(s.get(archived.id).unwrap().is_none());
+    assert!(
+        !s.delete_finished(running.id).unwrap(),
+        "a running job stays"
+    );
+    assert!(s.get(running.id).unwrap().is_some());
+    assert_eq!(s.job_log(running.id, 0, 10).unwrap().len(), 1);
+    assert!(!s.delete_finished(Uuid::new_v4()).unwrap());
+    // The archive run moved `done` too (finished 10 days ago); deleting it takes its lines.
+    assert!(s.delete_finished(done.id).unwrap());
+    assert!(s.job_log(done.id, 0, 10).unwrap().is_empty());
+}
+
+pub(crate) fn log_lines_page_in_order_per_job(s: &dyn JobStore) {
+    let a = Uuid::new_v4();
+    let b = Uuid::new_v4();
+    s.append_log(&[]).unwrap();
+    s.append_log(&[line(a, "one"), line(b, "x"), line(a, "two")])
+        .unwrap();
+    s.append_log(&[line(a, "three")]).unwrap();
+    let all = s.job_log(a, 0, 100).unwrap();
+    let texts: Vec<_> = all.iter().map(|l| l.message.as_str()).collect();
+    assert_eq!(texts, ["one", "two", "three"]);
+    assert!(all.windows(2).all(|w| w[0].seq < w[1].seq));
+    assert!(all.iter().all(|l| l.job_id == a && l.seq > 0));
+    assert_eq!(all[0].fields, line(a, "").fields);
+    assert_eq!(all[0].level, "INFO");
+    assert_eq!(all[0].target, "aiom4b::jobs");
+    let page = s.job_log(a, all[0].seq, 1).unwrap();
+    assert_eq!(page.iter().map(|l| &l.message).collect::<Vec<_>>(), ["two"]);
+    assert!(s.job_log(a, all[2].seq, 10).unwrap().is_empty());
+    assert_eq!(s.job_log(b, 0, 10).unwrap().len(), 1);
+}

@@ -404,6 +404,28 @@ fn web_page_reload_during_a_job_and_cancel() {
         let b = Browser::start().await;
         b.goto(&format!("{}/#/book/Long%2FBook", server.base)).await;
         b.find("#convert").await.click().await.unwrap();
+        // The log panel, opened with the job, takes the lines written while it runs (on its
+        // Server-Sent Events; the panel is not rebuilt meanwhile).
+        b.find("#job-log").await;
+        b.js("window.firstLogPanel = document.querySelector('#job-log')")
+            .await;
+        let t = Instant::now();
+        loop {
+            let v = b
+                .js("const p = document.querySelector('#job-log'); \
+                     return [p === window.firstLogPanel, \
+                       [...document.querySelectorAll('#job-log-lines .msg')].some(m => m.textContent === 'engine: Convert')]")
+                .await;
+            assert_eq!(v[0], json!(true), "the log panel was rebuilt");
+            if v[1] == json!(true) {
+                // Still running: the line came while the job ran, not from its end.
+                let (bar, _) = b.progress().await;
+                assert!(bar < 100.0, "{bar}");
+                break;
+            }
+            assert!(t.elapsed() < DEADLINE, "no log line while the job ran: {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let bar = "#job-progress progress";
         b.wait_el(bar, |e| async move {
             bar_value(&e).await.is_some_and(|v| v > 0.0 && v < 100.0)
@@ -934,7 +956,11 @@ fn web_page_file_order_by_drag_and_drop_and_buttons() {
         b.find("#convert").await.click().await.unwrap();
         b.wait_el("#job-status-text", |e| text_is(e, "completed"))
             .await;
-        let job = finished_job(&base, &shown_job(&b).await);
+        let id = shown_job(&b).await;
+        let job = finished_job(&base, &id);
+        assert_job_log_shown(&b, &base, &id).await;
+        b.screenshot_at("job-log", "#job-log").await;
+        b.assert_clean("the job with its log").await;
         let out = output_of(&env, &job);
         let summary = aiom4b::verify::summarize(&out).unwrap();
         let chapters: Vec<&str> = summary
@@ -1161,4 +1187,60 @@ fn web_page_jobs_filter_search_pages_and_clear_old() {
         b.assert_clean("the jobs after clearing").await;
         b.close().await;
     });
+}
+
+/// The job page's log panel shows exactly the job's log lines as the API gives them (level,
+/// target, message), in order, in a monospace list.
+async fn assert_job_log_shown(b: &Browser, base: &str, id: &str) {
+    let t = Instant::now();
+    let (api, shown) = loop {
+        let (st, page) = http_json(
+            base,
+            "GET",
+            &format!("/api/v1/jobs/{id}/log?limit=1000"),
+            None,
+        );
+        assert_eq!(st, 200, "{page}");
+        let api: Vec<String> = page["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {} {}",
+                    l["level"].as_str().unwrap(),
+                    l["target"].as_str().unwrap(),
+                    l["message"].as_str().unwrap()
+                )
+            })
+            .collect();
+        let shown = b
+            .js(
+                "return [...document.querySelectorAll('#job-log-lines li')].map(li => \
+                 [li.querySelector('.level').textContent, li.querySelector('.target').textContent, \
+                  li.querySelector('.msg').textContent].join(' '))",
+            )
+            .await;
+        let shown: Vec<String> = serde_json::from_value(shown).unwrap();
+        if !api.is_empty() && shown == api {
+            break (api, shown);
+        }
+        assert!(
+            t.elapsed() < DEADLINE,
+            "the log panel shows {shown:?}, the API {api:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(api, shown);
+    let font = b
+        .js("return getComputedStyle(document.querySelector('#job-log-lines')).fontFamily")
+        .await;
+    assert!(
+        font.as_str().unwrap_or_default().contains("monospace"),
+        "{font}"
+    );
+    let info = b
+        .js("return document.querySelectorAll('#job-log-lines li.level-info').length")
+        .await;
+    assert!(info.as_u64().unwrap_or(0) > 0, "no INFO line: {shown:?}");
 }

@@ -187,6 +187,7 @@ function onEvent(ev) {
   }
   live.set(id, s);
   renderActive();
+  if (openLog && openLog.dataset.job === id && openLog.isConnected) openLog.refresh();
   if (msg.event === 'finished') document.dispatchEvent(new CustomEvent('job-finished', { detail: d.job }));
 }
 
@@ -664,6 +665,71 @@ async function jobs() {
   await load();
 }
 
+// The job details' log: the job's own lines (GET /jobs/{id}/log), oldest first, in pages of
+// LOG_PAGE. While the job runs, each of its Server-Sent Events asks for the lines written since
+// (`next`), at most one request at a time and one every LOG_GAP_MS: no polling loop.
+const LOG_PAGE = 200;
+const LOG_GAP_MS = 500;
+let openLog = null;
+
+function logLine(l) {
+  const level = String(l.level || '').toUpperCase();
+  const fields = Object.entries(l.fields || {})
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
+  const t = new Date(l.time);
+  return h('li', { class: `log-line level-${level.toLowerCase()}`, 'data-seq': l.seq },
+    h('time', { datetime: l.time, title: l.time },
+      isNaN(t) ? l.time : t.toLocaleTimeString([], { hour12: false, hour: '2-digit', minute: '2-digit', second: '2-digit', fractionalSecondDigits: 3 })),
+    ' ', h('span', { class: 'level' }, level), ' ', h('span', { class: 'target' }, l.target),
+    ' ', h('span', { class: 'msg' }, l.message),
+    fields ? h('span', { class: 'log-fields' }, ` ${fields}`) : null);
+}
+
+function logPanel(id) {
+  const list = h('ol', { class: 'log', id: 'job-log-lines', 'aria-label': 'Log lines of this job' });
+  const state = h('p', { class: 'meta', id: 'job-log-state' }, 'Reading the log…');
+  const more = h('button', { type: 'button', id: 'job-log-more', hidden: true, onclick: () => refresh() }, 'Show more lines');
+  const box = h('section', { class: 'card', id: 'job-log', 'data-job': id }, h('h2', {}, 'Log'), state, list, more);
+  let next = 0;
+  let count = 0;
+  let busy = false;
+  let again = false;
+  let last = 0;
+  async function refresh() {
+    if (busy) { again = true; return; }
+    const wait = last + LOG_GAP_MS - Date.now();
+    if (wait > 0) { busy = true; setTimeout(() => { busy = false; refresh(); }, wait); return; }
+    busy = true;
+    last = Date.now();
+    try {
+      const atEnd = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+      // A few pages at once; more behind a button (a damaged book can log a line per frame).
+      let full = false;
+      for (let page = 0; page < 5; page++) {
+        const r = await api('GET', `/jobs/${enc(id)}/log?after=${next}&limit=${LOG_PAGE}`);
+        list.append(...r.lines.map(logLine));
+        count += r.lines.length;
+        next = r.next;
+        full = r.lines.length === LOG_PAGE;
+        if (!full) break;
+      }
+      more.hidden = !full;
+      state.hidden = count > 0;
+      state.textContent = count ? '' : 'No log lines for this job yet.';
+      box.dataset.lines = String(count);
+      if (atEnd) list.scrollTop = list.scrollHeight;
+    } catch (e) {
+      state.hidden = false;
+      state.replaceChildren(errorBox(e));
+    } finally {
+      busy = false;
+      if (again) { again = false; refresh(); }
+    }
+  }
+  box.refresh = refresh;
+  return box;
+}
+
 function row(label, value) {
   return h('tr', {}, h('th', { scope: 'row' }, label), h('td', {}, value));
 }
@@ -709,10 +775,13 @@ async function jobDetail(id) {
     h('strong', { class: 'error' }, `${j.error.category} error: ${j.error.message}`),
     h('p', { class: 'remedy' }, `What to do: ${j.error.remedy}`)) : null;
   const verify = h('section', { class: 'card', id: 'verify' });
+  const log = logPanel(j.id);
+  openLog = log;
   view().replaceChildren(h('p', {}, h('a', { href: '#/jobs' }, '← Jobs')),
     h('h1', {}, j.output_name || j.source_folders.map((f) => f.split('/').pop()).join(', ')),
-    ...[err, progress, actions, h('section', { class: 'card details' }, details), verify].filter(Boolean));
+    ...[err, progress, actions, h('section', { class: 'card details' }, details), verify, log].filter(Boolean));
   renderActive();
+  log.refresh();
   if (j.status === 'completed' && j.download_url) {
     verify.append(h('h2', {}, 'Check of the written file'), h('p', { class: 'loading' }, 'Reading it back…'));
     try {
@@ -729,7 +798,11 @@ async function jobDetail(id) {
 
 document.addEventListener('job-finished', (e) => {
   const m = location.hash.match(/^#\/jobs\/(.+)$/);
-  if (m && m[1] === e.detail.id) setTimeout(() => jobDetail(m[1]), 300);
+  if (m && m[1] === e.detail.id) {
+    setTimeout(() => jobDetail(m[1]), 300);
+    // The job's last lines can reach the store just after its last event: look once more.
+    setTimeout(() => { if (openLog && openLog.dataset.job === e.detail.id && openLog.isConnected) openLog.refresh(); }, 1500);
+  }
 });
 
 // ---------------------------------------------------------------------------------------------

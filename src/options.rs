@@ -86,6 +86,10 @@ pub struct PlanOptions {
     pub overrides: BookMetadata,
     /// A cover image that overrides the embedded/folder cover.
     pub cover: Option<PathBuf>,
+    /// No cover at all, whatever the files and the folder hold (the web page's "no cover").
+    /// Wins over [`cover`](Self::cover).
+    #[serde(default)]
+    pub no_cover: bool,
     /// Output path; default `<data_dir>/output/<sanitized title>.m4b`.
     pub output: Option<PathBuf>,
     /// Data directory (`DATA_DIR`, default `./data`).

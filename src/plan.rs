@@ -354,7 +354,11 @@ fn build_book(
     if let Some(f) = shortened_finding(&tracks, &cut_titles, &cut_tags) {
         findings.push(f);
     }
-    let cover = find_cover(folders, &tracks, opts.cover.as_deref(), findings)?;
+    let cover = if opts.no_cover {
+        None
+    } else {
+        find_cover(folders, &tracks, opts.cover.as_deref(), findings)?
+    };
     let output_path = match &opts.output {
         Some(p) => p.clone(),
         None => {

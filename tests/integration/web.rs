@@ -232,15 +232,22 @@ impl Browser {
     }
 
     async fn screenshot(&self, name: &str) {
+        self.screenshot_at(name, "").await;
+    }
+
+    /// A screenshot scrolled to the element `css` matches (the top of the view for "").
+    async fn screenshot_at(&self, name: &str, css: &str) {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots");
         std::fs::create_dir_all(&dir).unwrap();
+        let scroll = format!(
+            "document.activeElement && document.activeElement.blur(); \
+             const el = {css:?} && document.querySelector({css:?}); \
+             if (el) el.scrollIntoView({{block: 'center'}}); else window.scrollTo(0, 0);"
+        );
         for (label, (w, h)) in [("desktop", DESKTOP), ("phone", PHONE)] {
             self.c().set_window_size(w, h).await.unwrap();
-            // The top of the view, without the focus ring of the field last typed in.
-            self.js(
-                "document.activeElement && document.activeElement.blur(); window.scrollTo(0, 0);",
-            )
-            .await;
+            // Without the focus ring of the field last typed in.
+            self.js(&scroll).await;
             tokio::time::sleep(Duration::from_millis(300)).await;
             let png = self.c().screenshot().await.unwrap();
             std::fs::write(dir.join(format!("{name}-{label}.png")), png).unwrap();
@@ -397,6 +404,28 @@ fn web_page_reload_during_a_job_and_cancel() {
         let b = Browser::start().await;
         b.goto(&format!("{}/#/book/Long%2FBook", server.base)).await;
         b.find("#convert").await.click().await.unwrap();
+        // The log panel, opened with the job, takes the lines written while it runs (on its
+        // Server-Sent Events; the panel is not rebuilt meanwhile).
+        b.find("#job-log").await;
+        b.js("window.firstLogPanel = document.querySelector('#job-log')")
+            .await;
+        let t = Instant::now();
+        loop {
+            let v = b
+                .js("const p = document.querySelector('#job-log'); \
+                     return [p === window.firstLogPanel, \
+                       [...document.querySelectorAll('#job-log-lines .msg')].some(m => m.textContent === 'engine: Convert')]")
+                .await;
+            assert_eq!(v[0], json!(true), "the log panel was rebuilt");
+            if v[1] == json!(true) {
+                // Still running: the line came while the job ran, not from its end.
+                let (bar, _) = b.progress().await;
+                assert!(bar < 100.0, "{bar}");
+                break;
+            }
+            assert!(t.elapsed() < DEADLINE, "no log line while the job ran: {v}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let bar = "#job-progress progress";
         b.wait_el(bar, |e| async move {
             bar_value(&e).await.is_some_and(|v| v > 0.0 && v < 100.0)
@@ -529,4 +558,699 @@ fn web_page_login_with_the_token_and_convert_selected() {
         assert_eq!(status, json!(403));
         b.close().await;
     });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cover choice: the API behind the book view's cover picker, then the picker in the browser.
+
+/// `method base+path` with an optional raw body; status, body bytes and content type.
+fn http(
+    base: &str,
+    method: &str,
+    path: &str,
+    body: Option<(&str, &[u8])>,
+) -> (u16, Vec<u8>, String) {
+    let agent = ureq::AgentBuilder::new()
+        .timeout_read(Duration::from_secs(60))
+        .build();
+    let r = agent.request(method, &format!("{base}{path}"));
+    let res = match body {
+        Some((ct, bytes)) => r.set("Content-Type", ct).send_bytes(bytes),
+        None => r.call(),
+    };
+    let resp = match res {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{method} {path}: {e}"),
+    };
+    let status = resp.status();
+    let ct = resp.content_type().to_owned();
+    let mut data = Vec::new();
+    std::io::Read::read_to_end(&mut resp.into_reader(), &mut data).unwrap();
+    (status, data, ct)
+}
+
+fn http_json(base: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let raw = body.map(|b| b.to_string());
+    let (st, data, _) = http(
+        base,
+        method,
+        path,
+        raw.as_deref().map(|b| ("application/json", b.as_bytes())),
+    );
+    (
+        st,
+        serde_json::from_slice(&data).unwrap_or_else(|_| Value::String(text_of(&data))),
+    )
+}
+
+fn text_of(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Waits for a job to end; returns it.
+fn finished_job(base: &str, id: &str) -> Value {
+    let t = Instant::now();
+    loop {
+        let (st, j) = http_json(base, "GET", &format!("/api/v1/jobs/{id}"), None);
+        assert_eq!(st, 200, "{j}");
+        if ["completed", "failed", "cancelled"].contains(&j["status"].as_str().unwrap_or("")) {
+            return j;
+        }
+        assert!(t.elapsed() < DEADLINE, "job {id} did not finish: {j}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The written book of a completed job.
+fn output_of(env: &Env, job: &Value) -> PathBuf {
+    assert_eq!(job["status"], "completed", "{job}");
+    env.output_dir()
+        .join(job["output_name"].as_str().expect("an output name"))
+}
+
+/// The cover of an M4B as two readers see it: the bytes of the `covr` item read by mp4ameta
+/// (not the writer), and the project's own `verify` summary (format, size, in `covr`).
+fn m4b_cover(path: &Path) -> Option<Vec<u8>> {
+    let summary = aiom4b::verify::summarize(path).unwrap();
+    let tag = mp4ameta::Tag::read_with_path(path, &mp4ameta::ReadConfig::DEFAULT).unwrap();
+    let bytes = tag.artwork().map(|a| a.data.to_vec());
+    match (&summary.cover, &bytes) {
+        (Some(c), Some(b)) => {
+            assert!(c.in_covr, "{c:?}");
+            assert_eq!(c.bytes, b.len() as u64, "verify and mp4ameta disagree");
+        }
+        (None, None) => {}
+        (c, b) => panic!(
+            "verify sees {c:?}, mp4ameta {:?} bytes",
+            b.as_ref().map(Vec::len)
+        ),
+    }
+    bytes
+}
+
+/// A book folder with two images the plan could take (it picks `cover.jpg`), one that only
+/// has an image's name, a text file, and a symlink to an image outside.
+fn book_with_images(env: &Env, name: &str) -> (PathBuf, Vec<u8>, Vec<u8>) {
+    use aiom4b_testkit::fixtures::{test_jpeg, test_png};
+    let dir = env.book(name, 2, 1.0);
+    let cover = test_jpeg(64, 64);
+    let back = test_jpeg(40, 30);
+    assert_ne!(cover, back);
+    std::fs::write(dir.join("cover.jpg"), &cover).unwrap();
+    std::fs::write(dir.join("back.jpg"), &back).unwrap();
+    std::fs::write(dir.join("fake.png"), b"not an image at all").unwrap();
+    std::fs::write(dir.join("notes.txt"), b"notes").unwrap();
+    let outside = env.source().join("..").join("outside.png");
+    std::fs::write(&outside, test_png(8, 8)).unwrap();
+    std::os::unix::fs::symlink(&outside, dir.join("link.png")).unwrap();
+    (dir, cover, back)
+}
+
+#[test]
+fn cover_api_lists_serves_and_uploads_images_and_convert_takes_the_choice() {
+    use aiom4b_testkit::fixtures::test_png;
+    let env = Env::new();
+    let (_, cover, back) = book_with_images(&env, "Author/Book");
+    let server = Server::start(&env, &[("BACKUP_ENABLED", "false")]);
+    let base = server.base.clone();
+    let folder = "/api/v1/folders/Author%2FBook";
+
+    // The list: the two real images by content, sorted, with the plan's pick; not the fake
+    // one, the text, or the symlink.
+    let (st, list) = http_json(&base, "GET", &format!("{folder}/images"), None);
+    assert_eq!(st, 200, "{list}");
+    let names: Vec<&str> = list["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["back.jpg", "cover.jpg"], "{list}");
+    assert_eq!(list["images"][0]["picked"], false);
+    assert_eq!(list["images"][1]["picked"], true);
+    assert_eq!(list["images"][0]["type"], "image/jpeg");
+    assert_eq!(list["images"][0]["width"], 40);
+    assert_eq!(list["images"][0]["height"], 30);
+    assert_eq!(list["images"][0]["size_bytes"], back.len());
+    assert_eq!(
+        list["planned"],
+        json!({ "kind": "folder", "name": "cover.jpg" })
+    );
+
+    // One image, its bytes and type; everything else refused.
+    let (st, data, ct) = http(&base, "GET", &format!("{folder}/images/back.jpg"), None);
+    assert_eq!((st, ct.as_str()), (200, "image/jpeg"));
+    assert_eq!(data, back);
+    for (name, want) in [
+        ("fake.png", 415),
+        ("notes.txt", 415),
+        ("link.png", 404),
+        ("missing.jpg", 404),
+        ("..%2F..%2Foutside.png", 403),
+        (".hidden.jpg", 403),
+    ] {
+        let (st, body, _) = http(&base, "GET", &format!("{folder}/images/{name}"), None);
+        assert_eq!(st, want, "{name}: {}", text_of(&body));
+        assert!(!body.starts_with(b"\x89PNG"), "{name} served an image");
+    }
+    let (st, _, _) = http(&base, "GET", "/api/v1/folders/..%2F/images", None);
+    assert_eq!(st, 403);
+
+    // Uploads: by content, not by name or declared type; too large at once; stored by content.
+    let (st, e) = http_json(&base, "POST", "/api/v1/covers", None);
+    assert_eq!(st, 415, "{e}");
+    let (st, body, _) = http(
+        &base,
+        "POST",
+        "/api/v1/covers",
+        Some(("image/jpeg", b"<html>not a jpeg</html>")),
+    );
+    assert_eq!(st, 415, "{}", text_of(&body));
+    // Announced too large: refused before a byte of the body is read.
+    let mut tcp = std::net::TcpStream::connect(base.trim_start_matches("http://")).unwrap();
+    use std::io::{Read as _, Write as _};
+    write!(
+        tcp,
+        "POST /api/v1/covers HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {}\r\n\r\n",
+        10 * 1024 * 1024 + 1
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+    drop(tcp);
+    // Larger than the 256 KiB every other request may send: uploads have their own limit.
+    let mut padded = test_png(10, 10);
+    padded.resize(3 << 20, 0);
+    let (st, body, _) = http(
+        &base,
+        "POST",
+        "/api/v1/covers",
+        Some(("image/png", &padded)),
+    );
+    assert_eq!(st, 201, "{}", text_of(&body));
+    let png = test_png(50, 50);
+    let (st, body, _) = http(&base, "POST", "/api/v1/covers", Some(("image/jpeg", &png)));
+    assert_eq!(st, 201, "{}", text_of(&body));
+    let up: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(up["type"], "image/png");
+    assert_eq!(
+        (up["width"].clone(), up["height"].clone()),
+        (json!(50), json!(50))
+    );
+    let id = up["id"].as_str().unwrap().to_owned();
+    let stored = env.data().join("uploads").join(format!("{id}.png"));
+    assert_eq!(std::fs::read(&stored).unwrap(), png);
+    let (st, again, _) = http(
+        &base,
+        "POST",
+        "/api/v1/covers",
+        Some(("application/octet-stream", &png)),
+    );
+    assert_eq!(st, 201);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&again).unwrap()["id"],
+        json!(id)
+    );
+    let (st, data, ct) = http(&base, "GET", &format!("/api/v1/covers/{id}"), None);
+    assert_eq!((st, ct.as_str(), data == png), (200, "image/png", true));
+    for bad in ["0123", "..%2Fapi_token", &"g".repeat(64)] {
+        let (st, _, _) = http(&base, "GET", &format!("/api/v1/covers/{bad}"), None);
+        assert_eq!(st, 404, "{bad}");
+    }
+
+    // Convert: a bad choice refuses the request; each good one is what the book gets.
+    let entry = |cover: Value| json!({ "folders": [{ "path": "Author/Book", "cover": cover }] });
+    for (cover, want) in [
+        (json!({ "kind": "folder", "name": "../outside.png" }), 403),
+        (json!({ "kind": "folder", "name": "fake.png" }), 415),
+        (json!({ "kind": "folder", "name": "link.png" }), 404),
+        (json!({ "kind": "upload", "id": "f".repeat(64) }), 404),
+        (json!({ "kind": "elsewhere" }), 422),
+    ] {
+        let (st, e) = http_json(&base, "POST", "/api/v1/convert", Some(entry(cover.clone())));
+        assert_eq!(st, want, "{cover}: {e}");
+    }
+    let mut outputs = Vec::new();
+    for (cover, want) in [
+        (
+            json!({ "kind": "folder", "name": "back.jpg" }),
+            Some(back.clone()),
+        ),
+        (json!({ "kind": "upload", "id": id }), Some(png.clone())),
+        (json!({ "kind": "none" }), None),
+        (Value::Null, Some(cover.clone())),
+    ] {
+        let mut body = entry(cover.clone());
+        if cover.is_null() {
+            body["folders"][0].as_object_mut().unwrap().remove("cover");
+        }
+        // Each book under a name of its own, so the next does not overwrite it.
+        body["folders"][0]["output_name"] = json!(format!("Book {}", outputs.len()));
+        let (st, r) = http_json(&base, "POST", "/api/v1/convert", Some(body));
+        assert_eq!(st, 201, "{cover}: {r}");
+        let job = finished_job(&base, r["jobs"][0]["id"].as_str().unwrap());
+        let out = output_of(&env, &job);
+        assert_eq!(m4b_cover(&out), want, "cover of the book for {cover}");
+        outputs.push(out);
+    }
+}
+
+/// The job id of the job page the browser shows.
+async fn shown_job(b: &Browser) -> String {
+    let hash = b.js("return location.hash").await;
+    hash.as_str()
+        .and_then(|h| h.strip_prefix("#/jobs/"))
+        .unwrap_or_else(|| panic!("not a job page: {hash}"))
+        .to_owned()
+}
+
+/// Sets the book view's output name (each conversion of a test gets its own file).
+async fn output_name(b: &Browser, name: &str) {
+    let out = b.find("#output-name").await;
+    out.clear().await.unwrap();
+    out.send_keys(name).await.unwrap();
+}
+
+/// The book view's cover picker: the plan's pick is chosen first; choosing the folder's other
+/// image puts exactly that image in the book; an image uploaded through the file input (with
+/// its preview) is chosen at once and ends in the next book.
+#[test]
+fn web_page_cover_choice_and_upload_end_in_the_book() {
+    let env = Env::new();
+    let (_, _, back) = book_with_images(&env, "Author/Book");
+    let upload = env.source().join("..").join("my cover.png");
+    let png = aiom4b_testkit::fixtures::test_png(60, 45);
+    std::fs::write(&upload, &png).unwrap();
+    // chromedriver takes only canonical paths for a file input.
+    let upload = upload.canonicalize().unwrap();
+    let server = Server::start(&env, &[("BACKUP_ENABLED", "false")]);
+    let base = server.base.clone();
+    run(async {
+        let b = Browser::start().await;
+        b.goto(&format!("{base}/#/book/Author%2FBook")).await;
+        b.find("input[data-cover='folder:cover.jpg']:checked").await;
+        for key in ["folder:back.jpg", "none"] {
+            b.find(&format!("input[data-cover='{key}']")).await;
+        }
+        // Every choice is a labelled radio button.
+        let unlabelled = b
+            .js(
+                "return [...document.querySelectorAll('input[name=cover]')] \
+                 .filter(i => !i.labels.length || !i.labels[0].textContent.trim()).length",
+            )
+            .await;
+        assert_eq!(unlabelled, json!(0));
+        b.find("input[data-cover='folder:back.jpg']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        let src = b.find("#cover-preview").await.attr("src").await.unwrap();
+        assert!(src.unwrap_or_default().ends_with("/images/back.jpg"));
+        b.screenshot_at("book-cover", "#cover-list").await;
+        b.assert_clean("the book's cover picker").await;
+        output_name(&b, "With Back").await;
+        b.find("#convert").await.click().await.unwrap();
+        b.wait_el("#job-status-text", |e| text_is(e, "completed"))
+            .await;
+        let job = finished_job(&base, &shown_job(&b).await);
+        assert_eq!(m4b_cover(&output_of(&env, &job)), Some(back.clone()));
+
+        // Upload: the file input takes a path; the choice appears, chosen, with the preview.
+        b.goto(&format!("{base}/#/book/Author%2FBook")).await;
+        b.find("#cover-file")
+            .await
+            .send_keys(upload.to_str().unwrap())
+            .await
+            .unwrap();
+        b.find("input[data-cover^='upload:']:checked").await;
+        b.wait_el("#cover-status", |e| async move {
+            e.text().await.is_ok_and(|t| t.contains("uploaded"))
+        })
+        .await;
+        let src = b.find("#cover-preview").await.attr("src").await.unwrap();
+        assert!(src.unwrap_or_default().contains("/api/v1/covers/"));
+        b.assert_clean("the book after an upload").await;
+        output_name(&b, "With Upload").await;
+        b.find("#convert").await.click().await.unwrap();
+        b.wait_el("#job-status-text", |e| text_is(e, "completed"))
+            .await;
+        let job = finished_job(&base, &shown_job(&b).await);
+        assert_eq!(m4b_cover(&output_of(&env, &job)), Some(png.clone()));
+        b.close().await;
+    });
+}
+
+/// The chapter titles of the book view's table, top to bottom.
+async fn table_titles(b: &Browser) -> Value {
+    b.js("return [...document.querySelectorAll('#chapters input[data-chapter]')].map(i => i.value)")
+        .await
+}
+
+/// File order by drag and drop (the browser's drag events on the rows, as a drag with the
+/// mouse fires them) and by the ↑/↓ buttons: the table follows, and so do the converted
+/// book's chapters.
+#[test]
+fn web_page_file_order_by_drag_and_drop_and_buttons() {
+    let env = Env::new();
+    env.book("Author/Ordered", 3, 1.0);
+    let server = Server::start(&env, &[("BACKUP_ENABLED", "false")]);
+    let base = server.base.clone();
+    run(async {
+        let b = Browser::start().await;
+        b.goto(&format!("{base}/#/book/Author%2FOrdered")).await;
+        b.find("#chapters tr[data-file]").await;
+        let before = table_titles(&b).await;
+        let titles: Vec<String> = before
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(titles.len(), 3, "{before}");
+        // Drag the third row onto the first.
+        b.js("const rows = document.querySelectorAll('#chapters tr'); \
+              const dt = new DataTransfer(); \
+              const ev = (el, type) => el.dispatchEvent(new DragEvent(type, \
+                  { bubbles: true, cancelable: true, dataTransfer: dt })); \
+              ev(rows[2], 'dragstart'); ev(rows[0], 'dragenter'); ev(rows[0], 'dragover'); \
+              ev(rows[0], 'drop'); ev(rows[2], 'dragend');")
+            .await;
+        let want = json!([titles[2], titles[0], titles[1]]);
+        assert_eq!(table_titles(&b).await, want);
+        // Screen readers hear where the file went (the line is visually hidden).
+        let said = b
+            .js("return document.querySelector('#order-status').textContent")
+            .await;
+        assert!(
+            said.as_str()
+                .unwrap_or_default()
+                .contains("is now file 1 of 3"),
+            "{said}"
+        );
+        // Then with the keyboard: focus "down" of the (now) second row and press Enter.
+        let down = b
+            .find("#chapters tr:nth-child(2) button[aria-label$=' down']")
+            .await;
+        down.send_keys("\u{E007}").await.unwrap();
+        let want = json!([titles[2], titles[1], titles[0]]);
+        assert_eq!(table_titles(&b).await, want);
+        // The start times follow the new order: the first row starts at 0:00.
+        let starts = b
+            .js("return [...document.querySelectorAll('#chapters tr td:nth-child(2)')].map(t => t.textContent)")
+            .await;
+        assert_eq!(starts, json!(["0:00", "0:01", "0:02"]));
+        b.assert_clean("the book after reordering").await;
+        b.find("#convert").await.click().await.unwrap();
+        b.wait_el("#job-status-text", |e| text_is(e, "completed"))
+            .await;
+        let id = shown_job(&b).await;
+        let job = finished_job(&base, &id);
+        assert_job_log_shown(&b, &base, &id).await;
+        b.screenshot_at("job-log", "#job-log").await;
+        b.assert_clean("the job with its log").await;
+        let out = output_of(&env, &job);
+        let summary = aiom4b::verify::summarize(&out).unwrap();
+        let chapters: Vec<&str> = summary
+            .chapter_track
+            .as_ref()
+            .expect("a chapter track")
+            .chapters
+            .iter()
+            .map(|c| c.title.as_str())
+            .collect();
+        assert_eq!(
+            json!(chapters),
+            want,
+            "the book's chapters follow the order"
+        );
+        b.close().await;
+    });
+}
+
+/// Text of an element once it satisfies `ok`, for waits on changing text.
+async fn text_when<F: Fn(&str) -> bool>(b: &Browser, css: &str, ok: F) -> String {
+    let t = Instant::now();
+    loop {
+        let text = b
+            .js(&format!(
+                "const e = document.querySelector({css:?}); return e ? e.textContent : null"
+            ))
+            .await;
+        if let Some(s) = text.as_str() {
+            if ok(s) {
+                return s.to_owned();
+            }
+        }
+        assert!(t.elapsed() < DEADLINE, "{css} stayed {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn job_rows(b: &Browser) -> u64 {
+    b.js("return document.querySelectorAll('#jobs-table tr[data-job]').length")
+        .await
+        .as_u64()
+        .unwrap()
+}
+
+/// The backups view after a conversion (backups are on by default): the backup is listed,
+/// verifies intact, and restores into a new folder that holds the same files and shows up in
+/// the library.
+#[test]
+fn web_page_backups_list_verify_and_restore() {
+    let env = Env::new();
+    let dir = env.book("Author/Book", 2, 1.0);
+    let server = Server::start(&env, &[]);
+    let base = server.base.clone();
+    let (st, r) = http_json(
+        &base,
+        "POST",
+        "/api/v1/convert",
+        Some(json!({ "folders": [{ "path": "Author/Book" }] })),
+    );
+    assert_eq!(st, 201, "{r}");
+    let job = finished_job(&base, r["jobs"][0]["id"].as_str().unwrap());
+    assert_eq!(job["status"], "completed", "{job}");
+    run(async {
+        let b = Browser::start().await;
+        b.goto(&format!("{base}/#/backups")).await;
+        b.find("#backups tr[data-backup]").await;
+        let rows = b
+            .js("return document.querySelectorAll('#backups tr[data-backup]').length")
+            .await;
+        assert_eq!(rows, json!(1));
+        text_when(&b, "#backups tr[data-backup] td.state", |t| t == "complete").await;
+        b.assert_clean("the backups").await;
+
+        b.find("#backups button.verify")
+            .await
+            .click()
+            .await
+            .unwrap();
+        let state = text_when(&b, "#backups tr[data-backup] td.state", |t| t != "complete").await;
+        assert!(state.starts_with("intact ("), "{state}");
+        assert!(!state.starts_with("intact (0 "), "{state}");
+
+        let to = b.find("#backups input.restore-to").await;
+        to.clear().await.unwrap();
+        to.send_keys("Author/Book (restored)").await.unwrap();
+        b.find("#backups button.restore")
+            .await
+            .click()
+            .await
+            .unwrap();
+        // The book's folder comes back inside the new folder, under its own name.
+        text_when(&b, "#backups tr[data-backup] td.state", |t| {
+            t == "restored 2 files to Author/Book (restored)/Book"
+        })
+        .await;
+        b.assert_clean("the backups after verify and restore").await;
+        let restored = env.source().join("Author/Book (restored)/Book");
+        let files = |d: &Path| -> Vec<(String, String)> {
+            let mut v: Vec<_> = std::fs::read_dir(d)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "mp3"))
+                .map(|p| {
+                    let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                    (
+                        name,
+                        blake3::hash(&std::fs::read(&p).unwrap())
+                            .to_hex()
+                            .to_string(),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        let original = files(&dir);
+        assert_eq!(original.len(), 2);
+        assert_eq!(files(&restored), original);
+        // The library lists the new folder.
+        b.goto(&format!("{base}/#/")).await;
+        b.find("li.book[data-path='Author/Book (restored)/Book']")
+            .await;
+        b.close().await;
+    });
+}
+
+/// The jobs view with 25 finished jobs (put in the store directly: no conversion needed):
+/// two pages of 20, the status filter, the text search, and clearing the jobs older than
+/// 30 days (the three completed ones, from 40 days ago).
+#[test]
+fn web_page_jobs_filter_search_pages_and_clear_old() {
+    use aiom4b::workflow::jobs::{JobFailure, JobStore as _, SqliteStore};
+    use aiom4b::workflow::{ErrorCategory, Job, JobStatus};
+    let env = Env::new();
+    std::fs::create_dir_all(env.data()).unwrap();
+    {
+        let store = SqliteStore::open(&env.data().join("aiom4b.db")).unwrap();
+        let now = chrono::Utc::now();
+        let old = now - chrono::Duration::days(40);
+        for i in 0..25 {
+            let (folder, when) = if i < 3 {
+                (format!("Old/Book {i}"), old)
+            } else {
+                (format!("Bad/Book {i}"), now - chrono::Duration::minutes(i))
+            };
+            let mut j = Job::new(vec![env.source().join(folder)], json!({}));
+            j.created_at = when;
+            j.started_at = Some(when);
+            j.finished_at = Some(when);
+            if i < 3 {
+                j.status = JobStatus::Completed;
+                j.progress_percent = 100.0;
+            } else {
+                j.status = JobStatus::Failed;
+                j.error = Some(JobFailure {
+                    category: ErrorCategory::Input,
+                    message: "no MP3 files".into(),
+                    remedy: "put the book's MP3s in the folder".into(),
+                });
+            }
+            store.insert(&j).unwrap();
+        }
+    }
+    let server = Server::start(&env, &[]);
+    let base = server.base.clone();
+    run(async {
+        let b = Browser::start().await;
+        b.goto(&format!("{base}/#/jobs")).await;
+        text_when(&b, "#page-info", |t| t == "Page 1 of 2 · 25 jobs").await;
+        assert_eq!(job_rows(&b).await, 20);
+        b.assert_clean("the jobs, page 1").await;
+        b.find("#next-page").await.click().await.unwrap();
+        text_when(&b, "#page-info", |t| t == "Page 2 of 2 · 25 jobs").await;
+        assert_eq!(job_rows(&b).await, 5);
+        assert_eq!(
+            b.js("return document.querySelector('#next-page').disabled")
+                .await,
+            json!(true)
+        );
+
+        // The status filter starts again at page 1.
+        b.find("#job-status option[value='completed']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        text_when(&b, "#page-info", |t| t == "Page 1 of 1 · 3 jobs").await;
+        let completed = b
+            .js("return [...document.querySelectorAll('#jobs-table tr[data-job] td:nth-child(2)')].map(t => t.textContent)")
+            .await;
+        assert_eq!(completed, json!(["completed", "completed", "completed"]));
+        b.find("#job-status option[value='']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        text_when(&b, "#page-info", |t| t.ends_with("· 25 jobs")).await;
+
+        // Text search over folders.
+        b.find("#job-text").await.send_keys("Book 7").await.unwrap();
+        text_when(&b, "#page-info", |t| t == "Page 1 of 1 · 1 jobs").await;
+        let row = b.find("#jobs-table tr[data-job] td a").await;
+        assert_eq!(row.text().await.unwrap(), "Book 7");
+        b.find("#job-text").await.clear().await.unwrap();
+        // `clear` fires no input event; an emptied field is typed into like a person would.
+        b.find("#job-text")
+            .await
+            .send_keys(" \u{E003}")
+            .await
+            .unwrap();
+        text_when(&b, "#page-info", |t| t.ends_with("· 25 jobs")).await;
+
+        // Clear the jobs older than 30 days: the three old ones go.
+        b.find("#clear-age option[value='30d']")
+            .await
+            .click()
+            .await
+            .unwrap();
+        b.find("#clear-jobs").await.click().await.unwrap();
+        let said = text_when(&b, "#flash", |_| true).await;
+        assert_eq!(said, "3 finished jobs older than 30d cleared.");
+        text_when(&b, "#page-info", |t| t == "Page 1 of 2 · 22 jobs").await;
+        b.assert_clean("the jobs after clearing").await;
+        b.close().await;
+    });
+}
+
+/// The job page's log panel shows exactly the job's log lines as the API gives them (level,
+/// target, message), in order, in a monospace list.
+async fn assert_job_log_shown(b: &Browser, base: &str, id: &str) {
+    let t = Instant::now();
+    let (api, shown) = loop {
+        let (st, page) = http_json(
+            base,
+            "GET",
+            &format!("/api/v1/jobs/{id}/log?limit=1000"),
+            None,
+        );
+        assert_eq!(st, 200, "{page}");
+        let api: Vec<String> = page["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} {} {}",
+                    l["level"].as_str().unwrap(),
+                    l["target"].as_str().unwrap(),
+                    l["message"].as_str().unwrap()
+                )
+            })
+            .collect();
+        let shown = b
+            .js(
+                "return [...document.querySelectorAll('#job-log-lines li')].map(li => \
+                 [li.querySelector('.level').textContent, li.querySelector('.target').textContent, \
+                  li.querySelector('.msg').textContent].join(' '))",
+            )
+            .await;
+        let shown: Vec<String> = serde_json::from_value(shown).unwrap();
+        if !api.is_empty() && shown == api {
+            break (api, shown);
+        }
+        assert!(
+            t.elapsed() < DEADLINE,
+            "the log panel shows {shown:?}, the API {api:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(api, shown);
+    let font = b
+        .js("return getComputedStyle(document.querySelector('#job-log-lines')).fontFamily")
+        .await;
+    assert!(
+        font.as_str().unwrap_or_default().contains("monospace"),
+        "{font}"
+    );
+    let info = b
+        .js("return document.querySelectorAll('#job-log-lines li.level-info').length")
+        .await;
+    assert!(info.as_u64().unwrap_or(0) > 0, "no INFO line: {shown:?}");
 }

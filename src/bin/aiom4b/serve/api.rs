@@ -364,7 +364,10 @@ fn scan_options(s: &AppState) -> ScanOptions {
 }
 
 /// The folder's plan with the default options, from the cache while the folder is unchanged.
-fn plan_folder(s: &AppState, folder: std::path::PathBuf) -> ApiResult<Arc<aiom4b::Book>> {
+pub(super) fn plan_folder(
+    s: &AppState,
+    folder: std::path::PathBuf,
+) -> ApiResult<Arc<aiom4b::Book>> {
     let opts = plan_options(s, &ConvertOptionsIn::default(), BookMetadata::default())?;
     let scan = scan_options(s);
     let limits = s.wf.config().limits();
@@ -449,6 +452,9 @@ pub struct FolderIn {
     /// Chapter titles in the final order; an empty string keeps the planned title.
     #[serde(default)]
     chapters: Vec<String>,
+    /// A folder image, an upload, or no cover; absent: the plan's choice (serve/covers.rs).
+    #[serde(default)]
+    cover: Option<super::covers::CoverChoice>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -509,6 +515,9 @@ pub async fn convert(
         let mut plan = plan_options(&s, &f.options, f.metadata.clone())?;
         plan.track_order = f.order.clone();
         plan.chapter_title_overrides = f.chapters.clone();
+        if let Some(c) = &f.cover {
+            super::covers::apply(&s, &folders[0], c, &mut plan)?;
+        }
         let engine = BookEngine::new(scan_options(&s), s.wf.config().limits(), plan, {
             let mut c = aiom4b::ConvertOptions::default();
             c.allow_damaged = f.options.allow_damaged;

@@ -16,6 +16,7 @@
 //! stay pending for the next start.
 pub mod api;
 mod confine;
+mod covers;
 mod download;
 mod events;
 mod layers;
@@ -132,7 +133,8 @@ fn router(state: api::Shared) -> Router {
         .route("/download/{id}", get(download::download))
         .route("/backups", get(api::backups))
         .route("/backups/{name}/verify", post(api::verify_backup))
-        .route("/backups/{name}/restore", post(api::restore_backup));
+        .route("/backups/{name}/restore", post(api::restore_backup))
+        .merge(covers::routes());
     Router::new()
         .nest("/api/v1", v1)
         .route("/docs", get(openapi::docs))
@@ -151,10 +153,8 @@ fn router(state: api::Shared) -> Router {
         ))
         .layer(axum::middleware::from_fn(layers::timeout_layer))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(
-            MAX_BODY_BYTES,
-            layers::body_size_layer,
-        ))
+        // MAX_BODY_BYTES, and covers::MAX_UPLOAD_BYTES for cover uploads.
+        .layer(axum::middleware::from_fn(covers::body_size_layer))
         .layer(axum::middleware::from_fn(layers::metrics_layer))
         .with_state(state)
 }

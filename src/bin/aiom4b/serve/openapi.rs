@@ -145,6 +145,15 @@ fn components() -> Value {
                             "metadata": { "type": "object" },
                             "order": { "type": "array", "items": { "type": "string" }, "description": "the files in this order (paths relative to the folder, as the plan's rel_path); others follow" },
                             "chapters": { "type": "array", "items": { "type": "string" }, "description": "chapter titles in the final order; an empty string keeps the planned title" },
+                            "cover": {
+                                "type": "object", "nullable": true, "required": ["kind"],
+                                "description": "the cover: a folder image by name, an upload (POST /covers) by id, or none; absent: the plan's choice",
+                                "properties": {
+                                    "kind": { "type": "string", "enum": ["folder", "upload", "none"] },
+                                    "name": { "type": "string" },
+                                    "id": { "type": "string" }
+                                }
+                            },
                             "options": {
                                 "type": "object",
                                 "additionalProperties": false,
@@ -193,6 +202,44 @@ fn paths() -> Value {
     p.insert("/folders".into(), json!({ "get": op("book folders under SOURCE_DIR", json!([]), ("200", json_resp("folders", any_object())), &["500"]) }));
     p.insert("/folders/{path}/plan".into(), json!({ "get": op("the conversion plan of a folder (path URL-encoded as one segment)", json!([folder]), ("200", json_resp("plan", any_object())), &["400", "403", "404", "422", "500"]) }));
     p.insert("/folders/{path}/cover".into(), json!({ "get": op("the folder's cover image", json!([folder]), ("200", json!({ "description": "image", "content": { "image/jpeg": { "schema": { "type": "string", "format": "binary" } }, "image/png": { "schema": { "type": "string", "format": "binary" } } } })), &["400", "403", "404", "422", "500"]) }));
+    let image = json!({ "description": "the image", "content": {
+        "image/jpeg": { "schema": { "type": "string", "format": "binary" } },
+        "image/png": { "schema": { "type": "string", "format": "binary" } } } });
+    let image_body = json!({ "type": "string", "format": "binary" });
+    p.insert("/folders/{path}/images".into(), json!({ "get": op("the folder's JPEG and PNG images, and which one the plan picked", json!([folder.clone()]), ("200", json_resp("images", json!({
+        "type": "object", "required": ["images", "planned"],
+        "properties": {
+            "images": { "type": "array", "items": { "type": "object",
+                "required": ["name", "size_bytes", "type", "picked"],
+                "properties": {
+                    "name": { "type": "string" }, "size_bytes": { "type": "integer" },
+                    "type": { "type": "string", "enum": ["image/jpeg", "image/png"] },
+                    "width": { "type": "integer", "nullable": true },
+                    "height": { "type": "integer", "nullable": true },
+                    "picked": { "type": "boolean" }
+                } } },
+            "planned": { "type": "object", "nullable": true }
+        } }))), &["400", "403", "404", "500"]) }));
+    p.insert("/folders/{path}/images/{name}".into(), json!({ "get": op("one image of the folder, by file name", json!([folder, name.clone()]), ("200", image.clone()), &["400", "403", "404", "415", "500"]) }));
+    p.insert("/covers".into(), json!({ "post": {
+                "summary": "upload a cover image (JPEG or PNG, by content; at most 10 MiB); stored by content, answered with its id",
+                "parameters": [],
+                "requestBody": { "required": true, "content": {
+                    "image/jpeg": { "schema": image_body.clone() },
+                    "image/png": { "schema": image_body.clone() },
+                    "application/octet-stream": { "schema": image_body } } },
+                "responses": {
+                    "201": json_resp("stored", json!({ "type": "object", "required": ["id", "type", "size_bytes", "url"],
+                        "properties": { "id": { "type": "string" }, "type": { "type": "string" }, "size_bytes": { "type": "integer" },
+                            "width": { "type": "integer", "nullable": true }, "height": { "type": "integer", "nullable": true },
+                            "url": { "type": "string" } } })),
+                    "400": json_resp("error", err_ref()), "401": json_resp("error", err_ref()),
+                    "403": json_resp("error", err_ref()),
+                    "413": json_resp("error", err_ref()), "415": json_resp("error", err_ref()),
+                    "500": json_resp("error", err_ref()), "503": json_resp("error", err_ref())
+                }
+            } }));
+    p.insert("/covers/{id}".into(), json!({ "get": op("an uploaded cover image", json!([id.clone()]), ("200", image), &["404", "500"]) }));
     p.insert("/convert".into(), json!({ "post": {
                 "summary": "create one pending job per entry",
                 "parameters": [{ "name": "Idempotency-Key", "in": "header", "required": false, "schema": { "type": "string" } }],

@@ -58,11 +58,15 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
+// `raw`: a Blob or File sent as it is (a cover upload) instead of `body` as JSON.
+async function api(method, path, body, raw) {
   const headers = { Accept: 'application/json' };
   const opts = { method, headers, credentials: 'same-origin' };
   if (method !== 'GET') headers['X-CSRF-Token'] = csrf();
-  if (body !== undefined) {
+  if (raw !== undefined) {
+    headers['Content-Type'] = raw.type || 'application/octet-stream';
+    opts.body = raw;
+  } else if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     opts.body = JSON.stringify(body);
   }
@@ -96,6 +100,13 @@ function flash(e) {
   const box = errorBox(e);
   box.id = 'flash';
   view().prepend(box);
+}
+
+// A notice at the top of the view that an action worked (not styled as an error).
+function notice(text) {
+  const old = $('#flash');
+  if (old) old.remove();
+  view().prepend(h('p', { class: 'notice', id: 'flash', role: 'status' }, text));
 }
 
 function showLogin() {
@@ -176,6 +187,7 @@ function onEvent(ev) {
   }
   live.set(id, s);
   renderActive();
+  if (openLog && openLog.dataset.job === id && openLog.isConnected) openLog.refresh();
   if (msg.event === 'finished') document.dispatchEvent(new CustomEvent('job-finished', { detail: d.job }));
 }
 
@@ -323,15 +335,120 @@ const META = [
   ['series_part', 'Part'], ['year', 'Year'], ['genre', 'Genre'], ['description', 'Description'],
 ];
 
+// The cover picker of the book view: the plan's cover, the folder's other images, uploads and
+// "no cover" as radio buttons (arrow keys move between them), with a large preview of the
+// chosen one. `picker.choice()` is what Convert sends: exactly the one shown.
+function coverPicker(path, images, imagesError) {
+  const thumb = `/thumb/${enc(path)}`;
+  const imageUrl = (name) => `/api/v1/folders/${enc(path)}/images/${enc(name)}`;
+  const choices = [];
+  const planned = images.planned;
+  if (planned && planned.kind === 'embedded') {
+    choices.push({ key: 'embedded', label: 'Embedded in the MP3s', detail: `from ${planned.file}`, src: thumb, send: null, picked: true });
+  }
+  for (const im of images.images) {
+    const size = im.width && im.height ? `${im.width}×${im.height} · ` : '';
+    choices.push({
+      key: `folder:${im.name}`, label: im.name, src: imageUrl(im.name), picked: im.picked,
+      detail: `${size}${bytes(im.size_bytes)}${im.picked ? ' · found by the plan' : ''}`,
+      send: { kind: 'folder', name: im.name },
+    });
+  }
+  if (planned && !choices.some((c) => c.picked)) {
+    choices.push({ key: 'plan', label: "The plan's cover", detail: '', src: thumb, send: null, picked: true });
+  }
+  choices.push({ key: 'none', label: 'No cover', detail: 'the book gets none', src: null, send: { kind: 'none' } });
+  let current = (choices.find((c) => c.picked) || choices[choices.length - 1]).key;
+
+  const preview = h('img', { id: 'cover-preview', alt: 'Chosen cover', width: 120, height: 120 });
+  const noneText = h('p', { class: 'meta', id: 'cover-none' }, 'No cover');
+  const list = h('div', { class: 'cover-list', id: 'cover-list' });
+  const status = h('p', { class: 'meta', id: 'cover-status', 'aria-live': 'polite' });
+
+  function show() {
+    const c = choices.find((x) => x.key === current);
+    preview.hidden = !c.src;
+    noneText.hidden = !!c.src;
+    if (c.src) preview.src = c.src;
+    preview.alt = `Chosen cover: ${c.label}`;
+  }
+  function render() {
+    list.replaceChildren(...choices.map((c, i) => {
+      const id = `cover-choice-${i}`;
+      return h('label', { class: 'cover-choice', for: id },
+        h('input', {
+          type: 'radio', name: 'cover', id, value: c.key, checked: c.key === current,
+          'data-cover': c.key,
+          onchange: () => { current = c.key; show(); },
+        }),
+        c.src ? h('img', { src: c.src, alt: '', width: 48, height: 48, loading: 'lazy' }) : h('span', { class: 'no-img', 'aria-hidden': 'true' }, '∅'),
+        h('span', {}, c.label, c.detail ? h('span', { class: 'meta' }, ` ${c.detail}`) : null));
+    }));
+    show();
+  }
+
+  const file = h('input', {
+    type: 'file', id: 'cover-file', accept: 'image/jpeg,image/png',
+    onchange: async () => {
+      const f = file.files[0];
+      if (!f) return;
+      status.textContent = `Uploading ${f.name}…`;
+      // A preview at once, from the file itself (a data: URL: the page's CSP allows no blob:).
+      const local = await new Promise((resolve) => {
+        const r = new FileReader();
+        r.onload = () => resolve(r.result);
+        r.onerror = () => resolve(null);
+        r.readAsDataURL(f);
+      });
+      if (local) { preview.hidden = false; noneText.hidden = true; preview.src = local; }
+      try {
+        const r = await api('POST', '/covers', undefined, f);
+        const key = `upload:${r.id}`;
+        if (!choices.some((c) => c.key === key)) {
+          choices.splice(choices.length - 1, 0, {
+            key, label: `Uploaded: ${f.name}`, src: r.url,
+            detail: `${r.width && r.height ? `${r.width}×${r.height} · ` : ''}${bytes(r.size_bytes)}`,
+            send: { kind: 'upload', id: r.id },
+          });
+        }
+        current = key;
+        status.textContent = `${f.name} uploaded and chosen.`;
+        render();
+      } catch (e) {
+        status.textContent = '';
+        show();
+        flash(e);
+      } finally {
+        file.value = '';
+      }
+    },
+  });
+  render();
+  const el = h('fieldset', { class: 'cover-picker' },
+    h('legend', {}, 'Cover'),
+    h('div', { class: 'cover' }, preview, noneText),
+    imagesError ? errorBox(imagesError) : null,
+    list,
+    h('label', { for: 'cover-file', class: 'upload' }, 'Upload a cover (JPEG or PNG, up to 10 MiB)', file),
+    status);
+  return { el, choice: () => choices.find((c) => c.key === current).send };
+}
+
 async function book(path) {
   view().replaceChildren(h('h1', {}, path), h('p', { class: 'loading' }, 'Reading the files…'));
   let plan;
+  let images = { images: [], planned: null };
+  let imagesError = null;
   try {
-    plan = await api('GET', `/folders/${enc(path)}/plan`);
+    [plan, images] = await Promise.all([
+      api('GET', `/folders/${enc(path)}/plan`),
+      api('GET', `/folders/${enc(path)}/images`).catch((e) => { imagesError = e; return images; }),
+    ]);
   } catch (e) {
     return view().replaceChildren(h('h1', {}, 'This book cannot be shown'), errorBox(e),
       h('p', {}, h('a', { href: '#/' }, 'Back to the library')));
   }
+  const cover = coverPicker(path, images, imagesError);
   const tracks = plan.tracks.map((t) => ({ rel: t.rel_path, secs: trackSecs(t), title: t.chapter_title }));
   const outputDefault = plan.output_path.split('/').pop().replace(/\.m4b$/, '');
 
@@ -349,11 +466,46 @@ async function book(path) {
     h('option', { value: 'source' }, 'Like the source'));
 
   const tbody = h('tbody', { id: 'chapters' });
+  const orderStatus = h('p', { class: 'sr', id: 'order-status', 'aria-live': 'polite' });
+  // File order: drag a row by its handle (HTML5 drag and drop), or the ↑/↓ buttons, which
+  // keep it keyboard operable. A row is draggable only while its handle is held, so text in
+  // the title fields can still be selected with the mouse.
+  let dragFrom = null;
   function renderTracks() {
     let start = 0;
     tbody.replaceChildren(...tracks.map((t, i) => {
-      const row = h('tr', {},
-        h('td', { class: 'num' }, i + 1),
+      const row = h('tr', {
+        'data-file': t.rel,
+        ondragstart: (e) => {
+          dragFrom = i;
+          e.dataTransfer.effectAllowed = 'move';
+          e.dataTransfer.setData('text/plain', t.rel);
+          row.classList.add('dragging');
+        },
+        ondragover: (e) => {
+          if (dragFrom === null) return;
+          e.preventDefault();
+          e.dataTransfer.dropEffect = 'move';
+          row.classList.add('drop-target');
+        },
+        ondragleave: () => row.classList.remove('drop-target'),
+        ondrop: (e) => {
+          e.preventDefault();
+          if (dragFrom !== null && dragFrom !== i) moveTo(dragFrom, i);
+          dragFrom = null;
+        },
+        ondragend: () => {
+          dragFrom = null;
+          row.draggable = false;
+          for (const r of tbody.rows) r.classList.remove('dragging', 'drop-target');
+        },
+      },
+        h('td', { class: 'num' },
+          h('span', {
+            class: 'drag', title: 'Drag to move', 'aria-hidden': 'true',
+            onmousedown: () => { row.draggable = true; },
+            onmouseup: () => { row.draggable = false; },
+          }, '⠿'), ' ', i + 1),
         h('td', { class: 'num' }, clock(start)),
         h('td', {}, h('input', {
           value: t.title, 'aria-label': `Chapter ${i + 1} title`, 'data-chapter': i + 1,
@@ -368,10 +520,14 @@ async function book(path) {
       return row;
     }));
   }
-  function move(i, d) {
-    const [t] = tracks.splice(i, 1);
-    tracks.splice(i + d, 0, t);
+  function moveTo(from, to) {
+    const [t] = tracks.splice(from, 1);
+    tracks.splice(to, 0, t);
     renderTracks();
+    orderStatus.textContent = `${t.rel} is now file ${to + 1} of ${tracks.length}.`;
+  }
+  function move(i, d) {
+    moveTo(i, i + d);
     const btn = tbody.rows[i + d].querySelectorAll('button')[d < 0 ? 0 : 1];
     if (btn && !btn.disabled) btn.focus();
   }
@@ -406,6 +562,8 @@ async function book(path) {
           options: { preset: preset.value },
         }],
       };
+      const chosen = cover.choice();
+      if (chosen) body.folders[0].cover = chosen;
       try {
         const r = await api('POST', '/convert', body);
         const job = r.jobs[0];
@@ -420,8 +578,6 @@ async function book(path) {
   h('div', { class: 'grid2' },
     h('section', { class: 'card' },
       h('h2', {}, 'Metadata'),
-      h('div', { class: 'cover' }, h('img', { src: `/thumb/${enc(path)}`, alt: 'Cover', width: 120, height: 120 })),
-      h('p', { class: 'meta' }, plan.cover ? `Cover from ${plan.cover.source.path.split('/').pop()}` : 'No cover found in the folder or the files.'),
       h('div', { class: 'fields' }, ...metaFields)),
     h('section', { class: 'card' },
       h('h2', {}, 'Output'),
@@ -429,6 +585,7 @@ async function book(path) {
         h('label', { for: 'output-name' }, 'File name (.m4b is added)', output),
         h('label', { for: 'preset' }, 'Format', preset)),
       h('p', { class: 'meta' }, `${tracks.length} files · ${clock(total)} · ${bytes(plan.tracks.reduce((a, t) => a + t.info.size_bytes, 0))}`),
+      cover.el,
       h('h2', {}, 'Findings'), findings,
       h('div', { class: 'actions' }, convertBtn))),
   h('section', { class: 'card' },
@@ -437,7 +594,7 @@ async function book(path) {
       h('thead', {}, h('tr', {}, h('th', { class: 'num' }, '#'), h('th', { class: 'num' }, 'Starts'),
         h('th', {}, 'Chapter title'), h('th', { class: 'hide-phone' }, 'File'), h('th', { class: 'num' }, 'Length'),
         h('th', {}, h('span', { class: 'sr' }, 'Order')))),
-      tbody))));
+      tbody)), orderStatus));
   view().replaceChildren(h('p', {}, h('a', { href: '#/' }, '← Library')), h('h1', {}, plan.metadata.title || path), form);
 }
 
@@ -458,27 +615,31 @@ async function jobs() {
   const age = h('select', { id: 'clear-age', 'aria-label': 'Age of jobs to clear' },
     ...['1d', '7d', '30d'].map((a) => h('option', { value: a, selected: a === '7d' }, `older than ${a}`)));
   const clear = h('button', {
-    type: 'button', onclick: async () => {
+    type: 'button', id: 'clear-jobs', onclick: async () => {
       try {
         const r = await api('POST', `/jobs/clear?older_than=${age.value}`);
-        flash({ message: `${r.archived} finished jobs cleared.`, remedy: '' });
+        notice(`${r.archived} finished ${r.archived === 1 ? 'job' : 'jobs'} older than ${r.older_than} cleared.`);
         load();
       } catch (e) { flash(e); }
     },
   }, 'Clear old jobs');
   const table = h('div', { id: 'jobs-table', class: 'scroll' });
-  const pager = h('div', { class: 'pager' });
+  const pager = h('div', { class: 'pager', id: 'pager' });
   view().replaceChildren(h('h1', {}, 'Jobs'),
     h('div', { class: 'toolbar' }, h('label', {}, 'Status', status), h('label', {}, 'Search', text),
       h('label', {}, 'Clear', age), clear),
     table, pager);
 
+  // Only the answer to the latest request is shown (a slow one must not overwrite it).
+  let latest = 0;
   async function load() {
+    const mine = ++latest;
     const q = new URLSearchParams({ page: jobsState.page, per_page: jobsState.per_page });
     if (jobsState.status) q.set('status', jobsState.status);
     if (jobsState.text) q.set('text', jobsState.text);
     let r;
-    try { r = await api('GET', `/jobs?${q}`); } catch (e) { return showError(table, e); }
+    try { r = await api('GET', `/jobs?${q}`); } catch (e) { if (mine === latest) showError(table, e); return; }
+    if (mine !== latest) return;
     for (const j of r.jobs) if (['pending', 'processing'].includes(j.status)) seed(j);
     if (!r.jobs.length) {
       table.replaceChildren(h('p', { class: 'empty' }, r.total ? 'No job on this page.'
@@ -497,11 +658,76 @@ async function jobs() {
     }
     const pages = Math.max(1, Math.ceil(r.total / r.per_page));
     pager.replaceChildren(
-      h('button', { type: 'button', disabled: jobsState.page <= 1, onclick: () => { jobsState.page--; load(); } }, 'Previous'),
-      h('span', {}, `Page ${jobsState.page} of ${pages} · ${r.total} jobs`),
-      h('button', { type: 'button', disabled: jobsState.page >= pages, onclick: () => { jobsState.page++; load(); } }, 'Next'));
+      h('button', { type: 'button', id: 'prev-page', disabled: jobsState.page <= 1, onclick: () => { jobsState.page--; load(); } }, 'Previous'),
+      h('span', { id: 'page-info' }, `Page ${jobsState.page} of ${pages} · ${r.total} jobs`),
+      h('button', { type: 'button', id: 'next-page', disabled: jobsState.page >= pages, onclick: () => { jobsState.page++; load(); } }, 'Next'));
   }
   await load();
+}
+
+// The job details' log: the job's own lines (GET /jobs/{id}/log), oldest first, in pages of
+// LOG_PAGE. While the job runs, each of its Server-Sent Events asks for the lines written since
+// (`next`), at most one request at a time and one every LOG_GAP_MS: no polling loop.
+const LOG_PAGE = 200;
+const LOG_GAP_MS = 500;
+let openLog = null;
+
+function logLine(l) {
+  const level = String(l.level || '').toUpperCase();
+  const fields = Object.entries(l.fields || {})
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' ');
+  const t = new Date(l.time);
+  return h('li', { class: `log-line level-${level.toLowerCase()}`, 'data-seq': l.seq },
+    h('time', { datetime: l.time, title: l.time },
+      isNaN(t) ? l.time : t.toLocaleTimeString([], { hour12: false, hour: '2-digit', minute: '2-digit', second: '2-digit', fractionalSecondDigits: 3 })),
+    ' ', h('span', { class: 'level' }, level), ' ', h('span', { class: 'target' }, l.target),
+    ' ', h('span', { class: 'msg' }, l.message),
+    fields ? h('span', { class: 'log-fields' }, ` ${fields}`) : null);
+}
+
+function logPanel(id) {
+  const list = h('ol', { class: 'log', id: 'job-log-lines', 'aria-label': 'Log lines of this job' });
+  const state = h('p', { class: 'meta', id: 'job-log-state' }, 'Reading the log…');
+  const more = h('button', { type: 'button', id: 'job-log-more', hidden: true, onclick: () => refresh() }, 'Show more lines');
+  const box = h('section', { class: 'card', id: 'job-log', 'data-job': id }, h('h2', {}, 'Log'), state, list, more);
+  let next = 0;
+  let count = 0;
+  let busy = false;
+  let again = false;
+  let last = 0;
+  async function refresh() {
+    if (busy) { again = true; return; }
+    const wait = last + LOG_GAP_MS - Date.now();
+    if (wait > 0) { busy = true; setTimeout(() => { busy = false; refresh(); }, wait); return; }
+    busy = true;
+    last = Date.now();
+    try {
+      const atEnd = list.scrollTop + list.clientHeight >= list.scrollHeight - 4;
+      // A few pages at once; more behind a button (a damaged book can log a line per frame).
+      let full = false;
+      for (let page = 0; page < 5; page++) {
+        const r = await api('GET', `/jobs/${enc(id)}/log?after=${next}&limit=${LOG_PAGE}`);
+        list.append(...r.lines.map(logLine));
+        count += r.lines.length;
+        next = r.next;
+        full = r.lines.length === LOG_PAGE;
+        if (!full) break;
+      }
+      more.hidden = !full;
+      state.hidden = count > 0;
+      state.textContent = count ? '' : 'No log lines for this job yet.';
+      box.dataset.lines = String(count);
+      if (atEnd) list.scrollTop = list.scrollHeight;
+    } catch (e) {
+      state.hidden = false;
+      state.replaceChildren(errorBox(e));
+    } finally {
+      busy = false;
+      if (again) { again = false; refresh(); }
+    }
+  }
+  box.refresh = refresh;
+  return box;
 }
 
 function row(label, value) {
@@ -549,10 +775,13 @@ async function jobDetail(id) {
     h('strong', { class: 'error' }, `${j.error.category} error: ${j.error.message}`),
     h('p', { class: 'remedy' }, `What to do: ${j.error.remedy}`)) : null;
   const verify = h('section', { class: 'card', id: 'verify' });
+  const log = logPanel(j.id);
+  openLog = log;
   view().replaceChildren(h('p', {}, h('a', { href: '#/jobs' }, '← Jobs')),
     h('h1', {}, j.output_name || j.source_folders.map((f) => f.split('/').pop()).join(', ')),
-    ...[err, progress, actions, h('section', { class: 'card details' }, details), verify].filter(Boolean));
+    ...[err, progress, actions, h('section', { class: 'card details' }, details), verify, log].filter(Boolean));
   renderActive();
+  log.refresh();
   if (j.status === 'completed' && j.download_url) {
     verify.append(h('h2', {}, 'Check of the written file'), h('p', { class: 'loading' }, 'Reading it back…'));
     try {
@@ -569,7 +798,11 @@ async function jobDetail(id) {
 
 document.addEventListener('job-finished', (e) => {
   const m = location.hash.match(/^#\/jobs\/(.+)$/);
-  if (m && m[1] === e.detail.id) setTimeout(() => jobDetail(m[1]), 300);
+  if (m && m[1] === e.detail.id) {
+    setTimeout(() => jobDetail(m[1]), 300);
+    // The job's last lines can reach the store just after its last event: look once more.
+    setTimeout(() => { if (openLog && openLog.dataset.job === e.detail.id && openLog.isConnected) openLog.refresh(); }, 1500);
+  }
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -620,14 +853,14 @@ async function backups() {
     list.append(h('div', { class: 'scroll' }, h('table', {},
       h('thead', {}, h('tr', {}, h('th', {}, 'Backup'), h('th', { class: 'num' }, 'Files'), h('th', { class: 'num' }, 'Size'), h('th', {}, 'State'), h('th', {}, h('span', { class: 'sr' }, 'Actions')))),
       h('tbody', {}, ...r.backups.map((b) => {
-        const state = h('td', {}, b.damaged ? h('span', { class: 'error' }, `damaged: ${b.damaged}`) : 'complete');
-        const to = h('input', { 'aria-label': `New folder for ${b.name}`, value: `${(b.source || b.name).split('/').pop()} (restored)` });
-        return h('tr', {},
+        const state = h('td', { class: 'state' }, b.damaged ? h('span', { class: 'error' }, `damaged: ${b.damaged}`) : 'complete');
+        const to = h('input', { class: 'restore-to', 'aria-label': `New folder for ${b.name}`, value: `${(b.source || b.name).split('/').pop()} (restored)` });
+        return h('tr', { 'data-backup': b.name },
           h('td', {}, b.name, h('div', { class: 'meta' }, when(b.created))),
           h('td', { class: 'num' }, b.files), h('td', { class: 'num' }, bytes(b.total_bytes)), state,
           h('td', { class: 'actions' },
             h('button', {
-              type: 'button', onclick: async () => {
+              type: 'button', class: 'verify', 'aria-label': `Verify ${b.name}`, onclick: async () => {
                 try {
                   const v = await api('POST', `/backups/${enc(b.name)}/verify`);
                   state.replaceChildren(v.problems.length ? h('span', { class: 'error' }, v.problems.join('; ')) : `intact (${v.files_checked} files checked)`);
@@ -636,10 +869,11 @@ async function backups() {
             }, 'Verify'),
             to,
             h('button', {
-              type: 'button', onclick: async () => {
+              type: 'button', class: 'restore', 'aria-label': `Restore ${b.name}`, onclick: async () => {
                 try {
-                  await api('POST', `/backups/${enc(b.name)}/restore`, { to: to.value });
-                  state.replaceChildren(`restored to ${to.value}`);
+                  const r = await api('POST', `/backups/${enc(b.name)}/restore`, { to: to.value });
+                  // The book's folder is restored inside the new folder, under its own name.
+                  state.replaceChildren(`restored ${r.files} files to ${to.value}/${r.target.split('/').pop()}`);
                 } catch (e) { flash(e); }
               },
             }, 'Restore')));

@@ -62,6 +62,13 @@ fn records(
     (missed, live)
 }
 
+#[utoipa::path(get, path = "/jobs/{id}/events", tag = "events", summary = "the job's events (SSE); Last-Event-ID resumes",
+    params(("id" = String, Path, description = "a job id (UUID)"),
+           ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event seen")),
+    responses(
+        (status = 200, description = "Server-Sent Events until the job's `finished` event", body = String, content_type = "text/event-stream"),
+        (status = 404, description = "error", body = super::api::ErrorBody),
+        (status = 500, description = "error", body = super::api::ErrorBody)))]
 pub async fn job_events(
     State(s): State<Shared>,
     Path(id): Path<String>,
@@ -130,6 +137,9 @@ pub async fn job_events(
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
+#[utoipa::path(get, path = "/events", tag = "events", summary = "all jobs' events (SSE); Last-Event-ID resumes",
+    params(("Last-Event-ID" = Option<String>, Header, description = "the id of the last event seen")),
+    responses((status = 200, description = "Server-Sent Events, never ending", body = String, content_type = "text/event-stream")))]
 pub async fn all_events(
     State(s): State<Shared>,
     headers: HeaderMap,

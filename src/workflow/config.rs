@@ -61,6 +61,9 @@ pub enum Setting {
     LogMaxSizeMb,
     /// `LOG_MAX_FILES`: log files kept ([`Config::log_max_files`]).
     LogMaxFiles,
+    /// `CORS_ORIGINS`: origins whose pages may call the REST service
+    /// ([`Config::cors_origins`]).
+    CorsOrigins,
 }
 
 /// One setting: variable, file key, default, help.
@@ -186,6 +189,13 @@ const SPECS: &[Spec] = &[
         key: "log_max_files",
         default: "14",
         help: "log files kept",
+    },
+    Spec {
+        setting: Setting::CorsOrigins,
+        var: "CORS_ORIGINS",
+        key: "cors_origins",
+        default: "",
+        help: "origins (comma-separated, exact: https://host:port) allowed to call the REST service from a browser; empty: none",
     },
 ];
 
@@ -402,6 +412,9 @@ pub struct Config {
     /// Number of log files kept (`LOG_MAX_FILES`, default 14); read by the command-line
     /// tool's log writer.
     pub log_max_files: usize,
+    /// Origins whose pages may call the REST service (`CORS_ORIGINS`, comma-separated exact
+    /// origins such as `https://nas.local:8443`; default none: no CORS headers at all).
+    pub cors_origins: Vec<String>,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     /// The text and origin of every setting's effective value.
@@ -551,6 +564,7 @@ impl Config {
             processing_timeout_secs: 0,
             log_max_size_mb: 0,
             log_max_files: 0,
+            cors_origins: Vec::new(),
             config_file: file_layer.as_ref().map(|f| f.path.clone()),
             origins: BTreeMap::new(),
         };
@@ -629,6 +643,7 @@ impl Config {
             }
             Setting::LogMaxSizeMb => self.log_max_size_mb = parse_num(raw, 1, 1 << 20)?,
             Setting::LogMaxFiles => self.log_max_files = parse_num(raw, 1, 10_000)? as usize,
+            Setting::CorsOrigins => self.cors_origins = parse_origins(raw)?,
         }
         Ok(())
     }
@@ -735,6 +750,27 @@ impl Config {
         }
         s
     }
+}
+
+/// Comma-separated exact origins: `scheme://host[:port]`, no path, no wildcard.
+fn parse_origins(raw: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for o in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let rest = o
+            .strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains(['/', '*', ' ']) => {
+                out.push(o.to_string())
+            }
+            _ => {
+                return Err(format!(
+                    "{o:?} is not an origin; expected comma-separated origins such as https://nas.local:8443"
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {

@@ -973,8 +973,45 @@ pub async fn restore_backup(
         ));
     }
     blocking(move || {
-        let report = s.wf.backups().restore(&name, Some(&target), false)?;
-        Ok((StatusCode::CREATED, Json(json!(report))).into_response())
+        // The library restores into `dir/{the original folder's name}`; `to` names the folder
+        // itself. So: restore into a fresh hidden folder beside the target, then rename the
+        // result onto the target without replacing anything that appeared there meanwhile.
+        let stage = parent.join(format!(".aiom4b-restore-{}", Uuid::new_v4()));
+        std::fs::create_dir(&stage).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "restore_failed",
+                format!("{}: {e}", stage.display()),
+                "check SOURCE_DIR's permissions",
+            )
+        })?;
+        let result =
+            s.wf.backups()
+                .restore(&name, Some(&stage), false)
+                .map_err(ApiError::from)
+                .and_then(|mut report| {
+                    use rustix::fs::{renameat_with, RenameFlags, CWD};
+                    renameat_with(CWD, &report.target, CWD, &target, RenameFlags::NOREPLACE)
+                        .map_err(|e| {
+                            if e == rustix::io::Errno::EXIST {
+                                ApiError::conflict(
+                                    format!("{} appeared meanwhile", target.display()),
+                                    "restore to a new folder; nothing is ever overwritten",
+                                )
+                            } else {
+                                ApiError::new(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    "restore_failed",
+                                    format!("{}: {e}", target.display()),
+                                    "check SOURCE_DIR's permissions",
+                                )
+                            }
+                        })?;
+                    report.target = target;
+                    Ok(report)
+                });
+        let _ = std::fs::remove_dir_all(&stage);
+        Ok((StatusCode::CREATED, Json(json!(result?))).into_response())
     })
     .await
 }

@@ -12,9 +12,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
-/// A request that has produced no response after this long gets 503.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The peer's address, put into every request by the connection loop.
 #[derive(Debug, Clone, Copy)]
 pub struct Peer(pub SocketAddr);
@@ -56,19 +53,20 @@ pub async fn body_size_layer(State(max): State<usize>, req: Request, next: Next)
     next.run(req).await
 }
 
-pub async fn timeout_layer(req: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+/// A request that has produced no response after `limit` gets 503 (`--request-timeout-ms`).
+pub async fn timeout_layer(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!(
-                "the request took longer than {}s",
-                REQUEST_TIMEOUT.as_secs()
-            ),
-            "try again later",
-        )
-        .into_response(),
+        Err(_) => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("the request took longer than {} ms", limit.as_millis()),
+                "try again later",
+            );
+            e.retry_after = Some(1);
+            e.into_response()
+        }
     }
 }
 

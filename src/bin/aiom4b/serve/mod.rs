@@ -58,6 +58,10 @@ pub struct ServeArgs {
     /// Seconds a client has to send its request head (against slowloris).
     #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout_secs: u64,
+    /// Milliseconds a request has to produce its response head (a download or an event stream
+    /// that has started goes on); beyond it 503.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
     /// When API_TOKEN is not set: create DATA_DIR/api_token (mode 0600) and print it once.
     #[arg(long)]
     pub generate_token: bool,
@@ -136,10 +140,42 @@ fn api_router() -> OpenApiRouter<api::Shared> {
         .routes(routes!(api::restore_backup))
 }
 
-fn router(state: api::Shared) -> Router {
+/// Browsers on these origins may call the API (`CORS_ORIGINS`); none configured: no layer,
+/// so no CORS header is ever sent.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([
+                header::RETRY_AFTER,
+                header::CONTENT_DISPOSITION,
+                header::ETAG,
+                header::LOCATION,
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+fn router(state: api::Shared, request_timeout: Duration) -> Router {
     let (v1, doc) = api_router().split_for_parts();
     let doc = openapi::Document(Arc::new(openapi::finish(doc)));
-    Router::new()
+    let app = Router::new()
         .nest("/api/v1", v1)
         .route("/docs", get(openapi::docs))
         .route("/metrics", get(metrics::metrics))
@@ -156,14 +192,22 @@ fn router(state: api::Shared) -> Router {
             state.clone(),
             layers::auth_layer,
         ))
-        .layer(axum::middleware::from_fn(layers::timeout_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            layers::timeout_layer,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             MAX_BODY_BYTES,
             layers::body_size_layer,
         ))
-        .layer(axum::middleware::from_fn(layers::metrics_layer))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(layers::metrics_layer));
+    // Outermost: a preflight is answered before the token is asked for.
+    let app = match cors(&state.wf.config().cors_origins) {
+        Some(c) => app.layer(c),
+        None => app,
+    };
+    app.with_state(state)
 }
 
 /// `aiom4b serve`.
@@ -194,7 +238,10 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: ServeArgs) -> Result<u8> {
         idempotency: Default::default(),
     });
     // The web page (src/bin/aiom4b/web/) in front of the API, with its login cookie.
-    let app = crate::web::with_page(router(state.clone()), state);
+    let app = crate::web::with_page(
+        router(state.clone(), Duration::from_millis(a.request_timeout_ms)),
+        state,
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

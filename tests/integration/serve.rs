@@ -839,7 +839,7 @@ fn backups_are_listed_verified_and_restored_only_into_a_new_folder() {
     let name = backups[0]["name"].as_str().unwrap().to_owned();
     let enc = name.replace(' ', "%20");
 
-    let (st, report) = s.post(&format!("/backups/{enc}/verify"), json!({}));
+    let (st, report) = s.call(s.req("POST", &format!("/backups/{enc}/verify")), None);
     assert_eq!(st, 200, "{report}");
     assert_eq!(report["problems"], json!([]), "{report}");
     assert_eq!(report["files_checked"], 3, "{report}");
@@ -873,7 +873,7 @@ fn backups_are_listed_verified_and_restored_only_into_a_new_folder() {
     assert!(!env.source().parent().unwrap().join("outside").exists());
     // A name that is a path is not a backup name.
     for bad in ["..", "..%2F..%2Fetc", "%2E%2E", "x%2F..%2F.."] {
-        let (st, body) = s.post(&format!("/backups/{bad}/verify"), json!({}));
+        let (st, body) = s.call(s.req("POST", &format!("/backups/{bad}/verify")), None);
         assert!(st == 403 || st == 404, "{bad}: {st} {body}");
         assert!(body["error"]["code"].is_string(), "{bad}: {body}");
         let (st, _) = s.post(
@@ -891,7 +891,7 @@ fn backups_are_listed_verified_and_restored_only_into_a_new_folder() {
         .find(|(p, _)| p.extension().is_some_and(|e| e == "mp3"))
         .expect("an MP3 in the backup");
     std::fs::write(backup_dir.join(&victim), b"not the file any more").unwrap();
-    let (st, report) = s.post(&format!("/backups/{enc}/verify"), json!({}));
+    let (st, report) = s.call(s.req("POST", &format!("/backups/{enc}/verify")), None);
     assert_eq!(st, 200, "{report}");
     let problems = report["problems"].as_array().unwrap();
     assert!(!problems.is_empty(), "damage not detected: {report}");
@@ -1156,4 +1156,42 @@ fn a_reconnect_after_a_jobs_final_event_gets_204_so_an_event_source_stops() {
     assert_eq!(evs[0].2["data"]["job"]["status"], "completed");
     let (st, _) = events_after(&s, &id, &evs[0].0);
     assert_eq!(st, 204);
+}
+
+#[test]
+fn an_idempotency_key_survives_a_restart_and_refuses_another_body() {
+    let env = Env::new();
+    env.book("A", 1, 1.0);
+    env.book("B", 1, 1.0);
+    let token = "idempotency-token-0123456789";
+    let vars = [("API_TOKEN", token), ("MAX_CONCURRENT_JOBS", "1")];
+    let keyed = |s: &Server, key: &str, folder: &str| {
+        s.call(
+            s.req("POST", "/convert").set("Idempotency-Key", key),
+            Some(json!({ "folders": [{ "path": folder }] })),
+        )
+    };
+    let mut s = Server::start(&env, &vars, &[]);
+    let (st, first) = keyed(&s, "key-1", "A");
+    assert_eq!(st, 201, "{first}");
+    let id = first["jobs"][0]["id"].as_str().unwrap().to_owned();
+    s.wait_status(&id, &["completed"]);
+    let (code, _) = s.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0));
+
+    let s = Server::start(&env, &vars, &[]);
+    // The same key and body: the same job, not a new one.
+    let (st, again) = keyed(&s, "key-1", "A");
+    assert_eq!(st, 200, "{again}");
+    assert_eq!(again["jobs"][0]["id"], id.as_str());
+    assert_eq!(again["jobs"][0]["status"], "completed");
+    // The same key with another body: refused, nothing created.
+    let (st, body) = keyed(&s, "key-1", "B");
+    assert_eq!(st, 422, "{body}");
+    assert_eq!(body["error"]["code"], "idempotency_key_reused");
+    let (_, jobs) = s.get("/jobs");
+    assert_eq!(jobs["total"], 1, "{jobs}");
+    // Another key is another request.
+    let (st, _) = keyed(&s, "key-2", "B");
+    assert_eq!(st, 201);
 }

@@ -311,4 +311,41 @@ pub trait JobStore: Send + Sync {
     /// Removes the record of a finished job (completed, failed or cancelled), live or
     /// archived; returns whether there was one. A pending or running job is never removed.
     fn delete_finished(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// The record of `key` used by `caller` at or after `since`, if any. A store that keeps
+    /// no keys (the default) finds none.
+    fn find_idempotency_key(
+        &self,
+        key: &str,
+        caller: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let _ = (key, caller, since);
+        Ok(None)
+    }
+    /// Records (or replaces) `record` and forgets every key recorded before `expired_before`.
+    /// A store that keeps no keys (the default) does nothing.
+    fn record_idempotency_key(
+        &self,
+        record: &IdempotencyRecord,
+        expired_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let _ = (record, expired_before);
+        Ok(())
+    }
+}
+
+/// A request made with an `Idempotency-Key` (the service's `POST /convert`): who sent it, a
+/// hash of what it asked for, and the jobs it created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyRecord {
+    /// The client's key.
+    pub key: String,
+    /// Who used it (a token id, or `anonymous`): keys of different callers never collide.
+    pub caller: String,
+    /// A hash of the request body: the same key with another body is an error.
+    pub body_hash: String,
+    /// The jobs the first request created.
+    pub job_ids: Vec<Uuid>,
+    /// When the first request was made (keys expire).
+    pub created_at: DateTime<Utc>,
 }

@@ -16,14 +16,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// How long an `Idempotency-Key` is remembered.
-const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+const IDEMPOTENCY_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// Longest accepted `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// Folders in one `POST /convert`.
 const MAX_FOLDERS_PER_REQUEST: usize = 100;
 
@@ -34,8 +34,10 @@ pub struct AppState {
     pub hub: Arc<EventHub>,
     pub token: Option<String>,
     pub prometheus: metrics_exporter_prometheus::PrometheusHandle,
-    /// `Idempotency-Key` → when, and the response of the first request.
-    pub idempotency: Mutex<HashMap<String, (Instant, serde_json::Value)>>,
+    /// Held by a `POST /convert` with an `Idempotency-Key` from looking the key up to
+    /// recording it, so that two requests with one key cannot both create jobs. The keys
+    /// themselves are in the job store (they survive a restart).
+    pub idempotency: tokio::sync::Mutex<()>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -449,7 +451,7 @@ pub async fn cover(State(s): State<Shared>, Path(path): Path<String>) -> ApiResu
 // ---------------------------------------------------------------------------------------------
 // Convert
 
-#[derive(Debug, Default, Deserialize, ToSchema)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConvertOptionsIn {
     #[schema(value_type = Option<super::openapi::PresetName>)]
@@ -463,7 +465,7 @@ pub struct ConvertOptionsIn {
     allow_damaged: bool,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FolderIn {
     /// One folder, relative to SOURCE_DIR …
@@ -487,7 +489,7 @@ pub struct FolderIn {
     chapters: Vec<String>,
 }
 
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConvertIn {
     #[schema(min_items = 1, max_items = 100)]
@@ -495,7 +497,7 @@ pub struct ConvertIn {
 }
 
 #[utoipa::path(post, path = "/convert", tag = "jobs", summary = "create one pending job per entry",
-    params(("Idempotency-Key" = Option<String>, Header, description = "the same key (and body) within 24 h returns the first request's jobs")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and body within 24 h (also across a restart) returns the first request's jobs (200); the same key with another body is 422 idempotency_key_reused")),
     request_body = ConvertIn,
     responses(
         (status = 201, description = "created", body = super::openapi::CreatedJobs),
@@ -518,13 +520,67 @@ pub async fn convert(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if let Some(k) = &key {
-        let mut seen = s.idempotency.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|_, (t, _)| t.elapsed() < IDEMPOTENCY_TTL);
-        if let Some((_, previous)) = seen.get(k) {
-            return Ok((StatusCode::OK, Json(previous.clone())).into_response());
+    // Held until the key is recorded (see AppState::idempotency).
+    let _one_at_a_time = match &key {
+        Some(_) => Some(s.idempotency.lock().await),
+        None => None,
+    };
+    let keyed = match key {
+        None => None,
+        Some(k) => {
+            if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN {
+                return Err(ApiError::bad_request(
+                    format!("an Idempotency-Key has 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"),
+                    "send a UUID as the key",
+                ));
+            }
+            // Who (a token's id, never the token) and what: the same key from another
+            // caller is another key; from the same caller with another body, an error.
+            let caller = match &s.token {
+                Some(_) => headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(|t| format!("token:{}", super::layers::token_id(t.trim())))
+                    .unwrap_or_else(|| "anonymous".into()),
+                None => "anonymous".into(),
+            };
+            let hash = blake3::hash(&serde_json::to_vec(&body).expect("a request serializes"))
+                .to_hex()
+                .to_string();
+            let (s2, k2, c2) = (s.clone(), k.clone(), caller.clone());
+            let since = chrono::Utc::now() - IDEMPOTENCY_TTL;
+            let earlier =
+                blocking(move || Ok(s2.wf.store().find_idempotency_key(&k2, &c2, since)?)).await?;
+            if let Some(earlier) = earlier {
+                if earlier.body_hash != hash {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency_key_reused",
+                        format!(
+                            "Idempotency-Key {k:?} was used at {} for a different request",
+                            earlier.created_at
+                        ),
+                        "use a new key for a new request; resend the same body to get its jobs",
+                    ));
+                }
+                let s2 = s.clone();
+                let jobs = blocking(move || {
+                    let mut jobs = Vec::new();
+                    for id in earlier.job_ids {
+                        // A job deleted since is no longer shown.
+                        if let Some(j) = s2.wf.store().get(id)? {
+                            jobs.push(JobView::from(&j));
+                        }
+                    }
+                    Ok(jobs)
+                })
+                .await?;
+                return Ok((StatusCode::OK, Json(json!({ "jobs": jobs }))).into_response());
+            }
+            Some((k, caller, hash))
         }
-    }
+    };
     if body.folders.is_empty() || body.folders.len() > MAX_FOLDERS_PER_REQUEST {
         return Err(ApiError::bad_request(
             format!(
@@ -606,14 +662,25 @@ pub async fn convert(
         Ok(jobs)
     })
     .await?;
-    let body = json!({ "jobs": jobs });
-    if let Some(k) = key {
-        s.idempotency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(k, (Instant::now(), body.clone()));
+    if let Some((key, caller, body_hash)) = keyed {
+        let now = chrono::Utc::now();
+        let record = aiom4b::workflow::IdempotencyRecord {
+            key,
+            caller,
+            body_hash,
+            job_ids: jobs.iter().map(|j| j.id).collect(),
+            created_at: now,
+        };
+        let s2 = s.clone();
+        blocking(move || {
+            Ok(s2
+                .wf
+                .store()
+                .record_idempotency_key(&record, now - IDEMPOTENCY_TTL)?)
+        })
+        .await?;
     }
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((StatusCode::CREATED, Json(json!({ "jobs": jobs }))).into_response())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1195,3 +1195,113 @@ fn an_idempotency_key_survives_a_restart_and_refuses_another_body() {
     let (st, _) = keyed(&s, "key-2", "B");
     assert_eq!(st, 201);
 }
+
+/// The `http.request` audit lines in DATA_DIR/logs: (who, what, status, result).
+fn audit_lines(env: &Env) -> Vec<(String, String, u64, String)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(env.data().join("logs")) else {
+        return out;
+    };
+    for f in dir {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let fields = &v["fields"];
+            if v["target"] == "aiom4b::audit" && fields["action"] == "http.request" {
+                out.push((
+                    fields["who"].as_str().unwrap_or("").to_owned(),
+                    fields["what"].as_str().unwrap_or("").to_owned(),
+                    fields["status"].as_u64().unwrap_or(0),
+                    fields["result"].as_str().unwrap_or("").to_owned(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_mutating_request_reaches_the_audit_log_with_who_what_and_result() {
+    use std::io::Write as _;
+    let env = Env::new();
+    env.book("A", 1, 1.0);
+    let token = "audit-token-0123456789abcdef";
+    let token_id = &blake3::hash(token.as_bytes()).to_hex()[..8];
+    let s = Server::start(&env, &[("API_TOKEN", token)], &[]);
+    let id = s.convert(&["A"]).remove(0);
+    s.wait_status(&id, &["completed"]);
+    let (st, _) = s.post("/jobs/clear?older_than=30d", json!({}));
+    assert_eq!(st, 200);
+    let (st, _) = s.call(s.req("DELETE", "/jobs/not-a-job"), None);
+    assert_eq!(st, 404);
+    let (st, _) = s.call(s.req("DELETE", &format!("/jobs/{id}")), None);
+    assert_eq!(st, 204);
+    // Without the token, and too large (refused before the token is looked at).
+    let st = match s.agent.post(&format!("{}/jobs/clear", s.base)).call() {
+        Err(ureq::Error::Status(c, _)) => c,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(st, 401);
+    let mut tcp = std::net::TcpStream::connect(tcp_addr(&s)).unwrap();
+    tcp.write_all(
+        b"POST /api/v1/convert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+
+    let authed = format!("token:{token_id}@127.0.0.1:");
+    let want: Vec<(&str, String, u64, &str)> = vec![
+        (authed.as_str(), "POST /api/v1/convert".into(), 201, "ok"),
+        (authed.as_str(), "POST /api/v1/jobs/clear".into(), 200, "ok"),
+        (
+            authed.as_str(),
+            "DELETE /api/v1/jobs/not-a-job".into(),
+            404,
+            "refused",
+        ),
+        (
+            authed.as_str(),
+            format!("DELETE /api/v1/jobs/{id}"),
+            204,
+            "ok",
+        ),
+        (
+            "unauthenticated@127.0.0.1:",
+            "POST /api/v1/jobs/clear".into(),
+            401,
+            "refused",
+        ),
+        (
+            "unauthenticated@127.0.0.1:",
+            "POST /api/v1/convert".into(),
+            413,
+            "refused",
+        ),
+    ];
+    // The log is written by a background thread: wait for the lines, with a deadline.
+    let t = Instant::now();
+    loop {
+        let lines = audit_lines(&env);
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|(who, what, status, result)| {
+                !lines.iter().any(|(w, wh, st, r)| {
+                    w.starts_with(who) && wh == what && st == status && r == result
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            // Reads are not audited.
+            assert!(lines
+                .iter()
+                .all(|(_, what, _, _)| !what.starts_with("GET ")));
+            break;
+        }
+        assert!(t.elapsed() < DEADLINE, "missing {missing:?} in {lines:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  accept loop (connection cap, header-read timeout) ─▶ hyper ─▶ axum router
-//!     layers: metrics ─▶ timeout ─▶ token ─▶ audit ─▶ handlers (api, stream, download)
+//!     layers: [cors] ─▶ metrics ─▶ audit ─▶ body size ─▶ timeout ─▶ token ─▶ handlers
 //!  handlers ─▶ queue (pending jobs in the store) ─▶ worker threads ─▶ JobRunner::run_queued
 //!  runner's JobEvents ─▶ EventHub (ring + broadcast) ─▶ SSE streams
 //! ```
@@ -187,7 +187,6 @@ fn router(state: api::Shared, request_timeout: Duration) -> Router {
                 "see /api/v1/openapi.json",
             )
         })
-        .layer(axum::middleware::from_fn(layers::audit_layer))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             layers::auth_layer,
@@ -201,6 +200,7 @@ fn router(state: api::Shared, request_timeout: Duration) -> Router {
             MAX_BODY_BYTES,
             layers::body_size_layer,
         ))
+        .layer(axum::middleware::from_fn(layers::audit_layer))
         .layer(axum::middleware::from_fn(layers::metrics_layer));
     // Outermost: a preflight is answered before the token is asked for.
     let app = match cors(&state.wf.config().cors_origins) {

@@ -81,7 +81,7 @@ fn is_open_route(path: &str) -> bool {
 #[derive(Debug, Clone)]
 struct Who(String);
 
-pub async fn auth_layer(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
+pub async fn auth_layer(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<Peer>()

@@ -5,6 +5,17 @@
 # of examples per operation. It fails on any server error (5xx) and on any response that does
 # not match the document (status code, content type, schema).
 #
+# Real objects first: the sample book is converted once through the API (with backups on), and
+# two more jobs of it are cancelled, so that the operations that take an id get ids that exist.
+# A schemathesis.toml written next to the run fixes those path parameters per operation:
+#   completed job  → GET /jobs/{id}, /jobs/{id}/verify, /download/{id}, POST cancel (409)
+#   cancelled job  → POST /jobs/{id}/retry (201; MAX_PENDING_JOBS=2 bounds the conversions that
+#                    starts, beyond it 429)
+#   another cancelled job → DELETE /jobs/{id} (the only operation that may remove a seeded job)
+#   the backup     → POST /backups/{name}/verify, /backups/{name}/restore (to fuzzed new folders)
+#   the book folder → GET /folders/{path}/plan, /folders/{path}/cover
+# POST /jobs/clear gets an age no seeded job reaches, so it archives nothing the rest needs.
+#
 # The event streams are left out: `/events` never ends by design and `/jobs/{id}/events` lasts
 # as long as its job.
 #
@@ -26,7 +37,7 @@ cleanup() {
 }
 trap cleanup EXIT
 cargo run --quiet --release --example sample_book -- "$work/source/Author/Sample Book" >/dev/null
-DATA_DIR="$work/data" SOURCE_DIR="$work/source" MAX_CONCURRENT_JOBS=1 BACKUP_ENABLED=false \
+DATA_DIR="$work/data" SOURCE_DIR="$work/source" MAX_CONCURRENT_JOBS=1 BACKUP_ENABLED=true MAX_PENDING_JOBS=2 \
   target/release/aiom4b serve --port 0 >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
 for _ in $(seq 100); do
@@ -39,10 +50,51 @@ if [ -z "$base" ]; then
   cat "$work/stderr" >&2
   exit 1
 fi
-echo "=== schemathesis against $base (max $examples examples per operation) ==="
+api="$base/api/v1"
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"; }
+convert() {
+  curl -sf -X POST "$api/convert" -H 'content-type: application/json' \
+    -d '{"folders":[{"path":"Author/Sample Book"}]}' | json 'd["jobs"][0]["id"]'
+}
+completed="$(convert)"
+for _ in $(seq 600); do
+  status="$(curl -sf "$api/jobs/$completed" | json 'd["status"]')"
+  [ "$status" = completed ] && break
+  case "$status" in failed|cancelled) echo "schemathesis: seeding conversion $status" >&2; exit 1;; esac
+  sleep 0.2
+done
+[ "$status" = completed ] || { echo "schemathesis: seeding conversion did not finish" >&2; exit 1; }
+cancelled=()
+for _ in 1 2; do
+  id="$(convert)"
+  curl -sf -X POST "$api/jobs/$id/cancel" >/dev/null
+  cancelled+=("$id")
+done
+backup="$(curl -sf "$api/backups" | json 'd["backups"][0]["name"]')"
+cat >"$work/schemathesis.toml" <<TOML
+[[operations]]
+include-operation-id = ["get_job_h", "verify_job", "download", "cancel_job"]
+parameters = { "path.id" = "$completed" }
+[[operations]]
+include-operation-id = "retry_job"
+parameters = { "path.id" = "${cancelled[0]}" }
+[[operations]]
+include-operation-id = "delete_job"
+parameters = { "path.id" = "${cancelled[1]}" }
+[[operations]]
+include-operation-id = ["verify_backup", "restore_backup"]
+parameters = { "path.name" = "$backup" }
+[[operations]]
+include-operation-id = ["plan", "cover"]
+parameters = { "path.path" = "Author/Sample Book" }
+[[operations]]
+include-operation-id = "clear_jobs"
+parameters = { "query.older_than" = "3650d" }
+TOML
+echo "=== schemathesis against $base (max $examples examples per operation; seeded: job $completed, backup $backup) ==="
 # From the temporary folder: schemathesis and hypothesis leave their state in the working directory.
 cd "$work"
-"$venv/bin/schemathesis" run "$base/api/v1/openapi.json" \
+"$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$base/api/v1/openapi.json" \
   --url "$base/api/v1" \
   --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --exclude-path-regex 'events$' \
@@ -51,4 +103,31 @@ cd "$work"
   --seed 11 \
   --generation-database none \
   --workers 1 \
-  --suppress-health-check all
+  --suppress-health-check all \
+  --report har --report-har-path "$work/run.har" || rc=$?
+# Which operations got a success (informational): the recorded exchanges by status class.
+curl -sf "$api/openapi.json" >"$work/openapi.json"
+python3 - "$work/openapi.json" "$work/run.har" "$completed" "${cancelled[0]}" "${cancelled[1]}" "$backup" <<'PY' || true
+import collections, json, re, sys, urllib.parse
+doc, har, *seeded = sys.argv[1:]
+documented = {f"{m.upper()} {p}" for p, ops in json.load(open(doc))["paths"].items() for m in ops}
+names = dict(zip(seeded, ["{id}", "{id}", "{id}", "{name}"]))
+seen = collections.defaultdict(collections.Counter)
+for e in json.load(open(har))["log"]["entries"]:
+    path = urllib.parse.unquote(urllib.parse.urlsplit(e["request"]["url"]).path)
+    path = re.sub(r"^/api/v1", "", path)
+    for value, name in names.items():
+        path = path.replace(value, name)
+    path = path.replace("Author/Sample Book", "{path}")
+    path = re.sub(r"^/(jobs|download)/(?!clear$)[^/]+", lambda m: f"/{m[1]}/{{id}}", path)
+    path = re.sub(r"^/(backups)/[^/]+/", r"/\1/{name}/", path)
+    path = re.sub(r"^/folders/.+/(plan|cover)$", r"/folders/{path}/\1", path)
+    seen[f'{e["request"]["method"]} {path}'][f'{e["response"]["status"] // 100}xx'] += 1
+seen = {op: c for op, c in seen.items() if op in documented}
+ok = [op for op, c in seen.items() if c["2xx"]]
+for op in sorted(seen):
+    print(f"  {op:40} " + " ".join(f"{k}:{v}" for k, v in sorted(seen[op].items())))
+print(f"{len(ok)} of {len(documented)} documented operations answered 2xx at least once")
+PY
+exit "${rc:-0}"
+

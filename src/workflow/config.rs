@@ -63,6 +63,9 @@ pub enum Setting {
     LogMaxFiles,
     /// `DATABASE_URL`: the job store ([`Config::database_url`]).
     DatabaseUrl,
+    /// `CORS_ORIGINS`: origins whose pages may call the REST service
+    /// ([`Config::cors_origins`]).
+    CorsOrigins,
 }
 
 /// One setting: variable, file key, default, help.
@@ -195,6 +198,13 @@ const SPECS: &[Spec] = &[
         key: "database_url",
         default: "",
         help: "job store: empty = SQLite in DATA_DIR; postgres://user:password@host/db = a PostgreSQL shared by several hosts",
+    },
+    Spec {
+        setting: Setting::CorsOrigins,
+        var: "CORS_ORIGINS",
+        key: "cors_origins",
+        default: "",
+        help: "origins (comma-separated, exact: https://host:port) allowed to call the REST service from a browser; empty: none",
     },
 ];
 
@@ -414,6 +424,9 @@ pub struct Config {
     /// The job store (`DATABASE_URL`): empty for SQLite in `DATA_DIR` ([`Config::db_path`]),
     /// or a `postgres://` URL. Shown by `aiom4b config` without its password.
     pub database_url: String,
+    /// Origins whose pages may call the REST service (`CORS_ORIGINS`, comma-separated exact
+    /// origins such as `https://nas.local:8443`; default none: no CORS headers at all).
+    pub cors_origins: Vec<String>,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     /// The text and origin of every setting's effective value.
@@ -564,6 +577,7 @@ impl Config {
             log_max_size_mb: 0,
             log_max_files: 0,
             database_url: String::new(),
+            cors_origins: Vec::new(),
             config_file: file_layer.as_ref().map(|f| f.path.clone()),
             origins: BTreeMap::new(),
         };
@@ -654,6 +668,7 @@ impl Config {
                 }
                 self.database_url = url.to_string();
             }
+            Setting::CorsOrigins => self.cors_origins = parse_origins(raw)?,
         }
         Ok(())
     }
@@ -763,6 +778,27 @@ impl Config {
         }
         s
     }
+}
+
+/// Comma-separated exact origins: `scheme://host[:port]`, no path, no wildcard.
+fn parse_origins(raw: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for o in raw.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+        let rest = o
+            .strip_prefix("http://")
+            .or_else(|| o.strip_prefix("https://"));
+        match rest {
+            Some(host) if !host.is_empty() && !host.contains(['/', '*', ' ']) => {
+                out.push(o.to_string())
+            }
+            _ => {
+                return Err(format!(
+                    "{o:?} is not an origin; expected comma-separated origins such as https://nas.local:8443"
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn parse_bool(raw: &str) -> Result<bool, String> {

@@ -48,7 +48,9 @@ pub use engine::{BookEngine, ConvertFn, JobEngine};
 pub use errors::{Error, ErrorCategory, JobError, Result};
 pub use events::{JobEvent, JobEventSink, JobEvents, JobStep, NoEvents};
 pub use hooks::Hooks;
-pub use jobs::{Job, JobFilter, JobStats, JobStatus, JobStore, SqliteStore, StageTiming};
+pub use jobs::{
+    IdempotencyRecord, Job, JobFilter, JobStats, JobStatus, JobStore, SqliteStore, StageTiming,
+};
 pub use post_action::PostAction;
 pub use request::{ConversionResult, JobOutcome, JobRequest};
 pub use runner::{JobRunner, QueuedJob};

@@ -790,6 +790,22 @@ fn a_store_that_fails_after_publishing_does_not_fail_the_job() {
         ) -> R<Vec<aiom4b::workflow::jobs::JobLogLine>> {
             self.inner.job_log(id, after, limit)
         }
+        fn find_idempotency_key(
+            &self,
+            key: &str,
+            caller: &str,
+            since: chrono::DateTime<chrono::Utc>,
+        ) -> R<Option<aiom4b::workflow::jobs::IdempotencyRecord>> {
+            self.inner.find_idempotency_key(key, caller, since)
+        }
+        fn record_idempotency_key(
+            &self,
+            record: &aiom4b::workflow::jobs::IdempotencyRecord,
+            expired_before: chrono::DateTime<chrono::Utc>,
+        ) -> R<()> {
+            self.check()?;
+            self.inner.record_idempotency_key(record, expired_before)
+        }
     }
 
     let w = World::new();

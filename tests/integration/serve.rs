@@ -388,7 +388,22 @@ fn full_cycle_folders_plan_convert_events_download_verify_delete() {
         assert!(metrics.contains(name), "{name} missing in\n{metrics}");
     }
     let (st, doc) = s.get("/openapi.json");
-    assert_eq!((st, doc["openapi"].as_str()), (200, Some("3.0.3")));
+    assert_eq!((st, doc["openapi"].as_str()), (200, Some("3.1.0")));
+    // Derived from the router: the operations this test used are all in it, with the token.
+    for (path, method) in [
+        ("/folders/{path}/plan", "get"),
+        ("/convert", "post"),
+        ("/jobs/{id}/events", "get"),
+        ("/download/{id}", "get"),
+        ("/jobs/{id}", "delete"),
+    ] {
+        let op = &doc["paths"][path][method];
+        assert!(op["responses"]["401"].is_object(), "{method} {path}: {op}");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
 
     // Delete: the record and, when asked, the file.
     let (st, _) = s.call(
@@ -898,4 +913,539 @@ fn folder_plans_are_cached_until_the_folder_changes() {
     // Removed: gone from the plan.
     std::fs::remove_file(folder.join("03 - Chapter 3.mp3")).unwrap();
     assert_eq!(tracks(), 2);
+}
+
+/// `host:port` of the server, for raw TCP clients.
+fn tcp_addr(s: &Server) -> String {
+    s.base
+        .trim_start_matches("http://")
+        .trim_end_matches("/api/v1")
+        .to_owned()
+}
+
+/// The files below `dir` (relative path → bytes).
+fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.insert(
+                    p.strip_prefix(dir).unwrap().to_path_buf(),
+                    std::fs::read(&p).unwrap(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_folders_cover_is_served_as_its_bytes_and_a_folder_without_one_is_404() {
+    let env = Env::new();
+    let covered = env.book("Author/Covered", 2, 1.0);
+    let jpeg = aiom4b_testkit::fixtures::test_jpeg(64, 48);
+    std::fs::write(covered.join("cover.jpg"), &jpeg).unwrap();
+    env.book("Author/Bare", 2, 1.0);
+    let s = Server::start(&env, &[], &[]);
+
+    let (st, body, head) = get_bytes(&s, "/folders/Author%2FCovered/cover", &[]);
+    assert_eq!(st, 200);
+    assert_eq!(head.header("content-type"), Some("image/jpeg"));
+    assert!(
+        body == jpeg,
+        "the served cover is not the folder's cover.jpg"
+    );
+
+    let (st, body) = s.get("/folders/Author%2FBare/cover");
+    assert_eq!(st, 404, "{body}");
+    assert_eq!(body["error"]["code"], "no_cover");
+    assert!(body["error"]["remedy"].as_str().unwrap().contains("cover"));
+}
+
+#[test]
+fn backups_are_listed_verified_and_restored_only_into_a_new_folder() {
+    let env = Env::new();
+    let src = env.book("Author/Book", 3, 1.0);
+    let original = tree(&src);
+    let s = Server::start(&env, &[("BACKUP_ENABLED", "true")], &[]);
+    let id = s.convert(&["Author/Book"]).remove(0);
+    s.wait_status(&id, &["completed"]);
+
+    let (st, body) = s.get("/backups");
+    assert_eq!(st, 200, "{body}");
+    let backups = body["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 1, "{body}");
+    assert_eq!(backups[0]["job"], id.as_str());
+    let name = backups[0]["name"].as_str().unwrap().to_owned();
+    let enc = name.replace(' ', "%20");
+
+    let (st, report) = s.call(s.req("POST", &format!("/backups/{enc}/verify")), None);
+    assert_eq!(st, 200, "{report}");
+    assert_eq!(report["problems"], json!([]), "{report}");
+    assert_eq!(report["files_checked"], 3, "{report}");
+
+    // Restored into a new folder: the same files, byte for byte.
+    let (st, body) = s.post(
+        &format!("/backups/{enc}/restore"),
+        json!({ "to": "Author/Book (restored)" }),
+    );
+    assert_eq!(st, 201, "{body}");
+    let restored = tree(&env.source().join("Author/Book (restored)"));
+    assert_eq!(
+        restored.keys().collect::<Vec<_>>(),
+        original.keys().collect::<Vec<_>>()
+    );
+    assert!(restored == original, "restored bytes differ");
+
+    // Never over an existing folder, never outside SOURCE_DIR.
+    let (st, body) = s.post(
+        &format!("/backups/{enc}/restore"),
+        json!({ "to": "Author/Book (restored)" }),
+    );
+    assert_eq!(
+        (st, body["error"]["code"].as_str()),
+        (409, Some("conflict"))
+    );
+    for to in ["../outside", "/tmp/outside", "Author/../../outside"] {
+        let (st, body) = s.post(&format!("/backups/{enc}/restore"), json!({ "to": to }));
+        assert_eq!(st, 403, "{to}: {body}");
+    }
+    assert!(!env.source().parent().unwrap().join("outside").exists());
+    // A name that is a path is not a backup name.
+    for bad in ["..", "..%2F..%2Fetc", "%2E%2E", "x%2F..%2F.."] {
+        let (st, body) = s.call(s.req("POST", &format!("/backups/{bad}/verify")), None);
+        assert!(st == 403 || st == 404, "{bad}: {st} {body}");
+        assert!(body["error"]["code"].is_string(), "{bad}: {body}");
+        let (st, _) = s.post(
+            &format!("/backups/{bad}/restore"),
+            json!({ "to": "Author/Elsewhere" }),
+        );
+        assert!(st == 403 || st == 404, "{bad}: {st}");
+    }
+    assert!(!env.source().join("Author/Elsewhere").exists());
+
+    // A damaged backup is reported.
+    let backup_dir = std::path::PathBuf::from(backups[0]["path"].as_str().unwrap());
+    let (victim, _) = tree(&backup_dir)
+        .into_iter()
+        .find(|(p, _)| p.extension().is_some_and(|e| e == "mp3"))
+        .expect("an MP3 in the backup");
+    std::fs::write(backup_dir.join(&victim), b"not the file any more").unwrap();
+    let (st, report) = s.call(s.req("POST", &format!("/backups/{enc}/verify")), None);
+    assert_eq!(st, 200, "{report}");
+    let problems = report["problems"].as_array().unwrap();
+    assert!(!problems.is_empty(), "damage not detected: {report}");
+}
+
+/// Reads the never-ending `/events` stream until `done` says so (every wait has a deadline:
+/// a keep-alive comes at least every 15 s).
+fn read_global_events(
+    s: &Server,
+    last_event_id: Option<&str>,
+    mut done: impl FnMut(&[(String, String, Value)]) -> bool,
+) -> Vec<(String, String, Value)> {
+    let mut r = s.req("GET", "/events");
+    if let Some(l) = last_event_id {
+        r = r.set("Last-Event-ID", l);
+    }
+    let resp = r.call().unwrap();
+    assert_eq!(resp.header("content-type"), Some("text/event-stream"));
+    let t = Instant::now();
+    let mut out = Vec::new();
+    let (mut id, mut event, mut data) = (String::new(), String::new(), String::new());
+    for line in BufReader::new(resp.into_reader()).lines() {
+        assert!(t.elapsed() < DEADLINE, "events so far: {out:?}");
+        let line = line.unwrap();
+        if line.is_empty() {
+            if !event.is_empty() {
+                out.push((
+                    id.clone(),
+                    event.clone(),
+                    serde_json::from_str(&data).unwrap(),
+                ));
+                if done(&out) {
+                    return out;
+                }
+            }
+            event.clear();
+            data.clear();
+        } else if let Some(v) = line.strip_prefix("id:") {
+            id = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("event:") {
+            event = v.trim().to_owned();
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.trim_start());
+        }
+    }
+    panic!("the stream ended: {out:?}");
+}
+
+#[test]
+fn the_global_stream_carries_every_jobs_events_and_resumes_after_last_event_id() {
+    let env = Env::new();
+    env.book("A", 2, 1.0);
+    env.book("B", 2, 1.0);
+    let s = Server::start(&env, &[("MAX_CONCURRENT_JOBS", "2")], &[]);
+    let ids = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    // Listening before the jobs exist: the stream must show both from their start.
+    let all = std::thread::scope(|scope| {
+        let reader = scope.spawn(|| {
+            read_global_events(&s, None, |evs| {
+                let ids = ids.lock().unwrap();
+                ids.len() == 2
+                    && ids.iter().all(|id| {
+                        evs.iter()
+                            .any(|(_, e, d)| e == "finished" && d["job_id"] == id.as_str())
+                    })
+            })
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        let mut made = s.convert(&["A"]);
+        made.extend(s.convert(&["B"]));
+        *ids.lock().unwrap() = made;
+        reader.join().unwrap()
+    });
+    let ids = ids.lock().unwrap().clone();
+    for id in &ids {
+        let names: Vec<&str> = all
+            .iter()
+            .filter(|(_, _, d)| d["job_id"] == id.as_str())
+            .map(|(_, e, _)| e.as_str())
+            .collect();
+        assert_eq!(names.first(), Some(&"started"), "{id}: {names:?}");
+        assert_eq!(names.last(), Some(&"finished"), "{id}: {names:?}");
+    }
+    let seqs: Vec<u64> = all.iter().map(|(i, _, _)| i.parse().unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+
+    // Reconnecting after the third event: exactly the rest, in order, none twice.
+    let cut = &all[2].0;
+    let rest: Vec<&str> = all[3..].iter().map(|(i, _, _)| i.as_str()).collect();
+    let again = read_global_events(&s, Some(cut), |evs| evs.len() >= rest.len());
+    let again_ids: Vec<&str> = again.iter().map(|(i, _, _)| i.as_str()).collect();
+    assert_eq!(again_ids, rest);
+}
+
+#[test]
+fn connections_beyond_the_cap_wait_until_one_closes() {
+    use std::io::Write as _;
+    let env = Env::new();
+    let s = Server::start(&env, &[("MAX_CONNECTIONS", "2")], &[]);
+    let addr = tcp_addr(&s);
+    // Two idle connections take the two places (nothing else has connected yet).
+    let first = std::net::TcpStream::connect(&addr).unwrap();
+    let _second = std::net::TcpStream::connect(&addr).unwrap();
+    // The third is in the kernel's backlog: its request gets no answer while the cap holds.
+    let mut third = std::net::TcpStream::connect(&addr).unwrap();
+    third
+        .write_all(b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    third
+        .set_read_timeout(Some(Duration::from_millis(1500)))
+        .unwrap();
+    let mut buf = [0u8; 12];
+    match third.read(&mut buf) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) => {}
+        other => panic!("the third connection was served beyond the cap: {other:?} {buf:?}"),
+    }
+    // One place frees: the waiting connection is accepted and answered.
+    drop(first);
+    third.set_read_timeout(Some(DEADLINE)).unwrap();
+    let mut head = [0u8; 12];
+    third.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+}
+
+#[test]
+fn a_request_that_outlasts_the_request_timeout_gets_503() {
+    let env = Env::new();
+    env.book("Author/Book", 3, 1.0);
+    // 1 ms: planning a folder (probing three MP3s) takes longer; a health check does not wait.
+    let s = Server::start(&env, &[("REQUEST_TIMEOUT_MS", "1")], &[]);
+    let (st, body) = s.get("/folders/Author%2FBook/plan");
+    assert_eq!(st, 503, "{body}");
+    assert_eq!(body["error"]["code"], "timeout");
+    let (st, _) = s.get("/health");
+    assert_eq!(st, 200);
+}
+
+/// The CORS headers of a request from `origin` (a preflight when `preflight`).
+fn cors_headers(
+    s: &Server,
+    origin: &str,
+    preflight: bool,
+) -> (u16, Option<String>, Option<String>) {
+    let r = if preflight {
+        s.agent
+            .request("OPTIONS", &format!("{}/jobs", s.base))
+            .set("Origin", origin)
+            .set("Access-Control-Request-Method", "POST")
+            .set(
+                "Access-Control-Request-Headers",
+                "authorization,idempotency-key,content-type",
+            )
+    } else {
+        s.req("GET", "/jobs").set("Origin", origin)
+    };
+    let resp = match r.call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{e}"),
+    };
+    (
+        resp.status(),
+        resp.header("access-control-allow-origin")
+            .map(str::to_owned),
+        resp.header("access-control-allow-headers")
+            .map(str::to_owned),
+    )
+}
+
+#[test]
+fn no_cors_headers_unless_configured_then_only_for_those_origins() {
+    let env = Env::new();
+    let s = Server::start(&env, &[], &[]);
+    for preflight in [true, false] {
+        let (_, allow, _) = cors_headers(&s, "http://app.example:8080", preflight);
+        assert_eq!(
+            allow, None,
+            "CORS without configuration (preflight {preflight})"
+        );
+    }
+    drop(s);
+
+    let token = "cors-test-token-0123456789";
+    let s = Server::start(
+        &env,
+        &[
+            (
+                "CORS_ORIGINS",
+                "http://app.example:8080, https://other.example",
+            ),
+            ("API_TOKEN", token),
+        ],
+        &[],
+    );
+    // A preflight carries no token and is answered anyway.
+    let (st, allow, headers) = cors_headers(&s, "http://app.example:8080", true);
+    assert!((200..300).contains(&st), "{st}");
+    assert_eq!(allow.as_deref(), Some("http://app.example:8080"));
+    let headers = headers.unwrap_or_default().to_lowercase();
+    for h in [
+        "authorization",
+        "content-type",
+        "idempotency-key",
+        "last-event-id",
+    ] {
+        assert!(headers.contains(h), "{h} not allowed: {headers}");
+    }
+    let (st, allow, _) = cors_headers(&s, "https://other.example", false);
+    assert_eq!((st, allow.as_deref()), (200, Some("https://other.example")));
+    // A foreign origin gets nothing that lets its page read the answer.
+    for preflight in [true, false] {
+        let (_, allow, _) = cors_headers(&s, "https://evil.example", preflight);
+        assert_eq!(
+            allow, None,
+            "foreign origin allowed (preflight {preflight})"
+        );
+    }
+}
+
+/// `GET /jobs/{id}/events` with a `Last-Event-ID`: the status and the events.
+fn events_after(s: &Server, id: &str, last: &str) -> (u16, Vec<(String, String, Value)>) {
+    let resp = s
+        .req("GET", &format!("/jobs/{id}/events"))
+        .set("Last-Event-ID", last)
+        .call()
+        .unwrap();
+    let st = resp.status();
+    (st, read_events(resp.into_reader()))
+}
+
+#[test]
+fn a_reconnect_after_a_jobs_final_event_gets_204_so_an_event_source_stops() {
+    let env = Env::new();
+    env.book("Author/Book", 2, 1.0);
+    let mut s = Server::start(&env, &[], &[]);
+    let id = s.convert(&["Author/Book"]).remove(0);
+    let events = s.events(&id, None);
+    let (final_id, name, _) = events.last().unwrap().clone();
+    assert_eq!(name, "finished");
+    // At the final event: nothing more.
+    let (st, evs) = events_after(&s, &id, &final_id);
+    assert_eq!(st, 204, "{evs:?}");
+    assert!(evs.is_empty());
+    // Before it: the rest, ending with it.
+    let before = &events[events.len() - 2].0;
+    let (st, evs) = events_after(&s, &id, before);
+    assert_eq!(st, 200);
+    assert_eq!(evs.last().map(|e| e.0.as_str()), Some(final_id.as_str()));
+
+    // After a restart the job ended in another process: the first connection gets the end
+    // made from the record, the reconnect with its id gets 204.
+    let (code, _) = s.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0));
+    let s = Server::start(&env, &[], &[]);
+    let evs = s.events(&id, Some(&final_id));
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    assert_eq!(evs[0].1, "finished");
+    assert_eq!(evs[0].2["data"]["job"]["status"], "completed");
+    let (st, _) = events_after(&s, &id, &evs[0].0);
+    assert_eq!(st, 204);
+}
+
+#[test]
+fn an_idempotency_key_survives_a_restart_and_refuses_another_body() {
+    let env = Env::new();
+    env.book("A", 1, 1.0);
+    env.book("B", 1, 1.0);
+    let token = "idempotency-token-0123456789";
+    let vars = [("API_TOKEN", token), ("MAX_CONCURRENT_JOBS", "1")];
+    let keyed = |s: &Server, key: &str, folder: &str| {
+        s.call(
+            s.req("POST", "/convert").set("Idempotency-Key", key),
+            Some(json!({ "folders": [{ "path": folder }] })),
+        )
+    };
+    let mut s = Server::start(&env, &vars, &[]);
+    let (st, first) = keyed(&s, "key-1", "A");
+    assert_eq!(st, 201, "{first}");
+    let id = first["jobs"][0]["id"].as_str().unwrap().to_owned();
+    s.wait_status(&id, &["completed"]);
+    let (code, _) = s.stop(libc::SIGTERM);
+    assert_eq!(code, Some(0));
+
+    let s = Server::start(&env, &vars, &[]);
+    // The same key and body: the same job, not a new one.
+    let (st, again) = keyed(&s, "key-1", "A");
+    assert_eq!(st, 200, "{again}");
+    assert_eq!(again["jobs"][0]["id"], id.as_str());
+    assert_eq!(again["jobs"][0]["status"], "completed");
+    // The same key with another body: refused, nothing created.
+    let (st, body) = keyed(&s, "key-1", "B");
+    assert_eq!(st, 422, "{body}");
+    assert_eq!(body["error"]["code"], "idempotency_key_reused");
+    let (_, jobs) = s.get("/jobs");
+    assert_eq!(jobs["total"], 1, "{jobs}");
+    // Another key is another request.
+    let (st, _) = keyed(&s, "key-2", "B");
+    assert_eq!(st, 201);
+}
+
+/// The `http.request` audit lines in DATA_DIR/logs: (who, what, status, result).
+fn audit_lines(env: &Env) -> Vec<(String, String, u64, String)> {
+    let mut out = Vec::new();
+    let Ok(dir) = std::fs::read_dir(env.data().join("logs")) else {
+        return out;
+    };
+    for f in dir {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let fields = &v["fields"];
+            if v["target"] == "aiom4b::audit" && fields["action"] == "http.request" {
+                out.push((
+                    fields["who"].as_str().unwrap_or("").to_owned(),
+                    fields["what"].as_str().unwrap_or("").to_owned(),
+                    fields["status"].as_u64().unwrap_or(0),
+                    fields["result"].as_str().unwrap_or("").to_owned(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn every_mutating_request_reaches_the_audit_log_with_who_what_and_result() {
+    use std::io::Write as _;
+    let env = Env::new();
+    env.book("A", 1, 1.0);
+    let token = "audit-token-0123456789abcdef";
+    let token_id = &blake3::hash(token.as_bytes()).to_hex()[..8];
+    let s = Server::start(&env, &[("API_TOKEN", token)], &[]);
+    let id = s.convert(&["A"]).remove(0);
+    s.wait_status(&id, &["completed"]);
+    let (st, _) = s.post("/jobs/clear?older_than=30d", json!({}));
+    assert_eq!(st, 200);
+    let (st, _) = s.call(s.req("DELETE", "/jobs/not-a-job"), None);
+    assert_eq!(st, 404);
+    let (st, _) = s.call(s.req("DELETE", &format!("/jobs/{id}")), None);
+    assert_eq!(st, 204);
+    // Without the token, and too large (refused before the token is looked at).
+    let st = match s.agent.post(&format!("{}/jobs/clear", s.base)).call() {
+        Err(ureq::Error::Status(c, _)) => c,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(st, 401);
+    let mut tcp = std::net::TcpStream::connect(tcp_addr(&s)).unwrap();
+    tcp.write_all(
+        b"POST /api/v1/convert HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = [0u8; 12];
+    tcp.read_exact(&mut head).unwrap();
+    assert_eq!(&head, b"HTTP/1.1 413");
+
+    let authed = format!("token:{token_id}@127.0.0.1:");
+    let want: Vec<(&str, String, u64, &str)> = vec![
+        (authed.as_str(), "POST /api/v1/convert".into(), 201, "ok"),
+        (authed.as_str(), "POST /api/v1/jobs/clear".into(), 200, "ok"),
+        (
+            authed.as_str(),
+            "DELETE /api/v1/jobs/not-a-job".into(),
+            404,
+            "refused",
+        ),
+        (
+            authed.as_str(),
+            format!("DELETE /api/v1/jobs/{id}"),
+            204,
+            "ok",
+        ),
+        (
+            "unauthenticated@127.0.0.1:",
+            "POST /api/v1/jobs/clear".into(),
+            401,
+            "refused",
+        ),
+        (
+            "unauthenticated@127.0.0.1:",
+            "POST /api/v1/convert".into(),
+            413,
+            "refused",
+        ),
+    ];
+    // The log is written by a background thread: wait for the lines, with a deadline.
+    let t = Instant::now();
+    loop {
+        let lines = audit_lines(&env);
+        let missing: Vec<_> = want
+            .iter()
+            .filter(|(who, what, status, result)| {
+                !lines.iter().any(|(w, wh, st, r)| {
+                    w.starts_with(who) && wh == what && st == status && r == result
+                })
+            })
+            .collect();
+        if missing.is_empty() {
+            // Reads are not audited.
+            assert!(lines
+                .iter()
+                .all(|(_, what, _, _)| !what.starts_with("GET ")));
+            break;
+        }
+        assert!(t.elapsed() < DEADLINE, "missing {missing:?} in {lines:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

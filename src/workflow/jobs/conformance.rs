@@ -1,7 +1,9 @@
 //! What every [`JobStore`] must do, as one generic test suite. Each backend instantiates it
 //! with [`store_suite!`] and a function that makes an empty store; the SQLite store does so in
 //! `sqlite.rs`, a PostgreSQL store will do the same, so both keep one contract.
-use super::{Job, JobFailure, JobFilter, JobLogLine, JobStatus, JobStore, StageTiming};
+use super::{
+    IdempotencyRecord, Job, JobFailure, JobFilter, JobLogLine, JobStatus, JobStore, StageTiming,
+};
 use crate::workflow::category::ErrorCategory;
 use crate::workflow::process::ProcessIdentity;
 use chrono::{Duration, Utc};
@@ -22,6 +24,7 @@ macro_rules! store_suite {
             stats_aggregate_every_job,
             only_finished_jobs_are_deleted_and_their_log_with_them,
             log_lines_page_in_order_per_job,
+            idempotency_keys_are_per_caller_and_expire,
         );
     };
     (@cases $make:expr; $($case:ident,)*) => {
@@ -355,4 +358,52 @@ pub(crate) fn log_lines_page_in_order_per_job(s: &dyn JobStore) {
     assert_eq!(page.iter().map(|l| &l.message).collect::<Vec<_>>(), ["two"]);
     assert!(s.job_log(a, all[2].seq, 10).unwrap().is_empty());
     assert_eq!(s.job_log(b, 0, 10).unwrap().len(), 1);
+}
+
+pub(crate) fn idempotency_keys_are_per_caller_and_expire(s: &dyn JobStore) {
+    let now = super::now_millis();
+    let day = Duration::hours(24);
+    let rec = |key: &str, caller: &str, at| IdempotencyRecord {
+        key: key.into(),
+        caller: caller.into(),
+        body_hash: format!("hash of {key}"),
+        job_ids: vec![Uuid::new_v4(), Uuid::new_v4()],
+        created_at: at,
+    };
+    let old = rec("k-old", "anonymous", now - Duration::hours(25));
+    let fresh = rec("k", "anonymous", now);
+    s.record_idempotency_key(&old, now - day * 30).unwrap();
+    s.record_idempotency_key(&fresh, now - day).unwrap();
+    assert_eq!(
+        s.find_idempotency_key("k", "anonymous", now - day).unwrap(),
+        Some(fresh.clone())
+    );
+    assert_eq!(
+        s.find_idempotency_key("k", "token:abcd", now - day)
+            .unwrap(),
+        None,
+        "another caller's key of the same name"
+    );
+    assert_eq!(
+        s.find_idempotency_key("k-old", "anonymous", now - day)
+            .unwrap(),
+        None,
+        "expired"
+    );
+    // Recording `fresh` removed keys older than a day: not even an old `since` finds it.
+    let epoch = chrono::DateTime::<Utc>::UNIX_EPOCH;
+    assert_eq!(
+        s.find_idempotency_key("k-old", "anonymous", epoch).unwrap(),
+        None
+    );
+    // Recording a key again replaces it.
+    let again = IdempotencyRecord {
+        body_hash: "other".into(),
+        ..fresh.clone()
+    };
+    s.record_idempotency_key(&again, now - day).unwrap();
+    assert_eq!(
+        s.find_idempotency_key("k", "anonymous", now - day).unwrap(),
+        Some(again)
+    );
 }

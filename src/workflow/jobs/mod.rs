@@ -384,6 +384,19 @@ pub trait JobStore: Send + Sync {
     /// The log lines of job `id` whose `seq` is greater than `after`, oldest first, at most
     /// `limit` of them.
     fn job_log(&self, id: Uuid, after: i64, limit: usize) -> Result<Vec<JobLogLine>, StoreError>;
+    /// The record of `key` used by `caller` at or after `since`, if any.
+    fn find_idempotency_key(
+        &self,
+        key: &str,
+        caller: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>, StoreError>;
+    /// Records (or replaces) `record` and forgets every key recorded before `expired_before`.
+    fn record_idempotency_key(
+        &self,
+        record: &IdempotencyRecord,
+        expired_before: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
 }
 
 /// One log line of a job, as [`crate::workflow::joblog`] captures it from the `tracing` events
@@ -404,4 +417,20 @@ pub struct JobLogLine {
     pub message: String,
     /// The event's other fields, by name (values as JSON strings, numbers or booleans).
     pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A request made with an `Idempotency-Key` (the service's `POST /convert`): who sent it, a
+/// hash of what it asked for, and the jobs it created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdempotencyRecord {
+    /// The client's key.
+    pub key: String,
+    /// Who used it (a token id, or `anonymous`): keys of different callers never collide.
+    pub caller: String,
+    /// A hash of the request body: the same key with another body is an error.
+    pub body_hash: String,
+    /// The jobs the first request created.
+    pub job_ids: Vec<Uuid>,
+    /// When the first request was made (keys expire).
+    pub created_at: DateTime<Utc>,
 }

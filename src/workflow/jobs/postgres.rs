@@ -11,7 +11,8 @@
 //! connection that broke (server restart, network cut) is opened again and the operation
 //! retried with backoff, like SQLite's busy database.
 use super::{
-    redact_url, Job, JobFailure, JobFilter, JobLogLine, JobStats, JobStatus, JobStore, StoreError,
+    redact_url, IdempotencyRecord, Job, JobFailure, JobFilter, JobLogLine, JobStats, JobStatus,
+    JobStore, StoreError,
 };
 use crate::workflow::category::ErrorCategory;
 use crate::workflow::process::ProcessIdentity;
@@ -69,6 +70,16 @@ const MIGRATIONS: &[&str] = &[
         fields JSONB NOT NULL DEFAULT '{}'
     );
     CREATE INDEX job_log_job ON job_log (job_id, seq);",
+    // 2: the service's Idempotency-Keys, per caller (the SQLite store's version 4).
+    "CREATE TABLE idempotency_keys (
+        key TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        body_hash TEXT NOT NULL,
+        job_ids JSONB NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (key, caller)
+    );
+    CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);",
 ];
 
 /// Columns in the order `job_from_row` reads them; shared by both tables.
@@ -331,6 +342,59 @@ fn refs(values: &[Box<dyn ToSql + Sync>]) -> Vec<&(dyn ToSql + Sync)> {
 }
 
 impl JobStore for PostgresStore {
+    fn find_idempotency_key(
+        &self,
+        key: &str,
+        caller: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let row = self.with_client("find idempotency key", |c| {
+            c.query_opt(
+                "SELECT body_hash, job_ids, created_at FROM idempotency_keys \
+                 WHERE key = $1 AND caller = $2 AND created_at >= $3",
+                &[&key, &caller, &since],
+            )
+        })?;
+        let Some(r) = row else { return Ok(None) };
+        let ids: serde_json::Value = r.get(1);
+        Ok(Some(IdempotencyRecord {
+            key: key.to_string(),
+            caller: caller.to_string(),
+            body_hash: r.get(0),
+            job_ids: serde_json::from_value(ids)
+                .map_err(|e| self.corrupt(&format!("(idempotency key {key:?})"), e.to_string()))?,
+            created_at: r.get(2),
+        }))
+    }
+
+    fn record_idempotency_key(
+        &self,
+        record: &IdempotencyRecord,
+        expired_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let ids = serde_json::to_value(&record.job_ids).expect("uuids serialize");
+        self.write("record idempotency key", |tx| {
+            tx.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < $1",
+                &[&expired_before],
+            )?;
+            tx.execute(
+                "INSERT INTO idempotency_keys (key, caller, body_hash, job_ids, created_at) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key, caller) DO UPDATE SET \
+                 body_hash = EXCLUDED.body_hash, job_ids = EXCLUDED.job_ids, \
+                 created_at = EXCLUDED.created_at",
+                &[
+                    &record.key,
+                    &record.caller,
+                    &record.body_hash,
+                    &ids,
+                    &record.created_at,
+                ],
+            )?;
+            Ok(())
+        })
+    }
+
     fn insert(&self, job: &Job) -> Result<(), StoreError> {
         let values = job_values(job);
         let placeholders = (1..=values.len())

@@ -7,7 +7,10 @@
 //!   never fails half-way on a lock upgrade. Other processes wait on `busy_timeout`; a lock that
 //!   outlasts it is a transient error the caller retries.
 //! - Migrations are numbered SQL scripts; `PRAGMA user_version` says how many ran.
-use super::{Job, JobFailure, JobFilter, JobLogLine, JobStats, JobStatus, JobStore, StoreError};
+use super::{
+    IdempotencyRecord, Job, JobFailure, JobFilter, JobLogLine, JobStats, JobStatus, JobStore,
+    StoreError,
+};
 use crate::workflow::category::ErrorCategory;
 use crate::workflow::process::ProcessIdentity;
 use crate::workflow::retry::{retry, Backoff};
@@ -74,6 +77,17 @@ const MIGRATIONS: &[&str] = &[
         fields TEXT NOT NULL DEFAULT '{}'
     );
     CREATE INDEX job_log_job ON job_log (job_id, seq);",
+    // 4: the service's Idempotency-Keys (per caller), so that a client's retry after a restart
+    // still finds the jobs its first request created. Self-contained: no other table changes.
+    "CREATE TABLE idempotency_keys (
+        key TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        body_hash TEXT NOT NULL,
+        job_ids TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (key, caller)
+    );
+    CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);",
 ];
 
 /// Columns in the order `row_to_job` reads them; shared by both tables.
@@ -384,6 +398,69 @@ fn job_values(job: &Job) -> Vec<Box<dyn rusqlite::ToSql>> {
 }
 
 impl JobStore for SqliteStore {
+    fn find_idempotency_key(
+        &self,
+        key: &str,
+        caller: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>, StoreError> {
+        let since = ts(&since);
+        let row = self.with_retry("find idempotency key", |c| {
+            let mut st = c.prepare_cached(
+                "SELECT body_hash, job_ids, created_at FROM idempotency_keys \
+                 WHERE key = ?1 AND caller = ?2 AND created_at >= ?3",
+            )?;
+            let mut rows = st.query(params![key, caller, since])?;
+            match rows.next()? {
+                Some(r) => Ok(Some((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))),
+                None => Ok(None),
+            }
+        })?;
+        let Some((body_hash, ids, created)) = row else {
+            return Ok(None);
+        };
+        let corrupt = |reason: String| StoreError::Corrupt {
+            path: self.path.clone(),
+            id: format!("(idempotency key {key:?})"),
+            reason,
+        };
+        Ok(Some(IdempotencyRecord {
+            key: key.to_string(),
+            caller: caller.to_string(),
+            body_hash,
+            job_ids: serde_json::from_str(&ids).map_err(|e| corrupt(e.to_string()))?,
+            created_at: DateTime::parse_from_rfc3339(&created)
+                .map_err(|e| corrupt(e.to_string()))?
+                .with_timezone(&Utc),
+        }))
+    }
+
+    fn record_idempotency_key(
+        &self,
+        record: &IdempotencyRecord,
+        expired_before: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let ids = serde_json::to_string(&record.job_ids).expect("uuids serialize");
+        let created = ts(&record.created_at);
+        let expired = ts(&expired_before);
+        self.write("record idempotency key", |tx| {
+            tx.execute(
+                "DELETE FROM idempotency_keys WHERE created_at < ?1",
+                params![expired],
+            )?;
+            tx.execute(
+                "INSERT OR REPLACE INTO idempotency_keys (key, caller, body_hash, job_ids, created_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![record.key, record.caller, record.body_hash, ids, created],
+            )?;
+            Ok(())
+        })
+    }
+
     fn insert(&self, job: &Job) -> Result<(), StoreError> {
         let values = job_values(job);
         let placeholders = vec!["?"; values.len()].join(", ");
@@ -674,5 +751,54 @@ mod tests {
             .unwrap();
         let e = SqliteStore::open(&f.0.path().join("aiom4b.db")).unwrap_err();
         assert!(matches!(e, StoreError::TooNew { found: 999, .. }), "{e}");
+    }
+
+    use chrono::TimeDelta;
+
+    fn record(key: &str, caller: &str, at: DateTime<Utc>) -> IdempotencyRecord {
+        IdempotencyRecord {
+            key: key.into(),
+            caller: caller.into(),
+            body_hash: "h1".into(),
+            job_ids: vec![Uuid::new_v4(), Uuid::new_v4()],
+            created_at: at,
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_per_caller_survive_reopening_and_expire() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("aiom4b.db");
+        let now = Utc::now();
+        let day = TimeDelta::hours(24);
+        let old = record("k-old", "anonymous", now - TimeDelta::hours(25));
+        let fresh = record("k", "anonymous", now);
+        {
+            let store = SqliteStore::open(&db).unwrap();
+            store.record_idempotency_key(&old, now - day * 30).unwrap();
+            store.record_idempotency_key(&fresh, now - day).unwrap();
+        }
+        let store = SqliteStore::open(&db).unwrap();
+        let found = store
+            .find_idempotency_key("k", "anonymous", now - day)
+            .unwrap();
+        let found = found.expect("the key after reopening");
+        assert_eq!(found.job_ids, fresh.job_ids);
+        assert_eq!(found.body_hash, "h1");
+        // Another caller's key of the same name is another key.
+        assert!(store
+            .find_idempotency_key("k", "token:abcd", now - day)
+            .unwrap()
+            .is_none());
+        // Older than 24 h: not found, and removed by the next record.
+        let epoch = DateTime::<Utc>::UNIX_EPOCH;
+        assert!(store
+            .find_idempotency_key("k-old", "anonymous", now - day)
+            .unwrap()
+            .is_none());
+        assert!(store
+            .find_idempotency_key("k-old", "anonymous", epoch)
+            .unwrap()
+            .is_none());
     }
 }

@@ -16,13 +16,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 /// How long an `Idempotency-Key` is remembered.
-const IDEMPOTENCY_TTL: Duration = Duration::from_secs(24 * 3600);
+const IDEMPOTENCY_TTL: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+/// Longest accepted `Idempotency-Key`.
+const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
 /// Folders in one `POST /convert`.
 const MAX_FOLDERS_PER_REQUEST: usize = 100;
 
@@ -35,8 +36,10 @@ pub struct AppState {
     pub prometheus: metrics_exporter_prometheus::PrometheusHandle,
     /// Folder plans, kept while their folders do not change.
     pub plans: super::plan_cache::PlanCache,
-    /// `Idempotency-Key` → when, and the response of the first request.
-    pub idempotency: Mutex<HashMap<String, (Instant, serde_json::Value)>>,
+    /// Held by a `POST /convert` with an `Idempotency-Key` from looking the key up to
+    /// recording it, so that two requests with one key cannot both create jobs. The keys
+    /// themselves are in the job store (they survive a restart).
+    pub idempotency: tokio::sync::Mutex<()>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -89,9 +92,30 @@ impl ApiError {
     }
 }
 
+/// Every error's body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable (`job_not_found`, `queue_full`, …).
+    pub code: String,
+    pub message: String,
+    /// What to do next.
+    pub remedy: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": { "code": self.code, "message": self.message, "remedy": self.remedy } });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.into(),
+                message: self.message,
+                remedy: self.remedy,
+            },
+        };
         let mut r = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             r.headers_mut()
@@ -176,20 +200,25 @@ pub(super) async fn blocking<T: Send + 'static>(
 // Views
 
 /// A job as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Job)]
 pub struct JobView {
     pub id: Uuid,
+    #[schema(value_type = super::openapi::JobStatusName)]
     pub status: JobStatus,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
     pub progress_percent: f64,
+    #[schema(value_type = Vec<String>)]
     pub source_folders: Vec<std::path::PathBuf>,
     pub output_name: Option<String>,
     pub input_bytes: Option<u64>,
     pub output_bytes: Option<u64>,
     pub audio_duration_secs: Option<f64>,
     pub attempts: u32,
+    /// Why the job failed: category, message, remedy.
+    #[schema(value_type = Option<Object>)]
     pub error: Option<JobFailure>,
     /// `/api/v1/download/{id}` once the book is written.
     pub download_url: Option<String>,
@@ -234,12 +263,16 @@ pub(super) fn get_job(wf: &Workflow, id: Uuid) -> ApiResult<Job> {
 // ---------------------------------------------------------------------------------------------
 // Service
 
+#[utoipa::path(get, path = "/health", tag = "service", summary = "liveness (no token needed)", security(()),
+    responses((status = 200, description = "alive", body = super::openapi::Health)))]
 pub async fn health() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok", "version": crate::version_line() }))
 }
 
 /// Ready when the store answers and its folder takes a write, the disk has room, and an AAC
 /// encoder is compiled in.
+#[utoipa::path(get, path = "/ready", tag = "service", summary = "readiness: store writable, disk space, encoder (no token needed)", security(()),
+    responses((status = 200, description = "ready", body = Object), (status = 503, description = "not ready", body = Object)))]
 pub async fn ready(State(s): State<Shared>) -> Response {
     let r = blocking(move || {
         let data = s.wf.config().data_dir.clone();
@@ -280,6 +313,8 @@ fn free_bytes(dir: &std::path::Path) -> Option<u64> {
     Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
+#[utoipa::path(get, path = "/stats", tag = "service", summary = "success rate, times, sizes, realtime factor",
+    responses((status = 200, description = "stats", body = Object), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn stats(State(s): State<Shared>) -> ApiResult<Json<serde_json::Value>> {
     let st = blocking(move || Ok(s.wf.store().stats()?)).await?;
     Ok(Json(json!(st)))
@@ -288,6 +323,8 @@ pub async fn stats(State(s): State<Shared>) -> ApiResult<Json<serde_json::Value>
 // ---------------------------------------------------------------------------------------------
 // Folders
 
+#[utoipa::path(get, path = "/folders", tag = "folders", summary = "book folders under SOURCE_DIR",
+    responses((status = 200, description = "folders", body = super::openapi::Folders), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn folders(State(s): State<Shared>) -> ApiResult<Json<serde_json::Value>> {
     blocking(move || {
         let books = aiom4b::workflow::folders::discover_books(s.root.path())?;
@@ -386,6 +423,9 @@ pub(super) fn plan_folder(
         })
 }
 
+#[utoipa::path(get, path = "/folders/{path}/plan", tag = "folders", summary = "the conversion plan of a folder (path URL-encoded as one segment)",
+    params(("path" = String, Path, description = "a book folder relative to SOURCE_DIR, URL-encoded as one segment (`Author%2FBook`)")),
+    responses((status = 200, description = "the plan: order, chapters, metadata, cover, findings, output name", body = Object), (status = 400, description = "error", body = ErrorBody), (status = 403, description = "error", body = ErrorBody), (status = 404, description = "error", body = ErrorBody), (status = 422, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn plan(
     State(s): State<Shared>,
     Path(path): Path<String>,
@@ -398,6 +438,9 @@ pub async fn plan(
     .await
 }
 
+#[utoipa::path(get, path = "/folders/{path}/cover", tag = "folders", summary = "the folder's cover image",
+    params(("path" = String, Path, description = "a book folder relative to SOURCE_DIR, URL-encoded as one segment (`Author%2FBook`)")),
+    responses((status = 200, description = "the image", content((super::openapi::Binary = "image/jpeg"), (super::openapi::Binary = "image/png"))), (status = 400, description = "error", body = ErrorBody), (status = 403, description = "error", body = ErrorBody), (status = 404, description = "error", body = ErrorBody), (status = 422, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn cover(State(s): State<Shared>, Path(path): Path<String>) -> ApiResult<Response> {
     let folder = s.root.resolve(&path)?;
     blocking(move || {
@@ -421,19 +464,21 @@ pub async fn cover(State(s): State<Shared>, Path(path): Path<String>) -> ApiResu
 // ---------------------------------------------------------------------------------------------
 // Convert
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConvertOptionsIn {
+    #[schema(value_type = Option<super::openapi::PresetName>)]
     preset: Option<String>,
     bitrate: Option<u64>,
     sample_rate: Option<u32>,
     channels: Option<u16>,
+    #[schema(value_type = Option<super::openapi::ChapterTitlesName>)]
     chapter_titles: Option<String>,
     #[serde(default)]
     allow_damaged: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FolderIn {
     /// One folder, relative to SOURCE_DIR …
@@ -441,13 +486,16 @@ pub struct FolderIn {
     /// … or several folders that make one book, in order.
     paths: Option<Vec<String>>,
     output_name: Option<String>,
+    /// Tags to set (title, author, narrator, …), over what the files say.
     #[serde(default)]
+    #[schema(value_type = Object)]
     metadata: BookMetadata,
     #[serde(default)]
     options: ConvertOptionsIn,
     /// The files in this order (paths relative to the folder, as the plan's `rel_path`):
     /// what a person set when reviewing the plan (the web page). Empty: the natural order.
     #[serde(default)]
+    #[schema(value_type = Vec<String>)]
     order: Vec<std::path::PathBuf>,
     /// Chapter titles in the final order; an empty string keeps the planned title.
     #[serde(default)]
@@ -457,12 +505,21 @@ pub struct FolderIn {
     cover: Option<super::covers::CoverChoice>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConvertIn {
+    #[schema(min_items = 1, max_items = 100)]
     folders: Vec<FolderIn>,
 }
 
+#[utoipa::path(post, path = "/convert", tag = "jobs", summary = "create one pending job per entry",
+    params(("Idempotency-Key" = Option<String>, Header, description = "the same key and body within 24 h (also across a restart) returns the first request's jobs (200); the same key with another body is 422 idempotency_key_reused")),
+    request_body = ConvertIn,
+    responses(
+        (status = 201, description = "created", body = super::openapi::CreatedJobs),
+        (status = 200, description = "the jobs of an earlier request with the same Idempotency-Key", body = super::openapi::CreatedJobs),
+        (status = 413, description = "body too large", body = ErrorBody),
+        (status = 400, description = "error", body = ErrorBody), (status = 403, description = "error", body = ErrorBody), (status = 404, description = "error", body = ErrorBody), (status = 415, description = "error", body = ErrorBody), (status = 422, description = "error", body = ErrorBody), (status = 429, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn convert(
     State(s): State<Shared>,
     headers: HeaderMap,
@@ -479,13 +536,67 @@ pub async fn convert(
         .get("idempotency-key")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if let Some(k) = &key {
-        let mut seen = s.idempotency.lock().unwrap_or_else(|p| p.into_inner());
-        seen.retain(|_, (t, _)| t.elapsed() < IDEMPOTENCY_TTL);
-        if let Some((_, previous)) = seen.get(k) {
-            return Ok((StatusCode::OK, Json(previous.clone())).into_response());
+    // Held until the key is recorded (see AppState::idempotency).
+    let _one_at_a_time = match &key {
+        Some(_) => Some(s.idempotency.lock().await),
+        None => None,
+    };
+    let keyed = match key {
+        None => None,
+        Some(k) => {
+            if k.is_empty() || k.len() > MAX_IDEMPOTENCY_KEY_LEN {
+                return Err(ApiError::bad_request(
+                    format!("an Idempotency-Key has 1 to {MAX_IDEMPOTENCY_KEY_LEN} characters"),
+                    "send a UUID as the key",
+                ));
+            }
+            // Who (a token's id, never the token) and what: the same key from another
+            // caller is another key; from the same caller with another body, an error.
+            let caller = match &s.token {
+                Some(_) => headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .map(|t| format!("token:{}", super::layers::token_id(t.trim())))
+                    .unwrap_or_else(|| "anonymous".into()),
+                None => "anonymous".into(),
+            };
+            let hash = blake3::hash(&serde_json::to_vec(&body).expect("a request serializes"))
+                .to_hex()
+                .to_string();
+            let (s2, k2, c2) = (s.clone(), k.clone(), caller.clone());
+            let since = chrono::Utc::now() - IDEMPOTENCY_TTL;
+            let earlier =
+                blocking(move || Ok(s2.wf.store().find_idempotency_key(&k2, &c2, since)?)).await?;
+            if let Some(earlier) = earlier {
+                if earlier.body_hash != hash {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "idempotency_key_reused",
+                        format!(
+                            "Idempotency-Key {k:?} was used at {} for a different request",
+                            earlier.created_at
+                        ),
+                        "use a new key for a new request; resend the same body to get its jobs",
+                    ));
+                }
+                let s2 = s.clone();
+                let jobs = blocking(move || {
+                    let mut jobs = Vec::new();
+                    for id in earlier.job_ids {
+                        // A job deleted since is no longer shown.
+                        if let Some(j) = s2.wf.store().get(id)? {
+                            jobs.push(JobView::from(&j));
+                        }
+                    }
+                    Ok(jobs)
+                })
+                .await?;
+                return Ok((StatusCode::OK, Json(json!({ "jobs": jobs }))).into_response());
+            }
+            Some((k, caller, hash))
         }
-    }
+    };
     if body.folders.is_empty() || body.folders.len() > MAX_FOLDERS_PER_REQUEST {
         return Err(ApiError::bad_request(
             format!(
@@ -570,30 +681,48 @@ pub async fn convert(
         Ok(jobs)
     })
     .await?;
-    let body = json!({ "jobs": jobs });
-    if let Some(k) = key {
-        s.idempotency
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(k, (Instant::now(), body.clone()));
+    if let Some((key, caller, body_hash)) = keyed {
+        let now = chrono::Utc::now();
+        let record = aiom4b::workflow::IdempotencyRecord {
+            key,
+            caller,
+            body_hash,
+            job_ids: jobs.iter().map(|j| j.id).collect(),
+            created_at: now,
+        };
+        let s2 = s.clone();
+        blocking(move || {
+            Ok(s2
+                .wf
+                .store()
+                .record_idempotency_key(&record, now - IDEMPOTENCY_TTL)?)
+        })
+        .await?;
     }
-    Ok((StatusCode::CREATED, Json(body)).into_response())
+    Ok((StatusCode::CREATED, Json(json!({ "jobs": jobs }))).into_response())
 }
 
 // ---------------------------------------------------------------------------------------------
 // Jobs
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct JobsQuery {
+    #[param(value_type = Option<super::openapi::JobStatusName>)]
     status: Option<String>,
     text: Option<String>,
     created_after: Option<chrono::DateTime<chrono::Utc>>,
     created_before: Option<chrono::DateTime<chrono::Utc>>,
+    #[param(minimum = 1)]
     page: Option<usize>,
+    #[param(minimum = 1, maximum = 500)]
     per_page: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/jobs", tag = "jobs", summary = "jobs, newest first",
+    params(JobsQuery),
+    responses((status = 200, description = "a page of jobs", body = super::openapi::JobsPage), (status = 400, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn list_jobs(
     State(s): State<Shared>,
     q: Result<Query<JobsQuery>, axum::extract::rejection::QueryRejection>,
@@ -642,6 +771,9 @@ pub async fn list_jobs(
     .await
 }
 
+#[utoipa::path(get, path = "/jobs/{id}", tag = "jobs", summary = "one job",
+    params(("id" = String, Path, description = "a job id (UUID)")),
+    responses((status = 200, description = "the job", body = JobView), (status = 404, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn get_job_h(
     State(s): State<Shared>,
     Path(id): Path<String>,
@@ -650,13 +782,17 @@ pub async fn get_job_h(
     blocking(move || Ok(Json(JobView::from(&get_job(&s.wf, id)?)))).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     #[serde(default)]
     delete_output: bool,
 }
 
+#[utoipa::path(delete, path = "/jobs/{id}", tag = "jobs", summary = "delete a finished job's record (and with delete_output=true its file)",
+    params(("id" = String, Path, description = "a job id (UUID)"), DeleteQuery),
+    responses((status = 204, description = "deleted"), (status = 400, description = "error", body = ErrorBody), (status = 404, description = "error", body = ErrorBody), (status = 409, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn delete_job(
     State(s): State<Shared>,
     Path(id): Path<String>,
@@ -698,6 +834,9 @@ pub async fn delete_job(
     .await
 }
 
+#[utoipa::path(post, path = "/jobs/{id}/cancel", tag = "jobs", summary = "cancel a pending or running job",
+    params(("id" = String, Path, description = "a job id (UUID)")),
+    responses((status = 200, description = "cancelled (it was pending)", body = JobView), (status = 202, description = "cancelling (it was running)", body = JobView), (status = 404, description = "error", body = ErrorBody), (status = 409, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn cancel_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = parse_id(&id)?;
     blocking(move || {
@@ -718,6 +857,9 @@ pub async fn cancel_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiR
     .await
 }
 
+#[utoipa::path(post, path = "/jobs/{id}/retry", tag = "jobs", summary = "run a failed or cancelled job again, as a new job",
+    params(("id" = String, Path, description = "a job id (UUID)")),
+    responses((status = 201, description = "the new job", body = super::openapi::Retried), (status = 403, description = "error", body = ErrorBody), (status = 404, description = "error", body = ErrorBody), (status = 409, description = "error", body = ErrorBody), (status = 429, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn retry_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiResult<Response> {
     let id = parse_id(&id)?;
     blocking(move || {
@@ -758,12 +900,18 @@ pub async fn retry_job(State(s): State<Shared>, Path(id): Path<String>) -> ApiRe
     .await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ClearQuery {
+    /// An age such as 7d, 12h or 2w (default 7d).
+    #[param(example = "7d")]
     older_than: Option<String>,
 }
 
+#[utoipa::path(post, path = "/jobs/clear", tag = "jobs", summary = "archive finished jobs older than an age",
+    params(ClearQuery),
+    responses((status = 200, description = "archived", body = super::openapi::Cleared), (status = 400, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn clear_jobs(
     State(s): State<Shared>,
     q: Result<Query<ClearQuery>, axum::extract::rejection::QueryRejection>,
@@ -781,6 +929,9 @@ pub async fn clear_jobs(
     .await
 }
 
+#[utoipa::path(get, path = "/jobs/{id}/verify", tag = "jobs", summary = "the independent check of the job's output",
+    params(("id" = String, Path, description = "a job id (UUID)")),
+    responses((status = 200, description = "report", body = super::openapi::VerifyReport), (status = 404, description = "error", body = ErrorBody), (status = 409, description = "error", body = ErrorBody), (status = 422, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn verify_job(
     State(s): State<Shared>,
     Path(id): Path<String>,
@@ -822,6 +973,8 @@ pub async fn verify_job(
 // ---------------------------------------------------------------------------------------------
 // Backups
 
+#[utoipa::path(get, path = "/backups", tag = "backups", summary = "backups",
+    responses((status = 200, description = "backups", body = super::openapi::Backups), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn backups(State(s): State<Shared>) -> ApiResult<Json<serde_json::Value>> {
     blocking(move || Ok(Json(json!({ "backups": s.wf.backups().list()? })))).await
 }
@@ -837,6 +990,9 @@ fn backup_name(name: &str) -> ApiResult<&str> {
     Ok(name)
 }
 
+#[utoipa::path(post, path = "/backups/{name}/verify", tag = "backups", summary = "check a backup's checksums",
+    params(("name" = String, Path, description = "a backup name from GET /backups")),
+    responses((status = 200, description = "report", body = Object), (status = 400, description = "error", body = ErrorBody), (status = 403, description = "error", body = ErrorBody), (status = 404, description = "error", body = ErrorBody), (status = 422, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn verify_backup(
     State(s): State<Shared>,
     Path(name): Path<String>,
@@ -845,13 +1001,17 @@ pub async fn verify_backup(
     blocking(move || Ok(Json(json!(s.wf.backups().verify(&name)?)))).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreIn {
     /// A new folder under SOURCE_DIR, relative; it must not exist.
     to: String,
 }
 
+#[utoipa::path(post, path = "/backups/{name}/restore", tag = "backups", summary = "restore a backup into a new folder under SOURCE_DIR",
+    params(("name" = String, Path, description = "a backup name from GET /backups")),
+    request_body = RestoreIn,
+    responses((status = 201, description = "restored", body = Object), (status = 400, description = "error", body = ErrorBody), (status = 403, description = "error", body = ErrorBody), (status = 404, description = "error", body = ErrorBody), (status = 409, description = "error", body = ErrorBody), (status = 415, description = "error", body = ErrorBody), (status = 422, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn restore_backup(
     State(s): State<Shared>,
     Path(name): Path<String>,
@@ -899,8 +1059,45 @@ pub async fn restore_backup(
         ));
     }
     blocking(move || {
-        let report = s.wf.backups().restore(&name, Some(&target), false)?;
-        Ok((StatusCode::CREATED, Json(json!(report))).into_response())
+        // The library restores into `dir/{the original folder's name}`; `to` names the folder
+        // itself. So: restore into a fresh hidden folder beside the target, then rename the
+        // result onto the target without replacing anything that appeared there meanwhile.
+        let stage = parent.join(format!(".aiom4b-restore-{}", Uuid::new_v4()));
+        std::fs::create_dir(&stage).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "restore_failed",
+                format!("{}: {e}", stage.display()),
+                "check SOURCE_DIR's permissions",
+            )
+        })?;
+        let result =
+            s.wf.backups()
+                .restore(&name, Some(&stage), false)
+                .map_err(ApiError::from)
+                .and_then(|mut report| {
+                    use rustix::fs::{renameat_with, RenameFlags, CWD};
+                    renameat_with(CWD, &report.target, CWD, &target, RenameFlags::NOREPLACE)
+                        .map_err(|e| {
+                            if e == rustix::io::Errno::EXIST {
+                                ApiError::conflict(
+                                    format!("{} appeared meanwhile", target.display()),
+                                    "restore to a new folder; nothing is ever overwritten",
+                                )
+                            } else {
+                                ApiError::new(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    "restore_failed",
+                                    format!("{}: {e}", target.display()),
+                                    "check SOURCE_DIR's permissions",
+                                )
+                            }
+                        })?;
+                    report.target = target;
+                    Ok(report)
+                });
+        let _ = std::fs::remove_dir_all(&stage);
+        Ok((StatusCode::CREATED, Json(json!(result?))).into_response())
     })
     .await
 }

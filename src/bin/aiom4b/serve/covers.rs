@@ -16,14 +16,13 @@
 //! [`super::confine::SourceRoot`]; an image name is one plain file name in that folder
 //! (no `/`, no `..`, no hidden file), a regular file and not a symlink. An upload id is 64
 //! lowercase hex digits and nothing else, so it can only name a file in `uploads/`.
-use super::api::{ApiError, AppState, Shared};
+use super::api::{ApiError, AppState, ErrorBody, Shared};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::json;
 use std::io::Read as _;
@@ -38,7 +37,7 @@ const UPLOAD_PATH: &str = "/api/v1/covers";
 const HEADER_BYTES: u64 = 64 << 10;
 
 /// The cover a `POST /convert` entry asks for. Absent: the plan's own choice.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum CoverChoice {
     /// An image in the book folder (the first one, for a book of several), by file name.
@@ -49,13 +48,44 @@ pub enum CoverChoice {
     None,
 }
 
-/// The routes of this module, under `/api/v1`.
-pub fn routes() -> Router<Shared> {
-    Router::new()
-        .route("/folders/{path}/images", get(list_images))
-        .route("/folders/{path}/images/{name}", get(image))
-        .route("/covers", post(upload))
-        .route("/covers/{id}", get(uploaded))
+/// `GET /folders/{path}/images`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Images {
+    images: Vec<ImageView>,
+    /// What the plan takes without a choice: `{"kind":"folder","name"}`,
+    /// `{"kind":"embedded","file"}`, or null.
+    #[schema(value_type = Option<Object>)]
+    planned: Option<serde_json::Value>,
+}
+
+/// One image of a folder.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct ImageView {
+    name: String,
+    size_bytes: u64,
+    /// `image/jpeg` or `image/png`.
+    #[schema(rename = "type")]
+    kind: String,
+    width: Option<u32>,
+    height: Option<u32>,
+    /// The one the plan takes without a choice.
+    picked: bool,
+}
+
+/// `POST /covers`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Uploaded {
+    /// The id to give as `{"kind":"upload","id"}` in `POST /convert`.
+    id: String,
+    #[schema(rename = "type")]
+    kind: String,
+    size_bytes: u64,
+    width: Option<u32>,
+    height: Option<u32>,
+    url: String,
 }
 
 /// The service's body-size check ([`super::layers::body_size_layer`]) with the larger limit
@@ -168,6 +198,9 @@ fn read_at_most(p: &FsPath, limit: u64) -> std::io::Result<Vec<u8>> {
 }
 
 /// `GET /folders/{path}/images`.
+#[utoipa::path(get, path = "/folders/{path}/images", tag = "folders", summary = "the folder's JPEG and PNG images, and which one the plan picked",
+    params(("path" = String, Path, description = "the folder relative to SOURCE_DIR, URL-encoded as one segment")),
+    responses((status = 200, description = "images", body = Images), (status = 400, description = "error", body = ErrorBody), (status = 403, description = "error", body = ErrorBody), (status = 404, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn list_images(
     State(s): State<Shared>,
     Path(path): Path<String>,
@@ -253,6 +286,10 @@ fn image_response(data: Vec<u8>, mime: &'static str) -> Response {
 }
 
 /// `GET /folders/{path}/images/{name}`.
+#[utoipa::path(get, path = "/folders/{path}/images/{name}", tag = "folders", summary = "one image of the folder, by file name",
+    params(("path" = String, Path, description = "the folder relative to SOURCE_DIR, URL-encoded as one segment"),
+           ("name" = String, Path, description = "a file name in that folder")),
+    responses((status = 200, description = "the image", content((super::openapi::Binary = "image/jpeg"), (super::openapi::Binary = "image/png"))), (status = 400, description = "error", body = ErrorBody), (status = 403, description = "error", body = ErrorBody), (status = 404, description = "error", body = ErrorBody), (status = 415, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn image(
     State(s): State<Shared>,
     Path((path, name)): Path<(String, String)>,
@@ -300,6 +337,9 @@ fn upload_path(s: &AppState, id: &str) -> Result<PathBuf, ApiError> {
 }
 
 /// `POST /covers`: the body is the image.
+#[utoipa::path(post, path = "/covers", tag = "folders", summary = "upload a cover image (JPEG or PNG, by content; at most 10 MiB); stored by content, answered with its id",
+    request_body(description = "the image file", content((super::openapi::Binary = "image/jpeg"), (super::openapi::Binary = "image/png"), (super::openapi::Binary = "application/octet-stream"))),
+    responses((status = 201, description = "stored", body = Uploaded), (status = 400, description = "error", body = ErrorBody), (status = 403, description = "error", body = ErrorBody), (status = 413, description = "error", body = ErrorBody), (status = 415, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn upload(State(s): State<Shared>, body: Body) -> Result<Response, ApiError> {
     let data = axum::body::to_bytes(body, MAX_UPLOAD_BYTES)
         .await
@@ -344,6 +384,9 @@ pub async fn upload(State(s): State<Shared>, body: Body) -> Result<Response, Api
 }
 
 /// `GET /covers/{id}`: an uploaded image.
+#[utoipa::path(get, path = "/covers/{id}", tag = "folders", summary = "an uploaded cover image",
+    params(("id" = String, Path, description = "the id `POST /covers` answered")),
+    responses((status = 200, description = "the image", content((super::openapi::Binary = "image/jpeg"), (super::openapi::Binary = "image/png"))), (status = 404, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn uploaded(
     State(s): State<Shared>,
     Path(id): Path<String>,

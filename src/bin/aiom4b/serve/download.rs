@@ -14,6 +14,15 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 /// Read size of the streamed body.
 const CHUNK: usize = 64 * 1024;
 
+#[utoipa::path(get, path = "/download/{id}", tag = "jobs", summary = "the M4B of a completed job (Range, ETag)",
+    params(("id" = String, Path, description = "a job id (UUID)")),
+    responses(
+        (status = 200, description = "the book", body = super::openapi::Binary, content_type = "audio/mp4"),
+        (status = 206, description = "a range of the book", body = super::openapi::Binary, content_type = "audio/mp4"),
+        (status = 304, description = "not modified (If-None-Match)"),
+        (status = 404, description = "error", body = super::api::ErrorBody),
+        (status = 416, description = "error", body = super::api::ErrorBody),
+        (status = 500, description = "error", body = super::api::ErrorBody)))]
 pub async fn download(
     State(s): State<Shared>,
     Path(id): Path<String>,

@@ -48,9 +48,13 @@ struct Inner {
     next_seq: u64,
     ring: VecDeque<Arc<Record>>,
     clocks: HashMap<Uuid, JobClock>,
+    /// The `finished` record's number of every job that ended in this process (one entry of
+    /// 24 bytes per job; outlives the ring so that a late reconnect still learns it is done).
+    finals: HashMap<Uuid, u64>,
 }
 
 pub struct EventHub {
+    first_seq: u64,
     inner: Mutex<Inner>,
     tx: broadcast::Sender<Arc<Record>>,
 }
@@ -70,11 +74,14 @@ fn first_seq() -> u64 {
 
 impl EventHub {
     pub fn new() -> Self {
+        let first = first_seq();
         EventHub {
+            first_seq: first,
             inner: Mutex::new(Inner {
-                next_seq: first_seq(),
+                next_seq: first,
                 ring: VecDeque::with_capacity(RING_LEN),
                 clocks: HashMap::new(),
+                finals: HashMap::new(),
             }),
             tx: broadcast::channel(CHANNEL_LEN).0,
         }
@@ -107,6 +114,22 @@ impl EventHub {
             - 1
     }
 
+    /// Whether `id` was handed out by this process: a record's number, or [`Self::last_seq`]
+    /// (one below the first record's) as the id of an event made from a job's record.
+    pub fn issued_here(&self, id: u64) -> bool {
+        id + 1 >= self.first_seq
+    }
+
+    /// The number of `job`'s `finished` record, if it ended in this process.
+    pub fn final_seq(&self, job: Uuid) -> Option<u64> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .finals
+            .get(&job)
+            .copied()
+    }
+
     /// Records an event made by the service itself (a pending job cancelled, say).
     pub fn publish(&self, job: Uuid, name: &'static str, data: serde_json::Value) {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
@@ -121,6 +144,9 @@ impl EventHub {
             data: json!({ "job_id": job, "event": name, "data": data }).to_string(),
         });
         inner.next_seq += 1;
+        if record.is_final() {
+            inner.finals.insert(job, record.seq);
+        }
         if inner.ring.len() == RING_LEN {
             inner.ring.pop_front();
         }

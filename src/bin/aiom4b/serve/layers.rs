@@ -1,5 +1,6 @@
 //! What every request goes through, outermost first: metrics (route, status, latency), the
-//! per-request timeout, the bearer token, and the audit line of every mutating request.
+//! audit line of every mutating request, the body size, the per-request timeout, and the
+//! bearer token.
 //!
 //! The timeout bounds producing the response's head; a download or an event stream that has
 //! started goes on as long as the client reads it.
@@ -11,9 +12,6 @@ use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
-
-/// A request that has produced no response after this long gets 503.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The peer's address, put into every request by the connection loop.
 #[derive(Debug, Clone, Copy)]
@@ -56,19 +54,20 @@ pub async fn body_size_layer(State(max): State<usize>, req: Request, next: Next)
     next.run(req).await
 }
 
-pub async fn timeout_layer(req: Request, next: Next) -> Response {
-    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(req)).await {
+/// A request that has produced no response after `limit` gets 503 (`--request-timeout-ms`).
+pub async fn timeout_layer(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!(
-                "the request took longer than {}s",
-                REQUEST_TIMEOUT.as_secs()
-            ),
-            "try again later",
-        )
-        .into_response(),
+        Err(_) => {
+            let mut e = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("the request took longer than {} ms", limit.as_millis()),
+                "try again later",
+            );
+            e.retry_after = Some(1);
+            e.into_response()
+        }
     }
 }
 
@@ -82,7 +81,7 @@ fn is_open_route(path: &str) -> bool {
 #[derive(Debug, Clone)]
 struct Who(String);
 
-pub async fn auth_layer(State(s): State<Shared>, mut req: Request, next: Next) -> Response {
+pub async fn auth_layer(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let peer = req
         .extensions()
         .get::<Peer>()
@@ -118,8 +117,11 @@ pub async fn auth_layer(State(s): State<Shared>, mut req: Request, next: Next) -
             format!("token:{}@{peer}", token_id(token))
         }
     };
-    req.extensions_mut().insert(Who(who));
-    next.run(req).await
+    // On the response too: the audit layer runs outside this one (so that it also sees the
+    // requests refused before here: too large, timed out) and reads it there.
+    let mut resp = next.run(req).await;
+    resp.extensions_mut().insert(Who(who));
+    resp
 }
 
 /// A short, stable id of a token for logs: the first 8 hex digits of its BLAKE3 hash (the
@@ -128,24 +130,42 @@ pub fn token_id(token: &str) -> String {
     blake3::hash(token.as_bytes()).to_hex()[..8].to_string()
 }
 
+/// One audit line per mutating request, whatever became of it: who (the token's id, or
+/// `anonymous` without a configured token, or `unauthenticated` when refused before the token
+/// was checked or for a wrong one; with the peer address), what (method and path), and the
+/// result (status, and ok/refused/failed).
 pub async fn audit_layer(req: Request, next: Next) -> Response {
     let mutating = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
     if !mutating {
         return next.run(req).await;
     }
-    let who = req
+    let peer = req
+        .extensions()
+        .get::<Peer>()
+        .map(|p| p.0.to_string())
+        .unwrap_or_else(|| "unknown".into());
+    let what = format!("{} {}", req.method(), req.uri().path());
+    let resp = next.run(req).await;
+    let who = resp
         .extensions()
         .get::<Who>()
         .map(|w| w.0.clone())
-        .unwrap_or_default();
-    let what = format!("{} {}", req.method(), req.uri().path());
-    let resp = next.run(req).await;
+        .unwrap_or_else(|| format!("unauthenticated@{peer}"));
+    let status = resp.status();
+    let result = if status.is_server_error() {
+        "failed"
+    } else if status.is_client_error() {
+        "refused"
+    } else {
+        "ok"
+    };
     tracing::info!(
         target: "aiom4b::audit",
         action = "http.request",
         who = %who,
         what = %what,
-        status = resp.status().as_u16(),
+        status = status.as_u16(),
+        result,
         "api request"
     );
     resp

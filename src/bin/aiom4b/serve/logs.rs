@@ -1,6 +1,6 @@
 //! `GET /jobs/{id}/log`: a job's own log lines (captured by `crate::joblog` into the store),
 //! read in pages: `?after=SEQ&limit=N`, oldest first; `next` continues after the last line.
-use super::api::{blocking, get_job, parse_id, ApiError, ApiResult, Shared};
+use super::api::{blocking, get_job, parse_id, ApiError, ApiResult, ErrorBody, Shared};
 use aiom4b::workflow::jobs::JobLogLine;
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -10,23 +10,47 @@ use serde::{Deserialize, Serialize};
 const DEFAULT_LIMIT: usize = 200;
 const MAX_LIMIT: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
     /// Only lines after this `seq` (0: from the start).
     #[serde(default)]
+    #[param(minimum = 0)]
     after: i64,
+    /// Lines at most (default 200).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LogPage {
+    #[schema(value_type = Vec<LogLine>)]
     lines: Vec<JobLogLine>,
     /// Pass as `after` to get the lines written since.
     next: i64,
 }
 
+/// One log line of the job (the library's `JobLogLine`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct LogLine {
+    /// Increasing within the job.
+    seq: i64,
+    job_id: uuid::Uuid,
+    time: chrono::DateTime<chrono::Utc>,
+    /// ERROR, WARN or INFO.
+    level: String,
+    target: String,
+    message: String,
+    #[schema(value_type = Object)]
+    fields: serde_json::Value,
+}
+
+#[utoipa::path(get, path = "/jobs/{id}/log", tag = "jobs", summary = "the job's log lines, oldest first (?after=SEQ continues)",
+    params(("id" = String, Path, description = "a job id (UUID)"), LogQuery),
+    responses((status = 200, description = "lines", body = LogPage), (status = 400, description = "error", body = ErrorBody), (status = 404, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn job_log(
     State(s): State<Shared>,
     Path(id): Path<String>,

@@ -42,6 +42,8 @@ pub fn job_finished(job: &Job, elapsed: Duration) {
     }
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "service", summary = "Prometheus metrics",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(s): State<Shared>) -> Response {
     let s2 = s.clone();
     let stats = tokio::task::spawn_blocking(move || s2.wf.store().stats())

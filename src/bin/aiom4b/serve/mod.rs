@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  accept loop (connection cap, header-read timeout) ─▶ hyper ─▶ axum router
-//!     layers: metrics ─▶ timeout ─▶ token ─▶ audit ─▶ handlers (api, stream, download)
+//!     layers: [cors] ─▶ metrics ─▶ audit ─▶ body size ─▶ timeout ─▶ token ─▶ handlers
 //!  handlers ─▶ queue (pending jobs in the store) ─▶ worker threads ─▶ JobRunner::run_queued
 //!  runner's JobEvents ─▶ EventHub (ring + broadcast) ─▶ SSE streams
 //! ```
@@ -29,12 +29,14 @@ mod stream;
 
 use anyhow::{bail, Context as _, Result};
 use api::AppState;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::Router;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa::OpenApi as _;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Largest request body: a convert request for many books is a few KiB.
 const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -59,6 +61,10 @@ pub struct ServeArgs {
     /// Seconds a client has to send its request head (against slowloris).
     #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout_secs: u64,
+    /// Milliseconds a request has to produce its response head (a download or an event stream
+    /// that has started goes on); beyond it 503.
+    #[arg(long, env = "REQUEST_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
     /// When API_TOKEN is not set: create DATA_DIR/api_token (mode 0600) and print it once.
     #[arg(long)]
     pub generate_token: bool,
@@ -110,35 +116,78 @@ fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-fn router(state: api::Shared) -> Router {
-    let v1 = Router::new()
-        .route("/health", get(api::health))
-        .route("/ready", get(api::ready))
-        .route("/stats", get(api::stats))
-        .route("/metrics", get(metrics::metrics))
-        .route("/openapi.json", get(openapi::document))
-        .route("/folders", get(api::folders))
-        .route("/folders/{path}/plan", get(api::plan))
-        .route("/folders/{path}/cover", get(api::cover))
-        .route("/convert", post(api::convert))
-        .route("/jobs", get(api::list_jobs))
-        .route("/jobs/clear", post(api::clear_jobs))
-        .route("/jobs/{id}", get(api::get_job_h).delete(api::delete_job))
-        .route("/jobs/{id}/cancel", post(api::cancel_job))
-        .route("/jobs/{id}/retry", post(api::retry_job))
-        .route("/jobs/{id}/events", get(stream::job_events))
-        .route("/jobs/{id}/verify", get(api::verify_job))
-        .route("/jobs/{id}/log", get(logs::job_log))
-        .route("/events", get(stream::all_events))
-        .route("/download/{id}", get(download::download))
-        .route("/backups", get(api::backups))
-        .route("/backups/{name}/verify", post(api::verify_backup))
-        .route("/backups/{name}/restore", post(api::restore_backup))
-        .merge(covers::routes());
-    Router::new()
+/// The routes of `/api/v1`, each registered together with its operation in the OpenAPI
+/// document (utoipa-axum): nothing is served here that the document does not describe.
+fn api_router() -> OpenApiRouter<api::Shared> {
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(api::health))
+        .routes(routes!(api::ready))
+        .routes(routes!(api::stats))
+        .routes(routes!(metrics::metrics))
+        .routes(routes!(openapi::document))
+        .routes(routes!(api::folders))
+        .routes(routes!(api::plan))
+        .routes(routes!(api::cover))
+        .routes(routes!(api::convert))
+        .routes(routes!(api::list_jobs))
+        .routes(routes!(api::clear_jobs))
+        .routes(routes!(api::get_job_h, api::delete_job))
+        .routes(routes!(api::cancel_job))
+        .routes(routes!(api::retry_job))
+        .routes(routes!(stream::job_events))
+        .routes(routes!(api::verify_job))
+        .routes(routes!(stream::all_events))
+        .routes(routes!(download::download))
+        .routes(routes!(api::backups))
+        .routes(routes!(api::verify_backup))
+        .routes(routes!(api::restore_backup))
+        .routes(routes!(logs::job_log))
+        .routes(routes!(covers::list_images))
+        .routes(routes!(covers::image))
+        .routes(routes!(covers::upload))
+        .routes(routes!(covers::uploaded))
+}
+
+/// Browsers on these origins may call the API (`CORS_ORIGINS`); none configured: no layer,
+/// so no CORS header is ever sent.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{header, HeaderName, HeaderValue, Method};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([
+                header::RETRY_AFTER,
+                header::CONTENT_DISPOSITION,
+                header::ETAG,
+                header::LOCATION,
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+fn router(state: api::Shared, request_timeout: Duration) -> Router {
+    let (v1, doc) = api_router().split_for_parts();
+    let doc = openapi::Document(Arc::new(openapi::finish(doc)));
+    let app = Router::new()
         .nest("/api/v1", v1)
         .route("/docs", get(openapi::docs))
         .route("/metrics", get(metrics::metrics))
+        .layer(axum::Extension(doc))
         .fallback(|| async {
             api::ApiError::not_found(
                 "not_found",
@@ -146,17 +195,25 @@ fn router(state: api::Shared) -> Router {
                 "see /api/v1/openapi.json",
             )
         })
-        .layer(axum::middleware::from_fn(layers::audit_layer))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             layers::auth_layer,
         ))
-        .layer(axum::middleware::from_fn(layers::timeout_layer))
+        .layer(axum::middleware::from_fn_with_state(
+            request_timeout,
+            layers::timeout_layer,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         // MAX_BODY_BYTES, and covers::MAX_UPLOAD_BYTES for cover uploads.
         .layer(axum::middleware::from_fn(covers::body_size_layer))
-        .layer(axum::middleware::from_fn(layers::metrics_layer))
-        .with_state(state)
+        .layer(axum::middleware::from_fn(layers::audit_layer))
+        .layer(axum::middleware::from_fn(layers::metrics_layer));
+    // Outermost: a preflight is answered before the token is asked for.
+    let app = match cors(&state.wf.config().cors_origins) {
+        Some(c) => app.layer(c),
+        None => app,
+    };
+    app.with_state(state)
 }
 
 /// `aiom4b serve`.
@@ -188,7 +245,10 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: ServeArgs) -> Result<u8> {
         idempotency: Default::default(),
     });
     // The web page (src/bin/aiom4b/web/) in front of the API, with its login cookie.
-    let app = crate::web::with_page(router(state.clone()), state);
+    let app = crate::web::with_page(
+        router(state.clone(), Duration::from_millis(a.request_timeout_ms)),
+        state,
+    );
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -293,5 +353,56 @@ async fn serve(
                 tracing::debug!(error = %e, peer = %peer, "connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The router is built from the same `routes!` as the document, so every served route is
+    /// documented by construction; this pins the list and what every operation must say.
+    #[test]
+    fn the_document_describes_every_route_with_its_auth() {
+        let doc = openapi::finish(api_router().into_openapi());
+        let mut ops = Vec::new();
+        for (path, item) in &doc.paths.paths {
+            for (m, op) in [
+                ("get", &item.get),
+                ("post", &item.post),
+                ("delete", &item.delete),
+            ] {
+                let Some(op) = op else { continue };
+                ops.push(format!("{m} {path}"));
+                let codes = &op.responses.responses;
+                assert!(
+                    codes.contains_key("401") && codes.contains_key("503"),
+                    "{path}"
+                );
+                assert!(
+                    codes.keys().any(|c| c.starts_with('2')),
+                    "{m} {path} documents no success"
+                );
+            }
+        }
+        assert_eq!(ops.len(), 27, "{ops:#?}");
+        for op in [
+            "get /jobs/{id}",
+            "delete /jobs/{id}",
+            "get /folders/{path}/cover",
+            "get /jobs/{id}/log",
+            "get /folders/{path}/images",
+            "get /folders/{path}/images/{name}",
+            "post /covers",
+            "get /covers/{id}",
+        ] {
+            assert!(ops.iter().any(|o| o == op), "{op} missing: {ops:#?}");
+        }
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(
+            json["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert_eq!(json["servers"][0]["url"], "/api/v1");
     }
 }

@@ -127,6 +127,11 @@ impl Queue {
         self.lock().pending.len() + n <= self.max_pending
     }
 
+    /// Is `id` running on one of this service's workers (its final event may still be coming)?
+    pub fn is_running(&self, id: Uuid) -> bool {
+        self.lock().running.contains(&id)
+    }
+
     pub fn lengths(&self) -> (usize, usize) {
         let st = self.lock();
         (st.pending.len(), st.running.len())

@@ -4,12 +4,18 @@
 //! still kept, then the live ones. A job's stream ends after its `finished` event; for a job
 //! that had already ended before the client came (and whose events left the ring), the stream
 //! is that one `finished` event, made from the job's record.
+//!
+//! A browser's `EventSource` reconnects whenever a stream ends; per the HTML standard it stops
+//! only on a response that is not 200 `text/event-stream`. So a reconnect to an ended job's
+//! stream whose `Last-Event-ID` is at or after the job's `finished` event gets 204 No Content:
+//! the client has everything.
 use super::api::{ApiError, JobView, Shared};
 use super::events::Record;
 use aiom4b::workflow::JobStatus;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse as _;
 use futures_util::stream::{self, Stream, StreamExt};
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -62,11 +68,19 @@ fn records(
     (missed, live)
 }
 
+#[utoipa::path(get, path = "/jobs/{id}/events", tag = "events", summary = "the job's events (SSE); Last-Event-ID resumes",
+    params(("id" = String, Path, description = "a job id (UUID)"),
+           ("Last-Event-ID" = Option<String>, Header, description = "the id of the last event seen")),
+    responses(
+        (status = 200, description = "Server-Sent Events until the job's `finished` event", body = String, content_type = "text/event-stream"),
+        (status = 204, description = "the job has ended and `Last-Event-ID` is at or after its `finished` event: nothing more will come (an EventSource stops reconnecting)"),
+        (status = 404, description = "error", body = super::api::ErrorBody),
+        (status = 500, description = "error", body = super::api::ErrorBody)))]
 pub async fn job_events(
     State(s): State<Shared>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<impl axum::response::IntoResponse, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let not_found = || {
         ApiError::not_found(
             "job_not_found",
@@ -86,6 +100,16 @@ pub async fn job_events(
         job.status,
         JobStatus::Completed | JobStatus::Failed | JobStatus::Cancelled
     );
+    let seen_final = match s.hub.final_seq(uuid) {
+        Some(f) => after >= f,
+        // Ended elsewhere (an earlier process, the CLI): the client's id is from this process,
+        // so it was sent the `finished` event made from the record. A job still on a worker
+        // here is not done even if the store says so: its final event is about to come.
+        None => s.hub.issued_here(after) && !s.queue.is_running(uuid),
+    };
+    if ended && after > 0 && seen_final {
+        return Ok(axum::http::StatusCode::NO_CONTENT.into_response());
+    }
     let stream: EventStream = if missed.iter().any(|r| r.is_final()) || ended {
         // Everything is known: what was missed, and the end.
         let mut items: Vec<Event> = missed
@@ -127,9 +151,14 @@ pub async fn job_events(
             .map(|r| Ok(to_event(&r)));
         Box::pin(until_final)
     };
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
 }
 
+#[utoipa::path(get, path = "/events", tag = "events", summary = "all jobs' events (SSE); Last-Event-ID resumes",
+    params(("Last-Event-ID" = Option<String>, Header, description = "the id of the last event seen")),
+    responses((status = 200, description = "Server-Sent Events, never ending", body = String, content_type = "text/event-stream")))]
 pub async fn all_events(
     State(s): State<Shared>,
     headers: HeaderMap,

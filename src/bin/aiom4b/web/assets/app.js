@@ -872,8 +872,8 @@ async function backups() {
               type: 'button', class: 'restore', 'aria-label': `Restore ${b.name}`, onclick: async () => {
                 try {
                   const r = await api('POST', `/backups/${enc(b.name)}/restore`, { to: to.value });
-                  // The book's folder is restored inside the new folder, under its own name.
-                  state.replaceChildren(`restored ${r.files} files to ${to.value}/${r.target.split('/').pop()}`);
+                  // The new folder is the restored book folder.
+                  state.replaceChildren(`restored ${r.files} files to ${to.value}`);
                 } catch (e) { flash(e); }
               },
             }, 'Restore')));

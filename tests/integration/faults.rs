@@ -806,6 +806,27 @@ fn a_store_that_fails_after_publishing_does_not_fail_the_job() {
             self.check()?;
             self.inner.record_idempotency_key(record, expired_before)
         }
+        fn claim_next(
+            &self,
+            owner: &aiom4b::workflow::process::ProcessIdentity,
+            ttl: Duration,
+        ) -> R<Option<Job>> {
+            self.check()?;
+            self.inner.claim_next(owner, ttl)
+        }
+        fn renew_lease(
+            &self,
+            id: uuid::Uuid,
+            token: uuid::Uuid,
+            ttl: Duration,
+        ) -> R<Option<aiom4b::workflow::jobs::Lease>> {
+            self.check()?;
+            self.inner.renew_lease(id, token, ttl)
+        }
+        fn requeue_expired(&self, max_attempts: u32) -> R<Vec<(uuid::Uuid, JobStatus)>> {
+            self.check()?;
+            self.inner.requeue_expired(max_attempts)
+        }
     }
 
     let w = World::new();

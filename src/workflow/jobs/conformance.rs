@@ -25,6 +25,10 @@ macro_rules! store_suite {
             only_finished_jobs_are_deleted_and_their_log_with_them,
             log_lines_page_in_order_per_job,
             idempotency_keys_are_per_caller_and_expire,
+            claims_take_the_oldest_free_job_once_each,
+            concurrent_claims_never_share_a_job,
+            a_lease_is_renewed_only_by_its_holder_and_fences_updates,
+            expired_leases_go_back_to_the_queue_or_fail_at_the_maximum,
         );
     };
     (@cases $make:expr; $($case:ident,)*) => {
@@ -406,4 +410,199 @@ pub(crate) fn idempotency_keys_are_per_caller_and_expire(s: &dyn JobStore) {
         s.find_idempotency_key("k", "anonymous", now - day).unwrap(),
         Some(again)
     );
+}
+
+fn worker(n: u32) -> ProcessIdentity {
+    ProcessIdentity {
+        pid: 1000 + n,
+        hostname: format!("worker-{n}"),
+        start_ticks: Some(n as u64),
+    }
+}
+
+const LONG: std::time::Duration = std::time::Duration::from_secs(600);
+const SHORT: std::time::Duration = std::time::Duration::from_millis(20);
+
+pub(crate) fn claims_take_the_oldest_free_job_once_each(s: &dyn JobStore) {
+    let t = super::now_millis();
+    let mut older = job("/older");
+    older.created_at = t - Duration::seconds(2);
+    let mut mine = job("/run by its own process");
+    mine.created_at = t - Duration::seconds(3);
+    mine.owner = Some(worker(9));
+    let newer = job("/newer");
+    let mut done = finished("/done", JobStatus::Completed, Duration::hours(1));
+    done.created_at = t - Duration::days(1);
+    for j in [&newer, &older, &mine, &done] {
+        s.insert(j).unwrap();
+    }
+    let first = s.claim_next(&worker(1), LONG).unwrap().expect("a job");
+    assert_eq!(first.id, older.id, "the oldest free pending job");
+    assert_eq!(first.owner, Some(worker(1)));
+    let lease = first.lease.expect("a lease");
+    assert!(lease.expires_at > Utc::now() + Duration::seconds(500));
+    assert_eq!(s.get(first.id).unwrap().unwrap(), first, "as stored");
+    let second = s.claim_next(&worker(2), LONG).unwrap().expect("a job");
+    assert_eq!(second.id, newer.id);
+    assert_ne!(second.lease.unwrap().token, lease.token);
+    assert_eq!(
+        s.claim_next(&worker(3), LONG).unwrap(),
+        None,
+        "a job its own process runs, and a finished one, are not claimed"
+    );
+}
+
+pub(crate) fn concurrent_claims_never_share_a_job(s: &dyn JobStore) {
+    let mut ids: Vec<Uuid> = (0..12)
+        .map(|i| {
+            let j = job(&format!("/book {i}"));
+            s.insert(&j).unwrap();
+            j.id
+        })
+        .collect();
+    let claimed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for w in 0..4 {
+            let claimed = &claimed;
+            scope.spawn(move || {
+                while let Some(j) = s.claim_next(&worker(w), LONG).unwrap() {
+                    claimed.lock().unwrap().push(j.id);
+                }
+            });
+        }
+    });
+    let mut claimed = claimed.into_inner().unwrap();
+    claimed.sort();
+    ids.sort();
+    assert_eq!(claimed, ids, "every job exactly once");
+}
+
+pub(crate) fn a_lease_is_renewed_only_by_its_holder_and_fences_updates(s: &dyn JobStore) {
+    s.insert(&job("/a")).unwrap();
+    let mut j = s.claim_next(&worker(1), SHORT).unwrap().unwrap();
+    let lease = j.lease.unwrap();
+    let renewed = s
+        .renew_lease(j.id, lease.token, LONG)
+        .unwrap()
+        .expect("the holder renews");
+    assert_eq!(renewed.token, lease.token);
+    assert!(renewed.expires_at > lease.expires_at);
+    assert_eq!(s.get(j.id).unwrap().unwrap().lease, Some(renewed));
+    assert_eq!(
+        s.renew_lease(j.id, Uuid::new_v4(), LONG).unwrap(),
+        None,
+        "another token renews nothing"
+    );
+    // The holder's updates go through (and leave the renewed lease alone)...
+    j.status = JobStatus::Processing;
+    assert!(s.update(&j, JobStatus::Pending).unwrap());
+    assert_eq!(s.get(j.id).unwrap().unwrap().lease, Some(renewed));
+    // ...one without the token does not, nor one with another token.
+    let mut stranger = j.clone();
+    stranger.lease = None;
+    stranger.progress_percent = 50.0;
+    assert!(!s.update(&stranger, JobStatus::Processing).unwrap());
+    stranger.lease = Some(super::Lease {
+        token: Uuid::new_v4(),
+        ..lease
+    });
+    assert!(!s.update(&stranger, JobStatus::Processing).unwrap());
+    assert_eq!(s.get(j.id).unwrap().unwrap().progress_percent, 0.0);
+}
+
+pub(crate) fn expired_leases_go_back_to_the_queue_or_fail_at_the_maximum(s: &dyn JobStore) {
+    s.insert(&job("/a")).unwrap();
+    s.insert(&job("/b")).unwrap();
+    s.insert(&job("/c")).unwrap();
+    // a: processing, expires; b: processing with its attempts used up, expires;
+    // c: claimed but still pending (died in its backup), expires.
+    let mut a = s.claim_next(&worker(1), SHORT).unwrap().unwrap();
+    a.status = JobStatus::Processing;
+    a.attempts = 1;
+    a.progress_percent = 40.0;
+    assert!(s.update(&a, JobStatus::Pending).unwrap());
+    let mut b = s.claim_next(&worker(2), SHORT).unwrap().unwrap();
+    b.status = JobStatus::Processing;
+    b.attempts = 3;
+    assert!(s.update(&b, JobStatus::Pending).unwrap());
+    let c = s.claim_next(&worker(3), SHORT).unwrap().unwrap();
+    // A live lease is not touched.
+    s.insert(&job("/d")).unwrap();
+    let d = s.claim_next(&worker(4), LONG).unwrap().unwrap();
+    std::thread::sleep(SHORT * 3);
+
+    let mut moved = s.requeue_expired(3).unwrap();
+    moved.sort_by_key(|(id, _)| *id);
+    let mut want = vec![
+        (a.id, JobStatus::Pending),
+        (b.id, JobStatus::Failed),
+        (c.id, JobStatus::Pending),
+    ];
+    want.sort_by_key(|(id, _)| *id);
+    assert_eq!(moved, want);
+    let a2 = s.get(a.id).unwrap().unwrap();
+    assert_eq!((a2.owner, a2.lease, a2.attempts), (None, None, 1));
+    assert_eq!(a2.progress_percent, 0.0);
+    assert_eq!(
+        s.get(c.id).unwrap().unwrap().attempts,
+        1,
+        "died before converting"
+    );
+    let b2 = s.get(b.id).unwrap().unwrap();
+    assert!(b2.finished_at.is_some());
+    let e = b2.error.expect("why it failed");
+    assert_eq!(e.category, ErrorCategory::System);
+    assert!(e.message.contains("lease expired"), "{}", e.message);
+    assert_eq!(
+        s.get(d.id).unwrap().unwrap().lease,
+        d.lease,
+        "live lease kept"
+    );
+    // The old holder is fenced off; the job is claimed again by another process.
+    a.progress_percent = 99.0;
+    assert!(!s.update(&a, JobStatus::Processing).unwrap());
+    assert!(s
+        .renew_lease(a.id, a.lease.unwrap().token, LONG)
+        .unwrap()
+        .is_none());
+    let mut again = Vec::new();
+    while let Some(j) = s.claim_next(&worker(5), LONG).unwrap() {
+        again.push(j.id);
+    }
+    again.sort();
+    let mut want = vec![a.id, c.id];
+    want.sort();
+    assert_eq!(again, want);
+    assert!(s.requeue_expired(3).unwrap().is_empty());
+}
+
+/// Claims from several connections at once (one store per worker, as separate processes
+/// have): every job is claimed exactly once. `open` opens another store on the same database.
+pub(crate) fn claims_from_separate_connections_never_share_a_job(
+    open: &(dyn Fn() -> Box<dyn JobStore> + Sync),
+) {
+    let first = open();
+    let mut ids: Vec<Uuid> = (0..24)
+        .map(|i| {
+            let j = job(&format!("/book {i}"));
+            first.insert(&j).unwrap();
+            j.id
+        })
+        .collect();
+    let claimed = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for w in 0..4 {
+            let claimed = &claimed;
+            scope.spawn(move || {
+                let store = open();
+                while let Some(j) = store.claim_next(&worker(w), LONG).unwrap() {
+                    claimed.lock().unwrap().push(j.id);
+                }
+            });
+        }
+    });
+    let mut claimed = claimed.into_inner().unwrap();
+    claimed.sort();
+    ids.sort();
+    assert_eq!(claimed, ids, "every job exactly once");
 }

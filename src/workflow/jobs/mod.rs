@@ -144,6 +144,22 @@ pub struct Job {
     /// keeps them.
     #[serde(default)]
     pub post_action: Option<String>,
+    /// The claim of the process that runs the job from a shared queue
+    /// ([`JobStore::claim_next`]); `None` for a job its creating process runs itself.
+    #[serde(default)]
+    pub lease: Option<Lease>,
+}
+
+/// A process's claim on a job: it holds the job until `expires_at` and renews the claim while
+/// it works ([`JobStore::renew_lease`]). A process that dies loses it at expiry and the job
+/// goes back to the queue ([`JobStore::requeue_expired`]). The token fences writes: an update
+/// from a process whose lease was taken over does nothing ([`JobStore::update`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Random, new for every claim.
+    pub token: Uuid,
+    /// Until when the claim holds (the store's clock).
+    pub expires_at: DateTime<Utc>,
 }
 
 impl Job {
@@ -170,6 +186,7 @@ impl Job {
             part_path: None,
             temp_paths: Vec::new(),
             post_action: None,
+            lease: None,
         }
     }
 }
@@ -363,7 +380,9 @@ pub trait JobStore: Send + Sync {
     fn get(&self, id: Uuid) -> Result<Option<Job>, StoreError>;
     /// Jobs whose id starts with `prefix` (as typed by a user), live or archived.
     fn find_by_prefix(&self, prefix: &str) -> Result<Vec<Job>, StoreError>;
-    /// Writes every field of `job` if its stored status is still `expected`; returns whether it did.
+    /// Writes every field of `job` but its lease if its stored status is still `expected` and
+    /// its stored lease token is `job.lease`'s (none for none); returns whether it did. The
+    /// lease itself changes only through the queue's methods below.
     fn update(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError>;
     /// Records progress of a running job (0–100). Cheap; called often (throttled by the caller).
     fn set_progress(&self, id: Uuid, percent: f64) -> Result<(), StoreError>;
@@ -397,6 +416,28 @@ pub trait JobStore: Send + Sync {
         record: &IdempotencyRecord,
         expired_before: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+    /// Claims the oldest pending job that no process holds (no owner and no lease, or a lease
+    /// that expired) for `owner`, with a new lease of `ttl`; returns it as stored. Processes
+    /// claiming at once never get the same job.
+    fn claim_next(
+        &self,
+        owner: &ProcessIdentity,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Job>, StoreError>;
+    /// Extends the lease `token` of job `id` to `ttl` from now, while the job is pending or
+    /// processing; `Ok(None)` when the job no longer has that lease (it expired and another
+    /// process took the job over): the holder must stop and must not publish.
+    fn renew_lease(
+        &self,
+        id: Uuid,
+        token: Uuid,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Lease>, StoreError>;
+    /// Jobs whose lease expired while processing go back to the queue (pending, owner and
+    /// lease cleared), or to failed (category system) once `attempts` reached `max_attempts`;
+    /// an expired pending job (it died before converting) counts one attempt. Returns the jobs
+    /// moved, with their new status.
+    fn requeue_expired(&self, max_attempts: u32) -> Result<Vec<(Uuid, JobStatus)>, StoreError>;
 }
 
 /// One log line of a job, as [`crate::workflow::joblog`] captures it from the `tracing` events

@@ -80,13 +80,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (key, caller)
     );
     CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);",
+    // 3: leases of jobs claimed from the shared queue (the SQLite store's version 5).
+    "ALTER TABLE jobs ADD COLUMN lease_token UUID;
+    ALTER TABLE jobs ADD COLUMN lease_expires_at TIMESTAMPTZ;
+    ALTER TABLE jobs_archive ADD COLUMN lease_token UUID;
+    ALTER TABLE jobs_archive ADD COLUMN lease_expires_at TIMESTAMPTZ;
+    CREATE INDEX jobs_status_lease ON jobs (status, lease_expires_at);",
 ];
 
 /// Columns in the order `job_from_row` reads them; shared by both tables.
 const COLUMNS: &str = "id, status, created_at, started_at, finished_at, progress_percent, \
     source_folders, options, output_path, backup_paths, input_bytes, output_bytes, \
     audio_duration_secs, stage_timings, attempts, error_category, error_message, error_remedy, \
-    pid, hostname, pid_start_ticks, part_path, temp_paths, post_action";
+    pid, hostname, pid_start_ticks, part_path, temp_paths, post_action, lease_token, \
+    lease_expires_at";
+/// Columns `update` leaves alone: the lease changes only through the queue's methods.
+const LEASE_COLUMNS: usize = 2;
 
 /// Any number: the advisory lock that serializes migrations across processes.
 const MIGRATION_LOCK: i64 = 0x6169_6f6d_3462; // "aiom4b"
@@ -276,6 +285,13 @@ impl PostgresStore {
             part_path: part_path.map(PathBuf::from),
             temp_paths: paths(col!(22, "temp_paths"), "temp_paths")?,
             post_action: col!(23, "post_action"),
+            lease: {
+                let token: Option<Uuid> = col!(24, "lease_token");
+                let expires: Option<DateTime<Utc>> = col!(25, "lease_expires_at");
+                token
+                    .zip(expires)
+                    .map(|(token, expires_at)| super::Lease { token, expires_at })
+            },
         })
     }
 
@@ -334,6 +350,8 @@ fn job_values(job: &Job) -> Vec<Box<dyn ToSql + Sync>> {
         Box::new(job.part_path.as_deref().map(path_text)),
         Box::new(paths_json(&job.temp_paths)),
         Box::new(job.post_action.clone()),
+        Box::new(job.lease.map(|l| l.token)),
+        Box::new(job.lease.map(|l| l.expires_at)),
     ]
 }
 
@@ -430,22 +448,117 @@ impl JobStore for PostgresStore {
     }
 
     fn update(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError> {
-        let values = job_values(job);
+        let mut values = job_values(job);
+        values.truncate(values.len() - LEASE_COLUMNS);
         let assignments = COLUMNS
             .split(", ")
             .skip(1) // the id never changes
+            .take(values.len() - 1)
             .enumerate()
             .map(|(i, c)| format!("{c} = ${}", i + 2))
             .collect::<Vec<_>>()
             .join(", ");
         let n = values.len() + 1;
-        let sql = format!("UPDATE jobs SET {assignments} WHERE id = $1 AND status = ${n}");
+        let sql = format!(
+            "UPDATE jobs SET {assignments} WHERE id = $1 AND status = ${n} \
+             AND lease_token IS NOT DISTINCT FROM ${}",
+            n + 1
+        );
         let expected = expected.as_str().to_string();
+        let token = job.lease.map(|l| l.token);
         self.with_client("update job", |c| {
             let mut r = refs(&values);
             r.push(&expected);
+            r.push(&token);
             Ok(c.execute(&sql, &r)? == 1)
         })
+    }
+
+    fn claim_next(
+        &self,
+        owner: &ProcessIdentity,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Job>, StoreError> {
+        // The database's clock, not this host's: hosts' clocks may differ, the lease must not.
+        // SKIP LOCKED: a job another process is claiming this instant is passed over, not
+        // waited for, and never claimed twice.
+        let sql = format!(
+            "UPDATE jobs SET pid = $1, hostname = $2, pid_start_ticks = $3, lease_token = $4, \
+             lease_expires_at = date_trunc('milliseconds', now()) + $5 * interval '1 millisecond' \
+             WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+             AND ((pid IS NULL AND lease_token IS NULL) OR lease_expires_at < now()) \
+             ORDER BY created_at, ord LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING {COLUMNS}"
+        );
+        let ticks = owner.start_ticks.map(|t| t as i64);
+        let ms = ttl.as_millis() as f64;
+        let pid = owner.pid as i64;
+        let rows = self.with_client("claim a job", |c| {
+            c.query(&sql, &[&pid, &owner.hostname, &ticks, &Uuid::new_v4(), &ms])
+        })?;
+        rows.first().map(|r| self.job_from_row(r)).transpose()
+    }
+
+    fn renew_lease(
+        &self,
+        id: Uuid,
+        token: Uuid,
+        ttl: std::time::Duration,
+    ) -> Result<Option<super::Lease>, StoreError> {
+        let ms = ttl.as_millis() as f64;
+        let row = self.with_client("renew a lease", |c| {
+            c.query_opt(
+                "UPDATE jobs SET lease_expires_at = date_trunc('milliseconds', now()) \
+                 + $3 * interval '1 millisecond' WHERE id = $1 AND lease_token = $2 \
+                 AND status IN ('pending','processing') RETURNING lease_expires_at",
+                &[&id, &token, &ms],
+            )
+        })?;
+        Ok(row.map(|r| super::Lease {
+            token,
+            expires_at: r.get(0),
+        }))
+    }
+
+    fn requeue_expired(&self, max_attempts: u32) -> Result<Vec<(Uuid, JobStatus)>, StoreError> {
+        let max = max_attempts as i32;
+        let rows = self.write("requeue expired leases", |tx| {
+            // A pending job that lost its lease died before converting: count that attempt.
+            tx.execute(
+                "UPDATE jobs SET attempts = attempts + 1 WHERE status = 'pending' \
+                 AND lease_expires_at < now()",
+                &[],
+            )?;
+            let mut out = tx.query(
+                "UPDATE jobs SET status = 'failed', finished_at = date_trunc('milliseconds', now()), \
+                 error_category = 'system', error_message = 'the process running it stopped \
+                 (its lease expired) after ' || attempts || ' attempt(s)', \
+                 error_remedy = 'check the workers'' logs; retry the job', \
+                 pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \
+                 lease_expires_at = NULL \
+                 WHERE status IN ('pending','processing') AND lease_expires_at < now() \
+                 AND attempts >= $1 RETURNING id, status",
+                &[&max],
+            )?;
+            out.extend(tx.query(
+                "UPDATE jobs SET status = 'pending', started_at = NULL, progress_percent = 0, \
+                 pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \
+                 lease_expires_at = NULL \
+                 WHERE status IN ('pending','processing') AND lease_expires_at < now() \
+                 RETURNING id, status",
+                &[],
+            )?);
+            Ok(out)
+        })?;
+        rows.iter()
+            .map(|r| {
+                let status: String = r.get(1);
+                Ok((
+                    r.get(0),
+                    JobStatus::parse(&status)
+                        .ok_or_else(|| self.corrupt("?", format!("status {status:?}")))?,
+                ))
+            })
+            .collect()
     }
 
     fn set_progress(&self, id: Uuid, percent: f64) -> Result<(), StoreError> {
@@ -637,6 +750,14 @@ mod tests {
     }
 
     super::super::conformance::store_suite!(fresh());
+
+    #[test]
+    fn claims_from_separate_connections_never_share_a_job() {
+        let url = aiom4b_testkit::postgres::fresh_database();
+        super::super::conformance::claims_from_separate_connections_never_share_a_job(&|| {
+            Box::new(PostgresStore::open(&url).unwrap())
+        });
+    }
 
     #[test]
     fn passwords_are_not_shown() {

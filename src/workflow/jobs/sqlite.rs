@@ -88,13 +88,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (key, caller)
     );
     CREATE INDEX idempotency_keys_created ON idempotency_keys (created_at);",
+    // 5: leases of jobs claimed from a shared queue (JobStore::claim_next).
+    "ALTER TABLE jobs ADD COLUMN lease_token TEXT;
+    ALTER TABLE jobs ADD COLUMN lease_expires_at TEXT;
+    ALTER TABLE jobs_archive ADD COLUMN lease_token TEXT;
+    ALTER TABLE jobs_archive ADD COLUMN lease_expires_at TEXT;
+    CREATE INDEX jobs_status_lease ON jobs (status, lease_expires_at);",
 ];
 
 /// Columns in the order `row_to_job` reads them; shared by both tables.
 const COLUMNS: &str = "id, status, created_at, started_at, finished_at, progress_percent, \
     source_folders, options, output_path, backup_paths, input_bytes, output_bytes, \
     audio_duration_secs, stage_timings, attempts, error_category, error_message, error_remedy, \
-    pid, hostname, pid_start_ticks, part_path, temp_paths, post_action";
+    pid, hostname, pid_start_ticks, part_path, temp_paths, post_action, lease_token, \
+    lease_expires_at";
+/// Columns `update` leaves alone: the lease changes only through the queue's methods.
+const LEASE_COLUMNS: usize = 2;
 
 /// The job store on a SQLite file.
 pub struct SqliteStore {
@@ -164,12 +173,23 @@ impl SqliteStore {
                 tx.execute_batch(script)?;
                 tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             }
-            Ok(Ok(()))
+            Ok(Ok(version < known))
         })?
         .map_err(|found| StoreError::TooNew {
             path: self.path.clone(),
             found,
             known,
+        })
+        .map(|migrated| {
+            // A migration writes every page of the schema into the WAL, which is otherwise
+            // copied back only after 1000 pages: move them into the database file now, so the
+            // WAL starts small (it is a file of its own that a nearly full disk must take).
+            // Best effort: another process reading at this moment just leaves it for later.
+            if migrated {
+                let _ = self.with_retry("checkpoint", |c| {
+                    c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                });
+            }
         })
     }
 
@@ -268,6 +288,8 @@ struct RawJob {
     part_path: Option<String>,
     temp_paths: String,
     post_action: Option<String>,
+    lease_token: Option<String>,
+    lease_expires_at: Option<String>,
 }
 
 impl RawJob {
@@ -297,6 +319,8 @@ impl RawJob {
             part_path: r.get(21)?,
             temp_paths: r.get(22)?,
             post_action: r.get(23)?,
+            lease_token: r.get(24)?,
+            lease_expires_at: r.get(25)?,
         })
     }
 
@@ -358,6 +382,13 @@ impl RawJob {
             part_path: self.part_path.clone().map(PathBuf::from),
             temp_paths: paths("temp_paths", &self.temp_paths)?,
             post_action: self.post_action.clone(),
+            lease: match (&self.lease_token, &self.lease_expires_at) {
+                (Some(t), Some(e)) => Some(super::Lease {
+                    token: Uuid::parse_str(t).map_err(|e| corrupt(format!("lease token: {e}")))?,
+                    expires_at: time(e)?,
+                }),
+                _ => None,
+            },
         })
     }
 }
@@ -394,6 +425,8 @@ fn job_values(job: &Job) -> Vec<Box<dyn rusqlite::ToSql>> {
         Box::new(job.part_path.as_deref().map(path_text)),
         Box::new(paths_json(&job.temp_paths)),
         Box::new(job.post_action.clone()),
+        Box::new(job.lease.map(|l| l.token.to_string())),
+        Box::new(job.lease.map(|l| ts(&l.expires_at))),
     ]
 }
 
@@ -495,22 +528,128 @@ impl JobStore for SqliteStore {
     }
 
     fn update(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError> {
-        let values = job_values(job);
+        let mut values = job_values(job);
+        values.truncate(values.len() - LEASE_COLUMNS);
         let assignments = COLUMNS
             .split(", ")
             .skip(1) // the id never changes
+            .take(values.len() - 1)
             .enumerate()
             .map(|(i, c)| format!("{c} = ?{}", i + 2))
             .collect::<Vec<_>>()
             .join(", ");
         let n = values.len() + 1;
-        let sql = format!("UPDATE jobs SET {assignments} WHERE id = ?1 AND status = ?{n}");
+        let sql = format!(
+            "UPDATE jobs SET {assignments} WHERE id = ?1 AND status = ?{n} AND lease_token IS ?{}",
+            n + 1
+        );
         let expected = expected.as_str();
+        let token = job.lease.map(|l| l.token.to_string());
         self.write("update job", |tx| {
             let mut refs: Vec<&dyn rusqlite::ToSql> = values.iter().map(|v| v.as_ref()).collect();
             refs.push(&expected);
+            refs.push(&token);
             Ok(tx.execute(&sql, refs.as_slice())? == 1)
         })
+    }
+
+    fn claim_next(
+        &self,
+        owner: &ProcessIdentity,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Job>, StoreError> {
+        let now = Utc::now();
+        let lease = super::Lease {
+            token: Uuid::new_v4(),
+            expires_at: super::now_millis() + chrono::Duration::from_std(ttl).unwrap_or_default(),
+        };
+        let sql = format!(
+            "UPDATE jobs SET pid = ?1, hostname = ?2, pid_start_ticks = ?3, lease_token = ?4, \
+             lease_expires_at = ?5 WHERE id = (SELECT id FROM jobs WHERE status = 'pending' \
+             AND ((pid IS NULL AND lease_token IS NULL) OR lease_expires_at < ?6) \
+             ORDER BY created_at, rowid LIMIT 1) RETURNING {COLUMNS}"
+        );
+        let (now, expires, token) = (ts(&now), ts(&lease.expires_at), lease.token.to_string());
+        let ticks = owner.start_ticks.map(|t| t as i64);
+        let rows = self.write("claim a job", |tx| {
+            let mut st = tx.prepare_cached(&sql)?;
+            let rows = st.query_map(
+                params![owner.pid as i64, owner.hostname, ticks, token, expires, now],
+                RawJob::from_row,
+            )?;
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+        })?;
+        rows.into_iter()
+            .next()
+            .map(|r| r.into_job(&self.path))
+            .transpose()
+    }
+
+    fn renew_lease(
+        &self,
+        id: Uuid,
+        token: Uuid,
+        ttl: std::time::Duration,
+    ) -> Result<Option<super::Lease>, StoreError> {
+        let expires_at = super::now_millis() + chrono::Duration::from_std(ttl).unwrap_or_default();
+        let (id_s, token_s, expires) = (id.to_string(), token.to_string(), ts(&expires_at));
+        let n = self.write("renew a lease", |tx| {
+            tx.execute(
+                "UPDATE jobs SET lease_expires_at = ?3 WHERE id = ?1 AND lease_token = ?2 \
+                 AND status IN ('pending','processing')",
+                params![id_s, token_s, expires],
+            )
+        })?;
+        Ok((n == 1).then_some(super::Lease { token, expires_at }))
+    }
+
+    fn requeue_expired(&self, max_attempts: u32) -> Result<Vec<(Uuid, JobStatus)>, StoreError> {
+        let now = ts(&Utc::now());
+        let rows = self.write("requeue expired leases", |tx| {
+            // A pending job that lost its lease died before converting: count that attempt.
+            tx.execute(
+                "UPDATE jobs SET attempts = attempts + 1 WHERE status = 'pending' \
+                 AND lease_expires_at < ?1",
+                params![now],
+            )?;
+            let mut failed = tx.prepare_cached(
+                "UPDATE jobs SET status = 'failed', finished_at = ?1, error_category = 'system', \
+                 error_message = 'the process running it stopped (its lease expired) ' || \
+                 attempts || ' times', error_remedy = 'check the workers'' logs; retry the job', \
+                 pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \
+                 lease_expires_at = NULL \
+                 WHERE status IN ('pending','processing') AND lease_expires_at < ?1 \
+                 AND attempts >= ?2 RETURNING id, status",
+            )?;
+            let mut out: Vec<(String, String)> = failed
+                .query_map(params![now, max_attempts], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut back = tx.prepare_cached(
+                "UPDATE jobs SET status = 'pending', started_at = NULL, progress_percent = 0, \
+                 pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \
+                 lease_expires_at = NULL \
+                 WHERE status IN ('pending','processing') AND lease_expires_at < ?1 \
+                 RETURNING id, status",
+            )?;
+            out.extend(
+                back.query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+            );
+            Ok(out)
+        })?;
+        rows.into_iter()
+            .map(|(id, status)| {
+                let bad = |what: &str| StoreError::Corrupt {
+                    path: self.path.clone(),
+                    id: id.clone(),
+                    reason: what.to_string(),
+                };
+                Ok((
+                    Uuid::parse_str(&id).map_err(|_| bad("id"))?,
+                    JobStatus::parse(&status).ok_or_else(|| bad("status"))?,
+                ))
+            })
+            .collect()
     }
 
     fn set_progress(&self, id: Uuid, percent: f64) -> Result<(), StoreError> {
@@ -743,6 +882,15 @@ mod tests {
     }
 
     super::super::conformance::store_suite!(fresh());
+
+    #[test]
+    fn claims_from_separate_connections_never_share_a_job() {
+        let f = fresh();
+        let db = f.0.path().join("aiom4b.db");
+        super::super::conformance::claims_from_separate_connections_never_share_a_job(&|| {
+            Box::new(SqliteStore::open(&db).unwrap())
+        });
+    }
 
     #[test]
     fn a_newer_schema_is_refused() {

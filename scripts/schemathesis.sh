@@ -56,6 +56,16 @@ convert() {
   curl -sf -X POST "$api/convert" -H 'content-type: application/json' \
     -d '{"folders":[{"path":"Author/Sample Book"}]}' | json 'd["jobs"][0]["id"]'
 }
+# A second image in the book folder and an uploaded cover, for the image and upload routes.
+python3 - "$work/source/Author/Sample Book/back.png" <<'PY'
+import struct, sys, zlib
+w = h = 8
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+raw = b"".join(b"\0" + b"".join(bytes([x * 30, y * 30, 128]) for x in range(w)) for y in range(h))
+png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+open(sys.argv[1], "wb").write(png)
+PY
+upload="$(curl -sf -X POST "$api/covers" -H 'content-type: image/png' --data-binary @"$work/source/Author/Sample Book/back.png" | json 'd["id"]')"
 completed="$(convert)"
 for _ in $(seq 600); do
   status="$(curl -sf "$api/jobs/$completed" | json 'd["status"]')"
@@ -88,6 +98,18 @@ parameters = { "path.name" = "$backup" }
 include-operation-id = ["plan", "cover"]
 parameters = { "path.path" = "Author/Sample Book" }
 [[operations]]
+include-operation-id = "list_images"
+parameters = { "path.path" = "Author/Sample Book" }
+[[operations]]
+include-operation-id = "image"
+parameters = { "path.path" = "Author/Sample Book", "path.name" = "back.png" }
+[[operations]]
+include-operation-id = ["uploaded"]
+parameters = { "path.id" = "$upload" }
+[[operations]]
+include-operation-id = ["job_log"]
+parameters = { "path.id" = "$completed" }
+[[operations]]
 include-operation-id = "clear_jobs"
 parameters = { "query.older_than" = "3650d" }
 TOML
@@ -107,11 +129,11 @@ cd "$work"
   --report har --report-har-path "$work/run.har" || rc=$?
 # Which operations got a success (informational): the recorded exchanges by status class.
 curl -sf "$api/openapi.json" >"$work/openapi.json"
-python3 - "$work/openapi.json" "$work/run.har" "$completed" "${cancelled[0]}" "${cancelled[1]}" "$backup" <<'PY' || true
+python3 - "$work/openapi.json" "$work/run.har" "$completed" "${cancelled[0]}" "${cancelled[1]}" "$backup" "$upload" <<'PY' || true
 import collections, json, re, sys, urllib.parse
 doc, har, *seeded = sys.argv[1:]
 documented = {f"{m.upper()} {p}" for p, ops in json.load(open(doc))["paths"].items() for m in ops}
-names = dict(zip(seeded, ["{id}", "{id}", "{id}", "{name}"]))
+names = dict(zip(seeded, ["{id}", "{id}", "{id}", "{name}", "{id}"]))
 seen = collections.defaultdict(collections.Counter)
 for e in json.load(open(har))["log"]["entries"]:
     path = urllib.parse.unquote(urllib.parse.urlsplit(e["request"]["url"]).path)
@@ -121,7 +143,9 @@ for e in json.load(open(har))["log"]["entries"]:
     path = path.replace("Author/Sample Book", "{path}")
     path = re.sub(r"^/(jobs|download)/(?!clear$)[^/]+", lambda m: f"/{m[1]}/{{id}}", path)
     path = re.sub(r"^/(backups)/[^/]+/", r"/\1/{name}/", path)
-    path = re.sub(r"^/folders/.+/(plan|cover)$", r"/folders/{path}/\1", path)
+    path = re.sub(r"^/folders/.+/images/[^/]+$", "/folders/{path}/images/{name}", path)
+    path = re.sub(r"^/folders/.+/(plan|cover|images)$", r"/folders/{path}/\1", path)
+    path = re.sub(r"^/covers/[^/]+$", "/covers/{id}", path)
     seen[f'{e["request"]["method"]} {path}'][f'{e["response"]["status"] // 100}xx'] += 1
 seen = {op: c for op, c in seen.items() if op in documented}
 ok = [op for op, c in seen.items() if c["2xx"]]

@@ -453,25 +453,31 @@ pub(crate) fn claims_take_the_oldest_free_job_once_each(s: &dyn JobStore) {
 }
 
 pub(crate) fn concurrent_claims_never_share_a_job(s: &dyn JobStore) {
-    let mut ids: Vec<Uuid> = (0..12)
+    each_claimed_once(s, 12, &|w| claim_all(s, w));
+}
+
+/// Claims jobs for worker `w` until none is left; the ids claimed.
+fn claim_all(s: &dyn JobStore, w: u32) -> Vec<Uuid> {
+    std::iter::from_fn(|| s.claim_next(&worker(w), LONG).unwrap().map(|j| j.id)).collect()
+}
+
+/// Inserts `n` pending jobs into `s`, runs `drain` for four workers at once, and checks that
+/// every job was claimed exactly once.
+fn each_claimed_once(s: &dyn JobStore, n: usize, drain: &(dyn Fn(u32) -> Vec<Uuid> + Sync)) {
+    let mut ids: Vec<Uuid> = (0..n)
         .map(|i| {
             let j = job(&format!("/book {i}"));
             s.insert(&j).unwrap();
             j.id
         })
         .collect();
-    let claimed = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for w in 0..4 {
-            let claimed = &claimed;
-            scope.spawn(move || {
-                while let Some(j) = s.claim_next(&worker(w), LONG).unwrap() {
-                    claimed.lock().unwrap().push(j.id);
-                }
-            });
-        }
+    let mut claimed: Vec<Uuid> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..4).map(|w| scope.spawn(move || drain(w))).collect();
+        workers
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect()
     });
-    let mut claimed = claimed.into_inner().unwrap();
     claimed.sort();
     ids.sort();
     assert_eq!(claimed, ids, "every job exactly once");
@@ -581,28 +587,5 @@ pub(crate) fn expired_leases_go_back_to_the_queue_or_fail_at_the_maximum(s: &dyn
 pub(crate) fn claims_from_separate_connections_never_share_a_job(
     open: &(dyn Fn() -> Box<dyn JobStore> + Sync),
 ) {
-    let first = open();
-    let mut ids: Vec<Uuid> = (0..24)
-        .map(|i| {
-            let j = job(&format!("/book {i}"));
-            first.insert(&j).unwrap();
-            j.id
-        })
-        .collect();
-    let claimed = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for w in 0..4 {
-            let claimed = &claimed;
-            scope.spawn(move || {
-                let store = open();
-                while let Some(j) = store.claim_next(&worker(w), LONG).unwrap() {
-                    claimed.lock().unwrap().push(j.id);
-                }
-            });
-        }
-    });
-    let mut claimed = claimed.into_inner().unwrap();
-    claimed.sort();
-    ids.sort();
-    assert_eq!(claimed, ids, "every job exactly once");
+    each_claimed_once(&*open(), 24, &|w| claim_all(&*open(), w));
 }

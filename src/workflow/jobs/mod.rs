@@ -326,6 +326,54 @@ impl StoreError {
     }
 }
 
+/// The job columns, in the order both stores write and read them; both tables have them.
+pub(super) const COLUMNS: &str = "id, status, created_at, started_at, finished_at, \
+    progress_percent, source_folders, options, output_path, backup_paths, input_bytes, \
+    output_bytes, audio_duration_secs, stage_timings, attempts, error_category, error_message, \
+    error_remedy, pid, hostname, pid_start_ticks, part_path, temp_paths, post_action, \
+    lease_token, lease_expires_at";
+/// The last columns of [`COLUMNS`], which `update` leaves alone: the lease changes only
+/// through the queue's methods.
+pub(super) const LEASE_COLUMNS: usize = 2;
+
+/// `column = <mark>N` for every column `update` writes (all but the id and the lease), with
+/// `N` from 2 (the id is parameter 1); `mark` is the backend's placeholder (`?` or `$`).
+pub(super) fn update_assignments(mark: char) -> String {
+    let cols: Vec<&str> = COLUMNS.split(", ").collect();
+    let set = &cols[1..cols.len() - LEASE_COLUMNS];
+    set.iter()
+        .enumerate()
+        .map(|(i, c)| format!("{c} = {mark}{}", i + 2))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A stored path as text. Job records are informative; a non-UTF-8 path is shown with
+/// replacement characters. Nothing is deleted through a stored path alone (see
+/// `Workflow::recover`).
+pub(super) fn path_text(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Paths as a JSON array of [`path_text`]s.
+pub(super) fn paths_json(paths: &[PathBuf]) -> serde_json::Value {
+    serde_json::Value::Array(
+        paths
+            .iter()
+            .map(|p| serde_json::Value::String(path_text(p)))
+            .collect(),
+    )
+}
+
+/// The `LIKE` pattern for a job id prefix as a user typed it, or `None` when it cannot match
+/// any id: ids are lowercase hex with dashes, so anything else (and every `LIKE` wildcard) is
+/// refused here.
+pub(super) fn id_prefix_pattern(prefix: &str) -> Option<String> {
+    let prefix = prefix.to_ascii_lowercase();
+    (!prefix.is_empty() && prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-'))
+        .then(|| format!("{prefix}%"))
+}
+
 /// A database URL with any password replaced by `***`, for messages and `aiom4b config`.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {

@@ -11,8 +11,8 @@
 //! connection that broke (server restart, network cut) is opened again and the operation
 //! retried with backoff, like SQLite's busy database.
 use super::{
-    redact_url, IdempotencyRecord, Job, JobFailure, JobFilter, JobLogLine, JobStats, JobStatus,
-    JobStore, StoreError,
+    path_text, paths_json, redact_url, update_assignments, IdempotencyRecord, Job, JobFailure,
+    JobFilter, JobLogLine, JobStats, JobStatus, JobStore, StoreError, COLUMNS, LEASE_COLUMNS,
 };
 use crate::workflow::category::ErrorCategory;
 use crate::workflow::process::ProcessIdentity;
@@ -20,7 +20,7 @@ use crate::workflow::retry::{retry, Backoff};
 use chrono::{DateTime, Utc};
 use postgres::types::ToSql;
 use postgres::{Client, NoTls, Row};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Mutex;
 use uuid::Uuid;
 
@@ -87,15 +87,6 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs_archive ADD COLUMN lease_expires_at TIMESTAMPTZ;
     CREATE INDEX jobs_status_lease ON jobs (status, lease_expires_at);",
 ];
-
-/// Columns in the order `job_from_row` reads them; shared by both tables.
-const COLUMNS: &str = "id, status, created_at, started_at, finished_at, progress_percent, \
-    source_folders, options, output_path, backup_paths, input_bytes, output_bytes, \
-    audio_duration_secs, stage_timings, attempts, error_category, error_message, error_remedy, \
-    pid, hostname, pid_start_ticks, part_path, temp_paths, post_action, lease_token, \
-    lease_expires_at";
-/// Columns `update` leaves alone: the lease changes only through the queue's methods.
-const LEASE_COLUMNS: usize = 2;
 
 /// Any number: the advisory lock that serializes migrations across processes.
 const MIGRATION_LOCK: i64 = 0x6169_6f6d_3462; // "aiom4b"
@@ -304,20 +295,6 @@ impl PostgresStore {
     }
 }
 
-fn path_text(p: &Path) -> String {
-    // As in the SQLite store: records are informative; non-UTF-8 is shown lossily.
-    p.to_string_lossy().into_owned()
-}
-
-fn paths_json(paths: &[PathBuf]) -> serde_json::Value {
-    serde_json::Value::Array(
-        paths
-            .iter()
-            .map(|p| serde_json::Value::String(path_text(p)))
-            .collect(),
-    )
-}
-
 /// The values of a job in [`COLUMNS`] order.
 fn job_values(job: &Job) -> Vec<Box<dyn ToSql + Sync>> {
     vec![
@@ -433,13 +410,9 @@ impl JobStore for PostgresStore {
     }
 
     fn find_by_prefix(&self, prefix: &str) -> Result<Vec<Job>, StoreError> {
-        // As in the SQLite store: only hex digits and dashes can match (and no LIKE wildcard
-        // gets through).
-        let prefix = prefix.to_ascii_lowercase();
-        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        let Some(pattern) = super::id_prefix_pattern(prefix) else {
             return Ok(Vec::new());
-        }
-        let pattern = format!("{prefix}%");
+        };
         let sql = format!(
             "SELECT {COLUMNS} FROM jobs WHERE id::text LIKE $1 UNION ALL \
              SELECT {COLUMNS} FROM jobs_archive WHERE id::text LIKE $1 LIMIT 50"
@@ -450,14 +423,7 @@ impl JobStore for PostgresStore {
     fn update(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError> {
         let mut values = job_values(job);
         values.truncate(values.len() - LEASE_COLUMNS);
-        let assignments = COLUMNS
-            .split(", ")
-            .skip(1) // the id never changes
-            .take(values.len() - 1)
-            .enumerate()
-            .map(|(i, c)| format!("{c} = ${}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let assignments = update_assignments('$');
         let n = values.len() + 1;
         let sql = format!(
             "UPDATE jobs SET {assignments} WHERE id = $1 AND status = ${n} \

@@ -8,8 +8,8 @@
 //!   outlasts it is a transient error the caller retries.
 //! - Migrations are numbered SQL scripts; `PRAGMA user_version` says how many ran.
 use super::{
-    IdempotencyRecord, Job, JobFailure, JobFilter, JobLogLine, JobStats, JobStatus, JobStore,
-    StoreError,
+    path_text, update_assignments, IdempotencyRecord, Job, JobFailure, JobFilter, JobLogLine,
+    JobStats, JobStatus, JobStore, StoreError, COLUMNS, LEASE_COLUMNS,
 };
 use crate::workflow::category::ErrorCategory;
 use crate::workflow::process::ProcessIdentity;
@@ -95,15 +95,6 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs_archive ADD COLUMN lease_expires_at TEXT;
     CREATE INDEX jobs_status_lease ON jobs (status, lease_expires_at);",
 ];
-
-/// Columns in the order `row_to_job` reads them; shared by both tables.
-const COLUMNS: &str = "id, status, created_at, started_at, finished_at, progress_percent, \
-    source_folders, options, output_path, backup_paths, input_bytes, output_bytes, \
-    audio_duration_secs, stage_timings, attempts, error_category, error_message, error_remedy, \
-    pid, hostname, pid_start_ticks, part_path, temp_paths, post_action, lease_token, \
-    lease_expires_at";
-/// Columns `update` leaves alone: the lease changes only through the queue's methods.
-const LEASE_COLUMNS: usize = 2;
 
 /// The job store on a SQLite file.
 pub struct SqliteStore {
@@ -251,15 +242,8 @@ fn ts(t: &DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn path_text(p: &Path) -> String {
-    // Job records are informative; a non-UTF-8 path is shown with replacement characters.
-    // Nothing is deleted through a stored path alone (see Workflow::recover).
-    p.to_string_lossy().into_owned()
-}
-
 fn paths_json(paths: &[PathBuf]) -> String {
-    serde_json::to_string(&paths.iter().map(|p| path_text(p)).collect::<Vec<_>>())
-        .unwrap_or_else(|_| "[]".into())
+    super::paths_json(paths).to_string()
 }
 
 /// The columns of a row before interpretation, so that decoding errors can name the job.
@@ -514,13 +498,9 @@ impl JobStore for SqliteStore {
     }
 
     fn find_by_prefix(&self, prefix: &str) -> Result<Vec<Job>, StoreError> {
-        // Ids are lowercase hex with dashes; anything else cannot match (and cannot inject
-        // LIKE wildcards).
-        let prefix = prefix.to_ascii_lowercase();
-        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+        let Some(pattern) = super::id_prefix_pattern(prefix) else {
             return Ok(Vec::new());
-        }
-        let pattern = format!("{prefix}%");
+        };
         let sql = format!(
             "SELECT {COLUMNS} FROM jobs WHERE id LIKE ?1 UNION ALL SELECT {COLUMNS} FROM jobs_archive WHERE id LIKE ?1 LIMIT 50"
         );
@@ -530,14 +510,7 @@ impl JobStore for SqliteStore {
     fn update(&self, job: &Job, expected: JobStatus) -> Result<bool, StoreError> {
         let mut values = job_values(job);
         values.truncate(values.len() - LEASE_COLUMNS);
-        let assignments = COLUMNS
-            .split(", ")
-            .skip(1) // the id never changes
-            .take(values.len() - 1)
-            .enumerate()
-            .map(|(i, c)| format!("{c} = ?{}", i + 2))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let assignments = update_assignments('?');
         let n = values.len() + 1;
         let sql = format!(
             "UPDATE jobs SET {assignments} WHERE id = ?1 AND status = ?{n} AND lease_token IS ?{}",

@@ -16,7 +16,7 @@
 //! [`super::confine::SourceRoot`]; an image name is one plain file name in that folder
 //! (no `/`, no `..`, no hidden file), a regular file and not a symlink. An upload id is 64
 //! lowercase hex digits and nothing else, so it can only name a file in `uploads/`.
-use super::api::{ApiError, AppState, ErrorBody, Shared};
+use super::api::{blocking, ApiError, AppState, ErrorBody, Shared};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
@@ -126,19 +126,6 @@ fn not_an_image(what: &str) -> ApiError {
         format!("{what} is not a JPEG or PNG image"),
         "use a JPEG or PNG file (its content counts, not its name)",
     )
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("a worker task failed: {e}"),
-            "see the service's log",
-        )
-    })?
 }
 
 /// `(mime, width, height)` of JPEG/PNG bytes, within the library's pixel limits.

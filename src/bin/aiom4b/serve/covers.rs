@@ -20,7 +20,6 @@ use super::api::{blocking, ApiError, AppState, ErrorBody, Shared};
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -88,29 +87,14 @@ pub struct Uploaded {
     url: String,
 }
 
-/// The service's body-size check ([`super::layers::body_size_layer`]) with the larger limit
-/// for uploads.
-pub async fn body_size_layer(req: Request, next: Next) -> Response {
-    let max = if req.method() == Method::POST && req.uri().path() == UPLOAD_PATH {
-        MAX_UPLOAD_BYTES
-    } else {
-        super::MAX_BODY_BYTES
-    };
-    if max == MAX_UPLOAD_BYTES {
-        let announced = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if announced.is_some_and(|n| n > max as u64) {
-            return too_large().into_response();
-        }
-        return next.run(req).await;
-    }
-    super::layers::body_size_layer(State(max), req, next).await
+/// Whether `req` is a cover upload, whose body limit is [`MAX_UPLOAD_BYTES`]
+/// ([`super::layers::body_size_layer`]).
+pub fn is_upload(req: &Request) -> bool {
+    req.method() == Method::POST && req.uri().path() == UPLOAD_PATH
 }
 
-fn too_large() -> ApiError {
+/// An upload above [`MAX_UPLOAD_BYTES`].
+pub fn too_large() -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "body_too_large",

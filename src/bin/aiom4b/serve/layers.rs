@@ -34,22 +34,34 @@ pub async fn metrics_layer(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Refuses a body announced larger than `max` at once, from its Content-Length, instead of
-/// reading up to the limit first; `DefaultBodyLimit` still bounds a chunked body as it is read.
-pub async fn body_size_layer(State(max): State<usize>, req: Request, next: Next) -> Response {
+/// Refuses a body announced larger than its route allows at once, from its Content-Length,
+/// instead of reading up to the limit first: [`super::MAX_BODY_BYTES`], or
+/// [`super::covers::MAX_UPLOAD_BYTES`] for a cover upload. `DefaultBodyLimit` (and the upload
+/// handler's own read limit) still bound a chunked body as it is read.
+pub async fn body_size_layer(req: Request, next: Next) -> Response {
     let announced = req
         .headers()
         .get("content-length")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let upload = super::covers::is_upload(&req);
+    let max = if upload {
+        super::covers::MAX_UPLOAD_BYTES
+    } else {
+        super::MAX_BODY_BYTES
+    };
     if announced.is_some_and(|n| n > max as u64) {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("the request body is larger than {max} bytes"),
-            "send fewer folders per request",
-        )
-        .into_response();
+        let error = if upload {
+            super::covers::too_large()
+        } else {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("the request body is larger than {max} bytes"),
+                "send fewer folders per request",
+            )
+        };
+        return error.into_response();
     }
     next.run(req).await
 }

@@ -205,7 +205,7 @@ fn router(state: api::Shared, request_timeout: Duration) -> Router {
         ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         // MAX_BODY_BYTES, and covers::MAX_UPLOAD_BYTES for cover uploads.
-        .layer(axum::middleware::from_fn(covers::body_size_layer))
+        .layer(axum::middleware::from_fn(layers::body_size_layer))
         .layer(axum::middleware::from_fn(layers::audit_layer))
         .layer(axum::middleware::from_fn(layers::metrics_layer));
     // Outermost: a preflight is answered before the token is asked for.

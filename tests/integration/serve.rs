@@ -1167,8 +1167,9 @@ fn connections_beyond_the_cap_wait_until_one_closes() {
 #[test]
 fn a_request_that_outlasts_the_request_timeout_gets_503() {
     let env = Env::new();
-    env.book("Author/Book", 3, 1.0);
-    // 1 ms: planning a folder (probing three MP3s) takes longer; a health check does not wait.
+    // 1 ms: planning a folder of 120 MP3s (each opened and probed, some 0.3 ms apiece) takes
+    // far longer; three files were not always enough. A health check does not wait.
+    env.book("Author/Book", 120, 0.2);
     let s = Server::start(&env, &[("REQUEST_TIMEOUT_MS", "1")], &[]);
     let (st, body) = s.get("/folders/Author%2FBook/plan");
     assert_eq!(st, 503, "{body}");

@@ -200,6 +200,18 @@ impl Workflow {
             .is_some()
     }
 
+    /// Like [`Workflow::cancel`], for a job its caller is about to run through
+    /// [`JobRunner::run_queued`] (a queue took it, the runner has not registered it yet): the
+    /// request is kept and the job ends as cancelled as soon as it starts, instead of being
+    /// lost in between.
+    pub fn cancel_queued(&self, id: Uuid) {
+        let mut active = self.active.lock().unwrap_or_else(|p| p.into_inner());
+        active
+            .entry(id)
+            .or_insert_with(|| Arc::new(AtomicBool::new(false)))
+            .store(true, Ordering::Relaxed);
+    }
+
     /// Stops every running job and refuses new ones (Ctrl-C).
     pub fn cancel_all(&self) {
         self.cancel_all.store(true, Ordering::Relaxed);

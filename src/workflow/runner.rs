@@ -128,11 +128,15 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
             folders: &job.source_folders,
         });
 
-        let cancel = Arc::new(AtomicBool::new(false));
-        wf.active
+        // A flag set already if the job was cancelled between its queue and here
+        // (`Workflow::cancel_queued`).
+        let cancel = wf
+            .active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(job.id, cancel.clone());
+            .entry(job.id)
+            .or_insert_with(|| Arc::new(AtomicBool::new(false)))
+            .clone();
         // Checked after registering, not before: a `cancel_all` that walked `active` before the
         // insert has already raised its flag, which this sees; one that walks it later finds
         // this job there. Checking first would lose a Ctrl-C that lands in between.

@@ -515,8 +515,8 @@ fn sigterm_mid_job_cancels_cleanly_and_pending_jobs_run_after_a_restart() {
     let (st, body) = s.post(&format!("/jobs/{}/retry", ids[0]), json!({}));
     assert_eq!(st, 201, "{body}");
     let again = body["job"]["id"].as_str().unwrap().to_owned();
-    let (st, _) = s.post(&format!("/jobs/{again}/cancel"), json!({}));
-    assert!(st == 200 || st == 202);
+    let (st, body) = s.post(&format!("/jobs/{again}/cancel"), json!({}));
+    assert!(st == 200 || st == 202, "{st} {body}");
 }
 
 #[test]

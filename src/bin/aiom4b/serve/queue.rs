@@ -165,7 +165,9 @@ impl Queue {
             }
             return Ok(Cancelled::NotActive);
         }
-        if st.running.contains(&id) && self.wf.cancel(id) {
+        if st.running.contains(&id) {
+            // Running, or about to: its runner may not have registered it yet.
+            self.wf.cancel_queued(id);
             return Ok(Cancelled::Running);
         }
         Ok(Cancelled::NotActive)

@@ -41,6 +41,18 @@ impl ProcessIdentity {
         }
     }
 
+    /// The instance id shown in logs, metrics and job records: `hostname:pid:start`, where
+    /// `start` is the process start time in ticks since boot (`0` off Linux). Unique across
+    /// hosts, and across restarts of a pid on one host.
+    pub fn instance_id(&self) -> String {
+        format!(
+            "{}:{}:{}",
+            self.hostname,
+            self.pid,
+            self.start_ticks.unwrap_or(0)
+        )
+    }
+
     /// Whether the recorded process still runs.
     pub fn liveness(&self) -> Liveness {
         if self.hostname != hostname() {
@@ -94,6 +106,19 @@ mod tests {
     #[test]
     fn this_process_is_alive() {
         assert_eq!(ProcessIdentity::current().liveness(), Liveness::Alive);
+    }
+
+    #[test]
+    fn the_instance_id_names_host_pid_and_start() {
+        let me = ProcessIdentity::current();
+        let id = me.instance_id();
+        assert!(
+            id.starts_with(&format!("{}:{}:", me.hostname, std::process::id())),
+            "{id}"
+        );
+        let mut later = me.clone();
+        later.start_ticks = me.start_ticks.map(|t| t + 1).or(Some(1));
+        assert_ne!(later.instance_id(), id);
     }
 
     #[test]

@@ -315,9 +315,9 @@ impl JobError {
         JobError {
             cancelled: true,
             ..JobError::new(
-                ErrorCategory::Processing,
-                "cancelled",
-                "run the conversion again when wanted",
+                crate::workflow::jobs::CANCELLED.0,
+                crate::workflow::jobs::CANCELLED.1,
+                crate::workflow::jobs::CANCELLED.2,
             )
         }
     }

@@ -29,6 +29,8 @@ macro_rules! store_suite {
             concurrent_claims_never_share_a_job,
             a_lease_is_renewed_only_by_its_holder_and_fences_updates,
             expired_leases_go_back_to_the_queue_or_fail_at_the_maximum,
+            cancels_reach_queued_and_held_jobs,
+            queue_stats_count_waiting_leased_and_expired,
         );
     };
     (@cases $make:expr; $($case:ident,)*) => {
@@ -487,10 +489,12 @@ pub(crate) fn a_lease_is_renewed_only_by_its_holder_and_fences_updates(s: &dyn J
     s.insert(&job("/a")).unwrap();
     let mut j = s.claim_next(&worker(1), SHORT).unwrap().unwrap();
     let lease = j.lease.unwrap();
-    let renewed = s
+    let renewal = s
         .renew_lease(j.id, lease.token, LONG)
         .unwrap()
         .expect("the holder renews");
+    assert!(!renewal.cancel_requested);
+    let renewed = renewal.lease;
     assert_eq!(renewed.token, lease.token);
     assert!(renewed.expires_at > lease.expires_at);
     assert_eq!(s.get(j.id).unwrap().unwrap().lease, Some(renewed));
@@ -588,4 +592,103 @@ pub(crate) fn claims_from_separate_connections_never_share_a_job(
     open: &(dyn Fn() -> Box<dyn JobStore> + Sync),
 ) {
     each_claimed_once(&*open(), 24, &|w| claim_all(&*open(), w));
+}
+
+pub(crate) fn cancels_reach_queued_and_held_jobs(s: &dyn JobStore) {
+    use super::CancelRequest;
+    // Queued, held by nobody: cancelled at once, with the usual record.
+    let queued = job("/queued");
+    s.insert(&queued).unwrap();
+    assert_eq!(
+        s.request_cancel(queued.id).unwrap(),
+        CancelRequest::Cancelled
+    );
+    let q = s.get(queued.id).unwrap().unwrap();
+    assert_eq!(q.status, JobStatus::Cancelled);
+    assert!(q.finished_at.is_some());
+    assert_eq!(q.error.unwrap().message, "cancelled");
+    assert_eq!(
+        s.request_cancel(queued.id).unwrap(),
+        CancelRequest::NotActive
+    );
+    assert_eq!(
+        s.request_cancel(Uuid::new_v4()).unwrap(),
+        CancelRequest::NotActive
+    );
+    // Held under a lease: flagged; the holder learns it at its next renewal and its record
+    // stays the holder's to write.
+    s.insert(&job("/held")).unwrap();
+    let mut held = s.claim_next(&worker(1), LONG).unwrap().unwrap();
+    held.status = JobStatus::Processing;
+    assert!(s.update(&held, JobStatus::Pending).unwrap());
+    assert_eq!(s.request_cancel(held.id).unwrap(), CancelRequest::Requested);
+    assert_eq!(
+        s.get(held.id).unwrap().unwrap().status,
+        JobStatus::Processing
+    );
+    let token = held.lease.unwrap().token;
+    assert!(
+        s.renew_lease(held.id, token, LONG)
+            .unwrap()
+            .unwrap()
+            .cancel_requested
+    );
+    held.status = JobStatus::Cancelled;
+    assert!(s.update(&held, JobStatus::Processing).unwrap());
+    // Owned by its creating process (no lease): flagged too, not cancelled behind its back.
+    let mut own = job("/own");
+    own.owner = Some(worker(2));
+    s.insert(&own).unwrap();
+    assert_eq!(s.request_cancel(own.id).unwrap(), CancelRequest::Requested);
+    assert_eq!(s.get(own.id).unwrap().unwrap().status, JobStatus::Pending);
+    // A holder that dies after the request: its job ends cancelled, not back in the queue.
+    s.insert(&job("/dies")).unwrap();
+    let dies = s.claim_next(&worker(3), SHORT).unwrap().unwrap();
+    assert_eq!(s.request_cancel(dies.id).unwrap(), CancelRequest::Requested);
+    std::thread::sleep(SHORT * 3);
+    assert_eq!(
+        s.requeue_expired(3).unwrap(),
+        vec![(dies.id, JobStatus::Cancelled)]
+    );
+    assert_eq!(
+        s.get(dies.id).unwrap().unwrap().status,
+        JobStatus::Cancelled
+    );
+}
+
+pub(crate) fn queue_stats_count_waiting_leased_and_expired(s: &dyn JobStore) {
+    use super::QueueStats;
+    assert_eq!(s.queue_stats().unwrap(), QueueStats::default());
+    for f in ["/a", "/b", "/c", "/d"] {
+        s.insert(&job(f)).unwrap();
+    }
+    let mut own = job("/own");
+    own.owner = Some(worker(9));
+    s.insert(&own).unwrap();
+    s.insert(&finished(
+        "/done",
+        JobStatus::Completed,
+        Duration::seconds(1),
+    ))
+    .unwrap();
+    s.claim_next(&worker(1), LONG).unwrap().unwrap();
+    s.claim_next(&worker(2), SHORT).unwrap().unwrap();
+    std::thread::sleep(SHORT * 3);
+    assert_eq!(
+        s.queue_stats().unwrap(),
+        QueueStats {
+            waiting: 2,
+            leased: 1,
+            expired: 1
+        }
+    );
+    s.requeue_expired(3).unwrap();
+    assert_eq!(
+        s.queue_stats().unwrap(),
+        QueueStats {
+            waiting: 3,
+            leased: 1,
+            expired: 0
+        }
+    );
 }

@@ -150,6 +150,46 @@ pub struct Job {
     pub lease: Option<Lease>,
 }
 
+/// The failure recorded on a cancelled job: category, message, remedy (also what
+/// `JobError::cancelled` carries).
+pub(crate) const CANCELLED: (ErrorCategory, &str, &str) = (
+    ErrorCategory::Processing,
+    "cancelled",
+    "run the conversion again when wanted",
+);
+
+/// What [`JobStore::renew_lease`] found: the renewed lease, and whether someone asked the job
+/// to stop ([`JobStore::request_cancel`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Renewal {
+    /// The lease, with its new expiry.
+    pub lease: Lease,
+    /// A cancel was requested: the holder stops the job (recorded cancelled).
+    pub cancel_requested: bool,
+}
+
+/// What [`JobStore::request_cancel`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelRequest {
+    /// The job was queued and no process held it: it is now cancelled.
+    Cancelled,
+    /// A process holds the job: it is asked to stop, and does so at its next lease renewal.
+    Requested,
+    /// The job is finished (or unknown).
+    NotActive,
+}
+
+/// The queue as a whole, for every instance's metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// Pending jobs no process holds: waiting for a worker.
+    pub waiting: u64,
+    /// Pending or processing jobs a process holds under a lease that has not expired.
+    pub leased: u64,
+    /// Jobs whose lease expired and that no process has put back in the queue yet.
+    pub expired: u64,
+}
+
 /// A process's claim on a job: it holds the job until `expires_at` and renews the claim while
 /// it works ([`JobStore::renew_lease`]). A process that dies loses it at expiry and the job
 /// goes back to the queue ([`JobStore::requeue_expired`]). The token fences writes: an update
@@ -473,19 +513,36 @@ pub trait JobStore: Send + Sync {
         ttl: std::time::Duration,
     ) -> Result<Option<Job>, StoreError>;
     /// Extends the lease `token` of job `id` to `ttl` from now, while the job is pending or
-    /// processing; `Ok(None)` when the job no longer has that lease (it expired and another
+    /// processing, and says whether a cancel was requested; `Ok(None)` when the job no longer has that lease (it expired and another
     /// process took the job over): the holder must stop and must not publish.
     fn renew_lease(
         &self,
         id: Uuid,
         token: Uuid,
         ttl: std::time::Duration,
-    ) -> Result<Option<Lease>, StoreError>;
+    ) -> Result<Option<Renewal>, StoreError>;
     /// Jobs whose lease expired while processing go back to the queue (pending, owner and
     /// lease cleared), or to failed (category system) once `attempts` reached `max_attempts`;
     /// an expired pending job (it died before converting) counts one attempt. Returns the jobs
     /// moved, with their new status.
+    ///
+    /// A job whose cancel was requested ([`JobStore::request_cancel`]) before its lease expired
+    /// is cancelled instead.
     fn requeue_expired(&self, max_attempts: u32) -> Result<Vec<(Uuid, JobStatus)>, StoreError>;
+    /// Cancels job `id` from any process: a queued job no process holds is cancelled at once;
+    /// a job a process holds (pending or processing, leased or owned) is flagged, and its
+    /// holder stops it at its next lease renewal ([`Renewal::cancel_requested`]).
+    fn request_cancel(&self, id: Uuid) -> Result<CancelRequest, StoreError>;
+    /// Counts of the queue ([`QueueStats`]).
+    fn queue_stats(&self) -> Result<QueueStats, StoreError>;
+    /// Waits up to `timeout` for a sign that there may be work (a job inserted or put back in
+    /// the queue by any process); returns whether one came. A store that cannot tell (SQLite)
+    /// waits the whole time and returns false: the caller polls. Meant for one thread per
+    /// process, which wakes that process's workers.
+    fn wait_for_work(&self, timeout: std::time::Duration) -> Result<bool, StoreError> {
+        std::thread::sleep(timeout);
+        Ok(false)
+    }
 }
 
 /// One log line of a job, as [`crate::workflow::joblog`] captures it from the `tracing` events

@@ -86,6 +86,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs_archive ADD COLUMN lease_token UUID;
     ALTER TABLE jobs_archive ADD COLUMN lease_expires_at TIMESTAMPTZ;
     CREATE INDEX jobs_status_lease ON jobs (status, lease_expires_at);",
+    // 4: cancel requests from any process (JobStore::request_cancel).
+    "ALTER TABLE jobs ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT false;
+    ALTER TABLE jobs_archive ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT false;",
 ];
 
 /// Any number: the advisory lock that serializes migrations across processes.
@@ -97,8 +100,13 @@ pub struct PostgresStore {
     /// The URL without its password, for messages.
     shown: String,
     conn: Mutex<Option<Client>>,
+    /// A second connection that only LISTENs for new work ([`JobStore::wait_for_work`]).
+    listener: Mutex<Option<Client>>,
     backoff: Backoff,
 }
+
+/// The channel on which inserting or requeueing a job NOTIFYs idle workers.
+const WORK_CHANNEL: &str = "aiom4b_jobs";
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -116,6 +124,7 @@ impl PostgresStore {
             url: url.to_string(),
             shown: redact_url(url),
             conn: Mutex::new(None),
+            listener: Mutex::new(None),
             backoff: Backoff::default(),
         };
         store.migrate()?;
@@ -397,8 +406,11 @@ impl JobStore for PostgresStore {
             .collect::<Vec<_>>()
             .join(", ");
         let sql = format!("INSERT INTO jobs ({COLUMNS}) VALUES ({placeholders})");
-        self.with_client("insert job", |c| {
-            c.execute(&sql, &refs(&values)).map(|_| ())
+        // The NOTIFY is delivered at commit, so a woken worker finds the job.
+        self.write("insert job", |tx| {
+            tx.execute(&sql, &refs(&values))?;
+            tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])?;
+            Ok(())
         })
     }
 
@@ -469,20 +481,96 @@ impl JobStore for PostgresStore {
         id: Uuid,
         token: Uuid,
         ttl: std::time::Duration,
-    ) -> Result<Option<super::Lease>, StoreError> {
+    ) -> Result<Option<super::Renewal>, StoreError> {
         let ms = ttl.as_millis() as f64;
         let row = self.with_client("renew a lease", |c| {
             c.query_opt(
                 "UPDATE jobs SET lease_expires_at = date_trunc('milliseconds', now()) \
                  + $3 * interval '1 millisecond' WHERE id = $1 AND lease_token = $2 \
-                 AND status IN ('pending','processing') RETURNING lease_expires_at",
+                 AND status IN ('pending','processing') RETURNING lease_expires_at, cancel_requested",
                 &[&id, &token, &ms],
             )
         })?;
-        Ok(row.map(|r| super::Lease {
-            token,
-            expires_at: r.get(0),
+        Ok(row.map(|r| super::Renewal {
+            lease: super::Lease {
+                token,
+                expires_at: r.get(0),
+            },
+            cancel_requested: r.get(1),
         }))
+    }
+
+    fn request_cancel(&self, id: Uuid) -> Result<super::CancelRequest, StoreError> {
+        let (category, message, remedy) = super::CANCELLED;
+        let category = category.as_str();
+        self.write("cancel a job", |tx| {
+            // Queued and held by no process: nothing will see a flag, so cancel it here.
+            let n = tx.execute(
+                "UPDATE jobs SET status = 'cancelled', finished_at = date_trunc('milliseconds', now()), \
+                 error_category = $2, error_message = $3, error_remedy = $4 WHERE id = $1 \
+                 AND status = 'pending' AND pid IS NULL AND lease_token IS NULL",
+                &[&id, &category, &message, &remedy],
+            )?;
+            if n == 1 {
+                return Ok(super::CancelRequest::Cancelled);
+            }
+            let n = tx.execute(
+                "UPDATE jobs SET cancel_requested = true WHERE id = $1 \
+                 AND status IN ('pending','processing')",
+                &[&id],
+            )?;
+            Ok(match n {
+                1 => super::CancelRequest::Requested,
+                _ => super::CancelRequest::NotActive,
+            })
+        })
+    }
+
+    fn queue_stats(&self) -> Result<super::QueueStats, StoreError> {
+        let row = self.with_client("queue stats", |c| {
+            c.query_one(
+                "SELECT \
+                 COUNT(*) FILTER (WHERE status = 'pending' AND pid IS NULL AND lease_token IS NULL), \
+                 COUNT(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at >= now()), \
+                 COUNT(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at < now()) \
+                 FROM jobs WHERE status IN ('pending','processing')",
+                &[],
+            )
+        })?;
+        Ok(super::QueueStats {
+            waiting: row.get::<_, i64>(0) as u64,
+            leased: row.get::<_, i64>(1) as u64,
+            expired: row.get::<_, i64>(2) as u64,
+        })
+    }
+
+    fn wait_for_work(&self, timeout: std::time::Duration) -> Result<bool, StoreError> {
+        let mut guard = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            let mut c = Client::connect(&self.url, NoTls).map_err(|e| self.err(e))?;
+            c.batch_execute(&format!("LISTEN {WORK_CHANNEL}"))
+                .map_err(|e| self.err(e))?;
+            *guard = Some(c);
+        }
+        use postgres::fallible_iterator::FallibleIterator;
+        let client = guard.as_mut().expect("connected above");
+        let got = client
+            .notifications()
+            .timeout_iter(timeout)
+            .next()
+            .map(|n| n.is_some());
+        match got {
+            Ok(true) => {
+                // Several NOTIFYs may have come at once: one wake-up is enough for them all.
+                while let Ok(Some(_)) = client.notifications().iter().next() {}
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => {
+                *guard = None;
+                Err(self.err(e))
+            }
+        }
     }
 
     fn requeue_expired(&self, max_attempts: u32) -> Result<Vec<(Uuid, JobStatus)>, StoreError> {
@@ -494,7 +582,19 @@ impl JobStore for PostgresStore {
                  AND lease_expires_at < now()",
                 &[],
             )?;
+            // Asked to stop before its holder died: that is what the job becomes.
+            let (category, message, remedy) = super::CANCELLED;
+            let category = category.as_str();
             let mut out = tx.query(
+                "UPDATE jobs SET status = 'cancelled', finished_at = date_trunc('milliseconds', now()), \
+                 error_category = $1, error_message = $2, error_remedy = $3, \
+                 pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \
+                 lease_expires_at = NULL \
+                 WHERE status IN ('pending','processing') AND lease_expires_at < now() \
+                 AND cancel_requested RETURNING id, status",
+                &[&category, &message, &remedy],
+            )?;
+            out.extend(tx.query(
                 "UPDATE jobs SET status = 'failed', finished_at = date_trunc('milliseconds', now()), \
                  error_category = 'system', error_message = 'the process running it stopped \
                  (its lease expired) after ' || attempts || ' attempt(s)', \
@@ -504,15 +604,19 @@ impl JobStore for PostgresStore {
                  WHERE status IN ('pending','processing') AND lease_expires_at < now() \
                  AND attempts >= $1 RETURNING id, status",
                 &[&max],
-            )?;
-            out.extend(tx.query(
+            )?);
+            let back = tx.query(
                 "UPDATE jobs SET status = 'pending', started_at = NULL, progress_percent = 0, \
                  pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \
                  lease_expires_at = NULL \
                  WHERE status IN ('pending','processing') AND lease_expires_at < now() \
                  RETURNING id, status",
                 &[],
-            )?);
+            )?;
+            if !back.is_empty() {
+                tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])?;
+            }
+            out.extend(back);
             Ok(out)
         })?;
         rows.iter()
@@ -710,12 +814,50 @@ impl JobStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn fresh() -> Box<PostgresStore> {
         Box::new(PostgresStore::open(&aiom4b_testkit::postgres::fresh_database()).unwrap())
     }
 
     super::super::conformance::store_suite!(fresh());
+
+    #[test]
+    fn an_insert_or_a_requeue_anywhere_wakes_a_waiting_worker() {
+        let url = aiom4b_testkit::postgres::fresh_database();
+        let waiter = PostgresStore::open(&url).unwrap();
+        let other = PostgresStore::open(&url).unwrap();
+        // Nothing happens: the wait runs out.
+        assert!(!waiter.wait_for_work(Duration::from_millis(200)).unwrap());
+        std::thread::scope(|scope| {
+            let woke = scope.spawn(|| {
+                let t = std::time::Instant::now();
+                (
+                    waiter.wait_for_work(Duration::from_secs(60)).unwrap(),
+                    t.elapsed(),
+                )
+            });
+            // The listener is set up inside the first wait above, so this insert is heard.
+            std::thread::sleep(Duration::from_millis(100));
+            other
+                .insert(&Job::new(vec![PathBuf::from("/a")], serde_json::json!({})))
+                .unwrap();
+            let (woken, after) = woke.join().unwrap();
+            assert!(woken, "woken by the insert");
+            assert!(after < Duration::from_secs(60), "{after:?}");
+        });
+        // A lease that expires and is put back wakes it too.
+        let who = ProcessIdentity::current();
+        other
+            .claim_next(&who, Duration::from_millis(10))
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        // Drain the insert's notification if a second one was queued.
+        let _ = waiter.wait_for_work(Duration::from_millis(10));
+        assert_eq!(other.requeue_expired(3).unwrap().len(), 1);
+        assert!(waiter.wait_for_work(Duration::from_secs(60)).unwrap());
+    }
 
     #[test]
     fn claims_from_separate_connections_never_share_a_job() {

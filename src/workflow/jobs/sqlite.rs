@@ -15,7 +15,7 @@ use crate::workflow::category::ErrorCategory;
 use crate::workflow::process::ProcessIdentity;
 use crate::workflow::retry::{retry, Backoff};
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{params, Connection, Row, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -94,6 +94,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE jobs_archive ADD COLUMN lease_token TEXT;
     ALTER TABLE jobs_archive ADD COLUMN lease_expires_at TEXT;
     CREATE INDEX jobs_status_lease ON jobs (status, lease_expires_at);",
+    // 6: cancel requests from any process (JobStore::request_cancel).
+    "ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE jobs_archive ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;",
 ];
 
 /// The job store on a SQLite file.
@@ -563,17 +566,70 @@ impl JobStore for SqliteStore {
         id: Uuid,
         token: Uuid,
         ttl: std::time::Duration,
-    ) -> Result<Option<super::Lease>, StoreError> {
+    ) -> Result<Option<super::Renewal>, StoreError> {
         let expires_at = super::now_millis() + chrono::Duration::from_std(ttl).unwrap_or_default();
         let (id_s, token_s, expires) = (id.to_string(), token.to_string(), ts(&expires_at));
-        let n = self.write("renew a lease", |tx| {
-            tx.execute(
+        let cancel: Option<bool> = self.write("renew a lease", |tx| {
+            tx.query_row(
                 "UPDATE jobs SET lease_expires_at = ?3 WHERE id = ?1 AND lease_token = ?2 \
-                 AND status IN ('pending','processing')",
+                 AND status IN ('pending','processing') RETURNING cancel_requested",
                 params![id_s, token_s, expires],
+                |r| r.get::<_, i64>(0),
             )
+            .optional()
+            .map(|c| c.map(|c| c != 0))
         })?;
-        Ok((n == 1).then_some(super::Lease { token, expires_at }))
+        Ok(cancel.map(|cancel_requested| super::Renewal {
+            lease: super::Lease { token, expires_at },
+            cancel_requested,
+        }))
+    }
+
+    fn request_cancel(&self, id: Uuid) -> Result<super::CancelRequest, StoreError> {
+        let (id_s, now) = (id.to_string(), ts(&super::now_millis()));
+        let (category, message, remedy) = super::CANCELLED;
+        self.write("cancel a job", |tx| {
+            // Queued and held by no process: nothing will see a flag, so cancel it here.
+            let n = tx.execute(
+                "UPDATE jobs SET status = 'cancelled', finished_at = ?2, error_category = ?3, \
+                 error_message = ?4, error_remedy = ?5 WHERE id = ?1 AND status = 'pending' \
+                 AND pid IS NULL AND lease_token IS NULL",
+                params![id_s, now, category.as_str(), message, remedy],
+            )?;
+            if n == 1 {
+                return Ok(super::CancelRequest::Cancelled);
+            }
+            let n = tx.execute(
+                "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 \
+                 AND status IN ('pending','processing')",
+                params![id_s],
+            )?;
+            Ok(match n {
+                1 => super::CancelRequest::Requested,
+                _ => super::CancelRequest::NotActive,
+            })
+        })
+    }
+
+    fn queue_stats(&self) -> Result<super::QueueStats, StoreError> {
+        let now = ts(&Utc::now());
+        self.with_retry("queue stats", |c| {
+            c.query_row(
+                "SELECT \
+                 COUNT(*) FILTER (WHERE status = 'pending' AND pid IS NULL AND lease_token IS NULL), \
+                 COUNT(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at >= ?1), \
+                 COUNT(*) FILTER (WHERE lease_token IS NOT NULL AND lease_expires_at < ?1) \
+                 FROM jobs WHERE status IN ('pending','processing')",
+                params![now],
+                |r| {
+                    Ok(super::QueueStats {
+                        waiting: r.get::<_, i64>(0)? as u64,
+                        leased: r.get::<_, i64>(1)? as u64,
+                        expired: r.get::<_, i64>(2)? as u64,
+                    })
+                },
+            )
+        })
     }
 
     fn requeue_expired(&self, max_attempts: u32) -> Result<Vec<(Uuid, JobStatus)>, StoreError> {
@@ -585,6 +641,21 @@ impl JobStore for SqliteStore {
                  AND lease_expires_at < ?1",
                 params![now],
             )?;
+            // Asked to stop before its holder died: that is what the job becomes.
+            let (category, message, remedy) = super::CANCELLED;
+            let mut cancelled = tx.prepare_cached(
+                "UPDATE jobs SET status = 'cancelled', finished_at = ?1, error_category = ?2, \
+                 error_message = ?3, error_remedy = ?4, \
+                 pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \
+                 lease_expires_at = NULL \
+                 WHERE status IN ('pending','processing') AND lease_expires_at < ?1 \
+                 AND cancel_requested = 1 RETURNING id, status",
+            )?;
+            let mut out: Vec<(String, String)> = cancelled
+                .query_map(params![now, category.as_str(), message, remedy], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
             let mut failed = tx.prepare_cached(
                 "UPDATE jobs SET status = 'failed', finished_at = ?1, error_category = 'system', \
                  error_message = 'the process running it stopped (its lease expired) ' || \
@@ -594,9 +665,11 @@ impl JobStore for SqliteStore {
                  WHERE status IN ('pending','processing') AND lease_expires_at < ?1 \
                  AND attempts >= ?2 RETURNING id, status",
             )?;
-            let mut out: Vec<(String, String)> = failed
-                .query_map(params![now, max_attempts], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect::<rusqlite::Result<_>>()?;
+            out.extend(
+                failed
+                    .query_map(params![now, max_attempts], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<Vec<_>>>()?,
+            );
             let mut back = tx.prepare_cached(
                 "UPDATE jobs SET status = 'pending', started_at = NULL, progress_percent = 0, \
                  pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \

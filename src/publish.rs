@@ -56,6 +56,22 @@ impl PartFile {
         PartFile::at(dir.join(name))
     }
 
+    /// [`PartFile::for_job`] for one attempt of a job claimed from a shared queue:
+    /// `.{name}.aiom4b-{id}-{attempt}.part`, so that two processes that both think they hold the
+    /// job (one paused past its lease) never write or remove each other's file.
+    pub fn for_attempt(
+        dir: &Path,
+        output_name: Option<&OsStr>,
+        id: uuid::Uuid,
+        attempt: &str,
+    ) -> PartFile {
+        let name = match output_name {
+            Some(name) => format!(".{}.aiom4b-{id}-{attempt}.part", name.to_string_lossy()),
+            None => format!(".aiom4b-{id}-{attempt}.m4b.part"),
+        };
+        PartFile::at(dir.join(name))
+    }
+
     /// The library's part file for `final_path`: `.{name}.{pid}.part` beside it.
     pub fn for_process(final_path: &Path) -> PartFile {
         PartFile::at(pid_part_path(final_path, std::process::id()))

@@ -27,6 +27,7 @@ pub mod events;
 pub mod folders;
 mod hooks;
 pub mod jobs;
+pub mod lease;
 pub mod logfile;
 pub mod naming;
 pub mod post_action;
@@ -49,8 +50,10 @@ pub use errors::{Error, ErrorCategory, JobError, Result};
 pub use events::{JobEvent, JobEventSink, JobEvents, JobStep, NoEvents};
 pub use hooks::Hooks;
 pub use jobs::{
-    IdempotencyRecord, Job, JobFilter, JobStats, JobStatus, JobStore, SqliteStore, StageTiming,
+    CancelRequest, IdempotencyRecord, Job, JobFilter, JobStats, JobStatus, JobStore, QueueStats,
+    SqliteStore, StageTiming,
 };
+pub use lease::LeaseTerms;
 pub use post_action::PostAction;
 pub use request::{ConversionResult, JobOutcome, JobRequest};
 pub use runner::{JobRunner, QueuedJob};

@@ -23,6 +23,11 @@ impl Workflow {
                 let Some(owner) = job.owner.clone() else {
                     continue; // queued for a worker, not owned by any process yet
                 };
+                if job.lease.is_some() {
+                    // Claimed from the shared queue: when its holder dies, the lease runs out
+                    // and the queue runs it again (JobStore::requeue_expired).
+                    continue;
+                }
                 if owner.liveness() != Liveness::Dead {
                     continue;
                 }

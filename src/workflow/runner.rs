@@ -25,6 +25,7 @@ use crate::workflow::errors::JobError;
 use crate::workflow::errors::Result;
 use crate::workflow::events::{JobEvent, JobEventSink, JobEvents, NoEvents};
 use crate::workflow::jobs::{Job, JobStatus};
+use crate::workflow::lease::{Heartbeat, LeaseTerms};
 use crate::workflow::request::{ConversionResult, JobOutcome, JobRequest};
 use crate::workflow::steps::Run;
 use crate::workflow::{audit, canonical_folders, Workflow};
@@ -46,6 +47,8 @@ pub struct QueuedJob {
     job: Job,
     request: JobRequest,
     output_dir: PathBuf,
+    /// Set for a job claimed from a shared queue: its lease is renewed while it runs.
+    lease: Option<LeaseTerms>,
 }
 
 impl QueuedJob {
@@ -108,7 +111,54 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
             job,
             request,
             output_dir,
+            lease: None,
         })
+    }
+
+    /// A job this process claimed from a shared queue ([`JobStore::claim_next`], with the
+    /// lease `terms` it claimed it for), ready for [`JobRunner::run_queued`], which renews the
+    /// lease while the job runs, stops the job when the lease is lost or a cancel is requested
+    /// ([`JobStore::request_cancel`]), and confirms the lease right before publishing.
+    ///
+    /// What an earlier attempt left (its holder died or was paused past its lease) is removed,
+    /// and this attempt writes a part file of its own: a paused holder that wakes up cannot
+    /// touch this one's, nor this one its.
+    ///
+    /// [`JobStore::claim_next`]: crate::workflow::JobStore::claim_next
+    /// [`JobStore::request_cancel`]: crate::workflow::JobStore::request_cancel
+    pub fn claimed(
+        &self,
+        mut job: Job,
+        request: JobRequest,
+        terms: LeaseTerms,
+    ) -> Result<QueuedJob> {
+        let Some(lease) = job.lease else {
+            return Err(crate::workflow::Error::Invalid(format!(
+                "job {} was not claimed (it has no lease)",
+                job.id
+            )));
+        };
+        let mut queued = self.requeue(job.clone(), request)?;
+        for p in crate::publish::remove_temporaries(&job.temp_paths) {
+            tracing::info!(job_id = %job.id, path = %p.display(), "removed what an earlier attempt left");
+        }
+        let token = lease.token.simple().to_string();
+        let part = PartFile::for_attempt(
+            &queued.output_dir,
+            queued
+                .request
+                .output_file
+                .as_ref()
+                .and_then(|f| f.file_name()),
+            job.id,
+            &token[..8],
+        );
+        job.part_path = Some(part.path().to_path_buf());
+        job.temp_paths = part.temporaries();
+        let _ = part.keep();
+        queued.job = job;
+        queued.lease = Some(terms);
+        Ok(queued)
     }
 
     /// Runs a job made by [`JobRunner::create`]. It takes the job over for this process; if
@@ -119,6 +169,7 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
             mut job,
             request,
             output_dir,
+            lease,
         } = queued;
         job.owner = Some(wf.owner.clone());
         let span = tracing::info_span!("job", job_id = %job.id);
@@ -144,6 +195,15 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
             cancel.store(true, Ordering::Relaxed);
         }
         let part = PartFile::at(job.part_path.clone().unwrap_or_default());
+        let heartbeat = lease.zip(job.lease).map(|(terms, held)| {
+            Arc::new(Heartbeat::start(
+                wf.store.clone(),
+                job.id,
+                held,
+                terms,
+                cancel.clone(),
+            ))
+        });
         let mut run = Run {
             wf,
             job,
@@ -154,13 +214,18 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
             cancel,
             events,
             report: None,
+            heartbeat: heartbeat.clone(),
         };
         let result = run.steps(&self.engine, part);
         wf.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&run.job.id);
-        let outcome = run.finish(result)?;
+        let outcome = run.finish(result);
+        // Renewed until the final record is written, so that no other process takes the job
+        // over in between.
+        drop(heartbeat);
+        let outcome = outcome?;
         events.emit(JobEvent::Finished(&outcome));
         Ok(outcome)
     }
@@ -192,6 +257,7 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
             job,
             request,
             output_dir,
+            lease: None,
         })
     }
 

@@ -10,6 +10,7 @@ use crate::workflow::engine::JobEngine;
 use crate::workflow::errors::{Error, ErrorCategory, JobError, Result};
 use crate::workflow::events::{JobEvent, JobEventSink, JobStep};
 use crate::workflow::jobs::{self, Job, JobFailure, JobStatus, StageTiming};
+use crate::workflow::lease::{self, Heartbeat};
 use crate::workflow::post_action::{self, PostAction};
 use crate::workflow::request::{ConversionResult, JobOutcome, JobRequest};
 use crate::workflow::watchdog::{auto_timeout, Watchdog};
@@ -39,6 +40,8 @@ pub(crate) struct Run<'w> {
     pub(crate) events: JobEventSink<'w>,
     /// The engine's report, kept once the conversion succeeded (a later step may still fail).
     pub(crate) report: Option<ConvertReport>,
+    /// The lease's renewal, for a job claimed from a shared queue.
+    pub(crate) heartbeat: Option<Arc<Heartbeat>>,
 }
 
 impl<'w> Run<'w> {
@@ -62,6 +65,14 @@ impl<'w> Run<'w> {
         self.cancel.load(Ordering::Relaxed)
     }
 
+    /// Why a stopped job stopped: its lease was lost, or it was cancelled.
+    fn stop_error(&self) -> JobError {
+        match &self.heartbeat {
+            Some(h) if h.lost() => lease::lost_error(),
+            _ => JobError::cancelled(),
+        }
+    }
+
     fn step(&self, step: JobStep) {
         self.events.emit(JobEvent::Step(step));
     }
@@ -74,6 +85,10 @@ impl<'w> Run<'w> {
             .update(&self.job, self.stored)
             .map_err(Error::from)?
         {
+            if self.heartbeat.is_some() {
+                // Fenced off: another process holds the job now.
+                return Err(lease::lost_error());
+            }
             return Err(JobError::new(
                 ErrorCategory::System,
                 "the job record was changed by another process",
@@ -118,7 +133,7 @@ impl<'w> Run<'w> {
         .unwrap_or_else(|panic| Err(panic_error("preparing the conversion", panic)))?;
         push_timing(&mut self.job, JobStep::Prepare, t);
         if self.stopped() {
-            return Err(JobError::cancelled());
+            return Err(self.stop_error());
         }
         Ok(plan)
     }
@@ -131,7 +146,7 @@ impl<'w> Run<'w> {
             let t = Instant::now();
             for f in self.job.source_folders.clone() {
                 if self.stopped() {
-                    return Err(JobError::cancelled());
+                    return Err(self.stop_error());
                 }
                 let info = self.wf.backups.create(&f, Some(self.job.id))?;
                 self.job.backup_paths.push(info.path.clone());
@@ -150,7 +165,7 @@ impl<'w> Run<'w> {
             }
         }
         if self.stopped() {
-            return Err(JobError::cancelled());
+            return Err(self.stop_error());
         }
         Ok(backups)
     }
@@ -217,7 +232,7 @@ impl<'w> Run<'w> {
                             format!("timed out after {} s", limit.as_secs()),
                             "raise PROCESSING_TIMEOUT_SECS, or look for an input file that hangs the decoder",
                         ),
-                        None => JobError::cancelled(),
+                        None => self.stop_error(),
                     });
                 }
                 Err(e) if e.transient && self.job.attempts < MAX_ATTEMPTS => {
@@ -273,6 +288,12 @@ impl<'w> Run<'w> {
                     "this is a bug in aiom4b; please report it",
                 ))
             }
+        }
+        // The fence: a worker that was paused past its lease finds here that another one took
+        // the job over, and publishes nothing. (What remains is the moment between this check
+        // and the rename; the lease is fresh then, a whole lease length.)
+        if let Some(h) = &self.heartbeat {
+            h.confirm()?;
         }
         // The record names the output before the rename (write-ahead): if the process dies
         // right after it, recovery finds the published file instead of calling it a crash.

@@ -11,6 +11,7 @@ mod fuzz_regressions;
 mod long_texts;
 mod probe;
 mod ranges;
+mod scaleout;
 mod serve;
 mod splice;
 mod truncated;

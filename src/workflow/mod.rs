@@ -151,6 +151,11 @@ impl Workflow {
         self
     }
 
+    /// This process, as job records name it ([`Job::owner`]).
+    pub fn owner(&self) -> &ProcessIdentity {
+        &self.owner
+    }
+
     /// The effective configuration this workflow runs with.
     pub fn config(&self) -> &Config {
         &self.config

@@ -819,13 +819,20 @@ fn a_store_that_fails_after_publishing_does_not_fail_the_job() {
             id: uuid::Uuid,
             token: uuid::Uuid,
             ttl: Duration,
-        ) -> R<Option<aiom4b::workflow::jobs::Lease>> {
+        ) -> R<Option<aiom4b::workflow::jobs::Renewal>> {
             self.check()?;
             self.inner.renew_lease(id, token, ttl)
         }
         fn requeue_expired(&self, max_attempts: u32) -> R<Vec<(uuid::Uuid, JobStatus)>> {
             self.check()?;
             self.inner.requeue_expired(max_attempts)
+        }
+        fn request_cancel(&self, id: uuid::Uuid) -> R<aiom4b::workflow::CancelRequest> {
+            self.check()?;
+            self.inner.request_cancel(id)
+        }
+        fn queue_stats(&self) -> R<aiom4b::workflow::QueueStats> {
+            self.inner.queue_stats()
         }
     }
 

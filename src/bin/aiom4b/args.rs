@@ -41,6 +41,9 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Run the conversion service: REST API, job queue, live progress (see the README).
     Serve(crate::serve::ServeArgs),
+    /// Run jobs from the shared job store (DATABASE_URL), without the API: one of several
+    /// workers on one or many hosts (see docs/scale-out.md).
+    Worker(crate::serve::worker::WorkerArgs),
     #[command(flatten)]
     Workflow(WorkflowCommand),
 }
@@ -60,7 +63,7 @@ impl Cli {
                 a.book.add_overrides(&mut o);
                 a.batch.job.add_overrides(&mut o);
             }
-            Command::Verify(_) | Command::Serve(_) | Command::Workflow(_) => {}
+            Command::Verify(_) | Command::Serve(_) | Command::Worker(_) | Command::Workflow(_) => {}
         }
         o
     }
@@ -71,7 +74,9 @@ impl Command {
     /// there. The others must not create it.
     pub fn uses_data_dir(&self) -> bool {
         match self {
-            Command::Convert(_) | Command::Batch(_) | Command::Serve(_) => true,
+            Command::Convert(_) | Command::Batch(_) | Command::Serve(_) | Command::Worker(_) => {
+                true
+            }
             Command::Probe(_) | Command::Verify(_) => false,
             Command::Workflow(w) => !matches!(
                 w,

@@ -112,7 +112,7 @@ fn main() -> ExitCode {
     // `serve` ends its jobs as cancelled on a signal and exits 0: a stopped service is no error.
     let has_job = matches!(
         cli.command,
-        Command::Convert(_) | Command::Batch(_) | Command::Serve(_)
+        Command::Convert(_) | Command::Batch(_) | Command::Serve(_) | Command::Worker(_)
     );
     match run(cli, &cfg) {
         // Convert and batch end their jobs as cancelled and say so; any other command that a
@@ -146,6 +146,7 @@ fn run(cli: Cli, cfg: &Config) -> anyhow::Result<u8> {
         Command::Convert(a) => cmd_convert::convert(cfg, a, cli.quiet),
         Command::Batch(a) => cmd_convert::batch(cfg, a),
         Command::Serve(a) => serve::run(cfg, a),
+        Command::Worker(a) => serve::worker::run(cfg, a),
         // Workflow commands report "found failures" as 1, like the rest.
         Command::Workflow(w) => Ok(workflow_cmds::run(w, cfg)?.clamp(0, 1) as u8),
     }

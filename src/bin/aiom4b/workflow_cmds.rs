@@ -282,6 +282,9 @@ pub enum JobsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Cancel a pending or running job (ID or a unique prefix), whichever process or host runs
+    /// it: a queued job is cancelled at once, a running one stops within about a second
+    Cancel { job_id: String },
     /// Move finished jobs older than AGE to the archive (e.g. 7d, 12h, 2w)
     Clear {
         #[arg(long, value_name = "AGE", value_parser = age_arg)]
@@ -513,6 +516,44 @@ fn jobs_cmd(wf: &Workflow, cmd: JobsCommand) -> Result<i32> {
                 emit_text("no jobs\n");
             } else {
                 emit_text(&jobs_table(&jobs));
+            }
+        }
+        JobsCommand::Cancel { job_id } => {
+            let job = wf.find_job(&job_id)?;
+            match wf.store().request_cancel(job.id)? {
+                aiom4b::workflow::CancelRequest::Cancelled => {
+                    emit_text(&format!("job {} cancelled (it was waiting)\n", job.id));
+                }
+                aiom4b::workflow::CancelRequest::Requested if job.lease.is_none() => {
+                    // A job a `convert` or `batch` runs itself: that process takes no requests.
+                    let who = job
+                        .owner
+                        .as_ref()
+                        .map(|o| format!("process {} on {}", o.pid, o.hostname))
+                        .unwrap_or_else(|| "another process".into());
+                    return Err(aiom4b::workflow::Error::Invalid(format!(
+                        "job {} is run by {who}, which takes no cancel requests; stop it there (Ctrl-C, or kill -TERM its pid)",
+                        job.id
+                    ))
+                    .into());
+                }
+                aiom4b::workflow::CancelRequest::Requested => {
+                    let owner = job.owner.as_ref().map(|o| o.instance_id());
+                    emit_text(&format!(
+                        "job {} is asked to stop{}; it is recorded cancelled when it has\n",
+                        job.id,
+                        owner
+                            .map(|o| format!(" (running on {o})"))
+                            .unwrap_or_default()
+                    ));
+                }
+                aiom4b::workflow::CancelRequest::NotActive => {
+                    return Err(aiom4b::workflow::Error::Invalid(format!(
+                        "job {} is {}: only pending or running jobs can be cancelled",
+                        job.id, job.status
+                    ))
+                    .into());
+                }
             }
         }
         JobsCommand::Log { job_id, json } => {

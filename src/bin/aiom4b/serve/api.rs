@@ -222,6 +222,8 @@ pub struct JobView {
     pub error: Option<JobFailure>,
     /// `/api/v1/download/{id}` once the book is written.
     pub download_url: Option<String>,
+    /// The instance (`host:pid:start`) that runs or ran the job; none while it waits.
+    pub instance_id: Option<String>,
 }
 
 impl From<&Job> for JobView {
@@ -246,6 +248,7 @@ impl From<&Job> for JobView {
             attempts: j.attempts,
             error: j.error.clone(),
             download_url: done.then(|| format!("/api/v1/download/{}", j.id)),
+            instance_id: j.owner.as_ref().map(|o| o.instance_id()),
         }
     }
 }

@@ -4,7 +4,8 @@
 //! store, the queue and `/proc`, so they are right even for jobs run by the CLI in the same
 //! DATA_DIR.
 use super::api::Shared;
-use aiom4b::workflow::{Job, JobStatus};
+use super::queue::Queue;
+use aiom4b::workflow::{Job, JobStatus, Workflow};
 use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
@@ -46,11 +47,24 @@ pub fn job_finished(job: &Job, elapsed: Duration) {
     responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(s): State<Shared>) -> Response {
     let s2 = s.clone();
-    let stats = tokio::task::spawn_blocking(move || s2.wf.store().stats())
-        .await
-        .ok()
-        .and_then(Result::ok);
-    if let Some(st) = stats {
+    let _ = tokio::task::spawn_blocking(move || refresh(&s2.wf, &s2.queue)).await;
+    render(&s.prometheus)
+}
+
+/// The Prometheus text, with its content type.
+pub fn render(prometheus: &PrometheusHandle) -> Response {
+    let mut r = prometheus.render().into_response();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// Sets the gauges that are read at each scrape: job counts and the queue (both for the whole
+/// store, whichever instance ran the jobs), this process's running jobs and figures. Blocking.
+pub fn refresh(wf: &Workflow, queue: &Queue) {
+    if let Ok(st) = wf.store().stats() {
         for (status, n) in [
             ("pending", st.pending),
             ("processing", st.processing),
@@ -68,19 +82,17 @@ pub async fn metrics(State(s): State<Shared>) -> Response {
                 .set(*n as f64);
         }
     }
-    let (pending, running) = s.queue.lengths();
-    metrics::gauge!("aiom4b_queue_length").set(pending as f64);
+    if let Ok(q) = wf.store().queue_stats() {
+        metrics::gauge!("aiom4b_queue_length").set(q.waiting as f64);
+        metrics::gauge!("aiom4b_queue_leased").set(q.leased as f64);
+        metrics::gauge!("aiom4b_queue_expired_leases").set(q.expired as f64);
+    }
+    let (_, running) = queue.lengths();
     metrics::gauge!("aiom4b_queue_running").set(running as f64);
     if let Some((rss, cpu)) = process_figures() {
         metrics::gauge!("process_resident_memory_bytes").set(rss);
         metrics::gauge!("process_cpu_seconds_total").set(cpu);
     }
-    let mut r = s.prometheus.render().into_response();
-    r.headers_mut().insert(
-        "content-type",
-        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-    );
-    r
 }
 
 /// Resident memory (bytes) and CPU time (seconds) of this process, from /proc/self/stat.

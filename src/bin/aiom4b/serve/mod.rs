@@ -25,7 +25,9 @@ mod metrics;
 mod openapi;
 mod plan_cache;
 mod queue;
+mod relay;
 mod stream;
+pub mod worker;
 
 use anyhow::{bail, Context as _, Result};
 use api::AppState;
@@ -41,7 +43,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 /// Largest request body: a convert request for many books is a few KiB.
 const MAX_BODY_BYTES: usize = 256 * 1024;
 /// How long running jobs get to end cleanly after a signal before the process exits anyway.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+pub(super) const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ServeArgs {
@@ -68,6 +70,27 @@ pub struct ServeArgs {
     /// When API_TOKEN is not set: create DATA_DIR/api_token (mode 0600) and print it once.
     #[arg(long)]
     pub generate_token: bool,
+    /// Run no jobs here: only the API, with `aiom4b worker` processes (on this or other hosts,
+    /// sharing DATABASE_URL) running the queue.
+    #[arg(long)]
+    pub no_worker: bool,
+    #[command(flatten)]
+    pub queue: QueueArgs,
+}
+
+/// The queue's settings, shared by `serve` and `worker`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct QueueArgs {
+    /// Seconds a claimed job's lease lasts without renewal (it is renewed every second or so):
+    /// a worker that dies has its job run again this long after it stopped.
+    #[arg(long, env = "LEASE_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub lease_secs: u64,
+}
+
+impl QueueArgs {
+    pub fn lease(&self) -> aiom4b::workflow::LeaseTerms {
+        aiom4b::workflow::LeaseTerms::new(Duration::from_secs(self.lease_secs))
+    }
 }
 
 /// The token: API_TOKEN, else the token file, else (with --generate-token) a new one.
@@ -112,7 +135,7 @@ fn token(cfg: &aiom4b::workflow::Config, a: &ServeArgs, loopback: bool) -> Resul
     Ok(None)
 }
 
-fn is_loopback(host: &str) -> bool {
+pub(super) fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
@@ -228,12 +251,24 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: ServeArgs) -> Result<u8> {
         .with_context(|| format!("SOURCE_DIR {}", cfg.source_dir.display()))?;
     let prometheus = metrics::install()?;
     let hub = Arc::new(events::EventHub::new());
-    let queue = queue::Queue::new(wf.clone(), hub.clone(), root.clone(), a.max_pending);
-    let requeued = queue.load_pending()?;
-    if requeued > 0 {
-        tracing::info!(count = requeued, "pending jobs from an earlier run queued");
-    }
+    let settings = queue::QueueSettings {
+        workers: if a.no_worker {
+            0
+        } else {
+            cfg.max_concurrent_jobs.max(1)
+        },
+        engine_threads: None,
+        lease: a.queue.lease(),
+    };
+    let queue = queue::Queue::new(
+        wf.clone(),
+        hub.clone(),
+        root.clone(),
+        a.max_pending,
+        settings,
+    );
     let workers = queue.start();
+    relay::start(wf.clone(), hub.clone(), queue.clone());
     let state = Arc::new(AppState {
         wf: wf.clone(),
         root,

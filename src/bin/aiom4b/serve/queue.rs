@@ -1,27 +1,35 @@
-//! The job queue: `pending` jobs in the store, run by `MAX_CONCURRENT_JOBS` worker threads.
+//! The job queue: `pending` jobs in the job store, run by worker threads of any number of
+//! processes (`aiom4b serve` with its own workers, `aiom4b worker` on other hosts).
 //!
-//! The store is the queue's memory: a job is created `pending` with everything needed to run
-//! it in its `options` (the engine's options and the service's part of the request, see
-//! [`ServiceRequest`]), so the jobs that were pending when the process stopped run after the
-//! next start ([`Queue::load_pending`]). In memory there is only the order and which jobs a
-//! worker has claimed, under one lock, so that cancelling a pending job and a worker claiming
-//! it never both happen.
+//! The store is the queue: a job is created `pending` with everything needed to run it in its
+//! `options` (the engine's options and the service's part of the request, see
+//! [`ServiceRequest`]). A worker thread claims the oldest pending job no process holds
+//! ([`JobStore::claim_next`]: `FOR UPDATE SKIP LOCKED` on PostgreSQL) under a lease that the
+//! runner renews while the job runs; a process that dies loses its leases and their jobs are
+//! claimed again once the lease runs out ([`JobStore::requeue_expired`], run by each
+//! process's waker thread). The waker also waits for the store's sign of new work (LISTEN/NOTIFY
+//! on PostgreSQL) and wakes the idle workers at once; polling every [`POLL`] is the fallback.
 //!
 //! Workers are plain threads (the conversion blocks; its engine starts its own threads): each
-//! one gets an equal share of the cores (`Config::engine_threads`). Before a job runs, its
-//! folders are checked again against SOURCE_DIR: a folder swapped for a symlink out of it
-//! after the request was accepted fails the job instead of being read.
+//! one gets an equal share of the cores (`Config::engine_threads`) unless told otherwise.
+//! Before a job runs, its folders are checked again against SOURCE_DIR: a folder swapped for a
+//! symlink out of it after the request was accepted fails the job instead of being read.
+//!
+//! [`JobStore::claim_next`]: aiom4b::workflow::JobStore::claim_next
+//! [`JobStore::requeue_expired`]: aiom4b::workflow::JobStore::requeue_expired
 use super::confine::SourceRoot;
 use super::events::EventHub;
 use aiom4b::workflow::jobs::JobFailure;
 use aiom4b::workflow::{
-    BookEngine, ErrorCategory, Job, JobFilter, JobRequest, JobRunner, JobStatus, Workflow,
+    BookEngine, CancelRequest, ErrorCategory, Job, JobRequest, JobRunner, JobStatus, LeaseTerms,
+    Workflow,
 };
 use aiom4b::{ConvertOptions, Limits, PlanOptions, ScanOptions};
 use serde::{Deserialize, Serialize};
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// The service's part of a job's request, kept in the job's `options` under `"service"`.
@@ -54,11 +62,32 @@ fn engine_of(job: &Job) -> Result<(BookEngine, ServiceRequest), String> {
     Ok((engine, service))
 }
 
+/// How often idle workers look for work when no wake-up comes (SQLite has none; PostgreSQL's
+/// NOTIFY may be lost while a connection is re-made), and how often expired leases are looked
+/// for.
+pub const POLL: Duration = Duration::from_secs(2);
+/// Attempts before a job whose holders keep dying is failed.
+pub const MAX_ATTEMPTS: u32 = 3;
+
 #[derive(Default)]
 struct State {
-    pending: VecDeque<Uuid>,
+    /// The jobs this process's workers hold.
     running: HashSet<Uuid>,
     stopping: bool,
+    /// Counts wake-ups, so that one that comes between a worker's empty claim and its wait is
+    /// not lost.
+    wakes: u64,
+}
+
+/// How a process takes part in the queue.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueSettings {
+    /// Worker threads (jobs at once); 0 runs none (`serve --no-worker`).
+    pub workers: usize,
+    /// Engine threads per job; `None`: an equal share of the cores.
+    pub engine_threads: Option<usize>,
+    /// The lease a claimed job is held under.
+    pub lease: LeaseTerms,
 }
 
 pub struct Queue {
@@ -68,7 +97,7 @@ pub struct Queue {
     state: Mutex<State>,
     wake: Condvar,
     pub max_pending: usize,
-    workers: usize,
+    settings: QueueSettings,
 }
 
 /// What [`Queue::cancel`] did.
@@ -76,9 +105,10 @@ pub struct Queue {
 pub enum Cancelled {
     /// The job was pending and is now `cancelled`.
     Pending(Box<Job>),
-    /// The job runs; it stops at its next packet and is recorded `cancelled`.
+    /// The job runs (here or on another instance); it stops at its next packet (within about
+    /// a second elsewhere) and is recorded `cancelled`.
     Running,
-    /// Not pending nor running here.
+    /// Not pending nor running.
     NotActive,
 }
 
@@ -88,8 +118,8 @@ impl Queue {
         hub: Arc<EventHub>,
         root: SourceRoot,
         max_pending: usize,
+        settings: QueueSettings,
     ) -> Arc<Self> {
-        let workers = wf.config().max_concurrent_jobs.max(1);
         Arc::new(Queue {
             wf,
             hub,
@@ -97,7 +127,7 @@ impl Queue {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
             max_pending,
-            workers,
+            settings,
         })
     }
 
@@ -105,72 +135,65 @@ impl Queue {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues the jobs the store holds as pending and unowned, oldest first: those of an
-    /// earlier run of the service.
-    pub fn load_pending(&self) -> anyhow::Result<usize> {
-        let mut jobs = self.wf.store().list(&JobFilter {
-            status: Some(JobStatus::Pending),
-            ..Default::default()
-        })?;
-        jobs.retain(|j| j.owner.is_none());
-        jobs.sort_by_key(|j| j.created_at);
-        let mut st = self.lock();
-        for j in &jobs {
-            st.pending.push_back(j.id);
-        }
+    /// Wakes this process's idle workers.
+    fn wake_all(&self) {
+        self.lock().wakes += 1;
         self.wake.notify_all();
-        Ok(jobs.len())
     }
 
-    /// Room for `n` more pending jobs?
+    /// Room for `n` more waiting jobs (in the whole queue)? A store that cannot answer says
+    /// yes: creating the job will then fail with the store's own error.
     pub fn has_room(&self, n: usize) -> bool {
-        self.lock().pending.len() + n <= self.max_pending
+        match self.wf.store().queue_stats() {
+            Ok(q) => q.waiting as usize + n <= self.max_pending,
+            Err(_) => true,
+        }
     }
 
-    /// Is `id` running on one of this service's workers (its final event may still be coming)?
+    /// Is `id` running on one of this process's workers (its final event may still be coming)?
     pub fn is_running(&self, id: Uuid) -> bool {
         self.lock().running.contains(&id)
     }
 
+    /// Jobs waiting in the whole queue, and jobs running on this process's workers.
     pub fn lengths(&self) -> (usize, usize) {
-        let st = self.lock();
-        (st.pending.len(), st.running.len())
+        let waiting = self
+            .wf
+            .store()
+            .queue_stats()
+            .map(|q| q.waiting as usize)
+            .unwrap_or(0);
+        (waiting, self.lock().running.len())
     }
 
-    /// Creates the job `pending` in the store and queues it.
+    /// Creates the job `pending` in the store, which queues it for every worker.
     pub fn submit(&self, request: JobRequest) -> anyhow::Result<Job> {
         // The engine does not matter for creating: the options are in the request.
         let runner = JobRunner::new(&self.wf, aiom4b::workflow::ConvertFn(unused_convert));
         let job = runner.create(request)?.job().clone();
-        let mut st = self.lock();
-        st.pending.push_back(job.id);
-        self.wake.notify_one();
+        self.wake_all();
         Ok(job)
     }
 
     pub fn cancel(&self, id: Uuid) -> anyhow::Result<Cancelled> {
-        let mut st = self.lock();
-        if let Some(pos) = st.pending.iter().position(|j| *j == id) {
-            st.pending.remove(pos);
-            drop(st);
-            if let Some(mut job) = self.wf.store().get(id)? {
-                if job.status == JobStatus::Pending {
-                    job.status = JobStatus::Cancelled;
-                    job.finished_at = Some(aiom4b::workflow::jobs::now_millis());
-                    if self.wf.store().update(&job, JobStatus::Pending)? {
-                        self.finished_outside_runner(&job);
-                        return Ok(Cancelled::Pending(Box::new(job)));
-                    }
-                }
-            }
-            return Ok(Cancelled::NotActive);
-        }
-        if st.running.contains(&id) {
-            // Running, or about to: its runner may not have registered it yet.
+        if self.lock().running.contains(&id) {
+            // Running here, or about to: its runner may not have registered it yet.
             self.wf.cancel_queued(id);
             return Ok(Cancelled::Running);
         }
-        Ok(Cancelled::NotActive)
+        Ok(match self.wf.store().request_cancel(id)? {
+            CancelRequest::Cancelled => match self.wf.store().get(id)? {
+                Some(job) => {
+                    self.finished_outside_runner(&job);
+                    Cancelled::Pending(Box::new(job))
+                }
+                None => Cancelled::NotActive,
+            },
+            // Held by a worker (of another process, or one of ours that claimed it this
+            // instant): it sees the request at its next lease renewal.
+            CancelRequest::Requested => Cancelled::Running,
+            CancelRequest::NotActive => Cancelled::NotActive,
+        })
     }
 
     fn finished_outside_runner(&self, job: &Job) {
@@ -181,9 +204,18 @@ impl Queue {
         );
     }
 
-    /// Starts the workers.
+    /// Starts the workers, and the waker thread that wakes them and puts jobs whose holder
+    /// died back in the queue. With no workers, nothing is started.
     pub fn start(self: &Arc<Self>) -> Vec<std::thread::JoinHandle<()>> {
-        (0..self.workers)
+        if self.settings.workers == 0 {
+            return Vec::new();
+        }
+        let q = self.clone();
+        std::thread::Builder::new()
+            .name("aiom4b-queue-waker".into())
+            .spawn(move || q.waker())
+            .expect("spawning the queue's waker");
+        (0..self.settings.workers)
             .map(|i| {
                 let q = self.clone();
                 std::thread::Builder::new()
@@ -200,39 +232,74 @@ impl Queue {
         self.wake.notify_all();
     }
 
-    fn work(&self) {
-        loop {
-            let id = {
-                let mut st = self.lock();
-                loop {
-                    if st.stopping || self.wf.is_cancelled() {
-                        return;
+    fn stopping(&self) -> bool {
+        self.lock().stopping || self.wf.is_cancelled()
+    }
+
+    fn waker(&self) {
+        while !self.stopping() {
+            match self.wf.store().requeue_expired(MAX_ATTEMPTS) {
+                Ok(moved) => {
+                    for (id, status) in &moved {
+                        tracing::warn!(target: "aiom4b::jobs", job_id = %id, %status, "a job's holder stopped renewing its lease; the job is {status} now");
+                        metrics::counter!("aiom4b_queue_leases_recovered_total", "to" => status.as_str())
+                            .increment(1);
                     }
-                    if let Some(id) = st.pending.pop_front() {
-                        st.running.insert(id);
-                        break id;
+                    if !moved.is_empty() {
+                        self.wake_all();
                     }
-                    // Timed, so that a `cancel_all` from the signal thread (which cannot
-                    // notify this condvar) is seen within a moment.
-                    st = self
-                        .wake
-                        .wait_timeout(st, std::time::Duration::from_millis(200))
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
                 }
-            };
-            if let Err(e) = self.run_one(id) {
-                tracing::error!(job_id = %id, error = %format!("{e:#}"), "queued job could not run");
+                Err(e) => tracing::warn!(error = %e, "looking for expired leases failed"),
             }
-            self.lock().running.remove(&id);
-            metrics::counter!("aiom4b_jobs_finished_total").increment(1);
+            match self.wf.store().wait_for_work(POLL) {
+                Ok(_) => self.wake_all(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "waiting for new jobs failed; polling");
+                    std::thread::sleep(POLL);
+                    self.wake_all();
+                }
+            }
         }
     }
 
-    fn run_one(&self, id: Uuid) -> anyhow::Result<()> {
-        let Some(job) = self.wf.store().get(id)? else {
-            return Ok(());
-        };
+    fn work(&self) {
+        let owner = self.wf.owner().clone();
+        loop {
+            let seen = {
+                let st = self.lock();
+                if st.stopping || self.wf.is_cancelled() {
+                    return;
+                }
+                st.wakes
+            };
+            match self.wf.store().claim_next(&owner, self.settings.lease.ttl) {
+                Ok(Some(job)) => {
+                    let id = job.id;
+                    self.lock().running.insert(id);
+                    tracing::info!(target: "aiom4b::jobs", job_id = %id, attempts = job.attempts, "claimed");
+                    if let Err(e) = self.run_one(job) {
+                        tracing::error!(job_id = %id, error = %format!("{e:#}"), "queued job could not run");
+                    }
+                    self.lock().running.remove(&id);
+                    metrics::counter!("aiom4b_jobs_finished_total").increment(1);
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "claiming a job failed"),
+            }
+            let st = self.lock();
+            if st.wakes == seen && !st.stopping {
+                // Timed, so that a `cancel_all` from the signal thread (which cannot notify
+                // this condvar) is seen within a moment.
+                let _ = self
+                    .wake
+                    .wait_timeout(st, POLL)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+
+    fn run_one(&self, job: Job) -> anyhow::Result<()> {
         if job.status != JobStatus::Pending {
             return Ok(());
         }
@@ -248,9 +315,13 @@ impl Queue {
             }
         }
         let mut request = job_request(&self.wf, job.source_folders.clone(), &job.options, &service);
-        request.engine_threads = Some(self.wf.config().engine_threads(self.workers));
+        request.engine_threads = Some(
+            self.settings
+                .engine_threads
+                .unwrap_or_else(|| self.wf.config().engine_threads(self.settings.workers)),
+        );
         let runner = JobRunner::new(&self.wf, &engine);
-        let queued = runner.requeue(job, request)?;
+        let queued = runner.claimed(job, request, self.settings.lease)?;
         metrics::gauge!("aiom4b_jobs_running").increment(1.0);
         let started = std::time::Instant::now();
         let outcome = runner.run_queued(queued, &*self.hub);

@@ -14,15 +14,16 @@
 //! server from Debian's `postgresql`), with a fresh database per run. Backups are off (they
 //! would measure the disk, not the queue).
 //!
-//! Figures, from the job records and the jobs' own log lines (the same host writes both, so
-//! one clock):
+//! Figures, from the job records, the jobs' own log lines and the JSON log files (one host writes
+//! them all, so one clock):
 //! - **books per hour**: 12 ÷ (last `finished_at` − first `created_at`) — the whole queue,
 //!   submitted in one request while every worker already waits.
-//! - **finish → next start** per worker: from one job's `finished_at` to the same worker's
-//!   next `job started` line (the claim, reading the job, the part file, the log span): the
-//!   queue's overhead between two jobs of one worker.
-//! - **claim → start**: from the worker's `job claimed` line to its `job started` line, where
-//!   the worker logs the claim.
+//! - **finish → next claim** per worker: from one job's `finished_at` to the claim of the same
+//!   worker's next job (its `claimed` line in the JSON log files under `DATA_DIR/logs/`).
+//! - **claim → start**: from that claim to the job's `job started` line (reading the job's
+//!   options, checking its folders, removing an earlier attempt's files, the part file).
+//! - **finish → next start**: the two together, the queue's whole overhead between two jobs
+//!   of one worker.
 //! - **first pickup**: `created_at` → the first `job started` of each worker (a NOTIFY wakes
 //!   idle workers; polling is the fallback).
 //!
@@ -153,6 +154,38 @@ fn line_time(lines: &[Value], message: &str) -> Option<DateTime<FixedOffset>> {
         .map(|l| time(&l["time"]))
 }
 
+/// When each job was claimed: the workers' `claimed` lines (target `aiom4b::jobs`, with the
+/// job's `job_id`; logged right after the claim, outside the job's own log) in the JSON log
+/// files under `DATA_DIR/logs/`. A job claimed twice keeps its last claim.
+fn claims(data: &Path) -> std::collections::HashMap<String, DateTime<FixedOffset>> {
+    let mut out = std::collections::HashMap::new();
+    let Ok(rd) = std::fs::read_dir(data.join("logs")) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            // tracing-subscriber's JSON keeps an event's fields under `fields`; a flattened
+            // format has them at the top.
+            let field = |k: &str| v["fields"].get(k).or_else(|| v.get(k)).cloned();
+            if field("message").as_ref().and_then(Value::as_str) != Some("claimed") {
+                continue;
+            }
+            let (Some(Value::String(id)), Some(ts)) = (field("job_id"), v.get("timestamp")) else {
+                continue;
+            };
+            if let Ok(t) = DateTime::parse_from_rfc3339(ts.as_str().unwrap_or("")) {
+                let e = out.entry(id).or_insert(t);
+                *e = (*e).max(t);
+            }
+        }
+    }
+    out
+}
+
 /// One run with `n` workers; the run's summary and one raw line per job.
 fn run(root: &Path, n: usize) -> (Value, Vec<Value>) {
     let url = aiom4b_testkit::postgres::fresh_database();
@@ -179,7 +212,8 @@ fn run(root: &Path, n: usize) -> (Value, Vec<Value>) {
             &data.join(format!("worker-{w}.stderr")),
         );
         procs.0.push(child);
-        instances.push(id.trim_end_matches(" ready").to_owned());
+        // `worker <instance_id> ready: N job(s) at once`
+        instances.push(id.split_once(" ready").map_or(id.as_str(), |(i, _)| i).to_owned());
     }
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(30))
@@ -239,6 +273,7 @@ fn run(root: &Path, n: usize) -> (Value, Vec<Value>) {
     }
     drop(procs);
 
+    let claimed = claims(&data);
     let created = jobs.iter().map(|j| time(&j["created_at"])).min().unwrap();
     let finished = jobs.iter().map(|j| time(&j["finished_at"])).max().unwrap();
     let wall_s = ms(created, finished) / 1e3;
@@ -251,7 +286,7 @@ fn run(root: &Path, n: usize) -> (Value, Vec<Value>) {
     for (j, lines) in jobs.iter().zip(&logs) {
         let instance = j["instance_id"].as_str().unwrap_or("?").to_owned();
         let started_line = line_time(lines, "job started");
-        let claimed_line = line_time(lines, "job claimed");
+        let claimed_line = j["id"].as_str().and_then(|id| claimed.get(id)).copied();
         let (started_at, finished_at) = (time(&j["started_at"]), time(&j["finished_at"]));
         if let (Some(c), Some(s)) = (claimed_line, started_line) {
             claim_to_start.push(ms(c, s));
@@ -262,7 +297,7 @@ fn run(root: &Path, n: usize) -> (Value, Vec<Value>) {
             per_worker
                 .entry(instance.clone())
                 .or_default()
-                .push((s, finished_at));
+                .push((s, finished_at, claimed_line));
         }
         raw.push(json!({
             "type": "job",
@@ -271,7 +306,7 @@ fn run(root: &Path, n: usize) -> (Value, Vec<Value>) {
             "instance_id": instance,
             "attempts": j["attempts"],
             "created_at": j["created_at"],
-            "claimed_line": claimed_line.map(|t| t.to_rfc3339()),
+            "claimed": claimed_line.map(|t| t.to_rfc3339()),
             "started_line": started_line.map(|t| t.to_rfc3339()),
             "started_at": j["started_at"],
             "finished_at": j["finished_at"],
@@ -279,12 +314,16 @@ fn run(root: &Path, n: usize) -> (Value, Vec<Value>) {
         }));
     }
     let mut gaps = Vec::new();
+    let mut finish_to_claim = Vec::new();
     let mut first_pickup = Vec::new();
     for runs in per_worker.values_mut() {
         runs.sort_by_key(|r| r.0);
         first_pickup.push(ms(created, runs[0].0));
         for w in runs.windows(2) {
             gaps.push(ms(w[0].1, w[1].0));
+            if let Some(c) = w[1].2 {
+                finish_to_claim.push(ms(w[0].1, c));
+            }
         }
     }
     let jobs_per_worker: Vec<usize> = per_worker.values().map(Vec::len).collect();
@@ -301,6 +340,7 @@ fn run(root: &Path, n: usize) -> (Value, Vec<Value>) {
         "max_finish_to_next_start_ms": gaps.iter().copied().fold(None, |m: Option<f64>, g| Some(m.map_or(g, |m| m.max(g)))),
         "finish_to_next_start_ms": gaps,
         "median_claim_to_start_ms": median(&claim_to_start),
+        "median_finish_to_next_claim_ms": median(&finish_to_claim),
         "median_first_pickup_ms": median(&first_pickup),
         "median_convert_s": median(&convert_s),
         "median_job_s": median(&job_s),
@@ -425,13 +465,13 @@ fn main() {
         "\n## Run {run_id} (`{}`, {cores} cores)\n\n\
          {BOOKS} books of 10 min (44.1 kHz stereo), each worker `--concurrency 1 --jobs 1`, \
          one PostgreSQL, `serve --no-worker`; backups off. Medians over the jobs of the run.\n\n\
-         | workers | wall | books/hour | speedup | efficiency (÷ min(n, cores)) | jobs per worker | finish → next start | claim → start | first pickup | convert | load (1 min) |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|\n",
+         | workers | wall | books/hour | speedup | efficiency (÷ min(n, cores)) | jobs per worker | finish → next claim | claim → start | finish → next start | first pickup | convert | load (1 min) |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         git_revision()
     );
     for s in &summaries {
         md.push_str(&format!(
-            "| {} | {} s | {} | {} | {} | {:?} | {} ms | {} ms | {} ms | {} s | {} |\n",
+            "| {} | {} s | {} | {} | {} | {:?} | {} ms | {} ms | {} ms | {} ms | {} s | {} |\n",
             s["workers"],
             fmt(&s["wall_s"], 1),
             fmt(&s["books_per_hour"], 1),
@@ -443,8 +483,9 @@ fn main() {
                 .iter()
                 .map(|v| v.as_u64().unwrap())
                 .collect::<Vec<_>>(),
-            fmt(&s["median_finish_to_next_start_ms"], 1),
+            fmt(&s["median_finish_to_next_claim_ms"], 1),
             fmt(&s["median_claim_to_start_ms"], 1),
+            fmt(&s["median_finish_to_next_start_ms"], 1),
             fmt(&s["median_first_pickup_ms"], 1),
             fmt(&s["median_convert_s"], 1),
             fmt(&s["loadavg_1m"], 2),

@@ -111,6 +111,8 @@ struct Cluster {
     base: String,
     agent: ureq::Agent,
     workers: Vec<Worker>,
+    /// The API server's stderr.
+    api_log: PathBuf,
     /// Last, so that the temporary folder goes after the processes that use it.
     env: Env,
 }
@@ -135,6 +137,7 @@ impl Cluster {
     /// database, with `lease_secs` as LEASE_SECS; returns once every worker said it is ready.
     fn start(env: Env, workers: usize, lease_secs: &str) -> Cluster {
         let url = aiom4b_testkit::postgres::fresh_database();
+        let api_log = env.data().parent().unwrap().join("serve.log");
         let (api, addr) = spawn_serve(
             &env,
             &[
@@ -142,7 +145,7 @@ impl Cluster {
                 ("LEASE_SECS", lease_secs),
             ],
             &["--no-worker"],
-            Stdio::null(),
+            Stdio::from(std::fs::File::create(&api_log).unwrap()),
         );
         let mut c = Cluster {
             url,
@@ -154,6 +157,7 @@ impl Cluster {
                 .timeout_read(Duration::from_secs(30))
                 .build(),
             workers: Vec::new(),
+            api_log,
             env,
         };
         for _ in 0..workers {
@@ -185,9 +189,10 @@ impl Cluster {
             // Read to the end, so that a full pipe never blocks the worker.
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if let Some(id) = line
+                // `worker <instance_id> ready: N job(s) at once`
+                if let Some((id, _)) = line
                     .strip_prefix("worker ")
-                    .and_then(|r| r.strip_suffix(" ready"))
+                    .and_then(|r| r.split_once(" ready"))
                 {
                     let _ = tx.send(id.to_owned());
                 }
@@ -219,10 +224,12 @@ impl Cluster {
 
     /// Every worker's latest log lines, for failure messages.
     fn logs(&self) -> String {
-        self.workers
+        let workers: String = self
+            .workers
             .iter()
             .map(|w| format!("--- worker {} ---\n{}\n", w.instance_id, tail(&w.log)))
-            .collect()
+            .collect();
+        format!("--- serve --no-worker ---\n{}\n{workers}", tail(&self.api_log))
     }
 
     fn worker_of(&self, instance_id: &str) -> usize {
@@ -249,7 +256,7 @@ impl Cluster {
         let resp = match res {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => panic!("{method} {path}: transport error: {e}"),
+            Err(e) => panic!("{method} {path}: transport error: {e}\n{}", self.logs()),
         };
         let status = resp.status();
         let text = resp.into_string().unwrap();

@@ -145,7 +145,15 @@ impl PostgresStore {
 
     /// Runs `f` on the connection (opened, or opened again after it broke), retrying
     /// transient failures.
-    fn with_client<T>(
+    fn with_client<T: Send>(
+        &self,
+        what: &str,
+        f: impl FnMut(&mut Client) -> Result<T, postgres::Error> + Send,
+    ) -> Result<T, StoreError> {
+        off_runtime(|| self.with_client_here(what, f))
+    }
+
+    fn with_client_here<T>(
         &self,
         what: &str,
         mut f: impl FnMut(&mut Client) -> Result<T, postgres::Error>,
@@ -168,10 +176,10 @@ impl PostgresStore {
     }
 
     /// Runs `f` in a transaction and commits it; retried as a whole when transient.
-    fn write<T>(
+    fn write<T: Send>(
         &self,
         what: &str,
-        mut f: impl FnMut(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
+        mut f: impl FnMut(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error> + Send,
     ) -> Result<T, StoreError> {
         self.with_client(what, |c| {
             let mut tx = c.transaction()?;
@@ -179,6 +187,35 @@ impl PostgresStore {
             tx.commit()?;
             Ok(v)
         })
+    }
+
+    fn wait_here(&self, timeout: std::time::Duration) -> Result<bool, StoreError> {
+        let mut guard = self.listener.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            let mut c = Client::connect(&self.url, NoTls).map_err(|e| self.err(e))?;
+            c.batch_execute(&format!("LISTEN {WORK_CHANNEL}"))
+                .map_err(|e| self.err(e))?;
+            *guard = Some(c);
+        }
+        use postgres::fallible_iterator::FallibleIterator;
+        let client = guard.as_mut().expect("connected above");
+        let got = client
+            .notifications()
+            .timeout_iter(timeout)
+            .next()
+            .map(|n| n.is_some());
+        match got {
+            Ok(true) => {
+                // Several NOTIFYs may have come at once: one wake-up is enough for them all.
+                while let Ok(Some(_)) = client.notifications().iter().next() {}
+                Ok(true)
+            }
+            Ok(false) => Ok(false),
+            Err(e) => {
+                *guard = None;
+                Err(self.err(e))
+            }
+        }
     }
 
     fn migrate(&self) -> Result<(), StoreError> {
@@ -339,6 +376,20 @@ fn job_values(job: &Job) -> Vec<Box<dyn ToSql + Sync>> {
         Box::new(job.lease.map(|l| l.token)),
         Box::new(job.lease.map(|l| l.expires_at)),
     ]
+}
+
+/// Runs `f` here, or on a thread of its own when called from inside a tokio runtime: the
+/// synchronous `postgres` client runs its own runtime and panics inside another one (an async
+/// caller that forgot `spawn_blocking` must get a slower answer, not a crash).
+fn off_runtime<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return f();
+    }
+    std::thread::scope(|s| {
+        s.spawn(f)
+            .join()
+            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+    })
 }
 
 fn refs(values: &[Box<dyn ToSql + Sync>]) -> Vec<&(dyn ToSql + Sync)> {
@@ -545,32 +596,7 @@ impl JobStore for PostgresStore {
     }
 
     fn wait_for_work(&self, timeout: std::time::Duration) -> Result<bool, StoreError> {
-        let mut guard = self.listener.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            let mut c = Client::connect(&self.url, NoTls).map_err(|e| self.err(e))?;
-            c.batch_execute(&format!("LISTEN {WORK_CHANNEL}"))
-                .map_err(|e| self.err(e))?;
-            *guard = Some(c);
-        }
-        use postgres::fallible_iterator::FallibleIterator;
-        let client = guard.as_mut().expect("connected above");
-        let got = client
-            .notifications()
-            .timeout_iter(timeout)
-            .next()
-            .map(|n| n.is_some());
-        match got {
-            Ok(true) => {
-                // Several NOTIFYs may have come at once: one wake-up is enough for them all.
-                while let Ok(Some(_)) = client.notifications().iter().next() {}
-                Ok(true)
-            }
-            Ok(false) => Ok(false),
-            Err(e) => {
-                *guard = None;
-                Err(self.err(e))
-            }
-        }
+        off_runtime(|| self.wait_here(timeout))
     }
 
     fn requeue_expired(&self, max_attempts: u32) -> Result<Vec<(Uuid, JobStatus)>, StoreError> {

@@ -662,21 +662,22 @@ pub async fn convert(
         s.wf.preflight(&request)?;
         requests.push(request);
     }
-    if !s.queue.has_room(requests.len()) {
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "queue_full",
-            format!(
-                "the queue holds its maximum of {} pending jobs",
-                s.queue.max_pending
-            ),
-            "wait for running jobs to finish and send the request again",
-        );
-        e.retry_after = Some(30);
-        return Err(e);
-    }
     let s2 = s.clone();
     let jobs = blocking(move || {
+        // The store counts the queue (it may be shared with other instances): off the runtime.
+        if !s2.queue.has_room(requests.len()) {
+            let mut e = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "queue_full",
+                format!(
+                    "the queue holds its maximum of {} pending jobs",
+                    s2.queue.max_pending
+                ),
+                "wait for running jobs to finish and send the request again",
+            );
+            e.retry_after = Some(30);
+            return Err(e);
+        }
         let mut jobs = Vec::new();
         for r in requests {
             jobs.push(JobView::from(&s2.queue.submit(r)?));

@@ -5,6 +5,7 @@
 //! ```sh
 //! cargo bench --bench scale_out                      # 1, 2, 3 workers (~10 min on 2 cores)
 //! AIOM4B_SCALE_WORKERS=1,2 cargo bench --bench scale_out
+//! AIOM4B_SCALE_FILE_SECS=3 AIOM4B_BENCH_RESULTS=/tmp/x.jsonl cargo bench --bench scale_out  # a quick try
 //! ```
 //!
 //! The book (44.1 kHz stereo, CBR 128 kb/s, speech-like, 10 × 60 s) is generated once by the
@@ -389,7 +390,12 @@ fn main() {
         ..Mp3Spec::default()
     };
     let first = root.join("source").join("Book 01");
-    let files = write_book(&first, 10, 60.0, &spec).unwrap();
+    // Seconds per file (10 files per book); shorter only to try the benchmark out quickly.
+    let file_secs: f64 = std::env::var("AIOM4B_SCALE_FILE_SECS")
+        .ok()
+        .map(|s| s.parse().expect("AIOM4B_SCALE_FILE_SECS: seconds"))
+        .unwrap_or(60.0);
+    let files = write_book(&first, 10, file_secs, &spec).unwrap();
     for i in 2..=BOOKS {
         let dir = root.join("source").join(format!("Book {i:02}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -401,7 +407,7 @@ fn main() {
         }
     }
     eprintln!(
-        "corpus: {BOOKS} books of 10 × 60 s in {:.1} s",
+        "corpus: {BOOKS} books of 10 × {file_secs} s in {:.1} s",
         t.elapsed().as_secs_f64()
     );
 
@@ -413,7 +419,7 @@ fn main() {
         "cores": cores,
         "git_revision": git_revision(),
         "books": BOOKS,
-        "book": "44.1 kHz stereo CBR 128 kb/s speech-like, 10 × 60 s, hard-linked under 12 names",
+        "book": format!("44.1 kHz stereo CBR 128 kb/s speech-like, 10 × {file_secs} s, hard-linked under {BOOKS} names"),
         "worker_args": "--concurrency 1 --jobs 1",
         "backups": false,
     })];
@@ -463,7 +469,7 @@ fn main() {
 
     let mut md = format!(
         "\n## Run {run_id} (`{}`, {cores} cores)\n\n\
-         {BOOKS} books of 10 min (44.1 kHz stereo), each worker `--concurrency 1 --jobs 1`, \
+         {BOOKS} books of 10 × {file_secs} s (44.1 kHz stereo), each worker `--concurrency 1 --jobs 1`, \
          one PostgreSQL, `serve --no-worker`; backups off. Medians over the jobs of the run.\n\n\
          | workers | wall | books/hour | speedup | efficiency (÷ min(n, cores)) | jobs per worker | finish → next claim | claim → start | finish → next start | first pickup | convert | load (1 min) |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",

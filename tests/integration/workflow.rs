@@ -1107,7 +1107,7 @@ fn a_worker_that_lost_its_lease_publishes_nothing_and_a_cancel_request_reaches_a
     let wf = Workflow::open(config(&data, &[])).unwrap();
     let mut request = JobRequest::default();
     request.folders = vec![book.clone()];
-    request.backup = Some(false);
+    request.backup = Some(true);
     let id = JobRunner::new(&wf, ConvertFn(fake_convert))
         .create(request.clone())
         .unwrap()
@@ -1164,6 +1164,17 @@ fn a_worker_that_lost_its_lease_publishes_nothing_and_a_cancel_request_reaches_a
     assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
     assert!(done.output_path.as_ref().unwrap().is_file());
     assert_eq!(hidden_entries(&out), Vec::<String>::new());
+    // The backup the first attempt made is the job's only one.
+    let backups: Vec<_> = wf
+        .backups()
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.job == Some(id))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(done.backup_paths, vec![backups[0].path.clone()]);
+    request.backup = Some(false);
 
     // A cancel requested while a claimed job converts stops it within a renewal or two.
     let id = JobRunner::new(&wf, ConvertFn(fake_convert))

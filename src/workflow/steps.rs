@@ -144,11 +144,28 @@ impl<'w> Run<'w> {
         if self.request.backup.unwrap_or(self.wf.config.backup_enabled) {
             self.step(JobStep::Backup);
             let t = Instant::now();
-            for f in self.job.source_folders.clone() {
+            // A job run again from the queue (its earlier holder died) keeps the backups that
+            // attempt finished: each is recorded only once complete, and is made once per job.
+            let earlier = std::mem::take(&mut self.job.backup_paths);
+            for (i, f) in self.job.source_folders.clone().iter().enumerate() {
                 if self.stopped() {
                     return Err(self.stop_error());
                 }
-                let info = self.wf.backups.create(&f, Some(self.job.id))?;
+                let kept = earlier
+                    .get(i)
+                    .and_then(|p| self.wf.backups.info(p))
+                    // The same job and folder (by name: another host may mount it elsewhere).
+                    .filter(|b| {
+                        b.job == Some(self.job.id)
+                            && b.source.as_deref().and_then(Path::file_name) == f.file_name()
+                    });
+                let info = match kept {
+                    Some(info) => {
+                        tracing::info!(target: "aiom4b::jobs", path = %info.path.display(), "backup made by an earlier attempt kept");
+                        info
+                    }
+                    None => self.wf.backups.create(f, Some(self.job.id))?,
+                };
                 self.job.backup_paths.push(info.path.clone());
                 self.save()?;
                 backups.push(info);

@@ -1092,3 +1092,129 @@ fn log_lines_of_a_job_carry_its_id() {
         ["job.create", "backup.create", "output.write", "job.finish"]
     );
 }
+
+/// A worker claims a job from the queue, converts, and while it converts its lease runs out
+/// (as if the process were paused past it) and another worker takes the job over: the first
+/// one publishes nothing, removes only its own part file, and leaves the job's record to the
+/// new holder, who completes it. Then a cancel requested through the store stops a claimed
+/// job at the holder's next renewal.
+#[test]
+fn a_worker_that_lost_its_lease_publishes_nothing_and_a_cancel_request_reaches_a_claimed_job() {
+    use aiom4b::workflow::{CancelRequest, LeaseTerms};
+    let tmp = tempfile::tempdir().unwrap();
+    let book = make_book(tmp.path(), "Leased", &[("a.mp3", 100)]);
+    let data = tmp.path().join("data");
+    let wf = Workflow::open(config(&data, &[])).unwrap();
+    let mut request = JobRequest::default();
+    request.folders = vec![book.clone()];
+    request.backup = Some(true);
+    let id = JobRunner::new(&wf, ConvertFn(fake_convert))
+        .create(request.clone())
+        .unwrap()
+        .job()
+        .id;
+    let ttl = Duration::from_millis(300);
+    let first = wf.store().claim_next(wf.owner(), ttl).unwrap().unwrap();
+    assert_eq!(first.id, id);
+    // Renewing once an hour: the first worker does not notice until its fence.
+    let paused = LeaseTerms {
+        ttl,
+        renew_every: Duration::from_secs(3600),
+    };
+    let mut other = wf.owner().clone();
+    other.pid += 1;
+    let taken_over = Mutex::new(None);
+    let slow = |ctx: &JobContext<'_>| -> Result<ConversionResult, JobError> {
+        let r = fake_convert(ctx);
+        // "Paused" past the lease; meanwhile another worker puts the job back and claims it.
+        std::thread::sleep(ttl * 3);
+        assert_eq!(ctx_store_requeue(&wf), 1);
+        let again = wf.store().claim_next(&other, Duration::from_secs(600));
+        *taken_over.lock().unwrap() = Some(again.unwrap().unwrap());
+        r
+    };
+    let runner = JobRunner::new(&wf, ConvertFn(slow));
+    let queued = runner.claimed(first, request.clone(), paused).unwrap();
+    let first_part = queued.job().part_path.clone().unwrap();
+    let outcome = runner.run_queued(queued, &NoEvents).unwrap();
+    let second = taken_over.lock().unwrap().take().expect("taken over");
+    let out = data.join("output");
+    assert!(
+        fs::read_dir(&out)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .all(|e| !e.file_name().to_string_lossy().ends_with(".m4b")),
+        "the first worker published nothing"
+    );
+    assert!(!first_part.exists(), "its own part is removed");
+    // The record is the new holder's: pending under its lease, not failed by the first.
+    assert_eq!(outcome.job.status, JobStatus::Pending, "{:?}", outcome.job);
+    assert_eq!(outcome.job.lease, second.lease);
+    // The new holder runs it to the end, with a part file of its own.
+    let runner = JobRunner::new(&wf, ConvertFn(fake_convert));
+    let queued = runner
+        .claimed(
+            second,
+            request.clone(),
+            LeaseTerms::new(Duration::from_secs(600)),
+        )
+        .unwrap();
+    assert_ne!(queued.job().part_path.as_ref(), Some(&first_part));
+    let done = runner.run_queued(queued, &NoEvents).unwrap().job;
+    assert_eq!(done.status, JobStatus::Completed, "{:?}", done.error);
+    assert!(done.output_path.as_ref().unwrap().is_file());
+    assert_eq!(hidden_entries(&out), Vec::<String>::new());
+    // The backup the first attempt made is the job's only one.
+    let backups: Vec<_> = wf
+        .backups()
+        .list()
+        .unwrap()
+        .into_iter()
+        .filter(|b| b.job == Some(id))
+        .collect();
+    assert_eq!(backups.len(), 1, "{backups:?}");
+    assert_eq!(done.backup_paths, vec![backups[0].path.clone()]);
+    request.backup = Some(false);
+
+    // A cancel requested while a claimed job converts stops it within a renewal or two.
+    let id = JobRunner::new(&wf, ConvertFn(fake_convert))
+        .create(request.clone())
+        .unwrap()
+        .job()
+        .id;
+    let claimed = wf
+        .store()
+        .claim_next(wf.owner(), Duration::from_secs(600))
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, id);
+    let waits = |ctx: &JobContext<'_>| -> Result<ConversionResult, JobError> {
+        assert_eq!(
+            wf.store().request_cancel(ctx.job_id()).unwrap(),
+            CancelRequest::Requested
+        );
+        let t = Instant::now();
+        while !ctx.is_cancelled() {
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "the cancel never came"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Err(JobError::cancelled())
+    };
+    let terms = LeaseTerms {
+        ttl: Duration::from_secs(600),
+        renew_every: Duration::from_millis(50),
+    };
+    let runner = JobRunner::new(&wf, ConvertFn(waits));
+    let queued = runner.claimed(claimed, request, terms).unwrap();
+    let job = runner.run_queued(queued, &NoEvents).unwrap().job;
+    assert_eq!(job.status, JobStatus::Cancelled, "{:?}", job.error);
+    assert_eq!(hidden_entries(&out), Vec::<String>::new());
+}
+
+/// Puts jobs with expired leases back in the queue; how many.
+fn ctx_store_requeue(wf: &Workflow) -> usize {
+    wf.store().requeue_expired(3).unwrap().len()
+}

@@ -250,6 +250,14 @@ impl BackupStore {
         Ok(out)
     }
 
+    /// The published backup at `path` as its manifest describes it; `None` when there is none
+    /// there or its manifest cannot be read.
+    pub fn info(&self, path: &Path) -> Option<BackupInfo> {
+        manifest::read(path)
+            .ok()
+            .map(|r| info_from(path, &r.manifest))
+    }
+
     /// The backup folder for `name` (exact, or a unique prefix).
     pub fn find(&self, name: &str) -> Result<PathBuf> {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {

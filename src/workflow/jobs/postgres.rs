@@ -125,7 +125,13 @@ impl PostgresStore {
             shown: redact_url(url),
             conn: Mutex::new(None),
             listener: Mutex::new(None),
-            backoff: Backoff::default(),
+            // A server restart (or a fail-over) takes seconds: ride it out (about 18 s in all)
+            // rather than fail the job that happened to write meanwhile.
+            backoff: Backoff {
+                attempts: 10,
+                initial: std::time::Duration::from_millis(100),
+                max: std::time::Duration::from_secs(4),
+            },
         };
         store.migrate()?;
         Ok(store)

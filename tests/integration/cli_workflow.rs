@@ -416,6 +416,63 @@ fn convert_keeps_its_jobs_in_postgresql_when_database_url_says_so() {
         text(&out.stdout)
     );
 
+    // `jobs cancel` reaches a job wherever it runs: a waiting one is cancelled at once, one a
+    // worker holds is flagged for its next lease renewal, one a `convert` process runs itself
+    // (no lease) is refused with what to do instead.
+    use aiom4b::workflow::jobs::{Job, JobStore, PostgresStore};
+    let store = PostgresStore::open(&url).unwrap();
+    let new_job = || {
+        let j = Job::new(vec![book.clone()], serde_json::json!({}));
+        store.insert(&j).unwrap();
+        j
+    };
+    let waiting = new_job();
+    let out = run(&["jobs", "cancel", &waiting.id.to_string()[..8]]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("cancelled (it was waiting)"));
+    let j = store.get(waiting.id).unwrap().unwrap();
+    assert_eq!(j.status.as_str(), "cancelled");
+    let out = run(&["jobs", "cancel", &waiting.id.to_string()]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("only pending or running jobs"),
+        "{}",
+        text(&out.stderr)
+    );
+    let held = new_job();
+    let worker = aiom4b::workflow::process::ProcessIdentity::current();
+    let claimed = store
+        .claim_next(&worker, std::time::Duration::from_secs(600))
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, held.id);
+    let out = run(&["jobs", "cancel", &held.id.to_string()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&worker.instance_id()),
+        "{}",
+        text(&out.stdout)
+    );
+    let renewal = store
+        .renew_lease(
+            held.id,
+            claimed.lease.unwrap().token,
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap()
+        .unwrap();
+    assert!(renewal.cancel_requested, "the holder learns it");
+    let mut own = Job::new(vec![book.clone()], serde_json::json!({}));
+    own.owner = Some(worker);
+    store.insert(&own).unwrap();
+    let out = run(&["jobs", "cancel", &own.id.to_string()]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("takes no cancel requests"),
+        "{}",
+        text(&out.stderr)
+    );
+
     // A password in the URL is not printed by `config`.
     let mut c = env.command(&["config"]);
     c.env("DATABASE_URL", "postgres://u:hunter2@db.invalid/x");

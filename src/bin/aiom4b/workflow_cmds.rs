@@ -828,7 +828,22 @@ fn job_detail(j: &Job) -> String {
     }
     s.push_str(&format!("attempts  {}\n", j.attempts));
     if let Some(o) = &j.owner {
-        s.push_str(&format!("process   {} on {}\n", o.pid, o.hostname));
+        s.push_str(&format!(
+            "process   {} on {} (instance {})\n",
+            o.pid,
+            o.hostname,
+            o.instance_id()
+        ));
+    }
+    if let Some(l) = &j.lease {
+        if matches!(j.status, JobStatus::Pending | JobStatus::Processing) {
+            s.push_str(&format!(
+                "lease     until {}\n",
+                l.expires_at
+                    .with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+            ));
+        }
     }
     if let Some(e) = &j.error {
         s.push_str(&format!(

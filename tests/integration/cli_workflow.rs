@@ -488,3 +488,55 @@ fn convert_keeps_its_jobs_in_postgresql_when_database_url_says_so() {
     assert!(err.contains("postgres://u:***@127.0.0.1:1/x"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
 }
+
+/// `aiom4b worker --metrics-addr`: the instance's own Prometheus text, with the queue-wide
+/// gauges; a non-loopback address without API_TOKEN is refused before anything starts; SIGTERM
+/// stops the worker with exit 0.
+#[test]
+fn a_worker_serves_its_metrics_and_stops_on_sigterm() {
+    use std::io::BufRead as _;
+    let env = Env::new();
+    let out = env.run(&["worker", "--metrics-addr", "0.0.0.0:0"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("set API_TOKEN"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let mut child = env
+        .command(&[
+            "worker",
+            "--concurrency",
+            "1",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("metrics on ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    let ready = lines.next().unwrap().unwrap();
+    assert!(
+        ready.starts_with("worker ") && ready.ends_with("ready: 1 job(s) at once"),
+        "{ready}"
+    );
+    let body = ureq::get(&url).call().unwrap().into_string().unwrap();
+    for gauge in [
+        "aiom4b_queue_length 0",
+        "aiom4b_queue_leased 0",
+        "aiom4b_queue_expired_leases 0",
+        "aiom4b_queue_running 0",
+    ] {
+        assert!(body.contains(gauge), "{gauge} in\n{body}");
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}

@@ -382,6 +382,10 @@ fn ctrl_c_cancels_the_job_and_exits_130() {
     assert!(m4b_files(&env.output_dir()).is_empty());
 }
 
+fn json_path(p: &Path) -> Value {
+    Value::String(p.to_str().unwrap().into())
+}
+
 /// `DATABASE_URL=postgres://…`: the same workflow on a real PostgreSQL (a fresh database on the
 /// test server): a job recorded, listed, its log kept, the password never shown.
 #[test]
@@ -403,6 +407,26 @@ fn convert_keeps_its_jobs_in_postgresql_when_database_url_says_so() {
     let jobs: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(jobs[0]["id"], id);
     assert_eq!(jobs[0]["status"], "completed");
+    // The shared store keeps paths relative to SOURCE_DIR/DATA_DIR (hosts may mount them at
+    // other places); this host reads them back at its own.
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let row = db
+        .query_one("SELECT source_folders::text, output_path FROM jobs", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), r#"["$SOURCE_DIR/Dune"]"#);
+    let stored: String = row.get(1);
+    assert!(stored.starts_with("$DATA_DIR/output/"), "{stored}");
+    let canonical = |p: PathBuf| fs::canonicalize(p).unwrap();
+    assert_eq!(
+        jobs[0]["source_folders"][0],
+        json_path(&canonical(book.clone()))
+    );
+    let output = jobs[0]["output_path"].as_str().unwrap();
+    assert!(
+        Path::new(output).starts_with(canonical(env.output_dir())),
+        "{output}"
+    );
+    assert!(Path::new(output).is_file(), "{output}");
     assert!(
         !env.data().join("aiom4b.db").exists(),
         "no SQLite store beside PostgreSQL"

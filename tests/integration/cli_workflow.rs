@@ -424,6 +424,22 @@ fn log_format_json_gives_collector_lines_with_instance_job_and_stage() {
     let logs = env.data().join("logs");
     let files: Vec<_> = fs::read_dir(&logs).into_iter().flatten().collect();
     assert!(files.is_empty(), "{files:?}");
+
+    // The same setting as a flag (`serve --log-format json` in a container), checked like
+    // the others.
+    let shown = text(&env.run(&["config", "--log-format", "json"]).stdout);
+    let line = shown.lines().find(|l| l.starts_with("LOG_FORMAT")).unwrap();
+    assert!(
+        line.contains("json") && line.contains("command line"),
+        "{line}"
+    );
+    let out = env.run(&["config", "--log-format", "xml"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("--log-format"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 fn json_path(p: &Path) -> Value {

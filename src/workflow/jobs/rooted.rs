@@ -193,7 +193,9 @@ impl RootedStore {
     }
 }
 
-/// Methods that pass through unchanged: one line each, the trait's signature with `;`.
+/// Methods that pass through unchanged: one line each, the trait's signature with `;` (a
+/// method returning nothing says `-> ()`). A trait method with a default body must be listed
+/// too, or the inner store's own implementation of it is bypassed.
 macro_rules! delegate {
     ($(fn $name:ident(&self $(, $arg:ident: $ty:ty)*) -> $ret:ty;)*) => {
         $(fn $name(&self $(, $arg: $ty)*) -> $ret {

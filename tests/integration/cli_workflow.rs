@@ -382,6 +382,70 @@ fn ctrl_c_cancels_the_job_and_exits_130() {
     assert!(m4b_files(&env.output_dir()).is_empty());
 }
 
+/// `LOG_FORMAT=json`: only JSON lines, each naming the instance (`host:pid:start`); the job's
+/// lines name the job, and the stage from its first step on. `convert`'s stdout stays its
+/// report (the lines go to stderr), and no log file is written.
+#[test]
+fn log_format_json_gives_collector_lines_with_instance_job_and_stage() {
+    let env = Env::new();
+    let book = env.book("Dune", 2, 1.0);
+    let mut c = env.command(&["convert", "--json", book.to_str().unwrap()]);
+    c.env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = report["job_id"].as_str().unwrap();
+
+    let lines: Vec<Value> = text(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let instance = lines[0]["instance_id"].as_str().unwrap().to_string();
+    assert_eq!(instance.split(':').nth(1), Some(pid.to_string().as_str()));
+    assert!(lines.iter().all(|l| l["instance_id"] == instance.as_str()));
+    let job: Vec<&Value> = lines.iter().filter(|l| l["job_id"] == id).collect();
+    let stage_of = |message: &str| {
+        job.iter()
+            .find(|l| l["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no line {message:?} in {lines:#?}"))["stage"]
+            .clone()
+    };
+    for step in ["validate", "prepare", "backup", "convert", "publish"] {
+        assert_eq!(stage_of(&format!("step: {step}")), step);
+    }
+    assert_eq!(stage_of("engine: Convert"), "convert");
+    // A line without a stage of its own carries the job's current one.
+    let done = stage_of("job completed");
+    assert!(done.is_string(), "{done}");
+    let logs = env.data().join("logs");
+    let files: Vec<_> = fs::read_dir(&logs).into_iter().flatten().collect();
+    assert!(files.is_empty(), "{files:?}");
+
+    // The same setting as a flag (`serve --log-format json` in a container), checked like
+    // the others.
+    let shown = text(&env.run(&["config", "--log-format", "json"]).stdout);
+    let line = shown.lines().find(|l| l.starts_with("LOG_FORMAT")).unwrap();
+    assert!(
+        line.contains("json") && line.contains("command line"),
+        "{line}"
+    );
+    let out = env.run(&["config", "--log-format", "xml"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("--log-format"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn json_path(p: &Path) -> Value {
+    Value::String(p.to_str().unwrap().into())
+}
+
 /// `DATABASE_URL=postgres://…`: the same workflow on a real PostgreSQL (a fresh database on the
 /// test server): a job recorded, listed, its log kept, the password never shown.
 #[test]
@@ -403,6 +467,26 @@ fn convert_keeps_its_jobs_in_postgresql_when_database_url_says_so() {
     let jobs: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(jobs[0]["id"], id);
     assert_eq!(jobs[0]["status"], "completed");
+    // The shared store keeps paths relative to SOURCE_DIR/DATA_DIR (hosts may mount them at
+    // other places); this host reads them back at its own.
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let row = db
+        .query_one("SELECT source_folders::text, output_path FROM jobs", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), r#"["$SOURCE_DIR/Dune"]"#);
+    let stored: String = row.get(1);
+    assert!(stored.starts_with("$DATA_DIR/output/"), "{stored}");
+    let canonical = |p: PathBuf| fs::canonicalize(p).unwrap();
+    assert_eq!(
+        jobs[0]["source_folders"][0],
+        json_path(&canonical(book.clone()))
+    );
+    let output = jobs[0]["output_path"].as_str().unwrap();
+    assert!(
+        Path::new(output).starts_with(canonical(env.output_dir())),
+        "{output}"
+    );
+    assert!(Path::new(output).is_file(), "{output}");
     assert!(
         !env.data().join("aiom4b.db").exists(),
         "no SQLite store beside PostgreSQL"

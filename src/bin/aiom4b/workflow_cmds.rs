@@ -41,6 +41,9 @@ pub struct ConfigArgs {
     /// More log output on stderr (-v debug, -vv trace); DEBUG=true is like -v
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// text, or json: only JSON lines for a log collector, on stdout for serve [env: LOG_FORMAT]
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 impl ConfigArgs {
@@ -59,6 +62,9 @@ impl ConfigArgs {
                 "--max-concurrent-jobs",
                 n.clone(),
             );
+        }
+        if let Some(f) = &self.log_format {
+            o.set_flag(Setting::LogFormat, "--log-format", f.clone());
         }
         o
     }

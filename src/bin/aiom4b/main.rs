@@ -109,7 +109,7 @@ fn main() -> ExitCode {
             files: cli.command.uses_data_dir(),
             // `serve` prints only its address on stdout; every other command's stdout is its
             // output (reports, `--json`), which log lines must not break into.
-            stdout_free: matches!(cli.command, Command::Serve(_)),
+            stdout_free: matches!(cli.command, Command::Serve(_) | Command::Worker(_)),
         },
     );
     // `serve` ends its jobs as cancelled on a signal and exits 0: a stopped service is no error.

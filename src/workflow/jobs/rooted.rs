@@ -18,7 +18,8 @@
 //! `Workflow::open` wraps the PostgreSQL store (shared by hosts) in it; the local SQLite store
 //! keeps absolute paths.
 use super::{
-    IdempotencyRecord, Job, JobFilter, JobLogLine, JobStats, JobStatus, JobStore, Lease, StoreError,
+    CancelRequest, IdempotencyRecord, Job, JobFilter, JobLogLine, JobStats, JobStatus, JobStore,
+    QueueStats, Renewal, StoreError,
 };
 use crate::workflow::process::ProcessIdentity;
 use crate::workflow::Config;
@@ -214,8 +215,11 @@ impl JobStore for RootedStore {
         fn job_log(&self, id: Uuid, after: i64, limit: usize) -> Result<Vec<JobLogLine>, StoreError>;
         fn find_idempotency_key(&self, key: &str, caller: &str, since: DateTime<Utc>) -> Result<Option<IdempotencyRecord>, StoreError>;
         fn record_idempotency_key(&self, record: &IdempotencyRecord, expired_before: DateTime<Utc>) -> Result<(), StoreError>;
-        fn renew_lease(&self, id: Uuid, token: Uuid, ttl: std::time::Duration) -> Result<Option<Lease>, StoreError>;
+        fn renew_lease(&self, id: Uuid, token: Uuid, ttl: std::time::Duration) -> Result<Option<Renewal>, StoreError>;
         fn requeue_expired(&self, max_attempts: u32) -> Result<Vec<(Uuid, JobStatus)>, StoreError>;
+        fn request_cancel(&self, id: Uuid) -> Result<CancelRequest, StoreError>;
+        fn queue_stats(&self) -> Result<QueueStats, StoreError>;
+        fn wait_for_work(&self, timeout: std::time::Duration) -> Result<bool, StoreError>;
     }
 
     fn insert(&self, job: &Job) -> Result<(), StoreError> {

@@ -66,6 +66,19 @@ pub enum Setting {
     /// `CORS_ORIGINS`: origins whose pages may call the REST service
     /// ([`Config::cors_origins`]).
     CorsOrigins,
+    /// `LOG_FORMAT`: where and how the command-line tool logs ([`Config::log_format`]).
+    LogFormat,
+}
+
+/// How the command-line tool logs (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines on stderr, and JSON lines in `DATA_DIR/logs/` (rotated).
+    #[default]
+    Text,
+    /// Only JSON lines, one stream for a log collector: stdout for `aiom4b serve` (a
+    /// container's log), stderr for the commands whose stdout is their output; no log files.
+    Json,
 }
 
 /// One setting: variable, file key, default, help.
@@ -205,6 +218,13 @@ const SPECS: &[Spec] = &[
         key: "cors_origins",
         default: "",
         help: "origins (comma-separated, exact: https://host:port) allowed to call the REST service from a browser; empty: none",
+    },
+    Spec {
+        setting: Setting::LogFormat,
+        var: "LOG_FORMAT",
+        key: "log_format",
+        default: "text",
+        help: "text: terminal lines on stderr, JSON lines in DATA_DIR/logs; json: only JSON lines (instance_id, job_id, stage), on stdout for serve (a container's collector), on stderr for commands whose stdout is their output",
     },
 ];
 
@@ -427,6 +447,8 @@ pub struct Config {
     /// Origins whose pages may call the REST service (`CORS_ORIGINS`, comma-separated exact
     /// origins such as `https://nas.local:8443`; default none: no CORS headers at all).
     pub cors_origins: Vec<String>,
+    /// Where and how the command-line tool logs (`LOG_FORMAT`, default [`LogFormat::Text`]).
+    pub log_format: LogFormat,
     /// The config file that was read, if any.
     pub config_file: Option<PathBuf>,
     /// The text and origin of every setting's effective value.
@@ -578,6 +600,7 @@ impl Config {
             log_max_files: 0,
             database_url: String::new(),
             cors_origins: Vec::new(),
+            log_format: LogFormat::Text,
             config_file: file_layer.as_ref().map(|f| f.path.clone()),
             origins: BTreeMap::new(),
         };
@@ -669,6 +692,13 @@ impl Config {
                 self.database_url = url.to_string();
             }
             Setting::CorsOrigins => self.cors_origins = parse_origins(raw)?,
+            Setting::LogFormat => {
+                self.log_format = match raw.to_ascii_lowercase().as_str() {
+                    "text" => LogFormat::Text,
+                    "json" => LogFormat::Json,
+                    _ => return Err("expected text or json".into()),
+                }
+            }
         }
         Ok(())
     }

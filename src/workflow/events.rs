@@ -155,6 +155,10 @@ impl<'a> JobEventSink<'a> {
 /// The job's story as log lines (target `aiom4b::jobs`: the log file and the job's own log in
 /// the store; the terminal shows the same through the progress bar instead). Progress and
 /// per-file events are left out at INFO: they are many and say nothing new.
+///
+/// A line that belongs to a stage says which in its `stage` field: the workflow's step
+/// ([`JobStep::as_str`]), or the engine's stage in lowercase (`scan` … `verify`); a log
+/// collector groups a job's lines by it.
 fn log_event(event: &JobEvent<'_>) {
     const T: &str = "aiom4b::jobs";
     match *event {
@@ -162,23 +166,40 @@ fn log_event(event: &JobEvent<'_>) {
             let list: Vec<_> = folders.iter().map(|f| f.display().to_string()).collect();
             tracing::info!(target: T, folders = ?list, "job started");
         }
-        JobEvent::Step(step) => tracing::info!(target: T, step = step.as_str(), "step: {step}"),
+        JobEvent::Step(step) => tracing::info!(
+            target: T,
+            step = step.as_str(),
+            stage = step.as_str(),
+            "step: {step}"
+        ),
         JobEvent::Planned {
             duration_secs,
             sample_rate,
         } => tracing::info!(
             target: T,
+            stage = JobStep::Prepare.as_str(),
             duration_secs,
             sample_rate,
             "planned {:.1} s of audio at {sample_rate} Hz",
             duration_secs
         ),
-        JobEvent::Engine(stage) => tracing::info!(target: T, stage = ?stage, "engine: {stage:?}"),
+        JobEvent::Engine(stage) => tracing::info!(
+            target: T,
+            stage = format!("{stage:?}").to_lowercase(),
+            "engine: {stage:?}"
+        ),
         JobEvent::FileDecoded {
             index,
             path,
             samples,
-        } => tracing::debug!(target: T, index, path = %path.display(), samples, "file decoded"),
+        } => tracing::debug!(
+            target: T,
+            stage = JobStep::Convert.as_str(),
+            index,
+            path = %path.display(),
+            samples,
+            "file decoded"
+        ),
         JobEvent::Encoded { .. } | JobEvent::Progress { .. } => {}
         JobEvent::Finding(f) => {
             let path = f.path.as_ref().map(|p| p.display().to_string());
@@ -201,6 +222,7 @@ fn log_event(event: &JobEvent<'_>) {
             message,
         } => tracing::warn!(
             target: T,
+            stage = JobStep::Convert.as_str(),
             attempt,
             delay_secs = delay.as_secs_f64(),
             "attempt {attempt} failed ({message}); trying again in {:.1} s",

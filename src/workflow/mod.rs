@@ -110,7 +110,8 @@ fn open_database(url: &str) -> Result<Arc<dyn JobStore>> {
 
 impl Workflow {
     /// Opens the workflow on `DATA_DIR`: creates its folders, opens the job store (`aiom4b.db`,
-    /// or the PostgreSQL database of `DATABASE_URL`), removes what interrupted runs left behind
+    /// or the PostgreSQL database of `DATABASE_URL`, whose paths are relative to the roots:
+    /// [`jobs::RootedStore`]), removes what interrupted runs left behind
     /// and marks their jobs failed (see [`Workflow::recover`]).
     pub fn open(config: Config) -> Result<Workflow> {
         config
@@ -119,7 +120,12 @@ impl Workflow {
         let store: Arc<dyn JobStore> = if config.database_url.is_empty() {
             Arc::new(SqliteStore::open(&config.db_path())?)
         } else {
-            open_database(&config.database_url)?
+            // A shared database: hosts may mount the shared folders at different places, so
+            // its paths are kept relative to DATA_DIR/SOURCE_DIR (see `jobs::rooted`).
+            Arc::new(jobs::RootedStore::new(
+                open_database(&config.database_url)?,
+                jobs::Roots::from_config(&config),
+            ))
         };
         Workflow::with_store(config, store)
     }

@@ -382,6 +382,70 @@ fn ctrl_c_cancels_the_job_and_exits_130() {
     assert!(m4b_files(&env.output_dir()).is_empty());
 }
 
+/// `LOG_FORMAT=json`: only JSON lines, each naming the instance (`host:pid:start`); the job's
+/// lines name the job, and the stage from its first step on. `convert`'s stdout stays its
+/// report (the lines go to stderr), and no log file is written.
+#[test]
+fn log_format_json_gives_collector_lines_with_instance_job_and_stage() {
+    let env = Env::new();
+    let book = env.book("Dune", 2, 1.0);
+    let mut c = env.command(&["convert", "--json", book.to_str().unwrap()]);
+    c.env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let id = report["job_id"].as_str().unwrap();
+
+    let lines: Vec<Value> = text(&out.stderr)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let instance = lines[0]["instance_id"].as_str().unwrap().to_string();
+    assert_eq!(instance.split(':').nth(1), Some(pid.to_string().as_str()));
+    assert!(lines.iter().all(|l| l["instance_id"] == instance.as_str()));
+    let job: Vec<&Value> = lines.iter().filter(|l| l["job_id"] == id).collect();
+    let stage_of = |message: &str| {
+        job.iter()
+            .find(|l| l["fields"]["message"] == message)
+            .unwrap_or_else(|| panic!("no line {message:?} in {lines:#?}"))["stage"]
+            .clone()
+    };
+    for step in ["validate", "prepare", "backup", "convert", "publish"] {
+        assert_eq!(stage_of(&format!("step: {step}")), step);
+    }
+    assert_eq!(stage_of("engine: Convert"), "convert");
+    // A line without a stage of its own carries the job's current one.
+    let done = stage_of("job completed");
+    assert!(done.is_string(), "{done}");
+    let logs = env.data().join("logs");
+    let files: Vec<_> = fs::read_dir(&logs).into_iter().flatten().collect();
+    assert!(files.is_empty(), "{files:?}");
+
+    // The same setting as a flag (`serve --log-format json` in a container), checked like
+    // the others.
+    let shown = text(&env.run(&["config", "--log-format", "json"]).stdout);
+    let line = shown.lines().find(|l| l.starts_with("LOG_FORMAT")).unwrap();
+    assert!(
+        line.contains("json") && line.contains("command line"),
+        "{line}"
+    );
+    let out = env.run(&["config", "--log-format", "xml"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        text(&out.stderr).contains("--log-format"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+fn json_path(p: &Path) -> Value {
+    Value::String(p.to_str().unwrap().into())
+}
+
 /// `DATABASE_URL=postgres://…`: the same workflow on a real PostgreSQL (a fresh database on the
 /// test server): a job recorded, listed, its log kept, the password never shown.
 #[test]
@@ -403,6 +467,26 @@ fn convert_keeps_its_jobs_in_postgresql_when_database_url_says_so() {
     let jobs: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(jobs[0]["id"], id);
     assert_eq!(jobs[0]["status"], "completed");
+    // The shared store keeps paths relative to SOURCE_DIR/DATA_DIR (hosts may mount them at
+    // other places); this host reads them back at its own.
+    let mut db = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+    let row = db
+        .query_one("SELECT source_folders::text, output_path FROM jobs", &[])
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), r#"["$SOURCE_DIR/Dune"]"#);
+    let stored: String = row.get(1);
+    assert!(stored.starts_with("$DATA_DIR/output/"), "{stored}");
+    let canonical = |p: PathBuf| fs::canonicalize(p).unwrap();
+    assert_eq!(
+        jobs[0]["source_folders"][0],
+        json_path(&canonical(book.clone()))
+    );
+    let output = jobs[0]["output_path"].as_str().unwrap();
+    assert!(
+        Path::new(output).starts_with(canonical(env.output_dir())),
+        "{output}"
+    );
+    assert!(Path::new(output).is_file(), "{output}");
     assert!(
         !env.data().join("aiom4b.db").exists(),
         "no SQLite store beside PostgreSQL"
@@ -414,6 +498,63 @@ fn convert_keeps_its_jobs_in_postgresql_when_database_url_says_so() {
         text(&out.stdout).contains("job completed"),
         "{}",
         text(&out.stdout)
+    );
+
+    // `jobs cancel` reaches a job wherever it runs: a waiting one is cancelled at once, one a
+    // worker holds is flagged for its next lease renewal, one a `convert` process runs itself
+    // (no lease) is refused with what to do instead.
+    use aiom4b::workflow::jobs::{Job, JobStore, PostgresStore};
+    let store = PostgresStore::open(&url).unwrap();
+    let new_job = || {
+        let j = Job::new(vec![book.clone()], serde_json::json!({}));
+        store.insert(&j).unwrap();
+        j
+    };
+    let waiting = new_job();
+    let out = run(&["jobs", "cancel", &waiting.id.to_string()[..8]]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("cancelled (it was waiting)"));
+    let j = store.get(waiting.id).unwrap().unwrap();
+    assert_eq!(j.status.as_str(), "cancelled");
+    let out = run(&["jobs", "cancel", &waiting.id.to_string()]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("only pending or running jobs"),
+        "{}",
+        text(&out.stderr)
+    );
+    let held = new_job();
+    let worker = aiom4b::workflow::process::ProcessIdentity::current();
+    let claimed = store
+        .claim_next(&worker, std::time::Duration::from_secs(600))
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id, held.id);
+    let out = run(&["jobs", "cancel", &held.id.to_string()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&worker.instance_id()),
+        "{}",
+        text(&out.stdout)
+    );
+    let renewal = store
+        .renew_lease(
+            held.id,
+            claimed.lease.unwrap().token,
+            std::time::Duration::from_secs(600),
+        )
+        .unwrap()
+        .unwrap();
+    assert!(renewal.cancel_requested, "the holder learns it");
+    let mut own = Job::new(vec![book.clone()], serde_json::json!({}));
+    own.owner = Some(worker);
+    store.insert(&own).unwrap();
+    let out = run(&["jobs", "cancel", &own.id.to_string()]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("takes no cancel requests"),
+        "{}",
+        text(&out.stderr)
     );
 
     // A password in the URL is not printed by `config`.
@@ -430,4 +571,56 @@ fn convert_keeps_its_jobs_in_postgresql_when_database_url_says_so() {
     let err = text(&out.stderr);
     assert!(err.contains("postgres://u:***@127.0.0.1:1/x"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// `aiom4b worker --metrics-addr`: the instance's own Prometheus text, with the queue-wide
+/// gauges; a non-loopback address without API_TOKEN is refused before anything starts; SIGTERM
+/// stops the worker with exit 0.
+#[test]
+fn a_worker_serves_its_metrics_and_stops_on_sigterm() {
+    use std::io::BufRead as _;
+    let env = Env::new();
+    let out = env.run(&["worker", "--metrics-addr", "0.0.0.0:0"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("set API_TOKEN"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let mut child = env
+        .command(&[
+            "worker",
+            "--concurrency",
+            "1",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let url = first
+        .strip_prefix("metrics on ")
+        .unwrap_or_else(|| panic!("{first}"))
+        .to_owned();
+    let ready = lines.next().unwrap().unwrap();
+    assert!(
+        ready.starts_with("worker ") && ready.ends_with("ready: 1 job(s) at once"),
+        "{ready}"
+    );
+    let body = ureq::get(&url).call().unwrap().into_string().unwrap();
+    for gauge in [
+        "aiom4b_queue_length 0",
+        "aiom4b_queue_leased 0",
+        "aiom4b_queue_expired_leases 0",
+        "aiom4b_queue_running 0",
+    ] {
+        assert!(body.contains(gauge), "{gauge} in\n{body}");
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
 }

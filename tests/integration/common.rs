@@ -42,6 +42,7 @@ pub const WORKFLOW_VARS: &[&str] = &[
     "OUTPUT_MODE",
     "NAME_TEMPLATE",
     "PROCESSING_TIMEOUT_SECS",
+    "LOG_FORMAT",
 ];
 
 /// The `aiom4b` binary built for these tests.

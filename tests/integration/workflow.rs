@@ -1022,6 +1022,28 @@ fn log_files_rotate_by_size_and_day_and_are_bounded() {
 #[cfg(feature = "cli")]
 #[test]
 fn log_lines_of_a_job_carry_its_id() {
+    // Alone in a process of its own: tracing caches each callsite's interest globally, and
+    // other tests' threads hitting the same callsites without this test's (thread-local)
+    // subscriber can leave one cached as "never" despite the rebuild below (1 run in ~6 did).
+    const ALONE: &str = "AIOM4B_TEST_LOG_LINES_ALONE";
+    if std::env::var_os(ALONE).is_none() {
+        let out = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "workflow::log_lines_of_a_job_carry_its_id",
+                "--test-threads=1",
+            ])
+            .env(ALONE, "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
     use tracing_subscriber::layer::SubscriberExt;
     let buf = Arc::new(Mutex::new(Vec::<u8>::new()));
     let sink = buf.clone();

@@ -8,7 +8,8 @@
 //! - [`mp3_writer`] / [`image_writer`]: the encoders behind them (libmp3lame, mjpeg, png).
 //! - [`m4b_reader`]: decodes a written M4B back to PCM, for coding-error measurements.
 //! - [`quality`]: block error, SNR and the splice-quality comparison.
-//! - [`postgres`]: a throw-away PostgreSQL server and a fresh database per test.
+//! - [`postgres`]: a throw-away PostgreSQL server and a fresh database per test, and a
+//!   private server a test can stop and start again.
 //!
 //! It sees aiom4b only through its public API. The MP3 writer checks its Xing/LAME header with
 //! a small reader of its own (`mp3frame`), not with the library's parser, so a mistake in

@@ -10,9 +10,16 @@
 //! (parent-death signal), and the next run removes folders that dead runs left.
 //!
 //! Neither way skips: without a server and without PostgreSQL installed, [`fresh_database`]
-//! panics and says what to install.
+//! panics and says what to install. Under CI (`AIOM4B_CI` set, as `.ci/run` does after
+//! starting its cluster with `scripts/pg-test-cluster.sh`) a missing
+//! `AIOM4B_TEST_DATABASE_URL` is an error too: CI must test against the server it started.
+//!
+//! [`PrivateServer`] is a server of one test's own, which the test may stop and start again
+//! (a PostgreSQL restart in the middle of a run).
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::Receiver;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -63,108 +70,259 @@ fn start() -> Server {
     if let Ok(url) = std::env::var("AIOM4B_TEST_DATABASE_URL") {
         return Server { admin: url };
     }
-    let bin = bin_dir().unwrap_or_else(|| {
+    if std::env::var_os("AIOM4B_CI").is_some_and(|v| !v.is_empty()) {
         panic!(
-            "PostgreSQL is not installed: the job store tests need Debian's `postgresql` \
-             package (scripts/setup.sh installs it), or AIOM4B_TEST_DATABASE_URL pointing at a \
-             server where they may create databases"
-        )
-    });
+            "AIOM4B_CI is set but AIOM4B_TEST_DATABASE_URL is not: CI runs the PostgreSQL tests \
+             against the cluster .ci/run starts (scripts/pg-test-cluster.sh start)"
+        );
+    }
     remove_stale_folders();
     let dir = std::env::temp_dir().join(format!("aiom4b-pg-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let root = unsafe { libc::geteuid() } == 0;
-    if root {
-        chown(&dir);
-    }
-    let data = dir.join("data");
-    let mut initdb = Command::new(bin.join("initdb"));
-    initdb
-        .args([
-            "-U",
-            "aiom4b",
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--no-sync",
-            "-D",
-        ])
-        .arg(&data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let out = as_user(&mut initdb, root).output().expect("running initdb");
-    assert!(
-        out.status.success(),
-        "initdb failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let cluster = Cluster::init(dir);
     let port = free_port();
-    let mut postgres = Command::new(bin.join("postgres"));
-    postgres
-        .arg("-D")
-        .arg(&data)
-        .args(["-p", &port.to_string(), "-k"])
-        .arg(&dir)
-        .args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=200",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(
-            std::fs::File::create(dir.join("server.log")).unwrap(),
-        ));
-    as_user(&mut postgres, root);
-    // SAFETY: prctl is async-signal-safe; it only sets the signal this child gets when the
-    // thread that forked it ends. SIGQUIT is PostgreSQL's immediate shutdown.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        postgres.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    // The parent-death signal follows the forking *thread*, so fork from one that lives as
-    // long as the process.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let child = postgres.spawn();
-        let ok = child.is_ok();
-        let _ = tx.send(child.map(|_| ()));
-        if ok {
-            loop {
-                std::thread::park();
-            }
-        }
-    });
-    rx.recv()
-        .unwrap()
-        .unwrap_or_else(|e| panic!("starting postgres: {e}"));
-    let admin = format!("postgres://aiom4b@127.0.0.1:{port}/postgres");
-    let t = Instant::now();
-    loop {
-        match postgres::Client::connect(&admin, postgres::NoTls) {
-            Ok(_) => break,
-            Err(e) if t.elapsed() < Duration::from_secs(30) => {
-                let _ = e;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Err(e) => panic!(
-                "the test PostgreSQL did not start: {e}\n{}",
-                std::fs::read_to_string(dir.join("server.log")).unwrap_or_default()
-            ),
-        }
-    }
+    // Never stopped: it dies with the test process (its parent-death signal).
+    std::mem::forget(cluster.spawn(port));
+    let admin = cluster.admin_url(port);
+    cluster.wait_ready(&admin);
     Server { admin }
+}
+
+/// A data folder made by `initdb`, in a folder of its own (which also holds the socket and
+/// the server's log).
+struct Cluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    /// Running as root: the server runs as `nobody`.
+    root: bool,
+}
+
+/// A running server process.
+struct Running {
+    pid: i32,
+    /// Receives once the process has exited.
+    exited: Receiver<()>,
+}
+
+impl Cluster {
+    /// A new cluster in `dir` (emptied first).
+    fn init(dir: PathBuf) -> Cluster {
+        let bin = bin_dir().unwrap_or_else(|| {
+            panic!(
+                "PostgreSQL is not installed: the job store tests need Debian's `postgresql` \
+                 package (scripts/setup.sh installs it), or AIOM4B_TEST_DATABASE_URL pointing \
+                 at a server where they may create databases"
+            )
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let root = unsafe { libc::geteuid() } == 0;
+        if root {
+            chown(&dir);
+        }
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb
+            .args([
+                "-U",
+                "aiom4b",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(dir.join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let out = as_user(&mut initdb, root).output().expect("running initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Cluster { bin, dir, root }
+    }
+
+    /// Starts the server on loopback `port`, with its socket in the cluster's folder. It gets
+    /// SIGQUIT (immediate shutdown) if the test process dies.
+    fn spawn(&self, port: u16) -> Running {
+        let mut postgres = Command::new(self.bin.join("postgres"));
+        postgres
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-p", &port.to_string(), "-k"])
+            .arg(&self.dir)
+            .args([
+                "-c",
+                "listen_addresses=127.0.0.1",
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+                "-c",
+                "max_connections=200",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.join("server.log"))
+                    .unwrap(),
+            ));
+        as_user(&mut postgres, self.root);
+        // SAFETY: prctl is async-signal-safe; it only sets the signal this child gets when the
+        // thread that forked it ends. SIGQUIT is PostgreSQL's immediate shutdown.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            postgres.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGQUIT) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        // The parent-death signal follows the forking *thread*, so fork from one that lives as
+        // long as the server: it waits for the server's exit (which also reaps it).
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (exit_tx, exited) = std::sync::mpsc::channel();
+        std::thread::spawn(move || match postgres.spawn() {
+            Ok(mut child) => {
+                let _ = tx.send(Ok(child.id() as i32));
+                let _ = child.wait();
+                let _ = exit_tx.send(());
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+            }
+        });
+        let pid = rx
+            .recv()
+            .unwrap()
+            .unwrap_or_else(|e| panic!("starting postgres: {e}"));
+        Running { pid, exited }
+    }
+
+    /// The URL of the maintenance database as the `aiom4b` superuser.
+    fn admin_url(&self, port: u16) -> String {
+        format!("postgres://aiom4b@127.0.0.1:{port}/postgres")
+    }
+
+    /// Waits until the server accepts connections (at most 30 s, then panics with its log).
+    fn wait_ready(&self, admin: &str) {
+        let t = Instant::now();
+        loop {
+            match postgres::Client::connect(admin, postgres::NoTls) {
+                Ok(_) => return,
+                Err(_) if t.elapsed() < Duration::from_secs(30) => {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!(
+                    "the test PostgreSQL did not start: {e}\n{}",
+                    std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+                ),
+            }
+        }
+    }
+}
+
+/// A PostgreSQL server of one test's own, which it can stop and start again on the same port
+/// and data (a server restart during a run). Dropped, it is stopped and its folder removed.
+/// Run as root, it runs as `nobody`, like the shared one.
+pub struct PrivateServer {
+    cluster: Cluster,
+    port: u16,
+    running: Option<Running>,
+}
+
+impl PrivateServer {
+    /// A new cluster in a folder of its own, started on a free loopback port.
+    pub fn start() -> PrivateServer {
+        static N: AtomicU32 = AtomicU32::new(0);
+        remove_stale_folders();
+        let dir = std::env::temp_dir().join(format!(
+            "aiom4b-pg-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let cluster = Cluster::init(dir);
+        let port = free_port();
+        let mut server = PrivateServer {
+            cluster,
+            port,
+            running: None,
+        };
+        server.start_again();
+        server
+    }
+
+    /// The URL of its `postgres` database (superuser `aiom4b`, trust authentication).
+    pub fn url(&self) -> String {
+        self.cluster.admin_url(self.port)
+    }
+
+    /// A URL of a new, empty database on it.
+    pub fn fresh_database(&self) -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let mut c = postgres::Client::connect(&self.url(), postgres::NoTls)
+            .unwrap_or_else(|e| panic!("connecting to the private PostgreSQL: {e}"));
+        let name = format!("p_{}", N.fetch_add(1, Ordering::Relaxed));
+        c.batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap_or_else(|e| panic!("creating a database: {e}"));
+        with_database(&self.url(), &name)
+    }
+
+    /// The loopback port it listens on (the same after [`PrivateServer::start_again`]).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Whether it runs (started and not stopped).
+    pub fn is_running(&self) -> bool {
+        self.running.is_some()
+    }
+
+    /// Fast shutdown (SIGINT: open transactions are rolled back, clients disconnected);
+    /// returns once the server has exited. Nothing happens if it is stopped already.
+    pub fn stop(&mut self) {
+        let Some(running) = self.running.take() else {
+            return;
+        };
+        // SAFETY: a signal to the server process this value started and has not reaped.
+        unsafe { libc::kill(running.pid, libc::SIGINT) };
+        if running
+            .exited
+            .recv_timeout(Duration::from_secs(60))
+            .is_err()
+        {
+            panic!(
+                "the private PostgreSQL (pid {}) did not stop within 60 s\n{}",
+                running.pid,
+                std::fs::read_to_string(self.cluster.dir.join("server.log")).unwrap_or_default()
+            );
+        }
+    }
+
+    /// Starts the stopped server again on the same port and data; returns once it accepts
+    /// connections. Nothing happens if it runs.
+    pub fn start_again(&mut self) {
+        if self.running.is_none() {
+            self.running = Some(self.cluster.spawn(self.port));
+            self.cluster.wait_ready(&self.url());
+        }
+    }
+}
+
+impl Drop for PrivateServer {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            // Immediate shutdown: the data is thrown away anyway.
+            // SAFETY: as in `stop`.
+            unsafe { libc::kill(running.pid, libc::SIGQUIT) };
+            let _ = running.exited.recv_timeout(Duration::from_secs(30));
+        }
+        let _ = std::fs::remove_dir_all(&self.cluster.dir);
+    }
 }
 
 fn as_user(cmd: &mut Command, root: bool) -> &mut Command {
@@ -224,10 +382,11 @@ fn remove_stale_folders() {
     };
     for e in rd.flatten() {
         let name = e.file_name();
+        // `aiom4b-pg-PID` (the shared server) or `aiom4b-pg-PID-N` (private ones).
         let Some(pid) = name
             .to_str()
             .and_then(|n| n.strip_prefix("aiom4b-pg-"))
-            .and_then(|p| p.parse::<i32>().ok())
+            .and_then(|p| p.split('-').next()?.parse::<i32>().ok())
         else {
             continue;
         };
@@ -265,5 +424,41 @@ mod tests {
         assert!(url.ends_with(&name), "{url} vs {name}");
         let other = fresh_database();
         assert_ne!(url, other, "one database per call");
+    }
+
+    /// A private server stops (clients lose their connection, new ones are refused) and starts
+    /// again on the same port with the same data; clients reconnect.
+    #[test]
+    fn a_private_server_stops_and_starts_again_with_its_data() {
+        let mut server = PrivateServer::start();
+        let url = server.fresh_database();
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        c.batch_execute("CREATE TABLE t (n int); INSERT INTO t VALUES (7)")
+            .unwrap();
+        let port = server.port();
+
+        server.stop();
+        assert!(!server.is_running());
+        assert!(
+            c.query_one("SELECT 1", &[]).is_err(),
+            "the old connection is gone"
+        );
+        assert!(
+            postgres::Client::connect(&url, postgres::NoTls).is_err(),
+            "a stopped server refuses connections"
+        );
+
+        server.start_again();
+        assert!(server.is_running());
+        assert_eq!(server.port(), port);
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let n: i32 = c.query_one("SELECT n FROM t", &[]).unwrap().get(0);
+        assert_eq!(n, 7, "the data survives the restart");
+
+        let dir = server.cluster.dir.clone();
+        assert!(dir.is_dir());
+        drop(server);
+        assert!(!dir.exists(), "dropped: its folder is removed");
+        assert!(postgres::Client::connect(&url, postgres::NoTls).is_err());
     }
 }

@@ -1,4 +1,11 @@
-//! The program's logger: human-readable lines on stderr, JSON lines in `DATA_DIR/logs/`.
+//! The program's logger: human-readable lines on stderr, JSON lines in `DATA_DIR/logs/`; or,
+//! with `LOG_FORMAT=json`, only JSON lines on one stream for a log collector (stdout for
+//! `aiom4b serve` in a container, stderr for commands whose stdout is their output).
+//!
+//! Every JSON line carries, at its top level, what a collector gathering the lines of many
+//! instances groups by ([`CollectorJson`]): `instance_id` (this process,
+//! `ProcessIdentity::instance_id`), `job_id` (lines of a job) and `stage` (the job's step or
+//! engine stage, when known).
 //!
 //! Both sinks are written by background threads through bounded channels (tracing-appender's
 //! non-blocking writer), so a slow terminal or a full disk drops log lines instead of blocking
@@ -15,17 +22,23 @@
 //!
 //! Commands that write nothing (`probe`, `verify FILE`, `config`, `folders`) log to stderr
 //! only, so that they never create `DATA_DIR` as a side effect.
-use aiom4b::workflow::config::Config;
+use aiom4b::workflow::config::{Config, LogFormat};
 use aiom4b::workflow::logfile::{RotatingFile, RotationPolicy};
+use aiom4b::workflow::process::ProcessIdentity;
+use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::io::{self, IsTerminal, Write};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use tracing::field::Field;
+use tracing::{Event, Subscriber};
 use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::writer::MakeWriterExt;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, MakeWriter};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::Layer;
 
@@ -34,6 +47,11 @@ use tracing_subscriber::Layer;
 const CHANNEL_LINES: usize = 4096;
 /// The target of the library's audit events (`aiom4b::workflow::audit!`).
 const AUDIT_TARGET: &str = "aiom4b::audit";
+/// The target of the library's job events (`aiom4b::workflow::events`).
+const JOBS_TARGET: &str = "aiom4b::jobs";
+/// Jobs whose stage [`CollectorJson`] remembers at most; a job is forgotten at its last line,
+/// this bounds the memory should such a line never come (a job ended by a crash of its thread).
+const REMEMBERED_JOBS: usize = 1024;
 
 /// Keeps the writer threads running; drop it last: it writes what is queued (tracing-appender
 /// waits up to a second per thread, so a hung disk cannot hang the program's exit).
@@ -95,11 +113,17 @@ impl Write for LogFile {
         let dropped = s.dropped.get().map_or(0, |c| c.dropped_lines() as u64);
         let lost = s.failed + dropped;
         if lost > s.reported {
-            let note = format!(
-                "{{\"timestamp\":\"{}\",\"level\":\"WARN\",\"target\":\"aiom4b::logfile\",\"fields\":{{\"message\":\"{} log line(s) were dropped (disk full or too slow)\"}}}}\n",
-                chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-                lost - s.reported
-            );
+            let note = serde_json::json!({
+                "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+                "level": "WARN",
+                "target": "aiom4b::logfile",
+                "instance_id": instance_id(),
+                "fields": {
+                    "message": format!("{} log line(s) were dropped (disk full or too slow)", lost - s.reported),
+                },
+            })
+            .to_string()
+                + "\n";
             if s.file.write_all(note.as_bytes()).is_ok() {
                 s.reported = lost;
             }
@@ -129,8 +153,142 @@ pub struct LogOptions {
     pub verbose: u8,
     /// `-q`: only errors on stderr (the log file is unaffected).
     pub quiet: bool,
-    /// Also write JSON lines into `DATA_DIR/logs/` (creating it).
+    /// Also write JSON lines into `DATA_DIR/logs/` (creating it); keep each job's lines in
+    /// the store.
     pub files: bool,
+    /// The command writes nothing of its own on stdout (`serve`): with `LOG_FORMAT=json`, the
+    /// JSON lines go there; otherwise on stderr.
+    pub stdout_free: bool,
+}
+
+/// This process's instance id, computed once.
+fn instance_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| ProcessIdentity::current().instance_id())
+}
+
+/// The JSON lines' format: tracing-subscriber's JSON (the event's `fields`, the current `span`
+/// and the `spans` list) with three keys lifted to the top level, so that a collector needs no
+/// knowledge of aiom4b's spans to group the lines of many instances and jobs:
+/// - `instance_id`: on every line;
+/// - `job_id`: the event's own `job_id` field, else the innermost span's (the library's `job`
+///   span);
+/// - `stage`: the event's own `stage` (or `step`) field, else the innermost span's, else the
+///   last stage this job's lines named (so the lines between two step events carry the step
+///   they belong to); absent when no stage is known yet.
+///
+/// It parses what the JSON formatter wrote and writes it again: tracing-subscriber's JSON
+/// format has no hook for extra top-level keys, and writing our own JSON event formatter
+/// would repeat its span and field handling. Log lines are few (hundreds per job), so the
+/// second pass costs nothing that matters.
+pub struct CollectorJson<F> {
+    inner: F,
+    /// The last stage of each job whose lines are being written.
+    stages: Mutex<HashMap<String, String>>,
+}
+
+impl<F> CollectorJson<F> {
+    fn new(inner: F) -> Self {
+        CollectorJson {
+            inner,
+            stages: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Adds `instance_id`, `job_id` and `stage` to one parsed line.
+    fn lift(&self, line: &mut Map<String, Value>) {
+        let fields = line.get("fields").and_then(Value::as_object);
+        // The spans, innermost first.
+        let spans: Vec<&Map<String, Value>> = line
+            .get("spans")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .rev()
+            .filter_map(Value::as_object)
+            .collect();
+        let text = |v: &Value| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        };
+        let find = |keys: &[&str]| {
+            let own = fields.and_then(|f| keys.iter().find_map(|k| f.get(*k)));
+            own.or_else(|| {
+                spans
+                    .iter()
+                    .find_map(|s| keys.iter().find_map(|k| s.get(*k)))
+            })
+            .and_then(text)
+        };
+        let job_id = find(&["job_id"]);
+        let mut stage = find(&["stage", "step"]);
+        // The job's last line: its Finished event (`status`, from the library's job events).
+        let last = line.get("target").and_then(Value::as_str) == Some(JOBS_TARGET)
+            && fields.is_some_and(|f| f.contains_key("status"));
+        if let Some(job) = &job_id {
+            let mut stages = self.stages.lock().unwrap_or_else(PoisonError::into_inner);
+            match &stage {
+                Some(s) => {
+                    if stages.len() >= REMEMBERED_JOBS && !stages.contains_key(job) {
+                        stages.clear();
+                    }
+                    stages.insert(job.clone(), s.clone());
+                }
+                None => stage = stages.get(job).cloned(),
+            }
+            if last {
+                stages.remove(job);
+            }
+        }
+        line.insert("instance_id".into(), instance_id().into());
+        if let Some(job) = job_id {
+            line.insert("job_id".into(), job.into());
+        }
+        if let Some(stage) = stage {
+            line.insert("stage".into(), stage.into());
+        }
+    }
+}
+
+impl<S, N, F> FormatEvent<S, N> for CollectorJson<F>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'w> FormatFields<'w> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        let mut line = String::new();
+        self.inner
+            .format_event(ctx, Writer::new(&mut line), event)?;
+        match serde_json::from_str::<Map<String, Value>>(&line) {
+            Ok(mut parsed) => {
+                self.lift(&mut parsed);
+                writeln!(writer, "{}", Value::Object(parsed))
+            }
+            // Not expected from the JSON formatter; the line as it is rather than none.
+            Err(_) => writer.write_str(&line),
+        }
+    }
+}
+
+/// The JSON lines layer writing to `make_writer` (unfiltered).
+fn json_layer<S, W>(make_writer: W) -> impl tracing_subscriber::Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    W: for<'w> MakeWriter<'w> + 'static,
+{
+    tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(true)
+        .with_span_list(true)
+        .map_event_format(CollectorJson::new)
+        .with_writer(make_writer)
 }
 
 /// Installs the global subscriber. Never fails: without a log folder, logs go to stderr only.
@@ -157,13 +315,51 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
                 _ => "debug,aiom4b=trace",
             })
         });
-    let file_filter = EnvFilter::new(match level {
-        0 => "info,symphonia=error",
-        1 => "debug",
-        _ => "trace",
-    });
+    let file_filter = EnvFilter::new(file_filter_text(level));
 
     let mut guards = Vec::new();
+    if cfg.log_format == LogFormat::Json {
+        // One stream of JSON lines for a collector: no terminal text, no files. Audit lines
+        // through a channel that never drops, as for the file.
+        fn both<W: Write + Send + 'static>(
+            sink: impl Fn() -> W,
+            guards: &mut Vec<WorkerGuard>,
+        ) -> impl for<'w> MakeWriter<'w, Writer = impl Write> + 'static {
+            let (lossy, g1) = writer(sink(), true, "aiom4b-log-json");
+            let (audit, g2) = writer(sink(), false, "aiom4b-log-audit");
+            guards.extend([g1, g2]);
+            audit
+                .with_filter(|m: &tracing::Metadata<'_>| m.target() == AUDIT_TARGET)
+                .or_else(lossy)
+        }
+        let filter = || {
+            std::env::var("RUST_LOG")
+                .ok()
+                .and_then(|s| EnvFilter::try_new(s).ok())
+                .unwrap_or_else(|| {
+                    EnvFilter::new(if opts.quiet {
+                        "error"
+                    } else {
+                        file_filter_text(level)
+                    })
+                })
+        };
+        let json = if opts.stdout_free {
+            json_layer(both(std::io::stdout, &mut guards))
+                .with_filter(filter())
+                .boxed()
+        } else {
+            json_layer(both(std::io::stderr, &mut guards))
+                .with_filter(filter())
+                .boxed()
+        };
+        let job_log = opts.files.then(crate::joblog::layer);
+        let _ = tracing_subscriber::registry()
+            .with(json)
+            .with(job_log)
+            .try_init();
+        return LogGuard { _guards: guards };
+    }
     let (stderr, guard) = writer(std::io::stderr(), true, "aiom4b-log-stderr");
     guards.push(guard);
     let stderr_layer = tracing_subscriber::fmt::layer()
@@ -193,12 +389,7 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
             let make_writer = audit
                 .with_filter(|m: &tracing::Metadata<'_>| m.target() == AUDIT_TARGET)
                 .or_else(lossy);
-            tracing_subscriber::fmt::layer()
-                .json()
-                .with_current_span(true)
-                .with_span_list(true)
-                .with_writer(make_writer)
-                .with_filter(file_filter)
+            json_layer(make_writer).with_filter(file_filter)
         });
     let file_missing = opts.files && file_layer.is_none();
     // try_init: a second init (tests, embedding) keeps the first subscriber instead of panicking.
@@ -213,6 +404,15 @@ pub fn init(cfg: &Config, opts: LogOptions) -> LogGuard {
         tracing::warn!(dir = %cfg.logs_dir().display(), "cannot write log files; logging to stderr only");
     }
     LogGuard { _guards: guards }
+}
+
+/// The JSON lines' filter at a verbosity level (0 default, 1 `-v`/`DEBUG`, 2 `-vv`).
+fn file_filter_text(level: u8) -> &'static str {
+    match level {
+        0 => "info,symphonia=error",
+        1 => "debug",
+        _ => "trace",
+    }
 }
 
 /// The stderr lines' fields, each value escaped for the terminal ([`crate::ui::escape`]): log
@@ -244,6 +444,71 @@ mod tests {
             out.extend(text.lines().map(str::to_string));
         }
         out
+    }
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl Write for Buf {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The JSON lines of a job carry `instance_id`, `job_id` and `stage` at the top level,
+    /// `stage` also on the lines between two step events; lines outside a job carry only the
+    /// instance.
+    #[test]
+    fn json_lines_carry_instance_job_and_stage() {
+        let buf = Buf::default();
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::registry().with(json_layer(move || sink.clone()));
+        let job = "0b5e2f6c-2b64-4d4e-9d77-5d6c1f6b2a10";
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("service started");
+            let span = tracing::info_span!("job", job_id = %job);
+            let _in = span.enter();
+            tracing::info!(target: JOBS_TARGET, folders = ?["/b"], "job started");
+            tracing::info!(target: JOBS_TARGET, step = "backup", stage = "backup", "step: backup");
+            tracing::info!(target: "aiom4b::workflow::backup", "copied 3 files");
+            tracing::info!(target: JOBS_TARGET, stage = "convert", "engine: Convert");
+            tracing::info!(target: AUDIT_TARGET, action = "job.finish", "audit");
+            tracing::info!(target: JOBS_TARGET, status = "completed", "job completed");
+            tracing::info!(target: "aiom4b::workflow::runner", "after the end");
+        });
+        let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(lines.len(), 8, "{text}");
+        let me = ProcessIdentity::current().instance_id();
+        assert!(
+            lines.iter().all(|l| l["instance_id"] == me.as_str()),
+            "{text}"
+        );
+        assert!(lines[0].get("job_id").is_none() && lines[0].get("stage").is_none());
+        assert!(lines[1..].iter().all(|l| l["job_id"] == job), "{text}");
+        let stages: Vec<Option<&str>> = lines[1..].iter().map(|l| l["stage"].as_str()).collect();
+        assert_eq!(
+            stages,
+            [
+                None,
+                Some("backup"),
+                Some("backup"),
+                Some("convert"),
+                Some("convert"),
+                Some("convert"),
+                None
+            ],
+            "{text}"
+        );
+        // The formatter's own keys are still there.
+        assert_eq!(lines[2]["fields"]["message"], "step: backup");
+        assert_eq!(lines[2]["span"]["name"], "job");
     }
 
     /// Everything queued is written when the guards drop (the program's exit), through both

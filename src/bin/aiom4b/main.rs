@@ -107,6 +107,9 @@ fn main() -> ExitCode {
             verbose: cli.global.verbose,
             quiet: cli.quiet,
             files: cli.command.uses_data_dir(),
+            // `serve` prints only its address on stdout; every other command's stdout is its
+            // output (reports, `--json`), which log lines must not break into.
+            stdout_free: matches!(cli.command, Command::Serve(_) | Command::Worker(_)),
         },
     );
     // `serve` ends its jobs as cancelled on a signal and exits 0: a stopped service is no error.

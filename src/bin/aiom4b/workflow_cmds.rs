@@ -41,6 +41,9 @@ pub struct ConfigArgs {
     /// More log output on stderr (-v debug, -vv trace); DEBUG=true is like -v
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// text, or json: only JSON lines for a log collector, on stdout for serve [env: LOG_FORMAT]
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub log_format: Option<String>,
 }
 
 impl ConfigArgs {
@@ -59,6 +62,9 @@ impl ConfigArgs {
                 "--max-concurrent-jobs",
                 n.clone(),
             );
+        }
+        if let Some(f) = &self.log_format {
+            o.set_flag(Setting::LogFormat, "--log-format", f.clone());
         }
         o
     }
@@ -828,7 +834,22 @@ fn job_detail(j: &Job) -> String {
     }
     s.push_str(&format!("attempts  {}\n", j.attempts));
     if let Some(o) = &j.owner {
-        s.push_str(&format!("process   {} on {}\n", o.pid, o.hostname));
+        s.push_str(&format!(
+            "process   {} on {} (instance {})\n",
+            o.pid,
+            o.hostname,
+            o.instance_id()
+        ));
+    }
+    if let Some(l) = &j.lease {
+        if matches!(j.status, JobStatus::Pending | JobStatus::Processing) {
+            s.push_str(&format!(
+                "lease     until {}\n",
+                l.expires_at
+                    .with_timezone(&chrono::Local)
+                    .format("%Y-%m-%d %H:%M:%S")
+            ));
+        }
     }
     if let Some(e) = &j.error {
         s.push_str(&format!(

@@ -9,10 +9,12 @@
 pub(crate) mod conformance;
 #[cfg(feature = "postgres")]
 mod postgres;
+pub mod rooted;
 mod sqlite;
 
 #[cfg(feature = "postgres")]
 pub use postgres::PostgresStore;
+pub use rooted::{RootedStore, Roots};
 pub use sqlite::SqliteStore;
 
 use crate::workflow::category::ErrorCategory;

@@ -120,20 +120,23 @@ impl PostgresStore {
     /// Connects to `url` (`postgres://user:password@host:port/db`) and brings the schema up to
     /// date.
     pub fn open(url: &str) -> Result<Self, StoreError> {
-        let store = PostgresStore {
+        let mut store = PostgresStore {
             url: url.to_string(),
             shown: redact_url(url),
             conn: Mutex::new(None),
             listener: Mutex::new(None),
-            // A server restart (or a fail-over) takes seconds: ride it out (about 18 s in all)
-            // rather than fail the job that happened to write meanwhile.
-            backoff: Backoff {
-                attempts: 10,
-                initial: std::time::Duration::from_millis(100),
-                max: std::time::Duration::from_secs(4),
-            },
+            // Opening gives up quickly: a wrong URL or a server that is not there is an error
+            // for the user to see now.
+            backoff: Backoff::default(),
         };
         store.migrate()?;
+        // Once open, a server restart (or a fail-over) takes seconds: ride it out (about 18 s
+        // in all) rather than fail the job that happened to write meanwhile.
+        store.backoff = Backoff {
+            attempts: 10,
+            initial: std::time::Duration::from_millis(100),
+            max: std::time::Duration::from_secs(4),
+        };
         Ok(store)
     }
 

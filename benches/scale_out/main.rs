@@ -66,6 +66,8 @@ fn aiom4b(root: &Path, data: &Path, url: &str, args: &[&str]) -> Command {
         .env_remove("MAX_CONCURRENT_JOBS")
         .env_remove("USE_ALL_CPUS")
         .env_remove("RUST_LOG")
+        // The claim times are read from the JSON log files, which LOG_FORMAT=json turns off.
+        .env_remove("LOG_FORMAT")
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     c
@@ -103,8 +105,7 @@ fn get(agent: &ureq::Agent, url: &str) -> Value {
 }
 
 fn time(v: &Value) -> DateTime<FixedOffset> {
-    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}")))
-        .unwrap()
+    DateTime::parse_from_rfc3339(v.as_str().unwrap_or_else(|| panic!("not a time: {v}"))).unwrap()
 }
 
 fn ms(a: DateTime<FixedOffset>, b: DateTime<FixedOffset>) -> f64 {
@@ -151,7 +152,11 @@ fn job_log(agent: &ureq::Agent, base: &str, id: &str) -> Vec<Value> {
 fn line_time(lines: &[Value], message: &str) -> Option<DateTime<FixedOffset>> {
     lines
         .iter()
-        .find(|l| l["message"].as_str().is_some_and(|m| m.starts_with(message)))
+        .find(|l| {
+            l["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
+        })
         .map(|l| time(&l["time"]))
 }
 
@@ -214,7 +219,11 @@ fn run(root: &Path, n: usize) -> (Value, Vec<Value>) {
         );
         procs.0.push(child);
         // `worker <instance_id> ready: N job(s) at once`
-        instances.push(id.split_once(" ready").map_or(id.as_str(), |(i, _)| i).to_owned());
+        instances.push(
+            id.split_once(" ready")
+                .map_or(id.as_str(), |(i, _)| i)
+                .to_owned(),
+        );
     }
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(30))
@@ -362,7 +371,8 @@ fn git_revision() -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     let rev = run(&["rev-parse", "--short", "HEAD"]).unwrap_or_else(|| "?".into());
-    let dirty = run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let dirty =
+        run(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     if dirty {
         format!("{rev}-dirty")
     } else {
@@ -379,7 +389,11 @@ fn main() {
     let counts: Vec<usize> = std::env::var("AIOM4B_SCALE_WORKERS")
         .unwrap_or_else(|_| "1,2,3".into())
         .split(',')
-        .map(|s| s.trim().parse().expect("AIOM4B_SCALE_WORKERS: numbers, comma-separated"))
+        .map(|s| {
+            s.trim()
+                .parse()
+                .expect("AIOM4B_SCALE_WORKERS: numbers, comma-separated")
+        })
         .collect();
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let tmp = tempfile::tempdir().unwrap();

@@ -137,13 +137,15 @@ impl Cluster {
     /// database, with `lease_secs` as LEASE_SECS; returns once every worker said it is ready.
     fn start(env: Env, workers: usize, lease_secs: &str) -> Cluster {
         let url = aiom4b_testkit::postgres::fresh_database();
+        Cluster::start_on(env, url, workers, lease_secs)
+    }
+
+    /// [`Cluster::start`] on the database of `url`.
+    fn start_on(env: Env, url: String, workers: usize, lease_secs: &str) -> Cluster {
         let api_log = env.data().parent().unwrap().join("serve.log");
         let (api, addr) = spawn_serve(
             &env,
-            &[
-                ("DATABASE_URL", url.as_str()),
-                ("LEASE_SECS", lease_secs),
-            ],
+            &[("DATABASE_URL", url.as_str()), ("LEASE_SECS", lease_secs)],
             &["--no-worker"],
             Stdio::from(std::fs::File::create(&api_log).unwrap()),
         );
@@ -169,7 +171,12 @@ impl Cluster {
     /// Starts one more worker and waits for its `worker <instance_id> ready` line.
     fn add_worker(&mut self) -> usize {
         let n = self.workers.len();
-        let log = self.env.data().parent().unwrap().join(format!("worker-{n}.log"));
+        let log = self
+            .env
+            .data()
+            .parent()
+            .unwrap()
+            .join(format!("worker-{n}.log"));
         let mut cmd = self.env.command(&[
             "worker",
             "--concurrency",
@@ -229,7 +236,10 @@ impl Cluster {
             .iter()
             .map(|w| format!("--- worker {} ---\n{}\n", w.instance_id, tail(&w.log)))
             .collect();
-        format!("--- serve --no-worker ---\n{}\n{workers}", tail(&self.api_log))
+        format!(
+            "--- serve --no-worker ---\n{}\n{workers}",
+            tail(&self.api_log)
+        )
     }
 
     fn worker_of(&self, instance_id: &str) -> usize {
@@ -477,7 +487,11 @@ fn three_workers_convert_thirty_books_each_exactly_once() {
 
     let mut want: Vec<String> = names.iter().map(|n| format!("{n}.m4b")).collect();
     want.sort();
-    assert_eq!(c.verified_outputs(), want, "one output per book, no duplicate");
+    assert_eq!(
+        c.verified_outputs(),
+        want,
+        "one output per book, no duplicate"
+    );
     assert!(
         hidden(&c.output_dir()).is_empty(),
         "{:?}",
@@ -519,7 +533,11 @@ fn a_job_of_a_killed_worker_runs_again_elsewhere_after_its_lease() {
     let second = j["instance_id"].as_str().unwrap();
     assert_ne!(second, first, "another worker ran it: {j}");
     c.worker_of(second);
-    assert_eq!(c.verified_outputs(), ["Long.m4b"], "one output, no duplicate");
+    assert_eq!(
+        c.verified_outputs(),
+        ["Long.m4b"],
+        "one output, no duplicate"
+    );
     c.wait_no_temporaries("after the rerun");
     let lines = c.wait_log_line(&id, "job completed");
     assert_eq!(count(&lines, "job completed"), 1, "{:?}", messages(&lines));
@@ -561,21 +579,34 @@ fn a_worker_paused_past_its_lease_publishes_nothing_and_carries_on() {
     c.wait_log_line(&id, "lost the job's lease");
     c.wait_no_temporaries("after the paused worker woke up");
     let j = c.job(&id);
-    assert_eq!(j["status"], "completed", "the record is the other worker's: {j}");
+    assert_eq!(
+        j["status"], "completed",
+        "the record is the other worker's: {j}"
+    );
     assert_eq!(j["instance_id"], c.workers[other].instance_id.as_str());
     assert_eq!(c.verified_outputs(), ["Long.m4b"], "published once");
     assert!(c.workers[paused].running(), "{}", c.logs());
 
     // It carries on: with the other worker gone, it runs the next job.
     let log = c.workers[other].log.clone();
-    assert_eq!(c.workers[other].stop(libc::SIGTERM), Some(0), "{}", tail(&log));
+    assert_eq!(
+        c.workers[other].stop(libc::SIGTERM),
+        Some(0),
+        "{}",
+        tail(&log)
+    );
     let next = c.convert(&["After"]).remove(0);
     let j = c.wait_end(&next);
     assert_eq!(j["status"], "completed", "{j}\n{}", c.logs());
     assert_eq!(j["instance_id"], paused_id.as_str(), "{j}");
     assert_eq!(c.verified_outputs(), ["After.m4b", "Long.m4b"]);
     let log = c.workers[paused].log.clone();
-    assert_eq!(c.workers[paused].stop(libc::SIGTERM), Some(0), "{}", tail(&log));
+    assert_eq!(
+        c.workers[paused].stop(libc::SIGTERM),
+        Some(0),
+        "{}",
+        tail(&log)
+    );
 }
 
 /// A cancel through the API reaches the worker converting the job (another process) within
@@ -617,4 +648,46 @@ fn a_cancel_from_the_api_stops_the_job_on_its_worker() {
     assert_eq!(j["status"], "completed", "{j}\n{}", c.logs());
     assert_eq!(j["instance_id"], c.workers[0].instance_id.as_str());
     assert_eq!(c.verified_outputs(), ["Next.m4b"]);
+}
+
+/// A PostgreSQL restart while workers convert: the store retries through the outage (shorter
+/// than the lease), and afterwards every job has completed exactly once — none lost, none run
+/// twice — with one output each and no temporaries.
+#[test]
+fn a_postgresql_restart_during_a_run_loses_no_job_and_runs_none_twice() {
+    let env = Env::new();
+    let names: Vec<String> = (1..=8).map(|i| format!("Book {i}")).collect();
+    for n in &names {
+        // About a second of conversion each: some run while the server is down.
+        env.book(n, 3, 40.0);
+    }
+    short_book(&env, "After");
+    let mut pg = aiom4b_testkit::postgres::PrivateServer::start();
+    let url = pg.fresh_database();
+    let c = Cluster::start_on(env, url, 2, "30");
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let ids = c.convert(&refs);
+    c.wait_converting(&ids[0]);
+    pg.stop();
+    // Long enough for every worker to hit the outage (renewals every second, progress, claims).
+    std::thread::sleep(Duration::from_secs(3));
+    pg.start_again();
+
+    for id in &ids {
+        let j = c.wait_end(id);
+        assert_eq!(j["status"], "completed", "{j}\n{}", c.logs());
+        assert_eq!(j["attempts"], 1, "run once: {j}\n{}", c.logs());
+    }
+    let mut want: Vec<String> = names.iter().map(|n| format!("{n}.m4b")).collect();
+    want.sort();
+    assert_eq!(
+        c.verified_outputs(),
+        want,
+        "one output per book, no duplicate"
+    );
+    c.wait_no_temporaries("after the restart");
+    // Both workers and the API still run and still take work.
+    let next = c.convert(&["After"]).remove(0);
+    let j = c.wait_end(&next);
+    assert_eq!(j["status"], "completed", "{j}\n{}", c.logs());
 }

@@ -425,13 +425,15 @@ fn main() {
         t.elapsed().as_secs_f64()
     );
 
+    // Taken before this run appends to the (tracked) results files, which would read as -dirty.
+    let revision = git_revision();
     let run_id = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let mut lines = vec![json!({
         "type": "env",
         "bench": "scale_out",
         "run_id": run_id,
         "cores": cores,
-        "git_revision": git_revision(),
+        "git_revision": revision,
         "books": BOOKS,
         "book": format!("44.1 kHz stereo CBR 128 kb/s speech-like, 10 × {file_secs} s, hard-linked under {BOOKS} names"),
         "worker_args": "--concurrency 1 --jobs 1",
@@ -487,7 +489,7 @@ fn main() {
          one PostgreSQL, `serve --no-worker`; backups off. Medians over the jobs of the run.\n\n\
          | workers | wall | books/hour | speedup | efficiency (÷ min(n, cores)) | jobs per worker | finish → next claim | claim → start | finish → next start | first pickup | convert | load (1 min) |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
-        git_revision()
+        revision
     );
     for s in &summaries {
         md.push_str(&format!(

@@ -3,7 +3,7 @@
 //!
 //! Every test has its own database on a real PostgreSQL
 //! ([`aiom4b_testkit::postgres::fresh_database`]: CI's server, or a throw-away one; never
-//! skipped), real worker processes of the binary and real MP3 books from the test kit. Jobs are
+//! skipped; the restart test has a server of its own, `PrivateServer`), real worker processes of the binary and real MP3 books from the test kit. Jobs are
 //! followed through the API (`GET /jobs/{id}`: status, `attempts`, `instance_id`; `GET
 //! /jobs/{id}/log`: the lines every run of the job logged, whichever worker ran it) and the
 //! files in the output folder. Every process a test starts is killed by [`Cluster`]'s `Drop`,

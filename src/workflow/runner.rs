@@ -175,6 +175,16 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
         let span = tracing::info_span!("job", job_id = %job.id);
         let _entered = span.enter();
         let events = JobEventSink::new(job.id, events);
+        if lease.is_some() {
+            // In the job's own log: which instance ran which attempt, whatever host reads it.
+            tracing::info!(
+                target: "aiom4b::jobs",
+                instance_id = %wf.owner.instance_id(),
+                attempt = job.attempts + 1,
+                "claimed from the queue by {}",
+                wf.owner.instance_id()
+            );
+        }
         events.emit(JobEvent::Started {
             folders: &job.source_folders,
         });

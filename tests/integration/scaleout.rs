@@ -546,6 +546,11 @@ fn a_job_of_a_killed_worker_runs_again_elsewhere_after_its_lease() {
         "the rerun logged its start: {:?}",
         messages(&lines)
     );
+    // The job's own log says which instance ran the attempt (the killed one's line, written
+    // at most a second after it happened, may have died with it).
+    let claims = |who: &str| count(&lines, &format!("claimed from the queue by {who}"));
+    assert_eq!(claims(second), 1, "{:?}", messages(&lines));
+    assert!(claims(&first) <= 1, "{:?}", messages(&lines));
 }
 
 /// SIGSTOP of the worker converting a job, past its lease: another worker takes the job over

@@ -101,7 +101,6 @@ impl Heartbeat {
     }
 
     /// Someone asked the job to stop.
-    #[cfg(test)]
     pub(crate) fn cancel_requested(&self) -> bool {
         self.shared.cancel_requested.load(Ordering::Relaxed)
     }

@@ -84,6 +84,8 @@ pub struct Workflow {
     /// The cancel flags of the jobs running in this process.
     pub(crate) active: Mutex<HashMap<Uuid, Arc<AtomicBool>>>,
     cancel_all: AtomicBool,
+    /// On [`Workflow::cancel_all`], claimed jobs go back to the queue instead of ending cancelled.
+    release_on_stop: AtomicBool,
     pub(crate) hooks: Hooks,
 }
 
@@ -142,6 +144,7 @@ impl Workflow {
             owner: ProcessIdentity::current(),
             active: Mutex::new(HashMap::new()),
             cancel_all: AtomicBool::new(false),
+            release_on_stop: AtomicBool::new(false),
             hooks: Hooks::default(),
         };
         wf.backups.clean_temporaries()?;
@@ -233,6 +236,19 @@ impl Workflow {
         for c in active.values() {
             c.store(true, Ordering::Relaxed);
         }
+    }
+
+    /// From now on, [`Workflow::cancel_all`] (a worker process stopping) hands the jobs this
+    /// process claimed from the queue back to it ([`JobStore::release_lease`]), for another
+    /// process to run, instead of recording them cancelled. A job whose cancel was requested,
+    /// or that was published already, still ends as it would.
+    pub fn release_on_stop(&self) {
+        self.release_on_stop.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether a stop now releases claimed jobs (see [`Workflow::release_on_stop`]).
+    pub(crate) fn releasing(&self) -> bool {
+        self.is_cancelled() && self.release_on_stop.load(Ordering::Relaxed)
     }
 
     /// True after [`Workflow::cancel_all`].

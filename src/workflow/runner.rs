@@ -226,11 +226,46 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
             report: None,
             heartbeat: heartbeat.clone(),
         };
+        let attempts_at_claim = run.job.attempts;
         let result = run.steps(&self.engine, part);
         wf.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&run.job.id);
+        // This process stops (a worker's SIGTERM), not the job: hand it back to the queue.
+        let release = match (&heartbeat, run.job.lease, &result) {
+            (Some(h), Some(held), Err(e))
+                if e.cancelled
+                    && wf.releasing()
+                    && !run.published
+                    && !h.lost()
+                    && !h.cancel_requested() =>
+            {
+                Some(held.token)
+            }
+            _ => None,
+        };
+        if let Some(token) = release {
+            drop(heartbeat);
+            let id = run.job.id;
+            if wf.store.release_lease(id, token, attempts_at_claim)? {
+                tracing::info!(target: "aiom4b::jobs", "released back to the queue: this worker stops");
+                audit!(action = "job.release", job_id = %id, "job handed back to the queue");
+                let job = wf.store.get(id)?.unwrap_or(run.job);
+                return Ok(JobOutcome {
+                    job,
+                    warnings: vec!["handed back to the queue: this process stopped".into()],
+                    report: None,
+                });
+            }
+            // The lease was gone meanwhile: the store's record stands.
+            let job = wf.store.get(id)?.unwrap_or(run.job);
+            return Ok(JobOutcome {
+                job,
+                warnings: Vec::new(),
+                report: None,
+            });
+        }
         let outcome = run.finish(result);
         // Renewed until the final record is written, so that no other process takes the job
         // over in between.

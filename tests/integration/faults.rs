@@ -827,6 +827,10 @@ fn a_store_that_fails_after_publishing_does_not_fail_the_job() {
             self.check()?;
             self.inner.requeue_expired(max_attempts)
         }
+        fn release_lease(&self, id: uuid::Uuid, token: uuid::Uuid, attempts: u32) -> R<bool> {
+            self.check()?;
+            self.inner.release_lease(id, token, attempts)
+        }
         fn request_cancel(&self, id: uuid::Uuid) -> R<aiom4b::workflow::CancelRequest> {
             self.check()?;
             self.inner.request_cancel(id)

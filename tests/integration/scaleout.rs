@@ -553,6 +553,39 @@ fn a_job_of_a_killed_worker_runs_again_elsewhere_after_its_lease() {
     assert!(claims(&first) <= 1, "{:?}", messages(&lines));
 }
 
+/// SIGTERM to the worker converting a job (a `docker stop`, a rolling restart): it stops the
+/// conversion, removes its part file, hands the job back to the queue and exits 0; another
+/// worker claims it at once (no lease to wait for) and completes it, the stopped attempt not
+/// counted.
+#[test]
+fn a_stopped_worker_hands_its_job_back_to_the_queue() {
+    let env = Env::new();
+    long_book(&env, "Long");
+    // A long lease: only the hand-back can make the job move on quickly.
+    let mut c = Cluster::start(env, 2, "600");
+    let id = c.convert(&["Long"]).remove(0);
+    let j = c.wait_converting(&id);
+    let first = j["instance_id"].as_str().unwrap().to_owned();
+    let stopped = c.worker_of(&first);
+    assert_eq!(c.workers[stopped].stop(libc::SIGTERM), Some(0));
+
+    let j = c.wait_end(&id);
+    assert_eq!(j["status"], "completed", "{j}\n{}", c.logs());
+    assert_eq!(j["attempts"], 1, "the stopped attempt is not counted: {j}");
+    let second = j["instance_id"].as_str().unwrap();
+    assert_ne!(second, first, "another worker ran it: {j}");
+    assert_eq!(c.verified_outputs(), ["Long.m4b"]);
+    c.wait_no_temporaries("after the hand-back");
+    let lines = c.wait_log_line(&id, "job completed");
+    assert_eq!(
+        count(&lines, "released back to the queue"),
+        1,
+        "{:?}",
+        messages(&lines)
+    );
+    assert_eq!(count(&lines, "job completed"), 1, "{:?}", messages(&lines));
+}
+
 /// SIGSTOP of the worker converting a job, past its lease: another worker takes the job over
 /// and completes it. Woken up (SIGCONT), the paused worker finds it lost the lease and publishes
 /// nothing (the fence), removes its own `.part`, and then goes on taking jobs.

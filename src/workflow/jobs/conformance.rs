@@ -31,6 +31,7 @@ macro_rules! store_suite {
             expired_leases_go_back_to_the_queue_or_fail_at_the_maximum,
             cancels_reach_queued_and_held_jobs,
             queue_stats_count_waiting_leased_and_expired,
+            a_released_job_is_claimed_again_at_once,
         );
     };
     (@cases $make:expr; $($case:ident,)*) => {
@@ -691,4 +692,36 @@ pub(crate) fn queue_stats_count_waiting_leased_and_expired(s: &dyn JobStore) {
             expired: 0
         }
     );
+}
+
+pub(crate) fn a_released_job_is_claimed_again_at_once(s: &dyn JobStore) {
+    s.insert(&job("/a")).unwrap();
+    let mut j = s.claim_next(&worker(1), LONG).unwrap().unwrap();
+    let token = j.lease.unwrap().token;
+    j.status = JobStatus::Processing;
+    j.started_at = Some(super::now_millis());
+    j.attempts = 1;
+    j.progress_percent = 30.0;
+    assert!(s.update(&j, JobStatus::Pending).unwrap());
+    assert!(
+        !s.release_lease(j.id, Uuid::new_v4(), 0).unwrap(),
+        "not by another token"
+    );
+    assert!(s.release_lease(j.id, token, 0).unwrap());
+    let back = s.get(j.id).unwrap().unwrap();
+    assert_eq!(back.status, JobStatus::Pending);
+    assert_eq!(
+        (back.owner, back.lease, back.started_at),
+        (None, None, None)
+    );
+    assert_eq!((back.attempts, back.progress_percent), (0, 0.0));
+    // The old holder is fenced off; another process claims it at once.
+    assert!(!s.update(&j, JobStatus::Processing).unwrap());
+    assert!(!s.release_lease(j.id, token, 0).unwrap());
+    let again = s
+        .claim_next(&worker(2), LONG)
+        .unwrap()
+        .expect("claimed again");
+    assert_eq!(again.id, j.id);
+    assert!(s.requeue_expired(3).unwrap().is_empty());
 }

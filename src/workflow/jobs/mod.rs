@@ -531,6 +531,11 @@ pub trait JobStore: Send + Sync {
     /// A job whose cancel was requested ([`JobStore::request_cancel`]) before its lease expired
     /// is cancelled instead.
     fn requeue_expired(&self, max_attempts: u32) -> Result<Vec<(Uuid, JobStatus)>, StoreError>;
+    /// Hands job `id` back to the queue at once, if `token` still holds it: pending again,
+    /// with no owner and no lease, `attempts` set to `attempts` (the attempt that was stopped
+    /// does not count), a cancel request kept. A process that stops (SIGTERM) releases its jobs
+    /// instead of letting their leases run out. Returns whether it did.
+    fn release_lease(&self, id: Uuid, token: Uuid, attempts: u32) -> Result<bool, StoreError>;
     /// Cancels job `id` from any process: a queued job no process holds is cancelled at once;
     /// a job a process holds (pending or processing, leased or owned) is flagged, and its
     /// holder stops it at its next lease renewal ([`Renewal::cancel_requested`]).

@@ -560,6 +560,23 @@ impl JobStore for PostgresStore {
         }))
     }
 
+    fn release_lease(&self, id: Uuid, token: Uuid, attempts: u32) -> Result<bool, StoreError> {
+        let attempts = attempts as i32;
+        self.write("release a job", |tx| {
+            let n = tx.execute(
+                "UPDATE jobs SET status = 'pending', started_at = NULL, progress_percent = 0, \
+                 attempts = $3, pid = NULL, hostname = NULL, pid_start_ticks = NULL, \
+                 lease_token = NULL, lease_expires_at = NULL \
+                 WHERE id = $1 AND lease_token = $2 AND status IN ('pending','processing')",
+                &[&id, &token, &attempts],
+            )?;
+            if n == 1 {
+                tx.execute("SELECT pg_notify($1, '')", &[&WORK_CHANNEL])?;
+            }
+            Ok(n == 1)
+        })
+    }
+
     fn request_cancel(&self, id: Uuid) -> Result<super::CancelRequest, StoreError> {
         let (category, message, remedy) = super::CANCELLED;
         let category = category.as_str();

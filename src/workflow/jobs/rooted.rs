@@ -217,6 +217,7 @@ impl JobStore for RootedStore {
         fn record_idempotency_key(&self, record: &IdempotencyRecord, expired_before: DateTime<Utc>) -> Result<(), StoreError>;
         fn renew_lease(&self, id: Uuid, token: Uuid, ttl: std::time::Duration) -> Result<Option<Renewal>, StoreError>;
         fn requeue_expired(&self, max_attempts: u32) -> Result<Vec<(Uuid, JobStatus)>, StoreError>;
+        fn release_lease(&self, id: Uuid, token: Uuid, attempts: u32) -> Result<bool, StoreError>;
         fn request_cancel(&self, id: Uuid) -> Result<CancelRequest, StoreError>;
         fn queue_stats(&self) -> Result<QueueStats, StoreError>;
         fn wait_for_work(&self, timeout: std::time::Duration) -> Result<bool, StoreError>;

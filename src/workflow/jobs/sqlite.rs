@@ -585,6 +585,20 @@ impl JobStore for SqliteStore {
         }))
     }
 
+    fn release_lease(&self, id: Uuid, token: Uuid, attempts: u32) -> Result<bool, StoreError> {
+        let (id, token) = (id.to_string(), token.to_string());
+        let n = self.write("release a job", |tx| {
+            tx.execute(
+                "UPDATE jobs SET status = 'pending', started_at = NULL, progress_percent = 0, \
+                 attempts = ?3, pid = NULL, hostname = NULL, pid_start_ticks = NULL, \
+                 lease_token = NULL, lease_expires_at = NULL \
+                 WHERE id = ?1 AND lease_token = ?2 AND status IN ('pending','processing')",
+                params![id, token, attempts],
+            )
+        })?;
+        Ok(n == 1)
+    }
+
     fn request_cancel(&self, id: Uuid) -> Result<super::CancelRequest, StoreError> {
         let (id_s, now) = (id.to_string(), ts(&super::now_millis()));
         let (category, message, remedy) = super::CANCELLED;

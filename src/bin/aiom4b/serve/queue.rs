@@ -327,7 +327,10 @@ impl Queue {
         let outcome = runner.run_queued(queued, &*self.hub);
         metrics::gauge!("aiom4b_jobs_running").decrement(1.0);
         let outcome = outcome?;
-        super::metrics::job_finished(&outcome.job, started.elapsed());
+        // A job handed back to the queue (this worker stops) has not finished.
+        if outcome.job.status != JobStatus::Pending {
+            super::metrics::job_finished(&outcome.job, started.elapsed());
+        }
         Ok(())
     }
 

@@ -43,6 +43,9 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: WorkerArgs) -> Result<u8> {
         tracing::warn!("DATABASE_URL is not set: this worker shares only the local SQLite job store (DATA_DIR) with processes on this host");
     }
     let wf = Arc::new(crate::workflow_cmds::open(cfg)?);
+    // Stopping a worker (SIGTERM from `docker stop`, a rolling restart) hands its jobs back to
+    // the queue for the other workers instead of cancelling them.
+    wf.release_on_stop();
     crate::signals::watch(&wf);
     let root = SourceRoot::new(&cfg.source_dir)
         .with_context(|| format!("SOURCE_DIR {}", cfg.source_dir.display()))?;
@@ -105,8 +108,8 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: WorkerArgs) -> Result<u8> {
     println!("worker {instance} ready: {workers} job(s) at once");
     std::io::stdout().flush()?;
     tracing::info!(target: "aiom4b::audit", action = "worker.start", instance_id = %instance, workers, "worker started");
-    // Until a signal: the first one cancels the running jobs (recorded cancelled) and ends
-    // the loop; a second one exits at once (their leases then run out).
+    // Until a signal: the first one stops the running jobs, hands them back to the queue and
+    // ends the loop; a second one exits at once (their leases then run out).
     while !wf.is_cancelled() {
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -586,6 +586,49 @@ fn a_stopped_worker_hands_its_job_back_to_the_queue() {
     assert_eq!(count(&lines, "job completed"), 1, "{:?}", messages(&lines));
 }
 
+/// The API runs no jobs, yet a client following a job's events (the web page's progress bar)
+/// gets them: the API relays the stored progress of a job another process converts, and its
+/// end, and the stream ends with `finished`.
+#[test]
+fn the_api_relays_the_events_of_a_job_a_worker_runs() {
+    use std::io::BufRead as _;
+    let env = Env::new();
+    // 20 minutes of audio: several seconds of conversion, several of the relay's 1 s reads.
+    env.book("Long", 20, 60.0);
+    let c = Cluster::start(env, 1, "30");
+    let id = c.convert(&["Long"]).remove(0);
+    let response = c
+        .agent
+        .get(&format!("{}/jobs/{id}/events", c.base))
+        .call()
+        .unwrap();
+    let mut events: Vec<(String, Value)> = Vec::new();
+    let mut name = String::new();
+    for line in std::io::BufReader::new(response.into_reader()).lines() {
+        let line = line.unwrap();
+        if let Some(n) = line.strip_prefix("event: ") {
+            name = n.to_owned();
+        } else if let Some(d) = line.strip_prefix("data: ") {
+            events.push((name.clone(), serde_json::from_str(d).unwrap()));
+        }
+    }
+    let names: Vec<&str> = events.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names.last(), Some(&"finished"), "{names:?}");
+    assert!(names.contains(&"progress"), "relayed progress: {names:?}");
+    let (_, last) = events.last().unwrap();
+    assert_eq!(last["data"]["job"]["status"], "completed", "{last}");
+    let fractions: Vec<f64> = events
+        .iter()
+        .filter(|(n, _)| n == "progress")
+        .map(|(_, d)| d["data"]["fraction"].as_f64().unwrap())
+        .collect();
+    assert!(
+        fractions.windows(2).all(|w| w[0] <= w[1])
+            && fractions.iter().all(|f| (0.0..=1.0).contains(f)),
+        "{fractions:?}"
+    );
+}
+
 /// SIGSTOP of the worker converting a job, past its lease: another worker takes the job over
 /// and completes it. Woken up (SIGCONT), the paused worker finds it lost the lease and publishes
 /// nothing (the fence), removes its own `.part`, and then goes on taking jobs.

@@ -136,19 +136,18 @@ pub async fn job_events(
         Box::pin(stream::iter(items.into_iter().map(Ok)))
     } else {
         let replay = stream::iter(missed);
-        let all = replay.chain(live);
-        // Ends after the job's final record.
-        let until_final = all
-            .scan(false, |done, r| {
-                let out = if *done {
-                    None
-                } else {
-                    *done = r.is_final();
-                    Some(r)
-                };
-                async move { out }
-            })
-            .map(|r| Ok(to_event(&r)));
+        let all = Box::pin(replay.chain(live));
+        // Ends right after the job's final record: the next poll returns None at once instead
+        // of waiting for another record of this job (which never comes), so the client sees
+        // the end instead of keep-alives.
+        let until_final = stream::unfold((all, false), |(mut all, done)| async move {
+            if done {
+                return None;
+            }
+            let r = all.next().await?;
+            let fin = r.is_final();
+            Some((Ok(to_event(&r)), (all, fin)))
+        });
         Box::pin(until_final)
     };
     Ok(Sse::new(stream)

@@ -374,6 +374,11 @@ pub(super) const COLUMNS: &str = "id, status, created_at, started_at, finished_a
     output_bytes, audio_duration_secs, stage_timings, attempts, error_category, error_message, \
     error_remedy, pid, hostname, pid_start_ticks, part_path, temp_paths, post_action, \
     lease_token, lease_expires_at";
+/// `SET` assignments that make a job held by no process: no owner, no lease (the queue's
+/// requeue, fail and release statements of both stores).
+pub(super) const NO_HOLDER: &str = "pid = NULL, hostname = NULL, pid_start_ticks = NULL, \
+    lease_token = NULL, lease_expires_at = NULL";
+
 /// The last columns of [`COLUMNS`], which `update` leaves alone: the lease changes only
 /// through the queue's methods.
 pub(super) const LEASE_COLUMNS: usize = 2;

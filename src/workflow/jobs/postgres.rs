@@ -13,6 +13,7 @@
 use super::{
     path_text, paths_json, redact_url, update_assignments, IdempotencyRecord, Job, JobFailure,
     JobFilter, JobLogLine, JobStats, JobStatus, JobStore, StoreError, COLUMNS, LEASE_COLUMNS,
+    NO_HOLDER,
 };
 use crate::workflow::category::ErrorCategory;
 use crate::workflow::process::ProcessIdentity;
@@ -564,10 +565,11 @@ impl JobStore for PostgresStore {
         let attempts = attempts as i32;
         self.write("release a job", |tx| {
             let n = tx.execute(
-                "UPDATE jobs SET status = 'pending', started_at = NULL, progress_percent = 0, \
-                 attempts = $3, pid = NULL, hostname = NULL, pid_start_ticks = NULL, \
-                 lease_token = NULL, lease_expires_at = NULL \
-                 WHERE id = $1 AND lease_token = $2 AND status IN ('pending','processing')",
+                &format!(
+                    "UPDATE jobs SET status = 'pending', started_at = NULL, progress_percent = 0, \
+                 attempts = $3, {NO_HOLDER} \
+                 WHERE id = $1 AND lease_token = $2 AND status IN ('pending','processing')"
+                ),
                 &[&id, &token, &attempts],
             )?;
             if n == 1 {
@@ -638,31 +640,28 @@ impl JobStore for PostgresStore {
             let (category, message, remedy) = super::CANCELLED;
             let category = category.as_str();
             let mut out = tx.query(
-                "UPDATE jobs SET status = 'cancelled', finished_at = date_trunc('milliseconds', now()), \
+                &format!("UPDATE jobs SET status = 'cancelled', finished_at = date_trunc('milliseconds', now()), \
                  error_category = $1, error_message = $2, error_remedy = $3, \
-                 pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \
-                 lease_expires_at = NULL \
+                 {NO_HOLDER} \
                  WHERE status IN ('pending','processing') AND lease_expires_at < now() \
-                 AND cancel_requested RETURNING id, status",
+                 AND cancel_requested RETURNING id, status"),
                 &[&category, &message, &remedy],
             )?;
             out.extend(tx.query(
-                "UPDATE jobs SET status = 'failed', finished_at = date_trunc('milliseconds', now()), \
+                &format!("UPDATE jobs SET status = 'failed', finished_at = date_trunc('milliseconds', now()), \
                  error_category = 'system', error_message = 'the process running it stopped \
                  (its lease expired) after ' || attempts || ' attempt(s)', \
                  error_remedy = 'check the workers'' logs; retry the job', \
-                 pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \
-                 lease_expires_at = NULL \
+                 {NO_HOLDER} \
                  WHERE status IN ('pending','processing') AND lease_expires_at < now() \
-                 AND attempts >= $1 RETURNING id, status",
+                 AND attempts >= $1 RETURNING id, status"),
                 &[&max],
             )?);
             let back = tx.query(
-                "UPDATE jobs SET status = 'pending', started_at = NULL, progress_percent = 0, \
-                 pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \
-                 lease_expires_at = NULL \
+                &format!("UPDATE jobs SET status = 'pending', started_at = NULL, progress_percent = 0, \
+                 {NO_HOLDER} \
                  WHERE status IN ('pending','processing') AND lease_expires_at < now() \
-                 RETURNING id, status",
+                 RETURNING id, status"),
                 &[],
             )?;
             if !back.is_empty() {

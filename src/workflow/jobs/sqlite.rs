@@ -9,7 +9,7 @@
 //! - Migrations are numbered SQL scripts; `PRAGMA user_version` says how many ran.
 use super::{
     path_text, update_assignments, IdempotencyRecord, Job, JobFailure, JobFilter, JobLogLine,
-    JobStats, JobStatus, JobStore, StoreError, COLUMNS, LEASE_COLUMNS,
+    JobStats, JobStatus, JobStore, StoreError, COLUMNS, LEASE_COLUMNS, NO_HOLDER,
 };
 use crate::workflow::category::ErrorCategory;
 use crate::workflow::process::ProcessIdentity;
@@ -589,10 +589,11 @@ impl JobStore for SqliteStore {
         let (id, token) = (id.to_string(), token.to_string());
         let n = self.write("release a job", |tx| {
             tx.execute(
-                "UPDATE jobs SET status = 'pending', started_at = NULL, progress_percent = 0, \
-                 attempts = ?3, pid = NULL, hostname = NULL, pid_start_ticks = NULL, \
-                 lease_token = NULL, lease_expires_at = NULL \
-                 WHERE id = ?1 AND lease_token = ?2 AND status IN ('pending','processing')",
+                &format!(
+                    "UPDATE jobs SET status = 'pending', started_at = NULL, progress_percent = 0, \
+                 attempts = ?3, {NO_HOLDER} \
+                 WHERE id = ?1 AND lease_token = ?2 AND status IN ('pending','processing')"
+                ),
                 params![id, token, attempts],
             )
         })?;
@@ -657,40 +658,37 @@ impl JobStore for SqliteStore {
             )?;
             // Asked to stop before its holder died: that is what the job becomes.
             let (category, message, remedy) = super::CANCELLED;
-            let mut cancelled = tx.prepare_cached(
+            let mut cancelled = tx.prepare_cached(&format!(
                 "UPDATE jobs SET status = 'cancelled', finished_at = ?1, error_category = ?2, \
                  error_message = ?3, error_remedy = ?4, \
-                 pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \
-                 lease_expires_at = NULL \
+                 {NO_HOLDER} \
                  WHERE status IN ('pending','processing') AND lease_expires_at < ?1 \
-                 AND cancel_requested = 1 RETURNING id, status",
-            )?;
+                 AND cancel_requested = 1 RETURNING id, status"
+            ))?;
             let mut out: Vec<(String, String)> = cancelled
                 .query_map(params![now, category.as_str(), message, remedy], |r| {
                     Ok((r.get(0)?, r.get(1)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut failed = tx.prepare_cached(
+            let mut failed = tx.prepare_cached(&format!(
                 "UPDATE jobs SET status = 'failed', finished_at = ?1, error_category = 'system', \
                  error_message = 'the process running it stopped (its lease expired) ' || \
                  attempts || ' times', error_remedy = 'check the workers'' logs; retry the job', \
-                 pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \
-                 lease_expires_at = NULL \
+                 {NO_HOLDER} \
                  WHERE status IN ('pending','processing') AND lease_expires_at < ?1 \
-                 AND attempts >= ?2 RETURNING id, status",
-            )?;
+                 AND attempts >= ?2 RETURNING id, status"
+            ))?;
             out.extend(
                 failed
                     .query_map(params![now, max_attempts], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()?,
             );
-            let mut back = tx.prepare_cached(
+            let mut back = tx.prepare_cached(&format!(
                 "UPDATE jobs SET status = 'pending', started_at = NULL, progress_percent = 0, \
-                 pid = NULL, hostname = NULL, pid_start_ticks = NULL, lease_token = NULL, \
-                 lease_expires_at = NULL \
+                 {NO_HOLDER} \
                  WHERE status IN ('pending','processing') AND lease_expires_at < ?1 \
-                 RETURNING id, status",
-            )?;
+                 RETURNING id, status"
+            ))?;
             out.extend(
                 back.query_map(params![now], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<Vec<_>>>()?,

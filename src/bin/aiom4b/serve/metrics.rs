@@ -87,8 +87,7 @@ pub fn refresh(wf: &Workflow, queue: &Queue) {
         metrics::gauge!("aiom4b_queue_leased").set(q.leased as f64);
         metrics::gauge!("aiom4b_queue_expired_leases").set(q.expired as f64);
     }
-    let (_, running) = queue.lengths();
-    metrics::gauge!("aiom4b_queue_running").set(running as f64);
+    metrics::gauge!("aiom4b_queue_running").set(queue.running() as f64);
     if let Some((rss, cpu)) = process_figures() {
         metrics::gauge!("process_resident_memory_bytes").set(rss);
         metrics::gauge!("process_cpu_seconds_total").set(cpu);

@@ -310,15 +310,7 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: ServeArgs) -> Result<u8> {
     // Stopped: no new jobs; the running ones were cancelled by the signal and end now.
     queue.stop();
     wf.cancel_all();
-    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
-    for w in workers {
-        while !w.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if w.is_finished() {
-            let _ = w.join();
-        }
-    }
+    queue::Queue::join(workers, SHUTDOWN_GRACE);
     rt.shutdown_timeout(Duration::from_secs(1));
     tracing::info!(target: "aiom4b::audit", action = "serve.stop", "service stopped");
     eprintln!("aiom4b: service stopped");

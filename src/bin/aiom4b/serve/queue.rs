@@ -155,15 +155,9 @@ impl Queue {
         self.lock().running.contains(&id)
     }
 
-    /// Jobs waiting in the whole queue, and jobs running on this process's workers.
-    pub fn lengths(&self) -> (usize, usize) {
-        let waiting = self
-            .wf
-            .store()
-            .queue_stats()
-            .map(|q| q.waiting as usize)
-            .unwrap_or(0);
-        (waiting, self.lock().running.len())
+    /// Jobs running on this process's workers.
+    pub fn running(&self) -> usize {
+        self.lock().running.len()
     }
 
     /// Creates the job `pending` in the store, which queues it for every worker.
@@ -230,6 +224,20 @@ impl Queue {
     pub fn stop(&self) {
         self.lock().stopping = true;
         self.wake.notify_all();
+    }
+
+    /// Waits until `grace` has passed for the workers [`Queue::start`] returned to end (their
+    /// jobs stopped by the caller's `cancel_all`); those still running are left to the exit.
+    pub fn join(workers: Vec<std::thread::JoinHandle<()>>, grace: Duration) {
+        let deadline = std::time::Instant::now() + grace;
+        for w in workers {
+            while !w.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            if w.is_finished() {
+                let _ = w.join();
+            }
+        }
     }
 
     fn stopping(&self) -> bool {

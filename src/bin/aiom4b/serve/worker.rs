@@ -114,15 +114,7 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: WorkerArgs) -> Result<u8> {
         std::thread::sleep(Duration::from_millis(100));
     }
     queue.stop();
-    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
-    for h in handles {
-        while !h.is_finished() && std::time::Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if h.is_finished() {
-            let _ = h.join();
-        }
-    }
+    Queue::join(handles, SHUTDOWN_GRACE);
     tracing::info!(target: "aiom4b::audit", action = "worker.stop", instance_id = %instance, "worker stopped");
     eprintln!("aiom4b: worker stopped");
     Ok(0)

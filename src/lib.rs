@@ -85,7 +85,7 @@ pub mod __internals {
 }
 
 pub use av::encode::COMPILED_ENCODERS;
-pub use av::library_versions;
+pub use av::{ffmpeg_build, library_versions, FfmpegBuild};
 pub use contained::panic_is_contained;
 pub use convert::{ConvertReport, Converter, Timings, MAX_COVER_BYTES, MAX_COVER_SIDE};
 pub use error::{AvError, Error, Result};

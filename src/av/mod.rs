@@ -87,6 +87,38 @@ mod log_bridge {
     }
 }
 
+/// Which FFmpeg this build carries: its version string, how it is linked, and the configure line
+/// it was built with (`aiom4b --version`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FfmpegBuild {
+    /// FFmpeg's own version string (`av_version_info`), e.g. `7.1.5-aiom4b`.
+    pub version: String,
+    /// `static: 7.1.5 (minimal profile, vendor/ffmpeg/build.sh)` or `shared libraries of the system`.
+    pub linkage: String,
+    /// The `./configure` arguments (`avcodec_configuration`).
+    pub configuration: String,
+}
+
+/// The FFmpeg in this process (see [`FfmpegBuild`]).
+pub fn ffmpeg_build() -> FfmpegBuild {
+    // SAFETY: both return pointers to static NUL-terminated strings inside libavutil/libavcodec.
+    let (version, configuration) = unsafe {
+        (
+            std::ffi::CStr::from_ptr(ffmpeg_next::ffi::av_version_info()),
+            std::ffi::CStr::from_ptr(ffmpeg_next::ffi::avcodec_configuration()),
+        )
+    };
+    let linkage = match option_env!("AIOM4B_FFMPEG_VENDORED") {
+        Some(v) => format!("static: {v}"),
+        None => "shared libraries of the system".to_string(),
+    };
+    FfmpegBuild {
+        version: version.to_string_lossy().into_owned(),
+        linkage,
+        configuration: configuration.to_string_lossy().trim().to_string(),
+    }
+}
+
 /// Versions of the FFmpeg libraries linked at run time, e.g. `("libavcodec", "59.37.100")`.
 pub fn library_versions() -> Vec<(&'static str, String)> {
     fn v(x: u32) -> String {

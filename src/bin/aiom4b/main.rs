@@ -27,11 +27,15 @@ pub fn long_version() -> String {
         .into_iter()
         .map(|(n, v)| format!("{n} {v}"))
         .collect();
+    let ffmpeg = aiom4b::ffmpeg_build();
     format!(
-        "{}\nencoders: {}\nlinked: {}",
+        "{}\nencoders: {}\nFFmpeg: {} ({})\nlinked: {}\nFFmpeg configuration: {}",
         version_line(),
         aiom4b::COMPILED_ENCODERS,
-        libs.join(", ")
+        ffmpeg.version,
+        ffmpeg.linkage,
+        libs.join(", "),
+        ffmpeg.configuration
     )
 }
 
@@ -150,6 +154,7 @@ fn run(cli: Cli, cfg: &Config) -> anyhow::Result<u8> {
         Command::Batch(a) => cmd_convert::batch(cfg, a),
         Command::Serve(a) => serve::run(cfg, a),
         Command::Worker(a) => serve::worker::run(cfg, a),
+        Command::Health(a) => serve::health_check::run(cfg, a),
         // Workflow commands report "found failures" as 1, like the rest.
         Command::Workflow(w) => Ok(workflow_cmds::run(w, cfg)?.clamp(0, 1) as u8),
     }

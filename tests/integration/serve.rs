@@ -1450,3 +1450,74 @@ fn every_mutating_request_reaches_the_audit_log_with_who_what_and_result() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// `aiom4b health` (the container's HEALTHCHECK): exit 0 with the service's answer while it
+/// runs, behind a token-guarded wildcard listener too (reached on loopback through API_HOST
+/// and API_PORT, as in the image); exit 1 saying why once it is gone.
+#[test]
+fn health_command_answers_for_a_running_service_and_fails_for_a_stopped_one() {
+    let env = Env::new();
+    let token = "0123456789abcdef0123456789abcdef";
+    let mut s = Server::start(&env, &[("API_TOKEN", token)], &["--host", "0.0.0.0"]);
+    let addr = tcp_addr(&s);
+    let port = addr.rsplit(':').next().unwrap().to_owned();
+    let health = |vars: &[(&str, &str)], args: &[&str]| {
+        let mut c = env.command(&["health"]);
+        c.args(args);
+        for (k, v) in vars {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let out = health(&[("API_HOST", "0.0.0.0"), ("API_PORT", &port)], &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["status"], "ok", "{v}");
+    // Asked with --addr from another configuration, it creates nothing there (no DATA_DIR,
+    // no database, no logs).
+    let fresh = Env::new();
+    let out = fresh
+        .command(&["health", "--addr", &addr])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !fresh.data().exists(),
+        "health created {}",
+        fresh.data().display()
+    );
+
+    // A port with something else on it: not a 200 with {"status":"ok"}.
+    let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let other_addr = other.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for conn in other.incoming() {
+            let Ok(mut conn) = conn else { break };
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            let _ = std::io::Write::write_all(
+                &mut conn,
+                b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 4\r\n\r\nbusy",
+            );
+        }
+    });
+    let out = health(&[], &["--addr", &other_addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("503"), "{err}");
+
+    s.stop(libc::SIGTERM);
+    let out = health(&[], &["--addr", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect"), "{err}");
+}

@@ -44,6 +44,9 @@ pub enum Command {
     /// Run jobs from the shared job store (DATABASE_URL), without the API: one of several
     /// workers on one or many hosts (see docs/scale-out.md).
     Worker(crate::serve::worker::WorkerArgs),
+    /// Ask a running `aiom4b serve` whether it is alive (GET /health); exit 0 if it is. For
+    /// container health checks and service watchdogs.
+    Health(crate::serve::health_check::HealthArgs),
     #[command(flatten)]
     Workflow(WorkflowCommand),
 }
@@ -63,7 +66,11 @@ impl Cli {
                 a.book.add_overrides(&mut o);
                 a.batch.job.add_overrides(&mut o);
             }
-            Command::Verify(_) | Command::Serve(_) | Command::Worker(_) | Command::Workflow(_) => {}
+            Command::Verify(_)
+            | Command::Serve(_)
+            | Command::Worker(_)
+            | Command::Health(_)
+            | Command::Workflow(_) => {}
         }
         o
     }
@@ -77,7 +84,7 @@ impl Command {
             Command::Convert(_) | Command::Batch(_) | Command::Serve(_) | Command::Worker(_) => {
                 true
             }
-            Command::Probe(_) | Command::Verify(_) => false,
+            Command::Probe(_) | Command::Verify(_) | Command::Health(_) => false,
             Command::Workflow(w) => !matches!(
                 w,
                 WorkflowCommand::Config { .. } | WorkflowCommand::Folders { .. }

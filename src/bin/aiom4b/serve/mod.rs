@@ -19,6 +19,7 @@ mod confine;
 mod covers;
 mod download;
 mod events;
+pub mod health_check;
 mod layers;
 mod logs;
 mod metrics;

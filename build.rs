@@ -9,22 +9,15 @@ fn main() {
     if std::env::var_os("CARGO_FEATURE_STATIC_FFMPEG").is_some() {
         static_ffmpeg();
     }
-    let rev = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
+    // A build without .git (the container's context, a source tarball) may be told its revision.
+    println!("cargo:rerun-if-env-changed=AIOM4B_GIT_REV");
+    let given = std::env::var("AIOM4B_GIT_REV")
         .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_string());
-    let dirty = Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| !o.stdout.is_empty())
-        .unwrap_or(false);
+        .filter(|r| !r.trim().is_empty() && r.trim() != "unknown");
+    let (rev, dirty) = match given {
+        Some(r) => (r.trim().to_string(), false),
+        None => git_revision(),
+    };
     println!(
         "cargo:rustc-env=AIOM4B_GIT_REV={}{}",
         rev,
@@ -127,4 +120,25 @@ fn static_archive(name: &str) -> Option<String> {
     let dir = Path::new(&path).parent()?.to_path_buf();
     println!("cargo:rustc-link-search=native={}", dir.display());
     Some(file)
+}
+
+/// The short revision of HEAD and whether tracked files changed; "unknown" without git.
+fn git_revision() -> (String, bool) {
+    let rev = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string());
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    (rev, dirty)
 }

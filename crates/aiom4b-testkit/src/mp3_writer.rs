@@ -153,7 +153,6 @@ impl Mp3Writer {
             .map_err(av("set up the MP3 encoder"))?;
         enc.set_rate(settings.sample_rate as i32);
         enc.set_channel_layout(layout);
-        enc.set_channels(i32::from(settings.channels));
         enc.set_format(format::Sample::F32(format::sample::Type::Planar));
         enc.set_time_base((1, settings.sample_rate as i32));
         match settings.rate_control {

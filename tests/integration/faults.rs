@@ -961,7 +961,13 @@ fn a_deletion_that_fails_halfway_with_an_encrypted_backup_says_how_to_restore_it
     let backup = PathBuf::from(job["backup_paths"][0].as_str().unwrap());
     let name = backup.file_name().unwrap().to_str().unwrap();
 
-    let out = w.run(&["backup", "restore", name, "--identity", key.to_str().unwrap()]);
+    let out = w.run(&[
+        "backup",
+        "restore",
+        name,
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(digest(&book), before, "the folder is whole again");
 }

@@ -709,7 +709,7 @@ mod encrypted_tests {
         // Either recipient's identity restores it, byte for byte.
         for (k, dir) in [(&alice, "to-a"), (&bob, "to-b")] {
             let id = Identity::from_file(&k.file).unwrap();
-            assert_eq!(id.public_keys(), [k.public.clone()]);
+            assert_eq!(id.public_keys(), std::slice::from_ref(&k.public));
             let to = tmp.path().join(dir);
             let r = store
                 .restore_with(&info.name, Some(&to), false, Some(&id))
@@ -800,7 +800,7 @@ mod encrypted_tests {
 
         let e = store.restore(&info.name, Some(&to), false).unwrap_err();
         assert!(
-            matches!(&e, Error::IdentityNeeded { recipients, .. } if recipients == &[right.public.clone()]),
+            matches!(&e, Error::IdentityNeeded { recipients, .. } if recipients == std::slice::from_ref(&right.public)),
             "{e:?}"
         );
         assert!(e.to_string().contains("--identity FILE"), "{e}");
@@ -879,7 +879,7 @@ mod encrypted_tests {
         let r = Recipients::parse(&format!(" {} ,", k.public))
             .unwrap()
             .unwrap();
-        assert_eq!(r.keys(), [k.public.clone()]);
+        assert_eq!(r.keys(), std::slice::from_ref(&k.public));
         let e = Recipients::parse("age1notakey").unwrap_err();
         assert!(
             e.contains("\"age1notakey\" is not an age X25519 recipient"),

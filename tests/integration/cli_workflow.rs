@@ -894,3 +894,48 @@ fn backup_encrypt_to_is_checked_when_the_configuration_is_loaded() {
         "{row}"
     );
 }
+
+#[test]
+fn an_identity_given_for_an_unencrypted_backup_is_noted_and_not_needed() {
+    let env = Env::new();
+    let book = env.book("Plain", 1, 0.5);
+    let store = aiom4b::workflow::BackupStore::new(env.data().join("backup"));
+    let b = store.create(&book, None).unwrap();
+    let k = age_key(env.tmp.path(), "k.txt");
+    let to = env.tmp.path().join("restored");
+    let out = env.run(&[
+        "backup",
+        "restore",
+        &b.name,
+        "--to",
+        to.to_str().unwrap(),
+        "--identity",
+        k.file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!("note: backup {} is not encrypted", b.name)),
+        "{said}"
+    );
+    assert!(to.join("Plain").is_dir());
+    // A file that is not an identity file: refused by line number, its content not repeated.
+    let bogus = env.tmp.path().join("bogus.txt");
+    fs::write(&bogus, format!("# mine\n{}\n", &k.secret[..40])).unwrap();
+    let out = env.run(&[
+        "backup",
+        "restore",
+        &b.name,
+        "--to",
+        env.tmp.path().join("again").to_str().unwrap(),
+        "--identity",
+        bogus.to_str().unwrap(),
+    ]);
+    assert_ne!(code(&out), 0);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("not an age identity file") && err.contains("line 2"),
+        "{err}"
+    );
+    assert!(!err.contains(&k.secret[16..40]), "{err}");
+}

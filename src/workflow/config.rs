@@ -45,6 +45,9 @@ pub enum Setting {
     /// `BACKUP_RETENTION_DAYS`: age in days at which backups are pruned
     /// ([`Config::backup_retention_days`]).
     BackupRetentionDays,
+    /// `BACKUP_ENCRYPT_TO`: age recipients new backups are encrypted to
+    /// ([`Config::backup_encrypt_to`]).
+    BackupEncryptTo,
     /// `DATA_DIR`: folder of the database, output, backups and logs ([`Config::data_dir`]).
     DataDir,
     /// `SOURCE_DIR`: where book folders are looked for ([`Config::source_dir`]).
@@ -155,6 +158,13 @@ const SPECS: &[Spec] = &[
         key: "backup_retention_days",
         default: "30",
         help: "age at which backups are pruned",
+    },
+    Spec {
+        setting: Setting::BackupEncryptTo,
+        var: "BACKUP_ENCRYPT_TO",
+        key: "backup_encrypt_to",
+        default: "",
+        help: "encrypt backups with age to these recipients (age1… public keys, comma-separated); empty: not encrypted; restoring then needs `backup restore --identity FILE`",
     },
     Spec {
         setting: Setting::DataDir,
@@ -421,6 +431,10 @@ pub struct Config {
     /// Age in days after which backups are pruned, 0–36500; 0 keeps them all
     /// (`BACKUP_RETENTION_DAYS`, default 30).
     pub backup_retention_days: u32,
+    /// The age recipients new backups are encrypted to (`BACKUP_ENCRYPT_TO`, comma-separated
+    /// `age1…` public keys, checked when the configuration is loaded; default none: backups
+    /// are not encrypted).
+    pub backup_encrypt_to: Option<crate::workflow::backup::Recipients>,
     /// Folder of the job database, output, backups and logs (`DATA_DIR`, default `./data`);
     /// see [`Config::db_path`] and the other `*_dir` methods.
     pub data_dir: PathBuf,
@@ -591,6 +605,7 @@ impl Config {
             max_total_size_mb: 0,
             backup_enabled: true,
             backup_retention_days: 0,
+            backup_encrypt_to: None,
             data_dir: PathBuf::new(),
             source_dir: PathBuf::new(),
             output_mode: 0,
@@ -626,7 +641,12 @@ impl Config {
                 .map_err(|reason| ConfigError::Invalid {
                     var: setting.var(),
                     name: name.to_string(),
-                    value: raw.clone(),
+                    // An age secret key given where a recipient belongs is not repeated.
+                    value: if crate::workflow::backup::looks_secret(&raw) {
+                        "(an age secret key, not shown)".into()
+                    } else {
+                        raw.clone()
+                    },
                     origin: origin.clone(),
                     reason,
                 })?;
@@ -656,6 +676,9 @@ impl Config {
             Setting::BackupEnabled => self.backup_enabled = parse_bool(raw)?,
             Setting::BackupRetentionDays => {
                 self.backup_retention_days = parse_num(raw, 0, 36_500)? as u32
+            }
+            Setting::BackupEncryptTo => {
+                self.backup_encrypt_to = crate::workflow::backup::Recipients::parse(raw)?
             }
             Setting::DataDir => self.data_dir = parse_path(raw)?,
             Setting::SourceDir => self.source_dir = parse_path(raw)?,
@@ -1019,6 +1042,51 @@ mod tests {
                 .starts_with("invalid API_PORT = \"0\" (from environment)"),
             "{e}"
         );
+    }
+
+    #[cfg(feature = "backup-encryption")]
+    #[test]
+    fn backup_recipients_are_checked_at_load_and_a_secret_key_is_never_repeated() {
+        use age::secrecy::ExposeSecret;
+        let id = age::x25519::Identity::generate();
+        let public = id.to_public().to_string();
+        let env = |v: String| move |k: &str| (k == "BACKUP_ENCRYPT_TO").then(|| v.clone());
+        let cfg = Config::load_with(&Overrides::default(), &env(public.clone()), None).unwrap();
+        assert_eq!(
+            cfg.backup_encrypt_to.as_ref().map(|r| r.keys().to_vec()),
+            Some(vec![public.clone()])
+        );
+        assert_eq!(cfg.origin(Setting::BackupEncryptTo), &Origin::Env);
+        assert!(cfg
+            .describe()
+            .iter()
+            .any(|v| v.var == "BACKUP_ENCRYPT_TO" && v.value == public));
+        assert!(Config::default().backup_encrypt_to.is_none());
+
+        let e = Config::load_with(&Overrides::default(), &env("age1typo".into()), None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("invalid BACKUP_ENCRYPT_TO = \"age1typo\" (from environment)")
+                && e.contains("not an age X25519 recipient"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = write_file(dir.path(), "backup_encrypt_to = \"age1 nope\"\n");
+        let e = Config::load_with(&Overrides::default(), &|_| None, Some(&path))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("invalid backup_encrypt_to = "), "{e}");
+
+        let secret = id.to_string().expose_secret().to_string();
+        let e = Config::load_with(&Overrides::default(), &env(secret.clone()), None).unwrap_err();
+        let (shown, debug) = (e.to_string(), format!("{e:?}"));
+        assert!(shown.contains("secret key"), "{shown}");
+        assert!(
+            !shown.contains(&secret) && !debug.contains(&secret),
+            "{shown}"
+        );
+        assert!(!shown.contains(&secret[15..]), "{shown}");
     }
 
     #[test]

@@ -87,6 +87,36 @@ pub enum Error {
     /// No backup, or more than one, matches the given name.
     #[error("backup {0:?} not found; see the list of backups")]
     BackupNotFound(String),
+    /// An encrypted backup was to be restored without an identity to decrypt it.
+    #[error(
+        "backup {backup} is encrypted (to {}); restoring it needs the age identity file that \
+         holds one of those keys: `aiom4b backup restore {backup} --identity FILE`",
+        .recipients.join(", ")
+    )]
+    IdentityNeeded {
+        /// The backup's name.
+        backup: String,
+        /// The public keys (`age1…`) it is encrypted to.
+        recipients: Vec<String>,
+    },
+    /// The identity file given holds none of the keys an encrypted backup was encrypted to.
+    /// Names public keys only.
+    #[error(
+        "backup {backup} was encrypted to {}; the identity file {file} holds none of its keys \
+         (its public keys: {}); nothing was restored",
+        .recipients.join(", "),
+        if .holds.is_empty() { "none".to_string() } else { .holds.join(", ") }
+    )]
+    WrongIdentity {
+        /// The backup's name.
+        backup: String,
+        /// The public keys (`age1…`) it is encrypted to.
+        recipients: Vec<String>,
+        /// The identity file.
+        file: PathBuf,
+        /// The public keys of the identities in that file.
+        holds: Vec<String>,
+    },
     /// No job, or more than one, matches the given id.
     #[error("job {0:?} not found (or the prefix is ambiguous); see the list of jobs")]
     JobNotFound(String),
@@ -145,6 +175,7 @@ impl Error {
             Error::Store(_) => ErrorCategory::System,
             Error::Config(_) | Error::SourceMissing(_) | Error::Invalid(_) => ErrorCategory::Input,
             Error::BackupNotFound(_) | Error::JobNotFound(_) => ErrorCategory::Input,
+            Error::IdentityNeeded { .. } | Error::WrongIdentity { .. } => ErrorCategory::Input,
             Error::InsufficientSpace { .. }
             | Error::MoveTargetFull { .. }
             | Error::Exists(_)
@@ -173,6 +204,12 @@ impl Error {
             }
             Error::Manifest { .. } => "use another backup from the list of backups".into(),
             Error::BackupNotFound(_) => "see the list of backups".into(),
+            Error::IdentityNeeded { .. } => {
+                "pass the age identity file whose public key is one of the backup's recipients (--identity FILE)".into()
+            }
+            Error::WrongIdentity { .. } => {
+                "pass the identity file whose public key (`age-keygen -y FILE` prints it) is one of the backup's recipients".into()
+            }
             Error::JobNotFound(_) => "see the list of jobs".into(),
             Error::Exists(_) => "move the existing file or folder away, or choose another destination".into(),
             Error::OutputFileExists(_) => "choose another output name, or allow overwriting".into(),
@@ -180,7 +217,7 @@ impl Error {
                 "the M4B was written; check the permissions of the source folder and move or delete it by hand".into()
             }
             Error::SourceAction { backup, .. } => {
-                format!("restore the folder with `aiom4b backup restore {backup}`")
+                format!("restore the folder with `aiom4b backup restore {backup}` (with --identity FILE if the backup is encrypted)")
             }
             Error::Invalid(_) => "change the options as the message says".into(),
         }

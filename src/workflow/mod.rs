@@ -138,7 +138,9 @@ impl Workflow {
             .ensure_data_dirs()
             .map_err(|e| Error::io(&config.data_dir, "create data folders", e))?;
         let wf = Workflow {
-            backups: BackupStore::new(config.backup_dir()).excluding(config.protected_dirs()),
+            backups: BackupStore::new(config.backup_dir())
+                .excluding(config.protected_dirs())
+                .encrypting_to(config.backup_encrypt_to.clone()),
             config,
             store,
             owner: ProcessIdentity::current(),

@@ -624,3 +624,318 @@ fn a_worker_serves_its_metrics_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(0));
 }
+
+// --- encrypted backups (BACKUP_ENCRYPT_TO, backup restore --identity) -------------------------
+
+/// An age key pair for the tests: its identity file (as age-keygen writes it) and the secret
+/// key's text, which must never show up anywhere.
+struct AgeKey {
+    file: PathBuf,
+    secret: String,
+    public: String,
+}
+
+fn age_key(dir: &Path, name: &str) -> AgeKey {
+    use age::secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    let secret = id.to_string().expose_secret().to_string();
+    let public = id.to_public().to_string();
+    let file = dir.join(name);
+    fs::write(
+        &file,
+        format!("# created: 2026-01-01T00:00:00+00:00\n# public key: {public}\n{secret}\n"),
+    )
+    .unwrap();
+    AgeKey {
+        file,
+        secret,
+        public,
+    }
+}
+
+/// Every file under `dir` (logs, the job database, backups) as bytes, with its path.
+fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().filter_map(Result::ok) {
+            let p = e.path();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(p);
+            } else if e.file_type().unwrap().is_file() {
+                let bytes = fs::read(&p).unwrap();
+                out.push((p, bytes));
+            }
+        }
+    }
+    out
+}
+
+/// Panics when `secret` (or its lowercase form, or its key part alone) is in `hay`.
+fn assert_no_secret(hay: &[u8], secret: &str, what: &str) {
+    let body = &secret["AGE-SECRET-KEY-1".len()..];
+    for needle in [
+        secret.to_string(),
+        secret.to_lowercase(),
+        body.to_string(),
+        body.to_lowercase(),
+    ] {
+        assert!(
+            !hay.windows(needle.len()).any(|w| w == needle.as_bytes()),
+            "the secret key appears in {what}"
+        );
+    }
+}
+
+#[test]
+fn encrypted_backups_round_trip_through_the_cli_and_refuse_a_wrong_key() {
+    let env = Env::new();
+    let book = env.book("Dune", 2, 1.0);
+    fs::create_dir_all(book.join("Extras").join("Maps")).unwrap();
+    let big: Vec<u8> = (0..3 * 1024 * 1024 + 777u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+        .collect();
+    fs::write(book.join("Extras").join("Maps").join("arrakis.bin"), &big).unwrap();
+    let keys = env.tmp.path().join("keys");
+    fs::create_dir_all(&keys).unwrap();
+    let (right, other, wrong) = (
+        age_key(&keys, "right.txt"),
+        age_key(&keys, "other.txt"),
+        age_key(&keys, "wrong.txt"),
+    );
+    let recipients = format!("{}, {}", right.public, other.public);
+    let mut seen = Vec::<u8>::new();
+    let mut run = |args: &[&str]| {
+        let out = env
+            .command(args)
+            .env("BACKUP_ENCRYPT_TO", &recipients)
+            .output()
+            .unwrap();
+        seen.extend_from_slice(&out.stdout);
+        seen.extend_from_slice(&out.stderr);
+        out
+    };
+
+    // The job encrypts its backup.
+    let out = run(&["convert", "--json", book.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let jobs = env.jobs();
+    let backup = PathBuf::from(jobs[0]["backup_paths"][0].as_str().unwrap());
+    let name = backup.file_name().unwrap().to_str().unwrap().to_string();
+    for rel in ["01 - Chapter 1.mp3", "Extras/Maps/arrakis.bin"] {
+        let stored = fs::read(backup.join(rel)).unwrap();
+        let plain = fs::read(book.join(rel)).unwrap();
+        assert!(stored.starts_with(b"age-encryption.org/v1\n"), "{rel}");
+        assert!(
+            !stored.windows(256).any(|w| w == &plain[4096..4096 + 256]),
+            "{rel}: plaintext in the backup"
+        );
+    }
+
+    // Listed as encrypted, to whom; verified without any key.
+    let out = run(&["backup", "list", "--json"]);
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        list[0]["encrypted_to"],
+        serde_json::json!([right.public, other.public])
+    );
+    let out = run(&["backup", "list"]);
+    let row = text(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap()
+        .to_string();
+    assert!(row.contains(" age "), "{row}");
+    let out = run(&["backup", "verify", &name]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stdout));
+    let files = all_files(&book).len();
+    assert!(
+        text(&out.stdout).contains(&format!("ok      {name} ({files} files)")),
+        "{}",
+        text(&out.stdout)
+    );
+
+    // Without --identity: refused, saying what to pass; nothing written.
+    let to = env.tmp.path().join("restored");
+    let to_s = to.to_str().unwrap();
+    let out = run(&["backup", "restore", &name, "--to", to_s]);
+    assert_ne!(code(&out), 0);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("is encrypted") && err.contains("--identity FILE"),
+        "{err}"
+    );
+    assert!(!to.exists(), "nothing written");
+
+    // A wrong identity: refused naming the recipients and the file; nothing written.
+    let out = run(&[
+        "backup",
+        "restore",
+        &name,
+        "--to",
+        to_s,
+        "--identity",
+        wrong.file.to_str().unwrap(),
+    ]);
+    assert_ne!(code(&out), 0);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "was encrypted to {}, {}",
+            right.public, other.public
+        )) && err.contains("wrong.txt holds none of its keys"),
+        "{err}"
+    );
+    assert!(!to.exists(), "nothing written");
+
+    // The right one restores every file byte for byte.
+    let out = run(&[
+        "backup",
+        "restore",
+        &name,
+        "--to",
+        to_s,
+        "-i",
+        right.file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains(&format!("({files} files, decrypted)")),
+        "{}",
+        text(&out.stdout)
+    );
+    let restored = to.join("Dune");
+    for (p, bytes) in all_files(&book) {
+        let rel = p.strip_prefix(&book).unwrap();
+        assert!(
+            fs::read(restored.join(rel)).unwrap() == bytes,
+            "{} differs",
+            rel.display()
+        );
+    }
+    assert_eq!(all_files(&restored).len(), all_files(&book).len());
+
+    // A flipped byte of the ciphertext: verify names the file, still without a key.
+    let victim = backup.join("Extras").join("Maps").join("arrakis.bin");
+    let mut bytes = fs::read(&victim).unwrap();
+    bytes[2 * 1024 * 1024] ^= 0x40;
+    fs::write(&victim, &bytes).unwrap();
+    let out = run(&["backup", "verify", &name]);
+    assert_eq!(code(&out), 1);
+    let report = text(&out.stdout);
+    assert!(
+        report.contains(&format!("DAMAGED {name}"))
+            && report.contains("Extras/Maps/arrakis.bin: checksum mismatch"),
+        "{report}"
+    );
+
+    // No secret key anywhere: not in any output, log, job record or backup file.
+    for k in [&right, &other, &wrong] {
+        assert_no_secret(&seen, &k.secret, "the program's output");
+        for (p, bytes) in all_files(&env.data()) {
+            assert_no_secret(&bytes, &k.secret, &p.display().to_string());
+        }
+    }
+    assert!(
+        !all_files(&env.data().join("logs")).is_empty(),
+        "the logs were searched"
+    );
+}
+
+#[test]
+fn backup_encrypt_to_is_checked_when_the_configuration_is_loaded() {
+    let env = Env::new();
+    let k = age_key(env.tmp.path(), "k.txt");
+    // A typo: exit 2, naming the setting.
+    let out = env
+        .command(&["config"])
+        .env("BACKUP_ENCRYPT_TO", "age1notarecipient")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("BACKUP_ENCRYPT_TO") && err.contains("not an age X25519 recipient"),
+        "{err}"
+    );
+    // The secret key pasted instead of the public one: refused, and not repeated.
+    let out = env
+        .command(&["config"])
+        .env("BACKUP_ENCRYPT_TO", &k.secret)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("BACKUP_ENCRYPT_TO") && err.contains("secret key"),
+        "{err}"
+    );
+    assert_no_secret(&out.stderr, &k.secret, "the error");
+    assert_no_secret(&out.stdout, &k.secret, "the output");
+
+    // From the config file, shown with where it came from.
+    fs::create_dir_all(env.tmp.path().join("config")).unwrap();
+    fs::write(
+        env.tmp.path().join("config").join("aiom4b.toml"),
+        format!("backup_encrypt_to = \"{}\"\n", k.public),
+    )
+    .unwrap();
+    let settings = env.json(&["config", "--json"]);
+    let row = settings
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["var"] == "BACKUP_ENCRYPT_TO")
+        .unwrap_or_else(|| panic!("{settings:#}"))
+        .clone();
+    assert_eq!(row["value"], k.public.as_str());
+    assert!(
+        row["origin"].as_str().unwrap().starts_with("file "),
+        "{row}"
+    );
+}
+
+#[test]
+fn an_identity_given_for_an_unencrypted_backup_is_noted_and_not_needed() {
+    let env = Env::new();
+    let book = env.book("Plain", 1, 0.5);
+    let store = aiom4b::workflow::BackupStore::new(env.data().join("backup"));
+    let b = store.create(&book, None).unwrap();
+    let k = age_key(env.tmp.path(), "k.txt");
+    let to = env.tmp.path().join("restored");
+    let out = env.run(&[
+        "backup",
+        "restore",
+        &b.name,
+        "--to",
+        to.to_str().unwrap(),
+        "--identity",
+        k.file.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!("note: backup {} is not encrypted", b.name)),
+        "{said}"
+    );
+    assert!(to.join("Plain").is_dir());
+    // A file that is not an identity file: refused by line number, its content not repeated.
+    let bogus = env.tmp.path().join("bogus.txt");
+    fs::write(&bogus, format!("# mine\n{}\n", &k.secret[..40])).unwrap();
+    let out = env.run(&[
+        "backup",
+        "restore",
+        &b.name,
+        "--to",
+        env.tmp.path().join("again").to_str().unwrap(),
+        "--identity",
+        bogus.to_str().unwrap(),
+    ]);
+    assert_ne!(code(&out), 0);
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("not an age identity file") && err.contains("line 2"),
+        "{err}"
+    );
+    assert!(!err.contains(&k.secret[16..40]), "{err}");
+}

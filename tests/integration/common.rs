@@ -35,6 +35,7 @@ pub const WORKFLOW_VARS: &[&str] = &[
     "RUST_LOG",
     "BACKUP_ENABLED",
     "BACKUP_RETENTION_DAYS",
+    "BACKUP_ENCRYPT_TO",
     "MAX_CONCURRENT_JOBS",
     "USE_ALL_CPUS",
     "MAX_FILE_SIZE_MB",

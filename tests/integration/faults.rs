@@ -935,6 +935,43 @@ fn a_deletion_that_fails_halfway_is_restored_and_says_so() {
     w.assert_db_ok();
 }
 
+#[test]
+fn a_deletion_that_fails_halfway_with_an_encrypted_backup_says_how_to_restore_it() {
+    // No key is on the machine, so the automatic rollback cannot decrypt: the error must say
+    // so and how to restore, and that restore must give the folder back whole.
+    use age::secrecy::ExposeSecret;
+    let w = World::new();
+    let book = w.book("Book", 2);
+    let sub = book.join("sub");
+    fs::create_dir(&sub).unwrap();
+    let before = digest(&book);
+    let id = age::x25519::Identity::generate();
+    let key = w.root().join("key.txt");
+    fs::write(&key, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    let mut cmd = w.command(&["convert", "-q", book.to_str().unwrap(), "--delete-source"]);
+    cmd.env("BACKUP_ENCRYPT_TO", id.to_public().to_string());
+    private_tmpfs(&mut cmd, &sub, "64k", false);
+    let out = finish(cmd.spawn().unwrap());
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("ALSO failed"), "{stderr}");
+    let job = w.job();
+    let remedy = job["error"]["remedy"].as_str().unwrap_or_default();
+    assert!(remedy.contains("--identity FILE"), "{job}");
+    let backup = PathBuf::from(job["backup_paths"][0].as_str().unwrap());
+    let name = backup.file_name().unwrap().to_str().unwrap();
+
+    let out = w.run(&[
+        "backup",
+        "restore",
+        name,
+        "--identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(digest(&book), before, "the folder is whole again");
+}
+
 // --- the right category and advice ------------------------------------------------------------
 
 #[test]

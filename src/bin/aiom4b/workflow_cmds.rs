@@ -315,6 +315,10 @@ pub enum BackupCommand {
         /// Restore into DIR/{folder name} instead of the original place
         #[arg(long, value_name = "DIR")]
         to: Option<PathBuf>,
+        /// Decrypt an encrypted backup (BACKUP_ENCRYPT_TO) with this age identity file
+        /// (AGE-SECRET-KEY-1… lines, as age-keygen writes them)
+        #[arg(long, short = 'i', value_name = "FILE")]
+        identity: Option<PathBuf>,
     },
 }
 
@@ -730,14 +734,29 @@ fn backup_cmd(wf: &Workflow, cmd: BackupCommand) -> Result<i32> {
             emit_text(&out);
             Ok(EXIT_OK)
         }
-        BackupCommand::Restore { name, to } => {
-            let r = store.restore(&name, to.as_deref(), true)?;
-            let mut out = format!(
-                "restored {} ({} files) to {}\n",
+        BackupCommand::Restore { name, to, identity } => {
+            let identity = identity
+                .as_deref()
+                .map(aiom4b::workflow::backup::Identity::from_file)
+                .transpose()?;
+            let r = store.restore_with(&name, to.as_deref(), true, identity.as_ref())?;
+            let mut out = String::new();
+            let encrypted = store
+                .info(&store.dir().join(&r.backup))
+                .is_some_and(|b| b.encrypted_to.is_some());
+            if identity.is_some() && !encrypted {
+                out.push_str(&format!(
+                    "note: backup {} is not encrypted; --identity was not needed\n",
+                    r.backup
+                ));
+            }
+            out.push_str(&format!(
+                "restored {} ({} files{}) to {}\n",
                 r.backup,
                 r.files,
+                if encrypted { ", decrypted" } else { "" },
                 r.target.display()
-            );
+            ));
             if let Some(d) = &r.displaced {
                 out.push_str(&format!(
                     "the folder that was there is now {}\n",
@@ -867,6 +886,7 @@ fn backups_table(list: &[BackupInfo]) -> String {
         "NAME".into(),
         "FILES".into(),
         "SIZE".into(),
+        "ENCRYPTED".into(),
         "SOURCE".into(),
     ]];
     for b in list {
@@ -874,6 +894,7 @@ fn backups_table(list: &[BackupInfo]) -> String {
             b.name.clone(),
             b.files.to_string(),
             human::bytes(b.total_bytes),
+            if b.encrypted_to.is_some() { "age" } else { "-" }.into(),
             match (&b.damaged, &b.source) {
                 (Some(why), _) => format!("DAMAGED: {why}"),
                 (None, Some(source)) => source.display().to_string(),

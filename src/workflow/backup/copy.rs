@@ -1,12 +1,13 @@
 //! Copying with proof: every file copied (reflink when the file system can), made durable and
 //! read back against a checksum; folders flushed deepest first; free space checked up front.
+use super::crypt::{self, Recipients};
 use super::manifest::Entry;
 use super::walk::walk;
 use crate::workflow::errors::{Error, Result};
 use crate::workflow::staging::fsync_dir;
 use std::fs::{self, File};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Copies the tree `from` into the existing empty folder `to`, checking every file's checksum
 /// and making everything durable (used to move a source folder across file systems).
@@ -15,7 +16,7 @@ pub(crate) fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     check_space(to, entries.iter().map(Entry::size).sum::<u64>() + (1 << 20))?;
     let mut copied = Vec::with_capacity(entries.len());
     for e in entries {
-        copied.push(copy_entry(from, to, e, None)?);
+        copied.push(copy_entry(from, to, e, None, None)?);
     }
     sync_dirs(to, &copied)
 }
@@ -46,12 +47,14 @@ pub(super) fn hash_file(path: &Path) -> io::Result<blake3::Hash> {
 
 /// Copies one entry from `from_root` to `to_root`, makes it durable and checks it.
 /// For files: against `expected`'s checksum when given (restore), else against the source's
-/// checksum taken after the copy (a source that changes meanwhile fails the check).
+/// checksum taken after the copy (a source that changes meanwhile fails the check). With
+/// `encrypt_to`, files are encrypted as they are copied ([`encrypt_entry`]).
 pub(super) fn copy_entry(
     from_root: &Path,
     to_root: &Path,
     entry: Entry,
     expected: Option<&Entry>,
+    encrypt_to: Option<&Recipients>,
 ) -> Result<Entry> {
     match entry {
         Entry::Dir(rel) => {
@@ -63,6 +66,9 @@ pub(super) fn copy_entry(
             let p = to_root.join(&rel);
             std::os::unix::fs::symlink(&target, &p).map_err(|e| Error::io(&p, "create link", e))?;
             Ok(Entry::Link { rel, target })
+        }
+        Entry::File { rel, .. } if encrypt_to.is_some() => {
+            encrypt_entry(from_root, to_root, rel, encrypt_to.expect("checked"))
         }
         Entry::File { rel, .. } => {
             let src = from_root.join(&rel);
@@ -97,9 +103,52 @@ pub(super) fn copy_entry(
                 rel,
                 size,
                 hash: copied,
+                age_size: None,
             })
         }
     }
+}
+
+/// Encrypts the file `rel` of `from_root` into `to_root` as it copies it (streaming, see
+/// `crypt`), then checks as a plain copy is checked, without decrypting: the encrypted copy
+/// read back must hash as what was written, and the source read again as what was encrypted
+/// (a source that changes meanwhile fails the check).
+fn encrypt_entry(from_root: &Path, to_root: &Path, rel: PathBuf, to: &Recipients) -> Result<Entry> {
+    let src = from_root.join(&rel);
+    let dst = to_root.join(&rel);
+    let sealed = crate::workflow::retry::retry(
+        &Default::default(),
+        "encrypt file",
+        |e: &Error| e.is_transient(),
+        || {
+            let _ = fs::remove_file(&dst);
+            crypt::encrypt_file(&src, &dst, to)
+        },
+    )?;
+    let written = hash_file(&dst).map_err(|e| Error::io(&dst, "read back copy", e))?;
+    let source = hash_file(&src).map_err(|e| Error::io(&src, "checksum", e))?;
+    let problem = if written != sealed.cipher_hash {
+        Some(format!(
+            "encrypted copy {} reads back differently than it was written (the disk is faulty)",
+            dst.display()
+        ))
+    } else if source != sealed.plain_hash {
+        Some("the file changed while it was being encrypted".to_string())
+    } else {
+        None
+    };
+    if let Some(p) = problem {
+        return Err(Error::Checksum {
+            path: src,
+            problems: vec![p],
+        });
+    }
+    Ok(Entry::File {
+        rel,
+        size: sealed.plain_size,
+        hash: sealed.cipher_hash,
+        age_size: Some(sealed.cipher_size),
+    })
 }
 
 /// Copies a file's content, permissions and modification time; durable on return.

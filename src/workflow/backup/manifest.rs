@@ -14,6 +14,12 @@
 //! (the name changes when the source folder has a file of that name). [`read`] prefers the
 //! sidecar and requires `metadata.txt` to say the same: either file damaged or missing makes
 //! the backup damaged, as a damaged `metadata.txt` always did.
+//!
+//! An encrypted backup (version 3, see `crypt`) names its recipients in the header
+//! (`encryption: age`, `recipients: age1…,…`) and lists its files as `age` entries with the
+//! plaintext's size and the ciphertext's size and BLAKE3 (`"kind": "age"` in the sidecar). An
+//! older aiom4b refuses such an entry as malformed, so it calls the backup damaged instead of
+//! restoring ciphertext as if it were the files.
 use crate::workflow::errors::{Error, Result};
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
@@ -34,17 +40,24 @@ pub(super) const SIDECAR: &str = "manifest.json";
 const HEADER: &str = "# aiom4b backup";
 /// The JSON sidecar's `format` field.
 const JSON_FORMAT: &str = "aiom4b backup manifest";
-/// The version written: 2 = with a JSON sidecar.
+/// The version written: 2 = with a JSON sidecar; 3 = encrypted (`age` entries).
 const VERSION: u32 = 2;
+const VERSION_ENCRYPTED: u32 = 3;
+/// The `encryption:` header value of an encrypted backup.
+const AGE: &str = "age";
 
 /// One entry of a backup, relative to the folder root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Entry {
     Dir(PathBuf),
+    /// A file: `size` bytes of content. In an encrypted backup (`age_size` set) the file in
+    /// the backup is its age encryption, of `age_size` bytes, and `hash` is that
+    /// ciphertext's BLAKE3; otherwise `hash` is the content's.
     File {
         rel: PathBuf,
         size: u64,
         hash: blake3::Hash,
+        age_size: Option<u64>,
     },
     Link {
         rel: PathBuf,
@@ -73,6 +86,8 @@ pub(super) struct Manifest {
     pub source: PathBuf,
     pub created: DateTime<FixedOffset>,
     pub job: Option<Uuid>,
+    /// The age recipients (`age1…`) the files are encrypted to; `None`: not encrypted.
+    pub encrypted_to: Option<Vec<String>>,
     pub entries: Vec<Entry>,
 }
 
@@ -127,12 +142,29 @@ impl Manifest {
         }) {
             return Err("an entry points outside the backup".into());
         }
+        // Every file of an encrypted backup is encrypted, and no file of another is.
+        let encrypted = self.encrypted_to.is_some();
+        if self
+            .entries
+            .iter()
+            .any(|e| matches!(e, Entry::File { age_size, .. } if age_size.is_some() != encrypted))
+        {
+            return Err(if encrypted {
+                "an unencrypted file entry in an encrypted backup".into()
+            } else {
+                "an encrypted (age) file entry in a backup without an encryption line".into()
+            });
+        }
         Ok(())
     }
 
     /// `metadata.txt`'s text; `sidecar` is the JSON file's name, when one is written.
     pub fn to_text(&self, sidecar: Option<&str>) -> String {
-        let version = if sidecar.is_some() { VERSION } else { 1 };
+        let version = match (sidecar, &self.encrypted_to) {
+            (_, Some(_)) => VERSION_ENCRYPTED,
+            (Some(_), None) => VERSION,
+            (None, None) => 1,
+        };
         let mut s = format!(
             "{HEADER}\nversion: {version}\nsource: {}\ncreated: {}\njob: {}\nfiles: {}\nbytes: {}\n",
             escape(&self.source),
@@ -147,14 +179,39 @@ impl Manifest {
         if let Some(name) = sidecar {
             s.push_str(&format!("sidecar: {}\n", escape(Path::new(name))));
         }
-        s.push_str(
-            "# entries: dir<TAB>path | file<TAB>blake3<TAB>size<TAB>path | link<TAB>target<TAB>path\n---\n",
-        );
+        if let Some(to) = &self.encrypted_to {
+            s.push_str(&format!(
+                "encryption: {AGE}\nrecipients: {}\n",
+                to.join(",")
+            ));
+            s.push_str(
+                "# entries: dir<TAB>path | age<TAB>blake3 of the encrypted file<TAB>its size<TAB>size<TAB>path | link<TAB>target<TAB>path\n---\n",
+            );
+        } else {
+            s.push_str(
+                "# entries: dir<TAB>path | file<TAB>blake3<TAB>size<TAB>path | link<TAB>target<TAB>path\n---\n",
+            );
+        }
         for e in &self.entries {
             match e {
                 Entry::Dir(rel) => s.push_str(&format!("dir\t{}\n", escape(rel))),
-                Entry::File { rel, size, hash } => s.push_str(&format!(
+                Entry::File {
+                    rel,
+                    size,
+                    hash,
+                    age_size: None,
+                } => s.push_str(&format!(
                     "file\t{}\t{size}\t{}\n",
+                    hash.to_hex(),
+                    escape(rel)
+                )),
+                Entry::File {
+                    rel,
+                    size,
+                    hash,
+                    age_size: Some(stored),
+                } => s.push_str(&format!(
+                    "age\t{}\t{stored}\t{size}\t{}\n",
                     hash.to_hex(),
                     escape(rel)
                 )),
@@ -177,6 +234,7 @@ impl Manifest {
             return Err("missing the aiom4b header line".into());
         }
         let (mut source, mut created, mut job, mut sidecar) = (None, None, None, None);
+        let (mut encryption, mut recipients) = (None, None);
         for (_, line) in lines.by_ref() {
             if line == "---" {
                 break;
@@ -185,6 +243,10 @@ impl Manifest {
                 Some(("source", v)) => source = unescape(v),
                 Some(("created", v)) => created = DateTime::parse_from_rfc3339(v).ok(),
                 Some(("job", v)) => job = Uuid::parse_str(v).ok(),
+                Some(("encryption", v)) => encryption = Some(v.to_string()),
+                Some(("recipients", v)) => {
+                    recipients = Some(v.split(',').map(str::to_string).collect::<Vec<_>>())
+                }
                 Some(("sidecar", v)) => {
                     sidecar = Some(
                         unescape(v)
@@ -207,6 +269,13 @@ impl Manifest {
                     rel: rel(p).ok_or_else(line_err)?,
                     size: size.parse().map_err(|_| line_err())?,
                     hash: blake3::Hash::from_hex(hash).map_err(|_| line_err())?,
+                    age_size: None,
+                },
+                ["age", hash, stored, size, p] => Entry::File {
+                    rel: rel(p).ok_or_else(line_err)?,
+                    size: size.parse().map_err(|_| line_err())?,
+                    hash: blake3::Hash::from_hex(hash).map_err(|_| line_err())?,
+                    age_size: Some(stored.parse().map_err(|_| line_err())?),
                 },
                 ["link", target, p] => Entry::Link {
                     rel: rel(p).ok_or_else(line_err)?,
@@ -215,10 +284,18 @@ impl Manifest {
                 _ => return Err(line_err()),
             });
         }
+        let encrypted_to = match (encryption.as_deref(), recipients) {
+            (None, None) => None,
+            (Some(AGE), Some(r)) if !r.iter().any(|k| k.is_empty()) => Some(r),
+            (Some(AGE), _) => return Err("an encrypted backup without a recipients line".into()),
+            (Some(other), _) => return Err(format!("unknown encryption {other:?}")),
+            (None, Some(_)) => return Err("recipients without an encryption line".into()),
+        };
         let m = Manifest {
             source: source.ok_or("no source line")?,
             created: created.ok_or("no valid created line")?,
             job,
+            encrypted_to,
             entries,
         };
         m.check()?;
@@ -229,7 +306,15 @@ impl Manifest {
     pub fn to_json(&self) -> String {
         let doc = JsonManifest {
             format: JSON_FORMAT.into(),
-            version: VERSION,
+            version: if self.encrypted_to.is_some() {
+                VERSION_ENCRYPTED
+            } else {
+                VERSION
+            },
+            encryption: self.encrypted_to.as_ref().map(|to| JsonEncryption {
+                scheme: AGE.into(),
+                recipients: to.clone(),
+            }),
             source: JsonPath::from(self.source.as_path()),
             created: self
                 .created
@@ -261,6 +346,18 @@ impl Manifest {
                     rel: rel(path)?,
                     size,
                     hash: blake3::Hash::from_hex(&blake3).map_err(|_| bad())?,
+                    age_size: None,
+                },
+                JsonEntry::Age {
+                    path,
+                    size,
+                    age_size,
+                    age_blake3,
+                } => Entry::File {
+                    rel: rel(path)?,
+                    size,
+                    hash: blake3::Hash::from_hex(&age_blake3).map_err(|_| bad())?,
+                    age_size: Some(age_size),
                 },
                 JsonEntry::Link { path, target } => Entry::Link {
                     rel: rel(path)?,
@@ -268,7 +365,13 @@ impl Manifest {
                 },
             });
         }
+        let encrypted_to = match doc.encryption {
+            None => None,
+            Some(e) if e.scheme == AGE && !e.recipients.is_empty() => Some(e.recipients),
+            Some(e) => return Err(format!("unknown encryption {:?}", e.scheme)),
+        };
         let m = Manifest {
+            encrypted_to,
             source: doc.source.into(),
             created: DateTime::parse_from_rfc3339(&doc.created)
                 .map_err(|e| format!("created: {e}"))?,
@@ -295,7 +398,19 @@ struct JsonManifest {
     /// RFC 3339, to the second, as in `metadata.txt` (so the two read back equal).
     created: String,
     job: Option<Uuid>,
+    /// Only in an encrypted backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    encryption: Option<JsonEncryption>,
     entries: Vec<JsonEntry>,
+}
+
+/// How an encrypted backup's files are encrypted, and to whom.
+#[derive(Serialize, Deserialize)]
+struct JsonEncryption {
+    /// `age`.
+    scheme: String,
+    /// The `age1…` recipients.
+    recipients: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -309,6 +424,14 @@ enum JsonEntry {
         size: u64,
         blake3: String,
     },
+    /// A file of an encrypted backup: `size` of the content, `age_size` and `age_blake3` of
+    /// the encrypted file.
+    Age {
+        path: JsonPath,
+        size: u64,
+        age_size: u64,
+        age_blake3: String,
+    },
     Link {
         path: JsonPath,
         target: JsonPath,
@@ -319,10 +442,26 @@ impl From<&Entry> for JsonEntry {
     fn from(e: &Entry) -> Self {
         match e {
             Entry::Dir(rel) => JsonEntry::Dir { path: rel.into() },
-            Entry::File { rel, size, hash } => JsonEntry::File {
+            Entry::File {
+                rel,
+                size,
+                hash,
+                age_size: None,
+            } => JsonEntry::File {
                 path: rel.into(),
                 size: *size,
                 blake3: hash.to_hex().to_string(),
+            },
+            Entry::File {
+                rel,
+                size,
+                hash,
+                age_size: Some(stored),
+            } => JsonEntry::Age {
+                path: rel.into(),
+                size: *size,
+                age_size: *stored,
+                age_blake3: hash.to_hex().to_string(),
             },
             Entry::Link { rel, target } => JsonEntry::Link {
                 path: rel.into(),
@@ -531,6 +670,7 @@ mod tests {
                     rel,
                     size: i as u64 * 1000,
                     hash: blake3::hash(&[i as u8]),
+                    age_size: None,
                 },
                 _ => Entry::Link {
                     target: PathBuf::from("../target=\n\\x"),
@@ -542,6 +682,7 @@ mod tests {
             source: PathBuf::from("/books/A: B\tC\n=D\\"),
             created: DateTime::parse_from_rfc3339("2024-01-15T10:30:00+01:00").unwrap(),
             job: Some(Uuid::from_u128(0x1234)),
+            encrypted_to: None,
             entries,
         }
     }
@@ -613,6 +754,61 @@ mod tests {
         assert!(Manifest::parse_text(&absolute).is_err());
         let sidecar_path = text.replace("---\n", "sidecar: ../x.json\n---\n");
         assert!(Manifest::parse_text(&sidecar_path).is_err());
+    }
+
+    /// [`sample`] as an encrypted backup's manifest.
+    fn encrypted_sample() -> Manifest {
+        let mut m = sample();
+        m.encrypted_to = Some(vec!["age1one".into(), "age1two".into()]);
+        for e in &mut m.entries {
+            if let Entry::File { age_size, size, .. } = e {
+                *age_size = Some(*size + 200);
+            }
+        }
+        m
+    }
+
+    #[test]
+    fn an_encrypted_manifest_round_trips_and_says_so() {
+        let m = encrypted_sample();
+        let text = m.to_text(Some("manifest.json"));
+        assert!(text.contains("version: 3\nsource: "), "{text}");
+        assert!(text.contains("encryption: age\nrecipients: age1one,age1two\n"));
+        assert!(text.lines().any(|l| l.starts_with("age\t")));
+        assert!(!text.lines().any(|l| l.starts_with("file\t")));
+        assert_eq!(Manifest::parse_text(&text).unwrap().0, m);
+        let json = m.to_json();
+        assert_eq!(Manifest::parse_json(&json).unwrap(), m);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["version"], 3);
+        assert_eq!(v["encryption"]["scheme"], "age");
+        assert!(v["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "age" && e["age_size"].is_u64() && e["age_blake3"].is_string()));
+        // An unencrypted one has no encryption field at all (unchanged from version 2).
+        assert!(!sample().to_json().contains("encryption"));
+    }
+
+    #[test]
+    fn encrypted_and_plain_entries_do_not_mix() {
+        let enc = encrypted_sample().to_text(None);
+        // An age entry without the encryption header, or a plain file in an encrypted backup.
+        let no_header = enc
+            .replace("encryption: age\n", "")
+            .replace("recipients: age1one,age1two\n", "");
+        assert!(Manifest::parse_text(&no_header)
+            .unwrap_err()
+            .contains("without an encryption line"));
+        let plain = format!("{enc}file\t{}\t3\tplain.mp3\n", blake3::hash(b"x").to_hex());
+        assert!(Manifest::parse_text(&plain)
+            .unwrap_err()
+            .contains("unencrypted file entry in an encrypted backup"));
+        let other = enc.replace("encryption: age\n", "encryption: rot13\n");
+        assert!(Manifest::parse_text(&other).unwrap_err().contains("rot13"));
+        let no_recipients = enc.replace("recipients: age1one,age1two\n", "");
+        assert!(Manifest::parse_text(&no_recipients).is_err());
     }
 
     #[test]

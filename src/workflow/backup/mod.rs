@@ -15,10 +15,17 @@
 //! A crash or a full disk at any step leaves only the staging folder, which is never listed and
 //! is removed by the next run ([`BackupStore::clean_temporaries`]).
 //!
+//! With `BACKUP_ENCRYPT_TO` ([`BackupStore::encrypting_to`]) step 2 encrypts every file with
+//! age as it copies it and step 3 checks the encrypted copy and the source without decrypting;
+//! `verify` checks an encrypted backup without a key and `restore` needs an [`Identity`]
+//! (see `crypt` for what is recorded and why).
+//!
 //! The parts: `manifest` (the two manifest files), `copy` (checked, durable copies and the
-//! free-space check), `walk` (listing a folder), `verify` and `restore` (those operations of
-//! [`BackupStore`]); here the store itself, creation, listing and pruning.
+//! free-space check), `crypt` (age encryption), `walk` (listing a folder), `verify` and
+//! `restore` (those operations of [`BackupStore`]); here the store itself, creation, listing
+//! and pruning.
 mod copy;
+mod crypt;
 mod manifest;
 mod restore;
 mod verify;
@@ -26,6 +33,8 @@ mod walk;
 
 pub use copy::available_space;
 pub(crate) use copy::copy_tree;
+pub(crate) use crypt::looks_secret;
+pub use crypt::{Identity, Recipients};
 pub use manifest::MANIFEST;
 
 use crate::workflow::errors::{Error, Result};
@@ -64,8 +73,12 @@ pub struct BackupInfo {
     pub job: Option<Uuid>,
     /// Files the manifest lists; for a damaged backup, the files that are there.
     pub files: usize,
-    /// Total size in bytes of those files (folders and links count 0).
+    /// Total size in bytes of those files (folders and links count 0); for an encrypted
+    /// backup the size of their content, not of its encryption.
     pub total_bytes: u64,
+    /// The age recipients (`age1…`, public keys) the backup's files are encrypted to; `None`
+    /// for an unencrypted backup (and a damaged one).
+    pub encrypted_to: Option<Vec<String>>,
     /// Why the backup cannot be trusted (its manifest is missing, empty or malformed), or
     /// `None`. Only the manifest is checked here; [`BackupStore::verify`] reads the content.
     pub damaged: Option<String>,
@@ -113,6 +126,8 @@ pub struct BackupStore {
     hooks: Hooks,
     /// Canonical folders left out of every backup (aiom4b's data folder inside a source).
     exclude: Vec<PathBuf>,
+    /// New backups are encrypted to these (`BACKUP_ENCRYPT_TO`).
+    encrypt_to: Option<Recipients>,
 }
 
 impl BackupStore {
@@ -122,7 +137,14 @@ impl BackupStore {
             dir: dir.into(),
             hooks: Hooks::default(),
             exclude: Vec::new(),
+            encrypt_to: None,
         }
+    }
+
+    /// Encrypts every new backup's files to `recipients` (`None`: no encryption).
+    pub fn encrypting_to(mut self, recipients: Option<Recipients>) -> Self {
+        self.encrypt_to = recipients;
+        self
     }
 
     /// Leaves these canonical folders out of every backup wherever they appear in a source
@@ -170,13 +192,20 @@ impl BackupStore {
         let total: u64 = plan.iter().map(Entry::size).sum();
         // Per entry a block for its inode/directory slot and a manifest line; 1 MiB slack.
         let needed = total + plan.len() as u64 * 4096 + (1 << 20);
+        // age adds 16 bytes per 64 KiB chunk (its header fits in the per-entry block).
+        let needed = needed
+            + if self.encrypt_to.is_some() {
+                total / 4096
+            } else {
+                0
+            };
         check_space(&self.dir, needed)?;
 
         let stage = Staging::new(&self.dir, STAGING_PREFIX)
             .map_err(|e| Error::io(&self.dir, "create staging folder", e))?;
         let mut entries = Vec::with_capacity(plan.len());
         for entry in plan {
-            let entry = copy_entry(&source, stage.path(), entry, None)?;
+            let entry = copy_entry(&source, stage.path(), entry, None, self.encrypt_to.as_ref())?;
             if let Entry::File { rel, .. } = &entry {
                 if let Some(hook) = &self.hooks.after_backup_file {
                     hook(&stage.path().join(rel));
@@ -188,6 +217,7 @@ impl BackupStore {
             source: source.clone(),
             created: Local::now().fixed_offset(),
             job,
+            encrypted_to: self.encrypt_to.as_ref().map(|r| r.keys().to_vec()),
             entries,
         };
         manifest::write(stage.path(), &manifest)?;
@@ -217,6 +247,7 @@ impl BackupStore {
             files = info.files,
             bytes = info.total_bytes,
             job_id = job.map(|j| j.to_string()).unwrap_or_default(),
+            encrypted_to = info.encrypted_to.as_ref().map(|r| r.join(",")).unwrap_or_default(),
             "backed up"
         );
         Ok(info)
@@ -352,6 +383,7 @@ fn info_from(path: &Path, m: &Manifest) -> BackupInfo {
         job: m.job,
         files: m.files(),
         total_bytes: m.bytes(),
+        encrypted_to: m.encrypted_to.clone(),
         damaged: None,
     }
 }
@@ -405,6 +437,7 @@ fn damaged_info(path: &Path, e: &Error) -> BackupInfo {
             .filter(|e| matches!(e, Entry::File { .. }))
             .count(),
         total_bytes: on_disk.iter().map(Entry::size).sum(),
+        encrypted_to: None,
         damaged: Some(manifest_problem(e)),
     }
 }
@@ -543,5 +576,319 @@ mod tests {
         assert!(time_in_name("Book_20240101_120000_20250101_120000").is_some());
         assert!(time_in_name("notes").is_none());
         assert!(time_in_name("x20240115_103000").is_none());
+    }
+}
+
+/// Encrypted backups end to end through the store: real files, real age encryption.
+#[cfg(all(test, feature = "backup-encryption"))]
+mod encrypted_tests {
+    use super::*;
+    use age::secrecy::ExposeSecret;
+
+    /// A key pair: the identity file (with comments, as age-keygen writes it) and the secret.
+    struct Key {
+        file: PathBuf,
+        secret: String,
+        public: String,
+    }
+
+    fn key(dir: &Path, name: &str) -> Key {
+        let id = age::x25519::Identity::generate();
+        let secret = id.to_string().expose_secret().to_string();
+        let public = id.to_public().to_string();
+        let file = dir.join(name);
+        fs::write(
+            &file,
+            format!("# created: 2026-01-01T00:00:00Z\n# public key: {public}\n{secret}\n"),
+        )
+        .unwrap();
+        Key {
+            file,
+            secret,
+            public,
+        }
+    }
+
+    /// A book with nested folders, a file of several MiB (not a whole number of age's 64 KiB
+    /// chunks), an empty file and a link.
+    fn book(root: &Path) -> PathBuf {
+        let src = root.join("Encrypted Book");
+        fs::create_dir_all(src.join("CD 1").join("extras")).unwrap();
+        let big: Vec<u8> = (0..5 * 1024 * 1024 + 12345u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        fs::write(src.join("CD 1").join("01.mp3"), &big).unwrap();
+        fs::write(
+            src.join("CD 1").join("extras").join("notes.txt"),
+            b"secret notes",
+        )
+        .unwrap();
+        fs::write(src.join("empty.txt"), b"").unwrap();
+        fs::write(src.join("02.mp3"), vec![7u8; 70_000]).unwrap();
+        std::os::unix::fs::symlink("02.mp3", src.join("link.mp3")).unwrap();
+        src
+    }
+
+    fn store(dir: &Path, to: &[&Key]) -> BackupStore {
+        let list: Vec<&str> = to.iter().map(|k| k.public.as_str()).collect();
+        BackupStore::new(dir.join("backup"))
+            .encrypting_to(Recipients::parse(&list.join(", ")).unwrap())
+    }
+
+    fn same_tree(a: &Path, b: &Path) {
+        let (wa, wb) = (walk(a).unwrap(), walk(b).unwrap());
+        assert_eq!(
+            wa.iter().map(Entry::rel).collect::<Vec<_>>(),
+            wb.iter().map(Entry::rel).collect::<Vec<_>>()
+        );
+        for e in wa {
+            match e {
+                Entry::File { rel, .. } => assert!(
+                    fs::read(a.join(&rel)).unwrap() == fs::read(b.join(&rel)).unwrap(),
+                    "{} differs",
+                    rel.display()
+                ),
+                Entry::Link { rel, target } => {
+                    assert_eq!(fs::read_link(b.join(&rel)).unwrap(), target)
+                }
+                Entry::Dir(_) => {}
+            }
+        }
+    }
+
+    #[test]
+    fn an_encrypted_backup_round_trips_byte_for_byte() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = book(tmp.path());
+        let (alice, bob) = (key(tmp.path(), "alice.txt"), key(tmp.path(), "bob.txt"));
+        let store = store(tmp.path(), &[&alice, &bob]);
+        let info = store.create(&src, None).unwrap();
+        assert_eq!(
+            info.encrypted_to,
+            Some(vec![alice.public.clone(), bob.public.clone()])
+        );
+        assert_eq!(info.files, 4);
+        assert_eq!(info.total_bytes, 5 * 1024 * 1024 + 12345 + 12 + 70_000);
+
+        // On disk: age files under the same names, nothing of the plaintext.
+        for rel in [
+            "CD 1/01.mp3",
+            "CD 1/extras/notes.txt",
+            "empty.txt",
+            "02.mp3",
+        ] {
+            let stored = fs::read(info.path.join(rel)).unwrap();
+            let plain = fs::read(src.join(rel)).unwrap();
+            assert!(stored.starts_with(b"age-encryption.org/v1\n"), "{rel}");
+            assert!(stored.len() > plain.len(), "{rel}");
+        }
+        let stored = fs::read(info.path.join("CD 1/extras/notes.txt")).unwrap();
+        assert!(!stored.windows(12).any(|w| w == b"secret notes"));
+        let big = fs::read(info.path.join("CD 1/01.mp3")).unwrap();
+        let plain = fs::read(src.join("CD 1/01.mp3")).unwrap();
+        assert!(!big
+            .windows(64)
+            .any(|w| w == &plain[1 << 20..(1 << 20) + 64]));
+        // The manifest says so, names the recipients and holds no plaintext checksum.
+        let text = fs::read_to_string(info.path.join(MANIFEST)).unwrap();
+        assert!(text.contains("version: 3\n") && text.contains("encryption: age\n"));
+        assert!(text.contains(&format!("recipients: {},{}\n", alice.public, bob.public)));
+        for rel in ["CD 1/01.mp3", "02.mp3"] {
+            let plain_hash = blake3::hash(&fs::read(src.join(rel)).unwrap()).to_hex();
+            assert!(!text.contains(plain_hash.as_str()), "{rel}");
+            let cipher_hash = blake3::hash(&fs::read(info.path.join(rel)).unwrap()).to_hex();
+            assert!(text.contains(cipher_hash.as_str()), "{rel}");
+        }
+        assert_eq!(store.list().unwrap()[0].encrypted_to, info.encrypted_to);
+
+        // Verify needs no key.
+        let report = store.verify(&info.name).unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        assert_eq!(report.files_checked, 4);
+
+        // Either recipient's identity restores it, byte for byte.
+        for (k, dir) in [(&alice, "to-a"), (&bob, "to-b")] {
+            let id = Identity::from_file(&k.file).unwrap();
+            assert_eq!(id.public_keys(), std::slice::from_ref(&k.public));
+            let to = tmp.path().join(dir);
+            let r = store
+                .restore_with(&info.name, Some(&to), false, Some(&id))
+                .unwrap();
+            assert_eq!(r.files, 4);
+            same_tree(&src, &to.join("Encrypted Book"));
+            assert_eq!(
+                fs::read_dir(&to).unwrap().count(),
+                1,
+                "no staging folder left"
+            );
+        }
+    }
+
+    #[test]
+    fn verify_without_a_key_names_a_flipped_byte() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = book(tmp.path());
+        let k = key(tmp.path(), "k.txt");
+        let store = store(tmp.path(), &[&k]);
+        let info = store.create(&src, None).unwrap();
+        let victim = info.path.join("CD 1").join("01.mp3");
+        let mut bytes = fs::read(&victim).unwrap();
+        bytes[3 * 1024 * 1024] ^= 0x01;
+        fs::write(&victim, &bytes).unwrap();
+        let report = store.verify(&info.name).unwrap();
+        assert_eq!(
+            report.problems,
+            vec!["CD 1/01.mp3: checksum mismatch (content changed)".to_string()]
+        );
+        // And a restore refuses it, writing nothing.
+        let id = Identity::from_file(&k.file).unwrap();
+        let to = tmp.path().join("restored");
+        let e = store
+            .restore_with(&info.name, Some(&to), false, Some(&id))
+            .unwrap_err();
+        assert!(e.to_string().contains("CD 1/01.mp3"), "{e}");
+        assert!(!to.join("Encrypted Book").exists());
+    }
+
+    #[test]
+    fn a_tampered_file_with_a_matching_manifest_fails_to_decrypt_and_writes_nothing() {
+        // The manifest's ciphertext checksums are no key: age's authentication is what
+        // proves the content on restore.
+        let tmp = tempfile::tempdir().unwrap();
+        let src = book(tmp.path());
+        let k = key(tmp.path(), "k.txt");
+        let store = store(tmp.path(), &[&k]);
+        let info = store.create(&src, None).unwrap();
+        let victim = info.path.join("02.mp3");
+        let mut bytes = fs::read(&victim).unwrap();
+        let last = bytes.len() - 20;
+        bytes[last] ^= 0x80;
+        fs::write(&victim, &bytes).unwrap();
+        let mut m = manifest::read(&info.path).unwrap().manifest;
+        for e in &mut m.entries {
+            if let Entry::File { rel, hash, .. } = e {
+                if rel == Path::new("02.mp3") {
+                    *hash = blake3::hash(&bytes);
+                }
+            }
+        }
+        manifest::write(&info.path, &m).unwrap();
+        assert!(store.verify(&info.name).unwrap().problems.is_empty());
+
+        let id = Identity::from_file(&k.file).unwrap();
+        let to = tmp.path().join("restored");
+        let e = store
+            .restore_with(&info.name, Some(&to), false, Some(&id))
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("02.mp3: does not decrypt"), "{text}");
+        assert_eq!(
+            fs::read_dir(&to).unwrap().count(),
+            0,
+            "nothing left in {to:?}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_or_missing_identity_is_refused_and_nothing_is_written() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = book(tmp.path());
+        let (right, wrong) = (key(tmp.path(), "right.txt"), key(tmp.path(), "wrong.txt"));
+        let store = store(tmp.path(), &[&right]);
+        let info = store.create(&src, None).unwrap();
+        let to = tmp.path().join("restored");
+
+        let e = store.restore(&info.name, Some(&to), false).unwrap_err();
+        assert!(
+            matches!(&e, Error::IdentityNeeded { recipients, .. } if recipients == std::slice::from_ref(&right.public)),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("--identity FILE"), "{e}");
+        assert!(!to.exists(), "a refused restore creates nothing");
+
+        let id = Identity::from_file(&wrong.file).unwrap();
+        let e = store
+            .restore_with(&info.name, Some(&to), false, Some(&id))
+            .unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains(&format!("was encrypted to {}", right.public))
+                && text.contains("wrong.txt holds none of its keys")
+                && text.contains(&wrong.public),
+            "{text}"
+        );
+        assert!(!text.contains(&wrong.secret) && !format!("{e:?}").contains(&wrong.secret));
+        assert!(!format!("{id:?}").contains(&wrong.secret));
+        assert!(!to.exists(), "a refused restore creates nothing");
+
+        // Restoring to the original place is refused the same way, leaving it alone.
+        fs::write(src.join("02.mp3"), b"changed since").unwrap();
+        assert!(store
+            .restore_with(&info.name, None, false, Some(&id))
+            .is_err());
+        assert_eq!(fs::read(src.join("02.mp3")).unwrap(), b"changed since");
+    }
+
+    #[test]
+    fn an_identity_is_not_needed_for_an_unencrypted_backup() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = book(tmp.path());
+        let k = key(tmp.path(), "k.txt");
+        let store = BackupStore::new(tmp.path().join("backup"));
+        let info = store.create(&src, None).unwrap();
+        assert_eq!(info.encrypted_to, None);
+        let id = Identity::from_file(&k.file).unwrap();
+        let to = tmp.path().join("restored");
+        store
+            .restore_with(&info.name, Some(&to), false, Some(&id))
+            .unwrap();
+        same_tree(&src, &to.join("Encrypted Book"));
+    }
+
+    #[test]
+    fn identity_files_are_read_without_repeating_their_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let k = key(tmp.path(), "k.txt");
+        // Two keys and blank lines read fine.
+        let other = key(tmp.path(), "o.txt");
+        let both = tmp.path().join("both.txt");
+        fs::write(&both, format!("{}\n\n{}\n", k.secret, other.secret)).unwrap();
+        let id = Identity::from_file(&both).unwrap();
+        assert_eq!(id.public_keys(), [k.public.clone(), other.public.clone()]);
+
+        // A damaged key line: the error gives its number, not its content.
+        let bad = tmp.path().join("bad.txt");
+        let damaged = format!("{}X", &k.secret[..k.secret.len() - 1]);
+        fs::write(&bad, format!("# comment\n{damaged}\n")).unwrap();
+        let e = Identity::from_file(&bad).unwrap_err().to_string();
+        assert!(e.contains("bad.txt") && e.contains("line 2"), "{e}");
+        assert!(!e.contains(&damaged[20..]), "{e}");
+        let empty = tmp.path().join("empty.txt");
+        fs::write(&empty, "# nothing\n").unwrap();
+        let e = Identity::from_file(&empty).unwrap_err().to_string();
+        assert!(e.contains("holds no age identity"), "{e}");
+        assert!(Identity::from_file(&tmp.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn recipients_are_checked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let k = key(tmp.path(), "k.txt");
+        assert!(Recipients::parse("").unwrap().is_none());
+        assert!(Recipients::parse(" , ").unwrap().is_none());
+        let r = Recipients::parse(&format!(" {} ,", k.public))
+            .unwrap()
+            .unwrap();
+        assert_eq!(r.keys(), std::slice::from_ref(&k.public));
+        let e = Recipients::parse("age1notakey").unwrap_err();
+        assert!(
+            e.contains("\"age1notakey\" is not an age X25519 recipient"),
+            "{e}"
+        );
+        let e = Recipients::parse(&format!("{},ssh-ed25519 AAAA", k.public)).unwrap_err();
+        assert!(e.contains("ssh-ed25519"), "{e}");
+        let e = Recipients::parse(&k.secret).unwrap_err();
+        assert!(e.contains("secret key") && !e.contains(&k.secret), "{e}");
+        assert!(!format!("{r:?}").is_empty());
     }
 }

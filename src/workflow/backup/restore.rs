@@ -1,6 +1,9 @@
 //! Restoring a backup: built beside the target, checked, swapped in with one atomic rename;
-//! a live folder is never overwritten in place.
-use super::copy::{check_space, copy_entry, sync_dirs};
+//! a live folder is never overwritten in place. An encrypted backup is decrypted with an
+//! [`Identity`], which is first tried on every file's header: a wrong one is refused before
+//! anything is written.
+use super::copy::{check_space, copy_entry, hash_file, sync_dirs};
+use super::crypt::{self, DecryptFailure, Identity, Undecryptable};
 use super::manifest::{self, Entry};
 use super::{dir_name, BackupStore, RestoreReport, RESTORE_PREFIX};
 use crate::workflow::errors::{Error, Result};
@@ -16,11 +19,31 @@ impl BackupStore {
     /// swapped in with one atomic rename; a folder in the way is moved aside to
     /// `{target}.before-restore-{time}` (`keep_displaced`) or deleted (rollback of a
     /// half-deleted source, whose remains are a subset of the backup).
+    ///
+    /// An encrypted backup cannot be restored this way ([`Error::IdentityNeeded`]): see
+    /// [`BackupStore::restore_with`].
     pub fn restore(
         &self,
         name: &str,
         to: Option<&Path>,
         keep_displaced: bool,
+    ) -> Result<RestoreReport> {
+        self.restore_with(name, to, keep_displaced, None)
+    }
+
+    /// [`BackupStore::restore`], decrypting an encrypted backup with `identity`. Before
+    /// anything is written, the ciphertext is verified and the identity tried on every file:
+    /// none given is [`Error::IdentityNeeded`], one that holds none of the backup's keys is
+    /// [`Error::WrongIdentity`]. Each file is then decrypted into the staging folder as it is
+    /// read (age authenticates every chunk, so a decryption that completes is the original
+    /// content), its size checked against the manifest and the copy read back. An identity
+    /// given for an unencrypted backup is not needed and not used.
+    pub fn restore_with(
+        &self,
+        name: &str,
+        to: Option<&Path>,
+        keep_displaced: bool,
+        identity: Option<&Identity>,
     ) -> Result<RestoreReport> {
         let path = self.find(name)?;
         let manifest = manifest::read(&path)?.manifest;
@@ -30,6 +53,30 @@ impl BackupStore {
                 path,
                 problems: report.problems,
             });
+        }
+        let backup_name = dir_name(&path);
+        let decrypt = match (&manifest.encrypted_to, identity) {
+            (None, _) => None,
+            (Some(recipients), None) => {
+                return Err(Error::IdentityNeeded {
+                    backup: backup_name,
+                    recipients: recipients.clone(),
+                })
+            }
+            (Some(recipients), Some(id)) => {
+                for e in &manifest.entries {
+                    if let Entry::File { rel, .. } = e {
+                        let file = path.join(rel);
+                        crypt::check_opens(&file, id).map_err(|u| {
+                            undecryptable(&backup_name, recipients, id, &file, rel, u)
+                        })?;
+                    }
+                }
+                Some((recipients, id))
+            }
+        };
+        if manifest.encrypted_to.is_none() && identity.is_some() {
+            tracing::info!(backup = %backup_name, "the backup is not encrypted: the identity is not needed");
         }
         let folder_name = manifest.source.file_name().ok_or_else(|| {
             Error::Invalid(format!("{}: backup of a root folder", path.display()))
@@ -56,7 +103,19 @@ impl BackupStore {
             if matches!(e, Entry::File { .. }) {
                 files += 1;
             }
-            copy_entry(&path, stage.path(), e.clone(), Some(e))?;
+            match (e, decrypt) {
+                (Entry::File { rel, size, .. }, Some((recipients, id))) => {
+                    let d = Decrypt {
+                        backup: &backup_name,
+                        recipients,
+                        identity: id,
+                    };
+                    d.file(&path, stage.path(), rel, *size)?
+                }
+                _ => {
+                    copy_entry(&path, stage.path(), e.clone(), Some(e), None)?;
+                }
+            }
         }
         sync_dirs(stage.path(), &manifest.entries)?;
 
@@ -101,7 +160,81 @@ impl BackupStore {
             displaced,
             files,
         };
-        crate::workflow::audit!(action = "backup.restore", backup = %report.backup, target = %report.target.display(), files, "restored backup");
+        crate::workflow::audit!(action = "backup.restore", backup = %report.backup, target = %report.target.display(), files, decrypted = decrypt.is_some(), "restored backup");
         Ok(report)
+    }
+}
+
+/// Decrypting the files of one encrypted backup with one identity.
+struct Decrypt<'a> {
+    backup: &'a str,
+    recipients: &'a [String],
+    identity: &'a Identity,
+}
+
+impl Decrypt<'_> {
+    /// Decrypts the backup's file `rel` into the staging folder, checks the plaintext's size
+    /// against the manifest's `size` and reads the written copy back.
+    fn file(&self, backup: &Path, stage: &Path, rel: &Path, size: u64) -> Result<()> {
+        let src = backup.join(rel);
+        let dst = stage.join(rel);
+        let (written, hash) = crate::workflow::retry::retry(
+            &Default::default(),
+            "decrypt file",
+            |e: &Error| e.is_transient(),
+            || {
+                let _ = fs::remove_file(&dst);
+                crypt::decrypt_file(&src, &dst, self.identity).map_err(|f| match f {
+                    DecryptFailure::Source(u) => {
+                        undecryptable(self.backup, self.recipients, self.identity, &src, rel, u)
+                    }
+                    DecryptFailure::Other(e) => e,
+                })
+            },
+        )?;
+        let problem = if written != size {
+            Some(format!(
+                "{}: decrypts to {written} bytes instead of {size}",
+                rel.display()
+            ))
+        } else if hash_file(&dst).map_err(|e| Error::io(&dst, "read back copy", e))? != hash {
+            Some(format!(
+                "restored copy {} reads back differently than it was written (the disk is faulty)",
+                dst.display()
+            ))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => Err(Error::Checksum {
+                path: src,
+                problems: vec![p],
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The error for a file of an encrypted backup that `identity` cannot decrypt.
+fn undecryptable(
+    backup: &str,
+    recipients: &[String],
+    identity: &Identity,
+    file: &Path,
+    rel: &Path,
+    why: Undecryptable,
+) -> Error {
+    match why {
+        Undecryptable::WrongKey => Error::WrongIdentity {
+            backup: backup.to_string(),
+            recipients: recipients.to_vec(),
+            file: identity.file().to_path_buf(),
+            holds: identity.public_keys().to_vec(),
+        },
+        Undecryptable::Damaged(reason) => Error::Checksum {
+            path: file.to_path_buf(),
+            problems: vec![format!("{}: {reason}", rel.display())],
+        },
+        Undecryptable::Io(e) => Error::io(file, "read", e),
     }
 }

@@ -34,6 +34,7 @@ pub(super) fn walk_excluding(root: &Path, exclude: &[PathBuf]) -> Result<Vec<Ent
                         rel: e.rel.to_path_buf(),
                         size: e.meta.len(),
                         hash: blake3::hash(b""),
+                        age_size: None,
                     });
                 } else if ft.is_symlink() {
                     let target =

@@ -6,6 +6,7 @@ mod container;
 mod convert;
 mod faults;
 mod fdk;
+mod ffmpeg_build;
 mod fixtures;
 mod fuzz_regressions;
 mod long_texts;

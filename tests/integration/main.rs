@@ -1,5 +1,6 @@
 //! The one integration-test binary (each extra binary would link libav* again).
 mod cli_checks;
+mod cli_docs;
 mod cli_workflow;
 mod common;
 mod container;

@@ -46,6 +46,10 @@ pub enum Command {
     Worker(crate::serve::worker::WorkerArgs),
     #[command(flatten)]
     Workflow(WorkflowCommand),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(crate::cmd_docs::CompletionsArgs),
+    /// Print the manual page (aiom4b.1), or write every page into --dir.
+    Man(crate::cmd_docs::ManArgs),
 }
 
 impl Cli {
@@ -63,7 +67,12 @@ impl Cli {
                 a.book.add_overrides(&mut o);
                 a.batch.job.add_overrides(&mut o);
             }
-            Command::Verify(_) | Command::Serve(_) | Command::Worker(_) | Command::Workflow(_) => {}
+            Command::Verify(_)
+            | Command::Serve(_)
+            | Command::Worker(_)
+            | Command::Workflow(_)
+            | Command::Completions(_)
+            | Command::Man(_) => {}
         }
         o
     }
@@ -77,7 +86,9 @@ impl Command {
             Command::Convert(_) | Command::Batch(_) | Command::Serve(_) | Command::Worker(_) => {
                 true
             }
-            Command::Probe(_) | Command::Verify(_) => false,
+            Command::Probe(_) | Command::Verify(_) | Command::Completions(_) | Command::Man(_) => {
+                false
+            }
             Command::Workflow(w) => !matches!(
                 w,
                 WorkflowCommand::Config { .. } | WorkflowCommand::Folders { .. }

@@ -14,6 +14,7 @@ mod probe;
 mod ranges;
 mod scaleout;
 mod serve;
+mod service_unit;
 mod splice;
 mod truncated;
 mod verify;

@@ -41,7 +41,7 @@ pub enum ShellArg {
 pub struct ManArgs {
     /// Write aiom4b.1 and one page per subcommand (aiom4b-convert.1, aiom4b-jobs-list.1 …)
     /// into DIR, e.g. /usr/local/share/man/man1, instead of aiom4b.1 to stdout.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", value_hint = clap::ValueHint::DirPath)]
     pub dir: Option<PathBuf>,
 }
 

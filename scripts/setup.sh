@@ -22,6 +22,10 @@ need_pkgs=(
   # the PostgreSQL job store's tests start a throw-away server from these binaries
   # (crates/aiom4b-testkit/src/postgres.rs); nothing uses the package's own cluster
   postgresql
+  # `aiom4b completions` and `aiom4b man` are checked by the shells themselves (bash -n,
+  # zsh -n, fish --no-execute, real completions) and by groff rendering every page
+  # (tests/integration/cli_docs.rs); systemd-analyze verifies docs/aiom4b*.service
+  zsh fish groff-base systemd
 )
 
 os=$(uname -s)

@@ -374,6 +374,8 @@ pub fn run_tool(cmd: &mut Command) -> Output {
     let program = cmd.get_program().to_string_lossy().into_owned();
     let package = match program.as_str() {
         "ffmpeg" | "ffprobe" => "ffmpeg",
+        "groff" => "groff-base",
+        "systemd-analyze" => "systemd",
         other => other,
     };
     match cmd.output() {

@@ -1,5 +1,6 @@
 //! The one integration-test binary (each extra binary would link libav* again).
 mod cli_checks;
+mod cli_docs;
 mod cli_workflow;
 mod common;
 mod container;
@@ -14,6 +15,7 @@ mod probe;
 mod ranges;
 mod scaleout;
 mod serve;
+mod service_unit;
 mod splice;
 mod truncated;
 mod verify;

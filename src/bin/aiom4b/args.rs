@@ -44,11 +44,15 @@ pub enum Command {
     /// Run jobs from the shared job store (DATABASE_URL), without the API: one of several
     /// workers on one or many hosts (see docs/scale-out.md).
     Worker(crate::serve::worker::WorkerArgs),
-    /// Ask a running `aiom4b serve` whether it is alive (GET /health); exit 0 if it is. For
+    /// Ask a running `aiom4b serve` whether it is alive (GET /api/v1/health); exit 0 if it is. For
     /// container health checks and service watchdogs.
     Health(crate::serve::health_check::HealthArgs),
     #[command(flatten)]
     Workflow(WorkflowCommand),
+    /// Print the shell completion script for bash, zsh or fish.
+    Completions(crate::cmd_docs::CompletionsArgs),
+    /// Print the manual page (aiom4b.1), or write every page into --dir.
+    Man(crate::cmd_docs::ManArgs),
 }
 
 impl Cli {
@@ -70,7 +74,9 @@ impl Cli {
             | Command::Serve(_)
             | Command::Worker(_)
             | Command::Health(_)
-            | Command::Workflow(_) => {}
+            | Command::Workflow(_)
+            | Command::Completions(_)
+            | Command::Man(_) => {}
         }
         o
     }
@@ -84,7 +90,11 @@ impl Command {
             Command::Convert(_) | Command::Batch(_) | Command::Serve(_) | Command::Worker(_) => {
                 true
             }
-            Command::Probe(_) | Command::Verify(_) | Command::Health(_) => false,
+            Command::Probe(_)
+            | Command::Verify(_)
+            | Command::Health(_)
+            | Command::Completions(_)
+            | Command::Man(_) => false,
             Command::Workflow(w) => !matches!(
                 w,
                 WorkflowCommand::Config { .. } | WorkflowCommand::Folders { .. }

@@ -1,6 +1,7 @@
 //! The `aiom4b` command: glue between the arguments and the library. anyhow lives here only.
 mod args;
 mod cmd_convert;
+mod cmd_docs;
 mod cmd_inspect;
 mod hints;
 mod human;
@@ -96,6 +97,20 @@ fn main() -> ExitCode {
             return ExitCode::from(e.exit_code() as u8);
         }
     };
+    // Completions and man pages come from the clap definitions alone: no configuration (a
+    // broken config file must not stop a package build from generating them), no logging,
+    // nothing created in DATA_DIR.
+    let cli = match cli {
+        Cli {
+            command: Command::Completions(a),
+            ..
+        } => return generated(cmd_docs::completions(a)),
+        Cli {
+            command: Command::Man(a),
+            ..
+        } => return generated(cmd_docs::man(a)),
+        cli => cli,
+    };
     // Loading reads the environment and the config file but creates nothing; folders are
     // created by the commands that need them (`probe` and `verify FILE` never do).
     let cfg = match Config::load(&cli.overrides()) {
@@ -146,6 +161,17 @@ fn main() -> ExitCode {
     }
 }
 
+/// The exit of `completions` and `man`, which run before logging is set up.
+fn generated(result: anyhow::Result<u8>) -> ExitCode {
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("aiom4b: error: {}", ui::escape_lines(&format!("{e:#}")));
+            ExitCode::from(EXIT_FAILURE)
+        }
+    }
+}
+
 fn run(cli: Cli, cfg: &Config) -> anyhow::Result<u8> {
     match cli.command {
         Command::Probe(a) => cmd_inspect::probe(cfg, a),
@@ -157,5 +183,8 @@ fn run(cli: Cli, cfg: &Config) -> anyhow::Result<u8> {
         Command::Health(a) => serve::health_check::run(cfg, a),
         // Workflow commands report "found failures" as 1, like the rest.
         Command::Workflow(w) => Ok(workflow_cmds::run(w, cfg)?.clamp(0, 1) as u8),
+        Command::Completions(_) | Command::Man(_) => {
+            unreachable!("answered in main before the configuration is loaded")
+        }
     }
 }

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The sections in their run order.
-const SECTIONS: [&str; 5] = ["e2e", "small", "memory", "probe", "splice"];
+const SECTIONS: [&str; 6] = ["e2e", "small", "memory", "probe", "splice", "builds"];
+/// What runs without AIOM4B_BENCH: `builds` needs a second binary (AIOM4B_BENCH_OTHER_BIN).
+const DEFAULT_SECTIONS: [&str; 5] = ["e2e", "small", "memory", "probe", "splice"];
 
 /// The 1-hour book of the issues: 20 chapters of 3 minutes.
 pub const BOOK_1H: CorpusSpec = CorpusSpec {
@@ -82,7 +84,13 @@ pub fn cores() -> usize {
 /// What is being run on a corpus.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Tool {
-    Aiom4b { jobs: usize },
+    Aiom4b {
+        jobs: usize,
+    },
+    /// The second binary of the `builds` section (AIOM4B_BENCH_OTHER_BIN), e.g. the static build.
+    Other {
+        jobs: usize,
+    },
     Ffmpeg,
 }
 
@@ -90,12 +98,14 @@ impl Tool {
     pub fn label(&self) -> String {
         match self {
             Tool::Aiom4b { jobs } => format!("aiom4b -j{jobs}"),
+            Tool::Other { jobs } => format!("other aiom4b -j{jobs}"),
             Tool::Ffmpeg => "ffmpeg".into(),
         }
     }
     fn slug(&self) -> String {
         match self {
             Tool::Aiom4b { jobs } => format!("j{jobs}"),
+            Tool::Other { jobs } => format!("other-j{jobs}"),
             Tool::Ffmpeg => "ffmpeg".into(),
         }
     }
@@ -115,6 +125,8 @@ pub struct Conversion {
 /// Shared state of a benchmark run.
 pub struct Bench {
     pub bin: PathBuf,
+    /// A second aiom4b binary to compare with (`builds` section): AIOM4B_BENCH_OTHER_BIN.
+    pub other_bin: Option<PathBuf>,
     pub ffmpeg: Option<PathBuf>,
     pub corpus_root: PathBuf,
     /// Scratch space for outputs and logs (`target/bench-out/`).
@@ -146,8 +158,12 @@ impl Bench {
             .join(format!("{}-{}.stderr", corpus.name, tool.slug()));
         let _ = std::fs::remove_file(&output);
         let mut cmd = match tool {
-            Tool::Aiom4b { jobs } => {
-                let mut c = Command::new(&self.bin);
+            Tool::Aiom4b { jobs } | Tool::Other { jobs } => {
+                let bin = match tool {
+                    Tool::Other { .. } => self.other_bin.as_ref().expect("AIOM4B_BENCH_OTHER_BIN"),
+                    _ => &self.bin,
+                };
+                let mut c = Command::new(bin);
                 c.arg("convert")
                     .arg(&corpus.dir)
                     .arg("-o")
@@ -174,7 +190,7 @@ impl Bench {
         };
         let done = measure::run(&mut cmd, &log);
         let report = match tool {
-            Tool::Aiom4b { .. } => Some(
+            Tool::Aiom4b { .. } | Tool::Other { .. } => Some(
                 serde_json::from_slice(&done.stdout)
                     .unwrap_or_else(|e| panic!("aiom4b --json printed no report: {e}")),
             ),
@@ -276,7 +292,7 @@ fn main() {
         return;
     }
     let wanted: Vec<String> = std::env::var("AIOM4B_BENCH")
-        .unwrap_or_else(|_| SECTIONS.join(","))
+        .unwrap_or_else(|_| DEFAULT_SECTIONS.join(","))
         .split(',')
         .map(|s| s.trim().to_ascii_lowercase())
         .filter(|s| !s.is_empty())
@@ -329,6 +345,7 @@ fn main() {
     let mut bench = Bench {
         rec: Recorder::new(&env, settings),
         bin,
+        other_bin: std::env::var_os("AIOM4B_BENCH_OTHER_BIN").map(PathBuf::from),
         ffmpeg,
         corpus_root: target.join("bench-corpus"),
         work,
@@ -344,6 +361,7 @@ fn main() {
             "memory" => sections::memory(&mut bench),
             "probe" => sections::probe(&mut bench),
             "splice" => splice::splice(&mut bench),
+            "builds" => sections::builds(&mut bench),
             _ => unreachable!("checked above"),
         }
     }

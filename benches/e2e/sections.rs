@@ -207,6 +207,81 @@ pub fn e2e(b: &mut Bench) {
     b.rec.emit("derived", summary);
 }
 
+/// Two builds of aiom4b on the 1-hour book, interleaved with ffmpeg: the bench's binary (the
+/// default build, system FFmpeg) and AIOM4B_BENCH_OTHER_BIN (e.g. the self-contained build with
+/// its static FFmpeg 7.1), at -jN. Ratios of medians from the same run.
+pub fn builds(b: &mut Bench) {
+    let Some(other) = b.other_bin.clone() else {
+        panic!("the builds section compares two binaries: set AIOM4B_BENCH_OTHER_BIN");
+    };
+    let book = b.corpus(&BOOK_1H);
+    let n = b.cores;
+    let mut tools = vec![Tool::Aiom4b { jobs: n }, Tool::Other { jobs: n }];
+    if b.ffmpeg.is_some() {
+        tools.push(Tool::Ffmpeg);
+    }
+    let pairs: Vec<(&Corpus, Tool)> = tools.iter().map(|t| (&book, *t)).collect();
+    let sums = interleaved(b, "builds", &pairs);
+    let version = |bin: &std::path::Path| {
+        std::process::Command::new(bin)
+            .arg("--version")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|v| {
+                v.lines()
+                    .find(|l| l.starts_with("FFmpeg: "))
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default()
+    };
+    b.rec.section(format!(
+        "builds: the 1-hour book at -j{n}, medians of {}: {} against {}",
+        b.reps,
+        version(&b.bin),
+        version(&other)
+    ));
+    for (t, s) in tools.iter().zip(&sums) {
+        b.rec.row(t.label(), cost_cell(s), "");
+    }
+    let (a, o) = (sums[0], sums[1]);
+    let wall = o.wall_s / a.wall_s;
+    let cpu = o.cpu_s / a.cpu_s;
+    let rss = o.max_rss_mib / a.max_rss_mib;
+    b.rec.row(
+        "wall other ÷ default",
+        format!("{wall:.3}"),
+        &judge_max(wall, 1.05, "≤ 1.05"),
+    );
+    b.rec.row("cpu other ÷ default", format!("{cpu:.3}"), "");
+    b.rec
+        .row("peak RSS other ÷ default", format!("{rss:.3}"), "");
+    let mut summary = json!({
+        "section": "builds",
+        "corpus": book.name,
+        "cores": n,
+        "other_bin": other,
+        "wall_ratio_other_to_default": wall,
+        "cpu_ratio_other_to_default": cpu,
+        "rss_ratio_other_to_default": rss,
+    });
+    if let Some(ff) = sums.get(2) {
+        summary["wall_ratio_default_to_ffmpeg"] = (a.wall_s / ff.wall_s).into();
+        summary["wall_ratio_other_to_ffmpeg"] = (o.wall_s / ff.wall_s).into();
+        b.rec.row(
+            "wall default ÷ ffmpeg",
+            format!("{:.3}", a.wall_s / ff.wall_s),
+            "",
+        );
+        b.rec.row(
+            "wall other ÷ ffmpeg",
+            format!("{:.3}", o.wall_s / ff.wall_s),
+            "",
+        );
+    }
+    b.rec.emit("derived", summary);
+}
+
 /// 500 × 2 s against 10 × 100 s: the same audio, so any difference is per-file overhead.
 pub fn small(b: &mut Bench) {
     let many = b.corpus(&MANY_SMALL);

@@ -11,7 +11,7 @@ need_pkgs=(
   # the self-contained build (vendor/ffmpeg/build.sh, docs/static-build.md): FFmpeg's x86
   # assembly, its tarball's xz, and for the test profile Debian's static libmp3lame; the
   # Dockerfile check runs its steps in debootstrap roots (scripts/docker-check.py)
-  nasm xz-utils libmp3lame-dev debootstrap
+  nasm xz-utils libmp3lame-dev zlib1g-dev debootstrap
   # tests and benchmarks: ffprobe/ffmpeg as an independent reader and a speed baseline,
   # espeak-ng for the synthetic spoken corpus, mediainfo/AtomicParsley to inspect output by hand
   ffmpeg espeak-ng mediainfo atomicparsley hyperfine

@@ -13,10 +13,11 @@ use aiom4b_testkit::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
 use aiom4b_testkit::m4b_reader::decode_m4b;
 use aiom4b_testkit::quality;
 
-/// The median block SNR of speech at 128 kb/s stereo, measured with FFmpeg 5.1.9 (system) and
-/// 7.1.5 (vendored) on this book: both 16.9 dB. The bar is well below, so only a real loss of
-/// quality fails it (a broken encoder or a wrong bitrate gives a few dB or less).
-const MIN_MEDIAN_SNR_DB: f64 = 14.0;
+/// The median block SNR of speech at 128 kb/s stereo on this book: 29.82 dB with FFmpeg 5.1.9
+/// (Debian 12's shared libraries), 29.86 dB with the vendored static 7.1.5. The bar is well
+/// below both, so only a real loss of quality fails it (a broken encoder or a wrong bitrate
+/// costs several dB).
+const MIN_MEDIAN_SNR_DB: f64 = 26.0;
 
 #[test]
 fn the_linked_ffmpeg_keeps_priming_length_and_quality() {

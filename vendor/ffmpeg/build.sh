@@ -15,9 +15,10 @@
 # built. The Debian patches are not applied: this is FFmpeg's own release tarball.
 #
 # The `--tests` profile exists because the test suite writes its MP3 fixtures with libmp3lame
-# through FFmpeg (crates/aiom4b-testkit/src/mp3_writer.rs) and decodes the M4B it checks with
-# FFmpeg's AAC decoder and mov demuxer; the product does neither. It adds those components
-# (libmp3lame linked statically from Debian's libmp3lame-dev) to the same configuration; the
+# through FFmpeg (crates/aiom4b-testkit/src/mp3_writer.rs), its cover images with the mjpeg and
+# png encoders, and decodes the M4B it checks with FFmpeg's AAC decoder and mov demuxer; the
+# product does none of that. It adds those components (libmp3lame and zlib linked statically
+# from Debian's libmp3lame-dev and zlib1g-dev) to the same configuration; the
 # components aiom4b itself uses are compiled from the same code with the same flags.
 set -euo pipefail
 
@@ -78,6 +79,8 @@ common_flags=(
 tests_flags=(
   --enable-libmp3lame --enable-encoder=libmp3lame --enable-muxer=mp3
   --enable-decoder=aac --enable-demuxer=mov --enable-parser=aac
+  # the test covers (JPEG and PNG); png needs zlib (Debian's zlib1g-dev, linked statically)
+  --enable-encoder=mjpeg,png --enable-zlib
   # libmp3lame is linked statically (Debian's libmp3lame-dev ships the .a)
   --pkg-config-flags=--static
 )

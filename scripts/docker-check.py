@@ -190,10 +190,27 @@ def base_tarball(work: Path) -> Path:
     return tar
 
 
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below `path` (a bind mount of the host's toolchain must never be
+    deleted with a root: rm --one-file-system does not see a bind mount of the same disk)."""
+    base = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        points = [line.split()[1].replace("\\040", " ") for line in f]
+    return [m for m in points if m == base or m.startswith(base + "/")]
+
+
+def remove_root(path: Path) -> None:
+    if not path.exists():
+        return
+    left = mounts_under(path)
+    if left:
+        fail(f"not removing {path}: still mounted there: {left} (umount them first)")
+    run(["rm", "-rf", "--one-file-system", str(path)])
+
+
 def new_root(work: Path, name: str) -> Root:
     path = work / "roots" / name
-    if path.exists():
-        run(["rm", "-rf", "--one-file-system", str(path)])
+    remove_root(path)
     path.mkdir(parents=True)
     run(["tar", "-C", str(path), "-xf", str(base_tarball(work))])
     shutil.copy("/etc/resolv.conf", path / "etc/resolv.conf")
@@ -567,7 +584,7 @@ def main() -> None:
             s.root.unmount_all()
         if not a.keep:
             for s in stages.values():
-                subprocess.run(["rm", "-rf", "--one-file-system", str(s.root.path)], check=False)
+                remove_root(s.root.path)
     log(f"OK in {time.monotonic() - started:.0f} s: the Dockerfile builds, and its image runs "
         "serve as a non-root user with no FFmpeg installed")
 

@@ -169,13 +169,19 @@ pub(super) fn copy_file(src: &Path, dst: &Path) -> Result<()> {
     if !cloned {
         io::copy(&mut from, &mut to).map_err(|e| Error::io(dst, "copy", e))?;
     }
-    to.set_permissions(meta.permissions())
-        .map_err(|e| Error::io(dst, "set permissions", e))?;
+    finish_file(&to, dst, &meta)
+}
+
+/// Gives a written backup file its source's permissions and modification time (`meta`), then
+/// fsyncs it: the end of a plain copy and of an encrypted one.
+pub(super) fn finish_file(file: &File, path: &Path, meta: &std::fs::Metadata) -> Result<()> {
+    file.set_permissions(meta.permissions())
+        .map_err(|e| Error::io(path, "set permissions", e))?;
     if let Ok(mtime) = meta.modified() {
-        let _ = to.set_modified(mtime);
+        let _ = file.set_modified(mtime);
     }
-    to.sync_all()
-        .map_err(|e| Error::io(dst, "flush to disk", e))
+    file.sync_all()
+        .map_err(|e| Error::io(path, "flush to disk", e))
 }
 
 /// fsyncs every folder of the tree, deepest first, then the root.

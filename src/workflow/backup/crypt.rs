@@ -24,6 +24,7 @@
 // Without the feature the encrypting and decrypting halves are stubs that cannot be reached
 // (neither `Recipients` nor `Identity` can be made), which leaves helpers unused.
 #![cfg_attr(not(feature = "backup-encryption"), allow(dead_code, unused_imports))]
+use super::copy::finish_file;
 use crate::workflow::errors::{Error, Result};
 use std::fmt;
 use std::fs::File;
@@ -296,17 +297,6 @@ pub(super) fn encrypt_file(_: &Path, dst: &Path, _: &Recipients) -> Result<Seale
         "{}: built without the `backup-encryption` feature",
         dst.display()
     )))
-}
-
-/// Permissions and modification time from `meta`, then fsync.
-fn finish_file(file: &File, path: &Path, meta: &std::fs::Metadata) -> Result<()> {
-    file.set_permissions(meta.permissions())
-        .map_err(|e| Error::io(path, "set permissions", e))?;
-    if let Ok(mtime) = meta.modified() {
-        let _ = file.set_modified(mtime);
-    }
-    file.sync_all()
-        .map_err(|e| Error::io(path, "flush to disk", e))
 }
 
 /// Why an encrypted file of a backup cannot be decrypted with an identity.

@@ -4,6 +4,7 @@
 //! Every test runs the binary in its own temporary directory with `DATA_DIR` and `SOURCE_DIR`
 //! pointing into it, and with the workflow's variables removed, so a developer's environment
 //! or `config/aiom4b.toml` can't leak in.
+use aiom4b_testkit::age_keys::age_key;
 use aiom4b_testkit::fixtures::{write_book, Mp3Spec};
 use serde_json::Value;
 use std::fs;
@@ -626,32 +627,6 @@ fn a_worker_serves_its_metrics_and_stops_on_sigterm() {
 }
 
 // --- encrypted backups (BACKUP_ENCRYPT_TO, backup restore --identity) -------------------------
-
-/// An age key pair for the tests: its identity file (as age-keygen writes it) and the secret
-/// key's text, which must never show up anywhere.
-struct AgeKey {
-    file: PathBuf,
-    secret: String,
-    public: String,
-}
-
-fn age_key(dir: &Path, name: &str) -> AgeKey {
-    use age::secrecy::ExposeSecret;
-    let id = age::x25519::Identity::generate();
-    let secret = id.to_string().expose_secret().to_string();
-    let public = id.to_public().to_string();
-    let file = dir.join(name);
-    fs::write(
-        &file,
-        format!("# created: 2026-01-01T00:00:00+00:00\n# public key: {public}\n{secret}\n"),
-    )
-    .unwrap();
-    AgeKey {
-        file,
-        secret,
-        public,
-    }
-}
 
 /// Every file under `dir` (logs, the job database, backups) as bytes, with its path.
 fn all_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {

@@ -8,12 +8,14 @@
 //! - [`mp3_writer`] / [`image_writer`]: the encoders behind them (libmp3lame, mjpeg, png).
 //! - [`m4b_reader`]: decodes a written M4B back to PCM, for coding-error measurements.
 //! - [`quality`]: block error, SNR and the splice-quality comparison.
+//! - [`age_keys`]: age key pairs and identity files for the encrypted-backup tests.
 //! - [`postgres`]: a throw-away PostgreSQL server and a fresh database per test, and a
 //!   private server a test can stop and start again.
 //!
 //! It sees aiom4b only through its public API. The MP3 writer checks its Xing/LAME header with
 //! a small reader of its own (`mp3frame`), not with the library's parser, so a mistake in
 //! either shows up against the other.
+pub mod age_keys;
 pub mod fixtures;
 pub mod image_writer;
 pub mod m4b_reader;

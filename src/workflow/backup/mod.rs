@@ -583,31 +583,7 @@ mod tests {
 #[cfg(all(test, feature = "backup-encryption"))]
 mod encrypted_tests {
     use super::*;
-    use age::secrecy::ExposeSecret;
-
-    /// A key pair: the identity file (with comments, as age-keygen writes it) and the secret.
-    struct Key {
-        file: PathBuf,
-        secret: String,
-        public: String,
-    }
-
-    fn key(dir: &Path, name: &str) -> Key {
-        let id = age::x25519::Identity::generate();
-        let secret = id.to_string().expose_secret().to_string();
-        let public = id.to_public().to_string();
-        let file = dir.join(name);
-        fs::write(
-            &file,
-            format!("# created: 2026-01-01T00:00:00Z\n# public key: {public}\n{secret}\n"),
-        )
-        .unwrap();
-        Key {
-            file,
-            secret,
-            public,
-        }
-    }
+    use aiom4b_testkit::age_keys::{age_key as key, AgeKey as Key};
 
     /// A book with nested folders, a file of several MiB (not a whole number of age's 64 KiB
     /// chunks), an empty file and a link.

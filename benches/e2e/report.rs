@@ -66,7 +66,8 @@ impl Environment {
     }
 }
 
-fn output(cmd: &mut Command) -> Option<String> {
+/// The stdout of a command that succeeded.
+pub fn output(cmd: &mut Command) -> Option<String> {
     let out = cmd.output().ok().filter(|o| o.status.success())?;
     String::from_utf8(out.stdout).ok()
 }

@@ -223,11 +223,7 @@ pub fn builds(b: &mut Bench) {
     let pairs: Vec<(&Corpus, Tool)> = tools.iter().map(|t| (&book, *t)).collect();
     let sums = interleaved(b, "builds", &pairs);
     let version = |bin: &std::path::Path| {
-        std::process::Command::new(bin)
-            .arg("--version")
-            .output()
-            .ok()
-            .and_then(|o| String::from_utf8(o.stdout).ok())
+        crate::report::output(Command::new(bin).arg("--version"))
             .and_then(|v| {
                 v.lines()
                     .find(|l| l.starts_with("FFmpeg: "))

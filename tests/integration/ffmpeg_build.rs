@@ -5,8 +5,6 @@
 //! depends on: the native AAC encoder's priming and frame length (chapter starts and the
 //! exact length are computed from them), the decoded length of a book (exact to the sample),
 //! and the encoder's quality at the default bitrate (median block SNR against the source).
-use aiom4b::__internals::decode::decode_file;
-use aiom4b::__internals::input::open_mp3;
 use aiom4b::{plan, CancelToken, Converter, NoProgress};
 use aiom4b::{ConvertOptions, Limits, PlanOptions, ScanOptions, TargetSpec};
 use aiom4b_testkit::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
@@ -81,23 +79,7 @@ fn the_linked_ffmpeg_keeps_priming_length_and_quality() {
     conv.convert(&book, &NoProgress, &CancelToken::new())
         .unwrap();
 
-    let mut source = vec![Vec::new(); 2];
-    for p in &paths {
-        decode_file(
-            open_mp3(p).unwrap(),
-            rate,
-            2,
-            16_384,
-            &|| false,
-            &mut |chunk| {
-                for (d, s) in source.iter_mut().zip(&chunk.planes) {
-                    d.extend_from_slice(s);
-                }
-                Ok(())
-            },
-        )
-        .unwrap();
-    }
+    let source = crate::splice::source_pcm(&paths, rate, 2);
     // The length the MP3s decode to (gapless), which the book must keep to the sample.
     let total = source[0].len() as u64;
     let summary = aiom4b::verify::summarize(&out).unwrap();

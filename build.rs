@@ -41,8 +41,9 @@ FFMPEG_DIR=$PWD/target/ffmpeg/7.1.5 cargo build --release --features static-ffmp
     };
     let dir = Path::new(&dir);
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).ok();
-    let (Some(version), Some(_recipe)) = (read("aiom4b-ffmpeg-version"), read("aiom4b-recipe"))
-    else {
+    // The recipe build.sh leaves in the prefix: the version on its first line, then the
+    // SHA-256 and the configure flags (the test profile's include libmp3lame).
+    let Some(recipe) = read("aiom4b-recipe") else {
         panic!(
             "FFMPEG_DIR={} is not a prefix built by vendor/ffmpeg/build.sh (no aiom4b-recipe \
              in it): {HOW}",
@@ -53,17 +54,17 @@ FFMPEG_DIR=$PWD/target/ffmpeg/7.1.5 cargo build --release --features static-ffmp
         "cargo:rerun-if-changed={}",
         dir.join("aiom4b-recipe").display()
     );
-    let profile = if dir.join("lib/libavcodec.a").exists() {
-        if read("lib/pkgconfig/libavcodec.pc").is_some_and(|pc| pc.contains("mp3lame")) {
-            "tests"
-        } else {
-            "minimal"
-        }
-    } else {
+    if !dir.join("lib/libavcodec.a").exists() {
         panic!(
             "FFMPEG_DIR={} has no lib/libavcodec.a: {HOW}",
             dir.display()
         );
+    }
+    let version = recipe.lines().next().unwrap_or("unknown");
+    let profile = if recipe.lines().any(|l| l == "--enable-libmp3lame") {
+        "tests"
+    } else {
+        "minimal"
     };
     println!(
         "cargo:rustc-env=AIOM4B_FFMPEG_VENDORED={} ({} profile, vendor/ffmpeg/build.sh)",

@@ -177,9 +177,9 @@ make -C "$src" -j"$jobs" >"$work/make-$profile.log" 2>&1 || {
   exit 1
 }
 make -C "$src" install >>"$work/make-$profile.log" 2>&1
-# What build.rs and `aiom4b --version` read: the recipe, and the configure line as FFmpeg keeps it.
+# What build.rs reads (the version, and the profile from the flags) and what makes a second run
+# a no-op.
 printf '%s\n' "$recipe" >"$prefix/aiom4b-recipe"
-printf '%s\n' "$FFMPEG_VERSION" >"$prefix/aiom4b-ffmpeg-version"
 rm -rf "$src"
 echo "build.sh: done" >&2
 echo "FFMPEG_DIR=$prefix"

@@ -31,14 +31,12 @@ import argparse
 import fnmatch
 import json
 import os
-import pwd
 import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -162,15 +160,18 @@ class Root:
             return int(name), int(group or name), "/"
         fail(f"USER {user}: no such user in the image")
 
-    def sh(self, argv: list[str], env: dict, workdir: str, user: str | None, **kw):
+    def command(self, argv: list[str], env: dict, workdir: str, user: str | None) -> list[str]:
+        """`argv` run in this root, in `workdir`, as `user`, with exactly `env`, as a
+        container runs it: setpriv (util-linux, in every Debian root) drops to the user
+        inside the chroot."""
         uid, gid = (0, 0) if not user else self.passwd(user)[:2]
-        # setpriv (util-linux, in every Debian root) drops to the user inside the chroot; the
-        # environment is exactly the image's, as in a container.
         inner = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
         if uid != 0:
             inner = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *inner]
-        cmd = ["chroot", str(self.path), "/bin/sh", "-c", 'cd "$0" && exec "$@"', workdir, *inner]
-        return subprocess.run(cmd, **kw)
+        return ["chroot", str(self.path), "/bin/sh", "-c", 'cd "$0" && exec "$@"', workdir, *inner]
+
+    def sh(self, argv: list[str], env: dict, workdir: str, user: str | None, **kw):
+        return subprocess.run(self.command(argv, env, workdir, user), **kw)
 
 
 def base_tarball(work: Path) -> Path:
@@ -300,37 +301,38 @@ class Stage:
 
 
 def from_base(image: str, name: str, work: Path, reuse: bool = False) -> Stage:
-    done = work / "roots" / name / ".docker-check-done"
-    if reuse and done.exists():
-        log(f"stage {name}: reusing the finished root from an earlier run (--reuse)")
-        st = Stage(name, image, Root(done.parent))
-        st.reused = True
-        return st
-    root = new_root(work, name)
-    st = Stage(name, image, root)
     repo, _, tag = image.partition(":")
-    if image == "debian:bookworm-slim":
-        return st
-    if repo == "rust" and tag.endswith("-slim-bookworm"):
-        want = tag[: -len("-slim-bookworm")]
-        rustup, cargo = host_toolchain()
-        st.root.bind(rustup, "/usr/local/rustup")
-        st.root.bind(cargo, "/usr/local/cargo")
+    rust = repo == "rust" and tag.endswith("-slim-bookworm")
+    if image != "debian:bookworm-slim" and not rust:
+        fail(f"FROM {image}: this script knows debian:bookworm-slim and rust:<v>-slim-bookworm only")
+    done = work / "roots" / name / ".docker-check-done"
+    reused = reuse and done.exists()
+    if reused:
+        log(f"stage {name}: reusing the finished root from an earlier run (--reuse)")
+    st = Stage(name, image, Root(done.parent) if reused else new_root(work, name))
+    st.reused = reused
+    if rust:
+        # Where the official image keeps the toolchain, and its environment.
         st.env.update({
             "RUSTUP_HOME": "/usr/local/rustup",
             "CARGO_HOME": "/usr/local/cargo",
             "PATH": "/usr/local/cargo/bin:" + st.env["PATH"],
         })
-        log(f"{name}: apt-get install {' '.join(RUST_SLIM_PACKAGES)} (what {image} has)")
-        st.root.sh(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
-                    "apt-get install -y -qq --no-install-recommends " + " ".join(RUST_SLIM_PACKAGES)],
-                   st.env, "/", None, check=True, stdout=subprocess.DEVNULL)
-        got = st.root.sh(["rustc", "--version"], st.env, "/", None, check=True,
-                         capture_output=True, text=True).stdout.split()[1]
-        if not (got == want or got.startswith(want + ".")):
-            fail(f"{image} wants Rust {want}; the host toolchain mounted for it is {got}")
+    if reused or not rust:
         return st
-    fail(f"FROM {image}: this script knows debian:bookworm-slim and rust:<v>-slim-bookworm only")
+    want = tag[: -len("-slim-bookworm")]
+    rustup, cargo = host_toolchain()
+    st.root.bind(rustup, "/usr/local/rustup")
+    st.root.bind(cargo, "/usr/local/cargo")
+    log(f"{name}: apt-get install {' '.join(RUST_SLIM_PACKAGES)} (what {image} has)")
+    st.root.sh(["sh", "-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                "apt-get install -y -qq --no-install-recommends " + " ".join(RUST_SLIM_PACKAGES)],
+               st.env, "/", None, check=True, stdout=subprocess.DEVNULL)
+    got = st.root.sh(["rustc", "--version"], st.env, "/", None, check=True,
+                     capture_output=True, text=True).stdout.split()[1]
+    if not (got == want or got.startswith(want + ".")):
+        fail(f"{image} wants Rust {want}; the host toolchain mounted for it is {got}")
+    return st
 
 
 def build(dockerfile: Path, work: Path, build_args: dict, reuse: bool) -> dict[str, Stage]:
@@ -350,9 +352,6 @@ def build(dockerfile: Path, work: Path, build_args: dict, reuse: bool) -> dict[s
             if st is not None:
                 (st.root.path / ".docker-check-done").touch()
             st = from_base(image, name, work, reuse)
-            if st.reused and "rust" in image:
-                st.env.update({"CARGO_HOME": "/usr/local/cargo", "RUSTUP_HOME": "/usr/local/rustup",
-                               "PATH": "/usr/local/cargo/bin:" + st.env["PATH"]})
             stages[name] = st
             continue
         if st is None:
@@ -470,22 +469,18 @@ def run_image(st: Stage, work: Path, book: Path) -> None:
     port = free_port()
     env = {**st.env, "API_PORT": str(port)}
     argv = st.entrypoint + st.cmd
-    inner = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv]
-    if uid:
-        inner = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *inner]
-    cmd = ["chroot", str(root.path), "/bin/sh", "-c", 'cd "$0" && exec "$@"', st.workdir, *inner]
+    cmd = root.command(argv, env, st.workdir, st.user)
     log(f"docker run: {' '.join(argv)} as {st.user} (uid {uid}) on port {port}")
     server_log = work / "serve.log"
     with open(server_log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
         # HEALTHCHECK: the image's own command until it passes (start period + retries).
-        hc_env = {**env}
         deadline = time.monotonic() + seconds(st.health_opts.get("start-period"), 0) + 30
         while True:
             if proc.poll() is not None:
                 fail(f"serve exited {proc.returncode}:\n{server_log.read_text()}")
-            r = root.sh(st.healthcheck, hc_env, st.workdir, st.user, capture_output=True, text=True)
+            r = root.sh(st.healthcheck, env, st.workdir, st.user, capture_output=True, text=True)
             if r.returncode == 0:
                 log(f"HEALTHCHECK passed: {r.stdout.strip()}")
                 break

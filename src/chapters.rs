@@ -52,15 +52,18 @@ pub struct TimedChapter {
     pub line: usize,
 }
 
-/// Parses a chapters file.
+/// Parses a chapters file in any format [`crate::chapter_formats`] reads (recognised from its
+/// content): aiom4b's text format, JSON, CUE, FFmpeg metadata or OGM.
 pub fn parse_chapters_file(path: &Path) -> Result<Vec<TimedChapter>> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(path, "cannot read the chapters file", e))?;
-    parse_chapters_text(&text).map_err(|(line, reason)| Error::ChaptersFile {
-        path: path.to_path_buf(),
-        line,
-        reason,
-    })
+    crate::chapter_formats::parse(&text)
+        .map(|(_, chapters)| chapters)
+        .map_err(|(line, reason)| Error::ChaptersFile {
+            path: path.to_path_buf(),
+            line,
+            reason,
+        })
 }
 
 /// Parses chapters text; errors carry the 1-based line number.

@@ -46,6 +46,7 @@
 )]
 
 mod av;
+pub mod chapter_formats;
 pub mod chapters;
 mod contained;
 mod convert;

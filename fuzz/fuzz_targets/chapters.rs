@@ -1,12 +1,14 @@
-//! The chapters-file parser (`src/chapters.rs`) on arbitrary text, then the conversion of its
-//! chapters to sample positions. Input: 4 bytes sample rate and 8 bytes book length in samples
+//! The chapters-file parser (`src/chapters.rs` and every format of `src/chapter_formats.rs`:
+//! text, JSON, CUE, FFmpeg metadata, OGM) on arbitrary text, then the conversion of its
+//! chapters to sample positions, and a written export read back. Input: 4 bytes sample rate and 8 bytes book length in samples
 //! (little endian), then the file's text.
 //!
 //! Never a panic; a parse is a non-empty list of chapters with strictly increasing starts and
-//! line numbers; the sample positions of an accepted list start at 0, strictly increase and lie
+//! line numbers (chapter numbers for JSON); the sample positions of an accepted list start at 0, strictly increase and lie
 //! inside the book (two chapters at one sample would be an empty chapter).
 #![no_main]
-use aiom4b::chapters::{format_samples, parse_chapters_text, parse_time, timed_to_samples};
+use aiom4b::chapter_formats::{self, ChapterFormat, ExportChapter};
+use aiom4b::chapters::{format_samples, parse_time, timed_to_samples};
 use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
@@ -18,13 +20,18 @@ fuzz_target!(|data: &[u8]| {
     let total = u64::from_le_bytes(head[4..].try_into().unwrap());
     let text = String::from_utf8_lossy(text);
     let lines = text.lines().count();
-    match parse_chapters_text(&text) {
-        Ok(chapters) => {
+    match chapter_formats::parse(&text) {
+        Ok((format, chapters)) => {
             assert!(!chapters.is_empty());
+            let bound = if format == ChapterFormat::Json {
+                chapters.len()
+            } else {
+                lines
+            };
             for c in &chapters {
                 assert!(c.start_secs.is_finite() && c.start_secs >= 0.0, "{c:?}");
-                assert!((1..=lines).contains(&c.line), "{c:?}");
-                assert!(!c.title.is_empty());
+                assert!((1..=bound).contains(&c.line), "{c:?}");
+                assert!(!c.title.trim().is_empty());
             }
             for w in chapters.windows(2) {
                 assert!(w[0].start_secs < w[1].start_secs, "{w:?}");
@@ -41,10 +48,27 @@ fuzz_target!(|data: &[u8]| {
                     );
                 }
                 assert!(marks.iter().all(|m| m.start_samples < total));
+                // What `chapters export` writes reads back as the same list.
+                let export: Vec<ExportChapter> = marks
+                    .iter()
+                    .map(|m| ExportChapter {
+                        start_samples: m.start_samples,
+                        title: m.title.clone(),
+                    })
+                    .collect();
+                for f in [ChapterFormat::Json, ChapterFormat::FfMetadata] {
+                    let written = chapter_formats::write(f, &export, rate, total, "b.m4b");
+                    let (found, back) = chapter_formats::parse(&written)
+                        .unwrap_or_else(|e| panic!("{f:?} export does not read back: {e:?}"));
+                    assert_eq!(found, f);
+                    assert_eq!(back.len(), export.len(), "{f:?}");
+                }
             }
         }
         Err((line, reason)) => {
-            assert!(line <= lines, "{line} > {lines}");
+            // JSON errors name the chapter, not the line.
+            let json = chapter_formats::sniff(&text) == ChapterFormat::Json;
+            assert!(json || line <= lines, "{line} > {lines}");
             assert!(!reason.is_empty());
         }
     }

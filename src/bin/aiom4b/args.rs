@@ -211,7 +211,8 @@ pub struct ConvertArgs {
     /// Engine threads (default: all cores when USE_ALL_CPUS is true, else 1).
     #[arg(short, long, value_parser = clap::value_parser!(u16).range(1..))]
     pub jobs: Option<u16>,
-    /// Chapters from a text file: one "HH:MM:SS.mmm Title" per line.
+    /// Chapters from a file: "HH:MM:SS.mmm Title" lines, JSON, CUE, FFmpeg metadata or OGM
+    /// (recognised from the content; see `aiom4b chapters export`).
     #[arg(long, value_name = "FILE", conflicts_with = "no_chapters")]
     pub chapters_file: Option<PathBuf>,
     /// Print a machine-readable JSON report at the end (with the job id).

@@ -49,6 +49,7 @@ mod av;
 pub mod chapters;
 mod contained;
 mod convert;
+pub mod edit;
 mod error;
 mod model;
 mod mp3bytes;

@@ -313,11 +313,26 @@ pub(crate) fn plan_items(
     };
     // (field name, edit, items, limit)
     let fields: [(&str, &FieldEdit, &[&[u8; 4]], usize); 6] = [
-        ("author", &tags.author, &[b"\xa9ART", b"aART"], MAX_TITLE_BYTES),
-        ("narrator", &tags.narrator, &[b"\xa9nrt", b"\xa9wrt"], MAX_TITLE_BYTES),
+        (
+            "author",
+            &tags.author,
+            &[b"\xa9ART", b"aART"],
+            MAX_TITLE_BYTES,
+        ),
+        (
+            "narrator",
+            &tags.narrator,
+            &[b"\xa9nrt", b"\xa9wrt"],
+            MAX_TITLE_BYTES,
+        ),
         ("genre", &tags.genre, &[b"\xa9gen"], MAX_TITLE_BYTES),
         ("year", &tags.year, &[b"\xa9day"], MAX_TITLE_BYTES),
-        ("description", &tags.description, &[b"desc", b"ldes"], MAX_LONG_TEXT_BYTES),
+        (
+            "description",
+            &tags.description,
+            &[b"desc", b"ldes"],
+            MAX_LONG_TEXT_BYTES,
+        ),
         ("comment", &tags.comment, &[b"\xa9cmt"], MAX_LONG_TEXT_BYTES),
     ];
     let cut_value = |name: &str, v: &str, limit: usize, p: &mut ItemPlan| -> String {
@@ -601,11 +616,22 @@ mod tests {
 
     #[test]
     fn shift_clamps_drops_and_keeps_the_first_at_zero() {
-        let old = vec![ch("A", 0), ch("B", 44_100), ch("C", 88_200), ch("D", 400_000)];
+        let old = vec![
+            ch("A", 0),
+            ch("B", 44_100),
+            ch("C", 88_200),
+            ch("D", 400_000),
+        ];
         let p = Path::new("b.m4b");
-        let (list, w) = plan_chapters(p, &ChapterEdit::ShiftSamples(-50_000), &old, 420_000, 44_100)
-            .unwrap()
-            .unwrap();
+        let (list, w) = plan_chapters(
+            p,
+            &ChapterEdit::ShiftSamples(-50_000),
+            &old,
+            420_000,
+            44_100,
+        )
+        .unwrap()
+        .unwrap();
         // A and B both land on 0: only B (the later) is kept; D stays.
         assert_eq!(list, vec![ch("B", 0), ch("C", 38_200), ch("D", 350_000)]);
         assert!(w.iter().any(|w| w.contains("dropped")), "{w:?}");
@@ -613,7 +639,11 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(list, vec![ch("A", 0), ch("B", 74_100), ch("C", 118_200)]);
-        assert!(w.iter().any(|w| w.contains("\"D\"") && w.contains("dropped")), "{w:?}");
+        assert!(
+            w.iter()
+                .any(|w| w.contains("\"D\"") && w.contains("dropped")),
+            "{w:?}"
+        );
         assert!(w.iter().any(|w| w.contains("starts at 0")), "{w:?}");
     }
 
@@ -622,7 +652,9 @@ mod tests {
         let old = vec![ch("A", 0), ch("B", 44_100)];
         let p = Path::new("b.m4b");
         let e = ChapterEdit::Rename(vec![(2, "The Storm".into()), (1, "Intro".into())]);
-        let (list, _) = plan_chapters(p, &e, &old, 100_000, 44_100).unwrap().unwrap();
+        let (list, _) = plan_chapters(p, &e, &old, 100_000, 44_100)
+            .unwrap()
+            .unwrap();
         assert_eq!(list, vec![ch("Intro", 0), ch("The Storm", 44_100)]);
         let e = ChapterEdit::Rename(vec![(3, "x".into())]);
         let err = plan_chapters(p, &e, &old, 100_000, 44_100).unwrap_err();

@@ -188,9 +188,12 @@ pub(crate) fn facts(moov: &BoxRef<'_>) -> Parse<MoovFacts> {
     }
     let mut audio_tables = Vec::new();
     for k in [b"stts", b"stsz", b"stsc"] {
-        let b = stbl
-            .child(k)?
-            .ok_or_else(|| mal(stbl.offset, format!("the audio track has no '{}'", fourcc_str(k))))?;
+        let b = stbl.child(k)?.ok_or_else(|| {
+            mal(
+                stbl.offset,
+                format!("the audio track has no '{}'", fourcc_str(k)),
+            )
+        })?;
         audio_tables.push(raw(&b).to_vec());
     }
     Ok(MoovFacts {
@@ -387,7 +390,11 @@ pub(crate) fn text_sample(title: &str) -> Vec<u8> {
 }
 
 /// The chapter starts in track ticks (ms), checked to increase by at least one tick.
-pub(crate) fn chapter_ticks(chapters: &[Chapter], rate: u32, total_samples: u64) -> Result<Vec<u64>, String> {
+pub(crate) fn chapter_ticks(
+    chapters: &[Chapter],
+    rate: u32,
+    total_samples: u64,
+) -> Result<Vec<u64>, String> {
     let ticks: Vec<u64> = chapters
         .iter()
         .map(|c| rescale(c.start_samples, CHAPTER_TIMESCALE as u64, rate as u64))
@@ -502,7 +509,12 @@ pub(crate) fn chapter_trak(
         0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 13, b'f', b't', b'a', b'b', 0, 1, 0, 1, 0,
     ];
     let entry = TEXT_ENTRY.to_vec();
-    let stsd = full(b"stsd", 0, 0, &[&1u32.to_be_bytes()[..], &boxed(b"text", &entry)].concat());
+    let stsd = full(
+        b"stsd",
+        0,
+        0,
+        &[&1u32.to_be_bytes()[..], &boxed(b"text", &entry)].concat(),
+    );
 
     let n = ticks.len();
     let mut stts = (n as u32).to_be_bytes().to_vec();
@@ -720,9 +732,16 @@ fn rebuild_path(
                 let mut offs = Vec::with_capacity(n);
                 for _ in 0..n {
                     let at = cur.offset();
-                    let o = if wide_in { cur.u64()? } else { cur.u32()? as u64 };
+                    let o = if wide_in {
+                        cur.u64()?
+                    } else {
+                        cur.u32()? as u64
+                    };
                     let m = map(o).ok_or_else(|| {
-                        mal(at, format!("chunk offset {o} points at no data box this edit can place"))
+                        mal(
+                            at,
+                            format!("chunk offset {o} points at no data box this edit can place"),
+                        )
                     })?;
                     offs.push(m);
                 }
@@ -756,11 +775,7 @@ fn map_is_identity(c: &BoxRef<'_>, offs: &[u64]) -> Parse<bool> {
 
 /// The new `udta`: `meta` with the new `ilst` (or the old one), the new `chpl` (or the old one),
 /// every other child byte for byte.
-fn rebuild_udta(
-    udta: Option<&BoxRef<'_>>,
-    changes: &MoovChanges<'_>,
-    rate: u32,
-) -> Parse<Vec<u8>> {
+fn rebuild_udta(udta: Option<&BoxRef<'_>>, changes: &MoovChanges<'_>, rate: u32) -> Parse<Vec<u8>> {
     let mut body = Vec::new();
     let mut saw_meta = false;
     let mut saw_chpl = false;
@@ -774,7 +789,10 @@ fn rebuild_udta(
             match &c.kind {
                 b"meta" if changes.ilst.is_some() && !saw_meta => {
                     saw_meta = true;
-                    body.extend_from_slice(&rebuild_meta(&c, changes.ilst.as_deref().unwrap_or(&[]))?);
+                    body.extend_from_slice(&rebuild_meta(
+                        &c,
+                        changes.ilst.as_deref().unwrap_or(&[]),
+                    )?);
                 }
                 b"chpl" if new_chpl.is_some() => {
                     if !saw_chpl {
@@ -873,7 +891,11 @@ mod tests {
         let long = "ä".repeat(200); // 400 bytes
         let chapters: Vec<Chapter> = (0..300)
             .map(|i| Chapter {
-                title: if i == 0 { long.clone() } else { format!("C{i}") },
+                title: if i == 0 {
+                    long.clone()
+                } else {
+                    format!("C{i}")
+                },
                 start_samples: i * 44_100,
             })
             .collect();
@@ -968,7 +990,10 @@ mod tests {
         let keys: Vec<String> = items.iter().map(|i| i.key.to_string()).collect();
         assert_eq!(keys, ["©nam", "©gen", "©nrt"]);
         assert_eq!(items[0].values[0].payload, b"New");
-        assert_eq!(raw(&items[1].raw), bx(b"\xa9gen", &bx(b"data", b"\0\0\0\x01\0\0\0\x07Horror")));
+        assert_eq!(
+            raw(&items[1].raw),
+            bx(b"\xa9gen", &bx(b"data", b"\0\0\0\x01\0\0\0\x07Horror"))
+        );
     }
 
     /// A minimal movie: mvhd, audio trak (stco into mdat), udta; then the new moov with a
@@ -988,13 +1013,24 @@ mod tests {
         hdlr.extend_from_slice(&[0; 13]);
         let stts = full(b"stts", 0, 0, &[0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 4, 0]);
         let stsz = full(b"stsz", 0, 0, &[0, 0, 0, 10, 0, 0, 0, 5]);
-        let stsc = full(b"stsc", 0, 0, &[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 1]);
-        let stbl = bx(b"stbl", &[stts.clone(), stsz, stsc, offsets_box(&[1000], false)].concat());
+        let stsc = full(
+            b"stsc",
+            0,
+            0,
+            &[0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 5, 0, 0, 0, 1],
+        );
+        let stbl = bx(
+            b"stbl",
+            &[stts.clone(), stsz, stsc, offsets_box(&[1000], false)].concat(),
+        );
         let trak = bx(
             b"trak",
             &[
                 bx(b"tkhd", &tkhd),
-                bx(b"mdia", &[bx(b"mdhd", &mdhd), bx(b"hdlr", &hdlr), bx(b"minf", &stbl)].concat()),
+                bx(
+                    b"mdia",
+                    &[bx(b"mdhd", &mdhd), bx(b"hdlr", &hdlr), bx(b"minf", &stbl)].concat(),
+                ),
             ]
             .concat(),
         );
@@ -1032,7 +1068,10 @@ mod tests {
         let n = view(&new, 0).unwrap();
         let f2 = super::facts(&n).unwrap();
         assert_eq!(f2.chapter_ids, vec![2]);
-        assert_eq!(f2.audio_tables, facts.audio_tables, "stts/stsz/stsc unchanged");
+        assert_eq!(
+            f2.audio_tables, facts.audio_tables,
+            "stts/stsz/stsc unchanged"
+        );
         let offs = chunk_offsets(&n, &[]).unwrap();
         assert_eq!(offs, vec![(1100, 50), (7, 30)]);
         // next_track_ID moved past the new track.

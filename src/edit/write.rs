@@ -115,12 +115,10 @@ fn open_book(path: &Path, write: bool) -> Result<Book> {
     let moov_top = match moovs.as_slice() {
         [one] => **one,
         [] => return Err(refuse(path, "it has no 'moov' box; is it an MP4/M4B file?")),
-        _ => {
-            return Err(refuse(
-                path,
-                "it has more than one 'moov' box, so readers disagree on what it holds; remux it first",
-            ))
-        }
+        _ => return Err(refuse(
+            path,
+            "it has more than one 'moov' box, so readers disagree on what it holds; remux it first",
+        )),
     };
     let moov_buf = mp4box::read_top_box(&mut file, &moov_top, MAX_MOOV_BYTES)
         .map_err(io)?
@@ -169,7 +167,12 @@ fn chapters_of(path: &Path, book: &Book, facts: &MoovFacts) -> Result<Vec<Chapte
                 continue;
             }
             let tkhd = t.child(b"tkhd").map_err(&m)?;
-            if tkhd.map(|h| mp4box::parse_tkhd_id(&h)).transpose().map_err(&m)? != Some(id) {
+            if tkhd
+                .map(|h| mp4box::parse_tkhd_id(&h))
+                .transpose()
+                .map_err(&m)?
+                != Some(id)
+            {
                 continue;
             }
             return chapter_track(path, book, facts, &t);
@@ -222,7 +225,10 @@ fn chapter_track(
         .ok_or_else(|| m(Malformed::new(t.offset, "chapter track has no mdhd")))?;
     let (ts, _) = mp4box::parse_timescale_duration(&mdhd).map_err(&m)?;
     if ts == 0 {
-        return Err(m(Malformed::new(mdhd.offset, "chapter track timescale is 0")));
+        return Err(m(Malformed::new(
+            mdhd.offset,
+            "chapter track timescale is 0",
+        )));
     }
     let stbl = t
         .descend(&[b"mdia", b"minf", b"stbl"])
@@ -251,7 +257,10 @@ fn chapter_track(
     let mut out = Vec::new();
     for chunk in chunks {
         if chunk.bytes > 16 << 20 {
-            return Err(m(Malformed::new(chunk.offset, "chapter chunk is implausibly large")));
+            return Err(m(Malformed::new(
+                chunk.offset,
+                "chapter chunk is implausibly large",
+            )));
         }
         let mut buf = vec![0u8; chunk.bytes as usize];
         book.file
@@ -417,11 +426,7 @@ fn plan(path: &Path, book: &Book, edit: &BookEdit) -> Result<Plan> {
                     old_chapters.len(),
                     list.len()
                 ),
-                _ => format!(
-                    "chapters: {} → {} chapters",
-                    old_chapters.len(),
-                    list.len()
-                ),
+                _ => format!("chapters: {} → {} chapters", old_chapters.len(), list.len()),
             });
             Some(list)
         }
@@ -463,8 +468,6 @@ struct Staged {
     flip: (u64, [u8; 8], [u8; 8]),
     /// The file grows to this length (end-of-file case) or stays.
     new_len: u64,
-    /// Bytes written in all.
-    bytes: u64,
 }
 
 fn header8(kind: &[u8; 4], size: u64) -> Option<[u8; 8]> {
@@ -499,13 +502,8 @@ fn stage(book: &Book, plan: &Plan) -> std::result::Result<Staged, String> {
         .position(|b| b == top)
         .ok_or("moov not found among the top-level boxes")?;
     // Data the kept tracks point at must not lie in the region.
-    let chunks = moov::chunk_offsets(&moov, &plan.replaced_ids())
-        .map_err(|e| e.reason)?;
-    let free_of_chunks = |r: &TopBox| {
-        !chunks
-            .iter()
-            .any(|&(o, n)| o < r.end() && o + n > r.offset)
-    };
+    let chunks = moov::chunk_offsets(&moov, &plan.replaced_ids()).map_err(|e| e.reason)?;
+    let free_of_chunks = |r: &TopBox| !chunks.iter().any(|&(o, n)| o < r.end() && o + n > r.offset);
     let build = |chapter_offset: u64| {
         plan.build(&moov, chapter_offset, &|o| Some(o))
             .map_err(|e| format!("{} (at byte {})", e.reason, e.offset))
@@ -517,8 +515,15 @@ fn stage(book: &Book, plan: &Plan) -> std::result::Result<Staged, String> {
         }
         v
     };
-    // [new moov][free gap][chapter mdat] laid into `space` bytes starting at `at`.
-    let lay = |at: u64, space: u64| -> std::result::Result<Vec<u8>, String> {
+    // [new moov][free gap][chapter mdat] laid into `space` bytes starting at `at`, as writes:
+    // the gap's body is not written (whatever it holds is inside a free box either way).
+    type Writes = Vec<(u64, Vec<u8>)>;
+    let lay = |at: u64, space: u64| -> std::result::Result<Writes, String> {
+        if c_len + 8 > space {
+            return Err(format!(
+                "the chapters ({c_len} bytes) need more than the {space} free bytes"
+            ));
+        }
         let chapter_at = at + space - c_len;
         let new_moov = build(chapter_at + 8)?;
         let m = new_moov.len() as u64;
@@ -531,23 +536,25 @@ fn stage(book: &Book, plan: &Plan) -> std::result::Result<Staged, String> {
         if (1..8).contains(&gap) {
             return Err("the free space left over would be smaller than a box header".into());
         }
-        let mut out = new_moov;
+        let mut first = new_moov;
         if gap > 0 {
-            out.extend_from_slice(&moov::free_box(gap));
+            first.extend_from_slice(&header8(b"free", gap).ok_or("the free gap is too large")?);
         }
-        out.extend_from_slice(&chapter_mdat());
-        Ok(out)
+        let mut writes = vec![(at, first)];
+        if c_len > 0 {
+            writes.push((chapter_at, chapter_mdat()));
+        }
+        Ok(writes)
     };
     let next = book.tops.get(idx + 1);
     let prev = idx.checked_sub(1).and_then(|i| book.tops.get(i));
     // 1. A free box right after moov.
     if let Some(r) = next.filter(|r| moov::is_free(r) && r.header_len == 8 && free_of_chunks(r)) {
         if one_sector(top.offset) {
-            if let Ok(bytes) = lay(r.offset + 8, r.size - 8) {
+            if let Ok(writes) = lay(r.offset + 8, r.size - 8) {
                 let flip = header8(b"free", top.size + 8).ok_or("moov too large")?;
                 return Ok(Staged {
-                    bytes: bytes.len() as u64 + 8,
-                    writes: vec![(r.offset + 8, bytes)],
+                    writes,
                     flip: (top.offset, flip, old_header),
                     new_len: book.len,
                 });
@@ -559,13 +566,13 @@ fn stage(book: &Book, plan: &Plan) -> std::result::Result<Staged, String> {
         // Lay out once to learn the moov size, then give it padding for the next edit.
         let m = build(0)?.len() as u64;
         let space = m + padding_for(m) + c_len;
-        let bytes = lay(book.len + 8, space)?;
+        let mut writes = lay(book.len + 8, space)?;
         let flip = header8(b"free", top.size + 8).ok_or("moov too large")?;
         let mut header = [0u8; 8];
         header[4..].copy_from_slice(b"free"); // size 0: "to the end of the file"
+        writes.insert(0, (book.len, header.to_vec()));
         return Ok(Staged {
-            bytes: bytes.len() as u64 + 16,
-            writes: vec![(book.len, header.to_vec()), (book.len + 8, bytes)],
+            writes,
             flip: (top.offset, flip, old_header),
             new_len: book.len + 8 + space,
         });
@@ -575,15 +582,17 @@ fn stage(book: &Book, plan: &Plan) -> std::result::Result<Staged, String> {
         if one_sector(r.offset) && r.size >= 24 {
             // [free 8][new moov][gap][chapters][free header … to the old moov's end]
             let space = r.size - 16;
-            let mut bytes = lay(r.offset + 8, space)?;
+            let mut writes = lay(r.offset + 8, space)?;
             let tail_at = r.offset + 8 + space;
-            bytes.extend_from_slice(
-                &header8(b"free", top.end() - tail_at).ok_or("moov too large")?,
-            );
+            writes.push((
+                tail_at,
+                header8(b"free", top.end() - tail_at)
+                    .ok_or("moov too large")?
+                    .to_vec(),
+            ));
             let old_r: [u8; 8] = header8(b"free", r.size).ok_or("region too large")?;
             return Ok(Staged {
-                bytes: bytes.len() as u64 + 8,
-                writes: vec![(r.offset + 8, bytes)],
+                writes,
                 flip: (r.offset, header8(b"free", 8).unwrap_or_default(), old_r),
                 new_len: book.len,
             });
@@ -648,11 +657,17 @@ fn in_place(
 ) -> Result<(u64, Checked)> {
     let f = &book.file;
     let wio = |e| Error::io(path, "write the edited boxes into the book", e);
-    for (at, bytes) in &s.writes {
+    for (i, (at, bytes)) in s.writes.iter().enumerate() {
         f.write_all_at(bytes, *at).map_err(wio)?;
-        // The end-of-file header first on its own, so the file never ends in a torn header.
-        f.sync_data().map_err(wio)?;
+        if i == 0 && s.new_len > book.len {
+            // The end-of-file header first on its own, so the file never ends in a torn
+            // header; then the file grows (zeros) to hold the whole free region.
+            f.sync_data().map_err(wio)?;
+            f.set_len(s.new_len).map_err(wio)?;
+        }
     }
+    f.sync_data().map_err(wio)?;
+    let bytes: u64 = s.writes.iter().map(|(_, b)| b.len() as u64).sum();
     // Read back what was staged before trusting it.
     for (at, bytes) in &s.writes {
         let mut back = vec![0u8; bytes.len()];
@@ -662,9 +677,11 @@ fn in_place(
             undo_append(&book, &s);
             return Err(Error::Verify {
                 path: path.to_path_buf(),
-                problems: vec!["the staged boxes read back differently from what was written; \
+                problems: vec![
+                    "the staged boxes read back differently from what was written; \
                                 the book is unchanged"
-                    .into()],
+                        .into(),
+                ],
             });
         }
     }
@@ -673,7 +690,7 @@ fn in_place(
     f.write_all_at(&new_h, at).map_err(wio)?;
     f.sync_data().map_err(wio)?;
     match check(path, &book, plan, edit, None) {
-        Ok(c) => Ok((s.bytes + 8, c)),
+        Ok(c) => Ok((bytes + 8, c)),
         Err(e) => {
             // Flip back: the old moov is intact inside the free box that swallowed it.
             let back = f.write_all_at(&old_h, at).and_then(|_| f.sync_data());
@@ -827,7 +844,11 @@ fn check(
     // Chapters.
     if let Some(want) = &plan.chapters {
         let tol = DEFAULT_TOLERANCE_SAMPLES;
-        let track = s.chapter_track.as_ref().map(|t| &t.chapters[..]).unwrap_or(&[]);
+        let track = s
+            .chapter_track
+            .as_ref()
+            .map(|t| &t.chapters[..])
+            .unwrap_or(&[]);
         if !marks_match(track, want, usize::MAX, usize::MAX, tol) {
             problems.push(format!(
                 "the chapter track holds {} chapter(s), not the {} asked for (or other titles/starts)",
@@ -852,7 +873,9 @@ fn check(
     };
     let short = crate::model::MAX_TITLE_BYTES;
     let long = crate::model::MAX_LONG_TEXT_BYTES;
-    let tag_checks: [(&str, Option<Option<String>>, Vec<&Option<String>>); 9] = [
+    // (field, what it should read back as (None: keep), where the reader shows it)
+    type TagCheck<'a> = (&'a str, Option<Option<String>>, Vec<&'a Option<String>>);
+    let tag_checks: [TagCheck<'_>; 9] = [
         ("title", want_text(&t.title, short), vec![&s.tags.title]),
         (
             "author",
@@ -877,7 +900,11 @@ fn check(
             want_text(&t.description, long),
             vec![&s.tags.description, &s.tags.long_description],
         ),
-        ("comment", want_text(&t.comment, long), vec![&s.tags.comment]),
+        (
+            "comment",
+            want_text(&t.comment, long),
+            vec![&s.tags.comment],
+        ),
     ];
     for (name, want, got) in tag_checks {
         let Some(want) = want else { continue };
@@ -903,7 +930,11 @@ fn check(
             s.length.first_decode_error.as_deref().unwrap_or("?")
         ));
     }
-    warnings.extend(s.inconsistencies.iter().map(|i| format!("the reader notes: {i}")));
+    warnings.extend(
+        s.inconsistencies
+            .iter()
+            .map(|i| format!("the reader notes: {i}")),
+    );
     if problems.is_empty() {
         Ok((s, warnings))
     } else {
@@ -924,7 +955,8 @@ fn marks_match(
     let n = want.len().min(max);
     got.len() == n
         && got.iter().zip(want).all(|(g, w)| {
-            g.title == moov::cut(&w.title, title_max) && g.start_samples.abs_diff(w.start_samples) <= tol
+            g.title == moov::cut(&w.title, title_max)
+                && g.start_samples.abs_diff(w.start_samples) <= tol
         })
 }
 

@@ -9,8 +9,10 @@ use clap::Args;
 use std::path::{Path, PathBuf};
 
 #[derive(Args, Debug)]
-#[command(after_help = "An empty value clears a tag: --narrator \"\" removes the narrator. \
-Exit codes: 0 edited (or nothing to change), 1 an edit failed or was refused (the book is left as it was), 2 usage.")]
+#[command(
+    after_help = "An empty value clears a tag: --narrator \"\" removes the narrator. \
+Exit codes: 0 edited (or nothing to change), 1 an edit failed or was refused (the book is left as it was), 2 usage."
+)]
 pub struct EditArgs {
     /// The .m4b/.m4a to edit.
     #[arg(required_unless_present = "each", conflicts_with = "each")]
@@ -82,9 +84,9 @@ pub fn parse_shift(s: &str) -> Option<f64> {
 }
 
 fn parse_rename(s: &str) -> Result<(usize, String)> {
-    let (n, title) = s
-        .split_once('=')
-        .with_context(|| format!("--chapter {s:?}: write N=TITLE, e.g. --chapter 3=\"The Storm\""))?;
+    let (n, title) = s.split_once('=').with_context(|| {
+        format!("--chapter {s:?}: write N=TITLE, e.g. --chapter 3=\"The Storm\"")
+    })?;
     let n: usize = n
         .trim()
         .parse()
@@ -184,7 +186,8 @@ impl Request {
 
 fn read_limited(p: &Path, limit: u64) -> Result<Vec<u8>> {
     use std::io::Read;
-    let f = std::fs::File::open(p).with_context(|| format!("{}: cannot open the cover", p.display()))?;
+    let f = std::fs::File::open(p)
+        .with_context(|| format!("{}: cannot open the cover", p.display()))?;
     let mut data = Vec::new();
     f.take(limit + 1)
         .read_to_end(&mut data)
@@ -332,7 +335,10 @@ mod tests {
 
     #[test]
     fn renames_parse() {
-        assert_eq!(parse_rename("3=The Storm").unwrap(), (3, "The Storm".into()));
+        assert_eq!(
+            parse_rename("3=The Storm").unwrap(),
+            (3, "The Storm".into())
+        );
         assert_eq!(parse_rename("1=a=b").unwrap(), (1, "a=b".into()));
         assert!(parse_rename("0=x").is_err());
         assert!(parse_rename("x").is_err());

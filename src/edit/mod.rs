@@ -73,7 +73,8 @@
 //! *between* `moov` and the chapter `mdat` so that it is the "region after `moov`" of the
 //! next edit, which then happens in place. The part gets the original's permissions, is
 //! flushed, verified and renamed over the original (readers see the old or the new file;
-//! like any save-by-rename it gives the file a new inode: hard links keep the old book).
+//! like any save-by-rename it gives the file a new inode owned by the editing user: hard links
+//! keep the old book).
 //!
 //! # Verification
 //!

@@ -620,7 +620,7 @@ pub(crate) fn build_moov(
                     continue;
                 }
                 let chap = if id == facts.audio_id && replace_chapters {
-                    Some(new_track.map(|_| new_id))
+                    Some((new_track.map(|_| new_id), &facts.chapter_ids[..]))
                 } else {
                     None
                 };
@@ -671,11 +671,12 @@ fn mvhd_next_id(mvhd: &BoxRef<'_>, at_least: u32) -> Parse<Vec<u8>> {
 }
 
 /// Copies a `trak`, remapping its chunk offsets (`stco` becomes `co64` when an offset passes
-/// 4 GiB) and, when `chap` is `Some`, setting (`Some(Some(id))`) or removing (`Some(None)`) its
-/// `tref/chap`. Everything else is copied byte for byte.
+/// 4 GiB) and, when `chap` is `Some((new, old))`, rewriting its `tref/chap`: the `old` chapter
+/// track IDs leave, `new` (if any) comes first, other references (e.g. a track of chapter
+/// images) stay. Everything else is copied byte for byte.
 fn rebuild_trak(
     trak: &BoxRef<'_>,
-    chap: Option<Option<u32>>,
+    chap: Option<(Option<u32>, &[u32])>,
     map: &dyn Fn(u64) -> Option<u64>,
 ) -> Parse<Vec<u8>> {
     let mut body = Vec::new();
@@ -685,22 +686,33 @@ fn rebuild_trak(
         match &c.kind {
             b"tref" if chap.is_some() => {
                 tref_done = true;
+                let (new, old) = chap.unwrap_or_default();
+                let mut ids: Vec<u32> = new.into_iter().collect();
                 let mut t = Vec::new();
                 for r in c.children() {
                     let r = r?;
                     if r.kind != *b"chap" {
                         t.extend_from_slice(&raw(&r));
+                        continue;
+                    }
+                    let mut cur = r.cursor("tref/chap box");
+                    while cur.remaining() >= 4 {
+                        let id = cur.u32()?;
+                        if !old.contains(&id) && !ids.contains(&id) {
+                            ids.push(id);
+                        }
                     }
                 }
-                if let Some(Some(id)) = chap {
-                    push_box(&mut t, b"chap", &id.to_be_bytes());
+                if !ids.is_empty() {
+                    let refs: Vec<u8> = ids.iter().flat_map(|i| i.to_be_bytes()).collect();
+                    push_box(&mut t, b"chap", &refs);
                 }
                 if !t.is_empty() {
                     push_box(&mut body, b"tref", &t);
                 }
             }
             b"mdia" => {
-                if let (Some(Some(id)), false) = (chap, tref_done) {
+                if let (Some((Some(id), _)), false) = (chap, tref_done) {
                     // FFmpeg puts tref before mdia.
                     push_box(&mut body, b"tref", &boxed(b"chap", &id.to_be_bytes()));
                     tref_done = true;
@@ -1092,6 +1104,31 @@ mod tests {
         assert!(b.descend(&[b"trak", b"tref"]).unwrap().is_none());
         // An offset the map cannot place is an error, not a silent copy.
         assert!(build_moov(&m, &facts, &none, &|_| None).is_err());
+    }
+
+    #[test]
+    fn replacing_chapters_keeps_other_chapter_references() {
+        let stbl = bx(b"stbl", &offsets_box(&[10], false));
+        let mdia = bx(b"mdia", &bx(b"minf", &stbl));
+        let refs: Vec<u8> = [2u32, 9].iter().flat_map(|i| i.to_be_bytes()).collect();
+        let trak = bx(
+            b"trak",
+            &[
+                bx(b"tkhd", &[0; 84]),
+                bx(b"tref", &bx(b"chap", &refs)),
+                mdia,
+            ]
+            .concat(),
+        );
+        let t = mp4box::children(&trak, 0).next().unwrap().unwrap();
+        let out = rebuild_trak(&t, Some((Some(5), &[2])), &|o| Some(o)).unwrap();
+        let t = mp4box::children(&out, 0).next().unwrap().unwrap();
+        assert_eq!(chap_refs(&t).unwrap(), vec![5, 9]);
+        let out = rebuild_trak(&t, Some((None, &[5])), &|o| Some(o)).unwrap();
+        let t = mp4box::children(&out, 0).next().unwrap().unwrap();
+        assert_eq!(chap_refs(&t).unwrap(), vec![9]);
+        // Untouched (`None`): byte for byte.
+        assert_eq!(rebuild_trak(&t, None, &|o| Some(o)).unwrap(), out);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The file side of `edit`: opening and refusing, reading the old chapters, choosing in place
 //! or rewrite, the staged write and its one-header flip, the streamed rewrite, and the
-//! verification of the result (see the module docs of `edit` for the reasoning).
+//! verification of the result (see the module docs of `edit` for the reasoning). The book is
+//! locked (`flock`, exclusive, not waiting) while it is edited, so a second `aiom4b edit` of
+//! the same file is refused instead of racing the first.
 use super::moov::{self, ChapterTrack, MoovChanges, MoovFacts};
 use super::{BookEdit, ChapterEdit, CoverEdit, EditReport, FieldEdit, OldTags};
 use crate::error::{Error, Result};
@@ -94,6 +96,20 @@ fn open_book(path: &Path, write: bool) -> Result<Book> {
     } else {
         crate::regular::open_regular(path, "open the book")?
     };
+    if write {
+        // Two edits of one book at once would each flip or rename over the other's work.
+        use rustix::fs::{flock, FlockOperation};
+        if let Err(e) = flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            return Err(if e == rustix::io::Errno::WOULDBLOCK {
+                refuse(
+                    path,
+                    "another program is editing it (it is locked); try again when it is done",
+                )
+            } else {
+                Error::io(path, "lock the book for editing", e.into())
+            });
+        }
+    }
     let meta = file
         .metadata()
         .map_err(|e| Error::io(path, "read the size of the book", e))?;

@@ -688,6 +688,19 @@ fn hostile_and_unsuitable_files_are_refused_and_left_unchanged() {
         whole,
         "the real book was never touched"
     );
+    // A book another edit holds (its lock) is refused.
+    let held = std::fs::File::open(&book).unwrap();
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor this test owns and keeps open for the call.
+    assert_eq!(unsafe { libc::flock(held.as_raw_fd(), libc::LOCK_EX) }, 0);
+    let out = edit(&book, &["--title", "x"]);
+    assert_exit(&out, 1);
+    assert!(
+        stderr(&out).contains("another program is editing it"),
+        "{}",
+        stderr(&out)
+    );
+    drop(held);
     // Nothing to change is a usage error.
     assert_exit(&edit(&book, &[]), 2);
     assert_no_part(tmp.path());

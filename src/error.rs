@@ -104,6 +104,15 @@ pub enum Error {
         /// What is wrong there.
         reason: String,
     },
+    /// `aiom4b edit` refuses the file or the edit (a symbolic link, a read-only or fragmented
+    /// file, no audio track, a chapter that does not exist …).
+    #[error("{path}: cannot edit: {reason}")]
+    Edit {
+        /// The book being edited.
+        path: PathBuf,
+        /// Why, and what to do.
+        reason: String,
+    },
     /// The output already exists and overwriting was not allowed.
     #[error(
         "{0}: the output file already exists; choose another output name, or allow overwriting"

@@ -50,6 +50,7 @@ pub mod chapter_formats;
 pub mod chapters;
 mod contained;
 mod convert;
+pub mod edit;
 mod error;
 mod model;
 mod mp3bytes;

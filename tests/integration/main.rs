@@ -5,6 +5,7 @@ mod cli_workflow;
 mod common;
 mod container;
 mod convert;
+mod edit;
 mod faults;
 mod fdk;
 mod ffmpeg_build;

@@ -39,6 +39,9 @@ pub enum Command {
     Batch(BatchCmdArgs),
     /// Check an .m4b with an independent reader and print its summary (backups: `backup verify`).
     Verify(VerifyArgs),
+    /// Change tags, cover or chapters of a finished .m4b/.m4a without re-encoding (in place
+    /// when it fits, atomic, verified).
+    Edit(crate::cmd_edit::EditArgs),
     /// Run the conversion service: REST API, job queue, live progress (see the README).
     Serve(crate::serve::ServeArgs),
     /// Run jobs from the shared job store (DATABASE_URL), without the API: one of several
@@ -71,6 +74,7 @@ impl Cli {
                 a.batch.job.add_overrides(&mut o);
             }
             Command::Verify(_)
+            | Command::Edit(_)
             | Command::Serve(_)
             | Command::Worker(_)
             | Command::Health(_)
@@ -92,6 +96,7 @@ impl Command {
             }
             Command::Probe(_)
             | Command::Verify(_)
+            | Command::Edit(_)
             | Command::Health(_)
             | Command::Completions(_)
             | Command::Man(_) => false,

@@ -2,6 +2,7 @@
 mod args;
 mod cmd_convert;
 mod cmd_docs;
+mod cmd_edit;
 mod cmd_inspect;
 mod hints;
 mod human;
@@ -176,6 +177,7 @@ fn run(cli: Cli, cfg: &Config) -> anyhow::Result<u8> {
     match cli.command {
         Command::Probe(a) => cmd_inspect::probe(cfg, a),
         Command::Verify(a) => cmd_inspect::verify(a),
+        Command::Edit(a) => cmd_edit::edit(a),
         Command::Convert(a) => cmd_convert::convert(cfg, a, cli.quiet),
         Command::Batch(a) => cmd_convert::batch(cfg, a),
         Command::Serve(a) => serve::run(cfg, a),

@@ -109,6 +109,17 @@ impl JobEvents for BatchLog {
 /// `aiom4b convert FOLDER...` (one book) or `aiom4b convert --each FOLDER...` (a batch).
 pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
     let mut engine = engine(&a.input.book, &a.encode, a.input.plan_options(cfg), cfg);
+    if a.chapters_file.is_some() && a.encode.chapters == Some(crate::args::ChaptersArg::Silence) {
+        eprintln!(
+            "aiom4b: error: --chapters silence and --chapters-file both say where chapters come from; give one (--snap-to-silence moves a chapters file's marks to pauses)"
+        );
+        return Ok(EXIT_USAGE);
+    }
+    // A bad pause or chapter length is a usage error, before any job or backup exists.
+    if let Err(e) = engine.convert.validate_chapters() {
+        eprintln!("aiom4b: error: {e}");
+        return Ok(EXIT_USAGE);
+    }
     if let Some(f) = &a.chapters_file {
         engine.convert.chapters = ChapterMode::File(f.clone());
     }
@@ -238,6 +249,10 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
 pub fn batch(cfg: &Config, a: BatchCmdArgs) -> Result<u8> {
     let books = workflow_cmds::library_books(&a.library)?;
     let engine = engine(&a.book, &a.encode, a.book.plan_options(cfg), cfg);
+    if let Err(e) = engine.convert.validate_chapters() {
+        eprintln!("aiom4b: error: {e}");
+        return Ok(EXIT_USAGE);
+    }
     run_books(cfg, &books, &engine, &a.batch)
 }
 

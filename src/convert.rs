@@ -243,8 +243,13 @@ impl Converter {
             warnings.push(Finding::warning(FindingKind::Other, None, w));
         }
         let snapped = std::mem::take(&mut *snapped.lock().unwrap_or_else(|p| p.into_inner()));
+        // Logged (a warning per mark that found no pause) like the chapters file's warnings,
+        // and kept in the report, whose `snapped` list the CLI prints.
         for f in snap_findings(&snapped, target.sample_rate) {
-            progress.finding(&f);
+            match f.severity {
+                Severity::Info => tracing::info!("{}", f.message),
+                _ => tracing::warn!("{}", f.message),
+            }
             warnings.push(f);
         }
         // The pipeline's own findings: they count a truncation as damage, which the raw
@@ -466,7 +471,10 @@ fn snap_findings(snapped: &[Snapped], rate: u32) -> Vec<Finding> {
         return Vec::new();
     }
     let secs = |n: i64| n as f64 / rate.max(1) as f64;
-    let moved: Vec<&Snapped> = snapped.iter().filter(|s| s.found && s.moved_by != 0).collect();
+    let moved: Vec<&Snapped> = snapped
+        .iter()
+        .filter(|s| s.found && s.moved_by != 0)
+        .collect();
     let largest = moved.iter().map(|s| s.moved_by.abs()).max().unwrap_or(0);
     let mut out = vec![Finding::new(
         Severity::Info,

@@ -663,8 +663,8 @@ fn read_audio_track(path: &Path, file: &File) -> Result<AudioTrack> {
             let coded = to_core(table.total_duration());
             let mut length = coded.saturating_sub(priming);
             if let Some(e) = first.filter(|e| e.segment_duration > 0) {
-                let edit = (e.segment_duration as u128 * rate as u128)
-                    .div_ceil(movie_ts as u128) as u64;
+                let edit =
+                    (e.segment_duration as u128 * rate as u128).div_ceil(movie_ts as u128) as u64;
                 // An edit shorter by more than a movie tick cuts the audio.
                 let tick = (rate as u64).div_ceil(movie_ts as u64);
                 if length > edit + tick {
@@ -694,7 +694,9 @@ fn decoder_params(track: &AudioTrack) -> symphonia::core::codecs::audio::AudioCo
     use symphonia::core::codecs::audio::well_known::CODEC_ID_AAC;
     use symphonia::core::codecs::audio::AudioCodecParameters;
     let mut params = AudioCodecParameters::new();
-    params.for_codec(CODEC_ID_AAC).with_sample_rate(track.core_rate);
+    params
+        .for_codec(CODEC_ID_AAC)
+        .with_sample_rate(track.core_rate);
     // As in `verify`: Symphonia refuses an ASC that signals SBR/PS; give it the core alone.
     match &track.asc {
         Some(asc) if track.sbr_ratio == 1 => {
@@ -768,7 +770,10 @@ fn decode_range(
     for i in first..last {
         let size = track.table.sizes[i];
         if size > MAX_AAC_PACKET_BYTES {
-            return Err(bad(format!("packet {}: {size} bytes is too large for AAC", i + 1)));
+            return Err(bad(format!(
+                "packet {}: {size} bytes is too large for AAC",
+                i + 1
+            )));
         }
         buf.resize(size as usize, 0);
         file.read_exact_at(&mut buf, offsets[i - first])
@@ -861,7 +866,12 @@ mod tests {
 
     #[test]
     fn pauses_are_found_exact_to_the_window_whatever_the_chunking() {
-        let sig = signal(&[(1.0, Some(-20.0)), (2.0, None), (1.0, Some(-20.0)), (0.5, None)]);
+        let sig = signal(&[
+            (1.0, Some(-20.0)),
+            (2.0, None),
+            (1.0, Some(-20.0)),
+            (0.5, None),
+        ]);
         let a = detect_chunked(&sig, 1000);
         let b = detect_chunked(&sig, 7);
         let c = detect_chunked(&sig, sig.len());
@@ -871,7 +881,11 @@ mod tests {
         let w = window_samples(RATE);
         assert!(a[0].start.abs_diff(s(1.0)) <= w, "{a:?}");
         assert!(a[0].end.abs_diff(s(3.0)) <= w, "{a:?}");
-        assert_eq!(a[1].end, sig.len() as u64, "the last pause ends with the audio");
+        assert_eq!(
+            a[1].end,
+            sig.len() as u64,
+            "the last pause ends with the audio"
+        );
     }
 
     #[test]
@@ -957,7 +971,10 @@ mod tests {
         };
         let marks = vec![ch(0.0), ch(11.8), ch(20.0), ch(32.5), ch(33.1)];
         let r = snap(&marks, &pauses, RATE, s(2.0));
-        let got: Vec<(u64, bool)> = r.iter().map(|x| (x.chapter.start_samples, x.found)).collect();
+        let got: Vec<(u64, bool)> = r
+            .iter()
+            .map(|x| (x.chapter.start_samples, x.found))
+            .collect();
         assert_eq!(
             got,
             vec![

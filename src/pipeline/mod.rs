@@ -143,8 +143,7 @@ pub(crate) fn pauses(job: &PipelineJob<'_>, ranges: Vec<RangePauses>) -> Vec<Pau
 
 /// Builds the final chapter list from each track's decoded length, the total and the pauses
 /// found (empty unless [`PipelineJob::silence`] asked for them).
-pub type ChapterBuilder =
-    Box<dyn FnOnce(&[u64], u64, &[Pause]) -> Result<Vec<MuxChapter>> + Send>;
+pub type ChapterBuilder = Box<dyn FnOnce(&[u64], u64, &[Pause]) -> Result<Vec<MuxChapter>> + Send>;
 
 /// What the pipeline produced.
 #[derive(Debug, Clone, Default)]

@@ -16,6 +16,7 @@ mod ranges;
 mod scaleout;
 mod serve;
 mod service_unit;
+mod silence;
 mod splice;
 mod truncated;
 mod verify;

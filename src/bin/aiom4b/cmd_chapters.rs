@@ -44,8 +44,7 @@ fn detect(a: DetectArgs) -> Result<u8> {
     let found = silence::detect_file(&a.file, &opts)
         .with_context(|| format!("finding the pauses of {}", a.file.display()))?;
     let rate = found.sample_rate;
-    let chapters =
-        silence::chapters_from_pauses(&found.pauses, found.total_samples, rate, &opts);
+    let chapters = silence::chapters_from_pauses(&found.pauses, found.total_samples, rate, &opts);
     let secs = found.total_samples as f64 / rate.max(1) as f64;
     let elapsed = t0.elapsed().as_secs_f64();
     tracing::info!(

@@ -211,6 +211,9 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
                     ),
                     None => println!("{}  (job {short_id})", ui::path(&output)),
                 }
+                if let Some(r) = report {
+                    print_snapped(r);
+                }
             }
             // Written, but what was asked afterwards (moving or deleting the sources) failed:
             // the book is there, and the exit code says not everything was done.
@@ -242,6 +245,32 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
             }
             Ok(EXIT_FAILURE)
         }
+    }
+}
+
+/// With `--snap-to-silence`: where each chapter mark went and how far it moved.
+fn print_snapped(r: &ConvertReport) {
+    if r.snapped.is_empty() {
+        return;
+    }
+    println!("chapter marks snapped to pauses:");
+    for (i, s) in r.snapped.iter().enumerate() {
+        let at = aiom4b::chapters::format_samples(s.chapter.start_samples, r.sample_rate);
+        let how = if !s.found {
+            "no pause in the window: not moved".to_string()
+        } else if s.moved_by == 0 {
+            "not moved".to_string()
+        } else {
+            format!(
+                "moved {:+.3} s",
+                s.moved_by as f64 / r.sample_rate.max(1) as f64
+            )
+        };
+        println!(
+            "  {:>3}  {at}  {}  ({how})",
+            i + 1,
+            ui::escape(&s.chapter.title)
+        );
     }
 }
 

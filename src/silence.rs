@@ -946,9 +946,11 @@ mod tests {
 
     #[test]
     fn chapters_start_before_speech_resumes_and_respect_min_and_max() {
-        let mut opts = SilenceOptions::default();
-        opts.min_chapter_secs = 10.0;
-        opts.max_chapter_secs = 40.0;
+        let opts = SilenceOptions {
+            min_chapter_secs: 10.0,
+            max_chapter_secs: 40.0,
+            ..SilenceOptions::default()
+        };
         let pauses = vec![
             pause(20.0, 22.0), // chapter
             pause(25.0, 28.0), // longer but 5 s after: it wins, 20–22 is dropped

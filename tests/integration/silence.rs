@@ -145,8 +145,10 @@ fn make_book(root: &Path, floor: bool) -> Book {
                 bitrate_bps: 96_000,
             },
         };
-        let mut tags = Tags::default();
-        tags.title = Some(format!("Part {}", k + 1));
+        let tags = Tags {
+            title: Some(format!("Part {}", k + 1)),
+            ..Tags::default()
+        };
         let path = dir.join(format!("{:02}.mp3", k + 1));
         let mut w = Mp3Writer::create(&path, &settings, &tags, None).unwrap();
         w.write_interleaved(&pcm[bounds[k] as usize..bounds[k + 1] as usize])
@@ -174,7 +176,7 @@ fn convert(book: &Book, out: &Path, options: ConvertOptions, rate: Option<u32>) 
     po.output = Some(out.to_path_buf());
     po.target.sample_rate = rate;
     let planned = plan::plan(
-        &[book.dir.clone()],
+        std::slice::from_ref(&book.dir),
         &aiom4b::ScanOptions::default(),
         &Limits::default(),
         &po,

@@ -11,11 +11,12 @@
 use crate::av::mux::{M4bMuxer, MuxChapter};
 use crate::chapters;
 use crate::error::{Error, Result};
-use crate::model::{Book, BookMetadata, Chapter, Finding, FindingKind, Picture};
+use crate::model::{Book, BookMetadata, Chapter, Finding, FindingKind, Picture, Severity};
 use crate::options::{validate_target, ChapterMode, ConvertOptions, EncoderSettings};
 use crate::pipeline::{self, PipelineJob, TrackJob};
 use crate::progress::{CancelToken, ProgressSink, Stage};
 use crate::publish::{self, PartFile};
+use crate::silence::{self, Pause, Snapped};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -64,6 +65,10 @@ pub struct ConvertReport {
     /// Non-blocking findings: the plan's warnings and infos, then those raised while
     /// converting (accepted damage, chapter warnings, a truncated `chpl`).
     pub findings: Vec<Finding>,
+    /// With [`ConvertOptions::snap_to_silence`]: every chapter mark, where it went and how far
+    /// it moved (`found: false`: no pause in the window, the mark stayed). Empty otherwise.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub snapped: Vec<Snapped>,
 }
 
 /// Seconds spent per stage.
@@ -169,6 +174,7 @@ impl Converter {
         if book.tracks.is_empty() {
             return Err(Error::Options("the book has no tracks".into()));
         }
+        opts.validate_chapters()?;
         let cover = match &book.cover {
             Some(c) => Some(check_cover(&c.picture, cover_path(c))?),
             None => None,
@@ -213,15 +219,18 @@ impl Converter {
             allow_damaged: opts.allow_damaged,
             segment_frames: opts.segment_frames,
             estimated_total,
+            silence: opts.needs_pauses().then_some(opts.silence),
         };
         let mut warnings: Vec<Finding> = book.findings.clone();
         let chapter_warnings = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let snapped = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Snapped>::new()));
         let builder = chapter_builder(
             book,
-            &opts.chapters,
+            opts,
             timed,
             target.sample_rate,
             chapter_warnings.clone(),
+            snapped.clone(),
         );
         let t_conv = Instant::now();
         let outcome = pipeline::run(&job, &open_muxer, builder, progress, cancel)?;
@@ -232,6 +241,16 @@ impl Converter {
             .drain(..)
         {
             warnings.push(Finding::warning(FindingKind::Other, None, w));
+        }
+        let snapped = std::mem::take(&mut *snapped.lock().unwrap_or_else(|p| p.into_inner()));
+        // Logged (a warning per mark that found no pause) like the chapters file's warnings,
+        // and kept in the report, whose `snapped` list the CLI prints.
+        for f in snap_findings(&snapped, target.sample_rate) {
+            match f.severity {
+                Severity::Info => tracing::info!("{}", f.message),
+                _ => tracing::warn!("{}", f.message),
+            }
+            warnings.push(f);
         }
         // The pipeline's own findings: they count a truncation as damage, which the raw
         // decoder statistics do not (a truncated file would read "0 damaged frame(s)").
@@ -322,6 +341,7 @@ impl Converter {
                 0.0
             },
             findings: warnings,
+            snapped,
         })
     }
 }
@@ -396,20 +416,22 @@ pub fn mux_metadata(m: &BookMetadata) -> Vec<(String, String)> {
 
 fn chapter_builder(
     book: &Book,
-    mode: &ChapterMode,
+    opts: &ConvertOptions,
     timed: Option<(Vec<chapters::TimedChapter>, PathBuf)>,
     rate: u32,
     warnings: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    snapped: std::sync::Arc<std::sync::Mutex<Vec<Snapped>>>,
 ) -> pipeline::ChapterBuilder {
     let titles: Vec<String> = book
         .tracks
         .iter()
         .map(|t| t.chapter_title.clone())
         .collect();
-    let mode = mode.clone();
+    let mode = opts.chapters.clone();
+    let (silence_opts, snap_secs) = (opts.silence, opts.snap_to_silence);
     Box::new(
-        move |track_samples: &[u64], total: u64| -> Result<Vec<MuxChapter>> {
-            let list: Vec<Chapter> = match mode {
+        move |track_samples: &[u64], total: u64, pauses: &[Pause]| -> Result<Vec<MuxChapter>> {
+            let mut list: Vec<Chapter> = match mode {
                 ChapterMode::None => Vec::new(),
                 ChapterMode::PerFile => chapters::per_track(&titles, track_samples),
                 ChapterMode::File(_) => {
@@ -418,7 +440,17 @@ fn chapter_builder(
                     warnings.lock().unwrap_or_else(|p| p.into_inner()).extend(w);
                     list
                 }
+                ChapterMode::Silence => {
+                    silence::chapters_from_pauses(pauses, total, rate, &silence_opts)
+                }
             };
+            if let Some(secs) = snap_secs {
+                let candidates = silence::chapter_pauses(pauses, rate, &silence_opts);
+                let window = (secs * rate as f64).round() as u64;
+                let result = silence::snap(&list, &candidates, rate, window);
+                list = result.iter().map(|s| s.chapter.clone()).collect();
+                *snapped.lock().unwrap_or_else(|p| p.into_inner()) = result;
+            }
             Ok(list
                 .iter()
                 .enumerate()
@@ -430,6 +462,47 @@ fn chapter_builder(
                 .collect())
         },
     )
+}
+
+/// What the user is told about snapping: one line with how far the marks moved, and a
+/// warning for each mark that found no pause.
+fn snap_findings(snapped: &[Snapped], rate: u32) -> Vec<Finding> {
+    if snapped.is_empty() {
+        return Vec::new();
+    }
+    let secs = |n: i64| n as f64 / rate.max(1) as f64;
+    let moved: Vec<&Snapped> = snapped
+        .iter()
+        .filter(|s| s.found && s.moved_by != 0)
+        .collect();
+    let largest = moved.iter().map(|s| s.moved_by.abs()).max().unwrap_or(0);
+    let mut out = vec![Finding::new(
+        Severity::Info,
+        FindingKind::Other,
+        None,
+        format!(
+            "snapped {} of {} chapter marks to pauses (largest move {:.3} s)",
+            moved.len(),
+            snapped.len(),
+            secs(largest)
+        ),
+    )];
+    for (i, s) in snapped.iter().enumerate().filter(|(_, s)| !s.found) {
+        out.push(
+            Finding::warning(
+                FindingKind::Other,
+                None,
+                format!(
+                    "chapter {} \"{}\" at {}: no pause in the snap window; the mark stays",
+                    i + 1,
+                    s.chapter.title,
+                    chapters::format_samples(s.chapter.start_samples, rate)
+                ),
+            )
+            .with_remedy("widen --snap-to-silence, or lower --silence-min / raise --silence-db"),
+        );
+    }
+    out
 }
 
 fn sync_file(path: &Path) -> Result<()> {

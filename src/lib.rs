@@ -65,6 +65,7 @@ mod publish;
 mod regular;
 pub mod sanitize;
 pub mod scan;
+pub mod silence;
 pub mod verify;
 mod verify_hook;
 pub mod workflow;

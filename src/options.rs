@@ -2,6 +2,7 @@
 //! The CLI maps its flags onto these in one place (`src/bin/aiom4b/args.rs`).
 use crate::error::{Error, Result};
 use crate::model::{BookMetadata, TargetFormat};
+pub use crate::silence::SilenceOptions;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -313,6 +314,9 @@ pub enum ChapterMode {
     PerFile,
     /// Chapters from a text file (`HH:MM:SS.mmm Title` per line).
     File(PathBuf),
+    /// Chapters at the pauses of the audio, as [`ConvertOptions::silence`] says (found on the
+    /// PCM the conversion decodes anyway), titled "Chapter N".
+    Silence,
     /// No chapters.
     None,
 }
@@ -342,6 +346,15 @@ pub struct ConvertOptions {
     /// worker decodes its own range; from the memory budget on the in-order path). Shorter segments give more joins per minute of audio, which is what the
     /// splice-quality tests want.
     pub segment_frames: u64,
+    /// How pauses are found, and the chapter lengths, for [`ChapterMode::Silence`] and
+    /// [`snap_to_silence`](Self::snap_to_silence).
+    #[serde(default)]
+    pub silence: SilenceOptions,
+    /// Move every chapter mark (from the files or a chapters file) to the nearest pause of at
+    /// least [`SilenceOptions::min_pause_secs`] within this many seconds; the report says how
+    /// far each moved and which found none. `None`: marks stay where they are.
+    #[serde(default)]
+    pub snap_to_silence: Option<f64>,
 }
 
 impl Default for ConvertOptions {
@@ -356,11 +369,33 @@ impl Default for ConvertOptions {
             overwrite: false,
             verify: true,
             segment_frames: 0,
+            silence: SilenceOptions::default(),
+            snap_to_silence: None,
         }
     }
 }
 
 impl ConvertOptions {
+    /// Whether the conversion must find the audio's pauses.
+    pub fn needs_pauses(&self) -> bool {
+        self.chapters == ChapterMode::Silence || self.snap_to_silence.is_some()
+    }
+
+    /// Checks the chapter options that need checking (pause detection, snapping).
+    pub fn validate_chapters(&self) -> Result<()> {
+        if self.needs_pauses() {
+            self.silence.validate()?;
+        }
+        if let Some(w) = self.snap_to_silence {
+            if !(w.is_finite() && w > 0.0 && w <= 600.0) {
+                return Err(Error::Options(format!(
+                    "snap window {w} s is out of range; use 0.1 to 600 s, e.g. 2s (--snap-to-silence)"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The number of worker threads to use.
     pub fn effective_jobs(&self) -> usize {
         if self.jobs == 0 {

@@ -34,6 +34,7 @@ use crate::av::mux::{M4bMuxer, MuxChapter};
 use crate::av::packets::{decode_from, index_mp3, OpenTrack, RangeError, TrackIndex};
 use crate::error::{Error, Result};
 use crate::progress::{CancelToken, ProgressSink};
+use crate::silence::RangePauses;
 use crossbeam_channel::{bounded, Sender};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -197,6 +198,8 @@ pub(super) fn run(
     let total = plan.total();
     let span = tracing::Span::current();
     let built: Mutex<Vec<MuxChapter>> = Mutex::new(Vec::new());
+    // Each segment's pauses, found by the worker that decoded it (merged before the chapters).
+    let silences: Mutex<Vec<RangePauses>> = Mutex::new(Vec::new());
     tracing::debug!(
         segments = plan.segments.len(),
         workers,
@@ -213,8 +216,8 @@ pub(super) fn run(
             end_rx,
         } = super::encode_segments::channels(workers);
         let (job_tx, job_rx) = bounded::<u64>(workers);
-        let (failure, replan, span, done_samples, built) =
-            (&failure, &replan, &span, &done_samples, &built);
+        let (failure, replan, span, done_samples, built, silences) =
+            (&failure, &replan, &span, &done_samples, &built, &silences);
         let segments = plan.segments.len() as u64;
         let mux = std::thread::Builder::new()
             .name("aiom4b-mux".into())
@@ -247,6 +250,7 @@ pub(super) fn run(
                                 progress,
                                 &stop,
                                 &mut open,
+                                silences,
                             ) {
                                 Ok(()) => {}
                                 Err(RangeError::Mismatch(why)) => {
@@ -288,7 +292,9 @@ pub(super) fn run(
             // exact, and the chapters can be placed on it.
             let lengths: Vec<u64> = plan.indexes.iter().map(TrackIndex::total).collect();
             let build = chapters.take().expect("the chapter builder is used once");
-            match build(&lengths, total) {
+            let ranges = std::mem::take(&mut *silences.lock().unwrap_or_else(|p| p.into_inner()));
+            let pauses = super::pauses(job, ranges);
+            match build(&lengths, total, &pauses) {
                 Ok(ch) => {
                     *built.lock().unwrap_or_else(|p| p.into_inner()) = ch.clone();
                     let _ = end_tx.send((segments, ch));
@@ -345,6 +351,7 @@ fn encode_range(
     progress: &dyn ProgressSink,
     stop: &dyn Fn() -> bool,
     open: &mut Option<(usize, OpenTrack)>,
+    silences: &Mutex<Vec<RangePauses>>,
 ) -> std::result::Result<(), RangeError> {
     let (p, q) = plan.segments[k as usize];
     let f = job.stream.frame_samples as u64;
@@ -370,10 +377,24 @@ fn encode_range(
         }
         Ok(())
     };
+    // This segment's own stretch of the timeline, `[p, q)` frames: the segments tile the book,
+    // and the lead-out decoded past `q` completes the last window.
+    let mut silence = super::detector(job, p * f, q.map(|q| q * f));
+    let mut pos = start;
     decode_timeline(job, plan, start, end, stop, open, &mut |planes| {
+        if let Some(d) = silence.as_mut() {
+            d.push_planar(pos, planes);
+        }
+        pos += planes[0].len() as u64;
         enc.push(planes, &mut kept)?;
         send(&mut kept, BATCH)
     })?;
+    if let Some(d) = silence {
+        silences
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(d.finish());
+    }
     enc.finish(&mut kept)?;
     send(&mut kept, 1)?;
     tx.send(SegmentMsg::Done(k))

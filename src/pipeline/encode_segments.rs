@@ -332,6 +332,7 @@ fn segmenter(
     let mut clock = 0u64;
     let mut next_segment = 0u64;
     let mut outcome = PipelineOutcome::default();
+    let mut silence = super::detector(job, 0, None);
 
     let dispatch = |sj: SegmentJob| -> Result<()> {
         token_rx.recv().map_err(|_| Error::Cancelled)?;
@@ -346,6 +347,10 @@ fn segmenter(
             }
             match rx.recv().map_err(|_| Error::Cancelled)? {
                 DecodeMsg::Pcm(chunk) => {
+                    if let Some(d) = silence.as_mut() {
+                        let planes: Vec<&[f32]> = chunk.planes.iter().map(Vec::as_slice).collect();
+                        d.push_planar(clock, &planes);
+                    }
                     clock += chunk.len() as u64;
                     for (d, src) in buf.iter_mut().zip(&chunk.planes) {
                         d.extend_from_slice(src);
@@ -411,7 +416,8 @@ fn segmenter(
     drop(job_tx);
     outcome.joins = (1..next_segment).map(|k| k * seg * f).collect();
     outcome.total_samples = clock;
-    let ch = chapters(&outcome.track_samples, clock)?;
+    let pauses = super::pauses(job, silence.map(|d| d.finish()).into_iter().collect());
+    let ch = chapters(&outcome.track_samples, clock, &pauses)?;
     outcome.chapters = ch.clone();
     end_tx
         .send((next_segment, ch))

@@ -46,6 +46,7 @@ fn run_inner(
     let mut clock = 0u64; // output samples received, the one clock
     let mut encoded = 0u64;
     let mut total_estimate = job.estimated_total;
+    let mut silence = super::detector(job, 0, None);
     let send = |batch: &mut Vec<EncodedPacket>| -> Result<()> {
         let full = std::mem::replace(batch, Vec::with_capacity(BATCH_PACKETS + 4));
         mux_tx
@@ -62,6 +63,10 @@ fn run_inner(
             let msg = rx.recv().map_err(|_| Error::Cancelled)?;
             match msg {
                 DecodeMsg::Pcm(chunk) => {
+                    if let Some(d) = silence.as_mut() {
+                        let planes: Vec<&[f32]> = chunk.planes.iter().map(Vec::as_slice).collect();
+                        d.push_planar(clock, &planes);
+                    }
                     clock += chunk.len() as u64;
                     fifo.push(&chunk.planes);
                     while fifo.len() >= frame {
@@ -94,7 +99,8 @@ fn run_inner(
     send(&mut batch)?;
     progress.encoded(encoded, total_estimate);
     outcome.total_samples = clock;
-    let ch = chapters(&outcome.track_samples, clock)?;
+    let pauses = super::pauses(job, silence.map(|d| d.finish()).into_iter().collect());
+    let ch = chapters(&outcome.track_samples, clock, &pauses)?;
     outcome.chapters = ch.clone();
     mux_tx
         .send(MuxMsg::Finish(ch))

@@ -77,6 +77,7 @@ use crate::error::{Error, Result};
 use crate::model::{Finding, FindingKind, Severity, TargetFormat};
 use crate::options::EncoderSettings;
 use crate::progress::{CancelToken, ProgressSink};
+use crate::silence::{Pause, RangePauses, SilenceDetector, SilenceOptions};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -115,10 +116,34 @@ pub struct PipelineJob<'a> {
     pub segment_frames: u64,
     /// The plan's estimate of the total output samples (for progress until decoding is done).
     pub estimated_total: u64,
+    /// Find the pauses on the decoded PCM (chapters from silence, snapping): every path feeds
+    /// a [`SilenceDetector`] with the output timeline, and the chapter builder gets the pauses.
+    pub silence: Option<SilenceOptions>,
 }
 
-/// Builds the final chapter list from each track's decoded length and the total.
-pub type ChapterBuilder = Box<dyn FnOnce(&[u64], u64) -> Result<Vec<MuxChapter>> + Send>;
+/// A detector on `job`'s output timeline over `[lo, hi)`, when pauses are asked for.
+pub(crate) fn detector(job: &PipelineJob<'_>, lo: u64, hi: Option<u64>) -> Option<SilenceDetector> {
+    job.silence
+        .as_ref()
+        .map(|o| SilenceDetector::for_range(o, job.target.sample_rate, lo, hi))
+}
+
+/// The book's pauses from its detectors' ranges (empty when none were asked for).
+pub(crate) fn pauses(job: &PipelineJob<'_>, ranges: Vec<RangePauses>) -> Vec<Pause> {
+    match &job.silence {
+        Some(o) => {
+            let keep = (crate::silence::SHORTEST_PAUSE_SECS.min(o.min_pause_secs)
+                * job.target.sample_rate as f64)
+                .round() as u64;
+            crate::silence::merge_ranges(ranges, keep)
+        }
+        None => Vec::new(),
+    }
+}
+
+/// Builds the final chapter list from each track's decoded length, the total and the pauses
+/// found (empty unless [`PipelineJob::silence`] asked for them).
+pub type ChapterBuilder = Box<dyn FnOnce(&[u64], u64, &[Pause]) -> Result<Vec<MuxChapter>> + Send>;
 
 /// What the pipeline produced.
 #[derive(Debug, Clone, Default)]

@@ -1,4 +1,5 @@
 //! The one integration-test binary (each extra binary would link libav* again).
+mod chapter_files;
 mod cli_checks;
 mod cli_docs;
 mod cli_workflow;
@@ -17,6 +18,7 @@ mod ranges;
 mod scaleout;
 mod serve;
 mod service_unit;
+mod silence;
 mod splice;
 mod truncated;
 mod verify;

@@ -52,6 +52,9 @@ pub enum Command {
     Health(crate::serve::health_check::HealthArgs),
     #[command(flatten)]
     Workflow(WorkflowCommand),
+    /// Work on the chapters of a finished .m4b (detect: chapters from its pauses).
+    #[command(subcommand)]
+    Chapters(crate::cmd_chapters::ChaptersCommand),
     /// Print the shell completion script for bash, zsh or fish.
     Completions(crate::cmd_docs::CompletionsArgs),
     /// Print the manual page (aiom4b.1), or write every page into --dir.
@@ -79,6 +82,7 @@ impl Cli {
             | Command::Worker(_)
             | Command::Health(_)
             | Command::Workflow(_)
+            | Command::Chapters(_)
             | Command::Completions(_)
             | Command::Man(_) => {}
         }
@@ -97,6 +101,7 @@ impl Command {
             Command::Probe(_)
             | Command::Verify(_)
             | Command::Edit(_)
+            | Command::Chapters(_)
             | Command::Health(_)
             | Command::Completions(_)
             | Command::Man(_) => false,
@@ -255,6 +260,16 @@ pub struct EncodeArgs {
     /// Write no chapters.
     #[arg(long)]
     pub no_chapters: bool,
+    /// Where chapters come from: files (one per input file, or --chapters-file) or silence
+    /// (at the pauses of the audio; see --silence-db, --silence-min, --min-chapter, --max-chapter).
+    #[arg(long, value_enum, value_name = "FROM", conflicts_with = "no_chapters")]
+    pub chapters: Option<ChaptersArg>,
+    /// Move every chapter mark to the nearest pause within this window (e.g. 2s), and report
+    /// how far each moved and which found no pause.
+    #[arg(long, value_name = "DURATION", value_parser = parse_secs)]
+    pub snap_to_silence: Option<f64>,
+    #[command(flatten)]
+    pub silence: SilenceArgs,
     /// Keep the audio that decodes from files with damaged frames instead of failing.
     #[arg(long)]
     pub allow_damaged: bool,
@@ -265,6 +280,88 @@ pub struct EncodeArgs {
     #[arg(long, hide = true, default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=1_000_000))]
     pub segment_frames: u64,
+}
+
+/// How pauses are found and chapters made from them (convert, batch, chapters detect).
+#[derive(Args, Debug, Clone, Default)]
+pub struct SilenceArgs {
+    /// Quieter than this is silence, in dB below full scale (RMS over 10 ms) [default: -35].
+    #[arg(long, value_name = "DB", allow_hyphen_values = true, value_parser = parse_db)]
+    pub silence_db: Option<f64>,
+    /// Shortest pause that starts a chapter or takes a snapped mark, e.g. 1.5s [default: 1.5s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_secs)]
+    pub silence_min: Option<f64>,
+    /// Shortest chapter made from pauses, e.g. 60s or 2m [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_secs)]
+    pub min_chapter: Option<f64>,
+    /// Longest chapter made from pauses (a longer stretch is split at its longest pause), e.g.
+    /// 30m; 0 = no limit [default: 30m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_secs)]
+    pub max_chapter: Option<f64>,
+}
+
+impl SilenceArgs {
+    /// The library's options: the flags given, the defaults for the rest.
+    pub fn options(&self) -> SilenceOptions {
+        let mut o = SilenceOptions::default();
+        if let Some(v) = self.silence_db {
+            o.threshold_db = v;
+        }
+        if let Some(v) = self.silence_min {
+            o.min_pause_secs = v;
+        }
+        if let Some(v) = self.min_chapter {
+            o.min_chapter_secs = v;
+        }
+        if let Some(v) = self.max_chapter {
+            o.max_chapter_secs = v;
+        }
+        o
+    }
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChaptersArg {
+    Files,
+    Silence,
+}
+
+/// `-35`, `-35dB` → dB.
+pub fn parse_db(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let t = t
+        .strip_suffix("dB")
+        .or_else(|| t.strip_suffix("db"))
+        .unwrap_or(t)
+        .trim();
+    t.parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| format!("{s:?} is not a level in dB; write e.g. -35 or -35dB"))
+}
+
+/// `1.5`, `1.5s`, `500ms`, `2m`, `1h` → seconds.
+pub fn parse_secs(s: &str) -> Result<f64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let (num, mul) = if let Some(n) = t.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = t.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = t.strip_suffix("min") {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = t.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (t.as_str(), 1.0)
+    };
+    num.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(|v| v * mul)
+        .ok_or_else(|| format!("{s:?} is not a duration; write e.g. 2s, 1.5, 500ms, 5m or 1h"))
 }
 
 #[derive(Args, Debug)]
@@ -450,9 +547,13 @@ impl EncodeArgs {
             o.jobs = 1;
             o.chapters = if self.no_chapters {
                 ChapterMode::None
+            } else if self.chapters == Some(ChaptersArg::Silence) {
+                ChapterMode::Silence
             } else {
                 ChapterMode::PerFile
             };
+            o.silence = self.silence.options();
+            o.snap_to_silence = self.snap_to_silence;
             o.allow_damaged = self.allow_damaged;
             // The workflow publishes; -o --overwrite goes to the job request.
             o.overwrite = false;

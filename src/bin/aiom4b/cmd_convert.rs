@@ -109,6 +109,17 @@ impl JobEvents for BatchLog {
 /// `aiom4b convert FOLDER...` (one book) or `aiom4b convert --each FOLDER...` (a batch).
 pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
     let mut engine = engine(&a.input.book, &a.encode, a.input.plan_options(cfg), cfg);
+    if a.chapters_file.is_some() && a.encode.chapters == Some(crate::args::ChaptersArg::Silence) {
+        eprintln!(
+            "aiom4b: error: --chapters silence and --chapters-file both say where chapters come from; give one (--snap-to-silence moves a chapters file's marks to pauses)"
+        );
+        return Ok(EXIT_USAGE);
+    }
+    // A bad pause or chapter length is a usage error, before any job or backup exists.
+    if let Err(e) = engine.convert.validate_chapters() {
+        eprintln!("aiom4b: error: {e}");
+        return Ok(EXIT_USAGE);
+    }
     if let Some(f) = &a.chapters_file {
         engine.convert.chapters = ChapterMode::File(f.clone());
     }
@@ -200,6 +211,9 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
                     ),
                     None => println!("{}  (job {short_id})", ui::path(&output)),
                 }
+                if let Some(r) = report {
+                    print_snapped(r);
+                }
             }
             // Written, but what was asked afterwards (moving or deleting the sources) failed:
             // the book is there, and the exit code says not everything was done.
@@ -234,10 +248,40 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
     }
 }
 
+/// With `--snap-to-silence`: where each chapter mark went and how far it moved.
+fn print_snapped(r: &ConvertReport) {
+    if r.snapped.is_empty() {
+        return;
+    }
+    println!("chapter marks snapped to pauses:");
+    for (i, s) in r.snapped.iter().enumerate() {
+        let at = aiom4b::chapters::format_samples(s.chapter.start_samples, r.sample_rate);
+        let how = if !s.found {
+            "no pause in the window: not moved".to_string()
+        } else if s.moved_by == 0 {
+            "not moved".to_string()
+        } else {
+            format!(
+                "moved {:+.3} s",
+                s.moved_by as f64 / r.sample_rate.max(1) as f64
+            )
+        };
+        println!(
+            "  {:>3}  {at}  {}  ({how})",
+            i + 1,
+            ui::escape(&s.chapter.title)
+        );
+    }
+}
+
 /// `aiom4b batch LIBRARY_DIR`.
 pub fn batch(cfg: &Config, a: BatchCmdArgs) -> Result<u8> {
     let books = workflow_cmds::library_books(&a.library)?;
     let engine = engine(&a.book, &a.encode, a.book.plan_options(cfg), cfg);
+    if let Err(e) = engine.convert.validate_chapters() {
+        eprintln!("aiom4b: error: {e}");
+        return Ok(EXIT_USAGE);
+    }
     run_books(cfg, &books, &engine, &a.batch)
 }
 

@@ -303,7 +303,7 @@ fn collect_books(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     Ok(())
 }
 
-fn print_report(r: &EditReport, dry_run: bool) {
+pub fn print_report(r: &EditReport, dry_run: bool) {
     let how = match (dry_run, r.in_place) {
         (true, true) => "would be edited in place".to_string(),
         (true, false) => "would be rewritten (no room for the change beside moov)".to_string(),

@@ -1,5 +1,7 @@
 //! The `aiom4b` command: glue between the arguments and the library. anyhow lives here only.
 mod args;
+mod cmd_chapter_files;
+mod cmd_chapters;
 mod cmd_convert;
 mod cmd_docs;
 mod cmd_edit;
@@ -178,6 +180,7 @@ fn run(cli: Cli, cfg: &Config) -> anyhow::Result<u8> {
         Command::Probe(a) => cmd_inspect::probe(cfg, a),
         Command::Verify(a) => cmd_inspect::verify(a),
         Command::Edit(a) => cmd_edit::edit(a),
+        Command::Chapters(c) => cmd_chapters::run(c),
         Command::Convert(a) => cmd_convert::convert(cfg, a, cli.quiet),
         Command::Batch(a) => cmd_convert::batch(cfg, a),
         Command::Serve(a) => serve::run(cfg, a),

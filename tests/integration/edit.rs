@@ -450,6 +450,7 @@ fn three_hundred_chapters_replace_none_then_rename_one_and_shift() {
         );
     }
     let s = summarize(&book).unwrap();
+    assert!(s.inconsistencies.is_empty(), "{:?}", s.inconsistencies);
     assert_eq!(s.chapter_track.as_ref().unwrap().chapters.len(), 300);
     let chpl = s.chpl.as_ref().unwrap();
     assert_eq!((chpl.version, chpl.declared_count), (1, 255));
@@ -822,6 +823,8 @@ fn a_free_box_before_moov_is_used_in_place_and_a_kill_there_leaves_the_old_book(
     );
     assert_eq!(audio_bytes(&book), audio);
     assert_eq!(decoded(&book), pcm);
+    let s = summarize(&book).unwrap();
+    assert!(s.inconsistencies.is_empty(), "{:?}", s.inconsistencies);
     // The gap after the new moov takes the next edit.
     let r = edit_ok(&book, &["--comment", "again"]);
     assert_eq!(r["in_place"], true);

@@ -186,6 +186,12 @@ impl Request {
 
 fn read_limited(p: &Path, limit: u64) -> Result<Vec<u8>> {
     use std::io::Read;
+    // Only a regular file: opening a FIFO would block, a device would never end.
+    let meta =
+        std::fs::metadata(p).with_context(|| format!("{}: cannot open the cover", p.display()))?;
+    if !meta.is_file() {
+        bail!("{}: the cover is not a regular file", p.display());
+    }
     let f = std::fs::File::open(p)
         .with_context(|| format!("{}: cannot open the cover", p.display()))?;
     let mut data = Vec::new();

@@ -62,6 +62,7 @@ mod progress;
 mod publish;
 mod regular;
 pub mod sanitize;
+pub mod split;
 pub mod scan;
 pub mod verify;
 mod verify_hook;

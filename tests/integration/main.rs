@@ -15,6 +15,7 @@ mod probe;
 mod ranges;
 mod scaleout;
 mod serve;
+mod split;
 mod service_unit;
 mod splice;
 mod truncated;

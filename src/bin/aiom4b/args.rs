@@ -39,6 +39,8 @@ pub enum Command {
     Batch(BatchCmdArgs),
     /// Check an .m4b with an independent reader and print its summary (backups: `backup verify`).
     Verify(VerifyArgs),
+    /// Split an .m4b into parts at chapter boundaries, without re-encoding.
+    Split(crate::cmd_split::SplitArgs),
     /// Run the conversion service: REST API, job queue, live progress (see the README).
     Serve(crate::serve::ServeArgs),
     /// Run jobs from the shared job store (DATABASE_URL), without the API: one of several
@@ -71,6 +73,7 @@ impl Cli {
                 a.batch.job.add_overrides(&mut o);
             }
             Command::Verify(_)
+            | Command::Split(_)
             | Command::Serve(_)
             | Command::Worker(_)
             | Command::Health(_)
@@ -92,6 +95,7 @@ impl Command {
             }
             Command::Probe(_)
             | Command::Verify(_)
+            | Command::Split(_)
             | Command::Health(_)
             | Command::Completions(_)
             | Command::Man(_) => false,

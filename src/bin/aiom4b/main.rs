@@ -3,6 +3,7 @@ mod args;
 mod cmd_convert;
 mod cmd_docs;
 mod cmd_inspect;
+mod cmd_split;
 mod hints;
 mod human;
 mod joblog;
@@ -176,6 +177,7 @@ fn run(cli: Cli, cfg: &Config) -> anyhow::Result<u8> {
     match cli.command {
         Command::Probe(a) => cmd_inspect::probe(cfg, a),
         Command::Verify(a) => cmd_inspect::verify(a),
+        Command::Split(a) => cmd_split::split(a),
         Command::Convert(a) => cmd_convert::convert(cfg, a, cli.quiet),
         Command::Batch(a) => cmd_convert::batch(cfg, a),
         Command::Serve(a) => serve::run(cfg, a),

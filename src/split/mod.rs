@@ -45,9 +45,10 @@ use std::path::{Path, PathBuf};
 pub const PREROLL_PACKETS: usize = 1;
 const PREROLL_PACKETS_SBR: usize = 2;
 
-/// Bytes every part costs besides its chapters' packets (header, tags, chapter tables), on
-/// top of the cover: generous, so that `--max-size` is a ceiling, not a target.
-const PART_OVERHEAD_BYTES: u64 = 64 << 10;
+/// Bytes every part costs besides its chapters' packets, its tags and its cover (`ftyp`, the
+/// `moov` skeleton, the chapter track, `free` padding): a few KB measured, 16 KiB allowed, so
+/// that `--max-size` is a ceiling, not a target.
+const PART_OVERHEAD_BYTES: u64 = 16 << 10;
 /// Sample-table bytes per packet (stsz 4, stts/stsc/stco amortized), for `--max-size`.
 const TABLE_BYTES_PER_PACKET: u64 = 8;
 
@@ -194,8 +195,32 @@ pub fn plan_book(path: &Path, by: &SplitBy) -> Result<(Vec<PlannedPart>, Vec<Str
 
 fn plan_source(src: &Source, by: &SplitBy) -> Result<(Vec<PlannedPart>, Vec<String>)> {
     let chapters = chapter_list(src);
-    let overhead =
-        PART_OVERHEAD_BYTES + src.cover.as_ref().map_or(0, |c| c.data.len() as u64);
+    let t = &src.summary.tags;
+    // Every text tag, twice: the description is written as `desc` and `ldes`, the narrator
+    // as `©nrt` and `©wrt`, the series in three items; plus 64 bytes of box headers each.
+    let tags: u64 = [
+        &t.title,
+        &t.artist,
+        &t.album_artist,
+        &t.album,
+        &t.composer,
+        &t.genre,
+        &t.date,
+        &t.comment,
+        &t.description,
+        &t.long_description,
+        &t.narrator,
+        &t.series,
+        &t.series_part,
+    ]
+    .iter()
+    .map(|v| v.as_ref().map_or(0, |s| 2 * s.len() as u64 + 64))
+    .sum();
+    let chapter_titles: u64 = chapters.iter().map(|c| 2 * c.title.len() as u64 + 32).sum();
+    let overhead = PART_OVERHEAD_BYTES
+        + tags
+        + chapter_titles
+        + src.cover.as_ref().map_or(0, |c| c.data.len() as u64);
     plan(&spans(src, &chapters), src.rate, overhead, by).map_err(|e| match e {
         Error::Options(m) => Error::Options(format!("{}: {m}", src.path.display())),
         e => e,
@@ -259,7 +284,12 @@ pub fn split_finished(
     write_and_publish(&src, &parts, &finals, false, warnings).map(Some)
 }
 
-fn part_paths(src: &Source, parts: &[PlannedPart], dir: &Path, opts: &SplitOptions) -> Vec<PathBuf> {
+fn part_paths(
+    src: &Source,
+    parts: &[PlannedPart],
+    dir: &Path,
+    opts: &SplitOptions,
+) -> Vec<PathBuf> {
     let n = parts.len();
     let name = opts
         .name
@@ -280,16 +310,12 @@ fn part_paths(src: &Source, parts: &[PlannedPart], dir: &Path, opts: &SplitOptio
         .map(|(i, p)| {
             if opts.by == SplitBy::ByChapter {
                 let title = &chapters[p.first_chapter].title;
-                let stem = crate::sanitize::sanitize_file_stem(&format!(
-                    "{:0width$} - {title}",
-                    i + 1
-                ));
+                let stem =
+                    crate::sanitize::sanitize_file_stem(&format!("{:0width$} - {title}", i + 1));
                 dir.join(format!("{stem}.m4a"))
             } else {
-                let stem = crate::sanitize::sanitize_file_stem(&format!(
-                    "{name} - Part {} of {n}",
-                    i + 1
-                ));
+                let stem =
+                    crate::sanitize::sanitize_file_stem(&format!("{name} - Part {} of {n}", i + 1));
                 dir.join(format!("{stem}.m4b"))
             }
         })
@@ -332,7 +358,8 @@ fn write_and_publish(
     let mut infos = Vec::with_capacity(n);
     for (i, (p, fin)) in parts.iter().zip(finals).enumerate() {
         let temp = PartFile::for_process(fin);
-        let part_chapters: Vec<Chapter> = chapters[p.first_chapter..p.first_chapter + p.chapter_count]
+        let part_chapters: Vec<Chapter> = chapters
+            [p.first_chapter..p.first_chapter + p.chapter_count]
             .iter()
             .map(|c| Chapter {
                 title: c.title.clone(),
@@ -349,7 +376,15 @@ fn write_and_publish(
                 None => format!("Part {} of {n}", i + 1),
             }
         });
-        write_part(src, p, &part_chapters, &meta, (i + 1, n), cover.as_ref(), temp.path())?;
+        write_part(
+            src,
+            p,
+            &part_chapters,
+            &meta,
+            (i + 1, n),
+            cover.as_ref(),
+            temp.path(),
+        )?;
         let bytes = std::fs::metadata(temp.path()).map(|m| m.len()).unwrap_or(0);
         infos.push(PartInfo {
             path: fin.clone(),
@@ -478,7 +513,10 @@ fn write_part(
         ));
     }
     if s.tags.media_type != Some(2) {
-        problems.push(format!("media type (stik) is {:?}, not 2 (audiobook)", s.tags.media_type));
+        problems.push(format!(
+            "media type (stik) is {:?}, not 2 (audiobook)",
+            s.tags.media_type
+        ));
     }
     if problems.is_empty() {
         Ok(())

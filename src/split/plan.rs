@@ -56,15 +56,22 @@ pub fn plan(
                 )));
             }
             let limit = (secs * rate as f64).floor() as u64;
-            greedy(spans, limit, |s| s.end - s.start, 0, |c, i| {
-                let secs = (spans[i].end - spans[i].start) as f64 / rate as f64;
-                c.push(format!(
-                    "chapter {} is {} long, more than the limit of {}: it is a part of its own",
-                    i + 1,
-                    clock(secs),
-                    clock(limit as f64 / rate as f64)
-                ))
-            }, &mut warnings)
+            greedy(
+                spans,
+                limit,
+                |s| s.end - s.start,
+                0,
+                |c, i| {
+                    let secs = (spans[i].end - spans[i].start) as f64 / rate as f64;
+                    c.push(format!(
+                        "chapter {} is {} long, more than the limit of {}: it is a part of its own",
+                        i + 1,
+                        clock(secs),
+                        clock(limit as f64 / rate as f64)
+                    ))
+                },
+                &mut warnings,
+            )
         }
         SplitBy::MaxSize(bytes) => {
             if bytes <= overhead_bytes {
@@ -72,13 +79,20 @@ pub fn plan(
                     "--max-size {bytes} bytes: a part needs more than {overhead_bytes} bytes for its header, tags and cover alone"
                 )));
             }
-            greedy(spans, bytes, |s| s.bytes, overhead_bytes, |c, i| {
-                c.push(format!(
+            greedy(
+                spans,
+                bytes,
+                |s| s.bytes,
+                overhead_bytes,
+                |c, i| {
+                    c.push(format!(
                     "chapter {} takes about {} bytes, more than the limit of {bytes}: it is a part of its own",
                     i + 1,
                     spans[i].bytes + overhead_bytes
                 ))
-            }, &mut warnings)
+                },
+                &mut warnings,
+            )
         }
         SplitBy::Parts(n) => {
             if n < 2 {
@@ -241,7 +255,13 @@ mod tests {
         let s = spans(&[10, 1, 1, 10, 1, 1]);
         let (p, _) = plan(&s, RATE, 0, &SplitBy::Parts(2)).unwrap();
         assert_eq!(groups(&p), [3, 3]);
-        let (p, _) = plan(&spans(&[1, 1, 1, 1, 1, 1, 1, 1, 1]), RATE, 0, &SplitBy::Parts(3)).unwrap();
+        let (p, _) = plan(
+            &spans(&[1, 1, 1, 1, 1, 1, 1, 1, 1]),
+            RATE,
+            0,
+            &SplitBy::Parts(3),
+        )
+        .unwrap();
         assert_eq!(groups(&p), [3, 3, 3]);
     }
 
@@ -265,7 +285,12 @@ mod tests {
 
     #[test]
     fn no_chapters_is_refused_with_what_to_do() {
-        let e = plan(&[], RATE, 0, &SplitBy::Parts(2)).unwrap_err().to_string();
-        assert!(e.contains("no chapters") && e.contains("--chapters-file"), "{e}");
+        let e = plan(&[], RATE, 0, &SplitBy::Parts(2))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("no chapters") && e.contains("--chapters-file"),
+            "{e}"
+        );
     }
 }

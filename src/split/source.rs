@@ -51,7 +51,8 @@ impl Source {
 
 pub(crate) fn read(path: &Path) -> Result<Source> {
     let summary = verify::summarize(path)?;
-    let bad = |reason: String| Error::Options(format!("{}: cannot split: {reason}", path.display()));
+    let bad =
+        |reason: String| Error::Options(format!("{}: cannot split: {reason}", path.display()));
     if summary.codec != "aac" || summary.audio_tracks != 1 {
         return Err(bad(format!(
             "expected one AAC audio track, found {} audio track(s) of codec {}",
@@ -139,15 +140,13 @@ pub(crate) fn read(path: &Path) -> Result<Source> {
     Ok(s)
 }
 
-type AudioTrack = (
-    u32,
-    mp4box::SampleTable,
-    Option<Vec<u8>>,
-    Vec<mp4box::Edit>,
-);
+type AudioTrack = (u32, mp4box::SampleTable, Option<Vec<u8>>, Vec<mp4box::Edit>);
 
 /// The first sound track: (media timescale, sample table, AudioSpecificConfig, edit list).
-fn read_audio_track(moov: &mp4box::BoxRef<'_>, _file_size: u64) -> mp4box::Parse<Option<AudioTrack>> {
+fn read_audio_track(
+    moov: &mp4box::BoxRef<'_>,
+    _file_size: u64,
+) -> mp4box::Parse<Option<AudioTrack>> {
     for trak in moov.children() {
         let trak = trak?;
         if trak.kind != *b"trak" {

@@ -24,7 +24,14 @@ use std::process::Command;
 /// the book is one continuous tone without a click at any boundary (a click is coded as noise,
 /// see the module docs), and odd, so that every cut falls inside an AAC frame (no sum of them
 /// is a multiple of 1024).
-const CHAPTER_SAMPLES: [u64; 6] = [201 * 441, 139 * 441, 295 * 441, 102 * 441, 227 * 441, 159 * 441];
+const CHAPTER_SAMPLES: [u64; 6] = [
+    201 * 441,
+    139 * 441,
+    295 * 441,
+    102 * 441,
+    227 * 441,
+    159 * 441,
+];
 
 /// Converts a 6-chapter book (speech-like audio, all tags, a cover) to `dir/book.m4b`.
 fn converted_book(dir: &Path, extra: &[&str]) -> PathBuf {
@@ -57,7 +64,12 @@ fn converted_book(dir: &Path, extra: &[&str]) -> PathBuf {
         write_mp3(src.join(format!("{:02}.mp3", i + 1)), &spec).unwrap();
     }
     let out = dir.join("book.m4b");
-    let mut args: Vec<OsString> = vec!["convert".into(), "--quiet".into(), "-o".into(), (&out).into()];
+    let mut args: Vec<OsString> = vec![
+        "convert".into(),
+        "--quiet".into(),
+        "-o".into(),
+        (&out).into(),
+    ];
     for a in [
         "--narrator",
         "Nora Sprecherin",
@@ -153,12 +165,26 @@ fn assert_exact_split(book: &Path, report: &Value, tolerance: f32) {
     let source_packets = raw_packets(book);
     let mut joined = Vec::new();
     let mut next_start = 0u64;
-    for (p, path) in report["parts"].as_array().unwrap().iter().zip(part_paths(report)) {
+    for (p, path) in report["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(part_paths(report))
+    {
         let samples = p["samples"].as_u64().unwrap();
-        assert_eq!(p["start_samples"].as_u64().unwrap(), next_start, "parts are contiguous");
+        assert_eq!(
+            p["start_samples"].as_u64().unwrap(),
+            next_start,
+            "parts are contiguous"
+        );
         next_start += samples;
         let s = summarize(&path).unwrap();
-        assert!(s.inconsistencies.is_empty(), "{}: {:?}", path.display(), s.inconsistencies);
+        assert!(
+            s.inconsistencies.is_empty(),
+            "{}: {:?}",
+            path.display(),
+            s.inconsistencies
+        );
         assert_eq!(s.decoded_samples, samples, "{}: length", path.display());
         let d = decoded(&path);
         joined.extend_from_slice(&trimmed(d, samples, &path));
@@ -169,7 +195,11 @@ fn assert_exact_split(book: &Path, report: &Value, tolerance: f32) {
             path.display()
         );
     }
-    assert_eq!(next_start * 8, whole.len() as u64, "the parts cover the book");
+    assert_eq!(
+        next_start * 8,
+        whole.len() as u64,
+        "the parts cover the book"
+    );
     assert_eq!(joined.len(), whole.len());
     let f32s = |b: &[u8]| -> Vec<f32> {
         b.chunks_exact(4)
@@ -212,7 +242,10 @@ fn parts_join_to_the_book_sample_for_sample_with_tags_cover_and_chapters() {
             format!("Die Reise - Part {} of 3.m4b", k + 1)
         );
         let probe = ffprobe(path);
-        assert_eq!(tag(&probe, "title"), Some(format!("Die Reise (Part {} of 3)", k + 1).as_str()));
+        assert_eq!(
+            tag(&probe, "title"),
+            Some(format!("Die Reise (Part {} of 3)", k + 1).as_str())
+        );
         assert_eq!(tag(&probe, "track"), Some(format!("{}/3", k + 1).as_str()));
         assert_eq!(tag(&probe, "album"), Some("Die Reise"));
         assert_eq!(tag(&probe, "artist"), Some("Anna Autorin"));
@@ -228,13 +261,18 @@ fn parts_join_to_the_book_sample_for_sample_with_tags_cover_and_chapters() {
         assert_eq!(s.tags.series_part.as_deref(), Some("2"));
         assert!(s.cover.as_ref().is_some_and(|c| c.in_covr), "cover");
         // Chapters: the source's, in order, offset to the part's start.
-        let part_start: f64 = report["parts"][k]["start_samples"].as_u64().unwrap() as f64 / 44_100.0;
+        let part_start: f64 =
+            report["parts"][k]["start_samples"].as_u64().unwrap() as f64 / 44_100.0;
         for c in probe["chapters"].as_array().unwrap() {
             let src = &src_chapters[seen];
             assert_eq!(c["tags"]["title"], src["tags"]["title"]);
-            let want: f64 = src["start_time"].as_str().unwrap().parse::<f64>().unwrap() - part_start;
+            let want: f64 =
+                src["start_time"].as_str().unwrap().parse::<f64>().unwrap() - part_start;
             let got: f64 = c["start_time"].as_str().unwrap().parse().unwrap();
-            assert!((got - want).abs() < 0.002, "chapter {seen}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 0.002,
+                "chapter {seen}: {got} vs {want}"
+            );
             seen += 1;
         }
     }
@@ -248,12 +286,17 @@ fn by_chapter_max_duration_and_max_size() {
     let book = converted_book(tmp.path(), &[]);
 
     let by_chapter = tmp.path().join("chapters");
-    let report = split_ok(&book, &["--by-chapter", "--out", by_chapter.to_str().unwrap()]);
+    let report = split_ok(
+        &book,
+        &["--by-chapter", "--out", by_chapter.to_str().unwrap()],
+    );
     let names: Vec<String> = part_paths(&report)
         .iter()
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    let want: Vec<String> = (1..=6).map(|i| format!("{i:02} - Kapitel {i}.m4a")).collect();
+    let want: Vec<String> = (1..=6)
+        .map(|i| format!("{i:02} - Kapitel {i}.m4a"))
+        .collect();
     assert_eq!(names, want);
     assert_exact_split(&book, &report, PNS_TOLERANCE);
     let probe = ffprobe(&part_paths(&report)[2]);
@@ -262,7 +305,15 @@ fn by_chapter_max_duration_and_max_size() {
 
     // 4 s: chapters of 2.01, 1.39, 2.95, 1.02, 2.27, 1.59 s pack as two by two.
     let by_duration = tmp.path().join("duration");
-    let report = split_ok(&book, &["--max-duration", "4s", "--out", by_duration.to_str().unwrap()]);
+    let report = split_ok(
+        &book,
+        &[
+            "--max-duration",
+            "4s",
+            "--out",
+            by_duration.to_str().unwrap(),
+        ],
+    );
     let counts: Vec<usize> = report["parts"]
         .as_array()
         .unwrap()
@@ -270,18 +321,34 @@ fn by_chapter_max_duration_and_max_size() {
         .map(|p| p["chapters"].as_array().unwrap().len())
         .collect();
     assert_eq!(counts, [2, 2, 2]);
-    assert!(report["parts"].as_array().unwrap().iter().all(|p| p["samples"].as_u64().unwrap() <= 4 * 44_100));
+    assert!(report["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["samples"].as_u64().unwrap() <= 4 * 44_100));
     assert_exact_split(&book, &report, PNS_TOLERANCE);
 
     // A size limit between one and two chapters' worth: every part stays under it.
     let size = std::fs::metadata(&book).unwrap().len();
     let limit = size / 3;
     let by_size = tmp.path().join("size");
-    let report = split_ok(&book, &["--max-size", &limit.to_string(), "--out", by_size.to_str().unwrap()]);
+    let report = split_ok(
+        &book,
+        &[
+            "--max-size",
+            &limit.to_string(),
+            "--out",
+            by_size.to_str().unwrap(),
+        ],
+    );
     let parts = part_paths(&report);
     assert!(parts.len() >= 3, "{report}");
     for p in &parts {
-        assert!(std::fs::metadata(p).unwrap().len() <= limit, "{}", p.display());
+        assert!(
+            std::fs::metadata(p).unwrap().len() <= limit,
+            "{}",
+            p.display()
+        );
     }
     assert_exact_split(&book, &report, PNS_TOLERANCE);
 }
@@ -292,14 +359,24 @@ fn refuses_to_overwrite_and_refuses_books_without_chapters() {
     let book = converted_book(tmp.path(), &[]);
     split_ok(&book, &["--parts", "2"]);
     let before = digest_tree(tmp.path());
-    let o = run(["split".as_ref(), book.as_os_str(), "--parts".as_ref(), "2".as_ref()]);
+    let o = run([
+        "split".as_ref(),
+        book.as_os_str(),
+        "--parts".as_ref(),
+        "2".as_ref(),
+    ]);
     assert_exit(&o, 1);
     assert!(stderr(&o).contains("Part 1 of 2"), "{}", stderr(&o));
     assert_eq!(digest_tree(tmp.path()), before, "nothing changed");
 
     let tmp2 = tempfile::tempdir().unwrap();
     let bare = converted_book(tmp2.path(), &["--no-chapters"]);
-    let o = run(["split".as_ref(), bare.as_os_str(), "--parts".as_ref(), "2".as_ref()]);
+    let o = run([
+        "split".as_ref(),
+        bare.as_os_str(),
+        "--parts".as_ref(),
+        "2".as_ref(),
+    ]);
     assert_exit(&o, 1);
     assert!(stderr(&o).contains("no chapters"), "{}", stderr(&o));
     assert_eq!(entries(tmp2.path()), ["book.m4b", "src"]);
@@ -344,8 +421,18 @@ fn a_book_made_by_the_ffmpeg_cli_splits_exactly() {
     );
     assert_exact_split(&book, &report, 0.0);
     let chapters = ffprobe(&paths[1])["chapters"].as_array().unwrap().len();
-    assert_eq!(chapters + ffprobe(&paths[0])["chapters"].as_array().unwrap().len(), 3);
-    let report = split_ok(&book, &["--by-chapter", "--out", tmp.path().join("each").to_str().unwrap()]);
+    assert_eq!(
+        chapters + ffprobe(&paths[0])["chapters"].as_array().unwrap().len(),
+        3
+    );
+    let report = split_ok(
+        &book,
+        &[
+            "--by-chapter",
+            "--out",
+            tmp.path().join("each").to_str().unwrap(),
+        ],
+    );
     assert_eq!(part_paths(&report).len(), 3);
     assert_exact_split(&book, &report, 0.0);
 }

@@ -66,6 +66,7 @@ mod regular;
 pub mod sanitize;
 pub mod scan;
 pub mod silence;
+pub mod split;
 pub mod verify;
 mod verify_hook;
 pub mod workflow;

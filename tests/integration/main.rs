@@ -20,6 +20,7 @@ mod serve;
 mod service_unit;
 mod silence;
 mod splice;
+mod split;
 mod truncated;
 mod verify;
 mod verify_hostile;

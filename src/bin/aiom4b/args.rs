@@ -42,6 +42,8 @@ pub enum Command {
     /// Change tags, cover or chapters of a finished .m4b/.m4a without re-encoding (in place
     /// when it fits, atomic, verified).
     Edit(crate::cmd_edit::EditArgs),
+    /// Split an .m4b into parts at chapter boundaries, without re-encoding.
+    Split(crate::cmd_split::SplitArgs),
     /// Run the conversion service: REST API, job queue, live progress (see the README).
     Serve(crate::serve::ServeArgs),
     /// Run jobs from the shared job store (DATABASE_URL), without the API: one of several
@@ -78,6 +80,7 @@ impl Cli {
             }
             Command::Verify(_)
             | Command::Edit(_)
+            | Command::Split(_)
             | Command::Serve(_)
             | Command::Worker(_)
             | Command::Health(_)
@@ -102,6 +105,7 @@ impl Command {
             | Command::Verify(_)
             | Command::Edit(_)
             | Command::Chapters(_)
+            | Command::Split(_)
             | Command::Health(_)
             | Command::Completions(_)
             | Command::Man(_) => false,

@@ -6,6 +6,7 @@ mod cmd_convert;
 mod cmd_docs;
 mod cmd_edit;
 mod cmd_inspect;
+mod cmd_split;
 mod hints;
 mod human;
 mod joblog;
@@ -181,6 +182,7 @@ fn run(cli: Cli, cfg: &Config) -> anyhow::Result<u8> {
         Command::Verify(a) => cmd_inspect::verify(a),
         Command::Edit(a) => cmd_edit::edit(a),
         Command::Chapters(c) => cmd_chapters::run(c),
+        Command::Split(a) => cmd_split::split(a),
         Command::Convert(a) => cmd_convert::convert(cfg, a, cli.quiet),
         Command::Batch(a) => cmd_convert::batch(cfg, a),
         Command::Serve(a) => serve::run(cfg, a),

@@ -1,0 +1,236 @@
+//! Reading the book to split with our own box reader (never libavformat's mov demuxer, which
+//! the minimal static FFmpeg lacks): the audio track's packets (where each lies in the file and
+//! its place on the media clock), the edit list's priming, the AudioSpecificConfig, and the
+//! cover's bytes. Tags, chapters and the presentation length come from [`verify::summarize`].
+use crate::error::{Error, Result};
+use crate::model::Picture;
+use crate::mp4box::{self, Malformed};
+use crate::verify::{self, M4bSummary};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+/// Largest `moov` read into memory (as in `verify`).
+const MAX_MOOV_BYTES: u64 = 256 << 20;
+
+/// One AAC packet of the source: bytes at `offset`, media time [start, start + duration).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Packet {
+    pub offset: u64,
+    pub size: u32,
+    pub start: u64,
+    pub duration: u64,
+}
+
+pub(crate) struct Source {
+    pub path: PathBuf,
+    pub file: File,
+    pub summary: M4bSummary,
+    pub packets: Vec<Packet>,
+    /// The audio track's clock (the output rate, or the AAC core's for dual-rate HE-AAC).
+    pub media_timescale: u32,
+    /// The output sample rate (presentation samples per second).
+    pub rate: u32,
+    /// Media time of presentation sample 0 (the edit list's media_time: encoder priming).
+    pub priming_media: u64,
+    /// Presentation length in output samples.
+    pub total_samples: u64,
+    pub asc: Vec<u8>,
+    pub cover: Option<Picture>,
+}
+
+impl Source {
+    /// Output samples → media ticks (exact for the rates aiom4b writes: equal, or 2:1).
+    pub fn to_media(&self, samples: u64) -> u64 {
+        (samples as u128 * self.media_timescale as u128 / self.rate as u128) as u64
+    }
+    /// Media ticks → output samples.
+    pub fn to_samples(&self, media: u64) -> i64 {
+        (media as i128 * self.rate as i128 / self.media_timescale as i128) as i64
+    }
+}
+
+pub(crate) fn read(path: &Path) -> Result<Source> {
+    let summary = verify::summarize(path)?;
+    let bad =
+        |reason: String| Error::Options(format!("{}: cannot split: {reason}", path.display()));
+    if summary.codec != "aac" || summary.audio_tracks != 1 {
+        return Err(bad(format!(
+            "expected one AAC audio track, found {} audio track(s) of codec {}",
+            summary.audio_tracks, summary.codec
+        )));
+    }
+    if summary.length.decode_errors > 0 {
+        return Err(bad(format!(
+            "{} audio packet(s) do not decode ({}); the copies would carry the damage",
+            summary.length.decode_errors,
+            summary.length.first_decode_error.as_deref().unwrap_or("")
+        )));
+    }
+    let mut file = crate::regular::open_regular(path, "open the M4B to split it")?;
+    let file_size = file
+        .metadata()
+        .map_err(|e| Error::io(path, "read the size of the M4B", e))?
+        .len();
+    let io = |e| Error::io(path, "read the M4B", e);
+    let mal = |m: Malformed| Error::Mp4 {
+        path: path.to_path_buf(),
+        offset: m.offset,
+        reason: m.reason,
+    };
+    let tops = mp4box::top_level_boxes(&mut file, file_size)
+        .map_err(io)?
+        .map_err(mal)?;
+    let moov_top = tops
+        .iter()
+        .find(|b| b.kind == *b"moov")
+        .ok_or_else(|| mal(Malformed::new(0, "no 'moov' box")))?;
+    let buf = mp4box::read_top_box(&mut file, moov_top, MAX_MOOV_BYTES)
+        .map_err(io)?
+        .map_err(mal)?;
+    let moov = mp4box::as_box_ref(&buf, moov_top);
+    let audio = read_audio_track(&moov, file_size).map_err(mal)?;
+    let (timescale, table, asc, edits) = audio.ok_or_else(|| bad("no audio track".into()))?;
+    if edits.iter().any(|e| e.media_time < 0) {
+        return Err(bad(
+            "the audio starts after an empty edit (a delay); such books are not split".into(),
+        ));
+    }
+    let asc = asc.ok_or_else(|| bad("the audio track has no AudioSpecificConfig".into()))?;
+
+    let mut packets = Vec::with_capacity(table.sizes.len());
+    let chunks = table
+        .chunks(file_size)
+        .map_err(|e| mal(Malformed::new(moov_top.offset, e)))?;
+    let mut durations = table
+        .stts
+        .iter()
+        .flat_map(|&(n, d)| std::iter::repeat_n(d as u64, n as usize));
+    let mut t = 0u64;
+    for c in &chunks {
+        let mut off = c.offset;
+        for i in c.first_sample..c.first_sample + c.sample_count {
+            let size = table.sizes[i];
+            let duration = durations.next().unwrap_or(0);
+            packets.push(Packet {
+                offset: off,
+                size,
+                start: t,
+                duration,
+            });
+            off += size as u64;
+            t += duration;
+        }
+    }
+
+    let cover = read_cover(&moov).map_err(mal)?;
+    let rate = summary.sample_rate.max(1);
+    let mut s = Source {
+        path: path.to_path_buf(),
+        file,
+        packets,
+        media_timescale: timescale,
+        rate,
+        priming_media: 0,
+        total_samples: summary.decoded_samples,
+        asc,
+        cover,
+        summary,
+    };
+    s.priming_media = s.to_media(s.summary.length.priming_samples);
+    Ok(s)
+}
+
+type AudioTrack = (u32, mp4box::SampleTable, Option<Vec<u8>>, Vec<mp4box::Edit>);
+
+/// The first sound track: (media timescale, sample table, AudioSpecificConfig, edit list).
+fn read_audio_track(
+    moov: &mp4box::BoxRef<'_>,
+    _file_size: u64,
+) -> mp4box::Parse<Option<AudioTrack>> {
+    for trak in moov.children() {
+        let trak = trak?;
+        if trak.kind != *b"trak" {
+            continue;
+        }
+        let Some(mdia) = trak.child(b"mdia")? else {
+            continue;
+        };
+        let Some(hdlr) = mdia.child(b"hdlr")? else {
+            continue;
+        };
+        if mp4box::parse_hdlr(&hdlr)? != *b"soun" {
+            continue;
+        }
+        let mdhd = mdia
+            .child(b"mdhd")?
+            .ok_or_else(|| Malformed::new(mdia.offset, "the audio track has no 'mdhd'"))?;
+        let (timescale, _) = mp4box::parse_timescale_duration(&mdhd)?;
+        if timescale == 0 {
+            return Err(Malformed::new(mdhd.offset, "the audio timescale is 0"));
+        }
+        let stbl = mdia
+            .descend(&[b"minf", b"stbl"])?
+            .ok_or_else(|| Malformed::new(mdia.offset, "the audio track has no 'stbl'"))?;
+        let (table, entry) = mp4box::parse_stbl(&stbl)?;
+        let edits = match trak.descend(&[b"edts", b"elst"])? {
+            Some(e) => mp4box::parse_elst(&e)?,
+            None => Vec::new(),
+        };
+        let mut asc = None;
+        if let Some(entry) = entry.filter(|e| e.kind == *b"mp4a") {
+            let mut c = entry.cursor("mp4a sample entry");
+            c.skip(8)?;
+            let version = c.u16()?;
+            let at = match version {
+                1 => 28 + 16,
+                2 => 28 + 36,
+                _ => 28,
+            };
+            let body = entry.body.get(at..).unwrap_or(&[]);
+            for child in mp4box::children(body, entry.body_offset() + at as u64) {
+                let child = child?;
+                let esds = match &child.kind {
+                    b"esds" => Some(child),
+                    b"wave" => child.child(b"esds")?,
+                    _ => None,
+                };
+                if let Some(e) = esds {
+                    asc = mp4box::parse_esds(&e)?.asc;
+                }
+            }
+        }
+        return Ok(Some((timescale, table, asc, edits)));
+    }
+    Ok(None)
+}
+
+/// The first `covr` image, as stored.
+fn read_cover(moov: &mp4box::BoxRef<'_>) -> mp4box::Parse<Option<Picture>> {
+    let Some(meta) = moov.descend(&[b"udta", b"meta"])? else {
+        return Ok(None);
+    };
+    for c in mp4box::meta_children(&meta) {
+        let c = c?;
+        if c.kind != *b"ilst" {
+            continue;
+        }
+        for item in mp4box::parse_ilst(&c)? {
+            if item.key != mp4box::ItemKey::Code(*b"covr") {
+                continue;
+            }
+            if let Some(v) = item.values.first() {
+                let mime = match v.payload {
+                    [0x89, b'P', b'N', b'G', ..] => "image/png",
+                    _ => "image/jpeg",
+                };
+                return Ok(Some(Picture {
+                    mime: mime.into(),
+                    data: v.payload.to_vec(),
+                    width: None,
+                    height: None,
+                }));
+            }
+        }
+    }
+    Ok(None)
+}

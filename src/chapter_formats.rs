@@ -269,38 +269,51 @@ fn cue_value(s: &str) -> String {
     }
 }
 
+/// The `TRACK` of a CUE sheet being read.
+struct CueTrack {
+    title: String,
+    /// Its `INDEX 01` in seconds.
+    start: Option<f64>,
+    /// The line of its `TRACK`.
+    line: usize,
+}
+
+impl CueTrack {
+    fn finish(self, out: &mut Vec<TimedChapter>) -> Result<(), ParseError> {
+        let start = self.start.ok_or((
+            self.line,
+            "a TRACK has no INDEX 01 line; give every track its start".to_string(),
+        ))?;
+        out.push(TimedChapter {
+            start_secs: start,
+            title: self.title,
+            line: self.line,
+        });
+        Ok(())
+    }
+}
+
 fn parse_cue(text: &str) -> Result<Vec<TimedChapter>, ParseError> {
     let mut out: Vec<TimedChapter> = Vec::new();
-    // (title, index 01 seen) of the TRACK being read.
-    let mut track: Option<(String, Option<(f64, usize)>, usize)> = None;
-    let flush = |t: Option<(String, Option<(f64, usize)>, usize)>,
-                 out: &mut Vec<TimedChapter>|
-     -> Result<(), ParseError> {
-        if let Some((title, index, line)) = t {
-            let (start, _) = index.ok_or((
-                line,
-                "a TRACK has no INDEX 01 line; give every track its start".to_string(),
-            ))?;
-            out.push(TimedChapter {
-                start_secs: start,
-                title,
-                line,
-            });
-        }
-        Ok(())
-    };
+    let mut track: Option<CueTrack> = None;
     for (i, raw) in text.lines().enumerate() {
         let line_no = i + 1;
         let line = raw.trim_start_matches('\u{feff}').trim();
         let (word, rest) = line.split_once(char::is_whitespace).unwrap_or((line, ""));
         match word.to_ascii_uppercase().as_str() {
             "TRACK" => {
-                flush(track.take(), &mut out)?;
-                track = Some((String::new(), None, line_no));
+                if let Some(t) = track.take() {
+                    t.finish(&mut out)?;
+                }
+                track = Some(CueTrack {
+                    title: String::new(),
+                    start: None,
+                    line: line_no,
+                });
             }
             "TITLE" => {
                 if let Some(t) = track.as_mut() {
-                    t.0 = cue_value(rest);
+                    t.title = cue_value(rest);
                 }
             }
             "INDEX" => {
@@ -316,12 +329,14 @@ fn parse_cue(text: &str) -> Result<Vec<TimedChapter>, ParseError> {
                         format!("cannot read the CUE time {time:?}; write it as MM:SS:FF (75 frames a second)"),
                     )
                 })?;
-                t.1 = Some((secs, line_no));
+                t.start = Some(secs);
             }
             _ => {}
         }
     }
-    flush(track.take(), &mut out)?;
+    if let Some(t) = track.take() {
+        t.finish(&mut out)?;
+    }
     Ok(out)
 }
 

@@ -226,7 +226,7 @@ fn man_dir_writes_one_page_per_command_and_subcommand() {
     for name in subcommands(&[]) {
         expected.insert(format!("aiom4b-{name}.1"));
     }
-    for parent in ["jobs", "backup"] {
+    for parent in ["jobs", "backup", "chapters"] {
         for name in subcommands(&[parent]) {
             expected.insert(format!("aiom4b-{parent}-{name}.1"));
         }

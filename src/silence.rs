@@ -7,10 +7,9 @@
 //! windows; its start and end are window edges, so positions are exact to the window whatever
 //! the chunking of the PCM that was fed.
 //!
-//! **Defaults, and why.** Tools differ: FFmpeg's `silencedetect` defaults to −60 dB / 2 s
-//! (per sample, not per window), the chapter splitters built on it use about −30 dB and
-//! 1.5–2 s (m4b-tool's `chapters` command: −30 dB, `--silence-min-length` 1750 ms;
-//! audiobookshelf's silence-based chapter search: −30 dB, 0.5 s, then the user picks).
+//! **Defaults, and why.** FFmpeg's `silencedetect` defaults to −60 dB / 2 s (judged per
+//! sample, not per window); the chapter splitters built on it mostly use −30 dB and 2–3 s
+//! (m4b-tool's notes: `silencedetect=noise=-30dB:d=3`; common scripts −30 dB / 2 s).
 //! Narrated books (ACX/Audible's production rules: speech RMS −23…−18 dBFS, a noise floor
 //! below −60 dBFS, 1–5 s of room tone at the end of each chapter) pause 0.3–0.8 s between
 //! sentences, up to about 1.2 s between paragraphs and scenes, and 1.5–5 s between chapters.

@@ -7,10 +7,9 @@
 //! windows; its start and end are window edges, so positions are exact to the window whatever
 //! the chunking of the PCM that was fed.
 //!
-//! **Defaults, and why.** Tools differ: FFmpeg's `silencedetect` defaults to −60 dB / 2 s
-//! (per sample, not per window), the chapter splitters built on it use about −30 dB and
-//! 1.5–2 s (m4b-tool's `chapters` command: −30 dB, `--silence-min-length` 1750 ms;
-//! audiobookshelf's silence-based chapter search: −30 dB, 0.5 s, then the user picks).
+//! **Defaults, and why.** FFmpeg's `silencedetect` defaults to −60 dB / 2 s (judged per
+//! sample, not per window); the chapter splitters built on it mostly use −30 dB and 2–3 s
+//! (m4b-tool's notes: `silencedetect=noise=-30dB:d=3`; common scripts −30 dB / 2 s).
 //! Narrated books (ACX/Audible's production rules: speech RMS −23…−18 dBFS, a noise floor
 //! below −60 dBFS, 1–5 s of room tone at the end of each chapter) pause 0.3–0.8 s between
 //! sentences, up to about 1.2 s between paragraphs and scenes, and 1.5–5 s between chapters.
@@ -25,8 +24,10 @@
 //! **Streaming and ranges.** A [`SilenceDetector`] takes PCM in any chunking (planar or
 //! interleaved `f32`) at absolute positions, so each worker of the multi-core conversion
 //! detects on its own range of the book; [`merge_ranges`] joins the runs that meet at a
-//! range boundary. The cost is one multiply-add per sample and channel: about 0.1 s of CPU
-//! per hour of stereo audio at 44.1 kHz, against tens of seconds to decode it.
+//! range boundary. The cost is one multiply-add per sample and channel: 0.3 s of CPU per hour
+//! of stereo audio at 44.1 kHz (measured), against about 110 s of CPU to decode and encode
+//! that hour; [`detect_file`] reads an hour-long `.m4b` in about 4 s of CPU (≈ 600× realtime
+//! on two cores), about what `verify`'s decode costs.
 //!
 //! [`detect_file`] reads an existing `.m4b` with the crate's own box reader and Symphonia's
 //! AAC decoder (never FFmpeg: the minimal static build has no AAC decoder and no MP4 demuxer),
@@ -217,22 +218,29 @@ impl SilenceDetector {
     /// Feeds planar samples (one slice per channel, equal lengths) starting at sample `pos`.
     pub fn push_planar(&mut self, pos: u64, planes: &[&[f32]]) {
         let Some(first) = planes.first() else { return };
-        let n = first.len() as u64;
-        let (lo, hi) = self.clip(pos, n);
-        for i in lo..hi {
-            let p: f32 = planes.iter().map(|c| c[i] * c[i]).sum();
-            self.sample(p as f64 / planes.len() as f64);
+        let (mut i, hi) = self.clip(pos, first.len() as u64);
+        let ch = planes.len() as f64;
+        // A window's share at a time: 2.7× faster than sample by sample (0.86 → 0.32 s per hour).
+        while i < hi {
+            let n = ((self.window - self.acc_n) as usize).min(hi - i);
+            let power: f32 = planes
+                .iter()
+                .map(|c| c[i..i + n].iter().map(|x| x * x).sum::<f32>())
+                .sum();
+            self.add(power as f64 / ch, n as u64);
+            i += n;
         }
     }
 
     /// Feeds interleaved samples of `channels` channels starting at sample `pos`.
     pub fn push_interleaved(&mut self, pos: u64, samples: &[f32], channels: usize) {
         let ch = channels.max(1);
-        let n = (samples.len() / ch) as u64;
-        let (lo, hi) = self.clip(pos, n);
-        for frame in samples[lo * ch..hi * ch].chunks_exact(ch) {
-            let p: f32 = frame.iter().map(|s| s * s).sum();
-            self.sample(p as f64 / ch as f64);
+        let (mut i, hi) = self.clip(pos, (samples.len() / ch) as u64);
+        while i < hi {
+            let n = ((self.window - self.acc_n) as usize).min(hi - i);
+            let power: f32 = samples[i * ch..(i + n) * ch].iter().map(|x| x * x).sum();
+            self.add(power as f64 / ch as f64, n as u64);
+            i += n;
         }
     }
 
@@ -259,11 +267,11 @@ impl SilenceDetector {
         (lo as usize, hi as usize)
     }
 
-    #[inline]
-    fn sample(&mut self, power: f64) {
+    /// Adds `n` samples (never past the current window's end) of summed power `power`.
+    fn add(&mut self, power: f64, n: u64) {
         self.acc += power;
-        self.acc_n += 1;
-        self.next += 1;
+        self.acc_n += n;
+        self.next += n;
         if self.acc_n == self.window {
             self.window_done();
         }

@@ -54,7 +54,7 @@ fn detect(a: DetectArgs) -> Result<u8> {
     let chapters = silence::chapters_from_pauses(&found.pauses, found.total_samples, rate, &opts);
     let secs = found.total_samples as f64 / rate.max(1) as f64;
     let elapsed = t0.elapsed().as_secs_f64();
-    tracing::info!(
+    tracing::debug!(
         file = %a.file.display(),
         audio_secs = secs,
         elapsed_secs = elapsed,

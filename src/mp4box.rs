@@ -9,6 +9,7 @@
 //! follows) and entry counts larger than their box all become a [`Malformed`] error, never a
 //! panic or a huge allocation.
 use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
 
 /// A box type such as `*b"moov"`; iTunes item keys start with byte 0xA9 (`©`).
 pub(crate) type FourCC = [u8; 4];
@@ -329,6 +330,58 @@ pub(crate) fn top_level_boxes<R: Read + Seek>(
     Ok(Ok(out))
 }
 
+/// The error for a malformed box of `path`.
+pub(crate) fn malformed(path: &Path) -> impl Fn(Malformed) -> crate::error::Error + Copy + '_ {
+    move |m: Malformed| crate::error::Error::Mp4 {
+        path: path.to_path_buf(),
+        offset: m.offset,
+        reason: m.reason,
+    }
+}
+
+/// A finished book opened for reading, as every reader of one starts (verify, silence
+/// detection, split): a regular file only (`regular::open_regular`), its size, and its
+/// top-level boxes walked without reading any body.
+pub(crate) struct OpenedMp4 {
+    pub file: std::fs::File,
+    pub size: u64,
+    pub tops: Vec<TopBox>,
+}
+
+impl OpenedMp4 {
+    /// Opens `path`; `what` says why, for the error ("open the M4B to split it").
+    pub(crate) fn open(path: &Path, what: &'static str) -> crate::error::Result<Self> {
+        use crate::error::Error;
+        let mut file = crate::regular::open_regular(path, what)?;
+        let size = file
+            .metadata()
+            .map_err(|e| Error::io(path, "read the size of the M4B", e))?
+            .len();
+        let tops = top_level_boxes(&mut file, size)
+            .map_err(|e| Error::io(path, "read the M4B", e))?
+            .map_err(malformed(path))?;
+        Ok(OpenedMp4 { file, size, tops })
+    }
+
+    /// The first `moov` and its bytes (at most `limit` of them).
+    pub(crate) fn read_moov(
+        &mut self,
+        path: &Path,
+        limit: u64,
+    ) -> crate::error::Result<(TopBox, Vec<u8>)> {
+        let mal = malformed(path);
+        let top = *self
+            .tops
+            .iter()
+            .find(|b| b.kind == *b"moov")
+            .ok_or_else(|| mal(Malformed::new(0, "no 'moov' box: not an MP4/M4B file")))?;
+        let buf = read_top_box(&mut self.file, &top, limit)
+            .map_err(|e| crate::error::Error::io(path, "read the M4B", e))?
+            .map_err(mal)?;
+        Ok((top, buf))
+    }
+}
+
 /// Like [`parse_header`] but for a box whose body is not in memory: `remaining` is the number
 /// of bytes from the header to the end of the file.
 fn parse_header_top(hdr: &[u8], abs: u64, remaining: u64) -> Parse<(FourCC, u64, u64)> {
@@ -431,6 +484,54 @@ fn descriptor_len(c: &mut Cursor<'_>) -> Parse<usize> {
         }
     }
     Ok(len)
+}
+
+/// What an `mp4a` sample entry says: the ISO "template" channel count and rate (FFmpeg writes
+/// 2 channels for mono; the AudioSpecificConfig in `esds` is authoritative), and its `esds`
+/// (directly inside, or inside QuickTime's `wave` box).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Mp4aEntry {
+    pub version: u16,
+    pub channels: u16,
+    pub rate: u32,
+    pub esds: Option<Esds>,
+}
+
+/// Parses an `mp4a` sample entry (versions 0, 1 and 2 of the QuickTime sound description; an
+/// unknown version is read as 0).
+pub(crate) fn parse_mp4a(entry: &BoxRef<'_>) -> Parse<Mp4aEntry> {
+    let mut c = entry.cursor("mp4a sample entry");
+    c.skip(8)?; // reserved, data reference index
+    let version = c.u16()?;
+    c.skip(6)?; // revision, vendor
+    let channels = c.u16()?;
+    c.skip(6)?; // sample size, compression id, packet size
+    let rate = c.u32()? >> 16;
+    let children_at = match version {
+        1 => 28 + 16,
+        2 => 28 + 36,
+        _ => 28,
+    };
+    let body = entry.body.get(children_at..).unwrap_or(&[]);
+    let mut esds_box = None;
+    for child in children(body, entry.body_offset() + children_at as u64) {
+        let child = child?;
+        match &child.kind {
+            b"esds" => esds_box = esds_box.or(Some(child)),
+            b"wave" => esds_box = esds_box.or(child.child(b"esds")?),
+            _ => {}
+        }
+    }
+    let esds = match esds_box {
+        Some(e) => Some(parse_esds(&e)?),
+        None => None,
+    };
+    Ok(Mp4aEntry {
+        version,
+        channels,
+        rate,
+        esds,
+    })
 }
 
 /// What an `esds` box says about an AAC stream.

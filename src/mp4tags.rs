@@ -119,11 +119,7 @@ pub fn write_extra_items(
 
 /// Replaces or adds `items` in the `ilst` of `path`.
 pub(crate) fn write_items(path: &Path, items: &[NewItem]) -> Result<()> {
-    let mal = |m: Malformed| Error::Mp4 {
-        path: path.to_path_buf(),
-        offset: m.offset,
-        reason: m.reason,
-    };
+    let mal = mp4box::malformed(path);
     let mut src = File::open(path).map_err(|e| Error::io(path, "open the M4B to add tags", e))?;
     let meta = src
         .metadata()

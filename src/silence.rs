@@ -501,8 +501,9 @@ struct AudioTrack {
 /// presentation timeline (the edit list's priming hidden), at the output rate.
 pub fn detect_file(path: &Path, opts: &SilenceOptions) -> Result<FileSilence> {
     opts.validate()?;
-    let file = crate::regular::open_regular(path, "open the M4B to find its pauses")?;
-    let track = read_audio_track(path, &file)?;
+    let mut opened = mp4box::OpenedMp4::open(path, "open the M4B to find its pauses")?;
+    let track = read_audio_track(path, &mut opened)?;
+    let file = opened.file;
     let sbr = track.sbr_ratio;
     let core_rate = track.core_rate;
     let n = track.table.sizes.len();
@@ -552,29 +553,11 @@ pub fn detect_file(path: &Path, opts: &SilenceOptions) -> Result<FileSilence> {
     })
 }
 
-fn read_audio_track(path: &Path, file: &File) -> Result<AudioTrack> {
-    let mut f = file;
-    let size = file
-        .metadata()
-        .map_err(|e| Error::io(path, "read the size of the M4B", e))?
-        .len();
-    let io = |e| Error::io(path, "read the M4B", e);
-    let mal = |m: Malformed| Error::Mp4 {
-        path: path.to_path_buf(),
-        offset: m.offset,
-        reason: m.reason,
-    };
-    let tops = mp4box::top_level_boxes(&mut f, size)
-        .map_err(io)?
-        .map_err(mal)?;
-    let moov_top = tops
-        .iter()
-        .find(|b| b.kind == *b"moov")
-        .ok_or_else(|| mal(Malformed::new(0, "no 'moov' box: not an MP4/M4B file")))?;
-    let buf = mp4box::read_top_box(&mut f, moov_top, MAX_MOOV_BYTES)
-        .map_err(io)?
-        .map_err(mal)?;
-    let moov = mp4box::as_box_ref(&buf, moov_top);
+fn read_audio_track(path: &Path, opened: &mut mp4box::OpenedMp4) -> Result<AudioTrack> {
+    let size = opened.size;
+    let (moov_top, buf) = opened.read_moov(path, MAX_MOOV_BYTES)?;
+    let mal = mp4box::malformed(path);
+    let moov = mp4box::as_box_ref(&buf, &moov_top);
     let parse = || -> mp4box::Parse<Option<AudioTrack>> {
         let mvhd = moov
             .child(b"mvhd")?
@@ -619,34 +602,9 @@ fn read_audio_track(path: &Path, file: &File) -> Result<AudioTrack> {
                     "the audio is not AAC (no mp4a sample entry); aiom4b finds pauses in AAC audio only",
                 ));
             };
-            let (mut channels, mut rate, asc) = {
-                let mut c = entry.cursor("mp4a sample entry");
-                c.skip(8)?;
-                let version = c.u16()?;
-                c.skip(6)?;
-                let channels = c.u16()?;
-                c.skip(6)?;
-                let rate = c.u32()? >> 16;
-                let at = match version {
-                    1 => 28 + 16,
-                    2 => 28 + 36,
-                    _ => 28,
-                };
-                let body = entry.body.get(at..).unwrap_or(&[]);
-                let mut asc = None;
-                for child in mp4box::children(body, entry.body_offset() + at as u64) {
-                    let child = child?;
-                    let esds = match &child.kind {
-                        b"esds" => Some(child),
-                        b"wave" => child.child(b"esds")?,
-                        _ => None,
-                    };
-                    if let Some(e) = esds {
-                        asc = mp4box::parse_esds(&e)?.asc;
-                    }
-                }
-                (channels, rate, asc)
-            };
+            let mp4a = mp4box::parse_mp4a(&entry)?;
+            let (mut channels, mut rate) = (mp4a.channels, mp4a.rate);
+            let asc = mp4a.esds.and_then(|e| e.asc);
             let mut sbr_ratio = 1;
             if let Some(a) = asc.as_deref().and_then(mp4box::parse_asc) {
                 if let Some(r) = a.sample_rate {

@@ -84,32 +84,12 @@ fn audio_rate(stbl: &BoxRef<'_>, timescale: u32) -> u32 {
         if entry.kind != *b"mp4a" {
             return Ok(None);
         }
-        let mut c = entry.cursor("mp4a sample entry");
-        c.skip(8)?;
-        let version = c.u16()?;
-        let at = match version {
-            1 => 28 + 16,
-            2 => 28 + 36,
-            _ => 28,
-        };
-        let body = entry.body.get(at..).unwrap_or(&[]);
-        for child in mp4box::children(body, entry.body_offset() + at as u64) {
-            let child = child?;
-            let esds = match &child.kind {
-                b"esds" => Some(child),
-                b"wave" => child.child(b"esds")?,
-                _ => None,
-            };
-            if let Some(e) = esds {
-                let e = mp4box::parse_esds(&e)?;
-                return Ok(e
-                    .asc
-                    .as_deref()
-                    .and_then(mp4box::parse_asc)
-                    .and_then(|a| a.output_rate()));
-            }
-        }
-        Ok(None)
+        Ok(mp4box::parse_mp4a(&entry)?
+            .esds
+            .and_then(|e| e.asc)
+            .as_deref()
+            .and_then(mp4box::parse_asc)
+            .and_then(|a| a.output_rate()))
     })();
     match rate {
         Ok(Some(r)) if r > 0 => r,

@@ -287,7 +287,7 @@ fn chapter_track(
             let size = table.sizes[i] as usize;
             let sample = &buf[pos..pos + size];
             pos += size;
-            let title = decode_text(sample).ok_or_else(|| {
+            let title = crate::verify::chapters::text_sample(sample).ok_or_else(|| {
                 m(Malformed::new(
                     chunk.offset,
                     format!("chapter sample {} is not a text sample", i + 1),
@@ -305,30 +305,6 @@ fn chapter_track(
         }
     }
     Ok(out)
-}
-
-/// A QuickTime text sample: 16-bit length, UTF-8 (or UTF-16 with a byte order mark) text.
-fn decode_text(sample: &[u8]) -> Option<String> {
-    let len = u16::from_be_bytes([*sample.first()?, *sample.get(1)?]) as usize;
-    let text = sample.get(2..2 + len)?;
-    let utf16 = |be: bool, b: &[u8]| {
-        let units: Vec<u16> = b
-            .chunks_exact(2)
-            .map(|p| {
-                if be {
-                    u16::from_be_bytes([p[0], p[1]])
-                } else {
-                    u16::from_le_bytes([p[0], p[1]])
-                }
-            })
-            .collect();
-        String::from_utf16_lossy(&units)
-    };
-    Some(match text {
-        [0xFE, 0xFF, rest @ ..] => utf16(true, rest),
-        [0xFF, 0xFE, rest @ ..] => utf16(false, rest),
-        _ => String::from_utf8_lossy(text).into_owned(),
-    })
 }
 
 /// The tag values of the old `ilst` (text items only; for reports and the album rule).

@@ -66,28 +66,11 @@ pub(crate) fn read(path: &Path) -> Result<Source> {
             summary.length.first_decode_error.as_deref().unwrap_or("")
         )));
     }
-    let mut file = crate::regular::open_regular(path, "open the M4B to split it")?;
-    let file_size = file
-        .metadata()
-        .map_err(|e| Error::io(path, "read the size of the M4B", e))?
-        .len();
-    let io = |e| Error::io(path, "read the M4B", e);
-    let mal = |m: Malformed| Error::Mp4 {
-        path: path.to_path_buf(),
-        offset: m.offset,
-        reason: m.reason,
-    };
-    let tops = mp4box::top_level_boxes(&mut file, file_size)
-        .map_err(io)?
-        .map_err(mal)?;
-    let moov_top = tops
-        .iter()
-        .find(|b| b.kind == *b"moov")
-        .ok_or_else(|| mal(Malformed::new(0, "no 'moov' box")))?;
-    let buf = mp4box::read_top_box(&mut file, moov_top, MAX_MOOV_BYTES)
-        .map_err(io)?
-        .map_err(mal)?;
-    let moov = mp4box::as_box_ref(&buf, moov_top);
+    let mut opened = mp4box::OpenedMp4::open(path, "open the M4B to split it")?;
+    let (moov_top, buf) = opened.read_moov(path, MAX_MOOV_BYTES)?;
+    let (file, file_size) = (opened.file, opened.size);
+    let mal = mp4box::malformed(path);
+    let moov = mp4box::as_box_ref(&buf, &moov_top);
     let audio = read_audio_track(&moov, file_size).map_err(mal)?;
     let (timescale, table, asc, edits) = audio.ok_or_else(|| bad("no audio track".into()))?;
     if edits.iter().any(|e| e.media_time < 0) {
@@ -176,29 +159,10 @@ fn read_audio_track(
             Some(e) => mp4box::parse_elst(&e)?,
             None => Vec::new(),
         };
-        let mut asc = None;
-        if let Some(entry) = entry.filter(|e| e.kind == *b"mp4a") {
-            let mut c = entry.cursor("mp4a sample entry");
-            c.skip(8)?;
-            let version = c.u16()?;
-            let at = match version {
-                1 => 28 + 16,
-                2 => 28 + 36,
-                _ => 28,
-            };
-            let body = entry.body.get(at..).unwrap_or(&[]);
-            for child in mp4box::children(body, entry.body_offset() + at as u64) {
-                let child = child?;
-                let esds = match &child.kind {
-                    b"esds" => Some(child),
-                    b"wave" => child.child(b"esds")?,
-                    _ => None,
-                };
-                if let Some(e) = esds {
-                    asc = mp4box::parse_esds(&e)?.asc;
-                }
-            }
-        }
+        let asc = match entry.filter(|e| e.kind == *b"mp4a") {
+            Some(entry) => mp4box::parse_mp4a(&entry)?.esds.and_then(|e| e.asc),
+            None => None,
+        };
         return Ok(Some((timescale, table, asc, edits)));
     }
     Ok(None)

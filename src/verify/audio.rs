@@ -21,41 +21,20 @@ pub(super) fn summarize_audio(
         .unwrap_or_else(|| "none".into());
     let mut asc_bytes = None;
     if let (Some(entry), Some(b"mp4a")) = (&a.entry, entry_kind.as_ref()) {
-        let mut c = entry.cursor("mp4a sample entry");
-        c.skip(8)?; // reserved, data reference index
-        let version = c.u16()?;
-        c.skip(6)?; // revision, vendor
-        let entry_channels = c.u16()?;
-        c.skip(6)?; // sample size, compression id, packet size
-        let entry_rate = c.u32()? >> 16;
-        let children_at = match version {
-            0 => 28,
-            1 => 28 + 16,
-            2 => 28 + 36,
-            v => {
-                s.inconsistencies
-                    .push(format!("unknown mp4a sample entry version {v}"));
-                28
-            }
-        };
+        let mp4a = mp4box::parse_mp4a(entry)?;
+        if mp4a.version > 2 {
+            s.inconsistencies.push(format!(
+                "unknown mp4a sample entry version {}",
+                mp4a.version
+            ));
+        }
+        let (entry_channels, entry_rate) = (mp4a.channels, mp4a.rate);
         s.channels = entry_channels;
         s.sample_rate = entry_rate;
         s.core_channels = entry_channels;
         s.core_sample_rate = entry_rate;
-        let body = entry.body.get(children_at..).unwrap_or(&[]);
-        let mut esds = None;
-        for child in mp4box::children(body, entry.body_offset() + children_at as u64) {
-            let child = child?;
-            match &child.kind {
-                b"esds" => esds = Some(child),
-                // QuickTime puts esds inside a 'wave' box.
-                b"wave" => esds = esds.or(child.child(b"esds")?),
-                _ => {}
-            }
-        }
-        match esds {
+        match mp4a.esds {
             Some(e) => {
-                let e = mp4box::parse_esds(&e)?;
                 if e.object_type_indication == 0x40 {
                     s.codec = "aac".into();
                 } else {

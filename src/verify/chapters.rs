@@ -91,7 +91,7 @@ pub(super) fn read_chapter_track(
 
 /// Decodes a QuickTime text sample: a 16-bit length, the text (UTF-8, or UTF-16 with a byte
 /// order mark), then optional boxes such as `encd`.
-pub(super) fn text_sample(sample: &[u8]) -> Option<String> {
+pub(crate) fn text_sample(sample: &[u8]) -> Option<String> {
     let mut c = Cursor::new(sample, 0, "text sample");
     let len = c.u16().ok()? as usize;
     let text = c.bytes(len).ok()?;

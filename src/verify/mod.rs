@@ -39,7 +39,7 @@
 //! decodes every packet (the only threads here), `chapters.rs` the chapter track and `chpl`,
 //! `tags.rs` the `ilst` items, `cross_check.rs` the second opinions of Symphonia and mp4ameta.
 mod audio;
-mod chapters;
+pub(crate) mod chapters;
 mod check;
 mod cross_check;
 mod decode;
@@ -91,20 +91,13 @@ const MAX_CHUNK_READ_BYTES: u64 = 16 << 20;
 /// those readers divide by the timescales and index with the tables, and panic or log
 /// line after line when they lie.
 pub fn summarize(path: &Path) -> Result<M4bSummary> {
-    let mut f = crate::regular::open_regular(path, "open the M4B to verify it")?;
-    let file_size = f
-        .metadata()
-        .map_err(|e| Error::io(path, "read the size of the M4B", e))?
-        .len();
+    let mp4box::OpenedMp4 {
+        file: mut f,
+        size: file_size,
+        tops,
+    } = mp4box::OpenedMp4::open(path, "open the M4B to verify it")?;
     let io = |e| Error::io(path, "read the M4B", e);
-    let mal = |m: Malformed| Error::Mp4 {
-        path: path.to_path_buf(),
-        offset: m.offset,
-        reason: m.reason,
-    };
-    let tops = mp4box::top_level_boxes(&mut f, file_size)
-        .map_err(io)?
-        .map_err(mal)?;
+    let mal = mp4box::malformed(path);
 
     let mut s = M4bSummary {
         path: path.to_path_buf(),

@@ -602,7 +602,7 @@ fn read_audio_track(path: &Path, opened: &mut mp4box::OpenedMp4) -> Result<Audio
                     "the audio is not AAC (no mp4a sample entry); aiom4b finds pauses in AAC audio only",
                 ));
             };
-            let mp4a = mp4box::parse_mp4a(&entry)?;
+            let mp4a = mp4box::parse_mp4a(entry)?;
             let (mut channels, mut rate) = (mp4a.channels, mp4a.rate);
             let asc = mp4a.esds.and_then(|e| e.asc);
             let mut sbr_ratio = 1;

@@ -2,7 +2,7 @@
 //!
 //! `cargo bench` builds the release (`bench` profile) binary and this program, which generates
 //! a deterministic corpus once (cached in `target/bench-corpus/`), runs the sections chosen by
-//! `AIOM4B_BENCH` (default all: `e2e,small,memory,probe,splice`) with `AIOM4B_BENCH_REPS`
+//! `AIOM4B_BENCH` (default all: `e2e,small,memory,probe,splice,finished`) with `AIOM4B_BENCH_REPS`
 //! repetitions (default 3), prints a table and JSON lines, and appends the lines to
 //! `benches/results/`. Runs of different variants are interleaved (A B C A B C) so that the
 //! noise of a shared machine hits all alike; figures are medians, and comparisons are ratios
@@ -21,9 +21,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The sections in their run order.
-const SECTIONS: [&str; 6] = ["e2e", "small", "memory", "probe", "splice", "builds"];
+const SECTIONS: [&str; 7] = [
+    "e2e", "small", "memory", "probe", "splice", "finished", "builds",
+];
 /// What runs without AIOM4B_BENCH: `builds` needs a second binary (AIOM4B_BENCH_OTHER_BIN).
-const DEFAULT_SECTIONS: [&str; 5] = ["e2e", "small", "memory", "probe", "splice"];
+const DEFAULT_SECTIONS: [&str; 6] = ["e2e", "small", "memory", "probe", "splice", "finished"];
 
 /// The 1-hour book of the issues: 20 chapters of 3 minutes.
 pub const BOOK_1H: CorpusSpec = CorpusSpec {
@@ -361,6 +363,7 @@ fn main() {
             "memory" => sections::memory(&mut bench),
             "probe" => sections::probe(&mut bench),
             "splice" => splice::splice(&mut bench),
+            "finished" => sections::finished(&mut bench),
             "builds" => sections::builds(&mut bench),
             _ => unreachable!("checked above"),
         }

@@ -481,3 +481,226 @@ pub fn probe(b: &mut Bench) {
         &judge_max(wall, 1.0, "well under 1–2 s (≤ 1 s)"),
     );
 }
+
+/// The finished-book commands on the 1-hour book (converted once, untimed), each beside a
+/// baseline from the same run: `chapters detect` (one decode) against the ffmpeg CLI decoding
+/// the same file to nothing and against `verify` (also one decode); `edit` (the first edit of a
+/// converted book rewrites it, the second is in place) and `split --parts 2` against a plain
+/// copy of the file (`cp`: the I/O floor of anything that rewrites it); and a conversion with
+/// `--chapters silence` against one with chapters per file (detection on the decode the
+/// conversion does anyway).
+pub fn finished(b: &mut Bench) {
+    let corpus = b.corpus(&BOOK_1H);
+    let jobs = b.cores;
+    let book = b.convert(Tool::Aiom4b { jobs }, &corpus).output;
+    let log = b.work.join("finished.stderr");
+    let copy = b.work.join("finished-copy.m4b");
+    let parts = b.work.join("finished-parts");
+    let fresh_copy = || {
+        let _ = std::fs::remove_file(&copy);
+        std::fs::copy(&book, &copy).expect("copying the converted book");
+    };
+    type Step<'a> = (&'a str, Box<dyn Fn(&Bench) -> Command + 'a>);
+    let mut steps: Vec<Step> = Vec::new();
+    if let Some(ffmpeg) = b.ffmpeg.clone() {
+        let book = book.clone();
+        steps.push((
+            "ffmpeg decode",
+            Box::new(move |_| {
+                let mut c = Command::new(&ffmpeg);
+                c.args(["-v", "error", "-i"])
+                    .arg(&book)
+                    .args(["-f", "null", "-"]);
+                c
+            }),
+        ));
+    }
+    let aiom4b = |args: Vec<std::ffi::OsString>| -> Box<dyn Fn(&Bench) -> Command> {
+        Box::new(move |b: &Bench| {
+            let mut c = Command::new(&b.bin);
+            c.args(&args);
+            c
+        })
+    };
+    steps.push((
+        "chapters detect",
+        aiom4b(vec![
+            "chapters".into(),
+            "detect".into(),
+            book.clone().into(),
+        ]),
+    ));
+    steps.push(("verify", aiom4b(vec!["verify".into(), book.clone().into()])));
+    steps.push((
+        "cp (copy floor)",
+        Box::new({
+            let (book, copy) = (book.clone(), copy.clone());
+            move |_| {
+                let _ = std::fs::remove_file(&copy);
+                let mut c = Command::new("cp");
+                c.arg(&book).arg(&copy);
+                c
+            }
+        }),
+    ));
+    steps.push((
+        "edit (rewrite)",
+        aiom4b(vec![
+            "edit".into(),
+            copy.clone().into(),
+            "--comment".into(),
+            "one".into(),
+        ]),
+    ));
+    steps.push((
+        "edit (in place)",
+        aiom4b(vec![
+            "edit".into(),
+            copy.clone().into(),
+            "--comment".into(),
+            "two".into(),
+        ]),
+    ));
+    steps.push((
+        "split --parts 2",
+        aiom4b(vec![
+            "split".into(),
+            copy.clone().into(),
+            "--parts".into(),
+            "2".into(),
+            "--out".into(),
+            parts.clone().into(),
+        ]),
+    ));
+    let mut costs: Vec<Vec<RunCostLite>> = steps.iter().map(|_| Vec::new()).collect();
+    for rep in 0..b.reps {
+        fresh_copy();
+        let _ = std::fs::remove_dir_all(&parts);
+        std::fs::create_dir_all(&parts).expect("creating the parts folder");
+        for (k, (label, make)) in steps.iter().enumerate() {
+            let c = measure::run(&mut make(b), &log).cost;
+            eprintln!(
+                "  {label} rep {rep}: {:.2} s wall, {:.2} s cpu",
+                c.wall_s,
+                c.cpu_s()
+            );
+            b.rec.emit(
+                "run",
+                json!({
+                    "section": "finished",
+                    "corpus": corpus.name,
+                    "variant": label,
+                    "rep": rep,
+                    "wall_s": c.wall_s,
+                    "cpu_s": c.cpu_s(),
+                    "max_rss_mib": c.max_rss_mib,
+                    "loadavg_1m": crate::loadavg(),
+                }),
+            );
+            costs[k].push(RunCostLite {
+                wall_s: c.wall_s,
+                cpu_s: c.cpu_s(),
+                rss: c.max_rss_mib,
+            });
+        }
+    }
+    let med: Vec<RunCostLite> = costs
+        .iter()
+        .map(|v| RunCostLite {
+            wall_s: median(&v.iter().map(|c| c.wall_s).collect::<Vec<_>>()),
+            cpu_s: median(&v.iter().map(|c| c.cpu_s).collect::<Vec<_>>()),
+            rss: median(&v.iter().map(|c| c.rss).collect::<Vec<_>>()),
+        })
+        .collect();
+    let of = |label: &str| steps.iter().position(|(l, _)| *l == label).map(|k| med[k]);
+    b.rec.section(format!(
+        "finished books: the 1-hour book ({:.0} s of audio), medians of {}",
+        corpus.audio_secs, b.reps
+    ));
+    for (k, (label, _)) in steps.iter().enumerate() {
+        let m = med[k];
+        let baseline = match *label {
+            "chapters detect" | "verify" => of("ffmpeg decode").map(|f| ("ffmpeg decode", f)),
+            "edit (rewrite)" | "split --parts 2" => of("cp (copy floor)").map(|f| ("cp", f)),
+            _ => None,
+        };
+        let ratio = baseline
+            .map(|(name, f)| format!(", {:.2}× {name}", m.wall_s / f.wall_s))
+            .unwrap_or_default();
+        b.rec.row(
+            *label,
+            format!(
+                "{:.2} s wall, {:.2} s cpu, {:.0} MiB, {:.0}× realtime{ratio}",
+                m.wall_s,
+                m.cpu_s,
+                m.rss,
+                corpus.audio_secs / m.wall_s
+            ),
+            "",
+        );
+        b.rec.emit(
+            "summary",
+            json!({
+                "section": "finished",
+                "corpus": corpus.name,
+                "audio_s": corpus.audio_secs,
+                "variant": label,
+                "reps": b.reps,
+                "median_wall_s": m.wall_s,
+                "median_cpu_s": m.cpu_s,
+                "median_max_rss_mib": m.rss,
+                "baseline": baseline.map(|(n, _)| n),
+                "ratio_to_baseline": baseline.map(|(_, f)| m.wall_s / f.wall_s),
+            }),
+        );
+    }
+    // Chapters from silence during a conversion: the same conversion, interleaved.
+    let mut walls = [Vec::new(), Vec::new()];
+    let mut cpus = [Vec::new(), Vec::new()];
+    for _ in 0..b.reps {
+        for (k, extra) in [&[][..], &["--chapters", "silence"][..]].iter().enumerate() {
+            let c = b.convert_with(Tool::Aiom4b { jobs }, &corpus, extra);
+            let _ = std::fs::remove_file(&c.output);
+            walls[k].push(c.cost.wall_s);
+            cpus[k].push(c.cost.cpu_s());
+        }
+    }
+    let (w0, w1) = (median(&walls[0]), median(&walls[1]));
+    let (c0, c1) = (median(&cpus[0]), median(&cpus[1]));
+    b.rec.row(
+        "convert --chapters silence",
+        format!(
+            "{w1:.1} s wall, {c1:.1} s cpu; per-file chapters {w0:.1} s wall, {c0:.1} s cpu: {:.3}× wall, {:.3}× cpu",
+            w1 / w0,
+            c1 / c0
+        ),
+        "",
+    );
+    b.rec.emit(
+        "summary",
+        json!({
+            "section": "finished",
+            "corpus": corpus.name,
+            "variant": "convert --chapters silence",
+            "reps": b.reps,
+            "median_wall_s": w1,
+            "median_cpu_s": c1,
+            "baseline": "convert (per-file chapters)",
+            "baseline_wall_s": w0,
+            "baseline_cpu_s": c0,
+            "ratio_to_baseline": w1 / w0,
+            "cpu_ratio_to_baseline": c1 / c0,
+        }),
+    );
+    let _ = std::fs::remove_file(&copy);
+    let _ = std::fs::remove_dir_all(&parts);
+    let _ = std::fs::remove_file(&book);
+}
+
+/// Medians of one step of [`finished`].
+#[derive(Debug, Clone, Copy)]
+struct RunCostLite {
+    wall_s: f64,
+    cpu_s: f64,
+    rss: f64,
+}

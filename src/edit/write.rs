@@ -24,7 +24,9 @@ const SECTOR: u64 = 512;
 
 /// Test hook (environment variable): `before-flip` aborts the process (like `kill -9`: no
 /// destructor, no cleanup) after the staged write is flushed and before the flip;
-/// `after-part` does the same after a rewrite's part file is written, before its rename.
+/// `after-part` does the same after a rewrite's part file is written, before its rename;
+/// `fail-check` makes the check of the written result fail, to test that a failed edit is
+/// undone (the part removed, an in-place flip switched back).
 const FAULT_ENV: &str = "AIOM4B_EDIT_FAULT";
 
 fn fault(point: &str) {
@@ -927,6 +929,11 @@ fn check(
             .iter()
             .map(|i| format!("the reader notes: {i}")),
     );
+    if std::env::var(FAULT_ENV).is_ok_and(|v| v == "fail-check") {
+        problems.push(format!(
+            "{FAULT_ENV}=fail-check: the check fails as asked (test hook)"
+        ));
+    }
     if problems.is_empty() {
         Ok((s, warnings))
     } else {

@@ -831,3 +831,54 @@ fn a_free_box_before_moov_is_used_in_place_and_a_kill_there_leaves_the_old_book(
     assert_eq!(tags(&book)["comment"], "again");
     assert_eq!(chapters(&book)[2].1, "Gamma");
 }
+
+#[test]
+fn an_edit_that_fails_its_check_is_undone_in_place_and_when_rewriting() {
+    let tmp = tempfile::tempdir().unwrap();
+    let failing = |book: &Path| {
+        let mut cmd = aiom4b();
+        cmd.env("AIOM4B_EDIT_FAULT", "fail-check")
+            .arg("edit")
+            .arg(book)
+            .args(["--title", "Never", "--chapter", "1=Never"]);
+        let out = run_cmd(cmd);
+        assert_exit(&out, 1);
+        assert!(
+            stderr(&out).contains("fail-check"),
+            "the check's problem is named: {}",
+            stderr(&out)
+        );
+    };
+
+    // Rewrite (an aiom4b book has no room beside moov): the original stays byte for byte.
+    let book = aiom4b_book(tmp.path(), "r.m4b");
+    let original = std::fs::read(&book).unwrap();
+    failing(&book);
+    assert_eq!(std::fs::read(&book).unwrap(), original);
+    assert_no_part(tmp.path());
+
+    // In place (after one rewrite there is room): the flip is switched back, so every reader
+    // sees the old book; only the free space holds the abandoned boxes.
+    edit_ok(&book, &["--title", "Before"]);
+    let audio = audio_bytes(&book);
+    let pcm = decoded(&book);
+    let chapters_before = chapters(&book);
+    let tops_before = top_level(&book);
+    failing(&book);
+    assert_eq!(tags(&book)["title"], "Before");
+    assert_eq!(chapters(&book), chapters_before);
+    assert_eq!(
+        top_level(&book),
+        tops_before,
+        "the same boxes at the top level"
+    );
+    assert_eq!(audio_bytes(&book), audio);
+    assert_eq!(decoded(&book), pcm);
+    let s = summarize(&book).unwrap();
+    assert!(s.inconsistencies.is_empty(), "{:?}", s.inconsistencies);
+    assert_no_part(tmp.path());
+    // And the next edit works in place.
+    let r = edit_ok(&book, &["--title", "After"]);
+    assert_eq!(r["in_place"], true, "{r}");
+    assert_eq!(tags(&book)["title"], "After");
+}

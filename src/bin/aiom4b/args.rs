@@ -54,7 +54,8 @@ pub enum Command {
     Health(crate::serve::health_check::HealthArgs),
     #[command(flatten)]
     Workflow(WorkflowCommand),
-    /// Work on the chapters of a finished .m4b (detect: chapters from its pauses).
+    /// The chapters of a finished .m4b: export and import them (txt, json, cue, ffmetadata), or
+    /// detect chapters from its pauses.
     #[command(subcommand)]
     Chapters(crate::cmd_chapters::ChaptersCommand),
     /// Print the shell completion script for bash, zsh or fish.

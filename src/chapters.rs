@@ -133,6 +133,42 @@ pub fn parse_time(s: &str) -> Option<f64> {
     total.is_finite().then_some(total)
 }
 
+/// A duration as people write it on a command line → seconds (finite, ≥ 0): plain seconds
+/// (`90`, `2.5`), a time (`1:30:00`, `02:03.5`, see [`parse_time`]) or numbers with units
+/// (`20h`, `1h30m`, `90min`, `7.5s`, `500ms`). A number after a unit needs its own unit
+/// (`1h30` is refused: minutes or seconds?).
+pub fn parse_duration(s: &str) -> Option<f64> {
+    let t = s.trim().to_ascii_lowercase();
+    if t.is_empty() {
+        return None;
+    }
+    if let Some(v) = parse_time(&t) {
+        return Some(v);
+    }
+    let mut total = 0.0f64;
+    let mut rest = t.as_str();
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let value: f64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit, len) = [
+            ("ms", 0.001),
+            ("min", 60.0),
+            ("h", 3600.0),
+            ("m", 60.0),
+            ("s", 1.0),
+        ]
+        .iter()
+        .find(|(u, _)| rest.starts_with(u))
+        .map(|(u, mul)| (*mul, u.len()))?;
+        rest = &rest[len..];
+        total += value * unit;
+    }
+    total.is_finite().then_some(total)
+}
+
 /// Formats samples as `HH:MM:SS.mmm` (truncated to the millisecond).
 pub fn format_samples(samples: u64, rate: u32) -> String {
     format_millis((samples as u128 * 1000 / rate.max(1) as u128) as u64)
@@ -236,6 +272,27 @@ pub fn timed_to_samples(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn durations_in_every_spelling_the_flags_take() {
+        for (s, v) in [
+            ("90", 90.0),
+            ("2.5s", 2.5),
+            ("500ms", 0.5),
+            ("5m", 300.0),
+            ("90min", 5400.0),
+            ("1h30m", 5400.0),
+            ("20H", 72000.0),
+            ("1:30:00", 5400.0),
+            ("02:03.5", 123.5),
+            ("0", 0.0),
+        ] {
+            assert_eq!(super::parse_duration(s), Some(v), "{s}");
+        }
+        for bad in ["", "h", "10x", "-5", "1h30", "1.2.3s", "1:75"] {
+            assert_eq!(super::parse_duration(bad), None, "{bad}");
+        }
+    }
+
     use super::*;
 
     #[test]

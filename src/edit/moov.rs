@@ -576,6 +576,16 @@ pub(crate) fn build_moov(
     let mut body = Vec::new();
     let mut wrote_chapter_trak = false;
     let mut saw_udta = false;
+    let new_trak = |t: &ChapterTrack<'_>| {
+        chapter_trak(
+            new_id,
+            &t.ticks,
+            &t.sizes,
+            t.total_ticks,
+            facts.movie_duration,
+            t.chunk_offset,
+        )
+    };
     for c in moov.children() {
         let c = c?;
         match &c.kind {
@@ -587,14 +597,7 @@ pub(crate) fn build_moov(
                 if replace_chapters && facts.chapter_ids.contains(&id) {
                     // The old chapter track goes; the new one takes the first one's place.
                     if let (Some(t), false) = (new_track, wrote_chapter_trak) {
-                        body.extend_from_slice(&chapter_trak(
-                            new_id,
-                            &t.ticks,
-                            &t.sizes,
-                            t.total_ticks,
-                            facts.movie_duration,
-                            t.chunk_offset,
-                        ));
+                        body.extend_from_slice(&new_trak(t));
                         wrote_chapter_trak = true;
                     }
                     continue;
@@ -609,14 +612,7 @@ pub(crate) fn build_moov(
                     if let (Some(t), true) = (new_track, facts.chapter_ids.is_empty()) {
                         // A new chapter track goes right after the audio track, as FFmpeg
                         // orders them.
-                        body.extend_from_slice(&chapter_trak(
-                            new_id,
-                            &t.ticks,
-                            &t.sizes,
-                            t.total_ticks,
-                            facts.movie_duration,
-                            t.chunk_offset,
-                        ));
+                        body.extend_from_slice(&new_trak(t));
                         wrote_chapter_trak = true;
                     }
                 }

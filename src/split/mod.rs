@@ -530,45 +530,9 @@ fn write_part(
 
 /// Parses a duration such as `20h`, `1h30m`, `90m`, `45s`, `3600` (seconds) or `1:30:00`.
 pub fn parse_duration_secs(s: &str) -> std::result::Result<f64, String> {
-    let t = s.trim();
-    let err = || format!("{s:?}: expected a duration such as 20h, 1h30m, 90m or 1:30:00");
-    let secs = if t.contains(':') {
-        let mut total = 0.0;
-        for part in t.split(':') {
-            let v: f64 = part.parse().map_err(|_| err())?;
-            total = total * 60.0 + v;
-        }
-        total
-    } else if let Ok(v) = t.parse::<f64>() {
-        v
-    } else {
-        let mut total = 0.0;
-        let mut num = String::new();
-        for c in t.chars() {
-            if c.is_ascii_digit() || c == '.' {
-                num.push(c);
-                continue;
-            }
-            let unit = match c {
-                'h' | 'H' => 3600.0,
-                'm' | 'M' => 60.0,
-                's' | 'S' => 1.0,
-                _ => return Err(err()),
-            };
-            let v: f64 = num.parse().map_err(|_| err())?;
-            total += v * unit;
-            num.clear();
-        }
-        if !num.is_empty() {
-            return Err(err());
-        }
-        total
-    };
-    if secs.is_finite() && secs > 0.0 {
-        Ok(secs)
-    } else {
-        Err(err())
-    }
+    crate::chapters::parse_duration(s)
+        .filter(|v| *v > 0.0)
+        .ok_or_else(|| format!("{s:?}: expected a duration such as 20h, 1h30m, 90m or 1:30:00"))
 }
 
 /// Parses a size such as `2GB`, `500MB`, `1.5G` (powers of 1000) or `2GiB` (powers of 1024).

@@ -345,27 +345,10 @@ pub fn parse_db(s: &str) -> Result<f64, String> {
         .ok_or_else(|| format!("{s:?} is not a level in dB; write e.g. -35 or -35dB"))
 }
 
-/// `1.5`, `1.5s`, `500ms`, `2m`, `1h` → seconds.
+/// `1.5`, `1.5s`, `500ms`, `2m`, `1h`, `1h30m`, `1:30` → seconds
+/// ([`aiom4b::chapters::parse_duration`]).
 pub fn parse_secs(s: &str) -> Result<f64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let (num, mul) = if let Some(n) = t.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = t.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = t.strip_suffix("min") {
-        (n, 60.0)
-    } else if let Some(n) = t.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = t.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (t.as_str(), 1.0)
-    };
-    num.trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite() && *v >= 0.0)
-        .map(|v| v * mul)
+    aiom4b::chapters::parse_duration(s)
         .ok_or_else(|| format!("{s:?} is not a duration; write e.g. 2s, 1.5, 500ms, 5m or 1h"))
 }
 

@@ -79,8 +79,7 @@ pub fn parse_shift(s: &str) -> Option<f64> {
         b'+' => (1.0, &s[1..]),
         _ => (1.0, s),
     };
-    let rest = rest.strip_suffix('s').unwrap_or(rest);
-    aiom4b::chapters::parse_time(rest).map(|v| sign * v)
+    aiom4b::chapters::parse_duration(rest).map(|v| sign * v)
 }
 
 fn parse_rename(s: &str) -> Result<(usize, String)> {

@@ -69,6 +69,11 @@ pub struct ConvertReport {
     /// it moved (`found: false`: no pause in the window, the mark stayed). Empty otherwise.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub snapped: Vec<Snapped>,
+    /// With [`ConvertOptions::split_at`], when the book was longer or larger: the published
+    /// parts, in order (`output_path` is then the first, `size_bytes` their sum). Empty when
+    /// the book is one file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<crate::split::PartInfo>,
 }
 
 /// Seconds spent per stage.
@@ -138,6 +143,36 @@ impl Converter {
         }
         let part = PartFile::for_process(&final_path);
         let mut report = self.convert_to_part(book, part.path(), progress, cancel)?;
+        if let Some(limit) = &opts.split_at {
+            if let Some(split) =
+                crate::split::PreparedSplit::new(part.path(), &final_path, &limit.by())?
+            {
+                if !opts.overwrite {
+                    split.check_names()?;
+                }
+                let temps = split
+                    .finals()
+                    .iter()
+                    .map(|f| PartFile::for_process(f).keep())
+                    .collect::<Vec<_>>();
+                let parts = split
+                    .write(&temps, |_| {})?
+                    .publish(None, opts.overwrite, |_| {})?;
+                // `part` (the whole book) is dropped here, which removes it.
+                progress.stage(Stage::Done);
+                report.output_path = parts.parts[0].path.clone();
+                report.size_bytes = parts.parts.iter().map(|p| p.bytes).sum();
+                report.findings.extend(
+                    parts
+                        .warnings
+                        .iter()
+                        .map(|w| Finding::warning(FindingKind::Other, None, w.clone())),
+                );
+                report.parts = parts.parts;
+                report.timings.total_secs = t0.elapsed().as_secs_f64();
+                return Ok(report);
+            }
+        }
         // convert_to_part hands over a finished, verified file; if publishing fails, the part
         // file removes it and its siblings.
         part.publish_to(&final_path, None, opts.overwrite)
@@ -342,6 +377,7 @@ impl Converter {
             },
             findings: warnings,
             snapped,
+            parts: Vec::new(),
         })
     }
 }

@@ -355,6 +355,69 @@ pub struct ConvertOptions {
     /// far each moved and which found none. `None`: marks stay where they are.
     #[serde(default)]
     pub snap_to_silence: Option<f64>,
+    /// Write the book as several parts, cut at chapter boundaries, when it is longer or larger
+    /// than this (`convert --split-at 20h` or `4GB`): for players that choke on very long
+    /// books or FAT32 devices. The parts are packet copies of the verified book (no second
+    /// encode), each a verified M4B named `{name} - Part k of n.m4b`. `None`: one file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_at: Option<SplitAt>,
+}
+
+/// Where [`ConvertOptions::split_at`] cuts a book.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SplitAt {
+    /// Parts of at most this many seconds.
+    Duration(f64),
+    /// Parts of at most this many bytes.
+    Size(u64),
+}
+
+impl SplitAt {
+    /// Parses `20h`, `11h30m`, `1:30:00` (a duration) or `4GB`, `3.9GiB`, `500MB` (a size).
+    pub fn parse(s: &str) -> std::result::Result<SplitAt, String> {
+        let t = s.trim();
+        let parsed = if t.to_ascii_lowercase().ends_with('b') {
+            crate::split::parse_size_bytes(t).map(SplitAt::Size)
+        } else {
+            crate::split::parse_duration_secs(t).map(SplitAt::Duration)
+        };
+        parsed.map_err(|_| {
+            format!(
+                "{s:?}: expected a duration such as 20h or 11h30m, or a size such as 4GB or 3.9GiB"
+            )
+        })
+    }
+
+    /// Checks the limit is one a book can be cut by.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            SplitAt::Duration(s) if !(s.is_finite() && s >= 1.0) => Err(Error::Options(format!(
+                "split length {s} s is too short; parts must be at least 1 s, e.g. --split-at 20h"
+            ))),
+            SplitAt::Size(b) if b < (64 << 10) => Err(Error::Options(format!(
+                "split size {b} bytes is too small; parts must be at least 64 KiB, e.g. --split-at 4GB"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The limit as the splitter takes it.
+    pub fn by(&self) -> crate::split::SplitBy {
+        match *self {
+            SplitAt::Duration(s) => crate::split::SplitBy::MaxDuration(s),
+            SplitAt::Size(b) => crate::split::SplitBy::MaxSize(b),
+        }
+    }
+}
+
+impl std::fmt::Display for SplitAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            SplitAt::Duration(s) => write!(f, "{s} s"),
+            SplitAt::Size(b) => write!(f, "{b} bytes"),
+        }
+    }
 }
 
 impl Default for ConvertOptions {
@@ -371,6 +434,7 @@ impl Default for ConvertOptions {
             segment_frames: 0,
             silence: SilenceOptions::default(),
             snap_to_silence: None,
+            split_at: None,
         }
     }
 }
@@ -381,10 +445,14 @@ impl ConvertOptions {
         self.chapters == ChapterMode::Silence || self.snap_to_silence.is_some()
     }
 
-    /// Checks the chapter options that need checking (pause detection, snapping).
+    /// Checks the chapter options that need checking (pause detection, snapping) and the
+    /// split limit.
     pub fn validate_chapters(&self) -> Result<()> {
         if self.needs_pauses() {
             self.silence.validate()?;
+        }
+        if let Some(s) = &self.split_at {
+            s.validate()?;
         }
         if let Some(w) = self.snap_to_silence {
             if !(w.is_finite() && w > 0.0 && w <= 600.0) {
@@ -405,5 +473,39 @@ impl ConvertOptions {
         } else {
             self.jobs
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_limits_are_durations_or_sizes() {
+        assert_eq!(SplitAt::parse("20h"), Ok(SplitAt::Duration(72_000.0)));
+        assert_eq!(SplitAt::parse("11h30m"), Ok(SplitAt::Duration(41_400.0)));
+        assert_eq!(SplitAt::parse("1:30:00"), Ok(SplitAt::Duration(5_400.0)));
+        assert_eq!(SplitAt::parse(" 4GB "), Ok(SplitAt::Size(4_000_000_000)));
+        assert_eq!(SplitAt::parse("3.5GiB"), Ok(SplitAt::Size(3_758_096_384)));
+        for bad in ["", "soon", "20 parsecs", "4XB", "-1h", "0"] {
+            let e = SplitAt::parse(bad).unwrap_err();
+            assert!(e.contains("20h") && e.contains(bad.trim()), "{bad}: {e}");
+        }
+        assert!(SplitAt::Duration(0.5).validate().is_err());
+        assert!(SplitAt::Size(1000).validate().is_err());
+        assert!(SplitAt::Duration(1.0).validate().is_ok());
+        assert!(SplitAt::Size(64 << 10).validate().is_ok());
+        // Stored in a job's options and read back.
+        let mut o = ConvertOptions::default();
+        assert!(serde_json::to_value(&o).unwrap().get("split_at").is_none());
+        o.split_at = Some(SplitAt::Size(4 << 30));
+        let v = serde_json::to_value(&o).unwrap();
+        assert_eq!(v["split_at"], serde_json::json!({ "size": 4u64 << 30 }));
+        let back: ConvertOptions = serde_json::from_value(v).unwrap();
+        assert_eq!(back.split_at, o.split_at);
+        assert_eq!(
+            o.split_at.unwrap().by(),
+            crate::split::SplitBy::MaxSize(4 << 30)
+        );
     }
 }

@@ -208,6 +208,26 @@ pub fn remove_temporaries(paths: &[PathBuf]) -> Vec<PathBuf> {
     removed
 }
 
+/// The temporary of a split part that will be published at `final_path`, for the job whose
+/// own part file is `job_part` (`.{name}.aiom4b-{id}[-{attempt}].part`): the same tag after the
+/// part's name, `.{part name}.aiom4b-{id}[-{attempt}].part`, beside `final_path`. Recovery
+/// derives it again from the recorded parts to finish publishing them.
+pub(crate) fn split_part_temp(final_path: &Path, job_part: &Path) -> PathBuf {
+    let job_name = job_part
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tag = job_name
+        .rfind(".aiom4b-")
+        .map(|i| job_name[i + 1..].to_string())
+        .unwrap_or_else(|| "aiom4b.part".into());
+    let name = final_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    final_path.with_file_name(format!(".{name}.{tag}"))
+}
+
 /// `.{name}.{pid}.part` beside `final_path`.
 fn pid_part_path(final_path: &Path, pid: u32) -> PathBuf {
     let name = final_path
@@ -321,6 +341,24 @@ pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_split_parts_temporary_carries_its_jobs_tag() {
+        let id = uuid::Uuid::nil();
+        let fin = Path::new("/out/Book - Part 2 of 3.m4b");
+        let job = PartFile::for_job(Path::new("/out"), Some(OsStr::new("Book.m4b")), id);
+        assert_eq!(
+            split_part_temp(fin, job.keep().as_path()),
+            PathBuf::from(format!("/out/.Book - Part 2 of 3.m4b.aiom4b-{id}.part"))
+        );
+        let attempt = PartFile::for_attempt(Path::new("/o"), None, id, "7");
+        assert_eq!(
+            split_part_temp(fin, attempt.keep().as_path()),
+            PathBuf::from(format!(
+                "/out/.Book - Part 2 of 3.m4b.aiom4b-{id}-7.m4b.part"
+            ))
+        );
+    }
 
     #[test]
     fn dropped_part_removes_itself_and_its_siblings() {

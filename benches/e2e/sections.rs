@@ -488,8 +488,8 @@ pub fn probe(b: &mut Bench) {
 /// rewrites it, the second is in place) and `split --parts 2` against `verify`, since each
 /// ends with the independent check of what it wrote, beside a plain copy of the file (`cp`,
 /// the I/O floor of anything that rewrites it); and a conversion with
-/// `--chapters silence` against one with chapters per file (detection on the decode the
-/// conversion does anyway).
+/// `--chapters silence` and one with `--split-at 30m` against one with chapters per file
+/// (detection on the decode the conversion does anyway; parts copied from the verified book).
 pub fn finished(b: &mut Bench) {
     let corpus = b.corpus(&BOOK_1H);
     let jobs = b.cores;
@@ -659,47 +659,71 @@ pub fn finished(b: &mut Bench) {
             }),
         );
     }
-    // Chapters from silence during a conversion: the same conversion, interleaved.
-    let mut walls = [Vec::new(), Vec::new()];
-    let mut cpus = [Vec::new(), Vec::new()];
+    // Chapters from silence, and parts, during a conversion: the same conversion, interleaved.
+    // `--split-at 30m` makes two parts of the hour: packet copies of the verified book, each
+    // verified again, instead of one rename.
+    let variants: [(&str, &[&str]); 3] = [
+        ("convert (per-file chapters)", &[]),
+        ("convert --chapters silence", &["--chapters", "silence"]),
+        ("convert --split-at 30m", &["--split-at", "30m"]),
+    ];
+    let mut walls = vec![Vec::new(); variants.len()];
+    let mut cpus = vec![Vec::new(); variants.len()];
     for _ in 0..b.reps {
-        for (k, extra) in [&[][..], &["--chapters", "silence"][..]].iter().enumerate() {
+        for (k, (_, extra)) in variants.iter().enumerate() {
             let c = b.convert_with(Tool::Aiom4b { jobs }, &corpus, extra);
-            let _ = std::fs::remove_file(&c.output);
+            remove_with_parts(&c.output);
             walls[k].push(c.cost.wall_s);
             cpus[k].push(c.cost.cpu_s());
         }
     }
-    let (w0, w1) = (median(&walls[0]), median(&walls[1]));
-    let (c0, c1) = (median(&cpus[0]), median(&cpus[1]));
-    b.rec.row(
-        "convert --chapters silence",
-        format!(
-            "{w1:.1} s wall, {c1:.1} s cpu; per-file chapters {w0:.1} s wall, {c0:.1} s cpu: {:.3}× wall, {:.3}× cpu",
-            w1 / w0,
-            c1 / c0
-        ),
-        "",
-    );
-    b.rec.emit(
-        "summary",
-        json!({
-            "section": "finished",
-            "corpus": corpus.name,
-            "variant": "convert --chapters silence",
-            "reps": b.reps,
-            "median_wall_s": w1,
-            "median_cpu_s": c1,
-            "baseline": "convert (per-file chapters)",
-            "baseline_wall_s": w0,
-            "baseline_cpu_s": c0,
-            "ratio_to_baseline": w1 / w0,
-            "cpu_ratio_to_baseline": c1 / c0,
-        }),
-    );
+    let (w0, c0) = (median(&walls[0]), median(&cpus[0]));
+    for (k, (label, _)) in variants.iter().enumerate().skip(1) {
+        let (w1, c1) = (median(&walls[k]), median(&cpus[k]));
+        b.rec.row(
+            *label,
+            format!(
+                "{w1:.1} s wall, {c1:.1} s cpu; per-file chapters {w0:.1} s wall, {c0:.1} s cpu: {:.3}× wall, {:.3}× cpu",
+                w1 / w0,
+                c1 / c0
+            ),
+            "",
+        );
+        b.rec.emit(
+            "summary",
+            json!({
+                "section": "finished",
+                "corpus": corpus.name,
+                "variant": label,
+                "reps": b.reps,
+                "median_wall_s": w1,
+                "median_cpu_s": c1,
+                "baseline": variants[0].0,
+                "baseline_wall_s": w0,
+                "baseline_cpu_s": c0,
+                "ratio_to_baseline": w1 / w0,
+                "cpu_ratio_to_baseline": c1 / c0,
+            }),
+        );
+    }
     let _ = std::fs::remove_file(&copy);
     let _ = std::fs::remove_dir_all(&parts);
     let _ = std::fs::remove_file(&book);
+}
+
+/// Removes a conversion's output, or the parts `--split-at` wrote in its place
+/// (`{stem} - Part k of n.m4b` beside it).
+fn remove_with_parts(output: &std::path::Path) {
+    let _ = std::fs::remove_file(output);
+    let (Some(dir), Some(stem)) = (output.parent(), output.file_stem()) else {
+        return;
+    };
+    let prefix = format!("{} - Part ", stem.to_string_lossy());
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// Medians of one step of [`finished`].

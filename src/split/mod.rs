@@ -252,36 +252,20 @@ pub fn split_book(path: &Path, opts: &SplitOptions) -> Result<SplitReport> {
     std::fs::create_dir_all(&dir)
         .map_err(|e| Error::io(&dir, "cannot create the folder for the parts", e))?;
     let finals = part_paths(&src, &parts, &dir, opts);
-    write_and_publish(&src, &parts, &finals, by_chapter, warnings)
-}
-
-/// Splits the finished temporary `part_file` (e.g. a conversion's `.part`) into parts named
-/// after `final_path` (`{stem} - Part k of n.m4b` beside it). `Ok(None)` when the book fits in
-/// one part: the caller publishes it as it is.
-pub fn split_finished(
-    part_file: &Path,
-    final_path: &Path,
-    by: &SplitBy,
-) -> Result<Option<SplitReport>> {
-    let src = source::read(part_file)?;
-    let (parts, warnings) = plan_source(&src, by)?;
-    if parts.len() < 2 {
-        return Ok(None);
-    }
-    let dir = final_path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let opts = SplitOptions {
-        by: by.clone(),
-        out_dir: Some(dir.clone()),
-        name: final_path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned()),
+    let prepared = PreparedSplit {
+        src,
+        parts,
+        finals,
+        by_chapter,
+        warnings,
     };
-    let finals = part_paths(&src, &parts, &dir, &opts);
-    write_and_publish(&src, &parts, &finals, false, warnings).map(Some)
+    prepared.check_names()?;
+    let temps = prepared
+        .finals
+        .iter()
+        .map(|f| PartFile::for_process(f).keep())
+        .collect::<Vec<_>>();
+    prepared.write(&temps, |_| {})?.publish(None, false, |_| {})
 }
 
 fn part_paths(
@@ -322,99 +306,209 @@ fn part_paths(
         .collect()
 }
 
-fn write_and_publish(
-    src: &Source,
-    parts: &[PlannedPart],
-    finals: &[PathBuf],
+/// A split planned on a finished book, its part names chosen, nothing written yet: the
+/// steps of [`split_book`] one by one, for a caller that records each step (the workflow
+/// names the temporaries in its job record before they exist, and the parts before they are
+/// published, so that recovery after a crash knows them).
+pub struct PreparedSplit {
+    src: Source,
+    parts: Vec<PlannedPart>,
+    finals: Vec<PathBuf>,
     by_chapter: bool,
-    mut warnings: Vec<String>,
-) -> Result<SplitReport> {
-    for f in finals {
-        if std::fs::symlink_metadata(f).is_ok() {
-            return Err(Error::OutputExists(f.clone()));
+    warnings: Vec<String>,
+}
+
+impl PreparedSplit {
+    /// Plans the split of the finished (verified) temporary `book` into parts named after
+    /// `final_path` (`{stem} - Part k of n.m4b` beside it). `Ok(None)` when the book fits in
+    /// one part: the caller publishes it as it is.
+    pub fn new(book: &Path, final_path: &Path, by: &SplitBy) -> Result<Option<PreparedSplit>> {
+        let src = source::read(book)?;
+        let (parts, warnings) = plan_source(&src, by)?;
+        if parts.len() < 2 {
+            return Ok(None);
         }
-    }
-    let mut names = std::collections::HashSet::new();
-    if let Some(dup) = finals.iter().find(|f| !names.insert(*f)) {
-        return Err(Error::Options(format!(
-            "{}: two parts would get the same name (chapters with the same title?); split by parts or duration instead",
-            dup.display()
-        )));
-    }
-    let cover = match &src.cover {
-        Some(c) => match crate::convert::check_cover(c, &src.path) {
-            Ok(c) => Some(c),
-            Err(e) => {
-                warnings.push(format!("the cover is not copied: {e}"));
-                None
-            }
-        },
-        None => None,
-    };
-    let chapters = chapter_list(src);
-    let book = book_metadata(&src.summary.tags);
-    let n = parts.len();
-    let mut written = Vec::with_capacity(n);
-    let mut infos = Vec::with_capacity(n);
-    for (i, (p, fin)) in parts.iter().zip(finals).enumerate() {
-        let temp = PartFile::for_process(fin);
-        let part_chapters: Vec<Chapter> = chapters
-            [p.first_chapter..p.first_chapter + p.chapter_count]
-            .iter()
-            .map(|c| Chapter {
-                title: c.title.clone(),
-                start_samples: c.start_samples - p.start,
-            })
-            .collect();
-        let mut meta = book.clone();
-        meta.album = book.album.clone().or_else(|| book.title.clone());
-        meta.title = Some(if by_chapter {
-            chapters[p.first_chapter].title.clone()
-        } else {
-            match &book.title {
-                Some(t) => format!("{t} (Part {} of {n})", i + 1),
-                None => format!("Part {} of {n}", i + 1),
-            }
-        });
-        write_part(
+        let mut split = PreparedSplit {
             src,
-            p,
-            &part_chapters,
-            &meta,
-            (i + 1, n),
-            cover.as_ref(),
-            temp.path(),
-        )?;
-        let bytes = std::fs::metadata(temp.path()).map(|m| m.len()).unwrap_or(0);
-        infos.push(PartInfo {
-            path: fin.clone(),
-            start_samples: p.start,
-            samples: p.end - p.start,
-            chapters: part_chapters,
-            bytes,
-        });
-        written.push(temp);
+            parts,
+            finals: Vec::new(),
+            by_chapter: false,
+            warnings,
+        };
+        split.retarget(final_path);
+        Ok(Some(split))
     }
-    let mut published: Vec<PathBuf> = Vec::with_capacity(n);
-    for (temp, fin) in written.into_iter().zip(finals) {
-        if let Err(e) = temp.publish_to(fin, None, false) {
-            // All or nothing: take back the parts already published (ours, just made).
-            for p in &published {
-                let _ = std::fs::remove_file(p);
+
+    /// Names the parts after `final_path` instead (`{stem} - Part k of n.m4b` beside it): the
+    /// next candidate when a name is taken.
+    pub fn retarget(&mut self, final_path: &Path) {
+        let dir = final_path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        let opts = SplitOptions {
+            by: SplitBy::Parts(self.parts.len()),
+            out_dir: None,
+            name: final_path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned()),
+        };
+        self.finals = part_paths(&self.src, &self.parts, &dir, &opts);
+    }
+
+    /// Where the parts will be published, in order.
+    pub fn finals(&self) -> &[PathBuf] {
+        &self.finals
+    }
+
+    /// `Err(OutputExists)` when a part's name is taken (nothing is written then), or an
+    /// options error when two parts would get the same name.
+    pub fn check_names(&self) -> Result<()> {
+        for f in &self.finals {
+            if std::fs::symlink_metadata(f).is_ok() {
+                return Err(Error::OutputExists(f.clone()));
             }
-            return Err(match e.kind() {
-                std::io::ErrorKind::AlreadyExists => Error::OutputExists(fin.clone()),
-                _ => Error::io(fin, "cannot move the finished part into place", e),
-            });
         }
-        published.push(fin.clone());
+        let mut names = std::collections::HashSet::new();
+        if let Some(dup) = self.finals.iter().find(|f| !names.insert(*f)) {
+            return Err(Error::Options(format!(
+                "{}: two parts would get the same name (chapters with the same title?); split by parts or duration instead",
+                dup.display()
+            )));
+        }
+        Ok(())
     }
-    Ok(SplitReport {
-        source: src.path.clone(),
-        sample_rate: src.rate,
-        parts: infos,
-        warnings,
-    })
+
+    /// Writes and verifies every part to `temps` (one per part, in order, each beside its
+    /// final place), calling `after_each(k)` once part k (0-based) is written. On failure every
+    /// temporary written is removed.
+    pub fn write(
+        self,
+        temps: &[PathBuf],
+        mut after_each: impl FnMut(usize),
+    ) -> Result<WrittenSplit> {
+        let PreparedSplit {
+            src,
+            parts,
+            finals,
+            by_chapter,
+            mut warnings,
+        } = self;
+        assert_eq!(temps.len(), finals.len(), "one temporary per part");
+        let cover = match &src.cover {
+            Some(c) => match crate::convert::check_cover(c, &src.path) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    warnings.push(format!("the cover is not copied: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let chapters = chapter_list(&src);
+        let book = book_metadata(&src.summary.tags);
+        let n = parts.len();
+        let mut written = Vec::with_capacity(n);
+        let mut infos = Vec::with_capacity(n);
+        for (i, ((p, fin), temp)) in parts.iter().zip(&finals).zip(temps).enumerate() {
+            let temp = PartFile::at(temp);
+            let part_chapters: Vec<Chapter> = chapters
+                [p.first_chapter..p.first_chapter + p.chapter_count]
+                .iter()
+                .map(|c| Chapter {
+                    title: c.title.clone(),
+                    start_samples: c.start_samples - p.start,
+                })
+                .collect();
+            let mut meta = book.clone();
+            meta.album = book.album.clone().or_else(|| book.title.clone());
+            meta.title = Some(if by_chapter {
+                chapters[p.first_chapter].title.clone()
+            } else {
+                match &book.title {
+                    Some(t) => format!("{t} (Part {} of {n})", i + 1),
+                    None => format!("Part {} of {n}", i + 1),
+                }
+            });
+            write_part(
+                &src,
+                p,
+                &part_chapters,
+                &meta,
+                (i + 1, n),
+                cover.as_ref(),
+                temp.path(),
+            )?;
+            let bytes = std::fs::metadata(temp.path()).map(|m| m.len()).unwrap_or(0);
+            infos.push(PartInfo {
+                path: fin.clone(),
+                start_samples: p.start,
+                samples: p.end - p.start,
+                chapters: part_chapters,
+                bytes,
+            });
+            written.push(temp);
+            after_each(i);
+        }
+        Ok(WrittenSplit {
+            source: src.path.clone(),
+            sample_rate: src.rate,
+            temps: written,
+            finals,
+            infos,
+            warnings,
+        })
+    }
+}
+
+/// Every part written and verified to its temporary, none published yet.
+pub struct WrittenSplit {
+    source: PathBuf,
+    sample_rate: u32,
+    temps: Vec<PartFile>,
+    finals: Vec<PathBuf>,
+    infos: Vec<PartInfo>,
+    warnings: Vec<String>,
+}
+
+impl WrittenSplit {
+    /// Where the parts will be published, in order.
+    pub fn finals(&self) -> &[PathBuf] {
+        &self.finals
+    }
+
+    /// Publishes every part (permissions `mode`; replacing a file only with `overwrite`),
+    /// calling `after_each(k)` after part k (0-based) is in place. All or nothing: when one
+    /// cannot be published, the parts already published (ours, just made) are removed again
+    /// and every temporary is removed.
+    pub fn publish(
+        self,
+        mode: Option<u32>,
+        overwrite: bool,
+        mut after_each: impl FnMut(usize),
+    ) -> Result<SplitReport> {
+        let mut published: Vec<PathBuf> = Vec::with_capacity(self.finals.len());
+        for (k, (temp, fin)) in self.temps.into_iter().zip(&self.finals).enumerate() {
+            if let Err(e) = temp.publish_to(fin, mode, overwrite) {
+                for p in &published {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(match e.kind() {
+                    std::io::ErrorKind::AlreadyExists => Error::OutputExists(fin.clone()),
+                    _ => Error::io(fin, "cannot move the finished part into place", e),
+                });
+            }
+            published.push(fin.clone());
+            after_each(k);
+        }
+        Ok(SplitReport {
+            source: self.source,
+            sample_rate: self.sample_rate,
+            parts: self.infos,
+            warnings: self.warnings,
+        })
+    }
 }
 
 /// Writes one part to `out` (muxed, tagged, flushed, verified); `out` is removed by its

@@ -4,7 +4,7 @@
 //! aiom4b's own engine (scan, probe, plan, [`Converter::convert_to_part`]); tests put a fake
 //! in its place ([`ConvertFn`]), so the workflow is tested without FFmpeg.
 use crate::model::{Book, Severity};
-use crate::options::{ConvertOptions, Limits, PlanOptions, ScanOptions};
+use crate::options::{ConvertOptions, Limits, PlanOptions, ScanOptions, SplitAt};
 use crate::progress::CancelToken;
 use crate::workflow::context::JobContext;
 use crate::workflow::errors::JobError;
@@ -37,6 +37,14 @@ pub trait JobEngine: Sync {
         ctx: &JobContext<'_>,
         plan: &Self::Plan,
     ) -> Result<ConversionResult, JobError>;
+
+    /// Publish the book as parts cut at chapter boundaries when it is longer or larger than
+    /// this (`--split-at`): the workflow's publish step then writes the parts as packet copies
+    /// of the verified output, each verified, publishes all or none, and lists them in
+    /// [`Job::output_parts`](crate::workflow::jobs::Job::output_parts). Default: never.
+    fn split_at(&self) -> Option<SplitAt> {
+        None
+    }
 }
 
 impl<E: JobEngine + ?Sized> JobEngine for &E {
@@ -54,6 +62,9 @@ impl<E: JobEngine + ?Sized> JobEngine for &E {
         plan: &Self::Plan,
     ) -> Result<ConversionResult, JobError> {
         (**self).convert(ctx, plan)
+    }
+    fn split_at(&self) -> Option<SplitAt> {
+        (**self).split_at()
     }
 }
 
@@ -121,6 +132,10 @@ impl JobEngine for BookEngine {
 
     /// Scan, probe and plan. Blocking findings fail the job as input errors, with each file's
     /// remedy; every finding of the plan is also an event.
+    fn split_at(&self) -> Option<SplitAt> {
+        self.convert.split_at
+    }
+
     fn prepare(&self, folders: &[PathBuf], events: &JobEventSink<'_>) -> Result<Book, JobError> {
         let book = crate::plan::plan(folders, &self.scan, &self.limits, &self.plan)?;
         events.emit(JobEvent::Planned {

@@ -15,7 +15,9 @@ pub struct Hooks {
     /// Called when a job reaches a point where a crash is worth testing: `convert` (the first
     /// progress write), `publish` (output recorded, part complete, before the rename),
     /// `published` (after the rename, before the record says so), `move` (a cross-file-system
-    /// move's staging folder exists, before the copy).
+    /// move's staging folder exists, before the copy); with `--split-at`, `split` (the first
+    /// part written, the rest not) and `publish-part` (the first part renamed, the rest not),
+    /// while `publish` and `published` are before the first and after the last part's rename.
     pub at_stage: Option<Arc<dyn Fn(&str) + Send + Sync>>,
 }
 

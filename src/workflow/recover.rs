@@ -32,8 +32,11 @@ impl Workflow {
                     continue;
                 }
                 // The output path is recorded just before the rename, while the part still
-                // exists; so the job was published only if its part is gone.
-                let unpublished = job.part_path.as_ref().is_some_and(|p| p.exists());
+                // exists; so the job was published only if its part is gone. A book split into
+                // parts records them once all are written and verified: what the crash left
+                // unrenamed is published now (roll forward).
+                let unpublished =
+                    job.part_path.as_ref().is_some_and(|p| p.exists()) && !finish_parts(&job);
                 for p in publish::remove_temporaries(&job_temporaries(&job)) {
                     tracing::info!(path = %p.display(), "removed what an interrupted job left");
                 }
@@ -51,7 +54,17 @@ impl Workflow {
                     .clone()
                     .filter(|p| !unpublished && p.is_file());
                 if let Some(output) = published {
-                    job.output_bytes = fs::metadata(&output).ok().map(|m| m.len());
+                    job.output_bytes = if job.output_parts.is_empty() {
+                        fs::metadata(&output).ok().map(|m| m.len())
+                    } else {
+                        Some(
+                            job.output_parts
+                                .iter()
+                                .filter_map(|p| fs::metadata(p).ok())
+                                .map(|m| m.len())
+                                .sum(),
+                        )
+                    };
                     job.status = JobStatus::Completed;
                     job.progress_percent = 100.0;
                     job.error = job.post_action.as_ref().map(|action| JobFailure {
@@ -95,6 +108,37 @@ impl Workflow {
         }
         Ok(recovered)
     }
+}
+
+/// Publishes the recorded [`Job::output_parts`] that a crash left in their temporaries; true
+/// when every part is in place afterwards (false for a job that has no parts).
+fn finish_parts(job: &Job) -> bool {
+    let Some(job_part) = &job.part_path else {
+        return false;
+    };
+    if job.output_parts.is_empty() {
+        return false;
+    }
+    let mut all = true;
+    for part in &job.output_parts {
+        if part.is_file() {
+            continue;
+        }
+        let temp = publish::split_part_temp(part, job_part);
+        match publish::rename_noreplace(&temp, part) {
+            Ok(()) => {
+                tracing::info!(path = %part.display(), "published a part an interrupted job had written and verified");
+            }
+            Err(e) => {
+                tracing::warn!(path = %part.display(), temp = %temp.display(), error = %e, "could not finish publishing a part of an interrupted job");
+                all = false;
+            }
+        }
+    }
+    if let Some(dir) = job.output_parts[0].parent() {
+        let _ = publish::fsync_dir(dir);
+    }
+    all
 }
 
 /// The temporaries of a job as recorded: [`Job::temp_paths`], or for records written before

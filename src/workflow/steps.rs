@@ -3,7 +3,9 @@
 //! end. Each step records what it did in the job before the next begins (write-ahead), so
 //! that recovery after a crash knows what to clean up.
 use crate::convert::ConvertReport;
+use crate::options::SplitAt;
 use crate::publish::{self, PartFile};
+use crate::split::PreparedSplit;
 use crate::workflow::backup::BackupInfo;
 use crate::workflow::context::JobContext;
 use crate::workflow::engine::JobEngine;
@@ -56,9 +58,10 @@ impl<'w> Run<'w> {
         let backups = self.backup()?;
         let mut result = self.convert(engine, &plan, &part)?;
         self.report = result.report.take();
-        self.publish(part, &result, &template)?;
+        let mut warnings = std::mem::take(&mut result.warnings);
+        warnings.extend(self.publish(part, &result, &template, engine.split_at())?);
         self.post_action(&backups)?;
-        Ok(result.warnings)
+        Ok(warnings)
     }
 
     fn stopped(&self) -> bool {
@@ -283,13 +286,15 @@ impl<'w> Run<'w> {
     }
 
     /// Names the output (or takes the exact file asked for), records it, and renames the
-    /// `.part` into place with its permissions.
+    /// `.part` into place with its permissions — or, with `split_at` and a book over the limit,
+    /// publishes its parts instead ([`Run::publish_parts`]). Returns the split's warnings.
     fn publish(
         &mut self,
         part: PartFile,
         result: &ConversionResult,
         template: &str,
-    ) -> StepResult<()> {
+        split_at: Option<SplitAt>,
+    ) -> StepResult<Vec<String>> {
         self.step(JobStep::Publish);
         let t = Instant::now();
         let produced = &result.output;
@@ -312,6 +317,11 @@ impl<'w> Run<'w> {
         if let Some(h) = &self.heartbeat {
             h.confirm()?;
         }
+        if let Some(limit) = split_at {
+            if let Some(warnings) = self.publish_parts(&part, result, template, limit, t)? {
+                return Ok(warnings);
+            }
+        }
         // The record names the output before the rename (write-ahead): if the process dies
         // right after it, recovery finds the published file instead of calling it a crash.
         let mode = Some(self.wf.config.output_mode);
@@ -326,21 +336,9 @@ impl<'w> Run<'w> {
                 file
             }
             None => {
-                let folder = self.job.source_folders[0]
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let stem = naming::render(
-                    template,
-                    &result.metadata,
-                    &folder,
-                    &naming::timestamp(chrono::Local::now()),
-                );
+                let stem = self.output_stem(result, template);
                 let output_dir = self.output_dir.clone();
-                let candidate = |n: u32| match n {
-                    1 => output_dir.join(format!("{stem}.m4b")),
-                    n => output_dir.join(format!("{stem} ({n}).m4b")),
-                };
+                let candidate = |n: u32| numbered(&output_dir, &stem, n);
                 part.publish_numbered(mode, candidate, |target| {
                     self.job.output_path = Some(target.to_path_buf());
                     self.save().map_err(std::io::Error::other)?;
@@ -357,7 +355,117 @@ impl<'w> Run<'w> {
         push_timing(&mut self.job, JobStep::Publish, t);
         self.save()?;
         audit!(action = "output.write", job_id = %self.job.id, path = %final_path.display(), bytes = self.job.output_bytes.unwrap_or(0), "wrote output");
-        Ok(())
+        Ok(Vec::new())
+    }
+
+    /// The output's file name without `.m4b`, from the name template.
+    fn output_stem(&self, result: &ConversionResult, template: &str) -> String {
+        let folder = self.job.source_folders[0]
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        naming::render(
+            template,
+            &result.metadata,
+            &folder,
+            &naming::timestamp(chrono::Local::now()),
+        )
+    }
+
+    /// `--split-at`: when the verified book in `part` is over `limit`, writes its parts (each
+    /// verified) to temporaries recorded in the job first, records the parts' names (the
+    /// write-ahead that lets recovery finish publishing them), and publishes all of them.
+    /// `Ok(None)` when the book fits in one part: the caller publishes it as one file. The
+    /// whole book's `part` is removed by its owner once the parts are in place.
+    fn publish_parts(
+        &mut self,
+        part: &PartFile,
+        result: &ConversionResult,
+        template: &str,
+        limit: SplitAt,
+        t: Instant,
+    ) -> StepResult<Option<Vec<String>>> {
+        let stem = self.output_stem(result, template);
+        let candidate = |n: u32| match &self.request.output_file {
+            Some(file) => file.clone(),
+            None => numbered(&self.output_dir, &stem, n),
+        };
+        let first = candidate(1);
+        let engine_error = |e: crate::Error| JobError::from_engine(e, &first);
+        let Some(mut split) =
+            PreparedSplit::new(part.path(), &first, &limit.by()).map_err(engine_error)?
+        else {
+            return Ok(None);
+        };
+        let overwrite = self.request.overwrite && self.request.output_file.is_some();
+        if self.request.output_file.is_some() {
+            if !overwrite {
+                split.check_names().map_err(engine_error)?;
+            }
+        } else {
+            // Generated names are never replaced: the first ` (n)` under which every part's
+            // name is free.
+            let mut n = 1;
+            loop {
+                match split.check_names() {
+                    Ok(()) => break,
+                    Err(crate::Error::OutputExists(_)) if n < 1000 => {
+                        n += 1;
+                        split.retarget(&candidate(n));
+                    }
+                    Err(e) => return Err(engine_error(e)),
+                }
+            }
+        }
+        let job_part = self
+            .job
+            .part_path
+            .clone()
+            .unwrap_or_else(|| part.path().into());
+        let temps: Vec<PathBuf> = split
+            .finals()
+            .iter()
+            .map(|f| publish::split_part_temp(f, &job_part))
+            .collect();
+        self.job
+            .temp_paths
+            .extend(temps.iter().flat_map(|t| publish::temporaries_of(t)));
+        self.save()?;
+        let hooks = &self.wf.hooks;
+        let written = split
+            .write(&temps, |k| {
+                if k == 0 {
+                    hooks.stage("split");
+                }
+            })
+            .map_err(engine_error)?;
+        if let Some(h) = &self.heartbeat {
+            h.confirm()?;
+        }
+        // Write-ahead: from here on the parts are decided (all written and verified); a crash
+        // before the last rename is finished by recovery.
+        self.job.output_parts = written.finals().to_vec();
+        self.job.output_path = Some(written.finals()[0].clone());
+        self.save()?;
+        let hooks = &self.wf.hooks;
+        hooks.stage("publish");
+        let report = written
+            .publish(Some(self.wf.config.output_mode), overwrite, |k| {
+                if k == 0 {
+                    hooks.stage("publish-part");
+                }
+            })
+            .map_err(engine_error)?;
+        self.published = true;
+        hooks.stage("published");
+        let bytes: u64 = report.parts.iter().map(|p| p.bytes).sum();
+        self.job.output_bytes = Some(bytes);
+        push_timing(&mut self.job, JobStep::Publish, t);
+        self.save()?;
+        for p in &report.parts {
+            audit!(action = "output.write", job_id = %self.job.id, path = %p.path.display(), bytes = p.bytes, "wrote output part");
+        }
+        Ok(Some(report.warnings))
     }
 
     /// Moves or deletes the sources (only with backups; checked by `validate`); a failure
@@ -496,6 +604,14 @@ fn push_timing(job: &mut Job, step: JobStep, since: Instant) {
         stage: step.as_str().into(),
         millis: since.elapsed().as_millis() as u64,
     });
+}
+
+/// The `n`th name for `stem` in `dir`: `{stem}.m4b`, then `{stem} ({n}).m4b`.
+fn numbered(dir: &Path, stem: &str, n: u32) -> PathBuf {
+    match n {
+        1 => dir.join(format!("{stem}.m4b")),
+        n => dir.join(format!("{stem} ({n}).m4b")),
+    }
 }
 
 /// The workflow error for a failed publish of `target`.

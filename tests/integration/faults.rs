@@ -337,6 +337,112 @@ fn kill_9_at_every_stage_loses_nothing_and_leaves_nothing() {
 }
 
 #[test]
+fn kill_9_while_publishing_split_parts_is_finished_by_recovery() {
+    // `--split-at 5s` on three files of 4 s: three parts. The record names the parts once all
+    // are written and verified; a kill before, between or after their renames is finished by
+    // the next start (roll forward), so the user gets all parts or, before that point, none.
+    for stage in ["publish", "publish-part", "published"] {
+        let w = World::new();
+        let book = w.book("Book", 3);
+        let before = digest(&book);
+        let output = w.out().join("book.m4b");
+        let child = w.stopped_at(
+            stage,
+            &[
+                "convert",
+                "-q",
+                book.to_str().unwrap(),
+                "-o",
+                output.to_str().unwrap(),
+                "--split-at",
+                "5s",
+            ],
+        );
+        let published_before_kill = fs::read_dir(w.out())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(" of 3.m4b"))
+            .count();
+        assert_eq!(
+            published_before_kill,
+            match stage {
+                "publish" => 0,
+                "publish-part" => 1,
+                _ => 3,
+            },
+            "{stage}"
+        );
+        kill9(child);
+        let job = w.job();
+        assert_eq!(job["status"], "completed", "{stage}: {job}");
+        assert!(job["error"].is_null(), "{stage}: {job}");
+        let parts: Vec<PathBuf> = job["output_parts"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{stage}: no parts in {job}"))
+            .iter()
+            .map(|p| PathBuf::from(p.as_str().unwrap()))
+            .collect();
+        assert_eq!(parts.len(), 3, "{stage}: {job}");
+        let mut bytes = 0;
+        for (k, p) in parts.iter().enumerate() {
+            assert_eq!(
+                p.file_name().unwrap().to_string_lossy(),
+                format!("book - Part {} of 3.m4b", k + 1)
+            );
+            let v = crate::common::run(["verify", p.to_str().unwrap()]);
+            assert_eq!(v.status.code(), Some(0), "{stage}: {}", text(&v.stderr));
+            bytes += fs::metadata(p).unwrap().len();
+        }
+        assert_eq!(job["output_bytes"].as_u64(), Some(bytes), "{stage}: {job}");
+        assert!(!output.exists(), "{stage}: the whole book is not published");
+        assert_eq!(digest(&book), before, "{stage}: sources unchanged");
+        w.assert_no_temporaries(&[]);
+        w.assert_db_ok();
+    }
+}
+
+#[test]
+fn kill_9_while_writing_split_parts_leaves_nothing() {
+    // Killed while the parts are written (before the record names them): the job failed as
+    // interrupted, no part is published, and every temporary is gone.
+    let w = World::new();
+    let book = w.book("Book", 3);
+    let output = w.out().join("book.m4b");
+    let child = w.stopped_at(
+        "split",
+        &[
+            "convert",
+            "-q",
+            book.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+            "--split-at",
+            "5s",
+        ],
+    );
+    let temps = fs::read_dir(w.out())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .count();
+    assert!(
+        temps >= 2,
+        "the book's part and a written part exist: {temps}"
+    );
+    kill9(child);
+    let job = w.job();
+    assert_eq!(job["status"], "failed", "{job}");
+    assert!(message(&job).starts_with("interrupted"), "{job}");
+    assert_eq!(
+        fs::read_dir(w.out()).unwrap().count(),
+        0,
+        "nothing is published"
+    );
+    w.assert_no_temporaries(&[]);
+    w.assert_db_ok();
+}
+
+#[test]
 fn kill_9_during_a_move_to_another_file_system_is_cleaned_and_a_later_move_works() {
     let w = World::new();
     let book = w.book("Book", 2);

@@ -446,6 +446,81 @@ fn full_cycle_folders_plan_convert_events_download_verify_delete() {
     }
 }
 
+#[test]
+fn a_book_split_at_a_limit_lists_its_parts_and_serves_each() {
+    let env = Env::new();
+    env.book("Author/Book", 3, 2.0);
+    let s = Server::start(&env, &[], &[]);
+    // A limit that is no limit: 400 with the error shape, no job.
+    let (st, body) = s.post(
+        "/convert",
+        json!({ "folders": [{ "path": "Author/Book", "options": { "split_at": "soon" } }] }),
+    );
+    assert_eq!(st, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("split_at"),
+        "{body}"
+    );
+    // Three chapters of 2 s under a 3 s limit: three parts.
+    let (st, body) = s.post(
+        "/convert",
+        json!({ "folders": [{ "path": "Author/Book", "output_name": "Cut",
+                              "options": { "split_at": "3s" } }] }),
+    );
+    assert_eq!(st, 201, "{body}");
+    let id = body["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let job = s.wait_status(&id, &["completed", "failed"]);
+    assert_eq!(job["status"], "completed", "{job}");
+    let parts = job["parts"].as_array().unwrap_or_else(|| panic!("{job}"));
+    let names: Vec<&str> = parts.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "Cut - Part 1 of 3.m4b",
+            "Cut - Part 2 of 3.m4b",
+            "Cut - Part 3 of 3.m4b"
+        ]
+    );
+    assert_eq!(job["output_name"], "Cut - Part 1 of 3.m4b");
+    let files = m4b_files(&env.output_dir());
+    assert_eq!(files.len(), 3, "{files:?}");
+    let mut total = 0;
+    for (k, p) in parts.iter().enumerate() {
+        let url = p["download_url"].as_str().unwrap();
+        assert_eq!(url, format!("/api/v1/download/{id}?part={}", k + 1));
+        let (st, bytes, h) = get_bytes(&s, url.strip_prefix("/api/v1").unwrap(), &[]);
+        assert_eq!(st, 200, "{url}");
+        let on_disk = std::fs::read(env.output_dir().join(names[k])).unwrap();
+        assert!(bytes == on_disk, "{url}: the part's bytes");
+        assert!(
+            h.header("content-disposition")
+                .unwrap()
+                .contains(&format!("Part {} of 3", k + 1)),
+            "{url}"
+        );
+        total += on_disk.len() as u64;
+        let (st, v) = s.get(&format!("/jobs/{id}/verify?part={}", k + 1));
+        assert_eq!(st, 200, "{v}");
+        assert_eq!(v["ok"], true, "{v}");
+    }
+    assert_eq!(job["output_bytes"].as_u64(), Some(total));
+    for bad in ["0", "4", "x"] {
+        let (st, _, _) = get_bytes(&s, &format!("/download/{id}?part={bad}"), &[]);
+        assert!(st == 404 || st == 400, "part={bad}: {st}");
+    }
+    // Deleting the job with its output removes every part.
+    let (st, _) = s.call(
+        s.req("DELETE", &format!("/jobs/{id}?delete_output=true")),
+        None,
+    );
+    assert_eq!(st, 204);
+    assert!(m4b_files(&env.output_dir()).is_empty());
+    assert!(hidden(&env.output_dir()).is_empty());
+}
+
 /// A book long enough that its conversion is still running when the test acts.
 fn long_book(env: &Env, name: &str) {
     env.book(name, 8, 120.0);

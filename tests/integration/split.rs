@@ -35,6 +35,14 @@ const CHAPTER_SAMPLES: [u64; 6] = [
 
 /// Converts a 6-chapter book (speech-like audio, all tags, a cover) to `dir/book.m4b`.
 fn converted_book(dir: &Path, extra: &[&str]) -> PathBuf {
+    let src = source_book(dir);
+    let out = dir.join("book.m4b");
+    assert_exit(&convert_to(&src, &out, extra), 0);
+    out
+}
+
+/// Writes the 6 MP3s of [`converted_book`] to `dir/src`.
+fn source_book(dir: &Path) -> PathBuf {
     let src = dir.join("src");
     std::fs::create_dir_all(&src).unwrap();
     for (i, &n) in CHAPTER_SAMPLES.iter().enumerate() {
@@ -63,13 +71,12 @@ fn converted_book(dir: &Path, extra: &[&str]) -> PathBuf {
         };
         write_mp3(src.join(format!("{:02}.mp3", i + 1)), &spec).unwrap();
     }
-    let out = dir.join("book.m4b");
-    let mut args: Vec<OsString> = vec![
-        "convert".into(),
-        "--quiet".into(),
-        "-o".into(),
-        (&out).into(),
-    ];
+    src
+}
+
+/// `aiom4b convert -o out` of the book in `src` with all tags, plus `extra`.
+fn convert_to(src: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args: Vec<OsString> = vec!["convert".into(), "--quiet".into(), "-o".into(), out.into()];
     for a in [
         "--narrator",
         "Nora Sprecherin",
@@ -88,8 +95,7 @@ fn converted_book(dir: &Path, extra: &[&str]) -> PathBuf {
         args.push(a.into());
     }
     args.push(src.into());
-    assert_exit(&run(args), 0);
-    out
+    run(args)
 }
 
 /// FFmpeg's decode of `path` as raw f32, edit list honoured.
@@ -435,4 +441,158 @@ fn a_book_made_by_the_ffmpeg_cli_splits_exactly() {
     );
     assert_eq!(part_paths(&report).len(), 3);
     assert_exact_split(&book, &report, 0.0);
+}
+
+#[test]
+fn convert_split_at_publishes_verified_parts_that_join_to_the_book() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = source_book(tmp.path());
+    let whole = tmp.path().join("book.m4b");
+    assert_exit(&convert_to(&src, &whole, &[]), 0);
+    // The same book converted with a 5 s limit: chapters of 2.01, 1.39 | 2.95, 1.02 |
+    // 2.27, 1.59 s make three parts, packet copies of the same encode.
+    let dir = tmp.path().join("cut");
+    std::fs::create_dir(&dir).unwrap();
+    let target = dir.join("Die Reise.m4b");
+    let o = convert_to(&src, &target, &["--json", "--split-at", "5s"]);
+    assert_exit(&o, 0);
+    let doc = json(&o);
+    assert!(
+        !target.exists(),
+        "the whole book is not published beside its parts"
+    );
+    let paths: Vec<PathBuf> = doc["parts"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no parts in {doc}"))
+        .iter()
+        .map(|p| PathBuf::from(p.as_str().unwrap()))
+        .collect();
+    let names: Vec<String> = paths
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        names,
+        (1..=3)
+            .map(|k| format!("Die Reise - Part {k} of 3.m4b"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(doc["output_path"], paths[0].to_string_lossy().as_ref());
+    let sizes: u64 = paths
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(doc["size_bytes"].as_u64(), Some(sizes));
+    // Nothing else in the folder: no temporary, no hidden file.
+    let mut listed: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    listed.sort();
+    assert_eq!(listed, names);
+    // Each part: verified by the independent reader, its chapters, "Part k of 3".
+    let mut start = 0u64;
+    let mut parts = Vec::new();
+    let mut titles = Vec::new();
+    for (k, p) in paths.iter().enumerate() {
+        assert_exit(&run([OsString::from("verify"), p.into()]), 0);
+        let s = summarize(p).unwrap();
+        parts.push(serde_json::json!({
+            "path": p, "start_samples": start, "samples": s.decoded_samples,
+        }));
+        start += s.decoded_samples;
+        let probe = ffprobe(p);
+        assert_eq!(
+            tag(&probe, "title"),
+            Some(format!("Die Reise (Part {} of 3)", k + 1).as_str())
+        );
+        assert_eq!(tag(&probe, "track"), Some(format!("{}/3", k + 1).as_str()));
+        assert_eq!(s.tags.narrator.as_deref(), Some("Nora Sprecherin"));
+        assert!(s.cover.is_some(), "{}: cover", p.display());
+        for c in probe["chapters"].as_array().unwrap() {
+            titles.push(c["tags"]["title"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(
+        titles,
+        (1..=6).map(|i| format!("Kapitel {i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        [2, 2, 2],
+        [0, 1, 2].map(|k| ffprobe(&paths[k])["chapters"].as_array().unwrap().len())
+    );
+    // Decoded and joined, the parts are the book.
+    assert_exact_split(
+        &whole,
+        &serde_json::json!({ "parts": parts }),
+        PNS_TOLERANCE,
+    );
+
+    // Over a limit the book fits in: one file, as without the option.
+    let one = dir.join("One.m4b");
+    let o = convert_to(&src, &one, &["--json", "--split-at", "1h"]);
+    assert_exit(&o, 0);
+    assert!(json(&o).get("parts").is_none());
+    assert_eq!(summarize(&one).unwrap().decoded_samples, start);
+
+    // A part's name that is taken: refused before anything is written, the file kept.
+    let again = convert_to(&src, &target, &["--split-at", "5s"]);
+    assert_exit(&again, 1);
+    assert!(
+        stderr(&again).contains("Die Reise - Part 1 of 3.m4b"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(
+        summarize(&paths[1]).unwrap().decoded_samples,
+        parts[1]["samples"].as_u64().unwrap()
+    );
+    assert_no_part(&dir);
+
+    // A limit that is no limit is refused before converting.
+    let bad = convert_to(&src, &dir.join("x.m4b"), &["--split-at", "20 parsecs"]);
+    assert_exit(&bad, 2);
+    assert!(stderr(&bad).contains("--split-at"), "{}", stderr(&bad));
+}
+
+#[test]
+fn the_librarys_converter_splits_too() {
+    use aiom4b::{
+        plan, CancelToken, ConvertOptions, Converter, Limits, NoProgress, PlanOptions, ScanOptions,
+        SplitAt,
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let src = source_book(tmp.path());
+    let out = tmp.path().join("out").join("Lib.m4b");
+    let book = plan::plan(&[src], &ScanOptions::default(), &Limits::default(), &{
+        let mut o = PlanOptions::default();
+        o.output = Some(out.clone());
+        o
+    })
+    .unwrap();
+    let mut opts = ConvertOptions::default();
+    opts.split_at = Some(SplitAt::Duration(5.0));
+    let report = Converter::new(opts)
+        .convert(&book, &NoProgress, &CancelToken::new())
+        .unwrap();
+    assert_eq!(report.parts.len(), 3);
+    assert_eq!(report.output_path, report.parts[0].path);
+    assert!(!out.exists());
+    let mut start = 0;
+    for (k, p) in report.parts.iter().enumerate() {
+        assert_eq!(
+            p.path.file_name().unwrap().to_string_lossy(),
+            format!("Lib - Part {} of 3.m4b", k + 1)
+        );
+        assert_eq!(p.start_samples, start);
+        start += p.samples;
+        assert_eq!(summarize(&p.path).unwrap().decoded_samples, p.samples);
+    }
+    assert_eq!(start, report.total_samples);
+    assert_eq!(
+        report.size_bytes,
+        report.parts.iter().map(|p| p.bytes).sum::<u64>()
+    );
+    assert_no_part(out.parent().unwrap());
+    assert_eq!(std::fs::read_dir(out.parent().unwrap()).unwrap().count(), 3);
 }

@@ -901,6 +901,52 @@ fn web_page_cover_choice_and_upload_end_in_the_book() {
     });
 }
 
+/// "Split into parts" on the book view: the job's page lists every part with its own download
+/// link, and each link serves that part's bytes.
+#[test]
+fn web_page_split_at_lists_the_parts_with_their_links() {
+    let env = Env::new();
+    env.book("Author/Book", 3, 2.0);
+    let server = Server::start(&env, &[("BACKUP_ENABLED", "false")]);
+    let base = server.base.clone();
+    run(async {
+        let b = Browser::start().await;
+        b.goto(&format!("{base}/#/book/Author%2FBook")).await;
+        output_name(&b, "Cut").await;
+        b.find("#split-at").await.send_keys("3s").await.unwrap();
+        b.find("#convert").await.click().await.unwrap();
+        b.wait_el("#job-status-text", |e| text_is(e, "completed"))
+            .await;
+        b.find("#parts").await;
+        let links = b
+            .js("return [...document.querySelectorAll('#parts a')].map(a => [a.textContent, a.getAttribute('href')])")
+            .await;
+        let id = shown_job(&b).await;
+        let want: Vec<Value> = (1..=3)
+            .map(|k| {
+                json!([
+                    format!("Cut - Part {k} of 3.m4b"),
+                    format!("/api/v1/download/{id}?part={k}")
+                ])
+            })
+            .collect();
+        assert_eq!(links, json!(want));
+        b.assert_clean("a split book's job page").await;
+        b.close().await;
+        for k in 1..=3 {
+            let (st, body, _) = http(
+                &base,
+                "GET",
+                &format!("/api/v1/download/{id}?part={k}"),
+                None,
+            );
+            assert_eq!(st, 200);
+            let file = env.output_dir().join(format!("Cut - Part {k} of 3.m4b"));
+            assert!(body == std::fs::read(&file).unwrap(), "part {k}");
+        }
+    });
+}
+
 /// The chapter titles of the book view's table, top to bottom.
 async fn table_titles(b: &Browser) -> Value {
     b.js("return [...document.querySelectorAll('#chapters input[data-chapter]')].map(i => i.value)")

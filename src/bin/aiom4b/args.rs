@@ -34,7 +34,7 @@ pub enum Command {
     /// Show what a conversion of the folders would do, without writing anything.
     Probe(ProbeArgs),
     /// Convert the folders into one .m4b, as a job (backup, record, naming, post-actions).
-    Convert(ConvertArgs),
+    Convert(Box<ConvertArgs>),
     /// Convert every book folder of a library, several at once.
     Batch(BatchCmdArgs),
     /// Check an .m4b with an independent reader and print its summary (backups: `backup verify`).
@@ -275,6 +275,12 @@ pub struct EncodeArgs {
     pub snap_to_silence: Option<f64>,
     #[command(flatten)]
     pub silence: SilenceArgs,
+    /// Write the book as parts when it is longer or larger than this: a duration (20h,
+    /// 11h30m) or a size (4GB, 3.9GiB). Cut at chapter boundaries without a second encode;
+    /// each part is a verified M4B named "NAME - Part k of n.m4b" with its chapters, tags and
+    /// cover. A book under the limit stays one file.
+    #[arg(long, value_name = "LIMIT", value_parser = aiom4b::SplitAt::parse)]
+    pub split_at: Option<aiom4b::SplitAt>,
     /// Keep the audio that decodes from files with damaged frames instead of failing.
     #[arg(long)]
     pub allow_damaged: bool,
@@ -542,6 +548,7 @@ impl EncodeArgs {
             };
             o.silence = self.silence.options();
             o.snap_to_silence = self.snap_to_silence;
+            o.split_at = self.split_at;
             o.allow_damaged = self.allow_damaged;
             // The workflow publishes; -o --overwrite goes to the job request.
             o.overwrite = false;

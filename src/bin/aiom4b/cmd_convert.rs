@@ -189,6 +189,9 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
         };
         // The engine reported its `.part`; the user wants the published file.
         doc["output_path"] = serde_json::json!(job.output_path);
+        if !job.output_parts.is_empty() {
+            doc["parts"] = serde_json::json!(job.output_parts);
+        }
         doc["size_bytes"] = serde_json::json!(job.output_bytes);
         doc["job_id"] = serde_json::json!(job.id);
         doc["status"] = serde_json::json!(job.status);
@@ -199,17 +202,24 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
     match job.status {
         JobStatus::Completed => {
             if !json && !quiet {
-                let output = job.output_path.clone().unwrap_or_default();
+                // A split book: its parts, one per line, then the summary.
+                for p in &job.output_parts {
+                    println!("{}", ui::path(p));
+                }
+                let output = match job.output_parts.len() {
+                    0 => ui::path(job.output_path.clone().unwrap_or_default()),
+                    n => format!("  {n} parts"),
+                };
                 match &report {
                     Some(r) => println!(
                         "{}  {}  {} chapters  {}  {:.0}× realtime  (job {short_id})",
-                        ui::path(&output),
+                        output,
                         aiom4b::chapters::format_samples(r.total_samples, r.sample_rate),
                         r.chapters.len(),
                         crate::human::bytes(job.output_bytes.unwrap_or(r.size_bytes)),
                         r.realtime_factor
                     ),
-                    None => println!("{}  (job {short_id})", ui::path(&output)),
+                    None => println!("{output}  (job {short_id})"),
                 }
                 if let Some(r) = report {
                     print_snapped(r);

@@ -183,7 +183,7 @@ fn run(cli: Cli, cfg: &Config) -> anyhow::Result<u8> {
         Command::Edit(a) => cmd_edit::edit(a),
         Command::Chapters(c) => cmd_chapters::run(c),
         Command::Split(a) => cmd_split::split(a),
-        Command::Convert(a) => cmd_convert::convert(cfg, a, cli.quiet),
+        Command::Convert(a) => cmd_convert::convert(cfg, *a, cli.quiet),
         Command::Batch(a) => cmd_convert::batch(cfg, a),
         Command::Serve(a) => serve::run(cfg, a),
         Command::Worker(a) => serve::worker::run(cfg, a),

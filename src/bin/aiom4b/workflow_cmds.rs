@@ -781,6 +781,9 @@ fn jobs_table(jobs: &[Job]) -> String {
     for j in jobs {
         let result = match (&j.error, &j.output_path) {
             (Some(e), _) => format!("{}: {}", e.category, with_flags(&e.message)),
+            (None, Some(p)) if j.output_parts.len() > 1 => {
+                format!("{} (+{} parts)", p.display(), j.output_parts.len() - 1)
+            }
             (None, Some(p)) => p.display().to_string(),
             _ => String::new(),
         };
@@ -831,8 +834,13 @@ fn job_detail(j: &Job) -> String {
     for b in &j.backup_paths {
         s.push_str(&format!("backup    {}\n", ui::path(b)));
     }
-    if let Some(o) = &j.output_path {
-        s.push_str(&format!("output    {}\n", ui::path(o)));
+    if j.output_parts.is_empty() {
+        if let Some(o) = &j.output_path {
+            s.push_str(&format!("output    {}\n", ui::path(o)));
+        }
+    }
+    for (k, p) in j.output_parts.iter().enumerate() {
+        s.push_str(&format!("part {:<4} {}\n", k + 1, ui::path(p)));
     }
     if let Some(b) = j.input_bytes {
         s.push_str(&format!("input     {}\n", human::bytes(b)));

@@ -100,6 +100,10 @@ pub(crate) fn a_job_reads_back_exactly_as_written(s: &dyn JobStore) {
     j.part_path = Some(PathBuf::from("/out/.Book.m4b.part"));
     j.temp_paths = vec![PathBuf::from("/out/.Book.m4b.part")];
     j.post_action = Some("move:/done".into());
+    j.output_parts = vec![
+        PathBuf::from("/out/Book - Part 1 of 2.m4b"),
+        PathBuf::from("/out/Book - Part 2 of 2.m4b"),
+    ];
     s.insert(&j).unwrap();
     assert_eq!(s.get(j.id).unwrap().as_ref(), Some(&j));
     assert_eq!(s.get(Uuid::new_v4()).unwrap(), None);

@@ -146,6 +146,11 @@ pub struct Job {
     /// keeps them.
     #[serde(default)]
     pub post_action: Option<String>,
+    /// With `--split-at`, the published parts in order (then [`output_path`](Self::output_path)
+    /// is the first); recorded, like `output_path`, before they are renamed into place, so
+    /// that recovery can finish publishing them. Empty for a book published as one file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub output_parts: Vec<PathBuf>,
     /// The claim of the process that runs the job from a shared queue
     /// ([`JobStore::claim_next`]); `None` for a job its creating process runs itself.
     #[serde(default)]
@@ -228,6 +233,7 @@ impl Job {
             part_path: None,
             temp_paths: Vec::new(),
             post_action: None,
+            output_parts: Vec::new(),
             lease: None,
         }
     }
@@ -373,7 +379,7 @@ pub(super) const COLUMNS: &str = "id, status, created_at, started_at, finished_a
     progress_percent, source_folders, options, output_path, backup_paths, input_bytes, \
     output_bytes, audio_duration_secs, stage_timings, attempts, error_category, error_message, \
     error_remedy, pid, hostname, pid_start_ticks, part_path, temp_paths, post_action, \
-    lease_token, lease_expires_at";
+    output_parts, lease_token, lease_expires_at";
 /// `SET` assignments that make a job held by no process: no owner, no lease (the queue's
 /// requeue, fail and release statements of both stores).
 pub(super) const NO_HOLDER: &str = "pid = NULL, hostname = NULL, pid_start_ticks = NULL, \

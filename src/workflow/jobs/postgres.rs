@@ -90,6 +90,9 @@ const MIGRATIONS: &[&str] = &[
     // 4: cancel requests from any process (JobStore::request_cancel).
     "ALTER TABLE jobs ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT false;
     ALTER TABLE jobs_archive ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT false;",
+    // 5: the parts of a book published in several files (the SQLite store's version 7).
+    "ALTER TABLE jobs ADD COLUMN output_parts JSONB NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs_archive ADD COLUMN output_parts JSONB NOT NULL DEFAULT '[]';",
 ];
 
 /// Any number: the advisory lock that serializes migrations across processes.
@@ -332,9 +335,10 @@ impl PostgresStore {
             part_path: part_path.map(PathBuf::from),
             temp_paths: paths(col!(22, "temp_paths"), "temp_paths")?,
             post_action: col!(23, "post_action"),
+            output_parts: paths(col!(24, "output_parts"), "output_parts")?,
             lease: {
-                let token: Option<Uuid> = col!(24, "lease_token");
-                let expires: Option<DateTime<Utc>> = col!(25, "lease_expires_at");
+                let token: Option<Uuid> = col!(25, "lease_token");
+                let expires: Option<DateTime<Utc>> = col!(26, "lease_expires_at");
                 token
                     .zip(expires)
                     .map(|(token, expires_at)| super::Lease { token, expires_at })
@@ -383,6 +387,7 @@ fn job_values(job: &Job) -> Vec<Box<dyn ToSql + Sync>> {
         Box::new(job.part_path.as_deref().map(path_text)),
         Box::new(paths_json(&job.temp_paths)),
         Box::new(job.post_action.clone()),
+        Box::new(paths_json(&job.output_parts)),
         Box::new(job.lease.map(|l| l.token)),
         Box::new(job.lease.map(|l| l.expires_at)),
     ]

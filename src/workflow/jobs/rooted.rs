@@ -9,7 +9,7 @@
 //! a record written before (absolute paths) reads as before.
 //!
 //! The paths mapped are the job's own ([`Job::source_folders`], [`Job::output_path`],
-//! [`Job::backup_paths`], [`Job::part_path`], [`Job::temp_paths`], the folder of a
+//! [`Job::backup_paths`], [`Job::part_path`], [`Job::temp_paths`], [`Job::output_parts`], the folder of a
 //! `move:DIR` [`Job::post_action`]) and the paths the engine keeps in the job's `options`
 //! ([`OPTION_PATHS`]: the plan's cover, output and data folder, the scan's excluded
 //! folders). Log lines and idempotency records hold no paths the store reads back as paths;
@@ -132,6 +132,7 @@ impl Roots {
         all(&mut j.source_folders);
         all(&mut j.backup_paths);
         all(&mut j.temp_paths);
+        all(&mut j.output_parts);
         for p in [&mut j.output_path, &mut j.part_path].into_iter().flatten() {
             *p = f(p);
         }

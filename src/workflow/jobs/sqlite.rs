@@ -97,6 +97,9 @@ const MIGRATIONS: &[&str] = &[
     // 6: cancel requests from any process (JobStore::request_cancel).
     "ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE jobs_archive ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;",
+    // 7: the parts of a book published in several files (`--split-at`).
+    "ALTER TABLE jobs ADD COLUMN output_parts TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE jobs_archive ADD COLUMN output_parts TEXT NOT NULL DEFAULT '[]';",
 ];
 
 /// The job store on a SQLite file.
@@ -275,6 +278,7 @@ struct RawJob {
     part_path: Option<String>,
     temp_paths: String,
     post_action: Option<String>,
+    output_parts: String,
     lease_token: Option<String>,
     lease_expires_at: Option<String>,
 }
@@ -306,8 +310,9 @@ impl RawJob {
             part_path: r.get(21)?,
             temp_paths: r.get(22)?,
             post_action: r.get(23)?,
-            lease_token: r.get(24)?,
-            lease_expires_at: r.get(25)?,
+            output_parts: r.get(24)?,
+            lease_token: r.get(25)?,
+            lease_expires_at: r.get(26)?,
         })
     }
 
@@ -369,6 +374,7 @@ impl RawJob {
             part_path: self.part_path.clone().map(PathBuf::from),
             temp_paths: paths("temp_paths", &self.temp_paths)?,
             post_action: self.post_action.clone(),
+            output_parts: paths("output_parts", &self.output_parts)?,
             lease: match (&self.lease_token, &self.lease_expires_at) {
                 (Some(t), Some(e)) => Some(super::Lease {
                     token: Uuid::parse_str(t).map_err(|e| corrupt(format!("lease token: {e}")))?,
@@ -412,6 +418,7 @@ fn job_values(job: &Job) -> Vec<Box<dyn rusqlite::ToSql>> {
         Box::new(job.part_path.as_deref().map(path_text)),
         Box::new(paths_json(&job.temp_paths)),
         Box::new(job.post_action.clone()),
+        Box::new(paths_json(&job.output_parts)),
         Box::new(job.lease.map(|l| l.token.to_string())),
         Box::new(job.lease.map(|l| ts(&l.expires_at))),
     ]

@@ -220,8 +220,11 @@ pub struct JobView {
     /// Why the job failed: category, message, remedy.
     #[schema(value_type = Option<Object>)]
     pub error: Option<JobFailure>,
-    /// `/api/v1/download/{id}` once the book is written.
+    /// `/api/v1/download/{id}` once the book is written (the first part of a split book).
     pub download_url: Option<String>,
+    /// A book written in parts (`split_at`): each part's file name and download URL, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<PartView>,
     /// The instance (`host:pid:start`) that runs or ran the job; none while it waits.
     pub instance_id: Option<String>,
 }
@@ -248,8 +251,65 @@ impl From<&Job> for JobView {
             attempts: j.attempts,
             error: j.error.clone(),
             download_url: done.then(|| format!("/api/v1/download/{}", j.id)),
+            parts: j
+                .output_parts
+                .iter()
+                .enumerate()
+                .filter(|_| done)
+                .map(|(k, p)| PartView {
+                    name: p
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    download_url: format!("/api/v1/download/{}?part={}", j.id, k + 1),
+                })
+                .collect(),
             instance_id: j.owner.as_ref().map(|o| o.instance_id()),
         }
+    }
+}
+
+/// One part of a book written in parts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PartView {
+    /// The part's file name.
+    pub name: String,
+    /// `/api/v1/download/{id}?part=k`.
+    pub download_url: String,
+}
+
+/// `split_at` of a request: `None`, or a limit a book can be cut by (400 otherwise).
+fn split_at(v: Option<&str>) -> ApiResult<Option<aiom4b::SplitAt>> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let limit = aiom4b::SplitAt::parse(v).map_err(|e| {
+        ApiError::bad_request(
+            format!("split_at: {e}"),
+            "give a duration such as \"20h\" or a size such as \"4GB\"",
+        )
+    })?;
+    limit.validate().map_err(|e| {
+        ApiError::bad_request(
+            format!("split_at: {e}"),
+            "give a duration of at least 1 s or a size of at least 64 KiB",
+        )
+    })?;
+    Ok(Some(limit))
+}
+
+/// The file of part `part` (1-based) of a completed job, or its only output when `part` is
+/// `None`; `None` when there is no such file on record.
+pub(super) fn job_output(job: &Job, part: Option<usize>) -> Option<std::path::PathBuf> {
+    if job.status != JobStatus::Completed {
+        return None;
+    }
+    match part {
+        None => job.output_path.clone(),
+        Some(k) => k
+            .checked_sub(1)
+            .and_then(|i| job.output_parts.get(i))
+            .cloned(),
     }
 }
 
@@ -479,6 +539,10 @@ pub struct ConvertOptionsIn {
     chapter_titles: Option<String>,
     #[serde(default)]
     allow_damaged: bool,
+    /// Publish the book as parts (cut at chapter boundaries, no second encode) when it is
+    /// longer or larger than this: a duration (`20h`, `11h30m`) or a size (`4GB`, `3.9GiB`).
+    #[schema(example = "20h")]
+    split_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -635,6 +699,7 @@ pub async fn convert(
         let engine = BookEngine::new(scan_options(&s), s.wf.config().limits(), plan, {
             let mut c = aiom4b::ConvertOptions::default();
             c.allow_damaged = f.options.allow_damaged;
+            c.split_at = split_at(f.options.split_at.as_deref())?;
             c
         });
         let output_name = f
@@ -757,6 +822,7 @@ pub async fn list_jobs(
                     j.source_folders
                         .iter()
                         .chain(j.output_path.iter())
+                        .chain(j.output_parts.iter())
                         .any(|p| p.to_string_lossy().to_lowercase().contains(t))
                         || j.id.to_string().starts_with(t)
                 })
@@ -817,7 +883,7 @@ pub async fn delete_job(
             ));
         }
         if q.delete_output {
-            if let Some(out) = &job.output_path {
+            for out in job.output_path.iter().chain(&job.output_parts) {
                 match std::fs::remove_file(out) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -934,17 +1000,18 @@ pub async fn clear_jobs(
 }
 
 #[utoipa::path(get, path = "/jobs/{id}/verify", tag = "jobs", summary = "the independent check of the job's output",
-    params(("id" = String, Path, description = "a job id (UUID)")),
+    params(("id" = String, Path, description = "a job id (UUID)"), super::download::PartQuery),
     responses((status = 200, description = "report", body = super::openapi::VerifyReport), (status = 404, description = "error", body = ErrorBody), (status = 409, description = "error", body = ErrorBody), (status = 422, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn verify_job(
     State(s): State<Shared>,
     Path(id): Path<String>,
+    Query(q): Query<super::download::PartQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     let id = parse_id(&id)?;
     blocking(move || {
         let job = get_job(&s.wf, id)?;
-        let out = match (&job.status, &job.output_path) {
-            (JobStatus::Completed, Some(p)) if p.is_file() => p.clone(),
+        let out = match job_output(&job, q.part) {
+            Some(p) if p.is_file() => p,
             _ => {
                 return Err(ApiError::conflict(
                     format!("job {id} has no output to verify"),

@@ -3,9 +3,8 @@
 //! `Last-Modified` and a sanitized `Content-Disposition`. Only a path recorded as a job's
 //! output is ever served, and only while it is a regular file in the output folder.
 use super::api::{ApiError, Shared};
-use aiom4b::workflow::JobStatus;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::os::unix::fs::MetadataExt;
@@ -14,8 +13,19 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 /// Read size of the streamed body.
 const CHUNK: usize = 64 * 1024;
 
+/// `?part=k`: part k (from 1) of a book written in parts.
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PartQuery {
+    /// Part k (from 1) of a book written in parts (the job's `parts`); absent: the book, or
+    /// its first part.
+    #[param(minimum = 1)]
+    pub part: Option<usize>,
+}
+
 #[utoipa::path(get, path = "/download/{id}", tag = "jobs", summary = "the M4B of a completed job (Range, ETag)",
-    params(("id" = String, Path, description = "a job id (UUID)")),
+    params(("id" = String, Path, description = "a job id (UUID)"), PartQuery),
     responses(
         (status = 200, description = "the book", body = super::openapi::Binary, content_type = "audio/mp4"),
         (status = 206, description = "a range of the book", body = super::openapi::Binary, content_type = "audio/mp4"),
@@ -26,6 +36,7 @@ const CHUNK: usize = 64 * 1024;
 pub async fn download(
     State(s): State<Shared>,
     Path(id): Path<String>,
+    Query(q): Query<PartQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let not_found = || {
@@ -41,10 +52,7 @@ pub async fn download(
         .await
         .map_err(|_| not_found())??
         .ok_or_else(not_found)?;
-    let path = match (&job.status, &job.output_path) {
-        (JobStatus::Completed, Some(p)) => p.clone(),
-        _ => return Err(not_found()),
-    };
+    let path = super::api::job_output(&job, q.part).ok_or_else(not_found)?;
     // Opened without following a final symlink: a file replaced by a link is not served.
     let file = tokio::fs::OpenOptions::new()
         .read(true)

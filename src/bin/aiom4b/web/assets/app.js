@@ -464,6 +464,7 @@ async function book(path) {
     h('option', { value: 'default' }, 'Default (AAC 128 kb/s stereo)'),
     h('option', { value: 'speech' }, 'Speech (64 kb/s mono)'),
     h('option', { value: 'source' }, 'Like the source'));
+  const splitAt = h('input', { id: 'split-at', placeholder: 'e.g. 20h or 4GB', 'aria-describedby': 'split-help' });
 
   const tbody = h('tbody', { id: 'chapters' });
   const orderStatus = h('p', { class: 'sr', id: 'order-status', 'aria-live': 'polite' });
@@ -559,7 +560,7 @@ async function book(path) {
           metadata,
           order: tracks.map((t) => t.rel),
           chapters: tracks.map((t) => t.title),
-          options: { preset: preset.value },
+          options: { preset: preset.value, split_at: splitAt.value.trim() || null },
         }],
       };
       const chosen = cover.choice();
@@ -583,7 +584,9 @@ async function book(path) {
       h('h2', {}, 'Output'),
       h('div', { class: 'fields' },
         h('label', { for: 'output-name' }, 'File name (.m4b is added)', output),
-        h('label', { for: 'preset' }, 'Format', preset)),
+        h('label', { for: 'preset' }, 'Format', preset),
+        h('label', { for: 'split-at' }, 'Split into parts longer than (optional)', splitAt),
+        h('p', { class: 'meta', id: 'split-help' }, 'A book over this length or size is written as parts cut at chapters, for players that cannot handle very long books or FAT32 devices.')),
       h('p', { class: 'meta' }, `${tracks.length} files · ${clock(total)} · ${bytes(plan.tracks.reduce((a, t) => a + t.info.size_bytes, 0))}`),
       cover.el,
       h('h2', {}, 'Findings'), findings,
@@ -765,7 +768,9 @@ async function jobDetail(id) {
   const details = h('table', {}, h('tbody', {},
     row('Status', h('span', { class: `status-${j.status}`, id: 'job-status-text' }, j.status)),
     row('Folders', j.source_folders.join(', ')),
-    row('Output', j.output_name || '–'),
+    row('Output', j.parts && j.parts.length
+      ? h('ol', { id: 'parts' }, ...j.parts.map((p) => h('li', {}, h('a', { href: p.download_url, download: '' }, p.name))))
+      : (j.output_name || '–')),
     row('Created', when(j.created_at)), row('Started', when(j.started_at)), row('Finished', when(j.finished_at)),
     row('Took', dur !== null ? clock(dur) : '–'),
     row('Audio', clock(j.audio_duration_secs)),

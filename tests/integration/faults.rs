@@ -97,6 +97,30 @@ impl World {
         stopped(cmd.spawn().unwrap(), stage)
     }
 
+    /// A book of three 4 s files converted to `out/book.m4b` with `--split-at 5s` (three
+    /// parts), stopped at `stage`: the book's folder with its digest from before the run, the
+    /// output asked for, the child.
+    #[allow(clippy::type_complexity)]
+    fn split_stopped_at(
+        &self,
+        stage: &str,
+    ) -> ((PathBuf, BTreeMap<PathBuf, String>), PathBuf, Child) {
+        let book = self.book("Book", 3);
+        let before = digest(&book);
+        let output = self.out().join("book.m4b");
+        let args = [
+            "convert",
+            "-q",
+            book.to_str().unwrap(),
+            "-o",
+            output.to_str().unwrap(),
+            "--split-at",
+            "5s",
+        ];
+        let child = self.stopped_at(stage, &args);
+        ((book, before), output, child)
+    }
+
     /// Every job, after the recovery that opening the workflow runs.
     fn jobs(&self) -> Vec<Value> {
         let out = self.run(&["jobs", "list", "--json"]);
@@ -343,21 +367,7 @@ fn kill_9_while_publishing_split_parts_is_finished_by_recovery() {
     // the next start (roll forward), so the user gets all parts or, before that point, none.
     for stage in ["publish", "publish-part", "published"] {
         let w = World::new();
-        let book = w.book("Book", 3);
-        let before = digest(&book);
-        let output = w.out().join("book.m4b");
-        let child = w.stopped_at(
-            stage,
-            &[
-                "convert",
-                "-q",
-                book.to_str().unwrap(),
-                "-o",
-                output.to_str().unwrap(),
-                "--split-at",
-                "5s",
-            ],
-        );
+        let ((book, before), output, child) = w.split_stopped_at(stage);
         let published_before_kill = fs::read_dir(w.out())
             .unwrap()
             .flatten()
@@ -406,20 +416,7 @@ fn kill_9_while_writing_split_parts_leaves_nothing() {
     // Killed while the parts are written (before the record names them): the job failed as
     // interrupted, no part is published, and every temporary is gone.
     let w = World::new();
-    let book = w.book("Book", 3);
-    let output = w.out().join("book.m4b");
-    let child = w.stopped_at(
-        "split",
-        &[
-            "convert",
-            "-q",
-            book.to_str().unwrap(),
-            "-o",
-            output.to_str().unwrap(),
-            "--split-at",
-            "5s",
-        ],
-    );
+    let (_, _, child) = w.split_stopped_at("split");
     let temps = fs::read_dir(w.out())
         .unwrap()
         .flatten()

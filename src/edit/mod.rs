@@ -21,7 +21,7 @@
 //! | year | `©day` |
 //! | description | `desc` and `ldes` |
 //! | comment | `©cmt` |
-//! | publisher | `©pub` |
+//! | publisher | `©pub` and `----:com.apple.iTunes:PUBLISHER` (FFmpeg, so ffprobe-based readers such as Audiobookshelf, shows only the second) |
 //! | grouping | `©grp` (`aiom4b tag` writes the series and part there, as players group by it) |
 //! | ASIN | `----:com.apple.iTunes:ASIN` |
 //! | cover | `covr` (JPEG data type 13, PNG 14) |
@@ -161,7 +161,7 @@ pub struct TagEdits {
     pub description: FieldEdit,
     /// `©cmt`.
     pub comment: FieldEdit,
-    /// `©pub`.
+    /// `©pub` and freeform `PUBLISHER`.
     pub publisher: FieldEdit,
     /// `©grp`.
     pub grouping: FieldEdit,
@@ -322,7 +322,7 @@ pub(crate) fn plan_items(
         warnings: Vec::new(),
     };
     // (field name, edit, items, limit)
-    let fields: [(&str, &FieldEdit, &[&[u8; 4]], usize); 8] = [
+    let fields: [(&str, &FieldEdit, &[&[u8; 4]], usize); 7] = [
         (
             "author",
             &tags.author,
@@ -344,7 +344,6 @@ pub(crate) fn plan_items(
             MAX_LONG_TEXT_BYTES,
         ),
         ("comment", &tags.comment, &[b"\xa9cmt"], MAX_LONG_TEXT_BYTES),
-        ("publisher", &tags.publisher, &[b"\xa9pub"], MAX_TITLE_BYTES),
         ("grouping", &tags.grouping, &[b"\xa9grp"], MAX_TITLE_BYTES),
     ];
     let cut_value = |name: &str, v: &str, limit: usize, p: &mut ItemPlan| -> String {
@@ -446,19 +445,30 @@ pub(crate) fn plan_items(
             describe(v.as_deref())
         ));
     }
-    if let Some(v) = tags.asin.value() {
+    // Fields with a freeform item (and maybe a code item too): (name, edit, code, freeform).
+    let with_freeform: [(&str, &FieldEdit, Option<&[u8; 4]>, &str); 2] = [
+        ("publisher", &tags.publisher, Some(b"\xa9pub"), "PUBLISHER"),
+        ("ASIN", &tags.asin, None, "ASIN"),
+    ];
+    for (name, edit, c, free) in with_freeform {
+        let Some(v) = edit.value() else { continue };
         let before = old
             .values
             .iter()
-            .find(|(k, _)| moov::same_key(k, &freeform("ASIN")))
-            .map(|(_, v)| v.clone());
-        p.drop.push(freeform("ASIN"));
-        let v = v.map(|v| cut_value("ASIN", v, MAX_TITLE_BYTES, &mut p));
+            .find(|(k, _)| moov::same_key(k, &freeform(free)))
+            .map(|(_, v)| v.clone())
+            .or_else(|| c.and_then(|c| old.get(c)).map(str::to_string));
+        p.drop.extend(c.map(code));
+        p.drop.push(freeform(free));
+        let v = v.map(|v| cut_value(name, v, MAX_TITLE_BYTES, &mut p));
         if let Some(v) = &v {
-            p.new.push(text_item(freeform("ASIN"), v));
+            if let Some(c) = c {
+                p.new.push(text_item(code(c), v));
+            }
+            p.new.push(text_item(freeform(free), v));
         }
         p.changes.push(format!(
-            "ASIN: {} → {}",
+            "{name}: {} → {}",
             describe(before.as_deref()),
             describe(v.as_deref())
         ));
@@ -735,7 +745,15 @@ mod tests {
         };
         let p = plan_items(&tags, &CoverEdit::Keep, &old, false);
         let keys: Vec<String> = p.new.iter().map(|n| n.key.to_string()).collect();
-        assert_eq!(keys, ["©pub", "©grp", "----:com.apple.iTunes:ASIN"]);
+        assert_eq!(
+            keys,
+            [
+                "©grp",
+                "©pub",
+                "----:com.apple.iTunes:PUBLISHER",
+                "----:com.apple.iTunes:ASIN"
+            ]
+        );
         assert!(p.drop.contains(&freeform("ASIN")));
         assert!(p
             .changes

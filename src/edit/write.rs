@@ -911,6 +911,7 @@ fn check(
     // The reader's summary has no values for these: their items must be there or gone.
     let key_checks = [
         ("publisher", &t.publisher, "©pub"),
+        ("publisher", &t.publisher, "----:com.apple.iTunes:PUBLISHER"),
         ("grouping", &t.grouping, "©grp"),
         ("ASIN", &t.asin, "----:com.apple.iTunes:ASIN"),
     ];

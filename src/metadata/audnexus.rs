@@ -102,7 +102,11 @@ impl Audnexus {
 
     /// The URL of a book's chapter list.
     pub fn chapters_url(&self, asin: &str, region: Region) -> String {
-        format!("{}/books/{asin}/chapters?region={}", self.base, region.code())
+        format!(
+            "{}/books/{asin}/chapters?region={}",
+            self.base,
+            region.code()
+        )
     }
 }
 

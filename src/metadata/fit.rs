@@ -134,9 +134,7 @@ pub fn fit(
         .min_by(|a, b| (a.0 - book_ms).abs().total_cmp(&(b.0 - book_ms).abs()))
         .ok_or_else(|| provider_error("Audnexus", &what, "the chapter list has no runtime"))?;
     let diff_ms = book_ms - len_ms;
-    if diff_ms.abs() > opts.max_diff_secs * 1000.0
-        || diff_ms.abs() > opts.max_diff_ratio * len_ms
-    {
+    if diff_ms.abs() > opts.max_diff_secs * 1000.0 || diff_ms.abs() > opts.max_diff_ratio * len_ms {
         return Err(provider_error(
             "Audnexus",
             &what,

@@ -187,7 +187,10 @@ impl HttpClient {
                 Err(ureq::Error::Transport(t)) => {
                     let s = t.to_string();
                     if s.contains("timed out") || s.contains("Timeout") || s.contains("timeout") {
-                        format!("no answer within {} s ({s})", self.opts.timeout.as_secs_f64())
+                        format!(
+                            "no answer within {} s ({s})",
+                            self.opts.timeout.as_secs_f64()
+                        )
                     } else {
                         format!("cannot reach the server ({s})")
                     }

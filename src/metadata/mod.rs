@@ -27,8 +27,8 @@ mod http;
 pub mod rank;
 
 pub use audible::AudibleCatalog;
-pub use audnexus::Audnexus;
 pub use audible::AUDIBLE_URL;
+pub use audnexus::Audnexus;
 pub use audnexus::AUDNEXUS_URL;
 pub use cache::{Cache, DEFAULT_TTL};
 pub use http::{HttpClient, HttpOptions};
@@ -269,7 +269,9 @@ pub fn html_to_text(html: &str) -> String {
             rest = "";
             break;
         };
-        let tag = rest[i + 1..i + j].trim_start_matches('/').to_ascii_lowercase();
+        let tag = rest[i + 1..i + j]
+            .trim_start_matches('/')
+            .to_ascii_lowercase();
         if tag.starts_with('p') || tag.starts_with("br") || tag.starts_with("li") {
             out.push('\n');
         }
@@ -303,7 +305,9 @@ pub fn best_image_url(url: &str) -> String {
         return url.to_string();
     }
     match stem.rsplit_once("._") {
-        Some((base, size)) if size.ends_with('_') && !base.ends_with('/') && !size.contains('/') => {
+        Some((base, size))
+            if size.ends_with('_') && !base.ends_with('/') && !size.contains('/') =>
+        {
             format!("{base}.{ext}")
         }
         _ => url.to_string(),
@@ -314,13 +318,9 @@ pub fn best_image_url(url: &str) -> String {
 /// a cover: JPEG or PNG, at most [`crate::MAX_COVER_BYTES`], sides up to
 /// [`crate::MAX_COVER_SIDE`].
 pub fn fetch_cover(http: &HttpClient, provider: &str, url: &str) -> Result<crate::Picture> {
-    let data = http.get_bytes(
-        provider,
-        "cover",
-        url,
-        crate::MAX_COVER_BYTES as u64,
-        |b| crate::probe::image_facts(b).is_some(),
-    )?;
+    let data = http.get_bytes(provider, "cover", url, crate::MAX_COVER_BYTES as u64, |b| {
+        crate::probe::image_facts(b).is_some()
+    })?;
     let pic = crate::Picture {
         mime: String::new(),
         data,

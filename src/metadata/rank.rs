@@ -192,9 +192,24 @@ mod tests {
             duration_secs: Some(24.0 * 3600.0 + 39.0 * 60.0),
         };
         let books = vec![
-            book("The Well of Ascension", "Brandon Sanderson", "Michael Kramer", 1769.0),
-            book("The Final Empire", "Brandon Sanderson", "Someone Else", 1300.0),
-            book("The Final Empire", "Brandon Sanderson", "Michael Kramer", 1479.0),
+            book(
+                "The Well of Ascension",
+                "Brandon Sanderson",
+                "Michael Kramer",
+                1769.0,
+            ),
+            book(
+                "The Final Empire",
+                "Brandon Sanderson",
+                "Someone Else",
+                1300.0,
+            ),
+            book(
+                "The Final Empire",
+                "Brandon Sanderson",
+                "Michael Kramer",
+                1479.0,
+            ),
         ];
         let r = rank(&local, books);
         assert_eq!(r[0].book.narrators[0], "Michael Kramer");

@@ -432,6 +432,25 @@ fn answers_are_cached_so_a_second_run_makes_no_request() {
     assert_eq!(server.hits().len(), 3);
 }
 
+#[test]
+fn requests_to_one_host_are_spaced_by_the_minimum_interval() {
+    let server = Server::start(|_, _| ok(fixture("audnexus_book.json")));
+    let mut o = HttpOptions::default();
+    o.min_interval = Duration::from_millis(300);
+    let http = Arc::new(HttpClient::new(o, None));
+    let ax = Audnexus::with_base(http.clone(), &server.base);
+    for region in [Region::Us, Region::Uk, Region::De] {
+        ax.book(ASIN, region).unwrap();
+    }
+    let hits = server.hits();
+    assert_eq!(hits.len(), 3);
+    for w in hits.windows(2) {
+        // A lower bound the client guarantees, not a timing measurement.
+        let gap = w[1].at - w[0].at;
+        assert!(gap >= Duration::from_millis(290), "{gap:?} between requests");
+    }
+}
+
 fn with_env(mut cmd: Command, server: &Server, data: &Path) -> Command {
     cmd.env("DATA_DIR", data)
         .env("AIOM4B_AUDNEXUS_URL", &server.base)
@@ -607,6 +626,9 @@ fn tag_by_asin_writes_every_field_the_cover_and_audibles_chapters_fitted_to_the_
                 }
                 "/books/B002UZMLXM/chapters?region=us" => ok(same.clone()),
                 "/books/B0OTHEREDN/chapters?region=us" => ok(other.clone()),
+                t if t.starts_with("/com/1.0/catalog/products?") => {
+                    ok(fixture("audible_search.json"))
+                }
                 "/img/cover.jpg" => Reply::Send {
                     status: 200,
                     headers: vec![("Content-Type", "image/jpeg".into())],
@@ -735,6 +757,23 @@ fn tag_by_asin_writes_every_field_the_cover_and_audibles_chapters_fitted_to_the_
         assert!((m.start_secs - t).abs() <= TOLERANCE_SECS, "{m:?} vs {t}");
     }
     assert!(s.inconsistencies.is_empty(), "{:?}", s.inconsistencies);
+
+    // `match` on the tagged M4B: its tags and exact decoded length, read by the crate's reader.
+    let mut cmd = with_env(aiom4b(), &server, &data);
+    cmd.arg("match").arg(&m4b).arg("--json");
+    let o = run_cmd(cmd);
+    assert_exit(&o, 0);
+    let doc = json(&o);
+    assert_eq!(doc["local"]["title"], "The Final Empire");
+    assert_eq!(doc["local"]["author"], "Brandon Sanderson");
+    assert_eq!(doc["local"]["narrator"], "Michael Kramer");
+    let secs = doc["local"]["duration_secs"].as_f64().unwrap();
+    assert!(
+        (secs - book.total as f64 / RATE as f64).abs() < 0.05,
+        "{secs} s vs {} samples",
+        book.total
+    );
+    assert_eq!(doc["candidates"][0]["book"]["asin"], ASIN);
 
     // Another edition (10 % longer): refused with a warning; the tags are written, the
     // chapters stay as they were.

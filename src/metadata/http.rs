@@ -80,13 +80,7 @@ impl HttpClient {
 
     /// Waits until `min_interval` has passed since the last request to the URL's host.
     fn pace(&self, url: &str) {
-        let host = url
-            .split_once("://")
-            .map_or(url, |(_, r)| r)
-            .split('/')
-            .next()
-            .unwrap_or_default()
-            .to_string();
+        let host = host(url).to_string();
         let wait = {
             let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
             let now = Instant::now();
@@ -185,14 +179,33 @@ impl HttpClient {
                     )));
                 }
                 Err(ureq::Error::Transport(t)) => {
-                    let s = t.to_string();
-                    if s.contains("timed out") || s.contains("Timeout") || s.contains("timeout") {
+                    // ureq's Display repeats the URL; the kind, message and cause are enough.
+                    let mut s = t.kind().to_string();
+                    if let Some(m) = t.message() {
+                        s.push_str(": ");
+                        s.push_str(m);
+                    }
+                    if let Some(src) = std::error::Error::source(&t) {
+                        s.push_str(": ");
+                        s.push_str(&src.to_string());
+                    }
+                    let timed_out = std::error::Error::source(&t)
+                        .and_then(|e| e.downcast_ref::<std::io::Error>())
+                        .is_some_and(|e| {
+                            matches!(
+                                e.kind(),
+                                std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                            )
+                        })
+                        || s.to_ascii_lowercase().contains("timed out");
+                    if timed_out {
                         format!(
-                            "no answer within {} s ({s})",
+                            "no answer from {} within {} s ({s})",
+                            host(url),
                             self.opts.timeout.as_secs_f64()
                         )
                     } else {
-                        format!("cannot reach the server ({s})")
+                        format!("cannot reach {} ({s})", host(url))
                     }
                 }
             };
@@ -204,7 +217,7 @@ impl HttpClient {
                 )));
             }
             let wait = self.backoff(attempt);
-            tracing::info!(url, %failure, wait_secs = wait.as_secs_f64(), "retrying");
+            tracing::info!(%failure, wait_secs = wait.as_secs_f64(), "retrying");
             std::thread::sleep(wait);
             attempt += 1;
         }
@@ -252,6 +265,15 @@ impl HttpClient {
             }),
         }
     }
+}
+
+/// The host (and port) of a URL.
+fn host(url: &str) -> &str {
+    url.split_once("://")
+        .map_or(url, |(_, r)| r)
+        .split('/')
+        .next()
+        .unwrap_or_default()
 }
 
 /// `Retry-After`: seconds, or an HTTP date.

@@ -372,7 +372,13 @@ fn a_server_that_does_not_answer_times_out_and_is_retried() {
         .book(ASIN, Region::Us)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("no answer within 0.3 s"), "{e}");
+    assert!(
+        e.contains(&format!(
+            "no answer from {} within 0.3 s",
+            server.base.trim_start_matches("http://")
+        )),
+        "{e}"
+    );
     assert!(e.contains("after 2 attempt(s)"), "{e}");
     assert_eq!(server.hits().len(), 2);
 }
@@ -447,7 +453,10 @@ fn requests_to_one_host_are_spaced_by_the_minimum_interval() {
     for w in hits.windows(2) {
         // A lower bound the client guarantees, not a timing measurement.
         let gap = w[1].at - w[0].at;
-        assert!(gap >= Duration::from_millis(290), "{gap:?} between requests");
+        assert!(
+            gap >= Duration::from_millis(290),
+            "{gap:?} between requests"
+        );
     }
 }
 
@@ -787,4 +796,22 @@ fn tag_by_asin_writes_every_field_the_cover_and_audibles_chapters_fitted_to_the_
     let p2 = ffprobe(&m4b);
     assert_eq!(p2["format"]["tags"]["ASIN"], "B0OTHEREDN");
     assert_eq!(p2["chapters"], p["chapters"]);
+
+    // An ASIN Audnexus does not know fails, naming it, and leaves the book as it was; a
+    // malformed one is a usage error.
+    let before = std::fs::read(&m4b).unwrap();
+    let o = tag(&["--asin", "B0000000X0"]);
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("Audnexus: book B0000000X0: no such ASIN B0000000X0 in region us"),
+        "{}",
+        stderr(&o)
+    );
+    let o = tag(&["--asin", "B0"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("is not an ASIN"), "{}", stderr(&o));
+    assert!(
+        std::fs::read(&m4b).unwrap() == before,
+        "a failed tag changed the book"
+    );
 }

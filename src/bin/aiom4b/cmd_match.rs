@@ -135,7 +135,9 @@ pub fn run(cfg: &Config, a: MatchArgs) -> Result<u8> {
     let http = http_client(cfg);
     let catalog = audible(http.clone());
     let found = catalog.search(&query, a.region)?;
-    let ranked = rank::rank(&local, found);
+    let mut ranked = rank::rank(&local, found);
+    // A catalog may answer more than asked.
+    ranked.truncate(a.limit as usize);
     tracing::debug!(requests = http.requests(), "match done");
     if a.json {
         let doc = serde_json::json!({

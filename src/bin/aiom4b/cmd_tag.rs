@@ -30,7 +30,7 @@ pub struct TagArgs {
     #[arg(value_name = "BOOK")]
     pub file: PathBuf,
     /// The Audible product id (find it with `aiom4b match`), e.g. B0036I54I6.
-    #[arg(long, value_name = "ASIN")]
+    #[arg(long, value_name = "ASIN", value_parser = parse_asin)]
     pub asin: String,
     /// Audible marketplace: us, uk, de, fr, ca, au, in, it, es, jp.
     #[arg(long, default_value = "us", value_parser = parse_region)]
@@ -57,6 +57,10 @@ pub struct TagArgs {
     /// Print the book's metadata, the chapter fit and the edit report as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+fn parse_asin(s: &str) -> Result<String, String> {
+    metadata::normalize_asin(s).map_err(|e| e.to_string().replace("invalid option: ", ""))
 }
 
 fn set(v: Option<String>) -> FieldEdit {
@@ -237,17 +241,17 @@ fn print_report(
                 String::new()
             }
         );
-        for c in &f.chapters {
+        for (i, c) in f.chapters.iter().enumerate() {
             println!(
                 "    {}  {:>+7} ms  {:.2}{}  {}",
                 format_samples(c.start_samples, r.sample_rate),
                 c.moved_ms,
                 c.confidence,
-                if c.snapped { " " } else { "*" },
+                if c.snapped || i == 0 { " " } else { "*" },
                 esc(&c.title)
             );
         }
-        if f.chapters.iter().any(|c| !c.snapped) && f.chapters.len() > 1 {
+        if f.chapters.iter().skip(1).any(|c| !c.snapped) {
             println!(
                 "    (* no pause within the window: the mark stays where Audible's timing puts it)"
             );

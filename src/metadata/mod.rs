@@ -16,9 +16,12 @@
 //!   a re-run within the TTL makes no request).
 //! - [`rank`]: candidates scored 0..1 against what the local book says (title, author,
 //!   narrator, exact duration).
+//! - [`tag_edits`] and [`fit_to_file`]: what applying a book means for a file (the edit
+//!   itself is [`crate::edit::edit_book`]).
 //! - [`fit`]: an Audible chapter list fitted onto this audio (brand intro/outro removed when
 //!   the book lacks it, scaled when the editions' lengths differ slightly, each mark snapped
 //!   to a pause); a different edition is refused.
+mod apply;
 mod audible;
 mod audnexus;
 mod cache;
@@ -26,6 +29,7 @@ pub mod fit;
 mod http;
 pub mod rank;
 
+pub use apply::{fit_to_file, tag_edits};
 pub use audible::AudibleCatalog;
 pub use audible::AUDIBLE_URL;
 pub use audnexus::Audnexus;

@@ -90,21 +90,9 @@ fn local_book(cfg: &Config, input: &Path) -> Result<LocalBook> {
                 why.join("; ")
             );
         };
-        let m = &book.metadata;
-        Ok(LocalBook {
-            title: m.title.clone().or_else(|| m.album.clone()),
-            author: m.author.clone(),
-            narrator: m.narrator.clone(),
-            duration_secs: Some(book.duration_secs()),
-        })
+        Ok(LocalBook::from_book(&book))
     } else {
-        let s = aiom4b::verify::summarize(input)?;
-        Ok(LocalBook {
-            title: s.tags.title.clone().or(s.tags.album.clone()),
-            author: s.tags.artist.clone().or(s.tags.album_artist.clone()),
-            narrator: s.tags.narrator.clone().or(s.tags.composer.clone()),
-            duration_secs: Some(s.duration_secs).filter(|d| *d > 0.0),
-        })
+        Ok(LocalBook::from_summary(&aiom4b::verify::summarize(input)?))
     }
 }
 

@@ -5,10 +5,10 @@
 use crate::args::{parse_db, parse_secs};
 use crate::cmd_match::{audnexus, http_client, parse_region};
 use aiom4b::chapters::format_samples;
-use aiom4b::edit::{self, BookEdit, ChapterEdit, CoverEdit, EditReport, FieldEdit, TagEdits};
-use aiom4b::metadata::fit::{self, ChapterFit, FitOptions};
+use aiom4b::edit::{self, BookEdit, ChapterEdit, CoverEdit, EditReport};
+use aiom4b::metadata::fit::{ChapterFit, FitOptions};
 use aiom4b::metadata::{self, BookMeta, MetadataProvider, Region};
-use aiom4b::silence::{self, SilenceOptions};
+use aiom4b::silence::SilenceOptions;
 use aiom4b::workflow::Config;
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -63,41 +63,6 @@ fn parse_asin(s: &str) -> Result<String, String> {
     metadata::normalize_asin(s).map_err(|e| e.to_string().replace("invalid option: ", ""))
 }
 
-fn set(v: Option<String>) -> FieldEdit {
-    match v {
-        Some(s) if !s.trim().is_empty() => FieldEdit::Set(s),
-        _ => FieldEdit::Keep,
-    }
-}
-
-/// The tag fields of `b` (fields the provider does not give are kept as they are).
-pub fn tag_edits(b: &BookMeta) -> TagEdits {
-    let join = |v: &[String]| (!v.is_empty()).then(|| v.join(", "));
-    let (series, part) = match &b.series {
-        Some(s) => (Some(s.name.clone()), s.position.clone()),
-        None => (None, None),
-    };
-    let grouping = series.as_ref().map(|s| match &part {
-        Some(p) => format!("{s} #{p}"),
-        None => s.clone(),
-    });
-    TagEdits {
-        title: FieldEdit::Set(b.title.clone()),
-        author: set(join(&b.authors)),
-        narrator: set(join(&b.narrators)),
-        series: set(series),
-        series_part: set(part),
-        // Audiobookshelf and the Mp3tag Audible scripts separate genres with "/".
-        genre: set((!b.genres.is_empty()).then(|| b.genres.join("/"))),
-        year: set(b.year()),
-        description: set(b.description.clone()),
-        comment: FieldEdit::Keep,
-        publisher: set(b.publisher.clone()),
-        grouping: set(grouping),
-        asin: FieldEdit::Set(b.asin.clone()),
-    }
-}
-
 pub fn run(cfg: &Config, a: TagArgs) -> Result<u8> {
     let asin = metadata::normalize_asin(&a.asin)?;
     // The book first: no network for a file that is not there.
@@ -145,7 +110,7 @@ pub fn run(cfg: &Config, a: TagArgs) -> Result<u8> {
         }
     };
     let edit = BookEdit {
-        tags: tag_edits(&book),
+        tags: metadata::tag_edits(&book),
         cover,
         chapters,
     };
@@ -179,21 +144,13 @@ fn fit_chapters(
     provider: &aiom4b::metadata::Audnexus,
 ) -> Result<ChapterFit> {
     let list = provider.chapters(asin, a.region)?;
-    let mut opts = SilenceOptions::default();
-    opts.threshold_db = a.silence_db;
-    opts.min_pause_secs = a.silence_min;
-    let found = silence::detect_file(&a.file, &opts)
-        .with_context(|| format!("finding the pauses of {}", a.file.display()))?;
-    let pauses = silence::chapter_pauses(&found.pauses, found.sample_rate, &opts);
+    let mut silence = SilenceOptions::default();
+    silence.threshold_db = a.silence_db;
+    silence.min_pause_secs = a.silence_min;
     let mut fo = FitOptions::default();
     fo.window_secs = a.snap_window;
-    Ok(fit::fit(
-        &list,
-        found.total_samples,
-        found.sample_rate,
-        &pauses,
-        &fo,
-    )?)
+    metadata::fit_to_file(&a.file, &list, &silence, &fo)
+        .with_context(|| format!("fitting Audible's chapters to {}", a.file.display()))
 }
 
 fn print_report(

@@ -167,6 +167,8 @@ fn search_names_the_region_and_ranking_puts_the_right_edition_first() {
     let server = Server::start(|t, _| {
         if t.starts_with("/co.uk/1.0/catalog/products?") {
             ok(fixture("audible_search.json"))
+        } else if t.starts_with("/co.uk/1.0/catalog/products/B002UZMLXM?") {
+            ok(fixture("audible_product.json"))
         } else {
             status(404, vec![])
         }
@@ -193,7 +195,7 @@ fn search_names_the_region_and_ranking_puts_the_right_edition_first() {
         hits[0].user_agent,
         format!("aiom4b/{}", env!("CARGO_PKG_VERSION"))
     );
-    let b = &found[2];
+    let b = found[2].clone();
     assert_eq!(b.authors, ["Brandon Sanderson"]);
     assert_eq!(b.narrators, ["Michael Kramer"]);
     assert_eq!(b.series.as_ref().unwrap().name, "Mistborn");
@@ -236,10 +238,23 @@ fn search_names_the_region_and_ranking_puts_the_right_edition_first() {
         "the novella fits worst"
     );
 
+    // One product by ASIN: the same book as the search found.
+    let one = catalog.book(ASIN, Region::Uk).unwrap();
+    assert_eq!(one.title, b.title);
+    assert_eq!(one.series, b.series);
+    assert_eq!(one.image_url, b.image_url);
+    assert_eq!(server.hits().len(), 2);
+    let e = catalog
+        .book("B0000000X0", Region::Uk)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no such ASIN B0000000X0 in region uk"), "{e}");
+    let hits = server.hits().len();
+
     // Another region is another host (here: path); this server knows only co.uk.
     let e = catalog.search(&q, Region::De).unwrap_err().to_string();
     assert!(e.contains("Audible (de)"), "{e}");
-    assert!(server.hits()[1]
+    assert!(server.hits()[hits]
         .target
         .starts_with("/de/1.0/catalog/products?"));
 }

@@ -113,6 +113,17 @@ pub enum Error {
         /// Why, and what to do.
         reason: String,
     },
+    /// A metadata provider (Audnexus, Audible's catalog) failed or answered something
+    /// unusable: no such ASIN, rate limited, unreachable, malformed answer.
+    #[error("{provider}: {what}: {reason}")]
+    Metadata {
+        /// The provider, e.g. "Audnexus" or "Audible (uk)".
+        provider: String,
+        /// What was asked, e.g. "book B0036I54I6".
+        what: String,
+        /// What went wrong and what to do.
+        reason: String,
+    },
     /// The output already exists and overwriting was not allowed.
     #[error(
         "{0}: the output file already exists; choose another output name, or allow overwriting"

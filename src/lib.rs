@@ -52,6 +52,9 @@ mod contained;
 mod convert;
 pub mod edit;
 mod error;
+/// Book metadata from Audnexus and Audible's catalog (feature `metadata`).
+#[cfg(feature = "metadata")]
+pub mod metadata;
 mod model;
 mod mp3bytes;
 mod mp4box;

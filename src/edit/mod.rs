@@ -21,6 +21,9 @@
 //! | year | `©day` |
 //! | description | `desc` and `ldes` |
 //! | comment | `©cmt` |
+//! | publisher | `©pub` and `----:com.apple.iTunes:PUBLISHER` (FFmpeg, so ffprobe-based readers such as Audiobookshelf, shows only the second) |
+//! | grouping | `©grp` (`aiom4b tag` writes the series and part there, as players group by it) |
+//! | ASIN | `----:com.apple.iTunes:ASIN` |
 //! | cover | `covr` (JPEG data type 13, PNG 14) |
 //!
 //! Clearing removes every item of the field; setting replaces them (in the place of the first
@@ -158,6 +161,12 @@ pub struct TagEdits {
     pub description: FieldEdit,
     /// `©cmt`.
     pub comment: FieldEdit,
+    /// `©pub` and freeform `PUBLISHER`.
+    pub publisher: FieldEdit,
+    /// `©grp`.
+    pub grouping: FieldEdit,
+    /// Freeform `----:com.apple.iTunes:ASIN` (Audible's product id).
+    pub asin: FieldEdit,
 }
 
 /// What to do with the cover (`covr`).
@@ -313,7 +322,7 @@ pub(crate) fn plan_items(
         warnings: Vec::new(),
     };
     // (field name, edit, items, limit)
-    let fields: [(&str, &FieldEdit, &[&[u8; 4]], usize); 6] = [
+    let fields: [(&str, &FieldEdit, &[&[u8; 4]], usize); 7] = [
         (
             "author",
             &tags.author,
@@ -335,6 +344,7 @@ pub(crate) fn plan_items(
             MAX_LONG_TEXT_BYTES,
         ),
         ("comment", &tags.comment, &[b"\xa9cmt"], MAX_LONG_TEXT_BYTES),
+        ("grouping", &tags.grouping, &[b"\xa9grp"], MAX_TITLE_BYTES),
     ];
     let cut_value = |name: &str, v: &str, limit: usize, p: &mut ItemPlan| -> String {
         let c = moov::cut(v, limit);
@@ -435,6 +445,34 @@ pub(crate) fn plan_items(
             describe(v.as_deref())
         ));
     }
+    // Fields with a freeform item (and maybe a code item too): (name, edit, code, freeform).
+    let with_freeform: [(&str, &FieldEdit, Option<&[u8; 4]>, &str); 2] = [
+        ("publisher", &tags.publisher, Some(b"\xa9pub"), "PUBLISHER"),
+        ("ASIN", &tags.asin, None, "ASIN"),
+    ];
+    for (name, edit, c, free) in with_freeform {
+        let Some(v) = edit.value() else { continue };
+        let before = old
+            .values
+            .iter()
+            .find(|(k, _)| moov::same_key(k, &freeform(free)))
+            .map(|(_, v)| v.clone())
+            .or_else(|| c.and_then(|c| old.get(c)).map(str::to_string));
+        p.drop.extend(c.map(code));
+        p.drop.push(freeform(free));
+        let v = v.map(|v| cut_value(name, v, MAX_TITLE_BYTES, &mut p));
+        if let Some(v) = &v {
+            if let Some(c) = c {
+                p.new.push(text_item(code(c), v));
+            }
+            p.new.push(text_item(freeform(free), v));
+        }
+        p.changes.push(format!(
+            "{name}: {} → {}",
+            describe(before.as_deref()),
+            describe(v.as_deref())
+        ));
+    }
     match cover {
         CoverEdit::Keep => {}
         CoverEdit::Remove => {
@@ -475,6 +513,9 @@ pub(crate) fn items_untouched(e: &BookEdit) -> bool {
         &t.year,
         &t.description,
         &t.comment,
+        &t.publisher,
+        &t.grouping,
+        &t.asin,
     ]
     .iter()
     .all(|f| f.is_keep())
@@ -689,6 +730,38 @@ mod tests {
         assert!(!p.drop.contains(&code(b"\xa9alb")));
         assert_eq!(p.new.len(), 1);
         assert_eq!(p.changes, ["title: \"Old\" → \"New\""]);
+    }
+
+    #[test]
+    fn publisher_grouping_and_asin_have_their_items() {
+        let old = OldTags {
+            values: vec![(freeform("ASIN"), "B000000000".into())],
+        };
+        let tags = TagEdits {
+            publisher: FieldEdit::Set("Tor".into()),
+            grouping: FieldEdit::Set("Mistborn #1".into()),
+            asin: FieldEdit::Set("B0036I54I6".into()),
+            ..Default::default()
+        };
+        let p = plan_items(&tags, &CoverEdit::Keep, &old, false);
+        let keys: Vec<String> = p.new.iter().map(|n| n.key.to_string()).collect();
+        assert_eq!(
+            keys,
+            [
+                "©grp",
+                "©pub",
+                "----:com.apple.iTunes:PUBLISHER",
+                "----:com.apple.iTunes:ASIN"
+            ]
+        );
+        assert!(p.drop.contains(&freeform("ASIN")));
+        assert!(p
+            .changes
+            .contains(&"ASIN: \"B000000000\" → \"B0036I54I6\"".to_string()));
+        assert!(!items_untouched(&BookEdit {
+            tags,
+            ..Default::default()
+        }));
     }
 
     #[test]

@@ -908,6 +908,23 @@ fn check(
             }
         }
     }
+    // The reader's summary has no values for these: their items must be there or gone.
+    let key_checks = [
+        ("publisher", &t.publisher, "©pub"),
+        ("publisher", &t.publisher, "----:com.apple.iTunes:PUBLISHER"),
+        ("grouping", &t.grouping, "©grp"),
+        ("ASIN", &t.asin, "----:com.apple.iTunes:ASIN"),
+    ];
+    for (name, f, key) in key_checks {
+        let Some(want) = f.value() else { continue };
+        let has = s.tags.keys.iter().any(|k| k == key);
+        if has != want.is_some() {
+            problems.push(format!(
+                "{name} ({key}) is {} after the edit",
+                if has { "still there" } else { "missing" }
+            ));
+        }
+    }
     match (&edit.cover, &s.cover) {
         (CoverEdit::Set(p), Some(c)) if c.in_covr && c.bytes == p.data.len() as u64 => {}
         (CoverEdit::Set(_), c) => problems.push(format!("the cover reads back as {c:?}")),

@@ -13,6 +13,7 @@ mod ffmpeg_build;
 mod fixtures;
 mod fuzz_regressions;
 mod long_texts;
+mod metadata;
 mod probe;
 mod ranges;
 mod scaleout;

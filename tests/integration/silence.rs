@@ -14,7 +14,7 @@ use aiom4b_testkit::mp3_writer::{Mp3Settings, Mp3Writer};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const RATE: u32 = 44_100;
+pub(crate) const RATE: u32 = 44_100;
 /// How far a found chapter mark may be from the truth (the 50 ms).
 const TOLERANCE_SECS: f64 = 0.050;
 
@@ -84,18 +84,18 @@ fn noise(n: usize, db: f64, seed: &mut u32) -> Vec<f32> {
 }
 
 /// A generated book and the truth about it.
-struct Book {
-    dir: PathBuf,
+pub(crate) struct Book {
+    pub(crate) dir: PathBuf,
     /// The chapter pauses, `[start, end)` in samples at [`RATE`].
-    pauses: Vec<(u64, u64)>,
+    pub(crate) pauses: Vec<(u64, u64)>,
     /// Where each file starts on the book's timeline.
     file_starts: Vec<u64>,
-    total: u64,
+    pub(crate) total: u64,
 }
 
 impl Book {
     /// Where a chapter made from pause `k` starts.
-    fn mark(&self, k: usize) -> u64 {
+    pub(crate) fn mark(&self, k: usize) -> u64 {
         let (a, b) = self.pauses[k];
         let lead = (CHAPTER_LEAD_SECS * RATE as f64).round() as u64;
         (a + (b - a) / 2).max(b - lead)
@@ -105,7 +105,7 @@ impl Book {
 /// Five spoken chapters with pauses of 2.0, 2.5, 3.0 and 2.0 s; the second pause is −50 dBFS
 /// noise, the others digital silence; with `floor`, −50 dBFS noise under everything. Three
 /// files, cut in speech and in the third pause.
-fn make_book(root: &Path, floor: bool) -> Book {
+pub(crate) fn make_book(root: &Path, floor: bool) -> Book {
     let dir = root.join("book");
     std::fs::create_dir_all(&dir).unwrap();
     let pause_secs = [2.0, 2.5, 3.0, 2.0];
@@ -171,7 +171,12 @@ fn test_silence() -> SilenceOptions {
     o
 }
 
-fn convert(book: &Book, out: &Path, options: ConvertOptions, rate: Option<u32>) -> ConvertReport {
+pub(crate) fn convert(
+    book: &Book,
+    out: &Path,
+    options: ConvertOptions,
+    rate: Option<u32>,
+) -> ConvertReport {
     let mut po = PlanOptions::default();
     po.output = Some(out.to_path_buf());
     po.target.sample_rate = rate;

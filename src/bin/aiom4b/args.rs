@@ -44,6 +44,12 @@ pub enum Command {
     Edit(crate::cmd_edit::EditArgs),
     /// Split an .m4b into parts at chapter boundaries, without re-encoding.
     Split(crate::cmd_split::SplitArgs),
+    /// Search Audible's catalog for a book (a folder or an .m4b) and rank the candidates by
+    /// title, author, narrator and duration.
+    Match(crate::cmd_match::MatchArgs),
+    /// Tag an .m4b from Audible by ASIN (Audnexus): metadata, cover, and Audible's chapters
+    /// fitted to its audio, without re-encoding.
+    Tag(crate::cmd_tag::TagArgs),
     /// Run the conversion service: REST API, job queue, live progress (see the README).
     Serve(crate::serve::ServeArgs),
     /// Run jobs from the shared job store (DATABASE_URL), without the API: one of several
@@ -82,6 +88,8 @@ impl Cli {
             Command::Verify(_)
             | Command::Edit(_)
             | Command::Split(_)
+            | Command::Match(_)
+            | Command::Tag(_)
             | Command::Serve(_)
             | Command::Worker(_)
             | Command::Health(_)
@@ -107,6 +115,9 @@ impl Command {
             | Command::Edit(_)
             | Command::Chapters(_)
             | Command::Split(_)
+            // They write only their cache (DATA_DIR/cache/metadata), and log to the terminal.
+            | Command::Match(_)
+            | Command::Tag(_)
             | Command::Health(_)
             | Command::Completions(_)
             | Command::Man(_) => false,

@@ -117,6 +117,7 @@ impl Request {
             year: f(&a.year),
             description: f(&a.description),
             comment: f(&a.comment),
+            ..TagEdits::default()
         };
         let cover = match (&a.cover, a.no_cover) {
             (Some(p), _) => {

@@ -6,7 +6,9 @@ mod cmd_convert;
 mod cmd_docs;
 mod cmd_edit;
 mod cmd_inspect;
+mod cmd_match;
 mod cmd_split;
+mod cmd_tag;
 mod hints;
 mod human;
 mod joblog;
@@ -183,6 +185,8 @@ fn run(cli: Cli, cfg: &Config) -> anyhow::Result<u8> {
         Command::Edit(a) => cmd_edit::edit(a),
         Command::Chapters(c) => cmd_chapters::run(c),
         Command::Split(a) => cmd_split::split(a),
+        Command::Match(a) => cmd_match::run(cfg, a),
+        Command::Tag(a) => cmd_tag::run(cfg, a),
         Command::Convert(a) => cmd_convert::convert(cfg, *a, cli.quiet),
         Command::Batch(a) => cmd_convert::batch(cfg, a),
         Command::Serve(a) => serve::run(cfg, a),

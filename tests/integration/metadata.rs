@@ -1,0 +1,832 @@
+//! The metadata providers against responses recorded in their documented shapes
+//! (tests/fixtures/metadata/), served by a small HTTP server in the test on 127.0.0.1:0:
+//! search ranking, region, 404, 429 with Retry-After, 5xx, timeouts, malformed JSON, the
+//! cache; `aiom4b match` and `aiom4b tag` end to end, the tags read back with ffprobe and the
+//! crate's reader; Audible's chapters fitted onto generated speech with known pauses.
+use crate::common::{aiom4b, assert_exit, json, run_cmd, run_tool, stderr, stdout};
+use crate::silence::{convert as convert_book, make_book, RATE};
+use aiom4b::metadata::rank::{self, LocalBook};
+use aiom4b::metadata::{
+    AudibleCatalog, Audnexus, Cache, HttpClient, HttpOptions, MetadataProvider, Region,
+    SearchQuery, DEFAULT_TTL,
+};
+use aiom4b_testkit::fixtures::test_jpeg;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How far a fitted chapter mark may be from the truth (the issue's 50 ms).
+const TOLERANCE_SECS: f64 = 0.050;
+const ASIN: &str = "B002UZMLXM";
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/metadata")
+        .join(name);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+enum Reply {
+    Send {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: Vec<u8>,
+    },
+    /// Read the request, answer nothing for this long, close.
+    Hang(Duration),
+}
+
+fn ok(body: Vec<u8>) -> Reply {
+    Reply::Send {
+        status: 200,
+        headers: vec![("Content-Type", "application/json".into())],
+        body,
+    }
+}
+
+fn status(code: u16, headers: Vec<(&'static str, String)>) -> Reply {
+    Reply::Send {
+        status: code,
+        headers,
+        body: format!("{{\"statusCode\":{code},\"error\":\"test\",\"message\":\"test\"}}")
+            .into_bytes(),
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Hit {
+    target: String,
+    user_agent: String,
+    at: Instant,
+}
+
+type Handler = dyn Fn(&str, usize) -> Reply + Send + Sync;
+
+/// A one-request-per-connection HTTP/1.1 server on 127.0.0.1:0: `handler(target, n)` answers
+/// the n-th (0-based) request for `target` (path and query).
+struct Server {
+    base: String,
+    hits: Arc<Mutex<Vec<Hit>>>,
+}
+
+impl Server {
+    fn start(handler: impl Fn(&str, usize) -> Reply + Send + Sync + 'static) -> Server {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let base = format!("http://{}", l.local_addr().unwrap());
+        let hits = Arc::new(Mutex::new(Vec::new()));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(s) = s else { continue };
+                let (hits, handler) = (h.clone(), handler.clone());
+                std::thread::spawn(move || serve_one(s, &hits, &*handler));
+            }
+        });
+        Server { base, hits }
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.hits.lock().unwrap().clone()
+    }
+}
+
+fn serve_one(mut s: TcpStream, hits: &Mutex<Vec<Hit>>, handler: &Handler) {
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    if r.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut user_agent = String::new();
+    loop {
+        let mut h = String::new();
+        if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            if k.eq_ignore_ascii_case("user-agent") {
+                user_agent = v.trim().to_string();
+            }
+        }
+    }
+    let nth = {
+        let mut g = hits.lock().unwrap();
+        let n = g.iter().filter(|h| h.target == target).count();
+        g.push(Hit {
+            target: target.clone(),
+            user_agent,
+            at: Instant::now(),
+        });
+        n
+    };
+    match handler(&target, nth) {
+        Reply::Hang(d) => std::thread::sleep(d),
+        Reply::Send {
+            status,
+            headers,
+            body,
+        } => {
+            let mut head = format!(
+                "HTTP/1.1 {status} Test\r\nContent-Length: {}\r\nConnection: close\r\n",
+                body.len()
+            );
+            for (k, v) in headers {
+                head.push_str(&format!("{k}: {v}\r\n"));
+            }
+            head.push_str("\r\n");
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(&body);
+        }
+    }
+}
+
+/// A client that retries quickly (the waits are not what is tested, the retries are).
+fn client(cache: Option<&Path>, timeout: Duration, retries: u32) -> Arc<HttpClient> {
+    let mut o = HttpOptions::default();
+    o.timeout = timeout;
+    o.retries = retries;
+    o.backoff = Duration::from_millis(20);
+    o.min_interval = Duration::from_millis(1);
+    Arc::new(HttpClient::new(
+        o,
+        cache.map(|d| Cache::new(d, DEFAULT_TTL)),
+    ))
+}
+
+fn quick() -> Arc<HttpClient> {
+    client(None, Duration::from_secs(10), 2)
+}
+
+#[test]
+fn search_names_the_region_and_ranking_puts_the_right_edition_first() {
+    let server = Server::start(|t, _| {
+        if t.starts_with("/co.uk/1.0/catalog/products?") {
+            ok(fixture("audible_search.json"))
+        } else if t.starts_with("/co.uk/1.0/catalog/products/B002UZMLXM?") {
+            ok(fixture("audible_product.json"))
+        } else {
+            status(404, vec![])
+        }
+    });
+    let catalog = AudibleCatalog::with_base(quick(), &format!("{}/{{tld}}", server.base));
+    let q = SearchQuery {
+        title: Some("The Final Empire".into()),
+        author: Some("Brandon Sanderson".into()),
+        keywords: None,
+        limit: 10,
+    };
+    let found = catalog.search(&q, Region::Uk).unwrap();
+    assert_eq!(found.len(), 4);
+    // The provider's order is not the best fit: the unabridged edition is third.
+    assert_eq!(found[2].asin, ASIN);
+    let hits = server.hits();
+    assert_eq!(hits.len(), 1);
+    let t = &hits[0].target;
+    assert!(
+        t.starts_with("/co.uk/1.0/catalog/products?title=The+Final+Empire&author=Brandon+Sanderson&num_results=10&products_sort_by=Relevance&response_groups=contributors%2Cproduct_desc%2Cproduct_attrs%2Cmedia%2Cseries"),
+        "{t}"
+    );
+    assert_eq!(
+        hits[0].user_agent,
+        format!("aiom4b/{}", env!("CARGO_PKG_VERSION"))
+    );
+    let b = found[2].clone();
+    assert_eq!(b.authors, ["Brandon Sanderson"]);
+    assert_eq!(b.narrators, ["Michael Kramer"]);
+    assert_eq!(b.series.as_ref().unwrap().name, "Mistborn");
+    assert_eq!(b.series.as_ref().unwrap().position.as_deref(), Some("1"));
+    assert_eq!(b.runtime_secs, Some(1479.0 * 60.0));
+    assert_eq!(b.year().as_deref(), Some("2008"));
+    assert_eq!(b.publisher.as_deref(), Some("Macmillan Audio"));
+    // The full-size image, not the 500 px copy.
+    assert_eq!(
+        b.image_url.as_deref(),
+        Some("https://m.media-amazon.com/images/I/51I2x+M5WbL.jpg")
+    );
+    assert!(b
+        .description
+        .as_deref()
+        .unwrap()
+        .starts_with("In a world where ash falls"));
+
+    // Ranked against the local book (exact length 24 h 39 min 12 s), it comes first, well
+    // ahead of the dramatization (same title words, half the length).
+    let local = LocalBook {
+        title: Some("The Final Empire".into()),
+        author: Some("Brandon Sanderson".into()),
+        narrator: Some("Michael Kramer".into()),
+        duration_secs: Some(1479.0 * 60.0 + 12.0),
+    };
+    let ranked = rank::rank(&local, found);
+    let asins: Vec<&str> = ranked.iter().map(|c| c.book.asin.as_str()).collect();
+    assert_eq!(asins[0], ASIN, "{ranked:#?}");
+    assert!(ranked[0].score > 0.95, "{:?}", ranked[0]);
+    assert!(
+        ranked[0].score > ranked[1].score + 0.1,
+        "{:?}",
+        ranked.iter().map(|c| c.score).collect::<Vec<_>>()
+    );
+    assert!(ranked.windows(2).all(|w| w[0].score >= w[1].score));
+    assert_eq!(
+        ranked.last().unwrap().book.asin,
+        "B01M3Y0Z8X",
+        "the novella fits worst"
+    );
+
+    // One product by ASIN: the same book as the search found.
+    let one = catalog.book(ASIN, Region::Uk).unwrap();
+    assert_eq!(one.title, b.title);
+    assert_eq!(one.series, b.series);
+    assert_eq!(one.image_url, b.image_url);
+    assert_eq!(server.hits().len(), 2);
+    let e = catalog
+        .book("B0000000X0", Region::Uk)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no such ASIN B0000000X0 in region uk"), "{e}");
+    let hits = server.hits().len();
+
+    // Another region is another host (here: path); this server knows only co.uk.
+    let e = catalog.search(&q, Region::De).unwrap_err().to_string();
+    assert!(e.contains("Audible (de)"), "{e}");
+    assert!(server.hits()[hits]
+        .target
+        .starts_with("/de/1.0/catalog/products?"));
+}
+
+#[test]
+fn audnexus_answers_a_book_and_its_chapters_in_the_region_asked_and_404_says_so() {
+    let server = Server::start(|t, _| match t {
+        "/books/B002UZMLXM?region=de" => ok(fixture("audnexus_book.json")),
+        "/books/B002UZMLXM/chapters?region=de" => ok(fixture("audnexus_chapters.json")),
+        _ => status(404, vec![]),
+    });
+    let ax = Audnexus::with_base(quick(), &server.base);
+    let b = ax.book("b002uzmlxm", Region::De).unwrap();
+    assert_eq!(b.asin, ASIN);
+    assert_eq!(b.title, "The Final Empire");
+    assert_eq!(b.subtitle.as_deref(), Some("Mistborn, Book 1"));
+    assert_eq!(b.region, Region::De);
+    // Genres before tags.
+    assert_eq!(b.genres, ["Science Fiction & Fantasy", "Epic", "Fantasy"]);
+    assert_eq!(b.year().as_deref(), Some("2008"));
+    assert_eq!(b.language.as_deref(), Some("english"));
+    // The HTML summary as text.
+    assert_eq!(
+        b.description.as_deref(),
+        Some(
+            "From #1 New York Times best-selling author Brandon Sanderson, the Mistborn series.\n\
+             For a thousand years the ash fell & no flowers bloomed."
+        )
+    );
+    let c = ax.chapters(ASIN, Region::De).unwrap();
+    assert_eq!(c.brand_intro_ms, 2043);
+    assert_eq!(c.brand_outro_ms, 5061);
+    assert_eq!(c.runtime_ms, 88_793_697);
+    assert!(c.is_accurate);
+    assert_eq!(c.chapters.len(), 5);
+    assert_eq!(c.chapters[2].title, "Chapter 1");
+    assert_eq!(c.chapters[2].start_ms, 1_182_948);
+
+    // The same ASIN in another region, and an unknown ASIN: 404, named as such.
+    for (asin, region) in [(ASIN, Region::Us), ("B0000000X0", Region::De)] {
+        let e = ax.book(asin, region).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("no such ASIN {asin} in region {region}")),
+            "{e}"
+        );
+        assert!(e.starts_with("Audnexus: book"), "{e}");
+    }
+    let e = ax
+        .chapters("B0000000X0", Region::De)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("chapters of B0000000X0") && e.contains("no such ASIN"),
+        "{e}"
+    );
+    // A malformed ASIN never reaches the network.
+    let before = server.hits().len();
+    assert!(ax.book("not-an-asin", Region::Us).is_err());
+    assert_eq!(server.hits().len(), before);
+}
+
+#[test]
+fn too_many_requests_waits_as_retry_after_says_then_retries() {
+    let server = Server::start(|_, n| {
+        if n == 0 {
+            status(429, vec![("Retry-After", "1".into())])
+        } else {
+            ok(fixture("audnexus_book.json"))
+        }
+    });
+    let http = quick();
+    let ax = Audnexus::with_base(http.clone(), &server.base);
+    let b = ax.book(ASIN, Region::Us).unwrap();
+    assert_eq!(b.title, "The Final Empire");
+    assert_eq!(http.requests(), 2, "one 429, one retry");
+    let hits = server.hits();
+    assert_eq!(hits.len(), 2);
+    // Retry-After is a lower bound the client must respect (not a timing measurement).
+    let gap = hits[1].at - hits[0].at;
+    assert!(gap >= Duration::from_millis(950), "retried after {gap:?}");
+
+    // A wait longer than the client accepts fails at once, saying how long.
+    let server = Server::start(|_, _| status(429, vec![("Retry-After", "3600".into())]));
+    let http = quick();
+    let e = Audnexus::with_base(http.clone(), &server.base)
+        .book(ASIN, Region::Us)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("rate limited (HTTP 429)") && e.contains("3600 s"),
+        "{e}"
+    );
+    assert_eq!(http.requests(), 1);
+}
+
+#[test]
+fn server_errors_are_retried_then_given_up_with_a_clear_error() {
+    let server = Server::start(|_, n| {
+        if n < 2 {
+            status(503, vec![])
+        } else {
+            ok(fixture("audnexus_book.json"))
+        }
+    });
+    let http = quick();
+    let b = Audnexus::with_base(http.clone(), &server.base)
+        .book(ASIN, Region::Us)
+        .unwrap();
+    assert_eq!(b.asin, ASIN);
+    assert_eq!(http.requests(), 3);
+
+    let server = Server::start(|_, _| status(500, vec![]));
+    let http = quick();
+    let e = Audnexus::with_base(http.clone(), &server.base)
+        .book(ASIN, Region::Us)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("HTTP 500") && e.contains("after 3 attempt(s)") && e.contains("offline"),
+        "{e}"
+    );
+    assert_eq!(server.hits().len(), 3);
+}
+
+#[test]
+fn a_server_that_does_not_answer_times_out_and_is_retried() {
+    let server = Server::start(|_, _| Reply::Hang(Duration::from_secs(3)));
+    let http = client(None, Duration::from_millis(300), 1);
+    let e = Audnexus::with_base(http.clone(), &server.base)
+        .book(ASIN, Region::Us)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains(&format!(
+            "no answer from {} within 0.3 s",
+            server.base.trim_start_matches("http://")
+        )),
+        "{e}"
+    );
+    assert!(e.contains("after 2 attempt(s)"), "{e}");
+    assert_eq!(server.hits().len(), 2);
+}
+
+#[test]
+fn malformed_json_is_a_clear_error_and_never_cached() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let server = Server::start(|_, _| ok(br#"{"asin": "B002UZMLXM", "title": "#.to_vec()));
+    for round in 1..=2 {
+        let http = client(Some(&cache), Duration::from_secs(10), 0);
+        let e = Audnexus::with_base(http, &server.base)
+            .book(ASIN, Region::Us)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("Audnexus: book B002UZMLXM: the answer is not the JSON expected"),
+            "{e}"
+        );
+        assert_eq!(
+            server.hits().len(),
+            round,
+            "asked again: nothing was cached"
+        );
+    }
+    let entries = std::fs::read_dir(&cache).map_or(0, |d| d.count());
+    assert_eq!(entries, 0);
+}
+
+#[test]
+fn answers_are_cached_so_a_second_run_makes_no_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let server = Server::start(|t, _| match t {
+        "/books/B002UZMLXM?region=us" => ok(fixture("audnexus_book.json")),
+        _ => status(404, vec![]),
+    });
+    let first = client(Some(&cache), Duration::from_secs(10), 0);
+    let a = Audnexus::with_base(first.clone(), &server.base)
+        .book(ASIN, Region::Us)
+        .unwrap();
+    assert_eq!(first.requests(), 1);
+    // A new client (a re-run) on the same cache folder: no request at all.
+    let second = client(Some(&cache), Duration::from_secs(10), 0);
+    let b = Audnexus::with_base(second.clone(), &server.base)
+        .book(ASIN, Region::Us)
+        .unwrap();
+    assert_eq!(a, b);
+    assert_eq!(second.requests(), 0);
+    assert_eq!(server.hits().len(), 1);
+    // 404s are not cached: asking again asks the server.
+    for _ in 0..2 {
+        assert!(Audnexus::with_base(second.clone(), &server.base)
+            .book("B0000000X0", Region::Us)
+            .is_err());
+    }
+    assert_eq!(server.hits().len(), 3);
+}
+
+#[test]
+fn requests_to_one_host_are_spaced_by_the_minimum_interval() {
+    let server = Server::start(|_, _| ok(fixture("audnexus_book.json")));
+    let mut o = HttpOptions::default();
+    o.min_interval = Duration::from_millis(300);
+    let http = Arc::new(HttpClient::new(o, None));
+    let ax = Audnexus::with_base(http.clone(), &server.base);
+    for region in [Region::Us, Region::Uk, Region::De] {
+        ax.book(ASIN, region).unwrap();
+    }
+    let hits = server.hits();
+    assert_eq!(hits.len(), 3);
+    for w in hits.windows(2) {
+        // A lower bound the client guarantees, not a timing measurement.
+        let gap = w[1].at - w[0].at;
+        assert!(
+            gap >= Duration::from_millis(290),
+            "{gap:?} between requests"
+        );
+    }
+}
+
+fn with_env(mut cmd: Command, server: &Server, data: &Path) -> Command {
+    cmd.env("DATA_DIR", data)
+        .env("AIOM4B_AUDNEXUS_URL", &server.base)
+        .env("AIOM4B_AUDIBLE_URL", format!("{}/{{tld}}", server.base));
+    cmd
+}
+
+#[test]
+fn match_ranks_a_folder_against_the_catalog_and_a_rerun_is_answered_from_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp.path().join("Final Empire");
+    std::fs::create_dir_all(&folder).unwrap();
+    for i in 0..2u32 {
+        let mut spec = crate::common::sine_spec(440.0, 22_050, 22_050, 1, false);
+        spec.tags.title = Some(format!("Part {}", i + 1));
+        spec.tags.album = Some("The Final Empire".into());
+        spec.tags.artist = Some("Brandon Sanderson".into());
+        aiom4b_testkit::fixtures::write_mp3(folder.join(format!("{:02}.mp3", i + 1)), &spec)
+            .unwrap();
+    }
+    let server = Server::start(|t, _| {
+        if t.starts_with("/com.au/1.0/catalog/products?") {
+            ok(fixture("audible_search.json"))
+        } else {
+            status(404, vec![])
+        }
+    });
+    let data = tmp.path().join("data");
+    let m = |extra: &[&str]| -> Output {
+        let mut cmd = with_env(aiom4b(), &server, &data);
+        cmd.arg("match")
+            .arg(&folder)
+            .args(["--region", "au"])
+            .args(extra);
+        run_cmd(cmd)
+    };
+    let o = m(&["--json"]);
+    assert_exit(&o, 0);
+    let doc = json(&o);
+    assert_eq!(doc["region"], "au");
+    assert_eq!(doc["local"]["title"], "The Final Empire");
+    assert_eq!(doc["local"]["author"], "Brandon Sanderson");
+    assert!((doc["local"]["duration_secs"].as_f64().unwrap() - 2.0).abs() < 0.01);
+    let c = doc["candidates"].as_array().unwrap();
+    assert_eq!(c.len(), 4);
+    assert_eq!(c[0]["book"]["asin"], ASIN, "{doc:#}");
+    let scores: Vec<f64> = c.iter().map(|c| c["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    let hits = server.hits();
+    assert_eq!(hits.len(), 1);
+    assert!(
+        hits[0]
+            .target
+            .contains("title=The+Final+Empire&author=Brandon+Sanderson"),
+        "{}",
+        hits[0].target
+    );
+    // Again, as text: from the cache, no request.
+    let o = m(&[]);
+    assert_exit(&o, 0);
+    let text = stdout(&o);
+    assert!(
+        text.contains(&format!("1. {:.2}  {ASIN}  The Final Empire", scores[0])),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("aiom4b tag BOOK.m4b --asin {ASIN} --region au")),
+        "{text}"
+    );
+    assert_eq!(server.hits().len(), 1, "the re-run asked the server again");
+    let cached = std::fs::read_dir(data.join("cache/metadata"))
+        .unwrap()
+        .count();
+    assert_eq!(cached, 1, "one answer in DATA_DIR/cache/metadata");
+    // --query searches keywords instead of the title (a new request).
+    let o = m(&["--query", "mistborn final empire", "--json"]);
+    assert_exit(&o, 0);
+    let hits = server.hits();
+    assert_eq!(hits.len(), 2);
+    assert!(
+        hits[1].target.contains("keywords=mistborn+final+empire"),
+        "{}",
+        hits[1].target
+    );
+    assert!(!hits[1].target.contains("title="), "{}", hits[1].target);
+}
+
+/// ffprobe's reading of the tags and chapters.
+fn ffprobe(path: &Path) -> Value {
+    let o = run_tool(
+        Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_chapters",
+                "-show_format",
+                "-of",
+                "json",
+            ])
+            .arg(path),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Audible's chapter list for the generated book, in Audnexus' shape: a 2 s brand intro at the
+/// start and a 1.5 s outro at the end (which the book lacks), its timeline `stretch` times
+/// this book's, and each mark off by `jitter_ms`.
+fn chapters_json(total: u64, marks: &[u64], stretch: f64, jitter_ms: &[i64]) -> Vec<u8> {
+    let ms = |s: u64| s as f64 * 1000.0 / RATE as f64;
+    let intro = 2000.0;
+    let runtime = intro + ms(total) * stretch + 1500.0;
+    let mut starts = vec![0u64];
+    for (k, &m) in marks.iter().enumerate() {
+        starts.push((intro + ms(m) * stretch + jitter_ms[k] as f64).round() as u64);
+    }
+    let chapters: Vec<Value> = starts
+        .iter()
+        .enumerate()
+        .map(|(i, &s)| {
+            let end = starts.get(i + 1).copied().unwrap_or(runtime as u64);
+            serde_json::json!({
+                "lengthMs": end - s,
+                "startOffsetMs": s,
+                "startOffsetSec": s / 1000,
+                "title": if i == 0 { "Opening Credits".to_string() } else { format!("Chapter {i}") },
+            })
+        })
+        .collect();
+    serde_json::to_vec(&serde_json::json!({
+        "asin": ASIN,
+        "brandIntroDurationMs": 2000,
+        "brandOutroDurationMs": 1500,
+        "chapters": chapters,
+        "isAccurate": true,
+        "region": "us",
+        "runtimeLengthMs": runtime.round() as u64,
+        "runtimeLengthSec": (runtime / 1000.0) as u64,
+    }))
+    .unwrap()
+}
+
+#[test]
+fn tag_by_asin_writes_every_field_the_cover_and_audibles_chapters_fitted_to_the_pauses() {
+    let tmp = tempfile::tempdir().unwrap();
+    let book = make_book(tmp.path(), false);
+    let m4b = tmp.path().join("book.m4b");
+    let mut o = aiom4b::ConvertOptions::default();
+    o.jobs = 2;
+    convert_book(&book, &m4b, o, None);
+    let truth: Vec<u64> = (0..book.pauses.len()).map(|k| book.mark(k)).collect();
+    let truth_secs: Vec<f64> = std::iter::once(0.0)
+        .chain(truth.iter().map(|&m| m as f64 / RATE as f64))
+        .collect();
+
+    let jpeg = test_jpeg(640, 640);
+    let server = {
+        let base = Arc::new(Mutex::new(String::new()));
+        let b2 = base.clone();
+        let jpeg = jpeg.clone();
+        let same = chapters_json(book.total, &truth, 1.004, &[400, -350, 250, -450]);
+        // Another edition: 10 % longer.
+        let other = chapters_json(book.total, &truth, 1.10, &[0, 0, 0, 0]);
+        let server = Server::start(move |t, _| {
+            let mut book_json: Value =
+                serde_json::from_slice(&fixture("audnexus_book.json")).unwrap();
+            book_json["image"] = Value::String(format!("{}/img/cover.jpg", b2.lock().unwrap()));
+            match t {
+                "/books/B002UZMLXM?region=us" => ok(serde_json::to_vec(&book_json).unwrap()),
+                "/books/B0OTHEREDN?region=us" => {
+                    book_json["asin"] = "B0OTHEREDN".into();
+                    ok(serde_json::to_vec(&book_json).unwrap())
+                }
+                "/books/B002UZMLXM/chapters?region=us" => ok(same.clone()),
+                "/books/B0OTHEREDN/chapters?region=us" => ok(other.clone()),
+                t if t.starts_with("/com/1.0/catalog/products?") => {
+                    ok(fixture("audible_search.json"))
+                }
+                "/img/cover.jpg" => Reply::Send {
+                    status: 200,
+                    headers: vec![("Content-Type", "image/jpeg".into())],
+                    body: jpeg.clone(),
+                },
+                _ => status(404, vec![]),
+            }
+        });
+        *base.lock().unwrap() = server.base.clone();
+        server
+    };
+    let data = tmp.path().join("data");
+    let tag = |args: &[&str]| -> Output {
+        let mut cmd = with_env(aiom4b(), &server, &data);
+        cmd.arg("tag").arg(&m4b).args(args);
+        run_cmd(cmd)
+    };
+
+    // A dry run changes nothing.
+    let before = std::fs::read(&m4b).unwrap();
+    let o = tag(&[
+        "--asin",
+        ASIN,
+        "--snap-window",
+        "1.5s",
+        "--dry-run",
+        "--json",
+    ]);
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["dry_run"], true);
+    assert!(
+        std::fs::read(&m4b).unwrap() == before,
+        "a dry run wrote the book"
+    );
+    let hits_after_dry_run = server.hits().len();
+    assert_eq!(
+        hits_after_dry_run,
+        3,
+        "book, cover, chapters: {:?}",
+        server.hits()
+    );
+
+    let o = tag(&["--asin", ASIN, "--snap-window", "1.5s", "--json"]);
+    assert_exit(&o, 0);
+    assert_eq!(
+        server.hits().len(),
+        hits_after_dry_run,
+        "the second run is answered from the cache (cover included)"
+    );
+    let doc = json(&o);
+    let fit = &doc["chapter_fit"];
+    assert_eq!(fit["intro_removed_ms"], 2000, "{fit:#}");
+    assert_eq!(fit["outro_removed"], true);
+    let fitted = fit["chapters"].as_array().unwrap();
+    assert_eq!(fitted.len(), truth_secs.len());
+    for (c, t) in fitted.iter().zip(&truth_secs).skip(1) {
+        assert_eq!(c["snapped"], true, "{c}");
+        let moved = c["moved_ms"].as_i64().unwrap();
+        assert!(moved != 0 && moved.abs() <= 1500, "{c}");
+        let conf = c["confidence"].as_f64().unwrap();
+        assert!((0.5..=1.0).contains(&conf), "{c}");
+        assert!(
+            (c["start_secs"].as_f64().unwrap() - t).abs() <= TOLERANCE_SECS,
+            "{c}"
+        );
+    }
+
+    // Read back by ffprobe …
+    let p = ffprobe(&m4b);
+    let tags = &p["format"]["tags"];
+    let expect = [
+        ("title", "The Final Empire"),
+        ("artist", "Brandon Sanderson"),
+        ("album_artist", "Brandon Sanderson"),
+        ("composer", "Michael Kramer"),
+        ("genre", "Science Fiction & Fantasy/Epic/Fantasy"),
+        ("date", "2008"),
+        ("grouping", "Mistborn #1"),
+        ("PUBLISHER", "Macmillan Audio"),
+        ("ASIN", ASIN),
+        ("SERIES", "Mistborn"),
+        ("SERIES-PART", "1"),
+    ];
+    for (k, v) in expect {
+        assert_eq!(tags[k], v, "{k} in {tags:#}");
+    }
+    assert!(tags["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("From #1 New York Times"));
+    let chapters = p["chapters"].as_array().unwrap();
+    assert_eq!(chapters.len(), truth_secs.len());
+    for (i, (c, t)) in chapters.iter().zip(&truth_secs).enumerate() {
+        let start: f64 = c["start_time"].as_str().unwrap().parse().unwrap();
+        assert!(
+            (start - t).abs() <= TOLERANCE_SECS,
+            "chapter {i} at {start:.3} s, truth {t:.3} s"
+        );
+        let want = if i == 0 {
+            "Opening Credits".to_string()
+        } else {
+            format!("Chapter {i}")
+        };
+        assert_eq!(c["tags"]["title"], want.as_str());
+    }
+    // … and by the crate's own reader.
+    let s = aiom4b::verify::summarize(&m4b).unwrap();
+    assert_eq!(s.tags.title.as_deref(), Some("The Final Empire"));
+    assert_eq!(s.tags.narrator.as_deref(), Some("Michael Kramer"));
+    assert_eq!(s.tags.series.as_deref(), Some("Mistborn"));
+    assert_eq!(s.tags.series_part.as_deref(), Some("1"));
+    assert_eq!(s.tags.date.as_deref(), Some("2008"));
+    for k in ["©pub", "©grp", "----:com.apple.iTunes:ASIN"] {
+        assert!(
+            s.tags.keys.iter().any(|x| x == k),
+            "{k} in {:?}",
+            s.tags.keys
+        );
+    }
+    let cover = s.cover.as_ref().expect("a cover");
+    assert!(cover.in_covr);
+    assert_eq!(cover.format, "jpeg");
+    assert_eq!(cover.bytes, jpeg.len() as u64);
+    let marks = &s.chapter_track.as_ref().unwrap().chapters;
+    for (m, t) in marks.iter().zip(&truth_secs) {
+        assert!((m.start_secs - t).abs() <= TOLERANCE_SECS, "{m:?} vs {t}");
+    }
+    assert!(s.inconsistencies.is_empty(), "{:?}", s.inconsistencies);
+
+    // `match` on the tagged M4B: its tags and exact decoded length, read by the crate's reader.
+    let mut cmd = with_env(aiom4b(), &server, &data);
+    cmd.arg("match").arg(&m4b).arg("--json");
+    let o = run_cmd(cmd);
+    assert_exit(&o, 0);
+    let doc = json(&o);
+    assert_eq!(doc["local"]["title"], "The Final Empire");
+    assert_eq!(doc["local"]["author"], "Brandon Sanderson");
+    assert_eq!(doc["local"]["narrator"], "Michael Kramer");
+    let secs = doc["local"]["duration_secs"].as_f64().unwrap();
+    assert!(
+        (secs - book.total as f64 / RATE as f64).abs() < 0.05,
+        "{secs} s vs {} samples",
+        book.total
+    );
+    assert_eq!(doc["candidates"][0]["book"]["asin"], ASIN);
+
+    // Another edition (10 % longer): refused with a warning; the tags are written, the
+    // chapters stay as they were.
+    let o = tag(&["--asin", "B0OTHEREDN"]);
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    assert!(
+        err.contains("not the same edition") && err.contains("the book keeps its chapters"),
+        "{err}"
+    );
+    let p2 = ffprobe(&m4b);
+    assert_eq!(p2["format"]["tags"]["ASIN"], "B0OTHEREDN");
+    assert_eq!(p2["chapters"], p["chapters"]);
+
+    // An ASIN Audnexus does not know fails, naming it, and leaves the book as it was; a
+    // malformed one is a usage error.
+    let before = std::fs::read(&m4b).unwrap();
+    let o = tag(&["--asin", "B0000000X0"]);
+    assert_exit(&o, 1);
+    assert!(
+        stderr(&o).contains("Audnexus: book B0000000X0: no such ASIN B0000000X0 in region us"),
+        "{}",
+        stderr(&o)
+    );
+    let o = tag(&["--asin", "B0"]);
+    assert_exit(&o, 2);
+    assert!(stderr(&o).contains("is not an ASIN"), "{}", stderr(&o));
+    assert!(
+        std::fs::read(&m4b).unwrap() == before,
+        "a failed tag changed the book"
+    );
+}

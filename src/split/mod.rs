@@ -24,6 +24,8 @@
 mod plan;
 mod source;
 
+pub(crate) use source::cover_of;
+
 pub use plan::{plan, ChapterSpan, PlannedPart};
 
 use crate::av::aac::StreamParams;

@@ -168,6 +168,14 @@ fn read_audio_track(
     Ok(None)
 }
 
+/// The first `covr` image of the M4B at `path`, as stored (the library layout's `cover.jpg`).
+pub(crate) fn cover_of(path: &Path) -> Result<Option<Picture>> {
+    let mut opened = mp4box::OpenedMp4::open(path, "open the M4B to read its cover")?;
+    let (moov_top, buf) = opened.read_moov(path, MAX_MOOV_BYTES)?;
+    let moov = mp4box::as_box_ref(&buf, &moov_top);
+    read_cover(&moov).map_err(mp4box::malformed(path))
+}
+
 /// The first `covr` image, as stored.
 fn read_cover(moov: &mp4box::BoxRef<'_>) -> mp4box::Parse<Option<Picture>> {
     let Some(meta) = moov.descend(&[b"udta", b"meta"])? else {

@@ -71,6 +71,23 @@ pub enum Setting {
     CorsOrigins,
     /// `LOG_FORMAT`: where and how the command-line tool logs ([`Config::log_format`]).
     LogFormat,
+    /// `OUTPUT_LAYOUT`: `flat` output files, or a `library` of folders with sidecars
+    /// ([`Config::output_layout`]).
+    OutputLayout,
+    /// `LIBRARY_TEMPLATE`: a book's folder in the library layout
+    /// ([`Config::library_template`]).
+    LibraryTemplate,
+}
+
+/// How finished books are filed (`OUTPUT_LAYOUT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OutputLayout {
+    /// `DATA_DIR/output/{NAME_TEMPLATE}.m4b`.
+    #[default]
+    Flat,
+    /// `DATA_DIR/output/library/{LIBRARY_TEMPLATE}/{title}.m4b` with `desc.txt`, `reader.txt`,
+    /// `metadata.opf` and the cover beside it (see [`crate::workflow::library`]).
+    Library,
 }
 
 /// How the command-line tool logs (`LOG_FORMAT`).
@@ -235,6 +252,20 @@ const SPECS: &[Spec] = &[
         key: "log_format",
         default: "text",
         help: "text: terminal lines on stderr, JSON lines in DATA_DIR/logs; json: only JSON lines (instance_id, job_id, stage), on stdout for serve (a container's collector), on stderr for commands whose stdout is their output",
+    },
+    Spec {
+        setting: Setting::OutputLayout,
+        var: "OUTPUT_LAYOUT",
+        key: "output_layout",
+        default: "flat",
+        help: "flat: DATA_DIR/output/NAME.m4b; library: DATA_DIR/output/library/Author/Series/Part - Title/Title.m4b with desc.txt, reader.txt, metadata.opf and the cover (Audiobookshelf, Plex, Jellyfin)",
+    },
+    Spec {
+        setting: Setting::LibraryTemplate,
+        var: "LIBRARY_TEMPLATE",
+        key: "library_template",
+        default: crate::workflow::library::DEFAULT_LIBRARY_TEMPLATE,
+        help: "a book's folder in the library layout: levels separated by /, with {author} {series} {series_part} {title} {narrator} {year} {folder}; a level without a value is left out",
     },
 ];
 
@@ -449,6 +480,10 @@ pub struct Config {
     pub name_template: String,
     /// 0 = derived from the audio length (see `Workflow::run_job`).
     pub processing_timeout_secs: u64,
+    /// How finished books are filed (`OUTPUT_LAYOUT`).
+    pub output_layout: OutputLayout,
+    /// A book's folder in the library layout (`LIBRARY_TEMPLATE`).
+    pub library_template: String,
     /// Size in MiB at which a log file is rotated (`LOG_MAX_SIZE_MB`, default 10); read by
     /// the command-line tool's log writer.
     pub log_max_size_mb: u64,
@@ -611,6 +646,8 @@ impl Config {
             output_mode: 0,
             name_template: String::new(),
             processing_timeout_secs: 0,
+            output_layout: OutputLayout::Flat,
+            library_template: String::new(),
             log_max_size_mb: 0,
             log_max_files: 0,
             database_url: String::new(),
@@ -721,6 +758,17 @@ impl Config {
                     "json" => LogFormat::Json,
                     _ => return Err("expected text or json".into()),
                 }
+            }
+            Setting::OutputLayout => {
+                self.output_layout = match raw.to_ascii_lowercase().as_str() {
+                    "flat" => OutputLayout::Flat,
+                    "library" => OutputLayout::Library,
+                    _ => return Err("expected flat or library".into()),
+                }
+            }
+            Setting::LibraryTemplate => {
+                crate::workflow::library::check_template(raw)?;
+                self.library_template = raw.to_string();
             }
         }
         Ok(())

@@ -28,6 +28,7 @@ pub mod folders;
 mod hooks;
 pub mod jobs;
 pub mod lease;
+pub mod library;
 pub mod logfile;
 pub mod naming;
 pub mod post_action;

@@ -7,12 +7,14 @@ use crate::options::SplitAt;
 use crate::publish::{self, PartFile};
 use crate::split::PreparedSplit;
 use crate::workflow::backup::BackupInfo;
+use crate::workflow::config::OutputLayout;
 use crate::workflow::context::JobContext;
 use crate::workflow::engine::JobEngine;
 use crate::workflow::errors::{Error, ErrorCategory, JobError, Result};
 use crate::workflow::events::{JobEvent, JobEventSink, JobStep};
 use crate::workflow::jobs::{self, Job, JobFailure, JobStatus, StageTiming};
 use crate::workflow::lease::{self, Heartbeat};
+use crate::workflow::library;
 use crate::workflow::post_action::{self, PostAction};
 use crate::workflow::request::{ConversionResult, JobOutcome, JobRequest};
 use crate::workflow::watchdog::{auto_timeout, Watchdog};
@@ -295,6 +297,101 @@ impl<'w> Run<'w> {
         template: &str,
         split_at: Option<SplitAt>,
     ) -> StepResult<Vec<String>> {
+        let place = self.output_place(result, template);
+        let published = self.publish_book(part, result, &place, split_at);
+        let Some(folder) = place.library_folder else {
+            return published;
+        };
+        match published {
+            Ok(mut warnings) => {
+                warnings.extend(self.write_sidecars(&folder, result));
+                Ok(warnings)
+            }
+            Err(e) => {
+                // The book's folder (and the levels above it) made for nothing.
+                library::prune_empty(&folder, &self.output_dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// Where a generated name goes: the output folder and the name template's stem, or in the
+    /// library layout a free folder of its own (made here) and the title.
+    fn output_place(&self, result: &ConversionResult, template: &str) -> OutputPlace {
+        let cfg = &self.wf.config;
+        if self.request.output_file.is_some() || cfg.output_layout != OutputLayout::Library {
+            return OutputPlace {
+                dir: self.output_dir.clone(),
+                stem: self.output_stem(result, template),
+                library_folder: None,
+            };
+        }
+        let source = self.source_folder_name();
+        let rel = library::folder_for(&cfg.library_template, &result.metadata, &source);
+        let folder = library::free_folder(&self.output_dir.join("library").join(rel));
+        OutputPlace {
+            dir: folder.clone(),
+            stem: crate::sanitize::sanitize_file_stem(&library::title(&result.metadata, &source)),
+            library_folder: Some(folder),
+        }
+    }
+
+    /// The first source folder's name (`{folder}` in templates).
+    fn source_folder_name(&self) -> String {
+        self.job.source_folders[0]
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The library layout's sidecar files beside the published book (`library` module), each
+    /// through a temporary recorded in the job and a rename that replaces nothing. The book is
+    /// in place already: a sidecar that cannot be written is a warning, not a failed job.
+    fn write_sidecars(&mut self, folder: &Path, result: &ConversionResult) -> Vec<String> {
+        let Some(book) = self.job.output_path.clone() else {
+            return Vec::new();
+        };
+        let mut warnings = Vec::new();
+        let cover = match crate::split::cover_of(&book) {
+            Ok(c) => c,
+            Err(e) => {
+                warnings.push(format!("the cover is not written beside the book: {e}"));
+                None
+            }
+        };
+        let title = library::title(&result.metadata, &self.source_folder_name());
+        let files = library::sidecars(&result.metadata, &title, cover.as_ref());
+        let job_part = self.job.part_path.clone().unwrap_or_else(|| book.clone());
+        let temps: Vec<PathBuf> = files
+            .iter()
+            .map(|f| publish::split_part_temp(&folder.join(f.name), &job_part))
+            .collect();
+        self.job.temp_paths.extend(temps.iter().cloned());
+        if let Err(e) = self.save() {
+            warnings.push(format!("no sidecar files were written: {}", e.message));
+            return warnings;
+        }
+        let mode = Some(self.wf.config.output_mode);
+        for (f, temp) in files.iter().zip(temps) {
+            let target = folder.join(f.name);
+            let written = fs::write(&temp, &f.data)
+                .and_then(|()| PartFile::at(&temp).publish_to(&target, mode, false));
+            if let Err(e) = written {
+                let _ = fs::remove_file(&temp);
+                warnings.push(format!("{} was not written: {e}", target.display()));
+            }
+        }
+        warnings
+    }
+
+    /// [`Run::publish`] without the library's sidecars.
+    fn publish_book(
+        &mut self,
+        part: PartFile,
+        result: &ConversionResult,
+        place: &OutputPlace,
+        split_at: Option<SplitAt>,
+    ) -> StepResult<Vec<String>> {
         self.step(JobStep::Publish);
         let t = Instant::now();
         let produced = &result.output;
@@ -317,8 +414,12 @@ impl<'w> Run<'w> {
         if let Some(h) = &self.heartbeat {
             h.confirm()?;
         }
+        if place.library_folder.is_some() {
+            fs::create_dir_all(&place.dir)
+                .map_err(|e| Error::io(&place.dir, "create the book's library folder", e))?;
+        }
         if let Some(limit) = split_at {
-            if let Some(warnings) = self.publish_parts(&part, result, template, limit, t)? {
+            if let Some(warnings) = self.publish_parts(&part, place, limit, t)? {
                 return Ok(warnings);
             }
         }
@@ -336,8 +437,8 @@ impl<'w> Run<'w> {
                 file
             }
             None => {
-                let stem = self.output_stem(result, template);
-                let output_dir = self.output_dir.clone();
+                let stem = place.stem.clone();
+                let output_dir = place.dir.clone();
                 let candidate = |n: u32| numbered(&output_dir, &stem, n);
                 part.publish_numbered(mode, candidate, |target| {
                     self.job.output_path = Some(target.to_path_buf());
@@ -360,14 +461,10 @@ impl<'w> Run<'w> {
 
     /// The output's file name without `.m4b`, from the name template.
     fn output_stem(&self, result: &ConversionResult, template: &str) -> String {
-        let folder = self.job.source_folders[0]
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
         naming::render(
             template,
             &result.metadata,
-            &folder,
+            &self.source_folder_name(),
             &naming::timestamp(chrono::Local::now()),
         )
     }
@@ -380,15 +477,13 @@ impl<'w> Run<'w> {
     fn publish_parts(
         &mut self,
         part: &PartFile,
-        result: &ConversionResult,
-        template: &str,
+        place: &OutputPlace,
         limit: SplitAt,
         t: Instant,
     ) -> StepResult<Option<Vec<String>>> {
-        let stem = self.output_stem(result, template);
         let candidate = |n: u32| match &self.request.output_file {
             Some(file) => file.clone(),
-            None => numbered(&self.output_dir, &stem, n),
+            None => numbered(&place.dir, &place.stem, n),
         };
         let first = candidate(1);
         let engine_error = |e: crate::Error| JobError::from_engine(e, &first);
@@ -604,6 +699,16 @@ fn push_timing(job: &mut Job, step: JobStep, since: Instant) {
         stage: step.as_str().into(),
         millis: since.elapsed().as_millis() as u64,
     });
+}
+
+/// Where [`Run::publish`] puts a book whose name is generated.
+struct OutputPlace {
+    /// The folder.
+    dir: PathBuf,
+    /// The file name without `.m4b` (numbered ` (n)` when taken).
+    stem: String,
+    /// In the library layout, the book's own folder (= `dir`), which gets the sidecars.
+    library_folder: Option<PathBuf>,
 }
 
 /// The `n`th name for `stem` in `dir`: `{stem}.m4b`, then `{stem} ({n}).m4b`.

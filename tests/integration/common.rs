@@ -44,6 +44,8 @@ pub const WORKFLOW_VARS: &[&str] = &[
     "NAME_TEMPLATE",
     "PROCESSING_TIMEOUT_SECS",
     "LOG_FORMAT",
+    "OUTPUT_LAYOUT",
+    "LIBRARY_TEMPLATE",
 ];
 
 /// The `aiom4b` binary built for these tests.

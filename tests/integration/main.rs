@@ -12,6 +12,7 @@ mod fdk;
 mod ffmpeg_build;
 mod fixtures;
 mod fuzz_regressions;
+mod library;
 mod long_texts;
 mod metadata;
 mod probe;

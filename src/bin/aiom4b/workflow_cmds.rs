@@ -85,6 +85,12 @@ pub struct JobArgs {
     /// Output name, e.g. "{author} - {title}" [env: NAME_TEMPLATE; default "{title}_{timestamp}"]
     #[arg(long, value_name = "TEMPLATE")]
     pub name_template: Option<String>,
+    /// File the book into the library: DATA_DIR/output/library/Author/Series/Part - Title/
+    /// Title.m4b with desc.txt, reader.txt, metadata.opf and the cover beside it (as
+    /// Audiobookshelf, Plex and Jellyfin read them) [env: OUTPUT_LAYOUT=library; folder levels:
+    /// LIBRARY_TEMPLATE]
+    #[arg(long, conflicts_with = "name_template")]
+    pub organize: bool,
     /// Conversion time limit in seconds; 0 = from the audio length [env: PROCESSING_TIMEOUT_SECS]
     #[arg(long, value_name = "SECS")]
     pub timeout: Option<String>,
@@ -96,6 +102,9 @@ impl JobArgs {
     pub fn add_overrides(&self, o: &mut Overrides) {
         if let Some(t) = &self.name_template {
             o.set_flag(Setting::NameTemplate, "--name-template", t.clone());
+        }
+        if self.organize {
+            o.set_flag(Setting::OutputLayout, "--organize", "library".to_string());
         }
         if let Some(t) = &self.timeout {
             o.set_flag(Setting::ProcessingTimeoutSecs, "--timeout", t.clone());

@@ -30,6 +30,15 @@ pub struct M4bMuxer {
 // from one thread at a time (the muxer thread).
 unsafe impl Send for M4bMuxer {}
 
+/// The file type the header declares (`ftyp` major brand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Brand {
+    /// `M4B `: an audiobook (`.m4b`).
+    M4b,
+    /// `M4A `: audio (`.m4a`).
+    M4a,
+}
+
 /// A chapter for the muxer: title and [start, end) in output samples.
 #[derive(Debug, Clone)]
 pub struct MuxChapter {
@@ -46,6 +55,18 @@ impl M4bMuxer {
         params: &StreamParams,
         metadata: &[(String, String)],
         cover: Option<&Picture>,
+    ) -> Result<Self> {
+        Self::create_branded(path, params, metadata, cover, Brand::M4b)
+    }
+
+    /// [`M4bMuxer::create`] with the major brand `brand` (`M4A ` for a single chapter saved as
+    /// an `.m4a`).
+    pub fn create_branded(
+        path: &Path,
+        params: &StreamParams,
+        metadata: &[(String, String)],
+        cover: Option<&Picture>,
+        brand: Brand,
     ) -> Result<Self> {
         super::init();
         let abs = std::path::absolute(path)
@@ -139,7 +160,13 @@ impl M4bMuxer {
         opts.set("movflags", "+faststart");
         // The ipod muxer would say "M4A " (or "M4V " once a cover stream exists); "M4B " is
         // what makes Apple's players treat the file as an audiobook (bookmarking, chapters).
-        opts.set("brand", "M4B ");
+        opts.set(
+            "brand",
+            match brand {
+                Brand::M4b => "M4B ",
+                Brand::M4a => "M4A ",
+            },
+        );
         out.write_header_with(opts)
             .map_err(|e| Error::av(Some(path), "write the header", e))?;
         let audio_tb = out

@@ -30,7 +30,7 @@ pub use plan::{plan, ChapterSpan, PlannedPart};
 
 use crate::av::aac::StreamParams;
 use crate::av::encode::EncodedPacket;
-use crate::av::mux::{M4bMuxer, MuxChapter};
+use crate::av::mux::{Brand, M4bMuxer, MuxChapter};
 use crate::error::{Error, Result};
 use crate::model::{BookMetadata, Chapter};
 use crate::publish::PartFile;
@@ -441,6 +441,7 @@ impl PreparedSplit {
                 (i + 1, n),
                 cover.as_ref(),
                 temp.path(),
+                if by_chapter { Brand::M4a } else { Brand::M4b },
             )?;
             let bytes = std::fs::metadata(temp.path()).map(|m| m.len()).unwrap_or(0);
             infos.push(PartInfo {
@@ -523,6 +524,7 @@ fn write_part(
     (k, n): (usize, usize),
     cover: Option<&crate::model::Picture>,
     out: &Path,
+    brand: Brand,
 ) -> Result<()> {
     let pk = &src.packets;
     let m0 = src.priming_media + src.to_media(p.start);
@@ -555,7 +557,7 @@ fn write_part(
     };
     let mut metadata = crate::convert::mux_metadata(meta);
     metadata.push(("track".into(), format!("{k}/{n}")));
-    let mut mux = M4bMuxer::create(out, &params, &metadata, cover)?;
+    let mut mux = M4bMuxer::create_branded(out, &params, &metadata, cover, brand)?;
     let mut buf = Vec::new();
     for x in &pk[a..last] {
         buf.resize(x.size as usize, 0);

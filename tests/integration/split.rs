@@ -308,6 +308,12 @@ fn by_chapter_max_duration_and_max_size() {
     let probe = ffprobe(&part_paths(&report)[2]);
     assert_eq!(tag(&probe, "title"), Some("Kapitel 3"));
     assert_eq!(tag(&probe, "track"), Some("3/6"));
+    // An .m4a says so in its file type (the parts of --parts stay "M4B ").
+    assert_eq!(probe["format"]["tags"]["major_brand"], "M4A ");
+    assert_eq!(
+        summarize(&part_paths(&report)[2]).unwrap().major_brand,
+        "M4A "
+    );
 
     // 4 s: chapters of 2.01, 1.39, 2.95, 1.02, 2.27, 1.59 s pack as two by two.
     let by_duration = tmp.path().join("duration");

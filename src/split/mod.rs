@@ -438,10 +438,9 @@ impl PreparedSplit {
                 p,
                 &part_chapters,
                 &meta,
-                (i + 1, n),
+                (i + 1, n, if by_chapter { Brand::M4a } else { Brand::M4b }),
                 cover.as_ref(),
                 temp.path(),
-                if by_chapter { Brand::M4a } else { Brand::M4b },
             )?;
             let bytes = std::fs::metadata(temp.path()).map(|m| m.len()).unwrap_or(0);
             infos.push(PartInfo {
@@ -521,10 +520,9 @@ fn write_part(
     p: &PlannedPart,
     chapters: &[Chapter],
     meta: &BookMetadata,
-    (k, n): (usize, usize),
+    (k, n, brand): (usize, usize, Brand),
     cover: Option<&crate::model::Picture>,
     out: &Path,
-    brand: Brand,
 ) -> Result<()> {
     let pk = &src.packets;
     let m0 = src.priming_media + src.to_media(p.start);

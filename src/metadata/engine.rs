@@ -154,7 +154,13 @@ impl<E> MetadataEngine<E> {
                     c
                 }
                 Err(e) => {
-                    warnings.push(format!("{e}; the book keeps its chapters"));
+                    let e = e.to_string();
+                    // A refused edition says so already.
+                    warnings.push(if e.contains("keeps its own") {
+                        e
+                    } else {
+                        format!("{e}; the book keeps its chapters")
+                    });
                     ChapterEdit::Keep
                 }
             },

@@ -190,7 +190,7 @@ pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
             warnings,
             notice,
         }) => {
-            let silence = engine.convert.silence.clone();
+            let silence = engine.convert.silence;
             let wrapped = MetadataEngine::new(engine, resolved, silence, fit);
             let outcome = JobRunner::new(&wf, &wrapped).run(request, &Display::new(show))?;
             let applied = wrapped.applied();

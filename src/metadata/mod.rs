@@ -21,10 +21,13 @@
 //! - [`fit`]: an Audible chapter list fitted onto this audio (brand intro/outro removed when
 //!   the book lacks it, scaled when the editions' lengths differ slightly, each mark snapped
 //!   to a pause); a different edition is refused.
+//! - [`MetadataEngine`]: `convert --asin`/`--match auto`: a job engine that applies a book
+//!   resolved before the job to the verified `.part` before the workflow publishes it.
 mod apply;
 mod audible;
 mod audnexus;
 mod cache;
+mod engine;
 pub mod fit;
 mod http;
 pub mod rank;
@@ -35,6 +38,7 @@ pub use audible::AUDIBLE_URL;
 pub use audnexus::Audnexus;
 pub use audnexus::AUDNEXUS_URL;
 pub use cache::{Cache, DEFAULT_TTL};
+pub use engine::{overrides, AppliedMetadata, MetadataEngine, ResolvedBook};
 pub use http::{HttpClient, HttpOptions};
 
 use crate::error::{Error, Result};

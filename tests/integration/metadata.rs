@@ -3,6 +3,7 @@
 //! search ranking, region, 404, 429 with Retry-After, 5xx, timeouts, malformed JSON, the
 //! cache; `aiom4b match` and `aiom4b tag` end to end, the tags read back with ffprobe and the
 //! crate's reader; Audible's chapters fitted onto generated speech with known pauses.
+use crate::cli_workflow::{hidden, Env};
 use crate::common::{aiom4b, assert_exit, json, run_cmd, run_tool, stderr, stdout};
 use crate::silence::{convert as convert_book, make_book, RATE};
 use aiom4b::metadata::rank::{self, LocalBook};
@@ -829,4 +830,343 @@ fn tag_by_asin_writes_every_field_the_cover_and_audibles_chapters_fitted_to_the_
         std::fs::read(&m4b).unwrap() == before,
         "a failed tag changed the book"
     );
+}
+
+// ---- convert --asin / --match auto (the book resolved before the job, applied to its part) --
+
+/// A recorded Audnexus/Audible answering `B002UZMLXM` (book with the cover on this server,
+/// `chapters` as its chapter list) and the catalog search; everything else 404.
+fn asin_server(jpeg: Vec<u8>, chapters: Vec<u8>) -> Server {
+    let base = Arc::new(Mutex::new(String::new()));
+    let b2 = base.clone();
+    let server = Server::start(move |t, _| {
+        let mut book_json: Value = serde_json::from_slice(&fixture("audnexus_book.json")).unwrap();
+        book_json["image"] = Value::String(format!("{}/img/cover.jpg", b2.lock().unwrap()));
+        match t {
+            "/books/B002UZMLXM?region=us" => ok(serde_json::to_vec(&book_json).unwrap()),
+            "/books/B002UZMLXM/chapters?region=us" => ok(chapters.clone()),
+            t if t.starts_with("/com/1.0/catalog/products?") => ok(fixture("audible_search.json")),
+            "/img/cover.jpg" => Reply::Send {
+                status: 200,
+                headers: vec![("Content-Type", "image/jpeg".into())],
+                body: jpeg.clone(),
+            },
+            _ => status(404, vec![]),
+        }
+    });
+    *base.lock().unwrap() = server.base.clone();
+    server
+}
+
+/// `aiom4b convert` in `env` with the providers at `audnexus` and `audible`.
+fn convert_with(env: &Env, audnexus: &str, audible: &str, args: &[&str]) -> Output {
+    let mut cmd = env.command(&["convert", "--json"]);
+    cmd.args(args)
+        .env("AIOM4B_AUDNEXUS_URL", audnexus)
+        .env("AIOM4B_AUDIBLE_URL", format!("{audible}/{{tld}}"));
+    run_cmd(cmd)
+}
+
+fn output_of(o: &Output) -> (Value, std::path::PathBuf) {
+    let doc = json(o);
+    let path = std::path::PathBuf::from(doc["output_path"].as_str().expect("an output path"));
+    assert!(path.is_file(), "{}", path.display());
+    (doc, path)
+}
+
+#[test]
+fn convert_asin_names_tags_covers_and_fits_audibles_chapters_before_publishing() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.source()).unwrap();
+    let book = make_book(&env.source(), false);
+    let truth: Vec<u64> = (0..book.pauses.len()).map(|k| book.mark(k)).collect();
+    let truth_secs: Vec<f64> = std::iter::once(0.0)
+        .chain(truth.iter().map(|&m| m as f64 / RATE as f64))
+        .collect();
+    let jpeg = test_jpeg(640, 640);
+    let server = asin_server(
+        jpeg.clone(),
+        chapters_json(book.total, &truth, 1.004, &[400, -350, 250, -450]),
+    );
+    let o = convert_with(
+        &env,
+        &server.base,
+        &server.base,
+        &[
+            book.dir.to_str().unwrap(),
+            "--asin",
+            "b002uzmlxm",
+            "--snap-to-silence",
+            "1.5s",
+        ],
+    );
+    assert_exit(&o, 0);
+    let (doc, out) = output_of(&o);
+    // Named after the fetched title (NAME_TEMPLATE {title}_{timestamp}).
+    let name = out.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("The Final Empire_"), "{name}");
+    assert_eq!(out.parent().unwrap(), env.output_dir());
+    let m = &doc["metadata"];
+    assert_eq!(m["applied"], true, "{m:#}");
+    assert_eq!(m["asin"], ASIN);
+    assert_eq!(m["cover"], true);
+    assert_eq!(m["score"], Value::Null);
+    assert_eq!(m["chapter_fit"]["intro_removed_ms"], 2000, "{m:#}");
+    // The report describes the published book: Audible's chapters, its real size.
+    assert_eq!(doc["chapters"].as_array().unwrap().len(), truth_secs.len());
+    assert_eq!(
+        doc["size_bytes"].as_u64().unwrap(),
+        std::fs::metadata(&out).unwrap().len()
+    );
+
+    let p = ffprobe(&out);
+    let tags = &p["format"]["tags"];
+    for (k, v) in [
+        ("title", "The Final Empire"),
+        ("album", "The Final Empire"),
+        ("artist", "Brandon Sanderson"),
+        ("composer", "Michael Kramer"),
+        ("genre", "Science Fiction & Fantasy/Epic/Fantasy"),
+        ("date", "2008"),
+        ("grouping", "Mistborn #1"),
+        ("PUBLISHER", "Macmillan Audio"),
+        ("ASIN", ASIN),
+        ("SERIES", "Mistborn"),
+        ("SERIES-PART", "1"),
+    ] {
+        assert_eq!(tags[k], v, "{k} in {tags:#}");
+    }
+    assert!(tags["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("From #1 New York Times"));
+    let chapters = p["chapters"].as_array().unwrap();
+    assert_eq!(chapters.len(), truth_secs.len());
+    for (i, (c, t)) in chapters.iter().zip(&truth_secs).enumerate() {
+        let start: f64 = c["start_time"].as_str().unwrap().parse().unwrap();
+        assert!(
+            (start - t).abs() <= TOLERANCE_SECS,
+            "chapter {i} at {start:.3} s, truth {t:.3} s"
+        );
+        let want = if i == 0 {
+            "Opening Credits".to_string()
+        } else {
+            format!("Chapter {i}")
+        };
+        assert_eq!(c["tags"]["title"], want.as_str());
+    }
+    let s = aiom4b::verify::summarize(&out).unwrap();
+    assert_eq!(s.tags.narrator.as_deref(), Some("Michael Kramer"));
+    let cover = s.cover.as_ref().expect("a cover");
+    assert_eq!(cover.bytes, jpeg.len() as u64, "the provider's cover");
+    let marks = &s.chapter_track.as_ref().unwrap().chapters;
+    assert_eq!(marks.len(), truth_secs.len());
+    for (m, t) in marks.iter().zip(&truth_secs) {
+        assert!((m.start_secs - t).abs() <= TOLERANCE_SECS, "{m:?} vs {t}");
+    }
+    assert!(s.inconsistencies.is_empty(), "{:?}", s.inconsistencies);
+    assert!(
+        (s.duration_secs - book.total as f64 / RATE as f64).abs() < 0.05,
+        "the audio is the conversion's"
+    );
+    // No stray temporary beside the output.
+    assert_eq!(crate::cli_workflow::m4b_files(&env.output_dir()), vec![out]);
+    assert_eq!(hidden(&env.output_dir()), Vec::<String>::new());
+}
+
+#[test]
+fn convert_asin_with_organize_files_the_book_by_the_fetched_author_and_series() {
+    let env = Env::new();
+    let dir = env.book("some folder", 2, 1.0);
+    let server = asin_server(test_jpeg(300, 300), fixture("audnexus_chapters.json"));
+    let o = convert_with(
+        &env,
+        &server.base,
+        &server.base,
+        &[
+            dir.to_str().unwrap(),
+            "--organize",
+            "--asin",
+            ASIN,
+            // The user's flag wins over the provider's narrator.
+            "--narrator",
+            "Someone Else",
+        ],
+    );
+    assert_exit(&o, 0);
+    let (doc, out) = output_of(&o);
+    let folder = env
+        .output_dir()
+        .join("library/Brandon Sanderson/Mistborn/1 - The Final Empire");
+    assert_eq!(out, folder.join("The Final Empire.m4b"));
+    assert_eq!(
+        std::fs::read_to_string(folder.join("reader.txt")).unwrap(),
+        "Someone Else\n"
+    );
+    assert!(std::fs::read_to_string(folder.join("desc.txt"))
+        .unwrap()
+        .starts_with("From #1 New York Times"));
+    // The cover beside the book is the provider's, as written into it.
+    assert_eq!(
+        std::fs::read(folder.join("cover.jpg")).unwrap(),
+        test_jpeg(300, 300)
+    );
+    let tags = &ffprobe(&out)["format"]["tags"];
+    assert_eq!(tags["composer"], "Someone Else");
+    assert_eq!(tags["ASIN"], ASIN);
+    assert_eq!(tags["grouping"], "Mistborn #1");
+    // Audible's 24-hour chapter list does not fit 2 s of audio: refused with a warning, the
+    // book keeps its own chapters (one per file).
+    let err = stderr(&o);
+    assert!(
+        err.contains("not the same edition") && err.contains("the book keeps its own"),
+        "{err}"
+    );
+    assert_eq!(doc["metadata"]["chapter_fit"], Value::Null);
+    assert_eq!(ffprobe(&out)["chapters"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn convert_match_auto_applies_a_confident_match_and_keeps_the_folders_tags_otherwise() {
+    let env = Env::new();
+    let server = asin_server(test_jpeg(200, 200), fixture("audnexus_chapters.json"));
+
+    // The folder says "Fixture Book": the best candidate scores low; nothing is fetched and
+    // the book keeps the folder's tags.
+    let dir = env.book("low", 2, 1.0);
+    let o = convert_with(
+        &env,
+        &server.base,
+        &server.base,
+        &[
+            dir.to_str().unwrap(),
+            "--match",
+            "auto",
+            "--author",
+            "Brandon Sanderson",
+        ],
+    );
+    assert_exit(&o, 0);
+    let err = stderr(&o);
+    assert!(
+        err.contains("no confident match (best 0.") && err.contains("keeping the folder's tags"),
+        "{err}"
+    );
+    let (doc, out) = output_of(&o);
+    assert_eq!(doc["metadata"]["applied"], false);
+    assert!(doc["metadata"]["notice"]
+        .as_str()
+        .unwrap()
+        .contains("no confident match"));
+    let name = out.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("Fixture Book_"), "{name}");
+    let tags = &ffprobe(&out)["format"]["tags"];
+    assert_eq!(tags["title"], "Fixture Book");
+    assert_eq!(tags.get("ASIN"), None, "{tags:#}");
+    let hits = server.hits();
+    assert_eq!(hits.len(), 1, "only the search: {hits:?}");
+    assert!(hits[0].target.starts_with("/com/1.0/catalog/products?"));
+
+    // Title and author fit: the best candidate (0.78) passes the default threshold 0.75 and is
+    // applied; a higher threshold refuses the same candidate.
+    let dir = env.book("high", 2, 1.0);
+    let args = |extra: &[&'static str]| -> Vec<String> {
+        let mut v = vec![
+            dir.to_str().unwrap().to_string(),
+            "--match".into(),
+            "auto".into(),
+            "--title".into(),
+            "The Final Empire".into(),
+            "--author".into(),
+            "Brandon Sanderson".into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |extra: &[&'static str]| {
+        let a = args(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        convert_with(&env, &server.base, &server.base, &a)
+    };
+    let o = run(&["--match-threshold", "0.9"]);
+    assert_exit(&o, 0);
+    assert!(
+        stderr(&o).contains(&format!(
+            "no confident match (best 0.78: {ASIN} The Final Empire"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    let (doc, _) = output_of(&o);
+    assert_eq!(doc["metadata"]["applied"], false);
+
+    let o = run(&[]);
+    assert_exit(&o, 0);
+    let (doc, out) = output_of(&o);
+    let m = &doc["metadata"];
+    assert_eq!(m["applied"], true, "{m:#}");
+    assert_eq!(m["asin"], ASIN);
+    let score = m["score"].as_f64().unwrap();
+    assert!((0.75..0.8).contains(&score), "{score}");
+    let tags = &ffprobe(&out)["format"]["tags"];
+    assert_eq!(tags["ASIN"], ASIN);
+    assert_eq!(tags["composer"], "Michael Kramer");
+    assert_eq!(tags["PUBLISHER"], "Macmillan Audio");
+    assert_eq!(tags["SERIES"], "Mistborn");
+    let s = aiom4b::verify::summarize(&out).unwrap();
+    assert_eq!(
+        s.cover.as_ref().unwrap().bytes,
+        test_jpeg(200, 200).len() as u64
+    );
+}
+
+#[test]
+fn a_provider_that_fails_or_is_unreachable_is_a_warning_and_the_book_is_still_converted() {
+    let env = Env::new();
+    let dir = env.book("down", 2, 1.0);
+    let failing = Server::start(|_, _| status(500, vec![]));
+    // Nothing listens on a port just released.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    for (base, what) in [(&failing.base, "500"), (&closed, "unreachable")] {
+        for args in [vec!["--asin", ASIN], vec!["--match", "auto"]] {
+            let mut a = vec![dir.to_str().unwrap()];
+            a.extend(args.iter().copied());
+            let o = convert_with(&env, base, base, &a);
+            assert_exit(&o, 0);
+            let err = stderr(&o);
+            assert!(
+                err.contains("aiom4b: warning:")
+                    && (err.contains("converting with the folder's tags")
+                        || err.contains("keeping the folder's tags")),
+                "{what} {args:?}: {err}"
+            );
+            let (doc, out) = output_of(&o);
+            assert_eq!(doc["status"], "completed");
+            assert_eq!(doc["metadata"]["applied"], false);
+            assert!(!doc["metadata"]["warnings"].as_array().unwrap().is_empty());
+            let tags = &ffprobe(&out)["format"]["tags"];
+            assert_eq!(tags["title"], "Fixture Book", "{what} {args:?}");
+            assert_eq!(tags.get("ASIN"), None);
+        }
+    }
+    assert!(failing.hits().len() >= 2, "the failing server was asked");
+}
+
+#[test]
+fn convert_asin_is_refused_with_each_and_a_malformed_asin_is_a_usage_error() {
+    let env = Env::new();
+    let dir = env.book("x", 1, 1.0);
+    let d = dir.to_str().unwrap();
+    for args in [
+        vec![d, "--asin", "B0"],
+        vec![d, "--each", "--asin", ASIN],
+        vec![d, "--asin", ASIN, "--match", "auto"],
+        vec![d, "--match", "auto", "--match-threshold", "1.5"],
+    ] {
+        let o = convert_with(&env, "http://127.0.0.1:1", "http://127.0.0.1:1", &args);
+        assert_exit(&o, 2);
+    }
 }

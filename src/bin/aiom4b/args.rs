@@ -244,6 +244,55 @@ pub struct ConvertArgs {
     /// Print a machine-readable JSON report at the end (with the job id).
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub lookup: LookupArgs,
+}
+
+/// `convert --asin` / `--match auto`: the book's metadata from Audible (Audnexus).
+#[derive(Args, Debug, Clone)]
+pub struct LookupArgs {
+    /// Tag the book from Audible by ASIN (Audnexus): title, authors, narrators, series and
+    /// part, description, genres, year, publisher, ASIN, the full-size cover and Audible's
+    /// chapters fitted to this audio's pauses. Tag flags (--title …), --cover and
+    /// --chapters-file/--no-chapters/--chapters silence still win. A provider failure is a
+    /// warning: the book is converted with the folder's tags.
+    #[arg(long, value_name = "ASIN", value_parser = parse_asin,
+          conflicts_with_all = ["each", "match_mode"])]
+    pub asin: Option<String>,
+    /// auto: search Audible's catalog for the book (its tags or folder name, author, exact
+    /// length) and apply the best candidate as --asin does when its score reaches
+    /// --match-threshold; otherwise keep the folder's tags and say so.
+    #[arg(
+        long = "match",
+        value_name = "MODE",
+        value_enum,
+        conflicts_with = "each"
+    )]
+    pub match_mode: Option<MatchArg>,
+    /// Audible marketplace for --asin/--match: us, uk, de, fr, ca, au, in, it, es, jp.
+    #[arg(long, default_value = "us", value_parser = crate::cmd_match::parse_region)]
+    pub region: aiom4b::metadata::Region,
+    /// Lowest score (0–1) at which --match auto applies the best candidate.
+    #[arg(long, value_name = "SCORE", default_value_t = 0.75, value_parser = parse_score)]
+    pub match_threshold: f64,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatchArg {
+    Auto,
+}
+
+fn parse_asin(s: &str) -> Result<String, String> {
+    aiom4b::metadata::normalize_asin(s).map_err(|e| e.to_string().replace("invalid option: ", ""))
+}
+
+fn parse_score(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a score; give a number from 0 to 1, e.g. 0.75"
+        )),
+    }
 }
 
 /// `aiom4b batch LIBRARY_DIR`.

@@ -9,6 +9,11 @@ use crate::args::{BatchCmdArgs, BookArgs, ConvertArgs, EncodeArgs};
 use crate::hints::with_flags;
 use crate::workflow_cmds::{self, BatchArgs};
 use crate::{ui, EXIT_FAILURE, EXIT_USAGE};
+use aiom4b::metadata::fit::FitOptions;
+use aiom4b::metadata::rank::{self, LocalBook};
+use aiom4b::metadata::{
+    self, AppliedMetadata, BookMeta, MetadataEngine, MetadataProvider, ResolvedBook, SearchQuery,
+};
 use aiom4b::workflow::{
     BookEngine, Config, JobEvent, JobEvents, JobOutcome, JobRunner, JobStatus, JobStep,
 };
@@ -168,14 +173,234 @@ pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
         }
         _ => {}
     }
-    crate::signals::watch(&wf);
     let show = !quiet && !a.json;
-    let outcome = JobRunner::new(&wf, &engine).run(request, &Display::new(show))?;
-    finish_one(&outcome, a.json, quiet)
+    // --asin / --match auto: the book resolved now (the network is asked after the
+    // request's checks, before any job or backup exists); its fields become the plan's overrides.
+    let lookup = match (&a.lookup.asin, a.lookup.match_mode) {
+        (None, None) => None,
+        _ => Some(resolve(cfg, &a, &mut engine, quiet)),
+    };
+    request.options = engine.options_json();
+
+    crate::signals::watch(&wf);
+    let (outcome, meta) = match lookup {
+        Some(Lookup {
+            resolved: Some(resolved),
+            fit,
+            warnings,
+            notice,
+        }) => {
+            let silence = engine.convert.silence;
+            let wrapped = MetadataEngine::new(engine, resolved, silence, fit);
+            let outcome = JobRunner::new(&wf, &wrapped).run(request, &Display::new(show))?;
+            let applied = wrapped.applied();
+            let doc = match &applied {
+                Some(m) => {
+                    let mut d = serde_json::to_value(m)?;
+                    d["applied"] = true.into();
+                    let mut w = warnings.clone();
+                    w.extend(m.warnings.iter().cloned());
+                    d["warnings"] = serde_json::json!(w);
+                    d
+                }
+                None => {
+                    serde_json::json!({ "applied": false, "warnings": warnings, "notice": notice })
+                }
+            };
+            (outcome, Some((doc, applied)))
+        }
+        Some(Lookup {
+            resolved: None,
+            warnings,
+            notice,
+            ..
+        }) => {
+            let outcome = JobRunner::new(&wf, &engine).run(request, &Display::new(show))?;
+            let doc =
+                serde_json::json!({ "applied": false, "warnings": warnings, "notice": notice });
+            (outcome, Some((doc, None)))
+        }
+        None => (
+            JobRunner::new(&wf, &engine).run(request, &Display::new(show))?,
+            None,
+        ),
+    };
+    finish_one(&outcome, a.json, quiet, meta.as_ref())
+}
+
+/// The book `--asin`/`--match auto` resolved before the job, or why there is none.
+struct Lookup {
+    resolved: Option<ResolvedBook>,
+    fit: FitOptions,
+    /// Provider failures and what was left out (already printed).
+    warnings: Vec<String>,
+    /// Why no book is applied (already printed).
+    notice: Option<String>,
+}
+
+/// Resolves `--asin` (Audnexus) or `--match auto` (inspect the folders, search Audible's
+/// catalog, rank, take the best at or above the threshold, fetch it from Audnexus); fills the
+/// plan's overrides from it. Never fails: a provider failure or no confident match is a
+/// warning or notice (printed here) and the book is converted with the folder's tags.
+fn resolve(cfg: &Config, a: &ConvertArgs, engine: &mut BookEngine, quiet: bool) -> Lookup {
+    let mut look = Lookup {
+        resolved: None,
+        fit: FitOptions::default(),
+        warnings: Vec::new(),
+        notice: None,
+    };
+    let region = a.lookup.region;
+    let http = crate::cmd_match::http_client(cfg);
+    let nexus = crate::cmd_match::audnexus(http.clone());
+    let keep = "converting with the folder's tags";
+    let picked: Option<(BookMeta, Option<f64>)> = match &a.lookup.asin {
+        Some(asin) => match nexus.book(asin, region) {
+            Ok(b) => Some((b, None)),
+            Err(e) => {
+                look.warnings.push(format!("{e}; {keep}"));
+                None
+            }
+        },
+        None => match best_match(a, engine, &http, &mut look) {
+            Some((candidate, score)) => match nexus.book(&candidate.asin, region) {
+                Ok(b) => Some((b, Some(score))),
+                Err(e) => {
+                    // The catalog's own description of the book is the next best thing.
+                    look.warnings.push(format!(
+                        "{e}; using Audible's catalog entry for {} instead",
+                        candidate.asin
+                    ));
+                    Some((candidate, Some(score)))
+                }
+            },
+            None => None,
+        },
+    };
+    if let Some((book, score)) = picked {
+        let chapters_given = a.chapters_file.is_some()
+            || a.encode.no_chapters
+            || a.encode.chapters == Some(crate::args::ChaptersArg::Silence);
+        let mut resolved = ResolvedBook::new(book, score);
+        if !chapters_given {
+            match nexus.chapters(&resolved.book.asin, region) {
+                Ok(list) => {
+                    resolved.chapters = Some(list);
+                    // Audible's marks replace the files' marks: snapping those is wasted work,
+                    // and --snap-to-silence is the window of the fit instead.
+                    if let Some(w) = engine.convert.snap_to_silence.take() {
+                        look.fit.window_secs = w;
+                    }
+                }
+                Err(e) => look
+                    .warnings
+                    .push(format!("{e}; the book gets the folder's chapters")),
+            }
+        }
+        if a.input.meta.cover.is_none() {
+            match &resolved.book.image_url {
+                None => look
+                    .warnings
+                    .push("Audnexus has no cover for this book; the folder's cover is used".into()),
+                Some(url) => match metadata::fetch_cover(&http, nexus.name(), url) {
+                    Ok(pic) => resolved.cover = Some(pic),
+                    Err(e) => look
+                        .warnings
+                        .push(format!("{e}; the folder's cover is used")),
+                },
+            }
+        }
+        engine.plan.overrides = metadata::overrides(&engine.plan.overrides, &resolved.book);
+        if !quiet {
+            eprintln!(
+                "aiom4b: metadata from Audible: {} {} — {} ({}{})",
+                resolved.book.asin,
+                ui::escape(&resolved.book.title),
+                ui::escape(&resolved.book.authors.join(", ")),
+                region,
+                score.map(|s| format!(", score {s:.2}")).unwrap_or_default()
+            );
+        }
+        look.resolved = Some(resolved);
+    }
+    for w in &look.warnings {
+        eprintln!("aiom4b: warning: {}", ui::escape_lines(w));
+    }
+    if let Some(n) = &look.notice {
+        if !quiet {
+            eprintln!("aiom4b: {}", ui::escape_lines(n));
+        }
+    }
+    look
+}
+
+/// `--match auto`: the best candidate of Audible's catalog for the folders and its score, when
+/// it reaches the threshold; otherwise `None` with the notice or warning saying why.
+fn best_match(
+    a: &ConvertArgs,
+    engine: &BookEngine,
+    http: &Arc<metadata::HttpClient>,
+    look: &mut Lookup,
+) -> Option<(BookMeta, f64)> {
+    let keep = "keeping the folder's tags";
+    let local =
+        match aiom4b::plan::inspect(&a.input.folders, &engine.scan, &engine.limits, &engine.plan) {
+            Ok(ins) => match ins.book {
+                Some(book) => LocalBook::from_book(&book),
+                // The job reports what is wrong with the folder.
+                None => return None,
+            },
+            Err(_) => return None,
+        };
+    let Some(title) = local.title.clone() else {
+        look.notice = Some(format!(
+            "--match auto: the book has no title to search for; {keep} (give --title, or --asin)"
+        ));
+        return None;
+    };
+    let query = SearchQuery {
+        title: Some(title),
+        author: local.author.clone(),
+        keywords: None,
+        limit: 10,
+    };
+    let catalog = crate::cmd_match::audible(http.clone());
+    let found = match catalog.search(&query, a.lookup.region) {
+        Ok(f) => f,
+        Err(e) => {
+            look.warnings.push(format!("{e}; {keep}"));
+            return None;
+        }
+    };
+    let ranked = rank::rank(&local, found);
+    let Some(best) = ranked.into_iter().next() else {
+        look.notice = Some(format!(
+            "--match auto: Audible's catalog ({}) has no candidates; {keep} (try `aiom4b match` with --query, or --asin)",
+            a.lookup.region
+        ));
+        return None;
+    };
+    if best.score < a.lookup.match_threshold {
+        look.notice = Some(format!(
+            "no confident match (best {:.2}: {} {} — {}; threshold {:.2}); {keep} \
+             (see `aiom4b match`, then --asin, or lower --match-threshold)",
+            best.score,
+            best.book.asin,
+            best.book.title,
+            best.book.authors.join(", "),
+            a.lookup.match_threshold
+        ));
+        return None;
+    }
+    Some((best.book, best.score))
 }
 
 /// Prints the outcome of one job; returns the exit code.
-fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
+fn finish_one(
+    outcome: &JobOutcome,
+    json: bool,
+    quiet: bool,
+    meta: Option<&(serde_json::Value, Option<AppliedMetadata>)>,
+) -> Result<u8> {
     let job = &outcome.job;
     let report: Option<&ConvertReport> = outcome.report.as_ref();
     if json {
@@ -196,6 +421,9 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
         doc["job_id"] = serde_json::json!(job.id);
         doc["status"] = serde_json::json!(job.status);
         doc["error"] = serde_json::json!(job.error);
+        if let Some((m, _)) = meta {
+            doc["metadata"] = m.clone();
+        }
         println!("{}", serde_json::to_string_pretty(&doc)?);
     }
     let short_id = &job.id.to_string()[..8];
@@ -224,6 +452,9 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
                 if let Some(r) = report {
                     print_snapped(r);
                 }
+            }
+            if let Some((_, Some(m))) = meta {
+                print_applied(m, quiet || json);
             }
             // Written, but what was asked afterwards (moving or deleting the sources) failed:
             // the book is there, and the exit code says not everything was done.
@@ -255,6 +486,46 @@ fn finish_one(outcome: &JobOutcome, json: bool, quiet: bool) -> Result<u8> {
             }
             Ok(EXIT_FAILURE)
         }
+    }
+}
+
+/// What `--asin`/`--match auto` wrote into the book after the conversion; its warnings.
+fn print_applied(m: &AppliedMetadata, quiet: bool) {
+    if !quiet {
+        let mut what: Vec<String> = Vec::new();
+        if m.cover {
+            what.push("cover".into());
+        }
+        if let Some(f) = &m.chapter_fit {
+            what.push(format!(
+                "{} chapters from Audible fitted to the pauses (confidence {:.2})",
+                f.chapters.len(),
+                f.confidence
+            ));
+        }
+        what.extend(
+            m.changes
+                .iter()
+                .filter_map(|c| c.split(':').next())
+                .filter(|k| !matches!(*k, "cover" | "chapters"))
+                .map(str::to_string),
+        );
+        println!(
+            "metadata {} ({}{}): {}",
+            m.asin,
+            m.region,
+            m.score
+                .map(|s| format!(", score {s:.2}"))
+                .unwrap_or_default(),
+            if what.is_empty() {
+                "tags only".to_string()
+            } else {
+                ui::escape(&what.join(", ")).into_owned()
+            }
+        );
+    }
+    for w in &m.warnings {
+        eprintln!("aiom4b: warning: {}", ui::escape_lines(w));
     }
 }
 

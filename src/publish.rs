@@ -24,9 +24,19 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// The tags of the sibling temporaries a part file may create.
-const SIBLING_TAGS: [&str; 1] = [TAGS_SIBLING];
+const SIBLING_TAGS: [&str; 2] = [TAGS_SIBLING, EDIT_SIBLING];
 /// The tag patcher's copy of the file (`mp4tags`).
 pub(crate) const TAGS_SIBLING: &str = "tags";
+/// An edit's rewritten copy of a part file (`edit`, e.g. the metadata a job applies to its
+/// verified `.part` before publishing it).
+pub(crate) const EDIT_SIBLING: &str = "edit";
+
+/// Whether `path` is one of aiom4b's part files (a job's or the library's `.part`).
+pub(crate) fn is_part_file(path: &Path) -> bool {
+    path.file_name().is_some_and(|n| {
+        n.to_string_lossy().starts_with('.') && n.to_string_lossy().ends_with(".part")
+    })
+}
 
 /// A hidden temporary output beside its final place; removed with its sibling temporaries when
 /// dropped unpublished.
@@ -371,7 +381,7 @@ mod tests {
         for p in part.temporaries() {
             fs::write(p, b"x").unwrap();
         }
-        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2);
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 3);
         drop(part);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }

@@ -712,7 +712,15 @@ fn rewrite(path: &Path, book: Book, plan: &Plan, edit: &BookEdit) -> Result<(u64
     for p in publish::clean_stale_pid_parts(path) {
         tracing::info!(path = %p.display(), "removed an unfinished edit of an earlier run");
     }
-    let part = PartFile::for_process(path);
+    // A part file (a job's `.part`, edited before it is published) is rewritten through its
+    // `edit` sibling, which its owner records with it, so that recovery after a crash removes
+    // it; a user's book through `.{name}.{pid}.part`, removed by the next edit once that
+    // process is gone.
+    let part = if publish::is_part_file(path) {
+        PartFile::at(publish::sibling_temp(path, publish::EDIT_SIBLING))
+    } else {
+        PartFile::for_process(path)
+    };
     // Which top-level boxes stay: everything but moov, padding and mdats no kept track uses.
     let chunks = moov::chunk_offsets(&moov, &plan.replaced_ids()).map_err(&m)?;
     let used = |b: &TopBox| chunks.iter().any(|&(o, _)| o >= b.offset && o < b.end());

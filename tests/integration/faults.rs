@@ -350,6 +350,8 @@ fn kill_9_at_every_stage_loses_nothing_and_leaves_nothing() {
                 .find(|p| p.to_string_lossy().ends_with(".part"))
                 .expect("the part exists while converting");
             fs::write(aiom4b::__internals::sibling_temp(&part, "tags"), b"half").unwrap();
+            // And while an edit rewrote it (convert --asin applies the metadata to the part).
+            fs::write(aiom4b::__internals::sibling_temp(&part, "edit"), b"half").unwrap();
         }
         kill9(child);
         let job = w.job();

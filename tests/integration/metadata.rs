@@ -740,25 +740,7 @@ fn tag_by_asin_writes_every_field_the_cover_and_audibles_chapters_fitted_to_the_
     for (k, v) in expect {
         assert_eq!(tags[k], v, "{k} in {tags:#}");
     }
-    assert!(tags["description"]
-        .as_str()
-        .unwrap()
-        .starts_with("From #1 New York Times"));
-    let chapters = p["chapters"].as_array().unwrap();
-    assert_eq!(chapters.len(), truth_secs.len());
-    for (i, (c, t)) in chapters.iter().zip(&truth_secs).enumerate() {
-        let start: f64 = c["start_time"].as_str().unwrap().parse().unwrap();
-        assert!(
-            (start - t).abs() <= TOLERANCE_SECS,
-            "chapter {i} at {start:.3} s, truth {t:.3} s"
-        );
-        let want = if i == 0 {
-            "Opening Credits".to_string()
-        } else {
-            format!("Chapter {i}")
-        };
-        assert_eq!(c["tags"]["title"], want.as_str());
-    }
+    assert_description_and_fitted_chapters(&p, &truth_secs);
     // … and by the crate's own reader.
     let s = aiom4b::verify::summarize(&m4b).unwrap();
     assert_eq!(s.tags.title.as_deref(), Some("The Final Empire"));
@@ -936,25 +918,7 @@ fn convert_asin_names_tags_covers_and_fits_audibles_chapters_before_publishing()
     ] {
         assert_eq!(tags[k], v, "{k} in {tags:#}");
     }
-    assert!(tags["description"]
-        .as_str()
-        .unwrap()
-        .starts_with("From #1 New York Times"));
-    let chapters = p["chapters"].as_array().unwrap();
-    assert_eq!(chapters.len(), truth_secs.len());
-    for (i, (c, t)) in chapters.iter().zip(&truth_secs).enumerate() {
-        let start: f64 = c["start_time"].as_str().unwrap().parse().unwrap();
-        assert!(
-            (start - t).abs() <= TOLERANCE_SECS,
-            "chapter {i} at {start:.3} s, truth {t:.3} s"
-        );
-        let want = if i == 0 {
-            "Opening Credits".to_string()
-        } else {
-            format!("Chapter {i}")
-        };
-        assert_eq!(c["tags"]["title"], want.as_str());
-    }
+    assert_description_and_fitted_chapters(&p, &truth_secs);
     let s = aiom4b::verify::summarize(&out).unwrap();
     assert_eq!(s.tags.narrator.as_deref(), Some("Michael Kramer"));
     let cover = s.cover.as_ref().expect("a cover");
@@ -1168,5 +1132,30 @@ fn convert_asin_is_refused_with_each_and_a_malformed_asin_is_a_usage_error() {
     ] {
         let o = convert_with(&env, "http://127.0.0.1:1", "http://127.0.0.1:1", &args);
         assert_exit(&o, 2);
+    }
+}
+
+/// The recorded book's description, and Audible's chapter titles at the true pauses (within
+/// [`TOLERANCE_SECS`]), as ffprobe (`p`, its `-show_format -show_chapters` JSON) reads them.
+fn assert_description_and_fitted_chapters(p: &Value, truth_secs: &[f64]) {
+    let tags = &p["format"]["tags"];
+    assert!(tags["description"]
+        .as_str()
+        .unwrap()
+        .starts_with("From #1 New York Times"));
+    let chapters = p["chapters"].as_array().unwrap();
+    assert_eq!(chapters.len(), truth_secs.len());
+    for (i, (c, t)) in chapters.iter().zip(truth_secs).enumerate() {
+        let start: f64 = c["start_time"].as_str().unwrap().parse().unwrap();
+        assert!(
+            (start - t).abs() <= TOLERANCE_SECS,
+            "chapter {i} at {start:.3} s, truth {t:.3} s"
+        );
+        let want = if i == 0 {
+            "Opening Credits".to_string()
+        } else {
+            format!("Chapter {i}")
+        };
+        assert_eq!(c["tags"]["title"], want.as_str());
     }
 }

@@ -1001,12 +1001,18 @@ pub async fn clear_jobs(
 
 #[utoipa::path(get, path = "/jobs/{id}/verify", tag = "jobs", summary = "the independent check of the job's output",
     params(("id" = String, Path, description = "a job id (UUID)"), super::download::PartQuery),
-    responses((status = 200, description = "report", body = super::openapi::VerifyReport), (status = 404, description = "error", body = ErrorBody), (status = 409, description = "error", body = ErrorBody), (status = 422, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
+    responses((status = 200, description = "report", body = super::openapi::VerifyReport), (status = 400, description = "error", body = ErrorBody), (status = 404, description = "error", body = ErrorBody), (status = 409, description = "error", body = ErrorBody), (status = 422, description = "error", body = ErrorBody), (status = 500, description = "error", body = ErrorBody)))]
 pub async fn verify_job(
     State(s): State<Shared>,
     Path(id): Path<String>,
-    Query(q): Query<super::download::PartQuery>,
+    q: Result<Query<super::download::PartQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<Json<serde_json::Value>> {
+    let Query(q) = q.map_err(|e| {
+        ApiError::bad_request(
+            e.body_text(),
+            "give ?part=k with k from 1 (the job's parts)",
+        )
+    })?;
     let id = parse_id(&id)?;
     blocking(move || {
         let job = get_job(&s.wf, id)?;

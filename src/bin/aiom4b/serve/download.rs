@@ -30,15 +30,22 @@ pub struct PartQuery {
         (status = 200, description = "the book", body = super::openapi::Binary, content_type = "audio/mp4"),
         (status = 206, description = "a range of the book", body = super::openapi::Binary, content_type = "audio/mp4"),
         (status = 304, description = "not modified (If-None-Match)"),
+        (status = 400, description = "error", body = super::api::ErrorBody),
         (status = 404, description = "error", body = super::api::ErrorBody),
         (status = 416, description = "error", body = super::api::ErrorBody),
         (status = 500, description = "error", body = super::api::ErrorBody)))]
 pub async fn download(
     State(s): State<Shared>,
     Path(id): Path<String>,
-    Query(q): Query<PartQuery>,
+    q: Result<Query<PartQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| {
+        ApiError::bad_request(
+            e.body_text(),
+            "give ?part=k with k from 1 (the job's parts)",
+        )
+    })?;
     let not_found = || {
         ApiError::not_found(
             "no_download",

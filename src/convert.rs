@@ -147,17 +147,7 @@ impl Converter {
             if let Some(split) =
                 crate::split::PreparedSplit::new(part.path(), &final_path, &limit.by())?
             {
-                if !opts.overwrite {
-                    split.check_names()?;
-                }
-                let temps = split
-                    .finals()
-                    .iter()
-                    .map(|f| PartFile::for_process(f).keep())
-                    .collect::<Vec<_>>();
-                let parts = split
-                    .write(&temps, |_| {})?
-                    .publish(None, opts.overwrite, |_| {})?;
+                let parts = split.run(opts.overwrite)?;
                 // `part` (the whole book) is dropped here, which removes it.
                 progress.stage(Stage::Done);
                 report.output_path = parts.parts[0].path.clone();

@@ -261,13 +261,7 @@ pub fn split_book(path: &Path, opts: &SplitOptions) -> Result<SplitReport> {
         by_chapter,
         warnings,
     };
-    prepared.check_names()?;
-    let temps = prepared
-        .finals
-        .iter()
-        .map(|f| PartFile::for_process(f).keep())
-        .collect::<Vec<_>>();
-    prepared.write(&temps, |_| {})?.publish(None, false, |_| {})
+    prepared.run(false)
 }
 
 fn part_paths(
@@ -362,6 +356,20 @@ impl PreparedSplit {
     /// Where the parts will be published, in order.
     pub fn finals(&self) -> &[PathBuf] {
         &self.finals
+    }
+
+    /// All steps for a caller without a job record: names checked (unless `overwrite`),
+    /// parts written to the library's `.{name}.{pid}.part` temporaries, then published.
+    pub fn run(self, overwrite: bool) -> Result<SplitReport> {
+        if !overwrite {
+            self.check_names()?;
+        }
+        let temps = self
+            .finals
+            .iter()
+            .map(|f| PartFile::for_process(f).keep())
+            .collect::<Vec<_>>();
+        self.write(&temps, |_| {})?.publish(None, overwrite, |_| {})
     }
 
     /// `Err(OutputExists)` when a part's name is taken (nothing is written then), or an

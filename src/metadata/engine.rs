@@ -12,8 +12,9 @@
 //! or chapter list that cannot be used, even an edit that fails, is a warning and the book is
 //! published with what the conversion wrote.
 use super::fit::{ChapterFit, FitOptions};
-use super::{fit_to_file, tag_edits, BookMeta, ChapterList, Region};
-use crate::edit::{self, BookEdit, ChapterEdit, CoverEdit, FieldEdit, TagEdits};
+use super::lookup::{apply_book, ApplyOptions};
+use super::{tag_edits, BookMeta, ChapterList, Region};
+use crate::edit::{FieldEdit, TagEdits};
 use crate::model::BookMetadata;
 use crate::silence::SilenceOptions;
 use crate::workflow::{ConversionResult, JobContext, JobEngine, JobError, JobEventSink};
@@ -142,63 +143,29 @@ impl<E> MetadataEngine<E> {
     /// was in that respect.
     pub fn apply_to(&self, path: &Path, written: &BookMetadata) -> AppliedMetadata {
         let r = &self.resolved;
-        let mut warnings = Vec::new();
-        let mut fitted = None;
-        let chapters = match &r.chapters {
-            None => ChapterEdit::Keep,
-            Some(list) => match fit_to_file(path, list, &self.silence, &self.fit) {
-                Ok(f) => {
-                    warnings.extend(f.warnings.iter().cloned());
-                    let c = ChapterEdit::Replace(f.chapters());
-                    fitted = Some(f);
-                    c
-                }
-                Err(e) => {
-                    let e = e.to_string();
-                    // A refused edition says so already.
-                    warnings.push(if e.contains("keeps its own") {
-                        e
-                    } else {
-                        format!("{e}; the book keeps its chapters")
-                    });
-                    ChapterEdit::Keep
-                }
+        let opts = ApplyOptions {
+            silence: self.silence,
+            fit: self.fit,
+            dry_run: false,
+        };
+        match apply_book(path, r, rest_of_tags(&r.book, written), &opts) {
+            Ok((applied, _)) => applied,
+            Err(e) => AppliedMetadata {
+                asin: r.book.asin.clone(),
+                region: r.book.region,
+                title: r.book.title.clone(),
+                score: r.score,
+                output: path.to_path_buf(),
+                changes: Vec::new(),
+                cover: false,
+                chapter_fit: None,
+                warnings: vec![format!(
+                    "{e}; the book keeps what the conversion wrote (tags from the plan, the \
+                     folder's cover and chapters); `aiom4b tag BOOK.m4b --asin {}` can try again",
+                    r.book.asin
+                )],
             },
-        };
-        let cover = match &r.cover {
-            Some(p) => CoverEdit::Set(p.clone()),
-            None => CoverEdit::Keep,
-        };
-        let edit = BookEdit {
-            tags: rest_of_tags(&r.book, written),
-            cover,
-            chapters,
-        };
-        let mut applied = AppliedMetadata {
-            asin: r.book.asin.clone(),
-            region: r.book.region,
-            title: r.book.title.clone(),
-            score: r.score,
-            output: path.to_path_buf(),
-            changes: Vec::new(),
-            cover: false,
-            chapter_fit: None,
-            warnings,
-        };
-        match edit::edit_book(path, &edit) {
-            Ok(report) => {
-                applied.changes = report.changes;
-                applied.warnings.extend(report.warnings);
-                applied.cover = r.cover.is_some();
-                applied.chapter_fit = fitted;
-            }
-            Err(e) => applied.warnings.push(format!(
-                "{e}; the book keeps what the conversion wrote (tags from the plan, the \
-                 folder's cover and chapters); `aiom4b tag BOOK.m4b --asin {}` can try again",
-                r.book.asin
-            )),
         }
-        applied
     }
 }
 

@@ -140,7 +140,7 @@ pub fn fit(
             &what,
             format!(
                 "Audible's edition is {} long and this book {} ({:+.1} %): not the same \
-                 edition, so the chapters are not fitted (the book keeps its own); find the \
+                 edition, so the chapters are not fitted (the book keeps its chapters); find the \
                  ASIN of this edition with `aiom4b match`",
                 hms(len_ms / 1000.0),
                 hms(book_ms / 1000.0),

@@ -21,6 +21,8 @@
 //! - [`fit`]: an Audible chapter list fitted onto this audio (brand intro/outro removed when
 //!   the book lacks it, scaled when the editions' lengths differ slightly, each mark snapped
 //!   to a pause); a different edition is refused.
+//! - [`Providers`], [`apply_book`]: the one way every front end finds a book and writes it
+//!   into a file (`match`, `tag`, `convert --asin`/`--match auto`, the service).
 //! - [`MetadataEngine`]: `convert --asin`/`--match auto`: a job engine that applies a book
 //!   resolved before the job to the verified `.part` before the workflow publishes it.
 mod apply;
@@ -30,6 +32,7 @@ mod cache;
 mod engine;
 pub mod fit;
 mod http;
+mod lookup;
 pub mod rank;
 
 pub use apply::{fit_to_file, tag_edits};
@@ -40,6 +43,10 @@ pub use audnexus::AUDNEXUS_URL;
 pub use cache::{Cache, DEFAULT_TTL};
 pub use engine::{overrides, AppliedMetadata, MetadataEngine, ResolvedBook};
 pub use http::{HttpClient, HttpOptions};
+pub use lookup::{
+    apply_book, ApplyOptions, Lookup, LookupBy, LookupRequest, Providers, AUDIBLE_URL_ENV,
+    AUDNEXUS_URL_ENV, DEFAULT_MATCH_THRESHOLD,
+};
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};

@@ -983,7 +983,7 @@ fn convert_asin_with_organize_files_the_book_by_the_fetched_author_and_series() 
     // book keeps its own chapters (one per file).
     let err = stderr(&o);
     assert!(
-        err.contains("not the same edition") && err.contains("the book keeps its own"),
+        err.contains("not the same edition") && err.contains("the book keeps its chapters"),
         "{err}"
     );
     assert_eq!(doc["metadata"]["chapter_fit"], Value::Null);

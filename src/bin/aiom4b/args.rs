@@ -273,7 +273,8 @@ pub struct LookupArgs {
     #[arg(long, default_value = "us", value_parser = crate::cmd_match::parse_region)]
     pub region: aiom4b::metadata::Region,
     /// Lowest score (0–1) at which --match auto applies the best candidate.
-    #[arg(long, value_name = "SCORE", default_value_t = 0.75, value_parser = parse_score)]
+    #[arg(long, value_name = "SCORE", default_value_t = aiom4b::metadata::DEFAULT_MATCH_THRESHOLD,
+          value_parser = parse_score)]
     pub match_threshold: f64,
 }
 

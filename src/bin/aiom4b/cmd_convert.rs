@@ -10,9 +10,9 @@ use crate::hints::with_flags;
 use crate::workflow_cmds::{self, BatchArgs};
 use crate::{ui, EXIT_FAILURE, EXIT_USAGE};
 use aiom4b::metadata::fit::FitOptions;
-use aiom4b::metadata::rank::{self, LocalBook};
+use aiom4b::metadata::rank::LocalBook;
 use aiom4b::metadata::{
-    self, AppliedMetadata, BookMeta, MetadataEngine, MetadataProvider, ResolvedBook, SearchQuery,
+    self, AppliedMetadata, LookupBy, LookupRequest, MetadataEngine, Providers, ResolvedBook,
 };
 use aiom4b::workflow::{
     BookEngine, Config, JobEvent, JobEvents, JobOutcome, JobRunner, JobStatus, JobStep,
@@ -243,70 +243,48 @@ struct Lookup {
 /// plan's overrides from it. Never fails: a provider failure or no confident match is a
 /// warning or notice (printed here) and the book is converted with the folder's tags.
 fn resolve(cfg: &Config, a: &ConvertArgs, engine: &mut BookEngine, quiet: bool) -> Lookup {
+    let region = a.lookup.region;
+    let keep = "keeping the folder's tags";
+    let by = match &a.lookup.asin {
+        Some(asin) => Some(LookupBy::Asin(asin.clone())),
+        None => match aiom4b::plan::inspect(
+            &a.input.folders,
+            &engine.scan,
+            &engine.limits,
+            &engine.plan,
+        ) {
+            Ok(ins) => ins.book.map(|book| LookupBy::Match {
+                local: LocalBook::from_book(&book),
+                threshold: a.lookup.match_threshold,
+            }),
+            // The job reports what is wrong with the folder.
+            Err(_) => None,
+        },
+    };
     let mut look = Lookup {
         resolved: None,
         fit: FitOptions::default(),
         warnings: Vec::new(),
         notice: None,
     };
-    let region = a.lookup.region;
-    let http = crate::cmd_match::http_client(cfg);
-    let nexus = crate::cmd_match::audnexus(http.clone());
-    let keep = "converting with the folder's tags";
-    let picked: Option<(BookMeta, Option<f64>)> = match &a.lookup.asin {
-        Some(asin) => match nexus.book(asin, region) {
-            Ok(b) => Some((b, None)),
-            Err(e) => {
-                look.warnings.push(format!("{e}; {keep}"));
-                None
-            }
-        },
-        None => match best_match(a, engine, &http, &mut look) {
-            Some((candidate, score)) => match nexus.book(&candidate.asin, region) {
-                Ok(b) => Some((b, Some(score))),
-                Err(e) => {
-                    // The catalog's own description of the book is the next best thing.
-                    look.warnings.push(format!(
-                        "{e}; using Audible's catalog entry for {} instead",
-                        candidate.asin
-                    ));
-                    Some((candidate, Some(score)))
-                }
-            },
-            None => None,
-        },
-    };
-    if let Some((book, score)) = picked {
-        let chapters_given = a.chapters_file.is_some()
+    if let Some(by) = by {
+        let mut req = LookupRequest::new(by, region);
+        req.chapters = !(a.chapters_file.is_some()
             || a.encode.no_chapters
-            || a.encode.chapters == Some(crate::args::ChaptersArg::Silence);
-        let mut resolved = ResolvedBook::new(book, score);
-        if !chapters_given {
-            match nexus.chapters(&resolved.book.asin, region) {
-                Ok(list) => {
-                    resolved.chapters = Some(list);
-                    // Audible's marks replace the files' marks: snapping those is wasted work,
-                    // and --snap-to-silence is the window of the fit instead.
-                    if let Some(w) = engine.convert.snap_to_silence.take() {
-                        look.fit.window_secs = w;
-                    }
-                }
-                Err(e) => look
-                    .warnings
-                    .push(format!("{e}; the book gets the folder's chapters")),
-            }
-        }
-        if a.input.meta.cover.is_none() {
-            match &resolved.book.image_url {
-                None => look
-                    .warnings
-                    .push("Audnexus has no cover for this book; the folder's cover is used".into()),
-                Some(url) => match metadata::fetch_cover(&http, nexus.name(), url) {
-                    Ok(pic) => resolved.cover = Some(pic),
-                    Err(e) => look
-                        .warnings
-                        .push(format!("{e}; the folder's cover is used")),
-                },
+            || a.encode.chapters == Some(crate::args::ChaptersArg::Silence));
+        req.cover = a.input.meta.cover.is_none();
+        req.keeping = keep.into();
+        let found = Providers::new(&cfg.data_dir).resolve(&req);
+        look.warnings = found.warnings;
+        look.notice = found.notice;
+        look.resolved = found.resolved;
+    }
+    if let Some(resolved) = &look.resolved {
+        if resolved.chapters.is_some() {
+            // Audible's marks replace the files' marks: snapping those is wasted work, and
+            // --snap-to-silence is the window of the fit instead.
+            if let Some(w) = engine.convert.snap_to_silence.take() {
+                look.fit.window_secs = w;
             }
         }
         engine.plan.overrides = metadata::overrides(&engine.plan.overrides, &resolved.book);
@@ -317,10 +295,12 @@ fn resolve(cfg: &Config, a: &ConvertArgs, engine: &mut BookEngine, quiet: bool) 
                 ui::escape(&resolved.book.title),
                 ui::escape(&resolved.book.authors.join(", ")),
                 region,
-                score.map(|s| format!(", score {s:.2}")).unwrap_or_default()
+                resolved
+                    .score
+                    .map(|s| format!(", score {s:.2}"))
+                    .unwrap_or_default()
             );
         }
-        look.resolved = Some(resolved);
     }
     for w in &look.warnings {
         eprintln!("aiom4b: warning: {}", ui::escape_lines(w));
@@ -331,67 +311,6 @@ fn resolve(cfg: &Config, a: &ConvertArgs, engine: &mut BookEngine, quiet: bool) 
         }
     }
     look
-}
-
-/// `--match auto`: the best candidate of Audible's catalog for the folders and its score, when
-/// it reaches the threshold; otherwise `None` with the notice or warning saying why.
-fn best_match(
-    a: &ConvertArgs,
-    engine: &BookEngine,
-    http: &Arc<metadata::HttpClient>,
-    look: &mut Lookup,
-) -> Option<(BookMeta, f64)> {
-    let keep = "keeping the folder's tags";
-    let local =
-        match aiom4b::plan::inspect(&a.input.folders, &engine.scan, &engine.limits, &engine.plan) {
-            Ok(ins) => match ins.book {
-                Some(book) => LocalBook::from_book(&book),
-                // The job reports what is wrong with the folder.
-                None => return None,
-            },
-            Err(_) => return None,
-        };
-    let Some(title) = local.title.clone() else {
-        look.notice = Some(format!(
-            "--match auto: the book has no title to search for; {keep} (give --title, or --asin)"
-        ));
-        return None;
-    };
-    let query = SearchQuery {
-        title: Some(title),
-        author: local.author.clone(),
-        keywords: None,
-        limit: 10,
-    };
-    let catalog = crate::cmd_match::audible(http.clone());
-    let found = match catalog.search(&query, a.lookup.region) {
-        Ok(f) => f,
-        Err(e) => {
-            look.warnings.push(format!("{e}; {keep}"));
-            return None;
-        }
-    };
-    let ranked = rank::rank(&local, found);
-    let Some(best) = ranked.into_iter().next() else {
-        look.notice = Some(format!(
-            "--match auto: Audible's catalog ({}) has no candidates; {keep} (try `aiom4b match` with --query, or --asin)",
-            a.lookup.region
-        ));
-        return None;
-    };
-    if best.score < a.lookup.match_threshold {
-        look.notice = Some(format!(
-            "no confident match (best {:.2}: {} {} — {}; threshold {:.2}); {keep} \
-             (see `aiom4b match`, then --asin, or lower --match-threshold)",
-            best.score,
-            best.book.asin,
-            best.book.title,
-            best.book.authors.join(", "),
-            a.lookup.match_threshold
-        ));
-        return None;
-    }
-    Some((best.book, best.score))
 }
 
 /// Prints the outcome of one job; returns the exit code.

@@ -2,20 +2,11 @@
 //! candidates by how well title, author, narrator and the exact duration fit. Read-only; the
 //! answers are cached in DATA_DIR/cache/metadata.
 use aiom4b::metadata::rank::{self, LocalBook};
-use aiom4b::metadata::{
-    AudibleCatalog, Audnexus, Cache, HttpClient, HttpOptions, MetadataProvider, Region,
-    SearchQuery, DEFAULT_TTL,
-};
+use aiom4b::metadata::{MetadataProvider, Providers, Region, SearchQuery};
 use aiom4b::workflow::Config;
 use anyhow::{bail, Context as _, Result};
 use clap::Args;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
-/// Test and mirror addresses of the providers (the defaults are the public services).
-pub const AUDNEXUS_URL_ENV: &str = "AIOM4B_AUDNEXUS_URL";
-/// `{tld}` in it becomes the region's domain.
-pub const AUDIBLE_URL_ENV: &str = "AIOM4B_AUDIBLE_URL";
 
 #[derive(Args, Debug)]
 #[command(
@@ -48,26 +39,6 @@ pub struct MatchArgs {
 
 pub fn parse_region(s: &str) -> Result<Region, String> {
     s.parse::<Region>().map_err(|e| e.to_string())
-}
-
-/// The HTTP client of `match` and `tag`: cached in DATA_DIR/cache/metadata.
-pub fn http_client(cfg: &Config) -> Arc<HttpClient> {
-    let cache = Cache::new(cfg.data_dir.join("cache").join("metadata"), DEFAULT_TTL);
-    Arc::new(HttpClient::new(HttpOptions::default(), Some(cache)))
-}
-
-pub fn audnexus(http: Arc<HttpClient>) -> Audnexus {
-    match std::env::var(AUDNEXUS_URL_ENV) {
-        Ok(u) if !u.is_empty() => Audnexus::with_base(http, &u),
-        _ => Audnexus::new(http),
-    }
-}
-
-pub fn audible(http: Arc<HttpClient>) -> AudibleCatalog {
-    match std::env::var(AUDIBLE_URL_ENV) {
-        Ok(u) if !u.is_empty() => AudibleCatalog::with_base(http, &u),
-        _ => AudibleCatalog::new(http),
-    }
 }
 
 /// What the book says about itself: the tags and decoded length of an M4B, or the plan
@@ -120,19 +91,15 @@ pub fn run(cfg: &Config, a: MatchArgs) -> Result<u8> {
     if a.author.is_some() {
         local.author = a.author.clone();
     }
-    let http = http_client(cfg);
-    let catalog = audible(http.clone());
-    let found = catalog.search(&query, a.region)?;
-    let mut ranked = rank::rank(&local, found);
-    // A catalog may answer more than asked.
-    ranked.truncate(a.limit as usize);
-    tracing::debug!(requests = http.requests(), "match done");
+    let providers = Providers::new(&cfg.data_dir);
+    let ranked = providers.search(&local, &query, a.region)?;
+    tracing::debug!(requests = providers.http().requests(), "match done");
     if a.json {
         let doc = serde_json::json!({
             "input": a.input,
             "local": local,
             "region": a.region,
-            "provider": catalog.name(),
+            "provider": providers.audible().name(),
             "candidates": ranked,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -3,12 +3,11 @@
 //! Audible's chapter list fitted to this audio. A cover or chapter list that cannot be had
 //! is a warning; the tags are still written.
 use crate::args::{parse_db, parse_secs};
-use crate::cmd_match::{audnexus, http_client, parse_region};
+use crate::cmd_match::parse_region;
 use aiom4b::chapters::format_samples;
-use aiom4b::edit::{self, BookEdit, ChapterEdit, CoverEdit, EditReport};
-use aiom4b::metadata::fit::{ChapterFit, FitOptions};
-use aiom4b::metadata::{self, BookMeta, MetadataProvider, Region};
-use aiom4b::silence::SilenceOptions;
+use aiom4b::edit::EditReport;
+use aiom4b::metadata::fit::ChapterFit;
+use aiom4b::metadata::{self, ApplyOptions, BookMeta, Providers, Region};
 use aiom4b::workflow::Config;
 use anyhow::{Context as _, Result};
 use clap::Args;
@@ -74,52 +73,25 @@ pub fn run(cfg: &Config, a: TagArgs) -> Result<u8> {
             a.file.display()
         );
     }
-    let http = http_client(cfg);
-    let provider = audnexus(http.clone());
-    let book = provider.book(&asin, a.region)?;
-    let mut warnings: Vec<String> = Vec::new();
-    let cover = match (&book.image_url, a.no_cover) {
-        (_, true) => CoverEdit::Keep,
-        (None, false) => {
-            warnings.push("Audnexus has no cover for this book; the cover is kept".into());
-            CoverEdit::Keep
-        }
-        (Some(url), false) => match metadata::fetch_cover(&http, provider.name(), url) {
-            Ok(pic) => CoverEdit::Set(pic),
-            Err(e) => {
-                warnings.push(format!("{e}; the cover is kept"));
-                CoverEdit::Keep
-            }
-        },
-    };
-    let mut fitted: Option<ChapterFit> = None;
-    let chapters = if a.no_chapters {
-        ChapterEdit::Keep
-    } else {
-        match fit_chapters(&a, &asin, &provider) {
-            Ok(f) => {
-                let list = f.chapters();
-                warnings.extend(f.warnings.iter().cloned());
-                fitted = Some(f);
-                ChapterEdit::Replace(list)
-            }
-            Err(e) => {
-                warnings.push(format!("{e:#}; the book keeps its chapters"));
-                ChapterEdit::Keep
-            }
-        }
-    };
-    let edit = BookEdit {
-        tags: metadata::tag_edits(&book),
-        cover,
-        chapters,
-    };
-    let report = if a.dry_run {
-        edit::preview_edit(&a.file, &edit)?
-    } else {
-        edit::edit_book(&a.file, &edit)?
-    };
-    tracing::debug!(requests = http.requests(), "tag done");
+    let providers = Providers::new(&cfg.data_dir);
+    let (resolved, mut warnings) =
+        providers.resolve_asin(&asin, a.region, !a.no_chapters, !a.no_cover)?;
+    let mut opts = ApplyOptions::default();
+    opts.silence.threshold_db = a.silence_db;
+    opts.silence.min_pause_secs = a.silence_min;
+    opts.fit.window_secs = a.snap_window;
+    opts.dry_run = a.dry_run;
+    let (applied, report) = metadata::apply_book(
+        &a.file,
+        &resolved,
+        metadata::tag_edits(&resolved.book),
+        &opts,
+    )?;
+    // The report's warnings are in the applied ones; print each once.
+    warnings.extend(applied.warnings.iter().cloned());
+    let book = &resolved.book;
+    let fitted = applied.chapter_fit.as_ref();
+    tracing::debug!(requests = providers.http().requests(), "tag done");
     if a.json {
         let doc = serde_json::json!({
             "file": a.file,
@@ -128,29 +100,15 @@ pub fn run(cfg: &Config, a: TagArgs) -> Result<u8> {
             "dry_run": a.dry_run,
             "book": book,
             "chapter_fit": fitted,
+            "cover": applied.cover,
             "warnings": warnings,
             "edit": report,
         });
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
-        print_report(&a, &book, fitted.as_ref(), &warnings, &report);
+        print_report(&a, book, fitted, &warnings, &report);
     }
     Ok(0)
-}
-
-fn fit_chapters(
-    a: &TagArgs,
-    asin: &str,
-    provider: &aiom4b::metadata::Audnexus,
-) -> Result<ChapterFit> {
-    let list = provider.chapters(asin, a.region)?;
-    let mut silence = SilenceOptions::default();
-    silence.threshold_db = a.silence_db;
-    silence.min_pause_secs = a.silence_min;
-    let mut fo = FitOptions::default();
-    fo.window_secs = a.snap_window;
-    metadata::fit_to_file(&a.file, &list, &silence, &fo)
-        .with_context(|| format!("fitting Audible's chapters to {}", a.file.display()))
 }
 
 fn print_report(
@@ -214,7 +172,7 @@ fn print_report(
             );
         }
     }
-    for w in warnings.iter().chain(&r.warnings) {
+    for w in warnings {
         eprintln!("aiom4b: warning: {}", esc(w));
     }
 }

@@ -40,6 +40,8 @@ pub struct AppState {
     /// recording it, so that two requests with one key cannot both create jobs. The keys
     /// themselves are in the job store (they survive a restart).
     pub idempotency: tokio::sync::Mutex<()>,
+    /// Audible/Audnexus for `/match` and `/jobs/{id}/tag`.
+    pub metadata: super::matching::MetadataState,
 }
 
 pub type Shared = Arc<AppState>;
@@ -173,7 +175,7 @@ impl From<anyhow::Error> for ApiError {
 pub(super) type ApiResult<T> = Result<T, ApiError>;
 
 /// A body the extractor refused: too large (413), not JSON (415), malformed (400/422).
-fn rejected(status: StatusCode, message: String, remedy: &str) -> ApiError {
+pub(super) fn rejected(status: StatusCode, message: String, remedy: &str) -> ApiError {
     let code = match status {
         StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "not_json",

@@ -67,7 +67,13 @@ pub async fn body_size_layer(req: Request, next: Next) -> Response {
 }
 
 /// A request that has produced no response after `limit` gets 503 (`--request-timeout-ms`).
+/// Metadata requests are exempt (see `matching`): their work could not be stopped by the
+/// timeout (a tag would go on writing after the client was told it failed), the HTTP client
+/// bounds the network, and at most two run at once.
 pub async fn timeout_layer(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    if is_metadata_route(req.uri().path()) {
+        return next.run(req).await;
+    }
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => {
@@ -81,6 +87,13 @@ pub async fn timeout_layer(State(limit): State<Duration>, req: Request, next: Ne
             e.into_response()
         }
     }
+}
+
+fn is_metadata_route(path: &str) -> bool {
+    path == "/api/v1/match"
+        || (path.starts_with("/api/v1/jobs/")
+            && path.ends_with("/tag")
+            && path.matches('/').count() == 5)
 }
 
 /// Health and readiness answer without a token (probes from Docker/Kubernetes).

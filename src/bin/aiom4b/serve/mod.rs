@@ -22,6 +22,7 @@ mod events;
 pub mod health_check;
 mod layers;
 mod logs;
+mod matching;
 mod metrics;
 mod openapi;
 mod plan_cache;
@@ -170,6 +171,8 @@ fn api_router() -> OpenApiRouter<api::Shared> {
         .routes(routes!(covers::image))
         .routes(routes!(covers::upload))
         .routes(routes!(covers::uploaded))
+        .routes(routes!(matching::find))
+        .routes(routes!(matching::tag))
 }
 
 /// Browsers on these origins may call the API (`CORS_ORIGINS`); none configured: no layer,
@@ -279,6 +282,7 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: ServeArgs) -> Result<u8> {
         prometheus,
         plans: Default::default(),
         idempotency: Default::default(),
+        metadata: matching::MetadataState::new(&wf.config().data_dir),
     });
     // The web page (src/bin/aiom4b/web/) in front of the API, with its login cookie.
     let app = crate::web::with_page(

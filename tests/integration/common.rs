@@ -430,3 +430,47 @@ pub fn limit_file_size(cmd: &mut Command, bytes: u64) {
         });
     }
 }
+
+/// The MP4 tags of `path` as mutagen (Python, Debian's `python3-mutagen`) reads them: every
+/// item by its atom name (`©nam`, `----:com.apple.iTunes:ASIN`, …) as a list of strings
+/// (`covr`: one `"jpeg:BYTES"`/`"png:BYTES"` per picture), and `length` in seconds. An
+/// independent reader of the tags aiom4b writes; panics when no Python has mutagen.
+pub fn mutagen_tags(path: &Path) -> serde_json::Value {
+    const SCRIPT: &str = r#"
+import json, sys
+from mutagen.mp4 import MP4, MP4Cover
+f = MP4(sys.argv[1])
+out = {"length": f.info.length, "tags": {}}
+for k, vs in (f.tags or {}).items():
+    items = []
+    for v in vs:
+        if isinstance(v, MP4Cover):
+            items.append(("png" if v.imageformat == MP4Cover.FORMAT_PNG else "jpeg") + ":" + str(len(v)))
+        elif isinstance(v, bytes):
+            items.append(v.decode("utf-8", "replace"))
+        else:
+            items.append(str(v))
+    out["tags"][k] = items
+print(json.dumps(out))
+"#;
+    // Debian's package is for Debian's interpreter; a python3 earlier on PATH (pyenv) may
+    // lack it.
+    for python in ["python3", "/usr/bin/python3"] {
+        let probe = Command::new(python).args(["-c", "import mutagen"]).output();
+        if !matches!(probe, Ok(ref o) if o.status.success()) {
+            continue;
+        }
+        let o = run_tool(Command::new(python).args(["-c", SCRIPT]).arg(path));
+        assert!(
+            o.status.success(),
+            "mutagen cannot read {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        return serde_json::from_slice(&o.stdout).unwrap();
+    }
+    panic!(
+        "no python3 with mutagen: the tests read tags with it; install the package \
+         `python3-mutagen` (scripts/setup.sh does)"
+    );
+}

@@ -1159,3 +1159,256 @@ fn assert_description_and_fitted_chapters(p: &Value, truth_secs: &[f64]) {
         assert_eq!(c["tags"]["title"], want.as_str());
     }
 }
+
+// ---- the service: GET /api/v1/match, POST /api/v1/jobs/{id}/tag ----------------------------
+
+/// mutagen's reading (an independent reader) of the tags a book should carry.
+fn assert_mutagen_reads_the_book(path: &Path, jpeg_len: usize) {
+    let m = crate::common::mutagen_tags(path);
+    let tags = &m["tags"];
+    for (k, v) in [
+        ("©nam", "The Final Empire"),
+        ("©ART", "Brandon Sanderson"),
+        ("©wrt", "Michael Kramer"),
+        ("©grp", "Mistborn #1"),
+        ("----:com.apple.iTunes:ASIN", ASIN),
+        ("----:com.apple.iTunes:SERIES", "Mistborn"),
+        ("----:com.apple.iTunes:SERIES-PART", "1"),
+        ("----:com.apple.iTunes:PUBLISHER", "Macmillan Audio"),
+    ] {
+        assert_eq!(tags[k][0], v, "{k} in {m:#}");
+    }
+    assert_eq!(tags["covr"][0], format!("jpeg:{jpeg_len}"), "{m:#}");
+}
+
+#[test]
+fn the_service_matches_a_folder_and_a_jobs_book_then_tags_it_in_place() {
+    let env = Env::new();
+    std::fs::create_dir_all(env.source()).unwrap();
+    let book = make_book(&env.source(), false);
+    let truth: Vec<u64> = (0..book.pauses.len()).map(|k| book.mark(k)).collect();
+    let truth_secs: Vec<f64> = std::iter::once(0.0)
+        .chain(truth.iter().map(|&m| m as f64 / RATE as f64))
+        .collect();
+    let jpeg = test_jpeg(640, 640);
+    let providers = asin_server(
+        jpeg.clone(),
+        chapters_json(book.total, &truth, 1.004, &[400, -350, 250, -450]),
+    );
+    let audible = format!("{}/{{tld}}", providers.base);
+    let svc = crate::serve::Server::start(
+        &env,
+        &[
+            ("AIOM4B_AUDNEXUS_URL", &providers.base),
+            ("AIOM4B_AUDIBLE_URL", &audible),
+        ],
+        &[],
+    );
+    let secs = book.total as f64 / RATE as f64;
+
+    // A folder before conversion: its plan's exact length; the catalog's candidates ranked
+    // with the Kramer edition first.
+    let (st, m) =
+        svc.get("/match?folder=book&query=The%20Final%20Empire&author=Brandon%20Sanderson");
+    assert_eq!(st, 200, "{m:#}");
+    assert_eq!(m["candidates"][0]["book"]["asin"], ASIN, "{m:#}");
+    assert_eq!(m["provider"], "Audible");
+    assert!(
+        (m["local"]["duration_secs"].as_f64().unwrap() - secs).abs() < 0.05,
+        "{m:#}"
+    );
+    let searched = providers.hits().iter().any(|h| {
+        h.target.starts_with("/com/1.0/catalog/products?")
+            && h.target.contains("keywords=The+Final+Empire")
+    });
+    assert!(searched, "{:?}", providers.hits());
+
+    let id = svc.convert(&["book"]).remove(0);
+    let job = svc.wait_status(&id, &["completed", "failed"]);
+    assert_eq!(job["status"], "completed", "{job:#}");
+    let out = env.output_dir().join(job["output_name"].as_str().unwrap());
+
+    // The job's book: its own tags and decoded length.
+    let (st, m) = svc.get(&format!(
+        "/match?job={id}&query=Final%20Empire&region=us&limit=2"
+    ));
+    assert_eq!(st, 200, "{m:#}");
+    assert_eq!(m["candidates"].as_array().unwrap().len(), 2, "{m:#}");
+    assert_eq!(m["candidates"][0]["book"]["asin"], ASIN);
+    assert!((m["local"]["duration_secs"].as_f64().unwrap() - secs).abs() < 0.05);
+
+    // A dry run says what would change and writes nothing.
+    let before = std::fs::read(&out).unwrap();
+    let (st, t) = svc.post(
+        &format!("/jobs/{id}/tag"),
+        serde_json::json!({"asin": "b002uzmlxm", "dry_run": true}),
+    );
+    assert_eq!(st, 200, "{t:#}");
+    assert_eq!(t["dry_run"], true);
+    assert!(
+        !t["files"][0]["changes"].as_array().unwrap().is_empty(),
+        "{t:#}"
+    );
+    assert!(
+        std::fs::read(&out).unwrap() == before,
+        "a dry run wrote the book"
+    );
+
+    let (st, t) = svc.post(
+        &format!("/jobs/{id}/tag"),
+        serde_json::json!({"asin": ASIN}),
+    );
+    assert_eq!(st, 200, "{t:#}");
+    assert_eq!(t["asin"], ASIN);
+    assert_eq!(t["book"]["title"], "The Final Empire");
+    let f = &t["files"][0];
+    assert_eq!(f["name"], job["output_name"]);
+    assert_eq!(f["cover"], true);
+    assert_eq!(f["chapter_fit"]["intro_removed_ms"], 2000, "{t:#}");
+    assert_eq!(
+        f["chapter_fit"]["chapters"].as_array().unwrap().len(),
+        truth_secs.len()
+    );
+    // Read back by three independent readers: ffprobe, mutagen, the crate's verifier.
+    let p = ffprobe(&out);
+    assert_eq!(p["format"]["tags"]["ASIN"], ASIN);
+    assert_eq!(p["format"]["tags"]["title"], "The Final Empire");
+    assert_description_and_fitted_chapters(&p, &truth_secs);
+    assert_mutagen_reads_the_book(&out, jpeg.len());
+    let s = aiom4b::verify::summarize(&out).unwrap();
+    assert!(s.inconsistencies.is_empty(), "{:?}", s.inconsistencies);
+    assert!(
+        (s.duration_secs - secs).abs() < 0.05,
+        "the audio is the conversion's"
+    );
+    // The job's record follows the file; its log says what was done.
+    let job = svc.job(&id);
+    assert_eq!(
+        job["output_bytes"].as_u64().unwrap(),
+        std::fs::metadata(&out).unwrap().len()
+    );
+    let (st, log) = svc.get(&format!("/jobs/{id}/log"));
+    assert_eq!(st, 200);
+    assert!(
+        log.to_string().contains("tagged from Audible B002UZMLXM"),
+        "{log:#}"
+    );
+
+    // Errors in the API's shape; the book is left alone.
+    let after = std::fs::read(&out).unwrap();
+    for (path, body, want, code) in [
+        (
+            format!("/jobs/{id}/tag"),
+            serde_json::json!({"asin": "B0"}),
+            400,
+            "bad_request",
+        ),
+        (
+            format!("/jobs/{id}/tag"),
+            serde_json::json!({"asin": "B0000000X0"}),
+            404,
+            "asin_not_found",
+        ),
+        (
+            format!("/jobs/{id}/tag"),
+            serde_json::json!({"asin": ASIN, "x": 1}),
+            422,
+            "bad_request",
+        ),
+        (
+            "/jobs/00000000-0000-0000-0000-000000000000/tag".to_string(),
+            serde_json::json!({"asin": ASIN}),
+            404,
+            "job_not_found",
+        ),
+    ] {
+        let (st, e) = svc.post(&path, body);
+        assert_eq!(st, want, "{path}: {e:#}");
+        assert_eq!(e["error"]["code"], code, "{e:#}");
+    }
+    for (q, want) in [
+        (format!("/match?job={id}&folder=book"), 400),
+        ("/match".to_string(), 400),
+        ("/match?folder=..%2F..".to_string(), 403),
+        ("/match?folder=book&limit=0".to_string(), 400),
+        ("/match?folder=book&region=xx".to_string(), 400),
+    ] {
+        let (st, e) = svc.get(&q);
+        assert_eq!(st, want, "{q}: {e:#}");
+        assert!(e["error"]["remedy"].is_string(), "{e:#}");
+    }
+    assert!(
+        std::fs::read(&out).unwrap() == after,
+        "a refused tag changed the book"
+    );
+    // No temporary left beside the output.
+    assert_eq!(hidden(&env.output_dir()), Vec::<String>::new());
+}
+
+#[test]
+fn the_service_says_502_when_a_provider_fails_and_409_when_the_book_is_gone() {
+    let env = Env::new();
+    let dir = env.book("Some Book", 2, 1.0);
+    // Audnexus and Audible answer 500 to everything.
+    let providers = Server::start(|_, _| status(500, vec![]));
+    let audible = format!("{}/{{tld}}", providers.base);
+    let svc = crate::serve::Server::start(
+        &env,
+        &[
+            ("AIOM4B_AUDNEXUS_URL", &providers.base),
+            ("AIOM4B_AUDIBLE_URL", &audible),
+        ],
+        &[],
+    );
+    let folder = dir
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .replace(' ', "%20");
+    let (st, e) = svc.get(&format!("/match?folder={folder}"));
+    assert_eq!(st, 502, "{e:#}");
+    assert_eq!(e["error"]["code"], "metadata_unavailable");
+    assert!(
+        e["error"]["message"].as_str().unwrap().contains("HTTP 500"),
+        "{e:#}"
+    );
+
+    let id = svc
+        .convert(&[dir.file_name().unwrap().to_str().unwrap()])
+        .remove(0);
+    let job = svc.wait_status(&id, &["completed", "failed"]);
+    assert_eq!(job["status"], "completed", "{job:#}");
+    let out = env.output_dir().join(job["output_name"].as_str().unwrap());
+    let before = std::fs::read(&out).unwrap();
+    let (st, e) = svc.post(
+        &format!("/jobs/{id}/tag"),
+        serde_json::json!({"asin": ASIN}),
+    );
+    assert_eq!(st, 502, "{e:#}");
+    assert!(
+        std::fs::read(&out).unwrap() == before,
+        "a failed tag changed the book"
+    );
+    // A book no longer where its job put it cannot be tagged: 409, before any request.
+    let asked = providers.hits().len();
+    let moved = env.output_dir().join("moved.m4b");
+    std::fs::rename(&out, &moved).unwrap();
+    let (st, e) = svc.post(
+        &format!("/jobs/{id}/tag"),
+        serde_json::json!({"asin": ASIN}),
+    );
+    assert_eq!(st, 409, "{e:#}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no longer there"),
+        "{e:#}"
+    );
+    assert_eq!(
+        providers.hits().len(),
+        asked,
+        "the providers were asked for a missing book"
+    );
+}

@@ -50,7 +50,7 @@ pub(crate) fn spawn_serve(
     }
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     base: String,
     agent: ureq::Agent,
@@ -58,7 +58,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> Server {
+    pub(crate) fn start(env: &Env, vars: &[(&str, &str)], args: &[&str]) -> Server {
         let (child, addr) = spawn_serve(env, vars, args, Stdio::piped());
         // 0.0.0.0 is where it listens; loopback is where the tests reach it.
         let base = addr.replace("0.0.0.0", "127.0.0.1") + "/api/v1";
@@ -77,7 +77,7 @@ impl Server {
         }
     }
 
-    fn req(&self, method: &str, path: &str) -> ureq::Request {
+    pub(crate) fn req(&self, method: &str, path: &str) -> ureq::Request {
         let r = self.agent.request(method, &format!("{}{path}", self.base));
         match &self.token {
             Some(t) => r.set("Authorization", &format!("Bearer {t}")),
@@ -86,7 +86,7 @@ impl Server {
     }
 
     /// Status and JSON body (errors included).
-    fn call(&self, r: ureq::Request, body: Option<Value>) -> (u16, Value) {
+    pub(crate) fn call(&self, r: ureq::Request, body: Option<Value>) -> (u16, Value) {
         let res = match body {
             Some(b) => r.send_json(b),
             None => r.call(),
@@ -104,15 +104,15 @@ impl Server {
         )
     }
 
-    fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) fn get(&self, path: &str) -> (u16, Value) {
         self.call(self.req("GET", path), None)
     }
 
-    fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call(self.req("POST", path), Some(body))
     }
 
-    fn convert(&self, paths: &[&str]) -> Vec<String> {
+    pub(crate) fn convert(&self, paths: &[&str]) -> Vec<String> {
         let folders: Vec<Value> = paths.iter().map(|p| json!({ "path": p })).collect();
         let (st, body) = self.post("/convert", json!({ "folders": folders }));
         assert_eq!(st, 201, "{body}");
@@ -124,14 +124,14 @@ impl Server {
             .collect()
     }
 
-    fn job(&self, id: &str) -> Value {
+    pub(crate) fn job(&self, id: &str) -> Value {
         let (st, body) = self.get(&format!("/jobs/{id}"));
         assert_eq!(st, 200, "{body}");
         body
     }
 
     /// Polls until the job's status is one of `want`.
-    fn wait_status(&self, id: &str, want: &[&str]) -> Value {
+    pub(crate) fn wait_status(&self, id: &str, want: &[&str]) -> Value {
         let t = Instant::now();
         loop {
             let j = self.job(id);

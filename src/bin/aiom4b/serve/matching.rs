@@ -72,6 +72,14 @@ fn busy(message: String) -> ApiError {
 /// A provider that did not answer usefully: the service's upstream failed.
 fn upstream(e: aiom4b::Error) -> ApiError {
     match e {
+        // Both providers say "no such ASIN" for a 404 (src/metadata/audnexus.rs, audible.rs).
+        aiom4b::Error::Metadata { ref reason, .. } if reason.contains("no such ASIN") => {
+            ApiError::not_found(
+                "asin_not_found",
+                e.to_string(),
+                "check the ASIN with GET /api/v1/match",
+            )
+        }
         aiom4b::Error::Metadata { .. } => ApiError::new(
             StatusCode::BAD_GATEWAY,
             "metadata_unavailable",

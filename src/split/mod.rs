@@ -24,7 +24,7 @@
 mod plan;
 mod source;
 
-pub(crate) use source::cover_of;
+pub(crate) use source::extras_of;
 
 pub use plan::{plan, ChapterSpan, PlannedPart};
 

@@ -105,7 +105,7 @@ pub(crate) fn read(path: &Path) -> Result<Source> {
         }
     }
 
-    let cover = read_cover(&moov).map_err(mal)?;
+    let cover = read_extras(&moov).map_err(mal)?.cover;
     let rate = summary.sample_rate.max(1);
     let mut s = Source {
         path: path.to_path_buf(),
@@ -168,18 +168,31 @@ fn read_audio_track(
     Ok(None)
 }
 
-/// The first `covr` image of the M4B at `path`, as stored (the library layout's `cover.jpg`).
-pub(crate) fn cover_of(path: &Path) -> Result<Option<Picture>> {
-    let mut opened = mp4box::OpenedMp4::open(path, "open the M4B to read its cover")?;
-    let (moov_top, buf) = opened.read_moov(path, MAX_MOOV_BYTES)?;
-    let moov = mp4box::as_box_ref(&buf, &moov_top);
-    read_cover(&moov).map_err(mp4box::malformed(path))
+/// The cover, ASIN and publisher stored in an M4B's `ilst`: what a library's sidecar files
+/// carry besides the plan's tags (a `--asin` conversion writes these into the part).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct StoredExtras {
+    pub cover: Option<Picture>,
+    pub asin: Option<String>,
+    pub publisher: Option<String>,
 }
 
-/// The first `covr` image, as stored.
-fn read_cover(moov: &mp4box::BoxRef<'_>) -> mp4box::Parse<Option<Picture>> {
+/// The [`StoredExtras`] of the M4B at `path`.
+pub(crate) fn extras_of(path: &Path) -> Result<StoredExtras> {
+    let mut opened = mp4box::OpenedMp4::open(path, "open the M4B to read its tags")?;
+    let (moov_top, buf) = opened.read_moov(path, MAX_MOOV_BYTES)?;
+    let moov = mp4box::as_box_ref(&buf, &moov_top);
+    read_extras(&moov).map_err(mp4box::malformed(path))
+}
+
+fn read_extras(moov: &mp4box::BoxRef<'_>) -> mp4box::Parse<StoredExtras> {
+    let mut out = StoredExtras::default();
     let Some(meta) = moov.descend(&[b"udta", b"meta"])? else {
-        return Ok(None);
+        return Ok(out);
+    };
+    let text = |v: Option<&mp4box::DataValue<'_>>| {
+        v.map(|v| String::from_utf8_lossy(v.payload).trim().to_string())
+            .filter(|t| !t.is_empty())
     };
     for c in mp4box::meta_children(&meta) {
         let c = c?;
@@ -187,22 +200,32 @@ fn read_cover(moov: &mp4box::BoxRef<'_>) -> mp4box::Parse<Option<Picture>> {
             continue;
         }
         for item in mp4box::parse_ilst(&c)? {
-            if item.key != mp4box::ItemKey::Code(*b"covr") {
-                continue;
-            }
-            if let Some(v) = item.values.first() {
-                let mime = match v.payload {
-                    [0x89, b'P', b'N', b'G', ..] => "image/png",
-                    _ => "image/jpeg",
-                };
-                return Ok(Some(Picture {
-                    mime: mime.into(),
-                    data: v.payload.to_vec(),
-                    width: None,
-                    height: None,
-                }));
+            match &item.key {
+                mp4box::ItemKey::Code(k) if k == b"covr" && out.cover.is_none() => {
+                    if let Some(v) = item.values.first() {
+                        let mime = match v.payload {
+                            [0x89, b'P', b'N', b'G', ..] => "image/png",
+                            _ => "image/jpeg",
+                        };
+                        out.cover = Some(Picture {
+                            mime: mime.into(),
+                            data: v.payload.to_vec(),
+                            width: None,
+                            height: None,
+                        });
+                    }
+                }
+                mp4box::ItemKey::Freeform { name, .. } if name.eq_ignore_ascii_case("ASIN") => {
+                    out.asin = text(item.values.first());
+                }
+                mp4box::ItemKey::Freeform { name, .. }
+                    if name.eq_ignore_ascii_case("PUBLISHER") =>
+                {
+                    out.publisher = text(item.values.first());
+                }
+                _ => {}
             }
         }
     }
-    Ok(None)
+    Ok(out)
 }

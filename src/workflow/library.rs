@@ -233,9 +233,21 @@ pub struct Sidecar {
     pub data: Vec<u8>,
 }
 
+/// What a book's sidecars carry besides its [`BookMetadata`]: identifiers and the cover as
+/// stored in the published file.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BookExtras<'a> {
+    /// Audible's product id (`----:com.apple.iTunes:ASIN`).
+    pub asin: Option<&'a str>,
+    /// The publisher.
+    pub publisher: Option<&'a str>,
+    /// The cover.
+    pub cover: Option<&'a Picture>,
+}
+
 /// The sidecar files of a book: `desc.txt` and `reader.txt` when it has a description and a
 /// narrator, `metadata.opf` always, the cover as `cover.jpg` or `cover.png` when it has one.
-pub fn sidecars(meta: &BookMetadata, title: &str, cover: Option<&Picture>) -> Vec<Sidecar> {
+pub fn sidecars(meta: &BookMetadata, title: &str, extras: BookExtras<'_>) -> Vec<Sidecar> {
     let mut out = Vec::new();
     let text = |s: &Option<String>| {
         s.as_deref()
@@ -257,9 +269,9 @@ pub fn sidecars(meta: &BookMetadata, title: &str, cover: Option<&Picture>) -> Ve
     }
     out.push(Sidecar {
         name: "metadata.opf",
-        data: opf(meta, title).into_bytes(),
+        data: opf(meta, title, extras).into_bytes(),
     });
-    if let Some(c) = cover {
+    if let Some(c) = extras.cover {
         out.push(Sidecar {
             name: if c.mime == "image/png" {
                 "cover.png"
@@ -284,9 +296,11 @@ fn names(s: &Option<String>) -> Vec<String> {
 }
 
 /// The OPF package document: Dublin Core title, creators (`aut`), narrators (`nrt`),
-/// description, date, subjects (the genre, split at `/`), language, and calibre's
-/// `calibre:series` / `calibre:series_index` — the fields Audiobookshelf's OPF reader takes.
-pub fn opf(meta: &BookMetadata, title: &str) -> String {
+/// description, publisher, date, subjects (the genre, split at `/`), the identifier (the ASIN
+/// as `opf:scheme="ASIN"`, else a UUID: the package's `unique-identifier` must name one), and
+/// calibre's `calibre:series` / `calibre:series_index` — the fields Audiobookshelf's OPF
+/// reader takes.
+pub fn opf(meta: &BookMetadata, title: &str, extras: BookExtras<'_>) -> String {
     use quick_xml::escape::escape;
     let mut x = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n\
@@ -296,6 +310,14 @@ pub fn opf(meta: &BookMetadata, title: &str) -> String {
     let mut el = |tag: &str, attrs: &str, v: &str| {
         let _ = writeln!(x, "    <{tag}{attrs}>{}</{tag}>", escape(v));
     };
+    match extras.asin.map(str::trim).filter(|a| !a.is_empty()) {
+        Some(asin) => el("dc:identifier", " id=\"BookId\" opf:scheme=\"ASIN\"", asin),
+        None => el(
+            "dc:identifier",
+            " id=\"BookId\" opf:scheme=\"uuid\"",
+            &format!("urn:uuid:{}", uuid::Uuid::new_v4()),
+        ),
+    }
     el("dc:title", "", title);
     for a in names(&meta.author) {
         el("dc:creator", " opf:role=\"aut\"", &a);
@@ -311,6 +333,9 @@ pub fn opf(meta: &BookMetadata, title: &str) -> String {
     };
     if let Some(d) = field(&meta.description) {
         el("dc:description", "", &d);
+    }
+    if let Some(p) = extras.publisher.map(str::trim).filter(|p| !p.is_empty()) {
+        el("dc:publisher", "", p);
     }
     if let Some(y) = field(&meta.year) {
         el("dc:date", "", &y);
@@ -452,7 +477,12 @@ mod tests {
             width: None,
             height: None,
         };
-        let s = sidecars(&m, "Die <Reise>", Some(&cover));
+        let extras = BookExtras {
+            asin: Some("B0TESTASIN"),
+            publisher: Some("Verlag & Co"),
+            cover: Some(&cover),
+        };
+        let s = sidecars(&m, "Die <Reise>", extras);
         let names: Vec<&str> = s.iter().map(|s| s.name).collect();
         assert_eq!(
             names,
@@ -470,7 +500,16 @@ mod tests {
         assert!(opf.contains("<dc:creator opf:role=\"nrt\">Nora N</dc:creator>"));
         assert!(opf.contains("<dc:subject>Epic</dc:subject>"));
         assert!(opf.contains("<meta name=\"calibre:series_index\" content=\"2\"/>"));
-        let bare = sidecars(&meta("", "", "", "T"), "T", None);
+        assert!(opf.contains(
+            "<dc:identifier id=\"BookId\" opf:scheme=\"ASIN\">B0TESTASIN</dc:identifier>"
+        ));
+        assert!(opf.contains("<dc:publisher>Verlag &amp; Co</dc:publisher>"));
+        let bare = sidecars(&meta("", "", "", "T"), "T", BookExtras::default());
+        let opf = String::from_utf8(bare[0].data.clone()).unwrap();
+        assert!(
+            opf.contains("<dc:identifier id=\"BookId\" opf:scheme=\"uuid\">urn:uuid:"),
+            "the unique-identifier names an element: {opf}"
+        );
         assert_eq!(
             bare.iter().map(|s| s.name).collect::<Vec<_>>(),
             ["metadata.opf"]

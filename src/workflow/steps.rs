@@ -352,15 +352,24 @@ impl<'w> Run<'w> {
             return Vec::new();
         };
         let mut warnings = Vec::new();
-        let cover = match crate::split::cover_of(&book) {
+        // Read back from the book: what an engine wrote after the conversion (the ASIN and
+        // publisher of `--asin`, Audible's cover) is in the file, not in the plan.
+        let stored = match crate::split::extras_of(&book) {
             Ok(c) => c,
             Err(e) => {
-                warnings.push(format!("the cover is not written beside the book: {e}"));
-                None
+                warnings.push(format!(
+                    "the cover and ASIN are not written beside the book: {e}"
+                ));
+                Default::default()
             }
         };
         let title = library::title(&result.metadata, &self.source_folder_name());
-        let files = library::sidecars(&result.metadata, &title, cover.as_ref());
+        let extras = library::BookExtras {
+            asin: stored.asin.as_deref(),
+            publisher: stored.publisher.as_deref(),
+            cover: stored.cover.as_ref(),
+        };
+        let files = library::sidecars(&result.metadata, &title, extras);
         let job_part = self.job.part_path.clone().unwrap_or_else(|| book.clone());
         let temps: Vec<PathBuf> = files
             .iter()

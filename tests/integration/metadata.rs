@@ -979,6 +979,25 @@ fn convert_asin_with_organize_files_the_book_by_the_fetched_author_and_series() 
     assert_eq!(tags["composer"], "Someone Else");
     assert_eq!(tags["ASIN"], ASIN);
     assert_eq!(tags["grouping"], "Mistborn #1");
+    // metadata.opf names the book by its ASIN (the package's unique identifier) and carries
+    // the publisher the edit wrote into the book; read with an XML parser.
+    let xml = std::fs::read_to_string(folder.join("metadata.opf")).unwrap();
+    let opf = roxmltree::Document::parse(&xml).unwrap();
+    let unique = opf.root_element().attribute("unique-identifier").unwrap();
+    let id = opf
+        .descendants()
+        .find(|n| n.tag_name().name() == "identifier" && n.attribute("id") == Some(unique))
+        .expect("the unique-identifier names an identifier");
+    assert_eq!(id.text(), Some(ASIN), "{xml}");
+    assert_eq!(
+        id.attribute(("http://www.idpf.org/2007/opf", "scheme")),
+        Some("ASIN")
+    );
+    let publisher = opf
+        .descendants()
+        .find(|n| n.tag_name().name() == "publisher")
+        .and_then(|n| n.text());
+    assert_eq!(publisher, Some("Macmillan Audio"), "{xml}");
     // Audible's 24-hour chapter list does not fit 2 s of audio: refused with a warning, the
     // book keeps its own chapters (one per file).
     let err = stderr(&o);

@@ -22,16 +22,16 @@ use std::time::{Duration, Instant};
 
 /// How far a fitted chapter mark may be from the truth (the 50 ms).
 const TOLERANCE_SECS: f64 = 0.050;
-const ASIN: &str = "B002UZMLXM";
+pub(crate) const ASIN: &str = "B002UZMLXM";
 
-fn fixture(name: &str) -> Vec<u8> {
+pub(crate) fn fixture(name: &str) -> Vec<u8> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/metadata")
         .join(name);
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-enum Reply {
+pub(crate) enum Reply {
     Send {
         status: u16,
         headers: Vec<(&'static str, String)>,
@@ -41,7 +41,7 @@ enum Reply {
     Hang(Duration),
 }
 
-fn ok(body: Vec<u8>) -> Reply {
+pub(crate) fn ok(body: Vec<u8>) -> Reply {
     Reply::Send {
         status: 200,
         headers: vec![("Content-Type", "application/json".into())],
@@ -49,7 +49,7 @@ fn ok(body: Vec<u8>) -> Reply {
     }
 }
 
-fn status(code: u16, headers: Vec<(&'static str, String)>) -> Reply {
+pub(crate) fn status(code: u16, headers: Vec<(&'static str, String)>) -> Reply {
     Reply::Send {
         status: code,
         headers,
@@ -69,8 +69,8 @@ type Handler = dyn Fn(&str, usize) -> Reply + Send + Sync;
 
 /// A one-request-per-connection HTTP/1.1 server on 127.0.0.1:0: `handler(target, n)` answers
 /// the n-th (0-based) request for `target` (path and query).
-struct Server {
-    base: String,
+pub(crate) struct Server {
+    pub(crate) base: String,
     hits: Arc<Mutex<Vec<Hit>>>,
 }
 
@@ -564,7 +564,7 @@ fn match_ranks_a_folder_against_the_catalog_and_a_rerun_is_answered_from_the_cac
 }
 
 /// ffprobe's reading of the tags and chapters.
-fn ffprobe(path: &Path) -> Value {
+pub(crate) fn ffprobe(path: &Path) -> Value {
     let o = run_tool(
         Command::new("ffprobe")
             .args([
@@ -584,7 +584,7 @@ fn ffprobe(path: &Path) -> Value {
 /// Audible's chapter list for the generated book, in Audnexus' shape: a 2 s brand intro at the
 /// start and a 1.5 s outro at the end (which the book lacks), its timeline `stretch` times
 /// this book's, and each mark off by `jitter_ms`.
-fn chapters_json(total: u64, marks: &[u64], stretch: f64, jitter_ms: &[i64]) -> Vec<u8> {
+pub(crate) fn chapters_json(total: u64, marks: &[u64], stretch: f64, jitter_ms: &[i64]) -> Vec<u8> {
     let ms = |s: u64| s as f64 * 1000.0 / RATE as f64;
     let intro = 2000.0;
     let runtime = intro + ms(total) * stretch + 1500.0;
@@ -818,7 +818,7 @@ fn tag_by_asin_writes_every_field_the_cover_and_audibles_chapters_fitted_to_the_
 
 /// A recorded Audnexus/Audible answering `B002UZMLXM` (book with the cover on this server,
 /// `chapters` as its chapter list) and the catalog search; everything else 404.
-fn asin_server(jpeg: Vec<u8>, chapters: Vec<u8>) -> Server {
+pub(crate) fn asin_server(jpeg: Vec<u8>, chapters: Vec<u8>) -> Server {
     let base = Arc::new(Mutex::new(String::new()));
     let b2 = base.clone();
     let server = Server::start(move |t, _| {

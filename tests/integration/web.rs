@@ -1297,3 +1297,107 @@ async fn assert_job_log_shown(b: &Browser, base: &str, id: &str) {
         .await;
     assert!(info.as_u64().unwrap_or(0) > 0, "no INFO line: {shown:?}");
 }
+
+/// A finished job's page → "Tag from Audible…" → search → the Kramer edition ranked first →
+/// a dry run lists the changes → write → the page shows the fitted chapters and the new
+/// narrator, and the file carries Audible's tags (recorded provider answers on a local server).
+#[test]
+fn web_page_tags_a_finished_book_from_audible() {
+    use crate::metadata::{asin_server, chapters_json, ffprobe, ASIN};
+    use crate::silence::{make_book, RATE};
+    let env = Env::new();
+    std::fs::create_dir_all(env.source()).unwrap();
+    let book = make_book(&env.source(), false);
+    let truth: Vec<u64> = (0..book.pauses.len()).map(|k| book.mark(k)).collect();
+    let providers = asin_server(
+        aiom4b_testkit::fixtures::test_jpeg(320, 320),
+        chapters_json(book.total, &truth, 1.004, &[400, -350, 250, -450]),
+    );
+    let audible = format!("{}/{{tld}}", providers.base);
+    let server = Server::start(
+        &env,
+        &[
+            ("BACKUP_ENABLED", "false"),
+            ("AIOM4B_AUDNEXUS_URL", &providers.base),
+            ("AIOM4B_AUDIBLE_URL", &audible),
+        ],
+    );
+    let base = server.base.clone();
+    let (st, created) = http_json(
+        &base,
+        "POST",
+        "/api/v1/convert",
+        Some(json!({"folders": [{"path": "book"}]})),
+    );
+    assert_eq!(st, 201, "{created}");
+    let id = created["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let job = finished_job(&base, &id);
+    let out = output_of(&env, &job);
+    run(async {
+        let b = Browser::start().await;
+        b.goto(&format!("{base}/#/jobs/{id}")).await;
+        b.find("#verify-chapters").await;
+        b.find("#match-open").await.click().await.unwrap();
+        b.find("#match-dialog[open]").await;
+        b.find("#match-query")
+            .await
+            .send_keys("The Final Empire")
+            .await
+            .unwrap();
+        b.find("#match-search").await.click().await.unwrap();
+        let first = b.find("#match-candidates li .use").await;
+        assert_eq!(
+            first.attr("data-asin").await.unwrap().as_deref(),
+            Some(ASIN)
+        );
+        let shown = b.find("#match-candidates li").await.text().await.unwrap();
+        assert!(
+            shown.contains("Michael Kramer") && shown.contains("match "),
+            "{shown}"
+        );
+        b.screenshot_at("match", "#match-dialog").await;
+        first.click().await.unwrap();
+        let apply = b
+            .wait_el("#match-apply", |e| async move {
+                e.is_enabled().await.unwrap_or(false)
+            })
+            .await;
+        let changes = b.find("#match-changes").await.text().await.unwrap();
+        assert!(changes.contains("The Final Empire"), "{changes}");
+        // The dry run wrote nothing.
+        assert_ne!(ffprobe(&out)["format"]["tags"]["ASIN"], ASIN);
+        apply.click().await.unwrap();
+        let done = b.find("#match-done").await.text().await.unwrap();
+        assert!(
+            done.contains(&format!("{} chapters fitted", truth.len() + 1)),
+            "{done}"
+        );
+        b.find("#match-close").await.click().await.unwrap();
+        // The job page reads the book back: Audible's narrator and chapter titles.
+        b.wait_el("#verify .meta", |e| async move {
+            e.text()
+                .await
+                .is_ok_and(|t| t.contains("narrator Michael Kramer"))
+        })
+        .await;
+        let titles = b
+            .js("return [...document.querySelectorAll('#verify-chapters li')].map(l => l.textContent)")
+            .await;
+        assert_eq!(
+            titles.as_array().unwrap().len(),
+            truth.len() + 1,
+            "{titles}"
+        );
+        assert!(
+            titles[0].as_str().unwrap().ends_with("Opening Credits"),
+            "{titles}"
+        );
+        b.assert_clean("the job page after tagging").await;
+        b.close().await;
+    });
+    let tags = &ffprobe(&out)["format"]["tags"];
+    assert_eq!(tags["ASIN"], ASIN);
+    assert_eq!(tags["title"], "The Final Empire");
+    let s = aiom4b::verify::summarize(&out).unwrap();
+    assert!((s.duration_secs - book.total as f64 / RATE as f64).abs() < 0.05);
+}

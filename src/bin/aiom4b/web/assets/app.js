@@ -760,6 +760,9 @@ async function jobDetail(id) {
       type: 'button', id: 'retry', onclick: () => act('POST', `/jobs/${j.id}/retry`, (r) => { seed(r.job); location.hash = `#/jobs/${r.job.id}`; }),
     }, 'Retry') : null,
     j.download_url ? h('a', { href: j.download_url, id: 'download', download: '', class: 'button' }, 'Download') : null,
+    j.status === 'completed' && j.download_url ? h('button', {
+      type: 'button', id: 'match-open', onclick: () => matchDialog(j),
+    }, 'Tag from Audible…') : null,
     !active ? h('span', {}, h('button', {
       type: 'button', id: 'delete', class: 'danger',
       onclick: () => act('DELETE', `/jobs/${j.id}${deleteOutput.checked ? '?delete_output=true' : ''}`, () => { location.hash = '#/jobs'; }),
@@ -799,6 +802,122 @@ async function jobDetail(id) {
         h('ol', { id: 'verify-chapters' }, ...marks.map((m) => h('li', {}, `${clock(m.start_secs)} ${m.title}`))));
     } catch (e) { showError(verify, e); }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tag a finished book from Audible: GET /match (candidates ranked against the book's own tags
+// and exact length), a dry run of POST /jobs/{id}/tag showing what would change, then the tag.
+
+const REGIONS = ['us', 'uk', 'de', 'fr', 'ca', 'au', 'in', 'it', 'es', 'jp'];
+
+function hm(secs) {
+  if (!secs) return '';
+  const m = Math.round(secs / 60);
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, '0')} min`;
+}
+
+function matchDialog(j) {
+  const old = $('#match-dialog');
+  if (old) old.remove();
+  const query = h('input', { id: 'match-query', type: 'search', placeholder: "the book's title" });
+  const author = h('input', { id: 'match-author', type: 'text', placeholder: "the book's author" });
+  const region = h('select', { id: 'match-region' }, ...REGIONS.map((r) => h('option', { value: r }, r)));
+  const cover = h('input', { type: 'checkbox', id: 'match-cover', checked: true });
+  const chapters = h('input', { type: 'checkbox', id: 'match-chapters', checked: true });
+  const asin = h('input', {
+    id: 'match-asin', type: 'text', maxlength: 10, autocomplete: 'off', spellcheck: 'false', placeholder: 'B002UZMLXM',
+  });
+  const results = h('div', { id: 'match-results', 'aria-live': 'polite' });
+  const outcome = h('div', { id: 'match-outcome', 'aria-live': 'polite' });
+  let tagged = false;
+  const close = () => { dlg.close(); dlg.remove(); if (tagged) jobDetail(j.id); };
+  const body = (a, dryRun) => ({ asin: a, region: region.value, cover: cover.checked, chapters: chapters.checked, dry_run: dryRun });
+
+  const search = async (ev) => {
+    ev.preventDefault();
+    outcome.replaceChildren();
+    results.replaceChildren(h('p', { class: 'loading' }, 'Searching Audible…'));
+    const q = new URLSearchParams({ job: j.id, region: region.value });
+    if (query.value.trim()) q.set('query', query.value.trim());
+    if (author.value.trim()) q.set('author', author.value.trim());
+    try {
+      const m = await api('GET', `/match?${q}`);
+      if (!m.candidates.length) {
+        return results.replaceChildren(h('p', { class: 'notice' }, 'Audible has no candidates. Try other words, or another marketplace.'));
+      }
+      results.replaceChildren(
+        h('p', { class: 'meta' }, `This book: ${m.local.title || '–'} · ${m.local.author || '–'} · ${hm(m.local.duration_secs)}`),
+        h('ol', { id: 'match-candidates' }, ...m.candidates.map((c) => {
+          const b = c.book;
+          const series = b.series ? ` · ${b.series.name}${b.series.position ? ` #${b.series.position}` : ''}` : '';
+          return h('li', { class: 'candidate' },
+            h('div', {}, h('strong', {}, b.title), ` — ${b.authors.join(', ')}`),
+            h('div', { class: 'meta' },
+              `${b.narrators.length ? `read by ${b.narrators.join(', ')}` : ''}${series} · ${hm(b.runtime_secs)} · ${b.asin}`),
+            h('div', {}, h('span', { class: 'score' }, `match ${Math.round(c.score * 100)} %`), ' ',
+              h('button', { type: 'button', class: 'use', 'data-asin': b.asin, onclick: () => preview(b.asin) }, 'Use this')));
+        })));
+    } catch (e) { showError(results, e); }
+  };
+
+  const changesList = (r) => h('ul', { id: 'match-changes' },
+    ...r.files.flatMap((f) => f.changes.map((c) => h('li', {}, r.files.length > 1 ? `${f.name}: ${c}` : c))));
+  const warningsList = (r) => {
+    const w = [...r.warnings, ...r.files.flatMap((f) => f.warnings)];
+    return w.length ? h('ul', { class: 'warnings', id: 'match-warnings' }, ...w.map((x) => h('li', {}, x))) : null;
+  };
+
+  const preview = async (a) => {
+    outcome.replaceChildren(h('p', { class: 'loading' }, `Reading ${a} and fitting its chapters to this audio…`));
+    try {
+      const r = await api('POST', `/jobs/${j.id}/tag`, body(a, true));
+      const n = r.files.reduce((k, f) => k + f.changes.length, 0);
+      outcome.replaceChildren(
+        h('h3', {}, `${r.book.title} (${r.asin}): ${n ? `${n} change${n === 1 ? '' : 's'}` : 'nothing to change'}`),
+        changesList(r), warningsList(r),
+        h('div', { class: 'actions' },
+          h('button', { type: 'button', class: 'primary', id: 'match-apply', disabled: n === 0, onclick: () => apply(a) }, 'Write into the book')));
+    } catch (e) { showError(outcome, e); }
+  };
+
+  const apply = async (a) => {
+    outcome.replaceChildren(h('p', { class: 'loading' }, 'Writing…'));
+    try {
+      const r = await api('POST', `/jobs/${j.id}/tag`, body(a, false));
+      tagged = true;
+      const fit = r.files[0] && r.files[0].chapter_fit;
+      outcome.replaceChildren(
+        h('p', { class: 'status-completed', id: 'match-done', role: 'status' },
+          `Written: ${r.book.title} (${r.asin})${fit ? ` · ${fit.chapters.length} chapters fitted (confidence ${Math.round(fit.confidence * 100)} %)` : ''}.`),
+        changesList(r), warningsList(r));
+    } catch (e) { showError(outcome, e); }
+  };
+
+  const dlg = h('dialog', { id: 'match-dialog', class: 'match', 'aria-labelledby': 'match-title' },
+    h('h2', { id: 'match-title' }, 'Tag from Audible'),
+    h('p', { class: 'meta' }, 'Title, authors, narrators, series, description, genres, year, publisher, ASIN, the cover and Audible\'s chapters fitted to this audio. The audio is not re-encoded.'),
+    h('form', { id: 'match-form', onsubmit: search },
+      h('label', { for: 'match-query' }, 'Search for'), query,
+      h('label', { for: 'match-author' }, 'Author'), author,
+      h('label', { for: 'match-region' }, 'Marketplace'), region,
+      h('div', { class: 'checks' }, h('label', {}, cover, ' Audible\'s cover'), h('label', {}, chapters, ' Audible\'s chapters')),
+      h('div', { class: 'actions' }, h('button', { type: 'submit', class: 'primary', id: 'match-search' }, 'Search'))),
+    h('form', {
+      id: 'match-asin-form',
+      onsubmit: (ev) => {
+        ev.preventDefault();
+        const a = asin.value.trim().toUpperCase();
+        if (!/^[A-Z0-9]{10}$/.test(a)) return showError(outcome, { message: `${a || 'That'} is not an ASIN`, remedy: 'an ASIN has 10 letters and digits, e.g. B002UZMLXM' });
+        preview(a);
+      },
+    }, h('label', { for: 'match-asin' }, 'Or by ASIN'), asin,
+      h('div', { class: 'actions' }, h('button', { type: 'submit', id: 'match-asin-go' }, 'Preview'))),
+    results, outcome,
+    h('div', { class: 'actions' }, h('button', { type: 'button', id: 'match-close', onclick: close }, 'Close')));
+  dlg.addEventListener('cancel', (ev) => { ev.preventDefault(); close(); });
+  document.body.append(dlg);
+  dlg.showModal();
+  query.focus();
 }
 
 document.addEventListener('job-finished', (e) => {

@@ -14,6 +14,7 @@
 #   another cancelled job → DELETE /jobs/{id} (the only operation that may remove a seeded job)
 #   the backup     → POST /backups/{name}/verify, /backups/{name}/restore (to fuzzed new folders)
 #   the book folder → GET /folders/{path}/plan, /folders/{path}/cover
+#   completed job  → POST /jobs/{id}/tag, GET /match?job= (Audible answered by a local stub)
 # POST /jobs/clear gets an age no seeded job reaches, so it archives nothing the rest needs.
 #
 # The event streams are left out: `/events` never ends by design and `/jobs/{id}/events` lasts
@@ -31,13 +32,27 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
 fi
 work="$(mktemp -d)"
 server_pid=""
+stub_pid=""
 cleanup() {
   if [ -n "$server_pid" ]; then kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; fi
+  if [ -n "$stub_pid" ]; then kill "$stub_pid" 2>/dev/null || true; wait "$stub_pid" 2>/dev/null || true; fi
   rm -rf "$work"
 }
 trap cleanup EXIT
 cargo run --quiet --release --example sample_book -- "$work/source/Author/Sample Book" >/dev/null
+# GET /match and POST /jobs/{id}/tag ask Audnexus and Audible: a local stub answers them from
+# the recorded responses (scripts/metadata-stub.py), so the run needs no network and a provider
+# is never the 5xx.
+python3 scripts/metadata-stub.py >"$work/stub" &
+stub_pid=$!
+for _ in $(seq 100); do
+  grep -q '^listening on ' "$work/stub" 2>/dev/null && break
+  sleep 0.1
+done
+stub="$(sed -n 's/^listening on //p' "$work/stub" | head -1)"
+[ -n "$stub" ] || { echo "schemathesis: the metadata stub did not start" >&2; exit 1; }
 DATA_DIR="$work/data" SOURCE_DIR="$work/source" MAX_CONCURRENT_JOBS=1 BACKUP_ENABLED=true MAX_PENDING_JOBS=2 \
+  AIOM4B_AUDNEXUS_URL="$stub" AIOM4B_AUDIBLE_URL="$stub/{tld}" \
   target/release/aiom4b serve --port 0 >"$work/stdout" 2>"$work/stderr" &
 server_pid=$!
 for _ in $(seq 100); do
@@ -109,6 +124,12 @@ parameters = { "path.id" = "$upload" }
 [[operations]]
 include-operation-id = ["job_log"]
 parameters = { "path.id" = "$completed" }
+[[operations]]
+include-operation-id = ["tag"]
+parameters = { "path.id" = "$completed" }
+[[operations]]
+include-operation-id = ["find"]
+parameters = { "query.job" = "$completed" }
 [[operations]]
 include-operation-id = "clear_jobs"
 parameters = { "query.older_than" = "3650d" }

@@ -15,8 +15,9 @@ need_pkgs=(
   # tests and benchmarks: ffprobe/ffmpeg as an independent reader and a speed baseline,
   # espeak-ng for the synthetic spoken corpus, mediainfo/AtomicParsley to inspect output by hand
   ffmpeg espeak-ng mediainfo atomicparsley hyperfine
-  # the service's conformance check runs schemathesis from PyPI in a virtualenv
-  python3 python3-venv
+  # the service's conformance check runs schemathesis from PyPI in a virtualenv; the tag tests
+  # read the written tags back with mutagen (an independent reader)
+  python3 python3-venv python3-mutagen
   # the web page's browser tests (tests/integration/web.rs): headless Chromium via WebDriver
   chromium chromium-driver
   # the PostgreSQL job store's tests start a throw-away server from these binaries

@@ -12,12 +12,14 @@
 //! or chapter list that cannot be used, even an edit that fails, is a warning and the book is
 //! published with what the conversion wrote.
 use super::fit::{ChapterFit, FitOptions};
-use super::lookup::{apply_book, ApplyOptions};
+use super::lookup::{apply_book, ApplyOptions, LookupBy, LookupRequest, Providers};
 use super::{tag_edits, BookMeta, ChapterList, Region};
 use crate::edit::{FieldEdit, TagEdits};
 use crate::model::BookMetadata;
 use crate::silence::SilenceOptions;
-use crate::workflow::{ConversionResult, JobContext, JobEngine, JobError, JobEventSink};
+use crate::workflow::{
+    BookEngine, ConversionResult, JobContext, JobEngine, JobError, JobEventSink,
+};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -142,30 +144,40 @@ impl<E> MetadataEngine<E> {
     /// chapters. Never fails: what cannot be applied is a warning and leaves the file as it
     /// was in that respect.
     pub fn apply_to(&self, path: &Path, written: &BookMetadata) -> AppliedMetadata {
-        let r = &self.resolved;
-        let opts = ApplyOptions {
-            silence: self.silence,
-            fit: self.fit,
-            dry_run: false,
-        };
-        match apply_book(path, r, rest_of_tags(&r.book, written), &opts) {
-            Ok((applied, _)) => applied,
-            Err(e) => AppliedMetadata {
-                asin: r.book.asin.clone(),
-                region: r.book.region,
-                title: r.book.title.clone(),
-                score: r.score,
-                output: path.to_path_buf(),
-                changes: Vec::new(),
-                cover: false,
-                chapter_fit: None,
-                warnings: vec![format!(
-                    "{e}; the book keeps what the conversion wrote (tags from the plan, the \
-                     folder's cover and chapters); `aiom4b tag BOOK.m4b --asin {}` can try again",
-                    r.book.asin
-                )],
-            },
-        }
+        apply_resolved(&self.resolved, self.silence, self.fit, path, written)
+    }
+}
+
+/// [`MetadataEngine::apply_to`] for any resolved book.
+fn apply_resolved(
+    r: &ResolvedBook,
+    silence: SilenceOptions,
+    fit: FitOptions,
+    path: &Path,
+    written: &BookMetadata,
+) -> AppliedMetadata {
+    let opts = ApplyOptions {
+        silence,
+        fit,
+        dry_run: false,
+    };
+    match apply_book(path, r, rest_of_tags(&r.book, written), &opts) {
+        Ok((applied, _)) => applied,
+        Err(e) => AppliedMetadata {
+            asin: r.book.asin.clone(),
+            region: r.book.region,
+            title: r.book.title.clone(),
+            score: r.score,
+            output: path.to_path_buf(),
+            changes: Vec::new(),
+            cover: false,
+            chapter_fit: None,
+            warnings: vec![format!(
+                "{e}; the book keeps what the conversion wrote (tags from the plan, the \
+                 folder's cover and chapters); `aiom4b tag BOOK.m4b --asin {}` can try again",
+                r.book.asin
+            )],
+        },
     }
 }
 
@@ -206,18 +218,158 @@ impl<E: JobEngine> JobEngine for MetadataEngine<E> {
     ) -> Result<ConversionResult, JobError> {
         let mut result = self.inner.convert(ctx, plan)?;
         let applied = self.apply_to(&result.output, &result.metadata);
-        result.warnings.extend(applied.warnings.iter().cloned());
-        if let Some(report) = result.report.as_mut() {
-            if let Some(f) = &applied.chapter_fit {
-                report.chapters = f.chapters();
-                // The conversion's snapping is of chapters no longer there.
-                report.snapped.clear();
-            }
-            if let Ok(m) = std::fs::metadata(&result.output) {
-                report.size_bytes = m.len();
-            }
-        }
+        after_application(&mut result, &applied);
         *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = Some(applied);
+        Ok(result)
+    }
+
+    fn split_at(&self) -> Option<crate::SplitAt> {
+        self.inner.split_at()
+    }
+}
+
+/// The conversion's result after a book was applied to its output: the application's warnings
+/// join the result's, and the report describes the file as it now is (Audible's chapters, its
+/// size).
+fn after_application(result: &mut ConversionResult, applied: &AppliedMetadata) {
+    result.warnings.extend(applied.warnings.iter().cloned());
+    if let Some(report) = result.report.as_mut() {
+        if let Some(f) = &applied.chapter_fit {
+            report.chapters = f.chapters();
+            // The conversion's snapping is of chapters no longer there.
+            report.snapped.clear();
+        }
+        if let Ok(m) = std::fs::metadata(&result.output) {
+            report.size_bytes = m.len();
+        }
+    }
+}
+
+/// `--match auto` for many books (`batch`, `convert --each`): each job matches its own book
+/// while it is prepared — the folder planned, Audible's catalog searched with what it says
+/// (tags or folder name, author, exact length), the best candidate taken when its score
+/// reaches the threshold, the folder planned again with the book's fields as overrides (the
+/// user's own flags still win) — and after the conversion the rest (publisher, ASIN, `©grp`,
+/// cover, Audible's chapters fitted to the pauses) is written into the verified `.part`, as
+/// [`MetadataEngine`] does for one book. No match, or a provider that fails, is a warning in
+/// the job's result: the book is converted with the folder's tags.
+#[derive(Debug)]
+pub struct AutoMatchEngine {
+    inner: BookEngine,
+    providers: Providers,
+    region: Region,
+    threshold: f64,
+    chapters: bool,
+    cover: bool,
+    silence: SilenceOptions,
+    fit: FitOptions,
+}
+
+impl AutoMatchEngine {
+    /// Matches each book in `region` against `threshold`; fetches Audible's chapter list when
+    /// `chapters` and its cover when `cover`; fits with `fit` on pauses found with the
+    /// engine's silence options.
+    pub fn new(
+        inner: BookEngine,
+        providers: Providers,
+        region: Region,
+        threshold: f64,
+        chapters: bool,
+        cover: bool,
+        fit: FitOptions,
+    ) -> Self {
+        let silence = inner.convert.silence;
+        AutoMatchEngine {
+            inner,
+            providers,
+            region,
+            threshold,
+            chapters,
+            cover,
+            silence,
+            fit,
+        }
+    }
+}
+
+/// A planned book and what [`AutoMatchEngine`] found for it.
+#[derive(Debug)]
+pub struct MatchedBook {
+    /// The plan (with the matched book's fields when one was found).
+    pub book: crate::Book,
+    /// The matched book, to apply after the conversion.
+    pub resolved: Option<ResolvedBook>,
+    /// Why none was, or what could not be had.
+    pub notes: Vec<String>,
+}
+
+impl JobEngine for AutoMatchEngine {
+    type Plan = MatchedBook;
+
+    fn prepare(
+        &self,
+        folders: &[PathBuf],
+        events: &JobEventSink<'_>,
+    ) -> Result<Self::Plan, JobError> {
+        let book = self.inner.prepare(folders, events)?;
+        let mut req = LookupRequest::new(
+            LookupBy::Match {
+                local: super::rank::LocalBook::from_book(&book),
+                threshold: self.threshold,
+            },
+            self.region,
+        );
+        req.chapters = self.chapters;
+        req.cover = self.cover;
+        req.keeping = "keeping the folder's tags".into();
+        let found = self.providers.resolve(&req);
+        let mut notes = found.warnings;
+        notes.extend(found.notice);
+        let Some(resolved) = found.resolved else {
+            return Ok(MatchedBook {
+                book,
+                resolved: None,
+                notes,
+            });
+        };
+        tracing::info!(
+            asin = %resolved.book.asin,
+            title = %resolved.book.title,
+            score = resolved.score,
+            "matched on Audible"
+        );
+        let mut plan = self.inner.plan.clone();
+        plan.overrides = overrides(&plan.overrides, &resolved.book);
+        let book = crate::plan::plan(folders, &self.inner.scan, &self.inner.limits, &plan)?;
+        Ok(MatchedBook {
+            book,
+            resolved: Some(resolved),
+            notes,
+        })
+    }
+
+    fn convert(
+        &self,
+        ctx: &JobContext<'_>,
+        plan: &Self::Plan,
+    ) -> Result<ConversionResult, JobError> {
+        let mut inner = self.inner.clone();
+        if plan.resolved.as_ref().is_some_and(|r| r.chapters.is_some()) {
+            // Audible's marks replace the files' marks: snapping those is wasted work.
+            inner.convert.snap_to_silence = None;
+        }
+        let mut result = inner.convert(ctx, &plan.book)?;
+        result.warnings.extend(plan.notes.iter().cloned());
+        if let Some(resolved) = &plan.resolved {
+            let applied = apply_resolved(
+                resolved,
+                self.silence,
+                self.fit,
+                &result.output,
+                &result.metadata,
+            );
+            after_application(&mut result, &applied);
+        }
         Ok(result)
     }
 

@@ -41,7 +41,9 @@ pub use audible::AUDIBLE_URL;
 pub use audnexus::Audnexus;
 pub use audnexus::AUDNEXUS_URL;
 pub use cache::{Cache, DEFAULT_TTL};
-pub use engine::{overrides, AppliedMetadata, MetadataEngine, ResolvedBook};
+pub use engine::{
+    overrides, AppliedMetadata, AutoMatchEngine, MatchedBook, MetadataEngine, ResolvedBook,
+};
 pub use http::{HttpClient, HttpOptions};
 pub use lookup::{
     apply_book, ApplyOptions, Lookup, LookupBy, LookupRequest, Providers, AUDIBLE_URL_ENV,

@@ -1431,3 +1431,77 @@ fn the_service_says_502_when_a_provider_fails_and_409_when_the_book_is_gone() {
         "the providers were asked for a missing book"
     );
 }
+
+/// `batch --match auto` (and `convert --each`): each book is matched on its own — the one whose
+/// tags name "The Final Empire" by Brandon Sanderson gets Audible's book (its name, tags,
+/// publisher, ASIN, cover), the other keeps its folder's tags with the reason in its job's
+/// result; neither fails.
+#[test]
+fn batch_match_auto_matches_each_book_on_its_own() {
+    use aiom4b_testkit::fixtures::{write_book, Mp3Spec};
+    let env = Env::new();
+    let library = env.source().join("library");
+    let mut spec = Mp3Spec {
+        sample_rate: 22_050,
+        channels: 1,
+        ..Mp3Spec::default()
+    };
+    spec.tags.album = Some("The Final Empire".into());
+    spec.tags.artist = Some("Brandon Sanderson".into());
+    write_book(library.join("Mistborn 1"), 2, 1.0, &spec).unwrap();
+    spec.tags.album = Some("A Quiet Garden".into());
+    spec.tags.artist = Some("Nobody Known".into());
+    write_book(library.join("Garden"), 2, 1.0, &spec).unwrap();
+    let jpeg = test_jpeg(300, 300);
+    let server = asin_server(jpeg.clone(), fixture("audnexus_chapters.json"));
+    let mut cmd = env.command(&[
+        "batch",
+        library.to_str().unwrap(),
+        "--match",
+        "auto",
+        "--json",
+    ]);
+    cmd.env("AIOM4B_AUDNEXUS_URL", &server.base)
+        .env("AIOM4B_AUDIBLE_URL", format!("{}/{{tld}}", server.base));
+    let o = run_cmd(cmd);
+    assert_exit(&o, 0);
+    let report = json(&o);
+    let books = report["books"].as_array().unwrap();
+    assert_eq!(books.len(), 2, "{report:#}");
+    let by_folder = |name: &str| -> &Value {
+        books
+            .iter()
+            .find(|b| b["folder"].as_str().unwrap().ends_with(name))
+            .unwrap_or_else(|| panic!("{name} in {report:#}"))
+    };
+    let matched = by_folder("Mistborn 1");
+    assert_eq!(matched["status"], "converted", "{matched:#}");
+    let out = std::path::PathBuf::from(matched["output"].as_str().unwrap());
+    let name = out.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.starts_with("The Final Empire_"), "{name}");
+    let tags = &ffprobe(&out)["format"]["tags"];
+    assert_eq!(tags["ASIN"], ASIN, "{tags:#}");
+    assert_eq!(tags["composer"], "Michael Kramer");
+    assert_eq!(tags["PUBLISHER"], "Macmillan Audio");
+    let s = aiom4b::verify::summarize(&out).unwrap();
+    assert_eq!(s.cover.as_ref().unwrap().bytes, jpeg.len() as u64);
+    // Audible's 24-hour list does not fit 2 s: the book keeps one chapter per file.
+    assert_eq!(ffprobe(&out)["chapters"].as_array().unwrap().len(), 2);
+
+    let kept = by_folder("Garden");
+    assert_eq!(kept["status"], "converted", "{kept:#}");
+    let out = std::path::PathBuf::from(kept["output"].as_str().unwrap());
+    let tags = &ffprobe(&out)["format"]["tags"];
+    assert_eq!(tags["title"], "A Quiet Garden");
+    assert_eq!(tags.get("ASIN"), None, "{tags:#}");
+    // Why, in the job's own log.
+    let o = env.run(&["jobs", "log", kept["job_id"].as_str().unwrap()]);
+    assert_exit(&o, 0);
+    let why = stdout(&o);
+    assert!(
+        why.contains("no confident match") && why.contains("keeping the folder's tags"),
+        "{why}"
+    );
+    let o = env.run(&["jobs", "log", matched["job_id"].as_str().unwrap()]);
+    assert!(stdout(&o).contains("matched on Audible"), "{}", stdout(&o));
+}

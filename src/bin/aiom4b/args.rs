@@ -259,15 +259,18 @@ pub struct LookupArgs {
     #[arg(long, value_name = "ASIN", value_parser = parse_asin,
           conflicts_with_all = ["each", "match_mode"])]
     pub asin: Option<String>,
+    #[command(flatten)]
+    pub auto: AutoMatchArgs,
+}
+
+/// `--match auto` (convert, `convert --each`, batch): each book matched on Audible.
+#[derive(Args, Debug, Clone)]
+pub struct AutoMatchArgs {
     /// auto: search Audible's catalog for the book (its tags or folder name, author, exact
     /// length) and apply the best candidate as --asin does when its score reaches
-    /// --match-threshold; otherwise keep the folder's tags and say so.
-    #[arg(
-        long = "match",
-        value_name = "MODE",
-        value_enum,
-        conflicts_with = "each"
-    )]
+    /// --match-threshold; otherwise keep the folder's tags and say so. With several books
+    /// (--each, batch) each is matched on its own.
+    #[arg(long = "match", value_name = "MODE", value_enum)]
     pub match_mode: Option<MatchArg>,
     /// Audible marketplace for --asin/--match: us, uk, de, fr, ca, au, in, it, es, jp.
     #[arg(long, default_value = "us", value_parser = crate::cmd_match::parse_region)]
@@ -308,6 +311,8 @@ pub struct BatchCmdArgs {
     pub encode: EncodeArgs,
     #[command(flatten)]
     pub batch: BatchArgs,
+    #[command(flatten)]
+    pub auto: AutoMatchArgs,
 }
 
 /// Encoder settings (shared by convert and batch).

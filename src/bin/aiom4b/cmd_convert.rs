@@ -5,14 +5,15 @@
 //! that cannot be converted costs no backup) → backup → convert into the job's `.part` →
 //! publish → move or delete the sources. Here are the arguments, what the user sees of the
 //! job's events (the plan's warnings, a bar) and the exit codes.
-use crate::args::{BatchCmdArgs, BookArgs, ConvertArgs, EncodeArgs};
+use crate::args::{AutoMatchArgs, BatchCmdArgs, BookArgs, ConvertArgs, EncodeArgs, MatchArg};
 use crate::hints::with_flags;
 use crate::workflow_cmds::{self, BatchArgs};
 use crate::{ui, EXIT_FAILURE, EXIT_USAGE};
 use aiom4b::metadata::fit::FitOptions;
 use aiom4b::metadata::rank::LocalBook;
 use aiom4b::metadata::{
-    self, AppliedMetadata, LookupBy, LookupRequest, MetadataEngine, Providers, ResolvedBook,
+    self, AppliedMetadata, AutoMatchEngine, LookupBy, LookupRequest, MetadataEngine, Providers,
+    ResolvedBook,
 };
 use aiom4b::workflow::{
     BookEngine, Config, JobEvent, JobEvents, JobOutcome, JobRunner, JobStatus, JobStep,
@@ -134,7 +135,15 @@ pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
             json: a.json,
             job: a.job.clone(),
         };
-        return run_books(cfg, &a.input.folders, &engine, &batch);
+        let cover_given = a.input.meta.cover.is_some();
+        return run_books(
+            cfg,
+            &a.input.folders,
+            engine,
+            &batch,
+            &a.lookup.auto,
+            cover_given,
+        );
     }
 
     let mut request = a
@@ -176,7 +185,7 @@ pub fn convert(cfg: &Config, a: ConvertArgs, quiet: bool) -> Result<u8> {
     let show = !quiet && !a.json;
     // --asin / --match auto: the book resolved now (the network is asked after the
     // request's checks, before any job or backup exists); its fields become the plan's overrides.
-    let lookup = match (&a.lookup.asin, a.lookup.match_mode) {
+    let lookup = match (&a.lookup.asin, a.lookup.auto.match_mode) {
         (None, None) => None,
         _ => Some(resolve(cfg, &a, &mut engine, quiet)),
     };
@@ -243,7 +252,7 @@ struct Lookup {
 /// plan's overrides from it. Never fails: a provider failure or no confident match is a
 /// warning or notice (printed here) and the book is converted with the folder's tags.
 fn resolve(cfg: &Config, a: &ConvertArgs, engine: &mut BookEngine, quiet: bool) -> Lookup {
-    let region = a.lookup.region;
+    let region = a.lookup.auto.region;
     let keep = "keeping the folder's tags";
     let by = match &a.lookup.asin {
         Some(asin) => Some(LookupBy::Asin(asin.clone())),
@@ -255,7 +264,7 @@ fn resolve(cfg: &Config, a: &ConvertArgs, engine: &mut BookEngine, quiet: bool) 
         ) {
             Ok(ins) => ins.book.map(|book| LookupBy::Match {
                 local: LocalBook::from_book(&book),
-                threshold: a.lookup.match_threshold,
+                threshold: a.lookup.auto.match_threshold,
             }),
             // The job reports what is wrong with the folder.
             Err(_) => None,
@@ -482,7 +491,7 @@ pub fn batch(cfg: &Config, a: BatchCmdArgs) -> Result<u8> {
         eprintln!("aiom4b: error: {e}");
         return Ok(EXIT_USAGE);
     }
-    run_books(cfg, &books, &engine, &a.batch)
+    run_books(cfg, &books, engine, &a.batch, &a.auto, false)
 }
 
 /// One job per book folder through the runner's batch, which divides the cores: each book's
@@ -491,13 +500,42 @@ pub fn batch(cfg: &Config, a: BatchCmdArgs) -> Result<u8> {
 fn run_books(
     cfg: &Config,
     books: &[PathBuf],
-    engine: &BookEngine,
+    engine: BookEngine,
     batch: &BatchArgs,
+    auto: &AutoMatchArgs,
+    cover_given: bool,
 ) -> Result<u8> {
     let wf = Arc::new(workflow_cmds::open(cfg)?);
     crate::signals::watch(&wf);
-    let runner = JobRunner::new(&wf, engine);
-    let code = workflow_cmds::run_batch(&runner, books, batch, engine.options_json(), &BatchLog)?;
+    let options = engine.options_json();
+    let code = match auto.match_mode {
+        None => {
+            let runner = JobRunner::new(&wf, &engine);
+            workflow_cmds::run_batch(&runner, books, batch, options, &BatchLog)?
+        }
+        Some(MatchArg::Auto) => {
+            // Audible's chapters unless the user said where chapters come from.
+            let chapters = !matches!(
+                engine.convert.chapters,
+                ChapterMode::None | ChapterMode::Silence | ChapterMode::File(_)
+            );
+            let mut fit = FitOptions::default();
+            if let Some(w) = engine.convert.snap_to_silence {
+                fit.window_secs = w;
+            }
+            let matching = AutoMatchEngine::new(
+                engine,
+                Providers::new(&cfg.data_dir),
+                auto.region,
+                auto.match_threshold,
+                chapters,
+                !cover_given,
+                fit,
+            );
+            let runner = JobRunner::new(&wf, &matching);
+            workflow_cmds::run_batch(&runner, books, batch, options, &BatchLog)?
+        }
+    };
     if wf.is_cancelled() {
         eprintln!("aiom4b: interrupted; unfinished books were cancelled");
         return Ok(crate::signals::exit_code());

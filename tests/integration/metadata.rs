@@ -856,9 +856,20 @@ fn output_of(o: &Output) -> (Value, std::path::PathBuf) {
     (doc, path)
 }
 
-#[test]
-fn convert_asin_names_tags_covers_and_fits_audibles_chapters_before_publishing() {
-    let env = Env::new();
+/// A generated speech book with known pauses in `env`'s `source/book`, with the providers
+/// answering for it: Audible's list of this edition (brand intro, 0.4 % longer, each mark a
+/// few hundred ms off) and a 640×640 cover.
+pub(crate) struct SpokenBook {
+    pub(crate) book: crate::silence::Book,
+    /// The true chapter marks in samples (the first chapter's start, 0, left out).
+    pub(crate) truth: Vec<u64>,
+    /// Every chapter's true start in seconds, 0 first.
+    pub(crate) truth_secs: Vec<f64>,
+    pub(crate) jpeg: Vec<u8>,
+    pub(crate) server: Server,
+}
+
+pub(crate) fn spoken_book(env: &Env) -> SpokenBook {
     std::fs::create_dir_all(env.source()).unwrap();
     let book = make_book(&env.source(), false);
     let truth: Vec<u64> = (0..book.pauses.len()).map(|k| book.mark(k)).collect();
@@ -870,6 +881,25 @@ fn convert_asin_names_tags_covers_and_fits_audibles_chapters_before_publishing()
         jpeg.clone(),
         chapters_json(book.total, &truth, 1.004, &[400, -350, 250, -450]),
     );
+    SpokenBook {
+        book,
+        truth,
+        truth_secs,
+        jpeg,
+        server,
+    }
+}
+
+#[test]
+fn convert_asin_names_tags_covers_and_fits_audibles_chapters_before_publishing() {
+    let env = Env::new();
+    let SpokenBook {
+        book,
+        truth_secs,
+        jpeg,
+        server,
+        ..
+    } = spoken_book(&env);
     let o = convert_with(
         &env,
         &server.base,
@@ -1203,17 +1233,13 @@ fn assert_mutagen_reads_the_book(path: &Path, jpeg_len: usize) {
 #[test]
 fn the_service_matches_a_folder_and_a_jobs_book_then_tags_it_in_place() {
     let env = Env::new();
-    std::fs::create_dir_all(env.source()).unwrap();
-    let book = make_book(&env.source(), false);
-    let truth: Vec<u64> = (0..book.pauses.len()).map(|k| book.mark(k)).collect();
-    let truth_secs: Vec<f64> = std::iter::once(0.0)
-        .chain(truth.iter().map(|&m| m as f64 / RATE as f64))
-        .collect();
-    let jpeg = test_jpeg(640, 640);
-    let providers = asin_server(
-        jpeg.clone(),
-        chapters_json(book.total, &truth, 1.004, &[400, -350, 250, -450]),
-    );
+    let SpokenBook {
+        book,
+        truth_secs,
+        jpeg,
+        server: providers,
+        ..
+    } = spoken_book(&env);
     let audible = format!("{}/{{tld}}", providers.base);
     let svc = crate::serve::Server::start(
         &env,

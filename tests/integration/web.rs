@@ -1303,16 +1303,15 @@ async fn assert_job_log_shown(b: &Browser, base: &str, id: &str) {
 /// narrator, and the file carries Audible's tags (recorded provider answers on a local server).
 #[test]
 fn web_page_tags_a_finished_book_from_audible() {
-    use crate::metadata::{asin_server, chapters_json, ffprobe, ASIN};
-    use crate::silence::{make_book, RATE};
+    use crate::metadata::{ffprobe, spoken_book, SpokenBook, ASIN};
+    use crate::silence::RATE;
     let env = Env::new();
-    std::fs::create_dir_all(env.source()).unwrap();
-    let book = make_book(&env.source(), false);
-    let truth: Vec<u64> = (0..book.pauses.len()).map(|k| book.mark(k)).collect();
-    let providers = asin_server(
-        aiom4b_testkit::fixtures::test_jpeg(320, 320),
-        chapters_json(book.total, &truth, 1.004, &[400, -350, 250, -450]),
-    );
+    let SpokenBook {
+        book,
+        truth,
+        server: providers,
+        ..
+    } = spoken_book(&env);
     let audible = format!("{}/{{tld}}", providers.base);
     let server = Server::start(
         &env,

@@ -362,8 +362,112 @@ pub fn opf(meta: &BookMetadata, title: &str, extras: BookExtras<'_>) -> String {
             );
         }
     }
+    // Marks the file as aiom4b's, so that a later tag or edit may rewrite it
+    // ([`refresh_sidecars`]) and never a file someone else wrote.
+    let _ = writeln!(
+        x,
+        "    <meta name=\"{GENERATOR_META}\" content=\"aiom4b {}\"/>",
+        env!("CARGO_PKG_VERSION")
+    );
     x.push_str("  </metadata>\n</package>\n");
     x
+}
+
+/// The `<meta name=…>` that marks a `metadata.opf` as written by aiom4b.
+const GENERATOR_META: &str = "aiom4b:generator";
+
+/// What the tags of a finished book say, as the plan's metadata (for its sidecars).
+fn metadata_of(t: &crate::verify::TagSummary) -> BookMetadata {
+    let pick = |a: &Option<String>, b: &Option<String>| {
+        a.clone()
+            .filter(|s| !s.trim().is_empty())
+            .or_else(|| b.clone().filter(|s| !s.trim().is_empty()))
+    };
+    BookMetadata {
+        title: t.title.clone(),
+        author: pick(&t.artist, &t.album_artist),
+        narrator: pick(&t.narrator, &t.composer),
+        album: t.album.clone(),
+        genre: t.genre.clone(),
+        year: t
+            .date
+            .as_deref()
+            .map(|d| d.chars().take(4).collect::<String>())
+            .filter(|y| y.len() == 4 && y.chars().all(|c| c.is_ascii_digit())),
+        description: pick(&t.long_description, &t.description),
+        comment: t.comment.clone(),
+        series: t.series.clone(),
+        series_part: t.series_part.clone(),
+    }
+}
+
+/// [`refresh_sidecars`] for a report: a line in `changes` naming the files rewritten, or a
+/// warning when they could not be (the book itself is already edited).
+pub fn refresh_sidecars_noted(book: &Path, changes: &mut Vec<String>, warnings: &mut Vec<String>) {
+    match refresh_sidecars(book) {
+        Ok(w) if w.is_empty() => {}
+        Ok(w) => changes.push(format!(
+            "beside the book: {} rewritten",
+            w.iter()
+                .filter_map(|p| p.file_name())
+                .map(|n| n.to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Err(e) => warnings.push(format!(
+            "{e}; the files beside the book (metadata.opf …) still describe it as it was"
+        )),
+    }
+}
+
+/// After a tag or an edit of `book`: rewrites the sidecar files beside it from what the book
+/// now says, when they are aiom4b's (a `metadata.opf` beside it that aiom4b wrote — the
+/// library layout's folder is the book's own). Each file is written to a temporary and renamed
+/// over the old one; a cover that is no longer there, or changed format, is removed. Returns
+/// the files written (empty: no sidecars of aiom4b's beside the book). The book is not moved
+/// when its author or series changed.
+pub fn refresh_sidecars(book: &Path) -> crate::Result<Vec<PathBuf>> {
+    let Some(folder) = book.parent() else {
+        return Ok(Vec::new());
+    };
+    let opf_path = folder.join("metadata.opf");
+    match std::fs::read_to_string(&opf_path) {
+        Ok(text) if text.contains(&format!("name=\"{GENERATOR_META}\"")) => {}
+        _ => return Ok(Vec::new()),
+    }
+    let summary = crate::verify::summarize(book)?;
+    let stored = crate::split::extras_of(book)?;
+    let meta = metadata_of(&summary.tags);
+    let folder_name = folder
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let title = title(&meta, &folder_name);
+    let extras = BookExtras {
+        asin: stored.asin.as_deref(),
+        publisher: stored.publisher.as_deref(),
+        cover: stored.cover.as_ref(),
+    };
+    let files = sidecars(&meta, &title, extras);
+    let mut written = Vec::new();
+    for f in &files {
+        let target = folder.join(f.name);
+        let temp = folder.join(format!(".{}.aiom4b-refresh", f.name));
+        let io = |e| crate::Error::io(&target, "rewrite the sidecar file", e);
+        std::fs::write(&temp, &f.data)
+            .and_then(|()| std::fs::rename(&temp, &target))
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&temp);
+                io(e)
+            })?;
+        written.push(target);
+    }
+    for stale in ["cover.jpg", "cover.png", "desc.txt", "reader.txt"] {
+        if !files.iter().any(|f| f.name == stale) {
+            let _ = std::fs::remove_file(folder.join(stale));
+        }
+    }
+    Ok(written)
 }
 
 #[cfg(test)]

@@ -1531,3 +1531,71 @@ fn batch_match_auto_matches_each_book_on_its_own() {
     let o = env.run(&["jobs", "log", matched["job_id"].as_str().unwrap()]);
     assert!(stdout(&o).contains("matched on Audible"), "{}", stdout(&o));
 }
+
+/// A book filed by `--organize` and tagged afterwards: the files beside it (desc.txt,
+/// reader.txt, metadata.opf, cover.jpg) are rewritten from what the book now says. A
+/// metadata.opf that aiom4b did not write is never touched.
+#[test]
+fn tagging_an_organized_book_rewrites_its_sidecars_and_only_aiom4bs() {
+    let env = Env::new();
+    let dir = env.book("some folder", 2, 1.0);
+    let o = env.run(&["convert", dir.to_str().unwrap(), "--organize", "--json"]);
+    assert_exit(&o, 0);
+    let (_, out) = output_of(&o);
+    let folder = out.parent().unwrap().to_path_buf();
+    let before = std::fs::read_to_string(folder.join("metadata.opf")).unwrap();
+    assert!(!before.contains(ASIN), "{before}");
+    assert!(!folder.join("reader.txt").exists());
+    let jpeg = test_jpeg(300, 300);
+    let server = asin_server(jpeg.clone(), fixture("audnexus_chapters.json"));
+    let tag = |book: &Path| {
+        let mut cmd = env.command(&["tag", book.to_str().unwrap(), "--asin", ASIN]);
+        cmd.env("AIOM4B_AUDNEXUS_URL", &server.base);
+        run_cmd(cmd)
+    };
+    let o = tag(&out);
+    assert_exit(&o, 0);
+    assert!(
+        stdout(&o)
+            .contains("beside the book: desc.txt, reader.txt, metadata.opf, cover.jpg rewritten"),
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(
+        std::fs::read_to_string(folder.join("reader.txt")).unwrap(),
+        "Michael Kramer\n"
+    );
+    assert!(std::fs::read_to_string(folder.join("desc.txt"))
+        .unwrap()
+        .starts_with("From #1 New York Times"));
+    assert_eq!(std::fs::read(folder.join("cover.jpg")).unwrap(), jpeg);
+    let xml = std::fs::read_to_string(folder.join("metadata.opf")).unwrap();
+    let opf = roxmltree::Document::parse(&xml).unwrap();
+    let text = |name: &str| -> Vec<String> {
+        opf.descendants()
+            .filter(|n| n.tag_name().name() == name)
+            .filter_map(|n| n.text().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(text("title"), ["The Final Empire"], "{xml}");
+    assert_eq!(text("identifier"), [ASIN]);
+    assert_eq!(text("publisher"), ["Macmillan Audio"]);
+    assert_eq!(text("creator"), ["Brandon Sanderson", "Michael Kramer"]);
+    assert_eq!(hidden(&folder), Vec::<String>::new(), "no temporary left");
+
+    // Someone else's metadata.opf beside a book: left as it was.
+    let other = env.output_dir().join("elsewhere");
+    std::fs::create_dir_all(&other).unwrap();
+    let book = other.join("book.m4b");
+    std::fs::copy(&out, &book).unwrap();
+    let theirs = "<?xml version=\"1.0\"?><package/>\n";
+    std::fs::write(other.join("metadata.opf"), theirs).unwrap();
+    let o = tag(&book);
+    assert_exit(&o, 0);
+    assert!(!stdout(&o).contains("beside the book"), "{}", stdout(&o));
+    assert_eq!(
+        std::fs::read_to_string(other.join("metadata.opf")).unwrap(),
+        theirs
+    );
+    assert!(!other.join("reader.txt").exists());
+}

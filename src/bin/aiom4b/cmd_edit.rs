@@ -240,7 +240,13 @@ pub fn edit(a: EditArgs) -> Result<u8> {
             let mut r = if a.dry_run {
                 edit::preview_edit(book, &e)?
             } else {
-                edit::edit_book(book, &e)?
+                let mut r = edit::edit_book(book, &e)?;
+                aiom4b::workflow::library::refresh_sidecars_noted(
+                    book,
+                    &mut r.changes,
+                    &mut r.warnings,
+                );
+                r
             };
             r.warnings.splice(0..0, w);
             Ok(r)

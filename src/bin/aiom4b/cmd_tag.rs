@@ -81,12 +81,19 @@ pub fn run(cfg: &Config, a: TagArgs) -> Result<u8> {
     opts.silence.min_pause_secs = a.silence_min;
     opts.fit.window_secs = a.snap_window;
     opts.dry_run = a.dry_run;
-    let (applied, report) = metadata::apply_book(
+    let (applied, mut report) = metadata::apply_book(
         &a.file,
         &resolved,
         metadata::tag_edits(&resolved.book),
         &opts,
     )?;
+    if !a.dry_run {
+        aiom4b::workflow::library::refresh_sidecars_noted(
+            &a.file,
+            &mut report.changes,
+            &mut warnings,
+        );
+    }
     // The report's warnings are in the applied ones; print each once.
     warnings.extend(applied.warnings.iter().cloned());
     let book = &resolved.book;

@@ -373,7 +373,17 @@ pub async fn tag(
                         "the file was left as it was; check it with GET /api/v1/jobs/{id}/verify",
                     )
                 })?;
-            out.push(tagged(f, applied));
+            let mut one = tagged(f, applied);
+            // The parts of a book share one folder and its sidecars: rewritten once, after
+            // the last part.
+            if !body.dry_run && f == files.last().expect("a completed job has a file") {
+                aiom4b::workflow::library::refresh_sidecars_noted(
+                    f,
+                    &mut one.changes,
+                    &mut one.warnings,
+                );
+            }
+            out.push(one);
         }
         if !body.dry_run {
             record(&s, &mut job, &files, &asin, &out);

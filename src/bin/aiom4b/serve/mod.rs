@@ -10,10 +10,10 @@
 //! ```
 //!
 //! Async is only at the edge: conversions run on the queue's plain threads. A signal
-//! (SIGTERM, SIGINT, SIGHUP) goes through the CLI's signal thread, which cancels every job
-//! of the workflow; the server sees that, stops accepting, lets the running jobs end as
-//! `cancelled` (their `.part` removed; `retry` runs them again), and exits 0. Pending jobs
-//! stay pending for the next start.
+//! (SIGTERM, SIGINT, SIGHUP) goes through the CLI's signal thread, which stops every job of
+//! the workflow; the server sees that, stops accepting, hands the running jobs back to the
+//! queue (their `.part` removed, `pending` again, the stopped attempt not counted), and exits
+//! 0. Pending jobs, and those handed back, run at the next start.
 pub mod api;
 mod confine;
 mod covers;
@@ -250,6 +250,11 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: ServeArgs) -> Result<u8> {
     let loopback = is_loopback(&host);
     let wf = Arc::new(crate::workflow_cmds::open(cfg)?);
     let token = token(cfg, &a, loopback)?;
+    // Stopping the service (`systemctl stop`, `docker stop`, an upgrade's restart) hands its
+    // running jobs back to the queue: they run again after the restart (or on another
+    // instance sharing the store) instead of ending as cancelled. A job someone cancelled
+    // ends as cancelled.
+    wf.release_on_stop();
     crate::signals::watch(&wf);
     let root = confine::SourceRoot::new(&cfg.source_dir)
         .with_context(|| format!("SOURCE_DIR {}", cfg.source_dir.display()))?;
@@ -312,7 +317,7 @@ pub fn run(cfg: &aiom4b::workflow::Config, a: ServeArgs) -> Result<u8> {
         anyhow::Ok(())
     })?;
 
-    // Stopped: no new jobs; the running ones were cancelled by the signal and end now.
+    // Stopped: no new jobs; the running ones were stopped by the signal and are handed back.
     queue.stop();
     wf.cancel_all();
     queue::Queue::join(workers, SHUTDOWN_GRACE);

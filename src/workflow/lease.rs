@@ -131,6 +131,73 @@ impl Drop for Heartbeat {
     }
 }
 
+/// For a job this process runs without a lease (a `convert` or `batch` of the CLI): a named
+/// thread asks the store about every second whether someone requested a cancel
+/// ([`JobStore::cancel_requested`]) — `aiom4b jobs cancel`, the service's cancel button — and
+/// raises the job's cancel flag when so. Stops when dropped.
+pub(crate) struct CancelWatch {
+    done: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl CancelWatch {
+    /// Asks about job `id` every `every`; `cancel` is the job's cancel flag.
+    pub(crate) fn start(
+        store: Arc<dyn JobStore>,
+        id: Uuid,
+        every: Duration,
+        cancel: Arc<AtomicBool>,
+    ) -> CancelWatch {
+        let done = Arc::new((Mutex::new(false), Condvar::new()));
+        let d = done.clone();
+        let span = tracing::Span::current();
+        let thread = std::thread::Builder::new()
+            .name("aiom4b-cancel-watch".into())
+            .spawn(move || {
+                let _entered = span.enter();
+                let (lock, wake) = &*d;
+                let mut stop = lock.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    stop = wake
+                        .wait_timeout(stop, every)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    if *stop || cancel.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    match store.cancel_requested(id) {
+                        Ok(true) => {
+                            tracing::info!(target: "aiom4b::jobs", "cancel requested");
+                            cancel.store(true, Ordering::Relaxed);
+                            return;
+                        }
+                        Ok(false) => {}
+                        // A busy or unreachable store only delays the request.
+                        Err(e) => {
+                            tracing::debug!(error = %e, "reading the job's cancel request failed")
+                        }
+                    }
+                }
+            })
+            .expect("spawning the cancel watch");
+        CancelWatch {
+            done,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for CancelWatch {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.done;
+        *lock.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 impl Shared {
     fn run(&self) {
         let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());

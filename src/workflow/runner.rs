@@ -25,7 +25,11 @@ use crate::workflow::errors::JobError;
 use crate::workflow::errors::Result;
 use crate::workflow::events::{JobEvent, JobEventSink, JobEvents, NoEvents};
 use crate::workflow::jobs::{Job, JobStatus};
-use crate::workflow::lease::{Heartbeat, LeaseTerms};
+use crate::workflow::lease::{CancelWatch, Heartbeat, LeaseTerms};
+
+/// How often a job run without a lease asks the store for a cancel request (see
+/// [`CancelWatch`]).
+const CANCEL_POLL: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::workflow::request::{ConversionResult, JobOutcome, JobRequest};
 use crate::workflow::steps::Run;
 use crate::workflow::{audit, canonical_folders, Workflow};
@@ -214,6 +218,10 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
                 cancel.clone(),
             ))
         });
+        // Without a lease nothing renews, so a watch reads cancel requests from the store.
+        let watch = heartbeat
+            .is_none()
+            .then(|| CancelWatch::start(wf.store.clone(), job.id, CANCEL_POLL, cancel.clone()));
         let mut run = Run {
             wf,
             job,
@@ -228,6 +236,7 @@ impl<'w, E: JobEngine> JobRunner<'w, E> {
         };
         let attempts_at_claim = run.job.attempts;
         let result = run.steps(&self.engine, part);
+        drop(watch);
         wf.active
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -503,7 +503,7 @@ fn convert_keeps_its_jobs_in_postgresql_when_database_url_says_so() {
 
     // `jobs cancel` reaches a job wherever it runs: a waiting one is cancelled at once, one a
     // worker holds is flagged for its next lease renewal, one a `convert` process runs itself
-    // (no lease) is refused with what to do instead.
+    // (no lease) is flagged for that process's cancel watch.
     use aiom4b::workflow::jobs::{Job, JobStore, PostgresStore};
     let store = PostgresStore::open(&url).unwrap();
     let new_job = || {
@@ -551,11 +551,15 @@ fn convert_keeps_its_jobs_in_postgresql_when_database_url_says_so() {
     own.owner = Some(worker);
     store.insert(&own).unwrap();
     let out = run(&["jobs", "cancel", &own.id.to_string()]);
-    assert_eq!(code(&out), 1);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("takes no cancel requests"),
+        text(&out.stdout).contains("is asked to stop"),
         "{}",
-        text(&out.stderr)
+        text(&out.stdout)
+    );
+    assert!(
+        store.cancel_requested(own.id).unwrap(),
+        "its process reads it"
     );
 
     // A password in the URL is not printed by `config`.
@@ -913,4 +917,62 @@ fn an_identity_given_for_an_unencrypted_backup_is_noted_and_not_needed() {
         "{err}"
     );
     assert!(!err.contains(&k.secret[16..40]), "{err}");
+}
+
+/// A `convert` running in one terminal, cancelled from another (`aiom4b jobs cancel`, as the
+/// service's cancel button does through the store): the conversion stops within about a second
+/// of its watch, its part is removed, the job is `cancelled`, and the command says why.
+#[test]
+fn a_cli_conversion_stops_when_its_job_is_cancelled_from_another_process() {
+    let env = Env::new();
+    let dir = env.book("Long", 8, 120.0);
+    let child = env
+        .command(&["convert", dir.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let id = loop {
+        let out = env.run(&["jobs", "list", "--json"]);
+        let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let running = jobs.as_array().and_then(|a| {
+            a.iter()
+                .find(|j| j["status"] == "processing" && j["progress_percent"].as_f64() > Some(0.0))
+                .map(|j| j["id"].as_str().unwrap().to_owned())
+        });
+        if let Some(id) = running {
+            break id;
+        }
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(60),
+            "no job started: {jobs}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let out = env.run(&["jobs", "cancel", &id]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("is asked to stop"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 1, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("was cancelled from elsewhere"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = env.run(&["jobs", "list", "--json"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let job = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(job["status"], "cancelled", "{job}");
+    assert_eq!(m4b_files(&env.output_dir()), Vec::<PathBuf>::new());
+    assert_eq!(hidden(&env.output_dir()), Vec::<String>::new());
 }

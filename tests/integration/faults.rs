@@ -940,6 +940,10 @@ fn a_store_that_fails_after_publishing_does_not_fail_the_job() {
             self.check()?;
             self.inner.request_cancel(id)
         }
+        fn cancel_requested(&self, id: uuid::Uuid) -> R<bool> {
+            self.check()?;
+            self.inner.cancel_requested(id)
+        }
         fn queue_stats(&self) -> R<aiom4b::workflow::QueueStats> {
             self.inner.queue_stats()
         }

@@ -397,10 +397,20 @@ fn finish_one(
             }
             Ok(0)
         }
-        JobStatus::Cancelled => {
-            eprintln!("aiom4b: interrupted; job {short_id} cancelled, no output was written");
-            Ok(crate::signals::exit_code())
-        }
+        JobStatus::Cancelled => match crate::signals::interrupted() {
+            Some(code) => {
+                eprintln!("aiom4b: interrupted; job {short_id} cancelled, no output was written");
+                Ok(code)
+            }
+            // No signal here: someone cancelled the job (`aiom4b jobs cancel`, the service).
+            None => {
+                eprintln!(
+                    "aiom4b: job {short_id} was cancelled from elsewhere (`aiom4b jobs cancel` or \
+                     the service); no output was written"
+                );
+                Ok(EXIT_FAILURE)
+            }
+        },
         _ => {
             match &job.error {
                 Some(e) => eprintln!(

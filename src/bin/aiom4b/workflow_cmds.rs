@@ -543,19 +543,6 @@ fn jobs_cmd(wf: &Workflow, cmd: JobsCommand) -> Result<i32> {
                 aiom4b::workflow::CancelRequest::Cancelled => {
                     emit_text(&format!("job {} cancelled (it was waiting)\n", job.id));
                 }
-                aiom4b::workflow::CancelRequest::Requested if job.lease.is_none() => {
-                    // A job a `convert` or `batch` runs itself: that process takes no requests.
-                    let who = job
-                        .owner
-                        .as_ref()
-                        .map(|o| format!("process {} on {}", o.pid, o.hostname))
-                        .unwrap_or_else(|| "another process".into());
-                    return Err(aiom4b::workflow::Error::Invalid(format!(
-                        "job {} is run by {who}, which takes no cancel requests; stop it there (Ctrl-C, or kill -TERM its pid)",
-                        job.id
-                    ))
-                    .into());
-                }
                 aiom4b::workflow::CancelRequest::Requested => {
                     let owner = job.owner.as_ref().map(|o| o.instance_id());
                     emit_text(&format!(

@@ -644,8 +644,16 @@ pub(crate) fn cancels_reach_queued_and_held_jobs(s: &dyn JobStore) {
     let mut own = job("/own");
     own.owner = Some(worker(2));
     s.insert(&own).unwrap();
+    assert!(!s.cancel_requested(own.id).unwrap());
     assert_eq!(s.request_cancel(own.id).unwrap(), CancelRequest::Requested);
     assert_eq!(s.get(own.id).unwrap().unwrap().status, JobStatus::Pending);
+    // Its process reads the request from the store (it renews no lease).
+    assert!(s.cancel_requested(own.id).unwrap());
+    let mut ended = s.get(own.id).unwrap().unwrap();
+    ended.status = JobStatus::Cancelled;
+    assert!(s.update(&ended, JobStatus::Pending).unwrap());
+    assert!(!s.cancel_requested(own.id).unwrap(), "only while it runs");
+    assert!(!s.cancel_requested(Uuid::new_v4()).unwrap());
     // A holder that dies after the request: its job ends cancelled, not back in the queue.
     s.insert(&job("/dies")).unwrap();
     let dies = s.claim_next(&worker(3), SHORT).unwrap().unwrap();

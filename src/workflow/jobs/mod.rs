@@ -551,6 +551,10 @@ pub trait JobStore: Send + Sync {
     /// a job a process holds (pending or processing, leased or owned) is flagged, and its
     /// holder stops it at its next lease renewal ([`Renewal::cancel_requested`]).
     fn request_cancel(&self, id: Uuid) -> Result<CancelRequest, StoreError>;
+    /// Whether a cancel of job `id` was requested ([`JobStore::request_cancel`]) while it is
+    /// pending or processing: how a process that runs a job without a lease (a `convert` or
+    /// `batch` of the CLI) learns of it.
+    fn cancel_requested(&self, id: Uuid) -> Result<bool, StoreError>;
     /// Counts of the queue ([`QueueStats`]).
     fn queue_stats(&self) -> Result<QueueStats, StoreError>;
     /// Waits up to `timeout` for a sign that there may be work (a job inserted or put back in

@@ -610,6 +610,17 @@ impl JobStore for PostgresStore {
         })
     }
 
+    fn cancel_requested(&self, id: Uuid) -> Result<bool, StoreError> {
+        let row = self.with_client("read a cancel request", |c| {
+            c.query_one(
+                "SELECT COUNT(*) FROM jobs WHERE id = $1 AND cancel_requested \
+                 AND status IN ('pending','processing')",
+                &[&id],
+            )
+        })?;
+        Ok(row.get::<_, i64>(0) > 0)
+    }
+
     fn queue_stats(&self) -> Result<super::QueueStats, StoreError> {
         let row = self.with_client("queue stats", |c| {
             c.query_one(

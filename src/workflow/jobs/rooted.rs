@@ -220,6 +220,7 @@ impl JobStore for RootedStore {
         fn requeue_expired(&self, max_attempts: u32) -> Result<Vec<(Uuid, JobStatus)>, StoreError>;
         fn release_lease(&self, id: Uuid, token: Uuid, attempts: u32) -> Result<bool, StoreError>;
         fn request_cancel(&self, id: Uuid) -> Result<CancelRequest, StoreError>;
+        fn cancel_requested(&self, id: Uuid) -> Result<bool, StoreError>;
         fn queue_stats(&self) -> Result<QueueStats, StoreError>;
         fn wait_for_work(&self, timeout: std::time::Duration) -> Result<bool, StoreError>;
     }

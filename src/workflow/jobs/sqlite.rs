@@ -633,6 +633,19 @@ impl JobStore for SqliteStore {
         })
     }
 
+    fn cancel_requested(&self, id: Uuid) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with_retry("read a cancel request", |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM jobs WHERE id = ?1 AND cancel_requested = 1 \
+                 AND status IN ('pending','processing')",
+                params![id],
+                |r| r.get::<_, i64>(0),
+            )
+        })
+        .map(|n| n > 0)
+    }
+
     fn queue_stats(&self) -> Result<super::QueueStats, StoreError> {
         let now = ts(&Utc::now());
         self.with_retry("queue stats", |c| {

@@ -6,7 +6,7 @@
 //!                                                      metadata, cover)  │
 //!    convert (all cores): index the MP3s (demux only: exact clock) ─▶ one worker per core
 //!                         decodes its own range ─▶ fresh AAC encoder ─▶ one muxer thread
-//!    convert (-j1, resampled books, re-plans): decode pool (rayon, book order)
+//!    convert (-j1, re-plans): decode pool (rayon, book order)
 //!                         ─▶ bounded channel ─▶ AAC encoder(s) ─▶ one muxer thread
 //! ```
 //!

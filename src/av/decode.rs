@@ -4,11 +4,36 @@
 //! data, and libavcodec trims them as long as the decoder knows the packet time base. So the
 //! samples that come out are exactly the ones the original encoder was given.
 //!
-//! Rate conversion goes through swresample (flushed at the end of each file, so nothing is lost
-//! or invented at the joins); channel conversion is done here, not by swresample, because
-//! swresample's default matrix scales mono→stereo by −3 dB and stereo→mono by +3 dB (clipping
-//! on loud centred speech). Audiobook listeners expect a mono file to sound as loud as a stereo
-//! one, so mono is duplicated and stereo is averaged.
+//! Rate conversion goes through swresample, one resampler per file, created at the file's first
+//! frame and flushed at its end: nothing is lost or invented at the joins, and each file's
+//! output depends on that file alone. Channel conversion is done here, after resampling, not by
+//! swresample, because swresample's default matrix scales mono→stereo by −3 dB and stereo→mono
+//! by +3 dB (clipping on loud centred speech). Audiobook listeners expect a mono file to sound
+//! as loud as a stereo one, so mono is duplicated and stereo is averaged.
+//!
+//! # What the multi-core path relies on
+//!
+//! The ranged encoder (`pipeline::encode_ranges`) must know every resampled file's output length
+//! before decoding, and must resample a stretch in the middle of a file exactly as this file-long
+//! resampler does. swresample's defaults (a 32-tap polyphase filter, `exact_rational`: for the
+//! MP3 rates to the usual output rates the phase count is the reduced ratio's numerator, so
+//! output `j` is the filter at exactly `j · in/out`, with no rounding of the phase) make both
+//! possible; measured on FFmpeg 5.1 for every MP3 rate to 22.05, 44.1 and 48 kHz:
+//!
+//! - the output does not depend on how the input is cut into calls (bit for bit);
+//! - with `P`/`Q` the ratio in lowest terms (`in/out`), `n + P` input samples give exactly `Q`
+//!   more output samples than `n` once `n` is past twice the filter length (≤ 72 samples);
+//!   below that the count is irregular (fewer than about 30 samples give none at all). So
+//!   [`resampled_len`] runs the resampler on silence of a short length congruent to `n` modulo
+//!   `P` and adds whole periods;
+//! - a fresh resampler started at input sample `m·P` gives output `m·Q + k` bit for bit for every
+//!   `k` past its first few dozen (its start mirrors the signal instead of seeing the real audio
+//!   before it; at most 83 outputs differ, for 8 kHz → 44.1 kHz) to the end of the file,
+//!   flush included. [`RESAMPLE_PREROLL`] real input samples before the wanted one cover that
+//!   many times over.
+//!
+//! The tests (`tests/integration/ranges.rs`) check all three against [`decode_file`] on MP3
+//! files, so a swresample that behaved otherwise would fail them rather than shift a chapter.
 use super::input::Mp3Input;
 use crate::error::{Error, Result};
 use ff::ffi;
@@ -246,16 +271,102 @@ pub(crate) fn remix_into(input: &[&[f32]], out: &mut [Vec<f32>]) {
     }
 }
 
+/// Real input samples a resampler started in the middle of a file is given before the first
+/// output it keeps (at least; the start is then aligned down to the ratio's period). The mirrored
+/// start of a fresh resampler reaches at most half its filter (≤ 100 input samples at the MP3
+/// rates) into what it outputs; this is ten times that, and costs a few dozen microseconds.
+pub const RESAMPLE_PREROLL: u64 = 1024;
+
+/// Input samples past which the output count grows by exactly one period per period of input
+/// (twice the longest filter at the MP3 rates is under 400; this leaves ample room).
+const STEADY_INPUT: u64 = 4096;
+
+/// swresample's default phase count (`phase_shift` 10): the ratio is exact when its reduced
+/// numerator (the output side) fits in it.
+const PHASE_COUNT: u64 = 1 << 10;
+
+/// The rate ratio's period `(P, Q)`: every `P` input samples give exactly `Q` output samples
+/// (`in/out = P/Q` in lowest terms), and output `m·Q` sits exactly on input `m·P`. `None` when
+/// swresample does not resample this ratio exactly (its phase would be rounded), or a rate is 0.
+pub fn rate_period(in_rate: u32, out_rate: u32) -> Option<(u64, u64)> {
+    if in_rate == 0 || out_rate == 0 {
+        return None;
+    }
+    let (a, b) = (in_rate as u64, out_rate as u64);
+    let g = gcd(a, b);
+    let (p, q) = (a / g, b / g);
+    (q <= PHASE_COUNT).then_some((p, q))
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The exact number of samples [`decode_file`] delivers for a file of `n` samples at `in_rate`
+/// converted to `out_rate` (one resampler for the file, flushed at its end). `None` when the
+/// ratio is not one swresample resamples exactly ([`rate_period`]).
+///
+/// swresample's count depends only on `n`, not on the samples or how they are cut into calls;
+/// past a short start it grows by exactly `Q` per `P` input samples (see the module docs). So
+/// the resampler itself is asked, on silence of a length below [`STEADY_INPUT`] + `P` that is
+/// congruent to `n` modulo `P`, and the whole periods are added: exact, and a few thousand
+/// samples of work whatever the file's length, where decoding would take seconds.
+pub fn resampled_len(in_rate: u32, out_rate: u32, n: u64) -> Result<Option<u64>> {
+    let Some((p, q)) = rate_period(in_rate, out_rate) else {
+        return Ok(None);
+    };
+    if in_rate == out_rate {
+        return Ok(Some(n));
+    }
+    let short = if n < STEADY_INPUT + p {
+        n
+    } else {
+        STEADY_INPUT + (n - STEADY_INPUT) % p
+    };
+    let periods = (n - short) / p;
+    let av = |e: ff::Error| Error::av(None, "measure the resampler's output length".to_string(), e);
+    let mut rs = Resampler::new(in_rate, out_rate, 1).map_err(av)?;
+    let silence = vec![0.0f32; 4096];
+    let mut got = 0u64;
+    let mut left = short;
+    while left > 0 {
+        let k = left.min(silence.len() as u64) as usize;
+        got += rs.convert(&[&silence[..k]]).map_err(av)?[0].len() as u64;
+        left -= k as u64;
+    }
+    got += rs.flush().map_err(av)?[0].len() as u64;
+    Ok(Some(got + periods * q))
+}
+
+/// Where a resampler must start for output sample `from` of a file to come out exactly as the
+/// file-long resampler gives it, for the ratio's period `(p, q)` ([`rate_period`]): the input
+/// sample to start at, on the period and at least [`RESAMPLE_PREROLL`] samples before the one
+/// under `from` (or the file's start), and the file's output sample the resampler's first
+/// output then is.
+pub fn resample_start((p, q): (u64, u64), from: u64) -> (u64, u64) {
+    let under = (from as u128 * p as u128 / q as u128) as u64;
+    let periods = under.saturating_sub(RESAMPLE_PREROLL) / p;
+    (periods * p, periods * q)
+}
+
 /// swresample used for rate conversion only (same channel count in and out, planar float).
-struct Resampler {
+/// [`decode_file`] makes one per file; `av::packets` one per resampled range, the same way.
+pub(crate) struct Resampler {
     ctx: ff::software::resampling::Context,
     in_rate: u32,
     out_rate: u32,
-    channels: usize,
+    pub(crate) channels: usize,
 }
 
 impl Resampler {
-    fn new(in_rate: u32, out_rate: u32, channels: usize) -> std::result::Result<Self, ff::Error> {
+    pub(crate) fn new(
+        in_rate: u32,
+        out_rate: u32,
+        channels: usize,
+    ) -> std::result::Result<Self, ff::Error> {
         let layout = if channels == 1 {
             ff::ChannelLayout::MONO
         } else {
@@ -272,12 +383,15 @@ impl Resampler {
         })
     }
 
-    fn convert(&mut self, planes: &[&[f32]]) -> std::result::Result<Vec<Vec<f32>>, ff::Error> {
+    pub(crate) fn convert(
+        &mut self,
+        planes: &[&[f32]],
+    ) -> std::result::Result<Vec<Vec<f32>>, ff::Error> {
         let n = planes.first().map_or(0, |p| p.len());
         self.run(Some(planes), n)
     }
 
-    fn flush(&mut self) -> std::result::Result<Vec<Vec<f32>>, ff::Error> {
+    pub(crate) fn flush(&mut self) -> std::result::Result<Vec<Vec<f32>>, ff::Error> {
         let mut all: Vec<Vec<f32>> = vec![Vec::new(); self.channels];
         loop {
             let part = self.run(None, 0)?;
@@ -327,5 +441,116 @@ impl Resampler {
             p.truncate(got as usize);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every MP3 rate to every usual output rate.
+    fn pairs() -> Vec<(u32, u32)> {
+        let mp3 = [8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000];
+        let mut v = Vec::new();
+        for out in [22_050, 44_100, 48_000] {
+            for &i in &mp3 {
+                if i != out {
+                    v.push((i, out));
+                }
+            }
+        }
+        v
+    }
+
+    fn noise(n: usize, seed: u64) -> Vec<f32> {
+        let mut r = fastrand::Rng::with_seed(seed);
+        (0..n).map(|_| r.f32() - 0.5).collect()
+    }
+
+    /// `input` through one resampler in calls of `chunk` samples, flushed, as `decode_file`
+    /// does with a file's frames.
+    fn resample(in_rate: u32, out_rate: u32, input: &[f32], chunk: usize) -> Vec<f32> {
+        let mut rs = Resampler::new(in_rate, out_rate, 1).unwrap();
+        let mut out = Vec::new();
+        for c in input.chunks(chunk.max(1)) {
+            out.extend_from_slice(&rs.convert(&[c]).unwrap()[0]);
+        }
+        out.extend_from_slice(&rs.flush().unwrap()[0]);
+        out
+    }
+
+    #[test]
+    fn every_mp3_rate_converts_exactly_to_the_usual_output_rates() {
+        for (i, o) in pairs() {
+            assert!(rate_period(i, o).is_some(), "{i} → {o}");
+        }
+        // A ratio whose reduced output side exceeds the phase count would be rounded.
+        assert_eq!(rate_period(44_100, 44_101), None);
+    }
+
+    /// The predicted length is the resampler's, for every length up to well past the irregular
+    /// start, a spread of longer ones, and a long one on every residue of a period.
+    #[test]
+    fn the_predicted_length_is_the_resampled_one() {
+        let input = noise(1_200_000, 1);
+        for (i, o) in pairs() {
+            let (p, _) = rate_period(i, o).unwrap();
+            let mut lengths: Vec<usize> = (0..=600).collect();
+            lengths.extend((601..30_000).step_by(997));
+            lengths.extend(
+                (0..p as usize + 2)
+                    .step_by(p.div_ceil(7).max(1) as usize)
+                    .map(|k| 1_000_000 + k),
+            );
+            for n in lengths {
+                let got = resample(i, o, &input[..n], 1152).len() as u64;
+                let want = resampled_len(i, o, n as u64).unwrap().unwrap();
+                assert_eq!(want, got, "{i} → {o}, {n} samples");
+            }
+        }
+    }
+
+    /// The output does not depend on how the input is cut, and a resampler started where
+    /// [`resample_start`] says gives the file-long one's samples bit for bit from `from` on,
+    /// through the flush.
+    #[test]
+    fn a_resampler_started_on_the_period_continues_the_file_long_one() {
+        let input = noise(150_000, 2);
+        for (i, o) in pairs() {
+            let whole = resample(i, o, &input, 1152);
+            assert!(whole == resample(i, o, &input, 576), "{i} → {o}: chunking");
+            assert!(
+                whole == resample(i, o, &input, 100_000),
+                "{i} → {o}: chunking"
+            );
+            let period = rate_period(i, o).unwrap();
+            let n = whole.len() as u64;
+            let pre = RESAMPLE_PREROLL * period.1 / period.0;
+            for from in [
+                1,
+                pre - 1,
+                pre,
+                pre + 1,
+                pre + 777,
+                n / 3,
+                n / 2 + 13,
+                n - 300,
+                n - 1,
+            ] {
+                let (start, first_out) = resample_start(period, from);
+                assert!(first_out <= from);
+                let part = resample(i, o, &input[start as usize..], 1152);
+                let skip = (from - first_out) as usize;
+                assert_eq!(
+                    first_out + part.len() as u64,
+                    n,
+                    "{i} → {o} from {from}: length"
+                );
+                assert!(
+                    part[skip..] == whole[from as usize..],
+                    "{i} → {o} from {from} (started at input {start}): samples differ"
+                );
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@
 //! decodes to exactly the length the index predicted. A damaged frame, a sample-rate change
 //! or anything else that would move the clock is reported as a [`RangeError::Mismatch`], and
 //! the caller falls back to decoding the book in order.
+use super::decode::{rate_period, resample_start, Resampler};
 use super::input::{open_mp3, Mp3Input};
 use crate::error::{Error, Result};
 use ff::ffi;
@@ -216,10 +217,130 @@ pub fn decode_from(
     cancelled: &dyn Fn() -> bool,
     sink: &mut dyn FnMut(&[&[f32]]) -> Result<bool>,
 ) -> std::result::Result<(), RangeError> {
+    let mut scratch: Vec<Vec<f32>> = vec![Vec::with_capacity(1152); out_channels];
+    decode_source(track, index, from, cancelled, &mut |planes| {
+        for s in scratch.iter_mut() {
+            s.clear();
+        }
+        super::decode::remix_into(planes, &mut scratch);
+        let refs: Vec<&[f32]> = scratch.iter().map(|v| v.as_slice()).collect();
+        sink(&refs)
+    })
+    .map(|_| ())
+}
+
+/// [`decode_from`] for a file at another rate than the output's: decodes `track` and resamples
+/// it to `out_rate` exactly as [`decode_file`](super::decode::decode_file) does (one resampler
+/// for the whole file, flushed at its end), from output sample `from` of the resampled file to
+/// its end or until `sink` returns `false`, remixed to `out_channels` after resampling.
+/// `out_total` is the file's resampled length
+/// ([`resampled_len`](super::decode::resampled_len) of `index.total()`).
+///
+/// From the middle of a file, a fresh resampler starts at an input sample on the rate ratio's
+/// period, at least [`RESAMPLE_PREROLL`](super::decode::RESAMPLE_PREROLL) samples before the one under `from`, and the outputs
+/// before `from` are thrown away: the ones kept are bit for bit the file-long resampler's (see
+/// `av::decode`'s module docs). Near the file's start it starts at the start, like
+/// `decode_file`. Reaching the end, the resampler is flushed and the file must have resampled
+/// to exactly `out_total` samples, or this fails with [`RangeError::Mismatch`], as it does for
+/// anything [`decode_from`] finds different from the index, or a channel count that changes.
+#[allow(clippy::too_many_arguments)]
+pub fn decode_resampled_from(
+    track: &mut OpenTrack,
+    index: &TrackIndex,
+    out_rate: u32,
+    out_total: u64,
+    from: u64,
+    out_channels: usize,
+    cancelled: &dyn Fn() -> bool,
+    sink: &mut dyn FnMut(&[&[f32]]) -> Result<bool>,
+) -> std::result::Result<(), RangeError> {
+    let path = track.input.path.clone();
+    let mismatch = |why: String| RangeError::Mismatch(format!("{}: {why}", path.display()));
+    if from >= out_total {
+        return Ok(());
+    }
+    let Some((p, q)) = rate_period(index.rate, out_rate) else {
+        return Err(mismatch(format!(
+            "{} Hz to {out_rate} Hz is not a ratio swresample converts exactly",
+            index.rate
+        )));
+    };
+    // The resampler's first output is the file's output `first_out`.
+    let (start, first_out) = resample_start((p, q), from);
+    let av = |what: &str, e: ff::Error| RangeError::Other(Error::av(Some(&path), what, e));
+    let mut resampler: Option<Resampler> = None;
+    let mut scratch: Vec<Vec<f32>> = vec![Vec::with_capacity(2 * 1152); out_channels];
+    // The file's output sample the next resampled one is.
+    let mut pos = first_out;
+    let mut emit = |planes: &[Vec<f32>], pos: &mut u64| -> Result<bool> {
+        let n = planes.first().map_or(0, |p| p.len()) as u64;
+        let skip = from.saturating_sub(*pos).min(n) as usize;
+        *pos += n;
+        if skip as u64 == n {
+            return Ok(true);
+        }
+        for s in scratch.iter_mut() {
+            s.clear();
+        }
+        let cut: Vec<&[f32]> = planes.iter().map(|p| &p[skip..]).collect();
+        super::decode::remix_into(&cut, &mut scratch);
+        let refs: Vec<&[f32]> = scratch.iter().map(|v| v.as_slice()).collect();
+        sink(&refs)
+    };
+    let mut changed = None;
+    let reached_end = decode_source(track, index, start, cancelled, &mut |planes| {
+        let rs = match &mut resampler {
+            Some(rs) if rs.channels == planes.len() => rs,
+            Some(rs) => {
+                changed = Some((rs.channels, planes.len()));
+                return Ok(false);
+            }
+            None => resampler.insert(
+                Resampler::new(index.rate, out_rate, planes.len())
+                    .map_err(|e| Error::av(Some(&path), "set up the resampler", e))?,
+            ),
+        };
+        let out = rs
+            .convert(planes)
+            .map_err(|e| Error::av(Some(&path), "resample", e))?;
+        emit(&out, &mut pos)
+    })?;
+    if let Some((was, now)) = changed {
+        return Err(mismatch(format!(
+            "the channel count changes from {was} to {now} in the middle"
+        )));
+    }
+    if !reached_end {
+        return Ok(());
+    }
+    if let Some(mut rs) = resampler {
+        let tail = rs.flush().map_err(|e| av("flush the resampler", e))?;
+        if !emit(&tail, &mut pos)? {
+            return Ok(());
+        }
+    }
+    if pos != out_total {
+        return Err(mismatch(format!(
+            "resampled to {pos} samples at {out_rate} Hz, {out_total} expected"
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes `track` from sample `from` (per its `index`) at its own rate and channel count,
+/// for [`decode_from`] and [`decode_resampled_from`]. `Ok(true)` when the file's end was
+/// reached, `Ok(false)` when `sink` said stop.
+fn decode_source(
+    track: &mut OpenTrack,
+    index: &TrackIndex,
+    from: u64,
+    cancelled: &dyn Fn() -> bool,
+    sink: &mut dyn FnMut(&[&[f32]]) -> Result<bool>,
+) -> std::result::Result<bool, RangeError> {
     let path = track.input.path.clone();
     let mismatch = |why: String| RangeError::Mismatch(format!("{}: {why}", path.display()));
     if from >= index.total() {
-        return Ok(());
+        return Ok(true);
     }
     let wanted = index.packet_at(from);
     // Start at the file's beginning when the wanted packet is near it: the encoder delay's
@@ -251,7 +372,6 @@ pub fn decode_from(
         .audio()
         .map_err(|e| Error::av(Some(&path), "open the MP3 decoder".to_string(), e))?;
     let mut frame = ff::frame::Audio::empty();
-    let mut scratch: Vec<Vec<f32>> = vec![Vec::with_capacity(1152); out_channels];
     loop {
         if cancelled() {
             return Err(RangeError::Other(Error::Cancelled));
@@ -314,13 +434,8 @@ pub fn decode_from(
             let planes: Vec<&[f32]> = (0..in_ch)
                 .map(|c| &frame.plane::<f32>(c)[skip..n])
                 .collect();
-            for s in scratch.iter_mut() {
-                s.clear();
-            }
-            super::decode::remix_into(&planes, &mut scratch);
-            let refs: Vec<&[f32]> = scratch.iter().map(|v| v.as_slice()).collect();
-            if !sink(&refs)? {
-                return Ok(());
+            if !sink(&planes)? {
+                return Ok(false);
             }
         }
         if checked && got != index.expected(this) {
@@ -339,5 +454,5 @@ pub fn decode_from(
             index.packets()
         )));
     }
-    Ok(())
+    Ok(true)
 }

@@ -8,13 +8,20 @@
 //!
 //! 1. **Index** every file ([`index_mp3`]: demuxing only, about 15× cheaper than decoding) to
 //!    learn each packet's exact output length, so the book's sample clock is known before
-//!    anything is decoded: file `i` starts at `track_starts[i]`.
+//!    anything is decoded: file `i` starts at `track_starts[i]`. A file at another rate than
+//!    the output's counts with its exact resampled length ([`resampled_len`]: swresample's count
+//!    is a function of the input length alone, worked out in microseconds from the index).
 //! 2. **Plan** segments of up to [`RANGE_MAX_FRAMES`] AAC frames on the global frame grid, as
 //!    many as a multiple of the worker count so that the workers finish together.
 //! 3. Each **worker** takes the next segment, finds the file and packet where its lead-in
 //!    starts, decodes from there ([`decode_from`], a few packets of pre-roll before it),
 //!    through as many files as the segment spans, into a fresh [`SegmentEncoder`], and streams
-//!    the kept packets to the muxer as they come.
+//!    the kept packets to the muxer as they come. A resampled file is decoded and resampled
+//!    ([`decode_resampled_from`]) by a fresh resampler started on the rate ratio's period with
+//!    at least 1024 input samples of real audio before the wanted one, its first outputs
+//!    thrown away: the samples kept are bit for bit those of the in-order path's file-long
+//!    resampler (see `av::decode`), so a segment may start anywhere in a resampled file, and
+//!    joins and chapters fall where they would in a book that needs no resampling.
 //! 4. The **muxer** writes the lowest unfinished segment's packets as they arrive and holds
 //!    the later ones (a token bound limits how many segments are in flight, so this is at most
 //!    `tokens` segments of packets: ≈ 12 MB each at 128 kb/s, independent of book length).
@@ -22,16 +29,20 @@
 //! Every packet a worker decodes past its pre-roll is checked against the index; the first one
 //! that decodes differently (damage, a rate change) stops the run as a *re-plan*, and the
 //! caller converts the book again with the in-order path, which judges damage the usual way.
-//! Books that need resampling go to that path from the start (their output lengths are not
-//! known before decoding).
+//! A resampled file must also end exactly at its predicted length (checked after the
+//! resampler's flush). Only a rate pair swresample does not convert exactly (its reduced output
+//! side above 1024 phases; no MP3 rate to an AAC rate up to 48 kHz is one) sends a book to the
+//! in-order path from the start.
 use super::encode_segments::{tokens, SegmentEncoder, LEAD_OUT_FRAMES};
 use super::{
     judge_track, mux_segments, ChapterBuilder, Failure, PipelineJob, PipelineOutcome, SegmentMsg,
 };
-use crate::av::decode::DecodeStats;
+use crate::av::decode::{resampled_len, DecodeStats};
 use crate::av::encode::EncodedPacket;
 use crate::av::mux::{M4bMuxer, MuxChapter};
-use crate::av::packets::{decode_from, index_mp3, OpenTrack, RangeError, TrackIndex};
+use crate::av::packets::{
+    decode_from, decode_resampled_from, index_mp3, OpenTrack, RangeError, TrackIndex,
+};
 use crate::error::{Error, Result};
 use crate::progress::{CancelToken, ProgressSink};
 use crate::silence::RangePauses;
@@ -71,6 +82,10 @@ impl RangePlan {
     fn total(&self) -> u64 {
         self.track_starts.last().copied().unwrap_or(0)
     }
+    /// Each file's length on the book's clock (after resampling).
+    fn lengths(&self) -> Vec<u64> {
+        self.track_starts.windows(2).map(|w| w[1] - w[0]).collect()
+    }
 }
 
 /// How a ranged run ended, other than with a finished file.
@@ -86,13 +101,6 @@ pub(super) fn prepare(
     pool: &rayon::ThreadPool,
 ) -> std::result::Result<RangePlan, String> {
     let rate = job.target.sample_rate;
-    if let Some(t) = job.tracks.iter().find(|t| t.source_rate != rate) {
-        return Err(format!(
-            "{} is at {} Hz and needs resampling to {rate} Hz",
-            t.path.display(),
-            t.source_rate
-        ));
-    }
     let t0 = std::time::Instant::now();
     let indexes: Vec<Result<TrackIndex>> =
         pool.install(|| job.tracks.par_iter().map(|t| index_mp3(&t.path)).collect());
@@ -107,23 +115,29 @@ pub(super) fn prepare(
     for (i, r) in indexes.into_iter().enumerate() {
         let idx = r.map_err(|e| format!("indexing failed: {e}"))?;
         let path = &job.tracks[i].path;
-        if idx.rate != rate {
-            return Err(format!(
-                "{}: the stream is at {} Hz",
-                path.display(),
-                idx.rate
-            ));
-        }
+        // The file's length on the book's clock: resampled files' exactly as `decode_file`
+        // resamples them.
+        let len = match resampled_len(idx.rate, rate, idx.total()) {
+            Ok(Some(n)) => n,
+            Ok(None) => {
+                return Err(format!(
+                    "{}: {} Hz to {rate} Hz is not a ratio swresample converts exactly",
+                    path.display(),
+                    idx.rate
+                ))
+            }
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
         // A file shorter than its header announces is reported by the in-order path.
         let stats = DecodeStats {
-            output_samples: idx.total(),
+            output_samples: len,
             source_samples: idx.total(),
             ..Default::default()
         };
         if !matches!(judge_track(job, i, &stats), Ok(None)) {
             return Err(format!("{}: shorter than its header says", path.display()));
         }
-        starts.push(starts[i] + idx.total());
+        starts.push(starts[i] + len);
         out.push(idx);
     }
     let total = *starts.last().unwrap_or(&0);
@@ -203,6 +217,11 @@ pub(super) fn run(
     tracing::debug!(
         segments = plan.segments.len(),
         workers,
+        resampled = plan
+            .indexes
+            .iter()
+            .filter(|i| i.rate != job.target.sample_rate)
+            .count(),
         "multi-core encoding, each worker decoding its own range"
     );
 
@@ -290,7 +309,7 @@ pub(super) fn run(
         if !failure.stopped() && !cancel.is_cancelled() {
             // Every segment is encoded and every packet decoded as indexed: the clock is
             // exact, and the chapters can be placed on it.
-            let lengths: Vec<u64> = plan.indexes.iter().map(TrackIndex::total).collect();
+            let lengths = plan.lengths();
             let build = chapters.take().expect("the chapter builder is used once");
             let ranges = std::mem::take(&mut *silences.lock().unwrap_or_else(|p| p.into_inner()));
             let pauses = super::pauses(job, ranges);
@@ -318,7 +337,7 @@ pub(super) fn run(
         return Err(RangeFailure::Fail(Error::Cancelled));
     }
     let packets = result.map_err(RangeFailure::Fail)?;
-    let track_samples: Vec<u64> = plan.indexes.iter().map(TrackIndex::total).collect();
+    let track_samples = plan.lengths();
     for (i, (t, &n)) in job.tracks.iter().zip(&track_samples).enumerate() {
         progress.file_decoded(i, &t.path, n);
     }
@@ -414,7 +433,7 @@ fn decode_timeline(
     sink: &mut dyn FnMut(&[&[f32]]) -> Result<()>,
 ) -> std::result::Result<(), RangeError> {
     let (indexes, track_starts) = (&plan.indexes, &plan.track_starts);
-    let channels = job.target.channels.max(1) as usize;
+    let (channels, rate) = (job.target.channels.max(1) as usize, job.target.sample_rate);
     let mut pos = start;
     let mut track = track_starts
         .partition_point(|&s| s <= start)
@@ -433,13 +452,20 @@ fn decode_timeline(
         }
         let file = &mut open.as_mut().expect("opened above").1;
         let from = pos - track_starts[track];
-        decode_from(file, &indexes[track], from, channels, stop, &mut |planes| {
+        let mut take = |planes: &[&[f32]]| {
             let want = (end - pos).min(planes[0].len() as u64) as usize;
             let cut: Vec<&[f32]> = planes.iter().map(|p| &p[..want]).collect();
             sink(&cut)?;
             pos += want as u64;
             Ok(pos < end)
-        })?;
+        };
+        let index = &indexes[track];
+        if index.rate == rate {
+            decode_from(file, index, from, channels, stop, &mut take)?;
+        } else {
+            let len = track_starts[track + 1] - track_starts[track];
+            decode_resampled_from(file, index, rate, len, from, channels, stop, &mut take)?;
+        }
         if pos < end {
             // The file ended: it must have ended exactly where the index said.
             if pos != track_starts[track + 1] {

@@ -2,9 +2,10 @@
 //! thread:
 //!
 //! **Ranges** (more than one thread, the usual case; [`encode_ranges`]): the files are indexed
-//! (demuxed, not decoded) so the sample clock is known up front; each encoder worker decodes
-//! its own segment's range of the book and streams its packets to the muxer, which writes them
-//! in order.
+//! (demuxed, not decoded) so the sample clock is known up front, resampled files included
+//! (their exact resampled lengths follow from the index); each encoder worker decodes (and
+//! resamples) its own segment's range of the book and streams its packets to the muxer, which
+//! writes them in order.
 //!
 //! ```text
 //!  index (rayon) ─▶ segments on the frame grid ─▶ worker k: decode files from the right packet
@@ -12,8 +13,8 @@
 //!                                                  worker k+1: …                       ─┼─▶ muxer
 //! ```
 //!
-//! **In order** (`--jobs 1`, books that need resampling, and books whose files do not decode
-//! as indexed): a decode pool feeding, through bounded channels in book order, an AAC encoder
+//! **In order** (`--jobs 1`, books whose files do not decode as indexed, and books with a rate
+//! swresample does not convert exactly, which no MP3 rate is): a decode pool feeding, through bounded channels in book order, an AAC encoder
 //! stage (one encoder, or streamed segments) that feeds one muxer thread. The rest of this
 //! page is about this shape; [`encode_ranges`] explains its own bounds.
 //!
@@ -227,9 +228,9 @@ pub(crate) enum SegmentMsg {
 /// file; on failure the partial file is left for the caller to delete.
 ///
 /// With more than one thread, the book is first indexed and encoded in long ranges, each worker
-/// decoding its own ([`encode_ranges`]); a book that needs resampling, or whose files do not
-/// decode as indexed, goes through the in-order path instead (`open_muxer` is then called a
-/// second time, to start the output afresh).
+/// decoding (and resampling) its own ([`encode_ranges`]); a book whose files do not decode as
+/// indexed, or with a rate ratio swresample does not convert exactly, goes through the in-order
+/// path instead (`open_muxer` is then called a second time, to start the output afresh).
 pub fn run(
     job: &PipelineJob<'_>,
     open_muxer: &dyn Fn() -> Result<M4bMuxer>,

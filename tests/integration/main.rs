@@ -17,6 +17,7 @@ mod long_texts;
 mod metadata;
 mod probe;
 mod ranges;
+mod resampled;
 mod scaleout;
 mod serve;
 mod service_unit;

@@ -2,8 +2,10 @@
 //! sample where the decoder does, and decoding from any sample must give exactly the samples
 //! that decoding the whole file gives from there (bit for bit), in every MP3 flavour an
 //! audiobook comes in.
+use aiom4b::__internals::decode::{rate_period, resampled_len, RESAMPLE_PREROLL};
 use aiom4b::__internals::packets::{
-    decode_from, index_mp3, OpenTrack, RangeError, PREROLL_PACKETS,
+    decode_from, decode_resampled_from, index_mp3, OpenTrack, RangeError, TrackIndex,
+    PREROLL_PACKETS,
 };
 use aiom4b_testkit::fixtures::{
     audio_start, write_mp3, FrameHeader, Length, Mp3Spec, RateControl, Signal,
@@ -254,6 +256,257 @@ fn an_open_file_serves_ranges_forward_and_backward() {
                 got[c] == reference[c][from as usize..from as usize + len],
                 "range from {from}: channel {c} differs"
             );
+        }
+    }
+}
+
+/// Decodes a resampled range with `file`: from output sample `from`, `len` samples or to the
+/// end.
+fn ranged_resampled(
+    file: &mut OpenTrack,
+    index: &TrackIndex,
+    (out_rate, out_total, channels): (u32, u64, usize),
+    from: u64,
+    len: Option<usize>,
+) -> Vec<Vec<f32>> {
+    let mut got: Vec<Vec<f32>> = vec![Vec::new(); channels];
+    let limit = len.unwrap_or(usize::MAX);
+    decode_resampled_from(
+        file,
+        index,
+        out_rate,
+        out_total,
+        from,
+        channels,
+        &|| false,
+        &mut |p| {
+            let take = (limit - got[0].len()).min(p[0].len());
+            for (d, s) in got.iter_mut().zip(p) {
+                d.extend_from_slice(&s[..take]);
+            }
+            Ok(got[0].len() < limit)
+        },
+    )
+    .unwrap_or_else(|e| panic!("from {from}: {e:?}"));
+    got
+}
+
+/// The multi-core path's resampling: before decoding, the index and the resampler's arithmetic
+/// give every resampled file's exact length, and decoding from any output sample gives exactly
+/// the samples the in-order decode (`decode_file`: one resampler per file, flushed at its end)
+/// gives from there, bit for bit, to the end of the file: from the start, inside the resampler's
+/// pre-roll, on and around the first sample that needs a mid-file start, in the middle, in the
+/// last frame. Every MP3 rate family, mono and stereo, up- and downmixed after resampling.
+#[test]
+fn a_resampled_file_decodes_from_any_sample_as_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let speech = |seed| Signal::SpeechLike { seed };
+    let spec = |rate: u32, channels: u16, samples: u64, seed: u64| Mp3Spec {
+        length: Length::Samples(samples),
+        sample_rate: rate,
+        channels,
+        rate_control: RateControl::Cbr {
+            bitrate_bps: if rate < 32_000 { 32_000 } else { 128_000 },
+        },
+        signal: speech(seed),
+        ..Mp3Spec::default()
+    };
+    // (name, file, output rate, output channels, strip the LAME header)
+    let cases: Vec<(&str, Mp3Spec, u32, usize, bool)> = vec![
+        (
+            "22.05k mono to 44.1k stereo",
+            spec(22_050, 1, 22_050 * 9 + 700, 21),
+            44_100,
+            2,
+            false,
+        ),
+        (
+            "22.05k mono to 44.1k mono",
+            spec(22_050, 1, 22_050 * 4 + 1, 22),
+            44_100,
+            1,
+            false,
+        ),
+        (
+            "48k stereo to 44.1k stereo",
+            spec(48_000, 2, 48_000 * 6 + 77, 23),
+            44_100,
+            2,
+            false,
+        ),
+        (
+            "48k stereo to 44.1k mono",
+            spec(48_000, 2, 48_000 * 4 + 5, 24),
+            44_100,
+            1,
+            false,
+        ),
+        (
+            "44.1k stereo to 48k",
+            spec(44_100, 2, 44_100 * 4 + 333, 25),
+            48_000,
+            2,
+            false,
+        ),
+        (
+            "24k mono vbr to 44.1k",
+            Mp3Spec {
+                rate_control: RateControl::Vbr { quality: 6 },
+                ..spec(24_000, 1, 24_000 * 5 + 3, 26)
+            },
+            44_100,
+            2,
+            false,
+        ),
+        (
+            "11.025k mono (mpeg-2.5) to 44.1k",
+            spec(11_025, 1, 11_025 * 6 + 9, 27),
+            44_100,
+            2,
+            false,
+        ),
+        (
+            "8k mono to 44.1k",
+            spec(8_000, 1, 8_000 * 6 + 1, 28),
+            44_100,
+            1,
+            false,
+        ),
+        (
+            "32k stereo to 44.1k",
+            spec(32_000, 2, 32_000 * 5 + 500, 29),
+            44_100,
+            2,
+            false,
+        ),
+        (
+            "48k stereo to 22.05k mono",
+            spec(48_000, 2, 48_000 * 4 + 1, 30),
+            22_050,
+            1,
+            false,
+        ),
+        (
+            "48k without the LAME header to 44.1k",
+            spec(48_000, 2, 48_000 * 4 + 9, 31),
+            44_100,
+            2,
+            true,
+        ),
+        (
+            "22.05k shorter than one frame",
+            spec(22_050, 1, 300, 32),
+            44_100,
+            2,
+            false,
+        ),
+    ];
+    for (name, spec, out_rate, channels, strip) in cases {
+        let path = tmp.path().join(format!(
+            "{}.mp3",
+            name.replace([' ', '(', ')', ',', '.'], "_")
+        ));
+        write_mp3(&path, &spec).unwrap();
+        if strip {
+            strip_lame_header(&path);
+        }
+        let reference = whole(&path, out_rate, channels);
+        let n = reference[0].len() as u64;
+        let index = index_mp3(&path).unwrap();
+        assert_eq!(index.rate, spec.sample_rate, "{name}");
+        let predicted = resampled_len(index.rate, out_rate, index.total())
+            .unwrap()
+            .unwrap_or_else(|| panic!("{name}: no exact ratio"));
+        assert_eq!(
+            predicted, n,
+            "{name}: predicted length against the in-order decode"
+        );
+        let (p, q) = rate_period(index.rate, out_rate).unwrap();
+        // The first output whose resampler starts in the middle of the file.
+        let mid = (RESAMPLE_PREROLL + p) * q / p;
+        let frame = if spec.sample_rate < 32_000 { 576 } else { 1152 } * q / p;
+        let mut file = OpenTrack::open(&path).unwrap();
+        for from in [
+            0,
+            1,
+            481,
+            mid - 1,
+            mid,
+            mid + 1,
+            3 * frame + 17,
+            n / 3,
+            n / 2,
+            n - frame / 2,
+            n - 1,
+        ] {
+            if from >= n {
+                continue;
+            }
+            let got = ranged_resampled(&mut file, &index, (out_rate, n, channels), from, None);
+            for c in 0..channels {
+                assert_eq!(got[c].len() as u64, n - from, "{name}: from {from}: length");
+                assert!(
+                    got[c] == reference[c][from as usize..],
+                    "{name}: from {from}: samples differ from the in-order decode, channel {c}"
+                );
+            }
+        }
+        // Bounded ranges with one open file, forward then back, as a worker's.
+        if n > 4 * mid {
+            for (from, len) in [(n / 4, 5_000usize), (n / 2, 7_000), (mid + 3, 9_000)] {
+                let got =
+                    ranged_resampled(&mut file, &index, (out_rate, n, channels), from, Some(len));
+                for c in 0..channels {
+                    assert!(
+                        got[c] == reference[c][from as usize..from as usize + len],
+                        "{name}: range {from}+{len}: channel {c} differs"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A resampled file that ends anywhere else than its predicted length (here: the caller's
+/// length is one sample off) stops the ranged run as a mismatch, after the resampler's flush.
+#[test]
+fn a_resampled_file_that_ends_off_its_predicted_length_is_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("r.mp3");
+    write_mp3(
+        &path,
+        &Mp3Spec {
+            length: Length::Samples(22_050 * 3 + 11),
+            sample_rate: 22_050,
+            channels: 1,
+            signal: Signal::SpeechLike { seed: 33 },
+            ..Mp3Spec::default()
+        },
+    )
+    .unwrap();
+    let index = index_mp3(&path).unwrap();
+    let n = resampled_len(22_050, 44_100, index.total())
+        .unwrap()
+        .unwrap();
+    for (total, from) in [(n + 1, 0), (n - 1, n / 2)] {
+        let r = decode_resampled_from(
+            &mut OpenTrack::open(&path).unwrap(),
+            &index,
+            44_100,
+            total,
+            from,
+            2,
+            &|| false,
+            &mut |_| Ok(true),
+        );
+        match r {
+            Err(RangeError::Mismatch(why)) => {
+                assert!(
+                    why.contains("r.mp3") && why.contains(&format!("{n}")),
+                    "{why}"
+                )
+            }
+            other => panic!("length {total} from {from}: expected a mismatch, got {other:?}"),
         }
     }
 }

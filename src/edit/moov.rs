@@ -411,7 +411,8 @@ pub(crate) fn chapter_samples(chapters: &[Chapter]) -> (Vec<u8>, Vec<u32>) {
     (data, sizes)
 }
 
-fn full(kind: &FourCC, version: u8, flags: u32, body: &[u8]) -> Vec<u8> {
+/// A full box: version, 24-bit flags, then `body`.
+pub(crate) fn full(kind: &FourCC, version: u8, flags: u32, body: &[u8]) -> Vec<u8> {
     let mut b = Vec::with_capacity(4 + body.len());
     b.extend_from_slice(&((version as u32) << 24 | flags).to_be_bytes());
     b.extend_from_slice(body);
@@ -477,9 +478,7 @@ pub(crate) fn chapter_trak(
         text_info.extend_from_slice(&m.to_be_bytes());
     }
     let gmhd = boxed(b"gmhd", &[gmin, boxed(b"text", &text_info)].concat());
-    let url = full(b"url ", 0, 1, &[]);
-    let dref = full(b"dref", 0, 0, &[&1u32.to_be_bytes()[..], &url].concat());
-    let dinf = boxed(b"dinf", &dref);
+    let dinf = dinf_box();
 
     // The text sample entry body exactly as FFmpeg 5.1 writes it for chapters: reserved, data
     // reference index 1, display flags, justification, colours, text box, font (ID 1), then
@@ -520,6 +519,13 @@ pub(crate) fn chapter_trak(
     let minf = boxed(b"minf", &[gmhd, dinf, stbl].concat());
     let mdia = boxed(b"mdia", &[mdhd, hdlr, minf].concat());
     boxed(b"trak", &[tkhd, edts, mdia].concat())
+}
+
+/// The `dinf` every track carries: one `url ` reference with flag 1 (the data is in this file).
+pub(crate) fn dinf_box() -> Vec<u8> {
+    let url = full(b"url ", 0, 1, &[]);
+    let dref = full(b"dref", 0, 0, &[&1u32.to_be_bytes()[..], &url].concat());
+    boxed(b"dinf", &dref)
 }
 
 /// An `stco` (or `co64` when `wide`) box.
@@ -823,7 +829,7 @@ fn rebuild_meta(meta: &BoxRef<'_>, ilst_body: &[u8]) -> Parse<Vec<u8>> {
 }
 
 /// An ISO `meta` full box with the iTunes `hdlr` (`mdir`/`appl`) around a new `ilst`.
-fn new_meta(ilst_body: &[u8]) -> Vec<u8> {
+pub(crate) fn new_meta(ilst_body: &[u8]) -> Vec<u8> {
     let mut hdlr = vec![0u8; 4];
     hdlr.extend_from_slice(b"mdir");
     hdlr.extend_from_slice(b"appl");

@@ -495,12 +495,22 @@ pub(crate) fn chapter_trak(
         &[&1u32.to_be_bytes()[..], &boxed(b"text", &entry)].concat(),
     );
 
+    // Run-length durations and, when every sample has the same size, one size for all: as
+    // movenc writes them (mediainfo reads the chapter track's last duration from the runs).
     let n = ticks.len();
-    let mut stts = (n as u32).to_be_bytes().to_vec();
+    let mut runs: Vec<(u32, u32)> = Vec::new();
     for i in 0..n {
         let next = ticks.get(i + 1).copied().unwrap_or(total_ticks);
-        stts.extend_from_slice(&1u32.to_be_bytes());
-        stts.extend_from_slice(&u32c(next - ticks[i]).to_be_bytes());
+        let d = u32c(next.saturating_sub(ticks[i]));
+        match runs.last_mut() {
+            Some((count, delta)) if *delta == d => *count += 1,
+            _ => runs.push((1, d)),
+        }
+    }
+    let mut stts = (runs.len() as u32).to_be_bytes().to_vec();
+    for (count, delta) in runs {
+        stts.extend_from_slice(&count.to_be_bytes());
+        stts.extend_from_slice(&delta.to_be_bytes());
     }
     let stts = full(b"stts", 0, 0, &stts);
     let mut stsc = 1u32.to_be_bytes().to_vec();
@@ -508,10 +518,16 @@ pub(crate) fn chapter_trak(
         stsc.extend_from_slice(&v.to_be_bytes());
     }
     let stsc = full(b"stsc", 0, 0, &stsc);
-    let mut stsz = vec![0; 4];
+    let uniform = match sizes {
+        [first, rest @ ..] if rest.iter().all(|s| s == first) => *first,
+        _ => 0,
+    };
+    let mut stsz = uniform.to_be_bytes().to_vec();
     stsz.extend_from_slice(&(n as u32).to_be_bytes());
-    for s in sizes {
-        stsz.extend_from_slice(&s.to_be_bytes());
+    if uniform == 0 {
+        for s in sizes {
+            stsz.extend_from_slice(&s.to_be_bytes());
+        }
     }
     let stsz = full(b"stsz", 0, 0, &stsz);
     let stco = offsets_box(&[chunk_offset], chunk_offset > u32::MAX as u64);

@@ -16,8 +16,8 @@
 //! chunk (64 frames) is kept. At `finish` the `moov` is built (the `stsz` entries stay on disk
 //! and are moved within the file to their place), written at the front, and the rest of the
 //! reservation becomes a `free` box (which later edits reuse to grow tags in place). If the
-//! `moov` does not fit (far more frames or chapter text than expected), it goes after `mdat`
-//! instead: the file stays correct, just not faststart.
+//! `moov` does not fit (far more frames or chapter text than expected), the audio is moved
+//! forward once to make room: slower, but the file is as it would have been.
 //!
 //! The boxes follow what FFmpeg 5.1's `ipod` muxer writes for the same stream (its layout is
 //! the reference the tests compare against): `mvhd`/`tkhd`/`mdhd`/`elst` switch to version 1
@@ -49,10 +49,11 @@ const AUDIO_ID: u32 = 1;
 const CHAPTER_ID: u32 = 2;
 /// AAC frames per chunk (≈ 1.5 s at 44.1 kHz): one `stco` entry per 64 frames.
 pub(crate) const CHUNK_FRAMES: u32 = 64;
-/// Reservation room for boxes of known-small size (mvhd, tkhd, stsd, stts, …).
-const FIXED_ALLOWANCE: u64 = 8 << 10;
-/// Reservation room for what only `finish` knows: the chapter track's tables and `chpl`
-/// (255 titles of 255 bytes would be ≈ 66 KiB) — some 1,500 chapters with short titles.
+/// Reservation room for boxes of known-small size (mvhd, tkhd, stsd, stts, …: ~1.5 KB).
+const FIXED_ALLOWANCE: u64 = 4 << 10;
+/// Reservation room for the chapter track's tables and `chpl` when the chapters are not known
+/// in advance (255 titles of 255 bytes would be ≈ 66 KiB): some 1,500 chapters with short
+/// titles. [`Mp4Writer::expect_chapters`] replaces it with the exact need.
 const CHAPTER_ALLOWANCE: u64 = 64 << 10;
 /// `stsz` entries are written to the reservation in blocks of this many bytes.
 const SIZE_BLOCK: usize = 64 << 10;
@@ -580,6 +581,8 @@ pub(crate) struct Mp4Writer {
     rate: u32,
     /// Expected frames, for sizing the reservation.
     expected_frames: u64,
+    /// Room reserved for the chapter track and `chpl`.
+    chapter_allowance: u64,
     ilst: Vec<u8>,
     layout: Option<Layout>,
     /// End of the data written so far.
@@ -623,6 +626,7 @@ impl Mp4Writer {
             rate,
             // Until told otherwise: room for an hour.
             expected_frames: 3600 * rate as u64 / 1024,
+            chapter_allowance: CHAPTER_ALLOWANCE,
             ilst: ilst_body(metadata, cover),
             layout: None,
             pos: 0,
@@ -650,6 +654,30 @@ impl Mp4Writer {
         }
     }
 
+    /// Sizes the chapters' share of the reservation for these titles (what the chapter
+    /// track and `chpl` will take, built by the same builders). Only before the first frame.
+    pub fn expect_chapters(&mut self, titles: &[&str]) {
+        if self.layout.is_some() {
+            return;
+        }
+        let n = titles.len() as u64;
+        let list: Vec<Chapter> = titles
+            .iter()
+            .zip(0..)
+            .map(|(t, i)| Chapter {
+                title: t.to_string(),
+                start_samples: i,
+            })
+            .collect();
+        // The worst case of the track's tables: every duration and size different, offsets
+        // past 4 GiB.
+        let ticks: Vec<u64> = (0..n).map(|i| i * (i + 1)).collect();
+        let sizes: Vec<u32> = (0..n as u32).collect();
+        let trak = chapter_trak(CHAPTER_ID, &ticks, &sizes, n * n + 1, 1, u64::MAX);
+        let tref = 20;
+        self.chapter_allowance = trak.len() as u64 + chpl_box(&list, 1).len() as u64 + tref + 512;
+    }
+
     fn to_track(&self, v: i64) -> i64 {
         rescale(v, self.audio.timescale as u64, self.rate as u64)
     }
@@ -661,7 +689,7 @@ impl Mp4Writer {
         let fixed = FIXED_ALLOWANCE
             + self.ilst.len() as u64
             + self.audio.asc.len() as u64
-            + CHAPTER_ALLOWANCE
+            + self.chapter_allowance
             + 8 * (cap / CHUNK_FRAMES as u64 + 2);
         let layout = Layout {
             reserve_at: ftyp.len() as u64,
@@ -791,69 +819,66 @@ impl Mp4Writer {
 
         let file = self.out.get_ref();
         let path = &self.path;
+        let scratch_at = l.scratch_at();
+        let (mut reserve_len, mut mdat_at, mut end) = (l.reserve_len, l.mdat_at, end);
+        let mut chapters = layout_chapters;
+        let fits = |m: &MoovParts, room: u64| m.len() == room || m.len() + 8 <= room;
+        let mut moov = build_moov(&self.audio, Some(&chapters), &self.ilst);
+        if !fits(&moov, reserve_len) {
+            // Far more frames or chapter text than expected: move the audio once to make room
+            // (rare; the index stays in front, where players and `verify` want it).
+            tracing::info!(
+                path = %path.display(),
+                moov_bytes = moov.len(),
+                reserved = reserve_len,
+                "the index outgrew the space reserved for it; moving the audio to make room"
+            );
+            while !fits(&moov, reserve_len) {
+                let delta = (moov.len() + 8 - reserve_len).next_multiple_of(64 << 10);
+                move_within(file, mdat_at, mdat_at + delta, end - mdat_at)
+                    .map_err(|e| io(path, e))?;
+                for o in &mut self.audio.chunk_offsets {
+                    *o += delta;
+                }
+                chapters.offset += delta;
+                (reserve_len, mdat_at, end) = (reserve_len + delta, mdat_at + delta, end + delta);
+                moov = build_moov(&self.audio, Some(&chapters), &self.ilst);
+            }
+        }
+
         // mdat: 32-bit after an 8-byte free box, or 64-bit over both.
-        let mdat_header = if end - l.mdat_at - 8 <= u32::MAX as u64 {
+        let mdat_header = if end - mdat_at - 8 <= u32::MAX as u64 {
             let mut h = boxed(b"free", &[]);
-            h.extend_from_slice(&((end - l.mdat_at - 8) as u32).to_be_bytes());
+            h.extend_from_slice(&((end - mdat_at - 8) as u32).to_be_bytes());
             h.extend_from_slice(b"mdat");
             h
         } else {
             let mut h = 1u32.to_be_bytes().to_vec();
             h.extend_from_slice(b"mdat");
-            h.extend_from_slice(&(end - l.mdat_at).to_be_bytes());
+            h.extend_from_slice(&(end - mdat_at).to_be_bytes());
             h
         };
-        file.write_all_at(&mdat_header, l.mdat_at)
+        file.write_all_at(&mdat_header, mdat_at)
             .map_err(|e| io(path, e))?;
 
-        let moov = build_moov(&self.audio, Some(&layout_chapters), &self.ilst);
+        // The stsz entries move from the end of the reservation to their place in the moov,
+        // then the rest of the moov is written around them.
         let stored = self.flushed;
-        let fits = moov.len() == l.reserve_len || moov.len() + 8 <= l.reserve_len;
-        if fits {
-            let dest = l.reserve_at + moov.head.len() as u64;
-            move_within(file, l.scratch_at(), dest, 4 * stored).map_err(|e| io(path, e))?;
-            let over: Vec<u8> = self.overflow.iter().flat_map(|s| s.to_be_bytes()).collect();
-            file.write_all_at(&over, dest + 4 * stored)
-                .map_err(|e| io(path, e))?;
-            file.write_all_at(&moov.head, l.reserve_at)
-                .map_err(|e| io(path, e))?;
-            file.write_all_at(&moov.tail, dest + moov.hole)
-                .map_err(|e| io(path, e))?;
-            let rest = l.reserve_len - moov.len();
-            if rest > 0 {
-                let mut free = (rest as u32).to_be_bytes().to_vec();
-                free.extend_from_slice(b"free");
-                file.write_all_at(&free, l.reserve_at + moov.len())
-                    .map_err(|e| io(path, e))?;
-            }
-        } else {
-            // Far more than expected: the index goes after the audio (the reservation stays
-            // a free box). Correct, but players must read the end of the file first.
-            tracing::info!(
-                path = %path.display(),
-                moov_bytes = moov.len(),
-                reserved = l.reserve_len,
-                "the index did not fit the space reserved for it; writing it at the end"
-            );
-            let mut w = BufWriter::with_capacity(MOVE_BLOCK, file);
-            (|| -> std::io::Result<()> {
-                (&mut w).seek(SeekFrom::Start(end))?;
-                w.write_all(&moov.head)?;
-                let mut buf = vec![0u8; MOVE_BLOCK];
-                let mut done = 0u64;
-                while done < 4 * stored {
-                    let n = (4 * stored - done).min(MOVE_BLOCK as u64) as usize;
-                    file.read_exact_at(&mut buf[..n], l.scratch_at() + done)?;
-                    w.write_all(&buf[..n])?;
-                    done += n as u64;
-                }
-                for s in &self.overflow {
-                    w.write_all(&s.to_be_bytes())?;
-                }
-                w.write_all(&moov.tail)?;
-                w.flush()
-            })()
+        let dest = l.reserve_at + moov.head.len() as u64;
+        move_within(file, scratch_at, dest, 4 * stored).map_err(|e| io(path, e))?;
+        let over: Vec<u8> = self.overflow.iter().flat_map(|s| s.to_be_bytes()).collect();
+        file.write_all_at(&over, dest + 4 * stored)
             .map_err(|e| io(path, e))?;
+        file.write_all_at(&moov.head, l.reserve_at)
+            .map_err(|e| io(path, e))?;
+        file.write_all_at(&moov.tail, dest + moov.hole)
+            .map_err(|e| io(path, e))?;
+        let rest = reserve_len - moov.len();
+        if rest > 0 {
+            let mut free = (rest as u32).to_be_bytes().to_vec();
+            free.extend_from_slice(b"free");
+            file.write_all_at(&free, l.reserve_at + moov.len())
+                .map_err(|e| io(path, e))?;
         }
         Ok(())
     }
@@ -1098,13 +1123,26 @@ mod tests {
         }
     }
 
-    /// Writes `frames` packets after saying to expect `expected` samples; returns the file.
-    fn write_file(dir: &Path, frames: u64, expected: Option<u64>, chapters: usize) -> PathBuf {
-        let path = dir.join(format!("{frames}-{expected:?}-{chapters}.m4b"));
+    /// Writes `frames` packets after saying to expect `expected` samples (and, if `tell`, the
+    /// chapter titles); returns the file.
+    fn write_file(
+        dir: &Path,
+        frames: u64,
+        expected: Option<u64>,
+        chapters: usize,
+        tell: bool,
+    ) -> PathBuf {
+        let path = dir.join(format!("{frames}-{expected:?}-{chapters}-{tell}.m4b"));
         let meta = vec![("title".to_string(), "Book".to_string())];
         let mut w = Mp4Writer::create(&path, &params(), &meta, None, Brand::M4b).unwrap();
         if let Some(e) = expected {
             w.expect_samples(e, 1024, 1024);
+        }
+        let titles: Vec<String> = (0..chapters)
+            .map(|k| format!("{k} {}", "x".repeat(200)))
+            .collect();
+        if tell {
+            w.expect_chapters(&titles.iter().map(String::as_str).collect::<Vec<_>>());
         }
         for i in 0..frames {
             w.write(&packet(i, i as i64 * 1024 - 1024)).unwrap();
@@ -1113,7 +1151,7 @@ mod tests {
         let marks: Vec<MuxChapter> = (0..chapters)
             .map(|k| MuxChapter {
                 // Long titles make the index outgrow what was reserved for chapters.
-                title: format!("{k} {}", "x".repeat(200)),
+                title: titles[k].clone(),
                 start: total * k as i64 / chapters as i64,
                 end: total * (k as i64 + 1) / chapters as i64,
             })
@@ -1145,41 +1183,64 @@ mod tests {
         }
         let f = facts(moov).unwrap();
         assert_eq!(f.total_samples, (frames - 1) * 1024);
+        // The chapter texts are where the chapter track says.
+        let text = moov
+            .children()
+            .map(|c| c.unwrap())
+            .filter(|c| c.kind == *b"trak")
+            .nth(1)
+            .unwrap();
+        let stbl = text.descend(&[b"mdia", b"minf", b"stbl"]).unwrap().unwrap();
+        let (t, _) = mp4box::parse_stbl(&stbl).unwrap();
+        let first = t.chunks(data.len() as u64).unwrap()[0];
+        let at = first.offset as usize;
+        let want = crate::edit::moov::text_sample(&format!("0 {}", "x".repeat(200)));
+        assert_eq!(&data[at..at + want.len()], &want[..], "first chapter text");
         tops.iter().map(|b| mp4box::fourcc_str(&b.kind)).collect()
     }
 
     #[test]
-    fn the_index_goes_to_the_front_when_it_fits_and_after_the_audio_when_not() {
+    fn the_index_is_in_front_however_long_the_book_and_its_chapters() {
         let dir = tempfile::tempdir().unwrap();
-        // As expected: moov first, the rest of the reservation free.
-        let p = write_file(dir.path(), 3000, Some(3000 * 1024), 3);
-        assert_eq!(
-            check_file(&p, 3000),
-            ["ftyp", "moov", "free", "free", "mdat"]
-        );
-        // Fewer frames than expected (the entries move further forward).
-        let p = write_file(dir.path(), 1500, Some(3000 * 1024), 3);
-        assert_eq!(
-            check_file(&p, 1500),
-            ["ftyp", "moov", "free", "free", "mdat"]
-        );
-        // Ten times as many: the extra entries wait in memory; the index no longer fits.
-        let p = write_file(dir.path(), 30_000, Some(3000 * 1024), 3);
-        assert_eq!(
-            check_file(&p, 30_000),
-            ["ftyp", "free", "free", "mdat", "moov"]
-        );
-        // A few more than the margin: the extra entries come from memory, still at the front.
-        let p = write_file(dir.path(), 3500, Some(3000 * 1024), 3);
-        assert_eq!(
-            check_file(&p, 3500),
-            ["ftyp", "moov", "free", "free", "mdat"]
-        );
-        // Far more chapter text than reserved for.
-        let p = write_file(dir.path(), 2000, Some(2000 * 1024), 3000);
-        assert_eq!(
-            check_file(&p, 2000),
-            ["ftyp", "free", "free", "mdat", "moov"]
-        );
+        let cases = [
+            // As expected: the rest of the reservation is free.
+            (3000, 3000, 3),
+            // Fewer frames than expected (the entries move further forward).
+            (1500, 3000, 3),
+            // A few more than the margin: the extra entries come from memory.
+            (3500, 3000, 3),
+            // Ten times as many: the index no longer fits; the audio moves once.
+            (30_000, 3000, 3),
+            // Far more chapter text than reserved for: the same.
+            (2000, 2000, 3000),
+            // Nothing said: room for an hour, and far less written.
+            (100, 0, 1),
+        ];
+        for (frames, expected, chapters) in cases {
+            let expected = (expected > 0).then_some(expected * 1024);
+            let p = write_file(dir.path(), frames, expected, chapters, false);
+            let layout = check_file(&p, frames);
+            assert_eq!(
+                layout,
+                ["ftyp", "moov", "free", "free", "mdat"],
+                "{frames} frames"
+            );
+        }
+    }
+
+    /// Chapters told in advance (as `split` does) get just their room: the file is hardly
+    /// larger than its boxes, which `split --max-size` counts on.
+    #[test]
+    fn known_chapters_reserve_just_their_room() {
+        let dir = tempfile::tempdir().unwrap();
+        for chapters in [1, 300] {
+            let p = write_file(dir.path(), 3000, Some(2999 * 1024), chapters, true);
+            let layout = check_file(&p, 3000);
+            assert_eq!(layout, ["ftyp", "moov", "free", "free", "mdat"]);
+            let data = std::fs::read(&p).unwrap();
+            let tops: Vec<BoxRef<'_>> = mp4box::children(&data, 0).map(|b| b.unwrap()).collect();
+            let free = tops[2].size();
+            assert!(free < FIXED_ALLOWANCE + 4096, "{free} bytes free");
+        }
     }
 }

@@ -138,6 +138,16 @@ impl M4bMuxer {
         self
     }
 
+    /// Tells the writer the chapters' titles in advance (e.g. when splitting a book), so the
+    /// index's space is reserved to the byte instead of with room for many chapters. Before
+    /// the first [`M4bMuxer::write`]; `finish` may still get other chapters.
+    pub fn expect_chapters(mut self, titles: &[&str]) -> Self {
+        if let Inner::Native(w) = &mut self.inner {
+            w.expect_chapters(titles);
+        }
+        self
+    }
+
     /// Writes one AAC packet; timestamps are in output samples.
     pub fn write(&mut self, p: &EncodedPacket) -> Result<()> {
         match &mut self.inner {

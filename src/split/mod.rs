@@ -570,7 +570,13 @@ fn write_part(
         meta.series_part.as_deref(),
     ));
     let mut mux = M4bMuxer::create_with(muxer, out, &params, &metadata, cover, brand)?
-        .expect_samples(p.end - p.start, &params);
+        .expect_samples(p.end - p.start, &params)
+        .expect_chapters(
+            &chapters
+                .iter()
+                .map(|c| c.title.as_str())
+                .collect::<Vec<_>>(),
+        );
     let mut buf = Vec::new();
     for x in &pk[a..last] {
         buf.resize(x.size as usize, 0);

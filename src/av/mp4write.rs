@@ -29,8 +29,8 @@
 //! Hand-written because no maintained Rust crate writes MP4 in one pass with a reserved,
 //! front-placed `moov` and on-disk sample tables (`mp4`/`mp4-rust` keep every sample entry in
 //! memory and write `moov` at the end; `mp4ameta` only edits tags, see `mp4tags`).
-use super::aac::{EncodedPacket, StreamParams};
-use super::mux::{Brand, MuxChapter};
+use super::aac::EncodedPacket;
+use super::mux::{Brand, MuxChapter, MuxTarget};
 use crate::edit::moov::{
     boxed, chapter_samples, chapter_trak, chpl_box, dinf_box, encode_item, full, new_meta,
     offsets_box, Chapter, NewItem,
@@ -603,13 +603,14 @@ pub(crate) struct Mp4Writer {
 impl Mp4Writer {
     /// Creates (truncates) `path`; the header is written with the first frame, once
     /// [`Mp4Writer::expect_samples`] may have said how long the book is.
-    pub fn create(
-        path: &Path,
-        params: &StreamParams,
-        metadata: &[(String, String)],
-        cover: Option<&Picture>,
-        brand: Brand,
-    ) -> Result<Self> {
+    pub fn create(target: MuxTarget<'_>) -> Result<Self> {
+        let MuxTarget {
+            path,
+            params,
+            metadata,
+            cover,
+            brand,
+        } = target;
         // Read too: the `stsz` entries are read back from the reservation at the end.
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -739,7 +740,7 @@ impl Mp4Writer {
         }
         self.last_dts = dts;
         self.last_duration = self.to_track(p.duration).max(0);
-        if self.audio.frames.is_multiple_of(CHUNK_FRAMES as u64) {
+        if self.audio.frames % CHUNK_FRAMES as u64 == 0 {
             self.audio.chunk_offsets.push(self.pos);
         }
         self.out.write_all(&p.data).map_err(|e| io(&self.path, e))?;
@@ -906,11 +907,23 @@ fn move_within(file: &File, src: u64, dest: u64, len: u64) -> std::io::Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::av::aac::StreamParams;
     use crate::edit::moov::facts;
-    use crate::mp4box::{self, BoxRef};
+    use crate::mp4box::{self, BoxRef, ChunkRun};
 
     fn moov_view(buf: &[u8]) -> BoxRef<'_> {
         crate::edit::moov::view(buf, 0).unwrap()
+    }
+
+    /// The audio track's sample table, its chunks checked against a file of `file_len` bytes.
+    fn audio_table(m: &BoxRef<'_>, file_len: u64) -> (mp4box::SampleTable, Vec<ChunkRun>) {
+        let stbl = m
+            .descend(&[b"trak", b"mdia", b"minf", b"stbl"])
+            .unwrap()
+            .unwrap();
+        let (t, _) = mp4box::parse_stbl(&stbl).unwrap();
+        let runs = t.chunks(file_len).unwrap();
+        (t, runs)
     }
 
     /// An audio track of `frames` frames of 1024 ticks (the last `last` ticks) whose chunks
@@ -989,12 +1002,7 @@ mod tests {
         assert_eq!((e[0].segment_duration, e[0].media_time), (movie_ms, 1024));
         assert_eq!(f.chapter_ids, vec![CHAPTER_ID]);
         // Every frame is in a chunk and every chunk where the frames are.
-        let stbl = m
-            .descend(&[b"trak", b"mdia", b"minf", b"stbl"])
-            .unwrap()
-            .unwrap();
-        let (t, _) = mp4box::parse_stbl(&stbl).unwrap();
-        let runs = t.chunks(u64::MAX).unwrap();
+        let (_, runs) = audio_table(&m, u64::MAX);
         assert_eq!(runs.len() as u64, frames.div_ceil(CHUNK_FRAMES as u64));
         assert!(runs
             .iter()
@@ -1050,12 +1058,7 @@ mod tests {
             let a = track(frames, 1024, 100, 10);
             let buf = build_moov(&a, None, b"").assemble(&vec![10; frames as usize]);
             let m = moov_view(&buf);
-            let stbl = m
-                .descend(&[b"trak", b"mdia", b"minf", b"stbl"])
-                .unwrap()
-                .unwrap();
-            let (t, _) = mp4box::parse_stbl(&stbl).unwrap();
-            let runs = t.chunks(u64::MAX).unwrap();
+            let (_, runs) = audio_table(&m, u64::MAX);
             let n: usize = runs.iter().map(|r| r.sample_count).sum();
             assert_eq!(n as u64, frames);
             assert!(runs
@@ -1134,7 +1137,14 @@ mod tests {
     ) -> PathBuf {
         let path = dir.join(format!("{frames}-{expected:?}-{chapters}-{tell}.m4b"));
         let meta = vec![("title".to_string(), "Book".to_string())];
-        let mut w = Mp4Writer::create(&path, &params(), &meta, None, Brand::M4b).unwrap();
+        let target = MuxTarget {
+            path: &path,
+            params: &params(),
+            metadata: &meta,
+            cover: None,
+            brand: Brand::M4b,
+        };
+        let mut w = Mp4Writer::create(target).unwrap();
         if let Some(e) = expected {
             w.expect_samples(e, 1024, 1024);
         }
@@ -1166,13 +1176,9 @@ mod tests {
         let data = std::fs::read(path).unwrap();
         let tops: Vec<BoxRef<'_>> = mp4box::children(&data, 0).map(|b| b.unwrap()).collect();
         let moov = tops.iter().find(|b| b.kind == *b"moov").unwrap();
-        let stbl = moov
-            .descend(&[b"trak", b"mdia", b"minf", b"stbl"])
-            .unwrap()
-            .unwrap();
-        let (t, _) = mp4box::parse_stbl(&stbl).unwrap();
+        let (t, runs) = audio_table(moov, data.len() as u64);
         assert_eq!(t.sizes.len() as u64, frames);
-        for r in t.chunks(data.len() as u64).unwrap() {
+        for r in runs {
             let mut at = r.offset as usize;
             for i in r.first_sample..r.first_sample + r.sample_count {
                 let want = packet(i as u64, 0).data;

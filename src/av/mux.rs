@@ -69,6 +69,16 @@ pub enum Brand {
     M4a,
 }
 
+/// What either writer is created for: the file, the stream, its tags and cover, the brand.
+#[derive(Clone, Copy)]
+pub(crate) struct MuxTarget<'a> {
+    pub path: &'a Path,
+    pub params: &'a StreamParams,
+    pub metadata: &'a [(String, String)],
+    pub cover: Option<&'a Picture>,
+    pub brand: Brand,
+}
+
 /// A chapter for the muxer: title and [start, end) in output samples.
 #[derive(Debug, Clone)]
 pub struct MuxChapter {
@@ -87,23 +97,18 @@ impl M4bMuxer {
         metadata: &[(String, String)],
         cover: Option<&Picture>,
     ) -> Result<Self> {
-        Self::create_branded(path, params, metadata, cover, Brand::M4b)
+        Self::create_with(
+            MuxerKind::from_env(),
+            path,
+            params,
+            metadata,
+            cover,
+            Brand::M4b,
+        )
     }
 
-    /// [`M4bMuxer::create`] with the major brand `brand` (`M4A ` for a single chapter saved as
-    /// an `.m4a`).
-    #[allow(dead_code)] // the integration tests' entry point
-    pub fn create_branded(
-        path: &Path,
-        params: &StreamParams,
-        metadata: &[(String, String)],
-        cover: Option<&Picture>,
-        brand: Brand,
-    ) -> Result<Self> {
-        Self::create_with(MuxerKind::from_env(), path, params, metadata, cover, brand)
-    }
-
-    /// [`M4bMuxer::create_branded`] with the writer chosen by the caller.
+    /// [`M4bMuxer::create`] with the writer chosen by the caller and the major brand `brand`
+    /// (`M4A ` for a single chapter saved as an `.m4a`).
     pub fn create_with(
         kind: MuxerKind,
         path: &Path,
@@ -112,13 +117,16 @@ impl M4bMuxer {
         cover: Option<&Picture>,
         brand: Brand,
     ) -> Result<Self> {
+        let target = MuxTarget {
+            path,
+            params,
+            metadata,
+            cover,
+            brand,
+        };
         let inner = match kind {
-            MuxerKind::Native => Inner::Native(Box::new(Mp4Writer::create(
-                path, params, metadata, cover, brand,
-            )?)),
-            MuxerKind::Libavformat => {
-                Inner::Lavf(LavfMuxer::create(path, params, metadata, cover, brand)?)
-            }
+            MuxerKind::Native => Inner::Native(Box::new(Mp4Writer::create(target)?)),
+            MuxerKind::Libavformat => Inner::Lavf(LavfMuxer::create(target)?),
         };
         Ok(M4bMuxer { inner })
     }
@@ -199,13 +207,14 @@ struct LavfMuxer {
 unsafe impl Send for LavfMuxer {}
 
 impl LavfMuxer {
-    fn create(
-        path: &Path,
-        params: &StreamParams,
-        metadata: &[(String, String)],
-        cover: Option<&Picture>,
-        brand: Brand,
-    ) -> Result<Self> {
+    fn create(target: MuxTarget<'_>) -> Result<Self> {
+        let MuxTarget {
+            path,
+            params,
+            metadata,
+            cover,
+            brand,
+        } = target;
         super::init();
         let abs = std::path::absolute(path)
             .map_err(|e| Error::io(path, "cannot resolve the output path", e))?;

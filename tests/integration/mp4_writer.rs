@@ -79,20 +79,12 @@ fn convert(folder: &Path, chapters: &Path, out: &Path, muxer: &str) {
     assert_exit(&run_cmd(cmd), 0);
 }
 
-/// Raw 32-bit float PCM as Debian's FFmpeg decodes it.
-fn decoded(path: &Path) -> Vec<u8> {
-    let out = run_tool(
-        Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(path)
-            .args(["-map", "0:a", "-f", "f32le", "-"]),
-    );
-    assert!(out.status.success(), "{}", stderr_of(&out));
-    out.stdout
-}
-
-fn stderr_of(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
+/// [`book`] converted by aiom4b's own writer to `dir/name`; the book's folder and chapters.
+fn converted(dir: &Path, name: &str) -> (PathBuf, (PathBuf, PathBuf)) {
+    let (folder, chapters) = book(dir);
+    let out = dir.join(name);
+    convert(&folder, &chapters, &out, "native");
+    (out, (folder, chapters))
 }
 
 /// What ffprobe says, without what differs by design (file size, overall bit rate, the stream
@@ -118,7 +110,7 @@ fn probe_view(path: &Path) -> Value {
 /// mediainfo's durations, frame counts, tags, cover and chapter menu.
 fn mediainfo_view(path: &Path) -> Value {
     let out = run_tool(Command::new("mediainfo").arg("--Output=JSON").arg(path));
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut keep = serde_json::Map::new();
     for t in v["media"]["track"].as_array().unwrap() {
@@ -205,7 +197,7 @@ fn assert_same(ours: &Value, reference: &Value, what: &str) {
 /// AtomicParsley's list of the iTunes items (the cover as a count).
 fn atomicparsley_view(path: &Path) -> String {
     let out = run_tool(Command::new("AtomicParsley").arg(path).arg("-t"));
-    assert!(out.status.success(), "{}", stderr_of(&out));
+    assert!(out.status.success(), "{}", stderr(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -228,10 +220,8 @@ fn summary_view(path: &Path) -> Value {
 #[test]
 fn both_writers_make_the_same_book() {
     let tmp = tempfile::tempdir().unwrap();
-    let (folder, chapters) = book(tmp.path());
-    let ours = tmp.path().join("ours.m4b");
+    let (ours, (folder, chapters)) = converted(tmp.path(), "ours.m4b");
     let reference = tmp.path().join("reference.m4b");
-    convert(&folder, &chapters, &ours, "native");
     convert(&folder, &chapters, &reference, "libavformat");
 
     let pcm = decoded(&ours);
@@ -286,9 +276,7 @@ fn both_writers_make_the_same_book() {
 #[test]
 fn a_new_book_is_edited_in_place_at_once() {
     let tmp = tempfile::tempdir().unwrap();
-    let (folder, chapters) = book(tmp.path());
-    let ours = tmp.path().join("ours.m4b");
-    convert(&folder, &chapters, &ours, "native");
+    let (ours, _) = converted(tmp.path(), "ours.m4b");
     let before = std::fs::metadata(&ours).unwrap().len();
     let pcm = decoded(&ours);
     let mut cmd = aiom4b();
@@ -316,9 +304,7 @@ fn a_new_book_is_edited_in_place_at_once() {
 #[test]
 fn split_parts_match_between_writers() {
     let tmp = tempfile::tempdir().unwrap();
-    let (folder, chapters) = book(tmp.path());
-    let whole = tmp.path().join("whole.m4b");
-    convert(&folder, &chapters, &whole, "native");
+    let (whole, _) = converted(tmp.path(), "whole.m4b");
     let mut parts = Vec::new();
     for muxer in ["native", "libavformat"] {
         let dir = tmp.path().join(muxer);

@@ -604,13 +604,7 @@ impl Mp4Writer {
     /// Creates (truncates) `path`; the header is written with the first frame, once
     /// [`Mp4Writer::expect_samples`] may have said how long the book is.
     pub fn create(target: MuxTarget<'_>) -> Result<Self> {
-        let MuxTarget {
-            path,
-            params,
-            metadata,
-            cover,
-            brand,
-        } = target;
+        let (path, params) = (target.path, target.params);
         // Read too: the `stsz` entries are read back from the reservation at the end.
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -623,12 +617,12 @@ impl Mp4Writer {
         Ok(Mp4Writer {
             path: path.to_path_buf(),
             out: BufWriter::with_capacity(1 << 20, file),
-            brand,
+            brand: target.brand,
             rate,
             // Until told otherwise: room for an hour.
             expected_frames: 3600 * rate as u64 / 1024,
             chapter_allowance: CHAPTER_ALLOWANCE,
-            ilst: ilst_body(metadata, cover),
+            ilst: ilst_body(target.metadata, target.cover),
             layout: None,
             pos: 0,
             audio: AudioTrack {

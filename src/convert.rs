@@ -8,7 +8,7 @@
 //! [`Converter::convert`] does all of it. [`Converter::convert_to_part`] stops before the
 //! rename and writes to a temporary the caller names and publishes — the workflow's job
 //! `.part`, which its crash recovery knows — so a job has exactly one temporary file.
-use crate::av::mux::{M4bMuxer, MuxChapter};
+use crate::av::mux::{narrator_series_metadata, Brand, M4bMuxer, MuxChapter, MuxerKind};
 use crate::chapters;
 use crate::error::{Error, Result};
 use crate::model::{Book, BookMetadata, Chapter, Finding, FindingKind, Picture, Severity};
@@ -222,8 +222,22 @@ impl Converter {
         // A first encoder instance tells the muxer the stream's parameters (its
         // AudioSpecificConfig and priming); the pipeline opens its own.
         let params = crate::av::encode::open_encoder(&settings)?.params();
-        let metadata = mux_metadata(&book.metadata);
-        let open_muxer = || M4bMuxer::create(part, &params, &metadata, cover.as_ref());
+        let estimated_total = (book.duration_secs() * target.sample_rate as f64) as u64;
+        let m = &book.metadata;
+        let has_extras = m.narrator.is_some() || m.series.is_some() || m.series_part.is_some();
+        let mut metadata = mux_metadata(m);
+        // aiom4b's own writer puts narrator and series into the index it writes; libavformat's
+        // cannot, and they are patched in after it (below).
+        let muxer = MuxerKind::from_env();
+        metadata.extend(narrator_series_metadata(
+            m.narrator.as_deref(),
+            m.series.as_deref(),
+            m.series_part.as_deref(),
+        ));
+        let open_muxer = || {
+            M4bMuxer::create_with(muxer, part, &params, &metadata, cover.as_ref(), Brand::M4b)
+                .map(|mx| mx.expect_samples(estimated_total, &params))
+        };
 
         let tracks: Vec<TrackJob> = book
             .tracks
@@ -234,7 +248,6 @@ impl Converter {
                 source_rate: t.info.sample_rate,
             })
             .collect();
-        let estimated_total = (book.duration_secs() * target.sample_rate as f64) as u64;
         let job = PipelineJob {
             tracks: &tracks,
             target,
@@ -302,8 +315,7 @@ impl Converter {
         }
         // Items FFmpeg's muxer cannot write (narrator, series), patched into `ilst` without
         // touching the chapters.
-        let m = &book.metadata;
-        if m.narrator.is_some() || m.series.is_some() || m.series_part.is_some() {
+        if has_extras && muxer == MuxerKind::Libavformat {
             crate::mp4tags::write_extra_items(
                 part,
                 m.narrator.as_deref(),

@@ -7,6 +7,7 @@ pub mod encode;
 #[cfg(feature = "fdk-aac")]
 pub mod fdk;
 pub mod input;
+pub(crate) mod mp4write;
 pub mod mux;
 pub mod packets;
 pub mod picture;

@@ -1,6 +1,13 @@
-//! Writing the M4B: FFmpeg's `ipod` muxer with the `M4B ` brand and `+faststart`, one AAC track,
-//! an optional cover as an attached picture (FFmpeg turns it into `covr`), metadata items, and
-//! chapters (FFmpeg writes them both as a QuickTime chapter track and as a Nero `chpl` atom).
+//! Writing the M4B. Two writers behind one interface ([`M4bMuxer`]):
+//!
+//! - **aiom4b's own** ([`super::mp4write`], the default): one pass, the `moov` filled into
+//!   space reserved at the front, memory flat in book length.
+//! - **libavformat's** `ipod` muxer (the reference the tests compare against; chosen with the
+//!   environment variable `AIOM4B_MUXER=libavformat`): the `M4B ` brand and `+faststart`, one
+//!   AAC track, an optional cover as an attached picture (FFmpeg turns it into `covr`), metadata
+//!   items, and chapters (FFmpeg writes them both as a QuickTime chapter track and as a Nero
+//!   `chpl` atom). It keeps ~64 bytes per AAC frame until the trailer and rewrites the whole
+//!   file once more to move the index to the front.
 //!
 //! Chapters are added after the audio, just before the trailer: movenc builds the chapter track
 //! in `write_trailer` when chapters appeared after the header, which lets chapter starts come
@@ -10,25 +17,48 @@
 //! and `avio_close` reports a failed final flush; both are checked, so a truncated file is never
 //! mistaken for a finished one.
 use super::aac::{EncodedPacket, StreamParams};
+use super::mp4write::Mp4Writer;
 use crate::error::{Error, Result};
 use crate::model::Picture;
 use ff::ffi;
 use ffmpeg_next as ff;
 use std::path::{Path, PathBuf};
 
-/// An open M4B being written.
-pub struct M4bMuxer {
-    out: ff::format::context::Output,
-    path: PathBuf,
-    audio_index: usize,
-    audio_tb: ff::Rational,
-    rate: i32,
-    last_end: i64,
+/// The environment variable that selects libavformat's muxer (`libavformat`) instead of
+/// aiom4b's own writer: the reference for tests and a fallback should a player mind the new
+/// files.
+pub const MUXER_ENV: &str = "AIOM4B_MUXER";
+
+/// Which writer [`M4bMuxer::create`] uses (from [`MUXER_ENV`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MuxerKind {
+    /// aiom4b's own one-pass writer (default).
+    Native,
+    /// libavformat's `ipod` muxer with `+faststart`.
+    Libavformat,
 }
 
-// SAFETY: the output context is owned exclusively by this value and only used through `&mut self`
-// from one thread at a time (the muxer thread).
-unsafe impl Send for M4bMuxer {}
+impl MuxerKind {
+    /// The writer [`MUXER_ENV`] asks for (`libavformat`/`lavf`/`ffmpeg`; anything else: native).
+    pub fn from_env() -> MuxerKind {
+        match std::env::var(MUXER_ENV).map(|v| v.to_ascii_lowercase()) {
+            Ok(v) if matches!(v.as_str(), "libavformat" | "lavf" | "ffmpeg") => {
+                MuxerKind::Libavformat
+            }
+            _ => MuxerKind::Native,
+        }
+    }
+}
+
+/// An open M4B being written.
+pub struct M4bMuxer {
+    inner: Inner,
+}
+
+enum Inner {
+    Native(Box<Mp4Writer>),
+    Lavf(LavfMuxer),
+}
 
 /// The file type the header declares (`ftyp` major brand).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +67,16 @@ pub enum Brand {
     M4b,
     /// `M4A `: audio (`.m4a`).
     M4a,
+}
+
+/// What either writer is created for: the file, the stream, its tags and cover, the brand.
+#[derive(Clone, Copy)]
+pub(crate) struct MuxTarget<'a> {
+    pub path: &'a Path,
+    pub params: &'a StreamParams,
+    pub metadata: &'a [(String, String)],
+    pub cover: Option<&'a Picture>,
+    pub brand: Brand,
 }
 
 /// A chapter for the muxer: title and [start, end) in output samples.
@@ -48,26 +88,133 @@ pub struct MuxChapter {
 }
 
 impl M4bMuxer {
-    /// Creates `path` (normally a `.part` file) and writes the header.
-    /// `params` describe the encoder's stream (rate, channels, AudioSpecificConfig, priming).
+    /// Creates `path` (normally a `.part` file) and writes the header, with the writer
+    /// [`MUXER_ENV`] chooses. `params` describe the encoder's stream (rate, channels, AudioSpecificConfig, priming).
+    #[allow(dead_code)] // the integration tests' entry point
     pub fn create(
         path: &Path,
         params: &StreamParams,
         metadata: &[(String, String)],
         cover: Option<&Picture>,
     ) -> Result<Self> {
-        Self::create_branded(path, params, metadata, cover, Brand::M4b)
+        Self::create_with(
+            MuxerKind::from_env(),
+            path,
+            params,
+            metadata,
+            cover,
+            Brand::M4b,
+        )
     }
 
-    /// [`M4bMuxer::create`] with the major brand `brand` (`M4A ` for a single chapter saved as
-    /// an `.m4a`).
-    pub fn create_branded(
+    /// [`M4bMuxer::create`] with the writer chosen by the caller and the major brand `brand`
+    /// (`M4A ` for a single chapter saved as an `.m4a`).
+    pub fn create_with(
+        kind: MuxerKind,
         path: &Path,
         params: &StreamParams,
         metadata: &[(String, String)],
         cover: Option<&Picture>,
         brand: Brand,
     ) -> Result<Self> {
+        let target = MuxTarget {
+            path,
+            params,
+            metadata,
+            cover,
+            brand,
+        };
+        let inner = match kind {
+            MuxerKind::Native => Inner::Native(Box::new(Mp4Writer::create(target)?)),
+            MuxerKind::Libavformat => Inner::Lavf(LavfMuxer::create(target)?),
+        };
+        Ok(M4bMuxer { inner })
+    }
+
+    /// Tells the writer how long the book will be — `samples` output samples, `frame_samples`
+    /// per packet, `priming` before the first — so the index's space can be reserved at the
+    /// front. Before the first [`M4bMuxer::write`]; an estimate is fine (a longer book still
+    /// makes a correct file, with the index at the end).
+    pub fn expect_samples(mut self, samples: u64, params: &StreamParams) -> Self {
+        if let Inner::Native(w) = &mut self.inner {
+            w.expect_samples(
+                samples,
+                params.frame_samples as u64,
+                params.priming_samples.max(0) as u64,
+            );
+        }
+        self
+    }
+
+    /// Tells the writer the chapters' titles in advance (e.g. when splitting a book), so the
+    /// index's space is reserved to the byte instead of with room for many chapters. Before
+    /// the first [`M4bMuxer::write`]; `finish` may still get other chapters.
+    pub fn expect_chapters(mut self, titles: &[&str]) -> Self {
+        if let Inner::Native(w) = &mut self.inner {
+            w.expect_chapters(titles);
+        }
+        self
+    }
+
+    /// Writes one AAC packet; timestamps are in output samples.
+    pub fn write(&mut self, p: &EncodedPacket) -> Result<()> {
+        match &mut self.inner {
+            Inner::Native(w) => w.write(p),
+            Inner::Lavf(m) => m.write(p),
+        }
+    }
+
+    /// Adds the chapters, writes the index and closes the file, reporting any write error on
+    /// the way.
+    pub fn finish(self, chapters: &[MuxChapter]) -> Result<()> {
+        match self.inner {
+            Inner::Native(w) => w.finish(chapters),
+            Inner::Lavf(m) => m.finish(chapters),
+        }
+    }
+}
+
+/// The metadata entries that carry narrator and series to aiom4b's own writer (libavformat
+/// ignores these keys; for it the caller patches the items in with `mp4tags`).
+pub fn narrator_series_metadata(
+    narrator: Option<&str>,
+    series: Option<&str>,
+    series_part: Option<&str>,
+) -> Vec<(String, String)> {
+    use super::mp4write::{NARRATOR_KEY, SERIES_KEY, SERIES_PART_KEY};
+    [
+        (NARRATOR_KEY, narrator),
+        (SERIES_KEY, series),
+        (SERIES_PART_KEY, series_part),
+    ]
+    .into_iter()
+    .filter_map(|(k, v)| v.map(|v| (k.to_string(), v.to_string())))
+    .collect()
+}
+
+/// libavformat's `ipod` muxer.
+struct LavfMuxer {
+    out: ff::format::context::Output,
+    path: PathBuf,
+    audio_index: usize,
+    audio_tb: ff::Rational,
+    rate: i32,
+    last_end: i64,
+}
+
+// SAFETY: the output context is owned exclusively by this value and only used through `&mut self`
+// from one thread at a time (the muxer thread).
+unsafe impl Send for LavfMuxer {}
+
+impl LavfMuxer {
+    fn create(target: MuxTarget<'_>) -> Result<Self> {
+        let MuxTarget {
+            path,
+            params,
+            metadata,
+            cover,
+            brand,
+        } = target;
         super::init();
         let abs = std::path::absolute(path)
             .map_err(|e| Error::io(path, "cannot resolve the output path", e))?;
@@ -184,7 +331,7 @@ impl M4bMuxer {
                 .map_err(|e| Error::av(Some(path), "write the cover", e))?;
         }
 
-        Ok(M4bMuxer {
+        Ok(LavfMuxer {
             out,
             path: path.to_path_buf(),
             audio_index,
@@ -195,7 +342,7 @@ impl M4bMuxer {
     }
 
     /// Writes one AAC packet; timestamps are in output samples.
-    pub fn write(&mut self, p: &EncodedPacket) -> Result<()> {
+    fn write(&mut self, p: &EncodedPacket) -> Result<()> {
         let mut pkt = ff::Packet::copy(&p.data);
         pkt.set_stream(self.audio_index);
         pkt.set_pts(Some(p.pts));
@@ -211,7 +358,7 @@ impl M4bMuxer {
 
     /// Adds the chapters, writes the trailer (moving the index to the front) and closes the file,
     /// reporting any write error on the way.
-    pub fn finish(mut self, chapters: &[MuxChapter]) -> Result<()> {
+    fn finish(mut self, chapters: &[MuxChapter]) -> Result<()> {
         let tb = ff::Rational::new(1, self.rate);
         for (i, ch) in chapters.iter().enumerate() {
             self.out

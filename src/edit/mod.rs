@@ -96,7 +96,7 @@
 //!
 //! **Refused** with an error naming the file: fragmented MP4 (`moof`), no audio track, several
 //! `moov`s, a symbolic link or anything but a regular file, a read-only file.
-mod moov;
+pub(crate) mod moov;
 mod write;
 
 use crate::error::{Error, Result};

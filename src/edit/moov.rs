@@ -411,7 +411,8 @@ pub(crate) fn chapter_samples(chapters: &[Chapter]) -> (Vec<u8>, Vec<u32>) {
     (data, sizes)
 }
 
-fn full(kind: &FourCC, version: u8, flags: u32, body: &[u8]) -> Vec<u8> {
+/// A full box: version, 24-bit flags, then `body`.
+pub(crate) fn full(kind: &FourCC, version: u8, flags: u32, body: &[u8]) -> Vec<u8> {
     let mut b = Vec::with_capacity(4 + body.len());
     b.extend_from_slice(&((version as u32) << 24 | flags).to_be_bytes());
     b.extend_from_slice(body);
@@ -477,9 +478,7 @@ pub(crate) fn chapter_trak(
         text_info.extend_from_slice(&m.to_be_bytes());
     }
     let gmhd = boxed(b"gmhd", &[gmin, boxed(b"text", &text_info)].concat());
-    let url = full(b"url ", 0, 1, &[]);
-    let dref = full(b"dref", 0, 0, &[&1u32.to_be_bytes()[..], &url].concat());
-    let dinf = boxed(b"dinf", &dref);
+    let dinf = dinf_box();
 
     // The text sample entry body exactly as FFmpeg 5.1 writes it for chapters: reserved, data
     // reference index 1, display flags, justification, colours, text box, font (ID 1), then
@@ -496,12 +495,22 @@ pub(crate) fn chapter_trak(
         &[&1u32.to_be_bytes()[..], &boxed(b"text", &entry)].concat(),
     );
 
+    // Run-length durations and, when every sample has the same size, one size for all: as
+    // movenc writes them (mediainfo reads the chapter track's last duration from the runs).
     let n = ticks.len();
-    let mut stts = (n as u32).to_be_bytes().to_vec();
+    let mut runs: Vec<(u32, u32)> = Vec::new();
     for i in 0..n {
         let next = ticks.get(i + 1).copied().unwrap_or(total_ticks);
-        stts.extend_from_slice(&1u32.to_be_bytes());
-        stts.extend_from_slice(&u32c(next - ticks[i]).to_be_bytes());
+        let d = u32c(next.saturating_sub(ticks[i]));
+        match runs.last_mut() {
+            Some((count, delta)) if *delta == d => *count += 1,
+            _ => runs.push((1, d)),
+        }
+    }
+    let mut stts = (runs.len() as u32).to_be_bytes().to_vec();
+    for (count, delta) in runs {
+        stts.extend_from_slice(&count.to_be_bytes());
+        stts.extend_from_slice(&delta.to_be_bytes());
     }
     let stts = full(b"stts", 0, 0, &stts);
     let mut stsc = 1u32.to_be_bytes().to_vec();
@@ -509,10 +518,16 @@ pub(crate) fn chapter_trak(
         stsc.extend_from_slice(&v.to_be_bytes());
     }
     let stsc = full(b"stsc", 0, 0, &stsc);
-    let mut stsz = vec![0; 4];
+    let uniform = match sizes {
+        [first, rest @ ..] if rest.iter().all(|s| s == first) => *first,
+        _ => 0,
+    };
+    let mut stsz = uniform.to_be_bytes().to_vec();
     stsz.extend_from_slice(&(n as u32).to_be_bytes());
-    for s in sizes {
-        stsz.extend_from_slice(&s.to_be_bytes());
+    if uniform == 0 {
+        for s in sizes {
+            stsz.extend_from_slice(&s.to_be_bytes());
+        }
     }
     let stsz = full(b"stsz", 0, 0, &stsz);
     let stco = offsets_box(&[chunk_offset], chunk_offset > u32::MAX as u64);
@@ -520,6 +535,13 @@ pub(crate) fn chapter_trak(
     let minf = boxed(b"minf", &[gmhd, dinf, stbl].concat());
     let mdia = boxed(b"mdia", &[mdhd, hdlr, minf].concat());
     boxed(b"trak", &[tkhd, edts, mdia].concat())
+}
+
+/// The `dinf` every track carries: one `url ` reference with flag 1 (the data is in this file).
+pub(crate) fn dinf_box() -> Vec<u8> {
+    let url = full(b"url ", 0, 1, &[]);
+    let dref = full(b"dref", 0, 0, &[&1u32.to_be_bytes()[..], &url].concat());
+    boxed(b"dinf", &dref)
 }
 
 /// An `stco` (or `co64` when `wide`) box.
@@ -823,7 +845,7 @@ fn rebuild_meta(meta: &BoxRef<'_>, ilst_body: &[u8]) -> Parse<Vec<u8>> {
 }
 
 /// An ISO `meta` full box with the iTunes `hdlr` (`mdir`/`appl`) around a new `ilst`.
-fn new_meta(ilst_body: &[u8]) -> Vec<u8> {
+pub(crate) fn new_meta(ilst_body: &[u8]) -> Vec<u8> {
     let mut hdlr = vec![0u8; 4];
     hdlr.extend_from_slice(b"mdir");
     hdlr.extend_from_slice(b"appl");

@@ -30,7 +30,7 @@ pub use plan::{plan, ChapterSpan, PlannedPart};
 
 use crate::av::aac::StreamParams;
 use crate::av::encode::EncodedPacket;
-use crate::av::mux::{Brand, M4bMuxer, MuxChapter};
+use crate::av::mux::{narrator_series_metadata, Brand, M4bMuxer, MuxChapter, MuxerKind};
 use crate::error::{Error, Result};
 use crate::model::{BookMetadata, Chapter};
 use crate::publish::PartFile;
@@ -563,7 +563,20 @@ fn write_part(
     };
     let mut metadata = crate::convert::mux_metadata(meta);
     metadata.push(("track".into(), format!("{k}/{n}")));
-    let mut mux = M4bMuxer::create_branded(out, &params, &metadata, cover, brand)?;
+    let muxer = MuxerKind::from_env();
+    metadata.extend(narrator_series_metadata(
+        meta.narrator.as_deref(),
+        meta.series.as_deref(),
+        meta.series_part.as_deref(),
+    ));
+    let mut mux = M4bMuxer::create_with(muxer, out, &params, &metadata, cover, brand)?
+        .expect_samples(p.end - p.start, &params)
+        .expect_chapters(
+            &chapters
+                .iter()
+                .map(|c| c.title.as_str())
+                .collect::<Vec<_>>(),
+        );
     let mut buf = Vec::new();
     for x in &pk[a..last] {
         buf.resize(x.size as usize, 0);
@@ -588,7 +601,8 @@ fn write_part(
         })
         .collect();
     mux.finish(&mux_chapters)?;
-    if meta.narrator.is_some() || meta.series.is_some() || meta.series_part.is_some() {
+    let has_extras = meta.narrator.is_some() || meta.series.is_some() || meta.series_part.is_some();
+    if has_extras && muxer == MuxerKind::Libavformat {
         crate::mp4tags::write_extra_items(
             out,
             meta.narrator.as_deref(),

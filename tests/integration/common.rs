@@ -389,6 +389,19 @@ pub fn run_tool(cmd: &mut Command) -> Output {
     }
 }
 
+/// FFmpeg's decode of `path` as raw f32 (edit list honoured): the samples a player gets.
+#[track_caller]
+pub fn decoded(path: &Path) -> Vec<u8> {
+    let o = run_tool(
+        Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(path)
+            .args(["-map", "0:a", "-f", "f32le", "-"]),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    o.stdout
+}
+
 /// `ffprobe -show_format -show_streams -show_chapters` as JSON: libavformat's own view of a
 /// file. Fails the test when ffprobe is not installed ([`run_tool`]).
 #[track_caller]

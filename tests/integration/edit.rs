@@ -56,6 +56,10 @@ fn ffmpeg_book(dir: &Path, name: &str, chapters: &[(u64, &str)]) -> PathBuf {
 
 /// A book aiom4b converts: three MP3 files of 1 s (22.05 kHz mono), one chapter each, with
 /// every tag aiom4b writes.
+/// A book converted by aiom4b through libavformat's muxer (`AIOM4B_MUXER=libavformat`): `moov`
+/// with no room beside it, so the first edit must rewrite the file — the path these tests need.
+/// (aiom4b's own writer leaves a free box after `moov`, edited in place at once: see
+/// `mp4_writer::a_new_book_is_edited_in_place_at_once`.)
 fn aiom4b_book(dir: &Path, name: &str) -> PathBuf {
     let src = dir.join(format!("{name}.src"));
     std::fs::create_dir_all(&src).unwrap();
@@ -65,7 +69,8 @@ fn aiom4b_book(dir: &Path, name: &str) -> PathBuf {
         write_mp3(src.join(format!("{:02}.mp3", i + 1)), &spec).unwrap();
     }
     let out = dir.join(name);
-    let o = run([
+    let mut cmd = aiom4b();
+    cmd.env("AIOM4B_MUXER", "libavformat").args([
         "convert",
         "--quiet",
         "--preset",
@@ -92,7 +97,7 @@ fn aiom4b_book(dir: &Path, name: &str) -> PathBuf {
         out.to_str().unwrap(),
         src.to_str().unwrap(),
     ]);
-    assert_exit(&o, 0);
+    assert_exit(&run_cmd(cmd), 0);
     out
 }
 

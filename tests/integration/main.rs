@@ -15,6 +15,7 @@ mod fuzz_regressions;
 mod library;
 mod long_texts;
 mod metadata;
+mod mp4_writer;
 mod probe;
 mod ranges;
 mod resampled;

@@ -98,18 +98,6 @@ fn convert_to(src: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     run(args)
 }
 
-/// FFmpeg's decode of `path` as raw f32, edit list honoured.
-fn decoded(path: &Path) -> Vec<u8> {
-    let o = run_tool(
-        Command::new("ffmpeg")
-            .args(["-v", "error", "-i"])
-            .arg(path)
-            .args(["-map", "0:a", "-f", "f32le", "-"]),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
-    o.stdout
-}
-
 /// Every audio packet's payload, concatenated, edit list ignored (all packets).
 fn raw_packets(path: &Path) -> Vec<u8> {
     let o = run_tool(

@@ -422,8 +422,10 @@ mod tests {
                 );
             }
         }
-        assert_eq!(ops.len(), 27, "{ops:#?}");
+        assert_eq!(ops.len(), 29, "{ops:#?}");
         for op in [
+            "get /match",
+            "post /jobs/{id}/tag",
             "get /jobs/{id}",
             "delete /jobs/{id}",
             "get /folders/{path}/cover",

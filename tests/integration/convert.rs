@@ -40,7 +40,7 @@ fn convert(folder: &Path, output: &Path, extra: &[&str]) -> std::process::Output
     run(args)
 }
 
-fn report_starts(report: &Value) -> Vec<u64> {
+pub(crate) fn report_starts(report: &Value) -> Vec<u64> {
     report["chapters"]
         .as_array()
         .unwrap()

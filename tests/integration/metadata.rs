@@ -1230,6 +1230,19 @@ fn assert_mutagen_reads_the_book(path: &Path, jpeg_len: usize) {
     assert_eq!(tags["covr"][0], format!("jpeg:{jpeg_len}"), "{m:#}");
 }
 
+/// `aiom4b serve` in `env` with both providers at `providers`.
+fn service_with(env: &Env, providers: &Server) -> crate::serve::Server {
+    let audible = format!("{}/{{tld}}", providers.base);
+    crate::serve::Server::start(
+        env,
+        &[
+            ("AIOM4B_AUDNEXUS_URL", &providers.base),
+            ("AIOM4B_AUDIBLE_URL", &audible),
+        ],
+        &[],
+    )
+}
+
 #[test]
 fn the_service_matches_a_folder_and_a_jobs_book_then_tags_it_in_place() {
     let env = Env::new();
@@ -1240,15 +1253,7 @@ fn the_service_matches_a_folder_and_a_jobs_book_then_tags_it_in_place() {
         server: providers,
         ..
     } = spoken_book(&env);
-    let audible = format!("{}/{{tld}}", providers.base);
-    let svc = crate::serve::Server::start(
-        &env,
-        &[
-            ("AIOM4B_AUDNEXUS_URL", &providers.base),
-            ("AIOM4B_AUDIBLE_URL", &audible),
-        ],
-        &[],
-    );
+    let svc = service_with(&env, &providers);
     let secs = book.total as f64 / RATE as f64;
 
     // A folder before conversion: its plan's exact length; the catalog's candidates ranked
@@ -1396,15 +1401,7 @@ fn the_service_says_502_when_a_provider_fails_and_409_when_the_book_is_gone() {
     let dir = env.book("Some Book", 2, 1.0);
     // Audnexus and Audible answer 500 to everything.
     let providers = Server::start(|_, _| status(500, vec![]));
-    let audible = format!("{}/{{tld}}", providers.base);
-    let svc = crate::serve::Server::start(
-        &env,
-        &[
-            ("AIOM4B_AUDNEXUS_URL", &providers.base),
-            ("AIOM4B_AUDIBLE_URL", &audible),
-        ],
-        &[],
-    );
+    let svc = service_with(&env, &providers);
     let folder = dir
         .file_name()
         .unwrap()

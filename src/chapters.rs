@@ -41,6 +41,55 @@ pub fn per_track(titles: &[String], track_samples: &[u64]) -> Vec<Chapter> {
         .collect()
 }
 
+/// Chapter starts for one chapter per track, except that a track with chapters of its own
+/// (`inner[i]`, starts at the track's `source_rates[i]`) contributes those, moved onto the
+/// book's clock at `rate` and offset by the track's start. An inner chapter at or past its
+/// track's end (a chapter list longer than the audio) is dropped; an empty inner title takes
+/// the track's title with its number within the track.
+pub fn per_track_with_inner(
+    titles: &[String],
+    inner: &[Vec<crate::model::InnerChapter>],
+    source_rates: &[u32],
+    rate: u32,
+    track_samples: &[u64],
+) -> Vec<Chapter> {
+    let mut out = Vec::new();
+    let mut start = 0u64;
+    for (i, (t, n)) in titles.iter().zip(track_samples).enumerate() {
+        let own = inner.get(i).filter(|c| c.len() > 1);
+        match own {
+            None => out.push(Chapter {
+                title: t.clone(),
+                start_samples: start,
+            }),
+            Some(list) => {
+                let src = u128::from(source_rates.get(i).copied().unwrap_or(rate).max(1));
+                let mut last: Option<u64> = None;
+                for (k, c) in list.iter().enumerate() {
+                    let at = (u128::from(c.start_samples) * u128::from(rate) + src / 2) / src;
+                    let at = u64::try_from(at).unwrap_or(u64::MAX);
+                    if (k > 0 && at >= *n) || last.is_some_and(|l| at <= l) {
+                        continue;
+                    }
+                    let at = if k == 0 { 0 } else { at };
+                    last = Some(at);
+                    let title = if c.title.trim().is_empty() {
+                        format!("{t} ({})", k + 1)
+                    } else {
+                        c.title.clone()
+                    };
+                    out.push(Chapter {
+                        title,
+                        start_samples: start + at,
+                    });
+                }
+            }
+        }
+        start += n;
+    }
+    out
+}
+
 /// A chapter from a chapters file, in seconds (the sample rate is applied later).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TimedChapter {

@@ -246,6 +246,7 @@ impl Converter {
                 path: t.info.path.clone(),
                 exact_source_samples: t.info.exact_samples,
                 source_rate: t.info.sample_rate,
+                format: t.info.format,
             })
             .collect();
         let job = PipelineJob {
@@ -465,6 +466,12 @@ fn chapter_builder(
         .iter()
         .map(|t| t.chapter_title.clone())
         .collect();
+    let inner: Vec<Vec<crate::model::InnerChapter>> = book
+        .tracks
+        .iter()
+        .map(|t| t.info.chapters.clone())
+        .collect();
+    let source_rates: Vec<u32> = book.tracks.iter().map(|t| t.info.sample_rate).collect();
     let mode = opts.chapters.clone();
     let (silence_opts, snap_secs) = (opts.silence, opts.snap_to_silence);
     Box::new(
@@ -472,6 +479,13 @@ fn chapter_builder(
             let mut list: Vec<Chapter> = match mode {
                 ChapterMode::None => Vec::new(),
                 ChapterMode::PerFile => chapters::per_track(&titles, track_samples),
+                ChapterMode::Auto => chapters::per_track_with_inner(
+                    &titles,
+                    &inner,
+                    &source_rates,
+                    rate,
+                    track_samples,
+                ),
                 ChapterMode::File(_) => {
                     let (timed, path) = timed.expect("chapters file parsed before converting");
                     let (list, w) = chapters::timed_to_samples(&timed, rate, total, &path)?;

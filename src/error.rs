@@ -31,6 +31,15 @@ pub enum Error {
         /// header found").
         reason: String,
     },
+    /// A file could not be opened or decoded as any accepted audio format (`ALLOWED_INPUTS`
+    /// beyond MP3).
+    #[error("{path}: not a usable audio file: {reason}. Remove it from the folder or replace it with a good copy")]
+    NotAudio {
+        /// The file.
+        path: PathBuf,
+        /// Why it is not usable.
+        reason: String,
+    },
     /// Decoding a file failed in the middle (damaged frames, truncation).
     #[error("{path}: {errors} damaged MP3 frame(s) ({reason}); replace the file, or allow damaged input to keep the audio that decodes")]
     Damaged {

@@ -179,6 +179,189 @@ pub struct Scan {
     pub findings: Vec<Finding>,
 }
 
+/// What an input file is, decided by its content (never by its name): the container and the
+/// audio codec in it. `ALLOWED_INPUTS` (the config) and [`InputFormats`] name these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputFormat {
+    /// MPEG-1/2/2.5 layer III.
+    Mp3,
+    /// AAC (LC or HE) or ALAC in an MP4 file (`.m4a`, `.m4b`, `.mp4`).
+    M4a,
+    /// Raw AAC in ADTS frames (`.aac`).
+    Aac,
+    /// FLAC (native container).
+    Flac,
+    /// Vorbis in Ogg.
+    Vorbis,
+    /// Opus in Ogg.
+    Opus,
+    /// PCM in a RIFF WAVE file.
+    Wav,
+}
+
+impl InputFormat {
+    /// Every format, in the order `ALLOWED_INPUTS` lists them.
+    pub const ALL: [InputFormat; 7] = [
+        InputFormat::Mp3,
+        InputFormat::M4a,
+        InputFormat::Aac,
+        InputFormat::Flac,
+        InputFormat::Vorbis,
+        InputFormat::Opus,
+        InputFormat::Wav,
+    ];
+
+    /// The name in `ALLOWED_INPUTS` and in `--json` (`mp3`, `m4a`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            InputFormat::Mp3 => "mp3",
+            InputFormat::M4a => "m4a",
+            InputFormat::Aac => "aac",
+            InputFormat::Flac => "flac",
+            InputFormat::Vorbis => "vorbis",
+            InputFormat::Opus => "opus",
+            InputFormat::Wav => "wav",
+        }
+    }
+
+    /// How a message names it ("MP3", "MP4/M4A", "Ogg Vorbis" …).
+    pub fn label(self) -> &'static str {
+        match self {
+            InputFormat::Mp3 => "MP3",
+            InputFormat::M4a => "MP4/M4A",
+            InputFormat::Aac => "ADTS AAC",
+            InputFormat::Flac => "FLAC",
+            InputFormat::Vorbis => "Ogg Vorbis",
+            InputFormat::Opus => "Ogg Opus",
+            InputFormat::Wav => "WAV",
+        }
+    }
+
+    /// Parses one `ALLOWED_INPUTS` name (any case; `m4b`/`mp4`/`alac` mean `m4a`, `ogg`
+    /// means Vorbis).
+    pub fn parse(name: &str) -> Option<InputFormat> {
+        Some(match name.trim().to_ascii_lowercase().as_str() {
+            "mp3" => InputFormat::Mp3,
+            "m4a" | "m4b" | "mp4" | "alac" => InputFormat::M4a,
+            "aac" | "adts" => InputFormat::Aac,
+            "flac" => InputFormat::Flac,
+            "vorbis" | "ogg" => InputFormat::Vorbis,
+            "opus" => InputFormat::Opus,
+            "wav" | "wave" => InputFormat::Wav,
+            _ => return None,
+        })
+    }
+}
+
+/// The input formats a conversion accepts (`ALLOWED_INPUTS`); by default all of
+/// [`InputFormat::ALL`]. MP3 alone is the workflow specification's strict validation: the scan
+/// then takes `.mp3` names only, as it always did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "Vec<InputFormat>", try_from = "Vec<InputFormat>")]
+pub struct InputFormats(u8);
+
+impl Default for InputFormats {
+    fn default() -> Self {
+        InputFormats::all()
+    }
+}
+
+impl InputFormats {
+    /// Every format.
+    pub fn all() -> Self {
+        InputFormats::of(&InputFormat::ALL)
+    }
+    /// MP3 only (the specification's validation).
+    pub fn mp3_only() -> Self {
+        InputFormats::of(&[InputFormat::Mp3])
+    }
+    /// Exactly these formats.
+    pub fn of(formats: &[InputFormat]) -> Self {
+        InputFormats(formats.iter().fold(0, |m, f| m | (1 << *f as u8)))
+    }
+    /// Whether `f` is accepted.
+    pub fn contains(self, f: InputFormat) -> bool {
+        self.0 & (1 << f as u8) != 0
+    }
+    /// The formats in [`InputFormat::ALL`] order.
+    pub fn list(self) -> Vec<InputFormat> {
+        InputFormat::ALL
+            .into_iter()
+            .filter(|f| self.contains(*f))
+            .collect()
+    }
+    /// Only MP3: the scan looks at `.mp3` names only.
+    pub fn is_mp3_only(self) -> bool {
+        self == InputFormats::mp3_only()
+    }
+    /// Parses `ALLOWED_INPUTS`: `all`, or names separated by commas or spaces
+    /// (`mp3,m4a,flac`). Unknown names and an empty list are errors that name the valid ones.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let words: Vec<&str> = text
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|w| !w.is_empty())
+            .collect();
+        if words.len() == 1 && words[0].eq_ignore_ascii_case("all") {
+            return Ok(InputFormats::all());
+        }
+        let mut out = Vec::new();
+        for w in &words {
+            match InputFormat::parse(w) {
+                Some(f) => out.push(f),
+                None => {
+                    return Err(format!(
+                        "unknown input format {w:?}; use \"all\" or some of mp3, m4a, aac, flac, vorbis, opus, wav"
+                    ))
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(
+                "no input format given; use \"all\" or some of mp3, m4a, aac, flac, vorbis, opus, wav"
+                    .into(),
+            );
+        }
+        Ok(InputFormats::of(&out))
+    }
+}
+
+impl From<InputFormats> for Vec<InputFormat> {
+    fn from(f: InputFormats) -> Self {
+        f.list()
+    }
+}
+
+impl TryFrom<Vec<InputFormat>> for InputFormats {
+    type Error = String;
+    fn try_from(v: Vec<InputFormat>) -> std::result::Result<Self, String> {
+        if v.is_empty() {
+            return Err("no input format".into());
+        }
+        Ok(InputFormats::of(&v))
+    }
+}
+
+impl std::fmt::Display for InputFormats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if *self == InputFormats::all() {
+            return f.write_str("all");
+        }
+        let names: Vec<&str> = self.list().into_iter().map(InputFormat::name).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+/// A chapter a file brings along (an M4B/M4A part's own chapter list): its start in samples
+/// at the file's own rate, on the file's exact timeline (priming already removed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InnerChapter {
+    /// Start in samples at the file's own rate.
+    pub start_samples: u64,
+    /// The chapter's title as the file gives it (may be empty).
+    pub title: String,
+}
+
 /// ID3 tags of one file (only what aiom4b uses).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tags {
@@ -284,6 +467,24 @@ pub struct TrackInfo {
     pub cover: Option<Picture>,
     /// Number of embedded pictures.
     pub picture_count: usize,
+    /// What the file is, by its content.
+    #[serde(default = "mp3_format")]
+    pub format: InputFormat,
+    /// The codec inside, as FFmpeg names it (`mp3`, `aac`, `alac`, `flac`, `vorbis`, `opus`,
+    /// `pcm_s16le` …).
+    #[serde(default)]
+    pub codec: String,
+    /// The file's own chapters (an M4B/M4A part), empty when it has none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chapters: Vec<InnerChapter>,
+    /// An M4B/M4A that aiom4b itself wrote (its `©too` says so): a book of its own, left out
+    /// of a folder that also holds the files it was made from.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub made_by_aiom4b: bool,
+}
+
+fn mp3_format() -> InputFormat {
+    InputFormat::Mp3
 }
 
 impl TrackInfo {

@@ -32,6 +32,10 @@ pub struct ScanOptions {
     /// backups, database or logs back into a book.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude: Vec<PathBuf>,
+    /// The input formats accepted (`ALLOWED_INPUTS`). Default: all of them. With MP3 alone
+    /// the scan takes `.mp3` names only, as the workflow specification says.
+    #[serde(default)]
+    pub inputs: crate::model::InputFormats,
 }
 
 impl Default for ScanOptions {
@@ -40,6 +44,7 @@ impl Default for ScanOptions {
             max_depth: 3,
             order: Order::Natural,
             exclude: Vec::new(),
+            inputs: crate::model::InputFormats::all(),
         }
     }
 }
@@ -309,8 +314,12 @@ impl EncoderSettings {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChapterMode {
-    /// One chapter per input file, starting at the exact decoded sample position.
+    /// One chapter per input file, starting at the exact decoded sample position — except a
+    /// file that brings chapters of its own (an M4B/M4A part) contributes those, offset by its
+    /// start in the book.
     #[default]
+    Auto,
+    /// One chapter per input file, whatever chapters a file brings (`--chapters per-file`).
     PerFile,
     /// Chapters from a text file (`HH:MM:SS.mmm Title` per line).
     File(PathBuf),
@@ -333,7 +342,7 @@ pub struct ConvertOptions {
     pub coder: AacCoder,
     /// Worker threads for decoding/encoding; 0 = all cores.
     pub jobs: usize,
-    /// How chapters are produced. Default [`ChapterMode::PerFile`].
+    /// How chapters are produced. Default [`ChapterMode::Auto`].
     pub chapters: ChapterMode,
     /// Keep the audio that decodes from files with damaged frames instead of failing.
     pub allow_damaged: bool,
@@ -427,7 +436,7 @@ impl Default for ConvertOptions {
             profile: AacProfile::Lc,
             coder: AacCoder::Twoloop,
             jobs: 0,
-            chapters: ChapterMode::PerFile,
+            chapters: ChapterMode::Auto,
             allow_damaged: false,
             overwrite: false,
             verify: true,

@@ -140,10 +140,11 @@ pub fn inspect(
         );
     }
 
-    // Content: a cheap sniff for a precise reason, then FFmpeg (mp3 demuxer only) decodes the
-    // first frames of every file in parallel.
+    // Content: FFmpeg (the one demuxer the file's first bytes call for, see `av::input`)
+    // decodes the first frames of every file in parallel; a cheap MP3 sniff gives a precise
+    // reason when that fails.
     let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
-    let results = probe::probe_all(&paths);
+    let results = probe::probe_all_as(&paths, scan_opts.inputs);
     let mut infos: Vec<Option<TrackInfo>> = Vec::with_capacity(files.len());
     for (i, r) in results.into_iter().enumerate() {
         match r {
@@ -160,6 +161,23 @@ pub fn inspect(
                     (_, Err(reason)) if files[i].size_bytes == 0 => {
                         (FindingKind::EmptyFile, reason)
                     }
+                    _ if scan_opts.inputs.is_mp3_only()
+                        && scan::sniff_container(path)
+                            .is_ok_and(|c| c != scan::Container::Mpeg) =>
+                    {
+                        let c = scan::sniff_container(path).expect("checked just above");
+                        (
+                            FindingKind::NotMp3,
+                            format!(
+                                "is {} audio, not MP3: only MP3 is accepted (ALLOWED_INPUTS=mp3)",
+                                c.label()
+                            ),
+                        )
+                    }
+                    (Error::NotAudio { reason, .. }, _) => (
+                        FindingKind::NotMp3,
+                        format!("not a usable audio file: {reason}"),
+                    ),
                     (_, Err(reason)) => (FindingKind::NotMp3, format!("not an MP3 file: {reason}")),
                     (Error::NotMp3 { reason, .. }, Ok(())) => (
                         FindingKind::NotMp3,
@@ -171,12 +189,42 @@ pub fn inspect(
                     FindingKind::Unreadable => {
                         "check its permissions (chmod +r) or remove it from the folder"
                     }
-                    _ => "remove it from the folder or replace it with a good MP3 copy",
+                    _ if scan_opts.inputs.is_mp3_only() => {
+                        "remove it from the folder or replace it with a good MP3 copy"
+                    }
+                    _ => "remove it from the folder or replace it with a good copy",
                 };
                 findings.push(Finding::error(kind, path, msg).with_remedy(remedy));
                 infos.push(None);
             }
         }
+    }
+
+    // A book aiom4b wrote, lying next to the files it was made from (converted into the source
+    // folder, then converted again): it would be converted into itself, doubling the audio.
+    // Such books are left out when the folder holds anything else; books of aiom4b's alone
+    // (parts of a split) are merged as asked.
+    let own = |i: &Option<TrackInfo>| i.as_ref().is_some_and(|i| i.made_by_aiom4b);
+    if infos.iter().any(own) && !infos.iter().all(own) {
+        let mut kept_files = Vec::with_capacity(files.len());
+        let mut kept_infos = Vec::with_capacity(infos.len());
+        for (f, i) in files.into_iter().zip(infos) {
+            if own(&i) {
+                findings.push(
+                    Finding::warning(
+                        FindingKind::SkippedEntry,
+                        Some(f.path.clone()),
+                        "is a book aiom4b wrote; left out, so the book is not converted into itself",
+                    )
+                    .with_remedy("move it out of the folder, or convert it on its own"),
+                );
+            } else {
+                kept_files.push(f);
+                kept_infos.push(i);
+            }
+        }
+        files = kept_files;
+        infos = kept_infos;
     }
 
     // --order tags: disc/track numbers from ID3 when every file has them.
@@ -777,6 +825,10 @@ mod tests {
             },
             cover: None,
             picture_count: 0,
+            format: crate::model::InputFormat::Mp3,
+            codec: "mp3".into(),
+            chapters: Vec::new(),
+            made_by_aiom4b: false,
         }
     }
 

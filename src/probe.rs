@@ -1,4 +1,4 @@
-//! One MP3 file → [`TrackInfo`]: format, rate, channels, bitrate, CBR/VBR, duration, ID3 tags,
+//! One audio file (MP3, or any format `ALLOWED_INPUTS` accepts) → [`TrackInfo`]: format, rate, channels, bitrate, CBR/VBR, duration, ID3 tags,
 //! embedded pictures — and proof that it decodes.
 //!
 //! FFmpeg (restricted to its mp3 demuxer, see `av::input`) opens the file and decodes
@@ -6,7 +6,7 @@
 //! decoding. [`probe_all`] runs files in parallel on a rayon pool.
 use crate::av;
 use crate::error::{Error, Result};
-use crate::model::TrackInfo;
+use crate::model::{InputFormat, InputFormats, TrackInfo};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -16,20 +16,33 @@ pub use crate::av::picture::{image_facts, picture_from_bytes};
 /// Frames decoded to prove a file is real MP3 audio (a renamed file fails on the first).
 const PROBE_DECODE_PACKETS: usize = 8;
 
-/// Probes one file.
+/// Probes one file as whatever audio it is (every format aiom4b takes).
 pub fn probe_file(path: &Path) -> Result<TrackInfo> {
+    probe_file_as(path, InputFormats::all())
+}
+
+/// Probes one file as whatever audio it is, if `allowed` accepts that.
+pub fn probe_file_as(path: &Path, allowed: InputFormats) -> Result<TrackInfo> {
     // A FIFO reports 0 bytes and would be called empty; refuse it (or a device) for what it is.
     let meta = crate::regular::open_regular(path, "cannot read")?
         .metadata()
         .map_err(|e| Error::io(path, "cannot read", e))?;
     if meta.len() == 0 {
-        return Err(Error::NotMp3 {
-            path: path.to_path_buf(),
-            reason: "the file is empty (0 bytes)".into(),
+        let reason = "the file is empty (0 bytes)".to_string();
+        let path = path.to_path_buf();
+        return Err(if allowed.is_mp3_only() {
+            Error::NotMp3 { path, reason }
+        } else {
+            Error::NotAudio { path, reason }
         });
     }
-    let facts = av::input::probe_mp3(path, PROBE_DECODE_PACKETS)?;
-    let (exact_samples, header_vbr) = header_facts(path);
+    let facts = av::input::probe_input(path, allowed, PROBE_DECODE_PACKETS)?;
+    let (exact_samples, header_vbr) = match facts.format {
+        InputFormat::Mp3 => header_facts(path),
+        // Lossless and Vorbis/Opus streams are exact by their container; so is AAC in MP4
+        // (edit list / iTunSMPB). Only raw ADTS has nothing to say.
+        _ => (facts.length, Some(facts.sizes_vary)),
+    };
     let duration = match exact_samples {
         Some(n) => std::time::Duration::from_secs_f64(n as f64 / facts.sample_rate as f64),
         None => facts.duration,
@@ -46,13 +59,25 @@ pub fn probe_file(path: &Path) -> Result<TrackInfo> {
         tags: facts.tags,
         cover: facts.pictures.first().cloned(),
         picture_count: facts.pictures.len(),
+        format: facts.format,
+        codec: facts.codec,
+        chapters: facts.chapters,
+        made_by_aiom4b: facts.made_by_aiom4b,
     })
 }
 
 /// Probes many files in parallel, keeping their order. Each entry is the file's own result, so
 /// validation can list every bad file at once.
 pub fn probe_all(paths: &[PathBuf]) -> Vec<Result<TrackInfo>> {
-    paths.par_iter().map(|p| probe_file(p)).collect()
+    probe_all_as(paths, InputFormats::all())
+}
+
+/// [`probe_all`] for the formats `allowed` accepts.
+pub fn probe_all_as(paths: &[PathBuf], allowed: InputFormats) -> Vec<Result<TrackInfo>> {
+    paths
+        .par_iter()
+        .map(|p| probe_file_as(p, allowed))
+        .collect()
 }
 
 /// Exact gapless sample count (LAME header) and whether a Xing/VBRI header says VBR.

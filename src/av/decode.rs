@@ -106,6 +106,7 @@ pub fn decode_file(
         .audio()
         .map_err(|e| av("open the MP3 decoder", e))?;
 
+    let length = input.length;
     let mut stats = DecodeStats::default();
     let mut resampler: Option<Resampler> = None;
     let mut pending = PcmChunk::with_capacity(out_channels, chunk_samples + 4096);
@@ -137,7 +138,12 @@ pub fn decode_file(
                             pending: &mut PcmChunk,
                             stats: &mut DecodeStats|
      -> Result<()> {
-        let n = frame.samples();
+        let mut n = frame.samples();
+        // The container's exact length ends the file where the decoder would not (AAC's end
+        // padding in MP4, see `input`); everywhere else it is where the decoder stops anyway.
+        if let Some(limit) = length {
+            n = n.min(limit.saturating_sub(stats.source_samples) as usize);
+        }
         if n == 0 {
             return Ok(());
         }
@@ -149,13 +155,18 @@ pub fn decode_file(
         }
         stats.source_samples += n as u64;
         let in_ch = frame.channels() as usize;
-        if frame.format() != ff::format::Sample::F32(ff::format::sample::Type::Planar) {
-            return Err(Error::NotMp3 {
-                path: path.clone(),
-                reason: format!("unexpected decoded sample format {:?}", frame.format()),
-            });
-        }
-        let planes: Vec<&[f32]> = (0..in_ch).map(|c| &frame.plane::<f32>(c)[..n]).collect();
+        let converted;
+        let planes: Vec<&[f32]> =
+            if frame.format() == ff::format::Sample::F32(ff::format::sample::Type::Planar) {
+                (0..in_ch).map(|c| &frame.plane::<f32>(c)[..n]).collect()
+            } else {
+                // MP3, AAC and Vorbis decode to planar f32; FLAC, ALAC, PCM and Opus do not.
+                converted = to_planar_f32(frame, n).ok_or_else(|| Error::NotAudio {
+                    path: path.clone(),
+                    reason: format!("unexpected decoded sample format {:?}", frame.format()),
+                })?;
+                converted.iter().map(Vec::as_slice).collect()
+            };
         if frame.rate() == out_rate {
             return emit(&planes, pending, stats, false);
         }
@@ -202,6 +213,14 @@ pub fn decode_file(
         if packet.stream() != audio_index {
             continue;
         }
+        if length.is_some() {
+            // The container's exact length is the one authority for the end: FFmpeg 5.1's Ogg
+            // demuxer computes the last packet's end trim wrongly for some page layouts (a
+            // Vorbis file of 23 049 samples decodes to 22 921, one of 700 to 1 600), so the
+            // demuxer's end trim is dropped and the decoder is stopped at the length instead.
+            // The start trim (priming, pre-skip) is kept: FFmpeg gets that right.
+            clear_end_trim(&mut packet);
+        }
         match decoder.send_packet(&packet) {
             Ok(()) => {}
             Err(ff::Error::Other { errno }) if errno == ffi::EAGAIN => {}
@@ -229,6 +248,27 @@ pub fn decode_file(
     Ok(stats)
 }
 
+/// Zeroes the "discard at the end" field of a packet's `AV_PKT_DATA_SKIP_SAMPLES` side data
+/// (bytes 4..8; bytes 0..4 are the samples to skip at the start).
+fn clear_end_trim(packet: &mut ff::Packet) {
+    use ff::packet::Mut as _;
+    use ffi::{av_packet_get_side_data, AVPacketSideDataType};
+    // SAFETY: `packet` is a valid AVPacket we own exclusively; av_packet_get_side_data returns
+    // null or a buffer of `size` bytes owned by the packet, written here only within `size`.
+    // ffmpeg-next offers side data read-only.
+    unsafe {
+        let mut size = 0usize;
+        let data = av_packet_get_side_data(
+            packet.as_mut_ptr(),
+            AVPacketSideDataType::AV_PKT_DATA_SKIP_SAMPLES,
+            &mut size,
+        );
+        if !data.is_null() && size >= 8 {
+            std::ptr::write_bytes(data.add(4), 0, 4);
+        }
+    }
+}
+
 fn drain(
     decoder: &mut ff::decoder::Audio,
     frame: &mut ff::frame::Audio,
@@ -243,6 +283,53 @@ fn drain(
             Err(_) => return Ok(()),
         }
     }
+}
+
+/// The first `n` samples of a decoded frame in any packed or planar integer/float format, as
+/// planar `f32` (integers scaled to −1.0..1.0 as swresample does: by 2^(bits−1)).
+fn to_planar_f32(frame: &ff::frame::Audio, n: usize) -> Option<Vec<Vec<f32>>> {
+    use ff::format::Sample;
+    let ch = frame.channels() as usize;
+    let mut out = vec![Vec::with_capacity(n); ch];
+    fn put<T: Copy + ff::frame::audio::Sample>(
+        frame: &ff::frame::Audio,
+        planar: bool,
+        ch: usize,
+        n: usize,
+        out: &mut [Vec<f32>],
+        f: impl Fn(T) -> f32,
+    ) {
+        if planar {
+            for (c, o) in out.iter_mut().enumerate() {
+                o.extend(frame.plane::<T>(c)[..n].iter().map(|v| f(*v)));
+            }
+        } else {
+            // Packed: one plane of `n × ch` values. `plane::<T>` sizes the slice by samples,
+            // not by samples × channels, so the bytes are read directly.
+            let bytes = frame.data(0);
+            let len = (bytes.len() / std::mem::size_of::<T>()).min(n * ch);
+            // SAFETY: FFmpeg allocates frame buffers aligned for every sample type (at least 16
+            // bytes), and `len` values fit in the plane's `linesize` bytes.
+            let vals: &[T] = unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), len) };
+            for (k, v) in vals.iter().take(n * ch).enumerate() {
+                out[k % ch].push(f(*v));
+            }
+        }
+    }
+    let planar = frame.is_planar();
+    match frame.format() {
+        Sample::U8(_) => put::<u8>(frame, planar, ch, n, &mut out, |v| {
+            (f32::from(v) - 128.0) / 128.0
+        }),
+        Sample::I16(_) => put::<i16>(frame, planar, ch, n, &mut out, |v| f32::from(v) / 32_768.0),
+        Sample::I32(_) => put::<i32>(frame, planar, ch, n, &mut out, |v| {
+            (f64::from(v) / 2_147_483_648.0) as f32
+        }),
+        Sample::F32(_) => put::<f32>(frame, planar, ch, n, &mut out, |v| v),
+        Sample::F64(_) => put::<f64>(frame, planar, ch, n, &mut out, |v| v as f32),
+        _ => return None,
+    }
+    Some(out)
 }
 
 /// Appends `input` planes to `out` planes, duplicating mono or averaging stereo as needed.

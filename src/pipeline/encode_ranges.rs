@@ -101,6 +101,19 @@ pub(super) fn prepare(
     pool: &rayon::ThreadPool,
 ) -> std::result::Result<RangePlan, String> {
     let rate = job.target.sample_rate;
+    // Only MP3 is indexed packet by packet; other formats go through the in-order path (its
+    // encoders still use every core).
+    if let Some(t) = job
+        .tracks
+        .iter()
+        .find(|t| t.format != crate::model::InputFormat::Mp3)
+    {
+        return Err(format!(
+            "{} is {}; only MP3 books take the ranged path",
+            t.path.display(),
+            t.format.label()
+        ));
+    }
     let t0 = std::time::Instant::now();
     let indexes: Vec<Result<TrackIndex>> =
         pool.install(|| job.tracks.par_iter().map(|t| index_mp3(&t.path)).collect());

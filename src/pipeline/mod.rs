@@ -100,6 +100,8 @@ pub struct TrackJob {
     pub exact_source_samples: Option<u64>,
     /// The file's own sample rate.
     pub source_rate: u32,
+    /// What the file is (validated by the plan); it is opened as that and nothing else.
+    pub format: crate::model::InputFormat,
 }
 
 /// Everything the pipeline needs besides the muxer.
@@ -419,7 +421,8 @@ fn decode_worker(
             return;
         };
         let stop = || cancel.is_cancelled() || failure.stopped();
-        let result = input::open_mp3(&tracks[i].path).and_then(|inp| {
+        let allowed = crate::model::InputFormats::of(&[tracks[i].format]);
+        let result = input::open_input(&tracks[i].path, allowed).and_then(|inp| {
             decode::decode_file(
                 inp,
                 target.sample_rate,

@@ -48,7 +48,7 @@ pub(crate) mod walk;
 
 pub use fingerprint::{fingerprint, fingerprint_folder, Fingerprint};
 pub use order::{is_disc_folder, natural_cmp, order_by_tags, tag_order};
-pub use sniff::sniff_mp3;
+pub use sniff::{sniff_container, sniff_mp3, Container};
 
 use crate::model::{Finding, FindingKind, FolderSummary, Scan, ScannedFile, Severity};
 use crate::options::ScanOptions;
@@ -110,7 +110,8 @@ pub fn scan(folders: &[PathBuf], opts: &ScanOptions) -> Scan {
             too_deep,
             other_audio,
             root_unreadable,
-        } = Walked::walk(folder, &root_canon, max_depth, &opts.exclude);
+            ..
+        } = Walked::walk(folder, &root_canon, max_depth, &opts.exclude, opts.inputs);
         out.findings.extend(findings);
 
         order::sort_by_book_order(&mut found, opts.order, |c| &c.rel_path);
@@ -167,6 +168,7 @@ pub fn scan(folders: &[PathBuf], opts: &ScanOptions) -> Scan {
                 max_depth,
                 &other_audio,
                 !too_deep.is_empty(),
+                opts.inputs,
             ));
         }
         out.folders.push(summary);
@@ -237,9 +239,17 @@ fn no_mp3_finding(
     max_depth: usize,
     other_audio: &BTreeMap<String, usize>,
     deeper: bool,
+    inputs: crate::model::InputFormats,
 ) -> Finding {
+    let mp3_only = inputs.is_mp3_only();
+    let what = if mp3_only {
+        ".mp3 files".to_string()
+    } else {
+        let names: Vec<&str> = inputs.list().into_iter().map(|f| f.label()).collect();
+        format!("audio files ({})", names.join(", "))
+    };
     let mut remedy = format!(
-        "put the audiobook's .mp3 files in this folder or in subfolders up to {max_depth} \
+        "put the audiobook's {what} in this folder or in subfolders up to {max_depth} \
          level(s) deep"
     );
     if !other_audio.is_empty() {
@@ -248,14 +258,24 @@ fn no_mp3_finding(
             .map(|(ext, n)| format!("{n} .{ext}"))
             .collect();
         remedy.push_str(&format!(
-            "; found {} file(s), but only MP3 is converted",
-            list.join(", ")
+            "; found {} file(s), but {}",
+            list.join(", "),
+            if mp3_only {
+                "only MP3 is converted (ALLOWED_INPUTS=mp3)"
+            } else {
+                "aiom4b does not read that format"
+            }
         ));
     }
     if deeper {
         remedy.push_str("; some subfolders were too deep to scan: raise the maximum scan depth");
     }
-    Finding::error(FindingKind::NoMp3Found, folder, "no MP3 files found").with_remedy(remedy)
+    let message = if mp3_only {
+        "no MP3 files found"
+    } else {
+        "no audio files found"
+    };
+    Finding::error(FindingKind::NoMp3Found, folder, message).with_remedy(remedy)
 }
 
 /// One informational finding when a folder has MP3s both directly inside and in subfolders,
@@ -308,14 +328,34 @@ struct Candidate {
     canonical: PathBuf,
 }
 
-/// Other audio formats worth naming when a folder has no MP3 at all.
-const OTHER_AUDIO: [&str; 11] = [
-    "m4a", "m4b", "aac", "flac", "ogg", "opus", "wav", "wma", "mp2", "mp4", "aiff",
+/// Other audio formats worth naming when a folder has no file the scan takes.
+const OTHER_AUDIO: [&str; 13] = [
+    "m4a", "m4b", "aac", "flac", "ogg", "oga", "opus", "wav", "wma", "mp2", "mp4", "aiff", "ape",
 ];
+
+/// Names the scan takes when more than MP3 is accepted (`ALLOWED_INPUTS`). The name only picks
+/// candidates; what a file is, and whether it is accepted, is decided by its content (`probe`),
+/// so an M4A named `.mp3` or an Ogg named `.opus` is taken for what it is.
+const AUDIO_EXTENSIONS: [&str; 10] = [
+    "mp3", "m4a", "m4b", "mp4", "aac", "flac", "ogg", "oga", "opus", "wav",
+];
+
+/// True when the scan takes a file named `name` as an input candidate.
+pub fn takes_name(name: &OsStr, inputs: crate::model::InputFormats) -> bool {
+    if inputs.is_mp3_only() {
+        return is_mp3_name(name);
+    }
+    Path::new(name)
+        .extension()
+        .and_then(OsStr::to_str)
+        .is_some_and(|e| AUDIO_EXTENSIONS.iter().any(|a| e.eq_ignore_ascii_case(a)))
+}
 
 /// What the walk of one input folder found, before ordering and de-duplication.
 #[derive(Default)]
 struct Walked {
+    /// The formats accepted, which decide the names taken ([`takes_name`]).
+    inputs: crate::model::InputFormats,
     found: Vec<Candidate>,
     findings: Vec<Finding>,
     /// Subfolders not entered because of the depth limit (relative paths).
@@ -328,8 +368,17 @@ struct Walked {
 impl Walked {
     /// Walks `folder` by the book rules ([`walk`]'s module doc) and turns what it meets into
     /// candidates and findings; never stops early.
-    fn walk(folder: &Path, root_canon: &Path, max_depth: usize, exclude: &[PathBuf]) -> Walked {
-        let mut w = Walked::default();
+    fn walk(
+        folder: &Path,
+        root_canon: &Path,
+        max_depth: usize,
+        exclude: &[PathBuf],
+        inputs: crate::model::InputFormats,
+    ) -> Walked {
+        let mut w = Walked {
+            inputs,
+            ..Walked::default()
+        };
         let rules = Walk {
             policy: Policy::Book,
             max_depth: Some(max_depth),
@@ -355,7 +404,7 @@ impl Walked {
                 }
             }
             Event::Entry(e) if e.meta.is_file() => {
-                if is_mp3_name(e.name) {
+                if takes_name(e.name, self.inputs) {
                     self.found.push(Candidate {
                         rel_path: e.rel.to_path_buf(),
                         size_bytes: e.meta.len(),
@@ -369,7 +418,7 @@ impl Walked {
                 }
             }
             Event::Entry(e) => {
-                if is_mp3_name(e.name) {
+                if takes_name(e.name, self.inputs) {
                     self.skip(
                         e.path,
                         format!(
@@ -382,7 +431,9 @@ impl Walked {
             }
             Event::Leave(_) => {}
             Event::TooDeep(e) => self.too_deep.push(e.rel.to_path_buf()),
-            Event::Skipped { path, name, reason } => self.skipped(path, is_mp3_name(name), reason),
+            Event::Skipped { path, name, reason } => {
+                self.skipped(path, takes_name(name, self.inputs), reason)
+            }
             Event::Unreadable { path, rel, error } => {
                 if rel.as_os_str().is_empty() {
                     self.root_unreadable = true;
@@ -859,12 +910,45 @@ mod tests {
         for rel in ["01.flac", "02.FLAC", "cover.jpg", "a/b/c/deep.mp3"] {
             touch(t.path(), rel, 1);
         }
-        let s = scan_one(t.path());
+        // MP3 only (ALLOWED_INPUTS=mp3): the FLACs are named, not taken.
+        let opts = ScanOptions {
+            inputs: crate::model::InputFormats::mp3_only(),
+            ..ScanOptions::default()
+        };
+        let s = scan(&[t.path().to_path_buf()], &opts);
         let f = findings_of(&s, FindingKind::NoMp3Found);
         assert_eq!(f.len(), 1);
+        assert_eq!(f[0].message, "no MP3 files found");
         let remedy = f[0].remedy.as_deref().unwrap();
         assert!(remedy.contains("2 .flac"), "{remedy}");
+        assert!(remedy.contains("only MP3"), "{remedy}");
         assert!(remedy.contains("too deep"), "{remedy}");
+    }
+
+    #[test]
+    fn every_accepted_format_is_taken_by_name_and_others_are_named() {
+        let t = TempDir::new().unwrap();
+        for rel in [
+            "01.flac", "02.M4B", "03.opus", "04.ogg", "05.wav", "06.aac", "07.mp3",
+        ] {
+            touch(t.path(), rel, 1);
+        }
+        touch(t.path(), "cover.jpg", 1);
+        let s = scan_one(t.path());
+        assert_eq!(
+            rels(&s),
+            ["01.flac", "02.M4B", "03.opus", "04.ogg", "05.wav", "06.aac", "07.mp3"]
+        );
+        let w = TempDir::new().unwrap();
+        touch(w.path(), "01.wma", 1);
+        let s = scan_one(w.path());
+        let f = findings_of(&s, FindingKind::NoMp3Found);
+        assert_eq!(f[0].message, "no audio files found");
+        let remedy = f[0].remedy.as_deref().unwrap();
+        assert!(
+            remedy.contains("1 .wma") && remedy.contains("does not read"),
+            "{remedy}"
+        );
     }
 
     /// Runs `f` on a thread of its own to which file permissions apply, also when the tests run

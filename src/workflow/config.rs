@@ -40,6 +40,8 @@ pub enum Setting {
     /// `MAX_TOTAL_SIZE_MB`: largest accepted total of a book's input files, in MiB
     /// ([`Config::max_total_size_mb`]).
     MaxTotalSizeMb,
+    /// `ALLOWED_INPUTS`: the input formats accepted ([`Config::allowed_inputs`]).
+    AllowedInputs,
     /// `BACKUP_ENABLED`: back up source folders before processing ([`Config::backup_enabled`]).
     BackupEnabled,
     /// `BACKUP_RETENTION_DAYS`: age in days at which backups are pruned
@@ -161,6 +163,13 @@ const SPECS: &[Spec] = &[
         key: "max_total_size_mb",
         default: "50000",
         help: "largest accepted total of a book's input files",
+    },
+    Spec {
+        setting: Setting::AllowedInputs,
+        var: "ALLOWED_INPUTS",
+        key: "allowed_inputs",
+        default: "all",
+        help: "input formats accepted: all, or some of mp3,m4a,aac,flac,vorbis,opus,wav (mp3 alone: the strict MP3-only validation)",
     },
     Spec {
         setting: Setting::BackupEnabled,
@@ -456,6 +465,9 @@ pub struct Config {
     /// Largest accepted total of a book's input files in MiB (`MAX_TOTAL_SIZE_MB`, default
     /// 50000).
     pub max_total_size_mb: u64,
+    /// The input formats accepted (`ALLOWED_INPUTS`, default `all`); `mp3` alone is the
+    /// specification's MP3-only validation (only `.mp3` names are scanned).
+    pub allowed_inputs: crate::model::InputFormats,
     /// Back up every source folder before processing (`BACKUP_ENABLED`, default true), unless
     /// the job request says otherwise.
     pub backup_enabled: bool,
@@ -638,6 +650,7 @@ impl Config {
             use_all_cpus: true,
             max_file_size_mb: 0,
             max_total_size_mb: 0,
+            allowed_inputs: crate::model::InputFormats::all(),
             backup_enabled: true,
             backup_retention_days: 0,
             backup_encrypt_to: None,
@@ -710,6 +723,7 @@ impl Config {
             Setting::UseAllCpus => self.use_all_cpus = parse_bool(raw)?,
             Setting::MaxFileSizeMb => self.max_file_size_mb = parse_num(raw, 1, 1 << 40)?,
             Setting::MaxTotalSizeMb => self.max_total_size_mb = parse_num(raw, 1, 1 << 40)?,
+            Setting::AllowedInputs => self.allowed_inputs = crate::model::InputFormats::parse(raw)?,
             Setting::BackupEnabled => self.backup_enabled = parse_bool(raw)?,
             Setting::BackupRetentionDays => {
                 self.backup_retention_days = parse_num(raw, 0, 36_500)? as u32

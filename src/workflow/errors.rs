@@ -441,7 +441,7 @@ impl From<crate::Error> for JobError {
                 io_remedy(source),
                 io_is_transient(source),
             ),
-            E::Invalid(_) | E::NotMp3 { .. } | E::Damaged { .. } => (
+            E::Invalid(_) | E::NotMp3 { .. } | E::NotAudio { .. } | E::Damaged { .. } => (
                 ErrorCategory::Input,
                 "fix or replace the files named above",
                 false,

@@ -47,9 +47,16 @@ pub struct FolderStats {
     pub last_modified: Option<SystemTime>,
 }
 
-/// True for `*.mp3` in any case.
+/// True for a file a book folder is recognized by: `*.mp3`, and the other formats aiom4b
+/// reads (`.m4a`, `.flac`, `.ogg`, `.opus`, `.wav`, `.aac` …, any case) — but not `.m4b`,
+/// because a folder of nothing but M4Bs is a finished book in most libraries (an organized
+/// output folder among them); M4B parts are converted by naming their folder (`convert`).
 pub fn is_mp3(path: &Path) -> bool {
-    crate::scan::is_mp3_name(path.as_os_str())
+    let name = path.file_name().unwrap_or(path.as_os_str());
+    crate::scan::takes_name(name, crate::model::InputFormats::all())
+        && !Path::new(name)
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("m4b"))
 }
 
 /// Counts MP3s, bytes and the newest change below `folder` (recursively, with no depth
@@ -212,6 +219,22 @@ mod tests {
         assert_eq!((s.mp3_count, s.total_bytes), (2, 30));
         assert!(s.last_modified.is_some());
         assert!(folder_stats(&t.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn books_of_other_formats_are_found_and_finished_m4bs_are_not() {
+        let t = tempfile::tempdir().unwrap();
+        let lib = t.path().join("lib");
+        touch(&lib, "Flac Book/01.flac", 1);
+        touch(&lib, "Store Book/Part 1.M4A", 1);
+        touch(&lib, "Finished/Finished.m4b", 1);
+        touch(&lib, "Finished/cover.jpg", 1);
+        let names: Vec<String> = discover_books(&lib)
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(names, ["Flac Book", "Store Book"]);
     }
 
     #[test]

@@ -331,8 +331,10 @@ pub struct EncodeArgs {
     /// Write no chapters.
     #[arg(long)]
     pub no_chapters: bool,
-    /// Where chapters come from: files (one per input file, or --chapters-file) or silence
-    /// (at the pauses of the audio; see --silence-db, --silence-min, --min-chapter, --max-chapter).
+    /// Where chapters come from: files (one per input file, a part's own chapters where an
+    /// M4B/M4A part has them, or --chapters-file), per-file (one per input file, whatever a part
+    /// brings) or silence (at the pauses of the audio; see --silence-db, --silence-min,
+    /// --min-chapter, --max-chapter).
     #[arg(long, value_enum, value_name = "FROM", conflicts_with = "no_chapters")]
     pub chapters: Option<ChaptersArg>,
     /// Move every chapter mark to the nearest pause within this window (e.g. 2s), and report
@@ -399,7 +401,11 @@ impl SilenceArgs {
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChaptersArg {
+    /// One chapter per input file; a part with chapters of its own (M4B/M4A) brings those.
     Files,
+    /// One chapter per input file, ignoring the chapters a part brings.
+    PerFile,
+    /// At the pauses of the audio.
     Silence,
 }
 
@@ -514,6 +520,7 @@ impl BookArgs {
                 OrderArg::Tags => Order::Tags,
             };
             o.exclude = cfg.protected_dirs();
+            o.inputs = cfg.allowed_inputs;
             o
         }
     }
@@ -609,8 +616,10 @@ impl EncodeArgs {
                 ChapterMode::None
             } else if self.chapters == Some(ChaptersArg::Silence) {
                 ChapterMode::Silence
-            } else {
+            } else if self.chapters == Some(ChaptersArg::PerFile) {
                 ChapterMode::PerFile
+            } else {
+                ChapterMode::Auto
             };
             o.silence = self.silence.options();
             o.snap_to_silence = self.snap_to_silence;

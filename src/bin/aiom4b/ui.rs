@@ -275,9 +275,27 @@ pub fn print_inspection(ins: &Inspection) {
                 info.sample_rate,
                 if info.channels == 1 { "mono  " } else { "stereo" },
                 info.bitrate_bps / 1000,
-                if info.vbr { "VBR" } else { "CBR" },
+                match info.format {
+                    aiom4b::InputFormat::Mp3 if info.vbr => "VBR",
+                    aiom4b::InputFormat::Mp3 => "CBR",
+                    aiom4b::InputFormat::M4a if info.codec == "alac" => "ALAC",
+                    aiom4b::InputFormat::M4a => "M4A",
+                    aiom4b::InputFormat::Aac => "AAC",
+                    aiom4b::InputFormat::Flac => "FLAC",
+                    aiom4b::InputFormat::Vorbis => "OGG",
+                    aiom4b::InputFormat::Opus => "OPUS",
+                    aiom4b::InputFormat::Wav => "WAV",
+                },
                 conv,
-                escape(&tr.chapter_title),
+                if info.chapters.is_empty() {
+                    escape(&tr.chapter_title).into_owned()
+                } else {
+                    format!(
+                        "{} ({} chapters of its own)",
+                        escape(&tr.chapter_title),
+                        info.chapters.len()
+                    )
+                },
                 path(&tr.rel_path),
             );
             start += d;
@@ -285,7 +303,10 @@ pub fn print_inspection(ins: &Inspection) {
         out!(o);
         out!(o,
             "{} chapter(s), {} total, {}  (~ = estimate from the header; exact lengths come from decoding; * = resampled/remixed)",
-            book.tracks.len(),
+            book.tracks
+                .iter()
+                .map(|t| t.info.chapters.len().max(1))
+                .sum::<usize>(),
             human::timestamp(book.duration_secs()),
             human::bytes(book.total_bytes())
         );

@@ -462,6 +462,7 @@ fn plan_options(s: &AppState, o: &ConvertOptionsIn, meta: BookMetadata) -> ApiRe
 fn scan_options(s: &AppState) -> ScanOptions {
     let mut o = ScanOptions::default();
     o.exclude = s.wf.config().protected_dirs();
+    o.inputs = s.wf.config().allowed_inputs;
     o
 }
 

@@ -11,6 +11,7 @@ mod faults;
 mod fdk;
 mod ffmpeg_build;
 mod fixtures;
+mod formats;
 mod fuzz_regressions;
 mod library;
 mod long_texts;

@@ -98,7 +98,7 @@ impl Signal {
         }
     }
 
-    fn source(&self, rate: u32, channels: u16) -> Box<dyn Source> {
+    pub(crate) fn source(&self, rate: u32, channels: u16) -> Box<dyn Source> {
         let channels = usize::from(channels.max(1));
         match *self {
             Signal::Silence => Box::new(Silence),
@@ -119,7 +119,7 @@ impl Signal {
 }
 
 /// Fills interleaved frames; `out.len()` is a multiple of the channel count it was made for.
-trait Source {
+pub(crate) trait Source {
     fn fill(&mut self, out: &mut [f32]);
 }
 

@@ -6,6 +6,8 @@
 //!
 //! - [`fixtures`]: deterministic signals, MP3 files and whole books, cover images, hostile files.
 //! - [`mp3_writer`] / [`image_writer`]: the encoders behind them (libmp3lame, mjpeg, png).
+//! - [`audio_writer`]: FLAC, WAV, Ogg Vorbis/Opus, AAC/ALAC in MP4 (chapters, cover) and ADTS
+//!   files, for the input-format tests.
 //! - [`m4b_reader`]: decodes a written M4B back to PCM, for coding-error measurements.
 //! - [`quality`]: block error, SNR and the splice-quality comparison.
 //! - [`age_keys`]: age key pairs and identity files for the encrypted-backup tests.
@@ -16,6 +18,7 @@
 //! a small reader of its own (`mp3frame`), not with the library's parser, so a mistake in
 //! either shows up against the other.
 pub mod age_keys;
+pub mod audio_writer;
 pub mod fixtures;
 pub mod image_writer;
 pub mod m4b_reader;

@@ -467,7 +467,7 @@ fn validate(settings: &Mp3Settings) -> Result<()> {
 /// The muxer's generic metadata keys; for ID3v2.3 it maps them to TIT2, TALB, TPE1, TPE2, TCOM,
 /// TCON, TYER (split from `date`), TRCK, TPOS. The comment is left out: keys without an ID3
 /// frame become TXXX frames named after the key (see the module comment).
-fn tags_dictionary(tags: &Tags) -> Result<Dictionary<'static>> {
+pub(crate) fn tags_dictionary(tags: &Tags) -> Result<Dictionary<'static>> {
     let numbered = |n: Option<u32>, total: Option<u32>| match (n, total) {
         (Some(n), Some(t)) => Some(format!("{n}/{t}")),
         (Some(n), None) => Some(n.to_string()),
@@ -504,7 +504,7 @@ fn tags_dictionary(tags: &Tags) -> Result<Dictionary<'static>> {
     Ok(dict)
 }
 
-fn picture_codec(mime: &str) -> Result<codec::Id> {
+pub(crate) fn picture_codec(mime: &str) -> Result<codec::Id> {
     match mime {
         "image/jpeg" | "image/jpg" => Ok(codec::Id::MJPEG),
         "image/png" => Ok(codec::Id::PNG),
@@ -515,7 +515,7 @@ fn picture_codec(mime: &str) -> Result<codec::Id> {
 }
 
 /// Adds the attached-picture stream whose single packet the muxer turns into an APIC frame.
-fn add_picture_stream(
+pub(crate) fn add_picture_stream(
     octx: &mut format::context::Output,
     picture: &Picture,
     codec_id: codec::Id,

@@ -1,0 +1,344 @@
+//! Books that are not MP3 (issue 16): FLAC, WAV, Ogg Vorbis, Ogg Opus, AAC and ALAC in MP4,
+//! raw ADTS, and a mix with MP3. Every fixture is written by the linked FFmpeg's encoders
+//! (`aiom4b_testkit::audio_writer`), so what each file must decode to is known: the samples
+//! written. Each is checked against that, against an independent decoder (Symphonia) where it
+//! reads the format, and on the converted book (length and every chapter start, exactly, on the
+//! engine's clock; the verifier's decode within a frame).
+use crate::common::*;
+use aiom4b_testkit::audio_writer::{write_audio, AudioKind, AudioSpec};
+use aiom4b_testkit::fixtures::test_jpeg;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Samples per channel Symphonia decodes from `path` (its own demuxers and decoders, gapless).
+fn symphonia_samples(path: &Path) -> u64 {
+    use symphonia::core::codecs::audio::AudioDecoderOptions;
+    use symphonia::core::errors::Error as SError;
+    use symphonia::core::formats::probe::Hint;
+    use symphonia::core::formats::{FormatOptions, TrackType};
+    use symphonia::core::io::MediaSourceStream;
+    use symphonia::core::meta::MetadataOptions;
+    let file = std::fs::File::open(path).unwrap();
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(ext);
+    }
+    let mut format = symphonia::default::get_probe()
+        .probe(
+            &hint,
+            mss,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .unwrap_or_else(|e| panic!("{}: symphonia cannot open it: {e}", path.display()));
+    let track = format.default_track(TrackType::Audio).unwrap();
+    let id = track.id;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .unwrap()
+        .clone();
+    let mut dec = symphonia::default::get_codecs()
+        .make_audio_decoder(&params, &AudioDecoderOptions::default())
+        .unwrap();
+    let mut n = 0u64;
+    loop {
+        match format.next_packet() {
+            Ok(Some(p)) if p.track_id == id => {
+                let buf = dec.decode(&p).unwrap();
+                n += buf.frames() as u64;
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(SError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+            Err(e) => panic!("{}: symphonia: {e}", path.display()),
+        }
+    }
+    n
+}
+
+fn convert_json(book: &Path, out: &Path, args: &[&str]) -> Value {
+    let mut all = vec!["convert", "--json", "-o", out.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.push(book.to_str().unwrap());
+    let o = run(all);
+    assert_exit(&o, 0);
+    json(&o)
+}
+
+fn starts(report: &Value) -> Vec<u64> {
+    report["chapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["start_samples"].as_u64().unwrap())
+        .collect()
+}
+
+fn titles(report: &Value) -> Vec<String> {
+    report["chapters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["title"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A book of one format: three files, the last shorter than any codec's frame, lengths that are
+/// no whole number of frames.
+fn format_book(dir: &Path, kind: AudioKind, rate: u32, channels: u16) -> Vec<(PathBuf, u64)> {
+    std::fs::create_dir_all(dir).unwrap();
+    [rate + 4_321, rate / 2 + 999, 700]
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let p = dir.join(format!(
+                "{:02} - Part {}.{}",
+                i + 1,
+                i + 1,
+                kind.extension()
+            ));
+            let mut spec = AudioSpec::sine(kind, rate, channels, u64::from(*n));
+            spec.tags.title = Some(format!("Part {}", i + 1));
+            spec.tags.album = Some("Format Book".into());
+            spec.tags.artist = Some("Format Author".into());
+            spec.tags.track = Some(i as u32 + 1);
+            let written = write_audio(&p, &spec).unwrap();
+            (p, written)
+        })
+        .collect()
+}
+
+#[test]
+fn every_format_converts_with_its_exact_length_and_tags() {
+    // (kind, rate, channels, FFmpeg's name for what probe must report)
+    let cases = [
+        (AudioKind::Flac, 44_100, 2, "flac"),
+        (AudioKind::Wav, 22_050, 1, "wav"),
+        (AudioKind::Vorbis, 44_100, 2, "vorbis"),
+        (AudioKind::Opus, 48_000, 2, "opus"),
+        (AudioKind::M4aAac, 44_100, 2, "m4a"),
+        (AudioKind::M4aAlac, 44_100, 1, "m4a"),
+    ];
+    for (kind, rate, channels, name) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let book = tmp.path().join("book");
+        let files = format_book(&book, kind, rate, channels);
+        // The probe says what each file is and its exact length, which is what was written and
+        // what Symphonia (not FFmpeg) decodes.
+        let o = run(["probe", "--json", book.to_str().unwrap()]);
+        assert_exit(&o, 0);
+        let probe = json(&o);
+        let tracks = probe["book"]["tracks"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{probe:#}"));
+        assert_eq!(tracks.len(), 3, "{kind:?}");
+        for ((path, written), t) in files.iter().zip(tracks) {
+            let info = &t["info"];
+            assert_eq!(info["format"], name, "{kind:?}: {info:#}");
+            assert_eq!(
+                info["exact_samples"].as_u64(),
+                Some(*written),
+                "{kind:?} {}: the container's exact length",
+                path.display()
+            );
+            // Symphonia has no Opus decoder; its Vorbis, FLAC, WAV and ALAC readers give the
+            // exact length. Its MP4 reader ignores the edit list, so for AAC it gives every
+            // frame whole: the encoder's 1024 samples of priming, the audio, the last frame's
+            // padding — which checks that the packets hold exactly that much audio.
+            if kind == AudioKind::M4aAac {
+                assert_eq!(
+                    symphonia_samples(path),
+                    (written + 1024).div_ceil(1024) * 1024,
+                    "{kind:?} {}: Symphonia's count of whole frames",
+                    path.display()
+                );
+            } else if kind != AudioKind::Opus {
+                assert_eq!(
+                    symphonia_samples(path),
+                    *written,
+                    "{kind:?} {}: Symphonia's count",
+                    path.display()
+                );
+            }
+        }
+        let out = tmp.path().join("out.m4b");
+        let report = convert_json(&book, &out, &["--preset", "source"]);
+        assert_eq!(report["sample_rate"], rate, "{kind:?}");
+        let want: Vec<u64> = files.iter().map(|(_, n)| *n).collect();
+        let want_starts = vec![0, want[0], want[0] + want[1]];
+        assert_eq!(starts(&report), want_starts, "{kind:?}: chapter starts");
+        assert_eq!(
+            report["total_samples"].as_u64(),
+            Some(want.iter().sum::<u64>()),
+            "{kind:?}: total"
+        );
+        assert_eq!(titles(&report), ["Part 1", "Part 2", "Part 3"], "{kind:?}");
+        let s = aiom4b::verify::summarize(&out).unwrap();
+        assert!(
+            s.inconsistencies.is_empty(),
+            "{kind:?}: {:?}",
+            s.inconsistencies
+        );
+        assert!(
+            s.decoded_samples.abs_diff(want.iter().sum::<u64>()) <= AAC_FRAME,
+            "{kind:?}: decoded {} of {}",
+            s.decoded_samples,
+            want.iter().sum::<u64>()
+        );
+        assert_eq!(s.tags.album.as_deref(), Some("Format Book"), "{kind:?}");
+        assert_eq!(s.tags.artist.as_deref(), Some("Format Author"), "{kind:?}");
+    }
+}
+
+#[test]
+fn m4a_parts_bring_their_chapters_and_cover_and_a_renamed_file_is_what_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let book = tmp.path().join("book");
+    std::fs::create_dir_all(&book).unwrap();
+    const RATE: u32 = 44_100;
+    let cover = aiom4b::probe::picture_from_bytes(test_jpeg(64, 64)).unwrap();
+    let mut lens = Vec::new();
+    // Part 2 is named .mp3 but is an M4A: it is taken for what it is.
+    for (i, name) in ["Part 1.m4b", "Part 2.mp3"].iter().enumerate() {
+        let n = RATE as u64 * 3 + 777 * (i as u64 + 1);
+        let mut spec = AudioSpec::sine(AudioKind::M4aAac, RATE, 2, n);
+        spec.tags.album = Some("Chaptered".into());
+        spec.tags.title = Some(format!("Part {}", i + 1));
+        spec.cover = Some(cover.clone());
+        spec.chapters = vec![
+            (0, format!("P{} Opening", i + 1)),
+            (RATE as u64 + 123, format!("P{} Middle", i + 1)),
+            (2 * RATE as u64 + 456, format!("P{} End", i + 1)),
+        ];
+        lens.push(write_audio(book.join(name), &spec).unwrap());
+    }
+    let o = run(["probe", "--json", book.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    let probe = json(&o);
+    let second = &probe["book"]["tracks"][1]["info"];
+    assert_eq!(second["format"], "m4a", "{second:#}");
+    assert_eq!(second["codec"], "aac");
+    assert_eq!(second["chapters"].as_array().map(Vec::len), Some(3));
+
+    let out = tmp.path().join("out.m4b");
+    let report = convert_json(&book, &out, &["--preset", "source"]);
+    let inner = [0, RATE as u64 + 123, 2 * RATE as u64 + 456];
+    let mut want = Vec::new();
+    for (i, _) in lens.iter().enumerate() {
+        let offset: u64 = lens[..i].iter().sum();
+        want.extend(inner.iter().map(|s| s + offset));
+    }
+    assert_eq!(starts(&report), want, "the parts' own chapters, offset");
+    assert_eq!(
+        titles(&report),
+        [
+            "P1 Opening",
+            "P1 Middle",
+            "P1 End",
+            "P2 Opening",
+            "P2 Middle",
+            "P2 End"
+        ]
+    );
+    assert_eq!(report["total_samples"].as_u64(), Some(lens.iter().sum()));
+    let s = aiom4b::verify::summarize(&out).unwrap();
+    assert!(s.inconsistencies.is_empty(), "{:?}", s.inconsistencies);
+    assert_eq!(s.chapter_track.as_ref().unwrap().chapters.len(), 6);
+    assert!(s.cover.is_some(), "the parts' cover");
+    assert_eq!(s.tags.album.as_deref(), Some("Chaptered"));
+
+    // --chapters per-file: one per part, as before.
+    let out2 = tmp.path().join("per-file.m4b");
+    let report = convert_json(
+        &book,
+        &out2,
+        &["--preset", "source", "--chapters", "per-file"],
+    );
+    assert_eq!(starts(&report), [0, lens[0]]);
+}
+
+#[test]
+fn a_book_mixing_mp3_and_flac_converts_in_order_with_exact_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let book = tmp.path().join("book");
+    std::fs::create_dir_all(&book).unwrap();
+    let mp3 = book.join("01.mp3");
+    aiom4b_testkit::fixtures::write_mp3(&mp3, &sine_spec(440.0, 44_100 + 333, 44_100, 2, false))
+        .unwrap();
+    let flac = book.join("02.flac");
+    let n = write_audio(&flac, &AudioSpec::sine(AudioKind::Flac, 44_100, 2, 30_001)).unwrap();
+    let first = symphonia_length(&mp3).samples;
+    let out = tmp.path().join("out.m4b");
+    let report = convert_json(&book, &out, &[]);
+    assert_eq!(starts(&report), [0, first]);
+    assert_eq!(report["total_samples"].as_u64(), Some(first + n));
+
+    // The finished book put back into the folder is not taken as a third part: converting the
+    // folder again would otherwise double the audio.
+    std::fs::copy(&out, book.join("03 - Book.m4b")).unwrap();
+    let o = run(["probe", "--json", book.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    let doc = json(&o);
+    assert_eq!(
+        doc["book"]["tracks"].as_array().unwrap().len(),
+        2,
+        "{doc:#}"
+    );
+    let skipped = doc["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "skipped_entry")
+        .unwrap_or_else(|| panic!("no finding for the book aiom4b wrote: {doc:#}"));
+    assert!(
+        skipped["path"].as_str().unwrap().ends_with("03 - Book.m4b"),
+        "{skipped:#}"
+    );
+    assert!(
+        skipped["message"]
+            .as_str()
+            .unwrap()
+            .contains("aiom4b wrote"),
+        "{skipped:#}"
+    );
+}
+
+#[test]
+fn allowed_inputs_mp3_refuses_other_formats_by_name_and_content() {
+    let tmp = tempfile::tempdir().unwrap();
+    let book = tmp.path().join("book");
+    std::fs::create_dir_all(&book).unwrap();
+    // A FLAC named .mp3: MP3-only validation names what it is.
+    write_audio(
+        book.join("01.mp3"),
+        &AudioSpec::sine(AudioKind::Flac, 44_100, 1, 5_000),
+    )
+    .unwrap();
+    let mut cmd = aiom4b();
+    cmd.env("ALLOWED_INPUTS", "mp3")
+        .args(["probe", "--json"])
+        .arg(&book);
+    let o = run_cmd(cmd);
+    assert_ne!(o.status.code(), Some(0));
+    let text = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(text.contains("01.mp3") && text.contains("FLAC"), "{text}");
+    // A bad value is refused with the valid names.
+    let mut cmd = aiom4b();
+    cmd.env("ALLOWED_INPUTS", "mp3,wma")
+        .args(["probe"])
+        .arg(&book);
+    let o = run_cmd(cmd);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("ALLOWED_INPUTS") && stderr(&o).contains("flac"),
+        "{}",
+        stderr(&o)
+    );
+    // By default the same file converts.
+    let o = run(["probe", "--json", book.to_str().unwrap()]);
+    assert_exit(&o, 0);
+    assert_eq!(json(&o)["book"]["tracks"][0]["info"]["format"], "flac");
+}

@@ -1,6 +1,5 @@
 //! Second opinions: Symphonia's MP4 demuxer and `mp4ameta` read the same file their own way,
 //! and every disagreement with this reader becomes an inconsistency.
-use super::movie::Movie;
 use super::summary::M4bSummary;
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
@@ -14,7 +13,12 @@ pub(super) fn rewound(file: &File) -> Option<File> {
 }
 
 /// Symphonia's MP4 demuxer parses `moov` on its own: its view of the audio track must match.
-pub(super) fn cross_check_symphonia(s: &mut M4bSummary, file: &File, movie: &Movie<'_>) {
+/// `audio_stts_total` is this reader's sum of the audio track's `stts`.
+pub(super) fn cross_check_symphonia(
+    s: &mut M4bSummary,
+    file: &File,
+    audio_stts_total: Option<u64>,
+) {
     use symphonia::core::codecs::audio::well_known::CODEC_ID_AAC;
     use symphonia::core::formats::{FormatOptions, FormatReader};
     use symphonia::core::io::MediaSourceStream;
@@ -44,7 +48,6 @@ pub(super) fn cross_check_symphonia(s: &mut M4bSummary, file: &File, movie: &Mov
             })
         }))
     });
-    let audio = movie.tracks.iter().find(|t| t.handler == *b"soun");
     match r {
         Err(_) => s
             .inconsistencies
@@ -72,11 +75,10 @@ pub(super) fn cross_check_symphonia(s: &mut M4bSummary, file: &File, movie: &Mov
                     s.channels
                 ));
             }
-            if let (Some(n), Some(a)) = (stts_total, audio) {
-                if n != a.table.total_duration() {
+            if let (Some(n), Some(ours)) = (stts_total, audio_stts_total) {
+                if n != ours {
                     s.inconsistencies.push(format!(
-                        "Symphonia reads a media duration (sum of stts) of {n}, this reader {}",
-                        a.table.total_duration()
+                        "Symphonia reads a media duration (sum of stts) of {n}, this reader {ours}"
                     ));
                 }
             }

@@ -164,7 +164,30 @@ pub fn summarize(path: &Path) -> Result<M4bSummary> {
     let moov_buf = mp4box::read_top_box(&mut f, moov_top, MAX_MOOV_BYTES)
         .map_err(io)?
         .map_err(mal)?;
-    let moov = mp4box::as_box_ref(&moov_buf, moov_top);
+    let audio_stts_total = summarize_moov(&mut s, &mut f, file_size, &moov_buf, moov_top)?;
+    // The `moov` and this reader's sample tables (4 bytes a frame each) are gone before
+    // Symphonia builds its own (another 4 bytes a frame): a long book's verification holds
+    // one copy at a time, not three.
+    drop(moov_buf);
+    cross_check_symphonia(&mut s, &f, audio_stts_total);
+    cross_check_mp4ameta(&mut s, &f);
+    Ok(s)
+}
+
+/// Reads everything [`summarize`] takes from the `moov` (its tracks, the audio, the chapter
+/// track, `chpl` and tags) into `s`; returns the audio track's `stts` total (media timescale)
+/// for the Symphonia cross-check, which runs once the tables here are dropped.
+fn summarize_moov(
+    s: &mut M4bSummary,
+    f: &mut std::fs::File,
+    file_size: u64,
+    moov_buf: &[u8],
+    moov_top: &TopBox,
+) -> Result<Option<u64>> {
+    let path = s.path.clone();
+    let io = |e| Error::io(&path, "read the M4B", e);
+    let mal = mp4box::malformed(&path);
+    let moov = mp4box::as_box_ref(moov_buf, moov_top);
     let movie = parse_movie(&moov).map_err(mal)?;
     check_sample_tables(&movie, file_size).map_err(mal)?;
     s.uses_co64 = movie.tracks.iter().any(|t| t.table.uses_co64);
@@ -187,10 +210,10 @@ pub fn summarize(path: &Path) -> Result<M4bSummary> {
     s.audio_tracks = audio.len();
 
     if let Some(a) = audio.first() {
-        summarize_audio(&mut s, &f, file_size, &movie, a).map_err(mal)?;
+        summarize_audio(s, f, file_size, &movie, a).map_err(mal)?;
         s.chapter_track = read_chapter_track(
             s.sample_rate,
-            &mut f,
+            f,
             file_size,
             &movie,
             a,
@@ -207,7 +230,7 @@ pub fn summarize(path: &Path) -> Result<M4bSummary> {
                 let c = c.map_err(mal)?;
                 if c.kind == *b"ilst" {
                     let items = parse_ilst(&c).map_err(mal)?;
-                    read_tags(&items, &mut s);
+                    read_tags(&items, s);
                 }
             }
         }
@@ -229,9 +252,7 @@ pub fn summarize(path: &Path) -> Result<M4bSummary> {
             });
         }
     }
-    cross_check_symphonia(&mut s, &f, &movie);
-    cross_check_mp4ameta(&mut s, &f);
-    Ok(s)
+    Ok(audio.first().map(|a| a.table.total_duration()))
 }
 
 /// Summarizes and checks `path`; `Err(Error::Verify)` lists every problem found.

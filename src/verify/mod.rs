@@ -29,6 +29,15 @@
 //! timescale 1000 referenced by `tref/chap`, chapters added after `write_header` included, and
 //! an attached picture stored as `covr` (no video track).
 //!
+//! **While converting.** The conversion's own check need not decode the written file again:
+//! on the multi-core path every encoder worker decodes its packets with the same Symphonia
+//! decoder as they come out of the encoder ([`PacketCheck`], `stream.rs`), and
+//! [`summarize_streamed`] reads the written file as [`summarize`] does but, instead of
+//! decoding, requires its packets (read through its own sample table) to match those runs'
+//! BLAKE3 digests, the runs covering every packet. A packet lost, added, reordered or changed
+//! between encoder and disk fails it — including changes that still decode, which a second
+//! decode would have passed.
+//!
 //! # Layout
 //!
 //! This file keeps the entry points ([`summarize`], [`verify`]) and the file-level reads
@@ -37,18 +46,21 @@
 //! `moov` into tracks and checks their sample tables, `timing.rs` owns the edit-list and
 //! timescale arithmetic, `audio.rs` the audio track (sample entry, length), `decode.rs`
 //! decodes every packet (the only threads here), `chapters.rs` the chapter track and `chpl`,
-//! `tags.rs` the `ilst` items, `cross_check.rs` the second opinions of Symphonia and mp4ameta.
+//! `tags.rs` the `ilst` items, `cross_check.rs` the second opinions of Symphonia and mp4ameta,
+//! `stream.rs` the decode while converting and its digest check.
 mod audio;
 pub(crate) mod chapters;
 mod check;
 mod cross_check;
 mod decode;
 mod movie;
+mod stream;
 mod summary;
 mod tags;
 mod timing;
 
 pub use check::check;
+pub use stream::{PacketCheck, VerifiedRun};
 pub use summary::{
     AudioLength, ChapterMark, ChapterTrackSummary, ChplSummary, CoverSummary, Expectations,
     M4bSummary, TagSummary, TrackSummary,
@@ -91,6 +103,18 @@ const MAX_CHUNK_READ_BYTES: u64 = 16 << 20;
 /// those readers divide by the timescales and index with the tables, and panic or log
 /// line after line when they lie.
 pub fn summarize(path: &Path) -> Result<M4bSummary> {
+    summarize_with(path, None)
+}
+
+/// [`summarize`] for a file whose packets were decoded while it was written
+/// ([`PacketCheck`]): instead of decoding every packet again, the file's packets are read
+/// through its own sample table and must match the `runs`' digests, the runs covering every
+/// packet. Everything else is read and checked as [`summarize`] does.
+pub fn summarize_streamed(path: &Path, runs: &[VerifiedRun]) -> Result<M4bSummary> {
+    summarize_with(path, Some(runs))
+}
+
+fn summarize_with(path: &Path, runs: Option<&[VerifiedRun]>) -> Result<M4bSummary> {
     let mp4box::OpenedMp4 {
         file: mut f,
         size: file_size,
@@ -187,7 +211,7 @@ pub fn summarize(path: &Path) -> Result<M4bSummary> {
     s.audio_tracks = audio.len();
 
     if let Some(a) = audio.first() {
-        summarize_audio(&mut s, &f, file_size, &movie, a).map_err(mal)?;
+        summarize_audio(&mut s, &f, file_size, &movie, a, runs).map_err(mal)?;
         s.chapter_track = read_chapter_track(
             s.sample_rate,
             &mut f,

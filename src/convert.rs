@@ -17,6 +17,7 @@ use crate::pipeline::{self, PipelineJob, TrackJob};
 use crate::progress::{CancelToken, ProgressSink, Stage};
 use crate::publish::{self, PartFile};
 use crate::silence::{self, Pause, Snapped};
+use crate::verify::VerifiedRun;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -89,6 +90,54 @@ pub struct Timings {
     /// The whole call, from the first check to the file in place (publishing included for
     /// [`Converter::convert`]).
     pub total_secs: f64,
+    /// Where the time went, stage by stage.
+    pub stages: StageTimes,
+}
+
+/// Where a conversion's time went. Wall seconds for the steps that run alone (indexing, placing
+/// the joins, the encode run, fsync, the final check); *thread-seconds* summed over the encoder
+/// workers for what they do in turn (so on `N` workers they add up to about `N ×` the encode
+/// run's wall time), and thread CPU seconds where the kernel tells them. Filled by the
+/// multi-core ranged path; the in-order paths fill only the wall figures and the muxer's.
+#[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
+pub struct StageTimes {
+    /// Demuxing every file to learn its packets' exact lengths (wall).
+    pub index_secs: f64,
+    /// Decoding around each planned join to move it into a pause (wall).
+    pub joins_secs: f64,
+    /// The encode run: workers and muxer from the first segment to the trailer (wall).
+    pub encode_run_secs: f64,
+    /// Segments encoded (each a fresh encoder).
+    pub segments: u64,
+    /// Workers: opening each segment's encoder and input files (thread-seconds).
+    pub startup_secs: f64,
+    /// Workers: demuxing and decoding (and resampling) the input, pre-roll included.
+    pub decode_secs: f64,
+    /// Workers: encoding the lead-in, whose packets are thrown away.
+    pub lead_in_secs: f64,
+    /// Workers: encoding the kept packets.
+    pub encode_secs: f64,
+    /// Workers: decoding their own packets with the independent decoder (verification while
+    /// encoding).
+    pub verify_decode_secs: f64,
+    /// Workers: finding pauses (chapters from silence, snapping), when asked for.
+    pub silence_secs: f64,
+    /// Workers: waiting to hand packets to the muxer or for the next segment.
+    pub handoff_secs: f64,
+    /// Workers' CPU time (user + system), summed.
+    pub worker_cpu_secs: f64,
+    /// The muxer: writing packets, the index and the trailer.
+    pub mux_write_secs: f64,
+    /// The muxer: waiting for packets.
+    pub mux_wait_secs: f64,
+    /// The muxer thread's CPU time.
+    pub mux_cpu_secs: f64,
+    /// Flushing the file to disk (part of `finalize_secs`).
+    pub fsync_secs: f64,
+    /// The packets were decoded by the independent decoder while encoding, and the final check
+    /// compared the file's packets with them instead of decoding the file again.
+    pub verified_while_encoding: bool,
 }
 
 /// Converts planned books. Cheap to create; one converter can run several books in turn.
@@ -257,6 +306,7 @@ impl Converter {
             threads: opts.effective_jobs(),
             allow_damaged: opts.allow_damaged,
             segment_frames: opts.segment_frames,
+            verify: opts.verify,
             estimated_total,
             silence: opts.needs_pauses().then_some(opts.silence),
         };
@@ -324,7 +374,10 @@ impl Converter {
                 m.series_part.as_deref(),
             )?;
         }
+        let t_sync = Instant::now();
         sync_file(part)?;
+        let mut stages = outcome.stages.clone();
+        stages.fsync_secs = t_sync.elapsed().as_secs_f64();
         let finalize_secs = t_fin.elapsed().as_secs_f64();
 
         let t_ver = Instant::now();
@@ -338,6 +391,8 @@ impl Converter {
             .collect();
         if opts.verify {
             progress.stage(Stage::Verify);
+            let streamed: Option<&[VerifiedRun]> = outcome.verified.as_deref();
+            stages.verified_while_encoding = streamed.is_some();
             crate::verify_hook::verify_written(
                 part,
                 book,
@@ -345,9 +400,31 @@ impl Converter {
                 &chapters_out,
                 cover.is_some(),
                 opts.profile,
+                streamed,
             )?;
         }
         let verify_secs = t_ver.elapsed().as_secs_f64();
+        // The breakdown, for the log (the report carries it too).
+        tracing::info!(
+            convert_secs,
+            index_secs = stages.index_secs,
+            joins_secs = stages.joins_secs,
+            encode_run_secs = stages.encode_run_secs,
+            segments = stages.segments,
+            workers_decode_secs = stages.decode_secs,
+            workers_lead_in_secs = stages.lead_in_secs,
+            workers_encode_secs = stages.encode_secs,
+            workers_verify_decode_secs = stages.verify_decode_secs,
+            workers_startup_secs = stages.startup_secs,
+            workers_handoff_secs = stages.handoff_secs,
+            workers_cpu_secs = stages.worker_cpu_secs,
+            mux_write_secs = stages.mux_write_secs,
+            mux_wait_secs = stages.mux_wait_secs,
+            fsync_secs = stages.fsync_secs,
+            final_check_secs = verify_secs,
+            verified_while_encoding = stages.verified_while_encoding,
+            "where the conversion's time went"
+        );
         if cancel.is_cancelled() {
             return Err(Error::Cancelled);
         }
@@ -372,6 +449,7 @@ impl Converter {
                 finalize_secs,
                 verify_secs,
                 total_secs: t0.elapsed().as_secs_f64(),
+                stages,
             },
             realtime_factor: if convert_secs > 0.0 {
                 duration_secs / convert_secs

@@ -88,13 +88,14 @@ pub mod __fuzz;
 pub mod __internals {
     pub use crate::av::{decode, encode, input, mux, packets};
     pub use crate::mp4tags::write_extra_items;
+    pub use crate::pipeline::tamper;
     pub use crate::publish::sibling_temp;
 }
 
 pub use av::encode::COMPILED_ENCODERS;
 pub use av::{ffmpeg_build, library_versions, FfmpegBuild};
 pub use contained::panic_is_contained;
-pub use convert::{ConvertReport, Converter, Timings, MAX_COVER_BYTES, MAX_COVER_SIDE};
+pub use convert::{ConvertReport, Converter, StageTimes, Timings, MAX_COVER_BYTES, MAX_COVER_SIDE};
 pub use error::{AvError, Error, Result};
 pub use model::*;
 pub use options::*;

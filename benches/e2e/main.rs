@@ -95,7 +95,17 @@ pub fn cores() -> usize {
 /// What is being run on a corpus.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Tool {
+    /// aiom4b with FFmpeg's native AAC encoder (`--encoder native`: a build with the `fdk-aac`
+    /// feature would otherwise use FDK).
     Aiom4b {
+        jobs: usize,
+    },
+    /// aiom4b with the Fraunhofer FDK encoder (`--encoder fdk`), when the binary has it.
+    Fdk {
+        jobs: usize,
+    },
+    /// FDK with its afterburner off (`AIOM4B_FDK_AFTERBURNER=0`): what the quality stage costs.
+    FdkFast {
         jobs: usize,
     },
     /// The second binary of the `builds` section (AIOM4B_BENCH_OTHER_BIN), e.g. the static build.
@@ -109,6 +119,8 @@ impl Tool {
     pub fn label(&self) -> String {
         match self {
             Tool::Aiom4b { jobs } => format!("aiom4b -j{jobs}"),
+            Tool::Fdk { jobs } => format!("aiom4b -j{jobs} fdk"),
+            Tool::FdkFast { jobs } => format!("aiom4b -j{jobs} fdk, no afterburner"),
             Tool::Other { jobs } => format!("other aiom4b -j{jobs}"),
             Tool::Ffmpeg => "ffmpeg".into(),
         }
@@ -116,6 +128,8 @@ impl Tool {
     fn slug(&self) -> String {
         match self {
             Tool::Aiom4b { jobs } => format!("j{jobs}"),
+            Tool::Fdk { jobs } => format!("j{jobs}-fdk"),
+            Tool::FdkFast { jobs } => format!("j{jobs}-fdk-fast"),
             Tool::Other { jobs } => format!("other-j{jobs}"),
             Tool::Ffmpeg => "ffmpeg".into(),
         }
@@ -144,6 +158,8 @@ pub struct Bench {
     pub work: PathBuf,
     pub reps: usize,
     pub cores: usize,
+    /// The binary has the FDK encoder (built with the `fdk-aac` feature).
+    pub fdk: bool,
     pub rec: Recorder,
 }
 
@@ -169,7 +185,10 @@ impl Bench {
             .join(format!("{}-{}.stderr", corpus.name, tool.slug()));
         let _ = std::fs::remove_file(&output);
         let mut cmd = match tool {
-            Tool::Aiom4b { jobs } | Tool::Other { jobs } => {
+            Tool::Aiom4b { jobs }
+            | Tool::Other { jobs }
+            | Tool::Fdk { jobs }
+            | Tool::FdkFast { jobs } => {
                 let bin = match tool {
                     Tool::Other { .. } => self.other_bin.as_ref().expect("AIOM4B_BENCH_OTHER_BIN"),
                     _ => &self.bin,
@@ -185,6 +204,15 @@ impl Bench {
                     .arg("--no-backup")
                     .env("DATA_DIR", self.work.join("data"))
                     .args(extra);
+                match tool {
+                    Tool::Fdk { .. } => c.args(["--encoder", "fdk"]),
+                    Tool::FdkFast { .. } => c
+                        .args(["--encoder", "fdk"])
+                        .env("AIOM4B_FDK_AFTERBURNER", "0"),
+                    // Only a build with FDK knows the choice is needed (and FDK is its default).
+                    Tool::Aiom4b { .. } if self.fdk => c.args(["--encoder", "native"]),
+                    _ => &mut c,
+                };
                 c
             }
             Tool::Ffmpeg => {
@@ -201,11 +229,11 @@ impl Bench {
         };
         let done = measure::run(&mut cmd, &log);
         let report = match tool {
-            Tool::Aiom4b { .. } | Tool::Other { .. } => Some(
+            Tool::Ffmpeg => None,
+            _ => Some(
                 serde_json::from_slice(&done.stdout)
                     .unwrap_or_else(|e| panic!("aiom4b --json printed no report: {e}")),
             ),
-            Tool::Ffmpeg => None,
         };
         Conversion {
             cost: done.cost,
@@ -362,6 +390,7 @@ fn main() {
         work,
         reps,
         cores: cores(),
+        fdk: env.aiom4b_version.contains("FDK"),
     };
     let t0 = std::time::Instant::now();
     for section in SECTIONS.iter().filter(|s| wanted.iter().any(|w| w == *s)) {

@@ -53,6 +53,9 @@ impl MuxerKind {
 /// An open M4B being written.
 pub struct M4bMuxer {
     inner: Inner,
+    /// The file and the packets written so far: the key of the tests' tamper hook.
+    #[cfg(feature = "internals")]
+    tamper: (PathBuf, u64),
 }
 
 enum Inner {
@@ -128,7 +131,11 @@ impl M4bMuxer {
             MuxerKind::Native => Inner::Native(Box::new(Mp4Writer::create(target)?)),
             MuxerKind::Libavformat => Inner::Lavf(LavfMuxer::create(target)?),
         };
-        Ok(M4bMuxer { inner })
+        Ok(M4bMuxer {
+            inner,
+            #[cfg(feature = "internals")]
+            tamper: (path.to_path_buf(), 0),
+        })
     }
 
     /// Tells the writer how long the book will be — `samples` output samples, `frame_samples`
@@ -158,6 +165,14 @@ impl M4bMuxer {
 
     /// Writes one AAC packet; timestamps are in output samples.
     pub fn write(&mut self, p: &EncodedPacket) -> Result<()> {
+        #[cfg(feature = "internals")]
+        let tampered = {
+            let (path, n) = &mut self.tamper;
+            *n += 1;
+            crate::pipeline::tamper::apply(path, *n - 1, p)
+        };
+        #[cfg(feature = "internals")]
+        let p = tampered.as_ref().unwrap_or(p);
         match &mut self.inner {
             Inner::Native(w) => w.write(p),
             Inner::Lavf(m) => m.write(p),

@@ -25,6 +25,15 @@
 //! 4. The **muxer** writes the lowest unfinished segment's packets as they arrive and holds
 //!    the later ones (a token bound limits how many segments are in flight, so this is at most
 //!    `tokens` segments of packets: ≈ 12 MB each at 128 kb/s, independent of book length).
+//! 5. **Verification while encoding** (with `PipelineJob::verify`): before a worker hands a
+//!    batch of kept packets to the muxer it decodes them with the verifier's independent
+//!    decoder ([`PacketCheck`]) and digests them; each segment's [`VerifiedRun`] goes to the
+//!    final check, which then matches the written file's packets against the digests instead
+//!    of decoding the file again. The decode costs the same CPU as before, but it runs on the
+//!    workers while the other workers encode, not as a serial pass after the trailer.
+//!
+//! Every stage's time is measured as it runs (`StageTimes` in the report: decode, lead-in,
+//! encode, verify-decode, start-up and hand-offs per worker, the muxer's writing and waiting).
 //!
 //! Every packet a worker decodes past its pre-roll is checked against the index; the first one
 //! that decodes differently (damage, a rate change) stops the run as a *re-plan*, and the
@@ -43,13 +52,16 @@ use crate::av::mux::{M4bMuxer, MuxChapter};
 use crate::av::packets::{
     decode_from, decode_resampled_from, index_mp3, OpenTrack, RangeError, TrackIndex,
 };
+use crate::convert::StageTimes;
 use crate::error::{Error, Result};
 use crate::progress::{CancelToken, ProgressSink};
 use crate::silence::RangePauses;
+use crate::verify::{PacketCheck, VerifiedRun};
 use crossbeam_channel::{bounded, Sender};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Frames of real audio each segment's encoder is fed before its first kept packet (≈ 12 s at
 /// 44.1 kHz). The in-order path's 128 ([`LEAD_IN_FRAMES`](super::LEAD_IN_FRAMES)) is as
@@ -76,6 +88,9 @@ pub(super) struct RangePlan {
     track_starts: Vec<u64>,
     /// `(P, Q)`: global packets `[P, Q)`; `Q = None` for the last segment.
     segments: Vec<(u64, Option<u64>)>,
+    /// Wall time of indexing and of placing the joins.
+    index_time: Duration,
+    joins_time: Duration,
 }
 
 impl RangePlan {
@@ -161,11 +176,14 @@ pub(super) fn prepare(
         indexes: out,
         track_starts: starts,
         segments: plan_segments(job, total),
+        index_time: t0.elapsed(),
+        joins_time: Duration::ZERO,
     };
     if job.segment_frames == 0 {
         // A length given by the caller (the splice tests) means joins on that exact grid.
         let t0 = std::time::Instant::now();
         quiet_joins(job, &mut plan, pool)?;
+        plan.joins_time = t0.elapsed();
         tracing::debug!(
             joins = plan.segments.len().saturating_sub(1),
             ms = t0.elapsed().as_millis() as u64,
@@ -227,6 +245,10 @@ pub(super) fn run(
     let built: Mutex<Vec<MuxChapter>> = Mutex::new(Vec::new());
     // Each segment's pauses, found by the worker that decoded it (merged before the chapters).
     let silences: Mutex<Vec<RangePauses>> = Mutex::new(Vec::new());
+    // What each segment's packets decoded to in the independent decoder, and where the time went.
+    let verified: Mutex<Vec<VerifiedRun>> = Mutex::new(Vec::new());
+    let stages: Mutex<StageTimes> = Mutex::new(StageTimes::default());
+    let t_run = Instant::now();
     tracing::debug!(
         segments = plan.segments.len(),
         workers,
@@ -250,12 +272,13 @@ pub(super) fn run(
         let (job_tx, job_rx) = bounded::<u64>(workers);
         let (failure, replan, span, done_samples, built, silences) =
             (&failure, &replan, &span, &done_samples, &built, &silences);
+        let (verified, stages) = (&verified, &stages);
         let segments = plan.segments.len() as u64;
         let mux = std::thread::Builder::new()
             .name("aiom4b-mux".into())
             .spawn_scoped(s, move || {
                 let _span = span.enter();
-                mux_segments(muxer, msg_rx, end_rx, tok_tx, cancel, failure)
+                mux_segments(muxer, msg_rx, end_rx, tok_tx, cancel, failure, Some(stages))
             })
             .map_err(|e| Error::Internal(format!("muxer thread: {e}")))?;
         let mut handles = Vec::with_capacity(workers);
@@ -266,24 +289,30 @@ pub(super) fn run(
                     .name(format!("aiom4b-encode-{w}"))
                     .spawn_scoped(s, move || {
                         let _span = span.enter();
+                        let cpu0 = super::thread_cpu_secs();
+                        let mut clock = WorkerClock::default();
+                        // Adds this worker's times to the run's when it ends, however it ends.
+                        let _add = AddOnDrop(&mut clock, stages, cpu0);
+                        let clock = &mut *_add.0;
                         // The file this worker read last stays open for its next range.
                         let mut open: Option<(usize, OpenTrack)> = None;
+                        let shared = Shared {
+                            tx: &msg_tx,
+                            done_samples,
+                            progress,
+                            silences,
+                            verified,
+                        };
+                        let mut waited = Instant::now();
                         for k in job_rx.iter() {
+                            clock.handoff += waited.elapsed();
                             if cancel.is_cancelled() || failure.stopped() {
                                 return;
                             }
                             let stop = || cancel.is_cancelled() || failure.stopped();
-                            match encode_range(
-                                job,
-                                plan,
-                                k,
-                                &msg_tx,
-                                done_samples,
-                                progress,
-                                &stop,
-                                &mut open,
-                                silences,
-                            ) {
+                            let r = encode_range(job, plan, k, &shared, &stop, &mut open, clock);
+                            waited = Instant::now();
+                            match r {
                                 Ok(()) => {}
                                 Err(RangeError::Mismatch(why)) => {
                                     replan
@@ -350,6 +379,14 @@ pub(super) fn run(
         return Err(RangeFailure::Fail(Error::Cancelled));
     }
     let packets = result.map_err(RangeFailure::Fail)?;
+    let mut stages = stages.into_inner().unwrap_or_else(|p| p.into_inner());
+    stages.index_secs = plan.index_time.as_secs_f64();
+    stages.joins_secs = plan.joins_time.as_secs_f64();
+    stages.encode_run_secs = t_run.elapsed().as_secs_f64();
+    stages.segments = plan.segments.len() as u64;
+    let verified = job
+        .verify
+        .then(|| verified.into_inner().unwrap_or_else(|p| p.into_inner()));
     let track_samples = plan.lengths();
     for (i, (t, &n)) in job.tracks.iter().zip(&track_samples).enumerate() {
         progress.file_decoded(i, &t.path, n);
@@ -368,23 +405,103 @@ pub(super) fn run(
             .collect(),
         damaged: Vec::new(),
         findings: Vec::new(),
+        stages,
+        verified,
     })
 }
 
+/// One worker's time, by what it was doing.
+#[derive(Default)]
+struct WorkerClock {
+    startup: Duration,
+    decode: Duration,
+    lead_in: Duration,
+    encode: Duration,
+    verify: Duration,
+    silence: Duration,
+    handoff: Duration,
+}
+
+/// Adds a worker's clock (and its thread's CPU time since `.2`) to the run's on drop.
+struct AddOnDrop<'a>(&'a mut WorkerClock, &'a Mutex<StageTimes>, f64);
+
+impl Drop for AddOnDrop<'_> {
+    fn drop(&mut self) {
+        let c = &self.0;
+        let mut s = self.1.lock().unwrap_or_else(|p| p.into_inner());
+        s.startup_secs += c.startup.as_secs_f64();
+        s.decode_secs += c.decode.as_secs_f64();
+        s.lead_in_secs += c.lead_in.as_secs_f64();
+        s.encode_secs += c.encode.as_secs_f64();
+        s.verify_decode_secs += c.verify.as_secs_f64();
+        s.silence_secs += c.silence.as_secs_f64();
+        s.handoff_secs += c.handoff.as_secs_f64();
+        s.worker_cpu_secs += super::thread_cpu_secs() - self.2;
+    }
+}
+
+/// What every worker shares: the muxer's channel, progress, and where segments' pauses and
+/// verification results go.
+struct Shared<'a> {
+    tx: &'a Sender<SegmentMsg>,
+    done_samples: &'a AtomicU64,
+    progress: &'a dyn ProgressSink,
+    silences: &'a Mutex<Vec<RangePauses>>,
+    verified: &'a Mutex<Vec<VerifiedRun>>,
+}
+
+/// A segment's kept packets on their way out: checked by the independent decoder (when
+/// verifying), then sent to the muxer in batches.
+struct Outbox<'a> {
+    k: u64,
+    total: u64,
+    kept: Vec<EncodedPacket>,
+    check: Option<PacketCheck>,
+    shared: &'a Shared<'a>,
+}
+
+impl Outbox<'_> {
+    /// Sends the kept packets once there are at least `min` (and any).
+    fn send(&mut self, min: usize, clock: &mut WorkerClock) -> Result<()> {
+        if self.kept.len() < min || self.kept.is_empty() {
+            return Ok(());
+        }
+        if let Some(check) = self.check.as_mut() {
+            let t = Instant::now();
+            for p in &self.kept {
+                check.packet(&p.data);
+            }
+            clock.verify += t.elapsed();
+        }
+        let n: u64 = self.kept.iter().map(|p| p.duration.max(0) as u64).sum();
+        let done = self.shared.done_samples.fetch_add(n, Ordering::Relaxed) + n;
+        let batch = std::mem::replace(&mut self.kept, Vec::with_capacity(BATCH + 8));
+        let t = Instant::now();
+        self.shared
+            .tx
+            .send(SegmentMsg::Packets(self.k, batch))
+            .map_err(|_| Error::Cancelled)?;
+        clock.handoff += t.elapsed();
+        self.shared
+            .progress
+            .encoded(done.min(self.total), self.total);
+        Ok(())
+    }
+}
+
 /// Encodes segment `k`: decodes its input range from the files, feeds a fresh encoder, and
-/// streams the kept packets to the muxer.
-#[allow(clippy::too_many_arguments)]
+/// streams the kept packets to the muxer (each checked by the independent decoder first, when
+/// verifying).
 fn encode_range(
     job: &PipelineJob<'_>,
     plan: &RangePlan,
     k: u64,
-    tx: &Sender<SegmentMsg>,
-    done_samples: &AtomicU64,
-    progress: &dyn ProgressSink,
+    shared: &Shared<'_>,
     stop: &dyn Fn() -> bool,
     open: &mut Option<(usize, OpenTrack)>,
-    silences: &Mutex<Vec<RangePauses>>,
+    clock: &mut WorkerClock,
 ) -> std::result::Result<(), RangeError> {
+    let t0 = Instant::now();
     let (p, q) = plan.segments[k as usize];
     let f = job.stream.frame_samples as u64;
     let total = plan.total();
@@ -397,39 +514,70 @@ fn encode_range(
         None => total,
     };
     let mut enc = SegmentEncoder::new(&job.encoder, a, p, q)?;
-    let mut kept: Vec<EncodedPacket> = Vec::with_capacity(BATCH + 8);
-    let send = |kept: &mut Vec<EncodedPacket>, min: usize| -> Result<()> {
-        if kept.len() >= min && !kept.is_empty() {
-            let n: u64 = kept.iter().map(|p| p.duration.max(0) as u64).sum();
-            let done = done_samples.fetch_add(n, Ordering::Relaxed) + n;
-            let batch = std::mem::replace(kept, Vec::with_capacity(BATCH + 8));
-            tx.send(SegmentMsg::Packets(k, batch))
-                .map_err(|_| Error::Cancelled)?;
-            progress.encoded(done.min(total), total);
-        }
-        Ok(())
+    let mut out = Outbox {
+        k,
+        total,
+        kept: Vec::with_capacity(BATCH + 8),
+        // The segment's first kept packet is global packet `p`: the muxer writes them all, in
+        // order, so it is also the file's packet `p`.
+        check: job
+            .verify
+            .then(|| PacketCheck::new(&job.stream.extradata, p)),
+        shared,
     };
+    clock.startup += t0.elapsed();
     // This segment's own stretch of the timeline, `[p, q)` frames: the segments tile the book,
     // and the lead-out decoded past `q` completes the last window.
     let mut silence = super::detector(job, p * f, q.map(|q| q * f));
     let mut pos = start;
+    let mut any_kept = false;
+    // Time spent in the sink (everything but decoding), to tell decoding apart.
+    let mut in_sink = Duration::ZERO;
+    let t_timeline = Instant::now();
     decode_timeline(job, plan, start, end, stop, open, &mut |planes| {
+        let t_sink = Instant::now();
         if let Some(d) = silence.as_mut() {
             d.push_planar(pos, planes);
+            clock.silence += t_sink.elapsed();
         }
         pos += planes[0].len() as u64;
-        enc.push(planes, &mut kept)?;
-        send(&mut kept, BATCH)
+        let t = Instant::now();
+        enc.push(planes, &mut out.kept)?;
+        if any_kept {
+            clock.encode += t.elapsed();
+        } else {
+            // Until the first kept packet, the encoder works on the lead-in.
+            clock.lead_in += t.elapsed();
+            any_kept = !out.kept.is_empty();
+        }
+        let r = out.send(BATCH, clock);
+        in_sink += t_sink.elapsed();
+        r
     })?;
+    clock.decode += t_timeline.elapsed().saturating_sub(in_sink);
     if let Some(d) = silence {
-        silences
+        let t = Instant::now();
+        shared
+            .silences
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push(d.finish());
+        clock.silence += t.elapsed();
     }
-    enc.finish(&mut kept)?;
-    send(&mut kept, 1)?;
-    tx.send(SegmentMsg::Done(k))
+    let t = Instant::now();
+    enc.finish(&mut out.kept)?;
+    clock.encode += t.elapsed();
+    out.send(1, clock)?;
+    if let Some(check) = out.check.take() {
+        shared
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(check.finish());
+    }
+    shared
+        .tx
+        .send(SegmentMsg::Done(k))
         .map_err(|_| RangeError::Other(Error::Cancelled))?;
     Ok(())
 }

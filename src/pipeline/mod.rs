@@ -74,11 +74,13 @@ use crate::av::decode::{self, DecodeStats, PcmChunk};
 use crate::av::encode::{EncodedPacket, StreamParams};
 use crate::av::input;
 use crate::av::mux::{M4bMuxer, MuxChapter};
+use crate::convert::StageTimes;
 use crate::error::{Error, Result};
 use crate::model::{Finding, FindingKind, Severity, TargetFormat};
 use crate::options::EncoderSettings;
 use crate::progress::{CancelToken, ProgressSink};
 use crate::silence::{Pause, RangePauses, SilenceDetector, SilenceOptions};
+use crate::verify::VerifiedRun;
 use crossbeam_channel::{bounded, Receiver, Sender};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -117,6 +119,9 @@ pub struct PipelineJob<'a> {
     pub allow_damaged: bool,
     /// Frames per segment of the multi-core encoder (0: sized automatically).
     pub segment_frames: u64,
+    /// Decode every packet with the verifier's independent decoder as it is encoded
+    /// ([`crate::verify::PacketCheck`]), so that the final check need not decode the file.
+    pub verify: bool,
     /// The plan's estimate of the total output samples (for progress until decoding is done).
     pub estimated_total: u64,
     /// Find the pauses on the decoded PCM (chapters from silence, snapping): every path feeds
@@ -164,6 +169,63 @@ pub struct PipelineOutcome {
     /// The findings raised while converting (one per accepted damaged track), exactly as sent
     /// to the progress sink, so a report says what the user was told.
     pub findings: Vec<Finding>,
+    /// Where the time went.
+    pub stages: StageTimes,
+    /// With [`PipelineJob::verify`] on the ranged path: what the independent decoder found in
+    /// each segment's packets while encoding, for the final check to match against the file.
+    /// `None` when the packets were not checked as they were encoded.
+    pub verified: Option<Vec<VerifiedRun>>,
+}
+
+/// The calling thread's CPU time (user + system) in seconds, where the kernel tells it.
+pub(crate) fn thread_cpu_secs() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// Test hook (feature `internals`): packets to damage on their way from the encoders to the
+/// muxer, so that a test can prove the final check notices. Keyed by the output's folder, so
+/// tests running in parallel do not see each other's.
+#[cfg(feature = "internals")]
+pub mod tamper {
+    use crate::av::encode::EncodedPacket;
+    use std::path::{Path, PathBuf};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Mutex;
+
+    static TAMPER: Mutex<Vec<(PathBuf, u64)>> = Mutex::new(Vec::new());
+    /// Set once anything is registered: until then the muxer pays one atomic load per packet.
+    static ARMED: AtomicBool = AtomicBool::new(false);
+
+    /// Flips a bit of packet `index` (0-based, in the order written) of every file the muxer
+    /// writes in `dir`, just before it is written.
+    pub fn corrupt_packet_in(dir: &Path, index: u64) {
+        TAMPER
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((dir.to_path_buf(), index));
+        ARMED.store(true, Ordering::SeqCst);
+    }
+
+    /// The packet to write instead of `p`, when a test asked for packet `index` of `path`.
+    pub(crate) fn apply(path: &Path, index: u64, p: &EncodedPacket) -> Option<EncodedPacket> {
+        if !ARMED.load(Ordering::Relaxed) {
+            return None;
+        }
+        let t = TAMPER.lock().unwrap_or_else(|p| p.into_inner());
+        let hit = t
+            .iter()
+            .any(|(dir, i)| *i == index && path.parent() == Some(dir.as_path()));
+        hit.then(|| {
+            let mut p = p.clone();
+            // The packet's last byte: it stays a packet of the same size, so only its
+            // contents tell (the sample table alone would not).
+            if let Some(b) = p.data.last_mut() {
+                *b ^= 0x10;
+            }
+            p
+        })
+    }
 }
 
 /// Shared failure state: the first real error, and a flag that tells every stage to stop.
@@ -313,7 +375,7 @@ fn run_in_order(
                 let _span = span_ref.enter();
                 if segmented {
                     drop(mux_rx);
-                    mux_segments(muxer, seg_rx, end_rx, tok_tx, cancel, failure_ref)
+                    mux_segments(muxer, seg_rx, end_rx, tok_tx, cancel, failure_ref, None)
                 } else {
                     drop((seg_rx, end_rx, tok_tx));
                     mux_loop(muxer, mux_rx, cancel, failure_ref)
@@ -487,21 +549,29 @@ pub(crate) fn mux_segments(
     tokens: Sender<()>,
     cancel: &CancelToken,
     failure: &Failure,
+    stages: Option<&Mutex<StageTimes>>,
 ) -> Result<u64> {
+    let cpu0 = thread_cpu_secs();
+    let (mut wait, mut writing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
     let mut next = 0u64;
     let mut packets = 0u64;
     // Segments ahead of their turn: their packets so far, and whether they are finished.
     let mut pending: std::collections::BTreeMap<u64, (Vec<EncodedPacket>, bool)> =
         Default::default();
     let mut write = |muxer: &mut M4bMuxer, batch: &[EncodedPacket]| -> Result<()> {
+        let t = std::time::Instant::now();
         for p in batch {
             muxer.write(p)?;
         }
         packets += batch.len() as u64;
+        writing += t.elapsed();
         Ok(())
     };
     let outcome = (|| -> Result<()> {
-        for msg in rx.iter() {
+        loop {
+            let t = std::time::Instant::now();
+            let Ok(msg) = rx.recv() else { break };
+            wait += t.elapsed();
             if cancel.is_cancelled() || failure.stopped() {
                 return Err(Error::Cancelled);
             }
@@ -539,26 +609,41 @@ pub(crate) fn mux_segments(
         }
         Ok(())
     })();
-    if let Err(e) = outcome {
-        if !e.is_cancelled() {
-            failure.fail(e);
-        }
-        return Err(Error::Cancelled);
-    }
+    let t = std::time::Instant::now();
     // Every worker is gone. The dispatcher may be waiting for a token that will never come
     // (the workers stopped early): closing the token channel releases it.
     drop(tokens);
-    let (segments, chapters) = end.recv().map_err(|_| Error::Cancelled)?;
-    if next != segments {
-        return Err(Error::Internal(format!(
-            "muxer: {next} of {segments} segments written"
-        )));
+    let result = match outcome {
+        Err(e) => {
+            if !e.is_cancelled() {
+                failure.fail(e);
+            }
+            Err(Error::Cancelled)
+        }
+        Ok(()) => match end.recv() {
+            Err(_) => Err(Error::Cancelled),
+            Ok((segments, _)) if next != segments => Err(Error::Internal(format!(
+                "muxer: {next} of {segments} segments written"
+            ))),
+            Ok((_, chapters)) => {
+                wait += t.elapsed();
+                let t = std::time::Instant::now();
+                let r = muxer.finish(&chapters);
+                writing += t.elapsed();
+                r.map(|()| packets).map_err(|e| {
+                    failure.fail(e);
+                    Error::Cancelled
+                })
+            }
+        },
+    };
+    if let Some(stages) = stages {
+        let mut s = stages.lock().unwrap_or_else(|p| p.into_inner());
+        s.mux_wait_secs += wait.as_secs_f64();
+        s.mux_write_secs += writing.as_secs_f64();
+        s.mux_cpu_secs += thread_cpu_secs() - cpu0;
     }
-    if let Err(e) = muxer.finish(&chapters) {
-        failure.fail(e);
-        return Err(Error::Cancelled);
-    }
-    Ok(packets)
+    result
 }
 
 /// Records a finished track (both encoder stages): judges its damage, adds its decoded length

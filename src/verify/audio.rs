@@ -13,6 +13,7 @@ pub(super) fn summarize_audio(
     file_size: u64,
     movie: &Movie<'_>,
     a: &Track<'_>,
+    runs: Option<&[super::VerifiedRun]>,
 ) -> mp4box::Parse<()> {
     let entry_kind = a.table.entry_kind;
     s.codec = entry_kind
@@ -131,14 +132,18 @@ pub(super) fn summarize_audio(
         Err(e) => s.inconsistencies.push(format!("audio sample table: {e}")),
         Ok(chunks) => {
             if s.codec == "aac" {
-                let d = decode_all(
-                    file,
-                    &a.table,
-                    &chunks,
-                    asc_bytes.as_deref(),
-                    s.core_sample_rate,
-                    s.core_channels,
-                );
+                let d = match runs {
+                    // Decoded while encoding: the file must hold exactly those packets.
+                    Some(runs) => super::stream::check_runs(file, &a.table, &chunks, runs),
+                    None => decode_all(
+                        file,
+                        &a.table,
+                        &chunks,
+                        asc_bytes.as_deref(),
+                        s.core_sample_rate,
+                        s.core_channels,
+                    ),
+                };
                 // Symphonia decodes the core only: scale its counts to output samples.
                 let sbr_ratio = if s.core_sample_rate > 0 && s.sample_rate > s.core_sample_rate {
                     (s.sample_rate / s.core_sample_rate) as u64

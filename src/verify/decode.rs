@@ -5,7 +5,7 @@ use super::{MAX_AAC_PACKET_BYTES, MAX_CHUNK_READ_BYTES};
 use crate::mp4box::{self, SampleTable};
 use std::fs::File;
 
-#[derive(Default)]
+#[derive(Debug, Clone, Default)]
 pub(super) struct DecodeStats {
     pub(super) packets: u64,
     pub(super) samples: u64,
@@ -16,13 +16,13 @@ pub(super) struct DecodeStats {
 }
 
 impl DecodeStats {
-    fn error(&mut self, sample: usize, what: impl std::fmt::Display) {
+    pub(super) fn error(&mut self, sample: usize, what: impl std::fmt::Display) {
         self.errors += 1;
         if self.first_error.is_none() {
             self.first_error = Some(format!("packet {}: {what}", sample + 1));
         }
     }
-    fn merge(&mut self, o: DecodeStats) {
+    pub(super) fn merge(&mut self, o: DecodeStats) {
         self.packets += o.packets;
         self.samples += o.samples;
         if self.first_error.is_none() {
@@ -44,32 +44,7 @@ pub(super) fn decode_all(
     sample_rate: u32,
     channels: u16,
 ) -> DecodeStats {
-    use symphonia::core::audio::layouts::{CHANNEL_LAYOUT_MONO, CHANNEL_LAYOUT_STEREO};
-    use symphonia::core::codecs::audio::well_known::CODEC_ID_AAC;
-    use symphonia::core::codecs::audio::AudioCodecParameters;
-    let mut params = AudioCodecParameters::new();
-    params.for_codec(CODEC_ID_AAC).with_sample_rate(sample_rate);
-    let layout = |channels| match channels {
-        1 => Some(CHANNEL_LAYOUT_MONO),
-        2 => Some(CHANNEL_LAYOUT_STEREO),
-        _ => None,
-    };
-    // Symphonia 0.6 refuses a configuration that signals SBR or PS ("aac too complex"): give
-    // it the AAC-LC core alone (its rate and channels, no ASC), which is what 0.5 decoded of
-    // HE-AAC. `sample_rate` and `channels` are the core's here.
-    let he_aac = asc
-        .and_then(mp4box::parse_asc)
-        .is_some_and(|a| a.sbr_rate.is_some() || a.ps);
-    match asc {
-        Some(asc) if !he_aac => {
-            params.with_extra_data(asc.to_vec().into_boxed_slice());
-        }
-        _ => {
-            if let Some(layout) = layout(channels) {
-                params.with_channels(layout);
-            }
-        }
-    }
+    let params = decoder_params(asc, sample_rate, channels);
     let n_samples = table.sizes.len();
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -104,6 +79,42 @@ pub(super) fn decode_all(
         }
     });
     total
+}
+
+/// The decoder's parameters for a stream: its AudioSpecificConfig, or for HE-AAC the AAC-LC
+/// core's rate and channels (`sample_rate` and `channels` are the core's).
+pub(super) fn decoder_params(
+    asc: Option<&[u8]>,
+    sample_rate: u32,
+    channels: u16,
+) -> symphonia::core::codecs::audio::AudioCodecParameters {
+    use symphonia::core::audio::layouts::{CHANNEL_LAYOUT_MONO, CHANNEL_LAYOUT_STEREO};
+    use symphonia::core::codecs::audio::well_known::CODEC_ID_AAC;
+    use symphonia::core::codecs::audio::AudioCodecParameters;
+    let mut params = AudioCodecParameters::new();
+    params.for_codec(CODEC_ID_AAC).with_sample_rate(sample_rate);
+    let layout = |channels| match channels {
+        1 => Some(CHANNEL_LAYOUT_MONO),
+        2 => Some(CHANNEL_LAYOUT_STEREO),
+        _ => None,
+    };
+    // Symphonia 0.6 refuses a configuration that signals SBR or PS ("aac too complex"): give
+    // it the AAC-LC core alone (its rate and channels, no ASC), which is what 0.5 decoded of
+    // HE-AAC. `sample_rate` and `channels` are the core's here.
+    let he_aac = asc
+        .and_then(mp4box::parse_asc)
+        .is_some_and(|a| a.sbr_rate.is_some() || a.ps);
+    match asc {
+        Some(asc) if !he_aac => {
+            params.with_extra_data(asc.to_vec().into_boxed_slice());
+        }
+        _ => {
+            if let Some(layout) = layout(channels) {
+                params.with_channels(layout);
+            }
+        }
+    }
+    params
 }
 
 /// Decodes the samples in `range` (sample indices), reading each chunk's share in one read.

@@ -29,6 +29,15 @@
 //! timescale 1000 referenced by `tref/chap`, chapters added after `write_header` included, and
 //! an attached picture stored as `covr` (no video track).
 //!
+//! **While converting.** The conversion's own check need not decode the written file again:
+//! on the multi-core path every encoder worker decodes its packets with the same Symphonia
+//! decoder as they come out of the encoder ([`PacketCheck`], `stream.rs`), and
+//! [`summarize_streamed`] reads the written file as [`summarize`] does but, instead of
+//! decoding, requires its packets (read through its own sample table) to match those runs'
+//! BLAKE3 digests, the runs covering every packet. A packet lost, added, reordered or changed
+//! between encoder and disk fails it — including changes that still decode, which a second
+//! decode would have passed.
+//!
 //! # Layout
 //!
 //! This file keeps the entry points ([`summarize`], [`verify`]) and the file-level reads
@@ -37,18 +46,21 @@
 //! `moov` into tracks and checks their sample tables, `timing.rs` owns the edit-list and
 //! timescale arithmetic, `audio.rs` the audio track (sample entry, length), `decode.rs`
 //! decodes every packet (the only threads here), `chapters.rs` the chapter track and `chpl`,
-//! `tags.rs` the `ilst` items, `cross_check.rs` the second opinions of Symphonia and mp4ameta.
+//! `tags.rs` the `ilst` items, `cross_check.rs` the second opinions of Symphonia and mp4ameta,
+//! `stream.rs` the decode while converting and its digest check.
 mod audio;
 pub(crate) mod chapters;
 mod check;
 mod cross_check;
 mod decode;
 mod movie;
+mod stream;
 mod summary;
 mod tags;
 mod timing;
 
 pub use check::check;
+pub use stream::{PacketCheck, VerifiedRun};
 pub use summary::{
     AudioLength, ChapterMark, ChapterTrackSummary, ChplSummary, CoverSummary, Expectations,
     M4bSummary, TagSummary, TrackSummary,
@@ -91,6 +103,18 @@ const MAX_CHUNK_READ_BYTES: u64 = 16 << 20;
 /// those readers divide by the timescales and index with the tables, and panic or log
 /// line after line when they lie.
 pub fn summarize(path: &Path) -> Result<M4bSummary> {
+    summarize_with(path, None)
+}
+
+/// [`summarize`] for a file whose packets were decoded while it was written
+/// ([`PacketCheck`]): instead of decoding every packet again, the file's packets are read
+/// through its own sample table and must match the `runs`' digests, the runs covering every
+/// packet. Everything else is read and checked as [`summarize`] does.
+pub fn summarize_streamed(path: &Path, runs: &[VerifiedRun]) -> Result<M4bSummary> {
+    summarize_with(path, Some(runs))
+}
+
+fn summarize_with(path: &Path, runs: Option<&[VerifiedRun]>) -> Result<M4bSummary> {
     let mp4box::OpenedMp4 {
         file: mut f,
         size: file_size,
@@ -164,7 +188,7 @@ pub fn summarize(path: &Path) -> Result<M4bSummary> {
     let moov_buf = mp4box::read_top_box(&mut f, moov_top, MAX_MOOV_BYTES)
         .map_err(io)?
         .map_err(mal)?;
-    let audio_stts_total = summarize_moov(&mut s, &mut f, file_size, &moov_buf, moov_top)?;
+    let audio_stts_total = summarize_moov(&mut s, &mut f, file_size, &moov_buf, moov_top, runs)?;
     // The `moov` and this reader's sample tables (4 bytes a frame each) are gone before
     // Symphonia builds its own (another 4 bytes a frame): a long book's verification holds
     // one copy at a time, not three.
@@ -183,6 +207,7 @@ fn summarize_moov(
     file_size: u64,
     moov_buf: &[u8],
     moov_top: &TopBox,
+    runs: Option<&[VerifiedRun]>,
 ) -> Result<Option<u64>> {
     let path = s.path.clone();
     let io = |e| Error::io(&path, "read the M4B", e);
@@ -210,7 +235,7 @@ fn summarize_moov(
     s.audio_tracks = audio.len();
 
     if let Some(a) = audio.first() {
-        summarize_audio(s, f, file_size, &movie, a).map_err(mal)?;
+        summarize_audio(s, f, file_size, &movie, a, runs).map_err(mal)?;
         s.chapter_track = read_chapter_track(
             s.sample_rate,
             f,

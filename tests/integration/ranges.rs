@@ -726,3 +726,63 @@ fn a_file_that_changes_rate_midway_is_converted_again_in_order() {
         single.total_samples
     );
 }
+
+/// Verification while encoding (every worker decodes its own packets with the verifier's
+/// independent decoder, and the final check matches the file's packets against what was
+/// decoded) still catches a packet changed after the encoder: a bit flipped on its way to the
+/// muxer (the test hook `tamper`) fails the conversion with a verification error naming the
+/// packets and leaves nothing at the output path. The same book unharmed passes, checked the
+/// same way. The flip is in the packet's last byte, where the damaged packet still decodes:
+/// the old second decode of the written file would not have noticed it.
+#[test]
+fn a_packet_changed_between_encoder_and_muxer_fails_verification() {
+    use aiom4b::__internals::tamper;
+    let tmp = tempfile::tempdir().unwrap();
+    let book = tmp.path().join("book");
+    speech_files(&book, 12.0, 40..43);
+    let options = || {
+        let mut o = aiom4b::ConvertOptions::default();
+        o.jobs = 2;
+        // Several segments, so the damaged packet is in the middle of one that is not first.
+        o.segment_frames = 256;
+        o
+    };
+    let good = tmp.path().join("good");
+    std::fs::create_dir_all(&good).unwrap();
+    let report = convert_on_thread(
+        &book,
+        &good.join("book.m4b"),
+        options(),
+        aiom4b::NoProgress,
+        aiom4b::CancelToken::new(),
+    )
+    .expect("the unharmed book converts and verifies");
+    assert!(
+        report.timings.stages.verified_while_encoding,
+        "the ranged path decodes its packets while encoding"
+    );
+    assert!(report.joins.len() >= 2, "joins: {:?}", report.joins);
+
+    let bad = tmp.path().join("bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    tamper::corrupt_packet_in(&bad, 300);
+    let err = convert_on_thread(
+        &book,
+        &bad.join("book.m4b"),
+        options(),
+        aiom4b::NoProgress,
+        aiom4b::CancelToken::new(),
+    )
+    .expect_err("a packet changed after it was decoded must fail verification");
+    match &err {
+        aiom4b::Error::Verify { problems, .. } => assert!(
+            problems
+                .iter()
+                .any(|p| p.contains("differ from the packets decoded while encoding")),
+            "{problems:?}"
+        ),
+        other => panic!("expected a verification error, got {other}"),
+    }
+    assert!(!bad.join("book.m4b").exists());
+    crate::common::assert_no_part(&bad);
+}

@@ -12,6 +12,8 @@ need_pkgs=(
   # assembly, its tarball's xz, and for the test profile Debian's static libmp3lame; the
   # Dockerfile check runs its steps in debootstrap roots (scripts/docker-check.py)
   nasm xz-utils libmp3lame-dev zlib1g-dev debootstrap
+  # ... and its test fixtures of the other input formats (libvorbis, libopus, linked statically)
+  libvorbis-dev libopus-dev libogg-dev
   # tests and benchmarks: ffprobe/ffmpeg as an independent reader and a speed baseline,
   # espeak-ng for the synthetic spoken corpus, mediainfo/AtomicParsley to inspect output by hand
   ffmpeg espeak-ng mediainfo atomicparsley hyperfine

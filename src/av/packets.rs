@@ -554,8 +554,8 @@ mod tests {
             let starts = naive(lens);
             assert_eq!(idx.packets(), lens.len(), "{lens:?}");
             assert_eq!(idx.total(), *starts.last().unwrap(), "{lens:?}");
-            for q in 0..=lens.len() {
-                assert_eq!(idx.start(q), starts[q], "start({q}) of {lens:?}");
+            for (q, &start) in starts.iter().enumerate() {
+                assert_eq!(idx.start(q), start, "start({q}) of {lens:?}");
             }
             for (q, &l) in lens.iter().enumerate() {
                 assert_eq!(idx.expected(q), l as u64, "expected({q}) of {lens:?}");

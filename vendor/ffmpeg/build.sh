@@ -53,6 +53,8 @@ mkdir -p "$work"
 # The configuration: everything off, then what aiom4b uses (src/av/):
 #  - decoders mp3float (what FFmpeg picks for MP3) and mp3 (fixed point, kept so a decoder
 #    chosen by id works the same), the mp3 demuxer and the mpegaudio parser it asks for;
+#  - the other input formats (src/av/input.rs): AAC/ALAC in MP4 (mov), ADTS AAC, FLAC, Ogg
+#    Vorbis/Opus and WAV PCM — FFmpeg's own decoders, no external library;
 #  - the native aac encoder; the ipod muxer (.m4b) and its mov/mp4 siblings; aac_adtstoasc,
 #    which movenc inserts by itself should a packet ever start like an ADTS header;
 #  - swresample; the file protocol (outputs; inputs come through aiom4b's own AVIOContext).
@@ -70,6 +72,10 @@ common_flags=(
   --enable-decoder=mp3float,mp3
   --enable-demuxer=mp3
   --enable-parser=mpegaudio
+  --enable-decoder=aac,alac,flac,vorbis,opus
+  --enable-decoder=pcm_u8,pcm_s16le,pcm_s24le,pcm_s32le,pcm_f32le,pcm_f64le
+  --enable-demuxer=mov,aac,flac,ogg,wav
+  --enable-parser=aac,flac,vorbis,opus
   --enable-encoder=aac
   --enable-muxer=ipod,mp4,mov
   --enable-bsf=aac_adtstoasc
@@ -78,7 +84,10 @@ common_flags=(
 )
 tests_flags=(
   --enable-libmp3lame --enable-encoder=libmp3lame --enable-muxer=mp3
-  --enable-decoder=aac --enable-demuxer=mov --enable-parser=aac
+  # the other input formats' fixtures (tests/integration/formats.rs); libvorbis, libogg and
+  # libopus are linked statically (Debian's -dev packages ship the .a)
+  --enable-libvorbis --enable-libopus
+  --enable-encoder=libvorbis,libopus,flac,pcm_s16le,alac --enable-muxer=flac,wav,ogg,adts
   # the test covers (JPEG and PNG); png needs zlib (Debian's zlib1g-dev, linked statically)
   --enable-encoder=mjpeg,png --enable-zlib
   # libmp3lame is linked statically (Debian's libmp3lame-dev ships the .a)

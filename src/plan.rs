@@ -152,6 +152,15 @@ pub fn inspect(
             Ok(_) => infos.push(None),
             Err(e) => {
                 let path = &files[i].path;
+                // Under MP3-only validation, a file that is plainly another container is
+                // named for what it is (sniffed once, only for a file that failed).
+                let other_container = if scan_opts.inputs.is_mp3_only() {
+                    scan::sniff_container(path)
+                        .ok()
+                        .filter(|c| *c != scan::Container::Mpeg)
+                } else {
+                    None
+                };
                 let (kind, msg) = match (&e, scan::sniff_mp3(path)) {
                     // A file that cannot be opened (no read permission) is not "not an MP3":
                     // the sniffer cannot open it either, so this comes first.
@@ -161,19 +170,13 @@ pub fn inspect(
                     (_, Err(reason)) if files[i].size_bytes == 0 => {
                         (FindingKind::EmptyFile, reason)
                     }
-                    _ if scan_opts.inputs.is_mp3_only()
-                        && scan::sniff_container(path)
-                            .is_ok_and(|c| c != scan::Container::Mpeg) =>
-                    {
-                        let c = scan::sniff_container(path).expect("checked just above");
-                        (
-                            FindingKind::NotMp3,
-                            format!(
-                                "is {} audio, not MP3: only MP3 is accepted (ALLOWED_INPUTS=mp3)",
-                                c.label()
-                            ),
-                        )
-                    }
+                    _ if other_container.is_some() => (
+                        FindingKind::NotMp3,
+                        format!(
+                            "is {} audio, not MP3: only MP3 is accepted (ALLOWED_INPUTS=mp3)",
+                            other_container.map_or("other", |c| c.label())
+                        ),
+                    ),
                     (Error::NotAudio { reason, .. }, _) => (
                         FindingKind::NotMp3,
                         format!("not a usable audio file: {reason}"),

@@ -11,6 +11,12 @@ use std::path::Path;
 /// Reads at most a few 64 KiB windows (see `mp3bytes::sniff` for what is accepted).
 /// Never opens anything but a regular file (opening a FIFO would block).
 pub fn sniff_mp3(path: &Path) -> Result<(), String> {
+    let (mut file, len) = open_sniffable(path)?;
+    mp3bytes::sniff(len, &mut |at| read_window(&mut file, at))
+}
+
+/// Opens a regular, non-empty file for sniffing; `Err` says why it cannot be sniffed.
+fn open_sniffable(path: &Path) -> Result<(fs::File, u64), String> {
     let meta = fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
     if !meta.is_file() {
         return Err("is not a regular file".to_string());
@@ -18,8 +24,8 @@ pub fn sniff_mp3(path: &Path) -> Result<(), String> {
     if meta.len() == 0 {
         return Err("empty file (0 bytes)".to_string());
     }
-    let mut file = fs::File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
-    mp3bytes::sniff(meta.len(), &mut |at| read_window(&mut file, at))
+    let file = fs::File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
+    Ok((file, meta.len()))
 }
 
 /// A container, by its magic bytes. Which codec is inside is FFmpeg's to say after opening.
@@ -69,14 +75,7 @@ impl Container {
 /// A file with MPEG frame syncs and nothing else recognizable is [`Container::Mpeg`]; whether
 /// it is really MP3 is [`sniff_mp3`]'s and FFmpeg's to decide.
 pub fn sniff_container(path: &Path) -> Result<Container, String> {
-    let meta = fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
-    if !meta.is_file() {
-        return Err("is not a regular file".to_string());
-    }
-    if meta.len() == 0 {
-        return Err("empty file (0 bytes)".to_string());
-    }
-    let mut file = fs::File::open(path).map_err(|e| format!("cannot be opened: {e}"))?;
+    let (mut file, _) = open_sniffable(path)?;
     let head = read_window(&mut file, 0)?;
     // An ID3v2 tag can precede MPEG audio, ADTS and (against the spec, but it happens) FLAC.
     let skip = mp3bytes::id3v2_len(&head).unwrap_or(0);

@@ -221,6 +221,35 @@ pub fn open_gapless_mp3(
     Option<u64>,
     Box<dyn symphonia::core::codecs::audio::AudioDecoder>,
 ) {
+    let (format, params, frames, dec, _) = open_with_symphonia(path, "mp3");
+    (format, params, frames, dec)
+}
+
+/// Opens `path` with Symphonia, hinted by its extension: the reader, the default audio
+/// track's id and a decoder for it.
+pub fn open_symphonia(
+    path: &Path,
+) -> (
+    Box<dyn symphonia::core::formats::FormatReader>,
+    u32,
+    Box<dyn symphonia::core::codecs::audio::AudioDecoder>,
+) {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let (format, _, _, dec, id) = open_with_symphonia(path, ext);
+    (format, id, dec)
+}
+
+#[allow(clippy::type_complexity)]
+fn open_with_symphonia(
+    path: &Path,
+    extension: &str,
+) -> (
+    Box<dyn symphonia::core::formats::FormatReader>,
+    symphonia::core::codecs::audio::AudioCodecParameters,
+    Option<u64>,
+    Box<dyn symphonia::core::codecs::audio::AudioDecoder>,
+    u32,
+) {
     use symphonia::core::codecs::audio::AudioDecoderOptions;
     use symphonia::core::formats::probe::Hint;
     use symphonia::core::formats::{FormatOptions, TrackType};
@@ -229,7 +258,7 @@ pub fn open_gapless_mp3(
     let file = std::fs::File::open(path).unwrap();
     let mss = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
-    hint.with_extension("mp3");
+    hint.with_extension(extension);
     let format = symphonia::default::get_probe()
         .probe(
             &hint,
@@ -239,7 +268,7 @@ pub fn open_gapless_mp3(
         )
         .unwrap_or_else(|e| panic!("{}: symphonia cannot open it: {e}", path.display()));
     let track = format.default_track(TrackType::Audio).unwrap();
-    let header_frames = track.num_frames;
+    let (id, header_frames) = (track.id, track.num_frames);
     let params = track
         .codec_params
         .as_ref()
@@ -249,7 +278,7 @@ pub fn open_gapless_mp3(
     let dec = symphonia::default::get_codecs()
         .make_audio_decoder(&params, &AudioDecoderOptions::default())
         .unwrap();
-    (format, params, header_frames, dec)
+    (format, params, header_frames, dec, id)
 }
 
 /// Decodes `path` with Symphonia (gapless) and counts its samples.

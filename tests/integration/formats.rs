@@ -5,6 +5,7 @@
 //! reads the format, and on the converted book (length and every chapter start, exactly, on the
 //! engine's clock; the verifier's decode within a frame).
 use crate::common::*;
+use crate::convert::report_starts;
 use aiom4b_testkit::audio_writer::{write_audio, AudioKind, AudioSpec};
 use aiom4b_testkit::fixtures::test_jpeg;
 use serde_json::Value;
@@ -12,44 +13,12 @@ use std::path::{Path, PathBuf};
 
 /// Samples per channel Symphonia decodes from `path` (its own demuxers and decoders, gapless).
 fn symphonia_samples(path: &Path) -> u64 {
-    use symphonia::core::codecs::audio::AudioDecoderOptions;
     use symphonia::core::errors::Error as SError;
-    use symphonia::core::formats::probe::Hint;
-    use symphonia::core::formats::{FormatOptions, TrackType};
-    use symphonia::core::io::MediaSourceStream;
-    use symphonia::core::meta::MetadataOptions;
-    let file = std::fs::File::open(path).unwrap();
-    let mss = MediaSourceStream::new(Box::new(file), Default::default());
-    let mut hint = Hint::new();
-    if let Some(ext) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(ext);
-    }
-    let mut format = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            mss,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .unwrap_or_else(|e| panic!("{}: symphonia cannot open it: {e}", path.display()));
-    let track = format.default_track(TrackType::Audio).unwrap();
-    let id = track.id;
-    let params = track
-        .codec_params
-        .as_ref()
-        .and_then(|p| p.audio())
-        .unwrap()
-        .clone();
-    let mut dec = symphonia::default::get_codecs()
-        .make_audio_decoder(&params, &AudioDecoderOptions::default())
-        .unwrap();
+    let (mut format, id, mut dec) = open_symphonia(path);
     let mut n = 0u64;
     loop {
         match format.next_packet() {
-            Ok(Some(p)) if p.track_id == id => {
-                let buf = dec.decode(&p).unwrap();
-                n += buf.frames() as u64;
-            }
+            Ok(Some(p)) if p.track_id == id => n += dec.decode(&p).unwrap().frames() as u64,
             Ok(Some(_)) => {}
             Ok(None) => break,
             Err(SError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
@@ -66,15 +35,6 @@ fn convert_json(book: &Path, out: &Path, args: &[&str]) -> Value {
     let o = run(all);
     assert_exit(&o, 0);
     json(&o)
-}
-
-fn starts(report: &Value) -> Vec<u64> {
-    report["chapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["start_samples"].as_u64().unwrap())
-        .collect()
 }
 
 fn titles(report: &Value) -> Vec<String> {
@@ -169,7 +129,11 @@ fn every_format_converts_with_its_exact_length_and_tags() {
         assert_eq!(report["sample_rate"], rate, "{kind:?}");
         let want: Vec<u64> = files.iter().map(|(_, n)| *n).collect();
         let want_starts = vec![0, want[0], want[0] + want[1]];
-        assert_eq!(starts(&report), want_starts, "{kind:?}: chapter starts");
+        assert_eq!(
+            report_starts(&report),
+            want_starts,
+            "{kind:?}: chapter starts"
+        );
         assert_eq!(
             report["total_samples"].as_u64(),
             Some(want.iter().sum::<u64>()),
@@ -231,7 +195,11 @@ fn m4a_parts_bring_their_chapters_and_cover_and_a_renamed_file_is_what_it_is() {
         let offset: u64 = lens[..i].iter().sum();
         want.extend(inner.iter().map(|s| s + offset));
     }
-    assert_eq!(starts(&report), want, "the parts' own chapters, offset");
+    assert_eq!(
+        report_starts(&report),
+        want,
+        "the parts' own chapters, offset"
+    );
     assert_eq!(
         titles(&report),
         [
@@ -257,7 +225,7 @@ fn m4a_parts_bring_their_chapters_and_cover_and_a_renamed_file_is_what_it_is() {
         &out2,
         &["--preset", "source", "--chapters", "per-file"],
     );
-    assert_eq!(starts(&report), [0, lens[0]]);
+    assert_eq!(report_starts(&report), [0, lens[0]]);
 }
 
 #[test]
@@ -273,7 +241,7 @@ fn a_book_mixing_mp3_and_flac_converts_in_order_with_exact_starts() {
     let first = symphonia_length(&mp3).samples;
     let out = tmp.path().join("out.m4b");
     let report = convert_json(&book, &out, &[]);
-    assert_eq!(starts(&report), [0, first]);
+    assert_eq!(report_starts(&report), [0, first]);
     assert_eq!(report["total_samples"].as_u64(), Some(first + n));
 
     // The finished book put back into the folder is not taken as a third part: converting the

@@ -200,6 +200,26 @@ impl Browser {
         self.wait_el(css, |_| async { true }).await
     }
 
+    /// Finds `css` and clicks it. The page re-renders a view when fresh data arrives (a job
+    /// page when its verification comes in), so the element found can be replaced before the
+    /// click reaches it; WebDriver then answers "stale element" and nothing was clicked, so
+    /// the element is found again.
+    async fn click(&self, css: &str) {
+        let t = Instant::now();
+        loop {
+            match self.find(css).await.click().await {
+                Ok(()) => return,
+                Err(fantoccini::error::CmdError::Standard(e))
+                    if e.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        && t.elapsed() < DEADLINE =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("clicking {css}: {e}"),
+            }
+        }
+    }
+
     async fn js(&self, script: &str) -> Value {
         self.c().execute(script, vec![]).await.unwrap()
     }
@@ -312,11 +332,8 @@ fn web_page_convert_with_edits_download_and_screenshots() {
         b.screenshot("library").await;
         b.assert_clean("the library").await;
 
-        b.find("li.book[data-path='Jane Doe/The Book'] a.name")
-            .await
-            .click()
-            .await
-            .unwrap();
+        b.click("li.book[data-path='Jane Doe/The Book'] a.name")
+            .await;
         let ch2 = b.find("input[data-chapter='2']").await;
         ch2.clear().await.unwrap();
         ch2.send_keys("The Middle, Renamed").await.unwrap();
@@ -325,7 +342,7 @@ fn web_page_convert_with_edits_download_and_screenshots() {
         narrator.send_keys("Nora Narrator").await.unwrap();
         b.screenshot("book").await;
         b.assert_clean("the book").await;
-        b.find("#convert").await.click().await.unwrap();
+        b.click("#convert").await;
 
         // The job page: the bar ends at 100 % and the page has handled SSE events.
         b.wait_el("#job-progress progress", |e| value_is(e, 100.0))
@@ -351,7 +368,7 @@ fn web_page_convert_with_edits_download_and_screenshots() {
         b.assert_clean("the job").await;
 
         // Download through the browser, then read the file back with the project's verify.
-        b.find("#download").await.click().await.unwrap();
+        b.click("#download").await;
         let t = Instant::now();
         let file = loop {
             let done: Vec<PathBuf> = std::fs::read_dir(b.downloads.path())
@@ -380,11 +397,11 @@ fn web_page_convert_with_edits_download_and_screenshots() {
         assert!(text.contains("The Middle, Renamed"), "{text}");
         assert!(text.contains("Nora Narrator"), "{text}");
 
-        b.find("a[data-nav='jobs']").await.click().await.unwrap();
+        b.click("a[data-nav='jobs']").await;
         b.find("#jobs-table tr[data-job]").await;
         b.screenshot("jobs").await;
         b.assert_clean("the jobs").await;
-        b.find("a[data-nav='backups']").await.click().await.unwrap();
+        b.click("a[data-nav='backups']").await;
         b.find("#stats .chart svg").await;
         b.screenshot("backups-stats").await;
         b.assert_clean("backups and stats").await;
@@ -401,7 +418,7 @@ fn web_page_reload_during_a_job_and_cancel() {
     run(async {
         let b = Browser::start().await;
         b.goto(&format!("{}/#/book/Long%2FBook", server.base)).await;
-        b.find("#convert").await.click().await.unwrap();
+        b.click("#convert").await;
         // The log panel, opened with the job, takes the lines written while it runs (on its
         // Server-Sent Events; the panel is not rebuilt meanwhile).
         b.find("#job-log").await;
@@ -449,7 +466,7 @@ fn web_page_reload_during_a_job_and_cancel() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         b.assert_clean("the job during a reload").await;
-        b.find("#cancel").await.click().await.unwrap();
+        b.click("#cancel").await;
         b.wait_el("#job-status-text", |e| text_is(e, "cancelled"))
             .await;
         b.find("#retry").await;
@@ -514,11 +531,7 @@ fn web_page_login_with_the_token_and_convert_selected() {
         let cookies = b.js("return document.cookie").await;
         assert!(!cookies.as_str().unwrap_or_default().contains(token));
         b.find("#token").await.send_keys(token).await.unwrap();
-        b.find("#login-view button[type=submit]")
-            .await
-            .click()
-            .await
-            .unwrap();
+        b.click("#login-view button[type=submit]").await;
         b.find("li.book[data-path='A/One']").await;
         let cookies = b.js("return document.cookie").await;
         assert!(
@@ -532,12 +545,12 @@ fn web_page_login_with_the_token_and_convert_selected() {
                 .await
                 .unwrap();
         }
-        b.find("#convert-selected").await.click().await.unwrap();
+        b.click("#convert-selected").await;
         b.find("#jobs-table tr[data-job]").await;
         // Both jobs end completed.
         let t = Instant::now();
         loop {
-            b.find("a[data-nav='jobs']").await.click().await.unwrap();
+            b.click("a[data-nav='jobs']").await;
             let done = b
                 .js("return [...document.querySelectorAll('#jobs-table tr[data-job] td.status-completed')].length")
                 .await;
@@ -860,17 +873,13 @@ fn web_page_cover_choice_and_upload_end_in_the_book() {
             )
             .await;
         assert_eq!(unlabelled, json!(0));
-        b.find("input[data-cover='folder:back.jpg']")
-            .await
-            .click()
-            .await
-            .unwrap();
+        b.click("input[data-cover='folder:back.jpg']").await;
         let src = b.find("#cover-preview").await.attr("src").await.unwrap();
         assert!(src.unwrap_or_default().ends_with("/images/back.jpg"));
         b.screenshot_at("book-cover", "#cover-list").await;
         b.assert_clean("the book's cover picker").await;
         output_name(&b, "With Back").await;
-        b.find("#convert").await.click().await.unwrap();
+        b.click("#convert").await;
         b.wait_el("#job-status-text", |e| text_is(e, "completed"))
             .await;
         let job = finished_job(&base, &shown_job(&b).await);
@@ -892,7 +901,7 @@ fn web_page_cover_choice_and_upload_end_in_the_book() {
         assert!(src.unwrap_or_default().contains("/api/v1/covers/"));
         b.assert_clean("the book after an upload").await;
         output_name(&b, "With Upload").await;
-        b.find("#convert").await.click().await.unwrap();
+        b.click("#convert").await;
         b.wait_el("#job-status-text", |e| text_is(e, "completed"))
             .await;
         let job = finished_job(&base, &shown_job(&b).await);
@@ -914,7 +923,7 @@ fn web_page_split_at_lists_the_parts_with_their_links() {
         b.goto(&format!("{base}/#/book/Author%2FBook")).await;
         output_name(&b, "Cut").await;
         b.find("#split-at").await.send_keys("3s").await.unwrap();
-        b.find("#convert").await.click().await.unwrap();
+        b.click("#convert").await;
         b.wait_el("#job-status-text", |e| text_is(e, "completed"))
             .await;
         b.find("#parts").await;
@@ -1007,7 +1016,7 @@ fn web_page_file_order_by_drag_and_drop_and_buttons() {
             .await;
         assert_eq!(starts, json!(["0:00", "0:01", "0:02"]));
         b.assert_clean("the book after reordering").await;
-        b.find("#convert").await.click().await.unwrap();
+        b.click("#convert").await;
         b.wait_el("#job-status-text", |e| text_is(e, "completed"))
             .await;
         let id = shown_job(&b).await;
@@ -1089,11 +1098,7 @@ fn web_page_backups_list_verify_and_restore() {
         text_when(&b, "#backups tr[data-backup] td.state", |t| t == "complete").await;
         b.assert_clean("the backups").await;
 
-        b.find("#backups button.verify")
-            .await
-            .click()
-            .await
-            .unwrap();
+        b.click("#backups button.verify").await;
         let state = text_when(&b, "#backups tr[data-backup] td.state", |t| t != "complete").await;
         assert!(state.starts_with("intact ("), "{state}");
         assert!(!state.starts_with("intact (0 "), "{state}");
@@ -1101,11 +1106,7 @@ fn web_page_backups_list_verify_and_restore() {
         let to = b.find("#backups input.restore-to").await;
         to.clear().await.unwrap();
         to.send_keys("Author/Book (restored)").await.unwrap();
-        b.find("#backups button.restore")
-            .await
-            .click()
-            .await
-            .unwrap();
+        b.click("#backups button.restore").await;
         // The new folder is the restored book folder.
         text_when(&b, "#backups tr[data-backup] td.state", |t| {
             t == "restored 2 files to Author/Book (restored)"
@@ -1186,7 +1187,7 @@ fn web_page_jobs_filter_search_pages_and_clear_old() {
         text_when(&b, "#page-info", |t| t == "Page 1 of 2 · 25 jobs").await;
         assert_eq!(job_rows(&b).await, 20);
         b.assert_clean("the jobs, page 1").await;
-        b.find("#next-page").await.click().await.unwrap();
+        b.click("#next-page").await;
         text_when(&b, "#page-info", |t| t == "Page 2 of 2 · 25 jobs").await;
         assert_eq!(job_rows(&b).await, 5);
         assert_eq!(
@@ -1196,21 +1197,13 @@ fn web_page_jobs_filter_search_pages_and_clear_old() {
         );
 
         // The status filter starts again at page 1.
-        b.find("#job-status option[value='completed']")
-            .await
-            .click()
-            .await
-            .unwrap();
+        b.click("#job-status option[value='completed']").await;
         text_when(&b, "#page-info", |t| t == "Page 1 of 1 · 3 jobs").await;
         let completed = b
             .js("return [...document.querySelectorAll('#jobs-table tr[data-job] td:nth-child(2)')].map(t => t.textContent)")
             .await;
         assert_eq!(completed, json!(["completed", "completed", "completed"]));
-        b.find("#job-status option[value='']")
-            .await
-            .click()
-            .await
-            .unwrap();
+        b.click("#job-status option[value='']").await;
         text_when(&b, "#page-info", |t| t.ends_with("· 25 jobs")).await;
 
         // Text search over folders.
@@ -1228,12 +1221,8 @@ fn web_page_jobs_filter_search_pages_and_clear_old() {
         text_when(&b, "#page-info", |t| t.ends_with("· 25 jobs")).await;
 
         // Clear the jobs older than 30 days: the three old ones go.
-        b.find("#clear-age option[value='30d']")
-            .await
-            .click()
-            .await
-            .unwrap();
-        b.find("#clear-jobs").await.click().await.unwrap();
+        b.click("#clear-age option[value='30d']").await;
+        b.click("#clear-jobs").await;
         let said = text_when(&b, "#flash", |_| true).await;
         assert_eq!(said, "3 finished jobs older than 30d cleared.");
         text_when(&b, "#page-info", |t| t == "Page 1 of 2 · 22 jobs").await;
@@ -1336,14 +1325,14 @@ fn web_page_tags_a_finished_book_from_audible() {
         let b = Browser::start().await;
         b.goto(&format!("{base}/#/jobs/{id}")).await;
         b.find("#verify-chapters").await;
-        b.find("#match-open").await.click().await.unwrap();
+        b.click("#match-open").await;
         b.find("#match-dialog[open]").await;
         b.find("#match-query")
             .await
             .send_keys("The Final Empire")
             .await
             .unwrap();
-        b.find("#match-search").await.click().await.unwrap();
+        b.click("#match-search").await;
         let first = b.find("#match-candidates li .use").await;
         assert_eq!(
             first.attr("data-asin").await.unwrap().as_deref(),
@@ -1371,7 +1360,7 @@ fn web_page_tags_a_finished_book_from_audible() {
             done.contains(&format!("{} chapters fitted", truth.len() + 1)),
             "{done}"
         );
-        b.find("#match-close").await.click().await.unwrap();
+        b.click("#match-close").await;
         // The job page reads the book back: Audible's narrator and chapter titles.
         b.wait_el("#verify .meta", |e| async move {
             e.text()

@@ -8,7 +8,6 @@ mod container;
 mod convert;
 mod edit;
 mod faults;
-mod fdk;
 mod ffmpeg_build;
 mod fixtures;
 mod formats;

@@ -5,7 +5,8 @@
 //! through FFmpeg's decoder (which has SBR) for alignment, and the coding error against the
 //! decoded source for the splice and SNR comparisons.
 //!
-//! Run with `cargo test --release --features fdk-aac fdk` (release: these encode real audio).
+//! Run with `cargo test --release --features fdk-aac --test fdk` (release: these encode real
+//! audio). A test target of its own (Cargo.toml), not part of the integration suite.
 #![cfg(feature = "fdk-aac")]
 
 use aiom4b::__internals::decode::decode_file;

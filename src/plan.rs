@@ -640,8 +640,17 @@ pub fn book_metadata(
         let abs = std::path::absolute(f).unwrap_or_else(|_| f.clone());
         abs.file_name().map(|n| n.to_string_lossy().into_owned())
     });
+    // Without an album tag, the parts' titles often name the book ("Dune, Part 1", "Dune,
+    // Part 2"): what they have in common, before the folder's name.
+    let titles: Vec<&str> = tracks
+        .iter()
+        .filter_map(|t| t.info.tags.title.as_deref())
+        .collect();
+    let from_titles = (titles.len() == tracks.len())
+        .then(|| common_title(&titles))
+        .flatten();
     let tags = BookMetadata {
-        title: album.clone().or(folder_name),
+        title: album.clone().or(from_titles).or(folder_name),
         author: common(&|t| t.artist.clone()).or_else(|| common(&|t| t.album_artist.clone())),
         narrator: common(&|t| t.composer.clone()),
         album,
@@ -666,6 +675,54 @@ pub fn book_metadata(
         series: pick(&overrides.series, tags.series),
         series_part: pick(&overrides.series_part, tags.series_part),
     }
+}
+
+/// Words that number or label a part rather than name a book: a common prefix that ends in
+/// them ("Chapter 1", "Chapter 2") says nothing about the book's title.
+const PART_WORDS: [&str; 14] = [
+    "part", "chapter", "track", "disc", "disk", "cd", "side", "volume", "vol", "episode",
+    "kapitel", "teil", "chapitre", "partie",
+];
+
+/// The book's title from its parts' titles: the words they all begin with, less trailing
+/// separators, numbers and part words, when at least two parts give it and something with
+/// three letters is left ("Dune, Part 1" and "Dune, Part 2" → "Dune"; "Chapter 1" and
+/// "Chapter 2" → none).
+pub(crate) fn common_title(titles: &[&str]) -> Option<String> {
+    if titles.len() < 2 {
+        return None;
+    }
+    let words: Vec<Vec<&str>> = titles
+        .iter()
+        .map(|t| t.split_whitespace().collect())
+        .collect();
+    let mut n = 0;
+    while words.iter().all(|w| n < w.len() && w[n] == words[0][n]) {
+        n += 1;
+    }
+    let mut kept: Vec<&str> = words[0][..n].to_vec();
+    let separator = |c: char| "-–—:;,.()[]/|#".contains(c);
+    while let Some(last) = kept.last_mut() {
+        let trimmed = last.trim_end_matches(separator);
+        let bare = trimmed.trim_start_matches(separator).to_lowercase();
+        if bare.is_empty()
+            || bare.chars().all(|c| c.is_ascii_digit())
+            || PART_WORDS.contains(&bare.as_str())
+        {
+            kept.pop();
+        } else if trimmed.len() != last.len() {
+            *last = trimmed;
+            break;
+        } else {
+            break;
+        }
+    }
+    let title = kept.join(" ");
+    let letters = title.chars().filter(|c| c.is_alphabetic()).count();
+    let generic = kept
+        .iter()
+        .all(|w| PART_WORDS.contains(&w.trim_matches(separator).to_lowercase().as_str()));
+    (letters >= 3 && !generic).then_some(title)
 }
 
 /// Reads a cover image file: only a regular file (a FIFO would block, `/dev/zero` never end),
@@ -833,6 +890,37 @@ mod tests {
             chapters: Vec::new(),
             made_by_aiom4b: false,
         }
+    }
+
+    #[test]
+    fn the_book_title_is_what_the_parts_titles_share() {
+        let t = |v: &[&str]| common_title(v);
+        assert_eq!(
+            t(&["Dune, Part 1", "Dune, Part 2"]).as_deref(),
+            Some("Dune")
+        );
+        assert_eq!(
+            t(&[
+                "The Final Empire - 01",
+                "The Final Empire - 02",
+                "The Final Empire - 10"
+            ])
+            .as_deref(),
+            Some("The Final Empire")
+        );
+        assert_eq!(
+            t(&["Mistborn: Chapter 1", "Mistborn: Chapter 2"]).as_deref(),
+            Some("Mistborn")
+        );
+        assert_eq!(
+            t(&["Same Title", "Same Title"]).as_deref(),
+            Some("Same Title")
+        );
+        assert_eq!(t(&["Chapter 1", "Chapter 2"]), None, "only a part word");
+        assert_eq!(t(&["01", "02"]), None);
+        assert_eq!(t(&["Opening", "Closing"]), None, "nothing shared");
+        assert_eq!(t(&["Dune"]), None, "one part says nothing");
+        assert_eq!(t(&["Ab 1", "Ab 2"]), None, "too short to be a title");
     }
 
     #[test]

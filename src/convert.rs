@@ -13,6 +13,7 @@ use crate::chapters;
 use crate::error::{Error, Result};
 use crate::model::{Book, BookMetadata, Chapter, Finding, FindingKind, Picture, Severity};
 use crate::options::{validate_target, ChapterMode, ConvertOptions, EncoderSettings};
+use crate::pipeline::copy::AudioChoice;
 use crate::pipeline::{self, PipelineJob, TrackJob};
 use crate::progress::{CancelToken, ProgressSink, Stage};
 use crate::publish::{self, PartFile};
@@ -27,6 +28,15 @@ use std::time::Instant;
 pub const MAX_COVER_BYTES: usize = 16 << 20;
 /// Largest accepted cover side in pixels (Apple asks for at most 3000; allow generous slack).
 pub const MAX_COVER_SIDE: u32 = 8192;
+
+/// What became of the audio ([`crate::AudioMode`]).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct AudioUsed {
+    /// The parts' AAC packets were copied (only the joins re-encoded).
+    pub copied: bool,
+    /// Why: the copy's facts, or why encoding was needed.
+    pub why: String,
+}
 
 /// What a finished conversion reports.
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +85,8 @@ pub struct ConvertReport {
     /// the book is one file.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub parts: Vec<crate::split::PartInfo>,
+    /// Whether the audio was copied or encoded, and why.
+    pub audio: AudioUsed,
 }
 
 /// Seconds spent per stage.
@@ -268,9 +280,26 @@ impl Converter {
             coder: opts.coder,
             profile: opts.profile,
         };
+        // Copy the parts' AAC packets when they allow it (and `--audio` does not forbid it).
+        let choice = pipeline::copy::decide(book, opts)?;
+        let audio = match &choice {
+            AudioChoice::Copy(p) => AudioUsed {
+                copied: true,
+                why: p.why.clone(),
+            },
+            AudioChoice::Encode(why) => AudioUsed {
+                copied: false,
+                why: why.clone(),
+            },
+        };
+        tracing::info!(copied = audio.copied, why = %audio.why, "audio");
         // A first encoder instance tells the muxer the stream's parameters (its
-        // AudioSpecificConfig and priming); the pipeline opens its own.
-        let params = crate::av::encode::open_encoder(&settings)?.params();
+        // AudioSpecificConfig and priming); the pipeline opens its own. A copy's stream is
+        // the parts'.
+        let params = match &choice {
+            AudioChoice::Copy(p) => p.params.clone(),
+            AudioChoice::Encode(_) => crate::av::encode::open_encoder(&settings)?.params(),
+        };
         let estimated_total = (book.duration_secs() * target.sample_rate as f64) as u64;
         let m = &book.metadata;
         let has_extras = m.narrator.is_some() || m.series.is_some() || m.series_part.is_some();
@@ -322,7 +351,13 @@ impl Converter {
             snapped.clone(),
         );
         let t_conv = Instant::now();
-        let outcome = pipeline::run(&job, &open_muxer, builder, progress, cancel)?;
+        let outcome = match &choice {
+            AudioChoice::Copy(plan) => {
+                let how = (opts.coder, opts.effective_jobs());
+                pipeline::copy::run(plan, how, open_muxer()?, builder, progress, cancel)?
+            }
+            AudioChoice::Encode(_) => pipeline::run(&job, &open_muxer, builder, progress, cancel)?,
+        };
         let convert_secs = t_conv.elapsed().as_secs_f64();
         for w in chapter_warnings
             .lock()
@@ -436,7 +471,7 @@ impl Converter {
             size_bytes,
             sample_rate: target.sample_rate,
             channels: target.channels,
-            bitrate_bps: target.bitrate_bps,
+            bitrate_bps: params.bitrate_bps,
             total_samples: outcome.total_samples,
             duration_secs,
             chapters: chapters_out,
@@ -459,6 +494,7 @@ impl Converter {
             findings: warnings,
             snapped,
             parts: Vec::new(),
+            audio,
         })
     }
 }

@@ -95,7 +95,9 @@ pub mod __internals {
 pub use av::encode::COMPILED_ENCODERS;
 pub use av::{ffmpeg_build, library_versions, FfmpegBuild};
 pub use contained::panic_is_contained;
-pub use convert::{ConvertReport, Converter, StageTimes, Timings, MAX_COVER_BYTES, MAX_COVER_SIDE};
+pub use convert::{
+    AudioUsed, ConvertReport, Converter, StageTimes, Timings, MAX_COVER_BYTES, MAX_COVER_SIDE,
+};
 pub use error::{AvError, Error, Result};
 pub use model::*;
 pub use options::*;

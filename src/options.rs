@@ -370,6 +370,39 @@ pub struct ConvertOptions {
     /// encode), each a verified M4B named `{name} - Part k of n.m4b`. `None`: one file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub split_at: Option<SplitAt>,
+    /// Copy AAC parts' packets instead of re-encoding them ([`AudioMode`]). Default
+    /// [`AudioMode::Auto`]: copy when every part is AAC-LC in MP4 at the output's rate and
+    /// channel count, else encode; the report says which and why.
+    #[serde(default)]
+    pub audio: AudioMode,
+}
+
+/// Whether the audio is copied or encoded (`convert --audio`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AudioMode {
+    /// Copy when the parts allow it (all AAC-LC in MP4, one rate and channel count, the
+    /// output's), else encode.
+    #[default]
+    Auto,
+    /// Copy, or fail saying why it cannot.
+    Copy,
+    /// Always encode.
+    Encode,
+}
+
+impl AudioMode {
+    /// Parses `auto`, `copy` or `encode`.
+    pub fn parse(s: &str) -> std::result::Result<AudioMode, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(AudioMode::Auto),
+            "copy" => Ok(AudioMode::Copy),
+            "encode" => Ok(AudioMode::Encode),
+            other => Err(format!(
+                "{other:?} is not an audio mode: auto, copy or encode"
+            )),
+        }
+    }
 }
 
 /// Where [`ConvertOptions::split_at`] cuts a book.
@@ -444,6 +477,7 @@ impl Default for ConvertOptions {
             silence: SilenceOptions::default(),
             snap_to_silence: None,
             split_at: None,
+            audio: AudioMode::Auto,
         }
     }
 }

@@ -7,6 +7,7 @@
 //! `benches/results/`. Runs of different variants are interleaved (A B C A B C) so that the
 //! noise of a shared machine hits all alike; figures are medians, and comparisons are ratios
 //! of medians from the same run. Nothing here asserts a timing: targets are reported.
+mod copy;
 mod corpus;
 mod measure;
 mod memory_long;
@@ -22,19 +23,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The sections in their run order.
-const SECTIONS: [&str; 8] = [
+const SECTIONS: [&str; 9] = [
     "e2e",
     "small",
     "memory",
     "probe",
     "splice",
     "finished",
+    "copy",
     "builds",
     // Not by default: a 30-hour point takes half an hour (see memory_long.rs).
     "memory-long",
 ];
 /// What runs without AIOM4B_BENCH: `builds` needs a second binary (AIOM4B_BENCH_OTHER_BIN).
-const DEFAULT_SECTIONS: [&str; 6] = ["e2e", "small", "memory", "probe", "splice", "finished"];
+const DEFAULT_SECTIONS: [&str; 7] = [
+    "e2e", "small", "memory", "probe", "splice", "finished", "copy",
+];
 
 /// The 1-hour book of the issues: 20 chapters of 3 minutes.
 pub const BOOK_1H: CorpusSpec = CorpusSpec {
@@ -402,6 +406,7 @@ fn main() {
             "probe" => sections::probe(&mut bench),
             "splice" => splice::splice(&mut bench),
             "finished" => sections::finished(&mut bench),
+            "copy" => copy::copy(&mut bench),
             "builds" => sections::builds(&mut bench),
             "memory-long" => memory_long::memory_long(&mut bench),
             _ => unreachable!("checked above"),

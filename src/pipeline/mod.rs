@@ -66,6 +66,7 @@
 //!
 //! `contained.rs` starts no thread; it marks, per thread, calls into other libraries whose
 //! panics are caught and reported, so the CLI's panic hook stays quiet for them.
+pub(crate) mod copy;
 mod encode_ranges;
 mod encode_segments;
 mod encode_single;

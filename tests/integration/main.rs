@@ -6,6 +6,7 @@ mod cli_workflow;
 mod common;
 mod container;
 mod convert;
+mod copy;
 mod edit;
 mod faults;
 mod ffmpeg_build;

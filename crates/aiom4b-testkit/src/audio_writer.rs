@@ -146,7 +146,17 @@ pub fn write_audio(path: impl AsRef<Path>, spec: &AudioSpec) -> Result<u64> {
     if octx.format().flags().contains(format::Flags::GLOBAL_HEADER) {
         enc.set_flags(codec::Flags::GLOBAL_HEADER);
     }
-    let mut encoder = enc.open_as(codec).map_err(av("open the encoder"))?;
+    // FFmpeg's AAC encoder fills noisy bands by perceptual noise substitution (PNS), which a
+    // decoder renders from a random generator whose state runs across the whole stream: a
+    // packet would then decode differently after other packets. Off, every packet decodes to
+    // the same samples wherever it is, so a copied packet can be compared with its source.
+    let mut options = ffmpeg::Dictionary::new();
+    if matches!(spec.kind, AudioKind::M4aAac | AudioKind::Adts) {
+        options.set("aac_pns", "0");
+    }
+    let mut encoder = enc
+        .open_as_with(codec, options)
+        .map_err(av("open the encoder"))?;
     let frame_size = match encoder.frame_size() as usize {
         0 => 4096,
         n => n,

@@ -328,6 +328,12 @@ pub struct EncodeArgs {
     /// AAC coder of the native encoder: twoloop (better) or fast.
     #[arg(long, value_enum, default_value_t = CoderArg::Twoloop)]
     pub aac_coder: CoderArg,
+    /// The audio: auto copies AAC-LC parts (in MP4, at one rate and channel count) without
+    /// re-encoding, re-encoding only a few frames at each join, and encodes anything else;
+    /// copy fails when that is not possible; encode always re-encodes. An explicit --bitrate
+    /// or --preset asks for encoding.
+    #[arg(long, value_enum, default_value_t = AudioArg::Auto)]
+    pub audio: AudioArg,
     /// Write no chapters.
     #[arg(long)]
     pub no_chapters: bool,
@@ -466,6 +472,12 @@ pub enum ProfileArg {
     Lc,
     He,
     Hev2,
+}
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AudioArg {
+    Auto,
+    Copy,
+    Encode,
 }
 #[derive(ValueEnum, Clone, Copy, Debug)]
 pub enum CoderArg {
@@ -629,6 +641,11 @@ impl EncodeArgs {
             o.overwrite = false;
             o.verify = !self.no_verify;
             o.segment_frames = self.segment_frames;
+            o.audio = match self.audio {
+                AudioArg::Auto => aiom4b::AudioMode::Auto,
+                AudioArg::Copy => aiom4b::AudioMode::Copy,
+                AudioArg::Encode => aiom4b::AudioMode::Encode,
+            };
             o
         }
     }

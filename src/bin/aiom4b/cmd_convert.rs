@@ -27,6 +27,9 @@ use uuid::Uuid;
 
 /// The engine for every book of one command; its options are also recorded in each job.
 fn engine(book: &BookArgs, encode: &EncodeArgs, plan: PlanOptions, cfg: &Config) -> BookEngine {
+    // A bitrate or preset given on the command line asks for that format: `auto` then
+    // encodes rather than copying the parts' own.
+    let asked = plan.target.bitrate_bps.is_some() || plan.target.preset != aiom4b::Preset::Default;
     BookEngine::new(
         book.scan_options(cfg),
         cfg.limits(),
@@ -36,7 +39,13 @@ fn engine(book: &BookArgs, encode: &EncodeArgs, plan: PlanOptions, cfg: &Config)
             o.allow_damaged = encode.allow_damaged;
             o
         },
-        encode.convert_options(),
+        {
+            let mut o = encode.convert_options();
+            if asked && o.audio == aiom4b::AudioMode::Auto {
+                o.audio = aiom4b::AudioMode::Encode;
+            }
+            o
+        },
     )
 }
 
@@ -378,6 +387,9 @@ fn finish_one(
                     None => println!("{output}  (job {short_id})"),
                 }
                 if let Some(r) = report {
+                    if r.audio.copied {
+                        println!("  audio copied, not re-encoded: {}", r.audio.why);
+                    }
                     print_snapped(r);
                 }
             }

@@ -703,6 +703,13 @@ pub async fn convert(
             let mut c = aiom4b::ConvertOptions::default();
             c.allow_damaged = f.options.allow_damaged;
             c.split_at = split_at(f.options.split_at.as_deref())?;
+            // A bitrate or preset in the request asks for that format: encode rather than
+            // copy the parts' AAC (as the CLI does).
+            if f.options.bitrate.is_some()
+                || f.options.preset.as_deref().is_some_and(|p| p != "default")
+            {
+                c.audio = aiom4b::AudioMode::Encode;
+            }
             c
         });
         let output_name = f

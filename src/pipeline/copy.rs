@@ -864,11 +864,5 @@ pub(crate) fn run(
         }
     });
     // Root cause wins: a muxer that failed on its own recorded why.
-    if let Some(first) = failure.take() {
-        return Err(first);
-    }
-    if cancel.is_cancelled() {
-        return Err(Error::Cancelled);
-    }
-    outcome
+    super::settle(&failure, cancel, outcome)
 }

@@ -447,7 +447,16 @@ fn run_in_order(
             (Err(e), _) | (_, Err(e)) => Err(e),
         }
     });
-    // Root cause wins: the first recorded failure explains the others.
+    settle(&failure, cancel, outcome)
+}
+
+/// A run's result once its threads are joined. Root cause wins: the first recorded failure
+/// explains the others; then a cancellation.
+pub(crate) fn settle(
+    failure: &Failure,
+    cancel: &CancelToken,
+    outcome: Result<PipelineOutcome>,
+) -> Result<PipelineOutcome> {
     if let Some(first) = failure.take() {
         return Err(first);
     }

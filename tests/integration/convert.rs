@@ -22,7 +22,7 @@ fn ms_tick(rate: u32) -> u64 {
 
 /// `aiom4b convert --json --quiet -o OUTPUT [extra…] FOLDER`, expecting success; returns the
 /// report.
-fn convert_ok(folder: &Path, output: &Path, extra: &[&str]) -> Value {
+pub(crate) fn convert_ok(folder: &Path, output: &Path, extra: &[&str]) -> Value {
     let out = convert(folder, output, extra);
     assert_exit(&out, 0);
     json(&out)

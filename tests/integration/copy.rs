@@ -7,11 +7,11 @@
 //! report says each starts. The joins are held to the bar of re-encoding: their blocks may not
 //! be worse than the same blocks of the book encoded whole at the parts' bitrate.
 use crate::common::*;
+use crate::convert::{convert_ok as convert, report_starts as starts};
 use aiom4b_testkit::audio_writer::{write_audio, AudioKind, AudioSpec};
 use aiom4b_testkit::fixtures::Signal;
 use aiom4b_testkit::m4b_reader::decode_m4b;
 use aiom4b_testkit::quality::{block_errors, BLOCK, SILENCE_DBFS};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 const RATE: u32 = 44_100;
@@ -98,24 +98,6 @@ fn m4a_book(dir: &Path, seconds: &[f64]) -> Vec<Part> {
         });
     }
     parts
-}
-
-fn convert(book: &Path, out: &Path, args: &[&str]) -> Value {
-    let mut all = vec!["convert", "--json", "-o", out.to_str().unwrap()];
-    all.extend_from_slice(args);
-    all.push(book.to_str().unwrap());
-    let o = run(all);
-    assert_exit(&o, 0);
-    json(&o)
-}
-
-fn starts(report: &Value) -> Vec<u64> {
-    report["chapters"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["start_samples"].as_u64().unwrap())
-        .collect()
 }
 
 /// The parts' audio laid at `at` (silence between, overlaps summed) over `total` samples.

@@ -386,7 +386,7 @@ pub fn probe_input(
         channels,
         bitrate_bps,
         duration,
-        sizes_vary: hi > lo + 1 && lo != usize::MAX,
+        sizes_vary: lo != usize::MAX && hi > lo + 1,
         tags,
         pictures,
     })

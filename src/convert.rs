@@ -29,8 +29,9 @@ pub const MAX_COVER_BYTES: usize = 16 << 20;
 /// Largest accepted cover side in pixels (Apple asks for at most 3000; allow generous slack).
 pub const MAX_COVER_SIDE: u32 = 8192;
 
-/// What became of the audio ([`crate::AudioMode`]).
-#[derive(Debug, Clone, Default, Serialize)]
+/// What became of the audio ([`crate::AudioMode`]); also kept in the job record
+/// ([`crate::workflow::jobs::Job::audio`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct AudioUsed {
     /// The parts' AAC packets were copied (only the joins re-encoded).
     pub copied: bool,

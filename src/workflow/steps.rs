@@ -283,6 +283,7 @@ impl<'w> Run<'w> {
             .stage_timings
             .extend(result.stage_timings.iter().cloned());
         self.job.audio_duration_secs = result.audio_duration_secs;
+        self.job.audio = result.report.as_ref().map(|r| r.audio.clone());
         self.job.progress_percent = 100.0;
         Ok(result)
     }

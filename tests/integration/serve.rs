@@ -1603,3 +1603,96 @@ fn health_command_answers_for_a_running_service_and_fails_for_a_stopped_one() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot connect"), "{err}");
 }
+
+/// Three AAC-LC parts in M4A under SOURCE_DIR, 4 s each, stereo 44.1 kHz.
+pub(crate) fn aac_book(env: &Env, name: &str) {
+    use aiom4b_testkit::audio_writer::{write_audio, AudioKind, AudioSpec};
+    let dir = env.source().join(name);
+    std::fs::create_dir_all(&dir).unwrap();
+    for i in 0..3u64 {
+        let mut spec = AudioSpec::sine(AudioKind::M4aAac, 44_100, 2, 44_100 * 4 + 777 * i);
+        spec.tags.album = Some("Kept".into());
+        spec.tags.title = Some(format!("Part {}", i + 1));
+        write_audio(dir.join(format!("{:02} Part.m4a", i + 1)), &spec).unwrap();
+    }
+}
+
+#[test]
+fn the_api_copies_aac_parts_when_asked_and_the_job_says_how_its_audio_was_made() {
+    let env = Env::new();
+    aac_book(&env, "Author/Aac");
+    env.book("Author/Mp3", 2, 2.0);
+    let s = Server::start(&env, &[], &[]);
+    let convert = |path: &str, options: Value| {
+        s.post(
+            "/convert",
+            json!({ "folders": [{ "path": path, "options": options }] }),
+        )
+    };
+    // Copy with a format asked for, or an unknown mode: 400 with the error shape, no job.
+    for (options, says) in [
+        (
+            json!({ "audio": "copy", "bitrate": 96000 }),
+            "bitrate or preset",
+        ),
+        (
+            json!({ "audio": "copy", "preset": "speech" }),
+            "bitrate or preset",
+        ),
+        (json!({ "audio": "lossless" }), "options.audio"),
+    ] {
+        let (st, body) = convert("Author/Aac", options.clone());
+        assert_eq!(st, 400, "{options}: {body}");
+        let msg = body["error"]["message"].as_str().unwrap();
+        assert!(msg.contains(says), "{options}: {msg}");
+        assert!(body["error"]["remedy"].is_string(), "{body}");
+    }
+    assert_eq!(s.get("/jobs").1["jobs"].as_array().unwrap().len(), 0);
+    let finished = |options: Value| {
+        let (st, body) = convert("Author/Aac", options);
+        assert_eq!(st, 201, "{body}");
+        let id = body["jobs"][0]["id"].as_str().unwrap().to_owned();
+        assert!(
+            body["jobs"][0]["audio"].is_null(),
+            "not known before it ran"
+        );
+        s.wait_status(&id, &["completed", "failed"])
+    };
+    // Copied: by default and when asked; the job says so, and why.
+    for options in [json!({}), json!({ "audio": "copy" })] {
+        let job = finished(options.clone());
+        assert_eq!(job["status"], "completed", "{options}: {job}");
+        assert_eq!(job["audio"]["copied"], true, "{options}: {job}");
+        let why = job["audio"]["why"].as_str().unwrap();
+        assert!(why.contains("AAC-LC"), "{why}");
+    }
+    // Encoded when asked for, or when a bitrate asks for a format; the reason is given.
+    for (options, says) in [
+        (json!({ "audio": "encode" }), "encoding was asked for"),
+        (json!({ "bitrate": 64000 }), "encoding was asked for"),
+    ] {
+        let job = finished(options.clone());
+        assert_eq!(job["status"], "completed", "{options}: {job}");
+        assert_eq!(job["audio"]["copied"], false, "{options}: {job}");
+        let why = job["audio"]["why"].as_str().unwrap();
+        assert!(why.contains(says), "{options}: {why}");
+    }
+    // An MP3 book cannot be copied: `copy` fails its job with the reason, and nothing is
+    // written; `auto` encodes it.
+    let before = m4b_files(&env.output_dir()).len();
+    let (st, body) = convert("Author/Mp3", json!({ "audio": "copy" }));
+    assert_eq!(st, 201, "{body}");
+    let id = body["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let job = s.wait_status(&id, &["completed", "failed"]);
+    assert_eq!(job["status"], "failed", "{job}");
+    let msg = job["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("--audio copy is not possible"), "{msg}");
+    assert!(job["audio"].is_null(), "{job}");
+    assert_eq!(m4b_files(&env.output_dir()).len(), before);
+    assert!(hidden(&env.output_dir()).is_empty());
+    let (_, body) = convert("Author/Mp3", json!({}));
+    let id = body["jobs"][0]["id"].as_str().unwrap().to_owned();
+    let job = s.wait_status(&id, &["completed", "failed"]);
+    assert_eq!(job["status"], "completed", "{job}");
+    assert_eq!(job["audio"]["copied"], false, "{job}");
+}

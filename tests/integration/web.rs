@@ -1389,3 +1389,52 @@ fn web_page_tags_a_finished_book_from_audible() {
     let s = aiom4b::verify::summarize(&out).unwrap();
     assert!((s.duration_secs - book.total as f64 / RATE as f64).abs() < 0.05);
 }
+
+/// A book of AAC parts: the book view names the files' format and offers to keep their AAC
+/// (the default); the job page says the audio was copied. Choosing the 128 kb/s format instead
+/// re-encodes, and the job page says so and why.
+#[test]
+fn web_page_offers_to_keep_aac_parts_and_says_how_the_audio_was_made() {
+    let env = Env::new();
+    crate::serve::aac_book(&env, "Author/Aac");
+    let server = Server::start(&env, &[("BACKUP_ENABLED", "false")]);
+    let base = server.base.clone();
+    run(async {
+        let b = Browser::start().await;
+        let starts = |prefix: &'static str| {
+            move |e: Element| async move { e.text().await.is_ok_and(|t| t.starts_with(prefix)) }
+        };
+        for (choice, name, says) in [
+            (
+                "keep",
+                "Kept",
+                "Copied, not re-encoded — every part is AAC-LC",
+            ),
+            ("default", "Encoded", "Encoded — encoding was asked for"),
+        ] {
+            b.goto(&format!("{base}/#/book/Author%2FAac")).await;
+            b.wait_el("#plan-summary", starts("3 files (M4A AAC) · "))
+                .await;
+            let offered = b
+                .js("const s = document.querySelector('#preset'); return [s.value, [...s.options].map(o => o.value)]")
+                .await;
+            assert_eq!(
+                offered,
+                json!(["keep", ["keep", "default", "speech", "source"]])
+            );
+            b.js(&format!(
+                "document.querySelector('#preset').value = '{choice}'; return null"
+            ))
+            .await;
+            output_name(&b, name).await;
+            b.click("#convert").await;
+            b.wait_el("#job-status-text", |e| text_is(e, "completed"))
+                .await;
+            b.wait_el("#audio-path", starts(says)).await;
+        }
+        b.assert_clean("an AAC book's views").await;
+        b.close().await;
+    });
+    assert!(env.output_dir().join("Kept.m4b").is_file());
+    assert!(env.output_dir().join("Encoded.m4b").is_file());
+}

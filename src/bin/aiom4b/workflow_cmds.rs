@@ -847,6 +847,14 @@ fn job_detail(j: &Job) -> String {
     if let Some(a) = j.audio_duration_secs {
         s.push_str(&format!("audio     {}\n", human::clock(a)));
     }
+    if let Some(a) = &j.audio {
+        let how = if a.copied {
+            "copied, not re-encoded"
+        } else {
+            "encoded"
+        };
+        s.push_str(&format!("aac       {how}: {}\n", a.why));
+    }
     if !j.stage_timings.is_empty() {
         let t: Vec<String> = j
             .stage_timings

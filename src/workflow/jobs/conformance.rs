@@ -104,6 +104,10 @@ pub(crate) fn a_job_reads_back_exactly_as_written(s: &dyn JobStore) {
         PathBuf::from("/out/Book - Part 1 of 2.m4b"),
         PathBuf::from("/out/Book - Part 2 of 2.m4b"),
     ];
+    j.audio = Some(crate::convert::AudioUsed {
+        copied: true,
+        why: "every part is AAC-LC at 44100 Hz, 2 channels".into(),
+    });
     s.insert(&j).unwrap();
     assert_eq!(s.get(j.id).unwrap().as_ref(), Some(&j));
     assert_eq!(s.get(Uuid::new_v4()).unwrap(), None);

@@ -151,6 +151,10 @@ pub struct Job {
     /// that recovery can finish publishing them. Empty for a book published as one file.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub output_parts: Vec<PathBuf>,
+    /// How the audio was made, as the engine reported it: the parts' AAC copied, or encoded,
+    /// and why. `None` until a conversion succeeds (and for engines that do not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audio: Option<crate::convert::AudioUsed>,
     /// The claim of the process that runs the job from a shared queue
     /// ([`JobStore::claim_next`]); `None` for a job its creating process runs itself.
     #[serde(default)]
@@ -234,6 +238,7 @@ impl Job {
             temp_paths: Vec::new(),
             post_action: None,
             output_parts: Vec::new(),
+            audio: None,
             lease: None,
         }
     }
@@ -379,7 +384,7 @@ pub(super) const COLUMNS: &str = "id, status, created_at, started_at, finished_a
     progress_percent, source_folders, options, output_path, backup_paths, input_bytes, \
     output_bytes, audio_duration_secs, stage_timings, attempts, error_category, error_message, \
     error_remedy, pid, hostname, pid_start_ticks, part_path, temp_paths, post_action, \
-    output_parts, lease_token, lease_expires_at";
+    output_parts, audio, lease_token, lease_expires_at";
 /// `SET` assignments that make a job held by no process: no owner, no lease (the queue's
 /// requeue, fail and release statements of both stores).
 pub(super) const NO_HOLDER: &str = "pid = NULL, hostname = NULL, pid_start_ticks = NULL, \

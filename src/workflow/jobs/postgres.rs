@@ -93,6 +93,9 @@ const MIGRATIONS: &[&str] = &[
     // 5: the parts of a book published in several files (the SQLite store's version 7).
     "ALTER TABLE jobs ADD COLUMN output_parts JSONB NOT NULL DEFAULT '[]';
     ALTER TABLE jobs_archive ADD COLUMN output_parts JSONB NOT NULL DEFAULT '[]';",
+    // 6: how the audio was made (the SQLite store's version 8).
+    "ALTER TABLE jobs ADD COLUMN audio JSONB;
+    ALTER TABLE jobs_archive ADD COLUMN audio JSONB;",
 ];
 
 /// Any number: the advisory lock that serializes migrations across processes.
@@ -336,9 +339,15 @@ impl PostgresStore {
             temp_paths: paths(col!(22, "temp_paths"), "temp_paths")?,
             post_action: col!(23, "post_action"),
             output_parts: paths(col!(24, "output_parts"), "output_parts")?,
+            audio: {
+                let a: Option<serde_json::Value> = col!(25, "audio");
+                a.map(serde_json::from_value)
+                    .transpose()
+                    .map_err(|e| corrupt("audio", &e))?
+            },
             lease: {
-                let token: Option<Uuid> = col!(25, "lease_token");
-                let expires: Option<DateTime<Utc>> = col!(26, "lease_expires_at");
+                let token: Option<Uuid> = col!(26, "lease_token");
+                let expires: Option<DateTime<Utc>> = col!(27, "lease_expires_at");
                 token
                     .zip(expires)
                     .map(|(token, expires_at)| super::Lease { token, expires_at })
@@ -388,6 +397,7 @@ fn job_values(job: &Job) -> Vec<Box<dyn ToSql + Sync>> {
         Box::new(paths_json(&job.temp_paths)),
         Box::new(job.post_action.clone()),
         Box::new(paths_json(&job.output_parts)),
+        Box::new(job.audio.as_ref().map(|a| serde_json::json!(a))),
         Box::new(job.lease.map(|l| l.token)),
         Box::new(job.lease.map(|l| l.expires_at)),
     ]

@@ -100,6 +100,9 @@ const MIGRATIONS: &[&str] = &[
     // 7: the parts of a book published in several files (`--split-at`).
     "ALTER TABLE jobs ADD COLUMN output_parts TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE jobs_archive ADD COLUMN output_parts TEXT NOT NULL DEFAULT '[]';",
+    // 8: how the audio was made (copied or encoded, and why), as JSON.
+    "ALTER TABLE jobs ADD COLUMN audio TEXT;
+    ALTER TABLE jobs_archive ADD COLUMN audio TEXT;",
 ];
 
 /// The job store on a SQLite file.
@@ -279,6 +282,7 @@ struct RawJob {
     temp_paths: String,
     post_action: Option<String>,
     output_parts: String,
+    audio: Option<String>,
     lease_token: Option<String>,
     lease_expires_at: Option<String>,
 }
@@ -311,8 +315,9 @@ impl RawJob {
             temp_paths: r.get(22)?,
             post_action: r.get(23)?,
             output_parts: r.get(24)?,
-            lease_token: r.get(25)?,
-            lease_expires_at: r.get(26)?,
+            audio: r.get(25)?,
+            lease_token: r.get(26)?,
+            lease_expires_at: r.get(27)?,
         })
     }
 
@@ -375,6 +380,12 @@ impl RawJob {
             temp_paths: paths("temp_paths", &self.temp_paths)?,
             post_action: self.post_action.clone(),
             output_parts: paths("output_parts", &self.output_parts)?,
+            audio: self
+                .audio
+                .as_deref()
+                .map(|a| json("audio", a))
+                .transpose()
+                .map_err(corrupt)?,
             lease: match (&self.lease_token, &self.lease_expires_at) {
                 (Some(t), Some(e)) => Some(super::Lease {
                     token: Uuid::parse_str(t).map_err(|e| corrupt(format!("lease token: {e}")))?,
@@ -419,6 +430,7 @@ fn job_values(job: &Job) -> Vec<Box<dyn rusqlite::ToSql>> {
         Box::new(paths_json(&job.temp_paths)),
         Box::new(job.post_action.clone()),
         Box::new(paths_json(&job.output_parts)),
+        Box::new(job.audio.as_ref().map(|a| serde_json::json!(a).to_string())),
         Box::new(job.lease.map(|l| l.token.to_string())),
         Box::new(job.lease.map(|l| ts(&l.expires_at))),
     ]

@@ -201,6 +201,16 @@ pub(super) async fn blocking<T: Send + 'static>(
 // ---------------------------------------------------------------------------------------------
 // Views
 
+/// How a job's audio was made ([`aiom4b::AudioUsed`]).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = AudioUsed)]
+pub struct AudioView {
+    /// The parts' AAC packets were copied; only the joins between parts were re-encoded.
+    pub copied: bool,
+    /// The copy's facts, or why the audio was encoded.
+    pub why: String,
+}
+
 /// A job as the API shows it.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(as = Job)]
@@ -218,6 +228,9 @@ pub struct JobView {
     pub input_bytes: Option<u64>,
     pub output_bytes: Option<u64>,
     pub audio_duration_secs: Option<f64>,
+    /// How the audio was made, once the conversion succeeded: the parts' AAC copied (only the
+    /// joins re-encoded) or encoded, and why.
+    pub audio: Option<AudioView>,
     pub attempts: u32,
     /// Why the job failed: category, message, remedy.
     #[schema(value_type = Option<Object>)]
@@ -250,6 +263,10 @@ impl From<&Job> for JobView {
             input_bytes: j.input_bytes,
             output_bytes: j.output_bytes,
             audio_duration_secs: j.audio_duration_secs,
+            audio: j.audio.as_ref().map(|a| AudioView {
+                copied: a.copied,
+                why: a.why.clone(),
+            }),
             attempts: j.attempts,
             error: j.error.clone(),
             download_url: done.then(|| format!("/api/v1/download/{}", j.id)),
@@ -546,6 +563,35 @@ pub struct ConvertOptionsIn {
     /// longer or larger than this: a duration (`20h`, `11h30m`) or a size (`4GB`, `3.9GiB`).
     #[schema(example = "20h")]
     split_at: Option<String>,
+    /// Copy the parts' AAC instead of re-encoding it (default `auto`; a `bitrate` or a
+    /// `preset` other than `default` asks for encoding).
+    #[schema(value_type = Option<super::openapi::AudioModeName>)]
+    audio: Option<String>,
+}
+
+/// The request's audio mode: `auto` unless it says otherwise; a bitrate or preset asks for a
+/// format, so `auto` encodes then (as the CLI does) and `copy` is refused.
+fn audio_mode(o: &ConvertOptionsIn) -> Result<aiom4b::AudioMode, ApiError> {
+    let mode = match o.audio.as_deref() {
+        None => aiom4b::AudioMode::Auto,
+        Some(a) => aiom4b::AudioMode::parse(a).map_err(|e| {
+            ApiError::bad_request(
+                format!("options.audio: {e}"),
+                "send \"auto\", \"copy\" or \"encode\"",
+            )
+        })?,
+    };
+    let format_asked = o.bitrate.is_some() || o.preset.as_deref().is_some_and(|p| p != "default");
+    Ok(match mode {
+        aiom4b::AudioMode::Copy if format_asked => {
+            return Err(ApiError::bad_request(
+                "options.audio is \"copy\", which keeps the parts' own AAC, but a bitrate or preset asks for re-encoding",
+                "drop bitrate and preset to copy, or send audio \"encode\"",
+            ))
+        }
+        aiom4b::AudioMode::Auto if format_asked => aiom4b::AudioMode::Encode,
+        m => m,
+    })
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -703,13 +749,7 @@ pub async fn convert(
             let mut c = aiom4b::ConvertOptions::default();
             c.allow_damaged = f.options.allow_damaged;
             c.split_at = split_at(f.options.split_at.as_deref())?;
-            // A bitrate or preset in the request asks for that format: encode rather than
-            // copy the parts' AAC (as the CLI does).
-            if f.options.bitrate.is_some()
-                || f.options.preset.as_deref().is_some_and(|p| p != "default")
-            {
-                c.audio = aiom4b::AudioMode::Encode;
-            }
+            c.audio = audio_mode(&f.options)?;
             c
         });
         let output_name = f

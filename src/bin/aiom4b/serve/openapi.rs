@@ -152,6 +152,18 @@ pub enum PresetName {
     Source,
 }
 
+/// `auto` copies the parts' AAC when every part allows it (AAC-LC in MP4 at the output's rate
+/// and channels, no bitrate or preset asked for) and encodes otherwise; `copy` fails the request's
+/// job instead of encoding; `encode` always encodes.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum AudioModeName {
+    Auto,
+    Copy,
+    Encode,
+}
+
 #[derive(ToSchema)]
 #[schema(rename_all = "lowercase")]
 #[allow(dead_code)]

@@ -39,6 +39,18 @@ function clock(s) {
   return (hh ? `${hh}:${String(mm).padStart(2, '0')}` : `${mm}`) + `:${String(ss).padStart(2, '0')}`;
 }
 const when = (t) => (t ? new Date(t).toLocaleString() : '–');
+// What the files are, by content: "MP3", "M4A AAC", "MP3, M4A AAC" (most files first).
+function formats(tracks) {
+  const n = new Map();
+  for (const t of tracks) {
+    const f = (t.info.format || 'mp3').toUpperCase();
+    const c = (t.info.codec || '').toUpperCase();
+    const k = c && c !== f ? `${f} ${c}` : f;
+    n.set(k, (n.get(k) || 0) + 1);
+  }
+  return [...n.entries()].sort((a, b) => b[1] - a[1]).map(([k]) => k).join(', ');
+}
+
 const trackSecs = (t) => (t.info.exact_samples && t.info.sample_rate
   ? t.info.exact_samples / t.info.sample_rate
   : t.info.duration.secs + t.info.duration.nanos / 1e9);
@@ -460,8 +472,13 @@ async function book(path) {
     return h('label', { for: id }, label, input);
   });
   const output = h('input', { id: 'output-name', value: outputDefault });
+  // Parts that are all AAC in MP4 may be copied instead of re-encoded (the engine decides
+  // whether they allow it, and the job page says what it did and why).
+  const allAac = plan.tracks.length > 0
+    && plan.tracks.every((t) => t.info.format === 'm4a' && t.info.codec === 'aac');
   const preset = h('select', { id: 'preset' },
-    h('option', { value: 'default' }, 'Default (AAC 128 kb/s stereo)'),
+    allAac ? h('option', { value: 'keep' }, 'Keep the parts\' AAC (copied, not re-encoded)') : null,
+    h('option', { value: 'default' }, allAac ? 'Re-encode: AAC 128 kb/s stereo' : 'Default (AAC 128 kb/s stereo)'),
     h('option', { value: 'speech' }, 'Speech (64 kb/s mono)'),
     h('option', { value: 'source' }, 'Like the source'));
   const splitAt = h('input', { id: 'split-at', placeholder: 'e.g. 20h or 4GB', 'aria-describedby': 'split-help' });
@@ -560,7 +577,14 @@ async function book(path) {
           metadata,
           order: tracks.map((t) => t.rel),
           chapters: tracks.map((t) => t.title),
-          options: { preset: preset.value, split_at: splitAt.value.trim() || null },
+          options: preset.value === 'keep'
+            ? { audio: 'auto', split_at: splitAt.value.trim() || null }
+            : {
+              preset: preset.value,
+              split_at: splitAt.value.trim() || null,
+              // With AAC parts the default format is a choice to re-encode.
+              ...(allAac ? { audio: 'encode' } : {}),
+            },
         }],
       };
       const chosen = cover.choice();
@@ -587,7 +611,7 @@ async function book(path) {
         h('label', { for: 'preset' }, 'Format', preset),
         h('label', { for: 'split-at' }, 'Split into parts longer than (optional)', splitAt),
         h('p', { class: 'meta', id: 'split-help' }, 'A book over this length or size is written as parts cut at chapters, for players that cannot handle very long books or FAT32 devices.')),
-      h('p', { class: 'meta' }, `${tracks.length} files · ${clock(total)} · ${bytes(plan.tracks.reduce((a, t) => a + t.info.size_bytes, 0))}`),
+      h('p', { class: 'meta', id: 'plan-summary' }, `${tracks.length} files (${formats(plan.tracks)}) · ${clock(total)} · ${bytes(plan.tracks.reduce((a, t) => a + t.info.size_bytes, 0))}`),
       cover.el,
       h('h2', {}, 'Findings'), findings,
       h('div', { class: 'actions' }, convertBtn))),
@@ -777,6 +801,10 @@ async function jobDetail(id) {
     row('Created', when(j.created_at)), row('Started', when(j.started_at)), row('Finished', when(j.finished_at)),
     row('Took', dur !== null ? clock(dur) : '–'),
     row('Audio', clock(j.audio_duration_secs)),
+    row('Audio path', j.audio
+      ? h('span', { id: 'audio-path' }, j.audio.copied ? 'Copied, not re-encoded' : 'Encoded',
+        h('span', { class: 'meta' }, ` — ${j.audio.why}`))
+      : '–'),
     row('Sizes', `${bytes(j.input_bytes)} in → ${bytes(j.output_bytes)} out`),
     row('Attempts', j.attempts)));
   const err = j.error ? h('div', { class: 'error-box', role: 'alert' },

@@ -29,6 +29,20 @@ pub const MAX_COVER_BYTES: usize = 16 << 20;
 /// Largest accepted cover side in pixels (Apple asks for at most 3000; allow generous slack).
 pub const MAX_COVER_SIDE: u32 = 8192;
 
+/// Hands the memory the conversion freed back to the system before the check of the written
+/// file allocates its sample tables (4 bytes a frame, ~19 MB for a 30-hour book). The
+/// conversion's threads free their buffers into glibc's per-thread arenas, which keep the
+/// pages: without this, the check's tables land on top of them and a 30-hour book's peak RSS
+/// is the check's (101 MiB measured), not the conversion's (80 MiB). Other allocators
+/// return such memory themselves; there is nothing to do for them.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free heap pages to the system; it is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// What became of the audio ([`crate::AudioMode`]); also kept in the job record
 /// ([`crate::workflow::jobs::Job::audio`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -427,6 +441,7 @@ impl Converter {
             .collect();
         if opts.verify {
             progress.stage(Stage::Verify);
+            release_freed_memory();
             let streamed: Option<&[VerifiedRun]> = outcome.verified.as_deref();
             stages.verified_while_encoding = streamed.is_some();
             crate::verify_hook::verify_written(

@@ -445,6 +445,130 @@ pub(crate) fn read_top_box<R: Read + Seek>(
     Ok(Ok(buf))
 }
 
+/// A `stsz` table that [`read_moov_sparse`] left in the file: `count` entries of 4 bytes
+/// from `entries_at`, in the `stsz` box at `stsz_offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SizesInFile {
+    pub stsz_offset: u64,
+    pub entries_at: u64,
+    pub count: u32,
+}
+
+impl SizesInFile {
+    /// The entries, read from the file into a vector of exactly their number.
+    pub(crate) fn read<R: Read + Seek>(&self, f: &mut R) -> std::io::Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(self.count as usize);
+        f.seek(SeekFrom::Start(self.entries_at))?;
+        let mut r = std::io::BufReader::with_capacity(1 << 16, f);
+        let mut e = [0u8; 4];
+        for _ in 0..self.count {
+            r.read_exact(&mut e)?;
+            out.push(u32::from_be_bytes(e));
+        }
+        Ok(out)
+    }
+}
+
+/// The `stsz` boxes of `moov`'s tracks (`trak/mdia/minf/stbl/stsz`) with a per-sample table
+/// of at least `min_bytes`, found by reading box headers only. Anything unexpected on the way
+/// (a header that does not parse, a box past its parent, a table larger than its box) gives
+/// none, so that the whole box is read and the parser reports it as it always does.
+fn big_stsz_tables<R: Read + Seek>(
+    f: &mut R,
+    moov: &TopBox,
+    min_bytes: u64,
+) -> std::io::Result<Vec<SizesInFile>> {
+    fn walk<R: Read + Seek>(
+        f: &mut R,
+        (start, end): (u64, u64),
+        path: &[&FourCC],
+        min_bytes: u64,
+        out: &mut Vec<SizesInFile>,
+    ) -> std::io::Result<bool> {
+        let mut pos = start;
+        while pos < end {
+            let avail = (end - pos).min(32) as usize;
+            let mut hdr = [0u8; 32];
+            f.seek(SeekFrom::Start(pos))?;
+            f.read_exact(&mut hdr[..avail])?;
+            let Ok((kind, header_len, size)) = parse_header_top(&hdr[..avail], pos, end - pos)
+            else {
+                return Ok(false);
+            };
+            match path.split_first() {
+                Some((want, [])) if kind == **want => {
+                    // version and flags, the uniform size (0: a table follows), the count.
+                    if size < header_len + 12 {
+                        return Ok(false);
+                    }
+                    let mut b = [0u8; 12];
+                    f.seek(SeekFrom::Start(pos + header_len))?;
+                    f.read_exact(&mut b)?;
+                    let uniform = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+                    let count = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
+                    let bytes = count as u64 * 4;
+                    if uniform == 0 && bytes > size - header_len - 12 {
+                        return Ok(false);
+                    }
+                    if uniform == 0 && bytes >= min_bytes {
+                        out.push(SizesInFile {
+                            stsz_offset: pos,
+                            entries_at: pos + header_len + 12,
+                            count,
+                        });
+                    }
+                }
+                Some((want, rest))
+                    if kind == **want
+                        && !walk(f, (pos + header_len, pos + size), rest, min_bytes, out)? =>
+                {
+                    return Ok(false);
+                }
+                _ => {}
+            }
+            pos += size;
+        }
+        Ok(true)
+    }
+    let mut out = Vec::new();
+    let path = [b"trak", b"mdia", b"minf", b"stbl", b"stsz"];
+    let body = (moov.offset + moov.header_len, moov.end());
+    if !walk(f, body, &path, min_bytes, &mut out)? {
+        out.clear();
+    }
+    Ok(out)
+}
+
+/// [`read_top_box`] for a `moov`, without the per-sample size tables of at least `min_bytes`:
+/// their bytes in the buffer stay zero (never written, so a large buffer's pages there are
+/// not even touched) and their places are returned, for [`parse_stbl_with`] to leave alone and
+/// for the caller to read straight from the file ([`SizesInFile::read`]). A 30-hour book's
+/// `stsz` is 19 MB: read this way, a reader holds it once (as its sizes) instead of twice.
+pub(crate) fn read_moov_sparse<R: Read + Seek>(
+    f: &mut R,
+    moov: &TopBox,
+    limit: u64,
+    min_bytes: u64,
+) -> std::io::Result<Parse<(Vec<u8>, Vec<SizesInFile>)>> {
+    if moov.size > limit {
+        return read_top_box(f, moov, limit).map(|r| r.map(|b| (b, Vec::new())));
+    }
+    let holes = big_stsz_tables(f, moov, min_bytes)?;
+    let mut buf = vec![0u8; moov.size as usize];
+    let mut read = |from: u64, to: u64| -> std::io::Result<()> {
+        f.seek(SeekFrom::Start(from))?;
+        let (a, b) = ((from - moov.offset) as usize, (to - moov.offset) as usize);
+        f.read_exact(&mut buf[a..b])
+    };
+    let mut pos = moov.offset;
+    for h in &holes {
+        read(pos, h.entries_at)?;
+        pos = h.entries_at + h.count as u64 * 4;
+    }
+    read(pos, moov.end())?;
+    Ok(Ok((buf, holes)))
+}
+
 /// Views a whole in-memory top-level box (as returned by [`read_top_box`]) as a [`BoxRef`].
 pub(crate) fn as_box_ref<'a>(buf: &'a [u8], top: &TopBox) -> BoxRef<'a> {
     BoxRef {
@@ -824,6 +948,9 @@ pub(crate) struct SampleTable {
     /// Sample entry type from `stsd` (`mp4a`, `text` …) and its box.
     pub entry_kind: Option<FourCC>,
     pub entry_count: u32,
+    /// Set by [`parse_stbl_with`] for a table [`read_moov_sparse`] left in the file: `sizes`
+    /// is empty until the caller reads them.
+    pub sizes_in_file: Option<SizesInFile>,
 }
 
 /// Most samples a track may claim with a uniform `stsz`: 2^27 AAC frames are > 800 hours at
@@ -831,6 +958,16 @@ pub(crate) struct SampleTable {
 const MAX_UNIFORM_SAMPLES: usize = 1 << 27;
 
 pub(crate) fn parse_stbl<'a>(stbl: &BoxRef<'a>) -> Parse<(SampleTable, Option<BoxRef<'a>>)> {
+    parse_stbl_with(stbl, &[])
+}
+
+/// [`parse_stbl`] of a `moov` read by [`read_moov_sparse`]: a `stsz` listed in `in_file` is
+/// checked as any other (its count must fit its box) but its entries are not read from the
+/// buffer, where they are not; [`SampleTable::sizes_in_file`] says where they are.
+pub(crate) fn parse_stbl_with<'a>(
+    stbl: &BoxRef<'a>,
+    in_file: &[SizesInFile],
+) -> Parse<(SampleTable, Option<BoxRef<'a>>)> {
     let mut t = SampleTable::default();
     let mut entry = None;
     for child in stbl.children() {
@@ -859,15 +996,31 @@ pub(crate) fn parse_stbl<'a>(stbl: &BoxRef<'a>) -> Parse<(SampleTable, Option<Bo
                 let mut c = child.cursor("stsz box");
                 c.full_header()?;
                 let uniform = c.u32()?;
-                if uniform == 0 {
+                let elsewhere = in_file.iter().find(|h| h.stsz_offset == child.offset);
+                if let (0, Some(h)) = (uniform, elsewhere) {
                     let n = c.count(4)?;
-                    t.sizes = (0..n).map(|_| c.u32()).collect::<Parse<_>>()?;
+                    if n != h.count as usize {
+                        return Err(Malformed::new(
+                            child.offset,
+                            "stsz changed while it was read",
+                        ));
+                    }
+                    t.sizes_in_file = Some(*h);
+                } else if uniform == 0 {
+                    t.sizes_in_file = None;
+                    let n = c.count(4)?;
+                    let mut sizes = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        sizes.push(c.u32()?);
+                    }
+                    t.sizes = sizes;
                 } else {
                     let at = c.offset();
                     let n = c.u32()? as usize;
                     if n > MAX_UNIFORM_SAMPLES {
                         return Err(Malformed::new(at, format!("stsz claims {n} samples")));
                     }
+                    t.sizes_in_file = None;
                     t.sizes = vec![uniform; n];
                 }
             }
@@ -1084,6 +1237,143 @@ mod tests {
         v.extend_from_slice(kind);
         v.extend_from_slice(body);
         v
+    }
+
+    /// A `moov` of two tracks, each `trak/mdia/minf/stbl` with `stts` and a `stsz` of
+    /// `sizes` (the first uniform when `uniform` is set), after a 20-byte `ftyp`-like box.
+    fn two_track_file(sizes: &[&[u32]], uniform: Option<u32>) -> (Vec<u8>, TopBox) {
+        let traks: Vec<u8> = sizes
+            .iter()
+            .enumerate()
+            .flat_map(|(k, s)| {
+                let mut stsz = vec![0u8; 4];
+                match (k, uniform) {
+                    (0, Some(u)) => {
+                        stsz.extend_from_slice(&u.to_be_bytes());
+                        stsz.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                    }
+                    _ => {
+                        stsz.extend_from_slice(&0u32.to_be_bytes());
+                        stsz.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                        s.iter()
+                            .for_each(|v| stsz.extend_from_slice(&v.to_be_bytes()));
+                    }
+                }
+                let mut stts = vec![0u8; 4];
+                stts.extend_from_slice(&1u32.to_be_bytes());
+                stts.extend_from_slice(&(s.len() as u32).to_be_bytes());
+                stts.extend_from_slice(&1024u32.to_be_bytes());
+                let stbl = [bx(b"stts", &stts), bx(b"stsz", &stsz)].concat();
+                let minf = bx(b"minf", &bx(b"stbl", &stbl));
+                bx(b"trak", &bx(b"mdia", &minf))
+            })
+            .collect();
+        let moov = bx(
+            b"moov",
+            &[bx(b"mvhd", &[0; 8]), traks, bx(b"udta", b"tail")].concat(),
+        );
+        let file = [bx(b"ftyp", &[7; 12]), moov.clone(), bx(b"mdat", b"x")].concat();
+        let top = TopBox {
+            kind: *b"moov",
+            offset: 20,
+            header_len: 8,
+            size: moov.len() as u64,
+        };
+        (file, top)
+    }
+
+    fn stbls(buf: &[u8], top: &TopBox, in_file: &[SizesInFile]) -> Vec<SampleTable> {
+        let moov = as_box_ref(buf, top);
+        moov.children()
+            .filter_map(|t| {
+                let t = t.unwrap();
+                (t.kind == *b"trak").then(|| {
+                    let stbl = t.descend(&[b"mdia", b"minf", b"stbl"]).unwrap().unwrap();
+                    parse_stbl_with(&stbl, in_file).unwrap().0
+                })
+            })
+            .collect()
+    }
+
+    /// The sparse read gives the same tables as the whole read, with every per-sample table
+    /// read from the file (and none of its bytes in the buffer); a uniform `stsz` and tables
+    /// under the size asked for stay in the buffer.
+    #[test]
+    fn a_sparse_moov_read_leaves_the_size_tables_in_the_file_and_gives_the_same_tables() {
+        let a: Vec<u32> = (0..300).map(|i| 200 + i % 97).collect();
+        let b: Vec<u32> = (0..7).map(|i| 9 + i).collect();
+        for uniform in [None, Some(371)] {
+            let (file, top) = two_track_file(&[&a, &b], uniform);
+            let mut f = std::io::Cursor::new(file.clone());
+            let whole = read_top_box(&mut f, &top, 1 << 20).unwrap().unwrap();
+            let want: Vec<Vec<u32>> = stbls(&whole, &top, &[])
+                .into_iter()
+                .map(|t| t.sizes)
+                .collect();
+            for min in [0u64, 100] {
+                let (buf, holes) = read_moov_sparse(&mut f, &top, 1 << 20, min)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(buf.len(), whole.len());
+                // Track a's table is 1200 bytes, b's 28: a minimum of 100 leaves b's in.
+                let expected_holes = match (uniform, min) {
+                    (None, 0) => 2,
+                    (Some(_), 0) | (None, _) => 1,
+                    (Some(_), _) => 0,
+                };
+                assert_eq!(holes.len(), expected_holes, "{uniform:?} {min}");
+                for h in &holes {
+                    let at = (h.entries_at - top.offset) as usize;
+                    let hole = &buf[at..at + 4 * h.count as usize];
+                    assert!(hole.iter().all(|&x| x == 0), "the table's bytes were read");
+                    assert_ne!(&whole[at..at + 4 * h.count as usize], hole);
+                }
+                let mut got = stbls(&buf, &top, &holes);
+                for t in &mut got {
+                    if let Some(h) = t.sizes_in_file.take() {
+                        assert!(t.sizes.is_empty());
+                        t.sizes = h.read(&mut f).unwrap();
+                    }
+                }
+                let got: Vec<Vec<u32>> = got.into_iter().map(|t| t.sizes).collect();
+                assert_eq!(got, want, "{uniform:?} {min}");
+                // Everything outside the holes is the file's.
+                let mut masked = whole.clone();
+                for h in &holes {
+                    let at = (h.entries_at - top.offset) as usize;
+                    masked[at..at + 4 * h.count as usize].fill(0);
+                }
+                assert!(masked == buf);
+            }
+        }
+    }
+
+    /// A `stsz` whose count does not fit its box, or a box that runs past its parent: the
+    /// sparse read leaves nothing out, so the parser sees the whole box and reports it.
+    #[test]
+    fn a_sparse_moov_read_of_a_lying_table_reads_it_whole() {
+        let a: Vec<u32> = (0..50).collect();
+        let (file, top) = two_track_file(&[&a, &a], None);
+        // The first stsz's count (after its 8-byte header, 4 of version, 4 of uniform size).
+        let stsz = file.windows(4).position(|w| w == b"stsz").unwrap() - 4;
+        let mut lying = file.clone();
+        lying[stsz + 16..stsz + 20].copy_from_slice(&51u32.to_be_bytes());
+        let mut f = std::io::Cursor::new(lying.clone());
+        let (buf, holes) = read_moov_sparse(&mut f, &top, 1 << 20, 0).unwrap().unwrap();
+        assert!(holes.is_empty());
+        assert!(buf[..] == lying[20..20 + top.size as usize]);
+        let moov = as_box_ref(&buf, &top);
+        let trak = moov.child(b"trak").unwrap().unwrap();
+        let stbl = trak.descend(&[b"mdia", b"minf", b"stbl"]).unwrap().unwrap();
+        let err = parse_stbl_with(&stbl, &holes).unwrap_err();
+        assert!(err.reason.contains("claims 51 entries"), "{}", err.reason);
+        // A trak that claims more than its moov: nothing is left out either.
+        let mut past = file.clone();
+        let trak = file.windows(4).position(|w| w == b"trak").unwrap() - 4;
+        past[trak..trak + 4].copy_from_slice(&(top.size as u32).to_be_bytes());
+        let mut f = std::io::Cursor::new(past);
+        let (_, holes) = read_moov_sparse(&mut f, &top, 1 << 20, 0).unwrap().unwrap();
+        assert!(holes.is_empty());
     }
 
     /// Found by the `mp4box` fuzz target: three `stts` runs of 2^32-1 samples of 2^32-1 ticks

@@ -86,6 +86,10 @@ pub const DEFAULT_TOLERANCE_SAMPLES: u64 = 1024;
 /// Largest `moov` box accepted: sample tables of a 100-hour book plus a large cover stay far
 /// below this; a bigger claim means a broken file, and it is read into memory.
 const MAX_MOOV_BYTES: u64 = 256 << 20;
+/// Every per-sample `stsz` table is read from the file into the sample table directly, not
+/// through the `moov` buffer ([`mp4box::read_moov_sparse`]): one path for every book, so
+/// the small files of the tests and the fuzz target take the one that long books take.
+const SIZES_IN_FILE_MIN_BYTES: u64 = 0;
 
 /// Largest single AAC packet accepted: an AAC frame holds at most 6144 bits per channel
 /// (ISO 14496-3 §4.5.3), 1536 bytes for stereo; anything far above is a broken sample table.
@@ -185,10 +189,19 @@ fn summarize_with(path: &Path, runs: Option<&[VerifiedRun]>) -> Result<M4bSummar
     };
     let mdats: Vec<&TopBox> = tops.iter().filter(|b| b.kind == *b"mdat").collect();
     s.faststart = mdats.first().is_some_and(|m| moov_top.end() <= m.offset);
-    let moov_buf = mp4box::read_top_box(&mut f, moov_top, MAX_MOOV_BYTES)
-        .map_err(io)?
-        .map_err(mal)?;
-    let audio_stts_total = summarize_moov(&mut s, &mut f, file_size, &moov_buf, moov_top, runs)?;
+    // The audio's frame sizes (4 bytes a frame) are read once, straight into the sample
+    // table, not also into the `moov` buffer.
+    let (moov_buf, sizes_in_file) =
+        mp4box::read_moov_sparse(&mut f, moov_top, MAX_MOOV_BYTES, SIZES_IN_FILE_MIN_BYTES)
+            .map_err(io)?
+            .map_err(mal)?;
+    let audio_stts_total = summarize_moov(
+        &mut s,
+        &mut f,
+        file_size,
+        (&moov_buf, moov_top, &sizes_in_file),
+        runs,
+    )?;
     // The `moov` and this reader's sample tables (4 bytes a frame each) are gone before
     // Symphonia builds its own (another 4 bytes a frame): a long book's verification holds
     // one copy at a time, not three.
@@ -205,15 +218,19 @@ fn summarize_moov(
     s: &mut M4bSummary,
     f: &mut std::fs::File,
     file_size: u64,
-    moov_buf: &[u8],
-    moov_top: &TopBox,
+    (moov_buf, moov_top, sizes_in_file): (&[u8], &TopBox, &[mp4box::SizesInFile]),
     runs: Option<&[VerifiedRun]>,
 ) -> Result<Option<u64>> {
     let path = s.path.clone();
     let io = |e| Error::io(&path, "read the M4B", e);
     let mal = mp4box::malformed(&path);
     let moov = mp4box::as_box_ref(moov_buf, moov_top);
-    let movie = parse_movie(&moov).map_err(mal)?;
+    let mut movie = parse_movie(&moov, sizes_in_file).map_err(mal)?;
+    for t in &mut movie.tracks {
+        if let Some(at) = t.table.sizes_in_file.take() {
+            t.table.sizes = at.read(f).map_err(io)?;
+        }
+    }
     check_sample_tables(&movie, file_size).map_err(mal)?;
     s.uses_co64 = movie.tracks.iter().any(|t| t.table.uses_co64);
     s.tracks = movie

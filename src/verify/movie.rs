@@ -20,7 +20,12 @@ pub(super) struct Track<'a> {
     pub(super) entry: Option<BoxRef<'a>>,
 }
 
-pub(super) fn parse_movie<'a>(moov: &BoxRef<'a>) -> mp4box::Parse<Movie<'a>> {
+/// `in_file`: the `stsz` tables the `moov` was read without ([`mp4box::read_moov_sparse`]);
+/// their tracks' sizes are left for the caller to read.
+pub(super) fn parse_movie<'a>(
+    moov: &BoxRef<'a>,
+    in_file: &[mp4box::SizesInFile],
+) -> mp4box::Parse<Movie<'a>> {
     let mvhd = moov
         .child(b"mvhd")?
         .ok_or_else(|| Malformed::new(moov.offset, "'moov' has no 'mvhd'"))?;
@@ -63,7 +68,7 @@ pub(super) fn parse_movie<'a>(moov: &BoxRef<'a>) -> mp4box::Parse<Movie<'a>> {
                 chapter_refs.push(c.u32()?);
             }
         }
-        let (table, entry) = mp4box::parse_stbl(&stbl)?;
+        let (table, entry) = mp4box::parse_stbl_with(&stbl, in_file)?;
         tracks.push(Track {
             stbl_offset: stbl.offset,
             id: mp4box::parse_tkhd_id(&tkhd)?,

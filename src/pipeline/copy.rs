@@ -620,13 +620,45 @@ fn encode_window(
 }
 
 /// A part's audio packets from index `from` to `to` (part-local, `to` exclusive; `None`: to
-/// the end), and its codec parameters (an owned copy).
+/// the end), and its codec parameters (an owned copy). A tail (`from` > 0) is reached by
+/// seeking, not by demuxing the whole part ([`seek_to_packet`]); where the demuxer's index
+/// cannot vouch for the packet it lands on, the part is read from its start.
 fn read_packets(
     path: &Path,
     from: u64,
     to: Option<u64>,
 ) -> Result<(Vec<Vec<u8>>, ff::codec::Parameters)> {
+    if from > 0 {
+        let mut input = open_input(path, InputFormats::of(&[InputFormat::M4a]))?;
+        if let Some(positions) = seek_to_packet(&mut input, from) {
+            if let Some(read) = read_from(&mut input, from, to, Some(&positions))? {
+                return Ok(read);
+            }
+        }
+        tracing::debug!(path = %path.display(), from, "copy: no exact seek, reading the part from its start");
+    }
     let mut input = open_input(path, InputFormats::of(&[InputFormat::M4a]))?;
+    let read = read_from(&mut input, 0, to, None)?;
+    let (all, params) = read.ok_or_else(|| Error::Internal("copy: reading a part".into()))?;
+    let skip = (from as usize).min(all.len());
+    Ok((all.into_iter().skip(skip).collect(), params))
+}
+
+/// Reads `input`'s audio packets `first..to`. Without `positions`, `input` stands at packet
+/// `first`. With them (the index's byte position of every packet, after a seek) it stands
+/// at `first` or a few packets before it (libavformat's seek may land a packet early, on the
+/// edit list's account): the first packet read is found among the positions, the ones before
+/// `first` are skipped, and each packet must sit where the index says, or `None` is returned
+/// (the caller reads the part from its start).
+#[allow(clippy::type_complexity)]
+fn read_from(
+    input: &mut crate::av::input::AudioInput,
+    first: u64,
+    to: Option<u64>,
+    positions: Option<&[i64]>,
+) -> Result<Option<(Vec<Vec<u8>>, ff::codec::Parameters)>> {
+    /// How far before the wanted packet a seek may land.
+    const SEEK_SLACK: u64 = 16;
     let index = input.audio_index;
     let params = input
         .ctx
@@ -634,27 +666,88 @@ fn read_packets(
         .map(|s| s.parameters().clone())
         .ok_or_else(|| Error::Internal("copy: no stream".into()))?;
     let mut out = Vec::new();
-    let mut j = 0u64;
+    let mut j: Option<u64> = positions.is_none().then_some(first);
     for (st, pkt) in input.ctx.packets() {
         if st.index() != index {
             continue;
         }
-        if to.is_some_and(|t| j >= t) {
+        let at = match (j, positions) {
+            (Some(at), _) => at,
+            (None, Some(pos)) => {
+                // The first packet after the seek: which one is it?
+                let p = pkt.position() as i64;
+                match (first.saturating_sub(SEEK_SLACK)..=first).find(|&m| pos[m as usize] == p) {
+                    Some(m) => m,
+                    None => return Ok(None),
+                }
+            }
+            (None, None) => unreachable!("j starts known without positions"),
+        };
+        if to.is_some_and(|t| at >= t) {
+            j = Some(at);
             break;
         }
-        if j >= from {
+        if let Some(pos) = positions {
+            if pos.get(at as usize) != Some(&(pkt.position() as i64)) {
+                return Ok(None);
+            }
+        }
+        if at >= first {
             out.push(pkt.data().unwrap_or_default().to_vec());
         }
-        j += 1;
+        j = Some(at + 1);
     }
-    let want = to.map_or(from, |t| t);
-    if j < want {
+    let j = j.unwrap_or(0);
+    let want = to.unwrap_or(first);
+    if j < want || positions.is_some_and(|p| to.is_none() && j as usize != p.len()) {
+        if positions.is_some() {
+            return Ok(None);
+        }
         return Err(Error::NotAudio {
-            path: path.to_path_buf(),
+            path: input.path.clone(),
             reason: format!("it has {j} AAC packets, fewer than its stated length needs ({want})"),
         });
     }
-    Ok((out, params))
+    Ok(Some((out, params)))
+}
+
+/// Moves `input` to its audio packet `n` through the demuxer's own index (the MP4 sample
+/// table, one entry per AAC packet) and returns every entry's byte position, so that
+/// [`read_from`] can check each packet it reads is the one it counts. `None` where the index
+/// is not one entry per packet or the seek fails; nothing is assumed then.
+///
+/// By hand because ffmpeg-next has no binding for the stream index
+/// (`avformat_index_get_entry`); the seek is libavformat's own `av_seek_frame`.
+fn seek_to_packet(input: &mut crate::av::input::AudioInput, n: u64) -> Option<Vec<i64>> {
+    use ff::ffi;
+    let index = input.audio_index;
+    let ctx = unsafe { input.ctx.as_mut_ptr() };
+    // SAFETY: `ctx` is the open input's format context and `index` one of its streams; the
+    // index entries are read before anything else touches the context.
+    let (positions, target) = unsafe {
+        let st = *(*ctx).streams.add(index);
+        let count = ffi::avformat_index_get_entries_count(st);
+        if count <= 0 || n >= count as u64 {
+            return None;
+        }
+        let mut positions = Vec::with_capacity(count as usize);
+        let mut last_ts = i64::MIN;
+        for i in 0..count {
+            let e = ffi::avformat_index_get_entry(st, i);
+            if e.is_null() || (*e).timestamp <= last_ts {
+                // Not one increasing entry per packet: the count would not be the packet's.
+                return None;
+            }
+            last_ts = (*e).timestamp;
+            positions.push((*e).pos);
+        }
+        let e = ffi::avformat_index_get_entry(st, n as i32);
+        (positions, (*e).timestamp)
+    };
+    // SAFETY: as above; av_seek_frame is given a stream index and a timestamp in its time base.
+    let r =
+        unsafe { ffi::av_seek_frame(ctx, index as i32, target, ffi::AVSEEK_FLAG_BACKWARD as _) };
+    (r >= 0).then_some(positions)
 }
 
 /// The window of join `k` (between parts `k-1` and `k`), from the two parts' files.
@@ -704,10 +797,12 @@ fn join_window(
     encode_window(plan, k, w, &edge, &originals, (coder, &head_params))
 }
 
-/// Copies the book. First the join windows, in parallel (each reads the end of one part and
-/// the start of the next, decodes them and encodes a few frames: they are small, and held
-/// until their turn); then one thread reads the parts' packets in order and hands them, with
-/// the windows between them, to the muxer thread.
+/// Copies the book. The join windows are encoded by `threads` join threads, in book order
+/// (each reads the end of one part and the start of the next, decodes them and encodes a few
+/// frames), while this thread reads the parts' packets in order and hands them, with the
+/// windows between them, to the muxer thread. Only a part's last few packets wait for the
+/// window after it (where the hand-over falls is chosen by that window's encoding), so the
+/// copying overlaps the joins' encoding instead of following it.
 pub(crate) fn run(
     plan: &CopyPlan,
     (coder, threads): (crate::options::AacCoder, usize),
@@ -720,35 +815,17 @@ pub(crate) fn run(
     let e = plan.params.priming_samples as u64;
     let n = plan.parts.len();
     let t0 = std::time::Instant::now();
-    // The conversion's own pool, `-j` threads, as the encoding paths have.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .thread_name(|i| format!("aiom4b-join-{i}"))
-        .build()
-        .map_err(|e| Error::Internal(format!("join pool: {e}")))?;
-    let encoded: Vec<Result<JoinCut>> = pool.install(|| {
-        windows
-            .par_iter()
-            .enumerate()
-            .map(|(i, w)| {
-                if cancel.is_cancelled() {
-                    return Err(Error::Cancelled);
-                }
-                join_window(plan, &spans, i + 1, w, coder)
-            })
-            .collect()
-    });
-    let mut joined = Vec::with_capacity(encoded.len());
-    for w in encoded {
-        joined.push(w?);
-    }
-    // Each part is copied between the hand-overs its joins chose.
-    let mut spans = spans;
-    for (i, cut) in joined.iter().enumerate() {
-        spans[i].copy_to = cut.w0 - plan.parts[i].first_frame;
-        spans[i + 1].copy_from = cut.w1 - plan.parts[i + 1].first_frame;
-    }
-    let joins_secs = t0.elapsed().as_secs_f64();
+    // Join `i` (the window between parts i and i+1) arrives on its own channel, so the copy
+    // takes them in book order whichever thread finished first.
+    let (cut_txs, cut_rxs): (Vec<_>, Vec<_>) = windows
+        .iter()
+        .map(|_| bounded::<Result<JoinCut>>(1))
+        .unzip();
+    let next_window = std::sync::atomic::AtomicUsize::new(0);
+    // When the last join was done (from t0), for the report's stage times.
+    let joins_done = std::sync::Mutex::new(std::time::Duration::ZERO);
+    // Set when the copy stops early: the join threads then take no further window.
+    let stop = std::sync::atomic::AtomicBool::new(false);
     let failure = Failure::new();
     let span = tracing::Span::current();
     let outcome = std::thread::scope(|s| -> Result<PipelineOutcome> {
@@ -762,6 +839,49 @@ pub(crate) fn run(
                 super::mux_loop(muxer, mux_rx, cancel, failure_ref)
             })
             .map_err(|e| Error::Internal(format!("muxer thread: {e}")))?;
+        let workers = threads.max(1).min(windows.len());
+        for t in 0..workers {
+            let (windows, spans, cut_txs) = (&windows, &spans, &cut_txs);
+            let (next_window, joins_done, stop) = (&next_window, &joins_done, &stop);
+            std::thread::Builder::new()
+                .name(format!("aiom4b-join-{t}"))
+                .spawn_scoped(s, move || {
+                    let _span = span_ref.enter();
+                    loop {
+                        let i = next_window.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        if i >= windows.len() || stop.load(std::sync::atomic::Ordering::Relaxed) {
+                            return;
+                        }
+                        let cut = if cancel.is_cancelled() {
+                            Err(Error::Cancelled)
+                        } else {
+                            // A panic would leave the copy waiting for this window forever.
+                            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                                join_window(plan, spans, i + 1, &windows[i], coder)
+                            }))
+                            .unwrap_or_else(|_| {
+                                Err(Error::Internal(format!("copy: join {} panicked", i + 1)))
+                            })
+                        };
+                        {
+                            let mut done = joins_done.lock().unwrap_or_else(|p| p.into_inner());
+                            *done = (*done).max(t0.elapsed());
+                        }
+                        // One message on a channel of one: never blocks. (The receivers live as
+                        // long as this scope, so a send only fails if that changes.)
+                        if cut_txs[i].send(cut).is_err() {
+                            return;
+                        }
+                    }
+                })
+                .map_err(|e| Error::Internal(format!("join thread: {e}")))?;
+        }
+        // Join `i`, once its thread has encoded it.
+        let take_cut = |i: usize| -> Result<JoinCut> {
+            cut_rxs[i]
+                .recv()
+                .map_err(|_| Error::Internal(format!("copy: join {} was never encoded", i + 1)))?
+        };
         let send = |batch: &mut Vec<EncodedPacket>| -> Result<()> {
             if batch.is_empty() {
                 return Ok(());
@@ -772,19 +892,37 @@ pub(crate) fn run(
         };
         let produce = || -> Result<PipelineOutcome> {
             let mut out = PipelineOutcome::default();
-            out.stages.joins_secs = joins_secs;
             let mut written = 0u64;
+            // The window before the part being copied (its packets go first, its `w1` says
+            // where the part's copying starts).
+            let mut before: Option<JoinCut> = None;
             for (k, part) in plan.parts.iter().enumerate() {
                 if cancel.is_cancelled() {
                     return Err(Error::Cancelled);
                 }
-                let sp = &spans[k];
                 let mut batch: Vec<EncodedPacket> = Vec::with_capacity(256);
-                if k > 0 {
-                    let cut = &mut joined[k - 1];
-                    batch.append(&mut cut.packets);
-                    out.joins.push(cut.w0 * F - e);
-                }
+                let copy_from = match before.take() {
+                    Some(mut cut) => {
+                        batch.append(&mut cut.packets);
+                        out.joins.push(cut.w0 * F - e);
+                        cut.w1 - part.first_frame
+                    }
+                    None => spans[k].copy_from,
+                };
+                // Where the copying ends: the last part's end, or the hand-over the window
+                // after it chose, which is at least this far in (`encode_window`'s first
+                // candidate), so the copying only waits for that window from there on.
+                let mut copy_to = (k + 1 == n).then_some(spans[k].copy_to);
+                let sure_to = windows
+                    .get(k)
+                    .map_or(u64::MAX, |w| w.w0 - SLACK_FRAMES + 1 - part.first_frame);
+                let mut after: Option<JoinCut> = None;
+                let wait_for_window = |after: &mut Option<JoinCut>| -> Result<u64> {
+                    let cut = take_cut(k)?;
+                    let to = cut.w0 - part.first_frame;
+                    *after = Some(cut);
+                    Ok(to)
+                };
                 let mut input = open_input(&part.path, InputFormats::of(&[InputFormat::M4a]))?;
                 let index = input.audio_index;
                 let mut j = 0u64;
@@ -792,10 +930,13 @@ pub(crate) fn run(
                     if st.index() != index {
                         continue;
                     }
-                    if j >= sp.copy_to {
+                    if copy_to.is_none() && j >= sure_to {
+                        copy_to = Some(wait_for_window(&mut after)?);
+                    }
+                    if copy_to.is_some_and(|to| j >= to) {
                         break;
                     }
-                    if j >= sp.copy_from {
+                    if j >= copy_from {
                         batch.push(EncodedPacket {
                             data: pkt.data().unwrap_or_default().to_vec(),
                             pts: ((part.first_frame + j) * F) as i64 - e as i64,
@@ -812,15 +953,19 @@ pub(crate) fn run(
                     }
                     j += 1;
                 }
-                if j < sp.copy_to {
+                let copy_to = match copy_to {
+                    Some(to) => to,
+                    None => wait_for_window(&mut after)?,
+                };
+                if j < copy_to {
                     return Err(Error::NotAudio {
                         path: part.path.clone(),
                         reason: format!(
-                            "it has {j} AAC packets, fewer than its stated length needs ({})",
-                            sp.copy_to
+                            "it has {j} AAC packets, fewer than its stated length needs ({copy_to})"
                         ),
                     });
                 }
+                before = after;
                 if k + 1 == n {
                     // The last packet ends the book exactly.
                     if let Some(last) = batch.last_mut() {
@@ -845,9 +990,17 @@ pub(crate) fn run(
             out.chapters = chapters;
             Ok(out)
         };
-        let produced = produce();
+        let produced = produce().map(|mut out| {
+            out.stages.joins_secs = joins_done
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_secs_f64();
+            out
+        });
         if produced.is_err() {
-            // The muxer stops at its next message, or when the channel closes.
+            // The muxer stops at its next message, or when the channel closes; the join
+            // threads take no further window (their channels' receivers go with `produce`).
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
             failure.stop();
         }
         drop(mux_tx);
@@ -865,4 +1018,81 @@ pub(crate) fn run(
     });
     // Root cause wins: a muxer that failed on its own recorded why.
     super::settle(&failure, cancel, outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aiom4b_testkit::audio_writer::{write_audio, AudioKind, AudioSpec};
+
+    /// Moves an MP4's edit list start `extra` samples later (more priming, as Apple's 2112 or
+    /// a part cut by `aiom4b split`), so the demuxer's timestamps no longer fall on frames.
+    fn more_priming(path: &Path, extra: u32) {
+        let mut d = std::fs::read(path).unwrap();
+        let i = d.windows(4).position(|w| w == b"elst").unwrap();
+        assert_eq!(d[i + 4], 0, "a version 0 edit list");
+        let (dur_at, time_at) = (i + 12, i + 16);
+        let dur = u32::from_be_bytes(d[dur_at..dur_at + 4].try_into().unwrap());
+        let time = u32::from_be_bytes(d[time_at..time_at + 4].try_into().unwrap());
+        d[dur_at..dur_at + 4].copy_from_slice(&(dur - extra).to_be_bytes());
+        d[time_at..time_at + 4].copy_from_slice(&(time + extra).to_be_bytes());
+        std::fs::write(path, d).unwrap();
+    }
+
+    /// A join's tail is read by seeking, and what the seek gives is exactly the packets a read
+    /// from the start gives from there: for parts whose priming is a whole frame and parts
+    /// whose is not (the demuxer's seek then lands a packet early), with a chapter track's
+    /// samples between the audio's.
+    #[test]
+    fn a_parts_tail_read_by_seeking_is_the_same_packets_as_read_from_the_start() {
+        crate::av::init();
+        let dir = tempfile::tempdir().unwrap();
+        for extra in [0u32, 928, 1088] {
+            let path = dir.path().join(format!("part-{extra}.m4a"));
+            let n = 3 * 44_100 + 555;
+            let mut spec = AudioSpec::sine(AudioKind::M4aAac, 44_100, 2, n);
+            spec.chapters = vec![(0, "A".into()), (n / 2, "B".into())];
+            write_audio(&path, &spec).unwrap();
+            if extra > 0 {
+                more_priming(&path, extra);
+            }
+            let mut input = open_input(&path, InputFormats::of(&[InputFormat::M4a])).unwrap();
+            let (all, _) = read_from(&mut input, 0, None, None).unwrap().unwrap();
+            assert!(all.len() > 100, "{} packets", all.len());
+            for from in [1, 2, 17, all.len() as u64 - 40, all.len() as u64 - 1] {
+                let mut input = open_input(&path, InputFormats::of(&[InputFormat::M4a])).unwrap();
+                let positions = seek_to_packet(&mut input, from)
+                    .unwrap_or_else(|| panic!("priming +{extra}: no seek to packet {from}"));
+                let (tail, _) = read_from(&mut input, from, None, Some(&positions))
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("priming +{extra}: the seek to {from} was refused"));
+                assert!(
+                    tail == all[from as usize..],
+                    "priming +{extra}: the packets from {from} differ"
+                );
+                let (via, _) = read_packets(&path, from, None).unwrap();
+                assert!(via == all[from as usize..]);
+            }
+            // Past the end there is nothing to seek to.
+            let mut input = open_input(&path, InputFormats::of(&[InputFormat::M4a])).unwrap();
+            assert!(seek_to_packet(&mut input, all.len() as u64).is_none());
+        }
+    }
+
+    /// Where the index does not vouch for a packet (a position that is not the packet read
+    /// there), the seek is refused and the part is read from its start instead.
+    #[test]
+    fn a_seek_that_lands_elsewhere_than_the_index_says_is_refused() {
+        crate::av::init();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("part.m4a");
+        let spec = AudioSpec::sine(AudioKind::M4aAac, 44_100, 1, 2 * 44_100);
+        write_audio(&path, &spec).unwrap();
+        let mut input = open_input(&path, InputFormats::of(&[InputFormat::M4a])).unwrap();
+        let mut positions = seek_to_packet(&mut input, 30).unwrap();
+        positions[31] += 1;
+        assert!(read_from(&mut input, 30, None, Some(&positions))
+            .unwrap()
+            .is_none());
+    }
 }

@@ -131,7 +131,8 @@ pub struct Timings {
 pub struct StageTimes {
     /// Demuxing every file to learn its packets' exact lengths (wall).
     pub index_secs: f64,
-    /// Decoding around each planned join to move it into a pause (wall).
+    /// Decoding around each planned join to move it into a pause (wall). In a lossless copy:
+    /// until the last join window was encoded (wall; the copying runs beside it).
     pub joins_secs: f64,
     /// The encode run: workers and muxer from the first segment to the trailer (wall).
     pub encode_run_secs: f64,

@@ -351,7 +351,7 @@ pub struct ConvertOptions {
     /// Run the independent verification after writing (default true).
     pub verify: bool,
     /// Frames per segment of the multi-core encoder; 0 (the default) sizes segments from the
-    /// worker count and a memory budget (up to 32,768 frames, about 12.7 min at 44.1 kHz, when each
+    /// worker count and a memory budget (up to 26,624 frames, about 10.3 min at 44.1 kHz, when each
     /// worker decodes its own range; from the memory budget on the in-order path). Shorter segments give more joins per minute of audio, which is what the
     /// splice-quality tests want.
     pub segment_frames: u64,

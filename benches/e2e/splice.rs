@@ -63,7 +63,7 @@ fn max_drift(read: &[u64], expected: &[u64]) -> Option<i64> {
 }
 
 /// Segment length for the splice section: the default would give this 10-minute book a single
-/// join (segments are up to 32,768 frames). 256-frame segments give it 100 joins on the grid,
+/// join (segments are up to 26,624 frames). 256-frame segments give it 100 joins on the grid,
 /// in speech or not: the per-block excess is heavy-tailed (p99 ≈ 10 dB between any two
 /// encoder runs), so fewer joins make the mean mostly noise (25 joins: ±1 dB run to run).
 const SPLICE_SEGMENT_FRAMES: u64 = 256;

@@ -72,8 +72,14 @@ use std::time::{Duration, Instant};
 /// over non-join pairs): lead-in 64 frames +0.78 dB, 128 +0.67, 512 +0.40, 1024 +0.22; CPU on the 1-hour
 /// book at -j2: 128 and 512 the same (68.4 / 68.2 s), 1024 +2 %.
 pub const RANGE_LEAD_IN_FRAMES: u64 = 512;
-/// Longest segment (≈ 12.7 min at 44.1 kHz): 0.1 s of restart per 22 s of encoding.
-pub const RANGE_MAX_FRAMES: u64 = 32_768;
+/// Longest segment (≈ 10.3 min at 44.1 kHz): 0.1 s of restart per 18 s of encoding. About
+/// what a 1-hour book gets at `-j2` anyway (6 segments of 25.8k frames), so that a segment
+/// finished ahead of its turn, whose packets the muxer holds (≈ 10 MB at 128 kb/s), is the
+/// same size in a 30-hour book as in a 1-hour one: peak memory stays flat in book length
+/// (issue 18). Measured (FDK, -j2): 30-hour book 83.6 MiB at 32,768 frames, 74.0 / 75.2 at
+/// 26,624 (1-hour book unchanged, 62.7 / 73.3 MiB); the extra restarts
+/// cost 0.4 % of the encoding's CPU in books over about 1.2 hours, none below.
+pub const RANGE_MAX_FRAMES: u64 = 26_624;
 /// Encoded packets the muxer may hold for segments finished ahead of their turn (sizing the
 /// segments on many cores).
 pub const PACKET_BUDGET_BYTES: u64 = 48 << 20;

@@ -999,7 +999,7 @@ pub(crate) fn run(
         });
         if produced.is_err() {
             // The muxer stops at its next message, or when the channel closes; the join
-            // threads take no further window (their channels' receivers go with `produce`).
+            // threads take no further window.
             stop.store(true, std::sync::atomic::Ordering::Relaxed);
             failure.stop();
         }
@@ -1023,21 +1023,7 @@ pub(crate) fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aiom4b_testkit::audio_writer::{write_audio, AudioKind, AudioSpec};
-
-    /// Moves an MP4's edit list start `extra` samples later (more priming, as Apple's 2112 or
-    /// a part cut by `aiom4b split`), so the demuxer's timestamps no longer fall on frames.
-    fn more_priming(path: &Path, extra: u32) {
-        let mut d = std::fs::read(path).unwrap();
-        let i = d.windows(4).position(|w| w == b"elst").unwrap();
-        assert_eq!(d[i + 4], 0, "a version 0 edit list");
-        let (dur_at, time_at) = (i + 12, i + 16);
-        let dur = u32::from_be_bytes(d[dur_at..dur_at + 4].try_into().unwrap());
-        let time = u32::from_be_bytes(d[time_at..time_at + 4].try_into().unwrap());
-        d[dur_at..dur_at + 4].copy_from_slice(&(dur - extra).to_be_bytes());
-        d[time_at..time_at + 4].copy_from_slice(&(time + extra).to_be_bytes());
-        std::fs::write(path, d).unwrap();
-    }
+    use aiom4b_testkit::audio_writer::{delay_mp4_start, write_audio, AudioKind, AudioSpec};
 
     /// A join's tail is read by seeking, and what the seek gives is exactly the packets a read
     /// from the start gives from there: for parts whose priming is a whole frame and parts
@@ -1054,7 +1040,7 @@ mod tests {
             spec.chapters = vec![(0, "A".into()), (n / 2, "B".into())];
             write_audio(&path, &spec).unwrap();
             if extra > 0 {
-                more_priming(&path, extra);
+                delay_mp4_start(&path, extra);
             }
             let mut input = open_input(&path, InputFormats::of(&[InputFormat::M4a])).unwrap();
             let (all, _) = read_from(&mut input, 0, None, None).unwrap().unwrap();

@@ -8,7 +8,7 @@
 //! be worse than the same blocks of the book encoded whole at the parts' bitrate.
 use crate::common::*;
 use crate::convert::{convert_ok as convert, report_starts as starts};
-use aiom4b_testkit::audio_writer::{write_audio, AudioKind, AudioSpec};
+use aiom4b_testkit::audio_writer::{delay_mp4_start, write_audio, AudioKind, AudioSpec};
 use aiom4b_testkit::fixtures::Signal;
 use aiom4b_testkit::m4b_reader::decode_m4b;
 use aiom4b_testkit::quality::{block_errors, BLOCK, SILENCE_DBFS};
@@ -31,22 +31,6 @@ fn packets(path: &Path) -> Vec<Vec<u8>> {
         }
     }
     out
-}
-
-/// Sets the edit list of an MP4 written with `movie_timescale` = the rate to start `extra`
-/// samples later (an encoder with more priming, as Apple's 2112): the part then begins with
-/// what decoded from there, and is that much shorter.
-fn more_priming(path: &Path, extra: u32) {
-    let mut d = std::fs::read(path).unwrap();
-    let i = d.windows(4).position(|w| w == b"elst").unwrap();
-    assert_eq!(d[i + 4], 0, "a version 0 edit list");
-    let dur_at = i + 12;
-    let time_at = i + 16;
-    let dur = u32::from_be_bytes(d[dur_at..dur_at + 4].try_into().unwrap());
-    let time = u32::from_be_bytes(d[time_at..time_at + 4].try_into().unwrap());
-    d[dur_at..dur_at + 4].copy_from_slice(&(dur - extra).to_be_bytes());
-    d[time_at..time_at + 4].copy_from_slice(&(time + extra).to_be_bytes());
-    std::fs::write(path, d).unwrap();
 }
 
 struct Part {
@@ -80,7 +64,7 @@ fn m4a_book(dir: &Path, seconds: &[f64]) -> Vec<Part> {
         let mut len = write_audio(&path, &spec).unwrap();
         let mut priming = 1024;
         if i == 2 {
-            more_priming(&path, 1088);
+            delay_mp4_start(&path, 1088);
             len -= 1088;
             priming = 2112;
         }

@@ -307,3 +307,22 @@ fn fill_frame(f: &mut frame::Audio, src: &[f32], channels: usize, n: usize) {
         }
     }
 }
+
+/// Moves the edit list of an MP4 that [`write_audio`] wrote (movie timescale = the rate) to
+/// start `extra` samples later: an encoder with more priming (Apple's 2112), or a part cut off
+/// the frame grid. The file then begins with what decoded from there and is `extra` shorter.
+pub fn delay_mp4_start(path: impl AsRef<Path>, extra: u32) {
+    let path = path.as_ref();
+    let mut d = std::fs::read(path).expect("reading the MP4");
+    let i = d
+        .windows(4)
+        .position(|w| w == b"elst")
+        .expect("an edit list");
+    assert_eq!(d[i + 4], 0, "a version 0 edit list");
+    let (dur_at, time_at) = (i + 12, i + 16);
+    let dur = u32::from_be_bytes(d[dur_at..dur_at + 4].try_into().unwrap());
+    let time = u32::from_be_bytes(d[time_at..time_at + 4].try_into().unwrap());
+    d[dur_at..dur_at + 4].copy_from_slice(&(dur - extra).to_be_bytes());
+    d[time_at..time_at + 4].copy_from_slice(&(time + extra).to_be_bytes());
+    std::fs::write(path, d).expect("writing the MP4");
+}

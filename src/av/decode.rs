@@ -76,13 +76,37 @@ pub struct DecodeStats {
 /// Decodes `input`, converts to `out_rate`/`out_channels`, and hands chunks of about
 /// `chunk_samples` samples to `sink` in order. `cancelled` is polled per packet.
 pub fn decode_file(
-    mut input: Mp3Input,
+    input: Mp3Input,
     out_rate: u32,
     out_channels: usize,
     chunk_samples: usize,
     cancelled: &dyn Fn() -> bool,
     sink: &mut dyn FnMut(PcmChunk) -> Result<()>,
 ) -> Result<DecodeStats> {
+    decode_file_while(
+        input,
+        out_rate,
+        out_channels,
+        chunk_samples,
+        cancelled,
+        &mut |chunk| sink(chunk).map(|()| true),
+    )
+    .map(|(stats, _)| stats)
+}
+
+/// [`decode_file`] that stops as soon as `sink` returns `false`: the ranged encoder's workers
+/// take a stretch of a file that is not MP3 this way (from its start, as the in-order path
+/// decodes it, so the samples are the same). Returns the statistics so far and whether the
+/// whole file was decoded (`false`: stopped by `sink`; its decoder and resampler are not
+/// flushed, so the length then says nothing).
+pub fn decode_file_while(
+    mut input: Mp3Input,
+    out_rate: u32,
+    out_channels: usize,
+    chunk_samples: usize,
+    cancelled: &dyn Fn() -> bool,
+    sink: &mut dyn FnMut(PcmChunk) -> Result<bool>,
+) -> Result<(DecodeStats, bool)> {
     let path = input.path.clone();
     let av = |what: &str, e: ff::Error| Error::av(Some(&path), what.to_string(), e);
     let stream = input
@@ -113,6 +137,8 @@ pub fn decode_file(
     let mut frame = ff::frame::Audio::empty();
 
     let audio_index = input.audio_index;
+    // Cleared when `sink` has had enough; nothing more is handed to it.
+    let more = std::cell::Cell::new(true);
     let mut emit = |planes: &[&[f32]],
                     pending: &mut PcmChunk,
                     stats: &mut DecodeStats,
@@ -128,7 +154,9 @@ pub fn decode_file(
                 pending,
                 PcmChunk::with_capacity(out_channels, chunk_samples + 4096),
             );
-            sink(full)?;
+            if more.get() && !sink(full)? {
+                more.set(false);
+            }
         }
         Ok(())
     };
@@ -233,6 +261,9 @@ pub fn decode_file(
         drain(&mut decoder, &mut frame, &mut |f| {
             handle_frame(f, &mut resampler, &mut pending, &mut stats)
         })?;
+        if !more.get() {
+            return Ok((stats, false));
+        }
     }
     // Flush the decoder (the last frames and the end-padding trim), then the resampler.
     let _ = decoder.send_eof();
@@ -245,7 +276,7 @@ pub fn decode_file(
         emit(&refs, &mut pending, &mut stats, false)?;
     }
     emit(&[], &mut pending, &mut stats, true)?;
-    Ok(stats)
+    Ok((stats, true))
 }
 
 /// Zeroes the "discard at the end" field of a packet's `AV_PKT_DATA_SKIP_SAMPLES` side data

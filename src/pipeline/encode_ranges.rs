@@ -6,9 +6,12 @@
 //! segmenter (`encode_segments`) cannot make them long: it decodes the book in order, so
 //! every segment's PCM waits in memory until an encoder takes it. Here nothing waits:
 //!
-//! 1. **Index** every file ([`index_mp3`]: demuxing only, about 15× cheaper than decoding) to
+//! 1. **Index** every MP3 ([`index_mp3`]: demuxing only, about 15× cheaper than decoding) to
 //!    learn each packet's exact output length, so the book's sample clock is known before
-//!    anything is decoded: file `i` starts at `track_starts[i]`. A file at another rate than
+//!    anything is decoded: file `i` starts at `track_starts[i]`. Other formats state their
+//!    exact length in their container (FLAC, WAV, Ogg, AAC/ALAC in MP4; not raw ADTS) and are
+//!    taken whole ([`Source::Whole`]): a worker decodes such a file from its start, as the
+//!    in-order path does, and drops what precedes its stretch. A file at another rate than
 //!    the output's counts with its exact resampled length ([`resampled_len`]: swresample's count
 //!    is a function of the input length alone, worked out in microseconds from the index).
 //! 2. **Plan** segments of up to [`RANGE_MAX_FRAMES`] AAC frames on the global frame grid, as
@@ -46,7 +49,7 @@ use super::encode_segments::{tokens, SegmentEncoder, LEAD_OUT_FRAMES};
 use super::{
     judge_track, mux_segments, ChapterBuilder, Failure, PipelineJob, PipelineOutcome, SegmentMsg,
 };
-use crate::av::decode::{resampled_len, DecodeStats};
+use crate::av::decode::{decode_file_while, resampled_len, DecodeStats};
 use crate::av::encode::EncodedPacket;
 use crate::av::mux::{M4bMuxer, MuxChapter};
 use crate::av::packets::{
@@ -86,9 +89,39 @@ pub const PACKET_BUDGET_BYTES: u64 = 48 << 20;
 /// Kept packets per message to the muxer.
 const BATCH: usize = 128;
 
+/// How a worker reads its stretch of one file.
+enum Source {
+    /// An MP3, indexed packet by packet: a worker starts decoding a few packets before the
+    /// sample it needs ([`decode_from`]).
+    Indexed(TrackIndex),
+    /// Any other format, whose container states its exact length (`len` samples at `rate`;
+    /// the decoder is stopped there, see [`decode_file`](crate::av::decode::decode_file)). A
+    /// worker decodes it from its start exactly as the in-order path does and drops what
+    /// comes before its stretch ([`decode_whole`]): no index needed, and the samples are the
+    /// in-order path's. Decoding these formats costs a few percent of encoding them; what is
+    /// decoded twice this way is capped ([`prepare`]).
+    Whole { rate: u32, len: u64 },
+}
+
+impl Source {
+    fn rate(&self) -> u32 {
+        match self {
+            Source::Indexed(i) => i.rate,
+            Source::Whole { rate, .. } => *rate,
+        }
+    }
+    /// Samples at the file's own rate.
+    fn total(&self) -> u64 {
+        match self {
+            Source::Indexed(i) => i.total(),
+            Source::Whole { len, .. } => *len,
+        }
+    }
+}
+
 /// The book's clock and its segments, worked out before decoding.
 pub(super) struct RangePlan {
-    indexes: Vec<TrackIndex>,
+    sources: Vec<Source>,
     /// `track_starts[i]`: file `i`'s first sample on the book's clock; the last entry is the
     /// total.
     track_starts: Vec<u64>,
@@ -102,6 +135,31 @@ pub(super) struct RangePlan {
 impl RangePlan {
     fn total(&self) -> u64 {
         self.track_starts.last().copied().unwrap_or(0)
+    }
+    /// Samples decoded only to be dropped: a stretch that starts inside a file taken whole
+    /// ([`Source::Whole`]) decodes that file from its start, once for its segment's lead-in
+    /// and once more for the search of a quiet join near it (see [`quiet_joins`]). A book of
+    /// many files wastes at most about a file per segment; a book of one long file would
+    /// decode it over and over, and goes in order instead.
+    fn decoded_again(&self, job: &PipelineJob<'_>) -> u64 {
+        let f = job.stream.frame_samples.max(1) as u64;
+        let pf = (job.stream.priming_samples.max(0) as u64).div_ceil(f);
+        let wasted = |at: u64| -> u64 {
+            let t = self
+                .track_starts
+                .partition_point(|&s| s <= at)
+                .saturating_sub(1);
+            match self.sources.get(t) {
+                Some(Source::Whole { .. }) => at - self.track_starts[t],
+                _ => 0,
+            }
+        };
+        let searches = if job.segment_frames == 0 { 2 } else { 1 };
+        self.segments
+            .iter()
+            .skip(1)
+            .map(|&(p, _)| searches * wasted(p.saturating_sub(pf + RANGE_LEAD_IN_FRAMES) * f))
+            .sum()
     }
     /// Each file's length on the book's clock (after resampling).
     fn lengths(&self) -> Vec<u64> {
@@ -122,22 +180,33 @@ pub(super) fn prepare(
     pool: &rayon::ThreadPool,
 ) -> std::result::Result<RangePlan, String> {
     let rate = job.target.sample_rate;
-    // Only MP3 is indexed packet by packet; other formats go through the in-order path (its
-    // encoders still use every core).
+    // MP3 is indexed packet by packet; other formats are taken whole at the length their
+    // container states. Without one (raw ADTS AAC) the clock is only known once decoded.
     if let Some(t) = job
         .tracks
         .iter()
-        .find(|t| t.format != crate::model::InputFormat::Mp3)
+        .find(|t| t.format != crate::model::InputFormat::Mp3 && t.exact_source_samples.is_none())
     {
         return Err(format!(
-            "{} is {}; only MP3 books take the ranged path",
+            "{} is {} without a stated length; its length is only known once decoded",
             t.path.display(),
             t.format.label()
         ));
     }
     let t0 = std::time::Instant::now();
-    let indexes: Vec<Result<TrackIndex>> =
-        pool.install(|| job.tracks.par_iter().map(|t| index_mp3(&t.path)).collect());
+    let indexes: Vec<Result<Source>> = pool.install(|| {
+        job.tracks
+            .par_iter()
+            .map(|t| match (t.format, t.exact_source_samples) {
+                (crate::model::InputFormat::Mp3, _) => index_mp3(&t.path).map(Source::Indexed),
+                (_, Some(len)) => Ok(Source::Whole {
+                    rate: t.source_rate,
+                    len,
+                }),
+                (_, None) => unreachable!("checked above"),
+            })
+            .collect()
+    });
     tracing::debug!(
         files = job.tracks.len(),
         ms = t0.elapsed().as_millis() as u64,
@@ -151,13 +220,13 @@ pub(super) fn prepare(
         let path = &job.tracks[i].path;
         // The file's length on the book's clock: resampled files' exactly as `decode_file`
         // resamples them.
-        let len = match resampled_len(idx.rate, rate, idx.total()) {
+        let len = match resampled_len(idx.rate(), rate, idx.total()) {
             Ok(Some(n)) => n,
             Ok(None) => {
                 return Err(format!(
                     "{}: {} Hz to {rate} Hz is not a ratio swresample converts exactly",
                     path.display(),
-                    idx.rate
+                    idx.rate()
                 ))
             }
             Err(e) => return Err(format!("{}: {e}", path.display())),
@@ -179,12 +248,19 @@ pub(super) fn prepare(
         return Err("the book has no audio".into());
     }
     let mut plan = RangePlan {
-        indexes: out,
+        sources: out,
         track_starts: starts,
         segments: plan_segments(job, total),
         index_time: t0.elapsed(),
         joins_time: Duration::ZERO,
     };
+    let again = plan.decoded_again(job);
+    if again > total {
+        return Err(format!(
+            "its segments would decode {:.0} s of audio a second time to reach their starts in long files; in book order instead",
+            again as f64 / rate.max(1) as f64
+        ));
+    }
     if job.segment_frames == 0 {
         // A length given by the caller (the splice tests) means joins on that exact grid.
         let t0 = std::time::Instant::now();
@@ -259,9 +335,9 @@ pub(super) fn run(
         segments = plan.segments.len(),
         workers,
         resampled = plan
-            .indexes
+            .sources
             .iter()
-            .filter(|i| i.rate != job.target.sample_rate)
+            .filter(|i| i.rate() != job.target.sample_rate)
             .count(),
         "multi-core encoding, each worker decoding its own range"
     );
@@ -599,25 +675,19 @@ fn decode_timeline(
     open: &mut Option<(usize, OpenTrack)>,
     sink: &mut dyn FnMut(&[&[f32]]) -> Result<()>,
 ) -> std::result::Result<(), RangeError> {
-    let (indexes, track_starts) = (&plan.indexes, &plan.track_starts);
+    let (sources, track_starts) = (&plan.sources, &plan.track_starts);
     let (channels, rate) = (job.target.channels.max(1) as usize, job.target.sample_rate);
     let mut pos = start;
     let mut track = track_starts
         .partition_point(|&s| s <= start)
         .saturating_sub(1);
     while pos < end {
-        if track >= indexes.len() {
+        if track >= sources.len() {
             return Err(RangeError::Mismatch(format!(
                 "the book ran out of input at sample {pos} of {end}"
             )));
         }
         let path = &job.tracks[track].path;
-        // The file this worker read last, if it is this one, else this one opened.
-        if open.as_ref().is_none_or(|(t, _)| *t != track) {
-            let file = OpenTrack::open(path).map_err(|e| RangeError::Mismatch(e.to_string()))?;
-            *open = Some((track, file));
-        }
-        let file = &mut open.as_mut().expect("opened above").1;
         let from = pos - track_starts[track];
         let mut take = |planes: &[&[f32]]| {
             let want = (end - pos).min(planes[0].len() as u64) as usize;
@@ -626,12 +696,26 @@ fn decode_timeline(
             pos += want as u64;
             Ok(pos < end)
         };
-        let index = &indexes[track];
-        if index.rate == rate {
-            decode_from(file, index, from, channels, stop, &mut take)?;
-        } else {
-            let len = track_starts[track + 1] - track_starts[track];
-            decode_resampled_from(file, index, rate, len, from, channels, stop, &mut take)?;
+        let len = track_starts[track + 1] - track_starts[track];
+        match &sources[track] {
+            Source::Indexed(index) => {
+                // The file this worker read last, if it is this one, else this one opened.
+                if open.as_ref().is_none_or(|(t, _)| *t != track) {
+                    let file =
+                        OpenTrack::open(path).map_err(|e| RangeError::Mismatch(e.to_string()))?;
+                    *open = Some((track, file));
+                }
+                let file = &mut open.as_mut().expect("opened above").1;
+                if index.rate == rate {
+                    decode_from(file, index, from, channels, stop, &mut take)?;
+                } else {
+                    decode_resampled_from(file, index, rate, len, from, channels, stop, &mut take)?;
+                }
+            }
+            Source::Whole { .. } => {
+                let format = job.tracks[track].format;
+                decode_whole(path, format, (rate, channels), from, len, stop, &mut take)?;
+            }
         }
         if pos < end {
             // The file ended: it must have ended exactly where the index said.
@@ -644,6 +728,60 @@ fn decode_timeline(
             }
             track += 1;
         }
+    }
+    Ok(())
+}
+
+/// Samples per chunk a [`Source::Whole`] file is decoded in (kept small: nothing waits in it).
+const WHOLE_CHUNK_SAMPLES: usize = 4096;
+
+/// Decodes `path` (a [`Source::Whole`] file of `len` samples on the book's clock) from its
+/// start as the in-order path does, drops its first `from` samples and hands the rest to
+/// `take` until it returns `false`. The file must decode without damage, and when decoded to
+/// its end, to exactly `len` samples; otherwise the book goes in order, which judges it.
+fn decode_whole(
+    path: &std::path::Path,
+    format: crate::model::InputFormat,
+    (rate, channels): (u32, usize),
+    from: u64,
+    len: u64,
+    stop: &dyn Fn() -> bool,
+    take: &mut dyn FnMut(&[&[f32]]) -> Result<bool>,
+) -> std::result::Result<(), RangeError> {
+    let input = crate::av::input::open_input(path, crate::model::InputFormats::of(&[format]))
+        .map_err(|e| RangeError::Mismatch(e.to_string()))?;
+    let mut at = 0u64;
+    let (stats, whole) = decode_file_while(
+        input,
+        rate,
+        channels,
+        WHOLE_CHUNK_SAMPLES,
+        stop,
+        &mut |chunk| {
+            let lo = at;
+            at += chunk.len() as u64;
+            if at <= from {
+                return Ok(true);
+            }
+            let skip = (from.saturating_sub(lo)) as usize;
+            let planes: Vec<&[f32]> = chunk.planes.iter().map(|p| &p[skip..]).collect();
+            take(&planes)
+        },
+    )?;
+    if stats.damaged_frames > 0 {
+        return Err(RangeError::Mismatch(format!(
+            "{}: {} damaged frame(s) ({})",
+            path.display(),
+            stats.damaged_frames,
+            stats.first_error.unwrap_or_default()
+        )));
+    }
+    if whole && stats.output_samples != len {
+        return Err(RangeError::Mismatch(format!(
+            "{} decoded to {} samples, its container says {len}",
+            path.display(),
+            stats.output_samples
+        )));
     }
     Ok(())
 }
@@ -736,4 +874,106 @@ fn quiet_joins(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{InputFormat, InputFormats};
+    use aiom4b_testkit::audio_writer::{write_audio, AudioKind, AudioSpec};
+    use aiom4b_testkit::fixtures::Signal;
+    use std::path::Path;
+
+    /// The in-order path's samples of `path`: `decode_file` from start to end.
+    fn in_order(path: &Path, format: InputFormat, rate: u32, channels: usize) -> Vec<Vec<f32>> {
+        let input = crate::av::input::open_input(path, InputFormats::of(&[format])).unwrap();
+        let mut out = vec![Vec::new(); channels];
+        crate::av::decode::decode_file(input, rate, channels, 1000, &|| false, &mut |c| {
+            for (o, p) in out.iter_mut().zip(&c.planes) {
+                o.extend_from_slice(p);
+            }
+            Ok(())
+        })
+        .unwrap();
+        out
+    }
+
+    /// `decode_whole` from `from`, taking at most `want` samples.
+    fn stretch(
+        path: &Path,
+        format: InputFormat,
+        (rate, channels): (u32, usize),
+        from: u64,
+        len: u64,
+        want: usize,
+    ) -> std::result::Result<Vec<Vec<f32>>, RangeError> {
+        let mut out = vec![Vec::new(); channels];
+        decode_whole(
+            path,
+            format,
+            (rate, channels),
+            from,
+            len,
+            &|| false,
+            &mut |planes| {
+                let n = (want - out[0].len()).min(planes[0].len());
+                for (o, p) in out.iter_mut().zip(planes) {
+                    o.extend_from_slice(&p[..n]);
+                }
+                Ok(out[0].len() < want)
+            },
+        )?;
+        Ok(out)
+    }
+
+    /// A file that is not MP3 gives a worker, from any sample and for any stretch, exactly the
+    /// samples the in-order path decodes there (resampled too), and a file that does not decode
+    /// to the length its container states is sent back to the in-order path.
+    #[test]
+    fn a_whole_file_decodes_from_any_sample_as_in_order() {
+        crate::av::init();
+        let tmp = tempfile::tempdir().unwrap();
+        // (kind, its rate, the book's rate, channels of the file, of the book)
+        let cases = [
+            (AudioKind::Flac, InputFormat::Flac, 44_100, 44_100, 2, 2),
+            (AudioKind::Opus, InputFormat::Opus, 48_000, 44_100, 2, 1),
+            (AudioKind::Vorbis, InputFormat::Vorbis, 22_050, 44_100, 1, 2),
+            (AudioKind::M4aAac, InputFormat::M4a, 44_100, 44_100, 2, 2),
+        ];
+        for (kind, format, rate, out_rate, ch, out_ch) in cases {
+            let path = tmp.path().join(format!("part.{}", kind.extension()));
+            let mut spec = AudioSpec::sine(kind, rate, ch, u64::from(rate) * 3 + 777);
+            spec.signal = Signal::SpeechLike { seed: 3 };
+            write_audio(&path, &spec).unwrap();
+            let whole = in_order(&path, format, out_rate, out_ch);
+            let len = whole[0].len() as u64;
+            assert!(len > u64::from(out_rate) * 3, "{kind:?}: {len}");
+            for from in [0, 1, 4095, 4096, 4097, len / 2 + 3, len - 1] {
+                for want in [1usize, 1000, 50_000, usize::MAX / 2] {
+                    let got = stretch(&path, format, (out_rate, out_ch), from, len, want)
+                        .unwrap_or_else(|_| panic!("{kind:?} from {from}"));
+                    let to = (from as usize).saturating_add(want).min(len as usize);
+                    for c in 0..out_ch {
+                        assert!(
+                            got[c] == whole[c][from as usize..to],
+                            "{kind:?}: channel {c} from {from}, {want} samples"
+                        );
+                    }
+                }
+            }
+            // Decoded to its end, the file must be as long as the plan says.
+            let off = stretch(
+                &path,
+                format,
+                (out_rate, out_ch),
+                0,
+                len + 1,
+                usize::MAX / 2,
+            );
+            assert!(
+                matches!(off, Err(RangeError::Mismatch(ref why)) if why.contains("its container says")),
+                "{kind:?}: a length off by one is a re-plan"
+            );
+        }
+    }
 }

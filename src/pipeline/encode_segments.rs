@@ -1,7 +1,8 @@
 //! Multi-core AAC encoding with seamless splices, from PCM in book order.
 //!
 //! This is the in-order multi-core path: for books whose files do not decode as indexed
-//! (damage, a rate change inside a file) and books with a rate ratio swresample does not
+//! (damage, a rate change inside a file), raw ADTS AAC and long single files that are not MP3
+//! (see `encode_ranges::prepare`), and books with a rate ratio swresample does not
 //! convert exactly (their sample clock is only known once decoded). The
 //! usual path, [`encode_ranges`](super::encode_ranges), lets every worker decode its own range
 //! and so can use much longer segments; both share [`SegmentEncoder`] and the join arithmetic

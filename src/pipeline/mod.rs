@@ -13,8 +13,9 @@
 //!                                                  worker k+1: …                       ─┼─▶ muxer
 //! ```
 //!
-//! **In order** (`--jobs 1`, books whose files do not decode as indexed, and books with a rate
-//! swresample does not convert exactly, which no MP3 rate is): a decode pool feeding, through bounded channels in book order, an AAC encoder
+//! **In order** (`--jobs 1`, books whose files do not decode as indexed, raw ADTS AAC (no
+//! stated length), a long file that is not MP3 that the workers would decode over and over,
+//! and books with a rate swresample does not convert exactly, which no MP3 rate is): a decode pool feeding, through bounded channels in book order, an AAC encoder
 //! stage (one encoder, or streamed segments) that feeds one muxer thread. The rest of this
 //! page is about this shape; [`encode_ranges`] explains its own bounds.
 //!

@@ -228,8 +228,82 @@ fn m4a_parts_bring_their_chapters_and_cover_and_a_renamed_file_is_what_it_is() {
     assert_eq!(report_starts(&report), [0, lens[0]]);
 }
 
+/// Every format takes the multi-core ranged path, each worker decoding its own stretch of the
+/// files (from a file's start, as the in-order path decodes it), with the in-order clock,
+/// packets and chapters; resampled formats too (22.05 kHz WAV, 48 kHz Opus to 44.1 kHz).
 #[test]
-fn a_book_mixing_mp3_and_flac_converts_in_order_with_exact_starts() {
+fn every_format_converts_on_the_multi_core_path_as_in_order() {
+    use aiom4b_testkit::fixtures::Signal;
+    // (kind, rate, channels, files resampled)
+    let cases = [
+        (AudioKind::Flac, 44_100, 2, 0),
+        (AudioKind::Wav, 22_050, 1, 3),
+        (AudioKind::Vorbis, 44_100, 2, 0),
+        (AudioKind::Opus, 48_000, 1, 3),
+        (AudioKind::M4aAac, 44_100, 2, 0),
+        (AudioKind::M4aAlac, 44_100, 1, 0),
+    ];
+    for (kind, rate, channels, resampled) in cases {
+        eprintln!("{kind:?}");
+        let tmp = tempfile::tempdir().unwrap();
+        let book = tmp.path().join("book");
+        std::fs::create_dir_all(&book).unwrap();
+        // Segments of 1024 frames (23.2 s) put joins inside every file.
+        let paths: Vec<PathBuf> = [30.3, 25.1, 20.7]
+            .iter()
+            .enumerate()
+            .map(|(i, secs)| {
+                let p = book.join(format!("{:02}.{}", i + 1, kind.extension()));
+                let mut spec =
+                    AudioSpec::sine(kind, rate, channels, (secs * f64::from(rate)) as u64);
+                spec.signal = Signal::Noise {
+                    amplitude: 0.5,
+                    seed: 40 + i as u64,
+                };
+                write_audio(&p, &spec).unwrap();
+                p
+            })
+            .collect();
+        let bitrate = if channels == 1 { "64k" } else { "128k" };
+        crate::resampled::check_ranged_book(&book, &paths, channels, bitrate, resampled, false);
+    }
+}
+
+/// A book of one long file that is not MP3 would have every worker decode it from its start
+/// to reach its stretch: it is encoded in book order instead, as exactly.
+#[test]
+fn a_book_of_one_long_flac_goes_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let book = tmp.path().join("book");
+    std::fs::create_dir_all(&book).unwrap();
+    let n = write_audio(
+        book.join("01.flac"),
+        &AudioSpec::sine(AudioKind::Flac, 44_100, 2, 80 * 44_100 + 5),
+    )
+    .unwrap();
+    let out = tmp.path().join("out.m4b");
+    let o = run([
+        "convert",
+        "-v",
+        "--json",
+        "-j2",
+        "--segment-frames",
+        "1024",
+        "-o",
+        out.to_str().unwrap(),
+        book.to_str().unwrap(),
+    ]);
+    assert_exit(&o, 0);
+    let log = stderr(&o);
+    assert!(
+        log.contains("a second time") && log.contains("encoding streamed segments in book order"),
+        "{log}"
+    );
+    assert_eq!(json(&o)["total_samples"].as_u64(), Some(n));
+}
+
+#[test]
+fn a_book_mixing_mp3_and_flac_converts_with_exact_starts() {
     let tmp = tempfile::tempdir().unwrap();
     let book = tmp.path().join("book");
     std::fs::create_dir_all(&book).unwrap();

@@ -5,7 +5,7 @@
 //! than the 99th percentile of non-join blocks), and both files have the same packets and length.
 use crate::common::*;
 use aiom4b::__internals::decode::decode_file;
-use aiom4b::__internals::input::open_mp3;
+use aiom4b::__internals::input::open_input;
 use aiom4b_testkit::fixtures::{write_mp3, Length, Mp3Spec, RateControl, Signal};
 use aiom4b_testkit::m4b_reader::decode_m4b;
 use aiom4b_testkit::quality::{splice_report, SpliceReport};
@@ -58,7 +58,7 @@ pub fn source_pcm(paths: &[PathBuf], rate: u32, channels: usize) -> Vec<Vec<f32>
     let mut planes = vec![Vec::new(); channels];
     for p in paths {
         decode_file(
-            open_mp3(p).unwrap(),
+            open_input(p, aiom4b::InputFormats::all()).unwrap(),
             rate,
             channels,
             1 << 16,

@@ -9,6 +9,7 @@
 //! of medians from the same run. Nothing here asserts a timing: targets are reported.
 mod copy;
 mod corpus;
+mod formats;
 mod measure;
 mod memory_long;
 mod report;
@@ -23,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The sections in their run order.
-const SECTIONS: [&str; 9] = [
+const SECTIONS: [&str; 10] = [
     "e2e",
     "small",
     "memory",
@@ -31,11 +32,13 @@ const SECTIONS: [&str; 9] = [
     "splice",
     "finished",
     "copy",
+    "formats",
     "builds",
     // Not by default: a 30-hour point takes half an hour (see memory_long.rs).
     "memory-long",
 ];
-/// What runs without AIOM4B_BENCH: `builds` needs a second binary (AIOM4B_BENCH_OTHER_BIN).
+/// What runs without AIOM4B_BENCH: `builds` needs a second binary (AIOM4B_BENCH_OTHER_BIN);
+/// `formats` takes about 15 minutes (five 1-hour conversions, three times).
 const DEFAULT_SECTIONS: [&str; 7] = [
     "e2e", "small", "memory", "probe", "splice", "finished", "copy",
 ];
@@ -407,6 +410,7 @@ fn main() {
             "splice" => splice::splice(&mut bench),
             "finished" => sections::finished(&mut bench),
             "copy" => copy::copy(&mut bench),
+            "formats" => formats::formats(&mut bench),
             "builds" => sections::builds(&mut bench),
             "memory-long" => memory_long::memory_long(&mut bench),
             _ => unreachable!("checked above"),

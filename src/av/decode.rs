@@ -34,7 +34,7 @@
 //!
 //! The tests (`tests/integration/ranges.rs`) check all three against [`decode_file`] on MP3
 //! files, so a swresample that behaved otherwise would fail them rather than shift a chapter.
-use super::input::Mp3Input;
+use super::input::{AudioInput, Mp3Input};
 use crate::error::{Error, Result};
 use ff::ffi;
 use ffmpeg_next as ff;
@@ -277,6 +277,185 @@ pub fn decode_file_while(
     }
     emit(&[], &mut pending, &mut stats, true)?;
     Ok((stats, true))
+}
+
+/// Formats whose packets decode independently of one another and carry their exact first
+/// sample, so that a stretch can be decoded from a seek bit for bit as from the file's start:
+/// FLAC (every frame header holds its sample number, and a frame needs no other) and PCM in
+/// WAV.
+pub fn seeks_exactly(format: crate::model::InputFormat) -> bool {
+    use crate::model::InputFormat;
+    matches!(format, InputFormat::Flac | InputFormat::Wav)
+}
+
+/// What [`decode_seeking`] decoded.
+#[derive(Debug, Default)]
+pub struct SeekDecode {
+    /// The file's sample after the last one decoded (capped at its stated length).
+    pub end: u64,
+    /// Decoded to the end of the file (not stopped by the sink).
+    pub whole: bool,
+    /// Packets that did not decode to their stated length, or did not follow the one before.
+    pub damaged: u64,
+    pub first_error: Option<String>,
+}
+
+/// Decodes a file of a format that [`seeks_exactly`], at its own rate, from its sample `from`
+/// to its end (its stated length) or until `sink` returns `false`, remixed to `out_channels`:
+/// the demuxer seeks to the packet holding `from` (libavformat's own seek, which lands at or
+/// before it), packets before it are read but not decoded, and every packet from there on
+/// must follow the one before and decode to its stated duration (else it counts as damage).
+/// The samples are those [`decode_file`] gives from the file's start. Returns `None` when the
+/// demuxer cannot vouch for where it landed (no timestamps, another time base, a seek that
+/// fails or lands after `from`): the caller then decodes from the start.
+pub fn decode_seeking(
+    mut input: AudioInput,
+    from: u64,
+    out_channels: usize,
+    cancelled: &dyn Fn() -> bool,
+    sink: &mut dyn FnMut(&[&[f32]]) -> Result<bool>,
+) -> Result<Option<SeekDecode>> {
+    let path = input.path.clone();
+    let av = |what: &str, e: ff::Error| Error::av(Some(&path), what.to_string(), e);
+    let index = input.audio_index;
+    let Some(stream) = input.ctx.stream(index) else {
+        return Ok(None);
+    };
+    let tb = stream.time_base();
+    let params = stream.parameters();
+    // SAFETY: `params` points at the stream's codec parameters, valid while `input` is.
+    let rate = unsafe { (*params.as_ptr()).sample_rate };
+    if rate <= 0 || tb.numerator() != 1 || tb.denominator() != rate {
+        return Ok(None);
+    }
+    let Some(length) = input.length else {
+        return Ok(None);
+    };
+    let mut ctx = ff::codec::context::Context::from_parameters(params)
+        .map_err(|e| av("read the stream parameters", e))?;
+    // SAFETY: ctx is a valid, not yet opened codec context that we own.
+    unsafe {
+        (*ctx.as_mut_ptr()).pkt_timebase = tb.into();
+    }
+    let mut decoder = ctx
+        .decoder()
+        .audio()
+        .map_err(|e| av("open the decoder", e))?;
+    if from > 0 {
+        // By hand because ffmpeg-next's `seek` takes AV_TIME_BASE units over all streams; this
+        // is libavformat's `av_seek_frame` on the audio stream, in its own time base.
+        // SAFETY: the context is the open input's; `index` is one of its streams.
+        let r = unsafe {
+            ff::ffi::av_seek_frame(
+                input.ctx.as_mut_ptr(),
+                index as i32,
+                from as i64,
+                ff::ffi::AVSEEK_FLAG_BACKWARD as _,
+            )
+        };
+        if r < 0 {
+            return Ok(None);
+        }
+    }
+    let mut out = SeekDecode::default();
+    let mut next: Option<u64> = None;
+    let mut frame = ff::frame::Audio::empty();
+    let mut scratch: Vec<Vec<f32>> = vec![Vec::new(); out_channels];
+    let damage = |out: &mut SeekDecode, why: String| {
+        out.damaged += 1;
+        out.first_error.get_or_insert(why);
+    };
+    loop {
+        if cancelled() {
+            return Err(Error::Cancelled);
+        }
+        let mut packet = ff::Packet::empty();
+        match packet.read(&mut input.ctx) {
+            Ok(()) => {}
+            Err(ff::Error::Eof) => break,
+            Err(e) => {
+                damage(&mut out, format!("read error: {e}"));
+                break;
+            }
+        }
+        if packet.stream() != index {
+            continue;
+        }
+        let (Some(pts), d) = (packet.pts(), packet.duration()) else {
+            if next.is_none() {
+                return Ok(None);
+            }
+            damage(&mut out, "a packet without a timestamp".into());
+            break;
+        };
+        if pts < 0 || d <= 0 {
+            if next.is_none() {
+                return Ok(None);
+            }
+            damage(&mut out, format!("a packet at {pts} of {d} samples"));
+            break;
+        }
+        let (pts, d) = (pts as u64, d as u64);
+        match next {
+            // Landed after the sample wanted: nothing here can vouch for what came before.
+            None if pts > from => return Ok(None),
+            Some(n) if n != pts => {
+                damage(
+                    &mut out,
+                    format!("a packet at sample {pts}, expected at {n}"),
+                );
+                break;
+            }
+            _ => {}
+        }
+        next = Some(pts + d);
+        if pts + d <= from || pts >= length {
+            continue;
+        }
+        if let Err(e) = decoder.send_packet(&packet) {
+            damage(&mut out, e.to_string());
+            break;
+        }
+        let mut got = 0u64;
+        let mut more = true;
+        while decoder.receive_frame(&mut frame).is_ok() {
+            let n = frame.samples() as u64;
+            let at = pts + got;
+            got += n;
+            let lo = from.saturating_sub(at).min(n) as usize;
+            let hi = n.min(length.saturating_sub(at)) as usize;
+            if lo >= hi || !more {
+                continue;
+            }
+            let planes = to_planar_f32(&frame, hi).ok_or_else(|| Error::NotAudio {
+                path: path.clone(),
+                reason: format!("unexpected decoded sample format {:?}", frame.format()),
+            })?;
+            let cut: Vec<&[f32]> = planes.iter().map(|p| &p[lo..]).collect();
+            for s in scratch.iter_mut() {
+                s.clear();
+            }
+            remix_into(&cut, &mut scratch);
+            let refs: Vec<&[f32]> = scratch.iter().map(Vec::as_slice).collect();
+            out.end = at + hi as u64;
+            more = sink(&refs)?;
+        }
+        if got != d {
+            damage(
+                &mut out,
+                format!("a packet at sample {pts} decoded to {got} samples, not {d}"),
+            );
+            break;
+        }
+        if !more {
+            return Ok(Some(out));
+        }
+    }
+    out.whole = out.damaged == 0;
+    if out.whole {
+        out.end = next.unwrap_or(0).min(length);
+    }
+    Ok(Some(out))
 }
 
 /// Zeroes the "discard at the end" field of a packet's `AV_PKT_DATA_SKIP_SAMPLES` side data

@@ -49,7 +49,9 @@ use super::encode_segments::{tokens, SegmentEncoder, LEAD_OUT_FRAMES};
 use super::{
     judge_track, mux_segments, ChapterBuilder, Failure, PipelineJob, PipelineOutcome, SegmentMsg,
 };
-use crate::av::decode::{decode_file_while, resampled_len, DecodeStats};
+use crate::av::decode::{
+    decode_file_while, decode_seeking, resampled_len, seeks_exactly, DecodeStats,
+};
 use crate::av::encode::EncodedPacket;
 use crate::av::mux::{M4bMuxer, MuxChapter};
 use crate::av::packets::{
@@ -99,8 +101,10 @@ enum Source {
     /// worker decodes it from its start exactly as the in-order path does and drops what
     /// comes before its stretch ([`decode_whole`]): no index needed, and the samples are the
     /// in-order path's. Decoding these formats costs a few percent of encoding them; what is
-    /// decoded twice this way is capped ([`prepare`]).
-    Whole { rate: u32, len: u64 },
+    /// decoded twice this way is capped ([`prepare`]). A FLAC or WAV file at the book's rate
+    /// (`seeks`) is not decoded from its start but from a seek to the packet holding the first
+    /// sample wanted ([`decode_seeking`]), bit for bit the same: nothing is decoded twice.
+    Whole { rate: u32, len: u64, seeks: bool },
 }
 
 impl Source {
@@ -150,7 +154,7 @@ impl RangePlan {
                 .partition_point(|&s| s <= at)
                 .saturating_sub(1);
             match self.sources.get(t) {
-                Some(Source::Whole { .. }) => at - self.track_starts[t],
+                Some(Source::Whole { seeks: false, .. }) => at - self.track_starts[t],
                 _ => 0,
             }
         };
@@ -199,9 +203,10 @@ pub(super) fn prepare(
             .par_iter()
             .map(|t| match (t.format, t.exact_source_samples) {
                 (crate::model::InputFormat::Mp3, _) => index_mp3(&t.path).map(Source::Indexed),
-                (_, Some(len)) => Ok(Source::Whole {
+                (format, Some(len)) => Ok(Source::Whole {
                     rate: t.source_rate,
                     len,
+                    seeks: seeks_exactly(format) && t.source_rate == rate,
                 }),
                 (_, None) => unreachable!("checked above"),
             })
@@ -712,9 +717,10 @@ fn decode_timeline(
                     decode_resampled_from(file, index, rate, len, from, channels, stop, &mut take)?;
                 }
             }
-            Source::Whole { .. } => {
+            Source::Whole { seeks, .. } => {
                 let format = job.tracks[track].format;
-                decode_whole(path, format, (rate, channels), from, len, stop, &mut take)?;
+                let how = (rate, channels, *seeks);
+                decode_whole(path, format, how, from, len, stop, &mut take)?;
             }
         }
         if pos < end {
@@ -736,20 +742,45 @@ fn decode_timeline(
 const WHOLE_CHUNK_SAMPLES: usize = 4096;
 
 /// Decodes `path` (a [`Source::Whole`] file of `len` samples on the book's clock) from its
-/// start as the in-order path does, drops its first `from` samples and hands the rest to
-/// `take` until it returns `false`. The file must decode without damage, and when decoded to
-/// its end, to exactly `len` samples; otherwise the book goes in order, which judges it.
+/// sample `from` and hands the samples to `take` until it returns `false`: from a seek when
+/// `seeks` ([`decode_seeking`]), else from its start as the in-order path does, dropping its
+/// first `from` samples. The file must decode without damage, and when decoded to its end, to
+/// exactly `len` samples; otherwise the book goes in order, which judges it.
 fn decode_whole(
     path: &std::path::Path,
     format: crate::model::InputFormat,
-    (rate, channels): (u32, usize),
+    (rate, channels, seeks): (u32, usize, bool),
     from: u64,
     len: u64,
     stop: &dyn Fn() -> bool,
     take: &mut dyn FnMut(&[&[f32]]) -> Result<bool>,
 ) -> std::result::Result<(), RangeError> {
-    let input = crate::av::input::open_input(path, crate::model::InputFormats::of(&[format]))
-        .map_err(|e| RangeError::Mismatch(e.to_string()))?;
+    let open = || {
+        crate::av::input::open_input(path, crate::model::InputFormats::of(&[format]))
+            .map_err(|e| RangeError::Mismatch(e.to_string()))
+    };
+    if seeks {
+        if let Some(got) = decode_seeking(open()?, from, channels, stop, take)? {
+            if got.damaged > 0 {
+                return Err(RangeError::Mismatch(format!(
+                    "{}: {} damaged packet(s) ({})",
+                    path.display(),
+                    got.damaged,
+                    got.first_error.unwrap_or_default()
+                )));
+            }
+            if got.whole && got.end != len {
+                return Err(RangeError::Mismatch(format!(
+                    "{} decoded to {} samples, its container says {len}",
+                    path.display(),
+                    got.end
+                )));
+            }
+            return Ok(());
+        }
+        tracing::debug!(path = %path.display(), from, "no exact seek; decoding the file from its start");
+    }
+    let input = open()?;
     let mut at = 0u64;
     let (stats, whole) = decode_file_while(
         input,
@@ -902,7 +933,7 @@ mod tests {
     fn stretch(
         path: &Path,
         format: InputFormat,
-        (rate, channels): (u32, usize),
+        (rate, channels, seeks): (u32, usize, bool),
         from: u64,
         len: u64,
         want: usize,
@@ -911,7 +942,7 @@ mod tests {
         decode_whole(
             path,
             format,
-            (rate, channels),
+            (rate, channels, seeks),
             from,
             len,
             &|| false,
@@ -927,8 +958,9 @@ mod tests {
     }
 
     /// A file that is not MP3 gives a worker, from any sample and for any stretch, exactly the
-    /// samples the in-order path decodes there (resampled too), and a file that does not decode
-    /// to the length its container states is sent back to the in-order path.
+    /// samples the in-order path decodes there (resampled too; FLAC and WAV at the book's rate
+    /// from a seek), and a file that does not decode to the length its container states is sent
+    /// back to the in-order path.
     #[test]
     fn a_whole_file_decodes_from_any_sample_as_in_order() {
         crate::av::init();
@@ -936,11 +968,14 @@ mod tests {
         // (kind, its rate, the book's rate, channels of the file, of the book)
         let cases = [
             (AudioKind::Flac, InputFormat::Flac, 44_100, 44_100, 2, 2),
+            (AudioKind::Flac, InputFormat::Flac, 22_050, 44_100, 1, 1),
+            (AudioKind::Wav, InputFormat::Wav, 44_100, 44_100, 1, 2),
             (AudioKind::Opus, InputFormat::Opus, 48_000, 44_100, 2, 1),
             (AudioKind::Vorbis, InputFormat::Vorbis, 22_050, 44_100, 1, 2),
             (AudioKind::M4aAac, InputFormat::M4a, 44_100, 44_100, 2, 2),
         ];
         for (kind, format, rate, out_rate, ch, out_ch) in cases {
+            let seeks = crate::av::decode::seeks_exactly(format) && rate == out_rate;
             let path = tmp.path().join(format!("part.{}", kind.extension()));
             let mut spec = AudioSpec::sine(kind, rate, ch, u64::from(rate) * 3 + 777);
             spec.signal = Signal::SpeechLike { seed: 3 };
@@ -950,7 +985,7 @@ mod tests {
             assert!(len > u64::from(out_rate) * 3, "{kind:?}: {len}");
             for from in [0, 1, 4095, 4096, 4097, len / 2 + 3, len - 1] {
                 for want in [1usize, 1000, 50_000, usize::MAX / 2] {
-                    let got = stretch(&path, format, (out_rate, out_ch), from, len, want)
+                    let got = stretch(&path, format, (out_rate, out_ch, seeks), from, len, want)
                         .unwrap_or_else(|_| panic!("{kind:?} from {from}"));
                     let to = (from as usize).saturating_add(want).min(len as usize);
                     for c in 0..out_ch {
@@ -962,17 +997,65 @@ mod tests {
                 }
             }
             // Decoded to its end, the file must be as long as the plan says.
-            let off = stretch(
+            for from in [0, len / 3] {
+                let off = stretch(
+                    &path,
+                    format,
+                    (out_rate, out_ch, seeks),
+                    from,
+                    len + 1,
+                    usize::MAX / 2,
+                );
+                assert!(
+                    matches!(off, Err(RangeError::Mismatch(ref why)) if why.contains("its container says")),
+                    "{kind:?}: a length off by one is a re-plan"
+                );
+            }
+            if seeks {
+                // The seek itself was used, not the decode from the start.
+                let input = crate::av::input::open_input(&path, InputFormats::of(&[format]));
+                let got = crate::av::decode::decode_seeking(
+                    input.unwrap(),
+                    len / 2 + 3,
+                    out_ch,
+                    &|| false,
+                    &mut |_| Ok(true),
+                )
+                .unwrap()
+                .unwrap_or_else(|| panic!("{kind:?}: no exact seek"));
+                assert!(got.whole && got.end == len && got.damaged == 0, "{got:?}");
+            }
+        }
+    }
+
+    /// A FLAC damaged in the middle is sent back to the in-order path (which judges damage)
+    /// whether a worker seeks past the damage or decodes through it.
+    #[test]
+    fn a_damaged_flac_is_sent_back_in_order() {
+        crate::av::init();
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("part.flac");
+        let mut spec = AudioSpec::sine(AudioKind::Flac, 44_100, 2, 44_100 * 4);
+        spec.signal = Signal::SpeechLike { seed: 5 };
+        let len = write_audio(&path, &spec).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        for b in &mut bytes[mid..mid + 64] {
+            *b ^= 0x5a;
+        }
+        std::fs::write(&path, bytes).unwrap();
+        for seeks in [true, false] {
+            let r = stretch(
                 &path,
-                format,
-                (out_rate, out_ch),
-                0,
-                len + 1,
+                InputFormat::Flac,
+                (44_100, 2, seeks),
+                1000,
+                len,
                 usize::MAX / 2,
             );
             assert!(
-                matches!(off, Err(RangeError::Mismatch(ref why)) if why.contains("its container says")),
-                "{kind:?}: a length off by one is a re-plan"
+                matches!(r, Err(RangeError::Mismatch(_))),
+                "seeks {seeks}: damage must be a re-plan"
             );
         }
     }

@@ -269,37 +269,72 @@ fn every_format_converts_on_the_multi_core_path_as_in_order() {
     }
 }
 
-/// A book of one long file that is not MP3 would have every worker decode it from its start
-/// to reach its stretch: it is encoded in book order instead, as exactly.
+/// A book of one long file: a FLAC at the book's rate is reached by seeking, so it takes the
+/// ranged path; an Opus file would have every worker decode it from its start to reach its
+/// stretch, so it is encoded in book order instead. Both exactly.
 #[test]
-fn a_book_of_one_long_flac_goes_in_order() {
-    let tmp = tempfile::tempdir().unwrap();
-    let book = tmp.path().join("book");
-    std::fs::create_dir_all(&book).unwrap();
-    let n = write_audio(
-        book.join("01.flac"),
-        &AudioSpec::sine(AudioKind::Flac, 44_100, 2, 80 * 44_100 + 5),
-    )
-    .unwrap();
-    let out = tmp.path().join("out.m4b");
-    let o = run([
-        "convert",
-        "-v",
-        "--json",
-        "-j2",
-        "--segment-frames",
-        "1024",
-        "-o",
-        out.to_str().unwrap(),
-        book.to_str().unwrap(),
-    ]);
-    assert_exit(&o, 0);
-    let log = stderr(&o);
-    assert!(
-        log.contains("a second time") && log.contains("encoding streamed segments in book order"),
-        "{log}"
-    );
-    assert_eq!(json(&o)["total_samples"].as_u64(), Some(n));
+fn a_book_of_one_long_file_seeks_or_goes_in_order() {
+    for (kind, rate, ranged) in [
+        (AudioKind::Flac, 44_100, true),
+        (AudioKind::Opus, 48_000, false),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let book = tmp.path().join("book");
+        std::fs::create_dir_all(&book).unwrap();
+        let path = book.join(format!("01.{}", kind.extension()));
+        let n = write_audio(
+            &path,
+            &AudioSpec::sine(kind, rate, 2, 80 * u64::from(rate) + 5),
+        )
+        .unwrap();
+        let out = tmp.path().join("out.m4b");
+        let o = run([
+            "convert",
+            "-v",
+            "--json",
+            "-j2",
+            "--segment-frames",
+            "1024",
+            "--sample-rate",
+            &rate.to_string(),
+            "-o",
+            out.to_str().unwrap(),
+            book.to_str().unwrap(),
+        ]);
+        assert_exit(&o, 0);
+        let log = stderr(&o);
+        let report = json(&o);
+        assert_eq!(report["total_samples"].as_u64(), Some(n), "{kind:?}");
+        if ranged {
+            assert!(
+                log.contains("each worker decoding its own range")
+                    && !log.contains("in book order")
+                    && !log.contains("no exact seek"),
+                "{kind:?}: {log}"
+            );
+            assert!(
+                report["timings"]["stages"]["segments"].as_u64() >= Some(3),
+                "{report:#}"
+            );
+        } else {
+            assert!(
+                log.contains("a second time")
+                    && log.contains("encoding streamed segments in book order"),
+                "{kind:?}: {log}"
+            );
+        }
+        let s = aiom4b::verify::summarize(&out).unwrap();
+        assert!(
+            s.inconsistencies.is_empty(),
+            "{kind:?}: {:?}",
+            s.inconsistencies
+        );
+        assert!(
+            s.decoded_samples.abs_diff(n) <= AAC_FRAME,
+            "{kind:?}: decoded {} of {n}",
+            s.decoded_samples
+        );
+    }
 }
 
 #[test]

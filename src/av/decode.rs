@@ -279,13 +279,40 @@ pub fn decode_file_while(
     Ok((stats, true))
 }
 
-/// Formats whose packets decode independently of one another and carry their exact first
-/// sample, so that a stretch can be decoded from a seek bit for bit as from the file's start:
-/// FLAC (every frame header holds its sample number, and a frame needs no other) and PCM in
-/// WAV.
-pub fn seeks_exactly(format: crate::model::InputFormat) -> bool {
+/// Whether a stretch of `input` can be decoded from a seek with the samples a decode from its
+/// start gives there, at `out_rate` (no resampling: a resampler's state cannot be sought), and
+/// how many packets before the stretch the decoder must see first. Every packet must carry its
+/// exact first sample (a time base of one sample):
+/// - FLAC, PCM in WAV, ALAC in MP4: packets decode on their own (pre-roll 0);
+/// - AAC-LC in MP4: a packet's samples overlap the packet before's (the MDCT), so one packet
+///   of pre-roll gives them exactly; two are taken. The one thing a decoder carries further
+///   is the random generator of perceptual noise substitution: a stream that uses it decodes
+///   with other noise (of the same spectrum) in those bands after a seek. HE-AAC is not
+///   sought (its SBR carries state from packet to packet).
+///
+/// Vorbis and Opus are not sought: their Ogg pages time packets only by page, and Opus
+/// carries state.
+pub fn seek_preroll(input: &AudioInput, out_rate: u32) -> Option<u32> {
     use crate::model::InputFormat;
-    matches!(format, InputFormat::Flac | InputFormat::Wav)
+    let stream = input.ctx.stream(input.audio_index)?;
+    let tb = stream.time_base();
+    let params = stream.parameters();
+    // SAFETY: `params` points at the stream's codec parameters, valid while `input` is.
+    let (rate, id, profile) = unsafe {
+        let p = params.as_ptr();
+        ((*p).sample_rate, (*p).codec_id, (*p).profile)
+    };
+    if rate <= 0 || rate as u32 != out_rate || tb.numerator() != 1 || tb.denominator() != rate {
+        return None;
+    }
+    // FFmpeg's profile number of AAC-LC (`FF_PROFILE_AAC_LOW`).
+    const AAC_LOW: i32 = 1;
+    match (input.format, id) {
+        (InputFormat::Flac, _) | (InputFormat::Wav, _) => Some(0),
+        (InputFormat::M4a, ffi::AVCodecID::AV_CODEC_ID_ALAC) => Some(0),
+        (InputFormat::M4a, ffi::AVCodecID::AV_CODEC_ID_AAC) if profile == AAC_LOW => Some(2),
+        _ => None,
+    }
 }
 
 /// What [`decode_seeking`] decoded.
@@ -300,17 +327,19 @@ pub struct SeekDecode {
     pub first_error: Option<String>,
 }
 
-/// Decodes a file of a format that [`seeks_exactly`], at its own rate, from its sample `from`
-/// to its end (its stated length) or until `sink` returns `false`, remixed to `out_channels`:
-/// the demuxer seeks to the packet holding `from` (libavformat's own seek, which lands at or
-/// before it), packets before it are read but not decoded, and every packet from there on
-/// must follow the one before and decode to its stated duration (else it counts as damage).
-/// The samples are those [`decode_file`] gives from the file's start. Returns `None` when the
-/// demuxer cannot vouch for where it landed (no timestamps, another time base, a seek that
-/// fails or lands after `from`): the caller then decodes from the start.
+/// Decodes a file that [`seek_preroll`] allows, at its own rate, from its sample `from` to its
+/// end (its stated length) or until `sink` returns `false`, remixed to `out_channels`: the
+/// demuxer seeks to the packet holding `from` less `preroll` packets (libavformat's own seek,
+/// which lands at or before it), packets before that are read but not decoded, the pre-roll
+/// is decoded and dropped, and every packet from there on must follow the one before and
+/// decode to its stated duration (else it counts as damage). The samples are those
+/// [`decode_file`] gives from the file's start. Returns `None` when the demuxer cannot vouch
+/// for where it landed (no timestamps, another time base, a seek that fails, lands after the
+/// pre-roll or in the priming): the caller then decodes from the start.
 pub fn decode_seeking(
     mut input: AudioInput,
     from: u64,
+    preroll: u32,
     out_channels: usize,
     cancelled: &dyn Fn() -> bool,
     sink: &mut dyn FnMut(&[&[f32]]) -> Result<bool>,
@@ -324,7 +353,12 @@ pub fn decode_seeking(
     let tb = stream.time_base();
     let params = stream.parameters();
     // SAFETY: `params` points at the stream's codec parameters, valid while `input` is.
-    let rate = unsafe { (*params.as_ptr()).sample_rate };
+    let (rate, frame_size) = unsafe {
+        (
+            (*params.as_ptr()).sample_rate,
+            (*params.as_ptr()).frame_size,
+        )
+    };
     if rate <= 0 || tb.numerator() != 1 || tb.denominator() != rate {
         return Ok(None);
     }
@@ -341,7 +375,13 @@ pub fn decode_seeking(
         .decoder()
         .audio()
         .map_err(|e| av("open the decoder", e))?;
-    if from > 0 {
+    // Where decoding starts: `preroll` packets of the codec's frame size before `from`.
+    let start = from.saturating_sub(u64::from(preroll) * frame_size.max(1) as u64);
+    if preroll > 0 && start == 0 {
+        // Near the start (in the priming, for AAC) nothing is saved by seeking.
+        return Ok(None);
+    }
+    if start > 0 {
         // By hand because ffmpeg-next's `seek` takes AV_TIME_BASE units over all streams; this
         // is libavformat's `av_seek_frame` on the audio stream, in its own time base.
         // SAFETY: the context is the open input's; `index` is one of its streams.
@@ -349,7 +389,7 @@ pub fn decode_seeking(
             ff::ffi::av_seek_frame(
                 input.ctx.as_mut_ptr(),
                 index as i32,
-                from as i64,
+                start as i64,
                 ff::ffi::AVSEEK_FLAG_BACKWARD as _,
             )
         };
@@ -357,6 +397,8 @@ pub fn decode_seeking(
             return Ok(None);
         }
     }
+    // Packets decoded so far; the first `preroll` only set the decoder up.
+    let mut decoded = 0u32;
     let mut out = SeekDecode::default();
     let mut next: Option<u64> = None;
     let mut frame = ff::frame::Audio::empty();
@@ -397,8 +439,8 @@ pub fn decode_seeking(
         }
         let (pts, d) = (pts as u64, d as u64);
         match next {
-            // Landed after the sample wanted: nothing here can vouch for what came before.
-            None if pts > from => return Ok(None),
+            // Landed after the pre-roll: nothing here can vouch for what came before.
+            None if pts > start => return Ok(None),
             Some(n) if n != pts => {
                 damage(
                     &mut out,
@@ -409,9 +451,13 @@ pub fn decode_seeking(
             _ => {}
         }
         next = Some(pts + d);
-        if pts + d <= from || pts >= length {
+        if pts + d <= start || pts >= length {
             continue;
         }
+        // The container's length ends the file (see `decode_file`).
+        clear_end_trim(&mut packet);
+        let setup = decoded < preroll && pts + d <= from;
+        decoded += 1;
         if let Err(e) = decoder.send_packet(&packet) {
             damage(&mut out, e.to_string());
             break;
@@ -424,7 +470,7 @@ pub fn decode_seeking(
             got += n;
             let lo = from.saturating_sub(at).min(n) as usize;
             let hi = n.min(length.saturating_sub(at)) as usize;
-            if lo >= hi || !more {
+            if setup || lo >= hi || !more {
                 continue;
             }
             let planes = to_planar_f32(&frame, hi).ok_or_else(|| Error::NotAudio {
@@ -440,7 +486,9 @@ pub fn decode_seeking(
             out.end = at + hi as u64;
             more = sink(&refs)?;
         }
-        if got != d {
+        // The last packet may state less than the codec's frame (MP4's last `stts` entry):
+        // the stated length ends it, as in `decode_file`.
+        if got != d && !(pts + d >= length && got >= d) {
             damage(
                 &mut out,
                 format!("a packet at sample {pts} decoded to {got} samples, not {d}"),

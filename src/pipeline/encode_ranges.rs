@@ -10,8 +10,9 @@
 //!    learn each packet's exact output length, so the book's sample clock is known before
 //!    anything is decoded: file `i` starts at `track_starts[i]`. Other formats state their
 //!    exact length in their container (FLAC, WAV, Ogg, AAC/ALAC in MP4; not raw ADTS) and are
-//!    taken whole ([`Source::Whole`]): a worker decodes such a file from its start, as the
-//!    in-order path does, and drops what precedes its stretch. A file at another rate than
+//!    taken whole ([`Source::Whole`]): a worker seeks to its stretch where the format allows
+//!    it exactly (FLAC, WAV, ALAC, AAC-LC at the book's rate), else decodes the file from its
+//!    start, as the in-order path does, and drops what precedes its stretch. A file at another rate than
 //!    the output's counts with its exact resampled length ([`resampled_len`]: swresample's count
 //!    is a function of the input length alone, worked out in microseconds from the index).
 //! 2. **Plan** segments of up to [`RANGE_MAX_FRAMES`] AAC frames on the global frame grid, as
@@ -50,7 +51,7 @@ use super::{
     judge_track, mux_segments, ChapterBuilder, Failure, PipelineJob, PipelineOutcome, SegmentMsg,
 };
 use crate::av::decode::{
-    decode_file_while, decode_seeking, resampled_len, seeks_exactly, DecodeStats,
+    decode_file_while, decode_seeking, resampled_len, seek_preroll, DecodeStats,
 };
 use crate::av::encode::EncodedPacket;
 use crate::av::mux::{M4bMuxer, MuxChapter};
@@ -101,10 +102,15 @@ enum Source {
     /// worker decodes it from its start exactly as the in-order path does and drops what
     /// comes before its stretch ([`decode_whole`]): no index needed, and the samples are the
     /// in-order path's. Decoding these formats costs a few percent of encoding them; what is
-    /// decoded twice this way is capped ([`prepare`]). A FLAC or WAV file at the book's rate
-    /// (`seeks`) is not decoded from its start but from a seek to the packet holding the first
-    /// sample wanted ([`decode_seeking`]), bit for bit the same: nothing is decoded twice.
-    Whole { rate: u32, len: u64, seeks: bool },
+    /// decoded twice this way is capped ([`prepare`]). A file that can be sought exactly
+    /// (`seeks`: its pre-roll in packets; FLAC, WAV, ALAC and AAC-LC in MP4 at the book's rate,
+    /// see [`seek_preroll`]) is decoded from a seek to the packet holding the first sample
+    /// wanted instead ([`decode_seeking`]), with the same samples: nothing is decoded twice.
+    Whole {
+        rate: u32,
+        len: u64,
+        seeks: Option<u32>,
+    },
 }
 
 impl Source {
@@ -154,7 +160,7 @@ impl RangePlan {
                 .partition_point(|&s| s <= at)
                 .saturating_sub(1);
             match self.sources.get(t) {
-                Some(Source::Whole { seeks: false, .. }) => at - self.track_starts[t],
+                Some(Source::Whole { seeks: None, .. }) => at - self.track_starts[t],
                 _ => 0,
             }
         };
@@ -206,7 +212,12 @@ pub(super) fn prepare(
                 (format, Some(len)) => Ok(Source::Whole {
                     rate: t.source_rate,
                     len,
-                    seeks: seeks_exactly(format) && t.source_rate == rate,
+                    seeks: crate::av::input::open_input(
+                        &t.path,
+                        crate::model::InputFormats::of(&[format]),
+                    )
+                    .ok()
+                    .and_then(|input| seek_preroll(&input, rate)),
                 }),
                 (_, None) => unreachable!("checked above"),
             })
@@ -741,6 +752,9 @@ fn decode_timeline(
 /// Samples per chunk a [`Source::Whole`] file is decoded in (kept small: nothing waits in it).
 const WHOLE_CHUNK_SAMPLES: usize = 4096;
 
+/// Stretches starting this early in a file are decoded from its start, not sought.
+const SEEK_FROM_SAMPLES: u64 = 8192;
+
 /// Decodes `path` (a [`Source::Whole`] file of `len` samples on the book's clock) from its
 /// sample `from` and hands the samples to `take` until it returns `false`: from a seek when
 /// `seeks` ([`decode_seeking`]), else from its start as the in-order path does, dropping its
@@ -749,7 +763,7 @@ const WHOLE_CHUNK_SAMPLES: usize = 4096;
 fn decode_whole(
     path: &std::path::Path,
     format: crate::model::InputFormat,
-    (rate, channels, seeks): (u32, usize, bool),
+    (rate, channels, seeks): (u32, usize, Option<u32>),
     from: u64,
     len: u64,
     stop: &dyn Fn() -> bool,
@@ -759,8 +773,9 @@ fn decode_whole(
         crate::av::input::open_input(path, crate::model::InputFormats::of(&[format]))
             .map_err(|e| RangeError::Mismatch(e.to_string()))
     };
-    if seeks {
-        if let Some(got) = decode_seeking(open()?, from, channels, stop, take)? {
+    // Near the start (within the pre-roll and the priming) a seek saves nothing.
+    if let Some(preroll) = seeks.filter(|_| from >= SEEK_FROM_SAMPLES) {
+        if let Some(got) = decode_seeking(open()?, from, preroll, channels, stop, take)? {
             if got.damaged > 0 {
                 return Err(RangeError::Mismatch(format!(
                     "{}: {} damaged packet(s) ({})",
@@ -933,7 +948,7 @@ mod tests {
     fn stretch(
         path: &Path,
         format: InputFormat,
-        (rate, channels, seeks): (u32, usize, bool),
+        (rate, channels, seeks): (u32, usize, Option<u32>),
         from: u64,
         len: u64,
         want: usize,
@@ -958,35 +973,112 @@ mod tests {
     }
 
     /// A file that is not MP3 gives a worker, from any sample and for any stretch, exactly the
-    /// samples the in-order path decodes there (resampled too; FLAC and WAV at the book's rate
-    /// from a seek), and a file that does not decode to the length its container states is sent
-    /// back to the in-order path.
+    /// samples the in-order path decodes there (resampled too; FLAC, WAV, ALAC and AAC-LC at
+    /// the book's rate from a seek), and a file that does not decode to the length its
+    /// container states is sent back to the in-order path.
     #[test]
     fn a_whole_file_decodes_from_any_sample_as_in_order() {
         crate::av::init();
         let tmp = tempfile::tempdir().unwrap();
-        // (kind, its rate, the book's rate, channels of the file, of the book)
+        // (kind, its rate, the book's rate, channels of the file, of the book, its pre-roll
+        // when sought)
         let cases = [
-            (AudioKind::Flac, InputFormat::Flac, 44_100, 44_100, 2, 2),
-            (AudioKind::Flac, InputFormat::Flac, 22_050, 44_100, 1, 1),
-            (AudioKind::Wav, InputFormat::Wav, 44_100, 44_100, 1, 2),
-            (AudioKind::Opus, InputFormat::Opus, 48_000, 44_100, 2, 1),
-            (AudioKind::Vorbis, InputFormat::Vorbis, 22_050, 44_100, 1, 2),
-            (AudioKind::M4aAac, InputFormat::M4a, 44_100, 44_100, 2, 2),
+            (
+                AudioKind::Flac,
+                InputFormat::Flac,
+                44_100,
+                44_100,
+                2,
+                2,
+                Some(0),
+            ),
+            (
+                AudioKind::Flac,
+                InputFormat::Flac,
+                22_050,
+                44_100,
+                1,
+                1,
+                None,
+            ),
+            (
+                AudioKind::Wav,
+                InputFormat::Wav,
+                44_100,
+                44_100,
+                1,
+                2,
+                Some(0),
+            ),
+            (
+                AudioKind::Opus,
+                InputFormat::Opus,
+                48_000,
+                44_100,
+                2,
+                1,
+                None,
+            ),
+            (
+                AudioKind::Vorbis,
+                InputFormat::Vorbis,
+                22_050,
+                44_100,
+                1,
+                2,
+                None,
+            ),
+            (
+                AudioKind::M4aAac,
+                InputFormat::M4a,
+                44_100,
+                44_100,
+                2,
+                2,
+                Some(2),
+            ),
+            (
+                AudioKind::M4aAac,
+                InputFormat::M4a,
+                22_050,
+                44_100,
+                1,
+                1,
+                None,
+            ),
+            (
+                AudioKind::M4aAlac,
+                InputFormat::M4a,
+                44_100,
+                44_100,
+                2,
+                2,
+                Some(0),
+            ),
         ];
-        for (kind, format, rate, out_rate, ch, out_ch) in cases {
-            let seeks = crate::av::decode::seeks_exactly(format) && rate == out_rate;
-            let path = tmp.path().join(format!("part.{}", kind.extension()));
+        for (kind, format, rate, out_rate, ch, out_ch, preroll) in cases {
+            let path = tmp.path().join(format!("part-{rate}.{}", kind.extension()));
             let mut spec = AudioSpec::sine(kind, rate, ch, u64::from(rate) * 3 + 777);
             spec.signal = Signal::SpeechLike { seed: 3 };
             write_audio(&path, &spec).unwrap();
+            let input = crate::av::input::open_input(&path, InputFormats::of(&[format]));
+            let seeks = crate::av::decode::seek_preroll(&input.unwrap(), out_rate);
+            assert_eq!(seeks, preroll, "{kind:?} at {rate} Hz");
             let whole = in_order(&path, format, out_rate, out_ch);
             let len = whole[0].len() as u64;
             assert!(len > u64::from(out_rate) * 3, "{kind:?}: {len}");
-            for from in [0, 1, 4095, 4096, 4097, len / 2 + 3, len - 1] {
+            for from in [0, 1, 4097, 8191, 8192, 8193, 10_000, len / 2 + 3, len - 1] {
                 for want in [1usize, 1000, 50_000, usize::MAX / 2] {
                     let got = stretch(&path, format, (out_rate, out_ch, seeks), from, len, want)
-                        .unwrap_or_else(|_| panic!("{kind:?} from {from}"));
+                        .unwrap_or_else(|e| {
+                            panic!(
+                                "{kind:?} from {from}: {}",
+                                match e {
+                                    RangeError::Mismatch(w) => w,
+                                    RangeError::Other(e) => e.to_string(),
+                                }
+                            )
+                        });
                     let to = (from as usize).saturating_add(want).min(len as usize);
                     for c in 0..out_ch {
                         assert!(
@@ -1011,12 +1103,13 @@ mod tests {
                     "{kind:?}: a length off by one is a re-plan"
                 );
             }
-            if seeks {
+            if let Some(preroll) = seeks {
                 // The seek itself was used, not the decode from the start.
                 let input = crate::av::input::open_input(&path, InputFormats::of(&[format]));
                 let got = crate::av::decode::decode_seeking(
                     input.unwrap(),
                     len / 2 + 3,
+                    preroll,
                     out_ch,
                     &|| false,
                     &mut |_| Ok(true),
@@ -1044,7 +1137,7 @@ mod tests {
             *b ^= 0x5a;
         }
         std::fs::write(&path, bytes).unwrap();
-        for seeks in [true, false] {
+        for seeks in [Some(0), None] {
             let r = stretch(
                 &path,
                 InputFormat::Flac,
@@ -1055,7 +1148,7 @@ mod tests {
             );
             assert!(
                 matches!(r, Err(RangeError::Mismatch(_))),
-                "seeks {seeks}: damage must be a re-plan"
+                "seeks {seeks:?}: damage must be a re-plan"
             );
         }
     }

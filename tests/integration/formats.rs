@@ -269,13 +269,14 @@ fn every_format_converts_on_the_multi_core_path_as_in_order() {
     }
 }
 
-/// A book of one long file: a FLAC at the book's rate is reached by seeking, so it takes the
-/// ranged path; an Opus file would have every worker decode it from its start to reach its
-/// stretch, so it is encoded in book order instead. Both exactly.
+/// A book of one long file: a FLAC or an AAC-LC M4B at the book's rate is reached by seeking,
+/// so it takes the ranged path; an Opus file would have every worker decode it from its start
+/// to reach its stretch, so it is encoded in book order instead. All exactly.
 #[test]
 fn a_book_of_one_long_file_seeks_or_goes_in_order() {
     for (kind, rate, ranged) in [
         (AudioKind::Flac, 44_100, true),
+        (AudioKind::M4aAac, 44_100, true),
         (AudioKind::Opus, 48_000, false),
     ] {
         let tmp = tempfile::tempdir().unwrap();
@@ -293,6 +294,8 @@ fn a_book_of_one_long_file_seeks_or_goes_in_order() {
             "-v",
             "--json",
             "-j2",
+            "--audio",
+            "encode",
             "--segment-frames",
             "1024",
             "--sample-rate",

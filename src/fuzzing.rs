@@ -202,3 +202,28 @@ fn patch(moov_buf: &[u8], top: &mp4box::TopBox, walk: &mut Mp4Walk) {
         assert!(keys.contains(&n.key), "{} is in the new ilst", n.key);
     }
 }
+
+/// A stretch from the middle of `path` decoded as a ranged worker seeks to it
+/// ([`crate::av::decode::decode_seeking`]), where its format allows a seek: `Some((from,
+/// samples delivered, what the decoder saw))`. Never a panic; never more samples than the
+/// stated length leaves after `from`.
+pub fn decode_seeking_stretch(
+    path: &std::path::Path,
+) -> Option<(u64, u64, crate::av::decode::SeekDecode)> {
+    use crate::av::{decode, input};
+    let open = || input::open_input(path, crate::model::InputFormats::all()).ok();
+    let probe = open()?;
+    let params = probe.ctx.stream(probe.audio_index)?.parameters();
+    // SAFETY: the parameters of an open input's stream, read while it is open.
+    let rate = unsafe { (*params.as_ptr()).sample_rate };
+    let preroll = decode::seek_preroll(&probe, u32::try_from(rate).ok()?)?;
+    let len = probe.length?;
+    let from = len / 2;
+    let mut delivered = 0u64;
+    let got = decode::decode_seeking(open()?, from, preroll, 2, &|| false, &mut |planes| {
+        delivered += planes[0].len() as u64;
+        Ok(true)
+    })
+    .ok()??;
+    Some((from, delivered, got))
+}

@@ -2,7 +2,8 @@
 //! (`src/scan/sniff.rs`), then `src/av/input.rs` — FFmpeg with the one demuxer the first bytes
 //! call for (mp3, mov, aac, flac, ogg, wav), the codec check, the exact length (edit list,
 //! `iTunSMPB`, granule positions), the parts' own chapters, tags and pictures — and the first
-//! frames decoded. Input: the whole file.
+//! frames decoded, and a stretch from its middle decoded from a seek as the ranged encoder
+//! does (FLAC, WAV, AAC-LC and ALAC in MP4). Input: the whole file.
 //!
 //! Never a panic; a file that is accepted has a rate and channels, and its own chapters start
 //! at 0 and strictly increase.
@@ -30,6 +31,14 @@ fn check(path: &std::path::Path) {
         }
         for w in info.chapters.windows(2) {
             assert!(w[0].start_samples < w[1].start_samples, "{w:?}");
+        }
+    }
+    // The ranged encoder's seek into a FLAC, WAV or MP4 file (to its middle): never more than
+    // the stated length, and an undamaged stretch ends where it says.
+    if let Some((from, delivered, got)) = aiom4b::__fuzz::decode_seeking_stretch(path) {
+        assert!(delivered <= got.end.saturating_sub(from), "{from} {delivered} {got:?}");
+        if got.damaged == 0 && got.whole {
+            assert_eq!(from + delivered, got.end, "{got:?}");
         }
     }
 }

@@ -499,9 +499,13 @@ pub fn decode_seeking(
             return Ok(Some(out));
         }
     }
+    let Some(next) = next else {
+        // Not one packet after the seek: nothing vouches for where it landed.
+        return Ok(None);
+    };
     out.whole = out.damaged == 0;
     if out.whole {
-        out.end = next.unwrap_or(0).min(length);
+        out.end = next.min(length);
     }
     Ok(Some(out))
 }

@@ -125,3 +125,43 @@ fn verify_prints_no_panic_of_another_reader() {
         );
     }
 }
+
+/// The `inputs` target's finding: an MP4 whose seek to its middle lands past every packet was
+/// reported as decoded to its end at sample 0. A seek that reads not one packet now vouches for
+/// nothing (the ranged worker decodes from the start instead); every stretch decoded from a
+/// seek ends where it says.
+#[test]
+fn a_seek_into_an_input_vouches_only_for_what_it_read() {
+    use aiom4b::__internals::{decode, input};
+    for path in regressions("inputs") {
+        let _ = aiom4b::probe::probe_file(&path);
+        let open = || input::open_input(&path, aiom4b::InputFormats::all());
+        let Ok(probe) = open() else { continue };
+        // The file's own rate: the seek is only for files at the book's rate.
+        for rate in [
+            8_000, 11_025, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000,
+        ] {
+            let Some(preroll) = decode::seek_preroll(&probe, rate) else {
+                continue;
+            };
+            let mut delivered = 0u64;
+            let from = 6615;
+            let got =
+                decode::decode_seeking(open().unwrap(), from, preroll, 2, &|| false, &mut |p| {
+                    delivered += p[0].len() as u64;
+                    Ok(true)
+                })
+                .unwrap();
+            if let Some(got) = got {
+                assert!(
+                    delivered <= got.end.saturating_sub(from),
+                    "{}: {got:?}",
+                    path.display()
+                );
+                if got.damaged == 0 && got.whole {
+                    assert_eq!(from + delivered, got.end, "{}: {got:?}", path.display());
+                }
+            }
+        }
+    }
+}

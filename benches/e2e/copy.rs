@@ -10,7 +10,6 @@ use crate::measure::median;
 use crate::report::judge_min;
 use crate::{Bench, Tool, BOOK_1H};
 use serde_json::json;
-use std::process::Command;
 
 /// Issue 16: copying a 1-hour book at least this many times faster than re-encoding it.
 const COPY_SPEEDUP_GOAL: f64 = 100.0;
@@ -20,22 +19,8 @@ pub fn copy(b: &mut Bench) {
     let jobs = b.cores;
     let tool = Tool::Aiom4b { jobs };
     let book = b.convert(tool, &mp3).output;
-    let dir = b.work.join("copy-parts");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("creating the parts folder");
-    let st = Command::new(&b.bin)
-        .arg("split")
-        .arg(&book)
-        .args(["--parts", "10", "--out"])
-        .arg(&dir)
-        .status()
-        .expect("running aiom4b split");
-    assert!(st.success(), "aiom4b split failed");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("reading the parts")
-        .map(|e| e.expect("a part").path())
-        .collect();
-    files.sort();
+    let files = b.split_book(&book, 10, "copy-parts");
+    let dir = files[0].parent().expect("a folder").to_path_buf();
     let parts = Corpus {
         name: "m4a10parts1h",
         dir: dir.clone(),

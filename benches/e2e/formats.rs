@@ -130,23 +130,7 @@ pub fn formats(b: &mut Bench) {
     );
     // AAC-LC parts: the book converted by aiom4b and split in 20.
     let book = b.convert(tool, &mp3).output;
-    let dir = b.work.join("formats-m4a-parts");
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("creating the parts folder");
-    let st = Command::new(&b.bin)
-        .arg("split")
-        .arg(&book)
-        .args(["--parts", "20", "--out"])
-        .arg(&dir)
-        .status()
-        .expect("running aiom4b split");
-    assert!(st.success(), "aiom4b split failed");
-    let mut parts: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("reading the parts")
-        .map(|e| e.expect("a part").path())
-        .collect();
-    parts.sort();
-    let m4a = corpus("book1h-m4a", parts);
+    let m4a = corpus("book1h-m4a", b.split_book(&book, 20, "formats-m4a-parts"));
 
     let variants: [(&str, &Corpus, &[&str]); 5] = [
         ("MP3, 20 files", &mp3, &[]),

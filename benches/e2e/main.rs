@@ -250,6 +250,27 @@ impl Bench {
         }
     }
 
+    /// `book` split by `aiom4b split --parts N` into a fresh `work/<folder>`: the parts in order.
+    pub fn split_book(&self, book: &Path, parts: usize, folder: &str) -> Vec<PathBuf> {
+        let dir = self.work.join(folder);
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("creating the parts folder");
+        let st = Command::new(&self.bin)
+            .arg("split")
+            .arg(book)
+            .args(["--parts", &parts.to_string(), "--out"])
+            .arg(&dir)
+            .status()
+            .expect("running aiom4b split");
+        assert!(st.success(), "aiom4b split failed");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .expect("reading the parts")
+            .map(|e| e.expect("a part").path())
+            .collect();
+        files.sort();
+        files
+    }
+
     /// Emits the JSON line of one conversion.
     pub fn record_run(
         &mut self,

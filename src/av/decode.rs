@@ -117,18 +117,8 @@ pub fn decode_file_while(
             reason: "audio stream vanished".into(),
         })?;
     let time_base = stream.time_base();
-    let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-        .map_err(|e| av("read the stream parameters", e))?;
-    // Without the packet time base libavcodec cannot apply the end-padding trim of the last
-    // packet, and the file would come out up to one MP3 frame long.
-    // SAFETY: ctx is a valid, not yet opened codec context that we own.
-    unsafe {
-        (*ctx.as_mut_ptr()).pkt_timebase = time_base.into();
-    }
-    let mut decoder = ctx
-        .decoder()
-        .audio()
-        .map_err(|e| av("open the MP3 decoder", e))?;
+    let mut decoder =
+        open_decoder(stream.parameters(), time_base).map_err(|(what, e)| av(what, e))?;
 
     let length = input.length;
     let mut stats = DecodeStats::default();
@@ -279,6 +269,23 @@ pub fn decode_file_while(
     Ok((stats, true))
 }
 
+/// Opens the decoder of a stream with parameters `params` and packet time base `tb`, or says
+/// which step failed.
+pub(crate) fn open_decoder(
+    params: ff::codec::Parameters,
+    tb: ff::Rational,
+) -> std::result::Result<ff::decoder::Audio, (&'static str, ff::Error)> {
+    let mut ctx = ff::codec::context::Context::from_parameters(params)
+        .map_err(|e| ("read the stream parameters", e))?;
+    // Without the packet time base libavcodec cannot apply the end-padding trim of the last
+    // packet, and an MP3 would come out up to one frame long.
+    // SAFETY: ctx is a valid, not yet opened codec context that we own.
+    unsafe {
+        (*ctx.as_mut_ptr()).pkt_timebase = tb.into();
+    }
+    ctx.decoder().audio().map_err(|e| ("open the decoder", e))
+}
+
 /// Whether a stretch of `input` can be decoded from a seek with the samples a decode from its
 /// start gives there, at `out_rate` (no resampling: a resampler's state cannot be sought), and
 /// how many packets before the stretch the decoder must see first. Every packet must carry its
@@ -365,16 +372,7 @@ pub fn decode_seeking(
     let Some(length) = input.length else {
         return Ok(None);
     };
-    let mut ctx = ff::codec::context::Context::from_parameters(params)
-        .map_err(|e| av("read the stream parameters", e))?;
-    // SAFETY: ctx is a valid, not yet opened codec context that we own.
-    unsafe {
-        (*ctx.as_mut_ptr()).pkt_timebase = tb.into();
-    }
-    let mut decoder = ctx
-        .decoder()
-        .audio()
-        .map_err(|e| av("open the decoder", e))?;
+    let mut decoder = open_decoder(params, tb).map_err(|(what, e)| av(what, e))?;
     // Where decoding starts: `preroll` packets of the codec's frame size before `from`.
     let start = from.saturating_sub(u64::from(preroll) * frame_size.max(1) as u64);
     if preroll > 0 && start == 0 {

@@ -419,16 +419,8 @@ fn decode_source(
             reason: "audio stream vanished".into(),
         })
     })?;
-    let mut ctx = ff::codec::context::Context::from_parameters(stream.parameters())
-        .map_err(|e| Error::av(Some(&path), "read the stream parameters".to_string(), e))?;
-    // SAFETY: ctx is a valid, not yet opened codec context that we own.
-    unsafe {
-        (*ctx.as_mut_ptr()).pkt_timebase = tb.into();
-    }
-    let mut decoder = ctx
-        .decoder()
-        .audio()
-        .map_err(|e| Error::av(Some(&path), "open the MP3 decoder".to_string(), e))?;
+    let mut decoder = super::decode::open_decoder(stream.parameters(), tb)
+        .map_err(|(what, e)| Error::av(Some(&path), what.to_string(), e))?;
     let mut frame = ff::frame::Audio::empty();
     loop {
         if cancelled() {

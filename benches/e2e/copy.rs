@@ -49,25 +49,7 @@ pub fn copy(b: &mut Bench) {
                 label.starts_with("copy"),
                 "{label}: copied {copied}"
             );
-            eprintln!(
-                "  {label} rep {rep}: {:.2} s wall, {:.2} s cpu",
-                c.cost.wall_s,
-                c.cost.cpu_s()
-            );
-            b.rec.emit(
-                "run",
-                json!({
-                    "section": "copy",
-                    "corpus": parts.name,
-                    "variant": label,
-                    "rep": rep,
-                    "wall_s": c.cost.wall_s,
-                    "cpu_s": c.cost.cpu_s(),
-                    "max_rss_mib": c.cost.max_rss_mib,
-                    "aiom4b_timings": c.report.as_ref().map(|r| r["timings"].clone()),
-                    "loadavg_1m": c.loadavg_1m,
-                }),
-            );
+            b.record_labeled_run("copy", &parts, label, rep, &c);
             walls[k].push(c.cost.wall_s);
             cpus[k].push(c.cost.cpu_s());
             let _ = std::fs::remove_file(&c.output);

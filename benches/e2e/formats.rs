@@ -160,27 +160,8 @@ pub fn formats(b: &mut Bench) {
                 .unwrap_or_default();
             // Segments are only counted by the ranged path.
             segments[k] = stages["segments"].as_u64().unwrap_or(0);
-            eprintln!(
-                "  {label} rep {rep}: {:.2} s wall, {:.2} s cpu, {:.1} MiB, {} ranged segments",
-                c.cost.wall_s,
-                c.cost.cpu_s(),
-                c.cost.max_rss_mib,
-                segments[k]
-            );
-            b.rec.emit(
-                "run",
-                json!({
-                    "section": "formats",
-                    "corpus": corpus.name,
-                    "variant": label,
-                    "rep": rep,
-                    "wall_s": c.cost.wall_s,
-                    "cpu_s": c.cost.cpu_s(),
-                    "max_rss_mib": c.cost.max_rss_mib,
-                    "aiom4b_timings": c.report.as_ref().map(|r| r["timings"].clone()),
-                    "loadavg_1m": c.loadavg_1m,
-                }),
-            );
+            eprintln!("    ({} ranged segments)", segments[k]);
+            b.record_labeled_run("formats", corpus, label, rep, &c);
             walls[k].push(c.cost.wall_s);
             cpus[k].push(c.cost.cpu_s());
             rss[k].push(c.cost.max_rss_mib);

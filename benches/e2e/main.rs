@@ -280,6 +280,18 @@ impl Bench {
         rep: usize,
         c: &Conversion,
     ) {
+        self.record_labeled_run(section, corpus, &tool.label(), rep, c);
+    }
+
+    /// [`Bench::record_run`] for a variant that is more than its tool (extra arguments).
+    pub fn record_labeled_run(
+        &mut self,
+        section: &str,
+        corpus: &Corpus,
+        label: &str,
+        rep: usize,
+        c: &Conversion,
+    ) {
         let timings = c
             .report
             .as_ref()
@@ -291,7 +303,7 @@ impl Bench {
             "corpus": corpus.name,
             "files": corpus.files.len(),
             "audio_s": corpus.audio_secs,
-            "variant": tool.label(),
+            "variant": label,
             "rep": rep,
             "wall_s": c.cost.wall_s,
             "cpu_s": c.cost.cpu_s(),
@@ -305,7 +317,7 @@ impl Bench {
         eprintln!(
             "  {:<12} {:<14} rep {rep}: {:7.2} s wall  {:7.2} s cpu  {:6.1} MiB  {:6.1}× realtime",
             corpus.name,
-            tool.label(),
+            label,
             c.cost.wall_s,
             c.cost.cpu_s(),
             c.cost.max_rss_mib,

@@ -36,7 +36,10 @@ fn check(path: &std::path::Path) {
     // The ranged encoder's seek into a FLAC, WAV or MP4 file (to its middle): never more than
     // the stated length, and an undamaged stretch ends where it says.
     if let Some((from, delivered, got)) = aiom4b::__fuzz::decode_seeking_stretch(path) {
-        assert!(delivered <= got.end.saturating_sub(from), "{from} {delivered} {got:?}");
+        assert!(
+            delivered <= got.end.saturating_sub(from),
+            "{from} {delivered} {got:?}"
+        );
         if got.damaged == 0 && got.whole {
             assert_eq!(delivered, got.end.saturating_sub(from), "{got:?}");
         }

@@ -24,7 +24,7 @@
 //! sum of the parts' lengths by the last part's offset (at most 512 samples). An edit list per
 //! join could hide the difference for players that honour multi-entry edit lists, which many
 //! do not; the offsets are reported instead (`--audio encode` gives the exact sum).
-use super::encode_segments::{encode_segment, SegmentJob, LEAD_IN_FRAMES, LEAD_OUT_FRAMES};
+use super::encode_segments::{encode_segment, LEAD_IN_FRAMES, LEAD_OUT_FRAMES};
 use super::{ChapterBuilder, Failure, MuxMsg, PipelineOutcome};
 use crate::av::encode::{EncodedPacket, StreamParams, FRAME_SAMPLES};
 use crate::av::input::open_input;
@@ -545,15 +545,7 @@ fn encode_window(
     lay(&edge.tail, (a.start + edge.tail_start) as i64);
     lay(&edge.head, b.start as i64);
     let settings = plan.window_settings(coder);
-    let job = SegmentJob {
-        index: k as u64,
-        first_frame,
-        planes,
-        keep_from: from,
-        keep_to: Some(to),
-    };
-    let kept = encode_segment(&settings, &job)?;
-    let planes = job.planes;
+    let kept = encode_segment(&settings, first_frame, &planes, from, Some(to))?;
     if kept.len() as u64 != to - from {
         return Err(Error::Internal(format!(
             "copy: the window of join {k} gave {} packets, not {}",

@@ -26,19 +26,35 @@
 //! overlap from the same real audio, the MDCT aliasing cancels across the join and only the
 //! quantization noise differs — which is what the splice-quality test measures.
 //!
-//! **Threads and bounds.** The segmenter (this stage's thread) receives PCM in book order, cuts
-//! segment jobs and hands them to `workers` plain encoder threads through a bounded channel.
-//! A token channel with [`tokens`] slots limits segments in flight (dispatched but not yet
-//! written): the segmenter takes a token per job, the muxer returns it after writing that
-//! segment. PCM is thus at most `(tokens + 1) × (segment + lead-in + lead-out) × 1024 ×
-//! channels × 4 B` (the segments in flight and the segmenter's FIFO), held under
-//! [`PCM_BUDGET_BYTES`] by the choice of segment length, independent of book length.
+//! **Threads and bounds.** The segmenter (this stage's thread) receives PCM in book order and
+//! streams it to `workers` plain encoder threads: a segment is handed to the next free worker
+//! (a bounded job channel) when its input begins, and its samples follow on a channel of its
+//! own as they are decoded, so a worker encodes while the decoder is still producing its
+//! segment. Only what has been sent and not yet encoded is held, and that is bounded by a
+//! budget of quanta ([`PCM_BUDGET_BYTES`], ~32 MiB: about one segment for 2 workers, since the
+//! decoder needs to be only `workers − 1` segments ahead): the segmenter takes a quantum per
+//! [`QUANTUM_SAMPLES`] samples it sends, the worker gives it back once it has encoded them.
+//! The segmenter itself keeps only the overlap with the next segment's lead-in. A segment's
+//! last 2 frames (the lead-out) are held back until the book is known to go on past them;
+//! else it is the last segment and is told so ([`Piece::Last`]) before them. A token channel
+//! with [`tokens`] slots still limits segments in flight (started, not yet written), so the
+//! packets waiting at the muxer are bounded too. Before streaming, whole segments waited as
+//! PCM: four 3840-frame segments, ~124 MiB (a 1-hour book of one Opus file peaked at
+//! 182 MiB; streamed, 87 MiB).
 //!
-//! **No deadlock.** The segmenter waits for a token only while `tokens` segments are in
-//! flight; the lowest of them has been dispatched (dispatch is in order) and an encoder worker,
-//! which never waits on anything but its input, will finish it; the muxer then writes it and
-//! returns a token. Workers never wait on the muxer (results go to an unbounded channel whose
-//! size the tokens bound).
+//! **No deadlock.** The segmenter waits on three things. (1) A segment token: tokens come back
+//! as the muxer writes segments in order, and the oldest segment in flight has all its input
+//! (input is sent in order) or is the one being fed, so a worker finishes it. (2) A job slot:
+//! workers take jobs whenever they are free. (3) A budget quantum: quanta are held only by
+//! pieces waiting on segment channels; the segments before the one being fed have all their
+//! input and end, freeing their workers, who take the next job and drain it, so quanta come
+//! back. The budget always holds the `workers − 1` segments this needs. A worker that fails,
+//! or sees the conversion stopping, still takes every piece of every segment it is given and
+//! gives the quanta back (so the segmenter is never left waiting on them), and tells the
+//! muxer (`SegmentMsg::Stopped`), which may be waiting for that segment's packets. The workers
+//! hold the only senders of quanta and of packets, so when they end every wait on them ends.
+//! Workers never wait on the muxer (packets go to an unbounded channel, bounded by the
+//! tokens).
 use super::{
     track_done, ChapterBuilder, DecodeMsg, Failure, PipelineJob, PipelineOutcome, SegmentMsg,
 };
@@ -53,9 +69,10 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 pub const MIN_SEGMENT_FRAMES: u64 = 1024;
 /// Most frames per segment (≈ 3.2 min at 44.1 kHz).
 pub const MAX_SEGMENT_FRAMES: u64 = 8192;
-/// PCM the segmented encoder may hold: segments in flight ([`tokens`]) plus the segmenter's
-/// FIFO (about one more segment).
-pub const PCM_BUDGET_BYTES: u64 = 120 << 20;
+/// PCM the segmented encoder may hold between the segmenter and the workers (sent, not yet
+/// encoded), whatever the book's length; more on many cores, where it is
+/// `(workers − 1)` segments (see [`auto_segment_frames`]).
+pub const PCM_BUDGET_BYTES: u64 = 32 << 20;
 
 /// Frames per segment for `workers` encoders and `channels` channels of `frame` samples.
 ///
@@ -63,12 +80,14 @@ pub const PCM_BUDGET_BYTES: u64 = 120 << 20;
 /// a fresh state (its rate control and bit reservoir converge slowly), and the lead-in is
 /// encoded twice. Measured on speech, CPU relative to one continuous encoder: 1024-frame
 /// segments 1.215×, 2048 1.122×, 4096 1.083× (with the 128-frame lead-in). So segments are as
-/// long as the PCM budget allows — 4096 frames for 2 stereo workers — and never shorter than
-/// [`MIN_SEGMENT_FRAMES`], which bounds memory at ~`(workers + 2)` × 8.4 MB on many cores.
+/// long as the PCM budget allows. Segments are streamed to their workers, so the decoder need
+/// only run `workers − 1` segments ahead of the oldest one being encoded: 4096 frames for 2
+/// stereo workers. Never shorter than [`MIN_SEGMENT_FRAMES`], which bounds memory at
+/// ~`(workers − 1)` × 8.4 MB on many cores.
 pub fn auto_segment_frames(workers: usize, channels: u16, frame: usize) -> u64 {
     let frame_bytes = (frame * channels.max(1) as usize * 4) as u64;
-    let in_flight = tokens(workers) as u64 + 1;
-    let fit = PCM_BUDGET_BYTES / (in_flight * frame_bytes);
+    let ahead = workers.max(2) as u64 - 1;
+    let fit = PCM_BUDGET_BYTES / (ahead * frame_bytes);
     // A multiple of 256 frames: round figures in the logs, nothing more.
     (fit / 256 * 256).clamp(MIN_SEGMENT_FRAMES, MAX_SEGMENT_FRAMES)
 }
@@ -99,17 +118,6 @@ pub const LEAD_OUT_FRAMES: u64 = 2;
 /// hold memory (see [`PCM_BUDGET_BYTES`]).
 pub fn tokens(workers: usize) -> usize {
     workers + 1
-}
-
-/// One segment's work: the PCM of global frames `[first_frame, first_frame + len)` and which
-/// global packets to keep.
-pub(crate) struct SegmentJob {
-    pub index: u64,
-    pub first_frame: u64,
-    pub planes: Vec<Vec<f32>>,
-    /// Global packets `[keep_from, keep_to)` are kept; `keep_to = None` for the last segment.
-    pub keep_from: u64,
-    pub keep_to: Option<u64>,
 }
 
 /// A fresh encoder for one segment: takes the segment's input (lead-in, segment, lead-out) in
@@ -214,20 +222,109 @@ impl SegmentEncoder {
     }
 }
 
-/// Encodes one segment job with a fresh encoder; packets get global timestamps.
+/// Encodes the PCM of global frames from `first_frame` on with a fresh encoder, keeping global
+/// packets `[keep_from, keep_to)` (`None`: every packet from `keep_from`, the flush included);
+/// packets get global timestamps.
 pub(crate) fn encode_segment(
     settings: &EncoderSettings,
-    job: &SegmentJob,
+    first_frame: u64,
+    planes: &[Vec<f32>],
+    keep_from: u64,
+    keep_to: Option<u64>,
 ) -> Result<Vec<EncodedPacket>> {
-    let mut se = SegmentEncoder::new(settings, job.first_frame, job.keep_from, job.keep_to)?;
+    let mut se = SegmentEncoder::new(settings, first_frame, keep_from, keep_to)?;
     let mut kept = Vec::new();
-    let planes: Vec<&[f32]> = job.planes.iter().map(|p| p.as_slice()).collect();
+    let planes: Vec<&[f32]> = planes.iter().map(|p| p.as_slice()).collect();
     se.push(&planes, &mut kept)?;
     se.finish(&mut kept)?;
     Ok(kept)
 }
 
-/// The segmenter: PCM in book order → segment jobs for the encoder workers.
+/// One piece of a streamed segment's input, in order.
+pub(crate) enum Piece {
+    /// Planar samples, and the budget quanta they hold (given back once encoded).
+    Pcm(Vec<Vec<f32>>, usize),
+    /// The segment ends the book: keep every packet from here on, the encoder's flush included
+    /// (sent before the samples past the segment's planned end).
+    Last,
+    /// No more input: finish, hand over the packets and say the segment is done.
+    End,
+}
+
+/// A segment whose input is streamed to its worker as it is decoded.
+pub(crate) struct StreamJob {
+    pub index: u64,
+    pub first_frame: u64,
+    pub keep_from: u64,
+    /// Provisional end: [`Piece::Last`] lifts it.
+    pub keep_to: u64,
+    pub input: Receiver<Piece>,
+}
+
+/// Samples per channel a budget quantum stands for.
+pub const QUANTUM_SAMPLES: usize = 4096;
+
+fn quanta(samples: usize) -> usize {
+    samples.div_ceil(QUANTUM_SAMPLES).max(1)
+}
+
+/// Budget quanta for `workers` encoders of `seg`-frame segments, `channels` × `frame` samples.
+fn budget_quanta(workers: usize, seg: u64, channels: u16, frame: usize) -> usize {
+    let quantum_bytes = (QUANTUM_SAMPLES * channels.max(1) as usize * 4) as u64;
+    let frame_bytes = (frame * channels.max(1) as usize * 4) as u64;
+    let ahead = (workers.max(2) - 1) as u64 * (seg + LEAD_IN_FRAMES + 8) * frame_bytes;
+    (PCM_BUDGET_BYTES.max(ahead) / quantum_bytes) as usize
+}
+
+/// Encodes one streamed segment: pieces as they come, packets to the muxer as they are made.
+/// Every piece taken gives its quanta back. `Err(Cancelled)` when the input stopped before
+/// its end (the segmenter gave up) or the conversion is stopping.
+fn stream_segment(
+    settings: &EncoderSettings,
+    sj: &StreamJob,
+    credits: &Sender<()>,
+    results: &Sender<SegmentMsg>,
+    stop: &dyn Fn() -> bool,
+) -> Result<()> {
+    let give = |n: usize| {
+        for _ in 0..n {
+            let _ = credits.send(());
+        }
+    };
+    let mut se = SegmentEncoder::new(settings, sj.first_frame, sj.keep_from, Some(sj.keep_to))?;
+    let mut kept = Vec::new();
+    for piece in sj.input.iter() {
+        match piece {
+            Piece::Pcm(planes, n) => {
+                let r = if stop() {
+                    Err(Error::Cancelled)
+                } else {
+                    let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
+                    se.push(&refs, &mut kept)
+                };
+                drop(planes);
+                give(n);
+                r?;
+                if !kept.is_empty() {
+                    results
+                        .send(SegmentMsg::Packets(sj.index, std::mem::take(&mut kept)))
+                        .map_err(|_| Error::Cancelled)?;
+                }
+            }
+            Piece::Last => se.keep_to = None,
+            Piece::End => {
+                se.finish(&mut kept)?;
+                return results
+                    .send(SegmentMsg::Packets(sj.index, kept))
+                    .and_then(|()| results.send(SegmentMsg::Done(sj.index)))
+                    .map_err(|_| Error::Cancelled);
+            }
+        }
+    }
+    Err(Error::Cancelled)
+}
+
+/// The segmenter: PCM in book order, streamed to the encoder workers segment by segment.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn run(
     job: &PipelineJob<'_>,
@@ -243,43 +340,75 @@ pub(super) fn run(
 ) -> Result<PipelineOutcome> {
     // This runs on the encoder thread, inside the caller's span; the workers log inside it too.
     let span = tracing::Span::current();
+    let seg = if job.segment_frames == 0 {
+        auto_segment_frames(workers, job.target.channels, job.stream.frame_samples)
+    } else {
+        job.segment_frames
+    };
+    let budget = budget_quanta(workers, seg, job.target.channels, job.stream.frame_samples);
     let r = std::thread::scope(|s| -> Result<PipelineOutcome> {
-        let (job_tx, job_rx) = bounded::<SegmentJob>(workers);
+        let (job_tx, job_rx) = bounded::<StreamJob>(workers);
+        // The PCM budget: one token per quantum of samples sent to a worker and not yet
+        // encoded. The workers hold the only senders, so when they are gone the segmenter's
+        // wait for a quantum ends too.
+        let (credit_tx, credit_rx) = bounded::<()>(budget);
+        for _ in 0..budget {
+            let _ = credit_tx.send(());
+        }
         let span = &span;
         for w in 0..workers {
             let job_rx = job_rx.clone();
             let result_tx = result_tx.clone();
+            let credit_tx = credit_tx.clone();
             let settings = job.encoder;
             std::thread::Builder::new()
                 .name(format!("aiom4b-encode-{w}"))
                 .spawn_scoped(s, move || {
                     let _span = span.enter();
+                    let stop = || cancel.is_cancelled() || failure.stopped();
+                    // A worker never leaves a segment's input behind: once the conversion is
+                    // stopping it takes every piece it is given and gives its quanta back, so
+                    // the segmenter never waits on a budget nobody returns, and it tells the
+                    // muxer, which may be waiting for this segment's packets.
                     for sj in job_rx.iter() {
-                        if cancel.is_cancelled() || failure.stopped() {
-                            return;
-                        }
-                        match encode_segment(&settings, &sj) {
-                            Ok(packets) => {
-                                let sent = result_tx
-                                    .send(SegmentMsg::Packets(sj.index, packets))
-                                    .and_then(|()| result_tx.send(SegmentMsg::Done(sj.index)));
-                                if sent.is_err() {
-                                    return;
+                        let r = if stop() {
+                            Err(Error::Cancelled)
+                        } else {
+                            stream_segment(&settings, &sj, &credit_tx, &result_tx, &stop)
+                        };
+                        if let Err(e) = r {
+                            if !matches!(e, Error::Cancelled) {
+                                failure.fail(e);
+                            }
+                            for piece in sj.input.iter() {
+                                if let Piece::Pcm(_, n) = piece {
+                                    for _ in 0..n {
+                                        let _ = credit_tx.send(());
+                                    }
                                 }
                             }
-                            Err(e) => {
-                                failure.fail(e);
-                                return;
-                            }
+                            let _ = result_tx.send(SegmentMsg::Stopped);
                         }
                     }
                 })
                 .map_err(|e| Error::Internal(format!("encoder thread: {e}")))?;
         }
-        drop(job_rx);
-        drop(result_tx);
+        drop((job_rx, result_tx, credit_tx));
+        tracing::debug!(
+            segment_frames = seg,
+            workers,
+            budget_mib = (budget * QUANTUM_SAMPLES * job.target.channels.max(1) as usize * 4)
+                as f64
+                / (1 << 20) as f64,
+            "segmented encoding, streamed"
+        );
+        let links = Links {
+            job_tx,
+            token_rx,
+            credit_rx,
+        };
         segmenter(
-            job, rxs, &end_tx, chapters, progress, cancel, failure, job_tx, token_rx,
+            job, seg, rxs, &end_tx, chapters, progress, cancel, failure, links,
         )
     });
     match r {
@@ -292,53 +421,131 @@ pub(super) fn run(
     }
 }
 
+/// The segmenter's ends of its channels: jobs to the workers, segment tokens from the muxer,
+/// budget quanta from the workers.
+struct Links {
+    job_tx: Sender<StreamJob>,
+    token_rx: Receiver<()>,
+    credit_rx: Receiver<()>,
+}
+
+/// The timeline's samples from global sample `start` on, kept until every segment that needs
+/// them has been sent them.
+struct Held {
+    start: u64,
+    planes: Vec<Vec<f32>>,
+    /// Samples at the front already dropped (compacted away once they are half the buffer).
+    dead: usize,
+}
+
+impl Held {
+    fn end(&self) -> u64 {
+        self.start + (self.planes[0].len() - self.dead) as u64
+    }
+    fn push(&mut self, chunk: &[Vec<f32>]) {
+        for (h, c) in self.planes.iter_mut().zip(chunk) {
+            h.extend_from_slice(c);
+        }
+    }
+    /// Copies of samples `[from, to)`.
+    fn slice(&self, from: u64, to: u64) -> Vec<Vec<f32>> {
+        let (a, b) = (
+            self.dead + (from - self.start) as usize,
+            self.dead + (to - self.start) as usize,
+        );
+        self.planes.iter().map(|p| p[a..b].to_vec()).collect()
+    }
+    /// Forgets the samples before `from`.
+    fn forget_before(&mut self, from: u64) {
+        let n = from.saturating_sub(self.start).min(self.end() - self.start) as usize;
+        self.dead += n;
+        self.start += n as u64;
+        let len = self.planes[0].len();
+        if self.dead > 0 && self.dead * 2 >= len {
+            for p in self.planes.iter_mut() {
+                p.drain(..self.dead);
+            }
+            self.dead = 0;
+        }
+    }
+}
+
+/// The segment being streamed: global frames, and the samples sent to it so far.
+struct Open {
+    index: u64,
+    p: u64,
+    q: u64,
+    tx: Sender<Piece>,
+    sent: u64,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn segmenter(
     job: &PipelineJob<'_>,
+    seg: u64,
     rxs: Vec<Receiver<DecodeMsg>>,
     end_tx: &Sender<(u64, Vec<MuxChapter>)>,
     chapters: ChapterBuilder,
     progress: &dyn ProgressSink,
     cancel: &CancelToken,
     failure: &Failure,
-    job_tx: Sender<SegmentJob>,
-    token_rx: Receiver<()>,
+    links: Links,
 ) -> Result<PipelineOutcome> {
     let channels = job.target.channels as usize;
     let f = job.stream.frame_samples as u64;
-    let seg = if job.segment_frames == 0 {
-        auto_segment_frames(
-            job.threads.max(1),
-            job.target.channels,
-            job.stream.frame_samples,
-        )
-    } else {
-        job.segment_frames
-    };
-    tracing::debug!(
-        segment_frames = seg,
-        workers = job.threads,
-        "segmented encoding"
-    );
     // Frames the priming spans: packet j's input starts that many frames before frame j.
     let pf = (job.stream.priming_samples.max(0) as u64).div_ceil(f);
-    // `buf` holds the timeline from global frame `base_frame` (the current segment's first
-    // input frame) on. It is allocated once per segment at its final size and handed to the
-    // job as it is: no copy of the segment, no growth by doubling. Only the overlap with the
-    // next segment (its lead-in) is copied into the next buffer.
-    let cap =
-        ((seg + pf + LEAD_IN_FRAMES + LEAD_OUT_FRAMES) * f) as usize + super::CHUNK_SAMPLES + 4096;
-    let fresh = || -> Vec<Vec<f32>> { (0..channels).map(|_| Vec::with_capacity(cap)).collect() };
-    let mut buf = fresh();
-    let mut base_frame = 0u64;
+    // Segment k keeps packets [k·seg, (k+1)·seg) and is fed frames [a_k, (k+1)·seg + lead-out):
+    // its lead-in (priming frames included) before, the encoder's look-ahead after.
+    let first_input = |k: u64| (k * seg).saturating_sub(pf + LEAD_IN_FRAMES);
+    let mut held = Held {
+        start: 0,
+        planes: vec![Vec::new(); channels],
+        dead: 0,
+    };
     let mut clock = 0u64;
     let mut next_segment = 0u64;
+    let mut cur: Option<Open> = None;
     let mut outcome = PipelineOutcome::default();
     let mut silence = super::detector(job, 0, None);
 
-    let dispatch = |sj: SegmentJob| -> Result<()> {
-        token_rx.recv().map_err(|_| Error::Cancelled)?;
-        job_tx.send(sj).map_err(|_| Error::Cancelled)
+    // Sends the held samples from `o.sent` to `to`, in pieces, each against its quanta.
+    let send = |o: &mut Open, held: &Held, to: u64| -> Result<()> {
+        while o.sent < to {
+            let end = to.min(o.sent + super::CHUNK_SAMPLES as u64);
+            let n = quanta((end - o.sent) as usize);
+            for _ in 0..n {
+                links.credit_rx.recv().map_err(|_| Error::Cancelled)?;
+            }
+            o.tx.send(Piece::Pcm(held.slice(o.sent, end), n))
+                .map_err(|_| Error::Cancelled)?;
+            o.sent = end;
+        }
+        Ok(())
+    };
+    // Starts segment `k` on the next free worker, once a segment token says the muxer is not
+    // too far behind.
+    let open = |k: u64| -> Result<Open> {
+        links.token_rx.recv().map_err(|_| Error::Cancelled)?;
+        let (tx, input) = unbounded();
+        let a = first_input(k);
+        links
+            .job_tx
+            .send(StreamJob {
+                index: k,
+                first_frame: a,
+                keep_from: k * seg,
+                keep_to: (k + 1) * seg,
+                input,
+            })
+            .map_err(|_| Error::Cancelled)?;
+        Ok(Open {
+            index: k,
+            p: k * seg,
+            q: (k + 1) * seg,
+            tx,
+            sent: a * f,
+        })
     };
 
     for (i, rx) in rxs.iter().enumerate() {
@@ -354,44 +561,30 @@ fn segmenter(
                         d.push_planar(clock, &planes);
                     }
                     clock += chunk.len() as u64;
-                    for (d, src) in buf.iter_mut().zip(&chunk.planes) {
-                        d.extend_from_slice(src);
-                    }
-                    // Cut every segment whose input (through its lead-out) is complete.
+                    held.push(&chunk.planes);
+                    drop(chunk);
                     loop {
-                        let p = next_segment * seg;
-                        let q = p + seg;
-                        let a = p.saturating_sub(pf + LEAD_IN_FRAMES);
-                        let b = q + LEAD_OUT_FRAMES;
-                        // Only cut when audio extends beyond b: then this cannot be the last
-                        // segment, whose extent depends on where the book ends.
-                        if clock <= b * f {
+                        if cur.is_none() {
+                            cur = Some(open(next_segment)?);
+                            next_segment += 1;
+                        }
+                        let o = cur.as_mut().expect("a segment is open");
+                        // Up to the segment's planned end at once; its lead-out only once the
+                        // book goes on past it (else this is the last segment, which takes
+                        // everything to the book's end).
+                        send(o, &held, clock.min(o.q * f))?;
+                        let b = (o.q + LEAD_OUT_FRAMES) * f;
+                        if clock <= b {
                             break;
                         }
-                        debug_assert_eq!(a, base_frame);
-                        // The next segment starts at its own lead-in (priming frames included,
-                        // the same formula as `a`): copy from there into its buffer.
-                        let next_a = ((next_segment + 1) * seg).saturating_sub(pf + LEAD_IN_FRAMES);
-                        let from = ((next_a - base_frame) * f) as usize;
-                        let mut next = fresh();
-                        for (n, o) in next.iter_mut().zip(&buf) {
-                            n.extend_from_slice(&o[from..]);
-                        }
-                        let mut planes = std::mem::replace(&mut buf, next);
-                        for pl in planes.iter_mut() {
-                            pl.truncate(((b - base_frame) * f) as usize);
-                        }
-                        base_frame = next_a;
-                        dispatch(SegmentJob {
-                            index: next_segment,
-                            first_frame: a,
-                            planes,
-                            keep_from: p,
-                            keep_to: Some(q),
-                        })?;
-                        next_segment += 1;
-                        progress.encoded(p * f, job.estimated_total.max(clock));
+                        send(o, &held, b)?;
+                        o.tx.send(Piece::End).map_err(|_| Error::Cancelled)?;
+                        progress.encoded(o.p * f, job.estimated_total.max(clock));
+                        cur = None;
                     }
+                    // Keep what the open segment has not been sent and the next one's input.
+                    let sent = cur.as_ref().map_or(clock, |o| o.sent);
+                    held.forget_before(sent.min(first_input(next_segment) * f));
                 }
                 DecodeMsg::End(result) => {
                     track_done(job, i, *result, clock - start, &mut outcome, progress)?;
@@ -400,22 +593,15 @@ fn segmenter(
             }
         }
     }
-    // The last segment: from its lead-in to the very end; it keeps every packet from its start,
-    // including the encoder's flush, whose final packet carries the true remaining duration.
-    let p = next_segment * seg;
-    let a = p.saturating_sub(pf + LEAD_IN_FRAMES);
-    if clock > 0 {
-        debug_assert_eq!(a, base_frame);
-        dispatch(SegmentJob {
-            index: next_segment,
-            first_frame: a,
-            planes: std::mem::take(&mut buf),
-            keep_from: p,
-            keep_to: None,
-        })?;
-        next_segment += 1;
+    // The last segment: everything to the very end, the encoder's flush included, whose final
+    // packet carries the true remaining duration.
+    if let Some(mut o) = cur.take() {
+        o.tx.send(Piece::Last).map_err(|_| Error::Cancelled)?;
+        send(&mut o, &held, clock)?;
+        o.tx.send(Piece::End).map_err(|_| Error::Cancelled)?;
+        debug_assert_eq!(o.index + 1, next_segment);
     }
-    drop(job_tx);
+    drop(links);
     outcome.joins = (1..next_segment).map(|k| k * seg * f).collect();
     outcome.total_samples = clock;
     let pauses = super::pauses(job, silence.map(|d| d.finish()).into_iter().collect());
@@ -454,5 +640,38 @@ pub(super) fn channels(workers: usize) -> Channels {
         tok_rx,
         end_tx,
         end_rx,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Segments are as long as the budget allows with the decoder one segment ahead per extra
+    /// worker, and the budget always holds that much (no wait for quanta nobody can return).
+    #[test]
+    fn segments_fill_the_budget_and_the_budget_holds_them() {
+        assert_eq!(auto_segment_frames(2, 2, 1024), 4096);
+        assert_eq!(auto_segment_frames(2, 1, 1024), MAX_SEGMENT_FRAMES);
+        assert_eq!(auto_segment_frames(4, 2, 1024), 1280);
+        assert_eq!(auto_segment_frames(16, 2, 1024), MIN_SEGMENT_FRAMES);
+        for workers in [2, 3, 4, 8, 16, 64] {
+            for channels in [1, 2] {
+                let seg = auto_segment_frames(workers, channels, 1024);
+                let budget = budget_quanta(workers, seg, channels, 1024);
+                let quantum_bytes = QUANTUM_SAMPLES * channels as usize * 4;
+                let segment_bytes =
+                    (seg as usize + LEAD_IN_FRAMES as usize) * 1024 * channels as usize * 4;
+                assert!(budget * quantum_bytes >= (workers - 1) * segment_bytes);
+                // Two cores: the whole of it within the 32 MiB budget plus a lead-in.
+                if workers == 2 {
+                    assert!(budget * quantum_bytes <= (PCM_BUDGET_BYTES as usize) + (2 << 20));
+                }
+            }
+        }
+        assert_eq!(quanta(1), 1);
+        assert_eq!(quanta(QUANTUM_SAMPLES), 1);
+        assert_eq!(quanta(QUANTUM_SAMPLES + 1), 2);
+        assert_eq!(quanta(super::super::CHUNK_SAMPLES), 4);
     }
 }

@@ -288,6 +288,9 @@ pub(crate) enum MuxMsg {
 pub(crate) enum SegmentMsg {
     Packets(u64, Vec<EncodedPacket>),
     Done(u64),
+    /// A worker gave up its segment because the conversion is stopping (the stop flag or the
+    /// cancel token is set): wakes a muxer that may be waiting for that segment.
+    Stopped,
 }
 
 /// Runs decode → encode → mux. On success the muxer has written the trailer and closed the
@@ -600,6 +603,7 @@ pub(crate) fn mux_segments(
                     pending.entry(i).or_default().1 = true;
                     false
                 }
+                SegmentMsg::Stopped => return Err(Error::Cancelled),
             };
             if finished {
                 // Move on, writing what the following segments have ready.

@@ -422,3 +422,124 @@ fn allowed_inputs_mp3_refuses_other_formats_by_name_and_content() {
     assert_exit(&o, 0);
     assert_eq!(json(&o)["book"]["tracks"][0]["info"]["format"], "flac");
 }
+
+/// A book that goes in order at `-j2` (one long Opus file: every worker would have to decode it
+/// from its start) streams each segment's input to its worker as it is decoded. The clock,
+/// packets and joins are exact and the segmented encoding as a whole is as good as the single
+/// encoder's, for segments shorter than the lead-in (every sample goes to several workers), of
+/// an odd length, and longer ones; a cancel in the middle ends the conversion with
+/// `Cancelled`, no file and no part left (within the liveness limit: no thread waits forever).
+#[test]
+fn a_book_in_order_streams_its_segments_exactly_and_stops_cleanly() {
+    use aiom4b::{CancelToken, ConvertOptions, Error, ProgressSink};
+    use aiom4b_testkit::fixtures::Signal;
+    use aiom4b_testkit::m4b_reader::decode_m4b;
+    use aiom4b_testkit::quality::splice_report;
+    let tmp = tempfile::tempdir().unwrap();
+    let book = tmp.path().join("book");
+    std::fs::create_dir_all(&book).unwrap();
+    let path = book.join("01.opus");
+    let mut spec = AudioSpec::sine(AudioKind::Opus, 48_000, 2, 100 * 48_000 + 777);
+    spec.signal = Signal::SpeechLike { seed: 91 };
+    let n = write_audio(&path, &spec).unwrap();
+    let source = crate::splice::source_pcm(std::slice::from_ref(&path), 48_000, 2);
+    assert_eq!(source[0].len() as u64, n);
+    let common = ["-v", "--sample-rate", "48000", "--bitrate", "128k"];
+    let convert = |name: &str, args: &[&str]| {
+        let out = tmp.path().join(name);
+        let mut all = vec!["convert", "--json", "-o", out.to_str().unwrap()];
+        all.extend_from_slice(&common);
+        all.extend_from_slice(args);
+        all.push(book.to_str().unwrap());
+        let o = run(all);
+        assert_exit(&o, 0);
+        let (_, pcm) = decode_m4b(&out).unwrap();
+        (json(&o), stderr(&o), out, pcm)
+    };
+    let (single, _, _, single_pcm) = convert("j1.m4b", &["-j1"]);
+    assert_eq!(single["total_samples"].as_u64(), Some(n));
+    // 293 frames: the book (4688.26 frames) ends just past the planned end of its 16th
+    // segment, inside that segment's lead-out, so the last segment keeps packets past it.
+    assert_eq!(n.div_ceil(AAC_FRAME), 16 * 293 + 1);
+    for seg in [32u64, 293, 2048] {
+        let name = format!("seg{seg}.m4b");
+        let seg_arg = seg.to_string();
+        let (multi, log, out, pcm) = convert(&name, &["-j2", "--segment-frames", &seg_arg]);
+        assert!(
+            log.contains("encoding streamed segments in book order")
+                && log.contains("segmented encoding, streamed"),
+            "segments of {seg}: {log}"
+        );
+        assert!(log.contains(&format!("segment_frames={seg}")), "{log}");
+        assert_eq!(
+            multi["total_samples"].as_u64(),
+            Some(n),
+            "segments of {seg}"
+        );
+        assert_eq!(multi["packets"], single["packets"], "segments of {seg}");
+        let joins: Vec<u64> = multi["joins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j.as_u64().unwrap())
+            .collect();
+        let want: Vec<u64> = (1..)
+            .map(|k| k * seg * AAC_FRAME)
+            // Segment k exists once the book goes on past segment k − 1's 2-frame lead-out.
+            .take_while(|j| *j + 2 * AAC_FRAME < n)
+            .collect();
+        assert_eq!(joins, want, "segments of {seg}");
+        let s = aiom4b::verify::summarize(&out).unwrap();
+        assert!(s.inconsistencies.is_empty(), "{:?}", s.inconsistencies);
+        assert_eq!(pcm[0].len(), single_pcm[0].len(), "segments of {seg}");
+        let r = splice_report(&source, &single_pcm, &pcm, &joins);
+        eprintln!(
+            "in order, segments of {seg}: {}",
+            serde_json::to_string(&r).unwrap()
+        );
+        // A sample out of place, or a piece sent twice or not at all, would cost far more
+        // than a decibel everywhere after it.
+        assert!(
+            r.median_snr_segmented_db > r.median_snr_single_db - 1.0,
+            "segments of {seg}: {r:#?}"
+        );
+        if seg != 32 {
+            assert!(r.mean_other_excess_db < 1.0, "segments of {seg}: {r:#?}");
+        }
+    }
+
+    /// Cancels once a quarter of the book is encoded.
+    struct CancelAt(CancelToken);
+    impl ProgressSink for CancelAt {
+        fn encoded(&self, done: u64, total: u64) {
+            if done * 4 >= total {
+                self.0.cancel();
+            }
+        }
+    }
+    let out = tmp.path().join("cancelled.m4b");
+    for segment_frames in [64, 300] {
+        let cancel = CancelToken::new();
+        let mut options = ConvertOptions::default();
+        options.jobs = 2;
+        options.segment_frames = segment_frames;
+        let r = crate::ranges::convert_on_thread(
+            &book,
+            &out,
+            options,
+            CancelAt(cancel.clone()),
+            cancel,
+        );
+        assert!(
+            matches!(r, Err(Error::Cancelled)),
+            "segments of {segment_frames}: {r:?}"
+        );
+        assert!(!out.exists(), "no output after a cancel");
+        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().contains(".part"))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+}

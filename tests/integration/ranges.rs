@@ -36,7 +36,7 @@ fn speech_files(book: &Path, secs: f64, seeds: std::ops::Range<u64>) {
 /// Plans `book` into `out` and converts it with the library on a thread of its own. A liveness
 /// check, not a timing one: a deadlock must fail the test, not hang the run, so after
 /// [`LIVENESS`] the thread is left behind and the test fails.
-fn convert_on_thread(
+pub(crate) fn convert_on_thread(
     book: &Path,
     out: &Path,
     options: aiom4b::ConvertOptions,

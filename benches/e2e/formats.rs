@@ -1,7 +1,7 @@
 //! The `formats` section (issue 16: "say in the README what each format gets, and measure
 //! it"): the 1-hour book as MP3 (the bench's own), as FLAC, as Ogg Opus 64 kb/s and as AAC-LC
 //! parts re-encoded (`--audio encode`), each as 20 files, and as one FLAC file of the whole
-//! hour (reached by seeking). Same binary, same run, `-jN`, medians of the reps, wall, CPU and
+//! hour (reached by seeking) and one Opus file (encoded in book order, streamed segments). Same binary, same run, `-jN`, medians of the reps, wall, CPU and
 //! peak RSS, each against MP3's, and which path each took (ranged or in order).
 //!
 //! The FLAC and Opus files are made from the MP3s by the `ffmpeg` CLI (the section needs it,
@@ -128,11 +128,24 @@ pub fn formats(b: &mut Bench) {
             Some("book.flac"),
         ),
     );
+    // One Opus file: every worker would decode it from its start to reach its stretch, so it
+    // is encoded in book order, its PCM streamed to the workers.
+    let one_opus = corpus(
+        "book1h-one-opus",
+        transcode(
+            b,
+            &mp3,
+            &root.join("book1h-one-opus"),
+            "opus",
+            &["-c:a", "libopus", "-b:a", "64k"],
+            Some("book.opus"),
+        ),
+    );
     // AAC-LC parts: the book converted by aiom4b and split in 20.
     let book = b.convert(tool, &mp3).output;
     let m4a = corpus("book1h-m4a", b.split_book(&book, 20, "formats-m4a-parts"));
 
-    let variants: [(&str, &Corpus, &[&str]); 5] = [
+    let variants: [(&str, &Corpus, &[&str]); 6] = [
         ("MP3, 20 files", &mp3, &[]),
         ("FLAC, 20 files", &flac, &[]),
         ("Opus 64k, 20 files", &opus, &[]),
@@ -142,6 +155,7 @@ pub fn formats(b: &mut Bench) {
             &["--audio", "encode"],
         ),
         ("FLAC, one file", &one_flac, &[]),
+        ("Opus 64k, one file", &one_opus, &[]),
     ];
     let n = variants.len();
     let (mut walls, mut cpus, mut rss) = (

@@ -41,9 +41,9 @@ pub enum Error {
         reason: String,
     },
     /// Decoding a file failed in the middle (damaged frames, truncation).
-    #[error("{path}: {errors} damaged MP3 frame(s) ({reason}); replace the file, or allow damaged input to keep the audio that decodes")]
+    #[error("{path}: {errors} damaged audio frame(s) ({reason}); replace the file, or allow damaged input to keep the audio that decodes")]
     Damaged {
-        /// The MP3 file.
+        /// The file.
         path: PathBuf,
         /// Number of frames the decoder rejected (1 for a truncation without such frames).
         errors: u64,

@@ -431,7 +431,6 @@ fn allowed_inputs_mp3_refuses_other_formats_by_name_and_content() {
 /// `Cancelled`, no file and no part left (within the liveness limit: no thread waits forever).
 #[test]
 fn a_book_in_order_streams_its_segments_exactly_and_stops_cleanly() {
-    use aiom4b::{CancelToken, ConvertOptions, Error, ProgressSink};
     use aiom4b_testkit::fixtures::Signal;
     use aiom4b_testkit::m4b_reader::decode_m4b;
     use aiom4b_testkit::quality::splice_report;
@@ -508,38 +507,5 @@ fn a_book_in_order_streams_its_segments_exactly_and_stops_cleanly() {
         }
     }
 
-    /// Cancels once a quarter of the book is encoded.
-    struct CancelAt(CancelToken);
-    impl ProgressSink for CancelAt {
-        fn encoded(&self, done: u64, total: u64) {
-            if done * 4 >= total {
-                self.0.cancel();
-            }
-        }
-    }
-    let out = tmp.path().join("cancelled.m4b");
-    for segment_frames in [64, 300] {
-        let cancel = CancelToken::new();
-        let mut options = ConvertOptions::default();
-        options.jobs = 2;
-        options.segment_frames = segment_frames;
-        let r = crate::ranges::convert_on_thread(
-            &book,
-            &out,
-            options,
-            CancelAt(cancel.clone()),
-            cancel,
-        );
-        assert!(
-            matches!(r, Err(Error::Cancelled)),
-            "segments of {segment_frames}: {r:?}"
-        );
-        assert!(!out.exists(), "no output after a cancel");
-        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().contains(".part"))
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
-    }
+    crate::ranges::cancel_at_a_quarter(&book, tmp.path(), &[64, 300]);
 }

@@ -36,7 +36,7 @@ fn speech_files(book: &Path, secs: f64, seeds: std::ops::Range<u64>) {
 /// Plans `book` into `out` and converts it with the library on a thread of its own. A liveness
 /// check, not a timing one: a deadlock must fail the test, not hang the run, so after
 /// [`LIVENESS`] the thread is left behind and the test fails.
-pub(crate) fn convert_on_thread(
+fn convert_on_thread(
     book: &Path,
     out: &Path,
     options: aiom4b::ConvertOptions,
@@ -642,12 +642,16 @@ fn joins_move_into_a_nearby_pause_and_are_reported() {
 /// file, whatever the dispatcher, the workers and the muxer were waiting on at the time.
 #[test]
 fn cancelling_in_the_middle_of_many_segments_ends_promptly() {
-    use aiom4b::{CancelToken, ConvertOptions, Error, ProgressSink};
     let tmp = tempfile::tempdir().unwrap();
     let book = tmp.path().join("book");
     speech_files(&book, 40.0, 60..63);
-    let out = tmp.path().join("out.m4b");
-    /// Cancels once a quarter of the book is encoded.
+    cancel_at_a_quarter(&book, tmp.path(), &[64, 256]);
+}
+
+/// Converts `book` into `dir` at `-j2` with each of `segment_frames`, cancelling once a quarter
+/// is encoded: `Cancelled`, no output and no `.part` left in `dir`, within the liveness limit.
+pub(crate) fn cancel_at_a_quarter(book: &Path, dir: &Path, segment_frames: &[u64]) {
+    use aiom4b::{CancelToken, ConvertOptions, Error, ProgressSink};
     struct CancelAt(CancelToken);
     impl ProgressSink for CancelAt {
         fn encoded(&self, done: u64, total: u64) {
@@ -656,18 +660,19 @@ fn cancelling_in_the_middle_of_many_segments_ends_promptly() {
             }
         }
     }
-    for segment_frames in [64, 256] {
+    let out = dir.join("cancelled.m4b");
+    for &segment_frames in segment_frames {
         let cancel = CancelToken::new();
         let mut options = ConvertOptions::default();
         options.jobs = 2;
         options.segment_frames = segment_frames;
-        let r = convert_on_thread(&book, &out, options, CancelAt(cancel.clone()), cancel);
+        let r = convert_on_thread(book, &out, options, CancelAt(cancel.clone()), cancel);
         assert!(
             matches!(r, Err(Error::Cancelled)),
             "segments of {segment_frames}: {r:?}"
         );
         assert!(!out.exists(), "no output after a cancel");
-        let leftovers: Vec<_> = std::fs::read_dir(tmp.path())
+        let leftovers: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().contains(".part"))

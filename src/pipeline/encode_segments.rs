@@ -276,6 +276,13 @@ fn budget_quanta(workers: usize, seg: u64, channels: u16, frame: usize) -> usize
     (PCM_BUDGET_BYTES.max(ahead) / quantum_bytes) as usize
 }
 
+/// Returns `n` budget quanta (the segmenter may be gone: nothing to return them to then).
+fn give_back(credits: &Sender<()>, n: usize) {
+    for _ in 0..n {
+        let _ = credits.send(());
+    }
+}
+
 /// Encodes one streamed segment: pieces as they come, packets to the muxer as they are made.
 /// Every piece taken gives its quanta back. `Err(Cancelled)` when the input stopped before
 /// its end (the segmenter gave up) or the conversion is stopping.
@@ -286,11 +293,6 @@ fn stream_segment(
     results: &Sender<SegmentMsg>,
     stop: &dyn Fn() -> bool,
 ) -> Result<()> {
-    let give = |n: usize| {
-        for _ in 0..n {
-            let _ = credits.send(());
-        }
-    };
     let mut se = SegmentEncoder::new(settings, sj.first_frame, sj.keep_from, Some(sj.keep_to))?;
     let mut kept = Vec::new();
     for piece in sj.input.iter() {
@@ -303,7 +305,7 @@ fn stream_segment(
                     se.push(&refs, &mut kept)
                 };
                 drop(planes);
-                give(n);
+                give_back(credits, n);
                 r?;
                 if !kept.is_empty() {
                     results
@@ -382,9 +384,7 @@ pub(super) fn run(
                             }
                             for piece in sj.input.iter() {
                                 if let Piece::Pcm(_, n) = piece {
-                                    for _ in 0..n {
-                                        let _ = credit_tx.send(());
-                                    }
+                                    give_back(&credit_tx, n);
                                 }
                             }
                             let _ = result_tx.send(SegmentMsg::Stopped);

@@ -124,8 +124,16 @@ pub struct Timings {
 /// Where a conversion's time went. Wall seconds for the steps that run alone (indexing, placing
 /// the joins, the encode run, fsync, the final check); *thread-seconds* summed over the encoder
 /// workers for what they do in turn (so on `N` workers they add up to about `N ×` the encode
-/// run's wall time), and thread CPU seconds where the kernel tells them. Filled by the
-/// multi-core ranged path; the in-order paths fill only the wall figures and the muxer's.
+/// run's wall time), and thread CPU seconds where the kernel tells them.
+///
+/// On the in-order paths (`--jobs 1`, and books the workers cannot split by seeking) the
+/// *workers* are every thread of the encode run but the muxer: the decoders (their `decode`
+/// time, and `handoff` while they wait to pass PCM on), the segmenter that streams PCM to the
+/// encoders (`silence`, and `handoff` while it waits for PCM, budget or a free encoder), and
+/// the encoders (`startup`, `lead_in`, `encode`, and `handoff` while they wait for PCM or to
+/// pass packets on). `index_secs` and `joins_secs` stay 0 there (no index, no planned joins),
+/// and so does `verify_decode_secs` (the final check decodes the file). The lossless copy
+/// fills the join and muxer figures.
 #[derive(Debug, Clone, Default, Serialize)]
 #[non_exhaustive]
 pub struct StageTimes {

@@ -820,15 +820,16 @@ pub(crate) fn run(
     let stop = std::sync::atomic::AtomicBool::new(false);
     let failure = Failure::new();
     let span = tracing::Span::current();
+    // The muxer's times (the only stage timed here besides the joins).
+    let mux_times = std::sync::Mutex::new(crate::convert::StageTimes::default());
     let outcome = std::thread::scope(|s| -> Result<PipelineOutcome> {
         let (mux_tx, mux_rx) = bounded::<MuxMsg>(super::PACKET_BATCHES);
-        let failure_ref = &failure;
-        let span_ref = &span;
+        let (failure_ref, span_ref, mux_times) = (&failure, &span, &mux_times);
         let mux = std::thread::Builder::new()
             .name("aiom4b-mux".into())
             .spawn_scoped(s, move || {
                 let _span = span_ref.enter();
-                super::mux_loop(muxer, mux_rx, cancel, failure_ref)
+                super::mux_loop(muxer, mux_rx, cancel, failure_ref, mux_times)
             })
             .map_err(|e| Error::Internal(format!("muxer thread: {e}")))?;
         let workers = threads.max(1).min(windows.len());
@@ -1002,6 +1003,10 @@ pub(crate) fn run(
         match (produced, muxed) {
             (Ok(mut o), Ok(packets)) => {
                 o.packets = packets;
+                let m = mux_times.lock().unwrap_or_else(|p| p.into_inner());
+                o.stages.mux_wait_secs = m.mux_wait_secs;
+                o.stages.mux_write_secs = m.mux_write_secs;
+                o.stages.mux_cpu_secs = m.mux_cpu_secs;
                 progress.encoded(o.total_samples, o.total_samples);
                 Ok(o)
             }

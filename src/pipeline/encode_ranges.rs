@@ -48,7 +48,8 @@
 //! in-order path from the start.
 use super::encode_segments::{tokens, SegmentEncoder, LEAD_OUT_FRAMES};
 use super::{
-    judge_track, mux_segments, ChapterBuilder, Failure, PipelineJob, PipelineOutcome, SegmentMsg,
+    judge_track, mux_segments, AddOnDrop, ChapterBuilder, Failure, PipelineJob, PipelineOutcome,
+    SegmentMsg, WorkerClock,
 };
 use crate::av::decode::{
     decode_file_while, decode_seeking, resampled_len, seek_preroll, DecodeStats,
@@ -506,36 +507,6 @@ pub(super) fn run(
         stages,
         verified,
     })
-}
-
-/// One worker's time, by what it was doing.
-#[derive(Default)]
-struct WorkerClock {
-    startup: Duration,
-    decode: Duration,
-    lead_in: Duration,
-    encode: Duration,
-    verify: Duration,
-    silence: Duration,
-    handoff: Duration,
-}
-
-/// Adds a worker's clock (and its thread's CPU time since `.2`) to the run's on drop.
-struct AddOnDrop<'a>(&'a mut WorkerClock, &'a Mutex<StageTimes>, f64);
-
-impl Drop for AddOnDrop<'_> {
-    fn drop(&mut self) {
-        let c = &self.0;
-        let mut s = self.1.lock().unwrap_or_else(|p| p.into_inner());
-        s.startup_secs += c.startup.as_secs_f64();
-        s.decode_secs += c.decode.as_secs_f64();
-        s.lead_in_secs += c.lead_in.as_secs_f64();
-        s.encode_secs += c.encode.as_secs_f64();
-        s.verify_decode_secs += c.verify.as_secs_f64();
-        s.silence_secs += c.silence.as_secs_f64();
-        s.handoff_secs += c.handoff.as_secs_f64();
-        s.worker_cpu_secs += super::thread_cpu_secs() - self.2;
-    }
 }
 
 /// What every worker shares: the muxer's channel, progress, and where segments' pauses and

@@ -56,14 +56,19 @@
 //! Workers never wait on the muxer (packets go to an unbounded channel, bounded by the
 //! tokens).
 use super::{
-    track_done, ChapterBuilder, DecodeMsg, Failure, PipelineJob, PipelineOutcome, SegmentMsg,
+    thread_cpu_secs, track_done, AddOnDrop, ChapterBuilder, DecodeMsg, Failure, PipelineJob,
+    PipelineOutcome, SegmentMsg, WorkerClock,
 };
 use crate::av::encode::{open_encoder, AudioEncoder, EncodedPacket};
 use crate::av::mux::MuxChapter;
+use crate::convert::StageTimes;
 use crate::error::{Error, Result};
 use crate::options::EncoderSettings;
 use crate::progress::{CancelToken, ProgressSink};
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
+use std::cell::Cell;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// Fewest frames per segment (≈ 23.8 s at 44.1 kHz), whatever the core count.
 pub const MIN_SEGMENT_FRAMES: u64 = 1024;
@@ -286,24 +291,43 @@ fn give_back(credits: &Sender<()>, n: usize) {
 /// Encodes one streamed segment: pieces as they come, packets to the muxer as they are made.
 /// Every piece taken gives its quanta back. `Err(Cancelled)` when the input stopped before
 /// its end (the segmenter gave up) or the conversion is stopping.
+/// `times` gets the worker's time: opening the encoder, encoding the lead-in (pieces wholly
+/// before the first kept frame's input) and the rest, and waiting for pieces.
 fn stream_segment(
     settings: &EncoderSettings,
     sj: &StreamJob,
     credits: &Sender<()>,
     results: &Sender<SegmentMsg>,
     stop: &dyn Fn() -> bool,
+    times: &mut WorkerClock,
 ) -> Result<()> {
+    let t = Instant::now();
     let mut se = SegmentEncoder::new(settings, sj.first_frame, sj.keep_from, Some(sj.keep_to))?;
+    times.startup += t.elapsed();
+    // Input samples into the segment, and where the input of its first kept packet begins
+    // (the priming's worth of samples before that packet's place on the timeline).
+    let mut fed = 0u64;
+    let lead_in = (sj.keep_from.saturating_sub(sj.first_frame) * se.frame as u64)
+        .saturating_sub(se.priming.max(0) as u64);
     let mut kept = Vec::new();
+    let mut waited = Instant::now();
     for piece in sj.input.iter() {
+        times.handoff += waited.elapsed();
         match piece {
             Piece::Pcm(planes, n) => {
+                let t = Instant::now();
                 let r = if stop() {
                     Err(Error::Cancelled)
                 } else {
                     let refs: Vec<&[f32]> = planes.iter().map(Vec::as_slice).collect();
                     se.push(&refs, &mut kept)
                 };
+                fed += planes.first().map_or(0, |p| p.len() as u64);
+                *if fed <= lead_in {
+                    &mut times.lead_in
+                } else {
+                    &mut times.encode
+                } += t.elapsed();
                 drop(planes);
                 give_back(credits, n);
                 r?;
@@ -315,13 +339,16 @@ fn stream_segment(
             }
             Piece::Last => se.keep_to = None,
             Piece::End => {
+                let t = Instant::now();
                 se.finish(&mut kept)?;
+                times.encode += t.elapsed();
                 return results
                     .send(SegmentMsg::Packets(sj.index, kept))
                     .and_then(|()| results.send(SegmentMsg::Done(sj.index)))
                     .map_err(|_| Error::Cancelled);
             }
         }
+        waited = Instant::now();
     }
     Err(Error::Cancelled)
 }
@@ -339,6 +366,7 @@ pub(super) fn run(
     workers: usize,
     result_tx: Sender<SegmentMsg>,
     token_rx: Receiver<()>,
+    stages: &Mutex<StageTimes>,
 ) -> Result<PipelineOutcome> {
     // This runs on the encoder thread, inside the caller's span; the workers log inside it too.
     let span = tracing::Span::current();
@@ -367,16 +395,24 @@ pub(super) fn run(
                 .name(format!("aiom4b-encode-{w}"))
                 .spawn_scoped(s, move || {
                     let _span = span.enter();
+                    let cpu0 = thread_cpu_secs();
+                    let mut times = WorkerClock::default();
+                    // Adds this worker's times to the run's when it ends, however it ends.
+                    let _add = AddOnDrop(&mut times, stages, cpu0);
+                    let times = &mut *_add.0;
                     let stop = || cancel.is_cancelled() || failure.stopped();
                     // A worker never leaves a segment's input behind: once the conversion is
                     // stopping it takes every piece it is given and gives its quanta back, so
                     // the segmenter never waits on a budget nobody returns, and it tells the
                     // muxer, which may be waiting for this segment's packets.
+                    let mut waited = Instant::now();
                     for sj in job_rx.iter() {
+                        times.handoff += waited.elapsed();
                         let r = if stop() {
                             Err(Error::Cancelled)
                         } else {
-                            stream_segment(&settings, &sj, &credit_tx, &result_tx, &stop)
+                            let (c, r) = (&credit_tx, &result_tx);
+                            stream_segment(&settings, &sj, c, r, &stop, times)
                         };
                         if let Err(e) = r {
                             if !matches!(e, Error::Cancelled) {
@@ -389,6 +425,7 @@ pub(super) fn run(
                             }
                             let _ = result_tx.send(SegmentMsg::Stopped);
                         }
+                        waited = Instant::now();
                     }
                 })
                 .map_err(|e| Error::Internal(format!("encoder thread: {e}")))?;
@@ -408,7 +445,7 @@ pub(super) fn run(
             credit_rx,
         };
         segmenter(
-            job, seg, rxs, &end_tx, chapters, progress, cancel, failure, links,
+            job, seg, rxs, &end_tx, chapters, progress, cancel, failure, links, stages,
         )
     });
     match r {
@@ -490,6 +527,51 @@ fn segmenter(
     cancel: &CancelToken,
     failure: &Failure,
     links: Links,
+    stages: &Mutex<StageTimes>,
+) -> Result<PipelineOutcome> {
+    // The segmenter's time: waiting for PCM, budget quanta and segment tokens, and finding
+    // pauses (a cell, because the `send` and `open` closures wait too).
+    let cpu0 = thread_cpu_secs();
+    let waits = Cell::new(Duration::ZERO);
+    let mut silence_time = Duration::ZERO;
+    let waiting = |t: Instant| waits.set(waits.get() + t.elapsed());
+    let r = segment_book(
+        job,
+        seg,
+        rxs,
+        end_tx,
+        chapters,
+        progress,
+        cancel,
+        failure,
+        links,
+        &waiting,
+        &mut silence_time,
+    );
+    let mut s = stages.lock().unwrap_or_else(|p| p.into_inner());
+    s.handoff_secs += waits.get().as_secs_f64();
+    s.silence_secs += silence_time.as_secs_f64();
+    s.worker_cpu_secs += thread_cpu_secs() - cpu0;
+    if let Ok(o) = &r {
+        s.segments = o.joins.len() as u64 + 1;
+    }
+    r
+}
+
+/// [`segmenter`]'s work; `waiting(t)` adds the time since `t` to its waits.
+#[allow(clippy::too_many_arguments)]
+fn segment_book(
+    job: &PipelineJob<'_>,
+    seg: u64,
+    rxs: Vec<Receiver<DecodeMsg>>,
+    end_tx: &Sender<(u64, Vec<MuxChapter>)>,
+    chapters: ChapterBuilder,
+    progress: &dyn ProgressSink,
+    cancel: &CancelToken,
+    failure: &Failure,
+    links: Links,
+    waiting: &dyn Fn(Instant),
+    silence_time: &mut Duration,
 ) -> Result<PipelineOutcome> {
     let channels = job.target.channels as usize;
     let f = job.stream.frame_samples as u64;
@@ -514,9 +596,11 @@ fn segmenter(
         while o.sent < to {
             let end = to.min(o.sent + super::CHUNK_SAMPLES as u64);
             let n = quanta((end - o.sent) as usize);
+            let t = Instant::now();
             for _ in 0..n {
                 links.credit_rx.recv().map_err(|_| Error::Cancelled)?;
             }
+            waiting(t);
             o.tx.send(Piece::Pcm(held.slice(o.sent, end), n))
                 .map_err(|_| Error::Cancelled)?;
             o.sent = end;
@@ -526,7 +610,9 @@ fn segmenter(
     // Starts segment `k` on the next free worker, once a segment token says the muxer is not
     // too far behind.
     let open = |k: u64| -> Result<Open> {
+        let t = Instant::now();
         links.token_rx.recv().map_err(|_| Error::Cancelled)?;
+        waiting(t);
         let (tx, input) = unbounded();
         let a = first_input(k);
         links
@@ -554,11 +640,16 @@ fn segmenter(
             if cancel.is_cancelled() || failure.stopped() {
                 return Err(Error::Cancelled);
             }
-            match rx.recv().map_err(|_| Error::Cancelled)? {
+            let t = Instant::now();
+            let msg = rx.recv().map_err(|_| Error::Cancelled)?;
+            waiting(t);
+            match msg {
                 DecodeMsg::Pcm(chunk) => {
                     if let Some(d) = silence.as_mut() {
+                        let t = Instant::now();
                         let planes: Vec<&[f32]> = chunk.planes.iter().map(Vec::as_slice).collect();
                         d.push_planar(clock, &planes);
+                        *silence_time += t.elapsed();
                     }
                     clock += chunk.len() as u64;
                     held.push(&chunk.planes);

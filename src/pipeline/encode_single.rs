@@ -1,14 +1,21 @@
 //! The single-encoder stage: one continuous AAC encoder on one thread. It is the reference
 //! path (`--jobs 1`) and the baseline the segmented encoder is measured against.
-use super::{track_done, ChapterBuilder, DecodeMsg, Failure, MuxMsg, PipelineJob, PipelineOutcome};
+use super::{
+    thread_cpu_secs, track_done, AddOnDrop, ChapterBuilder, DecodeMsg, Failure, MuxMsg,
+    PipelineJob, PipelineOutcome, WorkerClock,
+};
 use crate::av::encode::{open_encoder, EncodedPacket};
+use crate::convert::StageTimes;
 use crate::error::{Error, Result};
 use crate::progress::{CancelToken, ProgressSink};
 use crossbeam_channel::{Receiver, Sender};
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// Packets per batch sent to the muxer (~1.2 s of audio): amortizes channel overhead.
 const BATCH_PACKETS: usize = 50;
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run(
     job: &PipelineJob<'_>,
     rxs: Vec<Receiver<DecodeMsg>>,
@@ -17,8 +24,17 @@ pub(super) fn run(
     progress: &dyn ProgressSink,
     cancel: &CancelToken,
     failure: &Failure,
+    stages: &Mutex<StageTimes>,
 ) -> Result<PipelineOutcome> {
-    match run_inner(job, rxs, &mux_tx, chapters, progress, cancel, failure) {
+    let cpu0 = thread_cpu_secs();
+    let mut clock = WorkerClock::default();
+    let add = AddOnDrop(&mut clock, stages, cpu0);
+    let r = run_inner(
+        job, rxs, &mux_tx, chapters, progress, cancel, failure, add.0,
+    );
+    drop(add);
+    stages.lock().unwrap_or_else(|p| p.into_inner()).segments = 1;
+    match r {
         Ok(o) => Ok(o),
         Err(Error::Cancelled) => Err(Error::Cancelled),
         Err(e) => {
@@ -28,6 +44,9 @@ pub(super) fn run(
     }
 }
 
+/// The encoder's work; `clock` gets its time: encoding (with opening the encoder and its
+/// flush), pauses, and waiting for PCM or to hand packets on.
+#[allow(clippy::too_many_arguments)]
 fn run_inner(
     job: &PipelineJob<'_>,
     rxs: Vec<Receiver<DecodeMsg>>,
@@ -36,9 +55,12 @@ fn run_inner(
     progress: &dyn ProgressSink,
     cancel: &CancelToken,
     failure: &Failure,
+    times: &mut WorkerClock,
 ) -> Result<PipelineOutcome> {
     let channels = job.target.channels as usize;
+    let t = Instant::now();
     let mut enc = open_encoder(&job.encoder)?;
+    times.startup += t.elapsed();
     let frame = enc.params().frame_samples;
     let mut fifo = Fifo::new(channels);
     let mut batch: Vec<EncodedPacket> = Vec::with_capacity(BATCH_PACKETS + 4);
@@ -47,11 +69,14 @@ fn run_inner(
     let mut encoded = 0u64;
     let mut total_estimate = job.estimated_total;
     let mut silence = super::detector(job, 0, None);
-    let send = |batch: &mut Vec<EncodedPacket>| -> Result<()> {
+    let send = |batch: &mut Vec<EncodedPacket>, times: &mut WorkerClock| -> Result<()> {
         let full = std::mem::replace(batch, Vec::with_capacity(BATCH_PACKETS + 4));
-        mux_tx
+        let t = Instant::now();
+        let r = mux_tx
             .send(MuxMsg::Packets(full))
-            .map_err(|_| Error::Cancelled)
+            .map_err(|_| Error::Cancelled);
+        times.handoff += t.elapsed();
+        r
     };
 
     for (i, rx) in rxs.iter().enumerate() {
@@ -60,21 +85,27 @@ fn run_inner(
             if cancel.is_cancelled() || failure.stopped() {
                 return Err(Error::Cancelled);
             }
+            let t = Instant::now();
             let msg = rx.recv().map_err(|_| Error::Cancelled)?;
+            times.handoff += t.elapsed();
             match msg {
                 DecodeMsg::Pcm(chunk) => {
                     if let Some(d) = silence.as_mut() {
+                        let t = Instant::now();
                         let planes: Vec<&[f32]> = chunk.planes.iter().map(Vec::as_slice).collect();
                         d.push_planar(clock, &planes);
+                        times.silence += t.elapsed();
                     }
                     clock += chunk.len() as u64;
                     fifo.push(&chunk.planes);
                     while fifo.len() >= frame {
+                        let t = Instant::now();
                         enc.encode(&fifo.front(frame), &mut batch)?;
+                        times.encode += t.elapsed();
                         fifo.consume(frame);
                         encoded += frame as u64;
                         if batch.len() >= BATCH_PACKETS {
-                            send(&mut batch)?;
+                            send(&mut batch, times)?;
                             progress.encoded(encoded, total_estimate.max(clock));
                         }
                     }
@@ -89,6 +120,7 @@ fn run_inner(
     total_estimate = clock;
     // The last, partial frame: the encoder accepts a short final frame and gives its packet the
     // true duration, so the file ends exactly at the last input sample.
+    let t = Instant::now();
     if !fifo.is_empty() {
         let n = fifo.len();
         enc.encode(&fifo.front(n), &mut batch)?;
@@ -96,7 +128,8 @@ fn run_inner(
         encoded += n as u64;
     }
     enc.finish(&mut batch)?;
-    send(&mut batch)?;
+    times.encode += t.elapsed();
+    send(&mut batch, times)?;
     progress.encoded(encoded, total_estimate);
     outcome.total_samples = clock;
     let pauses = super::pauses(job, silence.map(|d| d.finish()).into_iter().collect());

@@ -185,6 +185,36 @@ pub(crate) fn thread_cpu_secs() -> f64 {
     t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }
 
+/// One worker's time, by what it was doing.
+#[derive(Default)]
+pub(crate) struct WorkerClock {
+    pub(crate) startup: std::time::Duration,
+    pub(crate) decode: std::time::Duration,
+    pub(crate) lead_in: std::time::Duration,
+    pub(crate) encode: std::time::Duration,
+    pub(crate) verify: std::time::Duration,
+    pub(crate) silence: std::time::Duration,
+    pub(crate) handoff: std::time::Duration,
+}
+
+/// Adds a worker's clock (and its thread's CPU time since `.2`) to the run's on drop.
+pub(crate) struct AddOnDrop<'a>(&'a mut WorkerClock, &'a Mutex<StageTimes>, f64);
+
+impl Drop for AddOnDrop<'_> {
+    fn drop(&mut self) {
+        let c = &self.0;
+        let mut s = self.1.lock().unwrap_or_else(|p| p.into_inner());
+        s.startup_secs += c.startup.as_secs_f64();
+        s.decode_secs += c.decode.as_secs_f64();
+        s.lead_in_secs += c.lead_in.as_secs_f64();
+        s.encode_secs += c.encode.as_secs_f64();
+        s.verify_decode_secs += c.verify.as_secs_f64();
+        s.silence_secs += c.silence.as_secs_f64();
+        s.handoff_secs += c.handoff.as_secs_f64();
+        s.worker_cpu_secs += thread_cpu_secs() - self.2;
+    }
+}
+
 /// Test hook (feature `internals`): packets to damage on their way from the encoders to the
 /// muxer, so that a test can prove the final check notices. Keyed by the output's folder, so
 /// tests running in parallel do not see each other's.
@@ -348,6 +378,9 @@ fn run_in_order(
     let n = job.tracks.len();
     let failure = Failure::new();
     let threads = job.threads.max(1);
+    // Where the time goes: every stage thread adds its clock here when it ends.
+    let stages: Mutex<StageTimes> = Mutex::new(StageTimes::default());
+    let t_run = std::time::Instant::now();
 
     let (txs, rxs): (Vec<Sender<DecodeMsg>>, Vec<Receiver<DecodeMsg>>) =
         (0..n).map(|_| bounded(CHUNKS_PER_TRACK)).unzip();
@@ -372,18 +405,18 @@ fn run_in_order(
             end_rx,
         } = encode_segments::channels(threads);
         // The muxer: a plain named thread that owns the output.
-        let failure_ref = &failure;
-        let span_ref = &span;
+        let (failure_ref, span_ref, stages_ref) = (&failure, &span, &stages);
         let mux_handle = std::thread::Builder::new()
             .name("aiom4b-mux".into())
             .spawn_scoped(s, move || {
                 let _span = span_ref.enter();
                 if segmented {
                     drop(mux_rx);
-                    mux_segments(muxer, seg_rx, end_rx, tok_tx, cancel, failure_ref, None)
+                    let stages = Some(stages_ref);
+                    mux_segments(muxer, seg_rx, end_rx, tok_tx, cancel, failure_ref, stages)
                 } else {
                     drop((seg_rx, end_rx, tok_tx));
-                    mux_loop(muxer, mux_rx, cancel, failure_ref)
+                    mux_loop(muxer, mux_rx, cancel, failure_ref, stages_ref)
                 }
             })
             .map_err(|e| Error::Internal(format!("muxer thread: {e}")))?;
@@ -399,7 +432,8 @@ fn run_in_order(
                     for _ in 0..threads {
                         ps.spawn(move |_| {
                             let _span = span_ref.enter();
-                            decode_worker(tracks, txs_ref, next_ref, target, cancel, failure_ref)
+                            let shared = (txs_ref.as_slice(), next_ref, stages_ref);
+                            decode_worker(tracks, shared, target, cancel, failure_ref)
                         });
                     }
                 })
@@ -425,10 +459,12 @@ fn run_in_order(
                         threads,
                         seg_tx,
                         tok_rx,
+                        stages_ref,
                     )
                 } else {
                     drop((seg_tx, end_tx, tok_rx));
-                    encode_single::run(job, rxs, mux_tx, chapters, progress, cancel, enc_failure)
+                    let (fail, st) = (enc_failure, stages_ref);
+                    encode_single::run(job, rxs, mux_tx, chapters, progress, cancel, fail, st)
                 }
             })
             .map_err(|e| Error::Internal(format!("encoder thread: {e}")))?;
@@ -442,6 +478,9 @@ fn run_in_order(
         match (enc_result, mux_result) {
             (Ok(mut outcome), Ok(packets)) => {
                 outcome.packets = packets;
+                let mut st = std::mem::take(&mut *stages.lock().unwrap_or_else(|p| p.into_inner()));
+                st.encode_run_secs = t_run.elapsed().as_secs_f64();
+                outcome.stages = st;
                 // Every packet is written: the end of the encode stage for every path (the
                 // segmented one reports segments as it hands them out, so a book shorter than
                 // one segment reported nothing before).
@@ -470,14 +509,26 @@ pub(crate) fn settle(
     outcome
 }
 
+/// The decoders' shared state on the in-order path: each track's channel (taken by the worker
+/// that claims the track), the next track to claim, and the run's stage times.
+type DecodeShared<'a> = (
+    &'a [Mutex<Option<Sender<DecodeMsg>>>],
+    &'a AtomicUsize,
+    &'a Mutex<StageTimes>,
+);
+
 fn decode_worker(
     tracks: &[TrackJob],
-    txs: &[Mutex<Option<Sender<DecodeMsg>>>],
-    next_track: &AtomicUsize,
+    (txs, next_track, stages): DecodeShared<'_>,
     target: TargetFormat,
     cancel: &CancelToken,
     failure: &Failure,
 ) {
+    let cpu0 = thread_cpu_secs();
+    let mut clock = WorkerClock::default();
+    // Adds this decoder's times to the run's when it ends, however it ends.
+    let _add = AddOnDrop(&mut clock, stages, cpu0);
+    let clock = &mut *_add.0;
     loop {
         let i = next_track.fetch_add(1, Ordering::SeqCst);
         if i >= tracks.len() {
@@ -498,6 +549,8 @@ fn decode_worker(
         };
         let stop = || cancel.is_cancelled() || failure.stopped();
         let allowed = crate::model::InputFormats::of(&[tracks[i].format]);
+        let t = std::time::Instant::now();
+        let mut waited = std::time::Duration::ZERO;
         let result = input::open_input(&tracks[i].path, allowed).and_then(|inp| {
             decode::decode_file(
                 inp,
@@ -506,45 +559,77 @@ fn decode_worker(
                 CHUNK_SAMPLES,
                 &stop,
                 &mut |chunk| {
+                    let w = std::time::Instant::now();
                     // A closed channel means the encoder stage has stopped; it reports why.
-                    tx.send(DecodeMsg::Pcm(chunk)).map_err(|_| Error::Cancelled)
+                    let r = tx.send(DecodeMsg::Pcm(chunk)).map_err(|_| Error::Cancelled);
+                    waited += w.elapsed();
+                    r
                 },
             )
         });
-        if tx.send(DecodeMsg::End(Box::new(result))).is_err() {
+        clock.decode += t.elapsed().saturating_sub(waited);
+        let w = std::time::Instant::now();
+        let sent = tx.send(DecodeMsg::End(Box::new(result)));
+        clock.handoff += waited + w.elapsed();
+        if sent.is_err() {
             return;
         }
     }
 }
 
 fn mux_loop(
+    muxer: M4bMuxer,
+    rx: Receiver<MuxMsg>,
+    cancel: &CancelToken,
+    failure: &Failure,
+    stages: &Mutex<StageTimes>,
+) -> Result<u64> {
+    let cpu0 = thread_cpu_secs();
+    let (mut wait, mut writing) = (std::time::Duration::ZERO, std::time::Duration::ZERO);
+    let r = mux_loop_timed(muxer, rx, cancel, failure, &mut wait, &mut writing);
+    let mut s = stages.lock().unwrap_or_else(|p| p.into_inner());
+    s.mux_wait_secs += wait.as_secs_f64();
+    s.mux_write_secs += writing.as_secs_f64();
+    s.mux_cpu_secs += thread_cpu_secs() - cpu0;
+    r
+}
+
+/// [`mux_loop`]'s work, adding up the time spent waiting for packets and writing them.
+fn mux_loop_timed(
     mut muxer: M4bMuxer,
     rx: Receiver<MuxMsg>,
     cancel: &CancelToken,
     failure: &Failure,
+    wait: &mut std::time::Duration,
+    writing: &mut std::time::Duration,
 ) -> Result<u64> {
     let mut packets = 0u64;
-    for msg in rx.iter() {
+    loop {
+        let t = std::time::Instant::now();
+        let Ok(msg) = rx.recv() else { break };
+        *wait += t.elapsed();
         if cancel.is_cancelled() || failure.stopped() {
             return Err(Error::Cancelled);
         }
-        match msg {
+        let t = std::time::Instant::now();
+        let written = match msg {
             MuxMsg::Packets(batch) => {
-                for p in &batch {
-                    if let Err(e) = muxer.write(p) {
-                        failure.fail(e);
-                        return Err(Error::Cancelled);
-                    }
-                    packets += 1;
-                }
+                packets += batch.len() as u64;
+                batch.iter().try_for_each(|p| muxer.write(p))
             }
             MuxMsg::Finish(chapters) => {
-                if let Err(e) = muxer.finish(&chapters) {
+                let r = muxer.finish(&chapters);
+                *writing += t.elapsed();
+                return r.map(|()| packets).map_err(|e| {
                     failure.fail(e);
-                    return Err(Error::Cancelled);
-                }
-                return Ok(packets);
+                    Error::Cancelled
+                });
             }
+        };
+        *writing += t.elapsed();
+        if let Err(e) = written {
+            failure.fail(e);
+            return Err(Error::Cancelled);
         }
     }
     // The encoder stage went away without finishing: it has recorded why (or was cancelled).

@@ -429,6 +429,59 @@ fn allowed_inputs_mp3_refuses_other_formats_by_name_and_content() {
 /// encoder's, for segments shorter than the lead-in (every sample goes to several workers), of
 /// an odd length, and longer ones; a cancel in the middle ends the conversion with
 /// `Cancelled`, no file and no part left (within the liveness limit: no thread waits forever).
+/// An in-order conversion's stage breakdown (`--json`'s `timings.stages`) says where its time
+/// went: every stage that ran has time, the ones that did not run (index, joins, verification
+/// while encoding) have none, and the threads' times add up to at most each thread's whole
+/// run (`threads` of them) and to at least the encoder stage's.
+fn in_order_stages(report: &Value, segments: u64, threads: f64) {
+    let st = &report["timings"]["stages"];
+    let f = |k: &str| {
+        st[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{k} missing: {st:#}"))
+    };
+    assert_eq!(st["segments"].as_u64(), Some(segments), "{st:#}");
+    let run = f("encode_run_secs");
+    assert!(run > 0.0, "{st:#}");
+    for k in [
+        "decode_secs",
+        "encode_secs",
+        "handoff_secs",
+        "worker_cpu_secs",
+        "mux_write_secs",
+        "mux_wait_secs",
+        "mux_cpu_secs",
+    ] {
+        assert!(f(k) > 0.0, "{k}: {st:#}");
+    }
+    if segments > 1 {
+        assert!(f("lead_in_secs") > 0.0 && f("startup_secs") > 0.0, "{st:#}");
+    }
+    for k in ["index_secs", "joins_secs", "verify_decode_secs"] {
+        assert_eq!(f(k), 0.0, "{k}: {st:#}");
+    }
+    let threads_secs: f64 = [
+        "startup_secs",
+        "decode_secs",
+        "lead_in_secs",
+        "encode_secs",
+        "silence_secs",
+        "handoff_secs",
+    ]
+    .iter()
+    .map(|k| f(k))
+    .sum();
+    assert!(
+        threads_secs <= threads * run * 1.02 + 0.01 && threads_secs >= 0.5 * run,
+        "{threads_secs} thread-seconds in a run of {run} s: {st:#}"
+    );
+    // The muxer waits for the encoders for most of the run and writes in the rest.
+    assert!(
+        f("mux_wait_secs") + f("mux_write_secs") <= run * 1.02,
+        "{st:#}"
+    );
+}
+
 #[test]
 fn a_book_in_order_streams_its_segments_exactly_and_stops_cleanly() {
     use aiom4b_testkit::fixtures::Signal;
@@ -457,6 +510,8 @@ fn a_book_in_order_streams_its_segments_exactly_and_stops_cleanly() {
     };
     let (single, _, _, single_pcm) = convert("j1.m4b", &["-j1"]);
     assert_eq!(single["total_samples"].as_u64(), Some(n));
+    // One decoder and one encoder thread.
+    in_order_stages(&single, 1, 2.0);
     // 293 frames: the book (4688.26 frames) ends just past the planned end of its 16th
     // segment, inside that segment's lead-out, so the last segment keeps packets past it.
     assert_eq!(n.div_ceil(AAC_FRAME), 16 * 293 + 1);
@@ -488,6 +543,8 @@ fn a_book_in_order_streams_its_segments_exactly_and_stops_cleanly() {
             .take_while(|j| *j + 2 * AAC_FRAME < n)
             .collect();
         assert_eq!(joins, want, "segments of {seg}");
+        // Two decoders (one finds no track), the segmenter and two encoders.
+        in_order_stages(&multi, want.len() as u64 + 1, 5.0);
         let s = aiom4b::verify::summarize(&out).unwrap();
         assert!(s.inconsistencies.is_empty(), "{:?}", s.inconsistencies);
         assert_eq!(pcm[0].len(), single_pcm[0].len(), "segments of {seg}");

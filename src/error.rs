@@ -41,14 +41,17 @@ pub enum Error {
         reason: String,
     },
     /// Decoding a file failed in the middle (damaged frames, truncation).
-    #[error("{path}: {errors} damaged audio frame(s) ({reason}); replace the file, or allow damaged input to keep the audio that decodes")]
+    #[error(
+        "{path}: {reason}; replace the file, or allow damaged input to keep the audio that decodes"
+    )]
     Damaged {
         /// The file.
         path: PathBuf,
-        /// Number of frames the decoder rejected (1 for a truncation without such frames).
+        /// Number of frames the decoder rejected (0 when the file only holds less audio than
+        /// it announces).
         errors: u64,
-        /// The decoder's first error, and how many seconds and samples are missing when the
-        /// file holds less audio than its header announces.
+        /// What is wrong: the frames the decoder rejected and its first error, and how many
+        /// seconds and samples are missing when the file holds less audio than it announces.
         reason: String,
     },
     /// An FFmpeg call failed; `what` says which step.

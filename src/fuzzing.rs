@@ -11,6 +11,10 @@ pub use crate::mp3bytes::{
     audio_start, id3v2_len, FrameHeader, LameTrim, VbrKind, VbrTag, ID3V2_HEADER_LEN, MAX_FRAME_LEN,
 };
 
+pub use crate::oggbytes::{
+    ending as ogg_ending, parse_page as parse_ogg_page, OggEnd, OggPage, TAIL_LEN as OGG_TAIL_LEN,
+};
+
 /// The VBR header of the frame at the start of `frame`.
 pub fn parse_vbr_tag(frame: &[u8]) -> Option<VbrTag> {
     crate::mp3bytes::parse_vbr_tag(frame)

@@ -59,6 +59,7 @@ mod model;
 mod mp3bytes;
 mod mp4box;
 mod mp4tags;
+mod oggbytes;
 mod options;
 mod pipeline;
 pub mod plan;

@@ -286,11 +286,12 @@ pub fn inspect(
     Ok(ins)
 }
 
-/// Finds the files that were cut short: they hold less audio than their LAME/Xing header
-/// announces, judged as `convert` judges them when it decodes them (same slack), so `probe`
-/// reports them too.
+/// Finds the files that were cut short, so `probe` reports them too and a conversion refuses
+/// them before it starts: MP3s that hold less audio than their LAME/Xing header announces
+/// (judged as `convert` judges them when it decodes them, same slack), and Ogg files that end
+/// inside a page ([`ogg_ending`]).
 ///
-/// A file counts as truncated when it is both shorter in bytes than the header's byte count
+/// An MP3 counts as truncated when it is both shorter in bytes than the header's byte count
 /// and shorter in samples than its exact sample count (by the packet index: demuxing without
 /// decoding, a fraction of a second per hour of audio, in parallel). Only the first needs no
 /// more than a look at the header, so a complete file costs nothing more to plan. A file that
@@ -308,40 +309,98 @@ fn truncation_findings(infos: &mut [Option<TrackInfo>], allow_damaged: bool) -> 
         .enumerate()
         .filter_map(|(i, info)| {
             let info = info.as_mut()?;
-            let promised = info.exact_samples?;
-            let tag = probe::read_vbr_tag(&info.path)?;
-            let stream_bytes = tag.stream_bytes?;
-            if info.size_bytes.saturating_sub(tag.audio_start) >= stream_bytes {
-                return None;
-            }
-            let there = crate::av::packets::index_mp3(&info.path).ok()?.total();
-            if there + crate::pipeline::TRUNCATION_SLACK_SAMPLES >= promised {
-                return None;
-            }
-            let rate = info.sample_rate.max(1) as f64;
+            let f = match info.format {
+                InputFormat::Mp3 => mp3_truncation(info, allow_damaged),
+                InputFormat::Opus | InputFormat::Vorbis => ogg_ending(info, allow_damaged),
+                _ => None,
+            };
+            f.map(|f| (i, f))
+        })
+        .collect();
+    found.sort_by_key(|(i, _)| *i);
+    found.into_iter().map(|(_, f)| f).collect()
+}
+
+/// An MP3 shorter than its LAME/Xing header's counts (see [`truncation_findings`]).
+fn mp3_truncation(info: &mut TrackInfo, allow_damaged: bool) -> Option<Finding> {
+    let promised = info.exact_samples?;
+    let tag = probe::read_vbr_tag(&info.path)?;
+    let stream_bytes = tag.stream_bytes?;
+    if info.size_bytes.saturating_sub(tag.audio_start) >= stream_bytes {
+        return None;
+    }
+    let there = crate::av::packets::index_mp3(&info.path).ok()?.total();
+    if there + crate::pipeline::TRUNCATION_SLACK_SAMPLES >= promised {
+        return None;
+    }
+    let rate = info.sample_rate.max(1) as f64;
+    let message = format!(
+        "the file is truncated: {:.2} s of audio missing, {there} of the {promised} samples its header announces are there",
+        (promised - there) as f64 / rate
+    );
+    info.exact_samples = Some(there);
+    info.duration = std::time::Duration::from_secs_f64(there as f64 / rate);
+    Some(if allow_damaged {
+        Finding::warning(
+            FindingKind::Damaged,
+            Some(info.path.clone()),
+            format!(
+                "{message}; the {:.2} s that are there are kept, and chapter times follow them",
+                there as f64 / rate
+            ),
+        )
+        .with_remedy("replace the file with a good copy")
+    } else {
+        Finding::error(FindingKind::Damaged, &info.path, message).with_remedy(
+            "replace the file with a good copy, or allow damaged input to keep the audio that is there",
+        )
+    })
+}
+
+/// An Ogg file (Opus, Vorbis) that does not end its stream. Its length comes from its last
+/// whole page, so a file cut short decodes without an error to wherever the cut is: only its
+/// last bytes tell (a partial page, and no end-of-stream page). Such a file is damaged like a
+/// truncated MP3 (how much is missing, the file cannot say). A file that ends on a whole page
+/// without the end-of-stream mark may be cut at a page boundary, or written by a tool that
+/// never marks the end (some stream recorders): a warning.
+fn ogg_ending(info: &TrackInfo, allow_damaged: bool) -> Option<Finding> {
+    use crate::oggbytes::{file_ending, OggEnd};
+    let there = info.duration.as_secs_f64();
+    match file_ending(&info.path).ok()?? {
+        OggEnd::Complete => None,
+        OggEnd::CutInPage { partial } => {
             let message = format!(
-                "the file is truncated: {:.2} s of audio missing, {there} of the {promised} samples its header announces are there",
-                (promised - there) as f64 / rate
+                "the file is cut short: it ends {partial} bytes into an Ogg page, without the page that ends its stream, so the audio after {there:.2} s is missing (how much, the file cannot say)"
             );
-            info.exact_samples = Some(there);
-            info.duration = std::time::Duration::from_secs_f64(there as f64 / rate);
-            let f = if allow_damaged {
+            Some(if allow_damaged {
                 Finding::warning(
                     FindingKind::Damaged,
                     Some(info.path.clone()),
-                    format!("{message}; the {:.2} s that are there are kept, and chapter times follow them", there as f64 / rate),
+                    format!("{message}; the {there:.2} s that are there are kept"),
                 )
                 .with_remedy("replace the file with a good copy")
             } else {
                 Finding::error(FindingKind::Damaged, &info.path, message).with_remedy(
                     "replace the file with a good copy, or allow damaged input to keep the audio that is there",
                 )
+            })
+        }
+        OggEnd::NoEndMark { trailing } => {
+            let after = if trailing > 0 {
+                format!(" (then {trailing} bytes that are not an Ogg page)")
+            } else {
+                String::new()
             };
-            Some((i, f))
-        })
-        .collect();
-    found.sort_by_key(|(i, _)| *i);
-    found.into_iter().map(|(_, f)| f).collect()
+            Some(
+                Finding::warning(
+                    FindingKind::Damaged,
+                    Some(info.path.clone()),
+                    format!("the file's last Ogg page{after} does not end its stream: it may be cut short; its {there:.2} s are kept"),
+                )
+                .with_remedy("compare the file's length with its source's"),
+            )
+        }
+    }
 }
 
 fn sort_findings(f: &mut [Finding]) {

@@ -1,10 +1,11 @@
 //! The MP3 byte parsers (`src/mp3bytes.rs`) on arbitrary bytes taken as a whole file: the
 //! content sniffer, the ID3v2 tag length, the frame header and the VBR (Xing/Info/LAME/VBRI)
-//! header. None may panic, and what they return must agree with each other.
+//! header. None may panic, and what they return must agree with each other. Also the Ogg
+//! page reader (`src/oggbytes.rs`) that tells how an Ogg file ends, on the same bytes.
 #![no_main]
 use aiom4b::__fuzz::{
-    audio_start, id3v2_len, parse_vbr_tag, read_vbr_tag, sniff_mp3, FrameHeader, VbrKind,
-    ID3V2_HEADER_LEN, MAX_FRAME_LEN,
+    audio_start, id3v2_len, ogg_ending, parse_ogg_page, parse_vbr_tag, read_vbr_tag, sniff_mp3,
+    FrameHeader, OggEnd, VbrKind, ID3V2_HEADER_LEN, MAX_FRAME_LEN, OGG_TAIL_LEN,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -62,4 +63,25 @@ fuzz_target!(|file: &[u8]| {
         assert!(!verdict.unwrap_err().is_empty());
     }
     assert_eq!(sniff_mp3(file), sniff_mp3(file), "deterministic");
+
+    // How the bytes end as an Ogg file: only with a whole, CRC-checked page in them, which ends
+    // inside the file; the last two pages' room at the end tells as much as the whole file.
+    if let Some(e) = ogg_ending(file) {
+        let (at, last) = (0..file.len())
+            .filter_map(|i| parse_ogg_page(&file[i..]).map(|p| (i, p)))
+            .last()
+            .expect("an ending without a page");
+        assert!(at + last.len <= file.len() && last.len >= 27, "{last:?}");
+        match e {
+            OggEnd::Complete => assert_ne!(last.header_type & 4, 0, "{last:?}"),
+            OggEnd::CutInPage { partial: rest } | OggEnd::NoEndMark { trailing: rest } => {
+                assert_eq!(last.header_type & 4, 0, "{last:?}");
+                assert_eq!(at + last.len + rest, file.len(), "{e:?}");
+            }
+        }
+        let from = file.len().saturating_sub(OGG_TAIL_LEN);
+        if at >= from {
+            assert_eq!(ogg_ending(&file[from..]), Some(e), "the tail alone tells");
+        }
+    }
 });

@@ -781,43 +781,67 @@ pub(crate) fn judge_track(
     stats: &DecodeStats,
 ) -> Result<Option<Finding>> {
     let t = &job.tracks[index];
-    let mut damage = stats.damaged_frames;
-    let mut reason = stats.first_error.clone().unwrap_or_default();
+    let frames = stats.damaged_frames;
+    let mut problems = Vec::new();
+    if frames > 0 {
+        let why = stats
+            .first_error
+            .as_deref()
+            .unwrap_or("the decoder rejected them");
+        problems.push(format!("{frames} damaged frame(s) ({why})"));
+    }
     if let Some(expected) = t.exact_source_samples {
         if stats.source_samples + TRUNCATION_SLACK_SAMPLES < expected {
-            let missing_secs =
-                (expected - stats.source_samples) as f64 / t.source_rate.max(1) as f64;
-            let shortfall = format!(
-                "{:.2} s of audio missing, {} of the {} samples its header announces decode",
-                missing_secs, stats.source_samples, expected
+            let got = stats.source_samples;
+            let missing_secs = (expected - got) as f64 / t.source_rate.max(1) as f64;
+            let ogg = matches!(
+                t.format,
+                crate::model::InputFormat::Opus | crate::model::InputFormat::Vorbis
             );
-            // Frames the decoder rejected also shorten the file; only a shortfall without them
-            // means the end is missing. Keep the decoder's reason otherwise, or a file damaged
-            // in the middle would be reported as truncated.
-            if damage == 0 {
-                damage = 1;
-                reason = format!("the file is truncated: {shortfall}");
+            problems.push(if ogg {
+                // An Ogg file's length is its last page's position, so a file cut short is
+                // not this (the plan finds it by its end): the positions run ahead of the
+                // packets somewhere inside.
+                format!(
+                    "the file's Ogg page positions announce {missing_secs:.2} s more audio than its packets hold ({got} of {expected} samples decode): a gap in its timeline, as files joined with ffmpeg's concat demuxer have, or pages lost inside the file"
+                )
             } else {
-                reason = format!("{reason}; {shortfall}");
-            }
+                let shortfall = format!(
+                    "{missing_secs:.2} s of audio missing, {got} of the {expected} samples its header announces decode"
+                );
+                // Frames the decoder rejected also shorten the file; only a shortfall without
+                // them means the end is missing. A file damaged in the middle is not called
+                // truncated.
+                if frames == 0 {
+                    format!("the file is truncated: {shortfall}")
+                } else {
+                    shortfall
+                }
+            });
         }
     }
-    if damage == 0 {
+    if problems.is_empty() {
         return Ok(None);
     }
+    let reason = problems.join("; ");
     if !job.allow_damaged {
         return Err(Error::Damaged {
             path: t.path.clone(),
-            errors: damage,
+            errors: frames,
             reason,
         });
     }
+    let kept = if frames > 0 {
+        "the damaged frames are skipped"
+    } else {
+        "the audio that decodes is kept"
+    };
     Ok(Some(
         Finding::new(
             Severity::Warning,
             FindingKind::Damaged,
             Some(t.path.clone()),
-            format!("{damage} damaged frame(s) skipped ({reason}); chapter times follow the audio that decoded"),
+            format!("{reason}; {kept}, and chapter times follow it"),
         )
         .with_remedy("replace the file with a good copy"),
     ))

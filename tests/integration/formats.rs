@@ -566,3 +566,147 @@ fn a_book_in_order_streams_its_segments_exactly_and_stops_cleanly() {
 
     crate::ranges::cancel_at_a_quarter(&book, tmp.path(), &[64, 300]);
 }
+
+/// The offsets of the pages of the Ogg file `bytes`, walked from the start by their headers
+/// (the test's own walk, not the library's tail reader).
+fn ogg_pages(bytes: &[u8]) -> Vec<usize> {
+    let mut pages = Vec::new();
+    let mut at = 0;
+    while at + 27 <= bytes.len() {
+        assert_eq!(&bytes[at..at + 4], b"OggS", "page at {at}");
+        let segments = bytes[at + 26] as usize;
+        let body: usize = bytes[at + 27..at + 27 + segments]
+            .iter()
+            .map(|&l| l as usize)
+            .sum();
+        pages.push(at);
+        at += 27 + segments + body;
+    }
+    assert_eq!(at, bytes.len(), "the file is whole pages");
+    pages
+}
+
+/// `bytes` with the page at `at` changed by `edit` (its header bytes), CRC set again.
+fn edit_ogg_page(bytes: &[u8], at: usize, edit: impl Fn(&mut [u8])) -> Vec<u8> {
+    use symphonia::core::checksum::Crc32;
+    use symphonia::core::io::Monitor;
+    let mut b = bytes.to_vec();
+    edit(&mut b[at..at + 27]);
+    b[at + 22..at + 26].fill(0);
+    let mut crc = Crc32::new(0);
+    crc.process_buf_bytes(&b[at..]);
+    let c = crc.crc().to_le_bytes();
+    b[at + 22..at + 26].copy_from_slice(&c);
+    b
+}
+
+/// Ogg files that do not hold what they say (an Ogg file's length is its last page's
+/// position, so nothing else tells): one cut short (an interrupted download; FFmpeg decodes it
+/// without an error to the cut), one whose page positions run ahead of its packets (a gap, as
+/// ffmpeg's concat demuxer writes), and one whose last page does not end the stream. The first
+/// two are refused by name with the way out, at `-j1` and `-j2`, and converted with a warning
+/// when damage is allowed; the third converts whole with a warning. Sources are never touched.
+#[test]
+fn ogg_files_cut_short_or_with_gaps_are_named_and_refused_unless_damage_is_allowed() {
+    for kind in [AudioKind::Opus, AudioKind::Vorbis] {
+        let tmp = tempfile::tempdir().unwrap();
+        let rate = 48_000u32;
+        let good = tmp.path().join(format!("good.{}", kind.extension()));
+        let n = write_audio(&good, &AudioSpec::sine(kind, rate, 2, 20 * u64::from(rate))).unwrap();
+        let bytes = std::fs::read(&good).unwrap();
+        let last = *ogg_pages(&bytes).last().unwrap();
+        assert_ne!(
+            bytes[last + 5] & 4,
+            0,
+            "{kind:?}: the writer ends the stream"
+        );
+        let cut = bytes[..bytes.len() * 6 / 10].to_vec();
+        // Half a second more than the packets hold, in the last page's granule position.
+        let gap = edit_ogg_page(&bytes, last, |h| {
+            let g = i64::from_le_bytes(h[6..14].try_into().unwrap()) + i64::from(rate / 2);
+            h[6..14].copy_from_slice(&g.to_le_bytes());
+        });
+        let open_end = edit_ogg_page(&bytes, last, |h| h[5] &= !4);
+        for (case, data) in [("cut", cut), ("gap", gap), ("open", open_end)] {
+            let book = tmp.path().join(case);
+            std::fs::create_dir_all(&book).unwrap();
+            let file = format!("01 - {case}.{}", kind.extension());
+            std::fs::write(book.join(&file), &data).unwrap();
+            let before = digest_tree(&book);
+            let out_dir = tmp.path().join(format!("{case}-out"));
+            let output = out_dir.join("book.m4b");
+            let convert = |extra: &[&str]| {
+                let mut args = vec!["convert", "--json", "--sample-rate", "48000"];
+                args.extend_from_slice(&["-o", output.to_str().unwrap()]);
+                args.extend_from_slice(extra);
+                args.push(book.to_str().unwrap());
+                run(args)
+            };
+            let (what, allowed_samples) = match case {
+                "cut" => ("cut short", None),
+                "gap" => ("gap in its timeline", Some(n)),
+                _ => ("does not end its stream", Some(n)),
+            };
+            if case != "open" {
+                for jobs in ["-j1", "-j2"] {
+                    let o = convert(&[jobs]);
+                    assert_exit(&o, 1);
+                    let err = stderr(&o);
+                    assert!(
+                        err.contains(&file) && err.contains(what) && err.contains("--allow-damaged"),
+                        "{kind:?} {case} {jobs}: the message must name the file, the problem and the way out:\n{err}"
+                    );
+                    // Neither decoder damage nor a truncation is claimed where there is none.
+                    assert!(
+                        !err.contains("damaged frame") && !err.contains("truncated"),
+                        "{kind:?} {case} {jobs}: {err}"
+                    );
+                    assert!(!output.exists(), "{kind:?} {case} {jobs}: output written");
+                    assert_no_part(&out_dir);
+                }
+            }
+            let allow: &[&str] = if case == "open" {
+                &["-j2"]
+            } else {
+                &["-j2", "--allow-damaged"]
+            };
+            let o = convert(allow);
+            assert_exit(&o, 0);
+            let report = json(&o);
+            let findings: Vec<&Value> = report["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|f| f["kind"] == "damaged")
+                .collect();
+            assert!(
+                findings.len() == 1
+                    && findings[0]["severity"] == "warning"
+                    && findings[0]["message"].as_str().unwrap().contains(what)
+                    && findings[0]["path"].as_str().unwrap().ends_with(&file),
+                "{kind:?} {case}: {findings:#?}"
+            );
+            let total = report["total_samples"].as_u64().unwrap();
+            match allowed_samples {
+                // What was there before the cut.
+                None => assert!(
+                    total > n / 2 && total < n * 7 / 10,
+                    "{kind:?}: {total} of {n}"
+                ),
+                // Every sample the packets hold (with a gap, the last packet untrimmed: its
+                // page's position no longer says where the audio ends).
+                Some(all) => assert!(
+                    total >= all && total <= all + 2048,
+                    "{kind:?} {case}: {total} of {all}"
+                ),
+            }
+            let s = aiom4b::verify::summarize(&output).unwrap();
+            assert!(s.inconsistencies.is_empty(), "{:?}", s.inconsistencies);
+            assert_eq!(
+                digest_tree(&book),
+                before,
+                "{kind:?} {case}: source changed"
+            );
+        }
+    }
+}

@@ -291,6 +291,7 @@ fn give_back(credits: &Sender<()>, n: usize) {
 /// Encodes one streamed segment: pieces as they come, packets to the muxer as they are made.
 /// Every piece taken gives its quanta back. `Err(Cancelled)` when the input stopped before
 /// its end (the segmenter gave up) or the conversion is stopping.
+///
 /// `times` gets the worker's time: opening the encoder, encoding the lead-in (pieces wholly
 /// before the first kept frame's input) and the rest, and waiting for pieces.
 fn stream_segment(

@@ -445,9 +445,32 @@ pub(super) fn run(
             token_rx,
             credit_rx,
         };
-        segmenter(
-            job, seg, rxs, &end_tx, chapters, progress, cancel, failure, links, stages,
-        )
+        // The segmenter's own time (a cell, because its `send` and `open` closures wait too).
+        let cpu0 = thread_cpu_secs();
+        let waits = Cell::new(Duration::ZERO);
+        let mut silence_time = Duration::ZERO;
+        let waiting = |t: Instant| waits.set(waits.get() + t.elapsed());
+        let r = segmenter(
+            job,
+            seg,
+            rxs,
+            &end_tx,
+            chapters,
+            progress,
+            cancel,
+            failure,
+            links,
+            &waiting,
+            &mut silence_time,
+        );
+        let mut s = stages.lock().unwrap_or_else(|p| p.into_inner());
+        s.handoff_secs += waits.get().as_secs_f64();
+        s.silence_secs += silence_time.as_secs_f64();
+        s.worker_cpu_secs += thread_cpu_secs() - cpu0;
+        if let Ok(o) = &r {
+            s.segments = o.joins.len() as u64 + 1;
+        }
+        r
     });
     match r {
         Ok(o) => Ok(o),
@@ -517,51 +540,11 @@ struct Open {
     sent: u64,
 }
 
+/// Streams the book's PCM to the workers segment by segment. `waiting(t)` adds the time since
+/// `t` to the segmenter's waits (for PCM, budget quanta and segment tokens), `silence_time`
+/// gets the time spent finding pauses.
 #[allow(clippy::too_many_arguments)]
 fn segmenter(
-    job: &PipelineJob<'_>,
-    seg: u64,
-    rxs: Vec<Receiver<DecodeMsg>>,
-    end_tx: &Sender<(u64, Vec<MuxChapter>)>,
-    chapters: ChapterBuilder,
-    progress: &dyn ProgressSink,
-    cancel: &CancelToken,
-    failure: &Failure,
-    links: Links,
-    stages: &Mutex<StageTimes>,
-) -> Result<PipelineOutcome> {
-    // The segmenter's time: waiting for PCM, budget quanta and segment tokens, and finding
-    // pauses (a cell, because the `send` and `open` closures wait too).
-    let cpu0 = thread_cpu_secs();
-    let waits = Cell::new(Duration::ZERO);
-    let mut silence_time = Duration::ZERO;
-    let waiting = |t: Instant| waits.set(waits.get() + t.elapsed());
-    let r = segment_book(
-        job,
-        seg,
-        rxs,
-        end_tx,
-        chapters,
-        progress,
-        cancel,
-        failure,
-        links,
-        &waiting,
-        &mut silence_time,
-    );
-    let mut s = stages.lock().unwrap_or_else(|p| p.into_inner());
-    s.handoff_secs += waits.get().as_secs_f64();
-    s.silence_secs += silence_time.as_secs_f64();
-    s.worker_cpu_secs += thread_cpu_secs() - cpu0;
-    if let Ok(o) = &r {
-        s.segments = o.joins.len() as u64 + 1;
-    }
-    r
-}
-
-/// [`segmenter`]'s work; `waiting(t)` adds the time since `t` to its waits.
-#[allow(clippy::too_many_arguments)]
-fn segment_book(
     job: &PipelineJob<'_>,
     seg: u64,
     rxs: Vec<Receiver<DecodeMsg>>,

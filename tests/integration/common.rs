@@ -155,6 +155,20 @@ pub fn json(o: &Output) -> serde_json::Value {
     })
 }
 
+/// The findings of a `--json` report (`convert`, `probe`) whose `field` is `value`.
+pub fn findings_where<'a>(
+    report: &'a serde_json::Value,
+    field: &str,
+    value: &str,
+) -> Vec<&'a serde_json::Value> {
+    report["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings in {report:#}"))
+        .iter()
+        .filter(|f| f[field] == value)
+        .collect()
+}
+
 /// Asserts the exit code, showing both streams when it differs.
 #[track_caller]
 pub fn assert_exit(o: &Output, code: i32) {

@@ -345,12 +345,7 @@ fn damaged_inputs_fail_cleanly_unless_allowed() {
         }
 
         let report = convert_ok(&book, &output, &["--allow-damaged"]);
-        let findings: Vec<&Value> = report["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|f| f["kind"] == "damaged")
-            .collect();
+        let findings = findings_where(&report, "kind", "damaged");
         assert_eq!(findings.len(), 1, "{kind}: {findings:#?}");
         assert!(
             findings[0]["path"]

@@ -673,12 +673,7 @@ fn ogg_files_cut_short_or_with_gaps_are_named_and_refused_unless_damage_is_allow
             let o = convert(allow);
             assert_exit(&o, 0);
             let report = json(&o);
-            let findings: Vec<&Value> = report["findings"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|f| f["kind"] == "damaged")
-                .collect();
+            let findings = findings_where(&report, "kind", "damaged");
             assert!(
                 findings.len() == 1
                     && findings[0]["severity"] == "warning"

@@ -400,12 +400,7 @@ fn every_bad_file_is_named_with_its_own_reason_and_nothing_is_written() {
     assert_exit(&out, 1);
     let doc = json(&out);
     assert!(doc["book"].is_null());
-    let errors: Vec<&Value> = doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["severity"] == "error")
-        .collect();
+    let errors = findings_where(&doc, "severity", "error");
     assert_eq!(errors.len(), bad.len(), "{doc:#}");
 
     // `aiom4b convert`: exit 1, every file named in one message, nothing written.

@@ -4,7 +4,6 @@
 use crate::common::*;
 use aiom4b::{plan, FindingKind, Limits, PlanOptions, ScanOptions, Severity};
 use aiom4b_testkit::fixtures::{write_hostile, write_mp3};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// `01 - before.mp3` (2 s), `02 - truncated.mp3` (header: 4 s; about 60 % there),
@@ -61,12 +60,7 @@ fn probe_reports_a_truncated_file_like_convert_does() {
     assert_exit(&out, 1);
     let doc = json(&out);
     assert!(doc["book"].is_null(), "{doc:#}");
-    let errors: Vec<&Value> = doc["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["severity"] == "error")
-        .collect();
+    let errors = findings_where(&doc, "severity", "error");
     assert_eq!(errors.len(), 1, "{doc:#}");
     let f = errors[0];
     assert_eq!(f["kind"], "damaged");
@@ -161,12 +155,7 @@ fn convert_allow_damaged_reports_a_truncated_file_once() {
     let out = run_cmd(cmd);
     assert_exit(&out, 0);
     let report = json(&out);
-    let damaged: Vec<&Value> = report["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|f| f["kind"] == "damaged")
-        .collect();
+    let damaged = findings_where(&report, "kind", "damaged");
     assert_eq!(damaged.len(), 1, "{:#}", report["findings"]);
     assert_eq!(damaged[0]["severity"], "warning");
     assert!(damaged[0]["message"]

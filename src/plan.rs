@@ -340,21 +340,28 @@ fn mp3_truncation(info: &mut TrackInfo, allow_damaged: bool) -> Option<Finding> 
     );
     info.exact_samples = Some(there);
     info.duration = std::time::Duration::from_secs_f64(there as f64 / rate);
-    Some(if allow_damaged {
+    let kept = format!(
+        "the {:.2} s that are there are kept, and chapter times follow them",
+        there as f64 / rate
+    );
+    Some(cut_short(info, allow_damaged, message, &kept))
+}
+
+/// A file cut short: an error with the way out, or, when damage is allowed, a warning that
+/// says what is `kept`.
+fn cut_short(info: &TrackInfo, allow_damaged: bool, message: String, kept: &str) -> Finding {
+    if allow_damaged {
         Finding::warning(
             FindingKind::Damaged,
             Some(info.path.clone()),
-            format!(
-                "{message}; the {:.2} s that are there are kept, and chapter times follow them",
-                there as f64 / rate
-            ),
+            format!("{message}; {kept}"),
         )
         .with_remedy("replace the file with a good copy")
     } else {
         Finding::error(FindingKind::Damaged, &info.path, message).with_remedy(
             "replace the file with a good copy, or allow damaged input to keep the audio that is there",
         )
-    })
+    }
 }
 
 /// An Ogg file (Opus, Vorbis) that does not end its stream. Its length comes from its last
@@ -372,18 +379,8 @@ fn ogg_ending(info: &TrackInfo, allow_damaged: bool) -> Option<Finding> {
             let message = format!(
                 "the file is cut short: it ends {partial} bytes into an Ogg page, without the page that ends its stream, so the audio after {there:.2} s is missing (how much, the file cannot say)"
             );
-            Some(if allow_damaged {
-                Finding::warning(
-                    FindingKind::Damaged,
-                    Some(info.path.clone()),
-                    format!("{message}; the {there:.2} s that are there are kept"),
-                )
-                .with_remedy("replace the file with a good copy")
-            } else {
-                Finding::error(FindingKind::Damaged, &info.path, message).with_remedy(
-                    "replace the file with a good copy, or allow damaged input to keep the audio that is there",
-                )
-            })
+            let kept = format!("the {there:.2} s that are there are kept");
+            Some(cut_short(info, allow_damaged, message, &kept))
         }
         OggEnd::NoEndMark { trailing } => {
             let after = if trailing > 0 {
